@@ -1,0 +1,243 @@
+// The EmbeddingPolicy spec, v1alpha1. This zod schema is the single source of
+// truth: the CRD's OpenAPI schema is generated from it, the controller and the
+// sidecar validate with it, and `veil policy lint` reports its errors.
+import { z } from 'zod';
+
+const name = z
+  .string()
+  .min(1)
+  .max(63)
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS label: lower-case letters, digits and "-"');
+
+/** Glob over model names: `*` matches any run of characters. */
+const modelPattern = z.string().min(1).max(253);
+
+const httpsUrl = z
+  .string()
+  .url()
+  .refine((u) => u.startsWith('https://') || /^http:\/\/(127\.0\.0\.1|localhost|\[::1\])(:\d+)?(\/|$)/.test(u), {
+    message: 'must be https (plain http is allowed only on loopback)',
+  });
+
+export const jwtAlgorithms = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'EdDSA'] as const;
+
+export const oidcIssuerSchema = z
+  .object({
+    issuer: httpsUrl.describe('Issuer URL; discovery is read from <issuer>/.well-known/openid-configuration'),
+    audiences: z.array(z.string().min(1)).min(1).describe('Accepted `aud` values'),
+    groupsClaim: z.string().min(1).default('groups').describe('Claim holding the caller groups'),
+    jwksUri: httpsUrl.optional().describe('Overrides the jwks_uri found by discovery'),
+    algorithms: z
+      .array(z.enum(jwtAlgorithms))
+      .min(1)
+      .default(['RS256', 'ES256', 'EdDSA'])
+      .describe('Allowed signing algorithms; never none, never HMAC'),
+  })
+  .strict();
+
+export const serviceAccountAuthSchema = z
+  .object({
+    issuer: z.string().min(1).default('https://kubernetes.default.svc.cluster.local'),
+    audiences: z.array(z.string().min(1)).min(1).default(['veil']),
+    jwksUri: httpsUrl.optional().describe('Defaults to the API server issuer discovery'),
+  })
+  .strict();
+
+export const authenticationSchema = z
+  .object({
+    oidc: z.array(oidcIssuerSchema).default([]),
+    serviceAccountTokens: serviceAccountAuthSchema.optional(),
+    clockSkewSeconds: z.number().int().min(0).max(300).default(30),
+  })
+  .strict();
+
+export const accessRuleSchema = z
+  .object({
+    name,
+    action: z.enum(['allow', 'deny']).default('allow'),
+    groups: z.array(z.string().min(1)).default([]).describe('Matches a caller in any of these groups'),
+    subjects: z.array(z.string().min(1)).default([]).describe('Matches these `sub` values'),
+    models: z.array(modelPattern).default(['*']),
+  })
+  .strict()
+  .refine((r) => r.groups.length + r.subjects.length > 0, { message: 'a rule names at least one group or subject' });
+
+export const extraRouteSchema = z
+  .object({
+    method: z.enum(['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'HEAD']),
+    path: z.string().startsWith('/'),
+  })
+  .strict();
+
+export const accessSchema = z
+  .object({
+    rules: z.array(accessRuleSchema).default([]),
+    allowRoutes: z
+      .array(extraRouteSchema)
+      .default([])
+      .describe('Routes other than the embedding APIs that pass through (authenticated, recorded)'),
+  })
+  .strict();
+
+export const limitsSchema = z
+  .object({
+    maxInputsPerRequest: z.number().int().min(1).max(100_000).default(256),
+    maxBytesPerRequest: z
+      .number()
+      .int()
+      .min(1024)
+      .max(64 * 1024 * 1024)
+      .default(1024 * 1024),
+    vectorsPerMinute: z.number().int().min(1).max(10_000_000).default(60_000).describe('Per identity'),
+  })
+  .strict();
+
+export const detectorNames = [
+  'email',
+  'phone',
+  'ssn',
+  'payment-card',
+  'iban',
+  'ipv4',
+  'ipv6',
+  'jwt',
+  'private-key',
+  'aws-key',
+  'gcp-key',
+  'github-token',
+] as const;
+export type DetectorName = (typeof detectorNames)[number];
+
+export const maskingScopes = ['forward', 'audit', 'response'] as const;
+export type MaskingScope = (typeof maskingScopes)[number];
+
+export const userPatternSchema = z
+  .object({
+    name,
+    regex: z.string().min(1).max(1024).describe('RE2 syntax'),
+  })
+  .strict();
+
+export const maskingRuleSchema = z
+  .object({
+    name,
+    detectors: z.array(z.enum(detectorNames)).default([]),
+    patterns: z.array(userPatternSchema).default([]),
+    operator: z.enum(['redact', 'mask', 'hash', 'drop']),
+    scopes: z.array(z.enum(maskingScopes)).min(1),
+    responseFields: z
+      .array(z.string().min(1))
+      .default([])
+      .describe('Dotted paths of response fields masked under the response scope, e.g. texts'),
+  })
+  .strict()
+  .refine((r) => r.detectors.length + r.patterns.length > 0, {
+    message: 'a masking rule names at least one detector or pattern',
+  })
+  .refine((r) => !r.scopes.includes('response') || r.responseFields.length > 0, {
+    message: 'the response scope needs responseFields',
+    path: ['responseFields'],
+  });
+export type MaskingRule = z.infer<typeof maskingRuleSchema>;
+
+export const approvalRuleSchema = z
+  .object({
+    name,
+    when: z
+      .object({
+        minInputs: z.number().int().min(1).optional(),
+        models: z.array(modelPattern).optional(),
+        operation: z
+          .object({ header: z.string().min(1).toLowerCase(), values: z.array(z.string()).min(1) })
+          .strict()
+          .optional(),
+        groupsIn: z.array(z.string().min(1)).optional(),
+        groupsNotIn: z.array(z.string().min(1)).optional(),
+      })
+      .strict(),
+    approvers: z
+      .object({ groups: z.array(z.string().min(1)).min(1), count: z.number().int().min(1).max(10).default(1) })
+      .strict(),
+    expiresAfterSeconds: z.number().int().min(10).max(7 * 86_400).default(3600),
+    holdTimeoutSeconds: z.number().int().min(1).max(600).default(120),
+    mode: z.enum(['hold', 'deferred']).default('hold'),
+    singleUse: z.boolean().default(true),
+    notify: z.object({ url: httpsUrl }).strict().optional(),
+  })
+  .strict();
+
+export const auditSchema = z
+  .object({
+    retentionDays: z.number().int().min(1).max(36_500).default(365),
+    batch: z
+      .object({
+        maxRecords: z.number().int().min(1).max(1_000_000).default(10_000),
+        maxBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .max(256 * 1024 * 1024)
+          .default(8 * 1024 * 1024),
+        maxAgeSeconds: z.number().min(0.1).max(3600).default(10),
+      })
+      .strict()
+      .default({ maxRecords: 10_000, maxBytes: 8 * 1024 * 1024, maxAgeSeconds: 10 }),
+    inputs: z
+      .enum(['digest', 'masked', 'none'])
+      .default('digest')
+      .describe('How inputs appear in records: keyed digests, masked text, or not at all'),
+  })
+  .strict();
+
+export const policySpecSchema = z
+  .object({
+    authentication: authenticationSchema.default({ oidc: [], clockSkewSeconds: 30 }),
+    access: accessSchema.default({ rules: [], allowRoutes: [] }),
+    limits: limitsSchema.default({
+      maxInputsPerRequest: 256,
+      maxBytesPerRequest: 1024 * 1024,
+      vectorsPerMinute: 60_000,
+    }),
+    masking: z.object({ rules: z.array(maskingRuleSchema).default([]) }).strict().default({ rules: [] }),
+    approvals: z.object({ rules: z.array(approvalRuleSchema).default([]) }).strict().default({ rules: [] }),
+    audit: auditSchema.default({
+      retentionDays: 365,
+      batch: { maxRecords: 10_000, maxBytes: 8 * 1024 * 1024, maxAgeSeconds: 10 },
+      inputs: 'digest',
+    }),
+  })
+  .strict();
+
+export type PolicySpec = z.infer<typeof policySpecSchema>;
+export type PolicySpecInput = z.input<typeof policySpecSchema>;
+export type OidcIssuer = z.infer<typeof oidcIssuerSchema>;
+export type AccessRule = z.infer<typeof accessRuleSchema>;
+export type ApprovalRule = z.infer<typeof approvalRuleSchema>;
+export type Limits = z.infer<typeof limitsSchema>;
+
+export const policyConditionSchema = z.object({
+  type: z.string(),
+  status: z.enum(['True', 'False', 'Unknown']),
+  reason: z.string(),
+  message: z.string(),
+  observedGeneration: z.number().int().optional(),
+  lastTransitionTime: z.string(),
+});
+
+export const policyStatusSchema = z.object({
+  observedGeneration: z.number().int().optional(),
+  contentHash: z.string().optional(),
+  podsInSync: z.number().int().optional(),
+  podsTotal: z.number().int().optional(),
+  sync: z.string().optional().describe('"<in sync>/<total>" for the printer column'),
+  conditions: z.array(policyConditionSchema).optional(),
+});
+
+export const embeddingPolicySchema = z.object({
+  apiVersion: z.literal('veil.dev/v1alpha1'),
+  kind: z.literal('EmbeddingPolicy'),
+  metadata: z.object({ name, namespace: z.string().optional() }).passthrough(),
+  spec: policySpecSchema,
+  status: policyStatusSchema.optional(),
+});
+export type EmbeddingPolicy = z.infer<typeof embeddingPolicySchema>;

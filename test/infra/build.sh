@@ -75,15 +75,17 @@ build_kube() {
   for mod in $(grep -oE '^\s*k8s\.io/[a-z0-9._-]+ => \./staging' "$gomod" | awk '{print $1}'); do
     go mod edit -replace "$mod=$mod@$staging"
   done
-  GOFLAGS="$GOFLAGS -mod=mod" go mod tidy -e >/dev/null 2>&1 || true
-  local ldflags="" pkg
+  local ldflags="" pkg minor
+  minor=$(cut -d. -f2 <<<"$version")
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=${staging#v0.}"
+    ldflags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
-  ldflags="${ldflags//gitMinor=${staging#v0.}/gitMinor=$(echo "$staging" | cut -d. -f2)}"
+  # -mod=mod fills go.sum as it goes; `go mod tidy` would drop the requirement
+  # (nothing here imports it) and let the build float to the newest release.
   GOFLAGS="$GOFLAGS -mod=mod" go build -ldflags "$ldflags" -o "$1/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
   GOFLAGS="$GOFLAGS -mod=mod" go build -ldflags "$ldflags" -o "$1/kubectl" k8s.io/kubernetes/cmd/kubectl
+  grep -q "k8s.io/kubernetes $version" go.mod || { echo "built the wrong k8s.io/kubernetes version"; exit 1; }
 }
 
 total=$SECONDS

@@ -2,6 +2,7 @@
 // truth: the CRD's OpenAPI schema is generated from it, the controller and the
 // sidecar validate with it, and `veil policy lint` reports its errors.
 import { z } from 'zod';
+import { maskingRuleProblems } from '../masking/patterns.ts';
 
 const name = z
   .string()
@@ -15,11 +16,24 @@ const modelPattern = z.string().min(1).max(253);
 const httpsUrl = z
   .string()
   .url()
-  .refine((u) => u.startsWith('https://') || /^http:\/\/(127\.0\.0\.1|localhost|\[::1\])(:\d+)?(\/|$)/.test(u), {
-    message: 'must be https (plain http is allowed only on loopback)',
-  });
+  .refine(
+    (u) => u.startsWith('https://') || /^http:\/\/(127\.0\.0\.1|localhost|\[::1\])(:\d+)?(\/|$)/.test(u),
+    {
+      message: 'must be https (plain http is allowed only on loopback)',
+    },
+  );
 
-export const jwtAlgorithms = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'EdDSA'] as const;
+export const jwtAlgorithms = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'EdDSA',
+] as const;
 
 export const oidcIssuerSchema = z
   .object({
@@ -60,7 +74,9 @@ export const accessRuleSchema = z
     models: z.array(modelPattern).default(['*']),
   })
   .strict()
-  .refine((r) => r.groups.length + r.subjects.length > 0, { message: 'a rule names at least one group or subject' });
+  .refine((r) => r.groups.length + r.subjects.length > 0, {
+    message: 'a rule names at least one group or subject',
+  });
 
 export const extraRouteSchema = z
   .object({
@@ -156,9 +172,17 @@ export const approvalRuleSchema = z
       })
       .strict(),
     approvers: z
-      .object({ groups: z.array(z.string().min(1)).min(1), count: z.number().int().min(1).max(10).default(1) })
+      .object({
+        groups: z.array(z.string().min(1)).min(1),
+        count: z.number().int().min(1).max(10).default(1),
+      })
       .strict(),
-    expiresAfterSeconds: z.number().int().min(10).max(7 * 86_400).default(3600),
+    expiresAfterSeconds: z
+      .number()
+      .int()
+      .min(10)
+      .max(7 * 86_400)
+      .default(3600),
     holdTimeoutSeconds: z.number().int().min(1).max(600).default(120),
     mode: z.enum(['hold', 'deferred']).default('hold'),
     singleUse: z.boolean().default(true),
@@ -198,8 +222,21 @@ export const policySpecSchema = z
       maxBytesPerRequest: 1024 * 1024,
       vectorsPerMinute: 60_000,
     }),
-    masking: z.object({ rules: z.array(maskingRuleSchema).default([]) }).strict().default({ rules: [] }),
-    approvals: z.object({ rules: z.array(approvalRuleSchema).default([]) }).strict().default({ rules: [] }),
+    masking: z
+      .object({ rules: z.array(maskingRuleSchema).default([]) })
+      .strict()
+      // RE2 decides which user patterns are usable; its verdict is part of validity.
+      .superRefine((masking, ctx) => {
+        for (const problem of maskingRuleProblems(masking.rules, 'rules')) {
+          const path = problem.path.split('.').map((part) => (/^\d+$/.test(part) ? Number(part) : part));
+          ctx.addIssue({ code: 'custom', path, message: problem.message });
+        }
+      })
+      .default({ rules: [] }),
+    approvals: z
+      .object({ rules: z.array(approvalRuleSchema).default([]) })
+      .strict()
+      .default({ rules: [] }),
     audit: auditSchema.default({
       retentionDays: 365,
       batch: { maxRecords: 10_000, maxBytes: 8 * 1024 * 1024, maxAgeSeconds: 10 },

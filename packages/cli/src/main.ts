@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+import { CliError, type Command } from './command.ts';
+// `veil`: the command table and help. Each command lives in commands/.
+import { devCommand, devTokenCommand } from './commands/dev.ts';
+import { policyLintCommand } from './commands/policy.ts';
+
+const commands: Record<string, Command> = {
+  dev: devCommand,
+  'dev token': devTokenCommand,
+  'policy lint': policyLintCommand,
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(commands).map((name) => name.length));
+  const lines = Object.entries(commands).map(
+    ([name, command]) => `  veil ${name.padEnd(width)}  ${command.summary}`,
+  );
+  return [
+    'veil — SOC 2 grade control for embedding models',
+    '',
+    'Usage: veil <command> [options]',
+    '',
+    'Commands:',
+    ...lines,
+    '',
+    'Run `veil <command> --help` for the options of one command.',
+  ].join('\n');
+}
+
+/** Finds the longest command name that prefixes argv ("dev token" before "dev"). */
+function resolve(argv: string[]): { command: Command; args: string[] } | undefined {
+  for (let words = Math.min(argv.length, 3); words > 0; words--) {
+    const command = commands[argv.slice(0, words).join(' ')];
+    if (command) return { command, args: argv.slice(words) };
+  }
+  return undefined;
+}
+
+async function main(argv: string[]): Promise<number> {
+  if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
+    console.log(usage());
+    return argv.length === 0 ? 1 : 0;
+  }
+  const found = resolve(argv);
+  if (!found) {
+    console.error(`veil: unknown command "${argv.join(' ')}"\n\n${usage()}`);
+    return 2;
+  }
+  if (found.args.includes('--help') || found.args.includes('-h')) {
+    console.log(found.command.help);
+    return 0;
+  }
+  try {
+    return await found.command.run(found.args);
+  } catch (error) {
+    if (error instanceof CliError) {
+      console.error(`veil: ${error.message}`);
+      return error.exitCode;
+    }
+    throw error;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

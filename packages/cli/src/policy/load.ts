@@ -1,0 +1,55 @@
+import { readFile } from 'node:fs/promises';
+import { type EmbeddingPolicy, embeddingPolicySchema } from '@veil/core';
+import { parseAllDocuments } from 'yaml';
+
+export interface PolicyProblem {
+  readonly path: string;
+  readonly message: string;
+}
+
+export type LoadedPolicy = { ok: true; policy: EmbeddingPolicy } | { ok: false; problems: PolicyProblem[] };
+
+/** Reads an EmbeddingPolicy manifest (YAML or JSON) and reports every problem with its field path. */
+export async function loadPolicyFile(file: string): Promise<LoadedPolicy> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    return {
+      ok: false,
+      problems: [
+        {
+          path: file,
+          message:
+            (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message,
+        },
+      ],
+    };
+  }
+  const documents = parseAllDocuments(text);
+  if (!Array.isArray(documents) || documents.length !== 1) {
+    return { ok: false, problems: [{ path: '(file)', message: 'expected exactly one YAML document' }] };
+  }
+  const [document] = documents;
+  if (!document || document.errors.length > 0) {
+    return {
+      ok: false,
+      problems: (document?.errors ?? []).map((e) => ({ path: '(yaml)', message: e.message })),
+    };
+  }
+  return validatePolicy(document.toJS());
+}
+
+export function validatePolicy(raw: unknown): LoadedPolicy {
+  const parsed = embeddingPolicySchema.safeParse(raw);
+  if (!parsed.success) {
+    return {
+      ok: false,
+      problems: parsed.error.issues.map((issue) => ({
+        path: issue.path.join('.') || '(policy)',
+        message: issue.message,
+      })),
+    };
+  }
+  return { ok: true, policy: parsed.data };
+}

@@ -1,0 +1,60 @@
+// The EmbeddingApproval resource: a held request waiting for people. The
+// controller creates it; approvers decide through its status, and an admission
+// webhook stamps each decision with the API server's own view of who made it.
+import { z } from 'zod';
+
+const subject = z.string().min(1).max(512);
+
+export const approvalPhases = ['Pending', 'Approved', 'Denied', 'Expired'] as const;
+
+export const approvalSpecSchema = z
+  .object({
+    requester: z
+      .object({ issuer: subject, subject, groups: z.array(z.string().min(1)).default([]) })
+      .strict()
+      .describe('The authenticated caller whose request is held'),
+    policy: z.string().min(1).max(253),
+    rule: z.string().min(1).max(63),
+    pod: z.object({ namespace: z.string().min(1), name: z.string().min(1) }).strict(),
+    request: z
+      .object({
+        api: z.string().min(1),
+        model: z.string().min(1),
+        inputCount: z.number().int().min(0),
+        bytes: z.number().int().min(0),
+        operation: z.string().optional(),
+        digest: z.string().min(1).describe('Digest binding the approval to this exact payload'),
+        summary: z.string().max(2048).optional().describe('Masked preview; never raw inputs'),
+      })
+      .strict(),
+    approvers: z
+      .object({ groups: z.array(z.string().min(1)).min(1), count: z.number().int().min(1).max(10) })
+      .strict(),
+    expiresAt: z.iso.datetime(),
+    singleUse: z.boolean().default(true),
+  })
+  .strict();
+
+export const approvalDecisionSchema = z
+  .object({
+    approver: subject,
+    groups: z.array(z.string()).default([]),
+    decision: z.enum(['approve', 'deny']),
+    reason: z.string().min(1).max(1024),
+    time: z.iso.datetime(),
+  })
+  .strict();
+
+export const approvalStatusSchema = z
+  .object({
+    phase: z.enum(approvalPhases).default('Pending'),
+    decisions: z.array(approvalDecisionSchema).default([]),
+    decidedAt: z.iso.datetime().optional(),
+    usedAt: z.iso.datetime().optional(),
+    message: z.string().max(1024).optional(),
+  })
+  .strict();
+
+export type ApprovalSpec = z.infer<typeof approvalSpecSchema>;
+export type ApprovalStatus = z.infer<typeof approvalStatusSchema>;
+export type ApprovalDecision = z.infer<typeof approvalDecisionSchema>;

@@ -1,0 +1,162 @@
+// One audit record per request, whatever its outcome. The line bytes written by
+// `encodeRecordLine` are the Merkle leaves of evidence format v1, so the encoding
+// must not depend on how the caller built the object.
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import { maskingRuleSchema, maskingScopes } from '../policy/schema.ts';
+
+export const ulidSchema = z.string().regex(/^[0-7][0-9A-HJKMNP-TV-Z]{25}$/, 'must be a ULID');
+/** RFC 3339 in UTC with milliseconds, as `Date.prototype.toISOString` writes it. */
+export const timestampSchema = z.iso.datetime({ precision: 3 });
+export const sha256HexSchema = z.string().regex(/^[0-9a-f]{64}$/, 'must be a lower-case hex SHA-256');
+
+export const recordKinds = ['request', 'approval.requested', 'approval.decided'] as const;
+
+export const recordOutcomes = [
+  'allowed',
+  'denied',
+  'unauthenticated',
+  'rate_limited',
+  'too_large',
+  'invalid',
+  'held',
+  'approval_denied',
+  'approval_expired',
+  'upstream_error',
+  'unavailable',
+  'incomplete',
+] as const;
+export type RecordOutcome = (typeof recordOutcomes)[number];
+
+/** `passthrough` is an allowed non-embedding route; `unknown` a request no dialect recognised. */
+export const apiDialects = ['openai', 'tei', 'ollama', 'cohere', 'passthrough', 'unknown'] as const;
+
+const shortText = z.string().min(1).max(512);
+
+export const identitySchema = z.strictObject({
+  issuer: shortText,
+  subject: shortText,
+  groups: z.array(shortText).max(256),
+});
+
+export const podSchema = z.strictObject({ namespace: shortText, name: shortText, uid: shortText });
+
+export const policyRefSchema = z.strictObject({ name: shortText, hash: shortText });
+
+/** An input as the record keeps it: a keyed digest, or the text after audit masking. */
+export const recordedInputSchema = z.union([
+  z.strictObject({ digest: shortText }),
+  z.strictObject({ masked: z.string().max(65_536) }),
+]);
+
+/** What masking did, never the value it found. */
+export const maskingActionSchema = z.strictObject({
+  rule: shortText,
+  detector: shortText,
+  count: z.int().min(1),
+  field: shortText,
+  operator: maskingRuleSchema.shape.operator,
+  /** Where the rule applied: `forward` means the model saw the masked text, so the vector changed. */
+  scope: z.enum(maskingScopes).optional(),
+});
+
+export const approverSchema = z.strictObject({
+  subject: shortText,
+  time: timestampSchema,
+  reason: z.string().max(1024).optional(),
+});
+
+export const approvalRefSchema = z.strictObject({
+  id: shortText,
+  approvers: z.array(approverSchema),
+  requestedAt: timestampSchema,
+  decidedAt: timestampSchema.optional(),
+});
+
+const milliseconds = z.number().min(0).max(86_400_000);
+
+export const latencySchema = z.strictObject({
+  totalMs: milliseconds,
+  authMs: milliseconds.optional(),
+  maskMs: milliseconds.optional(),
+  approvalMs: milliseconds.optional(),
+  upstreamMs: milliseconds.optional(),
+  spoolMs: milliseconds.optional(),
+});
+
+export const vectorsSchema = z.strictObject({
+  count: z.int().min(0),
+  dimensions: z.int().min(0),
+  /** See `vectorsDigest`. */
+  digest: sha256HexSchema,
+});
+
+export const auditRecordSchema = z.strictObject({
+  id: ulidSchema,
+  time: timestampSchema,
+  stream: shortText,
+  seq: z.int().min(0),
+  kind: z.enum(recordKinds).default('request'),
+  outcome: z.enum(recordOutcomes),
+  /** The HTTP status sent to the caller; null when none was (an incomplete record). */
+  status: z.int().min(100).max(599).nullable(),
+  identity: identitySchema.nullable(),
+  pod: podSchema,
+  /** Null when the sidecar had no valid policy (it then answers 503). */
+  policy: policyRefSchema.nullable(),
+  api: z.enum(apiDialects),
+  route: shortText,
+  model: shortText.nullable(),
+  inputCount: z.int().min(0),
+  inputs: z.array(recordedInputSchema).optional(),
+  masking: z.array(maskingActionSchema).default([]),
+  approval: approvalRefSchema.optional(),
+  latency: latencySchema,
+  vectors: vectorsSchema.optional(),
+  /** Short and free of secrets and raw values: it is evidence, read by auditors. */
+  error: z.string().min(1).max(256).optional(),
+});
+
+export type AuditRecord = z.infer<typeof auditRecordSchema>;
+export type AuditRecordInput = z.input<typeof auditRecordSchema>;
+export type MaskingAction = z.infer<typeof maskingActionSchema>;
+
+/**
+ * Validates `record` and serialises it as one NDJSON line (no newline). Keys come
+ * out in schema order whatever order the caller used, so equal records give equal
+ * bytes. Throws a ZodError on an invalid record: nothing unvalidated is recorded.
+ */
+export function encodeRecordLine(record: AuditRecordInput): string {
+  return JSON.stringify(auditRecordSchema.parse(record));
+}
+
+export type ParsedRecordLine = { ok: true; record: AuditRecord } | { ok: false; error: string };
+
+/** Parses one line; the error names the failing fields, never their values. */
+export function parseRecordLine(line: string): ParsedRecordLine {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    return { ok: false, error: 'not JSON' };
+  }
+  const result = auditRecordSchema.safeParse(value);
+  if (result.success) return { ok: true, record: result.data };
+  const fields = result.error.issues.map((issue) => issue.path.join('.') || '(record)');
+  return { ok: false, error: `invalid fields: ${[...new Set(fields)].join(', ')}` };
+}
+
+/**
+ * SHA-256 over the response vectors, in order, each as its float32
+ * little-endian bytes: the digest auditors recompute from a replayed response.
+ */
+export function vectorsDigest(vectors: readonly ArrayLike<number>[]): string {
+  const hash = createHash('sha256');
+  for (const vector of vectors) {
+    const bytes = new Uint8Array(vector.length * 4);
+    const view = new DataView(bytes.buffer);
+    for (let i = 0; i < vector.length; i++) view.setFloat32(i * 4, vector[i] ?? 0, true);
+    hash.update(bytes);
+  }
+  return hash.digest('hex');
+}

@@ -1,0 +1,725 @@
+// The evidence verifier: a pure function from the objects of a bucket (every
+// version, delete markers included) to findings. Each check has its own code so
+// an auditor can tell what failed; INVALID means the evidence cannot be relied
+// on, WARN that it can but something needs an explanation.
+import { type DecodedLine, decodeBatch, defaultMaxBatchBytes } from './batch.ts';
+import { sha256Base64, sha256Hex } from './hash.ts';
+import { jwkThumbprint } from './keys.ts';
+import {
+  type BatchManifest,
+  batchKey,
+  type CloseManifest,
+  type GenesisManifest,
+  type Manifest,
+  manifestKey,
+  manifestSchema,
+  parseEvidenceKey,
+} from './manifest.ts';
+import { merkleRootHex } from './merkle.ts';
+import type { AuditRecord } from './record.ts';
+import { verifyManifestSignature } from './signing.ts';
+
+export type LockMode = 'COMPLIANCE' | 'GOVERNANCE';
+
+/** One object version as listed (ListObjectVersions) and fetched. */
+export type StoredObject = {
+  key: string;
+  versionId?: string;
+  isLatest: boolean;
+  isDeleteMarker: boolean;
+  bytes?: Uint8Array;
+  lastModified?: Date;
+  /** Base64, as S3 returns `x-amz-checksum-sha256`. */
+  checksumSha256?: string;
+  lockMode?: LockMode;
+  retainUntil?: Date;
+};
+
+export type BucketLock = { enabled: boolean; mode?: LockMode; days?: number };
+
+export type VerifyOptions = {
+  /** The bucket's Object Lock configuration; `local` for evidence kept on a plain file system. */
+  bucketLock?: BucketLock | 'local';
+  now: Date;
+  /** Every object must be locked at least this long after it was written. */
+  minRetentionDays?: number;
+  /** Key ids (RFC 7638 thumbprints) a genesis manifest may register. */
+  trustedKeys?: readonly string[];
+  maxBatchBytes?: number;
+};
+
+export const findingCodes = [
+  'bucket-lock-missing',
+  'bucket-lock-disabled',
+  'bucket-lock-default',
+  'not-worm',
+  'object-not-locked',
+  'retention-too-short',
+  'retention-expired',
+  'replaced-object',
+  'hidden-object',
+  'missing-bytes',
+  'checksum-mismatch',
+  'foreign-object',
+  'manifest-malformed',
+  'key-mismatch',
+  'stream-mismatch',
+  'missing-genesis',
+  'key-id-mismatch',
+  'untrusted-key',
+  'unknown-key',
+  'signature-invalid',
+  'chain-break',
+  'after-close',
+  'missing-batch',
+  'batch-checksum-mismatch',
+  'batch-misplaced',
+  'batch-malformed',
+  'merkle-mismatch',
+  'record-malformed',
+  'batch-range-mismatch',
+  'seq-gap',
+  'seq-conflict',
+  'duplicate-record',
+  'incomplete-record',
+  'close-mismatch',
+  'unclosed-stream',
+  'orphan-object',
+] as const;
+export type FindingCode = (typeof findingCodes)[number];
+export type FindingLevel = 'INVALID' | 'WARN';
+
+export type Finding = {
+  level: FindingLevel;
+  stream: string;
+  key: string;
+  code: FindingCode;
+  message: string;
+};
+
+export type StreamSummary = {
+  stream: string;
+  prefix: string;
+  keyId: string | null;
+  manifests: number;
+  batches: number;
+  records: number;
+  firstSeq: number | null;
+  lastSeq: number | null;
+  firstTime: string | null;
+  lastTime: string | null;
+  closed: boolean;
+  incomplete: number;
+  /** No INVALID finding names this stream. */
+  valid: boolean;
+};
+
+export type VerifyTotals = {
+  streams: number;
+  batches: number;
+  records: number;
+  gaps: number;
+  incomplete: number;
+};
+
+export type VerifyResult = {
+  findings: Finding[];
+  streams: StreamSummary[];
+  totals: VerifyTotals;
+  /** Validated records of the batches that passed their checksum, stream by stream in seq order. */
+  records: AuditRecord[];
+};
+
+/** For findings that belong to no stream. */
+const noStream = '-';
+const dayMs = 86_400_000;
+
+type Report = (level: FindingLevel, stream: string, key: string, code: FindingCode, message: string) => void;
+
+export function verifyEvidence(objects: readonly StoredObject[], options: VerifyOptions): VerifyResult {
+  const findings: Finding[] = [];
+  const report: Report = (level, stream, key, code, message) => {
+    findings.push({ level, stream, key, code, message });
+  };
+  checkBucket(options.bucketLock, report);
+  const originals = new Map<string, StoredObject>();
+  for (const [key, versions] of groupBy(objects, (object) => object.key)) {
+    const original = checkVersions(key, versions, options, report);
+    if (original) originals.set(key, original);
+  }
+  const streams: StreamSummary[] = [];
+  const records: AuditRecord[] = [];
+  let gaps = 0;
+  for (const layout of groupStreams(originals, report)) {
+    const result = verifyStream(layout, options, report);
+    streams.push(result.summary);
+    records.push(...result.records);
+    gaps += result.gaps;
+  }
+  for (const summary of streams) {
+    summary.valid = !findings.some((f) => f.level === 'INVALID' && f.stream === summary.stream);
+  }
+  const totals: VerifyTotals = {
+    streams: streams.length,
+    batches: sum(streams, (s) => s.batches),
+    records: records.length,
+    gaps,
+    incomplete: sum(streams, (s) => s.incomplete),
+  };
+  return { findings, streams, totals, records };
+}
+
+/** `INVALID <stream> <key>: <message>` */
+export function formatFinding(finding: Finding): string {
+  return `${finding.level} ${printable(finding.stream)} ${printable(finding.key)}: ${printable(finding.message)}`;
+}
+
+// Keys and manifest fields come from the bucket: a control character in one must
+// not forge a second line of output.
+function printable(text: string): string {
+  return /\p{Cc}/u.test(text) ? JSON.stringify(text) : text;
+}
+
+export function summaryLine(totals: VerifyTotals): string {
+  const line = `${totals.streams} streams, ${totals.batches} batches, ${totals.records} records verified, ${totals.gaps} gaps`;
+  return totals.incomplete > 0 ? `${line}, ${totals.incomplete} incomplete` : line;
+}
+
+// ---- bucket and object versions ---------------------------------------------
+
+function checkBucket(lock: VerifyOptions['bucketLock'], report: Report): void {
+  if (lock === 'local') {
+    report(
+      'WARN',
+      noStream,
+      noStream,
+      'not-worm',
+      'evidence read from a local directory is not WORM storage',
+    );
+  } else if (lock === undefined) {
+    report(
+      'INVALID',
+      noStream,
+      noStream,
+      'bucket-lock-missing',
+      'the bucket Object Lock configuration is unknown',
+    );
+  } else if (!lock.enabled) {
+    report('INVALID', noStream, noStream, 'bucket-lock-disabled', 'Object Lock is not enabled on the bucket');
+  } else if (lock.mode !== undefined && lock.mode !== 'COMPLIANCE') {
+    report('WARN', noStream, noStream, 'bucket-lock-default', `the bucket default retention is ${lock.mode}`);
+  }
+}
+
+/** Flags extra versions, delete markers and weak locks; returns the version to verify. */
+function checkVersions(
+  key: string,
+  versions: readonly StoredObject[],
+  options: VerifyOptions,
+  report: Report,
+): StoredObject | undefined {
+  const stream = parseEvidenceKey(key)?.stream ?? noStream;
+  const markers = versions.filter((v) => v.isDeleteMarker).length;
+  // Under Object Lock a version cannot change, only gain a successor: the first one is the evidence.
+  const data = versions.filter((v) => !v.isDeleteMarker).sort(byLastModified);
+  if (markers > 0) report('INVALID', stream, key, 'hidden-object', `hidden by ${markers} delete marker(s)`);
+  if (data.length > 1) {
+    report(
+      'INVALID',
+      stream,
+      key,
+      'replaced-object',
+      `${data.length} versions: the object was written again`,
+    );
+  }
+  for (const version of data) {
+    if (options.bucketLock !== 'local') checkLock(stream, key, version, options, report);
+    if (version.bytes && version.checksumSha256 !== undefined) {
+      if (version.checksumSha256 !== sha256Base64(version.bytes)) {
+        report(
+          'INVALID',
+          stream,
+          key,
+          'checksum-mismatch',
+          `${describe(version)} does not match its stored SHA-256`,
+        );
+      }
+    }
+  }
+  return data[0];
+}
+
+function checkLock(
+  stream: string,
+  key: string,
+  version: StoredObject,
+  options: VerifyOptions,
+  report: Report,
+): void {
+  if (version.lockMode !== 'COMPLIANCE' || version.retainUntil === undefined) {
+    const lock = version.lockMode ?? 'not locked';
+    report(
+      'INVALID',
+      stream,
+      key,
+      'object-not-locked',
+      `${describe(version)} is ${lock}; evidence needs COMPLIANCE`,
+    );
+    return;
+  }
+  const retainUntil = version.retainUntil.getTime();
+  if (options.minRetentionDays !== undefined) {
+    const written = (version.lastModified ?? options.now).getTime();
+    if (retainUntil < written + options.minRetentionDays * dayMs) {
+      const until = version.retainUntil.toISOString();
+      const message = `${describe(version)} is retained until ${until}, less than ${options.minRetentionDays} days`;
+      report('INVALID', stream, key, 'retention-too-short', message);
+    }
+  }
+  if (retainUntil <= options.now.getTime()) {
+    report('WARN', stream, key, 'retention-expired', `${describe(version)} is no longer locked`);
+  }
+}
+
+function describe(version: StoredObject): string {
+  return version.versionId === undefined ? 'the object' : `version ${version.versionId}`;
+}
+
+function byLastModified(a: StoredObject, b: StoredObject): number {
+  return (a.lastModified?.getTime() ?? 0) - (b.lastModified?.getTime() ?? 0);
+}
+
+// ---- layout -----------------------------------------------------------------
+
+type Located = { key: string; object: StoredObject };
+type StreamLayout = {
+  stream: string;
+  prefix: string;
+  manifests: Map<number, Located>;
+  batches: Map<number, Located>;
+};
+
+function groupStreams(originals: ReadonlyMap<string, StoredObject>, report: Report): StreamLayout[] {
+  const layouts = new Map<string, StreamLayout>();
+  for (const [key, object] of [...originals].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    const parsed = parseEvidenceKey(key);
+    if (!parsed) {
+      report('WARN', noStream, key, 'foreign-object', 'not an object of the evidence layout');
+      continue;
+    }
+    let layout = layouts.get(parsed.stream);
+    if (!layout) {
+      layout = { stream: parsed.stream, prefix: parsed.prefix, manifests: new Map(), batches: new Map() };
+      layouts.set(parsed.stream, layout);
+    }
+    (parsed.kind === 'manifest' ? layout.manifests : layout.batches).set(parsed.seq, { key, object });
+  }
+  return [...layouts.values()];
+}
+
+// ---- one stream ---------------------------------------------------------------
+
+type Entry<M extends Manifest = Manifest> = { key: string; manifest: M; sha256: string };
+
+type StreamState = {
+  layout: StreamLayout;
+  options: VerifyOptions;
+  report: Report;
+  /** Record line bytes by seq, to tell a re-shipped duplicate from a conflict. */
+  seen: Map<number, Uint8Array>;
+  records: AuditRecord[];
+  incomplete: number;
+};
+
+type StreamResult = { summary: StreamSummary; records: AuditRecord[]; gaps: number };
+
+function verifyStream(layout: StreamLayout, options: VerifyOptions, report: Report): StreamResult {
+  const { stream, prefix } = layout;
+  const state: StreamState = { layout, options, report, seen: new Map(), records: [], incomplete: 0 };
+  const entries = readManifests(layout, report);
+  // The schema admits seq 0 for genesis manifests only.
+  const genesis = checkGenesis(entries.get(0) as Entry<GenesisManifest> | undefined, state);
+  // Up to the last readable manifest: past it nothing tells what should exist.
+  const lastManifestSeq = [...entries.keys()].reduce((max, seq) => Math.max(max, seq), -1);
+  const batches: Entry<BatchManifest>[] = [];
+  let close: Entry<CloseManifest> | undefined;
+  let gaps = 0;
+  for (let seq = 1; seq <= lastManifestSeq; seq++) {
+    const entry = entries.get(seq);
+    if (!entry) {
+      // A manifest present but unreadable was reported when it was read.
+      if (!layout.manifests.has(seq)) {
+        report('INVALID', stream, manifestKey(prefix, seq), 'chain-break', `manifest ${seq} is missing`);
+        gaps += 1;
+      }
+      continue;
+    }
+    checkLink(entry, entries.get(seq - 1), genesis, state);
+    if (close) {
+      report('INVALID', stream, entry.key, 'after-close', `written after the closing manifest ${close.key}`);
+    }
+    const { manifest } = entry;
+    if (manifest.kind === 'batch') {
+      const batchEntry = { ...entry, manifest };
+      batches.push(batchEntry);
+      checkBatch(batchEntry, entries, state);
+    } else if (manifest.kind === 'close' && !close) {
+      close = { ...entry, manifest };
+    }
+  }
+  gaps += checkContinuity(batches, state);
+  checkClose(close, batches, state);
+  checkOrphans(entries, close, lastManifestSeq, state);
+  const first = batches[0]?.manifest.batch;
+  const last = batches.at(-1)?.manifest.batch;
+  const times = batches.map((b) => b.manifest.batch);
+  return {
+    summary: {
+      stream,
+      prefix,
+      keyId: genesis?.manifest.keyId ?? null,
+      manifests: entries.size,
+      batches: batches.length,
+      records: state.records.length,
+      firstSeq: first?.firstSeq ?? null,
+      lastSeq: last?.lastSeq ?? null,
+      firstTime: times.length ? times.map((b) => b.firstTime).reduce(earliest) : null,
+      lastTime: times.length ? times.map((b) => b.lastTime).reduce(latest) : null,
+      closed: close !== undefined,
+      incomplete: state.incomplete,
+      valid: true,
+    },
+    records: state.records,
+    gaps,
+  };
+}
+
+/** Parses each manifest and binds it to its object key; a manifest that fails is left out of the chain. */
+function readManifests(layout: StreamLayout, report: Report): Map<number, Entry> {
+  const entries = new Map<number, Entry>();
+  for (const [seq, { key, object }] of layout.manifests) {
+    if (!object.bytes) {
+      report('INVALID', layout.stream, key, 'missing-bytes', 'the manifest content was not fetched');
+      continue;
+    }
+    const manifest = parseManifest(object.bytes);
+    if (!manifest.ok) {
+      report('INVALID', layout.stream, key, 'manifest-malformed', manifest.error);
+      continue;
+    }
+    const { value } = manifest;
+    if (value.key !== key || manifestKey(layout.prefix, value.seq) !== key) {
+      report('INVALID', layout.stream, key, 'key-mismatch', `the manifest was written for ${value.key}`);
+      continue;
+    }
+    if (value.stream !== layout.stream) {
+      report('INVALID', layout.stream, key, 'stream-mismatch', `the manifest names stream ${value.stream}`);
+    }
+    entries.set(seq, { key, manifest: value, sha256: sha256Hex(object.bytes) });
+  }
+  return entries;
+}
+
+type Parsed<T> = { ok: true; value: T } | { ok: false; error: string };
+
+function parseManifest(bytes: Uint8Array): Parsed<Manifest> {
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch {
+    return { ok: false, error: 'not UTF-8 JSON' };
+  }
+  const result = manifestSchema.safeParse(json);
+  if (result.success) return { ok: true, value: result.data };
+  const fields = [...new Set(result.error.issues.map((issue) => issue.path.join('.') || '(manifest)'))];
+  return { ok: false, error: `not a veil.manifest/v1 manifest: ${fields.join(', ')}` };
+}
+
+function checkGenesis(
+  entry: Entry<GenesisManifest> | undefined,
+  state: StreamState,
+): Entry<GenesisManifest> | undefined {
+  const { stream, prefix } = state.layout;
+  const { report, options } = state;
+  if (!entry) {
+    const message = 'no genesis manifest: the stream key is unknown, so no signature can be checked';
+    report('INVALID', stream, manifestKey(prefix, 0), 'missing-genesis', message);
+    return undefined;
+  }
+  const { manifest, key } = entry;
+  if (jwkThumbprint(manifest.publicKey) !== manifest.keyId) {
+    report(
+      'INVALID',
+      stream,
+      key,
+      'key-id-mismatch',
+      'keyId is not the thumbprint of the registered public key',
+    );
+  }
+  if (options.trustedKeys && !options.trustedKeys.includes(manifest.keyId)) {
+    report('INVALID', stream, key, 'untrusted-key', `key ${manifest.keyId} is not among the trusted keys`);
+  }
+  if (!verifyManifestSignature(manifest, manifest.publicKey)) {
+    report('INVALID', stream, key, 'signature-invalid', 'the genesis signature does not verify');
+  }
+  return entry;
+}
+
+/** Signature by the stream key, and the link to the manifest before. */
+function checkLink(
+  entry: Entry,
+  previous: Entry | undefined,
+  genesis: Entry<GenesisManifest> | undefined,
+  state: StreamState,
+): void {
+  const { stream } = state.layout;
+  const { manifest, key } = entry;
+  if (genesis) {
+    if (manifest.keyId !== genesis.manifest.keyId) {
+      state.report('INVALID', stream, key, 'unknown-key', `signed by ${manifest.keyId}, not the stream key`);
+    } else if (!verifyManifestSignature(manifest, genesis.manifest.publicKey)) {
+      state.report('INVALID', stream, key, 'signature-invalid', 'the signature does not verify');
+    }
+  }
+  if (!previous || manifest.prev === null) return;
+  if (manifest.prev.key !== previous.key || manifest.prev.sha256 !== previous.sha256) {
+    const message = `prev does not match the stored bytes of ${previous.key}`;
+    state.report('INVALID', stream, key, 'chain-break', message);
+  }
+}
+
+function checkBatch(
+  entry: Entry<BatchManifest>,
+  entries: ReadonlyMap<number, Entry>,
+  state: StreamState,
+): void {
+  const { stream, prefix, batches } = state.layout;
+  const { report } = state;
+  const declared = entry.manifest.batch;
+  const expectedKey = batchKey(prefix, entry.manifest.seq);
+  if (declared.key !== expectedKey) {
+    report(
+      'INVALID',
+      stream,
+      entry.key,
+      'key-mismatch',
+      `describes ${declared.key} instead of ${expectedKey}`,
+    );
+    return;
+  }
+  const object = batches.get(entry.manifest.seq)?.object;
+  if (!object) {
+    report('INVALID', stream, declared.key, 'missing-batch', `described by ${entry.key} but absent`);
+    return;
+  }
+  if (!object.bytes) {
+    report('INVALID', stream, declared.key, 'missing-bytes', 'the batch content was not fetched');
+    return;
+  }
+  const sha256 = sha256Hex(object.bytes);
+  if (sha256 !== declared.sha256) {
+    const owner = [...entries.values()].find(
+      (e) => e.manifest.kind === 'batch' && e.manifest.batch.sha256 === sha256,
+    );
+    if (owner?.manifest.kind === 'batch') {
+      report(
+        'INVALID',
+        stream,
+        declared.key,
+        'batch-misplaced',
+        `holds the batch of ${owner.manifest.batch.key}`,
+      );
+    } else {
+      report('INVALID', stream, declared.key, 'batch-checksum-mismatch', `SHA-256 differs from ${entry.key}`);
+    }
+    return;
+  }
+  const decoded = decodeBatch(object.bytes, state.options.maxBatchBytes ?? defaultMaxBatchBytes);
+  if (!decoded.ok) {
+    report('INVALID', stream, declared.key, 'batch-malformed', decoded.error);
+    return;
+  }
+  if (merkleRootHex(decoded.lines.map((line) => line.bytes)) !== declared.merkleRoot) {
+    report('INVALID', stream, declared.key, 'merkle-mismatch', `the Merkle root differs from ${entry.key}`);
+  }
+  checkRecords(declared.key, entry.manifest, decoded.lines, state);
+}
+
+function checkRecords(
+  key: string,
+  manifest: BatchManifest,
+  lines: readonly DecodedLine[],
+  state: StreamState,
+): void {
+  const { stream } = state.layout;
+  const { report } = state;
+  const declared = manifest.batch;
+  const problems: string[] = [];
+  if (lines.length !== declared.records)
+    problems.push(`${lines.length} lines for ${declared.records} records`);
+  if (declared.lastSeq - declared.firstSeq + 1 !== declared.records) {
+    problems.push(`seq ${declared.firstSeq}..${declared.lastSeq} for ${declared.records} records`);
+  }
+  const incomplete: number[] = [];
+  let firstTime: string | undefined;
+  let lastTime: string | undefined;
+  lines.forEach((line, index) => {
+    if (!line.ok) {
+      report('INVALID', stream, key, 'record-malformed', `line ${index + 1}: ${line.error}`);
+      return;
+    }
+    const { record } = line;
+    if (record.stream !== stream) {
+      report(
+        'INVALID',
+        stream,
+        key,
+        'stream-mismatch',
+        `line ${index + 1} (seq ${record.seq}) is of another stream`,
+      );
+    }
+    if (record.seq !== declared.firstSeq + index) {
+      problems.push(`line ${index + 1} has seq ${record.seq}, not ${declared.firstSeq + index}`);
+    }
+    firstTime = firstTime === undefined ? record.time : earliest(firstTime, record.time);
+    lastTime = lastTime === undefined ? record.time : latest(lastTime, record.time);
+    if (record.outcome === 'incomplete') incomplete.push(record.seq);
+    if (noteSeq(key, record.seq, line.bytes, state)) state.records.push(record);
+  });
+  if (firstTime !== undefined && (firstTime !== declared.firstTime || lastTime !== declared.lastTime)) {
+    problems.push(`record times ${firstTime}..${lastTime}, not ${declared.firstTime}..${declared.lastTime}`);
+  }
+  if (problems.length > 0) {
+    report(
+      'INVALID',
+      stream,
+      key,
+      'batch-range-mismatch',
+      `the records differ from ${manifest.key}: ${problems.join('; ')}`,
+    );
+  }
+  if (incomplete.length > 0) {
+    state.incomplete += incomplete.length;
+    const shown = incomplete.slice(0, 10).join(', ') + (incomplete.length > 10 ? ', …' : '');
+    const message = `${incomplete.length} incomplete record(s): a crash before the outcome (seq ${shown})`;
+    report('WARN', stream, key, 'incomplete-record', message);
+  }
+}
+
+/** False for a seq already seen: a duplicate is reported, not counted twice. */
+function noteSeq(key: string, seq: number, bytes: Uint8Array, state: StreamState): boolean {
+  const earlier = state.seen.get(seq);
+  if (!earlier) {
+    state.seen.set(seq, bytes);
+    return true;
+  }
+  if (Buffer.compare(earlier, bytes) === 0) {
+    state.report('WARN', state.layout.stream, key, 'duplicate-record', `seq ${seq} shipped twice, identical`);
+  } else {
+    state.report(
+      'INVALID',
+      state.layout.stream,
+      key,
+      'seq-conflict',
+      `seq ${seq} appears twice with different content`,
+    );
+  }
+  return false;
+}
+
+/** Record seqs run 0, 1, 2 … across the batches in chain order; returns the number of gaps. */
+function checkContinuity(batches: readonly Entry<BatchManifest>[], state: StreamState): number {
+  let expected = 0;
+  let gaps = 0;
+  for (const { manifest } of batches) {
+    const { firstSeq, lastSeq, key } = manifest.batch;
+    if (firstSeq > expected) {
+      const missing = firstSeq - 1 === expected ? `${expected}` : `${expected}..${firstSeq - 1}`;
+      state.report(
+        'INVALID',
+        state.layout.stream,
+        key,
+        'seq-gap',
+        `records ${missing} are missing before this batch`,
+      );
+      gaps += 1;
+    }
+    expected = Math.max(expected, lastSeq + 1);
+  }
+  return gaps;
+}
+
+function checkClose(
+  close: Entry<CloseManifest> | undefined,
+  batches: readonly Entry<BatchManifest>[],
+  state: StreamState,
+): void {
+  const { stream, prefix } = state.layout;
+  if (!close) {
+    state.report(
+      'WARN',
+      stream,
+      prefix,
+      'unclosed-stream',
+      'no closing manifest: the sidecar did not shut down cleanly, or still runs',
+    );
+    return;
+  }
+  const lastSeq = batches.reduce<number | null>(
+    (max, b) => Math.max(max ?? -1, b.manifest.batch.lastSeq),
+    null,
+  );
+  if (close.manifest.lastSeq !== lastSeq) {
+    const message = `closes at seq ${close.manifest.lastSeq}, but the batches end at ${lastSeq}`;
+    state.report('INVALID', stream, close.key, 'close-mismatch', message);
+  }
+}
+
+/** A batch no manifest describes. Past the last manifest of an unclosed stream it is a crash between two uploads. */
+function checkOrphans(
+  entries: ReadonlyMap<number, Entry>,
+  close: Entry | undefined,
+  lastManifestSeq: number,
+  state: StreamState,
+): void {
+  for (const [seq, { key }] of state.layout.batches) {
+    if (entries.get(seq)?.manifest.kind === 'batch') continue;
+    if (!close && seq > lastManifestSeq) {
+      state.report(
+        'WARN',
+        state.layout.stream,
+        key,
+        'orphan-object',
+        'a batch without its manifest: an upload cut short',
+      );
+    } else {
+      state.report('INVALID', state.layout.stream, key, 'orphan-object', 'a batch no manifest describes');
+    }
+  }
+}
+
+// ---- helpers ----------------------------------------------------------------
+
+function groupBy<T>(items: readonly T[], keyOf: (item: T) => string): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    const key = keyOf(item);
+    const group = groups.get(key);
+    if (group) group.push(item);
+    else groups.set(key, [item]);
+  }
+  return groups;
+}
+
+function sum<T>(items: readonly T[], value: (item: T) => number): number {
+  return items.reduce((total, item) => total + value(item), 0);
+}
+
+// RFC 3339 UTC timestamps of one precision sort as strings.
+function earliest(a: string, b: string): string {
+  return a <= b ? a : b;
+}
+
+function latest(a: string, b: string): string {
+  return a >= b ? a : b;
+}

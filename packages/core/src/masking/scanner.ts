@@ -1,0 +1,61 @@
+// Masking one string with an ordered list of scanners.
+import { MaskingError } from './errors.ts';
+import type { Finder } from './finder.ts';
+import { textFeatures } from './finder.ts';
+import type { MaskOperator, Replace } from './operators.ts';
+import type { Hit } from './overlaps.ts';
+import { resolveOverlaps } from './overlaps.ts';
+
+/** A finder bound to the rule that asked for it; earlier scanners win ties. */
+export interface Scanner {
+  readonly finder: Finder;
+  readonly rule: string;
+  readonly operator: MaskOperator;
+  readonly replace: Replace;
+}
+
+function collectHits(text: string, scanners: readonly Scanner[]): Hit[] {
+  const features = textFeatures(text);
+  const hits: Hit[] = [];
+  for (let i = 0; i < scanners.length; i++) {
+    const finder = scanners[i]?.finder;
+    if (finder === undefined || !finder.mayMatch(text, features)) continue;
+    for (const span of finder.find(text)) {
+      if (span.start < 0 || span.end > text.length || span.end <= span.start) {
+        throw new MaskingError(`detector ${finder.id} returned an invalid span`);
+      }
+      hits.push({ start: span.start, end: span.end, scanner: i });
+    }
+  }
+  return hits;
+}
+
+/** Where scanners match in text, overlaps merged; sorted and disjoint. */
+export function matchText(text: string, scanners: readonly Scanner[]): Hit[] {
+  if (scanners.length === 0 || text.length === 0) return [];
+  const hits = collectHits(text, scanners);
+  return hits.length === 0 ? hits : resolveOverlaps(hits);
+}
+
+/** The text with every match replaced; `onMatch` hears of each replacement. */
+export function maskText(
+  text: string,
+  scanners: readonly Scanner[],
+  onMatch: (scanner: Scanner) => void,
+): string {
+  const hits = matchText(text, scanners);
+  if (hits.length === 0) return text;
+  let masked = '';
+  let position = 0;
+  for (const hit of hits) {
+    const scanner = scanners[hit.scanner];
+    if (scanner === undefined) throw new MaskingError('match from an unknown scanner');
+    const value = text.slice(hit.start, hit.end);
+    masked +=
+      text.slice(position, hit.start) +
+      scanner.replace(value, scanner.finder.label, scanner.finder.normalize(value));
+    position = hit.end;
+    onMatch(scanner);
+  }
+  return masked + text.slice(position);
+}

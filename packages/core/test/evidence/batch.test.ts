@@ -1,0 +1,74 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { gzipSync } from 'node:zlib';
+import { decodeBatch, encodeBatch } from '../../src/evidence/batch.ts';
+import { sha256Hex } from '../../src/evidence/hash.ts';
+import { merkleRootHex } from '../../src/evidence/merkle.ts';
+import { encodeRecordLine } from '../../src/evidence/record.ts';
+import { record } from './fixtures.ts';
+
+const stream = 'prod/ml/uid/0';
+const lines = [4, 5, 6].map((seq) => encodeRecordLine(record(stream, seq)));
+
+test('a batch describes its records: range, times, object digest and Merkle root', () => {
+  const batch = encodeBatch(lines);
+  assert.equal(batch.stream, stream);
+  assert.equal(batch.content.sha256, sha256Hex(batch.bytes));
+  assert.equal(batch.content.records, 3);
+  assert.equal(batch.content.firstSeq, 4);
+  assert.equal(batch.content.lastSeq, 6);
+  assert.equal(batch.content.firstTime, JSON.parse(lines[0] as string).time);
+  assert.equal(batch.content.lastTime, JSON.parse(lines[2] as string).time);
+  assert.equal(batch.content.merkleRoot, merkleRootHex(lines.map((l) => Buffer.from(l))));
+});
+
+test('batch times are the earliest and latest record, not the first and last line', () => {
+  const early = encodeRecordLine({ ...record(stream, 7), time: '2020-01-01T00:00:00.000Z' });
+  const batch = encodeBatch([...lines, early]);
+  assert.equal(batch.content.firstTime, '2020-01-01T00:00:00.000Z');
+  assert.equal(batch.content.lastTime, JSON.parse(lines[2] as string).time);
+});
+
+test('decoding returns the exact line bytes and the parsed records', () => {
+  const decoded = decodeBatch(encodeBatch(lines).bytes);
+  assert.ok(decoded.ok);
+  assert.deepEqual(
+    decoded.lines.map((l) => Buffer.from(l.bytes).toString()),
+    lines,
+  );
+  assert.deepEqual(
+    decoded.lines.map((l) => (l.ok ? l.record.seq : -1)),
+    [4, 5, 6],
+  );
+});
+
+test('malformed lines are reported in place, the others still decode', () => {
+  const invalidUtf8 = Buffer.from([0xc3, 0x28]);
+  const bytes = Buffer.concat([
+    Buffer.from(`${lines[0]}\n{"broken"\n\n`),
+    invalidUtf8,
+    Buffer.from(`\n${lines[1]}`),
+  ]);
+  const decoded = decodeBatch(gzipSync(bytes));
+  assert.ok(decoded.ok);
+  assert.deepEqual(
+    decoded.lines.map((l) => (l.ok ? 'ok' : l.error)),
+    ['ok', 'not JSON', 'empty line', 'not UTF-8', 'ok'],
+  );
+  // The last line had no newline: it is kept, byte for byte.
+  assert.equal(Buffer.from(decoded.lines[4]?.bytes ?? []).toString(), lines[1]);
+});
+
+test('bytes that are not gzip, or inflate past the limit, are refused', () => {
+  assert.deepEqual(decodeBatch(Buffer.from(lines[0] as string)), { ok: false, error: 'not gzip' });
+  const bomb = gzipSync(Buffer.alloc(1 << 20, 0x20));
+  assert.deepEqual(decodeBatch(bomb, 1024), { ok: false, error: 'larger than 1024 bytes uncompressed' });
+});
+
+test('only consecutive records of one stream make a batch', () => {
+  assert.throws(() => encodeBatch([]), RangeError);
+  assert.throws(() => encodeBatch([lines[0], lines[2]] as string[]), /seq 6 where 5/);
+  const other = encodeRecordLine(record('prod/ml/uid/1', 5));
+  assert.throws(() => encodeBatch([lines[0] as string, other]), /one stream/);
+  assert.throws(() => encodeBatch([`${lines[0]}\n${lines[1]}`]), /line break/);
+});

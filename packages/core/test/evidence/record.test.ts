@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { sha256Hex } from '../../src/evidence/hash.ts';
+import {
+  auditRecordSchema,
+  encodeRecordLine,
+  parseRecordLine,
+  vectorsDigest,
+} from '../../src/evidence/record.ts';
+import { record } from './fixtures.ts';
+
+const stream = 'prod/ml/uid/0';
+
+test('equal records encode to equal bytes whatever their key order', () => {
+  const input = record(stream, 3);
+  const reversed = Object.fromEntries(Object.entries(input).reverse()) as typeof input;
+  assert.equal(encodeRecordLine(reversed), encodeRecordLine(input));
+  assert.ok(encodeRecordLine(input).startsWith('{"id":'));
+});
+
+test('encoding fills defaults and a line parses back to the same record', () => {
+  const line = encodeRecordLine(record(stream, 0));
+  const parsed = parseRecordLine(line);
+  assert.ok(parsed.ok);
+  assert.equal(parsed.record.kind, 'request');
+  assert.deepEqual(parsed.record.masking, []);
+  assert.equal(JSON.stringify(parsed.record), line);
+});
+
+test('an invalid record is refused rather than recorded', () => {
+  assert.throws(() => encodeRecordLine({ ...record(stream, 0), outcome: 'fine' as 'allowed' }));
+  assert.throws(() => encodeRecordLine({ ...record(stream, -1) }));
+  assert.throws(() => encodeRecordLine({ ...record(stream, 0), time: '2025-06-01T12:00:00Z' }));
+  assert.throws(() => encodeRecordLine({ ...record(stream, 0), rawVectors: [[1]] } as never));
+});
+
+test('records carry masking actions and approvals, never the masked values', () => {
+  const line = encodeRecordLine({
+    ...record(stream, 1),
+    masking: [
+      { rule: 'pii', detector: 'email', count: 2, field: 'input[0]', operator: 'redact', scope: 'audit' },
+    ],
+    approval: {
+      id: 'apr-1',
+      approvers: [{ subject: 'bob', time: '2025-06-01T11:00:00.000Z', reason: 'bulk backfill' }],
+      requestedAt: '2025-06-01T10:59:00.000Z',
+      decidedAt: '2025-06-01T11:00:00.000Z',
+    },
+    inputs: [{ digest: 'hmac-sha256:00' }, { masked: 'mail [EMAIL]' }],
+  });
+  const parsed = auditRecordSchema.parse(JSON.parse(line));
+  assert.equal(parsed.masking[0]?.count, 2);
+  assert.equal(parsed.approval?.approvers[0]?.subject, 'bob');
+});
+
+test('a parse error names the fields, not their values', () => {
+  const secret = 'sk-live-0123456789';
+  const result = parseRecordLine(
+    JSON.stringify({ ...record(stream, 0), model: 42, route: secret, outcome: secret }),
+  );
+  assert.equal(result.ok, false);
+  if (result.ok) return;
+  assert.match(result.error, /model/);
+  assert.match(result.error, /outcome/);
+  assert.doesNotMatch(result.error, /sk-live/);
+  assert.deepEqual(parseRecordLine('{"id"'), { ok: false, error: 'not JSON' });
+});
+
+test('the vectors digest is SHA-256 over float32 little-endian bytes, in order', () => {
+  // 1.0f is 00 00 80 3f; -2.0f is 00 00 00 c0.
+  const bytes = Buffer.from('0000803f000000c0', 'hex');
+  const expected = sha256Hex(bytes);
+  assert.equal(vectorsDigest([[1, -2]]), expected);
+  assert.equal(vectorsDigest([new Float32Array([1]), [-2]]), expected);
+  assert.notEqual(vectorsDigest([[-2, 1]]), expected);
+});

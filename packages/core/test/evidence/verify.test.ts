@@ -1,0 +1,406 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { gzipSync } from 'node:zlib';
+import { encodeBatch } from '../../src/evidence/batch.ts';
+import { sha256Hex } from '../../src/evidence/hash.ts';
+import { generateSigningKey } from '../../src/evidence/keys.ts';
+import { batchKey, linkTo, manifestKey, storeManifest } from '../../src/evidence/manifest.ts';
+import { signManifest } from '../../src/evidence/signing.ts';
+import {
+  type Finding,
+  formatFinding,
+  type StoredObject,
+  summaryLine,
+  type VerifyOptions,
+  verifyEvidence,
+} from '../../src/evidence/verify.ts';
+import { buildStream, now, objectAt, options, record, replaceAt, stored } from './fixtures.ts';
+
+const clean = [
+  [0, 1, 2],
+  [3, 4],
+  [5, 6, 7, 8],
+];
+
+function codes(objects: readonly StoredObject[], opts: VerifyOptions = options): string[] {
+  return verifyEvidence(objects, opts).findings.map((f) => `${f.level} ${f.code}`);
+}
+
+function flip(bytes: Uint8Array, at: number): Uint8Array {
+  const copy = Uint8Array.from(bytes);
+  copy[at] = (copy[at] ?? 0) ^ 0x01;
+  return copy;
+}
+
+test('a clean stream verifies with no finding', () => {
+  const built = buildStream({ batches: clean });
+  const result = verifyEvidence(built.objects, options);
+  assert.deepEqual(result.findings, []);
+  assert.deepEqual(result.totals, { streams: 1, batches: 3, records: 9, gaps: 0, incomplete: 0 });
+  assert.deepEqual(
+    result.records.map((r) => r.seq),
+    [0, 1, 2, 3, 4, 5, 6, 7, 8],
+  );
+  const [summary] = result.streams;
+  assert.equal(summary?.stream, built.stream);
+  assert.equal(summary?.keyId, built.key.keyId);
+  assert.equal(summary?.closed, true);
+  assert.equal(summary?.valid, true);
+  assert.equal(summary?.manifests, 5);
+  assert.deepEqual([summary?.firstSeq, summary?.lastSeq], [0, 8]);
+  assert.equal(summaryLine(result.totals), '1 streams, 3 batches, 9 records verified, 0 gaps');
+});
+
+test('the listing order of objects does not matter', () => {
+  const built = buildStream({ batches: clean });
+  assert.deepEqual(verifyEvidence([...built.objects].reverse(), options).findings, []);
+});
+
+// ---- the tamper corpus: each case is caught by its own finding code -------------
+
+test('a flipped byte in a batch breaks its checksum', () => {
+  const built = buildStream({ batches: clean });
+  const key = batchKey(built.prefix, 2);
+  const original = objectAt(built.objects, key);
+  const objects = built.objects.map((o) =>
+    o.key === key ? { ...o, bytes: flip(original.bytes as Uint8Array, 20) } : o,
+  );
+  // The stored S3 checksum no longer matches either.
+  assert.deepEqual(codes(objects), ['INVALID checksum-mismatch', 'INVALID batch-checksum-mismatch']);
+});
+
+test('a batch written again as a new version is flagged; the original is what gets verified', () => {
+  const built = buildStream({ batches: clean });
+  const key = batchKey(built.prefix, 1);
+  const forged = encodeBatch(built.lines.get(2) ?? []).bytes;
+  const replacement = { ...stored(key, forged, 99), versionId: 'v-new' };
+  // Listed newest first, as S3 lists versions.
+  const objects = [replacement, ...built.objects.map((o) => (o.key === key ? { ...o, isLatest: false } : o))];
+  assert.deepEqual(codes(objects), ['INVALID replaced-object']);
+  assert.equal(verifyEvidence(objects, options).totals.records, 9);
+});
+
+test('a manifest hidden behind a delete marker is flagged', () => {
+  const built = buildStream({ batches: clean });
+  const key = manifestKey(built.prefix, 2);
+  const marker: StoredObject = {
+    key,
+    versionId: 'dm',
+    isLatest: true,
+    isDeleteMarker: true,
+    lastModified: now,
+  };
+  const objects = [...built.objects.map((o) => (o.key === key ? { ...o, isLatest: false } : o)), marker];
+  assert.deepEqual(codes(objects), ['INVALID hidden-object']);
+});
+
+test('a manifest copied to another key fails its key binding', () => {
+  const built = buildStream({ batches: clean });
+  const copy = objectAt(built.objects, manifestKey(built.prefix, 1));
+  const objects = [...built.objects, { ...copy, key: manifestKey(built.prefix, 9) }];
+  const result = verifyEvidence(objects, options);
+  assert.deepEqual(
+    result.findings.map((f) => [f.code, f.key]),
+    [['key-mismatch', manifestKey(built.prefix, 9)]],
+  );
+});
+
+test('two batches swapped are each found holding the other', () => {
+  const built = buildStream({ batches: clean });
+  const first = batchKey(built.prefix, 1);
+  const second = batchKey(built.prefix, 2);
+  const a = objectAt(built.objects, first).bytes as Uint8Array;
+  const b = objectAt(built.objects, second).bytes as Uint8Array;
+  const objects = replaceAt(replaceAt(built.objects, first, b), second, a);
+  const findings = verifyEvidence(objects, options).findings;
+  assert.deepEqual(
+    findings.map((f) => [f.code, f.key]),
+    [
+      ['batch-misplaced', first],
+      ['batch-misplaced', second],
+    ],
+  );
+  assert.match(findings[0]?.message ?? '', /00000000000000000002\.ndjson\.gz/);
+});
+
+test('a stream without its closing manifest is reported unclosed', () => {
+  const built = buildStream({ batches: clean, close: false });
+  assert.deepEqual(codes(built.objects), ['WARN unclosed-stream']);
+});
+
+test('a batch no manifest describes is an orphan', () => {
+  const built = buildStream({ batches: clean });
+  const extra = stored(batchKey(built.prefix, 9), encodeBatch(built.lines.get(1) ?? []).bytes, 50);
+  assert.deepEqual(codes([...built.objects, extra]), ['INVALID orphan-object']);
+});
+
+test('a batch past the last manifest of an unclosed stream is an upload cut short', () => {
+  const built = buildStream({ batches: clean, close: false });
+  const extra = stored(batchKey(built.prefix, 4), encodeBatch(built.lines.get(1) ?? []).bytes, 50);
+  assert.deepEqual(codes([...built.objects, extra]), ['WARN unclosed-stream', 'WARN orphan-object']);
+});
+
+test('an object outside the layout is foreign', () => {
+  const built = buildStream({ batches: clean });
+  const extra = stored('notes/readme.txt', Buffer.from('hello'), 50);
+  assert.deepEqual(codes([...built.objects, extra]), ['WARN foreign-object']);
+});
+
+test('a record removed with the Merkle root recomputed but not re-signed fails the signature', () => {
+  const built = buildStream({ batches: clean });
+  const lines = built.lines.get(3) ?? [];
+  const shorter = encodeBatch(lines.slice(0, -1));
+  const stored3 = built.manifests[3];
+  assert.ok(stored3 && stored3.manifest.kind === 'batch');
+  const forged = storeManifest({
+    ...stored3.manifest,
+    batch: { ...stored3.manifest.batch, ...shorter.content },
+  });
+  let objects = replaceAt(built.objects, stored3.manifest.batch.key, shorter.bytes);
+  objects = replaceAt(objects, stored3.key, forged.bytes);
+  const found = codes(objects);
+  assert.ok(found.includes('INVALID signature-invalid'), found.join());
+  // The close manifest still links the original bytes, and still ends at seq 8.
+  assert.ok(found.includes('INVALID chain-break'), found.join());
+  assert.ok(found.includes('INVALID close-mismatch'), found.join());
+});
+
+test('a gap in the record sequence is reported with the missing seqs', () => {
+  const built = buildStream({
+    batches: [
+      [0, 1, 2],
+      [5, 6],
+    ],
+  });
+  const result = verifyEvidence(built.objects, options);
+  assert.deepEqual(
+    result.findings.map((f) => `${f.code}: ${f.message}`),
+    ['seq-gap: records 3..4 are missing before this batch'],
+  );
+  assert.equal(result.totals.gaps, 1);
+});
+
+test('a manifest signed by a key other than the stream key is unknown', () => {
+  const intruder = generateSigningKey();
+  const built = buildStream({ batches: clean, signer: (seq, own) => (seq === 2 ? intruder : own) });
+  const findings = verifyEvidence(built.objects, options).findings;
+  assert.deepEqual(
+    findings.map((f) => [f.code, f.key]),
+    [['unknown-key', manifestKey(built.prefix, 2)]],
+  );
+});
+
+// ---- further checks -------------------------------------------------------------
+
+test('a genesis key outside the trusted keys is refused', () => {
+  const built = buildStream({ batches: clean });
+  assert.deepEqual(codes(built.objects, { ...options, trustedKeys: [built.key.keyId] }), []);
+  assert.deepEqual(codes(built.objects, { ...options, trustedKeys: ['someone-else'] }), [
+    'INVALID untrusted-key',
+  ]);
+});
+
+test('without its genesis a stream cannot be checked', () => {
+  const built = buildStream({ batches: clean });
+  const objects = built.objects.filter((o) => o.key !== manifestKey(built.prefix, 0));
+  assert.deepEqual(codes(objects), ['INVALID missing-genesis']);
+});
+
+test('a genesis whose key id is not its key thumbprint is caught', () => {
+  const built = buildStream({ batches: clean });
+  const genesis = built.manifests[0];
+  assert.ok(genesis && genesis.manifest.kind === 'genesis');
+  const unsigned = { ...genesis.manifest, publicKey: generateSigningKey().publicJwk };
+  const forged = storeManifest({ ...unsigned, signature: signManifest(unsigned, built.key) });
+  const found = codes(replaceAt(built.objects, genesis.key, forged.bytes));
+  assert.ok(found.includes('INVALID key-id-mismatch'), found.join());
+});
+
+test('a batch its manifest describes but the bucket lacks is missing', () => {
+  const built = buildStream({ batches: clean });
+  const gone = batchKey(built.prefix, 2);
+  const findings = verifyEvidence(
+    built.objects.filter((o) => o.key !== gone),
+    options,
+  ).findings;
+  assert.deepEqual(
+    findings.map((f) => [f.code, f.key]),
+    [['missing-batch', gone]],
+  );
+});
+
+test('a manifest missing from the middle of the chain breaks it', () => {
+  const built = buildStream({ batches: clean });
+  const missing = manifestKey(built.prefix, 2);
+  const findings = verifyEvidence(
+    built.objects.filter((o) => o.key !== missing),
+    options,
+  ).findings;
+  assert.deepEqual(
+    findings.map((f) => [f.code, f.key]),
+    [
+      ['chain-break', missing],
+      ['seq-gap', batchKey(built.prefix, 3)],
+      ['orphan-object', batchKey(built.prefix, 2)],
+    ],
+  );
+});
+
+test('a signed Merkle root that does not match the records is caught', () => {
+  const built = buildStream({
+    batches: clean,
+    editBatch: (seq, batch) =>
+      seq === 2 ? { ...batch, content: { ...batch.content, merkleRoot: '0'.repeat(64) } } : batch,
+  });
+  assert.deepEqual(codes(built.objects), ['INVALID merkle-mismatch']);
+});
+
+test('a signed record range that does not match the records is caught', () => {
+  const built = buildStream({
+    batches: clean,
+    editBatch: (seq, batch) =>
+      seq === 1 ? { ...batch, content: { ...batch.content, records: 4, lastSeq: 3 } } : batch,
+  });
+  const found = codes(built.objects);
+  assert.ok(found.includes('INVALID batch-range-mismatch'), found.join());
+});
+
+test('records of another stream inside a batch are caught', () => {
+  const built = buildStream({
+    batches: clean,
+    recordFor: (stream, seq) => record(seq === 3 || seq === 4 ? `${stream}x` : stream, seq),
+    // A shipper that did not look: the manifest claims the batch for this stream.
+    editBatch: (_seq, batch) => ({ ...batch, stream: batch.stream.replace(/x$/, '') }),
+  });
+  assert.deepEqual(codes(built.objects), ['INVALID stream-mismatch', 'INVALID stream-mismatch']);
+});
+
+test('incomplete records are counted and warned about', () => {
+  const built = buildStream({
+    batches: clean,
+    recordFor: (stream, seq) => ({
+      ...record(stream, seq),
+      ...(seq % 4 === 1 ? { outcome: 'incomplete', status: null } : {}),
+    }),
+  });
+  const result = verifyEvidence(built.objects, options);
+  assert.deepEqual(
+    result.findings.map((f) => `${f.level} ${f.code}`),
+    ['WARN incomplete-record', 'WARN incomplete-record'],
+  );
+  assert.equal(result.totals.incomplete, 2);
+  assert.equal(summaryLine(result.totals), '1 streams, 3 batches, 9 records verified, 0 gaps, 2 incomplete');
+});
+
+test('a record shipped twice is a warning when identical, invalid when not', () => {
+  const twice = buildStream({
+    batches: [
+      [0, 1, 2],
+      [2, 3],
+    ],
+    recordFor: (stream, seq) => ({ ...record(stream, seq), id: `01J0000000000000000000000${seq}` }),
+  });
+  const result = verifyEvidence(twice.objects, options);
+  assert.deepEqual(
+    result.findings.map((f) => `${f.level} ${f.code}`),
+    ['WARN duplicate-record'],
+  );
+  assert.equal(result.totals.records, 4);
+  const conflicting = buildStream({
+    batches: [
+      [0, 1, 2],
+      [2, 3],
+    ],
+  });
+  assert.deepEqual(codes(conflicting.objects), ['INVALID seq-conflict']);
+});
+
+test('an unreadable manifest, batch or record line is reported', () => {
+  const built = buildStream({ batches: clean });
+  const badManifest = replaceAt(
+    built.objects,
+    manifestKey(built.prefix, 3),
+    Buffer.from('{"format":"veil.manifest/v1"}'),
+  );
+  assert.ok(codes(badManifest).includes('INVALID manifest-malformed'));
+  const lines = built.lines.get(2) ?? [];
+  const bad = gzipSync(`${lines[0]}\nnot json\n`);
+  const signed = buildStream({
+    batches: clean,
+    editBatch: (seq, batch) =>
+      seq === 2 ? { ...batch, bytes: bad, content: { ...batch.content, sha256: sha256Hex(bad) } } : batch,
+  });
+  const withBadLine = replaceAt(signed.objects, batchKey(signed.prefix, 2), bad);
+  const found = codes(withBadLine);
+  assert.ok(found.includes('INVALID record-malformed'), found.join());
+});
+
+test('the close manifest must end where the batches end', () => {
+  const built = buildStream({ batches: clean, closeLastSeq: 7 });
+  assert.deepEqual(codes(built.objects), ['INVALID close-mismatch']);
+});
+
+test('nothing may follow the closing manifest', () => {
+  const built = buildStream({ batches: clean });
+  const close = built.manifests.at(-1);
+  assert.ok(close && close.manifest.kind === 'close');
+  const seq = close.manifest.seq + 1;
+  const unsigned = { ...close.manifest, key: manifestKey(built.prefix, seq), seq, prev: linkTo(close) };
+  const after = storeManifest({ ...unsigned, signature: signManifest(unsigned, built.key) });
+  assert.deepEqual(codes([...built.objects, stored(after.key, after.bytes, 60)]), ['INVALID after-close']);
+});
+
+// ---- storage: lock and retention --------------------------------------------------
+
+test('the bucket lock configuration is checked, and local evidence is not WORM', () => {
+  const built = buildStream({ batches: clean });
+  assert.deepEqual(codes(built.objects, { ...options, bucketLock: { enabled: false } }), [
+    'INVALID bucket-lock-disabled',
+  ]);
+  assert.deepEqual(codes(built.objects, { ...options, bucketLock: undefined }), [
+    'INVALID bucket-lock-missing',
+  ]);
+  const local = built.objects.map(({ lockMode: _l, retainUntil: _r, ...rest }) => rest);
+  assert.deepEqual(codes(local, { ...options, bucketLock: 'local' }), ['WARN not-worm']);
+});
+
+test('every version must be locked in COMPLIANCE mode for long enough', () => {
+  const built = buildStream({ batches: clean });
+  const key = batchKey(built.prefix, 1);
+  const governance = built.objects.map((o) =>
+    o.key === key ? { ...o, lockMode: 'GOVERNANCE' as const } : o,
+  );
+  assert.deepEqual(codes(governance), ['INVALID object-not-locked']);
+  const short = built.objects.map((o) =>
+    o.key === key ? { ...o, retainUntil: new Date((o.lastModified as Date).getTime() + 30 * 86_400_000) } : o,
+  );
+  assert.deepEqual(codes(short), ['INVALID retention-too-short']);
+  const expired = built.objects.map((o) =>
+    o.key === key ? { ...o, retainUntil: new Date(now.getTime() - 1) } : o,
+  );
+  assert.deepEqual(codes(expired, { ...options, minRetentionDays: undefined }), ['WARN retention-expired']);
+});
+
+test('findings print as one line each', () => {
+  const finding: Finding = {
+    level: 'INVALID',
+    stream: 'prod/ml/uid/0',
+    key: 'v1/prod/ml/uid/0/batches/00000000000000000001.ndjson.gz',
+    code: 'batch-checksum-mismatch',
+    message: 'SHA-256 differs',
+  };
+  assert.equal(
+    formatFinding(finding),
+    'INVALID prod/ml/uid/0 v1/prod/ml/uid/0/batches/00000000000000000001.ndjson.gz: SHA-256 differs',
+  );
+  const forged = { ...finding, key: 'x\nINVALID nothing: fine' };
+  assert.equal(formatFinding(forged), 'INVALID prod/ml/uid/0 "x\\nINVALID nothing: fine": SHA-256 differs');
+});
+
+test('a stream with an INVALID finding is marked invalid in its summary', () => {
+  const built = buildStream({ batches: clean });
+  const objects = replaceAt(built.objects, batchKey(built.prefix, 1), gzipSync('x'));
+  const result = verifyEvidence(objects, options);
+  assert.equal(result.streams[0]?.valid, false);
+  assert.equal(result.totals.records, 6);
+});

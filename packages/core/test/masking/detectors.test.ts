@@ -1,0 +1,98 @@
+// The documented decisions of each detector, one look-alike at a time. The
+// corpus test measures them in bulk.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { detectSpans } from '../../src/masking/index.ts';
+import type { DetectorName } from '../../src/policy/schema.ts';
+
+/** The values found in text, as `detector:value`. */
+function found(text: string, names?: DetectorName[]): string[] {
+  return detectSpans(text, names).map((s) => `${s.detector}:${text.slice(s.start, s.end)}`);
+}
+
+test('email stops before sentence punctuation and skips quotes', () => {
+  assert.deepEqual(found('write to a.b@example.co.uk.'), ['email:a.b@example.co.uk']);
+  assert.deepEqual(found("'sean.o'brien@example.ie'"), ["email:sean.o'brien@example.ie"]);
+  assert.deepEqual(found('@alice, a@b, user@localhost, x..y@example.com'), []);
+});
+
+test('IPv4: addresses yes, version strings no', () => {
+  assert.deepEqual(found('hosts 10.0.0.1:8080, 192.168.1.20. and 1.2.3.4'), [
+    'ipv4:10.0.0.1',
+    'ipv4:192.168.1.20',
+    'ipv4:1.2.3.4',
+  ]);
+  assert.deepEqual(
+    found('v1.2.3.4, 1.2.3.4-beta, 1.2.3.4+build, version 1.2.3.4, 1.2.3, 1.3.6.1.4.1, 256.1.1.1'),
+    [],
+  );
+});
+
+test('IPv6: compressed and full forms yes, scope operators and times no', () => {
+  assert.deepEqual(found('[2001:db8::1]:443 and fe80::1%eth0'), ['ipv6:2001:db8::1', 'ipv6:fe80::1']);
+  assert.deepEqual(found('Foo::Bar, std::vector, Abc::Def, 12:30:45, 00:1A:2B:3C:4D:5E'), []);
+});
+
+test('payment cards need a valid Luhn digit and shed trailing numbers', () => {
+  assert.deepEqual(found('card 4111 1111 1111 1111 2027'), ['payment-card:4111 1111 1111 1111']);
+  assert.deepEqual(found('card 4111 1111 1111 1112, 4111111111111111abc'), []);
+  assert.deepEqual(found('two: 4111111111111111 5500000000000004'), [
+    'payment-card:4111111111111111',
+    'payment-card:5500000000000004',
+  ]);
+});
+
+test('IBANs in either case, and digits of a mistyped IBAN are not a card', () => {
+  assert.deepEqual(found('iban gb82 west 1234 5698 7654 32'), ['iban:gb82 west 1234 5698 7654 32']);
+  assert.deepEqual(found('IBAN DE89 3704 0044 0532 0130 01'), []);
+});
+
+test('SSNs: grouped anywhere, bare only after a label', () => {
+  assert.deepEqual(found('SSN: 123456789; ssn is 234567890; ref 123456789; 123-45-6789'), [
+    'ssn:123456789',
+    'ssn:234567890',
+    'ssn:123-45-6789',
+  ]);
+  assert.deepEqual(found('000-12-3456 666-12-3456 900-12-3456 123-00-4567 123-45-0000'), []);
+});
+
+test('phones: plausible numbering plans only', () => {
+  assert.deepEqual(found('call 020 7946 0958 24 hours a day'), ['phone:020 7946 0958']);
+  assert.deepEqual(found('call (415) 555-2671 or +44 (0)20 7946 0958'), [
+    'phone:(415) 555-2671',
+    'phone:+44 (0)20 7946 0958',
+  ]);
+  assert.deepEqual(found('123-456-7890, 2024-01-15, +3.14159265, Order #415-555-2671, 05-11-2023'), []);
+});
+
+test('JWTs need a JSON header with alg; a trailing full stop is not a segment', () => {
+  const header = Buffer.from('{"alg":"HS256"}').toString('base64url');
+  const bogus = Buffer.from('{"typ":"JWT"}').toString('base64url');
+  assert.deepEqual(found(`token ${header}.eyJzdWIiOiIxIn0.c2ln.`), [`jwt:${header}.eyJzdWIiOiIxIn0.c2ln`]);
+  assert.deepEqual(found(`token ${bogus}.eyJzdWIiOiIxIn0.c2ln`), []);
+});
+
+test('a private key cut off before its END line is masked to the end of its body', () => {
+  const key = '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7';
+  assert.deepEqual(found(`${key}\n`), [`private-key:${key}\n`]);
+  assert.deepEqual(found(`${key}"}`), [`private-key:${key}`]);
+  assert.deepEqual(found('-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYI\n-----END PUBLIC KEY-----'), []);
+});
+
+test('cloud keys and tokens by their prefixes', () => {
+  const aws = 'AKIAIOSFODNN7EXAMPLE';
+  const secret = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
+  assert.deepEqual(found(`id ${aws} aws_secret_access_key = ${secret}`), [
+    `aws-key:${aws}`,
+    `aws-key:${secret}`,
+  ]);
+  assert.deepEqual(found(`a 40-character run alone: ${secret}`), []);
+  const gcp = `AIza${'x'.repeat(35)}`;
+  assert.deepEqual(found(`key=${gcp}&q=1 AIzaShort`), [`gcp-key:${gcp}`]);
+  const pat = `github_pat_${'A'.repeat(22)}_${'b'.repeat(59)}`;
+  assert.deepEqual(found(`${pat} ghp_short`), [`github-token:${pat}`]);
+});
+
+test('only the requested detectors run', () => {
+  assert.deepEqual(found('a@example.com 10.0.0.1', ['ipv4']), ['ipv4:10.0.0.1']);
+});

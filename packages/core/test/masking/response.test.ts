@@ -1,0 +1,121 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { compileMasking, MaskingError } from '../../src/masking/index.ts';
+import type { MaskingRule } from '../../src/policy/schema.ts';
+
+const options = { hashKey: new Uint8Array(32) };
+
+function responseRule(
+  name: string,
+  responseFields: string[],
+  scopes: MaskingRule['scopes'] = ['response'],
+): MaskingRule {
+  return { name, detectors: ['email'], patterns: [], operator: 'redact', scopes, responseFields };
+}
+
+test('named response fields are masked and vectors are left as they are', () => {
+  const engine = compileMasking([responseRule('echo', ['texts', 'meta.echo'])], options);
+  const vectors = [
+    [0.1, 0.2, 0.3],
+    [0.4, 0.5, 0.6],
+  ];
+  const data = [{ embedding: vectors[0], index: 0 }];
+  const body = {
+    texts: ['mail a@example.com', 'no match'],
+    vectors,
+    data,
+    meta: { echo: 'b@example.com', model: 'm@example.com' },
+    other: 'c@example.com',
+  };
+  const { body: masked, actions } = engine.maskResponse(body, 'response');
+  assert.deepEqual(masked, {
+    texts: ['mail [EMAIL]', 'no match'],
+    vectors,
+    data,
+    meta: { echo: '[EMAIL]', model: 'm@example.com' },
+    other: 'c@example.com',
+  });
+  const result = masked as typeof body;
+  assert.equal(result.vectors, vectors, 'the vectors array is shared, not copied');
+  assert.equal(result.data, data);
+  assert.equal(body.texts[0], 'mail a@example.com', 'the original body is not modified');
+  assert.equal(body.meta.echo, 'b@example.com');
+  assert.deepEqual(
+    actions.map((a) => a.field),
+    ['response.texts[0]', 'response.meta.echo'],
+  );
+});
+
+test('paths cross arrays of objects', () => {
+  const engine = compileMasking([responseRule('results', ['results.document.text'])], options);
+  const embedding = [1, 2, 3];
+  const body = {
+    results: [
+      { document: { text: 'x@example.com' }, embedding },
+      { document: { text: 'clean' }, embedding },
+    ],
+  };
+  const { body: masked, actions } = engine.maskResponse(body);
+  const results = (masked as typeof body).results;
+  assert.equal(results[0]?.document.text, '[EMAIL]');
+  assert.equal(results[1], body.results[1], 'unchanged elements are shared');
+  assert.equal(results[0]?.embedding, embedding);
+  assert.deepEqual(
+    actions.map((a) => a.field),
+    ['results[0].document.text'],
+  );
+});
+
+test('a body with nothing to mask comes back as the same object', () => {
+  const engine = compileMasking([responseRule('echo', ['texts'])], options);
+  const body = { texts: ['clean'], vectors: [[1, 2]] };
+  assert.equal(engine.maskResponse(body).body, body);
+  const topLevelVectors = [[0.1, 0.2]];
+  assert.equal(engine.maskResponse(topLevelVectors).body, topLevelVectors);
+  assert.equal(engine.maskResponse(null).body, null);
+});
+
+test('missing and non-string fields are left alone, inherited keys are never followed', () => {
+  const engine = compileMasking([responseRule('echo', ['texts', 'constructor.name', 'count'])], options);
+  const body = { texts: [1, 'a@example.com', null], count: 3 };
+  const { body: masked } = engine.maskResponse(body);
+  assert.deepEqual(masked, { texts: [1, '[EMAIL]', null], count: 3 });
+  const parsed = JSON.parse('{"__proto__": {"polluted": "a@example.com"}}') as Record<string, unknown>;
+  const viaProto = compileMasking([responseRule('proto', ['__proto__.polluted'])], options).maskResponse(
+    parsed,
+  );
+  assert.deepEqual(Object.getOwnPropertyDescriptor(viaProto.body, '__proto__')?.value, {
+    polluted: '[EMAIL]',
+  });
+  assert.equal(({} as Record<string, unknown>).polluted, undefined);
+});
+
+test('only response-scoped rules touch responses and only their fields', () => {
+  const engine = compileMasking(
+    [
+      responseRule('forward-only', ['texts'], ['forward']),
+      { ...responseRule('phones', ['meta.echo']), detectors: ['phone'] },
+    ],
+    options,
+  );
+  const body = { texts: ['a@example.com'], meta: { echo: 'a@example.com +44 20 7946 0958' } };
+  assert.deepEqual(engine.maskResponse(body).body, {
+    texts: ['a@example.com'],
+    meta: { echo: 'a@example.com [PHONE]' },
+  });
+  assert.ok(engine.hasScope('response'));
+  assert.ok(!compileMasking([responseRule('f', [], ['forward'])], options).hasScope('response'));
+});
+
+test('response failures fail closed', () => {
+  const engine = compileMasking([responseRule('echo', ['texts'])], options);
+  const body = {
+    get texts(): string[] {
+      throw new Error('a@example.com');
+    },
+  };
+  assert.throws(
+    () => engine.maskResponse(body),
+    (error: unknown) => error instanceof MaskingError && !error.message.includes('a@example.com'),
+  );
+});

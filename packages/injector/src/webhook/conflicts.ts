@@ -1,0 +1,36 @@
+// Pods the sidecar cannot join as it is: names it needs are taken, its ports are in
+// use, or it would share the node's network. Refused, never patched around, so a pod
+// that must be audited does not start half-guarded.
+import type { V1Container, V1Pod } from '@kubernetes/client-node';
+import type { InjectionSettings } from './settings.ts';
+import { sidecarNames, sidecarVolumeNames } from './sidecar.ts';
+
+const reservedPortNames: ReadonlySet<string> = new Set([
+  sidecarNames.upstreamPort,
+  sidecarNames.proxyPort,
+  sidecarNames.adminPort,
+]);
+const reservedVolumeNames: ReadonlySet<string> = new Set(Object.values(sidecarVolumeNames));
+
+export function findConflict(pod: V1Pod, settings: InjectionSettings): string | undefined {
+  const spec = pod.spec;
+  if (spec?.hostNetwork === true) {
+    return "pods on the host network cannot be injected: the proxy's ports would be the node's";
+  }
+  const containers: V1Container[] = [...(spec?.initContainers ?? []), ...(spec?.containers ?? [])];
+  for (const container of containers) {
+    if (container.name === sidecarNames.container) {
+      return `container name "${container.name}" is reserved for the Veil sidecar`;
+    }
+    for (const port of container.ports ?? []) {
+      if (port.containerPort === settings.proxyPort || port.containerPort === settings.adminPort) {
+        return `container "${container.name}" declares port ${port.containerPort}, which the Veil sidecar listens on`;
+      }
+      if (port.name !== undefined && reservedPortNames.has(port.name)) {
+        return `container "${container.name}" declares a port named "${port.name}", a name reserved for the Veil sidecar`;
+      }
+    }
+  }
+  const volume = (spec?.volumes ?? []).find((v) => reservedVolumeNames.has(v.name));
+  return volume === undefined ? undefined : `volume name "${volume.name}" is reserved for the Veil sidecar`;
+}

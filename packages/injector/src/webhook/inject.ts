@@ -1,0 +1,230 @@
+// Pod in, pod out: decides whether a pod gets the Veil sidecar and returns the pod
+// with it. Pure and synchronous; whatever needs the cluster is looked up by the
+// caller and passed in.
+import type { V1Container, V1Pod, V1Probe } from '@kubernetes/client-node';
+import {
+  type PodOptions,
+  podLabels,
+  readInjectAnnotation,
+  readPodOptions,
+  veilAnnotations,
+  veilLabels,
+} from './annotations.ts';
+import { findConflict } from './conflicts.ts';
+import type { InjectionSettings } from './settings.ts';
+import { sidecarContainer, sidecarNames, sidecarVolumes } from './sidecar.ts';
+import type { InjectionStatus } from './status.ts';
+import { findUpstream, type Upstream } from './upstream.ts';
+
+export type InjectionInput = {
+  pod: V1Pod;
+  /** The namespace of the admission request: a pod's own metadata may omit it. */
+  namespace: string;
+  /** Whether the namespace carries `veil.dev/injection: enabled`. */
+  namespaceOptIn: boolean;
+  settings: InjectionSettings;
+  /** The EmbeddingPolicy the pod names, written into it; undefined when it does not exist (yet). */
+  bootstrapPolicy: object | undefined;
+};
+
+export type InjectionResult =
+  | { outcome: 'injected'; pod: V1Pod; warnings: string[] }
+  | { outcome: 'unchanged'; pod: V1Pod; reason: string }
+  | { outcome: 'denied'; message: string };
+
+type Gate = { kind: 'inject' } | { kind: 'unchanged'; reason: string } | { kind: 'denied'; message: string };
+
+const defaultContainerAnnotation = 'kubectl.kubernetes.io/default-container';
+
+export function inject(input: InjectionInput): InjectionResult {
+  const { pod, settings } = input;
+  const gate = injectionGate(pod, input.namespace, input.namespaceOptIn, settings);
+  if (gate.kind === 'unchanged') return { outcome: 'unchanged', pod, reason: gate.reason };
+  if (gate.kind === 'denied') return { outcome: 'denied', message: gate.message };
+
+  const options = readPodOptions(pod);
+  if (!options.ok) return { outcome: 'denied', message: options.message };
+  const conflict = findConflict(pod, settings);
+  if (conflict !== undefined) return { outcome: 'denied', message: conflict };
+  const upstream = findUpstream(pod, options.value.upstreamPort);
+  if (!upstream.ok) return { outcome: 'denied', message: upstream.message };
+
+  const plan: Plan = {
+    settings,
+    options: options.value,
+    upstream: upstream.value,
+    native: settings.nativeSidecars,
+    namespace: input.namespace,
+    bootstrapPolicy: input.bootstrapPolicy,
+  };
+  return { outcome: 'injected', pod: withSidecar(pod, plan), warnings: warningsFor(pod, plan) };
+}
+
+export function isExcludedNamespace(namespace: string, settings: InjectionSettings): boolean {
+  return namespace === 'kube-system' || namespace === settings.injectorNamespace;
+}
+
+/** Whether `inject` would go on to inject: lets a caller skip its lookups for every other pod. */
+export function injectionWanted(
+  pod: V1Pod,
+  namespace: string,
+  namespaceOptIn: boolean,
+  settings: InjectionSettings,
+): boolean {
+  return injectionGate(pod, namespace, namespaceOptIn, settings).kind === 'inject';
+}
+
+function injectionGate(
+  pod: V1Pod,
+  namespace: string,
+  namespaceOptIn: boolean,
+  settings: InjectionSettings,
+): Gate {
+  if (isExcludedNamespace(namespace, settings)) {
+    return { kind: 'unchanged', reason: `namespace ${namespace} is never injected` };
+  }
+  const choice = readInjectAnnotation(pod);
+  if (!choice.ok) return { kind: 'denied', message: choice.message };
+  if (choice.value === false) return { kind: 'unchanged', reason: `opted out by ${veilAnnotations.inject}` };
+  if (choice.value === undefined && !namespaceOptIn) return { kind: 'unchanged', reason: 'not opted in' };
+  if (podLabels(pod)[veilLabels.injected] !== 'true') return { kind: 'inject' };
+  // The label alone proves nothing: anyone creating a pod can set it to dodge the
+  // sidecar. An injected pod must actually carry a Veil sidecar.
+  return hasVeilSidecar(pod, settings)
+    ? { kind: 'unchanged', reason: 'already injected' }
+    : {
+        kind: 'denied',
+        message: `the pod is labelled ${veilLabels.injected}=true but has no Veil sidecar; remove the label and let the webhook inject it`,
+      };
+}
+
+function hasVeilSidecar(pod: V1Pod, settings: InjectionSettings): boolean {
+  const repository = imageRepository(settings.sidecarImage);
+  const candidates = [
+    ...(pod.spec?.initContainers ?? []).filter((c) => c.restartPolicy === 'Always'),
+    ...(pod.spec?.containers ?? []),
+  ];
+  // Any tag of the sidecar's repository counts, so pods injected by an earlier
+  // release are still recognised after an upgrade.
+  return candidates.some(
+    (c) =>
+      c.name === sidecarNames.container && c.image !== undefined && imageRepository(c.image) === repository,
+  );
+}
+
+function imageRepository(image: string): string {
+  const withoutDigest = image.split('@')[0] ?? image;
+  const tagColon = withoutDigest.lastIndexOf(':');
+  return tagColon > withoutDigest.lastIndexOf('/') ? withoutDigest.slice(0, tagColon) : withoutDigest;
+}
+
+type Plan = {
+  settings: InjectionSettings;
+  options: PodOptions;
+  upstream: Upstream;
+  native: boolean;
+  namespace: string;
+  bootstrapPolicy: object | undefined;
+};
+
+function withSidecar(original: V1Pod, plan: Plan): V1Pod {
+  const pod = structuredClone(original);
+  const spec = pod.spec ?? { containers: [] };
+  pod.spec = spec;
+  const firstContainer = spec.containers[0]?.name;
+  const model = spec.containers[plan.upstream.containerIndex];
+  if (model !== undefined && plan.upstream.name !== undefined) {
+    takeOverPortName(model, plan.upstream.portIndex, plan.upstream.name);
+  }
+  const sidecar = sidecarContainer(plan);
+  if (plan.native) spec.initContainers = [sidecar, ...(spec.initContainers ?? [])];
+  else spec.containers = [sidecar, ...spec.containers];
+  const volumes = sidecarVolumes(plan.settings);
+  spec.volumes = [...(spec.volumes ?? []), ...volumes];
+
+  const metadata = pod.metadata ?? {};
+  pod.metadata = metadata;
+  metadata.labels = { ...metadata.labels, [veilLabels.injected]: 'true' };
+  const annotations: Record<string, string> = { ...metadata.annotations };
+  // Whatever the pod author put under Veil's own keys is replaced: the sidecar trusts
+  // the bootstrap policy it is given.
+  delete annotations[veilAnnotations.bootstrapPolicy];
+  if (plan.bootstrapPolicy !== undefined) {
+    annotations[veilAnnotations.bootstrapPolicy] = JSON.stringify(plan.bootstrapPolicy);
+  }
+  if (!plan.native && firstContainer !== undefined && annotations[defaultContainerAnnotation] === undefined) {
+    // The sidecar now comes first; keep `kubectl logs` and `exec` on the pod's own container.
+    annotations[defaultContainerAnnotation] = firstContainer;
+  }
+  annotations[veilAnnotations.status] = JSON.stringify(
+    statusFor(
+      plan,
+      volumes.map((v) => v.name),
+    ),
+  );
+  metadata.annotations = annotations;
+  return pod;
+}
+
+/**
+ * Moves the port's name to the proxy and gives the model's port a name of its own.
+ * The model's probes and lifecycle hooks may address the port by its old name, which
+ * only resolves within the model's container: they follow the rename.
+ */
+function takeOverPortName(model: V1Container, portIndex: number, name: string): void {
+  const port = model.ports?.[portIndex];
+  if (port === undefined) return;
+  port.name = sidecarNames.upstreamPort;
+  for (const probe of [model.startupProbe, model.readinessProbe, model.livenessProbe])
+    renamePort(probe, name);
+  renamePort(model.lifecycle?.postStart, name);
+  renamePort(model.lifecycle?.preStop, name);
+}
+
+function renamePort(handler: Pick<V1Probe, 'httpGet' | 'tcpSocket'> | undefined, name: string): void {
+  if (handler?.httpGet?.port === name) handler.httpGet.port = sidecarNames.upstreamPort;
+  if (handler?.tcpSocket?.port === name) handler.tcpSocket.port = sidecarNames.upstreamPort;
+}
+
+function statusFor(plan: Plan, volumes: string[]): InjectionStatus {
+  const { settings, upstream } = plan;
+  return {
+    version: settings.sidecarVersion,
+    image: settings.sidecarImage,
+    mode: plan.native ? 'native-sidecar' : 'container',
+    initContainers: plan.native ? [sidecarNames.container] : [],
+    containers: plan.native ? [] : [sidecarNames.container],
+    volumes,
+    policy: plan.options.policy,
+    api: plan.options.api,
+    upstream: { container: upstream.container, port: upstream.port, name: upstream.name ?? null },
+    portTakeover:
+      upstream.name === undefined
+        ? null
+        : { name: upstream.name, renamedTo: sidecarNames.upstreamPort, proxyPort: settings.proxyPort },
+    bootstrapPolicy: plan.bootstrapPolicy !== undefined,
+  };
+}
+
+// Kept short: kubectl prints warnings whole, and the API server may truncate long ones.
+function warningsFor(pod: V1Pod, plan: Plan): string[] {
+  const { upstream, settings } = plan;
+  const warnings: string[] = [];
+  if (upstream.name === undefined) {
+    warnings.push(
+      `${veilAnnotations.upstreamPort}: port ${upstream.port} of "${upstream.container}" is unnamed; Services must target the proxy port ${settings.proxyPort}`,
+    );
+  }
+  const restartPolicy = pod.spec?.restartPolicy ?? 'Always';
+  if (!plan.native && restartPolicy !== 'Always') {
+    warnings.push(
+      `native sidecars are off: with restartPolicy ${restartPolicy} the pod does not complete while the sidecar runs`,
+    );
+  }
+  if (plan.bootstrapPolicy === undefined) {
+    warnings.push(
+      `EmbeddingPolicy ${plan.namespace}/${plan.options.policy} not found: the sidecar answers 503 until it exists`,
+    );
+  }
+  return warnings;
+}

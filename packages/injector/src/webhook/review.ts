@@ -1,0 +1,183 @@
+// AdmissionReview v1 for pods: the request and response shapes, and the decision for
+// one review. CREATE injects; UPDATE guards Veil's marks; anything else passes.
+import type { V1Pod } from '@kubernetes/client-node';
+import { z } from 'zod';
+import { readInjectAnnotation, readPodOptions, veilLabels } from './annotations.ts';
+import { inject, injectionWanted, isExcludedNamespace } from './inject.ts';
+import { encodePatch, podPatch } from './patch.ts';
+import type { InjectionSettings } from './settings.ts';
+import { vetPodUpdate } from './tamper.ts';
+
+const admissionApiVersion = 'admission.k8s.io/v1';
+
+export const admissionRequestSchema = z.looseObject({
+  uid: z.string().min(1),
+  kind: z.object({ group: z.string(), version: z.string(), kind: z.string() }),
+  resource: z.object({ group: z.string(), version: z.string(), resource: z.string() }),
+  subResource: z.string().optional(),
+  name: z.string().optional(),
+  namespace: z.string().optional(),
+  operation: z.enum(['CREATE', 'UPDATE', 'DELETE', 'CONNECT']),
+  userInfo: z.looseObject({ username: z.string().optional(), groups: z.array(z.string()).optional() }),
+  object: z.unknown().optional(),
+  oldObject: z.unknown().optional(),
+  dryRun: z.boolean().optional(),
+});
+
+export const admissionReviewRequestSchema = z.object({
+  apiVersion: z.literal(admissionApiVersion),
+  kind: z.literal('AdmissionReview'),
+  request: admissionRequestSchema,
+});
+
+export const admissionResponseSchema = z.object({
+  uid: z.string(),
+  allowed: z.boolean(),
+  status: z.object({ code: z.number().int(), message: z.string() }).optional(),
+  patch: z.base64().optional(),
+  patchType: z.literal('JSONPatch').optional(),
+  warnings: z.array(z.string()).optional(),
+});
+
+export const admissionReviewResponseSchema = z.object({
+  apiVersion: z.literal(admissionApiVersion),
+  kind: z.literal('AdmissionReview'),
+  response: admissionResponseSchema,
+});
+
+export type AdmissionRequest = z.infer<typeof admissionRequestSchema>;
+export type AdmissionReviewRequest = z.infer<typeof admissionReviewRequestSchema>;
+export type AdmissionResponse = z.infer<typeof admissionResponseSchema>;
+export type AdmissionReviewResponse = z.infer<typeof admissionReviewResponseSchema>;
+
+/** Only what the webhook relies on; the pod itself is passed on untouched. */
+const podObjectSchema = z.looseObject({
+  metadata: z
+    .looseObject({
+      labels: z.record(z.string(), z.string()).optional(),
+      annotations: z.record(z.string(), z.string()).optional(),
+    })
+    .optional(),
+  spec: z.looseObject({ containers: z.array(z.looseObject({ name: z.string() })).min(1) }),
+});
+
+export type ReviewDependencies = {
+  settings: InjectionSettings;
+  /** The labels of a namespace; the review carries none. */
+  namespaceLabels: (namespace: string) => Promise<Record<string, string>>;
+  /** The EmbeddingPolicy `name` in `namespace`, or undefined when there is none. */
+  bootstrapPolicy: (namespace: string, name: string) => Promise<object | undefined>;
+};
+
+export type ReviewResult = {
+  review: AdmissionReviewResponse;
+  /** For the log: what happened to the pod, and why. */
+  outcome: 'injected' | 'unchanged' | 'denied' | 'ignored';
+  detail: string;
+};
+
+export async function reviewPodAdmission(
+  review: AdmissionReviewRequest,
+  deps: ReviewDependencies,
+): Promise<ReviewResult> {
+  const request = review.request;
+  if (request.kind.kind !== 'Pod' || request.subResource !== undefined) {
+    return allow(request.uid, 'ignored', `not a pod: ${request.kind.kind}`);
+  }
+  if (request.operation === 'CREATE') return admitCreate(request, deps);
+  if (request.operation === 'UPDATE') return admitUpdate(request);
+  return allow(request.uid, 'ignored', request.operation);
+}
+
+async function admitCreate(request: AdmissionRequest, deps: ReviewDependencies): Promise<ReviewResult> {
+  const pod = asPod(request.object);
+  if (pod === undefined) return deny(request.uid, 400, 'the review carries no valid pod');
+  const namespace = request.namespace ?? pod.metadata?.namespace;
+  if (namespace === undefined) return deny(request.uid, 400, 'the review names no namespace');
+
+  let namespaceOptIn: boolean;
+  let bootstrapPolicy: object | undefined;
+  try {
+    namespaceOptIn = await lookUpNamespaceOptIn(pod, namespace, deps);
+    bootstrapPolicy = await lookUpBootstrapPolicy(pod, namespace, namespaceOptIn, deps);
+  } catch (error) {
+    // Fail closed: a pod that may need auditing is never admitted on a guess.
+    return deny(
+      request.uid,
+      500,
+      `the Veil injector could not read namespace ${namespace} or its EmbeddingPolicy: ${messageOf(error)}`,
+    );
+  }
+
+  const result = inject({ pod, namespace, namespaceOptIn, settings: deps.settings, bootstrapPolicy });
+  if (result.outcome === 'denied') return deny(request.uid, 400, result.message);
+  if (result.outcome === 'unchanged') return allow(request.uid, 'unchanged', result.reason);
+  const patch = encodePatch(podPatch(pod, result.pod));
+  const response: AdmissionResponse = {
+    uid: request.uid,
+    allowed: true,
+    ...(patch === undefined ? {} : { patch, patchType: 'JSONPatch' as const }),
+    ...(result.warnings.length === 0 ? {} : { warnings: result.warnings }),
+  };
+  return { review: wrap(response), outcome: 'injected', detail: result.warnings.join('; ') };
+}
+
+function admitUpdate(request: AdmissionRequest): ReviewResult {
+  const pod = asPod(request.object);
+  const oldPod = asPod(request.oldObject);
+  if (pod === undefined || oldPod === undefined)
+    return deny(request.uid, 400, 'the review carries no valid pod');
+  const refusal = vetPodUpdate(oldPod, pod);
+  return refusal === undefined ? allow(request.uid, 'unchanged', 'update') : deny(request.uid, 403, refusal);
+}
+
+// The namespace is asked only when the pod does not decide for itself, so pods that
+// do not involve Veil never wait on, or fail with, a lookup.
+async function lookUpNamespaceOptIn(
+  pod: V1Pod,
+  namespace: string,
+  deps: ReviewDependencies,
+): Promise<boolean> {
+  if (isExcludedNamespace(namespace, deps.settings)) return false;
+  const choice = readInjectAnnotation(pod);
+  if (!choice.ok || choice.value !== undefined) return false;
+  const labels = await deps.namespaceLabels(namespace);
+  return labels[veilLabels.namespaceInjection] === 'enabled';
+}
+
+async function lookUpBootstrapPolicy(
+  pod: V1Pod,
+  namespace: string,
+  namespaceOptIn: boolean,
+  deps: ReviewDependencies,
+): Promise<object | undefined> {
+  if (!injectionWanted(pod, namespace, namespaceOptIn, deps.settings)) return undefined;
+  const options = readPodOptions(pod);
+  return options.ok ? deps.bootstrapPolicy(namespace, options.value.policy) : undefined;
+}
+
+function asPod(object: unknown): V1Pod | undefined {
+  // Validated for the fields the webhook reads, then used as sent: the patch must be
+  // computed against the very object the API server holds.
+  return podObjectSchema.safeParse(object).success ? (object as V1Pod) : undefined;
+}
+
+function allow(uid: string, outcome: ReviewResult['outcome'], detail: string): ReviewResult {
+  return { review: wrap({ uid, allowed: true }), outcome, detail };
+}
+
+function deny(uid: string, code: number, message: string): ReviewResult {
+  return {
+    review: wrap({ uid, allowed: false, status: { code, message } }),
+    outcome: 'denied',
+    detail: message,
+  };
+}
+
+function wrap(response: AdmissionResponse): AdmissionReviewResponse {
+  return { apiVersion: admissionApiVersion, kind: 'AdmissionReview', response };
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

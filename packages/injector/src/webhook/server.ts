@@ -1,0 +1,92 @@
+// The pod injection webhook over HTTPS: `POST /mutate-pods` for AdmissionReviews,
+// `GET /healthz` for probes. Certificates are reloaded from disk as they rotate.
+import type { AddressInfo } from 'node:net';
+import type { SecureContextOptions } from 'node:tls';
+import fastify from 'fastify';
+import { type CertificateFiles, CertificateReloader, readCertificatePair } from '../certs/reload.ts';
+import { admissionReviewRequestSchema, type ReviewDependencies, reviewPodAdmission } from './review.ts';
+import { type InjectionSettingsInput, injectionSettingsSchema } from './settings.ts';
+
+export type WebhookServerOptions = Omit<ReviewDependencies, 'settings'> & {
+  settings: InjectionSettingsInput;
+  tls: CertificateFiles;
+  /** Defaults to every interface. */
+  host?: string;
+  /** Defaults to 8443; 0 picks a free port. */
+  port?: number;
+  logger?: boolean;
+  /** How often the certificate files are re-read besides watching them; default one minute. */
+  certificatePollMs?: number;
+};
+
+export type WebhookServer = {
+  url: string;
+  port: number;
+  certificates: CertificateReloader;
+  close(): Promise<void>;
+};
+
+const tlsOptions: SecureContextOptions = { minVersion: 'TLSv1.2' };
+
+// An AdmissionReview holds the pod and, for updates, its previous version.
+const bodyLimit = 8 * 1024 * 1024;
+
+export async function startWebhookServer(options: WebhookServerOptions): Promise<WebhookServer> {
+  const deps: ReviewDependencies = {
+    settings: injectionSettingsSchema.parse(options.settings),
+    namespaceLabels: options.namespaceLabels,
+    bootstrapPolicy: options.bootstrapPolicy,
+  };
+  const initial = await readCertificatePair(options.tls);
+  const app = fastify({ https: { ...tlsOptions, ...initial }, logger: options.logger ?? false, bodyLimit });
+
+  app.get('/healthz', async () => 'ok');
+  app.post('/mutate-pods', async (request, reply) => {
+    const parsed = admissionReviewRequestSchema.safeParse(request.body);
+    if (!parsed.success) {
+      return reply.code(400).send({ error: 'not an admission.k8s.io/v1 AdmissionReview request' });
+    }
+    const result = await reviewPodAdmission(parsed.data, deps);
+    const { namespace, name, operation, uid } = parsed.data.request;
+    // Never the pod itself: its env may hold secrets.
+    request.log.info(
+      { uid, operation, namespace, name, outcome: result.outcome, detail: result.detail },
+      'review',
+    );
+    return result.review;
+  });
+
+  const certificates = new CertificateReloader({
+    ...options.tls,
+    server: app.server,
+    initial,
+    tlsOptions,
+    ...(options.certificatePollMs === undefined ? {} : { pollIntervalMs: options.certificatePollMs }),
+  });
+  certificates.on('reloaded', (fingerprint) => app.log.info({ fingerprint }, 'serving a new certificate'));
+  certificates.on('rejected', (error) =>
+    app.log.warn({ error: error.message }, 'certificate files not usable yet'),
+  );
+
+  try {
+    await app.listen({ host: options.host ?? '0.0.0.0', port: options.port ?? 8443 });
+  } catch (error) {
+    certificates.close();
+    throw error;
+  }
+  const { address, port } = app.server.address() as AddressInfo;
+  return {
+    url: `https://${urlHost(address)}:${port}`,
+    port,
+    certificates,
+    close: async () => {
+      certificates.close();
+      await app.close();
+    },
+  };
+}
+
+function urlHost(address: string): string {
+  if (address === '0.0.0.0' || address === '::') return 'localhost';
+  return address.includes(':') ? `[${address}]` : address;
+}

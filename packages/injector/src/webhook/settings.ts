@@ -1,0 +1,84 @@
+// What the injector needs to know to build a sidecar: one zod schema, parsed once at
+// start, so a bad deployment fails before it admits a single pod.
+import { z } from 'zod';
+import { dataKey, dnsLabel, dnsSubdomain, portNumber } from './names.ts';
+import { cpuQuantity, memoryQuantity } from './quantity.ts';
+
+const controllerKeySchema = z
+  .object({
+    source: z.enum(['configMap', 'secret']).default('configMap'),
+    name: dnsSubdomain.default('veil-controller-key'),
+    key: dataKey.default('jwk.json'),
+  })
+  .strict()
+  .describe(
+    "Where the controller's public JWK lives. Volumes cannot cross namespaces, so the controller keeps a copy in every injected namespace; the pod does not start without it.",
+  );
+
+const s3CredentialsSchema = z
+  .object({
+    name: dnsSubdomain,
+    accessKeyIdKey: dataKey.default('AWS_ACCESS_KEY_ID'),
+    secretAccessKeyKey: dataKey.default('AWS_SECRET_ACCESS_KEY'),
+  })
+  .strict()
+  .describe('A Secret present in each injected namespace; without it the AWS SDK default chain applies');
+
+const s3Schema = z
+  .object({
+    bucket: z
+      .string()
+      .min(3)
+      .max(63)
+      .regex(/^[a-z0-9][a-z0-9.-]*[a-z0-9]$/, 'must be an S3 bucket name'),
+    region: z.string().min(1).default('us-east-1'),
+    endpoint: z
+      .url({ protocol: /^https?$/ })
+      .optional()
+      .describe('S3-compatible endpoint such as MinIO; AWS when absent'),
+    forcePathStyle: z.boolean().default(false),
+    credentialsSecret: s3CredentialsSchema.optional(),
+  })
+  .strict();
+
+const resourcesSchema = z
+  .object({
+    requests: z
+      .object({ cpu: cpuQuantity.default('50m'), memory: memoryQuantity.default('64Mi') })
+      .strict()
+      .prefault({}),
+    limits: z
+      .object({ cpu: cpuQuantity.optional(), memory: memoryQuantity.default('256Mi') })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export const injectionSettingsSchema = z
+  .object({
+    sidecarImage: z.string().min(1).describe('The veil-sidecar image, pinned by tag or digest'),
+    sidecarVersion: z.string().min(1).describe('Recorded in veil.dev/status'),
+    imagePullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).default('IfNotPresent'),
+    injectorNamespace: dnsLabel.describe('Never injected, nor is kube-system'),
+    nativeSidecars: z
+      .boolean()
+      .default(true)
+      .describe(
+        'Inject an init container with restartPolicy Always (Kubernetes 1.29+). Services resolve a named targetPort on a native sidecar only from 1.32 (kubernetes#127958): on 1.29 to 1.31 turn this off or target the proxy port by number.',
+      ),
+    proxyPort: portNumber.default(15_080),
+    adminPort: portNumber.default(15_090),
+    controllerUrl: z.url({ protocol: /^https$/ }).describe('Where a sidecar pulls its policy'),
+    cluster: dnsLabel.describe('Cluster name, the first segment of every evidence object key'),
+    controllerKey: controllerKeySchema.prefault({}),
+    s3: s3Schema.optional().describe('Evidence storage; absent, the sidecar keeps its audit spool local'),
+    resources: resourcesSchema.prefault({}),
+  })
+  .strict()
+  .refine((s) => s.proxyPort !== s.adminPort, {
+    message: 'proxyPort and adminPort differ',
+    path: ['adminPort'],
+  });
+
+export type InjectionSettings = z.infer<typeof injectionSettingsSchema>;
+export type InjectionSettingsInput = z.input<typeof injectionSettingsSchema>;

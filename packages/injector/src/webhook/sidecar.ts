@@ -1,0 +1,203 @@
+// The injected proxy: its container, and the volumes it needs. The file names and
+// environment variables here are the contract between the injector and the sidecar.
+import type {
+  V1Container,
+  V1EnvVar,
+  V1Probe,
+  V1ResourceRequirements,
+  V1Volume,
+} from '@kubernetes/client-node';
+import { type PodOptions, veilAnnotations } from './annotations.ts';
+import type { InjectionSettings } from './settings.ts';
+import type { Upstream } from './upstream.ts';
+
+export const sidecarNames = {
+  container: 'veil-proxy',
+  /** The model's port once the proxy has taken its name over. */
+  upstreamPort: 'veil-upstream',
+  /** The proxy's port when the upstream port had no name to take over. */
+  proxyPort: 'veil-proxy',
+  adminPort: 'veil-admin',
+} as const;
+
+export const sidecarVolumeNames = {
+  spool: 'veil-spool',
+  state: 'veil-state',
+  bootstrap: 'veil-bootstrap',
+  controllerKey: 'veil-controller-key',
+  signingKey: 'veil-signing-key',
+} as const;
+
+const mountPaths = {
+  spool: '/var/lib/veil/spool',
+  state: '/var/lib/veil/state',
+  bootstrap: '/etc/veil/bootstrap',
+  controllerKey: '/etc/veil/controller-key',
+  signingKey: '/var/run/veil/signing-key',
+} as const;
+
+const fileNames = {
+  bootstrapPolicy: 'policy.json',
+  controllerKey: 'jwk.json',
+  signingKey: 'ed25519.jwk',
+} as const;
+
+/** Pod Security `restricted`, and a fixed non-root user the image is built for. */
+const restrictedSecurityContext = {
+  runAsNonRoot: true,
+  runAsUser: 65_532,
+  runAsGroup: 65_532,
+  allowPrivilegeEscalation: false,
+  readOnlyRootFilesystem: true,
+  capabilities: { drop: ['ALL'] },
+  seccompProfile: { type: 'RuntimeDefault' },
+};
+
+export type SidecarSpec = {
+  settings: InjectionSettings;
+  options: PodOptions;
+  upstream: Upstream;
+  native: boolean;
+};
+
+export function sidecarContainer(spec: SidecarSpec): V1Container {
+  const { settings } = spec;
+  return {
+    name: sidecarNames.container,
+    image: settings.sidecarImage,
+    imagePullPolicy: settings.imagePullPolicy,
+    ...(spec.native ? { restartPolicy: 'Always' } : {}),
+    ports: [
+      {
+        // Taking over the model's port name is what lets a Service with a named
+        // targetPort reach the proxy instead of the model, with no change to it.
+        name: spec.upstream.name ?? sidecarNames.proxyPort,
+        containerPort: settings.proxyPort,
+        protocol: 'TCP',
+      },
+      { name: sidecarNames.adminPort, containerPort: settings.adminPort, protocol: 'TCP' },
+    ],
+    env: sidecarEnv(spec),
+    resources: sidecarResources(settings, spec.options),
+    securityContext: restrictedSecurityContext,
+    volumeMounts: [
+      { name: sidecarVolumeNames.spool, mountPath: mountPaths.spool },
+      { name: sidecarVolumeNames.state, mountPath: mountPaths.state },
+      { name: sidecarVolumeNames.bootstrap, mountPath: mountPaths.bootstrap, readOnly: true },
+      { name: sidecarVolumeNames.controllerKey, mountPath: mountPaths.controllerKey, readOnly: true },
+      { name: sidecarVolumeNames.signingKey, mountPath: mountPaths.signingKey },
+    ],
+    // A native sidecar counts as started once its startup probe passes, and only then
+    // does the kubelet start the model: the proxy is listening before anything else.
+    startupProbe: adminProbe(settings, '/healthz', { periodSeconds: 1, failureThreshold: 120 }),
+    readinessProbe: adminProbe(settings, '/readyz', { periodSeconds: 5, failureThreshold: 2 }),
+    livenessProbe: adminProbe(settings, '/healthz', { periodSeconds: 10, failureThreshold: 3 }),
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+  };
+}
+
+export function sidecarVolumes(settings: InjectionSettings): V1Volume[] {
+  return [
+    { name: sidecarVolumeNames.spool, emptyDir: {} },
+    // The last good policy, kept across sidecar restarts so a pod keeps serving while
+    // the controller is down.
+    { name: sidecarVolumeNames.state, emptyDir: {} },
+    {
+      name: sidecarVolumeNames.bootstrap,
+      downwardAPI: {
+        items: [
+          {
+            path: fileNames.bootstrapPolicy,
+            fieldRef: { fieldPath: `metadata.annotations['${veilAnnotations.bootstrapPolicy}']` },
+          },
+        ],
+      },
+    },
+    controllerKeyVolume(settings),
+    // The sidecar generates its own Ed25519 key here and publishes the public half in
+    // its stream's genesis manifest, which is WORM-locked before any record is. The
+    // private key never leaves the pod; in memory it never reaches the node's disk;
+    // and it outlives a container restart, so a new incarnation can still sign what
+    // the last one left in the spool.
+    { name: sidecarVolumeNames.signingKey, emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } },
+  ];
+}
+
+function controllerKeyVolume(settings: InjectionSettings): V1Volume {
+  const { source, name, key } = settings.controllerKey;
+  const items = [{ key, path: fileNames.controllerKey }];
+  return source === 'secret'
+    ? { name: sidecarVolumeNames.controllerKey, secret: { secretName: name, items } }
+    : { name: sidecarVolumeNames.controllerKey, configMap: { name, items } };
+}
+
+function sidecarEnv({ settings, options, upstream }: SidecarSpec): V1EnvVar[] {
+  return [
+    plain('VEIL_UPSTREAM', `http://127.0.0.1:${upstream.port}`),
+    plain('VEIL_API', options.api),
+    plain('VEIL_POLICY_NAME', options.policy),
+    plain('VEIL_PROXY_PORT', String(settings.proxyPort)),
+    plain('VEIL_ADMIN_PORT', String(settings.adminPort)),
+    fromField('VEIL_POD_NAME', 'metadata.name'),
+    fromField('VEIL_POD_NAMESPACE', 'metadata.namespace'),
+    fromField('VEIL_POD_UID', 'metadata.uid'),
+    plain('VEIL_CONTROLLER_URL', settings.controllerUrl),
+    plain('VEIL_CLUSTER', settings.cluster),
+    plain('VEIL_SPOOL_DIR', mountPaths.spool),
+    plain('VEIL_STATE_DIR', mountPaths.state),
+    plain('VEIL_SIGNING_KEY_FILE', `${mountPaths.signingKey}/${fileNames.signingKey}`),
+    plain('VEIL_CONTROLLER_KEY_FILE', `${mountPaths.controllerKey}/${fileNames.controllerKey}`),
+    plain('VEIL_BOOTSTRAP_POLICY_FILE', `${mountPaths.bootstrap}/${fileNames.bootstrapPolicy}`),
+    ...s3Env(settings.s3),
+  ];
+}
+
+function s3Env(s3: InjectionSettings['s3']): V1EnvVar[] {
+  if (s3 === undefined) return [];
+  const env = [plain('VEIL_S3_BUCKET', s3.bucket), plain('VEIL_S3_REGION', s3.region)];
+  if (s3.endpoint !== undefined) env.push(plain('VEIL_S3_ENDPOINT', s3.endpoint));
+  env.push(plain('VEIL_S3_FORCE_PATH_STYLE', String(s3.forcePathStyle)));
+  const secret = s3.credentialsSecret;
+  if (secret !== undefined) {
+    // The standard AWS names, so the SDK's default chain picks them up unchanged.
+    env.push(fromSecret('AWS_ACCESS_KEY_ID', secret.name, secret.accessKeyIdKey));
+    env.push(fromSecret('AWS_SECRET_ACCESS_KEY', secret.name, secret.secretAccessKeyKey));
+  }
+  return env;
+}
+
+/** An override sets the request and, where the settings define one, the limit too. */
+function sidecarResources(settings: InjectionSettings, options: PodOptions): V1ResourceRequirements {
+  const { requests, limits } = settings.resources;
+  const cpu = options.sidecarCpu;
+  const memory = options.sidecarMemory;
+  return {
+    requests: { cpu: cpu ?? requests.cpu, memory: memory ?? requests.memory },
+    limits: {
+      ...(limits.cpu === undefined ? {} : { cpu: cpu ?? limits.cpu }),
+      memory: memory ?? limits.memory,
+    },
+  };
+}
+
+// The admin port serves HTTPS (the controller pushes policies to it); the kubelet's
+// HTTPS probes do not verify certificates, so the sidecar's own one will do.
+function adminProbe(
+  settings: InjectionSettings,
+  path: string,
+  timing: { periodSeconds: number; failureThreshold: number },
+): V1Probe {
+  return { httpGet: { path, port: settings.adminPort, scheme: 'HTTPS' }, timeoutSeconds: 2, ...timing };
+}
+
+function plain(name: string, value: string): V1EnvVar {
+  return { name, value };
+}
+
+function fromField(name: string, fieldPath: string): V1EnvVar {
+  return { name, valueFrom: { fieldRef: { fieldPath } } };
+}
+
+function fromSecret(name: string, secretName: string, key: string): V1EnvVar {
+  return { name, valueFrom: { secretKeyRef: { name: secretName, key } } };
+}

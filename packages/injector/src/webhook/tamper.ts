@@ -1,0 +1,22 @@
+// Pod metadata stays mutable after creation, and the sidecar reads its bootstrap
+// policy from a file the kubelet projects from an annotation. On an injected pod,
+// Veil's own marks therefore change through the injector only: an UPDATE that edits
+// them is refused.
+import type { V1Pod } from '@kubernetes/client-node';
+import { podAnnotations, podLabels, veilAnnotations, veilLabels } from './annotations.ts';
+
+const guardedAnnotations = [veilAnnotations.bootstrapPolicy, veilAnnotations.status] as const;
+
+/** A denial message when an update touches Veil's marks on an injected pod. */
+export function vetPodUpdate(oldPod: V1Pod, newPod: V1Pod): string | undefined {
+  if (podLabels(oldPod)[veilLabels.injected] !== 'true') return undefined;
+  if (podLabels(newPod)[veilLabels.injected] !== 'true') {
+    return `label ${veilLabels.injected} cannot be removed from an injected pod`;
+  }
+  const before = podAnnotations(oldPod);
+  const after = podAnnotations(newPod);
+  const changed = guardedAnnotations.find((key) => before[key] !== after[key]);
+  return changed === undefined
+    ? undefined
+    : `annotation ${changed} is set by the Veil injector and cannot be changed`;
+}

@@ -1,0 +1,248 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { V1Container, V1Pod } from '@kubernetes/client-node';
+import { inject } from '../../src/webhook/inject.ts';
+import { injectionSettingsSchema } from '../../src/webhook/settings.ts';
+import { injectionStatusSchema } from '../../src/webhook/status.ts';
+import { testSettings } from './support/settings.ts';
+
+const settings = injectionSettingsSchema.parse(testSettings);
+
+function modelPod(annotations: Record<string, string> = { 'veil.dev/inject': 'true' }): V1Pod {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: 'embedder', namespace: 'ml', annotations },
+    spec: {
+      containers: [
+        {
+          name: 'model',
+          image: 'ghcr.io/example/embedder:1',
+          ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }],
+        },
+      ],
+    },
+  };
+}
+
+function injected(pod: V1Pod, native = true): V1Pod {
+  const result = inject({
+    pod,
+    namespace: 'ml',
+    namespaceOptIn: false,
+    settings: { ...settings, nativeSidecars: native },
+    bootstrapPolicy: { spec: {} },
+  });
+  assert.equal(result.outcome, 'injected', result.outcome === 'denied' ? result.message : '');
+  return result.outcome === 'injected' ? result.pod : pod;
+}
+
+function sidecarOf(pod: V1Pod): V1Container {
+  const all = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])];
+  const sidecar = all.find((c) => c.name === 'veil-proxy');
+  assert.ok(sidecar, 'a veil-proxy container');
+  return sidecar;
+}
+
+/**
+ * How Kubernetes resolves a Service's named targetPort in a pod (FindPort): regular
+ * containers first, then native sidecars.
+ */
+function resolveTargetPort(pod: V1Pod, name: string): number | undefined {
+  const sidecars = (pod.spec?.initContainers ?? []).filter((c) => c.restartPolicy === 'Always');
+  for (const container of [...(pod.spec?.containers ?? []), ...sidecars]) {
+    const port = container.ports?.find((p) => p.name === name && (p.protocol ?? 'TCP') === 'TCP');
+    if (port !== undefined) return port.containerPort;
+  }
+  return undefined;
+}
+
+for (const native of [true, false]) {
+  test(`a Service targeting the model's named port reaches the proxy (native sidecars ${native})`, () => {
+    const pod = modelPod();
+    assert.equal(resolveTargetPort(pod, 'http'), 8080);
+    const out = injected(pod, native);
+    assert.equal(resolveTargetPort(out, 'http'), settings.proxyPort);
+    const model = out.spec?.containers.find((c) => c.name === 'model');
+    assert.deepEqual(model?.ports, [{ name: 'veil-upstream', containerPort: 8080, protocol: 'TCP' }]);
+    assert.equal(
+      sidecarOf(out).env?.find((e) => e.name === 'VEIL_UPSTREAM')?.value,
+      'http://127.0.0.1:8080',
+      'the proxy forwards to the model on loopback',
+    );
+  });
+}
+
+test('the native sidecar is the first init container and restarts always', () => {
+  const pod = modelPod();
+  if (pod.spec) pod.spec.initContainers = [{ name: 'migrate', image: 'ghcr.io/example/migrate:1' }];
+  const out = injected(pod);
+  assert.deepEqual(
+    out.spec?.initContainers?.map((c) => [c.name, c.restartPolicy]),
+    [
+      ['veil-proxy', 'Always'],
+      ['migrate', undefined],
+    ],
+  );
+  assert.deepEqual(
+    out.spec?.containers.map((c) => c.name),
+    ['model'],
+  );
+});
+
+test('the sidecar passes Pod Security restricted', () => {
+  const context = sidecarOf(injected(modelPod())).securityContext;
+  assert.equal(context?.runAsNonRoot, true);
+  assert.ok((context?.runAsUser ?? 0) > 0);
+  assert.equal(context?.allowPrivilegeEscalation, false);
+  assert.deepEqual(context?.capabilities, { drop: ['ALL'] });
+  assert.equal(context?.seccompProfile?.type, 'RuntimeDefault');
+  assert.equal(context?.readOnlyRootFilesystem, true);
+  assert.equal(context?.privileged, undefined);
+});
+
+test('the sidecar reads the pod identity from the downward API', () => {
+  const env = sidecarOf(injected(modelPod())).env ?? [];
+  const fieldOf = (name: string) => env.find((e) => e.name === name)?.valueFrom?.fieldRef?.fieldPath;
+  assert.equal(fieldOf('VEIL_POD_NAME'), 'metadata.name');
+  assert.equal(fieldOf('VEIL_POD_NAMESPACE'), 'metadata.namespace');
+  assert.equal(fieldOf('VEIL_POD_UID'), 'metadata.uid');
+});
+
+test('the S3 credentials come from a Secret, never as values', () => {
+  const env = sidecarOf(injected(modelPod())).env ?? [];
+  for (const name of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']) {
+    const variable = env.find((e) => e.name === name);
+    assert.equal(variable?.value, undefined);
+    assert.equal(variable?.valueFrom?.secretKeyRef?.name, 'veil-s3');
+  }
+});
+
+test('without S3 settings the sidecar gets no S3 environment', () => {
+  const { s3: _s3, ...local } = settings;
+  const result = inject({
+    pod: modelPod(),
+    namespace: 'ml',
+    namespaceOptIn: false,
+    settings: local,
+    bootstrapPolicy: {},
+  });
+  assert.equal(result.outcome, 'injected');
+  const names = result.outcome === 'injected' ? (sidecarOf(result.pod).env ?? []).map((e) => e.name) : [];
+  assert.deepEqual(
+    names.filter((n) => n.includes('S3') || n.startsWith('AWS_')),
+    [],
+  );
+});
+
+test('the bootstrap policy is projected into the pod from its annotation', () => {
+  const out = injected(modelPod());
+  const annotation = out.metadata?.annotations?.['veil.dev/bootstrap-policy'];
+  assert.deepEqual(JSON.parse(annotation ?? 'null'), { spec: {} });
+  const volume = out.spec?.volumes?.find((v) => v.name === 'veil-bootstrap');
+  assert.equal(
+    volume?.downwardAPI?.items?.[0]?.fieldRef?.fieldPath,
+    "metadata.annotations['veil.dev/bootstrap-policy']",
+  );
+  const file = sidecarOf(out).env?.find((e) => e.name === 'VEIL_BOOTSTRAP_POLICY_FILE')?.value;
+  const mount = sidecarOf(out).volumeMounts?.find((m) => m.name === 'veil-bootstrap');
+  assert.equal(file, `${mount?.mountPath}/${volume?.downwardAPI?.items?.[0]?.path}`);
+});
+
+test('the controller key can come from a Secret', () => {
+  const fromSecret = injectionSettingsSchema.parse({
+    ...testSettings,
+    controllerKey: { source: 'secret', name: 'veil-ctl', key: 'public.jwk' },
+  });
+  const result = inject({
+    pod: modelPod(),
+    namespace: 'ml',
+    namespaceOptIn: false,
+    settings: fromSecret,
+    bootstrapPolicy: {},
+  });
+  assert.equal(result.outcome, 'injected');
+  const volume =
+    result.outcome === 'injected'
+      ? result.pod.spec?.volumes?.find((v) => v.name === 'veil-controller-key')
+      : undefined;
+  assert.deepEqual(volume?.secret, {
+    secretName: 'veil-ctl',
+    items: [{ key: 'public.jwk', path: 'jwk.json' }],
+  });
+  assert.equal(volume?.configMap, undefined);
+});
+
+test('the status annotation matches its schema and records what was added', () => {
+  const out = injected(modelPod());
+  const status = injectionStatusSchema.parse(
+    JSON.parse(out.metadata?.annotations?.['veil.dev/status'] ?? '{}'),
+  );
+  assert.deepEqual(status.initContainers, ['veil-proxy']);
+  assert.deepEqual(
+    status.volumes,
+    (out.spec?.volumes ?? []).map((v) => v.name),
+  );
+  assert.equal(status.version, settings.sidecarVersion);
+  assert.deepEqual(status.portTakeover, { name: 'http', renamedTo: 'veil-upstream', proxyPort: 15080 });
+});
+
+test('inject leaves its input untouched', () => {
+  const pod = modelPod();
+  const before = structuredClone(pod);
+  injected(pod);
+  assert.deepEqual(pod, before);
+});
+
+test('a sidecar of another release still counts as injected', () => {
+  const out = injected(modelPod());
+  const sidecar = sidecarOf(out);
+  sidecar.image = 'registry.example.com/veil/veil-sidecar:0.0.9';
+  const again = inject({ pod: out, namespace: 'ml', namespaceOptIn: false, settings, bootstrapPolicy: {} });
+  assert.equal(again.outcome, 'unchanged');
+});
+
+test('a look-alike sidecar of another image does not count as injected', () => {
+  const out = injected(modelPod());
+  sidecarOf(out).image = 'registry.example.com/someone/veil-sidecar:0.1.0';
+  const again = inject({ pod: out, namespace: 'ml', namespaceOptIn: false, settings, bootstrapPolicy: {} });
+  assert.equal(again.outcome, 'denied');
+});
+
+test('a pod declaring no port is refused, naming the annotation', () => {
+  const pod = modelPod();
+  const model = pod.spec?.containers[0];
+  if (model) model.ports = undefined;
+  const result = inject({ pod, namespace: 'ml', namespaceOptIn: false, settings, bootstrapPolicy: {} });
+  assert.equal(result.outcome, 'denied');
+  assert.match(result.outcome === 'denied' ? result.message : '', /^veil\.dev\/upstream-port: /);
+});
+
+test('a UDP upstream port is refused', () => {
+  const pod = modelPod({ 'veil.dev/inject': 'true', 'veil.dev/upstream-port': 'dns' });
+  pod.spec?.containers[0]?.ports?.push({ name: 'dns', containerPort: 53, protocol: 'UDP' });
+  const result = inject({ pod, namespace: 'ml', namespaceOptIn: false, settings, bootstrapPolicy: {} });
+  assert.equal(result.outcome, 'denied');
+  assert.match(result.outcome === 'denied' ? result.message : '', /UDP/);
+});
+
+test('names the sidecar needs are refused when the pod already uses them', () => {
+  const withVolume = modelPod();
+  if (withVolume.spec) withVolume.spec.volumes = [{ name: 'veil-spool', emptyDir: {} }];
+  const withContainer = modelPod();
+  withContainer.spec?.containers.push({ name: 'veil-proxy', image: 'example/proxy:1' });
+  const withPortName = modelPod();
+  withPortName.spec?.containers[0]?.ports?.push({ name: 'veil-admin', containerPort: 9000 });
+  for (const pod of [withVolume, withContainer, withPortName]) {
+    const result = inject({ pod, namespace: 'ml', namespaceOptIn: false, settings, bootstrapPolicy: {} });
+    assert.equal(result.outcome, 'denied');
+    assert.match(result.outcome === 'denied' ? result.message : '', /reserved for the Veil sidecar/);
+  }
+});
+
+test('an existing default-container annotation is kept with plain sidecars', () => {
+  const pod = modelPod({ 'veil.dev/inject': 'true', 'kubectl.kubernetes.io/default-container': 'other' });
+  const out = injected(pod, false);
+  assert.equal(out.metadata?.annotations?.['kubectl.kubernetes.io/default-container'], 'other');
+  assert.equal(out.spec?.containers[0]?.name, 'veil-proxy');
+});

@@ -1,0 +1,178 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { V1Pod } from '@kubernetes/client-node';
+import { inject } from '../../src/webhook/inject.ts';
+import {
+  admissionReviewResponseSchema,
+  type ReviewDependencies,
+  reviewPodAdmission,
+} from '../../src/webhook/review.ts';
+import { injectionSettingsSchema } from '../../src/webhook/settings.ts';
+import { podReview } from './support/review.ts';
+import { testSettings } from './support/settings.ts';
+
+const settings = injectionSettingsSchema.parse(testSettings);
+
+type Calls = { namespaces: string[]; policies: string[] };
+
+function dependencies(labels: Record<string, string> = {}): ReviewDependencies & { calls: Calls } {
+  const calls: Calls = { namespaces: [], policies: [] };
+  return {
+    calls,
+    settings,
+    namespaceLabels: async (namespace) => {
+      calls.namespaces.push(namespace);
+      return labels;
+    },
+    bootstrapPolicy: async (namespace, name) => {
+      calls.policies.push(`${namespace}/${name}`);
+      return { spec: {} };
+    },
+  };
+}
+
+function pod(annotations?: Record<string, string>): V1Pod {
+  return {
+    metadata: { generateName: 'embedder-', ...(annotations === undefined ? {} : { annotations }) },
+    spec: {
+      containers: [
+        { name: 'model', image: 'example/model:1', ports: [{ name: 'http', containerPort: 8080 }] },
+      ],
+    },
+  };
+}
+
+test('the response answers the request uid and is a valid AdmissionReview', async () => {
+  const review = podReview('ml', pod({ 'veil.dev/inject': 'true' }));
+  const { review: response } = await reviewPodAdmission(review, dependencies());
+  admissionReviewResponseSchema.parse(response);
+  assert.equal(response.response.uid, review.request.uid);
+  assert.equal(response.response.patchType, 'JSONPatch');
+});
+
+test('a pod that decides for itself never waits on a namespace lookup', async () => {
+  for (const annotations of [{ 'veil.dev/inject': 'true' }, { 'veil.dev/inject': 'false' }]) {
+    const deps = dependencies();
+    await reviewPodAdmission(podReview('ml', pod(annotations)), deps);
+    assert.deepEqual(deps.calls.namespaces, []);
+  }
+});
+
+test('the bootstrap policy is looked up only for a pod being injected, by its policy name', async () => {
+  const deps = dependencies();
+  await reviewPodAdmission(podReview('web', pod()), deps);
+  assert.deepEqual(deps.calls, { namespaces: ['web'], policies: [] });
+  await reviewPodAdmission(
+    podReview('ml', pod({ 'veil.dev/inject': 'true', 'veil.dev/policy': 'search' })),
+    deps,
+  );
+  assert.deepEqual(deps.calls.policies, ['ml/search']);
+});
+
+test('excluded namespaces are not looked up at all', async () => {
+  const deps = dependencies({ 'veil.dev/injection': 'enabled' });
+  const result = await reviewPodAdmission(podReview('kube-system', pod()), deps);
+  assert.deepEqual(deps.calls, { namespaces: [], policies: [] });
+  assert.equal(result.review.response.allowed, true);
+  assert.equal(result.review.response.patch, undefined);
+});
+
+test('a failing lookup denies an opted-in pod instead of admitting it unaudited', async () => {
+  const deps = dependencies();
+  deps.namespaceLabels = async () => {
+    throw new Error('namespaces "ml" is forbidden');
+  };
+  const { review } = await reviewPodAdmission(podReview('ml', pod()), deps);
+  assert.equal(review.response.allowed, false);
+  assert.equal(review.response.status?.code, 500);
+  assert.match(review.response.status?.message ?? '', /forbidden/);
+
+  const failingPolicy = dependencies();
+  failingPolicy.bootstrapPolicy = async () => {
+    throw new Error('timeout');
+  };
+  const second = await reviewPodAdmission(podReview('ml', pod({ 'veil.dev/inject': 'true' })), failingPolicy);
+  assert.equal(second.review.response.allowed, false);
+});
+
+test('a pod that does not involve Veil is admitted even when lookups fail', async () => {
+  const deps = dependencies();
+  deps.bootstrapPolicy = async () => {
+    throw new Error('unreachable');
+  };
+  const { review } = await reviewPodAdmission(podReview('web', pod({ 'veil.dev/inject': 'false' })), deps);
+  assert.equal(review.response.allowed, true);
+});
+
+test('the review namespace wins over a missing one in the pod', async () => {
+  const result = await reviewPodAdmission(
+    podReview('ml', pod({ 'veil.dev/inject': 'true' })),
+    dependencies(),
+  );
+  assert.equal(result.outcome, 'injected');
+});
+
+test('not a pod, a DELETE or a subresource: allowed untouched', async () => {
+  const deps = dependencies();
+  const notPod = podReview('ml', pod({ 'veil.dev/inject': 'true' }));
+  notPod.request.kind = { group: 'apps', version: 'v1', kind: 'Deployment' };
+  const deletion = podReview('ml', pod(), 'DELETE');
+  const subresource = podReview('ml', pod({ 'veil.dev/inject': 'true' }));
+  subresource.request.subResource = 'status';
+  for (const review of [notPod, deletion, subresource]) {
+    const { review: response, outcome } = await reviewPodAdmission(review, deps);
+    assert.equal(outcome, 'ignored');
+    assert.deepEqual(response.response, { uid: review.request.uid, allowed: true });
+  }
+});
+
+test('a CREATE without a usable pod is denied', async () => {
+  const review = podReview('ml', pod());
+  review.request.object = { metadata: {}, spec: { containers: [] } };
+  const { review: response } = await reviewPodAdmission(review, dependencies());
+  assert.equal(response.response.allowed, false);
+  assert.equal(response.response.status?.code, 400);
+});
+
+function injectedPod(): V1Pod {
+  const result = inject({
+    pod: pod({ 'veil.dev/inject': 'true' }),
+    namespace: 'ml',
+    namespaceOptIn: false,
+    settings,
+    bootstrapPolicy: { spec: { access: { rules: [] } } },
+  });
+  assert.equal(result.outcome, 'injected');
+  return result.outcome === 'injected' ? result.pod : {};
+}
+
+test("an UPDATE rewriting an injected pod's bootstrap policy is refused", async () => {
+  const before = injectedPod();
+  const after = structuredClone(before);
+  if (after.metadata?.annotations) after.metadata.annotations['veil.dev/bootstrap-policy'] = '{"spec":{}}';
+  const { review } = await reviewPodAdmission(podReview('ml', after, 'UPDATE', before), dependencies());
+  assert.equal(review.response.allowed, false);
+  assert.match(review.response.status?.message ?? '', /veil\.dev\/bootstrap-policy/);
+});
+
+test('an UPDATE removing the injected label is refused', async () => {
+  const before = injectedPod();
+  const after = structuredClone(before);
+  if (after.metadata?.labels) delete after.metadata.labels['veil.dev/injected'];
+  const { review } = await reviewPodAdmission(podReview('ml', after, 'UPDATE', before), dependencies());
+  assert.equal(review.response.allowed, false);
+});
+
+test('an UPDATE of anything else is allowed, without a patch', async () => {
+  const before = injectedPod();
+  const after = structuredClone(before);
+  if (after.metadata) after.metadata.labels = { ...after.metadata.labels, team: 'search' };
+  const { review } = await reviewPodAdmission(podReview('ml', after, 'UPDATE', before), dependencies());
+  assert.deepEqual(review.response, { uid: review.response.uid, allowed: true });
+
+  const plain = pod();
+  const relabelled = structuredClone(plain);
+  if (relabelled.metadata) relabelled.metadata.annotations = { 'veil.dev/bootstrap-policy': '{}' };
+  const second = await reviewPodAdmission(podReview('ml', relabelled, 'UPDATE', plain), dependencies());
+  assert.equal(second.review.response.allowed, true, 'pods never injected are not guarded');
+});

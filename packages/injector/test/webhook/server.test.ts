@@ -1,0 +1,191 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { connect } from 'node:tls';
+import jsonpatch, { type Operation } from 'fast-json-patch';
+import { Agent, request } from 'undici';
+import { admissionReviewResponseSchema } from '../../src/webhook/review.ts';
+import { startWebhookServer, type WebhookServer } from '../../src/webhook/server.ts';
+import { selfSignedCertificate, type TestCertificate } from './support/certificates.ts';
+import { podReview } from './support/review.ts';
+import { testSettings } from './support/settings.ts';
+
+let workDir: string;
+let first: TestCertificate;
+let second: TestCertificate;
+
+before(() => {
+  workDir = mkdtempSync(join(tmpdir(), 'veil-webhook-'));
+  first = selfSignedCertificate(workDir, 'first');
+  second = selfSignedCertificate(workDir, 'second');
+});
+
+after(() => rmSync(workDir, { recursive: true, force: true }));
+
+/** Written aside and renamed over, so a reader never sees a half-written file. */
+function replaceFile(path: string, content: string): void {
+  writeFileSync(`${path}.new`, content);
+  renameSync(`${path}.new`, path);
+}
+
+function writePair(directory: string, pair: TestCertificate): void {
+  writeFileSync(join(directory, 'tls.crt'), pair.cert);
+  writeFileSync(join(directory, 'tls.key'), pair.key);
+}
+
+async function start(directory: string): Promise<WebhookServer> {
+  return startWebhookServer({
+    settings: testSettings,
+    tls: { certFile: join(directory, 'tls.crt'), keyFile: join(directory, 'tls.key') },
+    host: '127.0.0.1',
+    port: 0,
+    namespaceLabels: async (namespace): Promise<Record<string, string>> =>
+      namespace === 'ml' ? { 'veil.dev/injection': 'enabled' } : {},
+    bootstrapPolicy: async (_namespace, name) => ({ metadata: { name }, spec: {} }),
+  });
+}
+
+/** The fingerprint of the certificate a fresh TLS connection is offered. */
+async function servedFingerprint(port: number): Promise<string> {
+  const socket = connect({ host: '127.0.0.1', port, rejectUnauthorized: false });
+  await once(socket, 'secureConnect');
+  const fingerprint = socket.getPeerCertificate().fingerprint256;
+  socket.destroy();
+  return fingerprint;
+}
+
+function freshDirectory(name: string): string {
+  const directory = join(workDir, name);
+  mkdirSync(directory);
+  return directory;
+}
+
+test('answers a real AdmissionReview over HTTPS with a JSON patch', async () => {
+  const directory = freshDirectory('review');
+  writePair(directory, first);
+  const server = await start(directory);
+  const agent = new Agent({ connect: { ca: first.cert } });
+  try {
+    const pod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { generateName: 'embedder-', namespace: 'ml' },
+      spec: {
+        containers: [
+          { name: 'model', image: 'example/model:1', ports: [{ name: 'http', containerPort: 8080 }] },
+        ],
+      },
+    };
+    const review = podReview('ml', pod);
+    const response = await request(`${server.url}/mutate-pods`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(review),
+      dispatcher: agent,
+    });
+    assert.equal(response.statusCode, 200);
+    const answer = admissionReviewResponseSchema.parse(await response.body.json()).response;
+    assert.equal(answer.uid, review.request.uid);
+    assert.equal(answer.allowed, true);
+    assert.equal(answer.patchType, 'JSONPatch');
+    const operations = JSON.parse(Buffer.from(answer.patch ?? '', 'base64').toString('utf8')) as Operation[];
+    const patched = jsonpatch.applyPatch(structuredClone(pod), operations, true).newDocument as {
+      metadata: { labels?: Record<string, string> };
+      spec: { initContainers?: { name: string }[] };
+    };
+    assert.equal(patched.metadata.labels?.['veil.dev/injected'], 'true');
+    assert.equal(patched.spec.initContainers?.[0]?.name, 'veil-proxy');
+
+    const health = await request(`${server.url}/healthz`, { dispatcher: agent });
+    assert.equal(health.statusCode, 200);
+    assert.equal(await health.body.text(), 'ok');
+
+    const malformed = await request(`${server.url}/mutate-pods`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ apiVersion: 'admission.k8s.io/v1beta1', kind: 'AdmissionReview' }),
+      dispatcher: agent,
+    });
+    assert.equal(malformed.statusCode, 400);
+    await malformed.body.dump();
+  } finally {
+    await agent.close();
+    await server.close();
+  }
+});
+
+test('serves a certificate replaced in place without a restart', async () => {
+  const directory = freshDirectory('in-place');
+  writePair(directory, first);
+  const server = await start(directory);
+  try {
+    assert.equal(await servedFingerprint(server.port), first.fingerprint256);
+    const reloaded = once(server.certificates, 'reloaded');
+    replaceFile(join(directory, 'tls.key'), second.key);
+    replaceFile(join(directory, 'tls.crt'), second.cert);
+    assert.deepEqual(await reloaded, [second.fingerprint256]);
+    assert.equal(await servedFingerprint(server.port), second.fingerprint256);
+  } finally {
+    await server.close();
+  }
+});
+
+test('follows a Secret volume update (the ..data symlink swap)', async () => {
+  const mount = freshDirectory('secret-mount');
+  const version1 = join(mount, '..2025_01_01_00_00_00.000000001');
+  mkdirSync(version1);
+  writePair(version1, first);
+  symlinkSync('..2025_01_01_00_00_00.000000001', join(mount, '..data'));
+  symlinkSync('..data/tls.crt', join(mount, 'tls.crt'));
+  symlinkSync('..data/tls.key', join(mount, 'tls.key'));
+  const server = await start(mount);
+  try {
+    assert.equal(await servedFingerprint(server.port), first.fingerprint256);
+    const reloaded = once(server.certificates, 'reloaded');
+    const version2 = join(mount, '..2025_02_01_00_00_00.000000002');
+    mkdirSync(version2);
+    writePair(version2, second);
+    symlinkSync('..2025_02_01_00_00_00.000000002', join(mount, '..data_tmp'));
+    renameSync(join(mount, '..data_tmp'), join(mount, '..data'));
+    assert.deepEqual(await reloaded, [second.fingerprint256]);
+    assert.equal(await servedFingerprint(server.port), second.fingerprint256);
+  } finally {
+    await server.close();
+  }
+});
+
+test('keeps the working certificate while the new pair does not match', async () => {
+  const directory = freshDirectory('half-rotated');
+  writePair(directory, first);
+  const server = await start(directory);
+  try {
+    const rejected = once(server.certificates, 'rejected');
+    // Half-way through a rotation: the new certificate, the old key.
+    replaceFile(join(directory, 'tls.crt'), second.cert);
+    const [error] = (await rejected) as [Error];
+    assert.match(error.message, /key values mismatch/);
+    assert.equal(await servedFingerprint(server.port), first.fingerprint256);
+
+    const reloaded = once(server.certificates, 'reloaded');
+    replaceFile(join(directory, 'tls.key'), second.key);
+    assert.deepEqual(await reloaded, [second.fingerprint256]);
+    assert.equal(await servedFingerprint(server.port), second.fingerprint256);
+  } finally {
+    await server.close();
+  }
+});
+
+test('an explicit reload of unchanged files changes nothing', async () => {
+  const directory = freshDirectory('unchanged');
+  writePair(directory, first);
+  const server = await start(directory);
+  try {
+    assert.equal(await server.certificates.reload(), false);
+    assert.equal(await servedFingerprint(server.port), first.fingerprint256);
+  } finally {
+    await server.close();
+  }
+});

@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { readPodOptions } from '../../src/webhook/annotations.ts';
+import { injectionSettingsSchema } from '../../src/webhook/settings.ts';
+import { testSettings } from './support/settings.ts';
+
+test('settings defaults follow the contract', () => {
+  const { s3: _s3, ...minimal } = testSettings;
+  const settings = injectionSettingsSchema.parse(minimal);
+  assert.equal(settings.nativeSidecars, true);
+  assert.equal(settings.proxyPort, 15_080);
+  assert.equal(settings.adminPort, 15_090);
+  assert.deepEqual(settings.resources, {
+    requests: { cpu: '50m', memory: '64Mi' },
+    limits: { memory: '256Mi' },
+  });
+  assert.deepEqual(settings.controllerKey, {
+    source: 'configMap',
+    name: 'veil-controller-key',
+    key: 'jwk.json',
+  });
+  assert.equal(settings.s3, undefined);
+});
+
+test('settings refuse what would break pods or leak audit traffic', () => {
+  const bad = [
+    { adminPort: 15_080 },
+    { controllerUrl: 'http://veil-controller:8443' },
+    { proxyPort: 70_000 },
+    { resources: { requests: { memory: '0' } } },
+    { cluster: 'Prod Cluster' },
+    { unknownSetting: true },
+  ];
+  for (const override of bad) {
+    assert.equal(
+      injectionSettingsSchema.safeParse({ ...testSettings, ...override }).success,
+      false,
+      JSON.stringify(override),
+    );
+  }
+});
+
+function optionsOf(annotations: Record<string, string>) {
+  return readPodOptions({ metadata: { annotations } });
+}
+
+test('pod options default to the contract', () => {
+  assert.deepEqual(optionsOf({}), {
+    ok: true,
+    value: {
+      policy: 'default',
+      upstreamPort: undefined,
+      api: 'auto',
+      sidecarCpu: undefined,
+      sidecarMemory: undefined,
+    },
+  });
+});
+
+test('the upstream port may be a number or a name', () => {
+  const byNumber = optionsOf({ 'veil.dev/upstream-port': '8080' });
+  const byName = optionsOf({ 'veil.dev/upstream-port': 'http' });
+  assert.equal(byNumber.ok && byNumber.value.upstreamPort, 8080);
+  assert.equal(byName.ok && byName.value.upstreamPort, 'http');
+});
+
+test('quantities are checked', () => {
+  for (const cpu of ['100m', '0.5', '2', '.25']) {
+    assert.equal(optionsOf({ 'veil.dev/sidecar-cpu': cpu }).ok, true, cpu);
+  }
+  for (const cpu of ['0', '0m', '1.5m', '-1', '1e3', 'lots', '']) {
+    assert.equal(optionsOf({ 'veil.dev/sidecar-cpu': cpu }).ok, false, cpu);
+  }
+  for (const memory of ['128Mi', '1Gi', '1.5Gi', '500M', '134217728']) {
+    assert.equal(optionsOf({ 'veil.dev/sidecar-memory': memory }).ok, true, memory);
+  }
+  for (const memory of ['128m', '0Mi', '1 Gi', 'Mi', '-5Mi']) {
+    assert.equal(optionsOf({ 'veil.dev/sidecar-memory': memory }).ok, false, memory);
+  }
+});
+
+test('each bad annotation is named in the message', () => {
+  const cases: [string, string][] = [
+    ['veil.dev/upstream-port', '70000'],
+    ['veil.dev/upstream-port', 'Not_A_Name'],
+    ['veil.dev/api', 'OpenAI'],
+    ['veil.dev/policy', ''],
+    ['veil.dev/sidecar-memory', '1GB'],
+  ];
+  for (const [key, value] of cases) {
+    const result = optionsOf({ [key]: value });
+    assert.equal(result.ok, false, `${key}=${value}`);
+    assert.ok(!result.ok && result.message.startsWith(`${key}: `), !result.ok ? result.message : '');
+  }
+});

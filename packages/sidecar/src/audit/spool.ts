@@ -1,0 +1,502 @@
+// The durable audit spool: records are framed into append-only segment files and
+// an append resolves only once its bytes are fsynced. Appends that arrive while a
+// sync is in flight wait for the next one and share it (group commit), so one
+// fsync makes many records durable.
+//
+// Frame: [u32 LE payload length][u32 LE CRC-32 of the length bytes then the payload][payload].
+// A segment is named by the seq of its first record (`<seq:020>.seg`); a record's seq
+// is its segment's first seq plus its index, so seqs need no bytes of their own and
+// stay contiguous across restarts. The shipped watermark (the last seq S3 has
+// acknowledged) lives in its own small file, replaced atomically.
+import { type FileHandle, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+
+/** The spool holds as much as it may: the sidecar refuses new requests (503) rather than drop a record. */
+export class SpoolFullError extends Error {
+  override name = 'SpoolFullError';
+}
+
+/** A segment or the watermark is damaged other than by a torn last write; nothing is guessed. */
+export class SpoolCorruptError extends Error {
+  override name = 'SpoolCorruptError';
+}
+
+/** A write or sync failed: what reached the disk is unknown, so the spool takes nothing more until reopened. */
+export class SpoolFailedError extends Error {
+  override name = 'SpoolFailedError';
+}
+
+export type SpoolOptions = {
+  dir: string;
+  /** A segment is closed and a new one started once it reaches this size. */
+  segmentBytes?: number;
+  /** Bytes on disk plus bytes waiting to be written, at most. */
+  capacityBytes?: number;
+  /** Milliseconds since the epoch, for the age of the oldest unshipped record. */
+  now?: () => number;
+};
+
+export type SpoolEntry = { seq: number; line: string };
+
+export type SpoolStats = {
+  /** On disk (segments not yet deleted) plus waiting for the next sync. */
+  bytes: number;
+  /** Durable records not yet released by the shipper. */
+  waiting: number;
+  /** Null when nothing waits. For records found on open, a lower bound: their segment's last write. */
+  oldestUnshippedAgeMs: number | null;
+  /** Data syncs done since open: fewer than appends under concurrency. */
+  syncs: number;
+  nextSeq: number;
+  /** The last seq released, -1 for none. */
+  shippedSeq: number;
+};
+
+/** What opening found: the records not yet shipped, and the bytes of a torn tail cut off. */
+export type SpoolRecovery = { records: number; truncatedBytes: number };
+
+type Segment = { firstSeq: number; path: string; size: number; offsets: number[] };
+type Pending = { frame: Buffer; resolve: (result: { seq: number }) => void; reject: (error: Error) => void };
+/** When the group of records from `seq` on became durable. */
+type Commit = { seq: number; time: number };
+
+const headerBytes = 8;
+const segmentPattern = /^(\d{20})\.seg$/;
+const watermarkName = 'shipped';
+const watermarkTemp = 'shipped.tmp';
+const readChunkBytes = 1024 * 1024;
+export const defaultSegmentBytes = 64 * 1024 * 1024;
+export const defaultCapacityBytes = 1024 * 1024 * 1024;
+
+export class Spool {
+  readonly #dir: string;
+  readonly #segmentBytes: number;
+  readonly #capacityBytes: number;
+  readonly #now: () => number;
+  readonly #segments: Segment[];
+  readonly #commits: Commit[];
+  readonly recovery: SpoolRecovery;
+  #active: FileHandle;
+  #nextSeq: number;
+  #shippedSeq: number;
+  #diskBytes: number;
+  #pending: Pending[] = [];
+  #pendingBytes = 0;
+  #flushing: Promise<void> | undefined;
+  #releasing: Promise<void> = Promise.resolve();
+  #syncs = 0;
+  #failure: Error | undefined;
+  #closed = false;
+
+  private constructor(options: Required<SpoolOptions>, state: OpenState) {
+    this.#dir = options.dir;
+    this.#segmentBytes = options.segmentBytes;
+    this.#capacityBytes = options.capacityBytes;
+    this.#now = options.now;
+    this.#segments = state.segments;
+    this.#commits = state.commits;
+    this.#active = state.active;
+    this.#nextSeq = state.nextSeq;
+    this.#shippedSeq = state.shippedSeq;
+    this.#diskBytes = state.segments.reduce((total, segment) => total + segment.size, 0);
+    this.recovery = state.recovery;
+  }
+
+  /** Opens (creating if need be) the spool in `dir`, cutting off a torn tail left by a crash. */
+  static async open(options: SpoolOptions): Promise<Spool> {
+    const resolved: Required<SpoolOptions> = {
+      dir: options.dir,
+      segmentBytes: options.segmentBytes ?? defaultSegmentBytes,
+      capacityBytes: options.capacityBytes ?? defaultCapacityBytes,
+      now: options.now ?? Date.now,
+    };
+    if (!(resolved.segmentBytes > 0 && resolved.capacityBytes >= resolved.segmentBytes)) {
+      throw new RangeError('the spool capacity must hold at least one segment');
+    }
+    return new Spool(resolved, await recover(resolved));
+  }
+
+  /** False once full, failed or closed: new requests should then be refused. */
+  accepting(): boolean {
+    return !this.#closed && !this.#failure && this.#diskBytes + this.#pendingBytes < this.#capacityBytes;
+  }
+
+  /** Resolves with the record's seq once it is durable; rejects without assigning one otherwise. */
+  append(line: string): Promise<{ seq: number }> {
+    if (this.#failure) return Promise.reject(this.#failure);
+    if (this.#closed) return Promise.reject(new SpoolFailedError('the spool is closed'));
+    const frame = encodeFrame(line);
+    if (this.#diskBytes + this.#pendingBytes + frame.length > this.#capacityBytes) {
+      return Promise.reject(new SpoolFullError(`the audit spool holds ${this.#capacityBytes} bytes at most`));
+    }
+    this.#pendingBytes += frame.length;
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ frame, resolve, reject });
+      // Started after the current task, so appends made in the same tick share the first sync.
+      this.#flushing ??= Promise.resolve().then(() => this.#flush());
+    });
+  }
+
+  /**
+   * Up to `maxRecords` durable records from `seq` on, in order, stopping before
+   * `maxBytes` of lines (the first record always comes, whatever its size).
+   */
+  async readFrom(seq: number, maxRecords: number, maxBytes: number): Promise<SpoolEntry[]> {
+    if (!Number.isSafeInteger(seq) || seq < 0) throw new RangeError('seq must be a non-negative integer');
+    const entries: SpoolEntry[] = [];
+    let bytes = 0;
+    let next = seq;
+    const first = this.#segments.findIndex((segment) => seq < segment.firstSeq + segment.offsets.length);
+    if (seq < this.#nextSeq && (first === -1 || (this.#segments[first]?.firstSeq ?? 0) > seq)) {
+      throw new RangeError(`seq ${seq} has been released`);
+    }
+    for (const segment of first === -1 ? [] : this.#segments.slice(first)) {
+      const from = next - segment.firstSeq;
+      let to = from;
+      while (to < segment.offsets.length && entries.length + (to - from) < maxRecords) {
+        const payload = frameEnd(segment, to) - (segment.offsets[to] ?? 0) - headerBytes;
+        if (entries.length + (to - from) > 0 && bytes + payload > maxBytes) break;
+        bytes += payload;
+        to += 1;
+      }
+      if (to > from) entries.push(...(await readRecords(segment, from, to)));
+      next = segment.firstSeq + to;
+      if (to < segment.offsets.length) break;
+    }
+    return entries;
+  }
+
+  /**
+   * Marks every record up to `uptoSeq` as shipped: the watermark is made durable,
+   * then whole segments holding nothing newer are deleted.
+   */
+  release(uptoSeq: number): Promise<void> {
+    if (!Number.isSafeInteger(uptoSeq) || uptoSeq >= this.#nextSeq) {
+      return Promise.reject(new RangeError(`seq ${uptoSeq} is not durable yet`));
+    }
+    const run = this.#releasing.then(() => this.#release(uptoSeq));
+    // One failed release must not fail every later one.
+    this.#releasing = run.catch(() => undefined);
+    return run;
+  }
+
+  stats(): SpoolStats {
+    const commit = this.#commits[0];
+    const waiting = this.#nextSeq - this.#shippedSeq - 1;
+    return {
+      bytes: this.#diskBytes + this.#pendingBytes,
+      waiting,
+      oldestUnshippedAgeMs: waiting > 0 && commit ? Math.max(0, this.#now() - commit.time) : null,
+      syncs: this.#syncs,
+      nextSeq: this.#nextSeq,
+      shippedSeq: this.#shippedSeq,
+    };
+  }
+
+  /** Waits for appends already made to become durable, then closes the files. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#flushing;
+    await this.#releasing;
+    await this.#active.close();
+  }
+
+  async #flush(): Promise<void> {
+    while (this.#pending.length > 0) {
+      const group = this.#pending;
+      this.#pending = [];
+      await this.#commit(group);
+    }
+    this.#flushing = undefined;
+  }
+
+  async #commit(group: readonly Pending[]): Promise<void> {
+    const data = Buffer.concat(group.map((pending) => pending.frame));
+    this.#pendingBytes -= data.length;
+    const segment = this.#segments.at(-1) as Segment;
+    try {
+      if (this.#failure) throw this.#failure;
+      const full = segment.size >= this.#segmentBytes && segment.offsets.length > 0;
+      const target = full ? await this.#rotate() : segment;
+      await writeAll(this.#active, data);
+      await this.#active.datasync();
+      this.#syncs += 1;
+      const firstSeq = this.#nextSeq;
+      for (const pending of group) {
+        target.offsets.push(target.size);
+        target.size += pending.frame.length;
+      }
+      this.#diskBytes += data.length;
+      this.#nextSeq += group.length;
+      this.#commits.push({ seq: firstSeq, time: this.#now() });
+      group.forEach((pending, index) => {
+        pending.resolve({ seq: firstSeq + index });
+      });
+    } catch (error) {
+      this.#failure ??= new SpoolFailedError('an audit spool write failed', { cause: error });
+      for (const pending of group) pending.reject(this.#failure);
+    }
+  }
+
+  async #rotate(): Promise<Segment> {
+    const segment = {
+      firstSeq: this.#nextSeq,
+      path: segmentPath(this.#dir, this.#nextSeq),
+      size: 0,
+      offsets: [],
+    };
+    const previous = this.#active;
+    // Opened before the old one closes, so a failure leaves one open handle to close.
+    this.#active = await createSegment(this.#dir, segment.path);
+    this.#segments.push(segment);
+    await previous.close();
+    return segment;
+  }
+
+  async #release(uptoSeq: number): Promise<void> {
+    if (uptoSeq <= this.#shippedSeq) return;
+    await writeWatermark(this.#dir, uptoSeq);
+    this.#shippedSeq = uptoSeq;
+    pruneCommits(this.#commits, uptoSeq);
+    // The active segment stays: it is still being appended to.
+    while (this.#segments.length > 1) {
+      const segment = this.#segments[0] as Segment;
+      if (segment.firstSeq + segment.offsets.length - 1 > uptoSeq) break;
+      this.#segments.shift();
+      this.#diskBytes -= segment.size;
+      await unlink(segment.path);
+    }
+  }
+}
+
+// ---- frames -------------------------------------------------------------------
+
+function encodeFrame(line: string): Buffer {
+  const length = Buffer.byteLength(line, 'utf8');
+  const frame = Buffer.allocUnsafe(headerBytes + length);
+  frame.writeUInt32LE(length, 0);
+  frame.write(line, headerBytes, 'utf8');
+  frame.writeUInt32LE(frameChecksum(frame, 0, length), 4);
+  return frame;
+}
+
+/** Covers the length too, so a damaged length cannot pass for a shorter record. */
+function frameChecksum(buffer: Buffer, at: number, length: number): number {
+  const start = at + headerBytes;
+  return crc32(buffer.subarray(start, start + length), crc32(buffer.subarray(at, at + 4)));
+}
+
+function frameEnd(segment: Segment, index: number): number {
+  return segment.offsets[index + 1] ?? segment.size;
+}
+
+async function readRecords(segment: Segment, from: number, to: number): Promise<SpoolEntry[]> {
+  const start = segment.offsets[from] ?? 0;
+  const buffer = Buffer.allocUnsafe(frameEnd(segment, to - 1) - start);
+  const file = await open(segment.path, 'r');
+  try {
+    await readExactly(file, buffer, start);
+  } finally {
+    await file.close();
+  }
+  const entries: SpoolEntry[] = [];
+  for (let index = from; index < to; index++) {
+    const at = (segment.offsets[index] ?? 0) - start;
+    const length = buffer.readUInt32LE(at);
+    if (buffer.readUInt32LE(at + 4) !== frameChecksum(buffer, at, length)) {
+      throw new SpoolCorruptError(`record ${segment.firstSeq + index} in ${segment.path} fails its checksum`);
+    }
+    const payload = buffer.subarray(at + headerBytes, at + headerBytes + length);
+    entries.push({ seq: segment.firstSeq + index, line: payload.toString('utf8') });
+  }
+  return entries;
+}
+
+// ---- files --------------------------------------------------------------------
+
+function segmentPath(dir: string, firstSeq: number): string {
+  return join(dir, `${String(firstSeq).padStart(20, '0')}.seg`);
+}
+
+async function createSegment(dir: string, path: string): Promise<FileHandle> {
+  const file = await open(path, 'ax');
+  // The new name must survive a crash as surely as the records written into it.
+  await syncDir(dir);
+  return file;
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function writeAll(file: FileHandle, data: Buffer): Promise<void> {
+  let written = 0;
+  while (written < data.length) {
+    const { bytesWritten } = await file.write(data, written, data.length - written);
+    written += bytesWritten;
+  }
+}
+
+async function readExactly(file: FileHandle, buffer: Buffer, position: number): Promise<void> {
+  let done = 0;
+  while (done < buffer.length) {
+    const { bytesRead } = await file.read(buffer, done, buffer.length - done, position + done);
+    if (bytesRead === 0) throw new SpoolCorruptError('a segment is shorter than its records');
+    done += bytesRead;
+  }
+}
+
+/** Write a temporary file, sync it, rename it over the old one, sync the directory. */
+async function writeWatermark(dir: string, seq: number): Promise<void> {
+  const temp = join(dir, watermarkTemp);
+  const file = await open(temp, 'w');
+  try {
+    await file.writeFile(`${JSON.stringify({ shippedSeq: seq })}\n`);
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  await rename(temp, join(dir, watermarkName));
+  await syncDir(dir);
+}
+
+async function readWatermark(dir: string): Promise<number> {
+  let text: string;
+  try {
+    text = await readFile(join(dir, watermarkName), 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return -1;
+    throw error;
+  }
+  let seq: unknown;
+  try {
+    seq = (JSON.parse(text) as { shippedSeq?: unknown }).shippedSeq;
+  } catch {
+    seq = undefined;
+  }
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < -1) {
+    throw new SpoolCorruptError('the shipped watermark is unreadable');
+  }
+  return seq;
+}
+
+// ---- recovery -----------------------------------------------------------------
+
+type OpenState = {
+  segments: Segment[];
+  commits: Commit[];
+  active: FileHandle;
+  nextSeq: number;
+  shippedSeq: number;
+  recovery: SpoolRecovery;
+};
+
+async function recover(options: Required<SpoolOptions>): Promise<OpenState> {
+  const { dir } = options;
+  await mkdir(dir, { recursive: true });
+  await unlink(join(dir, watermarkTemp)).catch(() => undefined);
+  const shippedSeq = await readWatermark(dir);
+  const names = (await readdir(dir)).filter((name) => segmentPattern.test(name)).sort();
+  const segments: Segment[] = [];
+  const commits: Commit[] = [];
+  let truncatedBytes = 0;
+  for (const [index, name] of names.entries()) {
+    const firstSeq = Number(segmentPattern.exec(name)?.[1]);
+    const path = join(dir, name);
+    const scan = await scanSegment(path);
+    const last = index === names.length - 1;
+    if (scan.size !== scan.fileSize) {
+      // Only the last write can be torn: damage anywhere else is not a crash.
+      if (!last) throw new SpoolCorruptError(`${name} is damaged before its end`);
+      truncatedBytes = scan.fileSize - scan.size;
+      await truncateTail(path, scan.size);
+    }
+    const previous = segments.at(-1);
+    if (previous && previous.firstSeq + previous.offsets.length !== firstSeq) {
+      throw new SpoolCorruptError(`${name} does not follow the segment before it`);
+    }
+    segments.push({ firstSeq, path, size: scan.size, offsets: scan.offsets });
+    commits.push({ seq: firstSeq, time: scan.modified });
+  }
+  const last = segments.at(-1);
+  const nextSeq = last ? last.firstSeq + last.offsets.length : shippedSeq + 1;
+  const first = segments[0];
+  if (nextSeq <= shippedSeq || (first && first.firstSeq > shippedSeq + 1)) {
+    throw new SpoolCorruptError('the segments do not cover the records after the shipped watermark');
+  }
+  // Segments fully shipped whose deletion a crash interrupted; the last one is kept for appending.
+  while (segments.length > 1 && nextOf(segments[0] as Segment) <= shippedSeq + 1) {
+    await unlink((segments.shift() as Segment).path);
+  }
+  let active: FileHandle;
+  if (last && last.size < options.segmentBytes) {
+    active = await open(last.path, 'a');
+  } else {
+    const segment = { firstSeq: nextSeq, path: segmentPath(dir, nextSeq), size: 0, offsets: [] };
+    segments.push(segment);
+    active = await createSegment(dir, segment.path);
+  }
+  pruneCommits(commits, shippedSeq);
+  const recovery = { records: nextSeq - shippedSeq - 1, truncatedBytes };
+  return { segments, commits, active, nextSeq, shippedSeq, recovery };
+}
+
+/** Keeps the commit holding the oldest unshipped record, and those after it. */
+function pruneCommits(commits: Commit[], shippedSeq: number): void {
+  while ((commits[1]?.seq ?? Number.POSITIVE_INFINITY) <= shippedSeq + 1) commits.shift();
+}
+
+function nextOf(segment: Segment): number {
+  return segment.firstSeq + segment.offsets.length;
+}
+
+type Scan = { offsets: number[]; size: number; fileSize: number; modified: number };
+
+/** Walks the frames of a segment; `size` ends at the last whole frame with a good checksum. */
+async function scanSegment(path: string): Promise<Scan> {
+  const file = await open(path, 'r');
+  try {
+    const { size: fileSize, mtimeMs } = await file.stat();
+    const offsets: number[] = [];
+    let window = Buffer.alloc(0);
+    let windowStart = 0;
+    let offset = 0;
+    const bytesAt = async (at: number, length: number): Promise<Buffer | undefined> => {
+      if (at + length > fileSize) return undefined;
+      if (at < windowStart || at + length > windowStart + window.length) {
+        window = Buffer.allocUnsafe(Math.min(Math.max(length, readChunkBytes), fileSize - at));
+        windowStart = at;
+        await readExactly(file, window, at);
+      }
+      return window.subarray(at - windowStart, at - windowStart + length);
+    };
+    for (;;) {
+      const header = await bytesAt(offset, headerBytes);
+      if (!header) break;
+      const length = header.readUInt32LE(0);
+      const frame = await bytesAt(offset, headerBytes + length);
+      if (!frame || frame.readUInt32LE(4) !== frameChecksum(frame, 0, length)) break;
+      offsets.push(offset);
+      offset += headerBytes + length;
+    }
+    return { offsets, size: offset, fileSize, modified: mtimeMs };
+  } finally {
+    await file.close();
+  }
+}
+
+async function truncateTail(path: string, size: number): Promise<void> {
+  const file = await open(path, 'r+');
+  try {
+    await file.truncate(size);
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+}

@@ -1,0 +1,60 @@
+// The caller identity the rest of the request path (access rules, limits,
+// approvals, audit records) relies on, and the stable reasons a caller is
+// refused. Reason codes are recorded in audit evidence, so they are a contract.
+import { z } from 'zod';
+
+export const identityKinds = ['oidc', 'serviceaccount'] as const;
+
+export const identitySchema = z
+  .object({
+    issuer: z.string().min(1),
+    subject: z.string().min(1),
+    groups: z.array(z.string()),
+    kind: z.enum(identityKinds),
+    tokenId: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('The `jti` claim, or a SHA-256 digest of the token; never the token'),
+  })
+  .strict();
+
+export type Identity = z.infer<typeof identitySchema>;
+
+export const authFailureCodes = [
+  'missing_token',
+  'malformed_token',
+  'unknown_issuer',
+  'bad_signature',
+  'expired',
+  'not_yet_valid',
+  'wrong_audience',
+  'unknown_kid',
+  'alg_not_allowed',
+  'invalid_claims',
+  'jwks_unavailable',
+  'verification_failed',
+] as const;
+
+export const authFailureCodeSchema = z.enum(authFailureCodes);
+
+export type AuthFailureCode = z.infer<typeof authFailureCodeSchema>;
+
+export type AuthFailure = { ok: false; reason: AuthFailureCode; message: string };
+
+export type AuthResult = { ok: true; identity: Identity } | AuthFailure;
+
+/** Thrown inside the auth module to carry a reason code up to the authenticator. */
+export class AuthError extends Error {
+  readonly reason: AuthFailureCode;
+
+  constructor(reason: AuthFailureCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'AuthError';
+    this.reason = reason;
+  }
+}
+
+export function authFailure(reason: AuthFailureCode, message: string): AuthFailure {
+  return { ok: false, reason, message };
+}

@@ -1,0 +1,52 @@
+// Tokens from an OpenID Connect issuer named in the policy: keys by discovery
+// (or the configured jwksUri), groups from the configured claim.
+import type { OidcIssuer } from '@veil/core';
+import type { JWTPayload } from 'jose';
+import { AuthError } from './identity.ts';
+import type { KeySource } from './jwks.ts';
+import { type TokenVerifier, tokenIdFrom, verifyJwt } from './jwt.ts';
+
+export function createOidcVerifier(
+  config: OidcIssuer,
+  keys: KeySource,
+  clockSkewSeconds: number,
+): TokenVerifier {
+  const requirements = {
+    issuer: config.issuer,
+    audiences: config.audiences,
+    algorithms: config.algorithms,
+    clockSkewSeconds,
+  };
+  return {
+    issuer: config.issuer,
+    async verify(token, now) {
+      const claims = await verifyJwt(token, keys.getKey, requirements, now);
+      const tokenId = tokenIdFrom(claims);
+      return {
+        identity: {
+          issuer: config.issuer,
+          subject: claims.sub,
+          groups: groupsFrom(claims, config.groupsClaim),
+          kind: 'oidc',
+          ...(tokenId === undefined ? {} : { tokenId }),
+        },
+        expiresAt: claims.exp,
+      };
+    },
+  };
+}
+
+/**
+ * Reads groups from a top-level claim. Claim names are taken literally, since
+ * IdPs use URLs as claim names and those contain dots. A single string counts
+ * as one group (some IdPs flatten one-element lists); any other shape is refused
+ * rather than guessed at, because access rules match on groups.
+ */
+export function groupsFrom(claims: JWTPayload, claim: string): string[] {
+  const value = claims[claim];
+  if (value === undefined) return [];
+  if (typeof value === 'string') return [value];
+  if (Array.isArray(value) && value.every((group): group is string => typeof group === 'string'))
+    return [...value];
+  throw new AuthError('invalid_claims', `"${claim}" claim must be a string or an array of strings`);
+}

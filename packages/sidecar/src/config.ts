@@ -1,0 +1,54 @@
+import { z } from 'zod';
+
+const port = z.coerce.number().int().min(0).max(65_535);
+
+/** The sidecar's settings, read from the environment the injector writes. */
+export const sidecarConfigSchema = z.object({
+  upstream: z.url().describe('The model on loopback, e.g. http://127.0.0.1:8000'),
+  api: z.enum(['openai', 'tei', 'ollama', 'cohere', 'auto']).default('auto'),
+  host: z.string().default('0.0.0.0'),
+  proxyPort: port.default(15080),
+  adminHost: z.string().default('0.0.0.0'),
+  adminPort: port.default(15090),
+  policyName: z.string().min(1).default('default'),
+  bootstrapPolicyFile: z.string().optional(),
+  stateDir: z.string().optional().describe('Where the last good policy is kept'),
+  auditDir: z.string().optional().describe('Local evidence directory when no S3 bucket is set'),
+  controllerKeyFile: z.string().optional().describe("The controller's public JWK, for policy pushes"),
+  hashKeyFile: z.string().optional().describe('Key for masking `hash` tokens and input digests'),
+  defaultModel: z.string().min(1).default('default'),
+  pod: z
+    .object({ namespace: z.string().min(1), name: z.string().min(1), uid: z.string().min(1) })
+    .default({ namespace: 'local', name: 'veil-dev', uid: 'local' }),
+  cluster: z.string().min(1).default('local'),
+});
+
+export type SidecarConfig = z.infer<typeof sidecarConfigSchema>;
+export type SidecarConfigInput = z.input<typeof sidecarConfigSchema>;
+
+export function configFromEnv(env: NodeJS.ProcessEnv): SidecarConfig {
+  const parsed = sidecarConfigSchema.safeParse({
+    upstream: env.VEIL_UPSTREAM,
+    api: env.VEIL_API || undefined,
+    host: env.VEIL_HOST || undefined,
+    proxyPort: env.VEIL_PROXY_PORT || undefined,
+    adminPort: env.VEIL_ADMIN_PORT || undefined,
+    policyName: env.VEIL_POLICY_NAME || undefined,
+    bootstrapPolicyFile: env.VEIL_BOOTSTRAP_POLICY_FILE || undefined,
+    stateDir: env.VEIL_STATE_DIR || undefined,
+    auditDir: env.VEIL_AUDIT_DIR || undefined,
+    controllerKeyFile: env.VEIL_CONTROLLER_KEY_FILE || undefined,
+    hashKeyFile: env.VEIL_HASH_KEY_FILE || undefined,
+    defaultModel: env.VEIL_DEFAULT_MODEL || undefined,
+    pod:
+      env.VEIL_POD_UID && env.VEIL_POD_NAME && env.VEIL_POD_NAMESPACE
+        ? { namespace: env.VEIL_POD_NAMESPACE, name: env.VEIL_POD_NAME, uid: env.VEIL_POD_UID }
+        : undefined,
+    cluster: env.VEIL_CLUSTER || undefined,
+  });
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    throw new Error(`invalid sidecar configuration: ${problems}`);
+  }
+  return parsed.data;
+}

@@ -1,0 +1,124 @@
+import { z } from 'zod';
+import { readBody } from './body.ts';
+import { putTexts } from './rewrite.ts';
+import type { Dialect, EmbeddingEncoding, ParsedEmbedRequest, VectorSummary } from './types.ts';
+import {
+  badUpstream,
+  type DecodedVectors,
+  decodeAll,
+  decodeBase64Float32,
+  decodeNumbers,
+  decodePackedBits,
+  objectAt,
+  summarize,
+  type VectorDecoder,
+} from './vectors.ts';
+
+const v1Path = '/v1/embed';
+const v2Path = '/v2/embed';
+
+const encodings = ['float', 'int8', 'uint8', 'binary', 'ubinary', 'base64'] as const;
+const imagesRefused = 'is not supported by Veil: images cannot be masked, send text in `texts`';
+const textInputTypes = ['search_document', 'search_query', 'classification', 'clustering'] as const;
+
+// Image fields come first so that a request sending images hears why, not that `texts` is missing.
+const common = {
+  images: z.never(imagesRefused).optional(),
+  texts: z
+    .array(z.string('must be a string'), 'must be an array of strings')
+    .min(1, 'must not be an empty array'),
+  input_type: z.enum(textInputTypes, `must be one of ${textInputTypes.map((t) => `'${t}'`).join(', ')}`),
+  embedding_types: z
+    .array(
+      z.enum(encodings, `must be one of ${encodings.map((e) => `'${e}'`).join(', ')}`),
+      'must be an array',
+    )
+    .min(1, 'must not be an empty array')
+    .nullish(),
+  truncate: z.enum(['NONE', 'START', 'END'], "must be 'NONE', 'START' or 'END'").nullish(),
+};
+
+const cohereV2EmbedRequest = z.object(
+  {
+    inputs: z.never(imagesRefused).optional(),
+    ...common,
+    model: z.string('must be a string').min(1, 'must not be empty'),
+    output_dimension: z.int('must be a positive integer').min(1, 'must be a positive integer').nullish(),
+    max_tokens: z.int('must be a positive integer').min(1, 'must be a positive integer').nullish(),
+  },
+  'must be a JSON object',
+);
+type CohereV2EmbedRequest = z.infer<typeof cohereV2EmbedRequest>;
+
+const cohereV1EmbedRequest = z.object(
+  {
+    ...common,
+    model: z.string('must be a string').nullish(),
+    input_type: common.input_type.nullish(),
+  },
+  'must be a JSON object',
+);
+type CohereV1EmbedRequest = z.infer<typeof cohereV1EmbedRequest>;
+
+function read(body: unknown, path: string): ParsedEmbedRequest {
+  if (path === v1Path) return summarizeRequest(readBody(cohereV1EmbedRequest, body), null);
+  const request = readBody(cohereV2EmbedRequest, body);
+  return summarizeRequest(request, request.output_dimension ?? null);
+}
+
+function summarizeRequest(
+  request: CohereV1EmbedRequest | CohereV2EmbedRequest,
+  dimensions: number | null,
+): ParsedEmbedRequest {
+  const parsed: ParsedEmbedRequest = {
+    model: request.model ?? '',
+    texts: request.texts,
+    tokenInputs: null,
+    inputCount: request.texts.length,
+  };
+  if (dimensions !== null) parsed.dimensions = dimensions;
+  if (request.embedding_types != null) parsed.encodings = request.embedding_types;
+  return parsed;
+}
+
+// Float32 forms first: the digest is taken from the first type present in this order, so a
+// response carrying floats is digested the same whatever other types ride along.
+const decoders: ReadonlyArray<readonly [EmbeddingEncoding, VectorDecoder]> = [
+  ['float', decodeNumbers],
+  ['base64', decodeBase64Float32],
+  ['int8', decodeNumbers],
+  ['uint8', decodeNumbers],
+  ['binary', decodePackedBits],
+  ['ubinary', decodePackedBits],
+];
+
+/** `embeddings` by type: every type present must hold the same number of vectors and dimensions. */
+function vectorsByType(embeddings: Record<string, unknown>): VectorSummary {
+  let first: DecodedVectors | undefined;
+  for (const [name, decode] of decoders) {
+    if (embeddings[name] === undefined) continue;
+    const found = decodeAll(embeddings[name], `embeddings.${name}`, decode);
+    if (first === undefined) first = found;
+    else if (found.values.length !== first.values.length || found.dimensions !== first.dimensions) {
+      throw badUpstream(`'embeddings.${name}' disagrees with the other embedding types`);
+    }
+  }
+  if (first === undefined) throw badUpstream("'embeddings' holds no known embedding type");
+  return summarize(first);
+}
+
+export const cohere: Dialect = {
+  name: 'cohere',
+  paths: [v2Path, v1Path],
+  parse: read,
+  withTexts(body, path, texts) {
+    return putTexts(body, { field: 'texts', single: false }, read(body, path).texts.length, texts);
+  },
+  errorBody: (_status, _code, message) => ({ message }),
+  vectors(responseBody): VectorSummary {
+    const { embeddings } = objectAt(responseBody, 'the body');
+    // v1 without embedding_types answers a bare float matrix.
+    if (Array.isArray(embeddings)) return summarize(decodeAll(embeddings, 'embeddings', decodeNumbers));
+    return vectorsByType(objectAt(embeddings, "'embeddings'"));
+  },
+};

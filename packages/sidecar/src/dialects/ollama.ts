@@ -1,0 +1,84 @@
+import { z } from 'zod';
+import { readBody } from './body.ts';
+import { putTexts, type TextSlot } from './rewrite.ts';
+import type { Dialect, ParsedEmbedRequest, VectorSummary } from './types.ts';
+import { badUpstream, decodeAll, decodeNumbers, objectAt, summarize } from './vectors.ts';
+
+const embedPath = '/api/embed';
+const legacyPath = '/api/embeddings';
+
+const model = z.string('must be a string').min(1, 'must not be empty');
+const common = {
+  model,
+  options: z.record(z.string(), z.unknown(), 'must be an object').nullish(),
+  keep_alive: z.union([z.string(), z.number()], 'must be a duration string or a number of seconds').nullish(),
+};
+const inputShape = 'must be a string or an array of strings';
+
+const ollamaEmbedRequest = z.object(
+  {
+    ...common,
+    // Ollama takes a request without input as "load the model", so an absent input is no error.
+    input: z
+      .union(
+        [
+          z.string().transform((one) => ({ texts: [one], single: true })),
+          z.array(z.string(), inputShape).transform((texts) => ({ texts, single: false })),
+        ],
+        inputShape,
+      )
+      .nullish(),
+    truncate: z.boolean('must be a boolean').nullish(),
+    dimensions: z.int('must be a positive integer').min(1, 'must be a positive integer').nullish(),
+  },
+  'must be a JSON object',
+);
+
+const ollamaLegacyEmbedRequest = z.object(
+  { ...common, prompt: z.string('must be a string') },
+  'must be a JSON object',
+);
+
+function read(body: unknown, path: string): { parsed: ParsedEmbedRequest; slot: TextSlot | null } {
+  if (path === legacyPath) {
+    const request = readBody(ollamaLegacyEmbedRequest, body);
+    return {
+      parsed: { model: request.model, texts: [request.prompt], tokenInputs: null, inputCount: 1 },
+      slot: { field: 'prompt', single: true },
+    };
+  }
+  const request = readBody(ollamaEmbedRequest, body);
+  const texts = request.input?.texts ?? [];
+  const parsed: ParsedEmbedRequest = {
+    model: request.model,
+    texts,
+    tokenInputs: null,
+    inputCount: texts.length,
+  };
+  if (request.dimensions != null) parsed.dimensions = request.dimensions;
+  return { parsed, slot: request.input == null ? null : { field: 'input', single: request.input.single } };
+}
+
+function legacyVectors(responseBody: unknown): VectorSummary {
+  const { embedding } = objectAt(responseBody, 'the body');
+  const vector = decodeNumbers(embedding);
+  if (vector === undefined) throw badUpstream("'embedding' is not an array of numbers");
+  // Ollama answers an empty prompt with an empty embedding: no vector, not a broken one.
+  const values = vector.dimensions === 0 ? [] : [vector.values];
+  return summarize({ dimensions: vector.dimensions, values });
+}
+
+export const ollama: Dialect = {
+  name: 'ollama',
+  paths: [embedPath, legacyPath],
+  parse: (body, path) => read(body, path).parsed,
+  withTexts(body, path, texts) {
+    const { parsed, slot } = read(body, path);
+    return putTexts(body, slot, parsed.texts.length, texts);
+  },
+  errorBody: (_status, _code, message) => ({ error: message }),
+  vectors(responseBody, path): VectorSummary {
+    if (path === legacyPath) return legacyVectors(responseBody);
+    return summarize(decodeAll(objectAt(responseBody, 'the body').embeddings, 'embeddings', decodeNumbers));
+  },
+};

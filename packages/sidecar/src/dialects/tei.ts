@@ -1,0 +1,66 @@
+import { z } from 'zod';
+import { readBody } from './body.ts';
+import { putTexts, type TextSlot } from './rewrite.ts';
+import type { Dialect, ErrorCode, ParsedEmbedRequest, VectorSummary } from './types.ts';
+import { decodeAll, decodeNumbers, summarize } from './vectors.ts';
+
+const inputsShape = 'must be a string or an array of strings';
+
+const teiEmbedRequest = z.object(
+  {
+    // TEI also takes token ids; Veil does not, since masking works on text.
+    inputs: z.union(
+      [
+        z.string().transform((one) => ({ texts: [one], single: true })),
+        z
+          .array(z.string(), inputsShape)
+          .min(1, 'must not be an empty array')
+          .transform((texts) => ({ texts, single: false })),
+      ],
+      inputsShape,
+    ),
+    normalize: z.boolean('must be a boolean').nullish(),
+    truncate: z.boolean('must be a boolean').nullish(),
+    truncation_direction: z.enum(['Left', 'Right', 'left', 'right'], "must be 'Left' or 'Right'").nullish(),
+    prompt_name: z.string('must be a string').nullish(),
+    dimensions: z.int('must be a positive integer').min(1, 'must be a positive integer').nullish(),
+  },
+  'must be a JSON object',
+);
+
+function read(body: unknown): { parsed: ParsedEmbedRequest; slot: TextSlot } {
+  const request = readBody(teiEmbedRequest, body);
+  const { texts, single } = request.inputs;
+  const parsed: ParsedEmbedRequest = { model: '', texts, tokenInputs: null, inputCount: texts.length };
+  if (request.dimensions != null) parsed.dimensions = request.dimensions;
+  return { parsed, slot: { field: 'inputs', single } };
+}
+
+// TEI's own types where one fits (its clients read the status first); plain names elsewhere.
+const errorTypes: Record<ErrorCode, string> = {
+  invalid_request: 'Validation',
+  unauthenticated: 'Unauthorized',
+  forbidden: 'Forbidden',
+  too_large: 'Validation',
+  rate_limited: 'Overloaded',
+  approval_required: 'ApprovalRequired',
+  upstream_error: 'Backend',
+  upstream_timeout: 'Backend',
+  unavailable: 'Unhealthy',
+  not_found: 'NotFound',
+  internal: 'Backend',
+};
+
+export const tei: Dialect = {
+  name: 'tei',
+  paths: ['/embed'],
+  parse: (body) => read(body).parsed,
+  withTexts(body, _path, texts) {
+    const { parsed, slot } = read(body);
+    return putTexts(body, slot, parsed.texts.length, texts);
+  },
+  errorBody: (_status, code, message) => ({ error: message, error_type: errorTypes[code] }),
+  vectors(responseBody): VectorSummary {
+    return summarize(decodeAll(responseBody, 'the body', decodeNumbers));
+  },
+};

@@ -1,0 +1,4 @@
+export { createDevKeyring, generateDevSigningKey, signWithDevKey, startDevIssuer } from './auth/devissuer.ts';
+export { configFromEnv, type SidecarConfig, type SidecarConfigInput, sidecarConfigSchema } from './config.ts';
+export { startDemoModel } from './demo/model.ts';
+export { type RunningSidecar, type SidecarOptions, startSidecar } from './sidecar.ts';

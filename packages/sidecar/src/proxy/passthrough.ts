@@ -1,0 +1,91 @@
+import { type Dialect, dialectFor } from '../dialects/index.ts';
+import { UpstreamError } from '../upstream.ts';
+import { BodyTooLargeError, readBody } from './body.ts';
+import type { IncomingEmbedRequest, PipelineDeps, ProxyReply } from './pipeline.ts';
+import { newTrace, record } from './record.ts';
+import { Refusal, refusalReply, toRefusal } from './refusal.ts';
+
+const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'HEAD'] as const;
+type Method = (typeof METHODS)[number];
+
+/**
+ * Any route that is not an embedding API: refused (404) unless the policy
+ * allow-lists it, and then authenticated, forwarded as is and recorded.
+ */
+export async function handlePassthrough(
+  deps: PipelineDeps,
+  request: IncomingEmbedRequest & { url: string },
+  method: string,
+): Promise<ProxyReply> {
+  // Errors for unknown routes take the OpenAI shape, the most widely understood.
+  const dialect = dialectFor('openai', '/v1/embeddings') as Dialect;
+  const trace = newTrace();
+  const policy = deps.policy();
+  trace.policy = policy;
+  const allowed =
+    policy?.extraRoutes.has(`${method} ${request.path}`) && (METHODS as readonly string[]).includes(method);
+  if (!policy || !allowed) {
+    const refusal = policy
+      ? new Refusal(
+          404,
+          'not_found',
+          'denied',
+          `${method} ${request.path} is not an embedding route this proxy serves`,
+        )
+      : new Refusal(503, 'unavailable', 'unavailable', 'no valid policy is loaded');
+    return record(
+      deps,
+      dialect,
+      'unknown',
+      request.path,
+      trace,
+      refusalReply(dialect, refusal),
+      refusal.outcome,
+      refusal.message,
+    );
+  }
+  try {
+    const auth = await policy.authenticator.authenticate(request.authorization);
+    if (!auth.ok) throw new Refusal(401, 'unauthenticated', 'unauthenticated', auth.message);
+    trace.identity = auth.identity;
+    const body =
+      method === 'GET' || method === 'HEAD'
+        ? undefined
+        : await readLimited(request, policy.spec.limits.maxBytesPerRequest);
+    const started = performance.now();
+    const response = await deps.upstream.send(method as Method, request.url, body, {
+      'content-type': 'application/json',
+    });
+    trace.latency.upstreamMs = performance.now() - started;
+    const reply = {
+      status: response.status,
+      headers: { 'content-type': response.contentType ?? 'application/json' },
+      body: response.body,
+    };
+    return record(deps, dialect, 'passthrough', request.path, trace, reply, 'allowed', undefined);
+  } catch (thrown) {
+    const refusal =
+      thrown instanceof UpstreamError
+        ? new Refusal(502, 'upstream_error', 'upstream_error', thrown.message)
+        : toRefusal(thrown);
+    return record(
+      deps,
+      dialect,
+      'passthrough',
+      request.path,
+      trace,
+      refusalReply(dialect, refusal),
+      refusal.outcome,
+      refusal.message,
+    );
+  }
+}
+
+async function readLimited(request: IncomingEmbedRequest, limit: number): Promise<Buffer> {
+  try {
+    return await readBody(request.body, request.contentLength, limit);
+  } catch (error) {
+    if (error instanceof BodyTooLargeError) throw new Refusal(413, 'too_large', 'too_large', error.message);
+    throw error;
+  }
+}

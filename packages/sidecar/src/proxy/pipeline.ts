@@ -1,0 +1,234 @@
+// The request path, one way: dialect → auth → limits → access → mask → forward
+// → record. Each step either hands its result on or ends the request with a
+// refusal; every ending, good or bad, becomes exactly one audit record, and
+// the caller hears nothing before that record is durable.
+import type { Readable } from 'node:stream';
+import type { RecordOutcome } from '@veil/core';
+import type { AuditSink } from '../audit/sink.ts';
+import type { Identity } from '../auth/identity.ts';
+import type { Dialect, ParsedEmbedRequest } from '../dialects/index.ts';
+import type { ActivePolicy } from '../policy/active.ts';
+import type { Telemetry } from '../telemetry.ts';
+import { type Upstream, UpstreamError } from '../upstream.ts';
+import { BodyTooLargeError, readBody } from './body.ts';
+import { recordedInputs } from './inputs.ts';
+import { newTrace, record, type Trace } from './record.ts';
+import { JSON_HEADERS, Refusal, refusalReply, toRefusal } from './refusal.ts';
+
+export interface IncomingEmbedRequest {
+  readonly path: string;
+  readonly authorization: string | undefined;
+  readonly contentLength: string | undefined;
+  readonly body: Readable;
+}
+
+export interface ProxyReply {
+  readonly status: number;
+  readonly headers: Record<string, string>;
+  readonly body: Buffer | string;
+}
+
+export interface PipelineDeps {
+  readonly policy: () => ActivePolicy | undefined;
+  readonly upstream: Upstream;
+  readonly sink: AuditSink;
+  readonly telemetry: Telemetry;
+  /** The model name recorded and matched for APIs whose requests carry none (TEI). */
+  readonly defaultModel: string;
+  readonly hashKey: Uint8Array;
+}
+
+export async function handleEmbedding(
+  deps: PipelineDeps,
+  dialect: Dialect,
+  request: IncomingEmbedRequest,
+): Promise<ProxyReply> {
+  const trace = newTrace();
+  let reply: ProxyReply;
+  let outcome: RecordOutcome;
+  let error: string | undefined;
+  try {
+    const upstream = await run(deps, dialect, request, trace);
+    reply = upstream.reply;
+    outcome = upstream.outcome;
+  } catch (thrown) {
+    const refusal = toRefusal(thrown);
+    reply = refusalReply(dialect, refusal);
+    outcome = refusal.outcome;
+    error = refusal.message;
+  }
+  return record(deps, dialect, dialect.name, request.path, trace, reply, outcome, error);
+}
+
+async function run(
+  deps: PipelineDeps,
+  dialect: Dialect,
+  request: IncomingEmbedRequest,
+  trace: Trace,
+): Promise<{ reply: ProxyReply; outcome: RecordOutcome }> {
+  const policy = deps.policy();
+  if (!policy) throw new Refusal(503, 'unavailable', 'unavailable', 'no valid policy is loaded');
+  trace.policy = policy;
+  if (!deps.sink.accepting()) {
+    throw new Refusal(503, 'unavailable', 'unavailable', 'the audit spool is full; try again later', {
+      'retry-after': '5',
+    });
+  }
+
+  trace.identity = await deps.telemetry.span('auth', () => authenticate(policy, request, trace));
+  const body = await readJson(request, policy.spec.limits.maxBytesPerRequest);
+  const parsed = dialect.parse(body.json, request.path);
+  trace.model = parsed.model || deps.defaultModel;
+  trace.inputCount = parsed.inputCount;
+
+  const maxInputs = policy.spec.limits.maxInputsPerRequest;
+  if (parsed.inputCount > maxInputs) {
+    throw new Refusal(
+      413,
+      'too_large',
+      'too_large',
+      `${parsed.inputCount} inputs exceed the limit of ${maxInputs}`,
+    );
+  }
+  const decision = policy.access(trace.identity, trace.model);
+  if (!decision.allowed) {
+    throw new Refusal(
+      403,
+      'forbidden',
+      'denied',
+      `${trace.identity.subject} may not use model ${trace.model}`,
+    );
+  }
+  const rate = policy.limiter.take(`${trace.identity.issuer} ${trace.identity.subject}`, parsed.inputCount);
+  if (!rate.ok) {
+    throw new Refusal(429, 'rate_limited', 'rate_limited', 'vectors-per-minute limit reached', {
+      'retry-after': String(rate.retryAfterSeconds),
+    });
+  }
+
+  const forwardBody = deps.telemetry.span('mask', () =>
+    mask(deps, policy, dialect, request.path, body, parsed, trace),
+  );
+  return deps.telemetry.span('upstream', () =>
+    forward(deps, policy, dialect, request.path, forwardBody, trace),
+  );
+}
+
+async function authenticate(
+  policy: ActivePolicy,
+  request: IncomingEmbedRequest,
+  trace: Trace,
+): Promise<Identity> {
+  const started = performance.now();
+  const result = await policy.authenticator.authenticate(request.authorization);
+  trace.latency.authMs = performance.now() - started;
+  if (!result.ok) throw new Refusal(401, 'unauthenticated', 'unauthenticated', result.message);
+  return result.identity;
+}
+
+async function readJson(
+  request: IncomingEmbedRequest,
+  limit: number,
+): Promise<{ bytes: Buffer; json: unknown }> {
+  let bytes: Buffer;
+  try {
+    bytes = await readBody(request.body, request.contentLength, limit);
+  } catch (error) {
+    if (error instanceof BodyTooLargeError) {
+      throw new Refusal(413, 'too_large', 'too_large', `request body is larger than ${limit} bytes`);
+    }
+    throw error;
+  }
+  try {
+    return { bytes, json: JSON.parse(bytes.toString('utf8')) };
+  } catch {
+    throw new Refusal(400, 'invalid_request', 'invalid', 'request body is not valid JSON');
+  }
+}
+
+/** Returns the body to forward: the caller's own bytes unless forward masking changed something. */
+function mask(
+  deps: PipelineDeps,
+  policy: ActivePolicy,
+  dialect: Dialect,
+  path: string,
+  request: { bytes: Buffer; json: unknown },
+  parsed: ParsedEmbedRequest,
+  trace: Trace,
+): Buffer | string {
+  const started = performance.now();
+  const engine = policy.masking;
+  let texts: readonly string[] = parsed.texts;
+  let body: Buffer | string = request.bytes;
+  if (engine.hasScope('forward')) {
+    if (parsed.tokenInputs) {
+      // Token ids cannot be inspected without the model's tokenizer: refuse
+      // rather than let unmasked data through.
+      throw new Refusal(400, 'invalid_request', 'invalid', 'token-array inputs cannot be masked; send text');
+    }
+    const forward = engine.maskTexts(texts, 'forward', 'input');
+    trace.masking.push(...forward.actions.map((a) => ({ ...a, scope: 'forward' as const })));
+    if (forward.actions.length > 0) {
+      texts = forward.texts;
+      body = JSON.stringify(dialect.withTexts(request.json, path, forward.texts));
+    }
+  }
+  const audit = engine.hasScope('audit') ? engine.maskTexts(texts, 'audit', 'input') : undefined;
+  if (audit) trace.masking.push(...audit.actions.map((a) => ({ ...a, scope: 'audit' as const })));
+  trace.inputs = recordedInputs(
+    policy.spec.audit.inputs,
+    audit?.texts ?? texts,
+    parsed.tokenInputs,
+    deps.hashKey,
+  );
+  trace.latency.maskMs = performance.now() - started;
+  return body;
+}
+
+async function forward(
+  deps: PipelineDeps,
+  policy: ActivePolicy,
+  dialect: Dialect,
+  path: string,
+  body: Buffer | string,
+  trace: Trace,
+): Promise<{ reply: ProxyReply; outcome: RecordOutcome }> {
+  const started = performance.now();
+  let response: Awaited<ReturnType<Upstream['post']>>;
+  try {
+    response = await deps.upstream.post(path, body, JSON_HEADERS);
+  } catch (error) {
+    if (error instanceof UpstreamError && error.kind === 'timeout') {
+      throw new Refusal(504, 'upstream_timeout', 'upstream_error', error.message);
+    }
+    throw new Refusal(502, 'upstream_error', 'upstream_error', (error as Error).message);
+  } finally {
+    trace.latency.upstreamMs = performance.now() - started;
+  }
+  if (response.status < 200 || response.status >= 300) {
+    // The model speaks the caller's dialect: pass its own error through.
+    return {
+      reply: { status: response.status, headers: JSON_HEADERS, body: response.body },
+      outcome: 'upstream_error',
+    };
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(response.body.toString('utf8'));
+    trace.vectors = dialect.vectors(parsed, path);
+  } catch {
+    throw new Refusal(
+      502,
+      'upstream_error',
+      'upstream_error',
+      'the model returned an invalid embedding response',
+    );
+  }
+  if (!policy.masking.hasScope('response')) {
+    return { reply: { status: 200, headers: JSON_HEADERS, body: response.body }, outcome: 'allowed' };
+  }
+  const masked = policy.masking.maskResponse(parsed, 'response');
+  trace.masking.push(...masked.actions.map((a) => ({ ...a, scope: 'response' as const })));
+  const replyBody = masked.actions.length > 0 ? JSON.stringify(masked.body) : response.body;
+  return { reply: { status: 200, headers: JSON_HEADERS, body: replyBody }, outcome: 'allowed' };
+}

@@ -1,0 +1,77 @@
+import type { MaskingAction, RecordOutcome } from '@veil/core';
+import type { AuditDraft } from '../audit/sink.ts';
+import type { Identity } from '../auth/identity.ts';
+import type { ApiName, Dialect } from '../dialects/index.ts';
+import type { ActivePolicy } from '../policy/active.ts';
+import type { PipelineDeps, ProxyReply } from './pipeline.ts';
+import { Refusal, refusalReply } from './refusal.ts';
+
+/** What the record says of the request, filled in as the steps run. */
+export interface Trace {
+  readonly started: number;
+  readonly time: string;
+  policy: ActivePolicy | undefined;
+  identity: Identity | null;
+  model: string | null;
+  inputCount: number;
+  inputs: AuditDraft['inputs'];
+  masking: MaskingAction[];
+  latency: { authMs?: number; maskMs?: number; upstreamMs?: number };
+  vectors?: { count: number; dimensions: number; digest: string };
+}
+
+export function newTrace(): Trace {
+  return {
+    started: performance.now(),
+    time: new Date().toISOString(),
+    policy: undefined,
+    identity: null,
+    model: null,
+    inputCount: 0,
+    inputs: undefined,
+    masking: [],
+    latency: {},
+  };
+}
+
+export async function record(
+  deps: PipelineDeps,
+  dialect: Dialect,
+  api: ApiName | 'passthrough' | 'unknown',
+  route: string,
+  trace: Trace,
+  reply: ProxyReply,
+  outcome: RecordOutcome,
+  error: string | undefined,
+): Promise<ProxyReply> {
+  const draft: AuditDraft = {
+    time: trace.time,
+    kind: 'request',
+    outcome,
+    status: reply.status,
+    identity: trace.identity
+      ? { issuer: trace.identity.issuer, subject: trace.identity.subject, groups: trace.identity.groups }
+      : null,
+    policy: trace.policy ? { name: trace.policy.name, hash: trace.policy.hash } : null,
+    api,
+    route,
+    model: trace.model,
+    inputCount: trace.inputCount,
+    inputs: trace.inputs,
+    masking: trace.masking,
+    latency: { ...trace.latency, totalMs: performance.now() - trace.started },
+    vectors: trace.vectors,
+    error: error?.slice(0, 256),
+  };
+  deps.telemetry.requestDone(api, outcome, trace.masking, trace.latency.upstreamMs);
+  try {
+    await deps.telemetry.span('record', () => deps.sink.append(draft));
+  } catch {
+    // A response whose record is not durable must not be released.
+    return refusalReply(
+      dialect,
+      new Refusal(503, 'unavailable', 'unavailable', 'the request could not be recorded'),
+    );
+  }
+  return reply;
+}

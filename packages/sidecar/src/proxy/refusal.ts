@@ -1,0 +1,44 @@
+import type { RecordOutcome } from '@veil/core';
+import { type Dialect, DialectError, type ErrorCode } from '../dialects/index.ts';
+import type { ProxyReply } from './pipeline.ts';
+
+export const JSON_HEADERS = { 'content-type': 'application/json' };
+
+/** A refusal: the request ends here with this status, in the caller's dialect. */
+export class Refusal {
+  readonly status: number;
+  readonly code: ErrorCode;
+  readonly outcome: RecordOutcome;
+  readonly message: string;
+  readonly headers: Record<string, string>;
+  constructor(status: number, code: ErrorCode, outcome: RecordOutcome, message: string, headers = {}) {
+    this.status = status;
+    this.code = code;
+    this.outcome = outcome;
+    this.message = message;
+    this.headers = headers;
+  }
+}
+
+export function toRefusal(thrown: unknown): Refusal {
+  if (thrown instanceof Refusal) return thrown;
+  if (thrown instanceof DialectError) {
+    const outcome: RecordOutcome = thrown.status === 400 ? 'invalid' : 'upstream_error';
+    return new Refusal(
+      thrown.status,
+      thrown.status === 400 ? 'invalid_request' : 'upstream_error',
+      outcome,
+      thrown.message,
+    );
+  }
+  // Anything unforeseen (a masking failure included) fails closed.
+  return new Refusal(500, 'internal', 'unavailable', 'internal error; the request was not forwarded');
+}
+
+export function refusalReply(dialect: Dialect, refusal: Refusal): ProxyReply {
+  return {
+    status: refusal.status,
+    headers: { ...JSON_HEADERS, ...refusal.headers },
+    body: JSON.stringify(dialect.errorBody(refusal.status, refusal.code, refusal.message)),
+  };
+}

@@ -1,0 +1,53 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { type ApiName, allEmbeddingPaths, dialectFor } from '../dialects/index.ts';
+import type { Telemetry } from '../telemetry.ts';
+import { handlePassthrough } from './passthrough.ts';
+import { handleEmbedding, type PipelineDeps, type ProxyReply } from './pipeline.ts';
+
+export interface ProxyRoutesOptions {
+  readonly deps: PipelineDeps;
+  readonly api: ApiName | 'auto';
+  readonly telemetry: Telemetry;
+}
+
+/**
+ * The data port: the embedding routes of the configured API, and every other
+ * route refused unless the policy allow-lists it. Bodies are left unread here
+ * so the pipeline can authenticate first and enforce its size limit while
+ * reading.
+ */
+export async function proxyRoutes(app: FastifyInstance, options: ProxyRoutesOptions): Promise<void> {
+  const { deps, api, telemetry } = options;
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_request, _payload, done) => done(null));
+
+  for (const path of allEmbeddingPaths) {
+    const dialect = dialectFor(api, path);
+    if (!dialect) continue;
+    app.post(path, (request, reply) =>
+      telemetry.span('request', async () =>
+        send(reply, await handleEmbedding(deps, dialect, incoming(request))),
+      ),
+    );
+  }
+  app.all('/*', (request, reply) =>
+    telemetry.span('request', async () =>
+      send(reply, await handlePassthrough(deps, incoming(request), request.method)),
+    ),
+  );
+}
+
+function incoming(request: FastifyRequest) {
+  const authorization = request.headers.authorization;
+  return {
+    path: request.url.split('?')[0] ?? '/',
+    url: request.url,
+    authorization,
+    contentLength: request.headers['content-length'],
+    body: request.raw,
+  };
+}
+
+function send(reply: FastifyReply, result: ProxyReply): FastifyReply {
+  return reply.code(result.status).headers(result.headers).send(result.body);
+}

@@ -1,0 +1,32 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import { healthRoutes } from './admin/health.ts';
+import { metricsRoutes } from './admin/metrics.ts';
+import { type PolicyRoutesOptions, policyRoutes } from './admin/policy.ts';
+import type { ApiName } from './dialects/index.ts';
+import type { PipelineDeps } from './proxy/pipeline.ts';
+import { type ProxyRoutesOptions, proxyRoutes } from './proxy/routes.ts';
+import type { Telemetry } from './telemetry.ts';
+
+/** The data port: what callers reach. */
+export async function buildDataServer(
+  deps: PipelineDeps,
+  api: ApiName | 'auto',
+  telemetry: Telemetry,
+): Promise<FastifyInstance> {
+  const app = Fastify({ logger: false, keepAliveTimeout: 65_000, return503OnClosing: true });
+  const options: ProxyRoutesOptions = { deps, api, telemetry };
+  await app.register(proxyRoutes, options);
+  return app;
+}
+
+/** The admin port: probes, metrics and policy pushes; never exposed through the Service. */
+export async function buildAdminServer(
+  policy: PolicyRoutesOptions,
+  telemetry: Telemetry,
+): Promise<FastifyInstance> {
+  const app = Fastify({ logger: false, bodyLimit: 4 * 1024 * 1024 });
+  await app.register(healthRoutes, { store: policy.store });
+  await app.register(metricsRoutes, { telemetry });
+  await app.register(policyRoutes, policy);
+  return app;
+}

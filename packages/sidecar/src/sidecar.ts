@@ -1,0 +1,75 @@
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { LocalNdjsonSink } from './audit/local.ts';
+import type { AuditSink } from './audit/sink.ts';
+import type { SidecarConfig } from './config.ts';
+import type { PolicyStore } from './policy/store.ts';
+import { PolicyStore as Store } from './policy/store.ts';
+import type { PipelineDeps } from './proxy/pipeline.ts';
+import { buildAdminServer, buildDataServer } from './server.ts';
+import { createTelemetry } from './telemetry.ts';
+import { Upstream } from './upstream.ts';
+
+export interface RunningSidecar {
+  readonly url: string;
+  readonly adminUrl: string;
+  readonly store: PolicyStore;
+  readonly sink: AuditSink;
+  close(): Promise<void>;
+}
+
+export interface SidecarOptions {
+  /** Overrides the audit sink (the default writes NDJSON under auditDir). */
+  readonly sink?: AuditSink;
+  /** Options for the caller authenticator (custom CA, clock), mostly for tests. */
+  readonly authOptions?: ConstructorParameters<typeof Store>[0]['authOptions'];
+}
+
+/**
+ * Starts one sidecar: loads the last good or bootstrap policy, then opens the
+ * data and admin ports. Without a valid policy it still starts, answering 503
+ * until a push arrives.
+ */
+export async function startSidecar(
+  config: SidecarConfig,
+  options: SidecarOptions = {},
+): Promise<RunningSidecar> {
+  const hashKey = config.hashKeyFile ? await readFile(config.hashKeyFile) : randomBytes(32);
+  const store = new Store({ hashKey, stateDir: config.stateDir, authOptions: options.authOptions });
+  await store.load(config.bootstrapPolicyFile);
+  const telemetry = createTelemetry();
+  const identity = {
+    pod: config.pod,
+    incarnation: `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`,
+  };
+  const sink = options.sink ?? (await LocalNdjsonSink.open(config.auditDir ?? '.veil/audit', identity));
+  const upstream = new Upstream({ url: config.upstream });
+  const deps: PipelineDeps = {
+    policy: () => store.current(),
+    upstream,
+    sink,
+    telemetry,
+    defaultModel: config.defaultModel,
+    hashKey,
+  };
+  const data = await buildDataServer(deps, config.api, telemetry);
+  const admin = await buildAdminServer(
+    { store, podUid: config.pod.uid, controllerKeyFile: config.controllerKeyFile },
+    telemetry,
+  );
+  const url = await data.listen({ host: config.host, port: config.proxyPort });
+  const adminUrl = await admin.listen({ host: config.adminHost, port: config.adminPort });
+  return {
+    url,
+    adminUrl,
+    store,
+    sink,
+    async close() {
+      await data.close();
+      await admin.close();
+      await sink.close();
+      await upstream.close();
+      store.current()?.authenticator.close();
+    },
+  };
+}

@@ -1,0 +1,97 @@
+// OpenTelemetry for the sidecar: a trace per request with a span per step, and
+// metrics served in Prometheus format on the admin port. Exporters and
+// sampling come from the standard OTEL_* variables; traces go nowhere unless
+// OTEL_TRACES_EXPORTER names an exporter.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type Counter, type Histogram, metrics, SpanStatusCode, trace } from '@opentelemetry/api';
+import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { NodeSDK } from '@opentelemetry/sdk-node';
+import type { MaskingAction } from '@veil/core';
+
+export interface Telemetry {
+  span<T>(name: string, work: () => T): T;
+  requestDone(
+    api: string,
+    outcome: string,
+    masking: readonly MaskingAction[],
+    upstreamMs: number | undefined,
+  ): void;
+  /** Registers a gauge read at scrape time (spool depth and the like). */
+  gauge(name: string, description: string, read: () => number): void;
+  serveMetrics(request: IncomingMessage, response: ServerResponse): void;
+}
+
+let sdk: { exporter: PrometheusExporter } | undefined;
+
+// The SDK's providers are process-global: start them once, however many
+// sidecars a process (a test, `veil dev`) runs.
+function startSdk(): { exporter: PrometheusExporter } {
+  if (sdk) return sdk;
+  process.env.OTEL_TRACES_EXPORTER ??= 'none';
+  process.env.OTEL_LOGS_EXPORTER ??= 'none';
+  process.env.OTEL_METRICS_EXPORTER ??= 'none';
+  const exporter = new PrometheusExporter({ preventServerStart: true });
+  new NodeSDK({
+    serviceName: process.env.OTEL_SERVICE_NAME ?? 'veil-sidecar',
+    metricReaders: [exporter],
+  }).start();
+  sdk = { exporter };
+  return sdk;
+}
+
+export function createTelemetry(): Telemetry {
+  const { exporter } = startSdk();
+  const tracer = trace.getTracer('veil-sidecar');
+  const meter = metrics.getMeter('veil-sidecar');
+  const requests: Counter = meter.createCounter('veil_requests', {
+    description: 'Requests by API and outcome',
+  });
+  const masked: Counter = meter.createCounter('veil_masked_values', {
+    description: 'Values masked, by detector',
+  });
+  const upstream: Histogram = meter.createHistogram('veil_upstream_latency', {
+    description: 'Model latency seen by the proxy',
+    unit: 'ms',
+  });
+
+  return {
+    span<T>(name: string, work: () => T): T {
+      return tracer.startActiveSpan(`veil.${name}`, (span) => {
+        try {
+          const result = work();
+          if (result instanceof Promise) {
+            return result.then(
+              (value) => {
+                span.end();
+                return value;
+              },
+              (error: unknown) => {
+                span.setStatus({ code: SpanStatusCode.ERROR });
+                span.end();
+                throw error;
+              },
+            ) as T;
+          }
+          span.end();
+          return result;
+        } catch (error) {
+          span.setStatus({ code: SpanStatusCode.ERROR });
+          span.end();
+          throw error;
+        }
+      });
+    },
+    requestDone(api, outcome, masking, upstreamMs) {
+      requests.add(1, { api, outcome });
+      for (const action of masking)
+        masked.add(action.count, { detector: action.detector, scope: action.scope });
+      if (upstreamMs !== undefined) upstream.record(upstreamMs, { api });
+    },
+    gauge(name, description, read) {
+      meter.createObservableGauge(name, { description }).addCallback((result) => result.observe(read()));
+    },
+    serveMetrics(request, response) {
+      exporter.getMetricsRequestHandler(request, response);
+    },
+  };
+}

@@ -1,0 +1,233 @@
+import assert from 'node:assert/strict';
+import { appendFile, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type TestContext, test } from 'node:test';
+import { Spool, SpoolCorruptError, SpoolFullError, type SpoolOptions } from '../../src/audit/spool.ts';
+
+async function tempDir(t: TestContext): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'veil-spool-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+const line = (seq: number) => `{"seq":${seq},"pad":"${'x'.repeat(80)}"}`;
+
+async function appendInTurn(spool: Spool, from: number, count: number): Promise<number[]> {
+  const seqs: number[] = [];
+  for (let i = from; i < from + count; i++) seqs.push((await spool.append(line(i))).seq);
+  return seqs;
+}
+
+async function segments(dir: string): Promise<string[]> {
+  return (await readdir(dir)).filter((name) => name.endsWith('.seg')).sort();
+}
+
+async function readAll(spool: Spool, from = 0): Promise<string[]> {
+  return (await spool.readFrom(from, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER)).map((e) => e.line);
+}
+
+test('seqs are contiguous from 0 and continue after a restart', async (t) => {
+  const dir = await tempDir(t);
+  const spool = await Spool.open({ dir });
+  assert.deepEqual(await appendInTurn(spool, 0, 3), [0, 1, 2]);
+  await spool.close();
+  const reopened = await Spool.open({ dir });
+  t.after(() => reopened.close());
+  assert.deepEqual(reopened.recovery, { records: 3, truncatedBytes: 0 });
+  assert.deepEqual(await appendInTurn(reopened, 3, 2), [3, 4]);
+  assert.deepEqual(await readAll(reopened), [0, 1, 2, 3, 4].map(line));
+});
+
+test('readFrom pages by record count and by bytes, always making progress', async (t) => {
+  const spool = await Spool.open({ dir: await tempDir(t), segmentBytes: 300 });
+  t.after(() => spool.close());
+  await appendInTurn(spool, 0, 10);
+  const size = Buffer.byteLength(line(0));
+  assert.deepEqual(
+    (await spool.readFrom(2, 3, Number.MAX_SAFE_INTEGER)).map((e) => e.seq),
+    [2, 3, 4],
+  );
+  assert.deepEqual(
+    (await spool.readFrom(7, 100, size * 2)).map((e) => e.seq),
+    [7, 8],
+  );
+  assert.deepEqual(
+    (await spool.readFrom(4, 100, 1)).map((e) => e.seq),
+    [4],
+  );
+  assert.deepEqual(await spool.readFrom(10, 100, 1_000_000), []);
+});
+
+test('appends made while a sync is in flight share the next sync', async (t) => {
+  const spool = await Spool.open({ dir: await tempDir(t) });
+  t.after(() => spool.close());
+  const burst = await Promise.all(Array.from({ length: 1000 }, (_, i) => spool.append(line(i))));
+  assert.deepEqual(
+    burst.map((r) => r.seq),
+    Array.from({ length: 1000 }, (_, i) => i),
+  );
+  assert.equal(spool.stats().syncs, 1);
+
+  const first = spool.append(line(1000));
+  const later = await new Promise<Promise<{ seq: number }>[]>((resolve) => {
+    setImmediate(() => resolve(Array.from({ length: 100 }, (_, i) => spool.append(line(1001 + i)))));
+  });
+  await Promise.all([first, ...later]);
+  assert.ok(spool.stats().syncs <= 3, `${spool.stats().syncs} syncs for 1101 appends`);
+  assert.equal(spool.stats().nextSeq, 1101);
+});
+
+test('a torn tail is cut off on open and every whole record is kept', async (t) => {
+  const dir = await tempDir(t);
+  const spool = await Spool.open({ dir });
+  await appendInTurn(spool, 0, 10);
+  await spool.close();
+  const [segment] = await segments(dir);
+  const path = join(dir, segment as string);
+  await truncate(path, (await stat(path)).size - 3);
+
+  const reopened = await Spool.open({ dir });
+  t.after(() => reopened.close());
+  assert.equal(reopened.recovery.records, 9);
+  assert.equal(reopened.recovery.truncatedBytes, Buffer.byteLength(line(9)) + 8 - 3);
+  assert.equal((await reopened.append('after the crash')).seq, 9);
+  assert.deepEqual(await readAll(reopened), [
+    ...Array.from({ length: 9 }, (_, i) => line(i)),
+    'after the crash',
+  ]);
+});
+
+test('a last record with a bad checksum, a partial header or trailing garbage is dropped', async (t) => {
+  const cases: [string, (path: string) => Promise<void>][] = [
+    [
+      'flipped payload byte',
+      async (path) => {
+        const bytes = await readFile(path);
+        bytes[bytes.length - 5] = (bytes[bytes.length - 5] ?? 0) ^ 0xff;
+        await writeFile(path, bytes);
+      },
+    ],
+    ['partial header', (path) => appendFile(path, Buffer.from([5, 0, 0]))],
+    [
+      'garbage frame',
+      (path) => appendFile(path, Buffer.from([4, 0, 0, 0, 1, 2, 3, 4, 0x61, 0x62, 0x63, 0x64])),
+    ],
+  ];
+  for (const [name, damage] of cases) {
+    const dir = await tempDir(t);
+    const spool = await Spool.open({ dir });
+    await appendInTurn(spool, 0, 4);
+    await spool.close();
+    await damage(join(dir, (await segments(dir))[0] as string));
+    const reopened = await Spool.open({ dir });
+    const kept = name === 'flipped payload byte' ? 3 : 4;
+    assert.equal(reopened.recovery.records, kept, name);
+    assert.ok(reopened.recovery.truncatedBytes > 0, name);
+    assert.deepEqual(
+      await readAll(reopened),
+      Array.from({ length: kept }, (_, i) => line(i)),
+      name,
+    );
+    assert.equal((await reopened.append('next')).seq, kept, name);
+    await reopened.close();
+  }
+});
+
+test('damage before the last segment is refused, not guessed at', async (t) => {
+  const dir = await tempDir(t);
+  const spool = await Spool.open({ dir, segmentBytes: 300 });
+  await appendInTurn(spool, 0, 10);
+  await spool.close();
+  const [first] = await segments(dir);
+  const path = join(dir, first as string);
+  await truncate(path, (await stat(path)).size - 1);
+  await assert.rejects(Spool.open({ dir, segmentBytes: 300 }), SpoolCorruptError);
+});
+
+test('segments rotate by size and reads cross them', async (t) => {
+  const dir = await tempDir(t);
+  const spool = await Spool.open({ dir, segmentBytes: 300 });
+  t.after(() => spool.close());
+  await appendInTurn(spool, 0, 10);
+  const names = await segments(dir);
+  assert.ok(names.length >= 3, names.join());
+  assert.equal(names[0], '00000000000000000000.seg');
+  assert.deepEqual(
+    await readAll(spool, 1),
+    Array.from({ length: 9 }, (_, i) => line(i + 1)),
+  );
+});
+
+test('release persists the watermark and deletes only fully shipped segments', async (t) => {
+  const dir = await tempDir(t);
+  const options: SpoolOptions = { dir, segmentBytes: 300 };
+  const spool = await Spool.open(options);
+  await appendInTurn(spool, 0, 12);
+  const before = await segments(dir);
+  await spool.release(6);
+  const after = await segments(dir);
+  assert.ok(after.length < before.length);
+  // The segment holding seq 7 is still there.
+  assert.deepEqual((await spool.readFrom(7, 1, 1_000))[0]?.line, line(7));
+  await assert.rejects(spool.readFrom(0, 1, 1_000), /released/);
+  await assert.rejects(spool.release(12), RangeError);
+  assert.equal(spool.stats().waiting, 5);
+  assert.equal(spool.stats().shippedSeq, 6);
+  await spool.close();
+
+  const reopened = await Spool.open(options);
+  t.after(() => reopened.close());
+  assert.equal(reopened.stats().shippedSeq, 6);
+  assert.equal(reopened.recovery.records, 5);
+  assert.equal((await reopened.append(line(12))).seq, 12);
+});
+
+test('a full spool refuses appends and drops nothing it took', async (t) => {
+  const dir = await tempDir(t);
+  const frame = Buffer.byteLength(line(0)) + 8;
+  const spool = await Spool.open({ dir, segmentBytes: frame * 2, capacityBytes: frame * 6 });
+  t.after(() => spool.close());
+  const taken = await appendInTurn(spool, 0, 6);
+  assert.equal(spool.accepting(), false);
+  await assert.rejects(spool.append(line(6)), SpoolFullError);
+  assert.deepEqual(await readAll(spool), taken.map(line));
+
+  await spool.release(3);
+  assert.equal(spool.accepting(), true);
+  assert.equal((await spool.append(line(6))).seq, 6);
+});
+
+test('stats report bytes, waiting records and the age of the oldest unshipped one', async (t) => {
+  let clock = 1_000_000;
+  const spool = await Spool.open({ dir: await tempDir(t), now: () => clock });
+  t.after(() => spool.close());
+  assert.equal(spool.stats().oldestUnshippedAgeMs, null);
+  await spool.append(line(0));
+  clock += 500;
+  await spool.append(line(1));
+  clock += 1500;
+  const stats = spool.stats();
+  assert.equal(stats.waiting, 2);
+  assert.equal(stats.bytes, 2 * (Buffer.byteLength(line(0)) + 8));
+  assert.equal(stats.oldestUnshippedAgeMs, 2000);
+  await spool.release(0);
+  assert.equal(spool.stats().oldestUnshippedAgeMs, 1500);
+  await spool.release(1);
+  assert.equal(spool.stats().oldestUnshippedAgeMs, null);
+});
+
+test('an unreadable watermark is refused', async (t) => {
+  const dir = await tempDir(t);
+  await writeFile(join(dir, 'shipped'), 'not json');
+  await assert.rejects(Spool.open({ dir }), SpoolCorruptError);
+});
+
+test('a closed spool takes no more appends', async (t) => {
+  const spool = await Spool.open({ dir: await tempDir(t) });
+  const pending = spool.append(line(0));
+  await spool.close();
+  assert.equal((await pending).seq, 0);
+  await assert.rejects(spool.append(line(1)), /closed/);
+  assert.equal(spool.accepting(), false);
+});

@@ -1,0 +1,240 @@
+// Where keys come from and how often we ask: discovery, rotation, refresh on
+// unknown kid, rate limiting against kid spraying, outages, custom CAs.
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { after, before, describe, it } from 'node:test';
+import type { JWTPayload } from 'jose';
+import { Agent, type Dispatcher } from 'undici';
+import { createAuthenticator } from '../../src/auth/authenticator.ts';
+import type { AuthResult } from '../../src/auth/identity.ts';
+import { foreignToken, startTestIssuer, type TestIssuer } from '../fixtures/issuer.ts';
+import { AUDIENCE, bearer, oidcAuth } from './config.ts';
+
+function reasonOf(result: AuthResult): string {
+  return result.ok ? 'ok' : result.reason;
+}
+
+function claimsFor(idp: TestIssuer, subject = 'alice'): JWTPayload {
+  return { iss: idp.issuer, sub: subject, aud: AUDIENCE };
+}
+
+async function randomKidTokens(idp: TestIssuer, count: number): Promise<string[]> {
+  return Promise.all(
+    Array.from({ length: count }, (_, i) =>
+      foreignToken(claimsFor(idp, `sprayer-${i}`), { kid: crypto.randomUUID() }),
+    ),
+  );
+}
+
+describe('key sets', () => {
+  let idp: TestIssuer;
+
+  before(async () => {
+    idp = await startTestIssuer();
+  });
+
+  after(async () => {
+    await idp.stop();
+  });
+
+  it('reads discovery once and the key set once for many tokens', async () => {
+    const start = { ...idp.requests };
+    const auth = createAuthenticator(oidcAuth(idp.issuer));
+    try {
+      for (let i = 0; i < 5; i += 1) {
+        assert.equal(
+          reasonOf(await auth.authenticate(bearer(await idp.mint(claimsFor(idp, `user-${i}`))))),
+          'ok',
+        );
+      }
+      assert.equal(idp.requests.discovery - start.discovery, 1);
+      assert.equal(idp.requests.jwks - start.jwks, 1);
+    } finally {
+      await auth.close();
+    }
+  });
+
+  it('accepts a token signed with a rotated-in key after refreshing the key set', async () => {
+    const rotating = await startTestIssuer();
+    const auth = createAuthenticator(oidcAuth(rotating.issuer), { jwksRefreshMinIntervalMs: 0 });
+    try {
+      const oldKid = rotating.keyring.signingKid;
+      assert.equal(
+        reasonOf(await auth.authenticate(bearer(await rotating.mint(claimsFor(rotating, 'a'))))),
+        'ok',
+      );
+      const newKid = await rotating.keyring.rotate();
+      assert.notEqual(newKid, oldKid);
+      assert.equal(
+        reasonOf(await auth.authenticate(bearer(await rotating.mint(claimsFor(rotating, 'b'))))),
+        'ok',
+      );
+      assert.equal(rotating.requests.jwks, 2);
+      const stillValid = await rotating.mint(claimsFor(rotating, 'c'), { kid: oldKid });
+      assert.equal(reasonOf(await auth.authenticate(bearer(stillValid))), 'ok');
+    } finally {
+      await auth.close();
+      await rotating.stop();
+    }
+  });
+
+  it('refreshes once on an unknown kid and still refuses it when the IdP does not have it', async () => {
+    const own = await startTestIssuer();
+    const auth = createAuthenticator(oidcAuth(own.issuer), { jwksRefreshMinIntervalMs: 0 });
+    try {
+      assert.equal(reasonOf(await auth.authenticate(bearer(await own.mint(claimsFor(own))))), 'ok');
+      assert.equal(own.requests.jwks, 1);
+      const [unknown] = await randomKidTokens(own, 1);
+      assert.equal(reasonOf(await auth.authenticate(bearer(unknown ?? ''))), 'unknown_kid');
+      assert.equal(own.requests.jwks, 2, 'the unknown kid triggered exactly one refresh');
+    } finally {
+      await auth.close();
+      await own.stop();
+    }
+  });
+
+  it('does not let a spray of random kids hammer the IdP', async () => {
+    const own = await startTestIssuer();
+    const auth = createAuthenticator(oidcAuth(own.issuer));
+    try {
+      assert.equal(reasonOf(await auth.authenticate(bearer(await own.mint(claimsFor(own))))), 'ok');
+      for (const token of await randomKidTokens(own, 50)) {
+        assert.equal(reasonOf(await auth.authenticate(bearer(token))), 'unknown_kid');
+      }
+      assert.ok(own.requests.jwks <= 2, `${own.requests.jwks} key set fetches for 50 unknown kids`);
+      assert.equal(own.requests.discovery, 1);
+    } finally {
+      await auth.close();
+      await own.stop();
+    }
+  });
+
+  it('does not let a concurrent spray on a cold cache hammer the IdP', async () => {
+    const own = await startTestIssuer();
+    const auth = createAuthenticator(oidcAuth(own.issuer));
+    try {
+      const tokens = await randomKidTokens(own, 50);
+      const results = await Promise.all(tokens.map((token) => auth.authenticate(bearer(token))));
+      assert.deepEqual(new Set(results.map(reasonOf)), new Set(['unknown_kid']));
+      assert.ok(own.requests.jwks <= 2, `${own.requests.jwks} key set fetches for 50 unknown kids`);
+      assert.equal(own.requests.discovery, 1);
+    } finally {
+      await auth.close();
+      await own.stop();
+    }
+  });
+
+  it('refuses with jwks_unavailable when the IdP is down at first use, and recovers when it is back', async () => {
+    const flaky = await startTestIssuer();
+    const token = await flaky.mint(claimsFor(flaky));
+    await flaky.stop();
+    const auth = createAuthenticator(oidcAuth(flaky.issuer), { jwksRefreshMinIntervalMs: 0 });
+    try {
+      assert.equal(reasonOf(await auth.authenticate(bearer(token))), 'jwks_unavailable');
+      await flaky.restart();
+      assert.equal(reasonOf(await auth.authenticate(bearer(token))), 'ok');
+    } finally {
+      await auth.close();
+      await flaky.stop();
+    }
+  });
+
+  it('backs off after a failed fetch instead of trying the IdP on every request', async () => {
+    const down = await startTestIssuer();
+    const tokens = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => down.mint(claimsFor(down, `u${i}`))),
+    );
+    await down.stop();
+    let attempts = 0;
+    const counting: Dispatcher = new Agent().compose((dispatch) => (options, handler) => {
+      attempts += 1;
+      return dispatch(options, handler);
+    });
+    const auth = createAuthenticator(oidcAuth(down.issuer), { dispatcher: counting });
+    try {
+      for (const token of tokens)
+        assert.equal(reasonOf(await auth.authenticate(bearer(token))), 'jwks_unavailable');
+      assert.equal(attempts, 1);
+    } finally {
+      await auth.close();
+      await counting.close();
+    }
+  });
+
+  it('refuses keys from a discovery document that names another issuer', async () => {
+    const aliased = idp.issuer.replace('127.0.0.1', 'localhost');
+    const auth = createAuthenticator(oidcAuth(aliased));
+    try {
+      const result = await auth.authenticate(bearer(await idp.mint({ ...claimsFor(idp), iss: aliased })));
+      assert.equal(reasonOf(result), 'jwks_unavailable');
+      assert.match(result.ok ? '' : result.message, /another issuer/);
+    } finally {
+      await auth.close();
+    }
+  });
+
+  it('skips discovery when the policy sets jwksUri', async () => {
+    const own = await startTestIssuer();
+    const auth = createAuthenticator(oidcAuth(own.issuer, { jwksUri: own.jwksUri }));
+    try {
+      assert.equal(reasonOf(await auth.authenticate(bearer(await own.mint(claimsFor(own))))), 'ok');
+      assert.deepEqual([own.requests.discovery, own.requests.jwks], [0, 1]);
+    } finally {
+      await auth.close();
+      await own.stop();
+    }
+  });
+
+  it('finds discovery under an issuer URL with a path', async () => {
+    const realm = await startTestIssuer({ path: '/realms/dev' });
+    const auth = createAuthenticator(oidcAuth(realm.issuer));
+    try {
+      assert.match(realm.issuer, /\/realms\/dev$/);
+      assert.equal(reasonOf(await auth.authenticate(bearer(await realm.mint(claimsFor(realm))))), 'ok');
+    } finally {
+      await auth.close();
+      await realm.stop();
+    }
+  });
+});
+
+describe('issuers with their own CA', () => {
+  let idp: TestIssuer;
+  let ca: string;
+
+  before(async () => {
+    const testdata = new URL('./testdata/', import.meta.url);
+    const [key, cert] = await Promise.all([
+      readFile(new URL('server-key.pem', testdata), 'utf8'),
+      readFile(new URL('server.pem', testdata), 'utf8'),
+    ]);
+    ca = await readFile(new URL('ca.pem', testdata), 'utf8');
+    idp = await startTestIssuer({ tls: { key, cert } });
+  });
+
+  after(async () => {
+    await idp.stop();
+  });
+
+  it('verifies against an HTTPS issuer whose CA is given for it', async () => {
+    assert.match(idp.issuer, /^https:/);
+    const auth = createAuthenticator(oidcAuth(idp.issuer), { issuerCa: { [idp.issuer]: ca } });
+    try {
+      assert.equal(reasonOf(await auth.authenticate(bearer(await idp.mint(claimsFor(idp))))), 'ok');
+    } finally {
+      await auth.close();
+    }
+  });
+
+  it('does not trust the issuer without its CA', async () => {
+    const auth = createAuthenticator(oidcAuth(idp.issuer));
+    try {
+      assert.equal(
+        reasonOf(await auth.authenticate(bearer(await idp.mint(claimsFor(idp))))),
+        'jwks_unavailable',
+      );
+    } finally {
+      await auth.close();
+    }
+  });
+});

@@ -1,0 +1,142 @@
+// Kubernetes projected service-account tokens, with the local issuer standing
+// in for the API server's service-account issuer.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { authenticationSchema } from '@veil/core';
+import type { JWTPayload } from 'jose';
+import { AuthConfigError, type Authenticator, createAuthenticator } from '../../src/auth/authenticator.ts';
+import { startTestIssuer, type TestIssuer } from '../fixtures/issuer.ts';
+import { AUDIENCE, bearer } from './config.ts';
+
+const SIDECAR_TOKEN = 'sidecar-own-projected-token';
+
+function projectedClaims(apiServer: TestIssuer, namespace: string, account: string): JWTPayload {
+  return {
+    iss: apiServer.issuer,
+    aud: ['veil'],
+    sub: `system:serviceaccount:${namespace}:${account}`,
+    jti: 'd1f0c3a4-5b6c-4d7e-8f90-a1b2c3d4e5f6',
+    'kubernetes.io': {
+      namespace,
+      node: { name: 'worker-1', uid: '2b7e1f4a-0000-4000-8000-000000000001' },
+      pod: { name: 'indexer-7d9f8', uid: '2b7e1f4a-0000-4000-8000-000000000002' },
+      serviceaccount: { name: account, uid: '2b7e1f4a-0000-4000-8000-000000000003' },
+    },
+  };
+}
+
+describe('service-account tokens', () => {
+  let apiServer: TestIssuer;
+  let idp: TestIssuer;
+  let auth: Authenticator;
+
+  before(async () => {
+    apiServer = await startTestIssuer({ algorithm: 'RS256' });
+    idp = await startTestIssuer();
+    const config = authenticationSchema.parse({
+      oidc: [{ issuer: idp.issuer, audiences: [AUDIENCE] }],
+      serviceAccountTokens: { issuer: apiServer.issuer },
+    });
+    auth = createAuthenticator(config, { serviceAccountCredentials: () => SIDECAR_TOKEN });
+  });
+
+  after(async () => {
+    await auth.close();
+    await apiServer.stop();
+    await idp.stop();
+  });
+
+  it('maps a projected token to the identity the API server would give', async () => {
+    const token = await apiServer.mint(projectedClaims(apiServer, 'team-a', 'embedder'));
+    const result = await auth.authenticate(bearer(token));
+    assert.deepEqual(result, {
+      ok: true,
+      identity: {
+        issuer: apiServer.issuer,
+        subject: 'system:serviceaccount:team-a:embedder',
+        groups: ['system:serviceaccounts', 'system:serviceaccounts:team-a'],
+        kind: 'serviceaccount',
+        tokenId: 'd1f0c3a4-5b6c-4d7e-8f90-a1b2c3d4e5f6',
+      },
+    });
+  });
+
+  it('presents the sidecar credential to the service-account issuer only', async () => {
+    await auth.authenticate(bearer(await apiServer.mint(projectedClaims(apiServer, 'team-a', 'embedder'))));
+    await auth.authenticate(bearer(await idp.mint({ sub: 'alice', aud: AUDIENCE })));
+    assert.ok(apiServer.requests.discovery >= 1 && apiServer.requests.jwks >= 1);
+    assert.deepEqual(new Set(apiServer.requests.authorizations), new Set([`Bearer ${SIDECAR_TOKEN}`]));
+    assert.ok(idp.requests.authorizations.length >= 2);
+    assert.deepEqual(new Set(idp.requests.authorizations), new Set([undefined]));
+  });
+
+  it('refuses a token for the API server audience (a replayed default token)', async () => {
+    const token = await apiServer.mint({
+      ...projectedClaims(apiServer, 'team-a', 'embedder'),
+      aud: ['https://kubernetes.default.svc.cluster.local'],
+    });
+    const result = await auth.authenticate(bearer(token));
+    assert.equal(result.ok ? 'ok' : result.reason, 'wrong_audience');
+  });
+
+  it('refuses a token whose subject disagrees with its kubernetes.io claim', async () => {
+    const token = await apiServer.mint({
+      ...projectedClaims(apiServer, 'team-a', 'embedder'),
+      sub: 'system:serviceaccount:kube-system:admin',
+    });
+    const result = await auth.authenticate(bearer(token));
+    assert.equal(result.ok ? 'ok' : result.reason, 'invalid_claims');
+  });
+
+  it('refuses a token without the kubernetes.io claim', async () => {
+    const token = await apiServer.mint({
+      ...projectedClaims(apiServer, 'team-a', 'embedder'),
+      'kubernetes.io': undefined,
+    });
+    const result = await auth.authenticate(bearer(token));
+    assert.equal(result.ok ? 'ok' : result.reason, 'invalid_claims');
+  });
+
+  it('refuses a token without expiry, as legacy secret-based tokens are', async () => {
+    const token = await apiServer.mint({
+      ...projectedClaims(apiServer, 'team-a', 'embedder'),
+      exp: undefined,
+    });
+    const result = await auth.authenticate(bearer(token));
+    assert.equal(result.ok ? 'ok' : result.reason, 'invalid_claims');
+  });
+
+  it('reads keys from a configured jwksUri without discovery', async () => {
+    const own = await startTestIssuer();
+    const config = authenticationSchema.parse({
+      serviceAccountTokens: { issuer: own.issuer, audiences: ['veil'], jwksUri: own.jwksUri },
+    });
+    const direct = createAuthenticator(config);
+    try {
+      const result = await direct.authenticate(bearer(await own.mint(projectedClaims(own, 'ns', 'sa'))));
+      assert.equal(result.ok ? result.identity.subject : result.reason, 'system:serviceaccount:ns:sa');
+      assert.deepEqual([own.requests.discovery, own.requests.jwks], [0, 1]);
+    } finally {
+      await direct.close();
+      await own.stop();
+    }
+  });
+});
+
+describe('authentication configuration', () => {
+  it('rejects a service-account issuer that cannot be discovered and has no jwksUri', () => {
+    const config = authenticationSchema.parse({
+      serviceAccountTokens: { issuer: 'kubernetes/serviceaccount' },
+    });
+    assert.throws(() => createAuthenticator(config), AuthConfigError);
+  });
+
+  it('rejects an issuer configured twice', () => {
+    const issuer = 'https://idp.example.com';
+    const config = authenticationSchema.parse({
+      oidc: [{ issuer, audiences: ['a'] }],
+      serviceAccountTokens: { issuer },
+    });
+    assert.throws(() => createAuthenticator(config), /configured twice/);
+  });
+});

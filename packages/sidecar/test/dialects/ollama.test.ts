@@ -1,0 +1,148 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { vectorsDigest } from '@veil/core';
+import { ollama } from '../../src/dialects/index.ts';
+import { assertDialectError } from './expect.ts';
+
+const embed = '/api/embed';
+const legacy = '/api/embeddings';
+
+describe('ollama parse', () => {
+  it('reads /api/embed with a string or an array', () => {
+    assert.deepEqual(ollama.parse({ model: 'nomic-embed-text', input: 'hi' }, embed), {
+      model: 'nomic-embed-text',
+      texts: ['hi'],
+      tokenInputs: null,
+      inputCount: 1,
+    });
+    const parsed = ollama.parse(
+      {
+        model: 'm',
+        input: ['a', 'b'],
+        truncate: false,
+        options: { num_ctx: 512 },
+        keep_alive: '5m',
+        dimensions: 256,
+      },
+      embed,
+    );
+    assert.deepEqual(parsed.texts, ['a', 'b']);
+    assert.equal(parsed.dimensions, 256);
+  });
+
+  it('reads a request without input as no inputs, as Ollama loads the model for it', () => {
+    assert.deepEqual(ollama.parse({ model: 'm', keep_alive: 0 }, embed).texts, []);
+  });
+
+  it('reads the legacy /api/embeddings prompt', () => {
+    assert.deepEqual(ollama.parse({ model: 'm', prompt: 'hello', options: {} }, legacy), {
+      model: 'm',
+      texts: ['hello'],
+      tokenInputs: null,
+      inputCount: 1,
+    });
+  });
+
+  it('names the field at fault', () => {
+    assertDialectError(() => ollama.parse({ input: 'x' }, embed), 400, /^'model' is required$/);
+    assertDialectError(
+      () => ollama.parse({ model: 'm', input: 4 }, embed),
+      400,
+      /^'input' must be a string or an array/,
+    );
+    assertDialectError(
+      () => ollama.parse({ model: 'm', input: ['a', 1] }, embed),
+      400,
+      /^'input' must be a string or/,
+    );
+    assertDialectError(
+      () => ollama.parse({ model: 'm', input: 'x', options: 3 }, embed),
+      400,
+      /^'options' must be an object$/,
+    );
+    assertDialectError(
+      () => ollama.parse({ model: 'm', input: 'x', truncate: 1 }, embed),
+      400,
+      /^'truncate' must be a boolean$/,
+    );
+    assertDialectError(() => ollama.parse({ model: 'm' }, legacy), 400, /^'prompt' is required$/);
+    assertDialectError(
+      () => ollama.parse({ model: 'm', prompt: ['a'] }, legacy),
+      400,
+      /^'prompt' must be a string$/,
+    );
+  });
+});
+
+describe('ollama withTexts', () => {
+  it('keeps the shape and every other field', () => {
+    assert.deepEqual(ollama.withTexts({ model: 'm', input: 'a', keep_alive: '1m' }, embed, ['x']), {
+      model: 'm',
+      input: 'x',
+      keep_alive: '1m',
+    });
+    assert.deepEqual(ollama.withTexts({ model: 'm', input: ['a', 'b'] }, embed, ['x', 'y']), {
+      model: 'm',
+      input: ['x', 'y'],
+    });
+    assert.deepEqual(ollama.withTexts({ model: 'm', prompt: 'a', options: { seed: 1 } }, legacy, ['x']), {
+      model: 'm',
+      prompt: 'x',
+      options: { seed: 1 },
+    });
+  });
+
+  it('leaves a request without input alone and refuses a different number of texts', () => {
+    assert.deepEqual(ollama.withTexts({ model: 'm' }, embed, []), { model: 'm' });
+    assertDialectError(
+      () => ollama.withTexts({ model: 'm', input: ['a'] }, embed, []),
+      500,
+      /cannot replace/,
+    );
+  });
+});
+
+describe('ollama errorBody', () => {
+  it('is a bare error string, as Ollama answers', () => {
+    assert.deepEqual(ollama.errorBody(403, 'forbidden', 'not allowed'), { error: 'not allowed' });
+  });
+});
+
+describe('ollama vectors', () => {
+  it('counts /api/embed embeddings', () => {
+    const embeddings = [
+      [0.1, 0.2, 0.3],
+      [0.4, 0.5, 0.6],
+    ];
+    const response = { model: 'm', embeddings, total_duration: 10, load_duration: 1, prompt_eval_count: 4 };
+    assert.deepEqual(ollama.vectors(response, embed), {
+      count: 2,
+      dimensions: 3,
+      digest: vectorsDigest(embeddings),
+    });
+  });
+
+  it('counts the legacy single embedding, and an empty one as none', () => {
+    assert.deepEqual(ollama.vectors({ embedding: [0.5, 0.5] }, legacy), {
+      count: 1,
+      dimensions: 2,
+      digest: vectorsDigest([[0.5, 0.5]]),
+    });
+    assert.equal(ollama.vectors({ embedding: [] }, legacy).count, 0);
+  });
+
+  it('rejects a malformed response with 502', () => {
+    assertDialectError(
+      () => ollama.vectors({ embedding: [0.1] }, embed),
+      502,
+      /'embeddings' is not an array/,
+    );
+    assertDialectError(() => ollama.vectors({ embeddings: [[0.1], 'x'] }, embed), 502, /'embeddings\[1\]'/);
+    assertDialectError(
+      () => ollama.vectors({ embeddings: [[0.1]] }, legacy),
+      502,
+      /'embedding' is not an array/,
+    );
+    assertDialectError(() => ollama.vectors('ok', legacy), 502, /not an object/);
+  });
+});

@@ -17,6 +17,13 @@ export const sidecarConfigSchema = z.object({
   controllerKeyFile: z.string().optional().describe("The controller's public JWK, for policy pushes"),
   hashKeyFile: z.string().optional().describe('Key for masking `hash` tokens and input digests'),
   defaultModel: z.string().min(1).default('default'),
+  upstreamTimeoutMs: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(600_000)
+    .optional()
+    .describe('How long the model may take to start and to finish its answer (default 60 s)'),
   pod: z
     .object({ namespace: z.string().min(1), name: z.string().min(1), uid: z.string().min(1) })
     .default({ namespace: 'local', name: 'veil-dev', uid: 'local' }),
@@ -40,6 +47,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv): SidecarConfig {
     controllerKeyFile: env.VEIL_CONTROLLER_KEY_FILE || undefined,
     hashKeyFile: env.VEIL_HASH_KEY_FILE || undefined,
     defaultModel: env.VEIL_DEFAULT_MODEL || undefined,
+    upstreamTimeoutMs: env.VEIL_UPSTREAM_TIMEOUT_MS || undefined,
     pod:
       env.VEIL_POD_UID && env.VEIL_POD_NAME && env.VEIL_POD_NAMESPACE
         ? { namespace: env.VEIL_POD_NAMESPACE, name: env.VEIL_POD_NAME, uid: env.VEIL_POD_UID }

@@ -43,7 +43,11 @@ export async function startSidecar(
     incarnation: `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`,
   };
   const sink = options.sink ?? (await LocalNdjsonSink.open(config.auditDir ?? '.veil/audit', identity));
-  const upstream = new Upstream({ url: config.upstream });
+  const upstream = new Upstream({
+    url: config.upstream,
+    headersTimeoutMs: config.upstreamTimeoutMs,
+    bodyTimeoutMs: config.upstreamTimeoutMs,
+  });
   const deps: PipelineDeps = {
     policy: () => store.current(),
     upstream,
@@ -69,7 +73,7 @@ export async function startSidecar(
       await admin.close();
       await sink.close();
       await upstream.close();
-      store.current()?.authenticator.close();
+      await store.close();
     },
   };
 }

@@ -66,7 +66,6 @@ export function scanAround(
   const spans: Span[] = [];
   let from = 0;
   for (let at = text.indexOf(anchor); at >= 0; at = text.indexOf(anchor, Math.max(at + 1, from))) {
-    if (at < from) continue;
     let start = at;
     while (start > from && at - start < maxBack && back.test(text.charAt(start - 1))) start--;
     sticky.lastIndex = start;

@@ -1,11 +1,10 @@
 export type { MaskAction } from './actions.ts';
 export type { DetectedSpan } from './detect-spans.ts';
 export { detectSpans } from './detect-spans.ts';
-export { detectorPriority, detectors } from './detectors.ts';
+export { detectorPriority } from './detectors.ts';
 export type { MaskingEngine, MaskingOptions, MaskResponseResult, MaskTextsResult } from './engine.ts';
 export { compileMasking } from './engine.ts';
 export { MaskingError } from './errors.ts';
-export type { Finder, Span } from './finder.ts';
 export type { MaskOperator } from './operators.ts';
 export type { PatternProblem } from './patterns.ts';
 export { compilePatternProblems, maskingRuleProblems } from './patterns.ts';

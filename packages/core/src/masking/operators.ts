@@ -1,5 +1,5 @@
 // The four ways a matched value is replaced.
-import { createHmac } from 'node:crypto';
+import { createHmac, createSecretKey } from 'node:crypto';
 import type { MaskingRule } from '../policy/schema.ts';
 
 export type MaskOperator = MaskingRule['operator'];
@@ -36,8 +36,10 @@ export function mask(value: string): string {
 }
 
 export function hashWith(key: Uint8Array): Replace {
+  // A KeyObject holds its own copy: later changes to the caller's bytes cannot shift tokens.
+  const secret = createSecretKey(key);
   return (_value, label, hashInput) => {
-    const digest = createHmac('sha256', key).update(hashInput, 'utf8').digest('hex');
+    const digest = createHmac('sha256', secret).update(hashInput, 'utf8').digest('hex');
     return `[${label}:${digest.slice(0, tokenHexLength)}]`;
   };
 }

@@ -74,7 +74,7 @@ test('JWTs need a JSON header with alg; a trailing full stop is not a segment', 
 
 test('a private key cut off before its END line is masked to the end of its body', () => {
   const key = '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7';
-  assert.deepEqual(found(`${key}\n`), [`private-key:${key}\n`]);
+  assert.deepEqual(found(`${key}\n\n(cut here)`), [`private-key:${key}`]);
   assert.deepEqual(found(`${key}"}`), [`private-key:${key}`]);
   assert.deepEqual(found('-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYI\n-----END PUBLIC KEY-----'), []);
 });

@@ -2,11 +2,31 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { type PolicySpec, policySpecSchema } from '@veil/core';
 import { z } from 'zod';
+import type { Authenticator } from '../auth/authenticator.ts';
 import { type ActivePolicy, type CompileOptions, compilePolicy } from './active.ts';
 
 export type ApplyResult = { ok: true; hash: string; changed: boolean } | { ok: false; reason: string };
 
 const storedPolicySchema = z.object({ name: z.string().min(1), spec: z.unknown() });
+
+/**
+ * How long a replaced authenticator stays open: requests that began under the
+ * old policy may still be verifying a token (fetching a JWKS) with it.
+ */
+export const AUTH_RETIRE_DELAY_MS = 30_000;
+
+/** Runs `close` once in-flight requests had time to finish. */
+export type RetireScheduler = (close: () => void) => void;
+
+const retireLater: RetireScheduler = (close) => {
+  setTimeout(close, AUTH_RETIRE_DELAY_MS).unref();
+};
+
+export interface PolicyStoreOptions extends CompileOptions {
+  readonly stateDir?: string;
+  /** When a replaced authenticator is closed; tests inject their own. */
+  readonly retire?: RetireScheduler;
+}
 
 /**
  * Holds the policy the request path enforces. A bad policy is refused and the
@@ -18,9 +38,13 @@ export class PolicyStore {
   readonly #options: CompileOptions;
   readonly #lastGoodFile: string | undefined;
   readonly #listeners = new Set<(policy: ActivePolicy) => void>();
+  readonly #retire: RetireScheduler;
+  /** Authenticators replaced by a push but not closed yet. */
+  readonly #retiring = new Set<Authenticator>();
 
-  constructor(options: CompileOptions & { stateDir?: string }) {
+  constructor(options: PolicyStoreOptions) {
     this.#options = options;
+    this.#retire = options.retire ?? retireLater;
     this.#lastGoodFile = options.stateDir ? join(options.stateDir, 'last-good-policy.json') : undefined;
   }
 
@@ -51,9 +75,27 @@ export class PolicyStore {
       return { ok: true, hash: next.hash, changed: false };
     }
     await this.#persist(name, parsed.data);
+    const previous = this.#active;
     this.#active = next;
+    if (previous && previous.authenticator !== next.authenticator) this.#retireLater(previous.authenticator);
     for (const listener of this.#listeners) listener(next);
     return { ok: true, hash: next.hash, changed: true };
+  }
+
+  /** Closes the authenticators, the one in force and those being retired. */
+  async close(): Promise<void> {
+    const open = [...this.#retiring, ...(this.#active ? [this.#active.authenticator] : [])];
+    this.#retiring.clear();
+    await Promise.all(open.map((authenticator) => authenticator.close()));
+  }
+
+  #retireLater(authenticator: Authenticator): void {
+    this.#retiring.add(authenticator);
+    this.#retire(() => {
+      // Already closed by close() when the sidecar stopped first.
+      if (!this.#retiring.delete(authenticator)) return;
+      void authenticator.close().catch(() => undefined);
+    });
   }
 
   /** Loads the persisted last good policy, else the bootstrap file; returns where it came from. */

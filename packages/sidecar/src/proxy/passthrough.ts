@@ -64,10 +64,7 @@ export async function handlePassthrough(
     };
     return record(deps, dialect, 'passthrough', request.path, trace, reply, 'allowed', undefined);
   } catch (thrown) {
-    const refusal =
-      thrown instanceof UpstreamError
-        ? new Refusal(502, 'upstream_error', 'upstream_error', thrown.message)
-        : toRefusal(thrown);
+    const refusal = thrown instanceof UpstreamError ? upstreamRefusal(thrown) : toRefusal(thrown);
     return record(
       deps,
       dialect,
@@ -79,6 +76,13 @@ export async function handlePassthrough(
       refusal.message,
     );
   }
+}
+
+/** A model that took too long is a 504, as on the embedding routes; one out of reach a 502. */
+function upstreamRefusal(error: UpstreamError): Refusal {
+  return error.kind === 'timeout'
+    ? new Refusal(504, 'upstream_timeout', 'upstream_error', error.message)
+    : new Refusal(502, 'upstream_error', 'upstream_error', error.message);
 }
 
 async function readLimited(request: IncomingEmbedRequest, limit: number): Promise<Buffer> {

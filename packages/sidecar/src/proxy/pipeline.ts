@@ -1,9 +1,11 @@
-// The request path, one way: dialect → auth → limits → access → mask → forward
-// → record. Each step either hands its result on or ends the request with a
+// The request path, one way: dialect → auth → limits → access → mask → approve
+// → forward → record. Each step either hands its result on or ends the request with a
 // refusal; every ending, good or bad, becomes exactly one audit record, and
 // the caller hears nothing before that record is durable.
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { RecordOutcome } from '@veil/core';
+import { matchApprovalRule } from '../approvals/rules.ts';
 import type { AuditSink } from '../audit/sink.ts';
 import type { Identity } from '../auth/identity.ts';
 import type { Dialect, ParsedEmbedRequest } from '../dialects/index.ts';
@@ -19,6 +21,8 @@ export interface IncomingEmbedRequest {
   readonly path: string;
   readonly authorization: string | undefined;
   readonly contentLength: string | undefined;
+  /** All request headers, lower-cased names: approval rules match on them. */
+  readonly headers: IncomingHttpHeaders;
   readonly body: Readable;
 }
 
@@ -109,8 +113,31 @@ async function run(
   const forwardBody = deps.telemetry.span('mask', () =>
     mask(deps, policy, dialect, request.path, body, parsed, trace),
   );
+  refuseApprovalRequired(policy, request, trace);
   return deps.telemetry.span('upstream', () =>
     forward(deps, policy, dialect, request.path, forwardBody, trace),
+  );
+}
+
+/**
+ * Approval holds are not built yet; until they are, a request an approval rule
+ * would hold is refused rather than let through unapproved (fail closed).
+ */
+function refuseApprovalRequired(policy: ActivePolicy, request: IncomingEmbedRequest, trace: Trace): void {
+  const identity = trace.identity;
+  if (!identity || policy.spec.approvals.rules.length === 0) return;
+  const rule = matchApprovalRule(policy.spec.approvals.rules, {
+    inputCount: trace.inputCount,
+    model: trace.model ?? '',
+    headers: request.headers,
+    groups: identity.groups,
+  });
+  if (!rule) return;
+  throw new Refusal(
+    403,
+    'approval_required',
+    'denied',
+    `approval required by rule ${rule.name}; approvals are not available on this sidecar yet`,
   );
 }
 

@@ -44,6 +44,7 @@ function incoming(request: FastifyRequest) {
     url: request.url,
     authorization,
     contentLength: request.headers['content-length'],
+    headers: request.headers,
     body: request.raw,
   };
 }

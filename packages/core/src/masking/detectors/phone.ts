@@ -6,8 +6,8 @@ import { digitCount, digitGroups, longestValidPrefix } from '../digit-groups.ts'
 import type { Finder, Span } from '../finder.ts';
 import { scan } from '../finder.ts';
 
-// National forms never continue a longer run of digit groups (an IBAN tail).
 const international = /(?<![\w+])\+\d[\d ().-]{5,22}\d(?!\w|[.-]\d)/g;
+// National forms never continue a longer run of digit groups (an IBAN's tail).
 const northAmerican =
   /(?<![\w.+#/-]|\d[ -])(?:1[ .-])?(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}(?![\w-]|\.\d)/g;
 const europeanNational =

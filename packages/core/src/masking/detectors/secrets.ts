@@ -36,11 +36,16 @@ export const jwt: Finder = {
 const pemRegex =
   /-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|(?![A-Za-z0-9+/=\s:,.\\-]))/g;
 
+/** A truncated key's body may end in a line break that is not part of it. */
+function acceptPem(match: RegExpExecArray): Span {
+  return { start: match.index, end: match.index + match[0].trimEnd().length };
+}
+
 export const privateKey: Finder = {
   id: 'private-key',
   label: 'PRIVATE_KEY',
   mayMatch: (text) => text.includes('PRIVATE KEY'),
-  find: (text) => scan(pemRegex, text, whole),
+  find: (text) => scan(pemRegex, text, acceptPem),
   normalize: identity,
 };
 

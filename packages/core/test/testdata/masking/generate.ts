@@ -30,7 +30,12 @@ function entry(tag: string, parts: Part[]): CorpusEntry {
     if (typeof part === 'string') {
       text += part;
     } else {
-      spans.push({ detector: part.detector, start: text.length, end: text.length + part.value.length, value: part.value });
+      spans.push({
+        detector: part.detector,
+        start: text.length,
+        end: text.length + part.value.length,
+        value: part.value,
+      });
       text += part.value;
     }
   }
@@ -94,7 +99,19 @@ const groupsOf = (value: string, size: number, separator: string): string =>
 
 // ---- positives -------------------------------------------------------------
 
-const firstNames = ['alice', 'bob', 'carol', 'dmitri', 'eve', 'fatima', 'giulia', 'hiro', 'ines', 'jonas', 'kemal'];
+const firstNames = [
+  'alice',
+  'bob',
+  'carol',
+  'dmitri',
+  'eve',
+  'fatima',
+  'giulia',
+  'hiro',
+  'ines',
+  'jonas',
+  'kemal',
+];
 const lastNames = ['smith', 'nguyen', 'mueller', 'garcia', 'okafor', 'rossi', 'tanaka', 'dubois', 'kowalski'];
 const domains = [
   'example.com',
@@ -354,7 +371,12 @@ function ipv4s(): CorpusEntry[] {
   );
   out.push(frame('ipv4', 'GET http://{}/admin', 'ipv4', '10.0.0.1'));
   out.push(
-    entry('ipv4', ['dns ', { detector: 'ipv4', value: '8.8.4.4' }, ' and ', { detector: 'ipv4', value: '1.1.1.1' }]),
+    entry('ipv4', [
+      'dns ',
+      { detector: 'ipv4', value: '8.8.4.4' },
+      ' and ',
+      { detector: 'ipv4', value: '1.1.1.1' },
+    ]),
   );
   return out;
 }
@@ -374,11 +396,18 @@ function ipv6s(): CorpusEntry[] {
     '2001:db8:85a3::8a2e:370:7334',
     'fd12:3456:789a:1::1',
   ];
-  const templates = ['https://[{}]:443/health', 'addr {}', 'route via {}.', 'client {} connected', 'AAAA record: {}'];
+  const templates = [
+    'https://[{}]:443/health',
+    'addr {}',
+    'route via {}.',
+    'client {} connected',
+    'AAAA record: {}',
+  ];
   const out = fixed.map((value) => frame('ipv6', pick(templates), 'ipv6', value));
   for (let i = 0; i < 13; i++) {
     const groups = Array.from({ length: 8 }, () => chars(HEX, int(1, 4)));
-    const value = i % 2 === 0 ? groups.join(':') : `${groups.slice(0, 3).join(':')}::${groups.slice(6).join(':')}`;
+    const value =
+      i % 2 === 0 ? groups.join(':') : `${groups.slice(0, 3).join(':')}::${groups.slice(6).join(':')}`;
     out.push(frame('ipv6', pick(templates), 'ipv6', value));
   }
   out.push(frame('ipv6', 'link-local {}%eth0 is up', 'ipv6', 'fe80::a00:27ff:fe4e:66a1'));
@@ -424,7 +453,14 @@ function privateKeys(): CorpusEntry[] {
     const kind = kinds[i % kinds.length] as string;
     const newline = i === 7 ? '\\n' : '\n';
     const value = `-----BEGIN ${kind}PRIVATE KEY-----${newline}${pemBody(int(3, 8), newline)}${newline}-----END ${kind}PRIVATE KEY-----`;
-    out.push(frame('private-key', pick(['key.pem:\n{}\n', 'here is the key {} done', '"key": "{}"']), 'private-key', value));
+    out.push(
+      frame(
+        'private-key',
+        pick(['key.pem:\n{}\n', 'here is the key {} done', '"key": "{}"']),
+        'private-key',
+        value,
+      ),
+    );
   }
   const pgp = `-----BEGIN PGP PRIVATE KEY BLOCK-----\n\n${pemBody(4, '\n')}\n-----END PGP PRIVATE KEY BLOCK-----`;
   out.push(frame('private-key', 'export:\n{}', 'private-key', pgp));
@@ -435,7 +471,12 @@ function privateKeys(): CorpusEntry[] {
 
 function awsKeys(): CorpusEntry[] {
   const out: CorpusEntry[] = [];
-  const idTemplates = ['aws_access_key_id = {}', 'AccessKeyId: {}', 'export AWS_ACCESS_KEY_ID={}', 'key {} leaked in CI'];
+  const idTemplates = [
+    'aws_access_key_id = {}',
+    'AccessKeyId: {}',
+    'export AWS_ACCESS_KEY_ID={}',
+    'key {} leaked in CI',
+  ];
   for (let i = 0; i < 12; i++) {
     const value = `${pick(['AKIA', 'ASIA'])}${chars(UPPER + DIGITS, 16)}`;
     out.push(frame('aws-key-id', pick(idTemplates), 'aws-key', value));
@@ -454,14 +495,24 @@ function awsKeys(): CorpusEntry[] {
 }
 
 function gcpKeys(): CorpusEntry[] {
-  const templates = ['key={}', '"api_key": "{}"', 'https://maps.example.com/api?key={}&q=berlin', 'GOOGLE_API_KEY={}'];
+  const templates = [
+    'key={}',
+    '"api_key": "{}"',
+    'https://maps.example.com/api?key={}&q=berlin',
+    'GOOGLE_API_KEY={}',
+  ];
   return Array.from({ length: 15 }, () =>
     frame('gcp-key', pick(templates), 'gcp-key', `AIza${chars(`${ALNUM}-_`, 35)}`),
   );
 }
 
 function githubTokens(): CorpusEntry[] {
-  const templates = ['GITHUB_TOKEN={}', 'git clone https://{}@github.com/acme/app', 'token: {}', 'use {} for the bot'];
+  const templates = [
+    'GITHUB_TOKEN={}',
+    'git clone https://{}@github.com/acme/app',
+    'token: {}',
+    'use {} for the bot',
+  ];
   const out: CorpusEntry[] = [];
   for (let i = 0; i < 15; i++) {
     const value = `${pick(['ghp', 'gho', 'ghu', 'ghs', 'ghr'])}_${chars(ALNUM, 36)}`;
@@ -503,7 +554,9 @@ function invalidIbans(): CorpusEntry[] {
       const swapped = /\d/.test(ch) ? String((Number(ch) + int(1, 9)) % 10) : ch === 'Z' ? 'A' : 'Z';
       wrong = valid.slice(0, at) + swapped + valid.slice(at + 1);
     }
-    out.push(frame('iban-bad-checksum', pick(ibanTemplates), null, i % 3 === 0 ? wrong : groupsOf(wrong, 4, ' ')));
+    out.push(
+      frame('iban-bad-checksum', pick(ibanTemplates), null, i % 3 === 0 ? wrong : groupsOf(wrong, 4, ' ')),
+    );
   }
   return out;
 }
@@ -730,15 +783,50 @@ function generatedLookalikes(): CorpusEntry[] {
   }
   for (let i = 0; i < 20; i++) {
     const hash = chars(HEX, pick([7, 12, 40, 64]));
-    out.push(frame('hash', pick(['commit {} fixed it', 'sha256:{}', 'checksum {} ok', 'merged in {}']), null, hash));
+    out.push(
+      frame('hash', pick(['commit {} fixed it', 'sha256:{}', 'checksum {} ok', 'merged in {}']), null, hash),
+    );
   }
   return out;
 }
 
 const proseWords = [
-  'the', 'model', 'returns', 'vectors', 'for', 'each', 'input', 'and', 'we', 'store', 'them', 'in', 'a', 'small',
-  'index', 'team', 'meeting', 'notes', 'quarterly', 'report', 'shows', 'growth', 'across', 'regions', 'customer',
-  'support', 'latency', 'improved', 'after', 'migration', 'to', 'new', 'cluster', 'please', 'review', 'draft',
+  'the',
+  'model',
+  'returns',
+  'vectors',
+  'for',
+  'each',
+  'input',
+  'and',
+  'we',
+  'store',
+  'them',
+  'in',
+  'a',
+  'small',
+  'index',
+  'team',
+  'meeting',
+  'notes',
+  'quarterly',
+  'report',
+  'shows',
+  'growth',
+  'across',
+  'regions',
+  'customer',
+  'support',
+  'latency',
+  'improved',
+  'after',
+  'migration',
+  'to',
+  'new',
+  'cluster',
+  'please',
+  'review',
+  'draft',
 ];
 
 function prose(): CorpusEntry[] {
@@ -768,7 +856,11 @@ function hardPositives(): CorpusEntry[] {
     ['ssn', 'her SSN is {}', '219099998'],
     ['iban', 'iban: {}', 'de89 3704 0044 0532 0130 00'],
     ['ipv4', 'legacy host {}', '010.000.000.001'],
-    ['jwt', 'encrypted {}', 'eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ.OKOawDo13gRp2ojaHV7LFpZcgV7T6DVZKTyKOMTYUmKoTCVJRgckCL9kiMT03JGeipsEdY3mx_etLbbWSrFr05kLzcSr4qKAq7YN7e9jwQRb23nfa6c9d-StnImGyFDbSv04uVuxIp5Zms1gNxKKK2Da14B8S4rzVRltdYwam_lDp5XnZAYpQdb76FdIKLaVmqgfwX7XWRxv2322i-vDxRfqNzo_tETKzpVLzfiwQyeyPGLBIO56YJ7eObdv0je81860ppamavo35UgoRdbYaBcoh9QcfylQr66oc6vFWXRcZ_ZT2LawVCWTIy3brGPi6UklfCpIMfIjf7iGdXKHzg.48V1_ALb6US04U3b.5eym8TW_c8SuK0ltJ3rpYIzOeDQz7TALvtu6UG9oMo4vpzs9tX_EFShS8iB7j6jiSdiwkIr3ajwQzaBtQD_A.XFBoMYUZodetZdvTiFvSkQ'],
+    [
+      'jwt',
+      'encrypted {}',
+      'eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ.OKOawDo13gRp2ojaHV7LFpZcgV7T6DVZKTyKOMTYUmKoTCVJRgckCL9kiMT03JGeipsEdY3mx_etLbbWSrFr05kLzcSr4qKAq7YN7e9jwQRb23nfa6c9d-StnImGyFDbSv04uVuxIp5Zms1gNxKKK2Da14B8S4rzVRltdYwam_lDp5XnZAYpQdb76FdIKLaVmqgfwX7XWRxv2322i-vDxRfqNzo_tETKzpVLzfiwQyeyPGLBIO56YJ7eObdv0je81860ppamavo35UgoRdbYaBcoh9QcfylQr66oc6vFWXRcZ_ZT2LawVCWTIy3brGPi6UklfCpIMfIjf7iGdXKHzg.48V1_ALb6US04U3b.5eym8TW_c8SuK0ltJ3rpYIzOeDQz7TALvtu6UG9oMo4vpzs9tX_EFShS8iB7j6jiSdiwkIr3ajwQzaBtQD_A.XFBoMYUZodetZdvTiFvSkQ',
+    ],
     ['aws-key', 'SecretAccessKey={}', 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY'],
   ];
   return cases.map(([detector, template, value]) => frame(`hard-${detector}`, template, detector, value));
@@ -803,7 +895,9 @@ export function buildCorpus(): CorpusEntry[] {
     ...githubTokens(),
     ...hardPositives(),
   ];
-  const fixedLookalikes = Object.entries(lookalikes).flatMap(([tag, texts]) => texts.map((t) => entry(tag, [t])));
+  const fixedLookalikes = Object.entries(lookalikes).flatMap(([tag, texts]) =>
+    texts.map((t) => entry(tag, [t])),
+  );
   const negatives = [
     ...invalidCards(),
     ...invalidIbans(),

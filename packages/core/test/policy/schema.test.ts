@@ -1,0 +1,50 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { embeddingPolicySchema, policyHash, policySpecSchema } from '@veil/core';
+import { parse } from 'yaml';
+
+const example = join(import.meta.dirname, '..', '..', '..', '..', 'examples', 'policy.yaml');
+
+test('examples/policy.yaml is a valid EmbeddingPolicy that sets every top-level field', async () => {
+  const raw = parse(await readFile(example, 'utf8'));
+  const policy = embeddingPolicySchema.parse(raw);
+  for (const field of Object.keys(policySpecSchema.shape)) assert.ok(field in raw.spec, `example lacks spec.${field}`);
+  assert.ok(policy.spec.masking.rules.length > 0);
+});
+
+test('an empty spec takes the documented defaults', () => {
+  const spec = policySpecSchema.parse({});
+  assert.equal(spec.limits.maxInputsPerRequest, 256);
+  assert.equal(spec.audit.inputs, 'digest');
+  assert.deepEqual(spec.access.rules, []);
+});
+
+test('problems carry field paths', () => {
+  const result = policySpecSchema.safeParse({
+    limits: { maxInputsPerRequest: 0 },
+    access: { rules: [{ name: 'r', models: ['*'] }] },
+    masking: { rules: [{ name: 'm', patterns: [{ name: 'p', regex: '(a)\\1' }], operator: 'redact', scopes: ['forward'] }] },
+  });
+  assert.equal(result.success, false);
+  const paths = result.error?.issues.map((i) => i.path.join('.'));
+  assert.ok(paths?.includes('limits.maxInputsPerRequest'));
+  assert.ok(paths?.includes('access.rules.0'), 'a rule naming nobody');
+  assert.ok(paths?.includes('masking.rules.0.patterns.0.regex'), 'RE2 rejects backreferences');
+});
+
+test('plain http issuers are refused unless on loopback', () => {
+  const issuer = (url: string) =>
+    policySpecSchema.safeParse({ authentication: { oidc: [{ issuer: url, audiences: ['veil'] }] } }).success;
+  assert.equal(issuer('https://login.example.com'), true);
+  assert.equal(issuer('http://127.0.0.1:8082'), true);
+  assert.equal(issuer('http://login.example.com'), false);
+});
+
+test('the content hash ignores spelling: defaults applied and key order do not matter', () => {
+  const a = policySpecSchema.parse({ limits: { vectorsPerMinute: 10, maxInputsPerRequest: 256 } });
+  const b = policySpecSchema.parse({ limits: { maxInputsPerRequest: 256, vectorsPerMinute: 10 } });
+  assert.equal(policyHash(a), policyHash(b));
+  assert.notEqual(policyHash(a), policyHash(policySpecSchema.parse({ limits: { vectorsPerMinute: 11 } })));
+});

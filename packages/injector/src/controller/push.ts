@@ -1,0 +1,102 @@
+// Talks to one sidecar's admin port: `GET /v1/policy` (what it enforces now) and
+// `PUT /v1/policy` (enforce this), the latter with a push token for that pod only.
+// The admin port is plain HTTP on the pod network: the token, signed by the
+// controller, bound to the pod's UID and living a minute, is what authenticates
+// the push; the policy itself is no secret. See packages/injector/rbac.md.
+import { z } from 'zod';
+import type { ControllerKey } from './keys.ts';
+
+export type SidecarTarget = {
+  /** The pod UID: the audience of the push token. */
+  uid: string;
+  /** `http://<pod IP>:<veil-admin port>` */
+  adminUrl: string;
+};
+
+export type PolicyDocument = { name: string; spec: unknown };
+
+export type PushOutcome =
+  | { kind: 'ack'; hash: string }
+  | { kind: 'nack'; reason: string }
+  | { kind: 'error'; reason: string };
+
+export type ReadOutcome =
+  | { kind: 'policy'; name: string; hash: string }
+  | { kind: 'none' }
+  | { kind: 'error'; reason: string };
+
+const ackSchema = z.object({ status: z.literal('ack'), hash: z.string().min(1) });
+const nackSchema = z.object({ status: z.literal('nack'), reason: z.string() });
+const currentSchema = z.object({ name: z.string(), hash: z.string().min(1) });
+
+export type SidecarClientOptions = {
+  key: ControllerKey;
+  /** Goes into the token's `sub`: which replica pushed. */
+  identity: string;
+  /** Per request, connect to last byte; default 5 s. */
+  timeoutMs?: number;
+};
+
+export class SidecarClient {
+  readonly #options: SidecarClientOptions;
+  readonly #timeoutMs: number;
+
+  constructor(options: SidecarClientOptions) {
+    this.#options = options;
+    this.#timeoutMs = options.timeoutMs ?? 5000;
+  }
+
+  async read(target: SidecarTarget, signal?: AbortSignal): Promise<ReadOutcome> {
+    const response = await this.#call(target, { method: 'GET', signal });
+    if (response.kind === 'error') return response;
+    if (response.status === 404) return { kind: 'none' };
+    const parsed = currentSchema.safeParse(response.body);
+    if (response.status !== 200 || !parsed.success) {
+      return { kind: 'error', reason: `GET /v1/policy answered ${response.status}` };
+    }
+    return { kind: 'policy', ...parsed.data };
+  }
+
+  async push(target: SidecarTarget, policy: PolicyDocument, signal?: AbortSignal): Promise<PushOutcome> {
+    const token = await this.#options.key.sign({ podUid: target.uid, subject: this.#options.identity });
+    const response = await this.#call(target, {
+      method: 'PUT',
+      signal,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify(policy),
+    });
+    if (response.kind === 'error') return response;
+    const ack = ackSchema.safeParse(response.body);
+    if (response.status === 200 && ack.success) return { kind: 'ack', hash: ack.data.hash };
+    const nack = nackSchema.safeParse(response.body);
+    // Only a 422 says the sidecar judged the policy itself; a refused token or a
+    // crashing sidecar is a failure to deliver, retried like a network error.
+    if (response.status === 422 && nack.success) return { kind: 'nack', reason: nack.data.reason };
+    const detail = nack.success ? `: ${nack.data.reason}` : '';
+    return { kind: 'error', reason: `PUT /v1/policy answered ${response.status}${detail}` };
+  }
+
+  async #call(
+    target: SidecarTarget,
+    options: { method: 'GET' | 'PUT'; signal?: AbortSignal; headers?: Record<string, string>; body?: string },
+  ): Promise<{ kind: 'response'; status: number; body: unknown } | { kind: 'error'; reason: string }> {
+    const timeout = AbortSignal.timeout(this.#timeoutMs);
+    const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+    try {
+      // The built-in fetch keeps connections alive between pushes to the same pod.
+      const response = await fetch(`${target.adminUrl}/v1/policy`, { ...options, signal });
+      const text = await response.text();
+      return { kind: 'response', status: response.status, body: parseJson(text) };
+    } catch (error) {
+      return { kind: 'error', reason: (error as Error).message };
+    }
+  }
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}

@@ -2,12 +2,18 @@
 import { CliError, type Command } from './command.ts';
 // `veil`: the command table and help. Each command lives in commands/.
 import { devCommand, devTokenCommand } from './commands/dev.ts';
+import { evidencePullCommand, evidenceReportCommand, evidenceVerifyCommand } from './commands/evidence.ts';
 import { policyLintCommand } from './commands/policy.ts';
+import { sessionsShowCommand } from './commands/sessions.ts';
 
 const commands: Record<string, Command> = {
   dev: devCommand,
   'dev token': devTokenCommand,
+  'evidence pull': evidencePullCommand,
+  'evidence verify': evidenceVerifyCommand,
+  'evidence report': evidenceReportCommand,
   'policy lint': policyLintCommand,
+  'sessions show': sessionsShowCommand,
 };
 
 function usage(): string {

@@ -1,4 +1,31 @@
 export * from './certs/reload.ts';
+export {
+  type Controller,
+  type ControllerOptions,
+  type ControllerStats,
+  startController,
+} from './controller/controller.ts';
+export type { DesiredPolicy, PodSync, PushEvent } from './controller/distributor.ts';
+export {
+  type ControllerKey,
+  controllerIssuer,
+  controllerKeyFromJwk,
+  generateControllerJwk,
+  loadControllerKey,
+  maxTokenLifetimeSeconds,
+  sidecarAudience,
+} from './controller/keys.ts';
+export { defaultLeaseName, type LeaderElectionOptions, LeaderElector } from './controller/leader.ts';
+export { jsonLog, type Log, silentLog } from './controller/log.ts';
+export { pullAudience } from './controller/pull.ts';
+export {
+  type InjectorConfig,
+  type InjectorExtras,
+  injectorConfigSchema,
+  parseInjectorConfig,
+  type RunningInjector,
+  startInjector,
+} from './main.ts';
 export { embeddingApis, type PodOptions, veilAnnotations, veilLabels } from './webhook/annotations.ts';
 export { type InjectionInput, type InjectionResult, inject, isExcludedNamespace } from './webhook/inject.ts';
 export { encodePatch, type JsonPatch, podPatch } from './webhook/patch.ts';

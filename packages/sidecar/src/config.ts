@@ -27,7 +27,36 @@ export const sidecarConfigSchema = z.object({
   pod: z
     .object({ namespace: z.string().min(1), name: z.string().min(1), uid: z.string().min(1) })
     .default({ namespace: 'local', name: 'veil-dev', uid: 'local' }),
-  cluster: z.string().min(1).default('local'),
+  cluster: z
+    .string()
+    .regex(
+      /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/,
+      'must be a plain path segment (it names the evidence stream)',
+    )
+    .default('local'),
+  s3Endpoint: z.url().optional().describe('S3-compatible endpoint; the AWS default when unset'),
+  s3Bucket: z.string().min(1).optional().describe('Evidence bucket (Object Lock enabled); none: auditDir'),
+  s3Region: z.string().min(1).optional(),
+  s3ForcePathStyle: z.boolean().optional().describe('Path-style bucket URLs (most S3-compatible servers)'),
+  s3Prefix: z.string().optional().describe('Put before every evidence key in the bucket'),
+  spoolDir: z.string().optional().describe('Durable audit spool; default: `spool` next to auditDir'),
+  spoolCapacityBytes: z.coerce
+    .number()
+    .int()
+    .min(64 * 1024)
+    .optional(),
+  retentionSeconds: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .optional()
+    .describe("Object Lock retention, overriding the policy's retentionDays (tests)"),
+  signingKeyFile: z.string().optional().describe('Ed25519 private JWK signing the manifests; else generated'),
+  auditCloseGraceSeconds: z.coerce
+    .number()
+    .min(0)
+    .optional()
+    .describe('On shutdown, how long to keep shipping and close the stream (default 20)'),
 });
 
 export type SidecarConfig = z.infer<typeof sidecarConfigSchema>;
@@ -53,10 +82,28 @@ export function configFromEnv(env: NodeJS.ProcessEnv): SidecarConfig {
         ? { namespace: env.VEIL_POD_NAMESPACE, name: env.VEIL_POD_NAME, uid: env.VEIL_POD_UID }
         : undefined,
     cluster: env.VEIL_CLUSTER || undefined,
+    s3Endpoint: env.VEIL_S3_ENDPOINT || undefined,
+    s3Bucket: env.VEIL_S3_BUCKET || undefined,
+    s3Region: env.VEIL_S3_REGION || undefined,
+    s3ForcePathStyle: flag(env.VEIL_S3_FORCE_PATH_STYLE),
+    s3Prefix: env.VEIL_S3_PREFIX || undefined,
+    spoolDir: env.VEIL_SPOOL_DIR || undefined,
+    spoolCapacityBytes: env.VEIL_SPOOL_CAPACITY_BYTES || undefined,
+    retentionSeconds: env.VEIL_RETENTION_SECONDS || undefined,
+    signingKeyFile: env.VEIL_SIGNING_KEY_FILE || undefined,
+    auditCloseGraceSeconds: env.VEIL_AUDIT_CLOSE_GRACE_SECONDS || undefined,
   });
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
     throw new Error(`invalid sidecar configuration: ${problems}`);
   }
   return parsed.data;
+}
+
+/** `true`/`1` and `false`/`0`; anything else is left to fail validation rather than guessed. */
+function flag(value: string | undefined): boolean | string | undefined {
+  if (!value) return undefined;
+  if (value === 'true' || value === '1') return true;
+  if (value === 'false' || value === '0') return false;
+  return value;
 }

@@ -1,3 +1,4 @@
+export type { AuditDraft, AuditSink } from './audit/sink.ts';
 export { createDevKeyring, generateDevSigningKey, signWithDevKey, startDevIssuer } from './auth/devissuer.ts';
 export { configFromEnv, type SidecarConfig, type SidecarConfigInput, sidecarConfigSchema } from './config.ts';
 export { startDemoModel } from './demo/model.ts';

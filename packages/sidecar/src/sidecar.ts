@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { LocalNdjsonSink } from './audit/local.ts';
+import { openAuditRecorder } from './audit/setup.ts';
 import type { AuditSink } from './audit/sink.ts';
 import type { SidecarConfig } from './config.ts';
 import type { PolicyStore } from './policy/store.ts';
@@ -19,7 +19,7 @@ export interface RunningSidecar {
 }
 
 export interface SidecarOptions {
-  /** Overrides the audit sink (the default writes NDJSON under auditDir). */
+  /** Overrides the audit sink (the default spools and ships evidence to S3, or to auditDir). */
   readonly sink?: AuditSink;
   /** Options for the caller authenticator (custom CA, clock), mostly for tests. */
   readonly authOptions?: ConstructorParameters<typeof Store>[0]['authOptions'];
@@ -38,11 +38,8 @@ export async function startSidecar(
   const store = new Store({ hashKey, stateDir: config.stateDir, authOptions: options.authOptions });
   await store.load(config.bootstrapPolicyFile);
   const telemetry = createTelemetry();
-  const identity = {
-    pod: config.pod,
-    incarnation: `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`,
-  };
-  const sink = options.sink ?? (await LocalNdjsonSink.open(config.auditDir ?? '.veil/audit', identity));
+  const sink =
+    options.sink ?? (await openAuditRecorder(config, { telemetry, policy: () => store.current() }));
   const upstream = new Upstream({
     url: config.upstream,
     headersTimeoutMs: config.upstreamTimeoutMs,

@@ -17,6 +17,8 @@ export function createS3Client(target: S3Target): S3Client {
     region: target.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
     forcePathStyle: target.pathStyle,
     maxAttempts: 3,
+    // Checksums are asked for per request (ChecksumMode), so a mismatch can be kept as evidence.
+    responseChecksumValidation: 'WHEN_REQUIRED',
     // Without a connection timeout an endpoint that drops packets hangs the pull forever.
     requestHandler: { connectionTimeout: 10_000, requestTimeout: 120_000 },
   });

@@ -69,7 +69,10 @@ export const objectMetaSchema = z.strictObject({
   checksumType: z.string().nullable(),
   lockMode: lockMode.nullable(),
   retainUntil: isoTime.nullable(),
-  sha256: z.string().regex(/^[0-9a-f]{64}$/).nullable(),
+  sha256: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .nullable(),
   file: z.string().nullable(),
 });
 export type ObjectMeta = z.infer<typeof objectMetaSchema>;
@@ -110,7 +113,8 @@ function percentEncode(text: string, plain: RegExp): string {
       out += char;
       continue;
     }
-    for (const byte of Buffer.from(char, 'utf8')) out += `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+    for (const byte of Buffer.from(char, 'utf8'))
+      out += `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
   }
   return out;
 }

@@ -40,8 +40,8 @@ function holds(when: ApprovalRule['when'], request: ApprovalSubject): boolean {
 
 /**
  * Every value sent under a header. Node joins repeated headers with ", ", so
- * the list is split again: otherwise `reindex` sent twice would read as
- * "reindex, reindex" and slip past a rule asking for `reindex`.
+ * the list is split again: otherwise `search` and `reindex` sent together
+ * would read as "search, reindex" and slip past a rule asking for `reindex`.
  */
 function headerValues(headers: IncomingHttpHeaders, name: string): string[] {
   const raw = headers[name.toLowerCase()];

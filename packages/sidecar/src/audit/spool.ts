@@ -8,9 +8,10 @@
 // is its segment's first seq plus its index, so seqs need no bytes of their own and
 // stay contiguous across restarts. The shipped watermark (the last seq S3 has
 // acknowledged) lives in its own small file, replaced atomically.
-import { type FileHandle, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
+import { syncDir, tempPathOf, writeFileAtomic } from './files.ts';
 
 /** The spool holds as much as it may: the sidecar refuses new requests (503) rather than drop a record. */
 export class SpoolFullError extends Error {
@@ -64,7 +65,6 @@ type Commit = { seq: number; time: number };
 const headerBytes = 8;
 const segmentPattern = /^(\d{20})\.seg$/;
 const watermarkName = 'shipped';
-const watermarkTemp = 'shipped.tmp';
 const readChunkBytes = 1024 * 1024;
 export const defaultSegmentBytes = 64 * 1024 * 1024;
 export const defaultCapacityBytes = 1024 * 1024 * 1024;
@@ -181,6 +181,41 @@ export class Spool {
     return run;
   }
 
+  /** Bytes still free for new records: 0 once failed or closed. */
+  room(): number {
+    if (this.#closed || this.#failure) return 0;
+    return Math.max(0, this.#capacityBytes - this.#diskBytes - this.#pendingBytes);
+  }
+
+  /** Bytes on disk of the durable records from `seq` on: what a batch cut there would take. */
+  bytesFrom(seq: number): number {
+    let bytes = 0;
+    for (const segment of this.#segments) {
+      const index = seq - segment.firstSeq;
+      if (index >= segment.offsets.length) continue;
+      bytes += segment.size - (index > 0 ? (segment.offsets[index] ?? 0) : 0);
+    }
+    return bytes;
+  }
+
+  /**
+   * When record `seq` became durable (milliseconds since the epoch); undefined
+   * once released or before it is durable. For records found on open, a lower
+   * bound on their age: their segment's last write.
+   */
+  committedAt(seq: number): number | undefined {
+    if (seq <= this.#shippedSeq || seq >= this.#nextSeq) return undefined;
+    // Commits run in seq order: the last one starting at or before seq holds it.
+    let low = 0;
+    let high = this.#commits.length - 1;
+    while (low < high) {
+      const middle = Math.ceil((low + high) / 2);
+      if ((this.#commits[middle]?.seq ?? 0) <= seq) low = middle;
+      else high = middle - 1;
+    }
+    return this.#commits[low]?.time;
+  }
+
   stats(): SpoolStats {
     const commit = this.#commits[0];
     const waiting = this.#nextSeq - this.#shippedSeq - 1;
@@ -272,6 +307,11 @@ export class Spool {
 
 // ---- frames -------------------------------------------------------------------
 
+/** The bytes a record line takes in the spool: its frame header and its UTF-8 bytes. */
+export function frameBytes(line: string): number {
+  return headerBytes + Buffer.byteLength(line, 'utf8');
+}
+
 function encodeFrame(line: string): Buffer {
   const length = Buffer.byteLength(line, 'utf8');
   const frame = Buffer.allocUnsafe(headerBytes + length);
@@ -326,15 +366,6 @@ async function createSegment(dir: string, path: string): Promise<FileHandle> {
   return file;
 }
 
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
 async function writeAll(file: FileHandle, data: Buffer): Promise<void> {
   let written = 0;
   while (written < data.length) {
@@ -352,18 +383,8 @@ async function readExactly(file: FileHandle, buffer: Buffer, position: number): 
   }
 }
 
-/** Write a temporary file, sync it, rename it over the old one, sync the directory. */
 async function writeWatermark(dir: string, seq: number): Promise<void> {
-  const temp = join(dir, watermarkTemp);
-  const file = await open(temp, 'w');
-  try {
-    await file.writeFile(`${JSON.stringify({ shippedSeq: seq })}\n`);
-    await file.sync();
-  } finally {
-    await file.close();
-  }
-  await rename(temp, join(dir, watermarkName));
-  await syncDir(dir);
+  await writeFileAtomic(join(dir, watermarkName), `${JSON.stringify({ shippedSeq: seq })}\n`);
 }
 
 async function readWatermark(dir: string): Promise<number> {
@@ -400,7 +421,7 @@ type OpenState = {
 async function recover(options: Required<SpoolOptions>): Promise<OpenState> {
   const { dir } = options;
   await mkdir(dir, { recursive: true });
-  await unlink(join(dir, watermarkTemp)).catch(() => undefined);
+  await unlink(tempPathOf(join(dir, watermarkName))).catch(() => undefined);
   const shippedSeq = await readWatermark(dir);
   const names = (await readdir(dir)).filter((name) => segmentPattern.test(name)).sort();
   const segments: Segment[] = [];

@@ -1,24 +1,49 @@
-import { type AuditRecordInput, createUlidGenerator, encodeRecordLine } from '@veil/core';
+import { randomBytes } from 'node:crypto';
+import {
+  type AuditRecordInput,
+  createUlidGenerator,
+  encodeRecordLine,
+  type StreamRef,
+  streamId,
+} from '@veil/core';
 import type { AuditDraft } from './sink.ts';
 
 export interface StreamIdentity {
+  /** The configuration's default, `local`, when absent. */
+  readonly cluster?: string;
   readonly pod: { namespace: string; name: string; uid: string };
   /** Distinguishes restarts of the same pod: each is its own stream. */
   readonly incarnation: string;
 }
 
-export function streamName(identity: StreamIdentity): string {
-  return `${identity.pod.uid}/${identity.incarnation}`;
+export function streamRef(identity: StreamIdentity): StreamRef {
+  return {
+    cluster: identity.cluster ?? 'local',
+    namespace: identity.pod.namespace,
+    podUid: identity.pod.uid,
+    incarnation: identity.incarnation,
+  };
 }
 
-/** Turns drafts into record lines of one stream, numbering them from firstSeq. */
+/**
+ * A new incarnation for each sidecar process: the start time (UTC, to the
+ * millisecond) so streams sort in the order they began, plus randomness so two
+ * starts in one millisecond still differ.
+ */
+export function newIncarnation(now = new Date()): string {
+  const time = now.toISOString().replace(/[-:.]/g, '');
+  return `${time}-${randomBytes(4).toString('hex')}`;
+}
+
+/** Turns drafts into record lines of one stream; the caller numbers them. */
 export class RecordEncoder {
   readonly #stream: string;
   readonly #pod: StreamIdentity['pod'];
   readonly #ulid = createUlidGenerator();
 
   constructor(identity: StreamIdentity) {
-    this.#stream = streamName(identity);
+    // core's spelling: the verifier checks records against their object keys.
+    this.#stream = streamId(streamRef(identity));
     this.#pod = identity.pod;
   }
 

@@ -3,10 +3,14 @@ import type { AuditRecordInput, PolicySpec } from '@veil/core';
 
 type RecordedInputs = AuditRecordInput['inputs'];
 
+/** The longest masked text a record holds (the record schema's limit). */
+export const MAX_RECORDED_TEXT = 65_536;
+
 /**
  * Inputs as the record keeps them. A keyed digest lets an auditor holding the
  * key confirm that a given text was sent, without the record holding it.
- * Token-array inputs are only ever digested: they are not readable text.
+ * Token-array inputs are only ever digested: they are not readable text, and
+ * neither are masked texts too long for a record.
  */
 export function recordedInputs(
   mode: PolicySpec['audit']['inputs'],
@@ -16,7 +20,13 @@ export function recordedInputs(
 ): RecordedInputs {
   if (mode === 'none') return undefined;
   if (tokenInputs) return tokenInputs.map((tokens) => ({ digest: keyedDigest(key, JSON.stringify(tokens)) }));
-  if (mode === 'masked') return texts.map((text) => ({ masked: text }));
+  // A text too long for the record is digested: a record that cannot be written
+  // would leave the request with no record at all.
+  if (mode === 'masked') {
+    return texts.map((text) =>
+      text.length <= MAX_RECORDED_TEXT ? { masked: text } : { digest: keyedDigest(key, text) },
+    );
+  }
   return texts.map((text) => ({ digest: keyedDigest(key, text) }));
 }
 

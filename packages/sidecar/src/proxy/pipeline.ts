@@ -1,7 +1,7 @@
 // The request path, one way: dialect → auth → limits → access → mask → approve
-// → forward → record. Each step either hands its result on or ends the request with a
-// refusal; every ending, good or bad, becomes exactly one audit record, and
-// the caller hears nothing before that record is durable.
+// → forward → record. Each step either hands its result on or ends the request
+// with a refusal; every ending, good or bad, becomes exactly one audit record,
+// and the caller hears nothing before that record is durable.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { RecordOutcome } from '@veil/core';
@@ -85,15 +85,7 @@ async function run(
   trace.model = parsed.model || deps.defaultModel;
   trace.inputCount = parsed.inputCount;
 
-  const maxInputs = policy.spec.limits.maxInputsPerRequest;
-  if (parsed.inputCount > maxInputs) {
-    throw new Refusal(
-      413,
-      'too_large',
-      'too_large',
-      `${parsed.inputCount} inputs exceed the limit of ${maxInputs}`,
-    );
-  }
+  refuseTooManyInputs(policy, parsed.inputCount);
   const decision = policy.access(trace.identity, trace.model);
   if (!decision.allowed) {
     throw new Refusal(
@@ -117,6 +109,30 @@ async function run(
   return deps.telemetry.span('upstream', () =>
     forward(deps, policy, dialect, request.path, forwardBody, trace),
   );
+}
+
+/**
+ * A request with more inputs than the per-minute budget could never pass the
+ * rate limit: it is too large, not early, so no Retry-After would help.
+ */
+function refuseTooManyInputs(policy: ActivePolicy, inputCount: number): void {
+  const { maxInputsPerRequest, vectorsPerMinute } = policy.spec.limits;
+  if (inputCount > maxInputsPerRequest) {
+    throw new Refusal(
+      413,
+      'too_large',
+      'too_large',
+      `${inputCount} inputs exceed the limit of ${maxInputsPerRequest}`,
+    );
+  }
+  if (inputCount > vectorsPerMinute) {
+    throw new Refusal(
+      413,
+      'too_large',
+      'too_large',
+      `${inputCount} inputs exceed the budget of ${vectorsPerMinute} vectors per minute`,
+    );
+  }
 }
 
 /**

@@ -34,6 +34,31 @@ export function newTrace(): Trace {
   };
 }
 
+/** The record schema's limits on caller-chosen text (route, model, claims) and on the error. */
+const MAX_TEXT = 512;
+const MAX_GROUPS = 256;
+const MAX_ERROR = 256;
+
+/**
+ * Caller-chosen text cut to what a record holds. A record the schema refuses
+ * is never written, and then the request would go unrecorded and unanswered.
+ */
+function clip(text: string): string {
+  return text.length <= MAX_TEXT ? text : `${text.slice(0, MAX_TEXT - 1)}…`;
+}
+
+function recordedIdentity(identity: Identity): NonNullable<AuditDraft['identity']> {
+  return {
+    issuer: clip(identity.issuer),
+    subject: clip(identity.subject),
+    // An empty group names nobody; the schema wants none.
+    groups: identity.groups
+      .filter((group) => group !== '')
+      .slice(0, MAX_GROUPS)
+      .map(clip),
+  };
+}
+
 export async function record(
   deps: PipelineDeps,
   dialect: Dialect,
@@ -49,19 +74,17 @@ export async function record(
     kind: 'request',
     outcome,
     status: reply.status,
-    identity: trace.identity
-      ? { issuer: trace.identity.issuer, subject: trace.identity.subject, groups: trace.identity.groups }
-      : null,
+    identity: trace.identity ? recordedIdentity(trace.identity) : null,
     policy: trace.policy ? { name: trace.policy.name, hash: trace.policy.hash } : null,
     api,
-    route,
-    model: trace.model,
+    route: clip(route),
+    model: trace.model === null ? null : clip(trace.model),
     inputCount: trace.inputCount,
     inputs: trace.inputs,
     masking: trace.masking,
     latency: { ...trace.latency, totalMs: performance.now() - trace.started },
     vectors: trace.vectors,
-    error: error?.slice(0, 256),
+    error: error ? error.slice(0, MAX_ERROR) : undefined,
   };
   deps.telemetry.requestDone(api, outcome, trace.masking, trace.latency.upstreamMs);
   try {

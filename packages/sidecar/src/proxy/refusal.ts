@@ -11,12 +11,22 @@ export class Refusal {
   readonly outcome: RecordOutcome;
   readonly message: string;
   readonly headers: Record<string, string>;
-  constructor(status: number, code: ErrorCode, outcome: RecordOutcome, message: string, headers = {}) {
+  /** The request field at fault, for dialects whose errors name it. */
+  readonly param: string | null;
+  constructor(
+    status: number,
+    code: ErrorCode,
+    outcome: RecordOutcome,
+    message: string,
+    headers = {},
+    param: string | null = null,
+  ) {
     this.status = status;
     this.code = code;
     this.outcome = outcome;
     this.message = message;
     this.headers = headers;
+    this.param = param;
   }
 }
 
@@ -29,6 +39,8 @@ export function toRefusal(thrown: unknown): Refusal {
       thrown.status === 400 ? 'invalid_request' : 'upstream_error',
       outcome,
       thrown.message,
+      {},
+      thrown.param,
     );
   }
   // Anything unforeseen (a masking failure included) fails closed.
@@ -39,6 +51,6 @@ export function refusalReply(dialect: Dialect, refusal: Refusal): ProxyReply {
   return {
     status: refusal.status,
     headers: { ...JSON_HEADERS, ...refusal.headers },
-    body: JSON.stringify(dialect.errorBody(refusal.status, refusal.code, refusal.message)),
+    body: JSON.stringify(dialect.errorBody(refusal.status, refusal.code, refusal.message, refusal.param)),
   };
 }

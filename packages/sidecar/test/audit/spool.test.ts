@@ -231,3 +231,33 @@ test('a closed spool takes no more appends', async (t) => {
   await assert.rejects(spool.append(line(1)), /closed/);
   assert.equal(spool.accepting(), false);
 });
+
+test('room, bytes from a seq and commit times tell the shipper what is due', async (t) => {
+  let clock = 5_000;
+  const dir = await tempDir(t);
+  const frame = Buffer.byteLength(line(0)) + 8;
+  const spool = await Spool.open({
+    dir,
+    segmentBytes: frame * 2,
+    capacityBytes: frame * 10,
+    now: () => clock,
+  });
+  t.after(() => spool.close());
+  assert.equal(spool.room(), frame * 10);
+  await appendInTurn(spool, 0, 3);
+  clock += 100;
+  await Promise.all([spool.append(line(3)), spool.append(line(4))]);
+  assert.equal(spool.room(), frame * 5);
+  assert.equal(spool.bytesFrom(0), frame * 5);
+  assert.equal(spool.bytesFrom(3), frame * 2);
+  assert.equal(spool.bytesFrom(5), 0);
+  assert.equal(spool.committedAt(2), 5_000);
+  assert.equal(spool.committedAt(3), 5_100);
+  assert.equal(spool.committedAt(4), 5_100);
+  assert.equal(spool.committedAt(5), undefined);
+  await spool.release(3);
+  assert.equal(spool.committedAt(3), undefined);
+  assert.equal(spool.committedAt(4), 5_100);
+  await spool.close();
+  assert.equal(spool.room(), 0);
+});

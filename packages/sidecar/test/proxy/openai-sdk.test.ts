@@ -76,7 +76,11 @@ describe('OpenAI SDK through the sidecar', () => {
   it('gives the same vectors in base64 as in float', async () => {
     const input = ['alpha beta', 'gamma delta'];
     const floats = await openai.embeddings.create({ model: demoModelName, input, encoding_format: 'float' });
-    const encoded = await openai.embeddings.create({ model: demoModelName, input, encoding_format: 'base64' });
+    const encoded = await openai.embeddings.create({
+      model: demoModelName,
+      input,
+      encoding_format: 'base64',
+    });
     for (const [i, item] of encoded.data.entries()) {
       assert.equal(typeof item.embedding, 'string');
       assert.deepEqual(fromBase64(item.embedding as unknown as string), floats.data[i]?.embedding);
@@ -115,7 +119,9 @@ describe('OpenAI SDK through the sidecar', () => {
   });
 
   it('raises a 413 APIError for too many inputs and for a body over the byte limit', async () => {
-    const many = await failure(openai.embeddings.create({ model: demoModelName, input: ['a', 'b', 'c', 'd', 'e'] }));
+    const many = await failure(
+      openai.embeddings.create({ model: demoModelName, input: ['a', 'b', 'c', 'd', 'e'] }),
+    );
     assert.ok(many instanceof OpenAI.APIError);
     assert.equal(many.status, 413);
     assert.match(many.message, /5 inputs exceed the limit of 4/);
@@ -123,7 +129,10 @@ describe('OpenAI SDK through the sidecar', () => {
     assert.ok(big instanceof OpenAI.APIError);
     assert.equal(big.status, 413);
     assert.deepEqual(
-      fixture.records().slice(-2).map((r) => r.outcome),
+      fixture
+        .records()
+        .slice(-2)
+        .map((r) => r.outcome),
       ['too_large', 'too_large'],
     );
   });
@@ -139,7 +148,10 @@ describe('OpenAI SDK through the sidecar', () => {
       assert.equal(error.status, 429);
       // One vector a minute's sixth: at most ten seconds to wait.
       const retryAfter = Number(error.headers?.get('retry-after'));
-      assert.ok(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 10, `retry-after ${retryAfter}`);
+      assert.ok(
+        Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 10,
+        `retry-after ${retryAfter}`,
+      );
       assert.equal(paced.records().at(-1)?.outcome, 'rate_limited');
       assert.equal(paced.upstreamCalls.length, 2);
     } finally {

@@ -1,0 +1,110 @@
+{{/* Names, labels and derived values shared by every template. */}}
+
+{{- define "veil.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The release name, or release-chart when the release name lacks the chart name. */}}
+{{- define "veil.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "veil.injectorName" -}}
+{{- printf "%s-injector" (include "veil.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "veil.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "veil.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* Selects the injector's pods: the Deployment, Service, PDB and NetworkPolicy agree on it. */}}
+{{- define "veil.injectorSelector" -}}
+app.kubernetes.io/name: {{ include "veil.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: injector
+{{- end -}}
+
+{{- define "veil.serviceAccountName" -}}
+{{- default (include "veil.injectorName" .) .Values.serviceAccount.name -}}
+{{- end -}}
+
+{{- define "veil.tlsSecretName" -}}
+{{- default (printf "%s-webhook-tls" (include "veil.fullname" .)) .Values.certs.secretName -}}
+{{- end -}}
+
+{{- define "veil.certificateName" -}}
+{{- printf "%s-webhook" (include "veil.fullname" .) -}}
+{{- end -}}
+
+{{- define "veil.mutatingWebhookName" -}}
+{{- include "veil.fullname" . -}}
+{{- end -}}
+
+{{- define "veil.validatingWebhookName" -}}
+{{- printf "%s-approvals" (include "veil.fullname" .) -}}
+{{- end -}}
+
+{{- define "veil.leaseName" -}}
+{{- default (printf "%s-controller" (include "veil.fullname" .)) .Values.injector.leaderElection.leaseName -}}
+{{- end -}}
+
+{{/* repository[:tag][@digest] with the shared registry prefix; the tag defaults to appVersion. */}}
+{{- define "veil.image" -}}
+{{- $root := index . 0 -}}
+{{- $image := index . 1 -}}
+{{- $registry := $root.Values.images.registry | trimSuffix "/" -}}
+{{- $repository := ternary $image.repository (printf "%s/%s" $registry $image.repository) (eq $registry "") -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $repository $image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repository (default $root.Chart.AppVersion $root.Values.images.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Namespaces never injected: the release namespace, kube-system and any listed. */}}
+{{- define "veil.excludedNamespaces" -}}
+{{- $names := concat (list .Release.Namespace "kube-system") .Values.webhook.excludeNamespaces | uniq -}}
+{{- toJson $names -}}
+{{- end -}}
+
+{{/* The Service the API server calls and sidecars pull policies from, as a DNS name. */}}
+{{- define "veil.serviceHost" -}}
+{{- printf "%s.%s.svc" (include "veil.injectorName" .) .Release.Namespace -}}
+{{- end -}}
+
+{{- define "veil.signingKeySecretName" -}}
+{{- default (printf "%s-controller-signing-key" (include "veil.fullname" .)) .Values.controller.signingKey.secretName -}}
+{{- end -}}
+
+{{/* The ConfigMap with the controller's public key, in every injected namespace. */}}
+{{- define "veil.publicKeyConfigMap" -}}
+veil-controller-key
+{{- end -}}
+
+{{/* Checks across values that values.schema.json cannot express. */}}
+{{- define "veil.validate" -}}
+{{- if eq (int .Values.sidecar.proxyPort) (int .Values.sidecar.adminPort) -}}
+{{- fail "sidecar.proxyPort and sidecar.adminPort must differ" -}}
+{{- end -}}
+{{- if eq (int .Values.webhook.port) (int .Values.controller.port) -}}
+{{- fail "webhook.port and controller.port must differ" -}}
+{{- end -}}
+{{- with .Values.injector.leaderElection -}}
+{{- if gt (mulf .renewSeconds 2.0) (float64 .leaseDurationSeconds) -}}
+{{- fail "injector.leaderElection.renewSeconds must be at most half of leaseDurationSeconds" -}}
+{{- end -}}
+{{- end -}}
+{{- with .Values.certs.selfManaged -}}
+{{- if ge (int .renewBeforeDays) (int .validityDays) -}}
+{{- fail "certs.selfManaged.renewBeforeDays must be less than validityDays" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}

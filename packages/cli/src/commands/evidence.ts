@@ -1,0 +1,199 @@
+// `veil evidence pull | verify | report`: the auditor's commands. Each is a
+// thin shell: options in, evidence/ and report/ do the work, lines out.
+import { CliError, type Command, parseOptions } from '../command.ts';
+import { type Io, processIo } from '../evidence/io.ts';
+import {
+  pullOptionsSchema,
+  reportOptionsSchema,
+  timeWindow,
+  validateOptions,
+  verifyOptionsSchema,
+} from '../evidence/options.ts';
+import { pullEvidence } from '../evidence/pull.ts';
+import { createS3Client } from '../evidence/s3.ts';
+import { withEvidence } from '../evidence/source.ts';
+import { loadTrustedKeys } from '../evidence/trusted.ts';
+import { verdictOf, verificationJson, verificationLines, verifySet } from '../evidence/verification.ts';
+import { createProgress } from '../progress.ts';
+import { buildReport } from '../report/model.ts';
+import { writeReport } from '../report/write.ts';
+
+const s3Options = {
+  endpoint: { type: 'string' },
+  region: { type: 'string' },
+  'path-style': { type: 'boolean' },
+} as const;
+
+const s3Help = `  --endpoint URL    S3 endpoint (default: AWS S3 itself)
+  --region R        region (default: AWS_REGION, else us-east-1)
+  --path-style      address the bucket in the path, as most S3-compatible servers need
+
+Credentials come from the AWS SDK default chain: AWS_ACCESS_KEY_ID and
+AWS_SECRET_ACCESS_KEY, AWS_PROFILE, SSO, or the instance role.`;
+
+const verificationHelp = `  --min-retention-days N   every version must be locked at least N days after it was written
+  --trusted-keys FILE      stream keys you trust: key ids (RFC 7638 thumbprints) one a line,
+                           or JSON: {"keys": [Ed25519 JWK...]} or an array of JWKs or key ids`;
+
+export async function runPull(args: string[], io: Io): Promise<number> {
+  const { values } = parseOptions('evidence pull', args, {
+    ...s3Options,
+    bucket: { type: 'string' },
+    prefix: { type: 'string' },
+    from: { type: 'string' },
+    to: { type: 'string' },
+    out: { type: 'string' },
+  });
+  const options = validateOptions('evidence pull', pullOptionsSchema, values);
+  const window = timeWindow('evidence pull', options.from, options.to);
+  const client = createS3Client({
+    endpoint: options.endpoint,
+    region: options.region,
+    pathStyle: options['path-style'],
+  });
+  try {
+    const result = await pullEvidence({
+      client,
+      endpoint: options.endpoint,
+      bucket: options.bucket,
+      prefix: options.prefix,
+      window,
+      out: options.out,
+      progress: createProgress({ output: io.err, label: 'pull' }),
+      now: io.now,
+    });
+    io.out(
+      `pulled ${result.versions} object versions and ${result.deleteMarkers} delete markers from s3://${options.bucket}/${options.prefix} into ${options.out}: ${result.downloaded} downloaded, ${result.present} already present`,
+    );
+    return 0;
+  } finally {
+    client.destroy();
+  }
+}
+
+export async function runVerify(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parseOptions(
+    'evidence verify',
+    args,
+    {
+      ...s3Options,
+      'min-retention-days': { type: 'string' },
+      'trusted-keys': { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    true,
+  );
+  const options = validateOptions('evidence verify', verifyOptionsSchema, values);
+  const target = onePositional('evidence verify', positionals, 'DIR or s3://BUCKET/PREFIX');
+  const trustedKeys = options['trusted-keys'] ? await loadTrustedKeys(options['trusted-keys']) : undefined;
+  const s3 = { endpoint: options.endpoint, region: options.region, pathStyle: options['path-style'] };
+  const result = await withEvidence('evidence verify', target, s3, io, async (set) =>
+    verifySet(set, { now: io.now(), minRetentionDays: options['min-retention-days'], trustedKeys }),
+  );
+  if (options.json) io.out(JSON.stringify(verificationJson(result), null, 2));
+  else for (const line of verificationLines(result)) io.out(line);
+  return verdictOf(result.findings) === 'INVALID' ? 1 : 0;
+}
+
+export async function runReport(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parseOptions(
+    'evidence report',
+    args,
+    {
+      html: { type: 'string' },
+      json: { type: 'string' },
+      'csv-dir': { type: 'string' },
+      'min-retention-days': { type: 'string' },
+      'trusted-keys': { type: 'string' },
+    },
+    true,
+  );
+  const options = validateOptions('evidence report', reportOptionsSchema, values);
+  const dir = onePositional('evidence report', positionals, 'DIR');
+  if (!options.html && !options.json && !options['csv-dir']) {
+    throw new CliError('evidence report: name at least one of --html FILE, --json FILE, --csv-dir DIR');
+  }
+  const trustedKeys = options['trusted-keys'] ? await loadTrustedKeys(options['trusted-keys']) : undefined;
+  const now = io.now();
+  const minRetentionDays = options['min-retention-days'];
+  const s3 = { endpoint: undefined, region: undefined, pathStyle: false };
+  const { report, files } = await withEvidence('evidence report', dir, s3, io, async (set) => {
+    const report = buildReport(set, verifySet(set, { now, minRetentionDays, trustedKeys }), {
+      now,
+      minRetentionDays,
+    });
+    const files = await writeReport(report, {
+      html: options.html,
+      json: options.json,
+      csvDir: options['csv-dir'],
+    });
+    return { report, files };
+  });
+  io.out(`${report.verdict}: ${report.summary}`);
+  for (const population of report.populations) io.out(`${population.title}: ${population.count}`);
+  for (const file of files) io.out(`wrote ${file}`);
+  return 0;
+}
+
+function onePositional(command: string, positionals: string[], what: string): string {
+  const [first, ...rest] = positionals;
+  if (first === undefined || rest.length > 0) {
+    throw new CliError(`${command}: name exactly one ${what} (see veil ${command} --help)`);
+  }
+  return first;
+}
+
+export const evidencePullCommand: Command = {
+  summary: 'download every evidence object version, lock and checksum from S3',
+  help: `Usage: veil evidence pull --bucket B --out DIR [options]
+
+Lists every object version and delete marker under the prefix, downloads each
+version with its checksum, Object Lock mode and retain-until, and saves them
+with the bucket's Object Lock configuration and versioning status in DIR:
+  DIR/bucket.json, DIR/index.ndjson,
+  DIR/objects/<key>@<versionId> and <key>@<versionId>.meta.json beside it.
+Run it again after an interruption: versions already saved whole are skipped.
+
+Options:
+  --bucket B        the evidence bucket (required)
+  --out DIR         where to save (required)
+  --prefix P        key prefix (default v1/)
+  --from T          only streams with an object written at or after T
+  --to T            ... and at or before T (RFC 3339, or YYYY-MM-DD for the whole day)
+                    A stream with any object in the window is pulled whole, so it verifies.
+${s3Help}`,
+  run: (args) => runPull(args, processIo),
+};
+
+export const evidenceVerifyCommand: Command = {
+  summary: 'verify evidence: locks, checksums, Merkle roots, signatures, chains, gaps',
+  help: `Usage: veil evidence verify DIR | s3://BUCKET/PREFIX [options]
+
+Verifies a pulled directory, a local evidence store (the sidecar's embedded
+default, reported as not WORM), or a bucket directly (pulled into a temporary
+directory first). Prints one line per finding, "INVALID <stream> <key>: <what>"
+or "WARN ...", then "N streams, M batches, K records verified, G gaps".
+Exits 1 if any finding is INVALID, 0 otherwise.
+
+Options:
+${verificationHelp}
+  --json                   print the findings, streams and totals as JSON
+${s3Help}`,
+  run: (args) => runVerify(args, processIo),
+};
+
+export const evidenceReportCommand: Command = {
+  summary: 'write the audit report (HTML, JSON, CSV) with the populations to sample from',
+  help: `Usage: veil evidence report DIR [--html FILE] [--json FILE] [--csv-dir DIR] [options]
+
+Verifies DIR and writes the result with the retention status of every object
+version and the populations an auditor samples from: requests, denials,
+masking actions and approvals with their approvers, each counted per identity
+and per day. The HTML file is self-contained and opens offline. --csv-dir
+writes requests.csv, denials.csv, masking-actions.csv and approvals.csv.
+Name at least one output.
+
+Options:
+${verificationHelp}`,
+  run: (args) => runReport(args, processIo),
+};

@@ -1,0 +1,42 @@
+// `veil sessions show`: one request's audit record, readable.
+import { CliError, type Command, parseOptions } from '../command.ts';
+import { type Io, processIo } from '../evidence/io.ts';
+import { loadEvidence } from '../evidence/load.ts';
+import { findRecord, parseSessionRef, renderRecord } from '../evidence/session.ts';
+import { verifySet } from '../evidence/verification.ts';
+
+export async function runSessionsShow(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parseOptions('sessions show', args, { dir: { type: 'string' } }, true);
+  const [text, ...rest] = positionals;
+  if (text === undefined || rest.length > 0) {
+    throw new CliError('sessions show: name exactly one ID (see veil sessions show --help)');
+  }
+  const ref = parseSessionRef(text);
+  const dir = values.dir ?? '.';
+  const set = await loadEvidence(dir);
+  // Only records of batches that pass their checksum are shown: anything else is not evidence.
+  const result = verifySet(set, { now: io.now(), minRetentionDays: undefined, trustedKeys: undefined });
+  const record = findRecord(result.records, ref);
+  if (!record) {
+    throw new CliError(
+      `sessions show: no verified record ${text} in ${dir} (${result.totals.records} records)`,
+      1,
+    );
+  }
+  const stream = result.streams.find((s) => s.stream === record.stream);
+  for (const line of renderRecord(record, stream)) io.out(line);
+  return 0;
+}
+
+export const sessionsShowCommand: Command = {
+  summary: "show one request's audit record by its id or <stream>:<seq>",
+  help: `Usage: veil sessions show ID [--dir DIR]
+
+Finds one audit record in pulled evidence (veil evidence pull) or a local
+evidence store and prints it: who called, what, the outcome, masking actions
+and approval with its approvers. ID is the record's ULID or <stream>:<seq>.
+
+Options:
+  --dir DIR   the evidence directory (default: the current directory)`,
+  run: (args) => runSessionsShow(args, processIo),
+};

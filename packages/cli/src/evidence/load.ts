@@ -1,0 +1,139 @@
+// Reads evidence from disk for the verifier: either a directory written by
+// `veil evidence pull` (see store.ts), or a local evidence store, the sidecar's
+// embedded default, which keeps the same `v1/...` keys as plain files with no
+// version, checksum or lock metadata: that one is verified as "not WORM".
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { basename, dirname, join, relative, sep } from 'node:path';
+import type { BucketLock, StoredObject } from '@veil/core';
+import type { z } from 'zod';
+import { CliError } from '../command.ts';
+import {
+  type BucketInfo,
+  bucketFile,
+  bucketInfoSchema,
+  indexFile,
+  type ObjectMeta,
+  objectMetaSchema,
+} from './store.ts';
+
+export type EvidenceSet = {
+  kind: 'pulled' | 'local';
+  /** The directory the evidence was read from. */
+  dir: string;
+  /** Null for a local store. */
+  bucket: BucketInfo | null;
+  bucketLock: BucketLock | 'local';
+  /** Object versions and delete markers, each key's versions oldest first. */
+  objects: StoredObject[];
+};
+
+export async function loadEvidence(dir: string): Promise<EvidenceSet> {
+  if (await isFile(join(dir, bucketFile))) return loadPulled(dir);
+  if (await isDirectory(join(dir, 'v1'))) return loadLocal(dir);
+  // The `v1` folder itself, named directly.
+  if (basename(dir) === 'v1' && (await isDirectory(dir))) return loadLocal(dirname(dir));
+  if (!(await isDirectory(dir))) throw new CliError(`${dir}: no such directory`);
+  throw new CliError(
+    `${dir} is neither a pulled evidence directory (no ${bucketFile}) nor a local evidence store (no v1/)`,
+  );
+}
+
+async function loadPulled(dir: string): Promise<EvidenceSet> {
+  const bucket = parseFile(dir, bucketFile, bucketInfoSchema, await readText(join(dir, bucketFile)));
+  const indexText = await readText(join(dir, indexFile)).catch(() => {
+    throw new CliError(`${dir} holds an unfinished pull (no ${indexFile}): run veil evidence pull again`);
+  });
+  const metas = indexText
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line, index) => parseFile(dir, `${indexFile} line ${index + 1}`, objectMetaSchema, line));
+  // The index lists each key newest first; the verifier takes the first of equal times as the original.
+  const objects = await Promise.all(metas.reverse().map((meta) => storedObject(dir, meta)));
+  const lock = bucket.objectLock;
+  const days = lock.days ?? (lock.years === null ? undefined : lock.years * 365);
+  return {
+    kind: 'pulled',
+    dir,
+    bucket,
+    bucketLock: {
+      enabled: lock.enabled,
+      ...(lock.mode ? { mode: lock.mode } : {}),
+      ...(days === undefined ? {} : { days }),
+    },
+    objects,
+  };
+}
+
+async function storedObject(dir: string, meta: ObjectMeta): Promise<StoredObject> {
+  // A file missing from the pull is left without bytes: the verifier reports it.
+  const bytes = meta.file === null ? undefined : await readFile(join(dir, meta.file)).catch(() => undefined);
+  const fullObject = meta.checksumType === null || meta.checksumType === 'FULL_OBJECT';
+  return {
+    key: meta.key,
+    versionId: meta.versionId,
+    isLatest: meta.isLatest,
+    isDeleteMarker: meta.isDeleteMarker,
+    ...(bytes ? { bytes } : {}),
+    ...(meta.lastModified ? { lastModified: new Date(meta.lastModified) } : {}),
+    ...(meta.checksumSHA256 && fullObject ? { checksumSha256: meta.checksumSHA256 } : {}),
+    ...(meta.lockMode ? { lockMode: meta.lockMode } : {}),
+    ...(meta.retainUntil ? { retainUntil: new Date(meta.retainUntil) } : {}),
+  };
+}
+
+async function loadLocal(root: string): Promise<EvidenceSet> {
+  const files = await listFiles(join(root, 'v1'));
+  const objects = await Promise.all(
+    files.map(async (file): Promise<StoredObject> => {
+      const [bytes, info] = await Promise.all([readFile(file), stat(file)]);
+      return {
+        key: relative(root, file).split(sep).join('/'),
+        isLatest: true,
+        isDeleteMarker: false,
+        bytes,
+        lastModified: info.mtime,
+      };
+    }),
+  );
+  return { kind: 'local', dir: root, bucket: null, bucketLock: 'local', objects };
+}
+
+/** Regular files under `dir`; symbolic links are not followed, so nothing outside is read. */
+async function listFiles(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  const nested = await Promise.all(
+    entries.map(async (entry) => {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) return listFiles(path);
+      return entry.isFile() ? [path] : [];
+    }),
+  );
+  return nested.flat().sort();
+}
+
+function parseFile<S extends z.ZodType>(dir: string, what: string, schema: S, text: string): z.output<S> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new CliError(`${dir}: ${what} is not JSON`);
+  }
+  const result = schema.safeParse(value);
+  if (!result.success) {
+    const fields = [...new Set(result.error.issues.map((issue) => issue.path.join('.') || '(file)'))];
+    throw new CliError(`${dir}: ${what} is not valid pull metadata (${fields.join(', ')})`);
+  }
+  return result.data;
+}
+
+async function readText(file: string): Promise<string> {
+  return readFile(file, 'utf8');
+}
+
+async function isFile(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined))?.isFile() === true;
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined))?.isDirectory() === true;
+}

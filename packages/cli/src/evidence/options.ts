@@ -1,0 +1,91 @@
+// Options shared by the evidence commands, validated with zod so that every
+// bad value is refused with the option's name before anything runs.
+import { z } from 'zod';
+import { CliError } from '../command.ts';
+
+const dayMs = 86_400_000;
+
+const endpoint = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' });
+const days = z
+  .string()
+  .regex(/^\d+$/, 'must be a whole number of days')
+  .transform(Number)
+  .pipe(z.int().max(36_500, 'must be at most 36500 days'));
+
+/** An instant (RFC 3339) or a whole UTC day (YYYY-MM-DD). */
+const when = z.union([z.iso.datetime({ offset: true }), z.iso.date()], {
+  error: 'must be RFC 3339 (2025-06-01T12:00:00Z) or a date (2025-06-01)',
+});
+
+export const s3OptionsSchema = z.object({
+  endpoint: endpoint.optional(),
+  region: z.string().min(1).optional(),
+  'path-style': z.boolean().default(false),
+});
+
+export const pullOptionsSchema = s3OptionsSchema.extend({
+  bucket: z.string({ error: 'is required' }).min(1, 'is required'),
+  prefix: z.string().default('v1/'),
+  from: when.optional(),
+  to: when.optional(),
+  out: z.string({ error: 'is required' }).min(1, 'is required'),
+});
+
+export const verifyOptionsSchema = s3OptionsSchema.extend({
+  'min-retention-days': days.optional(),
+  'trusted-keys': z.string().min(1).optional(),
+  json: z.boolean().default(false),
+});
+
+export const reportOptionsSchema = z.object({
+  html: z.string().min(1).optional(),
+  json: z.string().min(1).optional(),
+  'csv-dir': z.string().min(1).optional(),
+  'min-retention-days': days.optional(),
+  'trusted-keys': z.string().min(1).optional(),
+});
+
+/** Parses `values` with `schema`; the first problem becomes a usage error naming its option. */
+export function validateOptions<S extends z.ZodType>(
+  command: string,
+  schema: S,
+  values: unknown,
+): z.output<S> {
+  const result = schema.safeParse(values);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const option = issue?.path.length ? `--${issue.path.join('.')} ` : '';
+  throw new CliError(
+    `${command}: ${option}${issue?.message ?? 'invalid options'} (see veil ${command} --help)`,
+  );
+}
+
+/** Object times selected: `from` ≤ t < `before`. */
+export type TimeWindow = { from: Date | undefined; before: Date | undefined };
+
+/** `--to` names the last instant, or the last whole day, that is still inside the window. */
+export function timeWindow(command: string, from: string | undefined, to: string | undefined): TimeWindow {
+  const window = {
+    from: from === undefined ? undefined : new Date(from.length === 10 ? `${from}T00:00:00Z` : from),
+    before:
+      to === undefined
+        ? undefined
+        : new Date(to.length === 10 ? Date.parse(`${to}T00:00:00Z`) + dayMs : Date.parse(to) + 1),
+  };
+  if (window.from && window.before && window.from >= window.before) {
+    throw new CliError(`${command}: --from must come before --to`);
+  }
+  return window;
+}
+
+export function inWindow(window: TimeWindow, time: Date | undefined): boolean {
+  if (!time) return window.from === undefined && window.before === undefined;
+  return (!window.from || time >= window.from) && (!window.before || time < window.before);
+}
+
+/** `s3://BUCKET/PREFIX` → bucket and prefix (the evidence root `v1/` when none is given). */
+export function parseS3Url(command: string, url: string): { bucket: string; prefix: string } {
+  const match = /^s3:\/\/([^/]+)(?:\/(.*))?$/.exec(url);
+  if (!match?.[1]) throw new CliError(`${command}: "${url}" is not s3://BUCKET/PREFIX`);
+  return { bucket: match[1], prefix: match[2] || 'v1/' };
+}

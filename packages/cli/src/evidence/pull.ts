@@ -1,0 +1,400 @@
+// `veil evidence pull`: every version and delete marker under a prefix, with
+// its lock and checksum, into the directory layout of store.ts. Versions are
+// immutable, so a version already saved whole is never fetched again: an
+// interrupted pull resumes where it stopped.
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import {
+  GetBucketVersioningCommand,
+  GetObjectCommand,
+  type GetObjectCommandInput,
+  GetObjectLockConfigurationCommand,
+  GetObjectRetentionCommand,
+  ListObjectVersionsCommand,
+  type ListObjectVersionsCommandOutput,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { parseEvidenceKey } from '@veil/core';
+import { CliError } from '../command.ts';
+import type { Progress } from '../progress.ts';
+import { inWindow, type TimeWindow } from './options.ts';
+import { describeS3Error } from './s3.ts';
+import {
+  type BucketInfo,
+  bucketFile,
+  bucketInfoSchema,
+  indexFile,
+  metaFile,
+  type ObjectLockInfo,
+  type ObjectMeta,
+  objectFile,
+  objectMetaSchema,
+  pullFormat,
+} from './store.ts';
+
+export type PullOptions = {
+  client: S3Client;
+  endpoint: string | undefined;
+  bucket: string;
+  prefix: string;
+  window: TimeWindow;
+  out: string;
+  progress: Progress;
+  now?: () => Date;
+};
+
+export type PullResult = {
+  versions: number;
+  deleteMarkers: number;
+  downloaded: number;
+  /** Versions already saved whole by an earlier run. */
+  present: number;
+  bytesDownloaded: number;
+};
+
+/** One entry of ListObjectVersions: a version or a delete marker. */
+type Listed = {
+  key: string;
+  versionId: string;
+  isLatest: boolean;
+  isDeleteMarker: boolean;
+  lastModified: Date | undefined;
+  size: number | null;
+};
+
+/** Runs one S3 request, turning its failure into a CliError an auditor can act on. */
+type S3Call = <T>(request: () => Promise<T>) => Promise<T>;
+
+const concurrency = 4;
+
+export async function pullEvidence(options: PullOptions): Promise<PullResult> {
+  const { client, bucket, endpoint } = options;
+  const s3: S3Call = async (request) => {
+    try {
+      return await request();
+    } catch (error) {
+      throw describeS3Error(error, bucket, endpoint);
+    }
+  };
+  const info: BucketInfo = {
+    format: pullFormat,
+    endpoint: endpoint ?? null,
+    bucket,
+    prefix: options.prefix,
+    from: options.window.from?.toISOString() ?? null,
+    before: options.window.before?.toISOString() ?? null,
+    pulledAt: (options.now?.() ?? new Date()).toISOString(),
+    versioning: await s3(() => versioningStatus(client, bucket)),
+    objectLock: await s3(() => objectLockConfiguration(client, bucket)),
+  };
+  await prepareDirectory(options.out, info);
+  const listed = selectWindow(await s3(() => listVersions(client, bucket, options.prefix)), options.window);
+  const versions = listed.filter((entry) => !entry.isDeleteMarker);
+  options.progress.start(
+    versions.length,
+    versions.reduce((total, entry) => total + (entry.size ?? 0), 0),
+  );
+  const result: PullResult = {
+    versions: versions.length,
+    deleteMarkers: listed.length - versions.length,
+    downloaded: 0,
+    present: 0,
+    bytesDownloaded: 0,
+  };
+  const metas = await mapConcurrently(listed, concurrency, async (entry) => {
+    if (entry.isDeleteMarker) {
+      const meta = markerMeta(entry);
+      await writeAtomic(join(options.out, metaFile(entry.key, entry.versionId)), metaJson(meta));
+      return meta;
+    }
+    const saved = await savedMeta(options.out, entry);
+    if (saved) {
+      result.present += 1;
+      options.progress.advance(entry.size ?? 0);
+      return saved;
+    }
+    const meta = await download(s3, client, bucket, entry, options.out);
+    result.downloaded += 1;
+    result.bytesDownloaded += meta.size ?? 0;
+    options.progress.advance(entry.size ?? 0);
+    return meta;
+  });
+  await writeAtomic(join(options.out, indexFile), metas.map((meta) => `${JSON.stringify(meta)}\n`).join(''));
+  options.progress.finish(`${result.downloaded} downloaded, ${result.present} already present`);
+  return result;
+}
+
+async function versioningStatus(client: S3Client, bucket: string): Promise<BucketInfo['versioning']> {
+  const { Status } = await client.send(new GetBucketVersioningCommand({ Bucket: bucket }));
+  return Status === 'Enabled' || Status === 'Suspended' ? Status : null;
+}
+
+async function objectLockConfiguration(client: S3Client, bucket: string): Promise<ObjectLockInfo> {
+  try {
+    const { ObjectLockConfiguration: config } = await client.send(
+      new GetObjectLockConfigurationCommand({ Bucket: bucket }),
+    );
+    const retention = config?.Rule?.DefaultRetention;
+    return {
+      enabled: config?.ObjectLockEnabled === 'Enabled',
+      mode: retention?.Mode ?? null,
+      days: retention?.Days ?? null,
+      years: retention?.Years ?? null,
+    };
+  } catch (error) {
+    // A bucket created without Object Lock has no configuration at all.
+    if ((error as Error).name === 'ObjectLockConfigurationNotFoundError') {
+      return { enabled: false, mode: null, days: null, years: null };
+    }
+    throw error;
+  }
+}
+
+/** Refuses to mix two sources in one directory; an unfinished pull of the same source resumes. */
+async function prepareDirectory(out: string, info: BucketInfo): Promise<void> {
+  await mkdir(out, { recursive: true });
+  const existing = await readJson(join(out, bucketFile));
+  if (existing !== undefined) {
+    const earlier = bucketInfoSchema.safeParse(existing);
+    const same =
+      earlier.success &&
+      earlier.data.bucket === info.bucket &&
+      earlier.data.prefix === info.prefix &&
+      earlier.data.endpoint === info.endpoint;
+    if (!same) {
+      throw new CliError(`${out} holds evidence from another source: pull into an empty directory`);
+    }
+  }
+  // Until the new index is written, the directory is an unfinished pull.
+  await rm(join(out, indexFile), { force: true });
+  await writeAtomic(join(out, bucketFile), `${JSON.stringify(info, null, 2)}\n`);
+}
+
+/** Every version and delete marker, grouped by key, newest first within a key. */
+async function listVersions(client: S3Client, bucket: string, prefix: string): Promise<Listed[]> {
+  const byKey = new Map<string, Listed[]>();
+  const add = (entry: Listed) => {
+    const versions = byKey.get(entry.key);
+    if (versions) versions.push(entry);
+    else byKey.set(entry.key, [entry]);
+  };
+  for await (const page of listPages(client, bucket, prefix)) {
+    for (const version of page.Versions ?? []) {
+      if (!version.Key) continue;
+      add({
+        key: version.Key,
+        versionId: version.VersionId ?? 'null',
+        isLatest: version.IsLatest === true,
+        isDeleteMarker: false,
+        lastModified: version.LastModified,
+        size: version.Size ?? null,
+      });
+    }
+    for (const marker of page.DeleteMarkers ?? []) {
+      if (!marker.Key) continue;
+      add({
+        key: marker.Key,
+        versionId: marker.VersionId ?? 'null',
+        isLatest: marker.IsLatest === true,
+        isDeleteMarker: true,
+        lastModified: marker.LastModified,
+        size: null,
+      });
+    }
+  }
+  // A page lists versions and delete markers apart; time (stable, so S3's order breaks ties) merges them.
+  const time = (entry: Listed) => entry.lastModified?.getTime() ?? 0;
+  return [...byKey.values()].flatMap((versions) => versions.sort((a, b) => time(b) - time(a)));
+}
+
+async function* listPages(
+  client: S3Client,
+  bucket: string,
+  prefix: string,
+): AsyncGenerator<ListObjectVersionsCommandOutput> {
+  let keyMarker: string | undefined;
+  let versionIdMarker: string | undefined;
+  do {
+    const page = await client.send(
+      new ListObjectVersionsCommand({
+        Bucket: bucket,
+        Prefix: prefix,
+        KeyMarker: keyMarker,
+        VersionIdMarker: versionIdMarker,
+      }),
+    );
+    yield page;
+    if (!page.IsTruncated) return;
+    keyMarker = page.NextKeyMarker;
+    versionIdMarker = page.NextVersionIdMarker;
+  } while (keyMarker !== undefined);
+}
+
+/**
+ * A window selects whole streams: every object of a stream with any object
+ * written inside it, so the chain of each stream selected still verifies.
+ * An object outside the evidence layout is selected by its own time.
+ */
+function selectWindow(listed: Listed[], window: TimeWindow): Listed[] {
+  if (!window.from && !window.before) return listed;
+  const groupOf = (entry: Listed) => parseEvidenceKey(entry.key)?.stream ?? `key:${entry.key}`;
+  const selected = new Set(listed.filter((e) => inWindow(window, e.lastModified)).map(groupOf));
+  return listed.filter((entry) => selected.has(groupOf(entry)));
+}
+
+function markerMeta(entry: Listed): ObjectMeta {
+  return {
+    key: entry.key,
+    versionId: entry.versionId,
+    isLatest: entry.isLatest,
+    isDeleteMarker: true,
+    lastModified: entry.lastModified?.toISOString() ?? null,
+    size: null,
+    checksumSHA256: null,
+    checksumType: null,
+    lockMode: null,
+    retainUntil: null,
+    sha256: null,
+    file: null,
+  };
+}
+
+/** The metadata of a version an earlier run saved whole, refreshed from the listing; else undefined. */
+async function savedMeta(out: string, entry: Listed): Promise<ObjectMeta | undefined> {
+  const parsed = objectMetaSchema.safeParse(await readJson(join(out, metaFile(entry.key, entry.versionId))));
+  if (!parsed.success || parsed.data.file === null || parsed.data.sha256 === null) return undefined;
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(join(out, parsed.data.file));
+  } catch {
+    return undefined;
+  }
+  if (createHash('sha256').update(bytes).digest('hex') !== parsed.data.sha256) return undefined;
+  // Only whether it is the latest version can change since.
+  const meta = { ...parsed.data, isLatest: entry.isLatest };
+  await writeAtomic(join(out, metaFile(entry.key, entry.versionId)), metaJson(meta));
+  return meta;
+}
+
+async function download(
+  s3: S3Call,
+  client: S3Client,
+  bucket: string,
+  entry: Listed,
+  out: string,
+): Promise<ObjectMeta> {
+  const request: GetObjectCommandInput = { Bucket: bucket, Key: entry.key, VersionId: entry.versionId };
+  const response = await s3(() => client.send(new GetObjectCommand({ ...request, ChecksumMode: 'ENABLED' })));
+  const bytes = await s3(() => readKeepingMismatch(client, request, response.Body));
+  const lock =
+    response.ObjectLockMode !== undefined
+      ? { mode: response.ObjectLockMode, retainUntil: response.ObjectLockRetainUntilDate }
+      : await s3(() => retention(client, request));
+  const file = objectFile(entry.key, entry.versionId);
+  await writeAtomic(join(out, file), bytes);
+  const meta: ObjectMeta = {
+    key: entry.key,
+    versionId: entry.versionId,
+    isLatest: entry.isLatest,
+    isDeleteMarker: false,
+    lastModified: (entry.lastModified ?? response.LastModified)?.toISOString() ?? null,
+    size: bytes.length,
+    checksumSHA256: response.ChecksumSHA256 ?? null,
+    checksumType: response.ChecksumType ?? null,
+    lockMode: lock.mode === 'COMPLIANCE' || lock.mode === 'GOVERNANCE' ? lock.mode : null,
+    retainUntil: lock.retainUntil?.toISOString() ?? null,
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+    file,
+  };
+  await writeAtomic(join(out, metaFile(entry.key, entry.versionId)), metaJson(meta));
+  return meta;
+}
+
+/**
+ * The body of a GET made with ChecksumMode. When the stored bytes no longer
+ * match their stored checksum, they are fetched again unchecked and kept as
+ * they are, for the verifier to report, rather than failing the whole pull.
+ */
+async function readKeepingMismatch(
+  client: S3Client,
+  request: GetObjectCommandInput,
+  body: BodyStream | undefined,
+): Promise<Uint8Array> {
+  try {
+    return await readBody(body);
+  } catch (error) {
+    if (!/checksum mismatch/i.test((error as Error).message)) throw error;
+    return readBody((await client.send(new GetObjectCommand(request))).Body);
+  }
+}
+
+type BodyStream = { transformToByteArray(): Promise<Uint8Array> };
+
+async function readBody(body: BodyStream | undefined): Promise<Uint8Array> {
+  return body ? await body.transformToByteArray() : new Uint8Array();
+}
+
+/**
+ * Some servers leave the lock headers off a GET of an older version; its
+ * retention is then asked for directly. No retention means not locked.
+ */
+async function retention(
+  client: S3Client,
+  request: GetObjectCommandInput,
+): Promise<{ mode: string | undefined; retainUntil: Date | undefined }> {
+  try {
+    const { Retention } = await client.send(new GetObjectRetentionCommand(request));
+    return { mode: Retention?.Mode, retainUntil: Retention?.RetainUntilDate };
+  } catch (error) {
+    const name = (error as Error).name;
+    if (name === 'NoSuchObjectLockConfiguration' || name === 'InvalidRequest') {
+      return { mode: undefined, retainUntil: undefined };
+    }
+    throw error;
+  }
+}
+
+function metaJson(meta: ObjectMeta): string {
+  return `${JSON.stringify(meta, null, 2)}\n`;
+}
+
+async function readJson(file: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+/** Written under a temporary name and renamed: a file under its final name is always whole. */
+async function writeAtomic(file: string, data: string | Uint8Array): Promise<void> {
+  await mkdir(dirname(file), { recursive: true });
+  const partial = `${file}.partial-${process.pid}`;
+  await writeFile(partial, data);
+  await rename(partial, file);
+}
+
+/** Like Promise.all over `items.map(work)`, with at most `limit` at a time; results in input order. */
+async function mapConcurrently<T, R>(
+  items: readonly T[],
+  limit: number,
+  work: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await work(items[index] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}

@@ -1,0 +1,44 @@
+// Runs the core verifier over evidence read from disk, and says what it found
+// the way `veil evidence verify` prints it.
+import { type Finding, formatFinding, summaryLine, type VerifyResult, verifyEvidence } from '@veil/core';
+import type { EvidenceSet } from './load.ts';
+
+export type VerificationOptions = {
+  now: Date;
+  minRetentionDays: number | undefined;
+  trustedKeys: readonly string[] | undefined;
+};
+
+export type Verdict = 'VALID' | 'VALID WITH WARNINGS' | 'INVALID';
+
+export function verifySet(set: EvidenceSet, options: VerificationOptions): VerifyResult {
+  return verifyEvidence(set.objects, {
+    bucketLock: set.bucketLock,
+    now: options.now,
+    ...(options.minRetentionDays === undefined ? {} : { minRetentionDays: options.minRetentionDays }),
+    ...(options.trustedKeys === undefined ? {} : { trustedKeys: options.trustedKeys }),
+  });
+}
+
+export function verdictOf(findings: readonly Finding[]): Verdict {
+  if (findings.some((f) => f.level === 'INVALID')) return 'INVALID';
+  return findings.length > 0 ? 'VALID WITH WARNINGS' : 'VALID';
+}
+
+/** One line per finding, INVALID first, then the summary line. */
+export function verificationLines(result: VerifyResult): string[] {
+  const invalid = result.findings.filter((f) => f.level === 'INVALID');
+  const warnings = result.findings.filter((f) => f.level !== 'INVALID');
+  return [...invalid, ...warnings].map(formatFinding).concat(summaryLine(result.totals));
+}
+
+/** What `verify --json` prints: everything but the records themselves. */
+export function verificationJson(result: VerifyResult) {
+  return {
+    verdict: verdictOf(result.findings),
+    summary: summaryLine(result.totals),
+    totals: result.totals,
+    streams: result.streams,
+    findings: result.findings,
+  };
+}

@@ -1,0 +1,138 @@
+// The auditor's commands over a local evidence store: the sidecar's embedded
+// default, the same keys as plain files with no versions or locks.
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { batchKey, manifestKey } from '@veil/core';
+import { CliError } from '../src/command.ts';
+import { runReport, runVerify } from '../src/commands/evidence.ts';
+import { runSessionsShow } from '../src/commands/sessions.ts';
+import { type BuiltStream, buildStream, captureIo, writeLocalStore } from './support/evidence.ts';
+
+const now = new Date('2025-06-03T00:00:00.000Z');
+let root: string;
+let built: BuiltStream;
+let store: string;
+
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'veil-cli-local-'));
+  built = buildStream({ batches: [[0, 1, 2, 3, 4], [5, 6, 7], [8, 9]] });
+  store = join(root, 'store');
+  await writeLocalStore(store, built.objects);
+});
+after(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+test('a local store verifies, reported as not WORM, and exits 0', async () => {
+  const { io, out } = captureIo(now);
+  assert.equal(await runVerify([store], io), 0);
+  assert.deepEqual(out, [
+    'WARN - -: evidence read from a local directory is not WORM storage',
+    '1 streams, 3 batches, 10 records verified, 0 gaps',
+  ]);
+});
+
+test('the v1 folder itself is accepted as the store', async () => {
+  const { io, out } = captureIo(now);
+  assert.equal(await runVerify([join(store, 'v1')], io), 0);
+  assert.equal(out.at(-1), '1 streams, 3 batches, 10 records verified, 0 gaps');
+});
+
+test('a changed batch file in a local store is INVALID and exits 1', async () => {
+  const copy = join(root, 'tampered');
+  await writeLocalStore(copy, built.objects);
+  const key = batchKey(built.prefix, 2);
+  const file = join(copy, ...key.split('/'));
+  const bytes = await readFile(file);
+  bytes[30] = (bytes[30] ?? 0) ^ 0x01;
+  await writeFile(file, bytes);
+  const { io, out } = captureIo(now);
+  assert.equal(await runVerify([copy], io), 1);
+  assert.ok(
+    out.includes(`INVALID ${built.stream} ${key}: SHA-256 differs from ${manifestKey(built.prefix, 2)}`),
+    out.join('\n'),
+  );
+});
+
+test('verify --json carries each finding with its code', async () => {
+  const { io, out } = captureIo(now);
+  assert.equal(await runVerify([store, '--json'], io), 0);
+  const parsed = JSON.parse(out.join('\n'));
+  assert.equal(parsed.verdict, 'VALID WITH WARNINGS');
+  assert.deepEqual(
+    parsed.findings.map((f: { code: string }) => f.code),
+    ['not-worm'],
+  );
+  assert.equal(parsed.totals.records, 10);
+});
+
+test('a directory that holds no evidence is refused clearly', async () => {
+  const { io } = captureIo(now);
+  await assert.rejects(runVerify([root], io), (error: Error) => {
+    assert.ok(error instanceof CliError);
+    assert.match(error.message, /neither a pulled evidence directory .* nor a local evidence store/);
+    return true;
+  });
+  await assert.rejects(runVerify([join(root, 'absent')], io), /no such directory/);
+});
+
+test('sessions show prints one record by its ULID, aligned, with masking and approval', async () => {
+  // seq 5: bob, approved by carol; seq 3 is masked and denied.
+  const approved = built.records.find((r) => r.seq === 5);
+  assert.ok(approved);
+  const { io, out } = captureIo(now);
+  assert.equal(await runSessionsShow([approved.id.toLowerCase(), '--dir', store], io), 0);
+  assert.ok(out.includes(`id        ${approved.id}`), out.join('\n'));
+  assert.ok(out.includes('caller    bob (issuer https://issuer.example)'), out.join('\n'));
+  assert.ok(out.includes('evidence  its stream verified'), out.join('\n'));
+  assert.ok(out.includes('approval ap-5'), out.join('\n'));
+  assert.ok(out.some((line) => /^ {4}carol +2025-06-02T00:00:02\.500Z +-$/.test(line)), out.join('\n'));
+});
+
+test('sessions show finds a record by <stream>:<seq> and shows its masking table', async () => {
+  const { io, out } = captureIo(now);
+  assert.equal(await runSessionsShow([`${built.stream}:3`, '--dir', store], io), 0);
+  assert.ok(out.includes('outcome   denied'), out.join('\n'));
+  assert.ok(out.includes('masking: 2 action(s)'), out.join('\n'));
+  assert.ok(out.includes('  rule  detector  field     operator  scope    matches'), out.join('\n'));
+  assert.ok(out.includes('  pii   email     input[0]  redact    forward  2'), out.join('\n'));
+});
+
+test('sessions show says clearly when the record is not there', async () => {
+  const { io } = captureIo(now);
+  await assert.rejects(runSessionsShow([`${built.stream}:99`, '--dir', store], io), (error: Error) => {
+    assert.ok(error instanceof CliError);
+    assert.equal(error.exitCode, 1);
+    assert.match(error.message, /no verified record .*:99 in .* \(10 records\)/);
+    return true;
+  });
+  await assert.rejects(runSessionsShow(['not-an-id', '--dir', store], io), /neither a ULID nor <stream>:<seq>/);
+});
+
+test('report on a local store writes JSON, HTML and one CSV per population', async () => {
+  const out = join(root, 'report');
+  const { io, out: lines } = captureIo(now);
+  const args = [store, '--json', join(out, 'r.json'), '--html', join(out, 'r.html'), '--csv-dir', join(out, 'csv')];
+  assert.equal(await runReport(args, io), 0);
+  assert.equal(lines[0], 'VALID WITH WARNINGS: 1 streams, 3 batches, 10 records verified, 0 gaps');
+  const report = JSON.parse(await readFile(join(out, 'r.json'), 'utf8'));
+  assert.equal(report.source.kind, 'local');
+  assert.equal(report.retention.counts['not-worm'], built.objects.length);
+  assert.deepEqual(
+    report.populations.map((p: { name: string; count: number }) => [p.name, p.count]),
+    [
+      ['requests', 10],
+      ['denials', 4],
+      ['masking-actions', 8],
+      ['approvals', 3],
+    ],
+  );
+  const denials = await readFile(join(out, 'csv', 'denials.csv'), 'utf8');
+  assert.equal(denials.split('\r\n').length, 4 + 2, 'a header, four rows and the final line end');
+  const html = await readFile(join(out, 'r.html'), 'utf8');
+  assert.match(html, /<div class="verdict warn">VALID WITH WARNINGS<\/div>/);
+  assert.match(html, /Local evidence directory .* \(not WORM storage\)/);
+});

@@ -1,0 +1,80 @@
+// Option errors: refused before anything runs, naming the option and the command.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { CliError } from '../src/command.ts';
+import { runPull, runReport, runVerify } from '../src/commands/evidence.ts';
+import { runSessionsShow } from '../src/commands/sessions.ts';
+import { inWindow, parseS3Url, timeWindow } from '../src/evidence/options.ts';
+import { captureIo } from './support/evidence.ts';
+
+const { io } = captureIo(new Date('2025-06-01T00:00:00Z'));
+
+async function refused(run: Promise<number>, message: RegExp): Promise<void> {
+  await assert.rejects(run, (error: Error) => {
+    assert.ok(error instanceof CliError, String(error));
+    assert.equal(error.exitCode, 2);
+    assert.match(error.message, message);
+    return true;
+  });
+}
+
+test('pull needs --bucket and --out', async () => {
+  await refused(runPull(['--out', 'dir'], io), /^evidence pull: --bucket is required \(see veil evidence pull --help\)$/);
+  await refused(runPull(['--bucket', 'b'], io), /^evidence pull: --out is required/);
+});
+
+test('pull refuses an endpoint that is not an http(s) URL', async () => {
+  await refused(runPull(['--bucket', 'b', '--out', 'd', '--endpoint', 'ftp://x'], io), /--endpoint must be an http\(s\) URL/);
+  await refused(runPull(['--bucket', 'b', '--out', 'd', '--endpoint', 'localhost'], io), /--endpoint must be an http\(s\) URL/);
+});
+
+test('pull refuses times that are neither RFC 3339 nor a date, and an empty window', async () => {
+  await refused(runPull(['--bucket', 'b', '--out', 'd', '--from', 'yesterday'], io), /--from must be RFC 3339 .* or a date/);
+  await refused(runPull(['--bucket', 'b', '--out', 'd', '--to', '2025-13-01'], io), /--to must be RFC 3339/);
+  await refused(
+    runPull(['--bucket', 'b', '--out', 'd', '--from', '2025-06-02', '--to', '2025-06-01'], io),
+    /--from must come before --to/,
+  );
+});
+
+test('unknown options and missing values are usage errors naming the command', async () => {
+  await refused(runPull(['--bucket'], io), /^evidence pull: .*--bucket.*argument/);
+  await refused(runVerify(['dir', '--frobnicate'], io), /^evidence verify: Unknown option '--frobnicate'/);
+});
+
+test('verify takes exactly one DIR or s3:// URL', async () => {
+  await refused(runVerify([], io), /evidence verify: name exactly one DIR or s3:\/\/BUCKET\/PREFIX/);
+  await refused(runVerify(['a', 'b'], io), /name exactly one/);
+  await refused(runVerify(['s3://'], io), /"s3:\/\/" is not s3:\/\/BUCKET\/PREFIX/);
+});
+
+test('--min-retention-days must be a whole number of days', async () => {
+  await refused(runVerify(['dir', '--min-retention-days=-3'], io), /--min-retention-days must be a whole number of days/);
+  await refused(runVerify(['dir', '--min-retention-days', '1.5'], io), /must be a whole number/);
+});
+
+test('report needs a DIR and at least one output', async () => {
+  await refused(runReport(['dir'], io), /name at least one of --html FILE, --json FILE, --csv-dir DIR/);
+  await refused(runReport(['--html', 'r.html'], io), /evidence report: name exactly one DIR/);
+});
+
+test('sessions show needs exactly one ID', async () => {
+  await refused(runSessionsShow([], io), /sessions show: name exactly one ID/);
+});
+
+test('a date --to includes that whole UTC day; an instant --to includes that instant', () => {
+  const days = timeWindow('t', '2025-06-01', '2025-06-01');
+  assert.ok(inWindow(days, new Date('2025-06-01T00:00:00.000Z')));
+  assert.ok(inWindow(days, new Date('2025-06-01T23:59:59.999Z')));
+  assert.ok(!inWindow(days, new Date('2025-06-02T00:00:00.000Z')));
+  assert.ok(!inWindow(days, new Date('2025-05-31T23:59:59.999Z')));
+  const instants = timeWindow('t', '2025-06-01T10:00:00+02:00', '2025-06-01T12:00:00Z');
+  assert.ok(inWindow(instants, new Date('2025-06-01T08:00:00.000Z')));
+  assert.ok(inWindow(instants, new Date('2025-06-01T12:00:00.000Z')));
+  assert.ok(!inWindow(instants, new Date('2025-06-01T12:00:00.001Z')));
+});
+
+test('s3:// URLs give bucket and prefix, v1/ by default', () => {
+  assert.deepEqual(parseS3Url('t', 's3://evidence'), { bucket: 'evidence', prefix: 'v1/' });
+  assert.deepEqual(parseS3Url('t', 's3://evidence/v1/prod-eu/'), { bucket: 'evidence', prefix: 'v1/prod-eu/' });
+});

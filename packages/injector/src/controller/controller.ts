@@ -1,0 +1,250 @@
+// The policy controller: informers on EmbeddingPolicies and injected pods feed
+// the distributor (pushes) and the status writer; a Lease decides which replica
+// does either. Every replica keeps the caches, so each can answer the webhook's
+// bootstrap lookups and sidecars' pulls.
+import {
+  CoordinationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  type KubeConfig,
+  type V1Pod,
+} from '@kubernetes/client-node';
+import type { BackoffOptions } from './backoff.ts';
+import { type DesiredPolicy, Distributor, type PushEvent } from './distributor.ts';
+import { type Watched, watchResource } from './informers.ts';
+import type { ControllerKey } from './keys.ts';
+import { LeaderElector } from './leader.ts';
+import { type Log, silentLog } from './log.ts';
+import { podResource, podView } from './pods.ts';
+import {
+  type EmbeddingPolicyObject,
+  type PolicyView,
+  policyKey,
+  policyResource,
+  policyView,
+} from './policies.ts';
+import { KeyPublisher } from './publish.ts';
+import { SidecarClient } from './push.ts';
+import { policyStatus } from './status.ts';
+import { type StatusPlan, StatusWriter } from './statuswriter.ts';
+
+export type ControllerOptions = {
+  kubeConfig: KubeConfig;
+  /** This replica's name: the Lease holder and the `sub` of its push tokens. */
+  identity: string;
+  key: ControllerKey;
+  /** The injector's own namespace, where the Lease lives. */
+  namespace: string;
+  /** Namespaces watched; empty or absent means all. */
+  namespaces?: readonly string[];
+  /** The ConfigMap the public key goes into; absent when it is distributed some other way. */
+  publishKey?: { name: string; key: string };
+  lease?: { name?: string; durationSeconds?: number; renewIntervalMs?: number };
+  push?: {
+    debounceMs?: number;
+    maxDebounceMs?: number;
+    timeoutMs?: number;
+    concurrency?: number;
+    resyncMs?: number;
+    retry?: BackoffOptions;
+  };
+  statusIntervalMs?: number;
+  log?: Log;
+  /** Sees every push and its outcome (metrics, tests). */
+  onPush?(event: PushEvent): void;
+};
+
+export type ControllerStats = { acks: number; nacks: number; failures: number; statusWrites: number };
+
+export type Controller = {
+  /** What the webhook writes into a new pod: `{name, spec}` of the last valid version. */
+  bootstrapPolicy(namespace: string, name: string): Promise<object | undefined>;
+  /** The last valid version of a policy, as pushed. */
+  policy(namespace: string, name: string): DesiredPolicy | undefined;
+  isLeader(): boolean;
+  stats(): ControllerStats;
+  /** Stops pushing at once; `release` (default true) hands the Lease back. */
+  stop(options?: { release?: boolean }): Promise<void>;
+};
+
+/** Resolves once both caches hold a full list, then campaigns for the Lease. */
+export async function startController(options: ControllerOptions): Promise<Controller> {
+  const log = options.log ?? silentLog;
+  const { kubeConfig } = options;
+  const views = new Map<string, PolicyView>();
+  const stats: ControllerStats = { acks: 0, nacks: 0, failures: 0, statusWrites: 0 };
+  const client = new SidecarClient({
+    key: options.key,
+    identity: options.identity,
+    timeoutMs: options.push?.timeoutMs,
+  });
+
+  const distributor = new Distributor({
+    client,
+    ...options.push,
+    onPodChange: (key) => writer.schedule(key),
+    onPush: (event) => {
+      if (event.outcome.kind === 'ack') stats.acks++;
+      else if (event.outcome.kind === 'nack') stats.nacks++;
+      else stats.failures++;
+      if (event.outcome.kind !== 'ack') {
+        log.warn('push not acknowledged', {
+          pod: `${event.pod.namespace}/${event.pod.name}`,
+          policy: event.pod.policyKey,
+          hash: event.hash,
+          outcome: event.outcome.kind,
+          reason: event.outcome.reason,
+        });
+      }
+      options.onPush?.(event);
+    },
+  });
+
+  const plan = (key: string): StatusPlan => {
+    const view = views.get(key);
+    if (view === undefined) return { kind: 'gone' };
+    const pods = distributor.podsOf(key);
+    if (pods.some((p) => p.unchecked)) return { kind: 'wait' };
+    return {
+      kind: 'write',
+      namespace: view.namespace,
+      name: view.name,
+      resourceVersion: view.resourceVersion,
+      status: policyStatus({ view, enforcedHash: distributor.desired(key)?.hash, pods, now: new Date() }),
+      stored: view.status,
+    };
+  };
+
+  const writer = new StatusWriter({
+    api: kubeConfig.makeApiClient(CustomObjectsApi),
+    plan,
+    observe: (object) => upsertPolicy(object),
+    intervalMs: options.statusIntervalMs,
+    log,
+  });
+
+  const publisher =
+    options.publishKey === undefined
+      ? undefined
+      : new KeyPublisher({
+          api: kubeConfig.makeApiClient(CoreV1Api),
+          publicJwk: options.key.publicJwk,
+          ...options.publishKey,
+          log,
+        });
+
+  function upsertPolicy(object: EmbeddingPolicyObject): void {
+    const view = policyView(object);
+    if (view === undefined) return;
+    const current = views.get(view.key);
+    // An event older than what a status write already showed: generations only grow.
+    if (current !== undefined && current.uid === view.uid && view.generation < current.generation) return;
+    views.set(view.key, view);
+    if (current !== undefined && current.uid !== view.uid) distributor.forget(view.key);
+    if (view.verdict.valid) {
+      distributor.setDesired(view.key, { name: view.name, hash: view.verdict.hash, spec: view.verdict.spec });
+    } else if (current?.generation !== view.generation || current.uid !== view.uid) {
+      log.warn('invalid policy not pushed', {
+        policy: view.key,
+        generation: view.generation,
+        problems: view.verdict.problems.join('; '),
+      });
+    }
+    void publisher?.ensure(view.namespace);
+    writer.schedule(view.key);
+  }
+
+  function removePolicy(object: EmbeddingPolicyObject): void {
+    const { namespace, name } = object.metadata ?? {};
+    if (!namespace || !name) return;
+    views.delete(policyKey(namespace, name));
+    distributor.forget(policyKey(namespace, name));
+  }
+
+  function upsertPod(pod: V1Pod): void {
+    const view = podView(pod);
+    if (view === undefined) {
+      if (pod.metadata?.uid) distributor.removePod(pod.metadata.uid);
+      return;
+    }
+    distributor.upsertPod(view);
+    void publisher?.ensure(view.namespace);
+  }
+
+  const namespaces = options.namespaces ?? [];
+  const informerErrors = (what: string) => (error: unknown) =>
+    log.warn('watch failed; restarting', {
+      resource: what,
+      error: String((error as Error)?.message ?? error),
+    });
+  let policies: Watched<EmbeddingPolicyObject> | undefined;
+  let pods: Watched<V1Pod> | undefined;
+  try {
+    policies = await watchResource(kubeConfig, policyResource(kubeConfig), namespaces, {
+      upsert: upsertPolicy,
+      remove: removePolicy,
+      error: informerErrors('embeddingpolicies'),
+    });
+    pods = await watchResource(kubeConfig, podResource(kubeConfig), namespaces, {
+      upsert: upsertPod,
+      remove: (pod) => {
+        if (pod.metadata?.uid) distributor.removePod(pod.metadata.uid);
+      },
+      error: informerErrors('pods'),
+    });
+  } catch (error) {
+    await policies?.stop();
+    throw error;
+  }
+
+  const knownNamespaces = (): Set<string> => {
+    const found = new Set([...views.values()].map((view) => view.namespace));
+    for (const pod of pods?.list() ?? []) if (pod.metadata?.namespace) found.add(pod.metadata.namespace);
+    return found;
+  };
+
+  const elector = new LeaderElector({
+    api: kubeConfig.makeApiClient(CoordinationV1Api),
+    namespace: options.namespace,
+    name: options.lease?.name,
+    identity: options.identity,
+    leaseDurationSeconds: options.lease?.durationSeconds,
+    renewIntervalMs: options.lease?.renewIntervalMs,
+    log,
+    onStartedLeading: () => {
+      distributor.activate();
+      writer.activate();
+      publisher?.activate(knownNamespaces());
+      for (const key of views.keys()) writer.schedule(key);
+    },
+    onStoppedLeading: () => {
+      distributor.deactivate();
+      writer.deactivate();
+      publisher?.deactivate();
+    },
+  });
+  elector.start();
+
+  // A ConfigMap deleted by hand comes back without waiting for the next event.
+  const republish = setInterval(() => {
+    if (elector.isLeader()) publisher?.activate(knownNamespaces());
+  }, options.push?.resyncMs ?? 60_000);
+  republish.unref();
+
+  return {
+    async bootstrapPolicy(namespace, name) {
+      const desired = distributor.desired(policyKey(namespace, name));
+      return desired === undefined ? undefined : { name: desired.name, spec: desired.spec };
+    },
+    policy: (namespace, name) => distributor.desired(policyKey(namespace, name)),
+    isLeader: () => elector.isLeader(),
+    stats: () => ({ ...stats, statusWrites: writer.writes }),
+    async stop(stopOptions = {}) {
+      clearInterval(republish);
+      await elector.stop(stopOptions);
+      distributor.deactivate();
+      writer.deactivate();
+      await Promise.all([policies?.stop(), pods?.stop()]);
+    },
+  };
+}

@@ -1,0 +1,243 @@
+// The injector process: the pod webhook, the policy controller and the pull
+// endpoint, in one. Configuration comes from flags or VEIL_* variables (a flag
+// wins), checked with zod before anything starts, so a bad deployment fails at
+// once. SIGTERM hands the Lease back, so another replica leads within a renew
+// interval instead of a lease duration. packages/injector/rbac.md lists the
+// settings and the permissions a deployment needs.
+import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { parseArgs } from 'node:util';
+import { AuthenticationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { z } from 'zod';
+import { type Controller, startController } from './controller/controller.ts';
+import type { PushEvent } from './controller/distributor.ts';
+import { loadControllerKey } from './controller/keys.ts';
+import { defaultLeaseName } from './controller/leader.ts';
+import { jsonLog, type Log } from './controller/log.ts';
+import { type PullServer, startPullServer, tokenReviewAuthenticator } from './controller/pull.ts';
+import { startWebhookServer, type WebhookServer } from './webhook/server.ts';
+import { type InjectionSettings, injectionSettingsSchema } from './webhook/settings.ts';
+
+const port = z.coerce.number().int().min(0).max(65_535);
+const seconds = z.coerce.number().positive();
+
+export const injectorConfigSchema = z
+  .object({
+    settingsFile: z
+      .string()
+      .min(1)
+      .describe('The injection settings, JSON (the chart renders settings.json)'),
+    tlsCertFile: z.string().min(1).describe('Serving certificate (PEM) of the webhook and pull ports'),
+    tlsKeyFile: z.string().min(1),
+    signingKeyFile: z.string().min(1).describe("The controller's Ed25519 private JWK"),
+    host: z.string().min(1).default('0.0.0.0'),
+    webhookPort: port.default(8443),
+    pullPort: port.default(8444),
+    identity: z.string().min(1).describe('This replica: the Lease holder; the pod name in a cluster'),
+    namespaces: z
+      .string()
+      .default('')
+      .transform((list) =>
+        list
+          .split(',')
+          .map((n) => n.trim())
+          .filter(Boolean),
+      )
+      .describe('Comma-separated namespaces to watch; empty watches all'),
+    leaseName: z.string().min(1).default(defaultLeaseName),
+    leaseDurationSeconds: z.coerce.number().int().min(1).default(15),
+    leaseRenewSeconds: seconds.default(5),
+    pushDebounceMs: z.coerce.number().int().min(0).default(100),
+    resyncSeconds: seconds.default(60),
+    logLevel: z.enum(['info', 'warn']).default('info'),
+  })
+  .refine((c) => c.leaseRenewSeconds * 2 <= c.leaseDurationSeconds, {
+    message: 'the renew interval is at most half the lease duration',
+    path: ['leaseRenewSeconds'],
+  });
+
+export type InjectorConfig = z.infer<typeof injectorConfigSchema>;
+
+const flags = {
+  settings: ['settingsFile', 'VEIL_SETTINGS_FILE'],
+  'tls-cert': ['tlsCertFile', 'VEIL_TLS_CERT_FILE'],
+  'tls-key': ['tlsKeyFile', 'VEIL_TLS_KEY_FILE'],
+  'signing-key': ['signingKeyFile', 'VEIL_SIGNING_KEY_FILE'],
+  host: ['host', 'VEIL_HOST'],
+  'webhook-port': ['webhookPort', 'VEIL_WEBHOOK_PORT'],
+  'pull-port': ['pullPort', 'VEIL_PULL_PORT'],
+  identity: ['identity', 'VEIL_POD_NAME'],
+  namespaces: ['namespaces', 'VEIL_WATCH_NAMESPACES'],
+  'lease-name': ['leaseName', 'VEIL_LEASE_NAME'],
+  'lease-duration': ['leaseDurationSeconds', 'VEIL_LEASE_DURATION_SECONDS'],
+  'lease-renew': ['leaseRenewSeconds', 'VEIL_LEASE_RENEW_SECONDS'],
+  'push-debounce-ms': ['pushDebounceMs', 'VEIL_PUSH_DEBOUNCE_MS'],
+  resync: ['resyncSeconds', 'VEIL_RESYNC_SECONDS'],
+  'log-level': ['logLevel', 'VEIL_LOG_LEVEL'],
+} as const;
+
+/** Flags first, then the environment; throws with every problem named by its flag. */
+export function parseInjectorConfig(argv: string[], env: NodeJS.ProcessEnv): InjectorConfig {
+  const { values } = parseArgs({
+    args: argv,
+    options: Object.fromEntries(Object.keys(flags).map((flag) => [flag, { type: 'string' as const }])),
+    strict: true,
+  });
+  const raw: Record<string, string | undefined> = {};
+  for (const [flag, [field, variable]] of Object.entries(flags)) {
+    raw[field] = (values[flag] as string | undefined) ?? (env[variable] || undefined);
+  }
+  raw.identity ??= hostname();
+  const parsed = injectorConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    const byField = new Map<string, string>(
+      Object.entries(flags).map(([flag, [field, variable]]) => [field, `--${flag} (${variable})`]),
+    );
+    const problems = parsed.error.issues.map(
+      (i) => `${byField.get(String(i.path[0])) ?? i.path.join('.')}: ${i.message}`,
+    );
+    throw new Error(`invalid injector configuration: ${problems.join('; ')}`);
+  }
+  return parsed.data;
+}
+
+export type InjectorExtras = {
+  /** Defaults to in-cluster, or KUBECONFIG. */
+  kubeConfig?: KubeConfig;
+  log?: Log;
+  onPush?(event: PushEvent): void;
+};
+
+export type RunningInjector = {
+  webhook: WebhookServer;
+  pull: PullServer;
+  controller: Controller;
+  settings: InjectionSettings;
+  /** Graceful: the Lease is handed back unless `release` is false. */
+  close(options?: { release?: boolean }): Promise<void>;
+};
+
+export async function startInjector(
+  config: InjectorConfig,
+  extras: InjectorExtras = {},
+): Promise<RunningInjector> {
+  const log = extras.log ?? jsonLog('injector');
+  const settings = await readSettings(config.settingsFile);
+  const kubeConfig = extras.kubeConfig ?? defaultKubeConfig();
+  const key = await loadControllerKey(config.signingKeyFile);
+  const { controllerKey } = settings;
+  // The webhook waits for the controller's caches, so it never injects a pod
+  // without the bootstrap policy merely because the list had not arrived yet.
+  const controller = await startController({
+    kubeConfig,
+    identity: config.identity,
+    key,
+    namespace: settings.injectorNamespace,
+    namespaces: config.namespaces,
+    publishKey:
+      controllerKey.source === 'configMap' ? { name: controllerKey.name, key: controllerKey.key } : undefined,
+    lease: {
+      name: config.leaseName,
+      durationSeconds: config.leaseDurationSeconds,
+      renewIntervalMs: config.leaseRenewSeconds * 1000,
+    },
+    push: { debounceMs: config.pushDebounceMs, resyncMs: config.resyncSeconds * 1000 },
+    log,
+    onPush: extras.onPush,
+  });
+  const core = kubeConfig.makeApiClient(CoreV1Api);
+  const tls = { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile };
+  let webhook: WebhookServer | undefined;
+  let pull: PullServer | undefined;
+  try {
+    webhook = await startWebhookServer({
+      settings,
+      tls,
+      host: config.host,
+      port: config.webhookPort,
+      namespaceLabels: async (name) => (await core.readNamespace({ name })).metadata?.labels ?? {},
+      bootstrapPolicy: (namespace, name) => controller.bootstrapPolicy(namespace, name),
+    });
+    pull = await startPullServer({
+      tls,
+      host: config.host,
+      port: config.pullPort,
+      policy: (namespace, name) => controller.policy(namespace, name),
+      authenticate: tokenReviewAuthenticator(kubeConfig.makeApiClient(AuthenticationV1Api)),
+      log,
+    });
+  } catch (error) {
+    await webhook?.close();
+    await controller.stop();
+    throw error;
+  }
+  const servers = { webhook, pull };
+  return {
+    ...servers,
+    controller,
+    settings,
+    async close(options) {
+      // Leadership first, so the next replica starts pushing while this one drains.
+      await controller.stop(options);
+      await Promise.all([servers.webhook.close(), servers.pull.close()]);
+    },
+  };
+}
+
+async function readSettings(file: string): Promise<InjectionSettings> {
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(file, 'utf8'));
+  } catch (error) {
+    throw new Error(`injection settings ${file} are not readable JSON: ${(error as Error).message}`);
+  }
+  const parsed = injectionSettingsSchema.safeParse(json);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(settings)'}: ${i.message}`);
+    throw new Error(`invalid injection settings in ${file}: ${problems.join('; ')}`);
+  }
+  return parsed.data;
+}
+
+function defaultKubeConfig(): KubeConfig {
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromDefault();
+  return kubeConfig;
+}
+
+async function main(): Promise<void> {
+  const log = jsonLog('injector');
+  let injector: RunningInjector;
+  try {
+    const config = parseInjectorConfig(process.argv.slice(2), process.env);
+    injector = await startInjector(config, {
+      log: config.logLevel === 'warn' ? { ...log, info: () => undefined } : log,
+    });
+    log.info('ready', {
+      identity: config.identity,
+      webhook: injector.webhook.url,
+      pull: injector.pull.url,
+    });
+  } catch (error) {
+    log.warn('cannot start', { error: (error as Error).message });
+    process.exit(1);
+  }
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    // A second signal means now.
+    if (stopping) process.exit(1);
+    stopping = true;
+    log.info('stopping', { signal });
+    injector.close().then(
+      () => process.exit(0),
+      (error) => {
+        log.warn('unclean stop', { error: (error as Error).message });
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+if (import.meta.main) await main();

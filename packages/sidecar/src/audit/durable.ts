@@ -1,0 +1,77 @@
+// The audit sink of the request path: a record line numbered in its stream
+// (0, 1, 2 …, the seq verifiers check for gaps) goes into the spool, and the
+// append resolves only once the line is fsynced. The spool numbers lines by
+// its own position, across streams and restarts; the two seqs differ.
+import type { AuditDraft, AuditSink } from './sink.ts';
+import { frameBytes, type Spool, SpoolFullError } from './spool.ts';
+import type { RecordEncoder } from './stream.ts';
+
+export type DurableSinkOptions = {
+  spool: Spool;
+  encoder: RecordEncoder;
+  /** The stream seq of the next record. */
+  nextSeq: number;
+  /**
+   * Room kept for requests already let in: `accepting()` turns false this far
+   * from full, so a request that passed the check still finds room for its record.
+   */
+  reserveBytes: number;
+  /** Called after each record becomes durable. */
+  onDurable?: () => void;
+};
+
+export class DurableSink implements AuditSink {
+  readonly #spool: Spool;
+  readonly #encoder: RecordEncoder;
+  readonly #reserveBytes: number;
+  readonly #onDurable: () => void;
+  readonly #inFlight = new Set<Promise<unknown>>();
+  #nextSeq: number;
+  #closed = false;
+
+  constructor(options: DurableSinkOptions) {
+    this.#spool = options.spool;
+    this.#encoder = options.encoder;
+    this.#nextSeq = options.nextSeq;
+    this.#reserveBytes = options.reserveBytes;
+    this.#onDurable = options.onDurable ?? (() => undefined);
+  }
+
+  get stream(): string {
+    return this.#encoder.stream;
+  }
+
+  /** The stream seq the next record gets. */
+  get nextSeq(): number {
+    return this.#nextSeq;
+  }
+
+  accepting(): boolean {
+    return !this.#closed && this.#spool.room() > this.#reserveBytes;
+  }
+
+  append(draft: AuditDraft): Promise<void> {
+    if (this.#closed) return Promise.reject(new Error('the audit sink is closed'));
+    const line = this.#encoder.encode(draft, this.#nextSeq);
+    // A refusal for want of room must not eat the reserve of requests already let in.
+    const floor = draft.outcome === 'unavailable' ? this.#reserveBytes : 0;
+    if (this.#spool.room() - frameBytes(line) < floor) {
+      // Checked before the seq is taken: a record the spool refuses leaves no gap.
+      return Promise.reject(new SpoolFullError('the audit spool is full'));
+    }
+    this.#nextSeq += 1;
+    const durable = this.#spool.append(line).then(() => this.#onDurable());
+    this.#inFlight.add(durable);
+    void durable.then(
+      () => this.#inFlight.delete(durable),
+      () => this.#inFlight.delete(durable),
+    );
+    return durable;
+  }
+
+  /** Takes no more records and waits for those taken to be durable (or to fail). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.allSettled([...this.#inFlight]);
+  }
+}

@@ -1,0 +1,222 @@
+// The audit evidence pipeline of one sidecar process: the durable sink the
+// request path appends to, and the shipper that turns the spool into signed
+// batches in the evidence store. Opening it registers this process's stream
+// (genesis manifest queued before any record); records an earlier process left
+// in the spool are shipped under their own streams, with the keys kept for them.
+import { join } from 'node:path';
+import { buildGenesis, exportSigningKey, generateSigningKey, type SigningKey, streamId } from '@veil/core';
+import type { BackoffOptions } from './backoff.ts';
+import { DurableSink } from './durable.ts';
+import { Shipper, type ShipperStats, type ShippingSettings } from './shipper.ts';
+import type { AuditDraft, AuditSink } from './sink.ts';
+import { defaultCapacityBytes, defaultSegmentBytes, Spool } from './spool.ts';
+import { AuditStateError, newStreamRecord, ShipState } from './state.ts';
+import type { EvidenceStore } from './store.ts';
+import { RecordEncoder, type StreamIdentity, streamRef } from './stream.ts';
+
+export type AuditRecorderOptions = {
+  spoolDir: string;
+  capacityBytes?: number;
+  identity: StreamIdentity;
+  /** Registered by this stream's genesis manifest; generated when absent. */
+  signingKey?: SigningKey;
+  store: EvidenceStore;
+  settings: () => ShippingSettings;
+  /** How long `close()` may take to ship what is left and close the stream. */
+  closeGraceMs: number;
+  backoff?: BackoffOptions;
+  log?: (message: string) => void;
+};
+
+export type AuditStats = ShipperStats & {
+  stream: string;
+  spoolBytes: number;
+  /** Durable records the store has not acknowledged yet. */
+  recordsWaiting: number;
+  oldestUnshippedAgeSeconds: number;
+};
+
+const stateDirName = 'shipper';
+const maxReserveBytes = 8 * 1024 * 1024;
+const scanPageRecords = 10_000;
+
+export class AuditRecorder implements AuditSink {
+  readonly #spool: Spool;
+  readonly #sink: DurableSink;
+  readonly #shipper: Shipper;
+  readonly #store: EvidenceStore;
+  readonly #closeGraceMs: number;
+  readonly #log: (message: string) => void;
+  #closing: Promise<void> | undefined;
+
+  private constructor(parts: {
+    spool: Spool;
+    sink: DurableSink;
+    shipper: Shipper;
+    store: EvidenceStore;
+    closeGraceMs: number;
+    log: (message: string) => void;
+  }) {
+    this.#spool = parts.spool;
+    this.#sink = parts.sink;
+    this.#shipper = parts.shipper;
+    this.#store = parts.store;
+    this.#closeGraceMs = parts.closeGraceMs;
+    this.#log = parts.log;
+  }
+
+  static async open(options: AuditRecorderOptions): Promise<AuditRecorder> {
+    const capacityBytes = options.capacityBytes ?? defaultCapacityBytes;
+    // The active segment is never released: small ones let a small spool drain.
+    const segmentBytes = Math.min(defaultSegmentBytes, Math.floor(capacityBytes / 8));
+    const spool = await Spool.open({ dir: options.spoolDir, capacityBytes, segmentBytes });
+    try {
+      return await AuditRecorder.#start(spool, capacityBytes, options);
+    } catch (error) {
+      await spool.close();
+      throw error;
+    }
+  }
+
+  static async #start(
+    spool: Spool,
+    capacityBytes: number,
+    options: AuditRecorderOptions,
+  ): Promise<AuditRecorder> {
+    const log = options.log ?? (() => undefined);
+    const { nextSeq, shippedSeq } = spool.stats();
+    const state = await ShipState.open(join(options.spoolDir, stateDirName), shippedSeq + 1);
+    checkStateMatchesSpool(state, spool);
+    const ref = streamRef(options.identity);
+    const stream = streamId(ref);
+    const nextRecordSeq = await openStream(state, spool, options, stream);
+    const shipper = new Shipper({
+      spool,
+      state,
+      store: options.store,
+      settings: options.settings,
+      stream,
+      leftoverEnd: nextSeq,
+      backoff: options.backoff,
+      log,
+    });
+    const sink = new DurableSink({
+      spool,
+      encoder: new RecordEncoder(options.identity),
+      nextSeq: nextRecordSeq,
+      reserveBytes: Math.min(maxReserveBytes, Math.floor(capacityBytes / 8)),
+      onDurable: () => shipper.notify(),
+    });
+    if (spool.recovery.records > 0) {
+      log(`audit spool: ${spool.recovery.records} records of earlier processes to ship`);
+    }
+    shipper.start();
+    return new AuditRecorder({
+      spool,
+      sink,
+      shipper,
+      store: options.store,
+      closeGraceMs: options.closeGraceMs,
+      log,
+    });
+  }
+
+  get stream(): string {
+    return this.#sink.stream;
+  }
+
+  accepting(): boolean {
+    return this.#sink.accepting();
+  }
+
+  append(draft: AuditDraft): Promise<void> {
+    return this.#sink.append(draft);
+  }
+
+  stats(): AuditStats {
+    const spool = this.#spool.stats();
+    return {
+      ...this.#shipper.stats(),
+      stream: this.stream,
+      spoolBytes: spool.bytes,
+      recordsWaiting: spool.waiting,
+      oldestUnshippedAgeSeconds: (spool.oldestUnshippedAgeMs ?? 0) / 1000,
+    };
+  }
+
+  /** Takes no more records, ships what is left and closes the stream within the grace period. */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    await this.#sink.close();
+    try {
+      const complete = await this.#shipper.close(this.#closeGraceMs);
+      if (!complete) {
+        const { waiting } = this.#spool.stats();
+        this.#log(`audit: ${waiting} records not shipped within the grace period; kept in the spool`);
+      }
+    } finally {
+      await this.#spool.close();
+      this.#store.close();
+    }
+  }
+}
+
+function checkStateMatchesSpool(state: ShipState, spool: Spool): void {
+  const { nextSeq, shippedSeq, waiting } = spool.stats();
+  if (!state.found && waiting > 0) {
+    throw new AuditStateError(`the spool holds ${waiting} unshipped records but no shipper state`);
+  }
+  const { cutSeq } = state.data;
+  if (cutSeq <= shippedSeq || cutSeq > nextSeq) {
+    throw new AuditStateError(`the shipper state (cut at ${cutSeq}) does not match the spool`);
+  }
+}
+
+/**
+ * Registers the stream (its key, and its genesis manifest in the outbox) before
+ * any of its records can exist; returns the seq of its next record.
+ */
+async function openStream(
+  state: ShipState,
+  spool: Spool,
+  options: AuditRecorderOptions,
+  stream: string,
+): Promise<number> {
+  const existing = state.stream(stream);
+  if (existing) {
+    if (existing.head.kind === 'close') throw new AuditStateError(`stream ${stream} is closed`);
+    // The same incarnation again: carry on after its last spooled record.
+    const last = await lastSpooledSeq(spool, state.data.cutSeq, stream);
+    return last >= 0 ? last + 1 : existing.nextRecordSeq;
+  }
+  const signingKey = options.signingKey ?? generateSigningKey();
+  const ref = streamRef(options.identity);
+  const genesis = buildGenesis({ stream: ref, signingKey, createdAt: new Date() });
+  const data = state.data;
+  await state.commit({
+    ...data,
+    streams: [...data.streams, newStreamRecord(ref, exportSigningKey(signingKey), genesis.manifest)],
+    outbox: [...data.outbox, { manifest: genesis.manifest }],
+  });
+  return 0;
+}
+
+/** The stream seq of the last record of `stream` not yet cut into a batch; -1 for none. */
+async function lastSpooledSeq(spool: Spool, from: number, stream: string): Promise<number> {
+  let last = -1;
+  let next = from;
+  for (;;) {
+    const entries = await spool.readFrom(next, scanPageRecords, Number.MAX_SAFE_INTEGER);
+    for (const entry of entries) {
+      const record = JSON.parse(entry.line) as { stream?: unknown; seq?: unknown };
+      if (record.stream === stream && typeof record.seq === 'number') last = record.seq;
+    }
+    const tail = entries.at(-1);
+    if (!tail) return last;
+    next = tail.seq + 1;
+  }
+}

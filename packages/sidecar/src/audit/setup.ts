@@ -1,0 +1,99 @@
+// The audit recorder as the sidecar's configuration asks for it: S3 when a
+// bucket is named, else the local evidence directory; batch and retention
+// settings from the policy in force.
+import { readFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { auditSchema, importSigningKey, type SigningKey } from '@veil/core';
+import type { SidecarConfig } from '../config.ts';
+import type { ActivePolicy } from '../policy/active.ts';
+import type { Telemetry } from '../telemetry.ts';
+import { DirEvidenceStore } from './dirstore.ts';
+import { AuditRecorder } from './recorder.ts';
+import { S3EvidenceStore } from './s3store.ts';
+import type { ShippingSettings } from './shipper.ts';
+import type { EvidenceStore } from './store.ts';
+import { newIncarnation } from './stream.ts';
+
+const defaultAuditDir = '.veil/audit';
+const dayMs = 86_400_000;
+/** Within the sidecar's own shutdown grace, itself within the pod's default 30 s. */
+const defaultCloseGraceSeconds = 20;
+/** What applies while no valid policy is loaded. */
+const defaultAudit = auditSchema.parse({});
+
+export type AuditDeps = {
+  telemetry: Telemetry;
+  policy: () => ActivePolicy | undefined;
+};
+
+export async function openAuditRecorder(config: SidecarConfig, deps: AuditDeps): Promise<AuditRecorder> {
+  const store = evidenceStore(config);
+  let recorder: AuditRecorder;
+  try {
+    recorder = await AuditRecorder.open({
+      spoolDir: spoolDirOf(config),
+      capacityBytes: config.spoolCapacityBytes,
+      identity: { cluster: config.cluster, pod: config.pod, incarnation: newIncarnation() },
+      signingKey: config.signingKeyFile ? await readSigningKey(config.signingKeyFile) : undefined,
+      store,
+      settings: () => shippingSettings(config, deps.policy()),
+      closeGraceMs: (config.auditCloseGraceSeconds ?? defaultCloseGraceSeconds) * 1000,
+      log: logLine,
+    });
+  } catch (error) {
+    store.close();
+    throw error;
+  }
+  registerGauges(deps.telemetry, recorder);
+  return recorder;
+}
+
+function evidenceStore(config: SidecarConfig): EvidenceStore {
+  if (!config.s3Bucket) return new DirEvidenceStore(config.auditDir ?? defaultAuditDir);
+  return new S3EvidenceStore({
+    bucket: config.s3Bucket,
+    prefix: config.s3Prefix,
+    endpoint: config.s3Endpoint,
+    region: config.s3Region,
+    forcePathStyle: config.s3ForcePathStyle,
+  });
+}
+
+/** Beside the evidence directory (`veil dev` keeps both under its state folder). */
+function spoolDirOf(config: SidecarConfig): string {
+  return config.spoolDir ?? join(dirname(resolve(config.auditDir ?? defaultAuditDir)), 'spool');
+}
+
+function shippingSettings(config: SidecarConfig, policy: ActivePolicy | undefined): ShippingSettings {
+  const audit = policy?.spec.audit ?? defaultAudit;
+  const retentionMs =
+    config.retentionSeconds !== undefined ? config.retentionSeconds * 1000 : audit.retentionDays * dayMs;
+  return { batch: audit.batch, retentionMs };
+}
+
+async function readSigningKey(file: string): Promise<SigningKey> {
+  try {
+    return importSigningKey(JSON.parse(await readFile(file, 'utf8')));
+  } catch {
+    // The content is a secret: say where, never what.
+    throw new Error(`${file} does not hold an Ed25519 private JWK`);
+  }
+}
+
+function registerGauges(telemetry: Telemetry, recorder: AuditRecorder): void {
+  telemetry.gauge('veil_audit_spool_bytes', 'Bytes in the audit spool', () => recorder.stats().spoolBytes);
+  telemetry.gauge(
+    'veil_audit_records_waiting',
+    'Durable audit records the evidence store has not acknowledged',
+    () => recorder.stats().recordsWaiting,
+  );
+  telemetry.gauge(
+    'veil_audit_oldest_unshipped_age_seconds',
+    'Age of the oldest audit record not yet shipped',
+    () => recorder.stats().oldestUnshippedAgeSeconds,
+  );
+}
+
+function logLine(message: string): void {
+  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'warn', message })}\n`);
+}

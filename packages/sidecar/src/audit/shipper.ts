@@ -1,0 +1,304 @@
+// Ships the spool to an evidence store. It cuts durable records into batches
+// (gzip NDJSON of one stream's consecutive records) by count, size or age, has
+// each described by a signed manifest chained to the one before, and uploads
+// the batch, then its manifest. Only once both are acknowledged does the spool
+// let the records go. Failures back off with jitter and shipping resumes by
+// itself; nothing is ever dropped, so a store that stays away fills the spool
+// and the request path refuses new requests.
+import { readFile } from 'node:fs/promises';
+import { buildBatchManifest, buildClose, encodeBatch, sha256Hex, storeManifest, streamId } from '@veil/core';
+import { type BackoffOptions, backoffDelay, defaultBackoff } from './backoff.ts';
+import { writeFileAtomic } from './files.ts';
+import type { Spool, SpoolEntry } from './spool.ts';
+import { AuditStateError, type OutboxItem, type ShipState, type StateData } from './state.ts';
+import type { EvidenceStore } from './store.ts';
+
+export type BatchSettings = { maxRecords: number; maxBytes: number; maxAgeSeconds: number };
+
+/** Read before each batch and upload, so a policy change applies to the next one. */
+export type ShippingSettings = { batch: BatchSettings; retentionMs: number };
+
+export type ShipperOptions = {
+  spool: Spool;
+  state: ShipState;
+  store: EvidenceStore;
+  settings: () => ShippingSettings;
+  /** The stream this process records into; closed by `close()`. */
+  stream: string;
+  /** Spool seqs below this were written by an earlier process: overdue, shipped at once. */
+  leftoverEnd: number;
+  now?: () => number;
+  backoff?: BackoffOptions;
+  log?: (message: string) => void;
+};
+
+export type ShipperStats = {
+  shippedRecords: number;
+  shippedBatches: number;
+  /** Consecutive failed attempts; 0 while shipping works. */
+  failures: number;
+};
+
+type Sleeper = { wake: () => void; byNotify: boolean };
+
+export class Shipper {
+  readonly #spool: Spool;
+  readonly #state: ShipState;
+  readonly #store: EvidenceStore;
+  readonly #settings: () => ShippingSettings;
+  readonly #stream: string;
+  readonly #leftoverEnd: number;
+  readonly #now: () => number;
+  readonly #backoff: BackoffOptions;
+  readonly #log: (message: string) => void;
+  readonly #stop = new AbortController();
+  readonly #stats: ShipperStats = { shippedRecords: 0, shippedBatches: 0, failures: 0 };
+  #loop: Promise<void> | undefined;
+  #sleeper: Sleeper | undefined;
+  #closing = false;
+
+  constructor(options: ShipperOptions) {
+    this.#spool = options.spool;
+    this.#state = options.state;
+    this.#store = options.store;
+    this.#settings = options.settings;
+    this.#stream = options.stream;
+    this.#leftoverEnd = options.leftoverEnd;
+    this.#now = options.now ?? Date.now;
+    this.#backoff = options.backoff ?? defaultBackoff;
+    this.#log = options.log ?? (() => undefined);
+  }
+
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  /** New durable records: a batch may be due. */
+  notify(): void {
+    if (this.#sleeper?.byNotify) this.#sleeper.wake();
+  }
+
+  stats(): ShipperStats {
+    return { ...this.#stats };
+  }
+
+  /**
+   * Cuts every remaining record into batches, closes this process's stream and
+   * uploads all, giving up after `graceMs`. True when everything was shipped;
+   * what was not stays in the spool directory for the next process to ship.
+   * The sink must take no more records by now.
+   */
+  async close(graceMs: number): Promise<boolean> {
+    this.#closing = true;
+    this.start();
+    const timer = setTimeout(() => this.#stop.abort(), graceMs);
+    this.#sleeper?.wake();
+    try {
+      await this.#loop;
+    } finally {
+      clearTimeout(timer);
+      this.#stop.abort();
+    }
+    return this.#state.data.outbox.length === 0 && this.#uncut() === 0;
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#stop.signal.aborted) {
+      try {
+        if (await this.#step()) {
+          if (this.#stats.failures > 0)
+            this.#log(`audit shipping resumed after ${this.#stats.failures} failures`);
+          this.#stats.failures = 0;
+          continue;
+        }
+        if (this.#closing) return;
+        await this.#sleep(this.#idleMs(), true);
+      } catch (error) {
+        if (this.#stop.signal.aborted) return;
+        this.#stats.failures += 1;
+        if (this.#stats.failures === 1 || this.#stats.failures % 20 === 0) {
+          this.#log(
+            `audit shipping to ${this.#store.description} failed (${this.#stats.failures}x): ${describe(error)}`,
+          );
+        }
+        await this.#sleep(backoffDelay(this.#stats.failures, this.#backoff), false);
+      }
+    }
+  }
+
+  /** One unit of work; false when there is none now. */
+  async #step(): Promise<boolean> {
+    // Closing cuts everything first: the closing manifest can then join the outbox
+    // even while the store is away, and the next process uploads it.
+    if (this.#closing && ((await this.#cut(true)) || (await this.#closeStream()))) return true;
+    const item = this.#state.data.outbox[0];
+    if (item) {
+      await this.#upload(item);
+      return true;
+    }
+    return !this.#closing && this.#cut(false);
+  }
+
+  #uncut(): number {
+    return this.#spool.stats().nextSeq - this.#state.data.cutSeq;
+  }
+
+  #due(from: number, batch: BatchSettings): boolean {
+    if (from < this.#leftoverEnd) return true;
+    if (this.#uncut() >= batch.maxRecords) return true;
+    if (this.#spool.bytesFrom(from) >= batch.maxBytes) return true;
+    const committed = this.#spool.committedAt(from);
+    return committed !== undefined && this.#now() - committed >= batch.maxAgeSeconds * 1000;
+  }
+
+  /** Until the oldest uncut record is due by age; a notify comes sooner when count or size is reached. */
+  #idleMs(): number | undefined {
+    const committed = this.#spool.committedAt(this.#state.data.cutSeq);
+    if (committed === undefined) return undefined;
+    return Math.max(0, committed + this.#settings().batch.maxAgeSeconds * 1000 - this.#now());
+  }
+
+  async #cut(force: boolean): Promise<boolean> {
+    const data = this.#state.data;
+    const from = data.cutSeq;
+    if (this.#uncut() <= 0) return false;
+    const { batch: settings } = this.#settings();
+    if (!force && !this.#due(from, settings)) return false;
+    const run = oneStream(await this.#spool.readFrom(from, settings.maxRecords, settings.maxBytes));
+    const stream = this.#state.stream(run.stream);
+    if (!stream) throw new AuditStateError(`the spool holds records of ${run.stream}, a stream with no key`);
+    const batch = encodeBatch(run.lines);
+    if (batch.content.firstSeq !== stream.nextRecordSeq) {
+      throw new AuditStateError(
+        `${run.stream} continues at record ${batch.content.firstSeq}, not ${stream.nextRecordSeq}`,
+      );
+    }
+    const manifest = buildBatchManifest({
+      stream: stream.ref,
+      signingKey: this.#state.signingKey(stream),
+      createdAt: new Date(this.#now()),
+      prev: storeManifest(stream.head),
+      batch,
+    });
+    const file = `${batch.content.sha256}.ndjson.gz`;
+    await writeFileAtomic(this.#state.batchPath(file), batch.bytes);
+    const next = { ...stream, head: manifest.manifest, nextRecordSeq: batch.content.lastSeq + 1 };
+    await this.#state.commit({
+      ...data,
+      cutSeq: run.lastSpoolSeq + 1,
+      streams: data.streams.map((s) => (s === stream ? next : s)),
+      outbox: [...data.outbox, { manifest: manifest.manifest, batch: { file, spoolUpto: run.lastSpoolSeq } }],
+    });
+    return true;
+  }
+
+  /** Queues this process's closing manifest once all its records are cut; false when done already. */
+  async #closeStream(): Promise<boolean> {
+    const data = this.#state.data;
+    const stream = this.#state.stream(this.#stream);
+    if (!stream || stream.head.kind === 'close') return false;
+    const close = buildClose({
+      stream: stream.ref,
+      signingKey: this.#state.signingKey(stream),
+      createdAt: new Date(this.#now()),
+      prev: storeManifest(stream.head),
+      lastSeq: stream.nextRecordSeq > 0 ? stream.nextRecordSeq - 1 : null,
+    });
+    await this.#state.commit({
+      ...data,
+      streams: data.streams.map((s) => (s === stream ? { ...stream, head: close.manifest } : s)),
+      outbox: [...data.outbox, { manifest: close.manifest }],
+    });
+    return true;
+  }
+
+  async #upload(item: OutboxItem): Promise<void> {
+    const signal = this.#stop.signal;
+    const retainUntil = new Date(this.#now() + this.#settings().retentionMs);
+    const manifest = storeManifest(item.manifest);
+    const described = item.manifest.kind === 'batch' ? item.manifest.batch : undefined;
+    if (item.batch && described) {
+      const bytes = await readFile(this.#state.batchPath(item.batch.file));
+      if (sha256Hex(bytes) !== described.sha256) {
+        throw new AuditStateError(`the outbox copy of ${described.key} is damaged`);
+      }
+      await this.#store.put({ key: described.key, bytes, sha256: described.sha256, retainUntil }, signal);
+    }
+    await this.#store.put(
+      { key: manifest.key, bytes: manifest.bytes, sha256: manifest.sha256, retainUntil },
+      signal,
+    );
+    if (item.batch) await this.#spool.release(item.batch.spoolUpto);
+    const data = this.#state.data;
+    await this.#state.commit({ ...data, streams: this.#liveStreams(data), outbox: data.outbox.slice(1) });
+    if (item.batch) await this.#state.removeBatch(item.batch.file);
+    if (described) {
+      this.#stats.shippedRecords += described.records;
+      this.#stats.shippedBatches += 1;
+    }
+  }
+
+  /** Streams of earlier processes are forgotten once nothing of theirs is left to ship. */
+  #liveStreams(data: StateData): StateData['streams'] {
+    const leftoversCut = data.cutSeq >= this.#leftoverEnd;
+    const pending = new Set(data.outbox.slice(1).map((item) => item.manifest.stream));
+    return data.streams.filter((stream) => {
+      const id = streamId(stream.ref);
+      return id === this.#stream || pending.has(id) || !leftoversCut;
+    });
+  }
+
+  #sleep(ms: number | undefined, byNotify: boolean): Promise<void> {
+    return new Promise<void>((resolve) => {
+      if (this.#stop.signal.aborted) {
+        resolve();
+        return;
+      }
+      const timer = ms === undefined ? undefined : setTimeout(done, ms);
+      const signal = this.#stop.signal;
+      function done(): void {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        resolve();
+      }
+      this.#sleeper = { wake: done, byNotify };
+      signal.addEventListener('abort', done, { once: true });
+    }).finally(() => {
+      this.#sleeper = undefined;
+    });
+  }
+}
+
+type StreamRun = { stream: string; lines: string[]; lastSpoolSeq: number };
+
+/** The leading records of one stream: a batch never mixes streams. */
+function oneStream(entries: readonly SpoolEntry[]): StreamRun {
+  const first = entries[0];
+  if (!first) throw new AuditStateError('the spool returned no record to cut');
+  const stream = streamOf(first.line);
+  const lines: string[] = [];
+  let lastSpoolSeq = first.seq;
+  for (const entry of entries) {
+    if (streamOf(entry.line) !== stream) break;
+    lines.push(entry.line);
+    lastSpoolSeq = entry.seq;
+  }
+  return { stream, lines, lastSpoolSeq };
+}
+
+function streamOf(line: string): string {
+  let stream: unknown;
+  try {
+    stream = (JSON.parse(line) as { stream?: unknown }).stream;
+  } catch {
+    stream = undefined;
+  }
+  if (typeof stream !== 'string') throw new AuditStateError('a spooled record names no stream');
+  return stream;
+}
+
+function describe(error: unknown): string {
+  if (!(error instanceof Error)) return 'unknown error';
+  const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+  return `${error.name}${status ? ` (HTTP ${status})` : ''}: ${error.message}`.slice(0, 300);
+}

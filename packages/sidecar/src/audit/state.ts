@@ -1,0 +1,165 @@
+// The shipper's durable state, kept next to the spool: per stream its signing
+// key, the head of its manifest chain and the next record seq to ship; the
+// spool position up to which records are cut into batches; and the outbox,
+// batches and manifests built but not yet acknowledged by the store.
+//
+// A manifest is stored here before it is uploaded, and uploaded only from
+// here, so a retry after a crash sends the same bytes to the same key: the
+// store then finds them already there instead of a conflicting version.
+import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  type Ed25519PrivateJwk,
+  ed25519PrivateJwkSchema,
+  importSigningKey,
+  type Manifest,
+  manifestSchema,
+  type SigningKey,
+  type StreamRef,
+  streamId,
+} from '@veil/core';
+import { z } from 'zod';
+import { tempPathOf, writeFileAtomic } from './files.ts';
+
+/** The state does not describe the spool it sits next to; nothing is guessed. */
+export class AuditStateError extends Error {
+  override name = 'AuditStateError';
+}
+
+const segment = z.string().min(1);
+const streamRefSchema = z.strictObject({
+  cluster: segment,
+  namespace: segment,
+  podUid: segment,
+  incarnation: segment,
+});
+
+const streamRecordSchema = z.strictObject({
+  ref: streamRefSchema,
+  key: ed25519PrivateJwkSchema,
+  /** The stream's latest manifest: the next one links to it. */
+  head: manifestSchema,
+  /** The seq the stream's next batch starts at. */
+  nextRecordSeq: z.int().min(0),
+});
+export type StreamRecord = z.infer<typeof streamRecordSchema>;
+
+const outboxItemSchema = z.strictObject({
+  manifest: manifestSchema,
+  /** For a batch manifest: its batch object in the outbox, and the last spool seq it holds. */
+  batch: z
+    .strictObject({ file: z.string().regex(/^[0-9a-f]{64}\.ndjson\.gz$/), spoolUpto: z.int().min(0) })
+    .optional(),
+});
+export type OutboxItem = z.infer<typeof outboxItemSchema>;
+
+const stateSchema = z.strictObject({
+  version: z.literal(1),
+  /** The first spool seq not yet cut into a batch. */
+  cutSeq: z.int().min(0),
+  streams: z.array(streamRecordSchema),
+  /** In upload order. */
+  outbox: z.array(outboxItemSchema),
+});
+export type StateData = z.infer<typeof stateSchema>;
+
+const stateName = 'state.json';
+const outboxName = 'outbox';
+
+export class ShipState {
+  readonly #dir: string;
+  readonly #keys = new Map<string, SigningKey>();
+  #data: StateData;
+  #saving: Promise<void> = Promise.resolve();
+  /** False when no state was found: a new spool. */
+  readonly found: boolean;
+
+  private constructor(dir: string, data: StateData, found: boolean) {
+    this.#dir = dir;
+    this.#data = data;
+    this.found = found;
+  }
+
+  /** Loads the state in `dir` (a new one cut from `cutSeq` if none) and drops outbox files it does not list. */
+  static async open(dir: string, cutSeq: number): Promise<ShipState> {
+    await mkdir(join(dir, outboxName), { recursive: true, mode: 0o700 });
+    const loaded = await readState(join(dir, stateName));
+    const state = new ShipState(dir, loaded ?? { version: 1, cutSeq, streams: [], outbox: [] }, !!loaded);
+    await state.#dropStrayFiles();
+    return state;
+  }
+
+  get data(): Readonly<StateData> {
+    return this.#data;
+  }
+
+  stream(id: string): StreamRecord | undefined {
+    return this.#data.streams.find((stream) => streamId(stream.ref) === id);
+  }
+
+  signingKey(stream: StreamRecord): SigningKey {
+    const id = streamId(stream.ref);
+    let key = this.#keys.get(id);
+    if (!key) {
+      key = importSigningKey(stream.key);
+      this.#keys.set(id, key);
+    }
+    return key;
+  }
+
+  /** Makes `next` the state, durably; until this resolves the old state stands. */
+  commit(next: StateData): Promise<void> {
+    const run = this.#saving.then(async () => {
+      await writeFileAtomic(join(this.#dir, stateName), JSON.stringify(next));
+      this.#data = next;
+    });
+    // One failed write must not fail every later one.
+    this.#saving = run.catch(() => undefined);
+    return run;
+  }
+
+  batchPath(file: string): string {
+    return join(this.#dir, outboxName, file);
+  }
+
+  async removeBatch(file: string): Promise<void> {
+    await unlink(this.batchPath(file)).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error;
+    });
+  }
+
+  // A crash between writing a batch file and committing the state that lists it leaves the file behind.
+  async #dropStrayFiles(): Promise<void> {
+    const listed = new Set(this.#data.outbox.flatMap((item) => (item.batch ? [item.batch.file] : [])));
+    for (const name of await readdir(join(this.#dir, outboxName))) {
+      if (!listed.has(name)) await unlink(join(this.#dir, outboxName, name));
+    }
+    await unlink(tempPathOf(join(this.#dir, stateName))).catch(() => undefined);
+  }
+}
+
+export function newStreamRecord(ref: StreamRef, key: Ed25519PrivateJwk, genesis: Manifest): StreamRecord {
+  return { ref, key, head: genesis, nextRecordSeq: 0 };
+}
+
+async function readState(path: string): Promise<StateData | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new AuditStateError(`${stateName} is not JSON`);
+  }
+  const parsed = stateSchema.safeParse(json);
+  if (!parsed.success) {
+    const fields = [...new Set(parsed.error.issues.map((issue) => issue.path.join('.') || '(state)'))];
+    throw new AuditStateError(`${stateName} is not a valid shipper state: ${fields.join(', ')}`);
+  }
+  return parsed.data;
+}

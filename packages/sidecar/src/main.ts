@@ -1,0 +1,68 @@
+// The sidecar process: configuration from the environment the injector writes,
+// then serve until SIGTERM or SIGINT, and close within a grace period.
+import { existsSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { configFromEnv } from './config.ts';
+import { type RunningSidecar, type SidecarOptions, startSidecar } from './sidecar.ts';
+
+/**
+ * Less than the pod's default 30 s termination grace, so the kubelet never has to
+ * kill; more than the audit recorder's own close grace (20 s by default).
+ */
+const shutdownGraceMs = 25_000;
+
+// Without a bucket, evidence stays in the pod: on its writable state volume, never
+// in the working directory (read-only in the image).
+const env = { ...process.env };
+if (!env.VEIL_S3_BUCKET && !env.VEIL_AUDIT_DIR && env.VEIL_STATE_DIR) {
+  env.VEIL_AUDIT_DIR = join(env.VEIL_STATE_DIR, 'evidence');
+}
+
+// In a pod, the kube-apiserver serves service-account issuer discovery and keys with
+// the cluster CA, and to authenticated service accounts only.
+const serviceAccountDir = '/var/run/secrets/kubernetes.io/serviceaccount';
+const inClusterIssuers = ['https://kubernetes.default.svc.cluster.local', 'https://kubernetes.default.svc'];
+function inClusterAuth(): SidecarOptions['authOptions'] {
+  if (!existsSync(`${serviceAccountDir}/ca.crt`) || !existsSync(`${serviceAccountDir}/token`)) return undefined;
+  const ca = readFileSync(`${serviceAccountDir}/ca.crt`, 'utf8');
+  return {
+    issuerCa: Object.fromEntries(inClusterIssuers.map((issuer) => [issuer, ca])),
+    // Projected tokens rotate: read anew for each request.
+    serviceAccountCredentials: async () => (await readFile(`${serviceAccountDir}/token`, 'utf8')).trim(),
+  };
+}
+
+let sidecar: RunningSidecar;
+try {
+  sidecar = await startSidecar(configFromEnv(env), { authOptions: inClusterAuth() });
+} catch (error) {
+  console.error(`veil-sidecar: ${(error as Error).message}`);
+  process.exit(1);
+}
+console.log(`veil-sidecar: proxy ${sidecar.url}, admin ${sidecar.adminUrl}`);
+
+let stopping = false;
+async function stop(signal: NodeJS.Signals): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  console.log(`veil-sidecar: ${signal}, closing`);
+  const timer = setTimeout(() => {
+    console.error(`veil-sidecar: not closed after ${shutdownGraceMs} ms, exiting`);
+    process.exit(1);
+  }, shutdownGraceMs);
+  try {
+    await sidecar.close();
+    console.log('veil-sidecar: closed');
+    process.exitCode = 0;
+  } catch (error) {
+    console.error(`veil-sidecar: close failed: ${(error as Error).message}`);
+    process.exitCode = 1;
+  } finally {
+    clearTimeout(timer);
+  }
+  // Telemetry and keep-alive handles may linger: the process is done.
+  process.exit();
+}
+process.once('SIGTERM', (signal) => void stop(signal));
+process.once('SIGINT', (signal) => void stop(signal));

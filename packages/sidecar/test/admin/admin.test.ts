@@ -1,0 +1,172 @@
+// The admin port: probes, Prometheus metrics and controller policy pushes
+// (ACK with the hash and enforced at once; NACK keeping the last good policy).
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { type PolicySpec, policyHash } from '@veil/core';
+import { type CryptoKey, exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { CONTROLLER_ISSUER, sidecarAudience } from '../../src/admin/policy.ts';
+import { call, POD_UID, type SidecarFixture, startSidecarFixture, testPolicy } from '../fixtures/sidecar.ts';
+
+const EMAIL = 'pat.lee@example.net';
+
+/** A controller token: signed with key, for the given audience. */
+function pushToken(key: CryptoKey, audience = sidecarAudience(POD_UID)): Promise<string> {
+  return new SignJWT({})
+    .setProtectedHeader({ alg: 'EdDSA' })
+    .setIssuer(CONTROLLER_ISSUER)
+    .setAudience(audience)
+    .setIssuedAt()
+    .setExpirationTime('2m')
+    .sign(key);
+}
+
+/** `veil_requests_total` for one api and outcome, 0 when absent. */
+function requestsCounted(metrics: string, api: string, outcome: string): number {
+  for (const line of metrics.split('\n')) {
+    if (!line.startsWith('veil_requests_total{')) continue;
+    if (line.includes(`api="${api}"`) && line.includes(`outcome="${outcome}"`)) {
+      return Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+  }
+  return 0;
+}
+
+describe('admin port', () => {
+  let fixture: SidecarFixture;
+  let controller: CryptoKey;
+  let impostor: CryptoKey;
+  let token: string;
+  let basePolicy: PolicySpec;
+
+  const push = (body: unknown, bearer: string | undefined) =>
+    call(`${fixture.adminUrl}/v1/policy`, body, { method: 'PUT', token: bearer });
+  const embed = () => call(`${fixture.url}/v1/embeddings`, { model: 'm', input: `mail ${EMAIL}` }, { token });
+
+  before(async () => {
+    const pair = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
+    controller = pair.privateKey;
+    impostor = (await generateKeyPair('EdDSA', { crv: 'Ed25519' })).privateKey;
+    fixture = await startSidecarFixture({
+      controllerKey: { ...(await exportJWK(pair.publicKey)), alg: 'EdDSA' },
+    });
+    basePolicy = testPolicy([fixture.issuer]);
+    token = await fixture.token();
+  });
+  after(() => fixture.close());
+
+  it('answers /healthz', async () => {
+    const answer = await call(`${fixture.adminUrl}/healthz`);
+    assert.equal(answer.status, 200);
+    assert.deepEqual(answer.json, { status: 'ok' });
+  });
+
+  it('is ready with the policy it enforces', async () => {
+    const answer = await call(`${fixture.adminUrl}/readyz`);
+    assert.equal(answer.status, 200);
+    assert.deepEqual(answer.json, {
+      status: 'ready',
+      policy: { name: 'test', hash: policyHash(basePolicy) },
+    });
+  });
+
+  it('counts requests by API and outcome in Prometheus text', async () => {
+    const before = (await call(`${fixture.adminUrl}/metrics`)).text;
+    await embed();
+    await embed();
+    await call(`${fixture.url}/v1/embeddings`, { model: 'm', input: 'x' });
+    const answer = await call(`${fixture.adminUrl}/metrics`);
+    assert.equal(answer.status, 200);
+    assert.match(String(answer.headers['content-type']), /^text\/plain/);
+    assert.match(answer.text, /# TYPE veil_requests_total counter/);
+    assert.equal(
+      requestsCounted(answer.text, 'openai', 'allowed') - requestsCounted(before, 'openai', 'allowed'),
+      2,
+    );
+    assert.equal(
+      requestsCounted(answer.text, 'openai', 'unauthenticated') -
+        requestsCounted(before, 'openai', 'unauthenticated'),
+      1,
+    );
+  });
+
+  it('ACKs a controller push with the hash and enforces its masking on the next request', async () => {
+    const next: PolicySpec = {
+      ...basePolicy,
+      masking: {
+        rules: [
+          {
+            name: 'emails',
+            detectors: ['email'],
+            patterns: [],
+            operator: 'redact',
+            scopes: ['forward'],
+            responseFields: [],
+          },
+        ],
+      },
+    };
+    const answer = await push({ name: 'pushed', spec: next }, await pushToken(controller));
+    assert.equal(answer.status, 200, answer.text);
+    assert.deepEqual(answer.json, { status: 'ack', hash: policyHash(next) });
+
+    const before = fixture.upstreamCalls.length;
+    assert.equal((await embed()).status, 200);
+    assert.equal(fixture.upstreamCalls.length, before + 1);
+    assert.ok(!JSON.stringify(fixture.upstreamCalls.at(-1)).includes(EMAIL), 'the model never sees it');
+    assert.deepEqual(fixture.records().at(-1)?.policy, { name: 'pushed', hash: policyHash(next) });
+    const ready = await call(`${fixture.adminUrl}/readyz`);
+    assert.deepEqual((ready.json as { policy: unknown }).policy, { name: 'pushed', hash: policyHash(next) });
+    const current = await call(`${fixture.adminUrl}/v1/policy`);
+    assert.deepEqual(current.json, { name: 'pushed', hash: policyHash(next) });
+  });
+
+  it('NACKs a bad policy with 422 and the reason, the last good policy still enforced', async () => {
+    const hashBefore = fixture.sidecar.store.current()?.hash;
+    const answer = await push(
+      { name: 'broken', spec: { ...basePolicy, limits: { maxInputsPerRequest: 0 } } },
+      await pushToken(controller),
+    );
+    assert.equal(answer.status, 422);
+    assert.equal((answer.json as { status: string }).status, 'nack');
+    assert.match((answer.json as { reason: string }).reason, /limits\.maxInputsPerRequest/);
+    assert.equal(fixture.sidecar.store.current()?.hash, hashBefore);
+
+    assert.equal((await embed()).status, 200);
+    assert.ok(!JSON.stringify(fixture.upstreamCalls.at(-1)).includes(EMAIL), 'masking still on');
+  });
+
+  it('NACKs a body that is not {name, spec} with 400', async () => {
+    const answer = await push({ spec: basePolicy }, await pushToken(controller));
+    assert.equal(answer.status, 400);
+  });
+
+  it('refuses with 401 a push signed by another key, for another pod, or unsigned', async () => {
+    const hashBefore = fixture.sidecar.store.current()?.hash;
+    const open = { name: 'takeover', spec: basePolicy };
+    const attempts = [
+      await pushToken(impostor),
+      await pushToken(controller, sidecarAudience('another-pod')),
+      undefined,
+    ];
+    for (const bearer of attempts) {
+      const answer = await push(open, bearer);
+      assert.equal(answer.status, 401);
+      assert.deepEqual(answer.json, { status: 'nack', reason: 'push not signed by the controller' });
+    }
+    assert.equal(fixture.sidecar.store.current()?.hash, hashBefore);
+  });
+
+  it('refuses every push when no controller key is configured', async () => {
+    const closed = await startSidecarFixture();
+    try {
+      const answer = await call(
+        `${closed.adminUrl}/v1/policy`,
+        { name: 'x', spec: {} },
+        { method: 'PUT', token: await pushToken(controller) },
+      );
+      assert.equal(answer.status, 403);
+    } finally {
+      await closed.close();
+    }
+  });
+});

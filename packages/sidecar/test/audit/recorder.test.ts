@@ -1,0 +1,275 @@
+import assert from 'node:assert/strict';
+import { cp } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type TestContext, test } from 'node:test';
+import { parseEvidenceKey, streamId } from '@veil/core';
+import { DirEvidenceStore } from '../../src/audit/dirstore.ts';
+import { AuditRecorder, type AuditRecorderOptions } from '../../src/audit/recorder.ts';
+import type { BatchSettings } from '../../src/audit/shipper.ts';
+import { AuditStateError } from '../../src/audit/state.ts';
+import {
+  type Defer,
+  draft,
+  eventually,
+  invalid,
+  ScriptedStore,
+  teardown,
+  tempDir,
+  verifyDir,
+} from './helpers.ts';
+
+const pod = { namespace: 'ml', name: 'embed-0', uid: 'pod-uid-1' };
+const never: BatchSettings = { maxRecords: 1_000_000, maxBytes: 256 * 1024 * 1024, maxAgeSeconds: 3600 };
+
+type Setup = { spoolDir: string; evidenceDir: string; store: ScriptedStore; defer: Defer };
+
+async function setup(t: TestContext): Promise<Setup> {
+  const defer = teardown(t);
+  const root = await tempDir(defer);
+  const evidenceDir = join(root, 'evidence');
+  const store = new ScriptedStore(new DirEvidenceStore(evidenceDir));
+  return { spoolDir: join(root, 'spool'), evidenceDir, store, defer };
+}
+
+async function open(
+  s: Setup,
+  batch: Partial<BatchSettings>,
+  overrides: Partial<AuditRecorderOptions> = {},
+): Promise<AuditRecorder> {
+  const recorder = await AuditRecorder.open({
+    spoolDir: s.spoolDir,
+    identity: { cluster: 'test', pod, incarnation: 'inc-1' },
+    store: s.store,
+    settings: () => ({ batch: { ...never, ...batch }, retentionMs: 1000 }),
+    closeGraceMs: 10_000,
+    backoff: { baseMs: 5, capMs: 20 },
+    ...overrides,
+  });
+  s.defer(() => recorder.close());
+  return recorder;
+}
+
+async function appendMany(recorder: AuditRecorder, prefix: string, count: number): Promise<void> {
+  await Promise.all(Array.from({ length: count }, (_, i) => recorder.append(draft(`${prefix}-${i}`))));
+}
+
+test('records ship in batches cut by count, chained from genesis to close, and verify clean', async (t) => {
+  const s = await setup(t);
+  const recorder = await open(s, { maxRecords: 10 });
+  for (let i = 0; i < 5; i++) await appendMany(recorder, `r${i}`, 7);
+  await eventually('three full batches', () => recorder.stats().shippedBatches >= 3);
+  await recorder.close();
+
+  const result = await verifyDir(s.evidenceDir);
+  assert.deepEqual(invalid(result), []);
+  assert.equal(result.totals.records, 35);
+  assert.equal(result.streams.length, 1);
+  assert.equal(result.streams[0]?.stream, 'test/ml/pod-uid-1/inc-1');
+  assert.equal(result.streams[0]?.closed, true);
+  assert.deepEqual(
+    result.records.map((r) => r.seq),
+    Array.from({ length: 35 }, (_, i) => i),
+  );
+  // Count cuts hold at most maxRecords; only the close flushes a shorter tail.
+  const batches = s.store.puts.filter((key) => key.includes('/batches/'));
+  assert.ok(batches.length >= 4, batches.join());
+  assert.equal(recorder.stats().recordsWaiting, 0);
+});
+
+test('genesis comes first, each batch before its manifest, and the close last', async (t) => {
+  const s = await setup(t);
+  const recorder = await open(s, { maxRecords: 3 });
+  await appendMany(recorder, 'a', 6);
+  await recorder.close();
+  const kinds = s.store.puts.map((key) => {
+    const parsed = parseEvidenceKey(key);
+    assert.ok(parsed, key);
+    return `${parsed.kind}${parsed.seq}`;
+  });
+  assert.equal(kinds[0], 'manifest0');
+  for (const [index, kind] of kinds.entries()) {
+    if (kind.startsWith('batch')) assert.equal(kinds[index + 1], `manifest${kind.slice(5)}`);
+  }
+  const last = s.store.puts.at(-1) as string;
+  const manifests = kinds.filter((k) => k.startsWith('manifest'));
+  assert.equal(kinds.at(-1), manifests.at(-1));
+  assert.ok(last.endsWith('.json'));
+});
+
+test('a batch is cut by size before its count is reached', async (t) => {
+  const s = await setup(t);
+  const recorder = await open(s, { maxBytes: 4096 });
+  await appendMany(recorder, 'sized', 40);
+  await eventually('a batch cut by size', () => recorder.stats().shippedBatches >= 1);
+  await recorder.close();
+  const result = await verifyDir(s.evidenceDir);
+  assert.deepEqual(invalid(result), []);
+  assert.equal(result.totals.records, 40);
+  assert.ok(result.totals.batches >= 5, `${result.totals.batches} batches of at most 4 KiB of lines`);
+});
+
+test('a batch is cut by age when neither count nor size is reached', async (t) => {
+  const s = await setup(t);
+  const recorder = await open(s, { maxAgeSeconds: 0.1 });
+  await appendMany(recorder, 'aged', 3);
+  await eventually('a batch cut by age', () => recorder.stats().shippedRecords === 3);
+  assert.equal(recorder.stats().recordsWaiting, 0);
+});
+
+test('records stay in the spool until batch and manifest are both acknowledged', async (t) => {
+  const s = await setup(t);
+  let manifestsDown = true;
+  s.store.failing = (key) => manifestsDown && key.includes('/manifests/') && !key.endsWith('0000.json');
+  const recorder = await open(s, { maxRecords: 5 });
+  await appendMany(recorder, 'held', 5);
+  await eventually('the batch uploaded and its manifest refused', () => s.store.failures >= 3);
+  assert.ok(s.store.puts.some((key) => key.includes('/batches/')));
+  assert.equal(recorder.stats().recordsWaiting, 5);
+  assert.equal(recorder.stats().shippedRecords, 0);
+
+  // Shipping resumes by itself; the batch is sent again, found identical, and the manifest follows.
+  manifestsDown = false;
+  await eventually('shipping resumed', () => {
+    const stats = recorder.stats();
+    return stats.recordsWaiting === 0 && stats.failures === 0;
+  });
+  await recorder.close();
+  const result = await verifyDir(s.evidenceDir);
+  assert.deepEqual(invalid(result), []);
+  assert.equal(result.totals.records, 5);
+});
+
+test('a full spool stops accepting, and drains once the store is back', async (t) => {
+  const s = await setup(t);
+  let down = true;
+  s.store.failing = () => down;
+  const recorder = await open(s, { maxRecords: 50, maxAgeSeconds: 0.1 }, { capacityBytes: 64 * 1024 });
+  let taken = 0;
+  while (recorder.accepting()) {
+    await recorder.append(draft(`fill-${taken}`));
+    taken += 1;
+  }
+  assert.ok(taken > 10, `${taken} records before full`);
+  // Requests already let in still find room; a refusal for want of room does not.
+  await recorder.append(draft('admitted'));
+  await assert.rejects(recorder.append(draft('refused', 'unavailable')), /full/);
+
+  down = false;
+  await eventually('the spool drained', () => recorder.stats().recordsWaiting === 0);
+  assert.equal(recorder.accepting(), true);
+  await recorder.close();
+  const result = await verifyDir(s.evidenceDir);
+  assert.deepEqual(invalid(result), []);
+  assert.equal(result.totals.records, taken + 1);
+  // The refused record took no seq: the stream has no gap.
+  assert.equal(result.totals.gaps, 0);
+});
+
+test('records an earlier process left are shipped under its own stream and key', async (t) => {
+  const s = await setup(t);
+  s.store.failing = () => true;
+  const first = await open(
+    s,
+    { maxRecords: 4 },
+    { backoff: { baseMs: 60_000, capMs: 60_000 }, closeGraceMs: 0 },
+  );
+  await appendMany(first, 'before', 9);
+  // What a crash leaves behind: the spool directory as it is now.
+  const crashed = join(s.spoolDir, '..', 'crashed');
+  await cp(s.spoolDir, crashed, { recursive: true });
+
+  const after: Setup = {
+    ...s,
+    spoolDir: crashed,
+    store: new ScriptedStore(new DirEvidenceStore(s.evidenceDir)),
+  };
+  const second = await open(
+    after,
+    { maxRecords: 4 },
+    { identity: { cluster: 'test', pod, incarnation: 'inc-2' } },
+  );
+  await appendMany(second, 'after', 3);
+  await second.close();
+
+  const result = await verifyDir(s.evidenceDir);
+  assert.deepEqual(invalid(result), []);
+  const byStream = new Map(result.streams.map((stream) => [stream.stream, stream]));
+  const earlier = byStream.get(
+    streamId({ cluster: 'test', namespace: 'ml', podUid: 'pod-uid-1', incarnation: 'inc-1' }),
+  );
+  const later = byStream.get(second.stream);
+  assert.equal(earlier?.records, 9);
+  assert.equal(earlier?.closed, false, 'a crashed stream stays unclosed');
+  assert.equal(later?.records, 3);
+  assert.equal(later?.closed, true);
+  assert.notEqual(earlier?.keyId, later?.keyId);
+  assert.ok(result.findings.some((f) => f.code === 'unclosed-stream' && f.stream === earlier?.stream));
+});
+
+test('the same incarnation reopened carries on its record seq', async (t) => {
+  const s = await setup(t);
+  s.store.failing = () => true;
+  const first = await open(s, {}, { backoff: { baseMs: 60_000, capMs: 60_000 }, closeGraceMs: 0 });
+  await appendMany(first, 'one', 3);
+  const crashed = join(s.spoolDir, '..', 'crashed');
+  await cp(s.spoolDir, crashed, { recursive: true });
+
+  const again = await open(
+    { ...s, spoolDir: crashed, store: new ScriptedStore(new DirEvidenceStore(s.evidenceDir)) },
+    {},
+  );
+  await appendMany(again, 'two', 2);
+  await again.close();
+  const result = await verifyDir(s.evidenceDir);
+  assert.deepEqual(invalid(result), []);
+  assert.equal(result.streams.length, 1);
+  assert.deepEqual(
+    result.records.map((r) => r.seq),
+    [0, 1, 2, 3, 4],
+  );
+});
+
+test('a spool with unshipped records but no shipper state is refused, not guessed at', async (t) => {
+  const s = await setup(t);
+  s.store.failing = () => true;
+  const first = await open(s, {}, { backoff: { baseMs: 60_000, capMs: 60_000 }, closeGraceMs: 0 });
+  await appendMany(first, 'orphan', 2);
+  const crashed = join(s.spoolDir, '..', 'crashed');
+  await cp(s.spoolDir, crashed, { recursive: true, filter: (source) => !source.includes('shipper') });
+  await assert.rejects(
+    AuditRecorder.open({
+      spoolDir: crashed,
+      identity: { cluster: 'test', pod, incarnation: 'inc-2' },
+      store: s.store,
+      settings: () => ({ batch: never, retentionMs: 1000 }),
+      closeGraceMs: 0,
+    }),
+    AuditStateError,
+  );
+});
+
+test('close gives up after its grace period and leaves everything for the next process', async (t) => {
+  const s = await setup(t);
+  s.store.failing = () => true;
+  const first = await open(s, {}, { closeGraceMs: 200 });
+  await appendMany(first, 'late', 4);
+  await first.close();
+  assert.deepEqual(s.store.puts, []);
+
+  // The closing manifest was queued while the store was away: the next process uploads it.
+  const next = await open(
+    { ...s, store: new ScriptedStore(new DirEvidenceStore(s.evidenceDir)) },
+    {},
+    {
+      identity: { cluster: 'test', pod, incarnation: 'inc-2' },
+    },
+  );
+  await next.close();
+  const result = await verifyDir(s.evidenceDir);
+  assert.deepEqual(invalid(result), []);
+  assert.equal(result.totals.records, 4);
+  assert.deepEqual(
+    result.streams.map((stream) => stream.closed),
+    [true, true],
+  );
+});

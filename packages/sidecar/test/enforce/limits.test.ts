@@ -1,0 +1,78 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { VectorRateLimiter } from '../../src/enforce/limits.ts';
+
+/** A clock the test moves by hand. */
+function manualClock(start = 1_000_000): { now: () => number; advance: (ms: number) => void } {
+  let time = start;
+  return { now: () => time, advance: (ms) => (time += ms) };
+}
+
+describe('VectorRateLimiter', () => {
+  it('lets a caller burst up to the whole minute, then refuses', () => {
+    const clock = manualClock();
+    const limiter = new VectorRateLimiter(60, { now: clock.now });
+    assert.deepEqual(limiter.take('alice', 60), { ok: true });
+    assert.deepEqual(limiter.take('alice', 1), { ok: false, retryAfterSeconds: 1 });
+  });
+
+  it('refills continuously and says how long until the request would pass', () => {
+    const clock = manualClock();
+    const limiter = new VectorRateLimiter(6, { now: clock.now });
+    assert.equal(limiter.take('alice', 6).ok, true);
+    // One vector every ten seconds.
+    assert.deepEqual(limiter.take('alice', 3), { ok: false, retryAfterSeconds: 30 });
+    clock.advance(10_000);
+    assert.deepEqual(limiter.take('alice', 3), { ok: false, retryAfterSeconds: 20 });
+    assert.deepEqual(limiter.take('alice', 1), { ok: true });
+    clock.advance(29_999);
+    assert.deepEqual(limiter.take('alice', 3), { ok: false, retryAfterSeconds: 1 });
+    clock.advance(1);
+    assert.deepEqual(limiter.take('alice', 3), { ok: true });
+  });
+
+  it('never refills past the minute budget', () => {
+    const clock = manualClock();
+    const limiter = new VectorRateLimiter(10, { now: clock.now });
+    limiter.take('alice', 1);
+    clock.advance(3_600_000);
+    assert.equal(limiter.take('alice', 10).ok, true);
+    assert.equal(limiter.take('alice', 1).ok, false);
+  });
+
+  it('keeps a bucket per identity', () => {
+    const clock = manualClock();
+    const limiter = new VectorRateLimiter(5, { now: clock.now });
+    assert.equal(limiter.take('alice', 5).ok, true);
+    assert.equal(limiter.take('alice', 1).ok, false);
+    assert.equal(limiter.take('bob', 5).ok, true);
+  });
+
+  it('takes nothing from a refused request', () => {
+    const clock = manualClock();
+    const limiter = new VectorRateLimiter(10, { now: clock.now });
+    assert.equal(limiter.take('alice', 8).ok, true);
+    assert.equal(limiter.take('alice', 5).ok, false);
+    assert.equal(limiter.take('alice', 2).ok, true);
+  });
+
+  it('never lets a request larger than the whole budget through', () => {
+    const clock = manualClock();
+    const limiter = new VectorRateLimiter(10, { now: clock.now });
+    assert.deepEqual(limiter.take('alice', 11), { ok: false, retryAfterSeconds: 60 });
+    clock.advance(3_600_000);
+    assert.equal(limiter.take('alice', 11).ok, false);
+  });
+
+  it('forgets only idle, full buckets when the identity table is full', () => {
+    const clock = manualClock();
+    const limiter = new VectorRateLimiter(10, { now: clock.now, maxIdentities: 2 });
+    limiter.take('alice', 10);
+    clock.advance(60_000);
+    limiter.take('bob', 10);
+    // Table full: alice has been idle a minute (full again) and goes; bob stays, spent.
+    limiter.take('carol', 1);
+    assert.equal(limiter.take('bob', 1).ok, false);
+    assert.equal(limiter.take('alice', 10).ok, true);
+  });
+});

@@ -1,0 +1,207 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import { type PolicySpecInput, policyHash, policySpecSchema } from '@veil/core';
+import { PolicyStore } from '../../src/policy/store.ts';
+import { startTestIssuer, type TestIssuer } from '../fixtures/issuer.ts';
+
+const hashKey = randomBytes(32);
+
+const spec = (vectorsPerMinute: number, extra: PolicySpecInput = {}) => ({
+  limits: { vectorsPerMinute },
+  ...extra,
+});
+
+describe('PolicyStore', () => {
+  let dir: string;
+  const stores: PolicyStore[] = [];
+  const newStore = (options: Partial<ConstructorParameters<typeof PolicyStore>[0]> = {}) => {
+    const store = new PolicyStore({ hashKey, stateDir: join(dir, 'state'), ...options });
+    stores.push(store);
+    return store;
+  };
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'veil-store-'));
+  });
+  afterEach(async () => {
+    await Promise.all(stores.splice(0).map((store) => store.close()));
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('serves nothing until a policy is applied', async () => {
+    const store = newStore();
+    assert.equal(store.current(), undefined);
+    assert.equal(await store.load(), 'none');
+  });
+
+  it('applies a good policy, answers its hash and persists it as the last good one', async () => {
+    const store = newStore();
+    const result = await store.apply('default', spec(100));
+    const expected = policyHash(policySpecSchema.parse(spec(100)));
+    assert.deepEqual(result, { ok: true, hash: expected, changed: true });
+    assert.equal(store.current()?.hash, expected);
+    assert.equal(store.current()?.name, 'default');
+    const saved = JSON.parse(await readFile(join(dir, 'state', 'last-good-policy.json'), 'utf8'));
+    assert.equal(saved.name, 'default');
+    assert.equal(policyHash(policySpecSchema.parse(saved.spec)), expected);
+  });
+
+  it('says when the same policy comes again', async () => {
+    const store = newStore();
+    await store.apply('default', spec(100));
+    const again = await store.apply('default', spec(100));
+    assert.equal(again.ok && again.changed, false);
+  });
+
+  it('refuses a bad policy with the reason and keeps the previous one, in memory and on disk', async () => {
+    const store = newStore();
+    const good = await store.apply('default', spec(100));
+    const file = join(dir, 'state', 'last-good-policy.json');
+    const before = await readFile(file, 'utf8');
+    const bad = await store.apply('default', { limits: { vectorsPerMinute: -1 } });
+    assert.equal(bad.ok, false);
+    assert.match(bad.ok ? '' : bad.reason, /limits\.vectorsPerMinute/);
+    const unknownField = await store.apply('default', { surprise: true });
+    assert.equal(unknownField.ok, false);
+    assert.equal(store.current()?.hash, good.ok ? good.hash : '');
+    assert.equal(await readFile(file, 'utf8'), before);
+  });
+
+  it('refuses a policy that validates but cannot be compiled', async () => {
+    const store = newStore();
+    await store.apply('default', spec(100));
+    // Valid by the schema, but an issuer named twice leaves its rules to chance.
+    const issuer = { issuer: 'https://idp.example.com', audiences: ['veil'] };
+    const result = await store.apply('default', { authentication: { oidc: [issuer, issuer] } });
+    assert.equal(result.ok, false);
+    assert.match(result.ok ? '' : result.reason, /configured twice/);
+    assert.equal(store.current()?.spec.limits.vectorsPerMinute, 100);
+  });
+
+  it('loads the last good policy in preference to the bootstrap file', async () => {
+    const first = newStore();
+    await first.apply('pushed', spec(200));
+    const bootstrap = join(dir, 'bootstrap.json');
+    await writeFile(bootstrap, JSON.stringify({ name: 'bootstrap', spec: spec(50) }));
+    const restarted = newStore();
+    assert.equal(await restarted.load(bootstrap), 'last-good');
+    assert.equal(restarted.current()?.name, 'pushed');
+    assert.equal(restarted.current()?.spec.limits.vectorsPerMinute, 200);
+  });
+
+  it('falls back to the bootstrap file when there is no usable last good policy', async () => {
+    const bootstrap = join(dir, 'bootstrap.json');
+    await writeFile(bootstrap, JSON.stringify({ name: 'bootstrap', spec: spec(50) }));
+    const fresh = newStore();
+    assert.equal(await fresh.load(bootstrap), 'bootstrap');
+    assert.equal(fresh.current()?.name, 'bootstrap');
+
+    // A corrupt last-good file is passed over, not trusted.
+    await writeFile(join(dir, 'state', 'last-good-policy.json'), '{"name": "x", "spec": ');
+    const afterCrash = newStore();
+    assert.equal(await afterCrash.load(bootstrap), 'bootstrap');
+  });
+
+  it('loads nothing from a bootstrap that is not a valid policy', async () => {
+    const bootstrap = join(dir, 'bootstrap.json');
+    await writeFile(
+      bootstrap,
+      JSON.stringify({ name: 'bootstrap', spec: { limits: { vectorsPerMinute: 0 } } }),
+    );
+    const store = newStore();
+    assert.equal(await store.load(bootstrap), 'none');
+    assert.equal(store.current(), undefined);
+  });
+
+  it('keeps the rate buckets and the authenticator when their settings do not change', async () => {
+    const store = newStore();
+    await store.apply('default', spec(100));
+    const first = store.current();
+    await store.apply('default', spec(100, { access: { rules: [{ name: 'team', groups: ['ml-team'] }] } }));
+    assert.notEqual(store.current(), first);
+    assert.equal(store.current()?.limiter, first?.limiter);
+    assert.equal(store.current()?.authenticator, first?.authenticator);
+    await store.apply('default', spec(300));
+    assert.notEqual(store.current()?.limiter, first?.limiter);
+  });
+
+  it('tells listeners of each new policy', async () => {
+    const store = newStore();
+    const heard: string[] = [];
+    store.onChange((policy) => heard.push(policy.hash));
+    const applied = await store.apply('default', spec(100));
+    await store.apply('default', spec(100));
+    await store.apply('default', { limits: { vectorsPerMinute: 0 } });
+    assert.deepEqual(heard, [applied.ok ? applied.hash : '']);
+  });
+});
+
+describe('PolicyStore: replacing the authenticator', () => {
+  let idp: TestIssuer;
+  before(async () => {
+    idp = await startTestIssuer();
+  });
+  after(() => idp.stop());
+
+  const auth = (clockSkewSeconds: number) => ({
+    authentication: {
+      oidc: [{ issuer: idp.issuer, audiences: ['veil'], algorithms: ['ES256' as const] }],
+      clockSkewSeconds,
+    },
+  });
+
+  it('closes the old authenticator only once in-flight requests had time to finish', async () => {
+    const scheduled: (() => void)[] = [];
+    const store = new PolicyStore({ hashKey, retire: (close) => scheduled.push(close) });
+    try {
+      await store.apply('default', auth(30));
+      const old = store.current()?.authenticator;
+      assert.ok(old);
+      const token = await idp.mint({ sub: 'alice', aud: 'veil' });
+      assert.equal((await old.authenticate(`Bearer ${token}`)).ok, true);
+      assert.equal(old.stats().cachedTokens, 1);
+
+      await store.apply('default', auth(10));
+      assert.notEqual(store.current()?.authenticator, old);
+      assert.equal(scheduled.length, 1);
+      // A request that began under the old policy still authenticates with it.
+      assert.equal((await old.authenticate(`Bearer ${token}`)).ok, true);
+      assert.equal(old.stats().cachedTokens, 1, 'not closed yet');
+
+      scheduled[0]?.();
+      assert.equal(old.stats().cachedTokens, 0, 'closed once the delay passed');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('closes retiring authenticators at once when the store closes', async () => {
+    const scheduled: (() => void)[] = [];
+    const store = new PolicyStore({ hashKey, retire: (close) => scheduled.push(close) });
+    await store.apply('default', auth(30));
+    const old = store.current()?.authenticator;
+    const token = await idp.mint({ sub: 'alice', aud: 'veil' });
+    await old?.authenticate(`Bearer ${token}`);
+    await store.apply('default', auth(10));
+    await store.close();
+    assert.equal(old?.stats().cachedTokens, 0);
+    // The delayed close that comes later finds nothing left to do.
+    assert.doesNotThrow(() => scheduled[0]?.());
+  });
+
+  it('schedules nothing when the authentication section is unchanged', async () => {
+    const scheduled: (() => void)[] = [];
+    const store = new PolicyStore({ hashKey, retire: (close) => scheduled.push(close) });
+    try {
+      await store.apply('default', auth(30));
+      await store.apply('default', { ...auth(30), limits: { vectorsPerMinute: 5 } });
+      assert.equal(scheduled.length, 0);
+    } finally {
+      await store.close();
+    }
+  });
+});

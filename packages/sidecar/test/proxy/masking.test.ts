@@ -1,0 +1,180 @@
+// Masking proven where it must hold: the model never receives a value masked
+// in the forward scope, the record never holds one masked in the audit scope,
+// and the caller never reads one masked in a response field.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { compileMasking, type MaskingRule, maskingRuleSchema } from '@veil/core';
+import { call, type SidecarFixture, startSidecarFixture } from '../fixtures/sidecar.ts';
+
+const EMAIL = 'jane.doe@example.com';
+const SSN = '123-45-6789';
+const CARD = '4111 1111 1111 1111';
+const EMPLOYEE = 'EMP-004217';
+const RAW = [EMAIL, SSN, CARD, EMPLOYEE];
+
+const texts = [
+  `Contact ${EMAIL} about the refund`,
+  `SSN ${SSN} on file`,
+  `paid with ${CARD} yesterday`,
+  `badge ${EMPLOYEE} lost`,
+];
+
+const rule = (fields: Partial<MaskingRule> & Pick<MaskingRule, 'name' | 'scopes'>): MaskingRule =>
+  maskingRuleSchema.parse({ operator: 'redact', ...fields });
+
+const pii = (scopes: MaskingRule['scopes']) =>
+  rule({
+    name: 'pii',
+    detectors: ['email', 'ssn', 'payment-card'],
+    patterns: [{ name: 'employee-id', regex: 'EMP-[0-9]{6}' }],
+    scopes,
+  });
+
+/** What the masking engine makes of texts under rules: what the model must receive. */
+function masked(rules: MaskingRule[], scope: 'forward' | 'audit'): string[] {
+  // Redaction needs no key; one is given because the engine takes one.
+  return compileMasking(rules, { hashKey: randomBytes(32) }).maskTexts(texts, scope, 'input').texts;
+}
+
+function assertNoRaw(where: string, text: string): void {
+  for (const value of RAW) assert.ok(!text.includes(value), `${where} holds ${value}`);
+}
+
+describe('masking through the proxy', () => {
+  describe('forward scope', () => {
+    let fixture: SidecarFixture;
+    let token: string;
+    before(async () => {
+      fixture = await startSidecarFixture({ policy: { masking: { rules: [pii(['forward'])] } } });
+      token = await fixture.token();
+    });
+    after(() => fixture.close());
+
+    it('forwards exactly the masked body and never the raw values (OpenAI)', async () => {
+      const answer = await call(`${fixture.url}/v1/embeddings`, { model: 'm', input: texts }, { token });
+      assert.equal(answer.status, 200);
+      const expected = masked([pii(['forward'])], 'forward');
+      assert.deepEqual(fixture.upstreamCalls, [
+        { path: '/v1/embeddings', body: { model: 'm', input: expected } },
+      ]);
+      assertNoRaw('the upstream body', JSON.stringify(fixture.upstreamCalls));
+      for (const [i, text] of expected.entries()) assert.notEqual(text, texts[i], `input ${i} was masked`);
+    });
+
+    it('keeps the shape of every dialect: a string stays a string', async () => {
+      const cases = [
+        { path: '/embed', body: { inputs: texts[0] }, field: 'inputs' },
+        { path: '/api/embeddings', body: { model: 'm', prompt: texts[1] }, field: 'prompt' },
+        { path: '/api/embed', body: { model: 'm', input: texts[2] }, field: 'input' },
+      ];
+      for (const { path, body, field } of cases) {
+        const answer = await call(`${fixture.url}${path}`, body, { token });
+        assert.equal(answer.status, 200, path);
+        const received = fixture.upstreamCalls.at(-1)?.body as Record<string, unknown>;
+        assert.equal(typeof received[field], 'string', path);
+        assertNoRaw(path, JSON.stringify(received));
+      }
+    });
+
+    it('says in the record that the model saw masked text, never the value', () => {
+      const record = fixture.records()[0];
+      const actions = record?.masking ?? [];
+      assert.ok(actions.length >= 4);
+      assert.ok(actions.every((action) => action.scope === 'forward' && action.rule === 'pii'));
+      assert.deepEqual(
+        new Set(actions.map((action) => action.field)),
+        new Set(['input[0]', 'input[1]', 'input[2]', 'input[3]']),
+      );
+      for (const line of fixture.sink.lines) assertNoRaw('a record', line);
+    });
+
+    it('refuses token-array inputs it cannot inspect, without forwarding them', async () => {
+      const calls = fixture.upstreamCalls.length;
+      const answer = await call(
+        `${fixture.url}/v1/embeddings`,
+        { model: 'm', input: [[1, 2, 3]] },
+        { token },
+      );
+      assert.equal(answer.status, 400);
+      assert.match(answer.text, /token-array inputs cannot be masked/);
+      assert.equal(fixture.upstreamCalls.length, calls);
+    });
+  });
+
+  describe('audit scope', () => {
+    let fixture: SidecarFixture;
+    before(async () => {
+      fixture = await startSidecarFixture({
+        policy: { masking: { rules: [pii(['audit'])] }, audit: { inputs: 'masked' } },
+      });
+    });
+    after(() => fixture.close());
+
+    it('forwards the raw text but records only the masked text', async () => {
+      const token = await fixture.token();
+      const answer = await call(`${fixture.url}/v1/embeddings`, { model: 'm', input: texts }, { token });
+      assert.equal(answer.status, 200);
+      // Audit masking is for the record alone: the model gets what the caller sent.
+      assert.deepEqual(fixture.upstreamCalls[0]?.body, { model: 'm', input: texts });
+      const [record] = fixture.records();
+      assert.deepEqual(
+        record?.inputs,
+        masked([pii(['audit'])], 'audit').map((text) => ({ masked: text })),
+      );
+      assert.ok(record?.masking.every((action) => action.scope === 'audit'));
+      assertNoRaw('the record', fixture.sink.lines[0] ?? '');
+    });
+
+    it('records a text too long for the record as its keyed digest, not as no record', async () => {
+      const token = await fixture.token();
+      const long = `${'lorem ipsum '.repeat(7000)} ${EMAIL}`;
+      const answer = await call(
+        `${fixture.url}/v1/embeddings`,
+        { model: 'm', input: [long, 'short'] },
+        { token },
+      );
+      assert.equal(answer.status, 200, answer.text);
+      const record = fixture.records().at(-1);
+      assert.match((record?.inputs?.[0] as { digest: string }).digest, /^hmac-sha256:[0-9a-f]{64}$/);
+      assert.deepEqual(record?.inputs?.[1], { masked: 'short' });
+      assertNoRaw('the record', fixture.sink.lines.at(-1) ?? '');
+    });
+  });
+
+  describe('response scope', () => {
+    let fixture: SidecarFixture;
+    const echoed = rule({
+      name: 'echoed',
+      detectors: ['email'],
+      scopes: ['response'],
+      responseFields: ['texts'],
+    });
+    before(async () => {
+      fixture = await startSidecarFixture({ policy: { masking: { rules: [echoed] } } });
+    });
+    after(() => fixture.close());
+
+    for (const path of ['/v2/embed', '/v1/embed']) {
+      it(`masks the texts Cohere echoes on ${path}`, async () => {
+        const token = await fixture.token();
+        const sent = { model: 'embed-v4.0', texts: [texts[0], 'nothing here'], input_type: 'search_query' };
+        const answer = await call(`${fixture.url}${path}`, sent, { token });
+        assert.equal(answer.status, 200);
+        assert.deepEqual(fixture.upstreamCalls.at(-1)?.body, sent, 'the model gets the raw text');
+        const reply = answer.json as { texts: string[]; embeddings: unknown };
+        assert.ok(!answer.text.includes(EMAIL));
+        const engine = compileMasking([echoed], { hashKey: randomBytes(32) });
+        const expected = engine.maskResponse({ texts: sent.texts }).body as { texts: string[] };
+        assert.deepEqual(reply.texts, expected.texts);
+        assert.notEqual(reply.texts[0], sent.texts[0]);
+        const record = fixture.records().at(-1);
+        assert.deepEqual(
+          record?.masking.map((action) => [action.scope, action.field, action.count]),
+          [['response', 'response.texts[0]', 1]],
+        );
+        assert.equal(record?.vectors?.count, 2);
+      });
+    }
+  });
+});

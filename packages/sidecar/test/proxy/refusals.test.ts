@@ -1,0 +1,299 @@
+// Every way the proxy ends a request short of a good answer: size and rate
+// limits, bad bodies, unknown routes, no policy, a model down or too slow.
+import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import { request } from 'undici';
+import {
+  call,
+  closedPortUrl,
+  type SidecarFixture,
+  startSidecarFixture,
+  startStallingServer,
+} from '../fixtures/sidecar.ts';
+
+const LIMIT = 2048;
+
+/** A JSON body of about `total` bytes as a stream: sent chunked, with no Content-Length. */
+function chunks(total: number, size: number): Readable {
+  return Readable.from(
+    (function* () {
+      yield Buffer.from('{"model":"m","input":"');
+      for (let sent = 0; sent < total; sent += size) yield Buffer.alloc(size, 'a');
+      yield Buffer.from('"}');
+    })(),
+  );
+}
+
+describe('refusals', () => {
+  let fixture: SidecarFixture;
+  let token: string;
+
+  before(async () => {
+    fixture = await startSidecarFixture({
+      policy: {
+        limits: { maxBytesPerRequest: LIMIT, maxInputsPerRequest: 2, vectorsPerMinute: 3 },
+        access: {
+          rules: [{ name: 'team', groups: ['ml-team'] }],
+          allowRoutes: [{ method: 'GET', path: '/v1/models' }],
+        },
+      },
+    });
+    token = await fixture.token();
+  });
+  after(() => fixture.close());
+
+  describe('request size', () => {
+    it('answers a declared body over maxBytesPerRequest 413 without calling the model', async () => {
+      const answer = await call(
+        `${fixture.url}/v1/embeddings`,
+        { model: 'm', input: 'a'.repeat(LIMIT) },
+        { token },
+      );
+      assert.equal(answer.status, 413);
+      assert.match(answer.text, /larger than 2048 bytes/);
+      assert.equal(fixture.upstreamCalls.length, 0);
+      assert.equal(fixture.records().at(-1)?.outcome, 'too_large');
+    });
+
+    it('stops reading a chunked body (no Content-Length) at the limit, 413 without calling the model', async () => {
+      const response = await request(`${fixture.url}/v1/embeddings`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: chunks(64 * 1024, 1024),
+      });
+      const text = await response.body.text();
+      assert.equal(response.statusCode, 413, text);
+      assert.equal(fixture.upstreamCalls.length, 0);
+      assert.equal(fixture.records().at(-1)?.outcome, 'too_large');
+    });
+
+    it('still serves a chunked body within the limit', async () => {
+      const response = await request(`${fixture.url}/v1/embeddings`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: chunks(100, 50),
+      });
+      await response.body.dump();
+      assert.equal(response.statusCode, 200);
+      assert.equal(fixture.upstreamCalls.length, 1);
+    });
+
+    it('answers too many inputs 413', async () => {
+      const answer = await call(
+        `${fixture.url}/v1/embeddings`,
+        { model: 'm', input: ['a', 'b', 'c'] },
+        { token },
+      );
+      assert.equal(answer.status, 413);
+      assert.equal((answer.json as { error: { code: string } }).error.code, 'too_large');
+      assert.equal(fixture.upstreamCalls.length, 1);
+    });
+  });
+
+  describe('bad bodies', () => {
+    it('answers malformed JSON 400', async () => {
+      const answer = await call(`${fixture.url}/v1/embeddings`, '{"model": "m", "input": ', { token });
+      assert.equal(answer.status, 400);
+      assert.deepEqual(answer.json, {
+        error: {
+          message: 'request body is not valid JSON',
+          type: 'invalid_request_error',
+          param: null,
+          code: 'invalid_request',
+        },
+      });
+      assert.equal(fixture.records().at(-1)?.outcome, 'invalid');
+    });
+
+    it('answers wrong types 400 naming the field', async () => {
+      const answer = await call(`${fixture.url}/v1/embeddings`, { model: 7, input: 'x' }, { token });
+      assert.equal(answer.status, 400);
+      assert.equal((answer.json as { error: { param: string } }).error.param, 'model');
+    });
+
+    it('reads the body whatever its content type, or with none', async () => {
+      const plain = await call(`${fixture.url}/v1/embeddings`, 'not json', {
+        token,
+        headers: { 'content-type': 'text/plain' },
+      });
+      assert.equal(plain.status, 400);
+      assert.match(plain.text, /not valid JSON/);
+      const untyped = await request(`${fixture.url}/v1/embeddings`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}` },
+        body: JSON.stringify({ model: 'm', input: 'no content type' }),
+      });
+      await untyped.body.dump();
+      assert.equal(untyped.statusCode, 200);
+    });
+  });
+
+  describe('rate', () => {
+    it('answers 429 with Retry-After once vectorsPerMinute are spent', async () => {
+      const rated = await startSidecarFixture({ policy: { limits: { vectorsPerMinute: 3 } } });
+      try {
+        const bearer = await rated.token();
+        const first = await call(
+          `${rated.url}/api/embed`,
+          { model: 'm', input: ['a', 'b', 'c'] },
+          { token: bearer },
+        );
+        assert.equal(first.status, 200);
+        const second = await call(`${rated.url}/api/embed`, { model: 'm', input: 'd' }, { token: bearer });
+        assert.equal(second.status, 429);
+        assert.deepEqual(Object.keys(second.json as object), ['error']);
+        const retryAfter = Number(second.headers['retry-after']);
+        // One vector refills in twenty seconds.
+        assert.ok(retryAfter >= 1 && retryAfter <= 20, `retry-after ${retryAfter}`);
+        // Another caller has a budget of its own.
+        const other = await call(
+          `${rated.url}/api/embed`,
+          { model: 'm', input: 'e' },
+          { token: await rated.token({ sub: 'bob' }) },
+        );
+        assert.equal(other.status, 200);
+        // More inputs than a whole minute's budget can never pass: too large, not too early.
+        const huge = await call(
+          `${rated.url}/api/embed`,
+          { model: 'm', input: ['1', '2', '3', '4'] },
+          { token: await rated.token({ sub: 'carol' }) },
+        );
+        assert.equal(huge.status, 413);
+        assert.equal(huge.headers['retry-after'], undefined);
+        assert.deepEqual(huge.json, { error: '4 inputs exceed the budget of 3 vectors per minute' });
+        assert.deepEqual(
+          rated.records().map((r) => r.outcome),
+          ['allowed', 'rate_limited', 'allowed', 'too_large'],
+        );
+      } finally {
+        await rated.close();
+      }
+    });
+  });
+
+  describe('routes', () => {
+    it('answers a route that is not an embedding API 404, recorded', async () => {
+      const answer = await call(
+        `${fixture.url}/v1/chat/completions`,
+        { model: 'm', messages: [] },
+        { token },
+      );
+      assert.equal(answer.status, 404);
+      assert.match(answer.text, /not an embedding route/);
+      const record = fixture.records().at(-1);
+      assert.equal(record?.api, 'unknown');
+      assert.equal(record?.route, '/v1/chat/completions');
+      assert.equal(record?.outcome, 'denied');
+    });
+
+    it('passes an allow-listed route through, authenticated and recorded', async () => {
+      const answer = await call(`${fixture.url}/v1/models`, undefined, { token });
+      assert.equal(answer.status, 200);
+      assert.equal((answer.json as { data: { id: string }[] }).data[0]?.id, 'veil-demo-embed');
+      const record = fixture.records().at(-1);
+      assert.equal(record?.api, 'passthrough');
+      assert.equal(record?.outcome, 'allowed');
+      assert.equal(record?.identity?.subject, 'alice');
+    });
+
+    it('still wants a token on an allow-listed route', async () => {
+      const answer = await call(`${fixture.url}/v1/models`);
+      assert.equal(answer.status, 401);
+      assert.equal(fixture.records().at(-1)?.outcome, 'unauthenticated');
+    });
+
+    it('allow-lists a method and path, not the path alone', async () => {
+      const answer = await call(`${fixture.url}/v1/models`, {}, { token });
+      assert.equal(answer.status, 404);
+    });
+  });
+
+  describe('no policy', () => {
+    it('answers 503 on every route and is not ready', async () => {
+      const bare = await startSidecarFixture({ noPolicy: true });
+      try {
+        const bearer = await bare.token();
+        const embed = await call(`${bare.url}/v1/embeddings`, { model: 'm', input: 'x' }, { token: bearer });
+        assert.equal(embed.status, 503);
+        assert.match(embed.text, /no valid policy/);
+        const other = await call(`${bare.url}/v1/models`, undefined, { token: bearer });
+        assert.equal(other.status, 503);
+        const ready = await call(`${bare.adminUrl}/readyz`);
+        assert.equal(ready.status, 503);
+        assert.equal(bare.upstreamCalls.length, 0);
+        const records = bare.records();
+        assert.deepEqual(
+          records.map((r) => [r.outcome, r.status, r.policy]),
+          [
+            ['unavailable', 503, null],
+            ['unavailable', 503, null],
+          ],
+        );
+      } finally {
+        await bare.close();
+      }
+    });
+  });
+
+  describe('the model', () => {
+    it('answers 502 in the caller dialect when the model is down', async () => {
+      const down = await startSidecarFixture({ upstream: await closedPortUrl() });
+      try {
+        const bearer = await down.token();
+        const tei = await call(`${down.url}/embed`, { inputs: 'x' }, { token: bearer });
+        assert.equal(tei.status, 502);
+        assert.equal((tei.json as { error_type: string }).error_type, 'Backend');
+        const cohere = await call(
+          `${down.url}/v2/embed`,
+          { model: 'm', texts: ['x'], input_type: 'search_query' },
+          { token: bearer },
+        );
+        assert.equal(cohere.status, 502);
+        assert.match((cohere.json as { message: string }).message, /could not be reached/);
+        assert.deepEqual(
+          down.records().map((r) => [r.outcome, r.status]),
+          [
+            ['upstream_error', 502],
+            ['upstream_error', 502],
+          ],
+        );
+      } finally {
+        await down.close();
+      }
+    });
+
+    it('answers 504 when the model does not answer in time, embedding or passthrough', async () => {
+      const stalling = await startStallingServer();
+      const slow = await startSidecarFixture({
+        upstream: stalling.url,
+        upstreamTimeoutMs: 200,
+        policy: {
+          access: {
+            rules: [{ name: 'team', groups: ['ml-team'] }],
+            allowRoutes: [{ method: 'GET', path: '/v1/models' }],
+          },
+        },
+      });
+      try {
+        const bearer = await slow.token();
+        const ollama = await call(`${slow.url}/api/embed`, { model: 'm', input: 'x' }, { token: bearer });
+        assert.equal(ollama.status, 504);
+        assert.deepEqual(ollama.json, { error: 'the model did not answer in time' });
+        const models = await call(`${slow.url}/v1/models`, undefined, { token: bearer });
+        assert.equal(models.status, 504);
+        assert.equal(stalling.received(), 2);
+        assert.deepEqual(
+          slow.records().map((r) => [r.outcome, r.status]),
+          [
+            ['upstream_error', 504],
+            ['upstream_error', 504],
+          ],
+        );
+      } finally {
+        await slow.close();
+        await stalling.close();
+      }
+    });
+  });
+});

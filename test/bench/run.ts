@@ -1,0 +1,322 @@
+// `npm run bench`: the sidecar side by side with the bare model and with nginx
+// as a plain reverse proxy, on loopback, printing tables and whether each
+// target is met. It never fails on a figure; it exits non-zero only when it
+// could not run. Options: --quick (short runs, a smoke test), --only A,B,…
+import { spawnSync } from 'node:child_process';
+import { cpus as cpuList, loadavg } from 'node:os';
+import { parseArgs } from 'node:util';
+import { latencySideBySide } from './latency.ts';
+import type { LoadResult, Target } from './load.ts';
+import { findProgram, peakRss } from './processes.ts';
+import { mib, ms, percent, rate, ratio, signedMs, type TargetCheck, table, verdict } from './report.ts';
+import { type CpuLayout, cpuLayout, createWorld, type SidecarChild, type World } from './setup.ts';
+import { installTeardownHandlers, teardown } from './teardown.ts';
+import { type ThroughputResult, throughput } from './throughput.ts';
+import { INPUTS_PER_REQUEST } from './workload.ts';
+
+type Scenario = 'A' | 'B' | 'C' | 'D';
+const allScenarios: readonly Scenario[] = ['A', 'B', 'C', 'D'];
+const INSTALL_HINT = 'apt-get install nginx-light wrk';
+
+const TARGETS = {
+  addedP50Ms: 1,
+  throughput: 5_000,
+  peakRssBytes: 96 * 1024 * 1024,
+  recordingP99Ms: 2,
+  shippedPerSecond: 20_000,
+};
+
+interface Plan {
+  readonly quick: boolean;
+  readonly only: ReadonlySet<Scenario>;
+  readonly rate: number;
+  readonly latencySeconds: number;
+  readonly rounds: number;
+  readonly throughputSeconds: number;
+  readonly connections: number;
+  readonly shipSeconds: number;
+  readonly warmUpRequests: number;
+}
+
+function parseOptions(argv: string[]): Plan | undefined {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log(`usage: npm run bench -- [--quick] [--only A,B,C,D]
+  A  latency at a fixed rate: direct, nginx and sidecar
+  B  closed-loop throughput (wrk), sidecar pinned to one core, peak RSS
+  C  durable recording (fsync) against recording off
+  D  records shipped per second into a real S3 server (when the shipper exists)
+  --quick  short runs: a smoke test, not a measurement`);
+    return undefined;
+  }
+  const only = new Set<Scenario>();
+  for (const name of (values.only ?? allScenarios.join(',')).split(',')) {
+    const scenario = name.trim().toUpperCase() as Scenario;
+    if (!allScenarios.includes(scenario)) throw new Error(`--only: unknown scenario ${name}`);
+    only.add(scenario);
+  }
+  const quick = values.quick ?? false;
+  return {
+    quick,
+    only,
+    rate: 200,
+    latencySeconds: quick ? 3 : 10,
+    rounds: quick ? 1 : 2,
+    throughputSeconds: quick ? 3 : 10,
+    connections: 64,
+    shipSeconds: quick ? 4 : 15,
+    warmUpRequests: quick ? 200 : 1_000,
+  };
+}
+
+function printHeader(plan: Plan, layout: CpuLayout, tools: { nginx?: string; wrk?: string }): void {
+  const model = cpuList()[0]?.model.trim() ?? 'unknown CPU';
+  console.log('Veil sidecar bench');
+  console.log(
+    `  machine   ${layout.cores} cores (${model}), load average ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
+  );
+  console.log(`  node      ${process.version}`);
+  console.log(
+    `  pinning   ${layout.sidecar === undefined ? 'none (taskset missing or a single core)' : `sidecar on CPU ${layout.sidecar}; model, nginx and load generators on CPU ${layout.others}`}`,
+  );
+  console.log(`  nginx     ${tools.nginx ?? `not installed (${INSTALL_HINT}): nginx columns skipped`}`);
+  console.log(
+    `  wrk       ${tools.wrk ?? `not installed (${INSTALL_HINT}): throughput uses the Node generator`}`,
+  );
+  console.log(
+    `  run       ${plan.quick ? 'QUICK (smoke run, figures meaningless)' : 'full'}; scenarios ${[...plan.only].join(',')}`,
+  );
+  console.log(
+    '  NOTE      figures from a small shared machine (other work running beside the bench) are indicative only;',
+  );
+  console.log('            compare the columns of one run rather than runs with each other.');
+  console.log('');
+}
+
+function latencyRows(results: ReadonlyMap<Target, LoadResult>): (string | number | undefined)[][] {
+  return [...results].map(([target, result]) => [
+    target.name,
+    ms(result.latency.quantile(0.5)),
+    ms(result.latency.quantile(0.99)),
+    rate(result.rate),
+    result.errors,
+    ms(result.lag.quantile(0.99)),
+  ]);
+}
+
+function printErrors(results: Iterable<[Target, { errors: number; firstError: string | undefined }]>): void {
+  for (const [target, result] of results) {
+    if (result.errors > 0)
+      console.log(`  ! ${target.name}: ${result.errors} errors; first: ${result.firstError}`);
+  }
+}
+
+async function scenarioA(world: World, sidecar: SidecarChild, nginx: Target | undefined, plan: Plan) {
+  console.log(
+    `A. latency at ${plan.rate} req/s for ${plan.latencySeconds} s, ${INPUTS_PER_REQUEST} inputs a request (open loop, undici)`,
+  );
+  const targets = [world.direct, ...(nginx ? [nginx] : []), sidecar.target];
+  const results = await latencySideBySide(targets, {
+    rate: plan.rate,
+    seconds: plan.latencySeconds,
+    rounds: plan.rounds,
+    connections: 32,
+    warmUpRequests: plan.warmUpRequests,
+  });
+  console.log(
+    table(['target', 'p50 ms', 'p99 ms', 'achieved req/s', 'errors', 'gen lag p99 ms'], latencyRows(results)),
+  );
+  printErrors(results);
+  const direct = results.get(world.direct);
+  const side = results.get(sidecar.target);
+  const viaNginx = nginx ? results.get(nginx) : undefined;
+  const q = (result: LoadResult | undefined, p: number) => result?.latency.quantile(p);
+  const added50 = sub(q(side, 0.5), q(direct, 0.5));
+  const added99 = sub(q(side, 0.99), q(direct, 0.99));
+  console.log(`  sidecar added vs direct: p50 ${signedMs(added50)}, p99 ${signedMs(added99)}`);
+  if (viaNginx) {
+    console.log(
+      `  sidecar vs nginx: p50 ${ratio(div(q(side, 0.5), q(viaNginx, 0.5)))}, p99 ${ratio(div(q(side, 0.99), q(viaNginx, 0.99)))}` +
+        ` (nginx added vs direct: p50 ${signedMs(sub(q(viaNginx, 0.5), q(direct, 0.5)))}, p99 ${signedMs(sub(q(viaNginx, 0.99), q(direct, 0.99)))})`,
+    );
+  }
+  console.log('');
+  const clean = (direct?.errors ?? 1) === 0 && (side?.errors ?? 1) === 0;
+  return {
+    label: `A  sidecar adds ≤ ${TARGETS.addedP50Ms} ms at p50 (vs direct)`,
+    met: added50 === undefined || !clean ? undefined : added50 <= TARGETS.addedP50Ms,
+    measured: signedMs(added50),
+  } satisfies TargetCheck;
+}
+
+async function scenarioB(
+  world: World,
+  sidecar: SidecarChild,
+  nginx: (Target & { pid: number }) | undefined,
+  wrk: string | undefined,
+  plan: Plan,
+): Promise<TargetCheck[]> {
+  const pinnedNote = world.cpus.sidecar === undefined ? 'not pinned' : `pinned to CPU ${world.cpus.sidecar}`;
+  console.log(
+    `B. throughput, closed loop, ${plan.connections} connections for ${plan.throughputSeconds} s (${wrk ? 'wrk' : 'Node generator: wrk missing'}); sidecar ${pinnedNote}`,
+  );
+  const watched = new Map<string, number>([['model', world.model.pid]]);
+  const runs: [Target, ThroughputResult, string][] = [];
+  const options = {
+    connections: plan.connections,
+    seconds: plan.throughputSeconds,
+    warmUpRequests: plan.warmUpRequests,
+    wrk,
+    cpus: world.cpus.others,
+    dir: world.dir,
+  };
+  runs.push([world.direct, await throughput(world.direct, watched, options), 'model']);
+  if (nginx) {
+    const withNginx = new Map([...watched, ['proxy', nginx.pid]]);
+    runs.push([nginx, await throughput(nginx, withNginx, options), 'proxy']);
+  }
+  const withSidecar = new Map([...watched, ['proxy', sidecar.pid]]);
+  runs.push([sidecar.target, await throughput(sidecar.target, withSidecar, options), 'proxy']);
+  const rss = await peakRss(sidecar.pid);
+  console.log(
+    table(
+      ['target', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'proxy CPU', 'model CPU'],
+      runs.map(([target, result]) => [
+        target.name,
+        rate(result.rate),
+        ms(result.p50Ms),
+        ms(result.p99Ms),
+        result.errors,
+        percent(result.cpu.get('proxy')),
+        percent(result.cpu.get('model')),
+      ]),
+    ),
+  );
+  printErrors(runs.map(([target, result]) => [target, result]));
+  const direct = runs.find(([target]) => target === world.direct)?.[1];
+  const viaNginx = nginx ? runs.find(([target]) => target === nginx)?.[1] : undefined;
+  const side = runs.find(([target]) => target === sidecar.target)?.[1];
+  const sideCpu = side?.cpu.get('proxy');
+  console.log(
+    `  sidecar / direct ${ratio(div(side?.rate, direct?.rate))}` +
+      (viaNginx ? `, sidecar / nginx ${ratio(div(side?.rate, viaNginx.rate))}` : '') +
+      `; sidecar req/s per core of its CPU: ${rate(div(side?.rate, sideCpu))}` +
+      ` (CPU shares are of one core; a proxy well under 100% was not the limit)`,
+  );
+  console.log(`  sidecar peak RSS (VmHWM, whole life so far): ${mib(rss) ?? 'unavailable (no /proc)'}`);
+  console.log('');
+  const clean = side !== undefined && side.errors === 0;
+  return [
+    {
+      label: `B  sidecar ≥ ${rate(TARGETS.throughput)} req/s on one core${world.cpus.sidecar === undefined ? ' (NOT pinned)' : ''}`,
+      met: clean ? side.rate >= TARGETS.throughput : undefined,
+      measured: side ? `${rate(side.rate)} req/s` : undefined,
+    },
+    {
+      label: `B  sidecar peak RSS ≤ ${mib(TARGETS.peakRssBytes)}`,
+      met: rss === undefined ? undefined : rss <= TARGETS.peakRssBytes,
+      measured: mib(rss),
+    },
+  ];
+}
+
+async function scenarioC(world: World, durable: SidecarChild, plan: Plan): Promise<TargetCheck> {
+  console.log(
+    `C. durable recording: sidecar at ${plan.rate} req/s for ${plan.latencySeconds} s, recording with fsync (${durable.ready.sink}) vs off`,
+  );
+  if (world.tmpfs) {
+    console.log(
+      '  ! the temporary directory is on tmpfs, where fsync costs nothing: set TMPDIR to a disk directory',
+    );
+  }
+  const off = await world.startSidecar('sidecar, recording off', 'drop');
+  const on = { ...durable.target, name: 'sidecar, durable recording' };
+  const offTarget = { ...off.target, name: 'sidecar, recording off' };
+  const results = await latencySideBySide([on, offTarget], {
+    rate: plan.rate,
+    seconds: plan.latencySeconds,
+    rounds: plan.rounds,
+    connections: 32,
+    warmUpRequests: plan.warmUpRequests,
+  });
+  await off.stop();
+  console.log(
+    table(['target', 'p50 ms', 'p99 ms', 'achieved req/s', 'errors', 'gen lag p99 ms'], latencyRows(results)),
+  );
+  printErrors(results);
+  const a = results.get(on);
+  const b = results.get(offTarget);
+  const added50 = sub(a?.latency.quantile(0.5), b?.latency.quantile(0.5));
+  const added99 = sub(a?.latency.quantile(0.99), b?.latency.quantile(0.99));
+  console.log(`  added by durable recording: p50 ${signedMs(added50)}, p99 ${signedMs(added99)}`);
+  console.log('');
+  const clean = a?.errors === 0 && b?.errors === 0;
+  return {
+    label: `C  durable recording adds ≤ ${TARGETS.recordingP99Ms} ms at p99`,
+    met: added99 === undefined || !clean ? undefined : added99 <= TARGETS.recordingP99Ms,
+    measured: signedMs(added99),
+  };
+}
+
+function sub(a: number | undefined, b: number | undefined): number | undefined {
+  return a === undefined || b === undefined ? undefined : a - b;
+}
+
+function div(a: number | undefined, b: number | undefined): number | undefined {
+  return a === undefined || b === undefined || b === 0 ? undefined : a / b;
+}
+
+/** Keeps the bench's own load generators off the sidecar's core. */
+function pinSelf(cpus: string | undefined): void {
+  const taskset = findProgram('taskset');
+  if (cpus === undefined || taskset === undefined) return;
+  spawnSync(taskset, ['-a', '-p', '-c', cpus, String(process.pid)], { stdio: 'ignore' });
+}
+
+async function main(): Promise<number> {
+  const plan = parseOptions(process.argv.slice(2));
+  if (plan === undefined) return 0;
+  installTeardownHandlers(plan.quick ? 5 * 60_000 : 20 * 60_000);
+  const layout = cpuLayout();
+  const tools = { nginx: findProgram('nginx'), wrk: findProgram('wrk') };
+  printHeader(plan, layout, tools);
+  pinSelf(layout.others);
+  const checks: TargetCheck[] = [];
+  try {
+    const world = await createWorld(layout);
+    const sidecar = await world.startSidecar('sidecar → model', 'default');
+    const needsNginx = plan.only.has('A') || plan.only.has('B');
+    const nginx = tools.nginx && needsNginx ? await world.startNginx() : undefined;
+    if (plan.only.has('A')) checks.push(await scenarioA(world, sidecar, nginx, plan));
+    if (plan.only.has('B')) checks.push(...(await scenarioB(world, sidecar, nginx, tools.wrk, plan)));
+    if (plan.only.has('C')) checks.push(await scenarioC(world, sidecar, plan));
+    if (plan.only.has('D')) {
+      console.log('D. shipping to S3: skipped — the sidecar has no S3 shipper yet.\n');
+    }
+  } catch (error) {
+    console.error(`bench failed: ${(error as Error).stack ?? String(error)}`);
+    await teardown();
+    return 1;
+  }
+  await teardown();
+  console.log('Targets (indicative: shared machine)');
+  console.log(
+    table(
+      ['target', 'measured', 'verdict'],
+      checks.map((check) => [check.label, check.measured, verdict(check.met)]),
+    ),
+  );
+  return 0;
+}
+
+process.exitCode = await main();

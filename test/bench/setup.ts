@@ -1,0 +1,124 @@
+// The bench's world, all on loopback: a temporary directory, the demo model
+// (child process), a dev OIDC issuer and a real JWT, the policy file, and on
+// demand the sidecars (child processes) and nginx. Everything started here is
+// registered for teardown.
+import { mkdtemp, rm, statfs, writeFile } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type SidecarConfigInput, startDevIssuer } from '@veil/sidecar';
+import type { Target } from './load.ts';
+import type { ModelReady } from './model-process.ts';
+import { type Nginx, startNginx } from './nginx.ts';
+import { type Child, canPin, findProgram, startNodeChild } from './processes.ts';
+import type { SidecarLaunch, SidecarReady } from './sidecar-process.ts';
+import { onTeardown, trackTempDir } from './teardown.ts';
+import { AUDIENCE, benchPolicy, CALLER_GROUP, EMBEDDINGS_PATH, requestBody } from './workload.ts';
+
+export interface CpuLayout {
+  readonly cores: number;
+  /** The sidecar's one core, when it can be pinned. */
+  readonly sidecar: string | undefined;
+  /** The model, nginx and the load generators: every other core. */
+  readonly others: string | undefined;
+}
+
+export function cpuLayout(): CpuLayout {
+  const cores = availableParallelism();
+  if (!canPin || cores < 2) return { cores, sidecar: undefined, others: undefined };
+  const last = cores - 1;
+  return { cores, sidecar: String(last), others: last === 1 ? '0' : `0-${last - 1}` };
+}
+
+export interface SidecarChild extends Child<SidecarReady> {
+  readonly target: Target;
+}
+
+export interface World {
+  readonly dir: string;
+  readonly cpus: CpuLayout;
+  readonly model: Child<ModelReady>;
+  readonly direct: Target;
+  /** True when the temporary directory is on tmpfs, where fsync costs nothing. */
+  readonly tmpfs: boolean;
+  startSidecar(name: string, recording: SidecarLaunch['recording'], extra?: object): Promise<SidecarChild>;
+  startNginx(): Promise<Target & { pid: number }>;
+}
+
+const TMPFS_MAGIC = 0x01021994;
+
+export async function createWorld(cpus: CpuLayout): Promise<World> {
+  const dir = await mkdtemp(join(tmpdir(), 'veil-bench-'));
+  trackTempDir(dir);
+  onTeardown('remove the temporary directory', () => rm(dir, { recursive: true, force: true }));
+  const tmpfs = (await statfs(dir)).type === TMPFS_MAGIC;
+
+  const model = await startNodeChild<ModelReady>({
+    name: 'demo model',
+    script: './model-process.ts',
+    cpus: cpus.others,
+    logFile: join(dir, 'model.log'),
+  });
+
+  const issuer = await startDevIssuer({ host: '127.0.0.1' });
+  onTeardown('stop the dev issuer', () => issuer.close());
+  const token = await issuer.mint(
+    { sub: 'bench-client', aud: AUDIENCE, groups: [CALLER_GROUP] },
+    { lifetimeSeconds: 3 * 3600 },
+  );
+  const policyFile = join(dir, 'policy.json');
+  await writeFile(policyFile, JSON.stringify(await benchPolicy(issuer.issuer)));
+
+  const body = requestBody();
+  const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
+  const target = (name: string, url: string): Target => ({
+    name,
+    origin: url,
+    path: EMBEDDINGS_PATH,
+    headers,
+    body,
+  });
+  let sidecars = 0;
+
+  return {
+    dir,
+    cpus,
+    model,
+    tmpfs,
+    direct: target('direct → model', model.ready.url),
+    async startSidecar(name, recording, extra = {}) {
+      const index = sidecars++;
+      const home = join(dir, `sidecar-${index}`);
+      const config: SidecarConfigInput = {
+        upstream: model.ready.url,
+        api: 'openai',
+        host: '127.0.0.1',
+        proxyPort: 0,
+        adminHost: '127.0.0.1',
+        adminPort: 0,
+        bootstrapPolicyFile: policyFile,
+        stateDir: join(home, 'state'),
+        auditDir: join(home, 'audit'),
+        pod: { namespace: 'bench', name: `embed-${index}`, uid: `bench-pod-${index}` },
+        cluster: 'bench',
+        ...extra,
+      };
+      const launch: SidecarLaunch = { config, recording };
+      const child = await startNodeChild<SidecarReady>({
+        name,
+        script: './sidecar-process.ts',
+        env: { VEIL_BENCH_SIDECAR: JSON.stringify(launch) },
+        // For profiling the sidecar under load, e.g. "--cpu-prof --cpu-prof-dir=DIR".
+        nodeArgs: (process.env.VEIL_BENCH_SIDECAR_NODE_ARGS ?? '').split(' ').filter(Boolean),
+        cpus: cpus.sidecar,
+        logFile: join(dir, `sidecar-${index}.log`),
+      });
+      return { ...child, target: target(name, child.ready.url) };
+    },
+    async startNginx() {
+      const bin = findProgram('nginx');
+      if (bin === undefined) throw new Error('nginx is not installed');
+      const nginx: Nginx = await startNginx(bin, join(dir, 'nginx'), model.ready.port, cpus.others);
+      return { ...target('nginx → model', nginx.url), pid: nginx.pid };
+    },
+  };
+}

@@ -1,0 +1,252 @@
+// `veil evidence pull / verify / report` against a real S3 server with
+// versioning and Object Lock: evidence built with core's builders, uploaded
+// the way the shipper does (COMPLIANCE lock, SHA-256 checksum, If-None-Match).
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import {
+  CreateBucketCommand,
+  DeleteObjectCommand,
+  ListObjectVersionsCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { type AuditRecord, sha256Base64 } from '@veil/core';
+import { CliError } from '../../../packages/cli/src/command.ts';
+import { runPull, runReport, runVerify } from '../../../packages/cli/src/commands/evidence.ts';
+import { runSessionsShow } from '../../../packages/cli/src/commands/sessions.ts';
+import {
+  type BuiltStream,
+  buildStream,
+  captureIo,
+  streamRef,
+  upload,
+} from '../../../packages/cli/test/support/evidence.ts';
+import { freePort, type S3Server, startS3 } from '../../harness/index.ts';
+
+const cliMain = join(import.meta.dirname, '..', '..', '..', 'packages', 'cli', 'src', 'main.ts');
+/** Long enough to outlast the test; the server's data is removed with it. */
+const retentionMs = 120_000;
+
+let s3: S3Server;
+let client: S3Client;
+let work: string;
+let uploadedAt: Date;
+let streams: BuiltStream[];
+const savedEnv = { ...process.env };
+
+before(async () => {
+  s3 = await startS3();
+  client = s3.client();
+  work = await mkdtemp(join(tmpdir(), 'veil-e2e-pull-'));
+  // The commands take credentials from the AWS SDK default chain, as an auditor's shell would.
+  process.env.AWS_ACCESS_KEY_ID = s3.credentials.accessKeyId;
+  process.env.AWS_SECRET_ACCESS_KEY = s3.credentials.secretAccessKey;
+  process.env.AWS_REGION = s3.region;
+  delete process.env.AWS_PROFILE;
+  streams = [
+    buildStream({ ref: streamRef('pod-a'), batches: [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11, 12]] }),
+    buildStream({ ref: streamRef('pod-b', '1'), batches: [[0, 1, 2], [3, 4]] }),
+  ];
+  await client.send(new CreateBucketCommand({ Bucket: 'clean', ObjectLockEnabledForBucket: true }));
+  uploadedAt = new Date();
+  const retainUntil = new Date(uploadedAt.getTime() + retentionMs);
+  for (const stream of streams) await upload(client, 'clean', stream.objects, { retainUntil });
+});
+
+after(async () => {
+  client?.destroy();
+  await s3?.destroy();
+  if (work) await rm(work, { recursive: true, force: true });
+  for (const name of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_REGION', 'AWS_PROFILE']) {
+    if (savedEnv[name] === undefined) delete process.env[name];
+    else process.env[name] = savedEnv[name];
+  }
+});
+
+const s3Args = () => ['--endpoint', s3.endpoint, '--path-style'];
+const objectCount = () => streams.reduce((n, s) => n + s.objects.length, 0);
+const allRecords = (): AuditRecord[] => streams.flatMap((s) => s.records);
+
+async function pull(out: string, ...extra: string[]) {
+  const captured = captureIo(uploadedAt);
+  const code = await runPull([...s3Args(), '--bucket', 'clean', '--out', out, ...extra], captured.io);
+  return { code, ...captured };
+}
+
+test('a clean evidence set pulls with its locks, verifies, and reports the records uploaded', async () => {
+  const dir = join(work, 'clean');
+  const pulled = await pull(dir);
+  assert.equal(pulled.code, 0);
+  assert.equal(
+    pulled.out[0],
+    `pulled 14 object versions and 0 delete markers from s3://clean/v1/ into ${dir}: 14 downloaded, 0 already present`,
+  );
+  assert.equal(objectCount(), 14);
+  assert.match(pulled.err(), /^pull: 0\/14 objects, 0 B\/[\d.]+ KiB \(0%\)\n/);
+  assert.match(pulled.err(), /pull: 14\/14 objects, .* \(100%\), 14 downloaded, 0 already present\n$/);
+
+  const bucket = JSON.parse(await readFile(join(dir, 'bucket.json'), 'utf8'));
+  assert.equal(bucket.versioning, 'Enabled');
+  assert.equal(bucket.objectLock.enabled, true);
+  const index = (await readFile(join(dir, 'index.ndjson'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(index.length, 14);
+  for (const meta of index) {
+    const bytes = await readFile(join(dir, meta.file));
+    assert.equal(meta.checksumSHA256, sha256Base64(bytes), meta.key);
+    assert.equal(meta.lockMode, 'COMPLIANCE', meta.key);
+    // S3 keeps retain-until to the second.
+    assert.equal(Math.floor(Date.parse(meta.retainUntil) / 1000), Math.floor((uploadedAt.getTime() + retentionMs) / 1000));
+    assert.deepEqual(JSON.parse(await readFile(join(dir, `${meta.file}.meta.json`), 'utf8')), meta);
+  }
+
+  const verified = captureIo(uploadedAt);
+  assert.equal(await runVerify([dir], verified.io), 0);
+  assert.deepEqual(verified.out, ['2 streams, 5 batches, 18 records verified, 0 gaps']);
+
+  const reported = captureIo(uploadedAt);
+  const files = { json: join(work, 'report.json'), html: join(work, 'report.html'), csv: join(work, 'csv') };
+  const args = [dir, '--json', files.json, '--html', files.html, '--csv-dir', files.csv];
+  assert.equal(await runReport(args, reported.io), 0);
+  const report = JSON.parse(await readFile(files.json, 'utf8'));
+  const records = allRecords();
+  const denied = ['denied', 'unauthenticated', 'rate_limited', 'too_large', 'invalid', 'approval_denied', 'approval_expired'];
+  const expected = {
+    requests: records.length,
+    denials: records.filter((r) => denied.includes(r.outcome)).length,
+    'masking-actions': records.reduce((n, r) => n + r.masking.length, 0),
+    approvals: records.filter((r) => r.approval).length,
+  };
+  assert.deepEqual(expected, { requests: 18, denials: 6, 'masking-actions': 14, approvals: 4 });
+  assert.deepEqual(
+    Object.fromEntries(report.populations.map((p: { name: string; count: number }) => [p.name, p.count])),
+    expected,
+  );
+  assert.equal(report.verdict, 'VALID');
+  assert.equal(report.retention.counts.locked, 14);
+  const requests = report.populations[0];
+  const bob = records.filter((r) => r.identity?.subject === 'bob').length;
+  assert.deepEqual(
+    requests.byIdentity.find((i: { subject: string | null }) => i.subject === 'bob'),
+    { issuer: 'https://issuer.example', subject: 'bob', count: bob },
+  );
+  assert.deepEqual(requests.byDay, [
+    { day: '2025-06-01', count: 4 },
+    { day: '2025-06-02', count: 14 },
+  ]);
+  for (const [name, count] of Object.entries(expected)) {
+    const csv = await readFile(join(files.csv, `${name}.csv`), 'utf8');
+    assert.equal(csv.split('\r\n').length - 2, count, name);
+  }
+  assert.match(await readFile(files.html, 'utf8'), /<div class="verdict good">VALID<\/div>/);
+
+  const record = streams[1]?.records[3];
+  assert.ok(record);
+  const shown = captureIo(uploadedAt);
+  assert.equal(await runSessionsShow([record.id, '--dir', dir], shown.io), 0);
+  assert.ok(shown.out.includes(`seq       3`), shown.out.join('\n'));
+  assert.ok(shown.out.includes(`stream    ${record.stream}`), shown.out.join('\n'));
+});
+
+test('a second pull downloads nothing; after an interruption only the rest is fetched', async () => {
+  const dir = join(work, 'resume');
+  assert.match((await pull(dir)).out[0] ?? '', /: 14 downloaded, 0 already present$/);
+  assert.match((await pull(dir)).out[0] ?? '', /: 0 downloaded, 14 already present$/);
+
+  // An interruption leaves no index and some versions unsaved; a damaged file is fetched again too.
+  await rm(join(dir, 'index.ndjson'));
+  const batches = join(dir, 'objects', ...streams[0]!.prefix.split('/'), 'batches');
+  const [first, second, third] = (await readdir(batches)).filter((f) => !f.endsWith('.meta.json')).sort();
+  assert.ok(first && second && third);
+  await rm(join(batches, first));
+  await rm(join(batches, `${second}.meta.json`));
+  await writeFile(join(batches, third), 'damaged');
+  const unfinished = captureIo(uploadedAt);
+  await assert.rejects(runVerify([dir], unfinished.io), /holds an unfinished pull \(no index.ndjson\)/);
+
+  assert.match((await pull(dir)).out[0] ?? '', /: 3 downloaded, 11 already present$/);
+  const verified = captureIo(uploadedAt);
+  assert.equal(await runVerify([dir], verified.io), 0);
+  assert.deepEqual(verified.out, ['2 streams, 5 batches, 18 records verified, 0 gaps']);
+});
+
+test('a window of object time selects whole streams', async () => {
+  const none = await pull(join(work, 'window-none'), '--to', '2000-01-01');
+  assert.match(none.out[0] ?? '', /^pulled 0 object versions and 0 delete markers/);
+  const all = await pull(join(work, 'window-all'), '--from', '2000-01-01');
+  assert.match(all.out[0] ?? '', /^pulled 14 object versions/);
+});
+
+test('the server refuses to delete a locked version, and the evidence stays valid', async () => {
+  const key = streams[0]?.objects[1]?.key;
+  const { Versions } = await client.send(new ListObjectVersionsCommand({ Bucket: 'clean', Prefix: key }));
+  const versionId = Versions?.[0]?.VersionId;
+  assert.ok(versionId);
+  await assert.rejects(
+    client.send(new DeleteObjectCommand({ Bucket: 'clean', Key: key, VersionId: versionId })),
+    (error: Error & { $metadata?: { httpStatusCode?: number } }) => {
+      assert.equal(error.name, 'AccessDenied');
+      assert.equal(error.$metadata?.httpStatusCode, 403);
+      return true;
+    },
+  );
+  const verified = captureIo(uploadedAt);
+  assert.equal(await runVerify(['s3://clean/v1/', ...s3Args()], verified.io), 0);
+  assert.deepEqual(verified.out, ['2 streams, 5 batches, 18 records verified, 0 gaps']);
+});
+
+test('evidence in a bucket without Object Lock is INVALID', async () => {
+  await client.send(new CreateBucketCommand({ Bucket: 'unlocked' }));
+  const built = buildStream({ batches: [[0, 1, 2]] });
+  await upload(client, 'unlocked', built.objects);
+  const verified = captureIo(uploadedAt);
+  assert.equal(await runVerify(['s3://unlocked', ...s3Args()], verified.io), 1);
+  assert.equal(verified.out[0], 'INVALID - -: Object Lock is not enabled on the bucket');
+  const notLocked = verified.out.filter((line) =>
+    /^INVALID \S+ \S+: version \S+ is not locked; evidence needs COMPLIANCE$/.test(line),
+  );
+  assert.equal(notLocked.length, built.objects.length);
+  assert.equal(verified.out.at(-1), '1 streams, 1 batches, 3 records verified, 0 gaps');
+});
+
+test('a missing bucket and an unreachable endpoint are named clearly', async () => {
+  const { io } = captureIo(uploadedAt);
+  await assert.rejects(
+    runPull([...s3Args(), '--bucket', 'absent', '--out', join(work, 'absent')], io),
+    (error: Error) => error instanceof CliError && error.message === `bucket "absent" does not exist at ${s3.endpoint}`,
+  );
+  const closed = `http://127.0.0.1:${await freePort()}`;
+  await assert.rejects(
+    runVerify(['s3://clean', '--endpoint', closed, '--path-style'], io),
+    (error: Error) => error instanceof CliError && error.message === `cannot reach ${closed} (ECONNREFUSED)`,
+  );
+});
+
+/** The `veil` binary itself, as an auditor runs it. */
+function veil(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cliMain, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+test('the veil binary verifies a bucket directly, and names refused credentials', async () => {
+  const ok = await veil(['evidence', 'verify', 's3://clean', ...s3Args()], process.env);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal(ok.stdout, '2 streams, 5 batches, 18 records verified, 0 gaps\n');
+  assert.match(ok.stderr, /pull: 14\/14 objects/);
+
+  const wrong = { ...process.env, AWS_ACCESS_KEY_ID: 'not-a-user', AWS_SECRET_ACCESS_KEY: 'not-a-secret' };
+  const refused = await veil(['evidence', 'verify', 's3://clean', ...s3Args()], wrong);
+  assert.equal(refused.code, 2);
+  assert.equal(refused.stdout, '');
+  assert.match(refused.stderr, new RegExp(`^veil: ${s3.endpoint} refused the credentials \\(\\w+\\)`));
+  assert.ok(!refused.stderr.includes('not-a-secret'));
+});

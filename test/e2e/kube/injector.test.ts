@@ -1,0 +1,165 @@
+// The injector process's parts against the real API server: the pod webhook
+// registered the way the chart registers it, the controller publishing its
+// public key, and the pull endpoint with TokenReview.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { AuthenticationV1Api, CoreV1Api } from '@kubernetes/client-node';
+import { policyHash, policySpecSchema } from '@veil/core';
+import { pullAudience, type RunningInjector } from '@veil/injector';
+import { Agent, request } from 'undici';
+import { type ControlPlane, startControlPlane } from '../../harness/index.ts';
+import { applyPolicy, eventually, freshNamespace, installCrds } from './support/cluster.ts';
+import {
+  deleteWebhook,
+  ensureInjectorNamespace,
+  injectorFiles,
+  modelPod,
+  registerWebhook,
+  startTestInjector,
+  waitForWebhook,
+} from './support/injector.ts';
+
+let cp: ControlPlane;
+let injector: RunningInjector;
+let webhookName: string;
+
+before(async () => {
+  cp = await startControlPlane();
+  await installCrds(cp);
+  await ensureInjectorNamespace(cp);
+  injector = await startTestInjector(cp, await injectorFiles(cp));
+  webhookName = await registerWebhook(cp, injector.webhook.url);
+});
+after(async () => {
+  if (webhookName) await deleteWebhook(cp, webhookName).catch(() => undefined);
+  await injector?.close();
+  await cp?.stop();
+});
+
+const spec = {
+  masking: { rules: [{ name: 'emails', detectors: ['email'], operator: 'redact', scopes: ['forward'] }] },
+};
+
+test('an opted-in pod is stored with the sidecar and the bootstrap policy; another is stored unchanged', async () => {
+  const namespace = await freshNamespace(cp, 'inject');
+  await applyPolicy(cp, namespace, 'default', spec);
+  await eventually('the policy in the cache', async () => injector.controller.policy(namespace, 'default'));
+  await waitForWebhook(cp, namespace);
+  const core = cp.kubeConfig().makeApiClient(CoreV1Api);
+
+  await core.createNamespacedPod({ namespace, body: modelPod('opted-in', { 'veil.dev/inject': 'true' }) });
+  await core.createNamespacedPod({ namespace, body: modelPod('plain') });
+
+  const injected = await core.readNamespacedPod({ namespace, name: 'opted-in' });
+  assert.equal(injected.metadata?.labels?.['veil.dev/injected'], 'true');
+  const sidecar = injected.spec?.initContainers?.find((c) => c.name === 'veil-proxy');
+  assert.ok(sidecar, 'the sidecar is a native sidecar');
+  assert.equal(sidecar.restartPolicy, 'Always');
+  assert.deepEqual(
+    sidecar.ports?.map((p) => [p.name, p.containerPort]),
+    [
+      ['http', 15080],
+      ['veil-admin', 15090],
+    ],
+  );
+  const bootstrap = JSON.parse(injected.metadata?.annotations?.['veil.dev/bootstrap-policy'] ?? 'null');
+  assert.equal(bootstrap.name, 'default');
+  assert.equal(policyHash(policySpecSchema.parse(bootstrap.spec)), policyHash(policySpecSchema.parse(spec)));
+
+  const plain = await core.readNamespacedPod({ namespace, name: 'plain' });
+  assert.equal(plain.metadata?.labels?.['veil.dev/injected'], undefined);
+  assert.equal(plain.spec?.initContainers, undefined);
+  assert.deepEqual(
+    plain.spec?.containers.map((c) => c.name),
+    ['model'],
+  );
+});
+
+test('a pod in a namespace labelled for injection is injected; one opting out is not', async () => {
+  const namespace = await freshNamespace(cp, 'label', { 'veil.dev/injection': 'enabled' });
+  const core = cp.kubeConfig().makeApiClient(CoreV1Api);
+  await eventually(
+    'a namespace-labelled pod injected',
+    async () => {
+      const name = `by-label-${Math.random().toString(36).slice(2, 7)}`;
+      const stored = await core.createNamespacedPod({ namespace, body: modelPod(name) });
+      return stored.metadata?.labels?.['veil.dev/injected'] === 'true' ? true : undefined;
+    },
+    30_000,
+    200,
+  );
+  const out = await core.createNamespacedPod({
+    namespace,
+    body: modelPod('opted-out', { 'veil.dev/inject': 'false' }),
+  });
+  assert.equal(out.metadata?.labels?.['veil.dev/injected'], undefined);
+  assert.equal(out.spec?.initContainers, undefined);
+});
+
+test('the leader publishes its public key where injected pods mount it', async () => {
+  const namespace = await freshNamespace(cp, 'key');
+  await applyPolicy(cp, namespace, 'default', spec);
+  const core = cp.kubeConfig().makeApiClient(CoreV1Api);
+  const configMap = await eventually('the key ConfigMap', async () => {
+    try {
+      return await core.readNamespacedConfigMap({ namespace, name: 'veil-controller-key' });
+    } catch {
+      return undefined;
+    }
+  });
+  const jwk = JSON.parse(configMap.data?.['jwk.json'] ?? '{}');
+  assert.deepEqual(Object.keys(jwk).sort(), ['alg', 'crv', 'kid', 'kty', 'use', 'x']);
+  assert.equal(jwk.crv, 'Ed25519');
+  assert.equal(jwk.d, undefined, 'never the private part');
+});
+
+test('a sidecar pulls its policy with a service-account token of its own namespace only', async () => {
+  const namespace = await freshNamespace(cp, 'pull');
+  const other = await freshNamespace(cp, 'pull-other');
+  await applyPolicy(cp, namespace, 'default', spec);
+  await eventually('the policy in the cache', async () => injector.controller.policy(namespace, 'default'));
+  const core = cp.kubeConfig().makeApiClient(CoreV1Api);
+  await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: 'embedder' } } });
+  const { status } = await core.createNamespacedServiceAccountToken({
+    namespace,
+    name: 'embedder',
+    body: { spec: { audiences: [pullAudience], expirationSeconds: 600 } },
+  });
+  const token = status?.token ?? '';
+  const wrongAudience = (
+    await core.createNamespacedServiceAccountToken({
+      namespace,
+      name: 'embedder',
+      body: { spec: { audiences: ['veil'], expirationSeconds: 600 } },
+    })
+  ).status?.token;
+  const dispatcher = new Agent({
+    connect: { ca: await import('node:fs/promises').then((fs) => fs.readFile(cp.caCert, 'utf8')) },
+  });
+  const pull = async (path: string, bearer?: string) => {
+    const response = await request(`${injector.pull.url}${path}`, {
+      dispatcher,
+      headers: bearer ? { authorization: `Bearer ${bearer}` } : {},
+    });
+    return { status: response.statusCode, body: (await response.body.json()) as Record<string, unknown> };
+  };
+  try {
+    const ok = await pull(`/v1/policies/${namespace}/default`, token);
+    assert.equal(ok.status, 200);
+    assert.equal(ok.body.name, 'default');
+    assert.equal(ok.body.hash, policyHash(policySpecSchema.parse(spec)));
+    assert.deepEqual(ok.body.spec, spec);
+    assert.equal((await pull(`/v1/policies/${other}/default`, token)).status, 403);
+    assert.equal((await pull(`/v1/policies/${namespace}/default`)).status, 401);
+    assert.equal((await pull(`/v1/policies/${namespace}/default`, wrongAudience)).status, 401);
+    assert.equal((await pull(`/v1/policies/${namespace}/missing`, token)).status, 404);
+    // The API server agrees the token is good: the 401 above is the audience, not the token.
+    const review = await cp
+      .kubeConfig()
+      .makeApiClient(AuthenticationV1Api)
+      .createTokenReview({ body: { spec: { token: wrongAudience ?? '' } } });
+    assert.equal(review.status?.authenticated, true);
+  } finally {
+    await dispatcher.close();
+  }
+});

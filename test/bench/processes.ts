@@ -11,14 +11,21 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { onTeardown, trackChild } from './teardown.ts';
 
-/** The prefix a Node child writes before its ready message. */
+/** The prefixes a Node child writes before its ready message and its replies to commands. */
 export const READY = 'bench-ready ';
+export const REPLY = 'bench-reply ';
+
+/** A command to a Node child: one JSON line on its stdin. */
+export type Command = { readonly command: string; readonly [key: string]: unknown };
+type Reply = { id: number; result?: unknown; error?: string };
 
 export interface Child<Ready> {
   readonly name: string;
   readonly pid: number;
   readonly ready: Ready;
   readonly process: ChildProcess;
+  /** Sends a command the child serves (see `serveAsChild`) and waits for its answer. */
+  call<Result>(command: Command, timeoutMs?: number): Promise<Result>;
   stop(): Promise<void>;
 }
 
@@ -81,15 +88,28 @@ export async function startNodeChild<Ready>(options: NodeChildOptions): Promise<
   };
   onTeardown(`stop ${options.name}`, stop);
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+  const waiting = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
+  let calls = 0;
+  child.once('exit', () => {
+    for (const pending of waiting.values()) pending.reject(new Error(`${options.name} exited`));
+    waiting.clear();
+  });
   const ready = await new Promise<Ready>((resolve, reject) => {
+    const timeoutMs = options.timeoutMs ?? 30_000;
     const timer = setTimeout(
-      () => reject(new Error(`${options.name} was not ready within ${options.timeoutMs ?? 30_000} ms`)),
-      options.timeoutMs ?? 30_000,
+      () => reject(new Error(`${options.name} was not ready within ${timeoutMs} ms`)),
+      timeoutMs,
     );
     lines.on('line', (line) => {
       if (line.startsWith(READY)) {
         clearTimeout(timer);
         resolve(JSON.parse(line.slice(READY.length)) as Ready);
+      } else if (line.startsWith(REPLY)) {
+        const reply = JSON.parse(line.slice(REPLY.length)) as Reply;
+        const pending = waiting.get(reply.id);
+        waiting.delete(reply.id);
+        if (reply.error !== undefined) pending?.reject(new Error(`${options.name}: ${reply.error}`));
+        else pending?.resolve(reply.result);
       } else log.write(`${line}\n`);
     });
     child.once('exit', (code, signal) => {
@@ -102,11 +122,36 @@ export async function startNodeChild<Ready>(options: NodeChildOptions): Promise<
     const tail = (await readFile(options.logFile, 'utf8').catch(() => '')).split('\n').slice(-20).join('\n');
     throw new Error(`${error.message}\n--- ${options.name} log (last lines) ---\n${tail}`);
   });
-  return { name: options.name, pid: child.pid as number, ready, process: child, stop };
+  const call = <Result>(command: Command, timeoutMs = 120_000): Promise<Result> => {
+    const id = ++calls;
+    return new Promise<Result>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        waiting.delete(id);
+        reject(new Error(`${options.name} did not answer ${command.command} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      waiting.set(id, {
+        resolve: (value) => {
+          clearTimeout(timer);
+          resolve(value as Result);
+        },
+        reject: (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      });
+      child.stdin?.write(`${JSON.stringify({ ...command, id })}\n`);
+    });
+  };
+  return { name: options.name, pid: child.pid as number, ready, process: child, call, stop };
 }
 
-/** Inside a child: announce readiness, and shut down on SIGTERM, SIGINT or when the bench goes away. */
-export function serveAsChild(ready: unknown, close: () => Promise<void>): void {
+export type CommandHandler = (command: Command) => Promise<unknown>;
+
+/**
+ * Inside a child: serve commands (JSON lines on stdin), announce readiness, and
+ * shut down on SIGTERM, SIGINT or when stdin closes (the bench went away).
+ */
+export function serveAsChild(ready: unknown, close: () => Promise<void>, handle?: CommandHandler): void {
   let closing = false;
   const shutdown = () => {
     if (closing) return;
@@ -125,9 +170,19 @@ export function serveAsChild(ready: unknown, close: () => Promise<void>): void {
   };
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
-  process.stdin.on('end', shutdown);
-  process.stdin.on('error', shutdown);
-  process.stdin.resume();
+  const commands = createInterface({ input: process.stdin });
+  commands.on('line', (line) => {
+    const { id, ...command } = JSON.parse(line) as Command & { id: number };
+    const answer = handle ? handle(command as Command) : Promise.reject(new Error('no commands served'));
+    answer.then(
+      (result) => process.stdout.write(`${REPLY}${JSON.stringify({ id, result })}\n`),
+      (error: unknown) =>
+        process.stdout.write(
+          `${REPLY}${JSON.stringify({ id, error: String((error as Error).message ?? error) })}\n`,
+        ),
+    );
+  });
+  commands.on('close', shutdown);
   process.stdout.write(`${READY}${JSON.stringify(ready)}\n`);
 }
 

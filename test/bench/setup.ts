@@ -9,7 +9,7 @@ import { type SidecarConfigInput, startDevIssuer } from '@veil/sidecar';
 import type { Target } from './load.ts';
 import type { ModelReady } from './model-process.ts';
 import { type Nginx, startNginx } from './nginx.ts';
-import { type Child, canPin, findProgram, startNodeChild } from './processes.ts';
+import { type Child, canPin, findProgram, peakRss, startNodeChild } from './processes.ts';
 import type { SidecarLaunch, SidecarReady } from './sidecar-process.ts';
 import { onTeardown, trackTempDir } from './teardown.ts';
 import { AUDIENCE, benchPolicy, CALLER_GROUP, EMBEDDINGS_PATH, requestBody } from './workload.ts';
@@ -31,6 +31,18 @@ export function cpuLayout(): CpuLayout {
 
 export interface SidecarChild extends Child<SidecarReady> {
   readonly target: Target;
+  /** Peak RSS once started and idle, in bytes. */
+  readonly startRss: number | undefined;
+}
+
+export interface SidecarSettings {
+  readonly recording: SidecarLaunch['recording'];
+  /** More settings, such as the S3 bucket. */
+  readonly config?: Partial<SidecarConfigInput>;
+  /** More environment, such as S3 credentials. */
+  readonly env?: Record<string, string>;
+  /** The age at which the audit shipper cuts a batch at the latest, instead of the example's. */
+  readonly batchMaxAgeSeconds?: number;
 }
 
 export interface World {
@@ -40,7 +52,7 @@ export interface World {
   readonly direct: Target;
   /** True when the temporary directory is on tmpfs, where fsync costs nothing. */
   readonly tmpfs: boolean;
-  startSidecar(name: string, recording: SidecarLaunch['recording'], extra?: object): Promise<SidecarChild>;
+  startSidecar(name: string, options: SidecarSettings): Promise<SidecarChild>;
   startNginx(): Promise<Target & { pid: number }>;
 }
 
@@ -65,8 +77,11 @@ export async function createWorld(cpus: CpuLayout): Promise<World> {
     { sub: 'bench-client', aud: AUDIENCE, groups: [CALLER_GROUP] },
     { lifetimeSeconds: 3 * 3600 },
   );
-  const policyFile = join(dir, 'policy.json');
-  await writeFile(policyFile, JSON.stringify(await benchPolicy(issuer.issuer)));
+  const policyFile = async (batchMaxAgeSeconds: number | undefined): Promise<string> => {
+    const file = join(dir, `policy-${batchMaxAgeSeconds ?? 'example'}.json`);
+    await writeFile(file, JSON.stringify(await benchPolicy(issuer.issuer, { batchMaxAgeSeconds })));
+    return file;
+  };
 
   const body = requestBody();
   const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
@@ -85,7 +100,7 @@ export async function createWorld(cpus: CpuLayout): Promise<World> {
     model,
     tmpfs,
     direct: target('direct → model', model.ready.url),
-    async startSidecar(name, recording, extra = {}) {
+    async startSidecar(name, settings) {
       const index = sidecars++;
       const home = join(dir, `sidecar-${index}`);
       const config: SidecarConfigInput = {
@@ -95,24 +110,24 @@ export async function createWorld(cpus: CpuLayout): Promise<World> {
         proxyPort: 0,
         adminHost: '127.0.0.1',
         adminPort: 0,
-        bootstrapPolicyFile: policyFile,
+        bootstrapPolicyFile: await policyFile(settings.batchMaxAgeSeconds),
         stateDir: join(home, 'state'),
         auditDir: join(home, 'audit'),
         pod: { namespace: 'bench', name: `embed-${index}`, uid: `bench-pod-${index}` },
         cluster: 'bench',
-        ...extra,
+        ...settings.config,
       };
-      const launch: SidecarLaunch = { config, recording };
+      const launch: SidecarLaunch = { config, recording: settings.recording };
       const child = await startNodeChild<SidecarReady>({
         name,
         script: './sidecar-process.ts',
-        env: { VEIL_BENCH_SIDECAR: JSON.stringify(launch) },
+        env: { ...settings.env, VEIL_BENCH_SIDECAR: JSON.stringify(launch) },
         // For profiling the sidecar under load, e.g. "--cpu-prof --cpu-prof-dir=DIR".
         nodeArgs: (process.env.VEIL_BENCH_SIDECAR_NODE_ARGS ?? '').split(' ').filter(Boolean),
         cpus: cpus.sidecar,
         logFile: join(dir, `sidecar-${index}.log`),
       });
-      return { ...child, target: target(name, child.ready.url) };
+      return { ...child, target: target(name, child.ready.url), startRss: await peakRss(child.pid) };
     },
     async startNginx() {
       const bin = findProgram('nginx');

@@ -11,6 +11,12 @@ const steps: Step[] = [];
 const children = new Set<ChildProcess>();
 const tempDirs = new Set<string>();
 let tearing: Promise<void> | undefined;
+let interrupted = false;
+
+/** True once a signal or the watchdog began stopping the run: errors after that are its echo. */
+export function stopping(): boolean {
+  return interrupted;
+}
 
 /** Adds an async teardown step; steps run last-registered first. */
 export function onTeardown(name: string, run: () => Promise<unknown>): void {
@@ -59,11 +65,13 @@ export function installTeardownHandlers(limitMs: number): void {
   process.on('exit', finalSweep);
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
+      interrupted = true;
       console.error(`\n${signal}: stopping and cleaning up…`);
       void teardown().finally(() => process.exit(130));
     });
   }
   const watchdog = setTimeout(() => {
+    interrupted = true;
     console.error(`the bench ran longer than ${Math.round(limitMs / 1000)} s: stopping`);
     void teardown().finally(() => process.exit(1));
   }, limitMs);

@@ -30,12 +30,16 @@ export function requestBody(): string {
 export const INPUTS_PER_REQUEST = prose.length;
 
 /** The policy spec the bench's sidecars enforce, as `{ name, spec }` for a bootstrap file. */
-export async function benchPolicy(issuer: string): Promise<{ name: string; spec: unknown }> {
+export async function benchPolicy(
+  issuer: string,
+  overrides: { batchMaxAgeSeconds?: number } = {},
+): Promise<{ name: string; spec: unknown }> {
   const example = parse(await readFile(new URL('../../examples/policy.yaml', import.meta.url), 'utf8')) as {
     metadata: { name: string };
     spec: Record<string, unknown>;
   };
   const limits = (example.spec.limits ?? {}) as Record<string, unknown>;
+  const audit = (example.spec.audit ?? {}) as { batch?: Record<string, unknown> };
   const spec = {
     ...example.spec,
     // Only the bench's own issuer: the example's IdPs are not reachable here.
@@ -46,6 +50,9 @@ export async function benchPolicy(issuer: string): Promise<{ name: string; spec:
     // One caller drives thousands of requests a second: lift the per-identity
     // budget to the schema's maximum so the bench measures the path, not 429s.
     limits: { ...limits, vectorsPerMinute: 10_000_000 },
+    ...(overrides.batchMaxAgeSeconds === undefined
+      ? {}
+      : { audit: { ...audit, batch: { ...audit.batch, maxAgeSeconds: overrides.batchMaxAgeSeconds } } }),
   };
   return { name: example.metadata.name, spec: policySpecSchema.parse(spec) };
 }

@@ -18,7 +18,13 @@ let store: string;
 
 before(async () => {
   root = await mkdtemp(join(tmpdir(), 'veil-cli-local-'));
-  built = buildStream({ batches: [[0, 1, 2, 3, 4], [5, 6, 7], [8, 9]] });
+  built = buildStream({
+    batches: [
+      [0, 1, 2, 3, 4],
+      [5, 6, 7],
+      [8, 9],
+    ],
+  });
   store = join(root, 'store');
   await writeLocalStore(store, built.objects);
 });
@@ -89,7 +95,10 @@ test('sessions show prints one record by its ULID, aligned, with masking and app
   assert.ok(out.includes('caller    bob (issuer https://issuer.example)'), out.join('\n'));
   assert.ok(out.includes('evidence  its stream verified'), out.join('\n'));
   assert.ok(out.includes('approval ap-5'), out.join('\n'));
-  assert.ok(out.some((line) => /^ {4}carol +2025-06-02T00:00:02\.500Z +-$/.test(line)), out.join('\n'));
+  assert.ok(
+    out.some((line) => /^ {4}carol +2025-06-02T00:00:02\.500Z +-$/.test(line)),
+    out.join('\n'),
+  );
 });
 
 test('sessions show finds a record by <stream>:<seq> and shows its masking table', async () => {
@@ -109,13 +118,24 @@ test('sessions show says clearly when the record is not there', async () => {
     assert.match(error.message, /no verified record .*:99 in .* \(10 records\)/);
     return true;
   });
-  await assert.rejects(runSessionsShow(['not-an-id', '--dir', store], io), /neither a ULID nor <stream>:<seq>/);
+  await assert.rejects(
+    runSessionsShow(['not-an-id', '--dir', store], io),
+    /neither a ULID nor <stream>:<seq>/,
+  );
 });
 
 test('report on a local store writes JSON, HTML and one CSV per population', async () => {
   const out = join(root, 'report');
   const { io, out: lines } = captureIo(now);
-  const args = [store, '--json', join(out, 'r.json'), '--html', join(out, 'r.html'), '--csv-dir', join(out, 'csv')];
+  const args = [
+    store,
+    '--json',
+    join(out, 'r.json'),
+    '--html',
+    join(out, 'r.html'),
+    '--csv-dir',
+    join(out, 'csv'),
+  ];
   assert.equal(await runReport(args, io), 0);
   assert.equal(lines[0], 'VALID WITH WARNINGS: 1 streams, 3 batches, 10 records verified, 0 gaps');
   const report = JSON.parse(await readFile(join(out, 'r.json'), 'utf8'));

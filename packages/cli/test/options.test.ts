@@ -19,17 +19,29 @@ async function refused(run: Promise<number>, message: RegExp): Promise<void> {
 }
 
 test('pull needs --bucket and --out', async () => {
-  await refused(runPull(['--out', 'dir'], io), /^evidence pull: --bucket is required \(see veil evidence pull --help\)$/);
+  await refused(
+    runPull(['--out', 'dir'], io),
+    /^evidence pull: --bucket is required \(see veil evidence pull --help\)$/,
+  );
   await refused(runPull(['--bucket', 'b'], io), /^evidence pull: --out is required/);
 });
 
 test('pull refuses an endpoint that is not an http(s) URL', async () => {
-  await refused(runPull(['--bucket', 'b', '--out', 'd', '--endpoint', 'ftp://x'], io), /--endpoint must be an http\(s\) URL/);
-  await refused(runPull(['--bucket', 'b', '--out', 'd', '--endpoint', 'localhost'], io), /--endpoint must be an http\(s\) URL/);
+  await refused(
+    runPull(['--bucket', 'b', '--out', 'd', '--endpoint', 'ftp://x'], io),
+    /--endpoint must be an http\(s\) URL/,
+  );
+  await refused(
+    runPull(['--bucket', 'b', '--out', 'd', '--endpoint', 'localhost'], io),
+    /--endpoint must be an http\(s\) URL/,
+  );
 });
 
 test('pull refuses times that are neither RFC 3339 nor a date, and an empty window', async () => {
-  await refused(runPull(['--bucket', 'b', '--out', 'd', '--from', 'yesterday'], io), /--from must be RFC 3339 .* or a date/);
+  await refused(
+    runPull(['--bucket', 'b', '--out', 'd', '--from', 'yesterday'], io),
+    /--from must be RFC 3339 .* or a date/,
+  );
   await refused(runPull(['--bucket', 'b', '--out', 'd', '--to', '2025-13-01'], io), /--to must be RFC 3339/);
   await refused(
     runPull(['--bucket', 'b', '--out', 'd', '--from', '2025-06-02', '--to', '2025-06-01'], io),
@@ -49,7 +61,10 @@ test('verify takes exactly one DIR or s3:// URL', async () => {
 });
 
 test('--min-retention-days must be a whole number of days', async () => {
-  await refused(runVerify(['dir', '--min-retention-days=-3'], io), /--min-retention-days must be a whole number of days/);
+  await refused(
+    runVerify(['dir', '--min-retention-days=-3'], io),
+    /--min-retention-days must be a whole number of days/,
+  );
   await refused(runVerify(['dir', '--min-retention-days', '1.5'], io), /must be a whole number/);
 });
 
@@ -76,5 +91,8 @@ test('a date --to includes that whole UTC day; an instant --to includes that ins
 
 test('s3:// URLs give bucket and prefix, v1/ by default', () => {
   assert.deepEqual(parseS3Url('t', 's3://evidence'), { bucket: 'evidence', prefix: 'v1/' });
-  assert.deepEqual(parseS3Url('t', 's3://evidence/v1/prod-eu/'), { bucket: 'evidence', prefix: 'v1/prod-eu/' });
+  assert.deepEqual(parseS3Url('t', 's3://evidence/v1/prod-eu/'), {
+    bucket: 'evidence',
+    prefix: 'v1/prod-eu/',
+  });
 });

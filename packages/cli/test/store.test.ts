@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { posix } from 'node:path';
 import { test } from 'node:test';
-import { metaFile, objectFile } from '../src/evidence/store.ts';
+import { metaFile, objectFile, objectMetaSchema } from '../src/evidence/store.ts';
 
 test('evidence keys keep their readable path', () => {
   assert.equal(
@@ -12,7 +12,15 @@ test('evidence keys keep their readable path', () => {
 });
 
 test('no key escapes objects/, whatever its segments', () => {
-  for (const key of ['../../etc/passwd', 'v1/../../x', '/abs/path', 'v1//double', 'v1/./dot', '..', 'a\\..\\b']) {
+  for (const key of [
+    '../../etc/passwd',
+    'v1/../../x',
+    '/abs/path',
+    'v1//double',
+    'v1/./dot',
+    '..',
+    'a\\..\\b',
+  ]) {
     const file = objectFile(key, 'v');
     const normalised = posix.normalize(file);
     assert.ok(normalised.startsWith('objects/'), `${key} → ${file}`);
@@ -43,4 +51,27 @@ test('distinct keys and versions never share a file', () => {
 test('every path segment stays within file-system limits', () => {
   const file = metaFile(`v1/${'é'.repeat(200)}`, 'v'.repeat(300));
   for (const segment of file.split('/')) assert.ok(Buffer.byteLength(segment) <= 255, segment);
+});
+
+test('metadata read back may only name the file of its own key and version', () => {
+  const meta = {
+    key: 'v1/a.json',
+    versionId: 'v1',
+    isLatest: true,
+    isDeleteMarker: false,
+    lastModified: '2025-06-01T00:00:00.000Z',
+    size: 1,
+    checksumSHA256: null,
+    checksumType: null,
+    lockMode: null,
+    retainUntil: null,
+    sha256: null,
+  };
+  assert.ok(objectMetaSchema.safeParse({ ...meta, file: objectFile(meta.key, meta.versionId) }).success);
+  const outside = objectMetaSchema.safeParse({ ...meta, file: '../../secrets' });
+  assert.equal(outside.success, false);
+  assert.deepEqual(
+    outside.error?.issues.map((i) => i.path),
+    [['file']],
+  );
 });

@@ -34,3 +34,11 @@ export { startWebhookServer, type WebhookServer, type WebhookServerOptions } fro
 export * from './webhook/settings.ts';
 export { sidecarNames, sidecarVolumeNames } from './webhook/sidecar.ts';
 export * from './webhook/status.ts';
+export {
+  type ApprovalStampSettings,
+  type ApprovalUser,
+  phaseOf,
+  requesterUsernames,
+  reviewApprovalAdmission,
+  stampApprovalStatus,
+} from './webhook/approvals.ts';

@@ -1,8 +1,9 @@
 // The sidecar process: configuration from the environment the injector writes,
 // then serve until SIGTERM or SIGINT, and close within a grace period.
 import { existsSync, readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { exportSigningKey, generateSigningKey } from '@veil/core';
 import { configFromEnv } from './config.ts';
 import { type RunningSidecar, type SidecarOptions, startSidecar } from './sidecar.ts';
 
@@ -24,7 +25,8 @@ if (!env.VEIL_S3_BUCKET && !env.VEIL_AUDIT_DIR && env.VEIL_STATE_DIR) {
 const serviceAccountDir = '/var/run/secrets/kubernetes.io/serviceaccount';
 const inClusterIssuers = ['https://kubernetes.default.svc.cluster.local', 'https://kubernetes.default.svc'];
 function inClusterAuth(): SidecarOptions['authOptions'] {
-  if (!existsSync(`${serviceAccountDir}/ca.crt`) || !existsSync(`${serviceAccountDir}/token`)) return undefined;
+  if (!existsSync(`${serviceAccountDir}/ca.crt`) || !existsSync(`${serviceAccountDir}/token`))
+    return undefined;
   const ca = readFileSync(`${serviceAccountDir}/ca.crt`, 'utf8');
   return {
     issuerCa: Object.fromEntries(inClusterIssuers.map((issuer) => [issuer, ca])),
@@ -33,8 +35,19 @@ function inClusterAuth(): SidecarOptions['authOptions'] {
   };
 }
 
+// The injector points VEIL_SIGNING_KEY_FILE at an in-memory volume that is empty
+// when the pod starts: the first incarnation creates the key, later ones reuse it.
+async function ensureSigningKey(file: string | undefined): Promise<void> {
+  if (!file || existsSync(file)) return;
+  const jwk = JSON.stringify(exportSigningKey(generateSigningKey()));
+  await writeFile(file, jwk, { mode: 0o600, flag: 'wx' }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EEXIST') throw error;
+  });
+}
+
 let sidecar: RunningSidecar;
 try {
+  await ensureSigningKey(env.VEIL_SIGNING_KEY_FILE);
   sidecar = await startSidecar(configFromEnv(env), { authOptions: inClusterAuth() });
 } catch (error) {
   console.error(`veil-sidecar: ${(error as Error).message}`);

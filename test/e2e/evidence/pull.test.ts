@@ -47,8 +47,21 @@ before(async () => {
   process.env.AWS_REGION = s3.region;
   delete process.env.AWS_PROFILE;
   streams = [
-    buildStream({ ref: streamRef('pod-a'), batches: [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11, 12]] }),
-    buildStream({ ref: streamRef('pod-b', '1'), batches: [[0, 1, 2], [3, 4]] }),
+    buildStream({
+      ref: streamRef('pod-a'),
+      batches: [
+        [0, 1, 2, 3, 4],
+        [5, 6, 7, 8, 9],
+        [10, 11, 12],
+      ],
+    }),
+    buildStream({
+      ref: streamRef('pod-b', '1'),
+      batches: [
+        [0, 1, 2],
+        [3, 4],
+      ],
+    }),
   ];
   await client.send(new CreateBucketCommand({ Bucket: 'clean', ObjectLockEnabledForBucket: true }));
   uploadedAt = new Date();
@@ -91,14 +104,20 @@ test('a clean evidence set pulls with its locks, verifies, and reports the recor
   const bucket = JSON.parse(await readFile(join(dir, 'bucket.json'), 'utf8'));
   assert.equal(bucket.versioning, 'Enabled');
   assert.equal(bucket.objectLock.enabled, true);
-  const index = (await readFile(join(dir, 'index.ndjson'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  const index = (await readFile(join(dir, 'index.ndjson'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   assert.equal(index.length, 14);
   for (const meta of index) {
     const bytes = await readFile(join(dir, meta.file));
     assert.equal(meta.checksumSHA256, sha256Base64(bytes), meta.key);
     assert.equal(meta.lockMode, 'COMPLIANCE', meta.key);
     // S3 keeps retain-until to the second.
-    assert.equal(Math.floor(Date.parse(meta.retainUntil) / 1000), Math.floor((uploadedAt.getTime() + retentionMs) / 1000));
+    assert.equal(
+      Math.floor(Date.parse(meta.retainUntil) / 1000),
+      Math.floor((uploadedAt.getTime() + retentionMs) / 1000),
+    );
     assert.deepEqual(JSON.parse(await readFile(join(dir, `${meta.file}.meta.json`), 'utf8')), meta);
   }
 
@@ -112,7 +131,15 @@ test('a clean evidence set pulls with its locks, verifies, and reports the recor
   assert.equal(await runReport(args, reported.io), 0);
   const report = JSON.parse(await readFile(files.json, 'utf8'));
   const records = allRecords();
-  const denied = ['denied', 'unauthenticated', 'rate_limited', 'too_large', 'invalid', 'approval_denied', 'approval_expired'];
+  const denied = [
+    'denied',
+    'unauthenticated',
+    'rate_limited',
+    'too_large',
+    'invalid',
+    'approval_denied',
+    'approval_expired',
+  ];
   const expected = {
     requests: records.length,
     denials: records.filter((r) => denied.includes(r.outcome)).length,
@@ -215,7 +242,8 @@ test('a missing bucket and an unreachable endpoint are named clearly', async () 
   const { io } = captureIo(uploadedAt);
   await assert.rejects(
     runPull([...s3Args(), '--bucket', 'absent', '--out', join(work, 'absent')], io),
-    (error: Error) => error instanceof CliError && error.message === `bucket "absent" does not exist at ${s3.endpoint}`,
+    (error: Error) =>
+      error instanceof CliError && error.message === `bucket "absent" does not exist at ${s3.endpoint}`,
   );
   const closed = `http://127.0.0.1:${await freePort()}`;
   await assert.rejects(
@@ -225,7 +253,10 @@ test('a missing bucket and an unreachable endpoint are named clearly', async () 
 });
 
 /** The `veil` binary itself, as an auditor runs it. */
-function veil(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function veil(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [cliMain, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';

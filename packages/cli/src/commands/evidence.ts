@@ -92,6 +92,8 @@ export async function runVerify(args: string[], io: Io): Promise<number> {
   );
   if (options.json) io.out(JSON.stringify(verificationJson(result), null, 2));
   else for (const line of verificationLines(result)) io.out(line);
+  if (result.totals.streams === 0)
+    io.err.write(`note: no evidence stream found in ${target}: check the bucket and prefix\n`);
   return verdictOf(result.findings) === 'INVALID' ? 1 : 0;
 }
 
@@ -100,6 +102,7 @@ export async function runReport(args: string[], io: Io): Promise<number> {
     'evidence report',
     args,
     {
+      ...s3Options,
       html: { type: 'string' },
       json: { type: 'string' },
       'csv-dir': { type: 'string' },
@@ -109,14 +112,14 @@ export async function runReport(args: string[], io: Io): Promise<number> {
     true,
   );
   const options = validateOptions('evidence report', reportOptionsSchema, values);
-  const dir = onePositional('evidence report', positionals, 'DIR');
+  const dir = onePositional('evidence report', positionals, 'DIR or s3://BUCKET/PREFIX');
   if (!options.html && !options.json && !options['csv-dir']) {
     throw new CliError('evidence report: name at least one of --html FILE, --json FILE, --csv-dir DIR');
   }
   const trustedKeys = options['trusted-keys'] ? await loadTrustedKeys(options['trusted-keys']) : undefined;
   const now = io.now();
   const minRetentionDays = options['min-retention-days'];
-  const s3 = { endpoint: undefined, region: undefined, pathStyle: false };
+  const s3 = { endpoint: options.endpoint, region: options.region, pathStyle: options['path-style'] };
   const { report, files } = await withEvidence('evidence report', dir, s3, io, async (set) => {
     const report = buildReport(set, verifySet(set, { now, minRetentionDays, trustedKeys }), {
       now,
@@ -184,9 +187,9 @@ ${s3Help}`,
 
 export const evidenceReportCommand: Command = {
   summary: 'write the audit report (HTML, JSON, CSV) with the populations to sample from',
-  help: `Usage: veil evidence report DIR [--html FILE] [--json FILE] [--csv-dir DIR] [options]
+  help: `Usage: veil evidence report DIR | s3://BUCKET/PREFIX [--html FILE] [--json FILE] [--csv-dir DIR] [options]
 
-Verifies DIR and writes the result with the retention status of every object
+Verifies the evidence (as veil evidence verify does) and writes the result with the retention status of every object
 version and the populations an auditor samples from: requests, denials,
 masking actions and approvals with their approvers, each counted per identity
 and per day. The HTML file is self-contained and opens offline. --csv-dir
@@ -194,6 +197,7 @@ writes requests.csv, denials.csv, masking-actions.csv and approvals.csv.
 Name at least one output.
 
 Options:
-${verificationHelp}`,
+${verificationHelp}
+${s3Help}`,
   run: (args) => runReport(args, processIo),
 };

@@ -39,8 +39,8 @@ export async function loadEvidence(dir: string): Promise<EvidenceSet> {
 }
 
 async function loadPulled(dir: string): Promise<EvidenceSet> {
-  const bucket = parseFile(dir, bucketFile, bucketInfoSchema, await readText(join(dir, bucketFile)));
-  const indexText = await readText(join(dir, indexFile)).catch(() => {
+  const bucket = parseFile(dir, bucketFile, bucketInfoSchema, await readFile(join(dir, bucketFile), 'utf8'));
+  const indexText = await readFile(join(dir, indexFile), 'utf8').catch(() => {
     throw new CliError(`${dir} holds an unfinished pull (no ${indexFile}): run veil evidence pull again`);
   });
   const metas = indexText
@@ -124,10 +124,6 @@ function parseFile<S extends z.ZodType>(dir: string, what: string, schema: S, te
     throw new CliError(`${dir}: ${what} is not valid pull metadata (${fields.join(', ')})`);
   }
   return result.data;
-}
-
-async function readText(file: string): Promise<string> {
-  return readFile(file, 'utf8');
 }
 
 async function isFile(path: string): Promise<boolean> {

@@ -37,7 +37,7 @@ export const verifyOptionsSchema = s3OptionsSchema.extend({
   json: z.boolean().default(false),
 });
 
-export const reportOptionsSchema = z.object({
+export const reportOptionsSchema = s3OptionsSchema.extend({
   html: z.string().min(1).optional(),
   json: z.string().min(1).optional(),
   'csv-dir': z.string().min(1).optional(),

@@ -50,7 +50,6 @@ export type PullResult = {
   downloaded: number;
   /** Versions already saved whole by an earlier run. */
   present: number;
-  bytesDownloaded: number;
 };
 
 /** One entry of ListObjectVersions: a version or a delete marker. */
@@ -100,29 +99,35 @@ export async function pullEvidence(options: PullOptions): Promise<PullResult> {
     deleteMarkers: listed.length - versions.length,
     downloaded: 0,
     present: 0,
-    bytesDownloaded: 0,
   };
-  const metas = await mapConcurrently(listed, concurrency, async (entry) => {
-    if (entry.isDeleteMarker) {
-      const meta = markerMeta(entry);
-      await writeAtomic(join(options.out, metaFile(entry.key, entry.versionId)), metaJson(meta));
-      return meta;
-    }
-    const saved = await savedMeta(options.out, entry);
-    if (saved) {
-      result.present += 1;
-      options.progress.advance(entry.size ?? 0);
-      return saved;
-    }
-    const meta = await download(s3, client, bucket, entry, options.out);
-    result.downloaded += 1;
-    result.bytesDownloaded += meta.size ?? 0;
-    options.progress.advance(entry.size ?? 0);
-    return meta;
-  });
+  const metas = await mapConcurrently(listed, concurrency, (entry) => pullEntry(entry, options, s3, result));
   await writeAtomic(join(options.out, indexFile), metas.map((meta) => `${JSON.stringify(meta)}\n`).join(''));
   options.progress.finish(`${result.downloaded} downloaded, ${result.present} already present`);
   return result;
+}
+
+/** Saves one listed entry, or finds it saved whole by an earlier run; counts it in `result`. */
+async function pullEntry(
+  entry: Listed,
+  options: PullOptions,
+  s3: S3Call,
+  result: PullResult,
+): Promise<ObjectMeta> {
+  const { out, progress } = options;
+  if (entry.isDeleteMarker) {
+    const meta = markerMeta(entry);
+    await writeAtomic(join(out, metaFile(entry.key, entry.versionId)), metaJson(meta));
+    return meta;
+  }
+  let meta = await savedMeta(out, entry);
+  if (meta) {
+    result.present += 1;
+  } else {
+    meta = await download(s3, options.client, options.bucket, entry, out);
+    result.downloaded += 1;
+  }
+  progress.advance(entry.size ?? 0);
+  return meta;
 }
 
 async function versioningStatus(client: S3Client, bucket: string): Promise<BucketInfo['versioning']> {
@@ -153,7 +158,13 @@ async function objectLockConfiguration(client: S3Client, bucket: string): Promis
 
 /** Refuses to mix two sources in one directory; an unfinished pull of the same source resumes. */
 async function prepareDirectory(out: string, info: BucketInfo): Promise<void> {
-  await mkdir(out, { recursive: true });
+  try {
+    await mkdir(out, { recursive: true });
+  } catch (error) {
+    throw new CliError(
+      `cannot create ${out}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+    );
+  }
   const existing = await readJson(join(out, bucketFile));
   if (existing !== undefined) {
     const earlier = bucketInfoSchema.safeParse(existing);
@@ -376,7 +387,8 @@ async function readJson(file: string): Promise<unknown> {
 /** Written under a temporary name and renamed: a file under its final name is always whole. */
 async function writeAtomic(file: string, data: string | Uint8Array): Promise<void> {
   await mkdir(dirname(file), { recursive: true });
-  const partial = `${file}.partial-${process.pid}`;
+  // A fixed name: a pull resumed after a crash overwrites what the crash left.
+  const partial = `${file}.partial`;
   await writeFile(partial, data);
   await rename(partial, file);
 }
@@ -389,10 +401,17 @@ async function mapConcurrently<T, R>(
 ): Promise<R[]> {
   const results: R[] = new Array(items.length);
   let next = 0;
+  let failed = false;
   const worker = async () => {
-    while (next < items.length) {
+    // After one failure the others stop taking work: the pull is reported failed at once.
+    while (next < items.length && !failed) {
       const index = next++;
-      results[index] = await work(items[index] as T);
+      try {
+        results[index] = await work(items[index] as T);
+      } catch (error) {
+        failed = true;
+        throw error;
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));

@@ -57,24 +57,30 @@ export const bucketInfoSchema = z.strictObject({
 });
 export type BucketInfo = z.infer<typeof bucketInfoSchema>;
 
-export const objectMetaSchema = z.strictObject({
-  key: z.string().min(1),
-  versionId: z.string().min(1),
-  isLatest: z.boolean(),
-  isDeleteMarker: z.boolean(),
-  lastModified: isoTime.nullable(),
-  size: z.int().min(0).nullable(),
-  checksumSHA256: z.string().nullable(),
-  /** `FULL_OBJECT` for a single PUT; a composite multipart checksum is not a SHA-256 of the bytes. */
-  checksumType: z.string().nullable(),
-  lockMode: lockMode.nullable(),
-  retainUntil: isoTime.nullable(),
-  sha256: z
-    .string()
-    .regex(/^[0-9a-f]{64}$/)
-    .nullable(),
-  file: z.string().nullable(),
-});
+export const objectMetaSchema = z
+  .strictObject({
+    key: z.string().min(1),
+    versionId: z.string().min(1),
+    isLatest: z.boolean(),
+    isDeleteMarker: z.boolean(),
+    lastModified: isoTime.nullable(),
+    size: z.int().min(0).nullable(),
+    checksumSHA256: z.string().nullable(),
+    /** `FULL_OBJECT` for a single PUT; a composite multipart checksum is not a SHA-256 of the bytes. */
+    checksumType: z.string().nullable(),
+    lockMode: lockMode.nullable(),
+    retainUntil: isoTime.nullable(),
+    sha256: z
+      .string()
+      .regex(/^[0-9a-f]{64}$/)
+      .nullable(),
+    file: z.string().nullable(),
+  })
+  // Read back from disk, the metadata may only name the file its key and version own.
+  .refine((meta) => meta.file === null || meta.file === objectFile(meta.key, meta.versionId), {
+    path: ['file'],
+    message: 'is not the file of this key and version',
+  });
 export type ObjectMeta = z.infer<typeof objectMetaSchema>;
 
 // Keeps a path segment at most this long, well inside the 255 bytes file

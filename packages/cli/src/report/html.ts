@@ -60,7 +60,8 @@ nav{margin:12px 0 0;font-size:13px}a{color:#0550ae}
 table{border-collapse:collapse;width:100%;margin:6px 0 12px;font-size:13px}
 th,td{border:1px solid var(--line);padding:4px 8px;text-align:left;vertical-align:top}
 th{background:var(--head);font-weight:600}
-td{overflow-wrap:anywhere}td.num{text-align:right;font-variant-numeric:tabular-nums}
+td{overflow-wrap:break-word}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.wide table{font-size:12px}.wide td,.wide th{white-space:nowrap}
 .pair{display:grid;grid-template-columns:1fr 1fr;gap:16px}
 .scroll{overflow-x:auto}
 @media print{nav{display:none}body{padding:0}h2{break-after:avoid}tr{break-inside:avoid}}
@@ -231,7 +232,7 @@ function populationSection(p: Population): string {
 <p class="note">${escapeHtml(p.description)}</p>
 <div class="pair"><div><h4>Per identity</h4>${identities}</div><div><h4>Per day</h4>${days}</div></div>
 <h4>Members</h4>
-${p.count === 0 ? '<p>None.</p>' : table(p.columns, p.rows)}`;
+${p.count === 0 ? '<p>None.</p>' : `<div class="wide">${table(p.columns, p.rows)}</div>`}`;
 }
 
 function table(

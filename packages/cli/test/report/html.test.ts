@@ -15,8 +15,12 @@ function hostileReport(): Report {
     batches: [[0, 1, 2, 3]],
     recordFor: (stream, seq, ref) => ({
       ...sampleRecord(stream, seq, ref),
-      identity: { issuer: 'https://issuer.example', subject: hostile, groups: ['"><img src=x onerror=alert(2)>'] },
-      error: "it's <b>bold</b> & \"quoted\"",
+      identity: {
+        issuer: 'https://issuer.example',
+        subject: hostile,
+        groups: ['"><img src=x onerror=alert(2)>'],
+      },
+      error: 'it\'s <b>bold</b> & "quoted"',
     }),
   });
   const objects: StoredObject[] = built.objects.map((o) => ({
@@ -27,7 +31,13 @@ function hostileReport(): Report {
   }));
   // A foreign object: its key shows up in a finding and in the retention table.
   objects.push({ key: `v1/${hostile}.txt`, isLatest: true, isDeleteMarker: false, bytes: new Uint8Array() });
-  const set: EvidenceSet = { kind: 'local', dir: `/evidence/${hostile}`, bucket: null, bucketLock: 'local', objects };
+  const set: EvidenceSet = {
+    kind: 'local',
+    dir: `/evidence/${hostile}`,
+    bucket: null,
+    bucketLock: 'local',
+    objects,
+  };
   const result = verifySet(set, { now, minRetentionDays: undefined, trustedKeys: undefined });
   return buildReport(set, result, { now, minRetentionDays: undefined });
 }

@@ -38,7 +38,11 @@ const approval = (approvers: string[]) => ({
 
 const records = [
   record({}),
-  record({ identity: bob, time: '2025-06-02T08:00:00.000Z', masking: [email, { ...email, detector: 'phone' }] }),
+  record({
+    identity: bob,
+    time: '2025-06-02T08:00:00.000Z',
+    masking: [email, { ...email, detector: 'phone' }],
+  }),
   record({ identity: bobElsewhere, outcome: 'denied', status: 403 }),
   record({ identity: null, outcome: 'unauthenticated', status: 401, time: '2025-06-02T09:00:00.000Z' }),
   record({ outcome: 'rate_limited', status: 429 }),
@@ -69,7 +73,15 @@ test('denials are the refused outcomes only', () => {
   const outcome = denials.columns.indexOf('outcome');
   assert.deepEqual(
     denials.rows.map((row) => row[outcome]),
-    ['denied', 'unauthenticated', 'rate_limited', 'too_large', 'invalid', 'approval_denied', 'approval_expired'],
+    [
+      'denied',
+      'unauthenticated',
+      'rate_limited',
+      'too_large',
+      'invalid',
+      'approval_denied',
+      'approval_expired',
+    ],
   );
 });
 
@@ -104,7 +116,11 @@ test('approvals are records with an approval or of kind approval.*, with their a
   assert.equal(approvals.count, 3);
   const column = (name: string) => approvals.columns.indexOf(name);
   assert.deepEqual(
-    approvals.rows.map((row) => [row[column('kind')], row[column('approvers')], row[column('requester_among_approvers')]]),
+    approvals.rows.map((row) => [
+      row[column('kind')],
+      row[column('approvers')],
+      row[column('requester_among_approvers')],
+    ]),
     [
       ['request', 'carol at 2025-06-01T10:01:00.000Z', false],
       ['approval.requested', '', false],

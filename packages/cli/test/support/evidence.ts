@@ -84,7 +84,14 @@ export function sampleRecord(stream: string, seq: number, ref: StreamRef): Audit
     masking:
       seq % 3 === 0
         ? [
-            { rule: 'pii', detector: 'email', count: 2, field: 'input[0]', operator: 'redact', scope: 'forward' },
+            {
+              rule: 'pii',
+              detector: 'email',
+              count: 2,
+              field: 'input[0]',
+              operator: 'redact',
+              scope: 'forward',
+            },
             { rule: 'pii', detector: 'phone', count: 1, field: 'input[1]', operator: 'hash', scope: 'audit' },
           ]
         : [],

@@ -1,9 +1,11 @@
-// The pod injection webhook over HTTPS: `POST /mutate-pods` for AdmissionReviews,
+// The admission webhooks over HTTPS: `POST /mutate-pods` (pod injection) and
+// `POST /mutate-approvals` (approval identity stamping) for AdmissionReviews,
 // `GET /healthz` for probes. Certificates are reloaded from disk as they rotate.
 import type { AddressInfo } from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
 import fastify from 'fastify';
 import { type CertificateFiles, CertificateReloader, readCertificatePair } from '../certs/reload.ts';
+import { type ApprovalStampSettings, reviewApprovalAdmission } from './approvals.ts';
 import { admissionReviewRequestSchema, type ReviewDependencies, reviewPodAdmission } from './review.ts';
 import { type InjectionSettingsInput, injectionSettingsSchema } from './settings.ts';
 
@@ -17,6 +19,10 @@ export type WebhookServerOptions = Omit<ReviewDependencies, 'settings'> & {
   logger?: boolean;
   /** How often the certificate files are re-read besides watching them; default one minute. */
   certificatePollMs?: number;
+  /** Approval stamping: the controller's usernames; none by default. */
+  approvals?: ApprovalStampSettings;
+  /** The clock decisions are stamped with; defaults to the system clock. */
+  now?: () => Date;
 };
 
 export type WebhookServer = {
@@ -52,6 +58,22 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     request.log.info(
       { uid, operation, namespace, name, outcome: result.outcome, detail: result.detail },
       'review',
+    );
+    return result.review;
+  });
+
+  const approvalSettings: ApprovalStampSettings = options.approvals ?? { controllerUsernames: [] };
+  const now = options.now ?? (() => new Date());
+  app.post('/mutate-approvals', async (request, reply) => {
+    const parsed = admissionReviewRequestSchema.safeParse(request.body);
+    if (!parsed.success) {
+      return reply.code(400).send({ error: 'not an admission.k8s.io/v1 AdmissionReview request' });
+    }
+    const result = reviewApprovalAdmission(parsed.data.request, approvalSettings, now());
+    const { namespace, name, uid, subResource, userInfo } = parsed.data.request;
+    request.log.info(
+      { uid, namespace, name, subResource, user: userInfo.username, outcome: result.outcome, detail: result.detail },
+      'approval review',
     );
     return result.review;
   });

@@ -1,0 +1,506 @@
+// The Helm chart, rendered by the real helm and judged by a real kube-apiserver:
+// lint, the values schema, server-side dry-runs of several value sets, and the
+// names, ports and settings the chart shares with the code.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { policySpecSchema } from '@veil/core';
+import {
+  injectionSettingsSchema,
+  isExcludedNamespace,
+  parseInjectorConfig,
+  veilAnnotations,
+  veilLabels,
+} from '@veil/injector';
+import { type ControlPlane, infraBinary, startControlPlane } from '../../harness/index.ts';
+import {
+  all,
+  chartDir,
+  helm,
+  type Manifest,
+  one,
+  type Rendered,
+  render,
+  repoRoot,
+  valueSets,
+} from './support.ts';
+
+const run = promisify(execFile);
+
+let cp: ControlPlane;
+let namespaces = 0;
+
+before(async () => {
+  cp = await startControlPlane();
+  // The chart's CRDs, installed for real as `helm install` does before the rest.
+  await kubectl('apply', '--server-side', '-f', join(chartDir, 'crds'));
+  await kubectl(
+    'wait',
+    '--for=condition=Established',
+    '--timeout=60s',
+    'crd/embeddingpolicies.veil.dev',
+    'crd/embeddingapprovals.veil.dev',
+  );
+});
+after(async () => {
+  await cp?.stop();
+});
+
+function kubectl(...args: string[]) {
+  return run(infraBinary('kubectl'), ['--kubeconfig', cp.kubeconfig, ...args], {
+    maxBuffer: 64 * 1024 * 1024,
+  });
+}
+
+/** A namespace of its own for every rendering: nothing here deletes one. */
+async function freshNamespace(prefix: string): Promise<string> {
+  const name = `${prefix}-${++namespaces}`;
+  await kubectl('create', 'namespace', name);
+  return name;
+}
+
+async function dryRunServer(rendered: Rendered): Promise<string> {
+  const { stdout } = await kubectl('apply', '--dry-run=server', '-f', rendered.file);
+  return stdout;
+}
+
+/** Every object must be accepted, each one reported by kubectl. */
+function assertAllAccepted(rendered: Rendered, stdout: string): void {
+  const lines = stdout.trim().split('\n');
+  assert.equal(lines.length, rendered.objects.length, stdout);
+  for (const line of lines) assert.match(line, /\(server dry run\)$/);
+}
+
+function settingsOf(objects: Manifest[]) {
+  const configMap = one(objects, 'ConfigMap', 'veil-injector-settings');
+  return injectionSettingsSchema.parse(JSON.parse(configMap.data['settings.json']));
+}
+
+// What the code defaults to, for the names and ports the chart must repeat.
+const codeDefaults = injectionSettingsSchema.parse({
+  sidecarImage: 'x',
+  sidecarVersion: 'x',
+  injectorNamespace: 'x',
+  controllerUrl: 'https://x',
+  cluster: 'x',
+});
+
+describe('chart files', () => {
+  test('the chart CRDs are byte-for-byte copies of crds/ (copy them after `npm run gen:crds`)', async () => {
+    const source = (await readdir(join(repoRoot, 'crds'))).sort();
+    const copies = (await readdir(join(chartDir, 'crds'))).sort();
+    assert.deepEqual(copies, source);
+    for (const file of source) {
+      const [a, b] = await Promise.all([
+        readFile(join(repoRoot, 'crds', file), 'utf8'),
+        readFile(join(chartDir, 'crds', file), 'utf8'),
+      ]);
+      assert.ok(
+        a === b,
+        `charts/veil/crds/${file} differs from crds/${file}: cp crds/*.yaml charts/veil/crds/`,
+      );
+    }
+  });
+
+  test('helm lint and helm lint --strict are clean, with every value set', async () => {
+    const sets = [
+      valueSets.defaults(),
+      valueSets.certManager('ml'),
+      valueSets.externalS3(['ml', 'search']),
+      valueSets.networkPolicyOff('ml'),
+    ];
+    for (const [index, values] of sets.entries()) {
+      const file = join(cp.dir, `lint-${index}.json`);
+      await writeFile(file, JSON.stringify(values));
+      for (const strict of [[], ['--strict']]) {
+        const { stdout } = await helm(['lint', ...strict, chartDir, '-f', file]);
+        assert.match(stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/);
+        assert.doesNotMatch(stdout, /\[(WARNING|ERROR)\]/, stdout);
+      }
+    }
+  });
+
+  test('values.schema.json refuses bad values with the path at fault', async () => {
+    const bad: [object, RegExp][] = [
+      [{ certs: { mode: 'foo' } }, /\/certs\/mode/],
+      [{ cluster: 'Not_A_Label' }, /\/cluster/],
+      [{ s3: { endpoint: 'ftp://s3.example.com' } }, /\/s3\/endpoint/],
+      [{ sidecar: { proxyPort: 70_000 } }, /\/sidecar\/proxyPort/],
+      [
+        { oidc: { issuers: [{ issuer: 'http://login.example.com', audiences: ['veil'] }] } },
+        /\/oidc\/issuers\/0\/issuer/,
+      ],
+      [{ injector: { replica: 3 } }, /additional propert.*replica/],
+      [{ typo: true }, /additional propert.*typo/],
+    ];
+    for (const [values, message] of bad) {
+      const file = join(cp.dir, 'bad-values.json');
+      await writeFile(file, JSON.stringify(values));
+      await assert.rejects(
+        helm(['template', 'veil', chartDir, '-f', file]),
+        (error: Error & { stderr: string }) => {
+          assert.match(error.stderr, message);
+          return true;
+        },
+      );
+    }
+  });
+
+  test('cross-field checks the schema cannot express fail the render', async () => {
+    const bad: [object, RegExp][] = [
+      [{ sidecar: { adminPort: 15_080 } }, /proxyPort and sidecar.adminPort must differ/],
+      [{ injector: { leaderElection: { renewSeconds: 10 } } }, /renewSeconds must be at most half/],
+      [
+        { certs: { selfManaged: { renewBeforeDays: 400 } } },
+        /renewBeforeDays must be less than validityDays/,
+      ],
+    ];
+    for (const [values, message] of bad) {
+      const file = join(cp.dir, 'bad-cross.json');
+      await writeFile(file, JSON.stringify(values));
+      await assert.rejects(
+        helm(['template', 'veil', chartDir, '-f', file]),
+        (error: Error & { stderr: string }) => {
+          assert.match(error.stderr, message);
+          return true;
+        },
+      );
+    }
+  });
+});
+
+describe('server-side dry-run against kube-apiserver', () => {
+  test('defaults: every object is accepted', async () => {
+    const namespace = await freshNamespace('veil-defaults');
+    const rendered = await render(cp.dir, valueSets.defaults(), { namespace });
+    assertAllAccepted(rendered, await dryRunServer(rendered));
+
+    const { objects } = rendered;
+    const deployment = one(objects, 'Deployment');
+    assert.equal(deployment.spec.replicas, 2);
+    assert.equal(one(objects, 'PodDisruptionBudget').spec.minAvailable, 1);
+    // Self-managed certificates: the caBundle is the CA of the Secret's certificate.
+    const secret = one(objects, 'Secret', 'veil-webhook-tls');
+    assert.equal(secret.type, 'kubernetes.io/tls');
+    for (const config of [
+      ...all(objects, 'MutatingWebhookConfiguration'),
+      ...all(objects, 'ValidatingWebhookConfiguration'),
+    ]) {
+      for (const webhook of config.webhooks)
+        assert.equal(webhook.clientConfig.caBundle, secret.data['ca.crt']);
+    }
+    // No bucket: no S3 settings, and nothing per workload namespace.
+    assert.equal(settingsOf(objects).s3, undefined);
+    assert.equal(all(objects, 'NetworkPolicy').length, 0);
+    assert.equal(all(objects, 'EmbeddingPolicy').length, 0);
+  });
+
+  test('cert-manager: Issuer and Certificate are accepted where their CRDs exist, and the CA is injected', async () => {
+    // cert-manager is not installed here: its two kinds get stub CRDs that accept
+    // any spec, so the API server checks everything else for real and only the
+    // cert-manager fields go unchecked.
+    await installCertManagerStubs();
+    const namespace = await freshNamespace('veil-cm');
+    const workload = await freshNamespace('ml-cm');
+    const rendered = await render(cp.dir, valueSets.certManager(workload), { namespace });
+    assertAllAccepted(rendered, await dryRunServer(rendered));
+
+    const { objects } = rendered;
+    const serving = one(objects, 'Certificate', 'veil-webhook');
+    assert.equal(serving.spec.secretName, 'veil-webhook-tls');
+    assert.ok(serving.spec.dnsNames.includes(`veil-injector.${namespace}.svc`));
+    assert.equal(serving.spec.issuerRef.name, 'veil-ca');
+    assert.equal(one(objects, 'Certificate', 'veil-ca').spec.isCA, true);
+    assert.equal(all(objects, 'Issuer').length, 2);
+    // cert-manager writes the Secret; the chart does not.
+    assert.equal(all(objects, 'Secret').length, 0);
+    for (const config of [
+      one(objects, 'MutatingWebhookConfiguration'),
+      one(objects, 'ValidatingWebhookConfiguration'),
+    ]) {
+      assert.equal(
+        config.metadata.annotations?.['cert-manager.io/inject-ca-from'],
+        `${namespace}/veil-webhook`,
+      );
+      for (const webhook of config.webhooks) assert.equal(webhook.clientConfig.caBundle, undefined);
+    }
+    const deployment = one(objects, 'Deployment');
+    const tls = deployment.spec.template.spec.volumes.find((v: { name: string }) => v.name === 'tls');
+    assert.equal(tls.secret.secretName, 'veil-webhook-tls');
+  });
+
+  test('external S3 with a credentials Secret, OIDC issuers and watched namespaces', async () => {
+    const namespace = await freshNamespace('veil-s3');
+    const workloads = [await freshNamespace('ml-s3'), await freshNamespace('search-s3')];
+    const rendered = await render(cp.dir, valueSets.externalS3(workloads), { namespace });
+    assertAllAccepted(rendered, await dryRunServer(rendered));
+
+    const { objects } = rendered;
+    const settings = settingsOf(objects);
+    assert.deepEqual(settings.s3, {
+      bucket: 'veil-evidence',
+      region: 'eu-west-1',
+      endpoint: 'https://s3.eu-west-1.example.com',
+      forcePathStyle: true,
+      credentialsSecret: {
+        name: 'veil-s3',
+        accessKeyIdKey: 'AWS_ACCESS_KEY_ID',
+        secretAccessKeyKey: 'AWS_SECRET_ACCESS_KEY',
+      },
+    });
+    assert.equal(settings.cluster, 'prod-eu-1');
+    assert.equal(settings.sidecarImage, 'registry.example.com/veil/veil-sidecar:0.1.0');
+    assert.equal(
+      one(objects, 'Deployment').spec.template.spec.containers[0].image,
+      'registry.example.com/veil/veil-injector:0.1.0',
+    );
+
+    // One default policy per workload namespace, valid by the policy schema, with the issuers.
+    const policies = all(objects, 'EmbeddingPolicy');
+    assert.deepEqual(policies.map((p) => p.metadata.namespace).sort(), [...workloads].sort());
+    for (const policy of policies) {
+      const spec = policySpecSchema.parse(policy.spec);
+      assert.deepEqual(
+        spec.authentication.oidc.map((o) => o.issuer),
+        ['https://login.example.com/realms/ml'],
+      );
+      assert.ok(
+        spec.access.rules.some((r) =>
+          r.groups.includes(`system:serviceaccounts:${policy.metadata.namespace}`),
+        ),
+      );
+    }
+    // Watched namespaces: a Role in each, and no cluster-wide right to pods or policies.
+    const roles = all(objects, 'Role').filter((r) => r.metadata.name === 'veil-injector');
+    assert.deepEqual(roles.map((r) => r.metadata.namespace).sort(), [...workloads].sort());
+    const clusterRole = one(objects, 'ClusterRole');
+    assert.deepEqual(clusterRole.rules.flatMap((r: { resources: string[] }) => r.resources).sort(), [
+      'namespaces',
+      'tokenreviews',
+    ]);
+    const env = envOf(one(objects, 'Deployment'));
+    assert.equal(env.VEIL_WATCH_NAMESPACES, workloads.join(','));
+    // The proxy port admits only the listed peers.
+    for (const policy of all(objects, 'NetworkPolicy')) {
+      assert.deepEqual(policy.spec.ingress[0].from, [
+        { namespaceSelector: { matchLabels: { team: 'search' } } },
+      ]);
+    }
+  });
+
+  test('NetworkPolicy off: none is rendered, the rest is accepted', async () => {
+    const namespace = await freshNamespace('veil-nonp');
+    const workload = await freshNamespace('ml-nonp');
+    const rendered = await render(cp.dir, valueSets.networkPolicyOff(workload), { namespace });
+    assertAllAccepted(rendered, await dryRunServer(rendered));
+    assert.equal(all(rendered.objects, 'NetworkPolicy').length, 0);
+    assert.equal(all(rendered.objects, 'EmbeddingPolicy').length, 1);
+  });
+});
+
+describe('the chart matches the code', () => {
+  test('injection settings parse with the injector schema and repeat its ports and names', async () => {
+    const namespace = 'veil-system';
+    const workload = 'ml';
+    const rendered = await render(cp.dir, valueSets.certManager(workload), { namespace });
+    const { objects } = rendered;
+    const settings = settingsOf(objects);
+    const appVersion = (await helm(['show', 'chart', chartDir])).stdout.match(
+      /^appVersion: "?([^"\n]+)"?$/m,
+    )?.[1];
+    const sidecarPackage = JSON.parse(
+      await readFile(join(repoRoot, 'packages/sidecar/package.json'), 'utf8'),
+    );
+    const injectorPackage = JSON.parse(
+      await readFile(join(repoRoot, 'packages/injector/package.json'), 'utf8'),
+    );
+
+    // Images: the chart's appVersion is the packages' version, and both images carry it.
+    assert.equal(appVersion, sidecarPackage.version);
+    assert.equal(appVersion, injectorPackage.version);
+    assert.equal(settings.sidecarImage, `veil-sidecar:${appVersion}`);
+    assert.equal(settings.sidecarVersion, appVersion);
+    assert.equal(
+      one(objects, 'Deployment').spec.template.spec.containers[0].image,
+      `veil-injector:${appVersion}`,
+    );
+
+    // Ports and the public key ConfigMap: the code's defaults.
+    assert.equal(settings.proxyPort, codeDefaults.proxyPort);
+    assert.equal(settings.adminPort, codeDefaults.adminPort);
+    assert.deepEqual(settings.controllerKey, codeDefaults.controllerKey);
+    assert.equal(settings.injectorNamespace, namespace);
+    const policy = one(objects, 'NetworkPolicy');
+    assert.deepEqual(
+      policy.spec.ingress.map((rule: { ports: { port: number }[] }) => rule.ports[0]?.port),
+      [codeDefaults.proxyPort, codeDefaults.adminPort],
+    );
+    assert.deepEqual(policy.spec.podSelector.matchLabels, { [veilLabels.injected]: 'true' });
+
+    // The controller URL sidecars pull from is the Service's controller port.
+    const service = one(objects, 'Service');
+    const servicePort = service.spec.ports.find((p: { name: string }) => p.name === 'controller');
+    assert.equal(settings.controllerUrl, `https://veil-injector.${namespace}.svc:${servicePort.port}`);
+  });
+
+  test("the Deployment's environment is a valid injector configuration that points at the chart's files and ports", async () => {
+    const rendered = await render(cp.dir, valueSets.defaults(), { namespace: 'veil-system' });
+    const { objects } = rendered;
+    const deployment = one(objects, 'Deployment');
+    const pod = deployment.spec.template.spec;
+    const container = pod.containers[0];
+    const config = parseInjectorConfig([], { ...envOf(deployment), VEIL_POD_NAME: 'veil-injector-abc' });
+
+    const mountOf = (volume: string) =>
+      container.volumeMounts.find((m: { name: string }) => m.name === volume).mountPath;
+    const volume = (name: string) => pod.volumes.find((v: { name: string }) => v.name === name);
+    assert.equal(config.settingsFile, `${mountOf('settings')}/settings.json`);
+    assert.equal(volume('settings').configMap.name, 'veil-injector-settings');
+    assert.equal(config.tlsCertFile, `${mountOf('tls')}/tls.crt`);
+    assert.equal(config.tlsKeyFile, `${mountOf('tls')}/tls.key`);
+    assert.equal(volume('tls').secret.secretName, 'veil-webhook-tls');
+    assert.equal(config.signingKeyFile, `${mountOf('signing-key')}/jwk.json`);
+    assert.equal(volume('signing-key').secret.secretName, 'veil-controller-signing-key');
+    assert.equal(config.identity, 'veil-injector-abc');
+    assert.deepEqual(config.namespaces, []);
+
+    const port = (name: string) =>
+      container.ports.find((p: { name: string }) => p.name === name).containerPort;
+    assert.equal(config.webhookPort, port('webhook'));
+    assert.equal(config.pullPort, port('controller'));
+    const service = one(objects, 'Service');
+    assert.deepEqual(
+      service.spec.ports.map((p: { port: number; targetPort: string }) => [p.port, p.targetPort]),
+      [
+        [443, 'webhook'],
+        [config.pullPort, 'controller'],
+      ],
+    );
+    // The Lease the replicas campaign for is the one their Role may renew.
+    const leaseRole = one(objects, 'Role', 'veil-injector-leader-election');
+    assert.deepEqual(leaseRole.rules[1].resourceNames, [config.leaseName]);
+    // The hook creates the Secret the Deployment mounts.
+    const job = one(objects, 'Job');
+    const jobEnv = Object.fromEntries(
+      job.spec.template.spec.containers[0].env.map((e: { name: string; value: string }) => [e.name, e.value]),
+    );
+    assert.equal(jobEnv.VEIL_SECRET_NAME, volume('signing-key').secret.secretName);
+    assert.equal(
+      job.spec.template.spec.containers[0].args[0],
+      await readFile(join(chartDir, 'files/controller-signing-key.mjs'), 'utf8'),
+    );
+
+    // Pod Security "restricted".
+    assert.equal(pod.securityContext.runAsNonRoot, true);
+    assert.equal(pod.securityContext.seccompProfile.type, 'RuntimeDefault');
+    assert.equal(container.securityContext.allowPrivilegeEscalation, false);
+    assert.equal(container.securityContext.readOnlyRootFilesystem, true);
+    assert.deepEqual(container.securityContext.capabilities.drop, ['ALL']);
+    assert.ok(container.resources.requests.cpu && container.resources.requests.memory);
+  });
+
+  test('the webhooks select by the annotation and labels the injector reads, and exclude what it excludes', async () => {
+    const namespace = 'veil-system';
+    const rendered = await render(
+      cp.dir,
+      { webhook: { excludeNamespaces: ['istio-system'] } },
+      { namespace },
+    );
+    const settings = settingsOf(rendered.objects);
+    const config = one(rendered.objects, 'MutatingWebhookConfiguration');
+    const byName = Object.fromEntries(config.webhooks.map((w: { name: string }) => [w.name, w]));
+    assert.deepEqual(Object.keys(byName), [
+      'inject.pods.veil.dev',
+      'namespace.pods.veil.dev',
+      'guard.pods.veil.dev',
+    ]);
+    for (const webhook of config.webhooks) {
+      assert.equal(webhook.failurePolicy, 'Fail');
+      assert.equal(webhook.clientConfig.service.path, '/mutate-pods');
+      const excluded = webhook.namespaceSelector.matchExpressions.find(
+        (e: { key: string }) => e.key === 'kubernetes.io/metadata.name',
+      );
+      assert.equal(excluded.operator, 'NotIn');
+      assert.deepEqual(excluded.values, [namespace, 'kube-system', 'istio-system']);
+      // Every namespace the injector itself never injects is outside the webhook.
+      for (const name of ['kube-system', namespace]) {
+        assert.ok(isExcludedNamespace(name, settings) && excluded.values.includes(name));
+      }
+    }
+    const annotation = veilAnnotations.inject;
+    assert.ok(byName['inject.pods.veil.dev'].matchConditions[0].expression.includes(`'${annotation}'`));
+    assert.ok(byName['namespace.pods.veil.dev'].matchConditions[0].expression.includes(`'${annotation}'`));
+    assert.deepEqual(byName['namespace.pods.veil.dev'].namespaceSelector.matchExpressions[0], {
+      key: veilLabels.namespaceInjection,
+      operator: 'In',
+      values: ['enabled'],
+    });
+    assert.deepEqual(byName['guard.pods.veil.dev'].objectSelector.matchLabels, {
+      [veilLabels.injected]: 'true',
+    });
+    assert.deepEqual(byName['guard.pods.veil.dev'].rules[0].operations, ['UPDATE']);
+
+    const approvals = one(rendered.objects, 'ValidatingWebhookConfiguration').webhooks[0];
+    assert.equal(approvals.clientConfig.service.path, '/validate-approvals');
+    assert.deepEqual(approvals.rules[0].resources, ['embeddingapprovals/status']);
+    assert.equal(approvals.failurePolicy, 'Fail');
+  });
+});
+
+function envOf(deployment: Manifest): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const variable of deployment.spec.template.spec.containers[0].env) {
+    if (variable.value !== undefined) env[variable.name] = variable.value;
+  }
+  return env;
+}
+
+let stubsInstalled = false;
+
+async function installCertManagerStubs(): Promise<void> {
+  if (stubsInstalled) return;
+  const stub = (kind: string, plural: string) => ({
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: `${plural}.cert-manager.io` },
+    spec: {
+      group: 'cert-manager.io',
+      scope: 'Namespaced',
+      names: { kind, plural, singular: kind.toLowerCase(), listKind: `${kind}List` },
+      versions: [
+        {
+          name: 'v1',
+          served: true,
+          storage: true,
+          schema: {
+            openAPIV3Schema: {
+              type: 'object',
+              properties: { spec: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
+            },
+          },
+        },
+      ],
+    },
+  });
+  const file = join(cp.dir, 'cert-manager-stubs.json');
+  await writeFile(
+    file,
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'List',
+      items: [stub('Issuer', 'issuers'), stub('Certificate', 'certificates')],
+    }),
+  );
+  await kubectl('apply', '-f', file);
+  await kubectl(
+    'wait',
+    '--for=condition=Established',
+    '--timeout=60s',
+    'crd/issuers.cert-manager.io',
+    'crd/certificates.cert-manager.io',
+  );
+  stubsInstalled = true;
+}

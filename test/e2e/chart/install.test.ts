@@ -1,0 +1,365 @@
+// The chart installed for real into a kube-apiserver (no kubelet: pods are
+// stored, never run), with the real injector running against it as the chart's
+// own ServiceAccount. What is shown: the signing-key hook works with its own
+// narrow RBAC; the injector works with the chart's RBAC and nothing more; the
+// webhook selectors send exactly the opted-in pods to it; and an opted-in pod
+// is refused while no injector answers, while every other pod is not affected.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import { KubeConfig } from '@kubernetes/client-node';
+import {
+  controllerKeyFromJwk,
+  parseInjectorConfig,
+  type RunningInjector,
+  silentLog,
+  startInjector,
+  veilAnnotations,
+  veilLabels,
+} from '@veil/injector';
+import { type ControlPlane, infraBinary, startControlPlane } from '../../harness/index.ts';
+import { chartDir, type Manifest, one, type Rendered, render, repoRoot } from './support.ts';
+
+const run = promisify(execFile);
+
+const release = 'veil-install';
+const ns = { ml: 'ml', labelled: 'labelled', quiet: 'quiet' };
+
+let cp: ControlPlane;
+let rendered: Rendered;
+let injector: RunningInjector | undefined;
+
+before(async () => {
+  cp = await startControlPlane();
+  await kubectl('apply', '--server-side', '-f', join(chartDir, 'crds'));
+  await kubectl('wait', '--for=condition=Established', '--timeout=60s', 'crd/embeddingpolicies.veil.dev');
+  for (const name of [release, ...Object.values(ns)]) await kubectl('create', 'namespace', name);
+  await kubectl('label', 'namespace', ns.labelled, `${veilLabels.namespaceInjection}=enabled`);
+  rendered = await render(cp.dir, { workloadNamespaces: Object.values(ns) }, { release, namespace: release });
+  // Everything the chart renders, hooks included, applied for real. Nothing runs
+  // here, so the injector below plays the Deployment's part.
+  await kubectl('apply', '-f', rendered.file);
+});
+after(async () => {
+  await injector?.close().catch(() => undefined);
+  await cp?.stop();
+});
+
+function kubectl(...args: string[]) {
+  return run(infraBinary('kubectl'), ['--kubeconfig', cp.kubeconfig, ...args], {
+    maxBuffer: 16 * 1024 * 1024,
+  });
+}
+
+async function json(...args: string[]): Promise<Manifest> {
+  return JSON.parse((await kubectl(...args, '-o', 'json')).stdout) as Manifest;
+}
+
+/** A kubeconfig that authenticates as a ServiceAccount with a token the API server issues. */
+async function serviceAccountKubeconfig(namespace: string, name: string): Promise<string> {
+  const token = (await kubectl('create', 'token', name, '-n', namespace, '--duration', '1h')).stdout.trim();
+  const config = {
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [
+      {
+        name: 'test',
+        cluster: {
+          server: cp.server,
+          'certificate-authority-data': (await readFile(cp.caCert)).toString('base64'),
+        },
+      },
+    ],
+    users: [{ name, user: { token } }],
+    contexts: [{ name: 'test', context: { cluster: 'test', user: name } }],
+    'current-context': 'test',
+  };
+  const file = join(cp.dir, `${namespace}-${name}.kubeconfig`);
+  await writeFile(file, JSON.stringify(config), { mode: 0o600 });
+  return file;
+}
+
+async function canI(verb: string, resource: string, namespace: string, as: string): Promise<boolean> {
+  // `<resource>/status` is the status subresource here, not an object named "status".
+  const [what, subresource] = resource.endsWith('/status') ? [resource.slice(0, -7), 'status'] : [resource];
+  const extra = subresource ? [`--subresource=${subresource}`] : [];
+  try {
+    await kubectl('auth', 'can-i', verb, what as string, ...extra, '-n', namespace, `--as=${as}`);
+    return true;
+  } catch (error) {
+    if ((error as { stdout?: string }).stdout?.trim() === 'no') return false;
+    throw error;
+  }
+}
+
+type PodSpec = { name: string; namespace: string; annotations?: Record<string, string> };
+
+function podBody({ name, namespace, annotations }: PodSpec): string {
+  return JSON.stringify({
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace, annotations: annotations ?? {} },
+    spec: {
+      containers: [
+        {
+          name: 'model',
+          image: 'example.invalid/embedder:1',
+          ports: [{ name: 'http', containerPort: 8080 }],
+        },
+      ],
+    },
+  });
+}
+
+/** Creates the pod; resolves to what the API server stored, or rejects with its refusal. */
+async function createPod(pod: PodSpec): Promise<Manifest> {
+  const file = join(cp.dir, `pod-${pod.namespace}-${pod.name}.json`);
+  await writeFile(file, podBody(pod));
+  return JSON.parse((await kubectl('create', '-f', file, '-o', 'json')).stdout) as Manifest;
+}
+
+function injected(pod: Manifest): boolean {
+  const sidecar = (pod.spec.initContainers ?? []).some((c: { name: string }) => c.name === 'veil-proxy');
+  return sidecar && pod.metadata.labels?.[veilLabels.injected] === 'true';
+}
+
+test('with the chart in place and no injector running, opted-in pods are refused and others admitted', async () => {
+  await assert.rejects(
+    createPod({ name: 'early', namespace: ns.ml, annotations: { [veilAnnotations.inject]: 'true' } }),
+    /inject\.pods\.veil\.dev/,
+  );
+  await assert.rejects(createPod({ name: 'early', namespace: ns.labelled }), /namespace\.pods\.veil\.dev/);
+  // Not opted in: the API server never calls Veil.
+  assert.equal(injected(await createPod({ name: 'plain-early', namespace: ns.ml })), false);
+  assert.equal(
+    injected(
+      await createPod({
+        name: 'opted-out-early',
+        namespace: ns.labelled,
+        annotations: { [veilAnnotations.inject]: 'false' },
+      }),
+    ),
+    false,
+  );
+});
+
+test('the signing-key hook creates the key with its own RBAC, and keeps it when run again', async () => {
+  const job = one(rendered.objects, 'Job');
+  const container = job.spec.template.spec.containers[0];
+  const env = Object.fromEntries(
+    container.env.map((e: { name: string; value: string }) => [e.name, e.value]),
+  );
+  const kubeconfig = await serviceAccountKubeconfig(release, job.spec.template.spec.serviceAccountName);
+  // As the image runs it: node with the script from the chart, in the working directory of the sources.
+  const hook = () =>
+    run(process.execPath, ['--input-type=module', '-e', container.args[0]], {
+      cwd: repoRoot,
+      env: { ...process.env, ...env, KUBECONFIG: kubeconfig },
+    });
+  const first = await hook();
+  assert.match(first.stdout, /created the controller signing key/);
+  const secret = await json('get', 'secret', env.VEIL_SECRET_NAME, '-n', release);
+  const jwk = JSON.parse(Buffer.from(secret.data[env.VEIL_SECRET_KEY], 'base64').toString('utf8'));
+  const key = await controllerKeyFromJwk(jwk);
+  const second = await hook();
+  assert.match(second.stdout, new RegExp(`kept the controller signing key ${key.kid}`));
+  const again = await json('get', 'secret', env.VEIL_SECRET_NAME, '-n', release);
+  assert.deepEqual(again.data, secret.data);
+});
+
+test('the injector runs with the chart RBAC: it leads, publishes its key, writes policy status and answers pulls', async () => {
+  const deployment = one(rendered.objects, 'Deployment');
+  const pod = deployment.spec.template.spec;
+  const env: Record<string, string> = {};
+  for (const variable of pod.containers[0].env)
+    if (variable.value !== undefined) env[variable.name] = variable.value;
+
+  const settingsFile = join(cp.dir, 'settings.json');
+  await writeFile(
+    settingsFile,
+    one(rendered.objects, 'ConfigMap', 'veil-install-injector-settings').data['settings.json'],
+  );
+  const signingSecret = await json('get', 'secret', 'veil-install-controller-signing-key', '-n', release);
+  const signingKeyFile = join(cp.dir, 'signing-key.json');
+  await writeFile(signingKeyFile, Buffer.from(signingSecret.data['jwk.json'], 'base64'));
+  // The API server calls the webhook at 127.0.0.1 here, so the serving certificate is for that address.
+  const tls = await cp.issueServingCert('veil-injector');
+
+  const config = parseInjectorConfig([], {
+    ...env,
+    VEIL_SETTINGS_FILE: settingsFile,
+    VEIL_TLS_CERT_FILE: tls.cert,
+    VEIL_TLS_KEY_FILE: tls.key,
+    VEIL_SIGNING_KEY_FILE: signingKeyFile,
+    VEIL_HOST: '127.0.0.1',
+    VEIL_WEBHOOK_PORT: '0',
+    VEIL_PULL_PORT: '0',
+    VEIL_POD_NAME: 'veil-injector-test-0',
+    VEIL_LEASE_RENEW_SECONDS: '1',
+    VEIL_LEASE_DURATION_SECONDS: '4',
+  });
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromFile(await serviceAccountKubeconfig(release, pod.serviceAccountName));
+  injector = await startInjector(config, { kubeConfig, log: silentLog });
+
+  // Leader election through the Lease its Role names.
+  await eventually('the Lease is held', async () => {
+    const lease = await json('get', 'lease', config.leaseName, '-n', release);
+    return lease.spec.holderIdentity === 'veil-injector-test-0';
+  });
+  // The public key, where sidecars mount it.
+  await eventually('the public key ConfigMap is published', async () => {
+    const configMap = await json('get', 'configmap', 'veil-controller-key', '-n', ns.quiet);
+    return (
+      JSON.parse(configMap.data['jwk.json']).kid ===
+      (await controllerKeyFromJwk(JSON.parse(await readFile(signingKeyFile, 'utf8')))).kid
+    );
+  });
+  // Status of the chart's default policy in a namespace without pods.
+  await eventually('the default policy reports Ready', async () => {
+    const policy = await json('get', 'embeddingpolicy', 'default', '-n', ns.quiet);
+    const ready = policy.status?.conditions?.find((c: { type: string }) => c.type === 'Ready');
+    return ready?.status === 'True' && policy.status.observedGeneration === policy.metadata.generation;
+  });
+  // A pull, authenticated by a TokenReview: a pod's service account reads its own namespace's policy only.
+  await kubectl('create', 'serviceaccount', 'caller', '-n', ns.ml);
+  const token = (
+    await kubectl('create', 'token', 'caller', '-n', ns.ml, '--audience', 'veil-controller')
+  ).stdout.trim();
+  const ca = await readFile(cp.caCert, 'utf8');
+  const { Agent, request } = await import('undici');
+  const dispatcher = new Agent({ connect: { ca } });
+  try {
+    const own = await request(`${injector.pull.url}/v1/policies/${ns.ml}/default`, {
+      headers: { authorization: `Bearer ${token}` },
+      dispatcher,
+    });
+    const body = (await own.body.json()) as { name?: string; spec?: unknown };
+    assert.equal(own.statusCode, 200);
+    assert.equal(body.name, 'default');
+    const other = await request(`${injector.pull.url}/v1/policies/${ns.quiet}/default`, {
+      headers: { authorization: `Bearer ${token}` },
+      dispatcher,
+    });
+    await other.body.dump();
+    assert.equal(other.statusCode, 403);
+  } finally {
+    await dispatcher.close();
+  }
+});
+
+test('the chart RBAC grants the injector nothing beyond what it uses', async () => {
+  const as = `system:serviceaccount:${release}:veil-install-injector`;
+  const expected: [string, string, string, boolean][] = [
+    ['get', 'namespaces', ns.ml, true],
+    ['watch', 'pods', ns.ml, true],
+    ['patch', 'embeddingpolicies.veil.dev/default', ns.ml, false],
+    ['patch', 'embeddingpolicies.veil.dev/status', ns.ml, true],
+    ['update', 'embeddingpolicies.veil.dev/status', ns.ml, false],
+    ['update', 'configmaps/veil-controller-key', ns.ml, true],
+    ['update', 'configmaps/other', ns.ml, false],
+    ['get', 'secrets', release, false],
+    ['list', 'secrets', ns.ml, false],
+    ['create', 'pods', ns.ml, false],
+    ['delete', 'pods', ns.ml, false],
+    ['delete', 'embeddingpolicies.veil.dev', ns.ml, false],
+    ['update', 'leases/veil-install-controller', release, true],
+    ['update', 'leases/someone-else', release, false],
+    ['update', 'mutatingwebhookconfigurations', release, false],
+  ];
+  for (const [verb, resource, namespace, allowed] of expected) {
+    assert.equal(await canI(verb, resource, namespace, as), allowed, `${verb} ${resource} in ${namespace}`);
+  }
+});
+
+test('the webhook configuration sends exactly the opted-in pods to the injector', async () => {
+  assert.ok(injector, 'the injector runs (previous test)');
+  // The one change to the rendered configuration: the API server here has no
+  // route to a Service, so each webhook calls the injector's address directly.
+  const caBundle = (await readFile(cp.caCert)).toString('base64');
+  const webhooks = one(rendered.objects, 'MutatingWebhookConfiguration').webhooks as unknown[];
+  const patch = webhooks.map((_, index) => ({
+    op: 'replace',
+    path: `/webhooks/${index}/clientConfig`,
+    value: { url: `${injector?.webhook.url}/mutate-pods`, caBundle },
+  }));
+  await kubectl('patch', 'mutatingwebhookconfiguration', release, '--type=json', '-p', JSON.stringify(patch));
+
+  const annotated = (value: string) => ({ [veilAnnotations.inject]: value });
+  // The API server takes a moment to use the new configuration.
+  let probe = 0;
+  await eventually('the API server calls the injector', async () => {
+    try {
+      return injected(
+        await createPod({ name: `probe-${++probe}`, namespace: ns.ml, annotations: annotated('true') }),
+      );
+    } catch {
+      return false;
+    }
+  });
+
+  const byAnnotation = await createPod({
+    name: 'annotated',
+    namespace: ns.ml,
+    annotations: annotated('true'),
+  });
+  assert.ok(injected(byAnnotation));
+  assert.ok(
+    byAnnotation.metadata.annotations?.[veilAnnotations.bootstrapPolicy],
+    'the bootstrap policy is written',
+  );
+  assert.ok(injected(await createPod({ name: 'by-namespace', namespace: ns.labelled })));
+  assert.equal(
+    injected(await createPod({ name: 'opted-out', namespace: ns.labelled, annotations: annotated('false') })),
+    false,
+  );
+  assert.equal(injected(await createPod({ name: 'plain', namespace: ns.ml })), false);
+  assert.equal(
+    injected(await createPod({ name: 'own-namespace', namespace: release, annotations: annotated('true') })),
+    false,
+  );
+  // A misspelt opt-in reaches the injector, which refuses it rather than skip the audit.
+  await assert.rejects(
+    createPod({ name: 'typo', namespace: ns.ml, annotations: annotated('yes') }),
+    /veil\.dev\/inject: must be "true" or "false"/,
+  );
+  // Updates of an injected pod go through the guard.
+  await assert.rejects(
+    kubectl('label', 'pod', 'annotated', '-n', ns.ml, `${veilLabels.injected}-`),
+    /cannot be removed from an injected pod/,
+  );
+  await kubectl('label', 'pod', 'plain', '-n', ns.ml, 'team=search');
+
+  // Without the injector, opted-in pods are refused again and the rest still admitted.
+  await injector?.close();
+  injector = undefined;
+  await eventually('opted-in pods are refused', async () => {
+    try {
+      await createPod({ name: `after-${++probe}`, namespace: ns.ml, annotations: annotated('true') });
+      return false;
+    } catch (error) {
+      return /failed calling webhook "inject\.pods\.veil\.dev"/.test(
+        (error as { stderr?: string }).stderr ?? '',
+      );
+    }
+  });
+  assert.equal(injected(await createPod({ name: 'plain-after', namespace: ns.ml })), false);
+});
+
+async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      if (await check()) return;
+    } catch (error) {
+      last = error;
+    }
+    await sleep(250);
+  }
+  throw new Error(`timed out waiting until ${what}${last ? `: ${(last as Error).message}` : ''}`);
+}

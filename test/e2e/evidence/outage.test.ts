@@ -1,0 +1,116 @@
+// S3 goes away for about 30 s under load. Records pile up in the spool until
+// it is full; only then are new requests refused (503), and nothing that
+// reached the model or got an answer goes unrecorded. When S3 comes back the
+// sidecar ships the backlog by itself, and the evidence verifies clean.
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { configFromEnv, type RunningSidecar, startSidecar } from '@veil/sidecar';
+import { invalidFindings, verifyBucket } from './bucket.ts';
+import { type Answer, markerCounts, runLoad } from './load.ts';
+import { readGauge, waitForGauge } from './metrics.ts';
+import { type EvidenceEnv, startEvidenceEnv } from './setup.ts';
+
+const outageMs = 30_000;
+const capacityBytes = 256 * 1024;
+let evidence: EvidenceEnv;
+let sidecar: RunningSidecar | undefined;
+const savedEnv = { ...process.env };
+
+before(async () => {
+  evidence = await startEvidenceEnv({ maxRecords: 50, maxAgeSeconds: 0.1 });
+});
+after(async () => {
+  await evidence?.s3.start().catch(() => undefined);
+  await sidecar?.close();
+  await evidence?.close();
+  process.env = savedEnv;
+});
+
+type Phase = 'before' | 'outage' | 'after';
+type Refusal = { phase: Phase; accepting: boolean; body: string };
+
+test('an S3 outage under load loses nothing, refuses only once the spool is full, and heals by itself', async () => {
+  const env = evidence.env(join(evidence.dir, 'spool'), { VEIL_SPOOL_CAPACITY_BYTES: String(capacityBytes) });
+  // The S3 client reads its credentials from the SDK's default chain, the environment here.
+  Object.assign(process.env, env);
+  const running = await startSidecar(configFromEnv(env));
+  sidecar = running;
+  const admin = running.adminUrl;
+
+  let phase: Phase = 'before';
+  let stop = false;
+  let acceptedAfter = false;
+  const refusals: Refusal[] = [];
+  const onAnswer = (answer: Answer) => {
+    if (answer.status === 503) {
+      refusals.push({ phase, accepting: running.sink.accepting(), body: answer.body });
+    } else if (answer.status === 200 && phase === 'after') {
+      acceptedAfter = true;
+    }
+  };
+  const load = runLoad({
+    url: running.url,
+    token: evidence.token,
+    workers: 4,
+    prefix: 'outage',
+    stop: () => stop,
+    onAnswer,
+  });
+
+  await sleep(2_000);
+  await evidence.s3.stop();
+  phase = 'outage';
+  await sleep(outageMs);
+  const spoolBytes = (await readGauge(admin, 'veil_audit_spool_bytes')) ?? 0;
+  const backlog = (await readGauge(admin, 'veil_audit_records_waiting')) ?? 0;
+  const oldestAge = (await readGauge(admin, 'veil_audit_oldest_unshipped_age_seconds')) ?? 0;
+
+  const healing = performance.now();
+  await evidence.s3.start();
+  phase = 'after';
+  while (!acceptedAfter) await sleep(50);
+  stop = true;
+  const answers = await load;
+  await waitForGauge(admin, 'veil_audit_records_waiting', (waiting) => waiting === 0);
+  const drainSeconds = (performance.now() - healing) / 1000;
+  console.log(
+    `outage: ${answers.length} requests, ${refusals.length} refused; spool at ${spoolBytes} of ${capacityBytes} bytes, ` +
+      `${backlog} records waiting (oldest ${oldestAge.toFixed(0)} s) when S3 came back; ` +
+      `backlog shipped at ${(backlog / drainSeconds).toFixed(0)} records/s`,
+  );
+
+  await running.close();
+  sidecar = undefined;
+
+  // 503 only once the spool was full: never before the outage, and during it only while refusing.
+  assert.ok(refusals.length > 0, 'the spool filled during the outage');
+  assert.deepEqual(
+    refusals.filter((r) => r.phase === 'before'),
+    [],
+  );
+  assert.deepEqual(
+    refusals.filter((r) => r.phase === 'outage' && r.accepting),
+    [],
+  );
+  assert.ok(refusals.every((r) => /spool is full|could not be recorded/.test(r.body)));
+
+  const { result } = await verifyBucket(evidence.client, evidence.bucket);
+  assert.deepEqual(invalidFindings(result), []);
+  const counts = markerCounts(result.records);
+  const answered = answers.filter((a) => a.status === 200).map((a) => a.marker);
+  assert.deepEqual(
+    answered.filter((marker) => counts.get(marker) !== 1),
+    [],
+    'every answered request has exactly one record',
+  );
+  assert.deepEqual(
+    [...evidence.modelSaw].filter((marker) => counts.get(marker) !== 1),
+    [],
+    'every request that reached the model has exactly one record',
+  );
+  assert.equal(result.streams.length, 1);
+  assert.equal(result.streams[0]?.closed, true);
+  assert.equal(result.totals.gaps, 0);
+});

@@ -1,0 +1,297 @@
+// Policy distribution end to end: kubectl applies an EmbeddingPolicy, the
+// controller validates it, pushes it to every injected pod's sidecar and
+// writes status; bad versions are never pushed; a restarted controller
+// converges without pushing again. Pods are stand-ins (support/standins.ts
+// explains how): created through the API and injected by the real webhook,
+// with real sidecars.
+import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
+import { after, before, test } from 'node:test';
+import { CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { GROUP, policyHash, policySpecSchema, VERSION } from '@veil/core';
+import type { RunningInjector } from '@veil/injector';
+import { startDemoModel, startDevIssuer } from '@veil/sidecar';
+import { type ControlPlane, freePort, startControlPlane } from '../../harness/index.ts';
+import {
+  applyPolicy,
+  eventually,
+  freshNamespace,
+  installCrds,
+  kubectl,
+  readPolicy,
+  readyCondition,
+} from './support/cluster.ts';
+import {
+  deleteWebhook,
+  ensureInjectorNamespace,
+  type InjectorFiles,
+  injectorFiles,
+  registerWebhook,
+  startTestInjector,
+  waitForWebhook,
+} from './support/injector.ts';
+import { type StandIn, startStandIns, waitForHash } from './support/standins.ts';
+
+// The defaults a deployment runs with: here the controller shares its process
+// with up to 50 sidecars, and a short lease would lapse under that load.
+const productionLease = { leaseDurationSeconds: 15, leaseRenewSeconds: 5 };
+
+let cp: ControlPlane;
+let files: InjectorFiles;
+let adminPort: number;
+let injector: RunningInjector | undefined;
+let webhookName: string | undefined;
+let issuer: Awaited<ReturnType<typeof startDevIssuer>>;
+let model: Awaited<ReturnType<typeof startDemoModel>>;
+const modelSaw: string[] = [];
+const standIns: StandIn[] = [];
+
+before(async () => {
+  cp = await startControlPlane();
+  await installCrds(cp);
+  await ensureInjectorNamespace(cp);
+  // Every stand-in listens on this port, each on its own loopback address.
+  adminPort = await freePort();
+  files = await injectorFiles(cp, { adminPort });
+  injector = await startTestInjector(cp, files, productionLease);
+  webhookName = await registerWebhook(cp, injector.webhook.url);
+  await waitForWebhook(cp, await freshNamespace(cp, 'webhook-ready'));
+  issuer = await startDevIssuer();
+  model = await startDemoModel({ onRequest: (_path, body) => modelSaw.push(JSON.stringify(body)) });
+});
+after(async () => {
+  await Promise.all(standIns.map((s) => s.close()));
+  if (webhookName) await deleteWebhook(cp, webhookName).catch(() => undefined);
+  await injector?.close();
+  await model?.close();
+  await issuer?.close();
+  await cp?.stop();
+});
+
+function spec(maskEmployeeIds: boolean) {
+  return {
+    authentication: { oidc: [{ issuer: issuer.issuer, audiences: ['veil'], algorithms: ['ES256'] }] },
+    access: { rules: [{ name: 'team', groups: ['ml-team'] }] },
+    masking: {
+      rules: maskEmployeeIds
+        ? [
+            {
+              name: 'employee-ids',
+              patterns: [{ name: 'employee-id', regex: 'EMP-[0-9]{6}' }],
+              operator: 'redact',
+              scopes: ['forward', 'audit'],
+            },
+          ]
+        : [],
+    },
+  };
+}
+
+const hashOf = (value: unknown) => policyHash(policySpecSchema.parse(value));
+
+async function standInsFor(namespace: string, count: number): Promise<StandIn[]> {
+  const started = await startStandIns({ cp, namespace, count, adminPort, modelUrl: model.url });
+  standIns.push(...started);
+  return started;
+}
+
+/** What the model receives when a caller embeds `text` through `standIn`. */
+async function embedThrough(standIn: StandIn, text: string): Promise<string> {
+  const token = await issuer.mint({ sub: 'alice', aud: 'veil', groups: ['ml-team'] });
+  const before = modelSaw.length;
+  const response = await fetch(`${standIn.sidecar.url}/v1/embeddings`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'embed-small', input: text }),
+  });
+  assert.equal(response.status, 200, await response.clone().text());
+  await response.arrayBuffer();
+  assert.equal(modelSaw.length, before + 1);
+  return modelSaw[before] ?? '';
+}
+
+async function statusSettles(namespace: string, hash: string, total: number) {
+  return eventually(`status ${total}/${total} at ${hash}`, async () => {
+    const policy = await readPolicy(cp, namespace, 'default');
+    const ready = readyCondition(policy);
+    return policy.status?.contentHash === hash &&
+      policy.status.podsInSync === total &&
+      policy.status.observedGeneration === policy.metadata.generation &&
+      ready?.status === 'True'
+      ? policy
+      : undefined;
+  });
+}
+
+test('kubectl apply reaches 50 sidecars, which enforce the new masking rule', async () => {
+  const namespace = await freshNamespace(cp, 'fleet');
+  await applyPolicy(cp, namespace, 'default', spec(false));
+  await eventually('the policy in the cache', async () => injector?.controller.policy(namespace, 'default'));
+  const fleet = await standInsFor(namespace, 50);
+  const first = hashOf(spec(false));
+  await waitForHash(fleet, first);
+  await statusSettles(namespace, first, 50);
+  // The webhook wrote the policy into each pod: they started enforcing it, unpushed.
+  for (const standIn of fleet) assert.equal(standIn.puts().length, 0);
+  assert.match(await embedThrough(fleet[0] as StandIn, 'ticket of EMP-123456'), /EMP-123456/);
+
+  const second = hashOf(spec(true));
+  const started = performance.now();
+  await applyPolicy(cp, namespace, 'default', spec(true));
+  await waitForHash(fleet, second);
+  const propagationMs = performance.now() - started;
+  console.log(`propagation: kubectl apply to 50/50 sidecars enforcing it: ${propagationMs.toFixed(0)} ms`);
+
+  for (const [i, standIn] of fleet.entries()) {
+    const seen = await embedThrough(standIn, `ticket ${i} of EMP-${String(100_000 + i)}`);
+    assert.doesNotMatch(seen, /EMP-\d{6}/, `${standIn.name} forwarded an employee id`);
+  }
+  const settled = await statusSettles(namespace, second, 50);
+  assert.equal(settled.status?.sync, '50/50');
+  assert.equal(readyCondition(settled)?.reason, 'Synced');
+  for (const standIn of fleet)
+    assert.equal(standIn.puts().length, 1, `${standIn.name}: one push, of the new version`);
+
+  const table = await kubectl(cp, 'get', 'embeddingpolicies', '-n', namespace);
+  const [header, row] = table.trim().split('\n');
+  assert.deepEqual(header?.split(/\s{2,}/).slice(0, 4), ['NAME', 'READY', 'IN SYNC', 'HASH']);
+  assert.deepEqual(row?.split(/\s+/).slice(0, 4), ['default', 'True', '50/50', second]);
+  console.log(table.trim());
+});
+
+test('a burst of edits reaches each pod as one push of the last version', async () => {
+  const namespace = await freshNamespace(cp, 'burst');
+  await applyPolicy(cp, namespace, 'default', spec(false));
+  await eventually('the policy in the cache', async () => injector?.controller.policy(namespace, 'default'));
+  const pods = await standInsFor(namespace, 5);
+  await waitForHash(pods, hashOf(spec(false)));
+  const limits = (n: number) => ({ ...spec(true), limits: { maxInputsPerRequest: 100 + n } });
+  // Sent together, straight through the API: the API server orders them, and
+  // whichever it stores last is the version every pod must end up with.
+  const api = cp.kubeConfig().makeApiClient(CustomObjectsApi);
+  const target = { group: GROUP, version: VERSION, plural: 'embeddingpolicies', namespace, name: 'default' };
+  await Promise.all(
+    [0, 1, 2, 3, 4].map((n) =>
+      api.patchNamespacedCustomObject(
+        { ...target, body: { spec: limits(n) } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      ),
+    ),
+  );
+  const stored = (await api.getNamespacedCustomObject(target)) as {
+    spec: unknown;
+    metadata: { generation: number };
+  };
+  assert.ok(stored.metadata.generation >= 6, 'five edits after the first version');
+  const last = hashOf(stored.spec);
+  await waitForHash(pods, last);
+  await statusSettles(namespace, last, 5);
+  for (const pod of pods) assert.equal(pod.puts().length, 1, `${pod.name} got one push`);
+});
+
+test('a bad policy is reported with its field path and never pushed; sidecars keep the previous one', async () => {
+  const namespace = await freshNamespace(cp, 'bad');
+  await applyPolicy(cp, namespace, 'default', spec(true));
+  await eventually('the policy in the cache', async () => injector?.controller.policy(namespace, 'default'));
+  const pods = await standInsFor(namespace, 3);
+  const good = hashOf(spec(true));
+  await waitForHash(pods, good);
+  await statusSettles(namespace, good, 3);
+  const pushesBefore = pods.map((p) => p.puts().length);
+
+  const bad = spec(true);
+  // RE2 has no look-behind: valid for the API server's schema, invalid for Veil.
+  bad.masking.rules.push({
+    name: 'after-prefix',
+    patterns: [{ name: 'digits', regex: '(?<=ID-)[0-9]+' }],
+    operator: 'redact',
+    scopes: ['forward'],
+  });
+  await applyPolicy(cp, namespace, 'default', bad);
+  const reported = await eventually('an Invalid condition', async () => {
+    const policy = await readPolicy(cp, namespace, 'default');
+    const ready = readyCondition(policy);
+    return ready?.reason === 'Invalid' && policy.status?.observedGeneration === policy.metadata.generation
+      ? policy
+      : undefined;
+  });
+  const ready = readyCondition(reported);
+  console.log(`condition: ${ready?.message}`);
+  assert.equal(ready?.status, 'False');
+  assert.match(ready?.message ?? '', /spec\.masking\.rules\[1\]\.patterns\[0\]\.regex/);
+  assert.equal(reported.status?.contentHash, good, 'status shows the version still enforced');
+  assert.equal(reported.status?.sync, '3/3');
+
+  const kubectlView = await kubectl(cp, 'get', 'embeddingpolicies', '-n', namespace);
+  assert.match(kubectlView, /default\s+False\s+3\/3/);
+  // The controller has judged this version (the condition says so); a push would
+  // have followed its debounce at once. The sidecars still answer with the old hash.
+  await waitForHash(pods, good);
+  assert.deepEqual(
+    pods.map((p) => p.puts().length),
+    pushesBefore,
+  );
+  assert.doesNotMatch(await embedThrough(pods[0] as StandIn, 'EMP-654321'), /EMP-654321/);
+});
+
+test('a restarted controller converges status without pushing again', async () => {
+  const namespace = await freshNamespace(cp, 'restart');
+  await applyPolicy(cp, namespace, 'default', spec(false));
+  await eventually('the policy in the cache', async () => injector?.controller.policy(namespace, 'default'));
+  const pods = await standInsFor(namespace, 10);
+  const first = hashOf(spec(false));
+  await waitForHash(pods, first);
+  await statusSettles(namespace, first, 10);
+  const pushes = () => pods.reduce((sum, p) => sum + p.puts().length, 0);
+  const gets = () => pods.map((p) => p.admin.filter((r) => r.method === 'GET').length);
+  // The pods started with this version as their bootstrap: nothing to push.
+  assert.equal(pushes(), 0);
+
+  const t0 = performance.now();
+  const mark = (what: string) => console.log(`restart: ${what} at ${(performance.now() - t0).toFixed(0)} ms`);
+  // Down: the status is wiped, so only a working controller can bring it back.
+  await injector?.controller.stop();
+  mark('controller stopped');
+  await injector?.webhook.close();
+  mark('webhook closed');
+  await injector?.pull.close();
+  mark('pull closed');
+  await injector?.close();
+  injector = undefined;
+  await cp
+    .kubeConfig()
+    .makeApiClient(CustomObjectsApi)
+    .patchNamespacedCustomObjectStatus(
+      {
+        group: GROUP,
+        version: VERSION,
+        plural: 'embeddingpolicies',
+        namespace,
+        name: 'default',
+        body: { status: null },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+  assert.equal((await readPolicy(cp, namespace, 'default')).status, undefined);
+  const getsBefore = gets();
+  mark('down');
+
+  injector = await startTestInjector(cp, files, productionLease);
+  mark('started');
+  const restored = await statusSettles(namespace, first, 10);
+  mark('settled');
+  assert.equal(restored.status?.sync, '10/10');
+  // Each pod was asked what it enforces, and nobody was pushed to.
+  assert.ok(gets().every((n, i) => n > (getsBefore[i] ?? 0)));
+  assert.equal(pushes(), 0, 'no duplicate pushes');
+
+  // An edit made while the controller is down reaches each pod once.
+  await injector.close();
+  injector = undefined;
+  await applyPolicy(cp, namespace, 'default', spec(true));
+  injector = await startTestInjector(cp, files, productionLease);
+  const second = hashOf(spec(true));
+  await waitForHash(pods, second);
+  await statusSettles(namespace, second, 10);
+  for (const pod of pods) assert.equal(pod.puts().length, 1, `${pod.name}: one push, of the edit`);
+});

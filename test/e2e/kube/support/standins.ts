@@ -1,0 +1,223 @@
+// Stand-ins for injected pods. No kubelet runs here, so pods are stored, never
+// run. Each stand-in is made as honestly as that allows:
+//  - the Pod is created through the API, so the real webhook injects it;
+//  - its status is then written through the status subresource, as a kubelet
+//    would: phase Running and a pod IP. Every stand-in gets an address of its
+//    own on the loopback network (127.0.x.y: all of 127/8 is loopback on
+//    Linux), so the controller addresses each one exactly as in a cluster,
+//    http://<pod IP>:<the veil-admin port the webhook wrote>, with no test hook;
+//  - a real sidecar (startSidecar) runs for it with the files a kubelet would
+//    mount: the bootstrap policy from the pod's annotation, the controller's
+//    public key from the ConfigMap the controller published;
+//  - in front of the sidecar's admin port sits a recording pass-through, which
+//    counts each PUT and reads (without trusting) the `sub` of its token:
+//    which controller replica pushed.
+import { once } from 'node:events';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { createServer, request as httpRequest, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { CoreV1Api, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
+import { type RunningSidecar, sidecarConfigSchema, startSidecar } from '@veil/sidecar';
+import { decodeJwt } from 'jose';
+import type { ControlPlane } from '../../../harness/index.ts';
+import { eventually } from './cluster.ts';
+import { modelPod } from './injector.ts';
+
+export type AdminRequest = { method: string; subject: string | undefined };
+
+export type StandIn = {
+  name: string;
+  uid: string;
+  ip: string;
+  sidecar: RunningSidecar;
+  /** Every request that reached the admin port, in order. */
+  admin: AdminRequest[];
+  puts(): AdminRequest[];
+  close(): Promise<void>;
+};
+
+export type StandInOptions = {
+  cp: ControlPlane;
+  namespace: string;
+  count: number;
+  /** The injector settings' adminPort: what the webhook writes as veil-admin. */
+  adminPort: number;
+  modelUrl: string;
+  annotations?: Record<string, string>;
+  prefix?: string;
+};
+
+let nextAddress = 0;
+
+/** A loopback address no other stand-in of this process uses. */
+function loopbackAddress(): string {
+  const n = nextAddress++;
+  return `127.0.${1 + Math.floor(n / 250)}.${1 + (n % 250)}`;
+}
+
+const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+
+export async function startStandIns(options: StandInOptions): Promise<StandIn[]> {
+  const { cp, namespace, count } = options;
+  const core = cp.kubeConfig().makeApiClient(CoreV1Api);
+  const dir = join(cp.dir, `standins-${namespace}`);
+  await mkdir(dir, { recursive: true });
+  const pods = await Promise.all(
+    Array.from({ length: count }, (_, i) =>
+      core.createNamespacedPod({
+        namespace,
+        body: modelPod(`${options.prefix ?? 'embedder'}-${i}`, {
+          'veil.dev/inject': 'true',
+          ...options.annotations,
+        }),
+      }),
+    ),
+  );
+  const keyFile = join(dir, 'controller-key.json');
+  const configMap = await eventually('the controller key ConfigMap', async () => {
+    try {
+      return await core.readNamespacedConfigMap({ namespace, name: 'veil-controller-key' });
+    } catch {
+      return undefined;
+    }
+  });
+  await writeFile(keyFile, configMap.data?.['jwk.json'] ?? '');
+  const started: StandIn[] = [];
+  try {
+    for (const pod of pods) started.push(await startStandIn(options, pod, dir, keyFile));
+  } catch (error) {
+    await Promise.all(started.map((s) => s.close()));
+    throw error;
+  }
+  // The kubelet's part, once the sidecars listen: the pods run, with their IPs.
+  await Promise.all(
+    started.map((s) =>
+      core.patchNamespacedPodStatus(
+        {
+          namespace,
+          name: s.name,
+          body: { status: { phase: 'Running', podIP: s.ip, podIPs: [{ ip: s.ip }], hostIP: '127.0.0.1' } },
+        },
+        mergePatch,
+      ),
+    ),
+  );
+  return started;
+}
+
+async function startStandIn(
+  options: StandInOptions,
+  pod: V1Pod,
+  dir: string,
+  keyFile: string,
+): Promise<StandIn> {
+  const name = pod.metadata?.name ?? '';
+  const uid = pod.metadata?.uid ?? '';
+  if (pod.metadata?.labels?.['veil.dev/injected'] !== 'true') throw new Error(`${name} was not injected`);
+  const ip = loopbackAddress();
+  const podDir = join(dir, name);
+  await mkdir(podDir, { recursive: true });
+  const bootstrap = pod.metadata?.annotations?.['veil.dev/bootstrap-policy'];
+  const bootstrapFile = join(podDir, 'bootstrap.json');
+  if (bootstrap !== undefined) await writeFile(bootstrapFile, bootstrap);
+  const sidecar = await startSidecar(
+    sidecarConfigSchema.parse({
+      upstream: options.modelUrl,
+      api: 'openai',
+      host: ip,
+      proxyPort: 0,
+      adminHost: ip,
+      adminPort: 0,
+      policyName: pod.metadata?.annotations?.['veil.dev/policy'] ?? 'default',
+      bootstrapPolicyFile: bootstrap === undefined ? undefined : bootstrapFile,
+      stateDir: join(podDir, 'state'),
+      auditDir: join(podDir, 'audit'),
+      controllerKeyFile: keyFile,
+      pod: { namespace: options.namespace, name, uid },
+      cluster: 'e2e',
+      auditCloseGraceSeconds: 0,
+    }),
+  );
+  const admin: AdminRequest[] = [];
+  let front: Server;
+  try {
+    front = await recordingFront(ip, options.adminPort, new URL(sidecar.adminUrl), admin);
+  } catch (error) {
+    await sidecar.close();
+    throw error;
+  }
+  return {
+    name,
+    uid,
+    ip,
+    sidecar,
+    admin,
+    puts: () => admin.filter((r) => r.method === 'PUT'),
+    async close() {
+      front.closeAllConnections();
+      front.close();
+      await sidecar.close();
+    },
+  };
+}
+
+async function recordingFront(host: string, port: number, target: URL, log: AdminRequest[]): Promise<Server> {
+  const server = createServer((request, response) => {
+    const token = /^Bearer (.+)$/i.exec(request.headers.authorization ?? '')?.[1];
+    log.push({ method: request.method ?? '', subject: token ? subjectOf(token) : undefined });
+    const upstream = httpRequest(
+      {
+        host: target.hostname,
+        port: target.port,
+        path: request.url,
+        method: request.method,
+        headers: request.headers,
+      },
+      (answer) => {
+        response.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(response);
+      },
+    );
+    upstream.on('error', () => {
+      response.writeHead(502).end();
+    });
+    request.pipe(upstream);
+  });
+  server.listen(port, host);
+  await once(server, 'listening');
+  if ((server.address() as AddressInfo).port !== port) throw new Error('front on the wrong port');
+  return server;
+}
+
+function subjectOf(token: string): string | undefined {
+  try {
+    return decodeJwt(token).sub;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Polls every stand-in's GET /v1/policy until each enforces `hash`. */
+export async function waitForHash(
+  standIns: readonly StandIn[],
+  hash: string,
+  timeoutMs = 30_000,
+): Promise<void> {
+  const pending = new Set(standIns);
+  await eventually(
+    `every sidecar enforcing ${hash}`,
+    async () => {
+      await Promise.all(
+        [...pending].map(async (s) => {
+          const response = await fetch(`${s.sidecar.adminUrl}/v1/policy`);
+          const body = (await response.json()) as { hash?: string };
+          if (body.hash === hash) pending.delete(s);
+        }),
+      );
+      return pending.size === 0 ? true : undefined;
+    },
+    timeoutMs,
+    20,
+  );
+}

@@ -14,6 +14,7 @@ import { onTeardown, trackChild } from './teardown.ts';
 export interface Nginx {
   readonly url: string;
   readonly pid: number;
+  stop(): Promise<void>;
 }
 
 export function nginxConfig(dir: string, listenPort: number, upstreamPort: number): string {
@@ -80,7 +81,7 @@ export async function startNginx(
   child.stdout.pipe(log);
   child.stderr.pipe(log);
   const exited = once(child, 'exit');
-  onTeardown('stop nginx', async () => {
+  const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) {
       // QUIT: graceful; TERM after a while; KILL as the last resort.
       child.kill('SIGQUIT');
@@ -91,7 +92,8 @@ export async function startNginx(
       clearTimeout(kill);
     }
     log.end();
-  });
+  };
+  onTeardown('stop nginx', stop);
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {
@@ -100,7 +102,7 @@ export async function startNginx(
       (response) => response.ok,
       () => false,
     );
-    if (answered) return { url, pid: child.pid as number };
+    if (answered) return { url, pid: child.pid as number, stop };
     await sleep(100);
   }
   const errors = await readFile(join(dir, 'error.log'), 'utf8').catch(() => '');

@@ -95,7 +95,7 @@ export async function startNodeChild<Ready>(options: NodeChildOptions): Promise<
     waiting.clear();
   });
   const ready = await new Promise<Ready>((resolve, reject) => {
-    const timeoutMs = options.timeoutMs ?? 30_000;
+    const timeoutMs = options.timeoutMs ?? 60_000;
     const timer = setTimeout(
       () => reject(new Error(`${options.name} was not ready within ${timeoutMs} ms`)),
       timeoutMs,

@@ -54,8 +54,11 @@ export interface TargetCheck {
   /** Undefined when the scenario did not run or the figure could not be measured. */
   readonly met: boolean | undefined;
   readonly measured: string | undefined;
+  /** Why a figure could not be judged. */
+  readonly note?: string;
 }
 
-export function verdict(met: boolean | undefined): string {
-  return met === undefined ? 'not measured' : met ? 'met' : 'NOT met';
+export function verdict(check: TargetCheck): string {
+  const text = check.met === undefined ? 'not measured' : check.met ? 'met' : 'NOT met';
+  return check.note ? `${text} (${check.note})` : text;
 }

@@ -122,6 +122,29 @@ function printErrors(results: Iterable<[Target, { errors: number; firstError: st
   }
 }
 
+/**
+ * One request through the sidecar before measuring: it must answer 200 with an
+ * embedding per input, and its metrics must show the e-mail masked, so the
+ * figures are of the full path (auth, masking, recording), not of a refusal.
+ */
+async function sanityCheck(sidecar: SidecarChild): Promise<void> {
+  const { origin, path, headers, body } = sidecar.target;
+  const response = await fetch(`${origin}${path}`, { method: 'POST', headers, body });
+  const answer = (await response.json()) as { data?: unknown[] };
+  if (response.status !== 200 || answer.data?.length !== INPUTS_PER_REQUEST) {
+    throw new Error(`the sidecar answered ${response.status}: ${JSON.stringify(answer).slice(0, 300)}`);
+  }
+  const metrics = await (await fetch(`${sidecar.ready.adminUrl}/metrics`)).text();
+  const masked = metrics
+    .split('\n')
+    .filter((line) => line.startsWith('veil_masked_values') && line.includes('detector="email"'))
+    .map((line) => `${line.match(/scope="(\w+)"/)?.[1] ?? '?'} ×${line.split(' ').at(-1)}`);
+  console.log(
+    `  check: sidecar answered 200 with ${INPUTS_PER_REQUEST} embeddings; e-mails masked so far: ${masked.join(', ') || 'none seen in metrics'}`,
+  );
+  console.log('');
+}
+
 async function scenarioA(world: World, sidecar: SidecarChild, nginx: Target | undefined, plan: Plan) {
   console.log(
     `A. latency at ${plan.rate} req/s for ${plan.latencySeconds} s, ${INPUTS_PER_REQUEST} inputs a request (open loop, undici)`,
@@ -152,11 +175,16 @@ async function scenarioA(world: World, sidecar: SidecarChild, nginx: Target | un
     );
   }
   console.log('');
-  const clean = (direct?.errors ?? 1) === 0 && (side?.errors ?? 1) === 0;
+  const note =
+    invalidComparison(direct, side, plan.rate) ??
+    (viaNginx && viaNginx.rate < plan.rate * 0.95
+      ? `nginx held only ${rate(viaNginx.rate)} req/s: the machine was too busy`
+      : undefined);
   return {
     label: `A  sidecar adds ≤ ${TARGETS.addedP50Ms} ms at p50 (vs direct)`,
-    met: added50 === undefined || !clean ? undefined : added50 <= TARGETS.addedP50Ms,
+    met: added50 === undefined || note ? undefined : added50 <= TARGETS.addedP50Ms,
     measured: signedMs(added50),
+    note,
   } satisfies TargetCheck;
 }
 
@@ -172,7 +200,7 @@ async function scenarioB(
     `B. throughput, closed loop, ${plan.connections} connections for ${plan.throughputSeconds} s (${wrk ? 'wrk' : 'Node generator: wrk missing'}); sidecar ${pinnedNote}`,
   );
   const watched = new Map<string, number>([['model', world.model.pid]]);
-  const runs: [Target, ThroughputResult, string][] = [];
+  const runs: [Target, ThroughputResult][] = [];
   const options = {
     connections: plan.connections,
     seconds: plan.throughputSeconds,
@@ -181,13 +209,13 @@ async function scenarioB(
     cpus: world.cpus.others,
     dir: world.dir,
   };
-  runs.push([world.direct, await throughput(world.direct, watched, options), 'model']);
+  runs.push([world.direct, await throughput(world.direct, watched, options)]);
   if (nginx) {
     const withNginx = new Map([...watched, ['proxy', nginx.pid]]);
-    runs.push([nginx, await throughput(nginx, withNginx, options), 'proxy']);
+    runs.push([nginx, await throughput(nginx, withNginx, options)]);
   }
   const withSidecar = new Map([...watched, ['proxy', sidecar.pid]]);
-  runs.push([sidecar.target, await throughput(sidecar.target, withSidecar, options), 'proxy']);
+  runs.push([sidecar.target, await throughput(sidecar.target, withSidecar, options)]);
   const rss = await peakRss(sidecar.pid);
   console.log(
     table(
@@ -203,7 +231,7 @@ async function scenarioB(
       ]),
     ),
   );
-  printErrors(runs.map(([target, result]) => [target, result]));
+  printErrors(runs);
   const direct = runs.find(([target]) => target === world.direct)?.[1];
   const viaNginx = nginx ? runs.find(([target]) => target === nginx)?.[1] : undefined;
   const side = runs.find(([target]) => target === sidecar.target)?.[1];
@@ -218,12 +246,19 @@ async function scenarioB(
     `  sidecar peak RSS (VmHWM over its life so far): ${mib(rss) ?? 'unavailable (no /proc)'}; once started and idle: ${mib(sidecar.startRss) ?? '?'}`,
   );
   console.log('');
-  const clean = side !== undefined && side.errors === 0;
+  // A sidecar that did not saturate its core was held back by the model or the
+  // generator: judge it by its rate per core of CPU it used, and say so.
+  const saturated = sideCpu === undefined || sideCpu >= 0.8;
+  const perCore = saturated ? side?.rate : div(side?.rate, sideCpu);
+  const clean = side !== undefined && side.errors === 0 && perCore !== undefined;
   return [
     {
       label: `B  sidecar ≥ ${rate(TARGETS.throughput)} req/s on one core${world.cpus.sidecar === undefined ? ' (NOT pinned)' : ''}`,
-      met: clean ? side.rate >= TARGETS.throughput : undefined,
-      measured: side ? `${rate(side.rate)} req/s` : undefined,
+      met: clean ? (perCore as number) >= TARGETS.throughput : undefined,
+      measured: saturated ? `${rate(side?.rate)} req/s` : `${rate(perCore)} req/s per core`,
+      note: saturated
+        ? undefined
+        : `extrapolated: ${rate(side?.rate)} req/s at ${percent(sideCpu)} of its core; the limit was elsewhere`,
     },
     {
       label: `B  sidecar peak RSS ≤ ${mib(TARGETS.peakRssBytes)}`,
@@ -233,7 +268,10 @@ async function scenarioB(
   ];
 }
 
-async function scenarioC(world: World, durable: SidecarChild, plan: Plan): Promise<TargetCheck> {
+async function scenarioC(world: World, plan: Plan): Promise<TargetCheck> {
+  // Two fresh sidecars with the same history, so only their recording differs.
+  const durable = await world.startSidecar('sidecar, durable recording', { recording: 'default' });
+  const off = await world.startSidecar('sidecar, recording off', { recording: 'drop' });
   console.log(
     `C. durable recording: sidecar at ${plan.rate} req/s for ${plan.latencySeconds} s, recording with fsync (${durable.ready.sink}) vs off`,
   );
@@ -242,9 +280,8 @@ async function scenarioC(world: World, durable: SidecarChild, plan: Plan): Promi
       '  ! the temporary directory is on tmpfs, where fsync costs nothing: set TMPDIR to a disk directory',
     );
   }
-  const off = await world.startSidecar('sidecar, recording off', { recording: 'drop' });
-  const on = { ...durable.target, name: 'sidecar, durable recording' };
-  const offTarget = { ...off.target, name: 'sidecar, recording off' };
+  const on = durable.target;
+  const offTarget = off.target;
   const results = await latencySideBySide([on, offTarget], {
     rate: plan.rate,
     seconds: plan.latencySeconds,
@@ -253,6 +290,7 @@ async function scenarioC(world: World, durable: SidecarChild, plan: Plan): Promi
     warmUpRequests: plan.warmUpRequests,
   });
   await off.stop();
+  await durable.stop();
   console.log(
     table(['target', 'p50 ms', 'p99 ms', 'achieved req/s', 'errors', 'gen lag p99 ms'], latencyRows(results)),
   );
@@ -263,11 +301,12 @@ async function scenarioC(world: World, durable: SidecarChild, plan: Plan): Promi
   const added99 = sub(a?.latency.quantile(0.99), b?.latency.quantile(0.99));
   console.log(`  added by durable recording: p50 ${signedMs(added50)}, p99 ${signedMs(added99)}`);
   console.log('');
-  const clean = a?.errors === 0 && b?.errors === 0;
+  const note = invalidComparison(b, a, plan.rate);
   return {
     label: `C  durable recording adds ≤ ${TARGETS.recordingP99Ms} ms at p99`,
-    met: added99 === undefined || !clean ? undefined : added99 <= TARGETS.recordingP99Ms,
+    met: added99 === undefined || note ? undefined : added99 <= TARGETS.recordingP99Ms,
     measured: signedMs(added99),
+    note,
   };
 }
 
@@ -329,6 +368,22 @@ async function scenarioD(world: World, wrk: string | undefined, plan: Plan): Pro
 
 const D_LABEL = `D  recording pipeline ships ≥ ${rate(TARGETS.shippedPerSecond)} records/s per sidecar`;
 
+/**
+ * Why "measured minus baseline" means nothing here, if it does not: errors on
+ * either side, or a baseline that could not hold the arrival rate (the machine
+ * was too busy), so both sides mostly measured queueing.
+ */
+function invalidComparison(
+  baseline: LoadResult | undefined,
+  measured: LoadResult | undefined,
+  arrivalRate: number,
+): string | undefined {
+  if (baseline === undefined || measured === undefined) return 'did not run';
+  if (baseline.errors > 0 || measured.errors > 0) return 'errors';
+  if (baseline.rate < arrivalRate * 0.95) return `baseline held only ${rate(baseline.rate)} req/s`;
+  return undefined;
+}
+
 function sub(a: number | undefined, b: number | undefined): number | undefined {
   return a === undefined || b === undefined ? undefined : a - b;
 }
@@ -355,12 +410,17 @@ async function main(): Promise<number> {
   const checks: TargetCheck[] = [];
   try {
     const world = await createWorld(layout);
-    const sidecar = await world.startSidecar('sidecar → model', { recording: 'default' });
-    const needsNginx = plan.only.has('A') || plan.only.has('B');
-    const nginx = tools.nginx && needsNginx ? await world.startNginx() : undefined;
-    if (plan.only.has('A')) checks.push(await scenarioA(world, sidecar, nginx, plan));
-    if (plan.only.has('B')) checks.push(...(await scenarioB(world, sidecar, nginx, tools.wrk, plan)));
-    if (plan.only.has('C')) checks.push(await scenarioC(world, sidecar, plan));
+    if (plan.only.has('A') || plan.only.has('B')) {
+      // One sidecar for A then B, so its peak RSS covers both.
+      const sidecar = await world.startSidecar('sidecar → model', { recording: 'default' });
+      const nginx = tools.nginx ? await world.startNginx() : undefined;
+      await sanityCheck(sidecar);
+      if (plan.only.has('A')) checks.push(await scenarioA(world, sidecar, nginx, plan));
+      if (plan.only.has('B')) checks.push(...(await scenarioB(world, sidecar, nginx, tools.wrk, plan)));
+      await sidecar.stop();
+      await nginx?.stop();
+    }
+    if (plan.only.has('C')) checks.push(await scenarioC(world, plan));
     if (plan.only.has('D')) checks.push(await scenarioD(world, tools.wrk, plan));
   } catch (error) {
     if (stopping()) return 130;
@@ -373,7 +433,7 @@ async function main(): Promise<number> {
   console.log(
     table(
       ['target', 'measured', 'verdict'],
-      checks.map((check) => [check.label, check.measured, verdict(check.met)]),
+      checks.map((check) => [check.label, check.measured, verdict(check)]),
     ),
   );
   return 0;

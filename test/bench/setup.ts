@@ -53,7 +53,7 @@ export interface World {
   /** True when the temporary directory is on tmpfs, where fsync costs nothing. */
   readonly tmpfs: boolean;
   startSidecar(name: string, options: SidecarSettings): Promise<SidecarChild>;
-  startNginx(): Promise<Target & { pid: number }>;
+  startNginx(): Promise<Target & { pid: number; stop(): Promise<void> }>;
 }
 
 const TMPFS_MAGIC = 0x01021994;
@@ -133,7 +133,7 @@ export async function createWorld(cpus: CpuLayout): Promise<World> {
       const bin = findProgram('nginx');
       if (bin === undefined) throw new Error('nginx is not installed');
       const nginx: Nginx = await startNginx(bin, join(dir, 'nginx'), model.ready.port, cpus.others);
-      return { ...target('nginx → model', nginx.url), pid: nginx.pid };
+      return { ...target('nginx → model', nginx.url), pid: nginx.pid, stop: nginx.stop };
     },
   };
 }

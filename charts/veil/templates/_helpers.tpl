@@ -48,7 +48,7 @@ app.kubernetes.io/component: injector
 {{- include "veil.fullname" . -}}
 {{- end -}}
 
-{{- define "veil.validatingWebhookName" -}}
+{{- define "veil.approvalsWebhookName" -}}
 {{- printf "%s-approvals" (include "veil.fullname" .) -}}
 {{- end -}}
 
@@ -94,8 +94,12 @@ veil-controller-key
 {{- if eq (int .Values.sidecar.proxyPort) (int .Values.sidecar.adminPort) -}}
 {{- fail "sidecar.proxyPort and sidecar.adminPort must differ" -}}
 {{- end -}}
-{{- if eq (int .Values.webhook.port) (int .Values.controller.port) -}}
-{{- fail "webhook.port and controller.port must differ" -}}
+{{- $ports := list (int .Values.webhook.port) (int .Values.controller.port) -}}
+{{- if .Values.approvals.enabled -}}
+{{- $ports = append $ports (int .Values.approvals.port) -}}
+{{- end -}}
+{{- if ne (len $ports) (len (uniq $ports)) -}}
+{{- fail "webhook.port, controller.port and approvals.port must differ" -}}
 {{- end -}}
 {{- with .Values.injector.leaderElection -}}
 {{- if gt (mulf .renewSeconds 2.0) (float64 .leaseDurationSeconds) -}}

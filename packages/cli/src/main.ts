@@ -1,12 +1,22 @@
 #!/usr/bin/env node
 import { CliError, type Command } from './command.ts';
 // `veil`: the command table and help. Each command lives in commands/.
+import {
+  approvalsApproveCommand,
+  approvalsDenyCommand,
+  approvalsListCommand,
+  approvalsShowCommand,
+} from './commands/approvals.ts';
 import { devCommand, devTokenCommand } from './commands/dev.ts';
 import { evidencePullCommand, evidenceReportCommand, evidenceVerifyCommand } from './commands/evidence.ts';
 import { policyLintCommand } from './commands/policy.ts';
 import { sessionsShowCommand } from './commands/sessions.ts';
 
 const commands: Record<string, Command> = {
+  'approvals list': approvalsListCommand,
+  'approvals show': approvalsShowCommand,
+  'approvals approve': approvalsApproveCommand,
+  'approvals deny': approvalsDenyCommand,
   dev: devCommand,
   'dev token': devTokenCommand,
   'evidence pull': evidencePullCommand,

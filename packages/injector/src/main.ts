@@ -9,6 +9,7 @@ import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { AuthenticationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { z } from 'zod';
+import { type ApprovalsApi, startApprovalsApi } from './controller/approvals.ts';
 import { type Controller, startController } from './controller/controller.ts';
 import type { PushEvent } from './controller/distributor.ts';
 import { loadControllerKey } from './controller/keys.ts';
@@ -33,6 +34,9 @@ export const injectorConfigSchema = z
     host: z.string().min(1).default('0.0.0.0'),
     webhookPort: port.default(8443),
     pullPort: port.default(8444),
+    approvalsPort: port
+      .optional()
+      .describe('The approvals API sidecars open held requests on (8445 in the chart); off when unset'),
     identity: z.string().min(1).describe('This replica: the Lease holder; the pod name in a cluster'),
     namespaces: z
       .string()
@@ -50,6 +54,18 @@ export const injectorConfigSchema = z
     pushDebounceMs: z.coerce.number().int().min(0).default(100),
     resyncSeconds: seconds.default(60),
     logLevel: z.enum(['info', 'warn']).default('info'),
+    approvalControllers: z
+      .string()
+      .default('')
+      .transform((list) =>
+        list
+          .split(',')
+          .map((n) => n.trim())
+          .filter(Boolean),
+      )
+      .describe(
+        "Comma-separated usernames that may expire approvals and record their use: the controller's service account",
+      ),
   })
   .refine((c) => c.leaseRenewSeconds * 2 <= c.leaseDurationSeconds, {
     message: 'the renew interval is at most half the lease duration',
@@ -66,6 +82,7 @@ const flags = {
   host: ['host', 'VEIL_HOST'],
   'webhook-port': ['webhookPort', 'VEIL_WEBHOOK_PORT'],
   'pull-port': ['pullPort', 'VEIL_PULL_PORT'],
+  'approvals-port': ['approvalsPort', 'VEIL_APPROVALS_PORT'],
   identity: ['identity', 'VEIL_POD_NAME'],
   namespaces: ['namespaces', 'VEIL_WATCH_NAMESPACES'],
   'lease-name': ['leaseName', 'VEIL_LEASE_NAME'],
@@ -74,6 +91,7 @@ const flags = {
   'push-debounce-ms': ['pushDebounceMs', 'VEIL_PUSH_DEBOUNCE_MS'],
   resync: ['resyncSeconds', 'VEIL_RESYNC_SECONDS'],
   'log-level': ['logLevel', 'VEIL_LOG_LEVEL'],
+  'approval-controllers': ['approvalControllers', 'VEIL_APPROVAL_CONTROLLERS'],
 } as const;
 
 /** Flags first, then the environment; throws with every problem named by its flag. */
@@ -111,6 +129,8 @@ export type InjectorExtras = {
 export type RunningInjector = {
   webhook: WebhookServer;
   pull: PullServer;
+  /** Only when an approvals port is configured. */
+  approvals: ApprovalsApi | undefined;
   controller: Controller;
   settings: InjectionSettings;
   /** Graceful: the Lease is handed back unless `release` is false. */
@@ -149,6 +169,7 @@ export async function startInjector(
   const tls = { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile };
   let webhook: WebhookServer | undefined;
   let pull: PullServer | undefined;
+  let approvals: ApprovalsApi | undefined;
   try {
     webhook = await startWebhookServer({
       settings,
@@ -157,6 +178,7 @@ export async function startInjector(
       port: config.webhookPort,
       namespaceLabels: async (name) => (await core.readNamespace({ name })).metadata?.labels ?? {},
       bootstrapPolicy: (namespace, name) => controller.bootstrapPolicy(namespace, name),
+      approvals: { controllerUsernames: config.approvalControllers },
     });
     pull = await startPullServer({
       tls,
@@ -166,12 +188,25 @@ export async function startInjector(
       authenticate: tokenReviewAuthenticator(kubeConfig.makeApiClient(AuthenticationV1Api)),
       log,
     });
+    approvals =
+      config.approvalsPort === undefined
+        ? undefined
+        : await startApprovalsApi({
+            kubeConfig,
+            tls,
+            host: config.host,
+            port: config.approvalsPort,
+            policy: (namespace, name) => controller.policy(namespace, name),
+            authenticate: tokenReviewAuthenticator(kubeConfig.makeApiClient(AuthenticationV1Api)),
+            log,
+          });
   } catch (error) {
+    await pull?.close();
     await webhook?.close();
     await controller.stop();
     throw error;
   }
-  const servers = { webhook, pull };
+  const servers = { webhook, pull, approvals };
   return {
     ...servers,
     controller,
@@ -179,9 +214,28 @@ export async function startInjector(
     async close(options) {
       // Leadership first, so the next replica starts pushing while this one drains.
       await controller.stop(options);
-      await Promise.all([servers.webhook.close(), servers.pull.close()]);
+      await Promise.all([
+        within(servers.webhook.close(), webhookDrainMs, log),
+        servers.pull.close(),
+        servers.approvals?.close(),
+      ]);
     },
   };
+}
+
+// The API server keeps connections to the webhook open that never carry a
+// request, and the webhook server waits for them until its headers timeout.
+// Shutdown does not: the kubelet's grace period is shorter.
+const webhookDrainMs = 10_000;
+
+async function within(closing: Promise<void>, ms: number, log: Log): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => {
+    timer = setTimeout(() => resolve('late'), ms);
+  });
+  const outcome = await Promise.race([closing, late]);
+  clearTimeout(timer);
+  if (outcome === 'late') log.warn('webhook connections still open after the drain; leaving them', { ms });
 }
 
 async function readSettings(file: string): Promise<InjectionSettings> {

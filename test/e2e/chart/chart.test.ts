@@ -185,10 +185,9 @@ describe('server-side dry-run against kube-apiserver', () => {
     // Self-managed certificates: the caBundle is the CA of the Secret's certificate.
     const secret = one(objects, 'Secret', 'veil-webhook-tls');
     assert.equal(secret.type, 'kubernetes.io/tls');
-    for (const config of [
-      ...all(objects, 'MutatingWebhookConfiguration'),
-      ...all(objects, 'ValidatingWebhookConfiguration'),
-    ]) {
+    const configs = all(objects, 'MutatingWebhookConfiguration');
+    assert.deepEqual(configs.map((c) => c.metadata.name).sort(), ['veil', 'veil-approvals']);
+    for (const config of configs) {
       for (const webhook of config.webhooks)
         assert.equal(webhook.clientConfig.caBundle, secret.data['ca.crt']);
     }
@@ -217,10 +216,9 @@ describe('server-side dry-run against kube-apiserver', () => {
     assert.equal(all(objects, 'Issuer').length, 2);
     // cert-manager writes the Secret; the chart does not.
     assert.equal(all(objects, 'Secret').length, 0);
-    for (const config of [
-      one(objects, 'MutatingWebhookConfiguration'),
-      one(objects, 'ValidatingWebhookConfiguration'),
-    ]) {
+    const configs = all(objects, 'MutatingWebhookConfiguration');
+    assert.equal(configs.length, 2);
+    for (const config of configs) {
       assert.equal(
         config.metadata.annotations?.['cert-manager.io/inject-ca-from'],
         `${namespace}/veil-webhook`,
@@ -277,7 +275,10 @@ describe('server-side dry-run against kube-apiserver', () => {
     const roles = all(objects, 'Role').filter((r) => r.metadata.name === 'veil-injector');
     assert.deepEqual(roles.map((r) => r.metadata.namespace).sort(), [...workloads].sort());
     const clusterRole = one(objects, 'ClusterRole');
+    // Approvals stay cluster-wide: sidecars anywhere open them, and the expiry sweep lists them all.
     assert.deepEqual(clusterRole.rules.flatMap((r: { resources: string[] }) => r.resources).sort(), [
+      'embeddingapprovals',
+      'embeddingapprovals/status',
       'namespaces',
       'tokenreviews',
     ]);
@@ -365,18 +366,25 @@ describe('the chart matches the code', () => {
     assert.equal(config.signingKeyFile, `${mountOf('signing-key')}/jwk.json`);
     assert.equal(volume('signing-key').secret.secretName, 'veil-controller-signing-key');
     assert.equal(config.identity, 'veil-injector-abc');
+    // The controller that may expire approvals is this Deployment's own service account.
+    assert.deepEqual(config.approvalControllers, [
+      `system:serviceaccount:veil-system:${pod.serviceAccountName}`,
+    ]);
+    assert.equal(one(objects, 'ServiceAccount', pod.serviceAccountName).metadata.namespace, 'veil-system');
     assert.deepEqual(config.namespaces, []);
 
     const port = (name: string) =>
       container.ports.find((p: { name: string }) => p.name === name).containerPort;
     assert.equal(config.webhookPort, port('webhook'));
     assert.equal(config.pullPort, port('controller'));
+    assert.equal(config.approvalsPort, port('approvals'));
     const service = one(objects, 'Service');
     assert.deepEqual(
       service.spec.ports.map((p: { port: number; targetPort: string }) => [p.port, p.targetPort]),
       [
         [443, 'webhook'],
         [config.pullPort, 'controller'],
+        [config.approvalsPort, 'approvals'],
       ],
     );
     // The Lease the replicas campaign for is the one their Role may renew.
@@ -402,6 +410,23 @@ describe('the chart matches the code', () => {
     assert.ok(container.resources.requests.cpu && container.resources.requests.memory);
   });
 
+  test('approvals off: no approvals webhook, port or rights', async () => {
+    const { objects } = await render(cp.dir, { approvals: { enabled: false } }, { namespace: 'veil-system' });
+    assert.deepEqual(
+      all(objects, 'MutatingWebhookConfiguration').map((c) => c.metadata.name),
+      ['veil'],
+    );
+    assert.deepEqual(
+      one(objects, 'Service').spec.ports.map((p: { name: string }) => p.name),
+      ['webhook', 'controller'],
+    );
+    const deployment = one(objects, 'Deployment');
+    assert.equal(envOf(deployment).VEIL_APPROVALS_PORT, undefined);
+    assert.equal(parseInjectorConfig([], envOf(deployment)).approvalsPort, undefined);
+    const resources = one(objects, 'ClusterRole').rules.flatMap((r: { resources: string[] }) => r.resources);
+    assert.ok(!resources.some((r: string) => r.startsWith('embeddingapprovals')));
+  });
+
   test('the webhooks select by the annotation and labels the injector reads, and exclude what it excludes', async () => {
     const namespace = 'veil-system';
     const rendered = await render(
@@ -410,7 +435,7 @@ describe('the chart matches the code', () => {
       { namespace },
     );
     const settings = settingsOf(rendered.objects);
-    const config = one(rendered.objects, 'MutatingWebhookConfiguration');
+    const config = one(rendered.objects, 'MutatingWebhookConfiguration', 'veil');
     const byName = Object.fromEntries(config.webhooks.map((w: { name: string }) => [w.name, w]));
     assert.deepEqual(Object.keys(byName), [
       'inject.pods.veil.dev',
@@ -443,10 +468,13 @@ describe('the chart matches the code', () => {
     });
     assert.deepEqual(byName['guard.pods.veil.dev'].rules[0].operations, ['UPDATE']);
 
-    const approvals = one(rendered.objects, 'ValidatingWebhookConfiguration').webhooks[0];
-    assert.equal(approvals.clientConfig.service.path, '/validate-approvals');
-    assert.deepEqual(approvals.rules[0].resources, ['embeddingapprovals/status']);
+    // Approval decisions: every update of an approval and of its status is stamped.
+    const approvals = one(rendered.objects, 'MutatingWebhookConfiguration', 'veil-approvals').webhooks[0];
+    assert.equal(approvals.clientConfig.service.path, '/mutate-approvals');
+    assert.deepEqual(approvals.rules[0].resources, ['embeddingapprovals', 'embeddingapprovals/status']);
+    assert.deepEqual(approvals.rules[0].operations, ['UPDATE']);
     assert.equal(approvals.failurePolicy, 'Fail');
+    assert.equal(approvals.reinvocationPolicy, 'IfNeeded');
   });
 });
 

@@ -236,7 +236,14 @@ test('compose: the proxy authenticates, masks, answers in the OpenAI dialect and
   assert.match(verified.stdout, /1 streams, \d+ batches, 3 records verified, 0 gaps/);
 
   // And straight from the bucket, as the README's compose section does it.
-  const direct = await veil('evidence', 'verify', 's3://veil-evidence', '--endpoint', s3.endpoint, '--path-style');
+  const direct = await veil(
+    'evidence',
+    'verify',
+    's3://veil-evidence',
+    '--endpoint',
+    s3.endpoint,
+    '--path-style',
+  );
   assert.match(direct.stdout, /1 streams, \d+ batches, 3 records verified, 0 gaps/);
 
   // The records name the caller and the masking, never the address itself.

@@ -198,6 +198,7 @@ test('the injector runs with the chart RBAC: it leads, publishes its key, writes
     VEIL_HOST: '127.0.0.1',
     VEIL_WEBHOOK_PORT: '0',
     VEIL_PULL_PORT: '0',
+    VEIL_APPROVALS_PORT: '0',
     VEIL_POD_NAME: 'veil-injector-test-0',
     VEIL_LEASE_RENEW_SECONDS: '1',
     VEIL_LEASE_DURATION_SECONDS: '4',
@@ -270,6 +271,11 @@ test('the chart RBAC grants the injector nothing beyond what it uses', async () 
     ['update', 'leases/veil-install-controller', release, true],
     ['update', 'leases/someone-else', release, false],
     ['update', 'mutatingwebhookconfigurations', release, false],
+    ['create', 'embeddingapprovals.veil.dev', ns.ml, true],
+    ['list', 'embeddingapprovals.veil.dev', ns.quiet, true],
+    ['patch', 'embeddingapprovals.veil.dev/status', ns.ml, true],
+    ['patch', 'embeddingapprovals.veil.dev', ns.ml, false],
+    ['delete', 'embeddingapprovals.veil.dev', ns.ml, false],
   ];
   for (const [verb, resource, namespace, allowed] of expected) {
     assert.equal(await canI(verb, resource, namespace, as), allowed, `${verb} ${resource} in ${namespace}`);
@@ -281,7 +287,7 @@ test('the webhook configuration sends exactly the opted-in pods to the injector'
   // The one change to the rendered configuration: the API server here has no
   // route to a Service, so each webhook calls the injector's address directly.
   const caBundle = (await readFile(cp.caCert)).toString('base64');
-  const webhooks = one(rendered.objects, 'MutatingWebhookConfiguration').webhooks as unknown[];
+  const webhooks = one(rendered.objects, 'MutatingWebhookConfiguration', release).webhooks as unknown[];
   const patch = webhooks.map((_, index) => ({
     op: 'replace',
     path: `/webhooks/${index}/clientConfig`,
@@ -334,6 +340,25 @@ test('the webhook configuration sends exactly the opted-in pods to the injector'
   );
   await kubectl('label', 'pod', 'plain', '-n', ns.ml, 'team=search');
 
+  // Approval decisions go through the chart's approvals webhook and are stamped
+  // with the API server's record of who sent them.
+  const approvalsPatch = [
+    {
+      op: 'replace',
+      path: '/webhooks/0/clientConfig',
+      value: { url: `${injector?.webhook.url}/mutate-approvals`, caBundle },
+    },
+  ];
+  await kubectl(
+    'patch',
+    'mutatingwebhookconfiguration',
+    `${release}-approvals`,
+    '--type=json',
+    '-p',
+    JSON.stringify(approvalsPatch),
+  );
+  await decideAsApprover();
+
   // Without the injector, opted-in pods are refused again and the rest still admitted.
   await injector?.close();
   injector = undefined;
@@ -349,6 +374,85 @@ test('the webhook configuration sends exactly the opted-in pods to the injector'
   });
   assert.equal(injected(await createPod({ name: 'plain-after', namespace: ns.ml })), false);
 });
+
+/** An approval held for alice; bob, an approver, decides and claims to be someone else. */
+async function decideAsApprover(): Promise<void> {
+  const approval = {
+    apiVersion: 'veil.dev/v1alpha1',
+    kind: 'EmbeddingApproval',
+    metadata: { name: 'bulk-1', namespace: ns.ml },
+    spec: {
+      requester: { issuer: 'https://login.example.com', subject: 'alice', groups: ['ml-writers'] },
+      policy: 'default',
+      rule: 'bulk-reindex',
+      pod: { namespace: ns.ml, name: 'annotated' },
+      request: {
+        api: 'openai',
+        model: 'demo',
+        inputCount: 300,
+        bytes: 4096,
+        digest: `sha256:${'0'.repeat(64)}`,
+      },
+      approvers: { groups: ['ml-approvers'], count: 1 },
+      expiresAt: new Date(Date.now() + 3_600_000).toISOString(),
+      singleUse: true,
+    },
+  };
+  const file = join(cp.dir, 'approval.json');
+  await writeFile(file, JSON.stringify(approval));
+  await kubectl('create', '-f', file);
+  const rbac = join(cp.dir, 'approver-rbac.json');
+  await writeFile(
+    rbac,
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'List',
+      items: [
+        {
+          apiVersion: 'rbac.authorization.k8s.io/v1',
+          kind: 'Role',
+          metadata: { name: 'approver', namespace: ns.ml },
+          rules: [
+            { apiGroups: ['veil.dev'], resources: ['embeddingapprovals'], verbs: ['get'] },
+            { apiGroups: ['veil.dev'], resources: ['embeddingapprovals/status'], verbs: ['get', 'patch'] },
+          ],
+        },
+        {
+          apiVersion: 'rbac.authorization.k8s.io/v1',
+          kind: 'RoleBinding',
+          metadata: { name: 'approver', namespace: ns.ml },
+          roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'approver' },
+          subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'ml-approvers' }],
+        },
+      ],
+    }),
+  );
+  await kubectl('apply', '-f', rbac);
+  const bob = await cp.addUser('bob', ['ml-approvers']);
+  const decision = {
+    status: { decisions: [{ decision: 'approve', reason: 'planned re-index', approver: 'mallory' }] },
+  };
+  let stored: Manifest | undefined;
+  await eventually('the decision is stamped', async () => {
+    await run(infraBinary('kubectl'), [
+      '--kubeconfig',
+      bob.kubeconfig,
+      'patch',
+      'embeddingapproval',
+      'bulk-1',
+      '-n',
+      ns.ml,
+      '--subresource=status',
+      '--type=merge',
+      '-p',
+      JSON.stringify(decision),
+    ]);
+    stored = await json('get', 'embeddingapproval', 'bulk-1', '-n', ns.ml);
+    return stored.status?.decisions?.[0]?.approver === 'bob';
+  });
+  assert.equal(stored?.status.phase, 'Approved');
+  assert.deepEqual(stored?.status.decisions[0].groups.includes('ml-approvers'), true);
+}
 
 async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -45,6 +45,7 @@ const paramsSchema = z.object({
 });
 
 const tlsOptions: SecureContextOptions = { minVersion: 'TLSv1.2' };
+const closeGraceMs = 5000;
 
 export async function startPullServer(options: PullServerOptions): Promise<PullServer> {
   const initial = await readCertificatePair(options.tls);
@@ -96,7 +97,12 @@ export async function startPullServer(options: PullServerOptions): Promise<PullS
     port,
     close: async () => {
       certificates.close();
-      await app.close();
+      const closing = app.close();
+      // Clients may hold connections that never carry a request, which Node does
+      // not count as idle; after a grace for requests under way, cut them.
+      const cut = setTimeout(() => app.server.closeAllConnections(), closeGraceMs);
+      await closing;
+      clearTimeout(cut);
     },
   };
 }

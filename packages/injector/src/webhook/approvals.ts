@@ -232,7 +232,11 @@ export function reviewApprovalAdmission(
   if (request.subResource === undefined) {
     // The main resource: the spec says what was asked and who may approve it.
     if (!isDeepStrictEqual(object.data.spec, oldObject.data.spec) && !isController) {
-      return denied(uid, 403, 'the spec of an EmbeddingApproval cannot be changed; decide through its status');
+      return denied(
+        uid,
+        403,
+        'the spec of an EmbeddingApproval cannot be changed; decide through its status',
+      );
     }
     return { review: wrap({ uid, allowed: true }), outcome: 'ignored', detail: 'no spec change' };
   }

@@ -72,7 +72,15 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     const result = reviewApprovalAdmission(parsed.data.request, approvalSettings, now());
     const { namespace, name, uid, subResource, userInfo } = parsed.data.request;
     request.log.info(
-      { uid, namespace, name, subResource, user: userInfo.username, outcome: result.outcome, detail: result.detail },
+      {
+        uid,
+        namespace,
+        name,
+        subResource,
+        user: userInfo.username,
+        outcome: result.outcome,
+        detail: result.detail,
+      },
       'approval review',
     );
     return result.review;

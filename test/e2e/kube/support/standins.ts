@@ -121,32 +121,36 @@ async function startStandIn(
   const bootstrap = pod.metadata?.annotations?.['veil.dev/bootstrap-policy'];
   const bootstrapFile = join(podDir, 'bootstrap.json');
   if (bootstrap !== undefined) await writeFile(bootstrapFile, bootstrap);
-  const sidecar = await startSidecar(
-    sidecarConfigSchema.parse({
-      upstream: options.modelUrl,
-      api: 'openai',
-      host: ip,
-      proxyPort: 0,
-      adminHost: ip,
-      adminPort: 0,
-      policyName: pod.metadata?.annotations?.['veil.dev/policy'] ?? 'default',
-      bootstrapPolicyFile: bootstrap === undefined ? undefined : bootstrapFile,
-      stateDir: join(podDir, 'state'),
-      auditDir: join(podDir, 'audit'),
-      controllerKeyFile: keyFile,
-      pod: { namespace: options.namespace, name, uid },
-      cluster: 'e2e',
-      auditCloseGraceSeconds: 0,
-    }),
-  );
+  // The pod's port first: the sidecar's own ports are picked by the kernel and
+  // must not take it.
   const admin: AdminRequest[] = [];
-  let front: Server;
+  const target: { url?: URL } = {};
+  const front = await recordingFront(ip, options.adminPort, target, admin);
+  let sidecar: RunningSidecar;
   try {
-    front = await recordingFront(ip, options.adminPort, new URL(sidecar.adminUrl), admin);
+    sidecar = await startSidecar(
+      sidecarConfigSchema.parse({
+        upstream: options.modelUrl,
+        api: 'openai',
+        host: ip,
+        proxyPort: 0,
+        adminHost: ip,
+        adminPort: 0,
+        policyName: pod.metadata?.annotations?.['veil.dev/policy'] ?? 'default',
+        bootstrapPolicyFile: bootstrap === undefined ? undefined : bootstrapFile,
+        stateDir: join(podDir, 'state'),
+        auditDir: join(podDir, 'audit'),
+        controllerKeyFile: keyFile,
+        pod: { namespace: options.namespace, name, uid },
+        cluster: 'e2e',
+        auditCloseGraceSeconds: 0,
+      }),
+    );
   } catch (error) {
-    await sidecar.close();
+    front.close();
     throw error;
   }
+  target.url = new URL(sidecar.adminUrl);
   return {
     name,
     uid,
@@ -162,14 +166,21 @@ async function startStandIn(
   };
 }
 
-async function recordingFront(host: string, port: number, target: URL, log: AdminRequest[]): Promise<Server> {
+async function recordingFront(
+  host: string,
+  port: number,
+  target: { url?: URL },
+  log: AdminRequest[],
+): Promise<Server> {
   const server = createServer((request, response) => {
     const token = /^Bearer (.+)$/i.exec(request.headers.authorization ?? '')?.[1];
     log.push({ method: request.method ?? '', subject: token ? subjectOf(token) : undefined });
+    // Like a sidecar still starting: nothing listens yet.
+    if (target.url === undefined) return request.socket.destroy();
     const upstream = httpRequest(
       {
-        host: target.hostname,
-        port: target.port,
+        host: target.url.hostname,
+        port: target.url.port,
         path: request.url,
         method: request.method,
         headers: request.headers,

@@ -1,0 +1,190 @@
+// EmbeddingApprovals through the user's own kubeconfig: list, read, and decide.
+// A decision is only `{decision, reason}` appended to status.decisions with a JSON
+// Patch on the status subresource; the admission webhook stamps who and when from
+// the API server's view of the caller, and recomputes the phase.
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import {
+  ApiException,
+  CustomObjectsApi,
+  KubeConfig,
+  PatchStrategy,
+  setHeaderOptions,
+} from '@kubernetes/client-node';
+import {
+  type ApprovalSpec,
+  type ApprovalStatus,
+  approvalSpecSchema,
+  approvalStatusSchema,
+  GROUP,
+  VERSION,
+} from '@veil/core';
+import { z } from 'zod';
+import { CliError } from '../command.ts';
+
+export const approvalsPlural = 'embeddingapprovals';
+
+export type Approval = {
+  namespace: string;
+  name: string;
+  createdAt: string | undefined;
+  spec: ApprovalSpec;
+  status: ApprovalStatus;
+};
+
+const storedSchema = z.looseObject({
+  metadata: z.looseObject({
+    name: z.string(),
+    namespace: z.string(),
+    creationTimestamp: z.union([z.string(), z.date()]).optional(),
+    resourceVersion: z.string().optional(),
+  }),
+  spec: approvalSpecSchema,
+  status: z.unknown().optional(),
+});
+
+/** `--kubeconfig`, else KUBECONFIG, else ~/.kube/config (client-node's default chain). */
+export function loadKubeConfig(path: string | undefined, env: NodeJS.ProcessEnv = process.env): KubeConfig {
+  const kubeConfig = new KubeConfig();
+  try {
+    if (path !== undefined) kubeConfig.loadFromFile(path);
+    else if (env.KUBECONFIG) kubeConfig.loadFromDefault();
+    else kubeConfig.loadFromFile(join(homedir(), '.kube', 'config'));
+  } catch (error) {
+    throw new CliError(`cannot read the kubeconfig: ${(error as Error).message}`);
+  }
+  return kubeConfig;
+}
+
+/** The namespace of the current context, as kubectl uses it. */
+export function contextNamespace(kubeConfig: KubeConfig): string {
+  return kubeConfig.getContextObject(kubeConfig.getCurrentContext())?.namespace ?? 'default';
+}
+
+/** `NAME` in the given namespace, or `NAMESPACE/NAME`. */
+export function parseApprovalRef(text: string, namespace: string): { namespace: string; name: string } {
+  const parts = text.split('/');
+  if (parts.length === 1 && parts[0]) return { namespace, name: parts[0] };
+  if (parts.length === 2 && parts[0] && parts[1]) return { namespace: parts[0], name: parts[1] };
+  throw new CliError(`"${text}" is not an approval ID: give NAME or NAMESPACE/NAME`);
+}
+
+function toApproval(object: unknown): Approval {
+  const parsed = storedSchema.safeParse(object);
+  if (!parsed.success)
+    throw new CliError('the API server returned an EmbeddingApproval this CLI cannot read', 1);
+  const status = approvalStatusSchema.safeParse(parsed.data.status ?? {});
+  const created = parsed.data.metadata.creationTimestamp;
+  return {
+    namespace: parsed.data.metadata.namespace,
+    name: parsed.data.metadata.name,
+    createdAt: created instanceof Date ? created.toISOString() : created,
+    spec: parsed.data.spec,
+    status: status.success ? status.data : { phase: 'Pending', decisions: [] },
+  };
+}
+
+export class ApprovalsClient {
+  readonly #api: CustomObjectsApi;
+
+  constructor(kubeConfig: KubeConfig) {
+    this.#api = kubeConfig.makeApiClient(CustomObjectsApi);
+  }
+
+  /** In one namespace, or every namespace when `namespace` is undefined. */
+  async list(namespace: string | undefined): Promise<Approval[]> {
+    const list = (await explain(() =>
+      namespace === undefined
+        ? this.#api.listCustomObjectForAllNamespaces({
+            group: GROUP,
+            version: VERSION,
+            resourcePlural: approvalsPlural,
+          })
+        : this.#api.listNamespacedCustomObject({
+            group: GROUP,
+            version: VERSION,
+            namespace,
+            plural: approvalsPlural,
+          }),
+    )) as { items?: unknown[] };
+    return (list.items ?? []).map(toApproval);
+  }
+
+  async get(namespace: string, name: string): Promise<Approval> {
+    return toApproval(
+      await explain(() =>
+        this.#api.getNamespacedCustomObject({
+          group: GROUP,
+          version: VERSION,
+          namespace,
+          plural: approvalsPlural,
+          name,
+        }),
+      ),
+    );
+  }
+
+  /**
+   * Appends one decision. Only `decision` and `reason` are sent: the webhook writes
+   * the approver, their groups and the time. Returns the stored approval.
+   */
+  async decide(
+    namespace: string,
+    name: string,
+    decision: { decision: 'approve' | 'deny'; reason: string },
+  ): Promise<Approval> {
+    const current = (await explain(() =>
+      this.#api.getNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        namespace,
+        plural: approvalsPlural,
+        name,
+      }),
+    )) as { metadata?: { resourceVersion?: string }; status?: { decisions?: unknown[] } };
+    // Appending with "-" is applied to the object as stored, so concurrent approvers
+    // never overwrite each other; a missing status is created only if nothing changed.
+    const patch = Array.isArray(current.status?.decisions)
+      ? [{ op: 'add', path: '/status/decisions/-', value: decision }]
+      : [
+          { op: 'test', path: '/metadata/resourceVersion', value: current.metadata?.resourceVersion },
+          { op: 'add', path: '/status', value: { phase: 'Pending', decisions: [decision] } },
+        ];
+    return toApproval(
+      await explain(() =>
+        this.#api.patchNamespacedCustomObjectStatus(
+          { group: GROUP, version: VERSION, namespace, plural: approvalsPlural, name, body: patch },
+          setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
+        ),
+      ),
+    );
+  }
+}
+
+/** Runs one API call, turning an API error into the API server's own message. */
+async function explain<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    throw new CliError(apiMessage(error), 1);
+  }
+}
+
+/** The Status message the API server (or an admission webhook) answered with. */
+export function apiMessage(error: unknown): string {
+  if (error instanceof ApiException) {
+    const body: unknown = typeof error.body === 'string' ? safeJson(error.body) : error.body;
+    const message = (body as { message?: unknown } | undefined)?.message;
+    if (typeof message === 'string' && message !== '') return message;
+    return `the API server answered ${error.code}`;
+  }
+  return error instanceof Error ? error.message : String(error);
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return { message: text };
+  }
+}

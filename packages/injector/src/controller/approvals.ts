@@ -1,0 +1,460 @@
+// The approvals API sidecars call when a request is held, over HTTPS:
+//   POST /v1/approvals                         open: creates the EmbeddingApproval
+//   GET  /v1/approvals/<ns>/<name>?wait=S      the decision, long-polled up to S seconds
+//   POST /v1/approvals/<ns>/<name>/use         consume it for one requester and payload
+// plus a sweep that marks stale Pending approvals Expired, and a Slack-compatible
+// notification for each new one.
+//
+// Authentication: the sidecar presents its pod's projected service-account token
+// (audience `veil-controller`, as for policy pulls) and the API server vouches for
+// it through a TokenReview. Limits of that choice: a caller is known by namespace
+// and service account, not by pod, so any workload of that service account in the
+// namespace could open or read approvals there. What it cannot do is approve:
+// decisions go through the API server and its stamping webhook, and consuming an
+// approval needs the requester identity and payload digest it was opened for.
+//
+// Approver groups, count, expiry and notification come from the EmbeddingPolicy
+// the controller holds, never from the sidecar. The sidecar sends a masked summary
+// and counts only; the controller caps the summary and stores no inputs.
+import { randomBytes } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { SecureContextOptions } from 'node:tls';
+import { CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import {
+  type ApprovalSpec,
+  type ApprovalStatus,
+  approvalSpecSchema,
+  approvalStatusSchema,
+  GROUP,
+  policySpecSchema,
+  VERSION,
+} from '@veil/core';
+import fastify from 'fastify';
+import { z } from 'zod';
+import { type CertificateFiles, CertificateReloader, readCertificatePair } from '../certs/reload.ts';
+import type { DesiredPolicy } from './distributor.ts';
+import type { Log } from './log.ts';
+import type { Caller } from './pull.ts';
+
+const plural = 'embeddingapprovals';
+const dnsLabel = z
+  .string()
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/)
+  .max(63);
+
+export const openApprovalSchema = z
+  .object({
+    policy: z.string().min(1).max(253),
+    rule: z.string().min(1).max(63),
+    pod: z.object({ name: z.string().min(1).max(253) }).strict(),
+    requester: approvalSpecSchema.shape.requester,
+    request: approvalSpecSchema.shape.request,
+  })
+  .strict();
+export type OpenApprovalRequest = z.infer<typeof openApprovalSchema>;
+
+export const useApprovalSchema = z
+  .object({
+    // Groups may come along; only issuer and subject bind the approval.
+    requester: z.object({ issuer: z.string().min(1), subject: z.string().min(1) }),
+    digest: z.string().min(1),
+  })
+  .strict();
+
+/** What the sidecar reads back: the decision, never anything it did not send. */
+export type ApprovalView = {
+  namespace: string;
+  name: string;
+  phase: ApprovalStatus['phase'];
+  expiresAt: string;
+  requestedAt: string | undefined;
+  decidedAt: string | undefined;
+  usedAt: string | undefined;
+  singleUse: boolean;
+  holdTimeoutSeconds: number | undefined;
+  mode: 'hold' | 'deferred' | undefined;
+  decisions: { approver: string; decision: 'approve' | 'deny'; reason: string; time: string }[];
+};
+
+export type Notification = { text: string; blocks?: unknown[] };
+
+export type ApprovalsApiOptions = {
+  kubeConfig: KubeConfig;
+  tls: CertificateFiles;
+  host?: string;
+  /** Defaults to 8445; 0 picks a free port. */
+  port?: number;
+  policy(namespace: string, name: string): DesiredPolicy | undefined;
+  authenticate(token: string): Promise<Caller | undefined>;
+  log: Log;
+  now?: () => Date;
+  /** Sends one notification; defaults to an HTTPS POST of JSON. */
+  notify?: (url: string, message: Notification) => Promise<void>;
+  /** How often stale approvals are expired; default 10 s. */
+  expiryIntervalMs?: number;
+  /** How often a long poll re-reads the approval; default 250 ms. */
+  pollIntervalMs?: number;
+};
+
+export type ApprovalsApi = {
+  url: string;
+  port: number;
+  expireNow(): Promise<number>;
+  close(): Promise<void>;
+};
+
+const tlsOptions: SecureContextOptions = { minVersion: 'TLSv1.2' };
+const maxWaitSeconds = 600;
+
+type Stored = {
+  metadata: { name: string; namespace: string; creationTimestamp?: string | Date; resourceVersion?: string };
+  spec: ApprovalSpec;
+  status: ApprovalStatus;
+};
+
+export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<ApprovalsApi> {
+  const api = options.kubeConfig.makeApiClient(CustomObjectsApi);
+  const now = options.now ?? (() => new Date());
+  const notify = options.notify ?? postJson;
+  const pollMs = options.pollIntervalMs ?? 250;
+  const initial = await readCertificatePair(options.tls);
+  const app = fastify({ https: { ...tlsOptions, ...initial }, logger: false });
+
+  async function read(namespace: string, name: string): Promise<Stored | undefined> {
+    try {
+      return toStored(
+        await api.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, name }),
+      );
+    } catch (error) {
+      if ((error as { code?: number }).code === 404) return undefined;
+      throw error;
+    }
+  }
+
+  async function patchStatus(stored: Stored, patch: unknown[]): Promise<Stored> {
+    const { namespace, name, resourceVersion } = stored.metadata;
+    return toStored(
+      await api.patchNamespacedCustomObjectStatus(
+        {
+          group: GROUP,
+          version: VERSION,
+          namespace,
+          plural,
+          name,
+          body: [{ op: 'test', path: '/metadata/resourceVersion', value: resourceVersion }, ...patch],
+        },
+        setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
+      ),
+    );
+  }
+
+  /** Marks a Pending approval Expired once its time is up; returns the current state. */
+  async function expireIfDue(stored: Stored): Promise<Stored> {
+    if (stored.status.phase !== 'Pending' || Date.parse(stored.spec.expiresAt) > now().getTime())
+      return stored;
+    try {
+      return await patchStatus(stored, [{ op: 'replace', path: '/status/phase', value: 'Expired' }]);
+    } catch {
+      // Somebody decided, or another replica expired it, meanwhile: read what is stored.
+      return (await read(stored.metadata.namespace, stored.metadata.name)) ?? stored;
+    }
+  }
+
+  async function caller(authorization: string | undefined): Promise<Caller | 'unavailable' | undefined> {
+    const token = /^Bearer (.+)$/i.exec(authorization ?? '')?.[1];
+    if (!token) return undefined;
+    try {
+      return await options.authenticate(token);
+    } catch (error) {
+      options.log.warn('token review failed', { error: (error as Error).message });
+      return 'unavailable';
+    }
+  }
+
+  app.get('/healthz', async () => 'ok');
+
+  app.addHook('preHandler', async (request, reply) => {
+    if (!request.url.startsWith('/v1/approvals')) return;
+    const who = await caller(request.headers.authorization);
+    if (who === 'unavailable') return reply.code(503).send({ error: 'cannot verify the token now; retry' });
+    if (who === undefined) return reply.code(401).send({ error: 'a service-account token is required' });
+    (request as { caller?: Caller }).caller = who;
+  });
+
+  app.post('/v1/approvals', async (request, reply) => {
+    const who = (request as { caller?: Caller }).caller as Caller;
+    const body = openApprovalSchema.safeParse(request.body);
+    if (!body.success)
+      return reply.code(400).send({ error: `invalid approval request: ${body.error.message}` });
+    const namespace = who.namespace;
+    const desired = options.policy(namespace, body.data.policy);
+    const spec = desired ? policySpecSchema.safeParse(desired.spec) : undefined;
+    const rule = spec?.success ? spec.data.approvals.rules.find((r) => r.name === body.data.rule) : undefined;
+    if (rule === undefined) {
+      return reply.code(404).send({
+        error: `no approval rule ${body.data.rule} in EmbeddingPolicy ${namespace}/${body.data.policy}`,
+      });
+    }
+    const created = now();
+    const approvalSpec: ApprovalSpec = {
+      requester: body.data.requester,
+      policy: body.data.policy,
+      rule: rule.name,
+      pod: { namespace, name: body.data.pod.name },
+      request: {
+        ...body.data.request,
+        ...(body.data.request.summary === undefined
+          ? {}
+          : { summary: body.data.request.summary.slice(0, 2048) }),
+      },
+      approvers: { groups: rule.approvers.groups, count: rule.approvers.count },
+      expiresAt: new Date(created.getTime() + rule.expiresAfterSeconds * 1000).toISOString(),
+      singleUse: rule.singleUse,
+    };
+    const name = `ea-${randomBytes(6).toString('hex')}`;
+    const object = await api.createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace,
+      plural,
+      body: {
+        apiVersion: `${GROUP}/${VERSION}`,
+        kind: 'EmbeddingApproval',
+        metadata: {
+          name,
+          namespace,
+          labels: { 'veil.dev/policy': body.data.policy, 'veil.dev/rule': rule.name },
+        },
+        spec: approvalSpec,
+      },
+    });
+    const stored = await patchStatus(toStored(object), [
+      { op: 'add', path: '/status', value: { phase: 'Pending', decisions: [] } },
+    ]);
+    options.log.info('approval opened', { namespace, name, rule: rule.name, caller: who.username });
+    if (rule.notify) {
+      notify(rule.notify.url, notification(stored)).catch((error) =>
+        options.log.warn('approval notification failed', {
+          namespace,
+          name,
+          error: (error as Error).message,
+        }),
+      );
+    }
+    return reply.code(201).send(view(stored, rule));
+  });
+
+  app.get('/v1/approvals/:namespace/:name', async (request, reply) => {
+    const who = (request as { caller?: Caller }).caller as Caller;
+    const params = z.object({ namespace: dnsLabel, name: dnsLabel }).safeParse(request.params);
+    if (!params.success) return reply.code(400).send({ error: 'namespace and name must be DNS labels' });
+    const { namespace, name } = params.data;
+    if (who.namespace !== namespace) {
+      return reply.code(403).send({ error: `${who.username} may read approvals of ${who.namespace} only` });
+    }
+    const wait = z.coerce
+      .number()
+      .min(0)
+      .max(maxWaitSeconds)
+      .default(0)
+      .safeParse((request.query as { wait?: string }).wait);
+    if (!wait.success) return reply.code(400).send({ error: `wait is 0 to ${maxWaitSeconds} seconds` });
+    const deadline = performance.now() + wait.data * 1000;
+    let stored = await read(namespace, name);
+    while (stored !== undefined) {
+      stored = await expireIfDue(stored);
+      if (stored.status.phase !== 'Pending' || performance.now() >= deadline) break;
+      if (request.raw.destroyed) return reply;
+      await sleep(Math.min(pollMs, Math.max(0, deadline - performance.now())));
+      stored = await read(namespace, name);
+    }
+    if (stored === undefined)
+      return reply.code(404).send({ error: `no EmbeddingApproval ${namespace}/${name}` });
+    return view(stored, ruleOf(stored));
+  });
+
+  app.post('/v1/approvals/:namespace/:name/use', async (request, reply) => {
+    const who = (request as { caller?: Caller }).caller as Caller;
+    const params = z.object({ namespace: dnsLabel, name: dnsLabel }).safeParse(request.params);
+    const body = useApprovalSchema.safeParse(request.body);
+    if (!params.success || !body.success) return reply.code(400).send({ error: 'invalid use request' });
+    const { namespace, name } = params.data;
+    if (who.namespace !== namespace) {
+      return reply.code(403).send({ error: `${who.username} may use approvals of ${who.namespace} only` });
+    }
+    let stored = await read(namespace, name);
+    if (stored === undefined)
+      return reply.code(404).send({ error: `no EmbeddingApproval ${namespace}/${name}` });
+    stored = await expireIfDue(stored);
+    const { requester, request: held } = stored.spec;
+    if (
+      requester.issuer !== body.data.requester.issuer ||
+      requester.subject !== body.data.requester.subject
+    ) {
+      return reply
+        .code(403)
+        .send({ error: `approval ${name} was granted to another caller`, reason: 'identity' });
+    }
+    if (held.digest !== body.data.digest) {
+      return reply
+        .code(403)
+        .send({ error: `approval ${name} was granted for another payload`, reason: 'digest' });
+    }
+    if (stored.status.phase !== 'Approved') {
+      return reply.code(409).send({
+        error: `approval ${name} is ${stored.status.phase}`,
+        reason: stored.status.phase,
+        approval: view(stored, ruleOf(stored)),
+      });
+    }
+    if (Date.parse(stored.spec.expiresAt) <= now().getTime()) {
+      return reply
+        .code(409)
+        .send({ error: `approval ${name} expired at ${stored.spec.expiresAt}`, reason: 'Expired' });
+    }
+    if (stored.spec.singleUse) {
+      if (stored.status.usedAt !== undefined) {
+        return reply
+          .code(409)
+          .send({ error: `approval ${name} was already used at ${stored.status.usedAt}`, reason: 'used' });
+      }
+      try {
+        // The resourceVersion test makes two concurrent uses race for one success.
+        stored = await patchStatus(stored, [
+          { op: 'add', path: '/status/usedAt', value: now().toISOString() },
+        ]);
+      } catch (error) {
+        options.log.warn('approval use refused', { namespace, name, error: (error as Error).message });
+        return reply.code(409).send({
+          error: `approval ${name} changed while being used; it may be used already`,
+          reason: 'used',
+        });
+      }
+    }
+    return view(stored, ruleOf(stored));
+  });
+
+  function ruleOf(stored: Stored) {
+    const desired = options.policy(stored.metadata.namespace, stored.spec.policy);
+    const spec = desired ? policySpecSchema.safeParse(desired.spec) : undefined;
+    return spec?.success ? spec.data.approvals.rules.find((r) => r.name === stored.spec.rule) : undefined;
+  }
+
+  async function expireNow(): Promise<number> {
+    const list = (await api.listCustomObjectForAllNamespaces({
+      group: GROUP,
+      version: VERSION,
+      resourcePlural: plural,
+    })) as {
+      items?: unknown[];
+    };
+    let expired = 0;
+    for (const item of list.items ?? []) {
+      let stored: Stored;
+      try {
+        stored = toStored(item);
+      } catch {
+        continue;
+      }
+      const after = await expireIfDue(stored);
+      if (after.status.phase === 'Expired' && stored.status.phase === 'Pending') expired++;
+    }
+    return expired;
+  }
+
+  const sweep = setInterval(() => {
+    expireNow().then(
+      (count) => count > 0 && options.log.info('approvals expired', { count }),
+      (error) => options.log.warn('approval expiry sweep failed', { error: (error as Error).message }),
+    );
+  }, options.expiryIntervalMs ?? 10_000);
+  sweep.unref();
+
+  const certificates = new CertificateReloader({ ...options.tls, server: app.server, initial, tlsOptions });
+  try {
+    await app.listen({ host: options.host ?? '0.0.0.0', port: options.port ?? 8445 });
+  } catch (error) {
+    clearInterval(sweep);
+    certificates.close();
+    throw error;
+  }
+  const { address, port } = app.server.address() as AddressInfo;
+  const host =
+    address === '0.0.0.0' || address === '::'
+      ? 'localhost'
+      : address.includes(':')
+        ? `[${address}]`
+        : address;
+  return {
+    url: `https://${host}:${port}`,
+    port,
+    expireNow,
+    close: async () => {
+      clearInterval(sweep);
+      certificates.close();
+      const closing = app.close();
+      // Long polls hold connections: cut them after a short grace.
+      const cut = setTimeout(() => app.server.closeAllConnections(), 1000);
+      await closing;
+      clearTimeout(cut);
+    },
+  };
+}
+
+function toStored(object: unknown): Stored {
+  const o = object as { metadata: Stored['metadata']; spec: unknown; status?: unknown };
+  return {
+    metadata: o.metadata,
+    spec: approvalSpecSchema.parse(o.spec),
+    status: approvalStatusSchema.parse(o.status ?? {}),
+  };
+}
+
+function view(
+  stored: Stored,
+  rule: { holdTimeoutSeconds: number; mode: 'hold' | 'deferred' } | undefined,
+): ApprovalView {
+  const created = stored.metadata.creationTimestamp;
+  return {
+    namespace: stored.metadata.namespace,
+    name: stored.metadata.name,
+    phase: stored.status.phase,
+    expiresAt: stored.spec.expiresAt,
+    requestedAt: created instanceof Date ? created.toISOString() : created,
+    decidedAt: stored.status.decidedAt,
+    usedAt: stored.status.usedAt,
+    singleUse: stored.spec.singleUse,
+    holdTimeoutSeconds: rule?.holdTimeoutSeconds,
+    mode: rule?.mode,
+    decisions: stored.status.decisions.map(({ approver, decision, reason, time }) => ({
+      approver,
+      decision,
+      reason,
+      time,
+    })),
+  };
+}
+
+/** Slack-compatible: counts, model and who asked; never inputs, not even the masked summary. */
+export function notification(stored: Stored): Notification {
+  const { namespace, name } = stored.metadata;
+  const { request, requester, approvers, expiresAt, rule } = stored.spec;
+  const text =
+    `Embedding request held for approval: ${namespace}/${name}. ${requester.subject} asked ${request.model} ` +
+    `(${request.api}) for ${request.inputCount} inputs (${request.bytes} bytes) under rule ${rule}; ` +
+    `needs ${approvers.count} approver(s) from ${approvers.groups.join(', ')} before ${expiresAt}. ` +
+    `Decide with: veil approvals approve ${namespace}/${name} --reason TEXT (or deny).`;
+  return { text, blocks: [{ type: 'section', text: { type: 'mrkdwn', text } }] };
+}
+
+async function postJson(url: string, message: Notification): Promise<void> {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(message),
+    signal: AbortSignal.timeout(10_000),
+  });
+  await response.body?.cancel();
+  if (!response.ok) throw new Error(`the notification endpoint answered ${response.status}`);
+}

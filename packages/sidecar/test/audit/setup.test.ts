@@ -1,0 +1,98 @@
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { exportSigningKey, generateSigningKey } from '@veil/core';
+import { configFromEnv } from '../../src/config.ts';
+import { startDemoModel } from '../../src/demo/model.ts';
+import { startSidecar } from '../../src/sidecar.ts';
+import { startTestIssuer } from '../fixtures/issuer.ts';
+import { invalid, teardown, tempDir, verifyDir } from './helpers.ts';
+
+test('configFromEnv reads the audit settings', () => {
+  const config = configFromEnv({
+    VEIL_UPSTREAM: 'http://127.0.0.1:9000',
+    VEIL_CLUSTER: 'prod-eu-1',
+    VEIL_S3_ENDPOINT: 'http://127.0.0.1:9001',
+    VEIL_S3_BUCKET: 'evidence',
+    VEIL_S3_REGION: 'eu-west-1',
+    VEIL_S3_FORCE_PATH_STYLE: 'true',
+    VEIL_S3_PREFIX: 'team-a/',
+    VEIL_SPOOL_DIR: 'spool',
+    VEIL_SPOOL_CAPACITY_BYTES: '1048576',
+    VEIL_RETENTION_SECONDS: '30',
+    VEIL_SIGNING_KEY_FILE: 'key.jwk',
+    VEIL_AUDIT_CLOSE_GRACE_SECONDS: '5',
+  });
+  assert.equal(config.cluster, 'prod-eu-1');
+  assert.equal(config.s3Endpoint, 'http://127.0.0.1:9001');
+  assert.equal(config.s3Bucket, 'evidence');
+  assert.equal(config.s3Region, 'eu-west-1');
+  assert.equal(config.s3ForcePathStyle, true);
+  assert.equal(config.s3Prefix, 'team-a/');
+  assert.equal(config.spoolDir, 'spool');
+  assert.equal(config.spoolCapacityBytes, 1_048_576);
+  assert.equal(config.retentionSeconds, 30);
+  assert.equal(config.signingKeyFile, 'key.jwk');
+  assert.equal(config.auditCloseGraceSeconds, 5);
+});
+
+test('configFromEnv refuses a cluster name that cannot name a stream, and an unclear flag', () => {
+  const base = { VEIL_UPSTREAM: 'http://127.0.0.1:9000' };
+  assert.throws(() => configFromEnv({ ...base, VEIL_CLUSTER: 'prod/eu' }), /cluster/);
+  assert.throws(() => configFromEnv({ ...base, VEIL_S3_FORCE_PATH_STYLE: 'yes' }), /s3ForcePathStyle/);
+});
+
+test('without a bucket, a sidecar ships to the local evidence directory with the configured key', async (t) => {
+  const defer = teardown(t);
+  const dir = await tempDir(defer);
+  const issuer = await startTestIssuer();
+  defer(() => issuer.stop());
+  const model = await startDemoModel();
+  defer(() => model.close());
+  const signingKey = generateSigningKey();
+  const keyFile = join(dir, 'signing.jwk');
+  await writeFile(keyFile, JSON.stringify(exportSigningKey(signingKey)));
+  const policyFile = join(dir, 'policy.json');
+  const spec = {
+    authentication: { oidc: [{ issuer: issuer.issuer, audiences: ['veil'], algorithms: ['ES256'] }] },
+    access: { rules: [{ name: 'all', groups: ['ml'], models: ['*'] }] },
+  };
+  await writeFile(policyFile, JSON.stringify({ name: 'local', spec }));
+  const sidecar = await startSidecar(
+    configFromEnv({
+      VEIL_UPSTREAM: model.url,
+      VEIL_HOST: '127.0.0.1',
+      VEIL_PROXY_PORT: '0',
+      VEIL_ADMIN_PORT: '0',
+      VEIL_BOOTSTRAP_POLICY_FILE: policyFile,
+      VEIL_AUDIT_DIR: join(dir, 'evidence'),
+      VEIL_SIGNING_KEY_FILE: keyFile,
+    }),
+  );
+  let closed = false;
+  defer(() => (closed ? undefined : sidecar.close()));
+  const token = await issuer.mint({ sub: 'alice', aud: 'veil', groups: ['ml'] });
+  for (const model of ['m1', 'm2', 'm3']) {
+    const response = await fetch(`${sidecar.url}/v1/embeddings`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model, input: ['hello'] }),
+    });
+    assert.equal(response.status, 200);
+    await response.arrayBuffer();
+  }
+  await sidecar.close();
+  closed = true;
+
+  const result = await verifyDir(join(dir, 'evidence'));
+  assert.deepEqual(invalid(result), []);
+  assert.ok(result.findings.some((f) => f.code === 'not-worm'));
+  assert.deepEqual(
+    result.records.map((r) => r.model),
+    ['m1', 'm2', 'm3'],
+  );
+  assert.equal(result.streams[0]?.keyId, signingKey.keyId);
+  assert.equal(result.streams[0]?.closed, true);
+  assert.match(result.streams[0]?.stream ?? '', /^local\/local\/local\/\d{8}T\d{9}Z-[0-9a-f]{8}$/);
+});

@@ -1,0 +1,227 @@
+// The controller's approvals API against the real API server: sidecars open
+// approvals with their service-account token, long-poll for the decision an
+// approver makes with the CLI, and consume it once for the same caller and payload.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { AuthenticationV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { GROUP, type PolicySpecInput, policySpecSchema, VERSION } from '@veil/core';
+import { pullAudience, silentLog, type WebhookServer } from '@veil/injector';
+import { Agent, request } from 'undici';
+import { runApprovalsDecide } from '../../../packages/cli/src/commands/approvals.ts';
+import {
+  type ApprovalsApi,
+  type Notification,
+  startApprovalsApi,
+} from '../../../packages/injector/src/controller/approvals.ts';
+import { tokenReviewAuthenticator } from '../../../packages/injector/src/controller/pull.ts';
+import { type ControlPlane, startControlPlane, type User } from '../../harness/index.ts';
+import { freshNamespace, installCrds } from '../kube/support/cluster.ts';
+import {
+  deleteApprovalWebhook,
+  grantApprovalAccess,
+  registerApprovalWebhook,
+  startApprovalWebhook,
+  waitForApprovalWebhook,
+} from './support.ts';
+
+let cp: ControlPlane;
+let webhook: WebhookServer | undefined;
+let webhookName: string | undefined;
+let approvals: ApprovalsApi | undefined;
+let bob: User;
+let agent: Agent;
+let clockOffsetMs = 0;
+const notifications: Notification[] = [];
+
+const policy: PolicySpecInput = {
+  authentication: { oidc: [{ issuer: 'https://idp.example.com', audiences: ['veil'] }] },
+  approvals: {
+    rules: [
+      {
+        name: 'bulk',
+        when: { minInputs: 100 },
+        approvers: { groups: ['approvers'], count: 1 },
+        expiresAfterSeconds: 600,
+        notify: { url: 'https://hooks.example.com/services/T000/B000' },
+      },
+    ],
+  },
+};
+
+before(async () => {
+  cp = await startControlPlane();
+  try {
+    await installCrds(cp);
+    bob = await cp.addUser('bob', ['approvers']);
+    await grantApprovalAccess(cp, ['approvers']);
+    webhook = await startApprovalWebhook(cp);
+    webhookName = await registerApprovalWebhook(cp, webhook.url);
+    await waitForApprovalWebhook(cp, await freshNamespace(cp, 'probe'));
+    const cert = await cp.issueServingCert('approvals-api');
+    approvals = await startApprovalsApi({
+      kubeConfig: cp.kubeConfig(),
+      tls: { certFile: cert.cert, keyFile: cert.key },
+      host: '127.0.0.1',
+      port: 0,
+      policy: (_namespace, name) =>
+        name === 'default' ? { name, hash: 'h', spec: policySpecSchema.parse(policy) } : undefined,
+      authenticate: tokenReviewAuthenticator(cp.kubeConfig().makeApiClient(AuthenticationV1Api)),
+      log: silentLog,
+      now: () => new Date(Date.now() + clockOffsetMs),
+      notify: async (_url, message) => {
+        notifications.push(message);
+      },
+      expiryIntervalMs: 3_600_000,
+    });
+    agent = new Agent({
+      connect: { ca: await import('node:fs/promises').then((fs) => fs.readFile(cp.caCert)) },
+    });
+  } catch (error) {
+    await teardown();
+    throw error;
+  }
+});
+
+after(teardown);
+
+async function teardown(): Promise<void> {
+  await approvals?.close();
+  if (webhookName) await deleteApprovalWebhook(cp, webhookName).catch(() => undefined);
+  await webhook?.close();
+  await agent?.close();
+  await cp?.stop();
+}
+
+/** A projected-style token of a fresh service account in `namespace`, as the sidecar holds. */
+async function sidecarToken(namespace: string): Promise<string> {
+  const core = cp.kubeConfig().makeApiClient(CoreV1Api);
+  await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: 'model' } } });
+  const { status } = await core.createNamespacedServiceAccountToken({
+    namespace,
+    name: 'model',
+    body: { spec: { audiences: [pullAudience], expirationSeconds: 600 } },
+  });
+  return status?.token ?? '';
+}
+
+async function call(token: string, method: 'GET' | 'POST', path: string, body?: unknown) {
+  const response = await request(`${approvals?.url}${path}`, {
+    method,
+    dispatcher: agent,
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  return { status: response.statusCode, body: (await response.body.json()) as Record<string, unknown> };
+}
+
+const alice = { issuer: 'https://idp.example.com', subject: 'alice', groups: ['ml'] };
+const digest = 'sha256:1111111111111111111111111111111111111111111111111111111111111111';
+
+function openBody() {
+  return {
+    policy: 'default',
+    rule: 'bulk',
+    pod: { name: 'embed-0' },
+    requester: alice,
+    request: {
+      api: 'openai',
+      model: 'text-embedding-3-small',
+      inputCount: 250,
+      bytes: 4096,
+      digest,
+      summary: '250 inputs, masked',
+    },
+  };
+}
+
+test('open, long-poll, approve with the CLI, then use once for the same caller and payload', async () => {
+  const namespace = await freshNamespace(cp, 'api');
+  const token = await sidecarToken(namespace);
+  const opened = await call(token, 'POST', '/v1/approvals', openBody());
+  assert.equal(opened.status, 201);
+  assert.equal(opened.body.phase, 'Pending');
+  const name = String(opened.body.name);
+
+  // Stored with the policy's approvers, never the sidecar's word for them.
+  const stored = (await cp.kubeConfig().makeApiClient(CustomObjectsApi).getNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    namespace,
+    plural: 'embeddingapprovals',
+    name,
+  })) as { spec: { approvers: { groups: string[] }; request: { inputCount: number } } };
+  assert.deepEqual(stored.spec.approvers.groups, ['approvers']);
+  const note = notifications.find((n) => n.text.includes(`${namespace}/${name}`));
+  assert.ok(note, 'a notification for the new approval');
+  assert.match(note.text, /250 inputs/);
+  assert.match(note.text, /text-embedding-3-small/);
+  assert.doesNotMatch(note.text, /masked/);
+
+  const polling = call(token, 'GET', `/v1/approvals/${namespace}/${name}?wait=60`);
+  await runApprovalsDecide('approve', [`${namespace}/${name}`, '--reason', 'batch reviewed'], {
+    out: () => undefined,
+    kubeConfig: () => cp.kubeConfig(bob.kubeconfig),
+  });
+  const decided = await polling;
+  assert.equal(decided.status, 200);
+  assert.equal(decided.body.phase, 'Approved');
+  assert.deepEqual(
+    (decided.body.decisions as { approver: string; reason: string }[]).map((d) => [d.approver, d.reason]),
+    [['bob', 'batch reviewed']],
+  );
+
+  const other = await call(token, 'POST', `/v1/approvals/${namespace}/${name}/use`, {
+    requester: { issuer: alice.issuer, subject: 'mallory' },
+    digest,
+  });
+  assert.equal(other.status, 403);
+  assert.equal(other.body.reason, 'identity');
+  const otherPayload = await call(token, 'POST', `/v1/approvals/${namespace}/${name}/use`, {
+    requester: alice,
+    digest: `${digest.slice(0, -1)}2`,
+  });
+  assert.equal(otherPayload.status, 403);
+  assert.equal(otherPayload.body.reason, 'digest');
+
+  const { groups: _groups, ...who } = alice;
+  const used = await call(token, 'POST', `/v1/approvals/${namespace}/${name}/use`, {
+    requester: who,
+    digest,
+  });
+  assert.equal(used.status, 200);
+  assert.ok(used.body.usedAt);
+  const again = await call(token, 'POST', `/v1/approvals/${namespace}/${name}/use`, {
+    requester: who,
+    digest,
+  });
+  assert.equal(again.status, 409);
+  assert.equal(again.body.reason, 'used');
+});
+
+test('a stale approval expires and cannot be used; other namespaces and strangers are refused', async () => {
+  const namespace = await freshNamespace(cp, 'stale');
+  const token = await sidecarToken(namespace);
+  const opened = await call(token, 'POST', '/v1/approvals', openBody());
+  const name = String(opened.body.name);
+
+  const elsewhere = await freshNamespace(cp, 'other');
+  const otherToken = await sidecarToken(elsewhere);
+  assert.equal((await call(otherToken, 'GET', `/v1/approvals/${namespace}/${name}`)).status, 403);
+  assert.equal((await call('not-a-token', 'GET', `/v1/approvals/${namespace}/${name}`)).status, 401);
+
+  clockOffsetMs = 3_600_000;
+  try {
+    assert.ok(((await approvals?.expireNow()) ?? 0) >= 1);
+  } finally {
+    clockOffsetMs = 0;
+  }
+  const read = await call(token, 'GET', `/v1/approvals/${namespace}/${name}`);
+  assert.equal(read.body.phase, 'Expired');
+  const { groups: _groups, ...who } = alice;
+  const use = await call(token, 'POST', `/v1/approvals/${namespace}/${name}/use`, { requester: who, digest });
+  assert.equal(use.status, 409);
+  assert.equal(use.body.reason, 'Expired');
+});

@@ -1,0 +1,208 @@
+// What the approval e2e tests share: the stamping webhook served in-process and
+// registered with the real API server, approvers' RBAC, and EmbeddingApprovals
+// created the way the controller creates them.
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import {
+  AdmissionregistrationV1Api,
+  CustomObjectsApi,
+  PatchStrategy,
+  RbacAuthorizationV1Api,
+  setHeaderOptions,
+} from '@kubernetes/client-node';
+import { type ApprovalSpec, GROUP, VERSION } from '@veil/core';
+import { startWebhookServer, type WebhookServer } from '@veil/injector';
+import type { ControlPlane } from '../../harness/index.ts';
+
+export const controllerUsername = 'admin';
+
+/** The webhook server with approval stamping, the controller being the admin user here. */
+export async function startApprovalWebhook(cp: ControlPlane): Promise<WebhookServer> {
+  const cert = await cp.issueServingCert(`approvals-${randomBytes(3).toString('hex')}`);
+  return startWebhookServer({
+    settings: {
+      sidecarImage: 'registry.example.com/veil/veil-sidecar:0.1.0',
+      sidecarVersion: '0.1.0',
+      injectorNamespace: 'veil-system',
+      controllerUrl: 'https://veil-injector.veil-system.svc:8444',
+      cluster: 'e2e',
+    },
+    tls: { certFile: cert.cert, keyFile: cert.key },
+    host: '127.0.0.1',
+    port: 0,
+    namespaceLabels: async () => ({}),
+    bootstrapPolicy: async () => undefined,
+    approvals: { controllerUsernames: [controllerUsername] },
+  });
+}
+
+/** The approvals webhook as the chart would register it: url clientConfig, the cluster CA. */
+export async function registerApprovalWebhook(cp: ControlPlane, url: string): Promise<string> {
+  const name = `veil-approvals-${randomBytes(3).toString('hex')}`;
+  await cp
+    .kubeConfig()
+    .makeApiClient(AdmissionregistrationV1Api)
+    .createMutatingWebhookConfiguration({
+      body: {
+        metadata: { name },
+        webhooks: [
+          {
+            name: 'approvals.veil.dev',
+            admissionReviewVersions: ['v1'],
+            sideEffects: 'None',
+            failurePolicy: 'Fail',
+            reinvocationPolicy: 'IfNeeded',
+            clientConfig: {
+              url: `${url}/mutate-approvals`,
+              caBundle: (await readFile(cp.caCert)).toString('base64'),
+            },
+            rules: [
+              {
+                apiGroups: [GROUP],
+                apiVersions: [VERSION],
+                operations: ['UPDATE'],
+                resources: ['embeddingapprovals', 'embeddingapprovals/status'],
+              },
+            ],
+          },
+        ],
+      },
+    });
+  return name;
+}
+
+export async function deleteApprovalWebhook(cp: ControlPlane, name: string): Promise<void> {
+  await cp
+    .kubeConfig()
+    .makeApiClient(AdmissionregistrationV1Api)
+    .deleteMutatingWebhookConfiguration({ name });
+}
+
+/**
+ * Read and decide rights for every group used here, requesters and outsiders too:
+ * RBAC lets them try, so the webhook is what refuses them.
+ */
+export async function grantApprovalAccess(cp: ControlPlane, groups: string[]): Promise<void> {
+  const rbac = cp.kubeConfig().makeApiClient(RbacAuthorizationV1Api);
+  const name = `veil-approvals-${randomBytes(3).toString('hex')}`;
+  await rbac.createClusterRole({
+    body: {
+      metadata: { name },
+      rules: [
+        {
+          apiGroups: [GROUP],
+          resources: ['embeddingapprovals'],
+          verbs: ['get', 'list', 'watch', 'update', 'patch'],
+        },
+        { apiGroups: [GROUP], resources: ['embeddingapprovals/status'], verbs: ['get', 'update', 'patch'] },
+      ],
+    },
+  });
+  await rbac.createClusterRoleBinding({
+    body: {
+      metadata: { name },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name },
+      subjects: groups.map((group) => ({
+        apiGroup: 'rbac.authorization.k8s.io',
+        kind: 'Group',
+        name: group,
+      })),
+    },
+  });
+}
+
+export function approvalSpec(overrides: Partial<ApprovalSpec> = {}): ApprovalSpec {
+  return {
+    requester: { issuer: 'https://idp.example.com', subject: 'alice', groups: ['ml'] },
+    policy: 'default',
+    rule: 'bulk',
+    pod: { namespace: 'ml', name: 'embed-0' },
+    request: {
+      api: 'openai',
+      model: 'text-embedding-3-small',
+      inputCount: 500,
+      bytes: 12_000,
+      digest: `sha256:${randomBytes(32).toString('hex')}`,
+      summary: '500 inputs; first: "customer <EMAIL> asked about …"',
+    },
+    approvers: { groups: ['approvers'], count: 1 },
+    expiresAt: new Date(Date.now() + 3_600_000).toISOString(),
+    singleUse: true,
+    ...overrides,
+  };
+}
+
+/** Creates the object and its first status, as the controller does (status is ignored on create). */
+export async function createApproval(
+  cp: ControlPlane,
+  namespace: string,
+  spec: ApprovalSpec,
+): Promise<string> {
+  const api = cp.kubeConfig().makeApiClient(CustomObjectsApi);
+  const name = `req-${randomBytes(4).toString('hex')}`;
+  await api.createNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    namespace,
+    plural: 'embeddingapprovals',
+    body: {
+      apiVersion: `${GROUP}/${VERSION}`,
+      kind: 'EmbeddingApproval',
+      metadata: { name, namespace },
+      spec,
+    },
+  });
+  await api.patchNamespacedCustomObjectStatus(
+    {
+      group: GROUP,
+      version: VERSION,
+      namespace,
+      plural: 'embeddingapprovals',
+      name,
+      body: { status: { phase: 'Pending', decisions: [] } },
+    },
+    setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+  );
+  return name;
+}
+
+/** A raw JSON Patch of the status as one user: what a hand-made kubectl call would send. */
+export async function patchStatusAs(
+  cp: ControlPlane,
+  kubeconfig: string,
+  namespace: string,
+  name: string,
+  patch: unknown[],
+): Promise<unknown> {
+  return cp
+    .kubeConfig(kubeconfig)
+    .makeApiClient(CustomObjectsApi)
+    .patchNamespacedCustomObjectStatus(
+      { group: GROUP, version: VERSION, namespace, plural: 'embeddingapprovals', name, body: patch },
+      setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
+    );
+}
+
+/**
+ * The API server picks up a new webhook configuration asynchronously: waits until
+ * a decision by the admin (in no approver group) is refused by the webhook rather
+ * than by schema validation.
+ */
+export async function waitForApprovalWebhook(cp: ControlPlane, namespace: string): Promise<void> {
+  const name = await createApproval(cp, namespace, approvalSpec());
+  const deadline = performance.now() + 30_000;
+  let last = '';
+  while (performance.now() < deadline) {
+    try {
+      await patchStatusAs(cp, cp.kubeconfig, namespace, name, [
+        { op: 'add', path: '/status/decisions/-', value: { decision: 'approve', reason: 'probe' } },
+      ]);
+      last = 'accepted';
+    } catch (error) {
+      last = String((error as { body?: unknown }).body ?? error);
+      if (/not an approver/.test(last)) return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`the approvals webhook is not in force (last: ${last})`);
+}

@@ -54,7 +54,7 @@ function parseOptions(argv: string[]): Plan | undefined {
   A  latency at a fixed rate: direct, nginx and sidecar
   B  closed-loop throughput (wrk), sidecar pinned to one core, peak RSS
   C  durable recording (fsync) against recording off
-  D  records shipped per second into a real S3 server (when the shipper exists)
+  D  records shipped per second into a real S3 server (needs npm run infra)
   --quick  short runs: a smoke test, not a measurement`);
     return undefined;
   }
@@ -129,12 +129,19 @@ function printErrors(results: Iterable<[Target, { errors: number; firstError: st
  */
 async function sanityCheck(sidecar: SidecarChild): Promise<void> {
   const { origin, path, headers, body } = sidecar.target;
-  const response = await fetch(`${origin}${path}`, { method: 'POST', headers, body });
+  const response = await fetch(`${origin}${path}`, {
+    method: 'POST',
+    headers,
+    body,
+    signal: AbortSignal.timeout(30_000),
+  });
   const answer = (await response.json()) as { data?: unknown[] };
   if (response.status !== 200 || answer.data?.length !== INPUTS_PER_REQUEST) {
     throw new Error(`the sidecar answered ${response.status}: ${JSON.stringify(answer).slice(0, 300)}`);
   }
-  const metrics = await (await fetch(`${sidecar.ready.adminUrl}/metrics`)).text();
+  const metrics = await (
+    await fetch(`${sidecar.ready.adminUrl}/metrics`, { signal: AbortSignal.timeout(10_000) })
+  ).text();
   const masked = metrics
     .split('\n')
     .filter((line) => line.startsWith('veil_masked_values') && line.includes('detector="email"'))
@@ -331,7 +338,16 @@ async function scenarioD(world: World, wrk: string | undefined, plan: Plan): Pro
   }
   console.log(
     table(
-      ['phase', 'records', 'load s', 'drain s', 'max waiting', 'errors', 'records/s end to end'],
+      [
+        'phase',
+        'records',
+        'load s',
+        'drain s',
+        'max waiting',
+        'errors',
+        'sidecar CPU',
+        'records/s end to end',
+      ],
       result.phases.map((phase) => [
         phase.name,
         phase.records,
@@ -339,6 +355,7 @@ async function scenarioD(world: World, wrk: string | undefined, plan: Plan): Pro
         phase.drainSeconds === undefined ? 'never' : phase.drainSeconds.toFixed(1),
         phase.maxWaiting,
         phase.errors,
+        percent(phase.cpu),
         rate(phase.rate),
       ]),
     ),
@@ -351,8 +368,13 @@ async function scenarioD(world: World, wrk: string | undefined, plan: Plan): Pro
     `  sink ${result.sink}; batches cut at ${BATCH_MAX_AGE_SECONDS} s of age at the latest (bench setting), else by the example policy's count and size`,
   );
   console.log(
-    `  the bucket's batch manifests account for ${result.inS3.records} records in ${result.inS3.batches} batches (the sidecar reports ${result.shipped ?? '?'} shipped, warm-up included)`,
+    `  the bucket's batch manifests account for ${result.inS3.records} records in ${result.inS3.batches} batches; the sidecar reports ${result.shipped ?? '?'} shipped; the bench caused at least ${result.expected} (warm-up included)`,
   );
+  if (result.inS3.records < result.expected) {
+    console.log(
+      `  ! ${result.expected - result.inS3.records} records the bench caused are not in the bucket`,
+    );
+  }
   console.log(
     '  HTTP-driven shipping is bounded by the request path (one record a request); the pipeline figure is the capacity behind it',
   );
@@ -400,7 +422,13 @@ function pinSelf(cpus: string | undefined): void {
 }
 
 async function main(): Promise<number> {
-  const plan = parseOptions(process.argv.slice(2));
+  let plan: Plan | undefined;
+  try {
+    plan = parseOptions(process.argv.slice(2));
+  } catch (error) {
+    console.error(`${(error as Error).message}\nusage: npm run bench -- [--quick] [--only A,B,C,D] (--help)`);
+    return 2;
+  }
   if (plan === undefined) return 0;
   installTeardownHandlers(plan.quick ? 5 * 60_000 : 20 * 60_000);
   const layout = cpuLayout();

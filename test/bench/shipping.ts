@@ -16,6 +16,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { type S3Server, startS3 } from '../harness/index.ts';
 import { closedLoop, warmUp } from './load.ts';
+import { cpuSeconds } from './processes.ts';
 import type { SidecarChild, World } from './setup.ts';
 import type { PumpResult, RecordingStats } from './sidecar-process.ts';
 import { onTeardown } from './teardown.ts';
@@ -49,6 +50,8 @@ export interface PhaseResult {
   readonly firstError: string | undefined;
   /** Records over load plus drain time; undefined when it never drained. */
   readonly rate: number | undefined;
+  /** The sidecar's CPU over load and drain, as a share of one core. */
+  readonly cpu: number | undefined;
 }
 
 export interface ShippingResult {
@@ -58,6 +61,8 @@ export interface ShippingResult {
   readonly inS3: { records: number; batches: number };
   /** What the sidecar says it shipped. */
   readonly shipped: number | undefined;
+  /** Records the bench knows it caused: warm-up, requests wrk counted, records pumped. */
+  readonly expected: number;
 }
 
 export class ShippingUnavailable extends Error {}
@@ -96,7 +101,8 @@ export async function shipToS3(world: World, plan: ShippingPlan): Promise<Shippi
     await sidecar.stop();
     throw new ShippingUnavailable(`the sidecar's audit sink (${sidecar.ready.sink}) reports no shipping`);
   }
-  await warmUp(sidecar.target, 200);
+  const warmUpRequests = 200;
+  await warmUp(sidecar.target, warmUpRequests);
   await drained(sidecar, Date.now() + DRAIN_TIMEOUT_MS);
 
   const phases: PhaseResult[] = [];
@@ -113,7 +119,8 @@ export async function shipToS3(world: World, plan: ShippingPlan): Promise<Shippi
   const shipped = (await stats(sidecar))?.shippedRecords;
   // A clean stop closes the stream: its closing manifest is the last object.
   await sidecar.stop();
-  return { sink: sidecar.ready.sink, phases, inS3: await countInBucket(client), shipped };
+  const expected = phases.reduce((sum, phase) => sum + phase.records, warmUpRequests);
+  return { sink: sidecar.ready.sink, phases, inS3: await countInBucket(client), shipped, expected };
 }
 
 async function httpLoad(sidecar: SidecarChild, plan: ShippingPlan): Promise<PumpResult> {
@@ -154,6 +161,7 @@ async function phase(
       await sleep(250);
     }
   })();
+  const cpuBefore = await cpuSeconds(sidecar.pid);
   const started = performance.now();
   let result: PumpResult;
   try {
@@ -166,6 +174,7 @@ async function phase(
   const ok = await drained(sidecar, Date.now() + DRAIN_TIMEOUT_MS);
   const finished = performance.now();
   const total = (finished - started) / 1000;
+  const cpuAfter = await cpuSeconds(sidecar.pid);
   return {
     name,
     records: result.records,
@@ -175,6 +184,7 @@ async function phase(
     errors: result.errors,
     firstError: result.firstError,
     rate: ok ? result.records / total : undefined,
+    cpu: cpuBefore === undefined || cpuAfter === undefined ? undefined : (cpuAfter - cpuBefore) / total,
   };
 }
 
@@ -182,11 +192,16 @@ function stats(sidecar: SidecarChild): Promise<RecordingStats | null> {
   return sidecar.call<RecordingStats | null>({ command: 'stats' }, 10_000);
 }
 
-/** Polls until no record waits for S3; false at the deadline. */
+/**
+ * Polls until no record waits for S3, seen twice in a row (a request wrk gave up
+ * on at its stop may still be on its way to the spool); false at the deadline.
+ */
 async function drained(sidecar: SidecarChild, deadline: number): Promise<boolean> {
+  let empty = 0;
   while (Date.now() < deadline) {
     const now = await stats(sidecar);
-    if ((now?.recordsWaiting ?? 0) === 0) return true;
+    empty = (now?.recordsWaiting ?? 0) === 0 ? empty + 1 : 0;
+    if (empty >= 2) return true;
     await sleep(50);
   }
   return false;

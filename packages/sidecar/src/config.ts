@@ -15,6 +15,20 @@ export const sidecarConfigSchema = z.object({
   stateDir: z.string().optional().describe('Where the last good policy is kept'),
   auditDir: z.string().optional().describe('Local evidence directory when no S3 bucket is set'),
   controllerKeyFile: z.string().optional().describe("The controller's public JWK, for policy pushes"),
+  controllerUrl: z
+    .url({ protocol: /^https?$/ })
+    .refine(
+      (url) => url.startsWith('https:') || /^http:\/\/(127\.0\.0\.1|localhost|\[::1\])(:|\/|$)/.test(url),
+      'must be https (plain http only on loopback)',
+    )
+    .optional()
+    .describe("The controller's approvals API; unset: requests an approval rule holds get 503"),
+  controllerTokenFile: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('Projected service-account token (audience veil-controller); re-read on each call'),
+  controllerCaFile: z.string().min(1).optional().describe("CA bundle for the controller's certificate"),
   hashKeyFile: z.string().optional().describe('Key for masking `hash` tokens and input digests'),
   defaultModel: z.string().min(1).default('default'),
   upstreamTimeoutMs: z.coerce
@@ -74,6 +88,9 @@ export function configFromEnv(env: NodeJS.ProcessEnv): SidecarConfig {
     stateDir: env.VEIL_STATE_DIR || undefined,
     auditDir: env.VEIL_AUDIT_DIR || undefined,
     controllerKeyFile: env.VEIL_CONTROLLER_KEY_FILE || undefined,
+    controllerUrl: env.VEIL_CONTROLLER_URL || undefined,
+    controllerTokenFile: env.VEIL_CONTROLLER_TOKEN_FILE || undefined,
+    controllerCaFile: env.VEIL_CONTROLLER_CA_FILE || undefined,
     hashKeyFile: env.VEIL_HASH_KEY_FILE || undefined,
     defaultModel: env.VEIL_DEFAULT_MODEL || undefined,
     upstreamTimeoutMs: env.VEIL_UPSTREAM_TIMEOUT_MS || undefined,

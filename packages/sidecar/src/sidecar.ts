@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { type ApprovalsClient, controllerApprovalsClient } from './approvals/client.ts';
 import { openAuditRecorder } from './audit/setup.ts';
 import type { AuditSink } from './audit/sink.ts';
 import type { SidecarConfig } from './config.ts';
@@ -45,6 +46,15 @@ export async function startSidecar(
     headersTimeoutMs: config.upstreamTimeoutMs,
     bodyTimeoutMs: config.upstreamTimeoutMs,
   });
+  // Both or nothing: without a token the controller would refuse every call anyway.
+  const approvals: ApprovalsClient | undefined =
+    config.controllerUrl && config.controllerTokenFile
+      ? await controllerApprovalsClient({
+          url: config.controllerUrl,
+          tokenFile: config.controllerTokenFile,
+          caFile: config.controllerCaFile,
+        })
+      : undefined;
   const deps: PipelineDeps = {
     policy: () => store.current(),
     upstream,
@@ -52,6 +62,8 @@ export async function startSidecar(
     telemetry,
     defaultModel: config.defaultModel,
     hashKey,
+    approvals,
+    podName: config.pod.name,
   };
   const data = await buildDataServer(deps, config.api, telemetry);
   const admin = await buildAdminServer(
@@ -70,6 +82,7 @@ export async function startSidecar(
       await admin.close();
       await sink.close();
       await upstream.close();
+      await approvals?.close();
       await store.close();
     },
   };

@@ -5,6 +5,8 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { RecordOutcome } from '@veil/core';
+import type { ApprovalsClient } from '../approvals/client.ts';
+import { holdForApproval } from '../approvals/hold.ts';
 import { matchApprovalRule } from '../approvals/rules.ts';
 import type { AuditSink } from '../audit/sink.ts';
 import type { Identity } from '../auth/identity.ts';
@@ -40,6 +42,10 @@ export interface PipelineDeps {
   /** The model name recorded and matched for APIs whose requests carry none (TEI). */
   readonly defaultModel: string;
   readonly hashKey: Uint8Array;
+  /** The controller's approvals API; without it a request an approval rule holds gets 503. */
+  readonly approvals?: ApprovalsClient;
+  /** This pod's name, sent with each approval opened. */
+  readonly podName?: string;
 }
 
 export async function handleEmbedding(
@@ -105,7 +111,10 @@ async function run(
   const forwardBody = deps.telemetry.span('mask', () =>
     mask(deps, policy, dialect, request.path, body, parsed, trace),
   );
-  refuseApprovalRequired(policy, request, trace);
+  const held = await deps.telemetry.span('approve', () =>
+    approve(deps, policy, dialect, request, forwardBody, trace),
+  );
+  if (held) return held;
   return deps.telemetry.span('upstream', () =>
     forward(deps, policy, dialect, request.path, forwardBody, trace),
   );
@@ -136,25 +145,48 @@ function refuseTooManyInputs(policy: ActivePolicy, inputCount: number): void {
 }
 
 /**
- * Approval holds are not built yet; until they are, a request an approval rule
- * would hold is refused rather than let through unapproved (fail closed).
+ * Step 4: a request an approval rule matches waits for people (see
+ * approvals/hold.ts). Resolves undefined when it may be forwarded, a reply when
+ * it is answered now (deferred: 202), or throws a Refusal.
  */
-function refuseApprovalRequired(policy: ActivePolicy, request: IncomingEmbedRequest, trace: Trace): void {
+async function approve(
+  deps: PipelineDeps,
+  policy: ActivePolicy,
+  dialect: Dialect,
+  request: IncomingEmbedRequest,
+  forwardBody: Buffer | string,
+  trace: Trace,
+): Promise<{ reply: ProxyReply; outcome: RecordOutcome } | undefined> {
   const identity = trace.identity;
-  if (!identity || policy.spec.approvals.rules.length === 0) return;
+  if (!identity || policy.spec.approvals.rules.length === 0) return undefined;
+  const model = trace.model ?? '';
   const rule = matchApprovalRule(policy.spec.approvals.rules, {
     inputCount: trace.inputCount,
-    model: trace.model ?? '',
+    model,
     headers: request.headers,
     groups: identity.groups,
   });
-  if (!rule) return;
-  throw new Refusal(
-    403,
-    'approval_required',
-    'denied',
-    `approval required by rule ${rule.name}; approvals are not available on this sidecar yet`,
-  );
+  if (!rule) return undefined;
+  const started = performance.now();
+  try {
+    return await holdForApproval(
+      {
+        client: deps.approvals,
+        podName: deps.podName ?? 'unknown',
+        policyName: policy.name,
+        rule,
+        api: dialect.name,
+        identity,
+        model,
+        inputCount: trace.inputCount,
+        body: forwardBody,
+        headers: request.headers,
+      },
+      trace,
+    );
+  } finally {
+    trace.latency.approvalMs = performance.now() - started;
+  }
 }
 
 async function authenticate(

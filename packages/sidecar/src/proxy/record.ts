@@ -16,7 +16,9 @@ export interface Trace {
   inputCount: number;
   inputs: AuditDraft['inputs'];
   masking: MaskingAction[];
-  latency: { authMs?: number; maskMs?: number; upstreamMs?: number };
+  latency: { authMs?: number; maskMs?: number; approvalMs?: number; upstreamMs?: number };
+  /** The approval that held the request, as the controller last reported it. */
+  approval?: AuditDraft['approval'];
   vectors?: { count: number; dimensions: number; digest: string };
 }
 
@@ -82,6 +84,7 @@ export async function record(
     inputCount: trace.inputCount,
     inputs: trace.inputs,
     masking: trace.masking,
+    approval: trace.approval,
     latency: { ...trace.latency, totalMs: performance.now() - trace.started },
     vectors: trace.vectors,
     error: error ? error.slice(0, MAX_ERROR) : undefined,

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { cp } from 'node:fs/promises';
+import { cp, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { parseEvidenceKey, streamId } from '@veil/core';
@@ -271,5 +271,22 @@ test('close gives up after its grace period and leaves everything for the next p
   assert.deepEqual(
     result.streams.map((stream) => stream.closed),
     [true, true],
+  );
+});
+
+test('a damaged shipper state is refused, not guessed at', async (t) => {
+  const s = await setup(t);
+  const first = await open(s, {});
+  await first.close();
+  await writeFile(join(s.spoolDir, 'shipper', 'state.json'), '{"version":1,"cutSeq":"x"}');
+  await assert.rejects(
+    AuditRecorder.open({
+      spoolDir: s.spoolDir,
+      identity: { cluster: 'test', pod, incarnation: 'inc-2' },
+      store: s.store,
+      settings: () => ({ batch: never, retentionMs: 1000 }),
+      closeGraceMs: 0,
+    }),
+    AuditStateError,
   );
 });

@@ -1,5 +1,6 @@
-// Approval rules while this sidecar cannot hold requests: a request a rule
-// would hold is refused (fail closed), said so plainly, and recorded.
+// Approval rules on a sidecar with no controller configured: a request a rule
+// holds cannot be held, so it is refused 503 (fail closed), said so plainly,
+// and recorded. Holding itself is tested in test/approvals/.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { call, type SidecarFixture, startSidecarFixture } from '../fixtures/sidecar.ts';
@@ -33,25 +34,25 @@ describe('approval rules on the request path', () => {
 
   const reindex = { 'x-veil-operation': 'reindex' };
 
-  it('refuses a request an approval rule would hold, 403 with the rule named, without calling the model', async () => {
+  it('refuses a request an approval rule holds, 503 with the rule named, without calling the model', async () => {
     const answer = await call(
       `${fixture.url}/v1/embeddings`,
       { model: 'm', input: ['a', 'b', 'c'] },
       { token, headers: reindex },
     );
-    assert.equal(answer.status, 403);
+    assert.equal(answer.status, 503);
     assert.deepEqual(answer.json, {
       error: {
-        message: 'approval required by rule bulk-reindex; approvals are not available on this sidecar yet',
-        type: 'permission_error',
+        message: 'approval required by rule bulk-reindex, but no controller is configured to hold it',
+        type: 'server_error',
         param: null,
-        code: 'approval_required',
+        code: 'unavailable',
       },
     });
     assert.equal(fixture.upstreamCalls.length, 0);
     const record = fixture.records().at(-1);
-    assert.equal(record?.outcome, 'denied');
-    assert.equal(record?.status, 403);
+    assert.equal(record?.outcome, 'unavailable');
+    assert.equal(record?.status, 503);
     assert.equal(record?.inputCount, 3);
     assert.match(record?.error ?? '', /bulk-reindex/);
   });
@@ -78,7 +79,7 @@ describe('approval rules on the request path', () => {
       { model: 'm', input: ['a', 'b', 'c'] },
       { token, headers: { 'x-veil-operation': ['search', 'reindex'] } },
     );
-    assert.equal(answer.status, 403);
+    assert.equal(answer.status, 503);
     assert.match((answer.json as { error: string }).error, /bulk-reindex/);
   });
 
@@ -88,7 +89,7 @@ describe('approval rules on the request path', () => {
       { model: 'ft-legal', texts: ['x'], input_type: 'search_query' },
       { token },
     );
-    assert.equal(held.status, 403);
+    assert.equal(held.status, 503);
     assert.match((held.json as { message: string }).message, /approval required by rule finetunes/);
     const lead = await call(
       `${fixture.url}/v2/embed`,

@@ -1,0 +1,209 @@
+// The controller's approvals API as the sidecar calls it (see the controller's
+// controller/approvals.ts): open an approval for a held request, long-poll for
+// its decision, and consume it for one requester and payload.
+//
+// The sidecar authenticates with its pod's projected service-account token
+// (audience `veil-controller`). The kubelet rotates that file, so it is read
+// again on every call rather than once at start. Every answer is validated:
+// anything the sidecar cannot read is treated as the controller being
+// unavailable, and the request path then fails closed.
+import { readFile } from 'node:fs/promises';
+import { Agent, type Dispatcher, request } from 'undici';
+import { z } from 'zod';
+
+const decisionSchema = z.object({
+  approver: z.string().min(1),
+  decision: z.enum(['approve', 'deny']),
+  reason: z.string(),
+  time: z.string().min(1),
+});
+
+/** The controller's view of one approval; unknown fields are ignored. */
+export const approvalViewSchema = z.object({
+  namespace: z.string().min(1),
+  name: z.string().min(1),
+  phase: z.enum(['Pending', 'Approved', 'Denied', 'Expired']),
+  expiresAt: z.string().min(1),
+  requestedAt: z.string().min(1).optional(),
+  decidedAt: z.string().min(1).optional(),
+  usedAt: z.string().min(1).optional(),
+  decisions: z.array(decisionSchema).default([]),
+});
+export type ApprovalView = z.infer<typeof approvalViewSchema>;
+
+/** `POST /v1/approvals`: a masked summary and counts, never inputs. */
+export interface OpenApproval {
+  readonly policy: string;
+  readonly rule: string;
+  readonly pod: { readonly name: string };
+  readonly requester: { readonly issuer: string; readonly subject: string; readonly groups: string[] };
+  readonly request: {
+    readonly api: string;
+    readonly model: string;
+    readonly inputCount: number;
+    readonly bytes: number;
+    readonly operation?: string;
+    readonly digest: string;
+    readonly summary?: string;
+  };
+}
+
+/** Why the controller refused a use; `Pending`, `Denied`, `Expired` are the approval's phase. */
+export type UseRefusalReason = 'identity' | 'digest' | 'used' | 'Pending' | 'Denied' | 'Expired' | 'unknown';
+
+export type UseResult =
+  | { ok: true; approval: ApprovalView }
+  | {
+      ok: false;
+      /** 403 wrong caller or payload, 404 no such approval, 409 not usable now. */
+      status: 403 | 404 | 409;
+      reason: UseRefusalReason;
+      message: string;
+      approval: ApprovalView | undefined;
+    };
+
+export interface ApprovalsClient {
+  open(body: OpenApproval): Promise<ApprovalView>;
+  /** The approval once decided, or as it stands after `waitSeconds`. */
+  wait(namespace: string, name: string, waitSeconds: number): Promise<ApprovalView>;
+  use(
+    namespace: string,
+    name: string,
+    body: { requester: { issuer: string; subject: string }; digest: string },
+  ): Promise<UseResult>;
+  close(): Promise<void>;
+}
+
+/** The controller could not be asked, or answered something unusable: fail closed. */
+export class ControllerUnavailableError extends Error {
+  override name = 'ControllerUnavailableError';
+}
+
+export interface ControllerClientOptions {
+  /** The approvals API, e.g. https://veil-injector.veil-system.svc:8445 */
+  readonly url: string;
+  /** The projected service-account token; read on every call. */
+  readonly tokenFile: string;
+  /** PEM CA bundle for the controller's serving certificate; the system roots when unset. */
+  readonly caFile?: string;
+  /** Connect and non-polling answer timeout; default 10 s. */
+  readonly timeoutMs?: number;
+}
+
+const errorSchema = z.object({ error: z.string().optional(), reason: z.string().optional() }).loose();
+const useReasons = new Set<string>(['identity', 'digest', 'used', 'Pending', 'Denied', 'Expired']);
+
+export async function controllerApprovalsClient(options: ControllerClientOptions): Promise<ApprovalsClient> {
+  const ca = options.caFile ? await readFile(options.caFile) : undefined;
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const agent = new Agent({
+    connect: { ...(ca ? { ca } : {}), timeout: timeoutMs },
+    keepAliveTimeout: 30_000,
+  });
+  const base = options.url.replace(/\/+$/, '');
+
+  async function token(): Promise<string> {
+    try {
+      const text = (await readFile(options.tokenFile, 'utf8')).trim();
+      if (text === '') throw new Error('empty');
+      return text;
+    } catch (error) {
+      throw new ControllerUnavailableError(
+        `the service-account token for the controller cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+      );
+    }
+  }
+
+  async function send(
+    method: 'GET' | 'POST',
+    path: string,
+    body: unknown,
+    answerTimeoutMs: number,
+  ): Promise<{ status: number; json: unknown }> {
+    const bearer = await token();
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await request(`${base}${path}`, {
+        method,
+        dispatcher: agent,
+        headers: {
+          authorization: `Bearer ${bearer}`,
+          accept: 'application/json',
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        headersTimeout: answerTimeoutMs,
+        bodyTimeout: answerTimeoutMs,
+      });
+    } catch (error) {
+      const code = (error as { code?: string }).code ?? (error as Error).message;
+      throw new ControllerUnavailableError(`the controller could not be reached (${code})`);
+    }
+    let json: unknown;
+    try {
+      json = await response.body.json();
+    } catch {
+      throw new ControllerUnavailableError(`the controller answered ${response.statusCode} without JSON`);
+    }
+    return { status: response.statusCode, json };
+  }
+
+  function refused(status: number, json: unknown, what: string): never {
+    const said = errorSchema.safeParse(json);
+    const error = said.success && said.data.error ? `: ${said.data.error.slice(0, 160)}` : '';
+    throw new ControllerUnavailableError(`the controller refused to ${what} (${status}${error})`);
+  }
+
+  function asView(status: number, json: unknown, what: string): ApprovalView {
+    const view = approvalViewSchema.safeParse(json);
+    if (!view.success) throw new ControllerUnavailableError(`the controller's answer to ${what} is invalid (${status})`);
+    return view.data;
+  }
+
+  return {
+    async open(body) {
+      const { status, json } = await send('POST', '/v1/approvals', body, timeoutMs);
+      if (status !== 201 && status !== 200) refused(status, json, 'open the approval');
+      return asView(status, json, 'the open');
+    },
+
+    async wait(namespace, name, waitSeconds) {
+      const wait = Math.max(0, Math.min(600, Math.ceil(waitSeconds)));
+      const { status, json } = await send(
+        'GET',
+        `/v1/approvals/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}?wait=${wait}`,
+        undefined,
+        wait * 1000 + timeoutMs,
+      );
+      if (status !== 200) refused(status, json, `return approval ${namespace}/${name}`);
+      return asView(status, json, 'the long poll');
+    },
+
+    async use(namespace, name, body) {
+      const { status, json } = await send(
+        'POST',
+        `/v1/approvals/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}/use`,
+        body,
+        timeoutMs,
+      );
+      if (status === 200) return { ok: true, approval: asView(status, json, 'the use') };
+      if (status === 403 || status === 404 || status === 409) {
+        const said = errorSchema.safeParse(json);
+        const reason = said.success && said.data.reason !== undefined ? said.data.reason : 'unknown';
+        const attached = approvalViewSchema.safeParse(
+          typeof json === 'object' && json !== null ? (json as { approval?: unknown }).approval : undefined,
+        );
+        return {
+          ok: false,
+          status,
+          reason: (useReasons.has(reason) ? reason : 'unknown') as UseRefusalReason,
+          message: (said.success && said.data.error ? said.data.error : `refused (${status})`).slice(0, 200),
+          approval: attached.success ? attached.data : undefined,
+        };
+      }
+      return refused(status, json, 'use the approval');
+    },
+
+    close: () => agent.close(),
+  };
+}

@@ -1,0 +1,357 @@
+// Step 4 of the request path, "Approve": a request an approval rule matches is
+// held as an EmbeddingApproval at the controller until people decide.
+//
+// - No `x-veil-approval` header: the sidecar opens an approval (a masked
+//   summary and counts, never inputs). Mode `hold` long-polls for the decision
+//   up to the rule's holdTimeoutSeconds, consumes an approval and forwards;
+//   mode `deferred` answers 202 at once with the approval id.
+// - `x-veil-approval: <namespace>/<name>`: the caller retries with an approval
+//   it was given; the sidecar consumes it for this caller and this payload.
+// - No controller, or one that cannot be asked: 503, never forwarded.
+//
+// The payload digest binds an approval to one caller and one payload:
+//   "sha256:" + hex SHA-256 of
+//     JSON.stringify(["veil-approval-payload/v1", issuer, subject, model]) + "\n" + body
+// where body is the exact bytes forwarded to the model, after forward masking.
+// The JSON header cannot contain a newline, so the encoding is unambiguous. The
+// retry must therefore send the same body; with `hash` forward masking it must
+// reach a sidecar holding the same hash key.
+import { createHash } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { ApprovalRule, RecordOutcome } from '@veil/core';
+import type { Identity } from '../auth/identity.ts';
+import type { ProxyReply } from '../proxy/pipeline.ts';
+import type { Trace } from '../proxy/record.ts';
+import { JSON_HEADERS, Refusal } from '../proxy/refusal.ts';
+import type { ApprovalsClient, ApprovalView, UseResult } from './client.ts';
+
+export const APPROVAL_HEADER = 'x-veil-approval';
+
+/** Longest single long poll; a hold is a series of them up to its timeout. */
+const MAX_POLL_SECONDS = 60;
+/** The record schema's limits on an approver's subject and reason. */
+const MAX_SUBJECT = 512;
+const MAX_REASON = 1024;
+const SUMMARY_PREVIEW = 200;
+
+const dnsLabel = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+export interface HoldRequest {
+  readonly client: ApprovalsClient | undefined;
+  readonly podName: string;
+  readonly policyName: string;
+  readonly rule: ApprovalRule;
+  readonly api: string;
+  readonly identity: Identity;
+  readonly model: string;
+  readonly inputCount: number;
+  /** The bytes that would be forwarded (after forward masking). */
+  readonly body: Buffer | string;
+  readonly headers: IncomingHttpHeaders;
+}
+
+export type Held = { reply: ProxyReply; outcome: RecordOutcome };
+
+/** See the header comment. */
+export function payloadDigest(identity: Identity, model: string, body: Buffer | string): string {
+  const hash = createHash('sha256');
+  hash.update(JSON.stringify(['veil-approval-payload/v1', identity.issuer, identity.subject, model]));
+  hash.update('\n');
+  hash.update(body);
+  return `sha256:${hash.digest('hex')}`;
+}
+
+/**
+ * What approvers are shown: counts and the model, plus the first input only as
+ * the audit record itself keeps it (audit-masked text); never the raw input.
+ */
+export function approvalSummary(trace: Trace, bytes: number): string {
+  const counts = `${trace.inputCount} input(s), ${bytes} bytes, model ${trace.model ?? '?'}`;
+  const first = trace.inputs?.[0];
+  if (first === undefined || !('masked' in first)) return counts;
+  const preview =
+    first.masked.length <= SUMMARY_PREVIEW ? first.masked : `${first.masked.slice(0, SUMMARY_PREVIEW)}…`;
+  return `${counts}; first input (audit-masked): ${JSON.stringify(preview)}`;
+}
+
+/**
+ * Holds the request until it may be forwarded (resolves undefined), answers it
+ * now (deferred: a 202), or throws a Refusal. Fills `trace.approval`.
+ */
+export async function holdForApproval(hold: HoldRequest, trace: Trace): Promise<Held | undefined> {
+  const { client, rule } = hold;
+  if (client === undefined) {
+    throw new Refusal(
+      503,
+      'unavailable',
+      'unavailable',
+      `approval required by rule ${rule.name}, but no controller is configured to hold it`,
+    );
+  }
+  const digest = payloadDigest(hold.identity, hold.model, hold.body);
+  const presented = headerValue(hold.headers, APPROVAL_HEADER);
+  if (presented !== undefined) return usePresented(client, hold, presented, digest, trace);
+
+  const opened = await ask(rule, () =>
+    client.open({
+      policy: hold.policyName,
+      rule: rule.name,
+      pod: { name: hold.podName },
+      requester: {
+        issuer: hold.identity.issuer,
+        subject: hold.identity.subject,
+        groups: hold.identity.groups.filter((group) => group !== ''),
+      },
+      request: {
+        api: hold.api,
+        model: hold.model,
+        inputCount: hold.inputCount,
+        bytes: Buffer.byteLength(hold.body),
+        ...operation(rule, hold.headers),
+        digest,
+        summary: approvalSummary(trace, Buffer.byteLength(hold.body)),
+      },
+    }),
+  );
+  trace.approval = approvalRef(opened, trace.time);
+  if (rule.mode === 'deferred') return deferred(opened);
+  const decided = await waitForDecision(client, rule, opened, trace);
+  return consume(client, hold, decided, digest, trace);
+}
+
+/** Long-polls until the approval is decided or the rule's hold timeout passes. */
+async function waitForDecision(
+  client: ApprovalsClient,
+  rule: ApprovalRule,
+  view: ApprovalView,
+  trace: Trace,
+): Promise<ApprovalView> {
+  const deadline = performance.now() + rule.holdTimeoutSeconds * 1000;
+  let current = view;
+  while (current.phase === 'Pending') {
+    const remaining = (deadline - performance.now()) / 1000;
+    if (remaining <= 0) break;
+    const seconds = Math.max(1, Math.min(MAX_POLL_SECONDS, Math.ceil(remaining)));
+    current = await ask(rule, () => client.wait(view.namespace, view.name, seconds));
+    trace.approval = approvalRef(current, trace.time);
+  }
+  return current;
+}
+
+/** A decided (or still pending) approval: consumes it and forwards, or refuses. */
+async function consume(
+  client: ApprovalsClient,
+  hold: HoldRequest,
+  view: ApprovalView,
+  digest: string,
+  trace: Trace,
+): Promise<undefined> {
+  const id = idOf(view);
+  switch (view.phase) {
+    case 'Denied':
+      throw denied(view);
+    case 'Expired':
+      throw new Refusal(
+        403,
+        'approval_required',
+        'approval_expired',
+        `approval ${id} expired before it was approved; send the request again to ask anew`,
+        { [APPROVAL_HEADER]: id },
+      );
+    case 'Pending':
+      throw new Refusal(
+        403,
+        'approval_required',
+        'approval_expired',
+        `approval ${id} was not decided within ${hold.rule.holdTimeoutSeconds} s; once it is approved, ` +
+          `send the same request with ${APPROVAL_HEADER}: ${id}`,
+        { [APPROVAL_HEADER]: id },
+      );
+    case 'Approved':
+      break;
+  }
+  const used = await ask(hold.rule, () =>
+    client.use(view.namespace, view.name, {
+      requester: { issuer: hold.identity.issuer, subject: hold.identity.subject },
+      digest,
+    }),
+  );
+  return afterUse(client, view.namespace, view.name, used, trace);
+}
+
+async function usePresented(
+  client: ApprovalsClient,
+  hold: HoldRequest,
+  presented: string,
+  digest: string,
+  trace: Trace,
+): Promise<Held | undefined> {
+  const [namespace, name, ...rest] = presented.split('/');
+  if (
+    namespace === undefined ||
+    name === undefined ||
+    rest.length > 0 ||
+    !dnsLabel.test(namespace) ||
+    !dnsLabel.test(name)
+  ) {
+    throw new Refusal(
+      400,
+      'invalid_request',
+      'invalid',
+      `${APPROVAL_HEADER} must be NAMESPACE/NAME of an approval`,
+      {},
+      APPROVAL_HEADER,
+    );
+  }
+  const used = await ask(hold.rule, () =>
+    client.use(namespace, name, {
+      requester: { issuer: hold.identity.issuer, subject: hold.identity.subject },
+      digest,
+    }),
+  );
+  if (!used.ok && used.reason === 'Pending' && used.approval !== undefined) {
+    // Not decided yet: the caller is held again, or told again to come back.
+    trace.approval = approvalRef(used.approval, trace.time);
+    if (hold.rule.mode === 'deferred') return deferred(used.approval);
+    const decided = await waitForDecision(client, hold.rule, used.approval, trace);
+    return consume(client, hold, decided, digest, trace);
+  }
+  return afterUse(client, namespace, name, used, trace);
+}
+
+async function afterUse(
+  client: ApprovalsClient,
+  namespace: string,
+  name: string,
+  used: UseResult,
+  trace: Trace,
+): Promise<undefined> {
+  const id = `${namespace}/${name}`;
+  if (used.ok) {
+    trace.approval = approvalRef(used.approval, trace.time);
+    return undefined;
+  }
+  // The record names the approval as the controller knows it, when it can be read.
+  const view = used.approval ?? (await client.wait(namespace, name, 0).catch(() => undefined));
+  if (view !== undefined) trace.approval = approvalRef(view, trace.time);
+  switch (used.reason) {
+    case 'Denied':
+      throw view ? denied(view) : new Refusal(403, 'forbidden', 'approval_denied', `approval ${id} was denied`);
+    case 'Expired':
+      throw new Refusal(
+        403,
+        'approval_required',
+        'approval_expired',
+        `approval ${id} has expired; send the request again without ${APPROVAL_HEADER} to ask anew`,
+      );
+    case 'Pending':
+      throw new Refusal(403, 'approval_required', 'approval_denied', `approval ${id} is not decided yet`);
+    default: {
+      const why =
+        used.reason === 'identity'
+          ? 'it was granted to another caller'
+          : used.reason === 'digest'
+            ? 'it was granted for another payload'
+            : used.reason === 'used'
+              ? 'it was already used'
+              : used.status === 404
+                ? 'no such approval'
+                : used.message;
+      throw new Refusal(403, 'forbidden', 'approval_denied', `approval ${id} cannot be used: ${why}`);
+    }
+  }
+}
+
+function deferred(view: ApprovalView): Held {
+  const id = idOf(view);
+  return {
+    reply: {
+      status: 202,
+      headers: { ...JSON_HEADERS, [APPROVAL_HEADER]: id },
+      body: JSON.stringify({
+        approval: { id, status: 'Pending' },
+        message:
+          `held for approval until ${view.expiresAt}; once approved, send the same request with ` +
+          `${APPROVAL_HEADER}: ${id}`,
+      }),
+    },
+    outcome: 'held',
+  };
+}
+
+function denied(view: ApprovalView): Refusal {
+  const deny = view.decisions.find((decision) => decision.decision === 'deny');
+  const by = deny ? ` by ${deny.approver}` : '';
+  return new Refusal(403, 'forbidden', 'approval_denied', `approval ${idOf(view)} was denied${by}`);
+}
+
+/** A controller that cannot be asked, or answers nonsense, fails the request closed. */
+async function ask<T>(rule: ApprovalRule, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    const message = (error as Error).message ?? 'unknown error';
+    throw new Refusal(
+      503,
+      'unavailable',
+      'unavailable',
+      `approval required by rule ${rule.name}, but ${message}`.slice(0, 240),
+      { 'retry-after': '5' },
+    );
+  }
+}
+
+function idOf(view: ApprovalView): string {
+  return `${view.namespace}/${view.name}`;
+}
+
+/** The record's `approval`: who decided what, from the controller's answer. */
+export function approvalRef(view: ApprovalView, fallbackRequestedAt: string): NonNullable<Trace['approval']> {
+  const phaseDecision = view.phase === 'Denied' ? 'deny' : 'approve';
+  const approvers = view.decisions
+    .filter((decision) => decision.decision === phaseDecision)
+    .flatMap((decision) => {
+      const time = isoMillis(decision.time);
+      if (time === undefined) return [];
+      return [
+        {
+          subject: decision.approver.slice(0, MAX_SUBJECT),
+          time,
+          ...(decision.reason ? { reason: decision.reason.slice(0, MAX_REASON) } : {}),
+        },
+      ];
+    });
+  const decidedAt = isoMillis(view.decidedAt);
+  return {
+    id: idOf(view).slice(0, MAX_SUBJECT),
+    approvers,
+    requestedAt: isoMillis(view.requestedAt) ?? fallbackRequestedAt,
+    ...(decidedAt === undefined ? {} : { decidedAt }),
+  };
+}
+
+/** The record wants RFC 3339 UTC with milliseconds; the API server writes seconds. */
+function isoMillis(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const time = Date.parse(value);
+  return Number.isNaN(time) ? undefined : new Date(time).toISOString();
+}
+
+function headerValue(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const raw = headers[name];
+  const value = Array.isArray(raw) ? raw[0] : raw;
+  const trimmed = value?.trim();
+  return trimmed === '' ? undefined : trimmed;
+}
+
+/** The operation value that made the rule hold the request, for the approvers. */
+function operation(rule: ApprovalRule, headers: IncomingHttpHeaders): { operation?: string } {
+  const wanted = rule.when.operation;
+  if (wanted === undefined) return {};
+  const raw = headers[wanted.header.toLowerCase()];
+  const sent = (Array.isArray(raw) ? raw : raw === undefined ? [] : [raw])
+    .flatMap((value) => value.split(','))
+    .map((value) => value.trim());
+  const match = sent.find((value) => wanted.values.includes(value));
+  return match === undefined ? {} : { operation: match.slice(0, 253) };
+}

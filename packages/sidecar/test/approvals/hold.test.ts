@@ -1,0 +1,312 @@
+// Just-in-time approvals on the request path, against a stand-in for the
+// controller's approvals API: a held request is forwarded only once approved
+// and consumed for this caller and payload; everything else is refused in the
+// caller's dialect, and every ending is one record naming the approval.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { payloadDigest } from '../../src/approvals/hold.ts';
+import {
+  AUDIENCE,
+  call,
+  closedPortUrl,
+  type SidecarFixture,
+  startSidecarFixture,
+  TEAM,
+} from '../fixtures/sidecar.ts';
+import { type ControllerStandIn, startControllerStandIn } from './controller.ts';
+
+const policy = {
+  approvals: {
+    rules: [
+      {
+        name: 'reindex',
+        when: { operation: { header: 'x-veil-operation', values: ['reindex'] } },
+        approvers: { groups: ['ml-approvers'] },
+        holdTimeoutSeconds: 60,
+      },
+      {
+        name: 'quick',
+        when: { operation: { header: 'x-veil-operation', values: ['quick'] } },
+        approvers: { groups: ['ml-approvers'] },
+        holdTimeoutSeconds: 1,
+      },
+      {
+        name: 'later',
+        when: { operation: { header: 'x-veil-operation', values: ['later'] } },
+        approvers: { groups: ['ml-approvers'] },
+        mode: 'deferred' as const,
+      },
+    ],
+  },
+};
+
+const secret = 'customer jane.doe@example.com asked about invoice 4411';
+const body = { model: 'text-embedding-3-small', input: [secret, 'second', 'third'] };
+const url = (fixture: SidecarFixture) => `${fixture.url}/v1/embeddings`;
+
+type OpenAiError = { error: { message: string; code: string; type: string } };
+
+describe('approvals through a controller', () => {
+  let controller: ControllerStandIn;
+  let fixture: SidecarFixture;
+  let dir: string;
+  let tokenFile: string;
+  let token: string;
+
+  before(async () => {
+    controller = await startControllerStandIn();
+    dir = await mkdtemp(join(tmpdir(), 'veil-approvals-'));
+    tokenFile = join(dir, 'token');
+    await writeFile(tokenFile, `${controller.token}\n`);
+    fixture = await startSidecarFixture({
+      policy,
+      config: { controllerUrl: controller.url, controllerTokenFile: tokenFile },
+    });
+    token = await fixture.token();
+  });
+  after(async () => {
+    await fixture?.close();
+    await controller?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('holds a request until approved, consumes the approval for this caller and payload, and forwards', async () => {
+    const upstreamBefore = fixture.upstreamCalls.length;
+    const pending = call(url(fixture), body, { token, headers: { 'x-veil-operation': 'reindex' } });
+    const id = await controller.nextOpened();
+    // Nothing reaches the model while the request is held.
+    assert.equal(fixture.upstreamCalls.length, upstreamBefore);
+    controller.decide(id, 'approve', 'bob', 'reindex reviewed');
+    const answer = await pending;
+    assert.equal(answer.status, 200, answer.text);
+    assert.equal(fixture.upstreamCalls.length, upstreamBefore + 1);
+
+    const opened = controller.opened.at(-1);
+    assert.ok(opened);
+    assert.equal(opened.policy, 'test');
+    assert.equal(opened.rule, 'reindex');
+    assert.deepEqual(opened.pod, { name: 'embed-0' });
+    assert.equal(opened.requester.subject, 'alice');
+    assert.deepEqual(opened.requester.groups, [TEAM]);
+    assert.equal(opened.request.model, 'text-embedding-3-small');
+    assert.equal(opened.request.inputCount, 3);
+    assert.equal(opened.request.operation, 'reindex');
+    const sent = JSON.stringify(body);
+    assert.equal(opened.request.bytes, Buffer.byteLength(sent));
+    // The approvers never see the inputs.
+    assert.doesNotMatch(JSON.stringify(opened), /jane\.doe|invoice/);
+    const identity = {
+      issuer: fixture.issuer.issuer,
+      subject: 'alice',
+      groups: [TEAM],
+      kind: 'oidc' as const,
+    };
+    assert.equal(opened.request.digest, payloadDigest(identity, 'text-embedding-3-small', sent));
+    const use = controller.uses.at(-1);
+    assert.deepEqual(use, {
+      id,
+      body: { requester: { issuer: fixture.issuer.issuer, subject: 'alice' }, digest: opened.request.digest },
+    });
+
+    const record = fixture.records().at(-1);
+    assert.equal(record?.outcome, 'allowed');
+    assert.equal(record?.approval?.id, id);
+    assert.deepEqual(
+      record?.approval?.approvers.map((a) => [a.subject, a.reason]),
+      [['bob', 'reindex reviewed']],
+    );
+    assert.ok(record?.approval?.decidedAt);
+    assert.ok(record?.approval?.requestedAt);
+    assert.ok((record?.latency.approvalMs ?? -1) >= 0);
+  });
+
+  it('refuses a denied request 403 in the caller dialect, without calling the model', async () => {
+    const upstreamBefore = fixture.upstreamCalls.length;
+    const recordsBefore = fixture.records().length;
+    const pending = call(
+      `${fixture.url}/v2/embed`,
+      { model: 'embed-v4', texts: ['x'], input_type: 'search_document' },
+      { token, headers: { 'x-veil-operation': 'reindex' } },
+    );
+    const id = await controller.nextOpened();
+    controller.decide(id, 'deny', 'carol', 'not during the freeze');
+    const answer = await pending;
+    assert.equal(answer.status, 403);
+    assert.match((answer.json as { message: string }).message, new RegExp(`${id} was denied by carol`));
+    assert.equal(fixture.upstreamCalls.length, upstreamBefore);
+    // Nothing was consumed for a denied approval.
+    assert.notEqual(controller.uses.at(-1)?.id, id);
+    const records = fixture.records();
+    assert.equal(records.length, recordsBefore + 1);
+    const record = records.at(-1);
+    assert.equal(record?.outcome, 'approval_denied');
+    assert.equal(record?.api, 'cohere');
+    assert.deepEqual(
+      record?.approval?.approvers.map((a) => [a.subject, a.reason]),
+      [['carol', 'not during the freeze']],
+    );
+  });
+
+  it('on hold timeout answers 403 with the approval id; the same request with x-veil-approval passes once approved', async () => {
+    const answer = await call(url(fixture), body, { token, headers: { 'x-veil-operation': 'quick' } });
+    const id = await controller.nextOpened();
+    assert.equal(answer.status, 403);
+    const error = (answer.json as OpenAiError).error;
+    assert.equal(error.code, 'approval_required');
+    assert.match(error.message, new RegExp(`x-veil-approval: ${id}`));
+    assert.equal(answer.headers['x-veil-approval'], id);
+    const timedOut = fixture.records().at(-1);
+    assert.equal(timedOut?.outcome, 'approval_expired');
+    assert.equal(timedOut?.approval?.id, id);
+    assert.deepEqual(timedOut?.approval?.approvers, []);
+
+    controller.decide(id, 'approve', 'bob', 'ok');
+    const upstreamBefore = fixture.upstreamCalls.length;
+    const retry = await call(url(fixture), body, {
+      token,
+      headers: { 'x-veil-operation': 'quick', 'x-veil-approval': id },
+    });
+    assert.equal(retry.status, 200, retry.text);
+    assert.equal(fixture.upstreamCalls.length, upstreamBefore + 1);
+    assert.equal(fixture.records().at(-1)?.approval?.id, id);
+  });
+
+  it('an expired approval is refused as expired', async () => {
+    const pending = call(url(fixture), body, { token, headers: { 'x-veil-operation': 'reindex' } });
+    const id = await controller.nextOpened();
+    controller.expire(id);
+    const answer = await pending;
+    assert.equal(answer.status, 403);
+    assert.match((answer.json as OpenAiError).error.message, /expired/);
+    assert.equal(fixture.records().at(-1)?.outcome, 'approval_expired');
+  });
+
+  it('deferred: 202 with the approval id at once, then the retry with x-veil-approval is forwarded once', async () => {
+    const upstreamBefore = fixture.upstreamCalls.length;
+    const answer = await call(url(fixture), body, { token, headers: { 'x-veil-operation': 'later' } });
+    const id = await controller.nextOpened();
+    assert.equal(answer.status, 202);
+    assert.equal(answer.headers['x-veil-approval'], id);
+    const json = answer.json as { approval: unknown; message: string };
+    assert.deepEqual(json.approval, { id, status: 'Pending' });
+    assert.match(json.message, /x-veil-approval/);
+    const held = fixture.records().at(-1);
+    assert.equal(held?.outcome, 'held');
+    assert.equal(held?.status, 202);
+    assert.equal(held?.approval?.id, id);
+
+    const headers = { 'x-veil-operation': 'later', 'x-veil-approval': id };
+    // Still pending: told again to come back.
+    const early = await call(url(fixture), body, { token, headers });
+    assert.equal(early.status, 202);
+    assert.equal(fixture.records().at(-1)?.outcome, 'held');
+
+    controller.decide(id, 'approve', 'bob', 'fine');
+    const retry = await call(url(fixture), body, { token, headers });
+    assert.equal(retry.status, 200, retry.text);
+    assert.equal(fixture.upstreamCalls.length, upstreamBefore + 1);
+    const allowed = fixture.records().at(-1);
+    assert.equal(allowed?.outcome, 'allowed');
+    assert.deepEqual(
+      allowed?.approval?.approvers.map((a) => a.subject),
+      ['bob'],
+    );
+
+    // Single use: the same approval does not pass twice.
+    const again = await call(url(fixture), body, { token, headers });
+    assert.equal(again.status, 403);
+    assert.match((again.json as OpenAiError).error.message, /already used/);
+    assert.equal(fixture.records().at(-1)?.outcome, 'approval_denied');
+    assert.equal(fixture.upstreamCalls.length, upstreamBefore + 1);
+  });
+
+  it('refuses a replay of an approval by another caller or with another payload', async () => {
+    const first = await call(url(fixture), body, { token, headers: { 'x-veil-operation': 'later' } });
+    assert.equal(first.status, 202);
+    const id = await controller.nextOpened();
+    controller.decide(id, 'approve', 'bob', 'fine');
+    const upstreamBefore = fixture.upstreamCalls.length;
+    const headers = { 'x-veil-operation': 'later', 'x-veil-approval': id };
+
+    const mallory = await fixture.token({ sub: 'mallory', aud: AUDIENCE });
+    const replay = await call(url(fixture), body, { token: mallory, headers });
+    assert.equal(replay.status, 403);
+    assert.match((replay.json as OpenAiError).error.message, /another caller/);
+    const refused = fixture.records().at(-1);
+    assert.equal(refused?.outcome, 'approval_denied');
+    assert.equal(refused?.identity?.subject, 'mallory');
+    assert.equal(refused?.approval?.id, id);
+
+    const swapped = await call(url(fixture), { ...body, input: ['other', 'payload', 'here'] }, { token, headers });
+    assert.equal(swapped.status, 403);
+    assert.match((swapped.json as OpenAiError).error.message, /another payload/);
+    assert.equal(fixture.upstreamCalls.length, upstreamBefore);
+
+    // The genuine caller still can.
+    const genuine = await call(url(fixture), body, { token, headers });
+    assert.equal(genuine.status, 200, genuine.text);
+  });
+
+  it('refuses a malformed x-veil-approval as an invalid request', async () => {
+    const answer = await call(url(fixture), body, {
+      token,
+      headers: { 'x-veil-operation': 'later', 'x-veil-approval': '../../etc' },
+    });
+    assert.equal(answer.status, 400);
+    assert.equal(fixture.records().at(-1)?.outcome, 'invalid');
+  });
+
+  it('reads the rotated service-account token on each call', async () => {
+    controller.token = 'sidecar-token-2';
+    const stale = await call(url(fixture), body, { token, headers: { 'x-veil-operation': 'later' } });
+    assert.equal(stale.status, 503);
+    await writeFile(tokenFile, 'sidecar-token-2');
+    const fresh = await call(url(fixture), body, { token, headers: { 'x-veil-operation': 'later' } });
+    assert.equal(fresh.status, 202);
+    await controller.nextOpened();
+  });
+});
+
+describe('approvals without a controller fail closed', () => {
+  let fixture: SidecarFixture;
+  let dir: string;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'veil-approvals-'));
+    await writeFile(join(dir, 'token'), 'token');
+    fixture = await startSidecarFixture({
+      policy,
+      config: { controllerUrl: await closedPortUrl(), controllerTokenFile: join(dir, 'token') },
+    });
+  });
+  after(async () => {
+    await fixture?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('answers 503 in the caller dialect when the controller cannot be reached, and forwards nothing', async () => {
+    const token = await fixture.token();
+    for (const operation of ['reindex', 'later']) {
+      const answer = await call(url(fixture), body, { token, headers: { 'x-veil-operation': operation } });
+      assert.equal(answer.status, 503);
+      const error = (answer.json as OpenAiError).error;
+      assert.equal(error.code, 'unavailable');
+      assert.match(error.message, /controller could not be reached/);
+      const record = fixture.records().at(-1);
+      assert.equal(record?.outcome, 'unavailable');
+      assert.equal(record?.approval, undefined);
+    }
+    const presented = await call(url(fixture), body, {
+      token,
+      headers: { 'x-veil-operation': 'later', 'x-veil-approval': 'test/ea-000001' },
+    });
+    assert.equal(presented.status, 503);
+    assert.equal(fixture.upstreamCalls.length, 0);
+    // What no rule holds still flows.
+    const plain = await call(url(fixture), body, { token });
+    assert.equal(plain.status, 200);
+  });
+});

@@ -156,7 +156,8 @@ export async function controllerApprovalsClient(options: ControllerClientOptions
 
   function asView(status: number, json: unknown, what: string): ApprovalView {
     const view = approvalViewSchema.safeParse(json);
-    if (!view.success) throw new ControllerUnavailableError(`the controller's answer to ${what} is invalid (${status})`);
+    if (!view.success)
+      throw new ControllerUnavailableError(`the controller's answer to ${what} is invalid (${status})`);
     return view.data;
   }
 

@@ -236,7 +236,9 @@ async function afterUse(
   if (view !== undefined) trace.approval = approvalRef(view, trace.time);
   switch (used.reason) {
     case 'Denied':
-      throw view ? denied(view) : new Refusal(403, 'forbidden', 'approval_denied', `approval ${id} was denied`);
+      throw view
+        ? denied(view)
+        : new Refusal(403, 'forbidden', 'approval_denied', `approval ${id} was denied`);
     case 'Expired':
       throw new Refusal(
         403,

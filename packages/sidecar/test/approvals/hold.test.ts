@@ -240,7 +240,11 @@ describe('approvals through a controller', () => {
     assert.equal(refused?.identity?.subject, 'mallory');
     assert.equal(refused?.approval?.id, id);
 
-    const swapped = await call(url(fixture), { ...body, input: ['other', 'payload', 'here'] }, { token, headers });
+    const swapped = await call(
+      url(fixture),
+      { ...body, input: ['other', 'payload', 'here'] },
+      { token, headers },
+    );
     assert.equal(swapped.status, 403);
     assert.match((swapped.json as OpenAiError).error.message, /another payload/);
     assert.equal(fixture.upstreamCalls.length, upstreamBefore);

@@ -1,0 +1,184 @@
+// A held request end to end: an application's OpenAI SDK call through the
+// sidecar waits while the sidecar holds it at the controller's approvals API
+// (real API server, real TokenReview of a service-account token, real stamping
+// webhook), an approver approves with the CLI, and the call completes.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { AuthenticationV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { GROUP, type PolicySpec, VERSION } from '@veil/core';
+import { pullAudience, silentLog, type WebhookServer } from '@veil/injector';
+import OpenAI from 'openai';
+import { runApprovalsDecide } from '../../../packages/cli/src/commands/approvals.ts';
+import { type ApprovalsApi, startApprovalsApi } from '../../../packages/injector/src/controller/approvals.ts';
+import { tokenReviewAuthenticator } from '../../../packages/injector/src/controller/pull.ts';
+import {
+  type SidecarFixture,
+  startSidecarFixture,
+  testPolicy,
+} from '../../../packages/sidecar/test/fixtures/sidecar.ts';
+import { type ControlPlane, startControlPlane, type User } from '../../harness/index.ts';
+import { freshNamespace, installCrds } from '../kube/support/cluster.ts';
+import {
+  deleteApprovalWebhook,
+  grantApprovalAccess,
+  registerApprovalWebhook,
+  startApprovalWebhook,
+  waitForApprovalWebhook,
+} from './support.ts';
+
+const approvalsPolicy = {
+  approvals: {
+    rules: [
+      {
+        name: 'bulk',
+        when: { minInputs: 3 },
+        approvers: { groups: ['approvers'], count: 1 },
+        holdTimeoutSeconds: 120,
+      },
+    ],
+  },
+};
+
+let cp: ControlPlane;
+let webhook: WebhookServer | undefined;
+let webhookName: string | undefined;
+let approvals: ApprovalsApi | undefined;
+let fixture: SidecarFixture | undefined;
+let dir: string | undefined;
+let bob: User;
+let namespace: string;
+/** The policy the sidecar enforces, as the controller holds it (approval rules included). */
+let sidecarPolicy: PolicySpec | undefined;
+
+before(async () => {
+  cp = await startControlPlane();
+  try {
+    await installCrds(cp);
+    bob = await cp.addUser('bob', ['approvers']);
+    await grantApprovalAccess(cp, ['approvers']);
+    webhook = await startApprovalWebhook(cp);
+    webhookName = await registerApprovalWebhook(cp, webhook.url);
+    await waitForApprovalWebhook(cp, await freshNamespace(cp, 'probe'));
+    const cert = await cp.issueServingCert('approvals-hold');
+    approvals = await startApprovalsApi({
+      kubeConfig: cp.kubeConfig(),
+      tls: { certFile: cert.cert, keyFile: cert.key },
+      host: '127.0.0.1',
+      port: 0,
+      policy: (_namespace, name) =>
+        name === 'test' && sidecarPolicy ? { name, hash: 'h', spec: sidecarPolicy } : undefined,
+      authenticate: tokenReviewAuthenticator(cp.kubeConfig().makeApiClient(AuthenticationV1Api)),
+      log: silentLog,
+      notify: async () => undefined,
+      expiryIntervalMs: 3_600_000,
+    });
+
+    // The sidecar's projected service-account token, audience the controller.
+    namespace = await freshNamespace(cp, 'hold');
+    const core = cp.kubeConfig().makeApiClient(CoreV1Api);
+    await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: 'model' } } });
+    const { status } = await core.createNamespacedServiceAccountToken({
+      namespace,
+      name: 'model',
+      body: { spec: { audiences: [pullAudience], expirationSeconds: 600 } },
+    });
+    dir = await mkdtemp(join(tmpdir(), 'veil-hold-'));
+    await writeFile(join(dir, 'token'), status?.token ?? '');
+
+    fixture = await startSidecarFixture({
+      policy: approvalsPolicy,
+      config: {
+        controllerUrl: approvals.url,
+        controllerTokenFile: join(dir, 'token'),
+        controllerCaFile: cp.caCert,
+      },
+    });
+    sidecarPolicy = testPolicy([fixture.issuer], approvalsPolicy);
+  } catch (error) {
+    await teardown();
+    throw error;
+  }
+});
+
+after(teardown);
+
+async function teardown(): Promise<void> {
+  await fixture?.close();
+  await approvals?.close();
+  if (webhookName) await deleteApprovalWebhook(cp, webhookName).catch(() => undefined);
+  await webhook?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+  await cp?.stop();
+}
+
+type Listed = { items: { metadata: { name: string }; status?: { phase?: string; usedAt?: string } }[] };
+
+/** The EmbeddingApprovals of the namespace, as an approver would list them. */
+async function listApprovals(): Promise<Listed['items']> {
+  const list = (await cp.kubeConfig().makeApiClient(CustomObjectsApi).listNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    namespace,
+    plural: 'embeddingapprovals',
+  })) as Listed;
+  return list.items;
+}
+
+test('a held OpenAI SDK call completes after an approver approves it with the CLI', async () => {
+  assert.ok(fixture);
+  const openai = new OpenAI({
+    baseURL: `${fixture.url}/v1`,
+    apiKey: await fixture.token(),
+    maxRetries: 0,
+    timeout: 120_000,
+  });
+  const upstreamBefore = fixture.upstreamCalls.length;
+  const held = openai.embeddings.create({
+    model: 'text-embedding-3-small',
+    input: ['first document', 'second document', 'third document'],
+  });
+  let settled = false;
+  held.then(
+    () => {
+      settled = true;
+    },
+    () => {
+      settled = true;
+    },
+  );
+
+  // Wait for the sidecar to open the approval, as an approver would see it appear.
+  let name: string | undefined;
+  while (name === undefined) {
+    name = (await listApprovals()).find((item) => item.status?.phase === 'Pending')?.metadata.name;
+    if (name === undefined) await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.equal(settled, false, 'the call waits while the approval is pending');
+  assert.equal(fixture.upstreamCalls.length, upstreamBefore, 'nothing reaches the model before approval');
+
+  await runApprovalsDecide('approve', [`${namespace}/${name}`, '--reason', 'backfill reviewed'], {
+    out: () => undefined,
+    kubeConfig: () => cp.kubeConfig(bob.kubeconfig),
+  });
+
+  const response = await held;
+  assert.equal(response.data.length, 3);
+  assert.equal(fixture.upstreamCalls.length, upstreamBefore + 1);
+
+  // Consumed: single use, marked used by the controller.
+  const stored = (await listApprovals()).find((item) => item.metadata.name === name);
+  assert.equal(stored?.status?.phase, 'Approved');
+  assert.ok(stored?.status?.usedAt, 'the approval was consumed');
+
+  const record = fixture.records().at(-1);
+  assert.equal(record?.outcome, 'allowed');
+  assert.equal(record?.approval?.id, `${namespace}/${name}`);
+  assert.deepEqual(
+    record?.approval?.approvers.map((a) => [a.subject, a.reason]),
+    [['bob', 'backfill reviewed']],
+  );
+  assert.ok(record?.approval?.decidedAt);
+});

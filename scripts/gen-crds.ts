@@ -1,4 +1,5 @@
-// Writes crds/ from the zod schemas. A test fails when the files drift.
+// Writes crds/ and the chart's copy from the zod schemas. Tests fail when
+// either drifts.
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { allCrds } from '@veil/core';
@@ -11,9 +12,11 @@ export function renderCrd(crd: unknown): string {
 }
 
 if (import.meta.main) {
-  const dir = join(import.meta.dirname, '..', 'crds');
-  for (const [file, crd] of Object.entries(allCrds())) {
-    await writeFile(join(dir, file), renderCrd(crd));
-    console.log(`wrote crds/${file}`);
+  const root = join(import.meta.dirname, '..');
+  for (const dir of ['crds', join('charts', 'veil', 'crds')]) {
+    for (const [file, crd] of Object.entries(allCrds())) {
+      await writeFile(join(root, dir, file), renderCrd(crd));
+      console.log(`wrote ${join(dir, file)}`);
+    }
   }
 }

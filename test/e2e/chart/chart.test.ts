@@ -100,7 +100,7 @@ describe('chart files', () => {
       ]);
       assert.ok(
         a === b,
-        `charts/veil/crds/${file} differs from crds/${file}: cp crds/*.yaml charts/veil/crds/`,
+        `charts/veil/crds/${file} differs from crds/${file}: run npm run gen:crds`,
       );
     }
   });

@@ -18,6 +18,7 @@ export {
 export { defaultLeaseName, type LeaderElectionOptions, LeaderElector } from './controller/leader.ts';
 export { jsonLog, type Log, silentLog } from './controller/log.ts';
 export { pullAudience } from './controller/pull.ts';
+export { type StatusPlan, StatusWriter, type StatusWriterOptions } from './controller/statuswriter.ts';
 export {
   type InjectorConfig,
   type InjectorExtras,

@@ -54,6 +54,11 @@ export const injectorConfigSchema = z
     pushDebounceMs: z.coerce.number().int().min(0).default(100),
     resyncSeconds: seconds.default(60),
     logLevel: z.enum(['info', 'warn']).default('info'),
+    kubeconfig: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('One kubeconfig file; absent: KUBECONFIG, else the pod service account'),
     approvalControllers: z
       .string()
       .default('')
@@ -92,6 +97,7 @@ const flags = {
   resync: ['resyncSeconds', 'VEIL_RESYNC_SECONDS'],
   'log-level': ['logLevel', 'VEIL_LOG_LEVEL'],
   'approval-controllers': ['approvalControllers', 'VEIL_APPROVAL_CONTROLLERS'],
+  kubeconfig: ['kubeconfig', 'VEIL_KUBECONFIG'],
 } as const;
 
 /** Flags first, then the environment; throws with every problem named by its flag. */
@@ -120,7 +126,7 @@ export function parseInjectorConfig(argv: string[], env: NodeJS.ProcessEnv): Inj
 }
 
 export type InjectorExtras = {
-  /** Defaults to in-cluster, or KUBECONFIG. */
+  /** Overrides the config's kubeconfig (and the in-cluster default). */
   kubeConfig?: KubeConfig;
   log?: Log;
   onPush?(event: PushEvent): void;
@@ -143,7 +149,7 @@ export async function startInjector(
 ): Promise<RunningInjector> {
   const log = extras.log ?? jsonLog('injector');
   const settings = await readSettings(config.settingsFile);
-  const kubeConfig = extras.kubeConfig ?? defaultKubeConfig();
+  const kubeConfig = extras.kubeConfig ?? loadKubeConfig(config.kubeconfig);
   const key = await loadControllerKey(config.signingKeyFile);
   const { controllerKey } = settings;
   // The webhook waits for the controller's caches, so it never injects a pod
@@ -226,7 +232,7 @@ export async function startInjector(
 // The API server keeps connections to the webhook open that never carry a
 // request, and the webhook server waits for them until its headers timeout.
 // Shutdown does not: the kubelet's grace period is shorter.
-const webhookDrainMs = 10_000;
+const webhookDrainMs = 3000;
 
 async function within(closing: Promise<void>, ms: number, log: Log): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
@@ -253,9 +259,10 @@ async function readSettings(file: string): Promise<InjectionSettings> {
   return parsed.data;
 }
 
-function defaultKubeConfig(): KubeConfig {
+function loadKubeConfig(file: string | undefined): KubeConfig {
   const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromDefault();
+  if (file === undefined) kubeConfig.loadFromDefault();
+  else kubeConfig.loadFromFile(file);
   return kubeConfig;
 }
 

@@ -98,10 +98,7 @@ describe('chart files', () => {
         readFile(join(repoRoot, 'crds', file), 'utf8'),
         readFile(join(chartDir, 'crds', file), 'utf8'),
       ]);
-      assert.ok(
-        a === b,
-        `charts/veil/crds/${file} differs from crds/${file}: run npm run gen:crds`,
-      );
+      assert.ok(a === b, `charts/veil/crds/${file} differs from crds/${file}: run npm run gen:crds`);
     }
   });
 

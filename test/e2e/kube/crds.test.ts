@@ -5,8 +5,21 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { policyStatusSchema } from '@veil/core';
+import { StatusWriter, silentLog } from '@veil/injector';
 import { type ControlPlane, startControlPlane } from '../../harness/index.ts';
-import { installCrds, kubectl, kubectlFails, repoRoot } from './support/cluster.ts';
+import {
+  applyPolicy,
+  eventually,
+  installCrds,
+  kubectl,
+  kubectlFails,
+  repoRoot,
+  type StoredPolicy,
+} from './support/cluster.ts';
+
+type Stored = StoredPolicy & { metadata: { resourceVersion: string } };
 
 let cp: ControlPlane;
 
@@ -57,4 +70,54 @@ test('kubectl get embeddingpolicies prints READY, IN SYNC and HASH', async () =>
   const [header, row] = out.trim().split('\n');
   assert.deepEqual(header?.split(/\s{2,}/), ['NAME', 'READY', 'IN SYNC', 'HASH', 'AGE']);
   assert.match(row ?? '', /^default\s/);
+});
+
+test('status goes through the status subresource; a stale write gets 409 and is recomputed', async () => {
+  await kubectl(cp, 'create', 'namespace', 'status');
+  await applyPolicy(cp, 'status', 'default', {});
+  const api = cp.kubeConfig().makeApiClient(CustomObjectsApi);
+  const target = {
+    group: 'veil.dev',
+    version: 'v1alpha1',
+    plural: 'embeddingpolicies',
+    namespace: 'status',
+    name: 'default',
+  };
+  let seen = (await api.getNamespacedCustomObject(target)) as Stored;
+  const generation = seen.metadata.generation;
+  // Someone else writes after the controller last looked: its view is stale.
+  await api.patchNamespacedCustomObjectStatus(
+    { ...target, body: { status: { sync: '0/9' } } },
+    setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+  );
+  const wanted = { observedGeneration: generation, podsInSync: 0, podsTotal: 0, sync: '0/0' };
+  let observed = 0;
+  const writer = new StatusWriter({
+    api,
+    plan: () => ({
+      kind: 'write',
+      namespace: 'status',
+      name: 'default',
+      resourceVersion: seen.metadata.resourceVersion,
+      status: wanted,
+      stored: seen.status === undefined ? undefined : policyStatusSchema.parse(seen.status),
+    }),
+    observe: (object) => {
+      observed++;
+      seen = object as Stored;
+    },
+    intervalMs: 0,
+    log: silentLog,
+  });
+  writer.activate();
+  writer.schedule('status/default');
+  const stored = await eventually('the status written', async () => {
+    const now = (await api.getNamespacedCustomObject(target)) as Stored;
+    return now.status?.sync === '0/0' ? now : undefined;
+  });
+  writer.deactivate();
+  assert.deepEqual(stored.status, wanted);
+  assert.equal(writer.writes, 1, 'one write went through');
+  assert.equal(observed, 2, 'the 409 made it read the object again, then it saw its own write');
+  assert.equal(stored.metadata.generation, generation, 'status writes leave the spec generation alone');
 });

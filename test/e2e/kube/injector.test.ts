@@ -164,3 +164,22 @@ test('a sidecar pulls its policy with a service-account token of its own namespa
     await dispatcher.close();
   }
 });
+
+test('a controller limited to some namespaces sees policies there only', async () => {
+  const watched = await freshNamespace(cp, 'watched');
+  const elsewhere = await freshNamespace(cp, 'elsewhere');
+  await applyPolicy(cp, watched, 'default', spec);
+  await applyPolicy(cp, elsewhere, 'default', spec);
+  const limited = await startTestInjector(cp, await injectorFiles(cp), {
+    namespaces: watched,
+    leaseName: 'veil-controller-limited',
+  });
+  try {
+    assert.ok(limited.controller.policy(watched, 'default'), 'listed before start resolves');
+    assert.equal(limited.controller.policy(elsewhere, 'default'), undefined);
+    await applyPolicy(cp, watched, 'second', spec);
+    await eventually('a new policy watched', async () => limited.controller.policy(watched, 'second'));
+  } finally {
+    await limited.close();
+  }
+});

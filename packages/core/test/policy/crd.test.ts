@@ -17,7 +17,10 @@ test('the policy CRD is structural: no additionalProperties beside properties', 
   const walk = (node: unknown): void => {
     if (!node || typeof node !== 'object') return;
     const record = node as Record<string, unknown>;
-    assert.ok(!('properties' in record && 'additionalProperties' in record), 'additionalProperties beside properties');
+    assert.ok(
+      !('properties' in record && 'additionalProperties' in record),
+      'additionalProperties beside properties',
+    );
     assert.ok(!('$schema' in record));
     for (const value of Object.values(record)) walk(value);
   };
@@ -25,7 +28,8 @@ test('the policy CRD is structural: no additionalProperties beside properties', 
 });
 
 test('the policy CRD carries the schema limits of the zod source', () => {
-  const version = (embeddingPolicyCrd().spec as { versions: { schema: { openAPIV3Schema: unknown } }[] }).versions[0];
+  const version = (embeddingPolicyCrd().spec as { versions: { schema: { openAPIV3Schema: unknown } }[] })
+    .versions[0];
   const limits = (version?.schema.openAPIV3Schema as any).properties.spec.properties.limits.properties;
   assert.equal(limits.maxInputsPerRequest.minimum, 1);
   assert.equal(limits.maxInputsPerRequest.default, 256);

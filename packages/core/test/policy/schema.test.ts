@@ -10,7 +10,8 @@ const example = join(import.meta.dirname, '..', '..', '..', '..', 'examples', 'p
 test('examples/policy.yaml is a valid EmbeddingPolicy that sets every top-level field', async () => {
   const raw = parse(await readFile(example, 'utf8'));
   const policy = embeddingPolicySchema.parse(raw);
-  for (const field of Object.keys(policySpecSchema.shape)) assert.ok(field in raw.spec, `example lacks spec.${field}`);
+  for (const field of Object.keys(policySpecSchema.shape))
+    assert.ok(field in raw.spec, `example lacks spec.${field}`);
   assert.ok(policy.spec.masking.rules.length > 0);
 });
 
@@ -25,7 +26,11 @@ test('problems carry field paths', () => {
   const result = policySpecSchema.safeParse({
     limits: { maxInputsPerRequest: 0 },
     access: { rules: [{ name: 'r', models: ['*'] }] },
-    masking: { rules: [{ name: 'm', patterns: [{ name: 'p', regex: '(a)\\1' }], operator: 'redact', scopes: ['forward'] }] },
+    masking: {
+      rules: [
+        { name: 'm', patterns: [{ name: 'p', regex: '(a)\\1' }], operator: 'redact', scopes: ['forward'] },
+      ],
+    },
   });
   assert.equal(result.success, false);
   const paths = result.error?.issues.map((i) => i.path.join('.'));

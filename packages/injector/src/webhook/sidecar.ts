@@ -180,14 +180,15 @@ function sidecarResources(settings: InjectionSettings, options: PodOptions): V1R
   };
 }
 
-// The admin port serves HTTPS (the controller pushes policies to it); the kubelet's
-// HTTPS probes do not verify certificates, so the sidecar's own one will do.
+// The admin port serves plain HTTP on the pod network: a policy push is
+// authenticated by its signed, pod-bound, minute-long token, not by the transport
+// (docs/security.md), and the kubelet probes it the same way.
 function adminProbe(
   settings: InjectionSettings,
   path: string,
   timing: { periodSeconds: number; failureThreshold: number },
 ): V1Probe {
-  return { httpGet: { path, port: settings.adminPort, scheme: 'HTTPS' }, timeoutSeconds: 2, ...timing };
+  return { httpGet: { path, port: settings.adminPort, scheme: 'HTTP' }, timeoutSeconds: 2, ...timing };
 }
 
 function plain(name: string, value: string): V1EnvVar {

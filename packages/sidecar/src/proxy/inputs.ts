@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, createSecretKey, type KeyObject } from 'node:crypto';
 import type { AuditRecordInput, PolicySpec } from '@veil/core';
 
 type RecordedInputs = AuditRecordInput['inputs'];
@@ -31,5 +31,17 @@ export function recordedInputs(
 }
 
 function keyedDigest(key: Uint8Array, value: string): string {
-  return `hmac-sha256:${createHmac('sha256', key).update(value).digest('hex')}`;
+  return `hmac-sha256:${createHmac('sha256', secretKey(key)).update(value).digest('hex')}`;
+}
+
+// Importing raw key bytes costs more than the HMAC of a short input: do it once per key.
+const secretKeys = new WeakMap<Uint8Array, KeyObject>();
+
+function secretKey(key: Uint8Array): KeyObject {
+  let secret = secretKeys.get(key);
+  if (!secret) {
+    secret = createSecretKey(key);
+    secretKeys.set(key, secret);
+  }
+  return secret;
 }

@@ -1,0 +1,205 @@
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type DesiredPolicy, Distributor } from '../../src/controller/distributor.ts';
+import { controllerKeyFromJwk, generateControllerJwk } from '../../src/controller/keys.ts';
+import type { PodView } from '../../src/controller/pods.ts';
+import { SidecarClient } from '../../src/controller/push.ts';
+import { FakeSidecar } from './support/sidecar.ts';
+
+const key = await controllerKeyFromJwk(await generateControllerJwk());
+const client = new SidecarClient({ key, identity: 'controller-0', timeoutMs: 2000 });
+const running: { distributors: Distributor[]; sidecars: FakeSidecar[] } = { distributors: [], sidecars: [] };
+
+after(async () => {
+  for (const distributor of running.distributors) distributor.deactivate();
+  await Promise.all(running.sidecars.map((s) => s.stop()));
+});
+
+function version(n: number): DesiredPolicy {
+  const hash = `sha256:v${n}`;
+  return { name: 'default', hash, spec: { hash } };
+}
+
+async function sidecars(count: number, hash?: string): Promise<FakeSidecar[]> {
+  const started = await Promise.all(
+    Array.from({ length: count }, async (_, i) => {
+      const sidecar = new FakeSidecar(`uid-${i}-${Math.random().toString(36).slice(2)}`, key.publicJwk, hash);
+      await sidecar.start();
+      return sidecar;
+    }),
+  );
+  running.sidecars.push(...started);
+  return started;
+}
+
+function view(sidecar: FakeSidecar, incarnation = '0'): PodView {
+  return {
+    uid: sidecar.uid,
+    namespace: 'ml',
+    name: `pod-${sidecar.uid}`,
+    policyKey: 'ml/default',
+    adminUrl: sidecar.adminUrl,
+    incarnation,
+  };
+}
+
+function distributor(changes: string[] = []): Distributor {
+  const made = new Distributor({
+    client,
+    debounceMs: 20,
+    maxDebounceMs: 200,
+    retry: { initialMs: 10, maxMs: 40 },
+    onPodChange: (key) => changes.push(key),
+  });
+  running.distributors.push(made);
+  return made;
+}
+
+async function until(what: string, probe: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!probe()) {
+    if (performance.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await sleep(5);
+  }
+}
+
+test('a pod already enforcing the version is asked, never pushed', async () => {
+  const [pod] = await sidecars(1, 'sha256:v1');
+  assert.ok(pod);
+  const changes: string[] = [];
+  const d = distributor(changes);
+  d.setDesired('ml/default', version(1));
+  d.activate();
+  d.upsertPod(view(pod));
+  await until('checked', () => d.podsOf('ml/default')[0]?.unchecked === false);
+  assert.equal(pod.gets, 1);
+  assert.equal(pod.puts.length, 0);
+  assert.deepEqual(d.podsOf('ml/default'), [
+    { uid: pod.uid, name: `pod-${pod.uid}`, hash: 'sha256:v1', problem: undefined, unchecked: false },
+  ]);
+  assert.ok(changes.includes('ml/default'));
+});
+
+test('a pod behind gets one push, with a token for that pod alone', async () => {
+  const [pod] = await sidecars(1, 'sha256:v0');
+  assert.ok(pod);
+  const d = distributor();
+  d.activate();
+  d.setDesired('ml/default', version(1));
+  d.upsertPod(view(pod));
+  await until('acknowledged', () => d.podsOf('ml/default')[0]?.hash === 'sha256:v1');
+  assert.equal(pod.puts.length, 1);
+  const claims = pod.puts[0]?.claims;
+  assert.ok(claims);
+  assert.equal(claims.iss, 'veil-controller');
+  assert.equal(claims.aud, `veil-sidecar:${pod.uid}`);
+  assert.equal(claims.sub, 'controller-0');
+  assert.ok((claims.exp ?? 0) - (claims.iat ?? 0) <= 60, 'lives a minute at most');
+  assert.equal(pod.puts[0]?.name, 'default');
+});
+
+test('a burst of versions reaches each pod as one push of the last', async () => {
+  const pods = await sidecars(3, 'sha256:v1');
+  const d = distributor();
+  d.setDesired('ml/default', version(1));
+  d.activate();
+  for (const pod of pods) d.upsertPod(view(pod));
+  await until('checked', () => d.podsOf('ml/default').every((p) => !p.unchecked));
+  for (let n = 2; n <= 6; n++) d.setDesired('ml/default', version(n));
+  await until('all at v6', () => d.podsOf('ml/default').every((p) => p.hash === 'sha256:v6'));
+  for (const pod of pods)
+    assert.deepEqual(
+      pod.puts.map((p) => p.name + (p.spec as { hash: string }).hash),
+      ['defaultsha256:v6'],
+    );
+});
+
+test('a refused version leaves the pod where it was, says why, and is retried', async () => {
+  const [pod] = await sidecars(1, 'sha256:v1');
+  assert.ok(pod);
+  pod.behaviour = 'nack';
+  const d = distributor();
+  d.activate();
+  d.setDesired('ml/default', version(2));
+  d.upsertPod(view(pod));
+  await until('retried', () => pod.puts.length >= 2);
+  const [state] = d.podsOf('ml/default');
+  assert.equal(state?.hash, 'sha256:v1');
+  assert.equal(state?.problem, 'refused: masking.rules: no');
+  pod.behaviour = 'ack';
+  await until('accepted', () => d.podsOf('ml/default')[0]?.hash === 'sha256:v2');
+  assert.equal(d.podsOf('ml/default')[0]?.problem, undefined);
+});
+
+test('an unreachable pod is retried until it answers, and asked before it is pushed', async () => {
+  const [pod] = await sidecars(1, 'sha256:v2');
+  assert.ok(pod);
+  await pod.stop();
+  const d = distributor();
+  d.activate();
+  d.setDesired('ml/default', version(2));
+  d.upsertPod(view(pod));
+  await until('reported', () => d.podsOf('ml/default')[0]?.problem?.startsWith('unreachable') === true);
+  assert.equal(d.podsOf('ml/default')[0]?.unchecked, false, 'a failed ask settles the pod for status');
+  await pod.start();
+  await until('reached', () => d.podsOf('ml/default')[0]?.problem === undefined);
+  assert.equal(d.podsOf('ml/default')[0]?.hash, 'sha256:v2');
+  assert.equal(pod.puts.length, 0, 'it already had the version');
+});
+
+test('a push whose answer is lost is not repeated: the pod is asked first', async () => {
+  const [pod] = await sidecars(1, 'sha256:v1');
+  assert.ok(pod);
+  pod.behaviour = 'lost';
+  const d = distributor();
+  d.activate();
+  d.setDesired('ml/default', version(2));
+  d.upsertPod(view(pod));
+  await until('in sync', () => d.podsOf('ml/default')[0]?.hash === 'sha256:v2');
+  assert.equal(pod.puts.length, 1);
+  assert.ok(pod.gets >= 2);
+});
+
+test('losing leadership aborts a push under way and sends nothing more until won again', async () => {
+  const [pod] = await sidecars(1, 'sha256:v1');
+  assert.ok(pod);
+  pod.behaviour = 'hang';
+  const d = distributor();
+  d.activate();
+  d.setDesired('ml/default', version(2));
+  d.upsertPod(view(pod));
+  await until('push under way', () => pod.puts.length === 1);
+  d.deactivate();
+  pod.behaviour = 'ack';
+  d.setDesired('ml/default', version(3));
+  const extra = view(pod, '1');
+  d.upsertPod(extra);
+  // Longer than the debounce and several retries: a live distributor would have pushed by now.
+  await sleep(300);
+  assert.equal(pod.puts.length, 1);
+  assert.equal(pod.gets, 1);
+  assert.equal(d.podsOf('ml/default')[0]?.hash, 'sha256:v1');
+
+  d.activate();
+  await until('v3 after winning again', () => d.podsOf('ml/default')[0]?.hash === 'sha256:v3');
+  assert.equal(pod.gets, 2, 'asked again first');
+  assert.deepEqual(
+    pod.puts.map((p) => (p.spec as { hash: string }).hash),
+    ['sha256:v2', 'sha256:v3'],
+  );
+});
+
+test('a removed pod is forgotten, and its policy told', async () => {
+  const [pod] = await sidecars(1, 'sha256:v1');
+  assert.ok(pod);
+  const changes: string[] = [];
+  const d = distributor(changes);
+  d.activate();
+  d.upsertPod(view(pod));
+  await until('checked', () => d.podsOf('ml/default')[0]?.unchecked === false);
+  changes.length = 0;
+  d.removePod(pod.uid);
+  assert.deepEqual(d.podsOf('ml/default'), []);
+  assert.deepEqual(changes, ['ml/default']);
+});

@@ -1,0 +1,35 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { parseInjectorConfig } from '../../src/main.ts';
+
+const required = {
+  VEIL_SETTINGS_FILE: 'settings.json',
+  VEIL_TLS_CERT_FILE: 'tls.crt',
+  VEIL_TLS_KEY_FILE: 'tls.key',
+  VEIL_SIGNING_KEY_FILE: 'key.json',
+};
+
+test('the environment configures the injector, flags override it, defaults fill in', () => {
+  const config = parseInjectorConfig(['--lease-duration', '30', '--namespaces', 'ml, search'], {
+    ...required,
+    VEIL_POD_NAME: 'veil-injector-0',
+    VEIL_LEASE_DURATION_SECONDS: '20',
+  });
+  assert.equal(config.identity, 'veil-injector-0');
+  assert.equal(config.leaseDurationSeconds, 30);
+  assert.equal(config.leaseRenewSeconds, 5);
+  assert.deepEqual(config.namespaces, ['ml', 'search']);
+  assert.equal(config.webhookPort, 8443);
+  assert.equal(config.pullPort, 8444);
+  assert.equal(config.pushDebounceMs, 100);
+});
+
+test('a bad configuration names the flag and variable at fault', () => {
+  assert.throws(
+    () => parseInjectorConfig(['--lease-duration', '4', '--lease-renew', '3'], required),
+    /--lease-renew \(VEIL_LEASE_RENEW_SECONDS\): the renew interval is at most half the lease duration/,
+  );
+  assert.throws(() => parseInjectorConfig([], {}), /--settings \(VEIL_SETTINGS_FILE\)/);
+  assert.throws(() => parseInjectorConfig(['--webhook-port', 'http'], required), /--webhook-port/);
+  assert.throws(() => parseInjectorConfig(['--no-such-flag', 'x'], required), /no-such-flag/);
+});

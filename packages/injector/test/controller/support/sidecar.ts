@@ -1,0 +1,98 @@
+// A sidecar's admin port as the controller sees it: GET and PUT /v1/policy,
+// pushes verified like the real sidecar verifies them (issuer, audience bound
+// to the pod, EdDSA, exp and iat required). The real sidecar is exercised in
+// test/e2e/kube; this one lets a test make it slow, refuse, or go away.
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { type CryptoKey, importJWK, type JWK, type JWTPayload, jwtVerify } from 'jose';
+
+/** ack; nack (422); hang (never answer); fail (503); lost (apply, then answer 503 as if the answer got lost). */
+export type Behaviour = 'ack' | 'nack' | 'hang' | 'fail' | 'lost';
+
+export type ReceivedPush = { name: string; spec: unknown; claims: JWTPayload };
+
+export class FakeSidecar {
+  readonly uid: string;
+  hash: string | undefined;
+  behaviour: Behaviour = 'ack';
+  readonly puts: ReceivedPush[] = [];
+  gets = 0;
+  #server: Server | undefined;
+  #key: CryptoKey | Uint8Array | undefined;
+  #publicJwk: JWK;
+  #port = 0;
+
+  constructor(uid: string, publicJwk: JWK, hash?: string) {
+    this.uid = uid;
+    this.#publicJwk = publicJwk;
+    this.hash = hash;
+  }
+
+  get adminUrl(): string {
+    return `http://127.0.0.1:${this.#port}`;
+  }
+
+  /** Listens on its old port again after stop(), as a restarted sidecar would. */
+  async start(): Promise<void> {
+    this.#key ??= await importJWK(this.#publicJwk, 'EdDSA');
+    const server = createServer((request, response) => {
+      this.#handle(request)
+        .then(({ status, body }) => {
+          if (status === 0) return; // hang: never answer
+          response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+        })
+        .catch(() => response.writeHead(500).end());
+    });
+    server.listen(this.#port, '127.0.0.1');
+    await once(server, 'listening');
+    this.#port = (server.address() as AddressInfo).port;
+    this.#server = server;
+  }
+
+  async stop(): Promise<void> {
+    const server = this.#server;
+    if (!server) return;
+    this.#server = undefined;
+    server.closeAllConnections();
+    server.close();
+    await once(server, 'close');
+  }
+
+  async #handle(request: IncomingMessage): Promise<{ status: number; body: unknown }> {
+    if (request.method === 'GET') {
+      this.gets++;
+      return this.hash
+        ? { status: 200, body: { name: 'default', hash: this.hash } }
+        : { status: 404, body: {} };
+    }
+    const chunks: Buffer[] = [];
+    for await (const chunk of request) chunks.push(chunk as Buffer);
+    const token = /^Bearer (.+)$/.exec(request.headers.authorization ?? '')?.[1] ?? '';
+    let claims: JWTPayload;
+    try {
+      ({ payload: claims } = await jwtVerify(token, this.#key as CryptoKey, {
+        issuer: 'veil-controller',
+        audience: `veil-sidecar:${this.uid}`,
+        algorithms: ['EdDSA'],
+        maxTokenAge: '5m',
+        requiredClaims: ['exp', 'iat'],
+      }));
+    } catch {
+      return { status: 401, body: { status: 'nack', reason: 'push not signed by the controller' } };
+    }
+    const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+      name: string;
+      spec: { hash: string };
+    };
+    this.puts.push({ name: body.name, spec: body.spec, claims });
+    if (this.behaviour === 'hang') return { status: 0, body: undefined };
+    if (this.behaviour === 'fail') return { status: 503, body: { error: 'starting' } };
+    if (this.behaviour === 'nack')
+      return { status: 422, body: { status: 'nack', reason: 'masking.rules: no' } };
+    // Test specs carry the hash they stand for, so the fake needs no schema.
+    this.hash = body.spec.hash;
+    if (this.behaviour === 'lost') return { status: 503, body: { error: 'gateway' } };
+    return { status: 200, body: { status: 'ack', hash: this.hash } };
+  }
+}

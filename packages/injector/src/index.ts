@@ -1,4 +1,6 @@
 export * from './certs/reload.ts';
+export * from './certs/selfmanaged.ts';
+export * from './certs/x509.ts';
 export {
   type Controller,
   type ControllerOptions,

@@ -9,6 +9,7 @@ import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { AuthenticationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { z } from 'zod';
+import { SelfManagedCertificates, serviceDnsNames } from './certs/selfmanaged.ts';
 import { type ApprovalsApi, startApprovalsApi } from './controller/approvals.ts';
 import { type Controller, startController } from './controller/controller.ts';
 import type { PushEvent } from './controller/distributor.ts';
@@ -21,6 +22,15 @@ import { type InjectionSettings, injectionSettingsSchema } from './webhook/setti
 
 const port = z.coerce.number().int().min(0).max(65_535);
 const seconds = z.coerce.number().positive();
+const list = z
+  .string()
+  .default('')
+  .transform((value) =>
+    value
+      .split(',')
+      .map((n) => n.trim())
+      .filter(Boolean),
+  );
 
 export const injectorConfigSchema = z
   .object({
@@ -71,10 +81,33 @@ export const injectorConfigSchema = z
       .describe(
         "Comma-separated usernames that may expire approvals and record their use: the controller's service account",
       ),
+    certsMode: z
+      .enum(['files', 'self-managed'])
+      .default('files')
+      .describe(
+        'files: serve the mounted pair as it is; self-managed: the leader keeps a CA and the pair in a Secret',
+      ),
+    certsSecretName: z.string().min(1).default('veil-injector-certs'),
+    certsServices: list.describe('Comma-separated Services the serving certificate names (self-managed)'),
+    certsWebhooks: list.describe(
+      'Comma-separated MutatingWebhookConfigurations given the CA bundle (self-managed)',
+    ),
+    certsCaLifetimeSeconds: seconds.default(10 * 365 * 86_400),
+    certsServingLifetimeSeconds: seconds.default(365 * 86_400),
+    certsRenewFraction: z.coerce
+      .number()
+      .gt(0)
+      .lt(1)
+      .default(1 / 3),
+    certsCheckSeconds: seconds.default(60),
   })
   .refine((c) => c.leaseRenewSeconds * 2 <= c.leaseDurationSeconds, {
     message: 'the renew interval is at most half the lease duration',
     path: ['leaseRenewSeconds'],
+  })
+  .refine((c) => c.certsMode !== 'self-managed' || c.certsServices.length > 0, {
+    message: 'self-managed certificates need the Services to name',
+    path: ['certsServices'],
   });
 
 export type InjectorConfig = z.infer<typeof injectorConfigSchema>;
@@ -98,6 +131,14 @@ const flags = {
   'log-level': ['logLevel', 'VEIL_LOG_LEVEL'],
   'approval-controllers': ['approvalControllers', 'VEIL_APPROVAL_CONTROLLERS'],
   kubeconfig: ['kubeconfig', 'VEIL_KUBECONFIG'],
+  'certs-mode': ['certsMode', 'VEIL_CERTS_MODE'],
+  'certs-secret': ['certsSecretName', 'VEIL_CERTS_SECRET'],
+  'certs-services': ['certsServices', 'VEIL_CERTS_SERVICES'],
+  'certs-webhooks': ['certsWebhooks', 'VEIL_CERTS_WEBHOOKS'],
+  'certs-ca-lifetime': ['certsCaLifetimeSeconds', 'VEIL_CERTS_CA_LIFETIME_SECONDS'],
+  'certs-serving-lifetime': ['certsServingLifetimeSeconds', 'VEIL_CERTS_SERVING_LIFETIME_SECONDS'],
+  'certs-renew-fraction': ['certsRenewFraction', 'VEIL_CERTS_RENEW_FRACTION'],
+  'certs-check': ['certsCheckSeconds', 'VEIL_CERTS_CHECK_SECONDS'],
 } as const;
 
 /** Flags first, then the environment; throws with every problem named by its flag. */
@@ -138,6 +179,8 @@ export type RunningInjector = {
   /** Only when an approvals port is configured. */
   approvals: ApprovalsApi | undefined;
   controller: Controller;
+  /** Only with `certsMode: self-managed`. */
+  certificates: SelfManagedCertificates | undefined;
   settings: InjectionSettings;
   /** Graceful: the Lease is handed back unless `release` is false. */
   close(options?: { release?: boolean }): Promise<void>;
@@ -152,6 +195,7 @@ export async function startInjector(
   const kubeConfig = extras.kubeConfig ?? loadKubeConfig(config.kubeconfig);
   const key = await loadControllerKey(config.signingKeyFile);
   const { controllerKey } = settings;
+  let certificates: SelfManagedCertificates | undefined;
   // The webhook waits for the controller's caches, so it never injects a pod
   // without the bootstrap policy merely because the list had not arrived yet.
   const controller = await startController({
@@ -170,9 +214,39 @@ export async function startInjector(
     push: { debounceMs: config.pushDebounceMs, resyncMs: config.resyncSeconds * 1000 },
     log,
     onPush: extras.onPush,
+    onLeadershipChange: (leading) => {
+      if (leading) void certificates?.trigger();
+    },
   });
-  const core = kubeConfig.makeApiClient(CoreV1Api);
   const tls = { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile };
+  if (config.certsMode === 'self-managed') {
+    certificates = new SelfManagedCertificates({
+      kubeConfig,
+      namespace: settings.injectorNamespace,
+      secretName: config.certsSecretName,
+      webhooks: config.certsWebhooks,
+      policy: {
+        dnsNames: serviceDnsNames(config.certsServices, settings.injectorNamespace),
+        caLifetimeSeconds: config.certsCaLifetimeSeconds,
+        servingLifetimeSeconds: config.certsServingLifetimeSeconds,
+        renewFraction: config.certsRenewFraction,
+      },
+      files: tls,
+      isLeader: () => controller.isLeader(),
+      intervalMs: config.certsCheckSeconds * 1000,
+      log,
+    });
+    try {
+      // The servers read the pair at start: wait for the leader's Secret to reach the files.
+      await certificates.ready();
+      certificates.start();
+    } catch (error) {
+      certificates.close();
+      await controller.stop();
+      throw error;
+    }
+  }
+  const core = kubeConfig.makeApiClient(CoreV1Api);
   let webhook: WebhookServer | undefined;
   let pull: PullServer | undefined;
   let approvals: ApprovalsApi | undefined;
@@ -209,6 +283,7 @@ export async function startInjector(
   } catch (error) {
     await pull?.close();
     await webhook?.close();
+    certificates?.close();
     await controller.stop();
     throw error;
   }
@@ -216,8 +291,10 @@ export async function startInjector(
   return {
     ...servers,
     controller,
+    certificates,
     settings,
     async close(options) {
+      certificates?.close();
       // Leadership first, so the next replica starts pushing while this one drains.
       await controller.stop(options);
       await Promise.all([

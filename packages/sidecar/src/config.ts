@@ -2,6 +2,18 @@ import { z } from 'zod';
 
 const port = z.coerce.number().int().min(0).max(65_535);
 
+/**
+ * The controller serves its pull endpoint and approvals API over HTTPS only, and the
+ * sidecar sends its service-account token there: plain http is for a controller on
+ * loopback (development and tests), never across the pod network.
+ */
+const controllerEndpoint = z
+  .url({ protocol: /^https?$/ })
+  .refine(
+    (url) => url.startsWith('https:') || /^http:\/\/(127\.0\.0\.1|localhost|\[::1\])(:|\/|$)/.test(url),
+    'must be https (plain http only on loopback)',
+  );
+
 /** The sidecar's settings, read from the environment the injector writes. */
 export const sidecarConfigSchema = z.object({
   upstream: z.url().describe('The model on loopback, e.g. http://127.0.0.1:8000'),
@@ -15,12 +27,12 @@ export const sidecarConfigSchema = z.object({
   stateDir: z.string().optional().describe('Where the last good policy is kept'),
   auditDir: z.string().optional().describe('Local evidence directory when no S3 bucket is set'),
   controllerKeyFile: z.string().optional().describe("The controller's public JWK, for policy pushes"),
-  controllerUrl: z
-    .url({ protocol: /^https?$/ })
-    .refine(
-      (url) => url.startsWith('https:') || /^http:\/\/(127\.0\.0\.1|localhost|\[::1\])(:|\/|$)/.test(url),
-      'must be https (plain http only on loopback)',
-    )
+  controllerUrl: controllerEndpoint
+    .optional()
+    .describe(
+      "The controller's policy pull endpoint; unset: no pull, the last good or bootstrap policy serves",
+    ),
+  approvalsUrl: controllerEndpoint
     .optional()
     .describe("The controller's approvals API; unset: requests an approval rule holds get 503"),
   controllerTokenFile: z
@@ -89,6 +101,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv): SidecarConfig {
     auditDir: env.VEIL_AUDIT_DIR || undefined,
     controllerKeyFile: env.VEIL_CONTROLLER_KEY_FILE || undefined,
     controllerUrl: env.VEIL_CONTROLLER_URL || undefined,
+    approvalsUrl: env.VEIL_APPROVALS_URL || undefined,
     controllerTokenFile: env.VEIL_CONTROLLER_TOKEN_FILE || undefined,
     controllerCaFile: env.VEIL_CONTROLLER_CA_FILE || undefined,
     hashKeyFile: env.VEIL_HASH_KEY_FILE || undefined,

@@ -4,6 +4,7 @@ import { type ApprovalsClient, controllerApprovalsClient } from './approvals/cli
 import { openAuditRecorder } from './audit/setup.ts';
 import type { AuditSink } from './audit/sink.ts';
 import type { SidecarConfig } from './config.ts';
+import { type PolicyPuller, type PullOutcome, startPolicyPull } from './policy/pull.ts';
 import type { PolicyStore } from './policy/store.ts';
 import { PolicyStore as Store } from './policy/store.ts';
 import type { PipelineDeps } from './proxy/pipeline.ts';
@@ -16,6 +17,10 @@ export interface RunningSidecar {
   readonly adminUrl: string;
   readonly store: PolicyStore;
   readonly sink: AuditSink;
+  /** Where the policy in force at start came from. */
+  readonly loaded: 'last-good' | 'bootstrap' | 'none';
+  /** The start-up pull from the controller; undefined without a controller URL and token. */
+  readonly pull: Promise<PullOutcome> | undefined;
   close(): Promise<void>;
 }
 
@@ -24,12 +29,17 @@ export interface SidecarOptions {
   readonly sink?: AuditSink;
   /** Options for the caller authenticator (custom CA, clock), mostly for tests. */
   readonly authOptions?: ConstructorParameters<typeof Store>[0]['authOptions'];
+  /** Backoff of the start-up pull's retries (tests make it short). */
+  readonly pullBackoff?: { baseMs: number; capMs: number };
+  /** Where the sidecar reports what it does in the background; stderr by default. */
+  readonly log?: (message: string) => void;
 }
 
 /**
  * Starts one sidecar: loads the last good or bootstrap policy, then opens the
  * data and admin ports. Without a valid policy it still starts, answering 503
- * until a push arrives.
+ * until a push or the start-up pull brings one. The pull runs in the background:
+ * whatever was loaded serves meanwhile.
  */
 export async function startSidecar(
   config: SidecarConfig,
@@ -37,7 +47,8 @@ export async function startSidecar(
 ): Promise<RunningSidecar> {
   const hashKey = config.hashKeyFile ? await readFile(config.hashKeyFile) : randomBytes(32);
   const store = new Store({ hashKey, stateDir: config.stateDir, authOptions: options.authOptions });
-  await store.load(config.bootstrapPolicyFile);
+  const loaded = await store.load(config.bootstrapPolicyFile);
+  const log = options.log ?? ((message: string) => console.error(`veil-sidecar: ${message}`));
   const telemetry = createTelemetry();
   const sink =
     options.sink ?? (await openAuditRecorder(config, { telemetry, policy: () => store.current() }));
@@ -48,9 +59,9 @@ export async function startSidecar(
   });
   // Both or nothing: without a token the controller would refuse every call anyway.
   const approvals: ApprovalsClient | undefined =
-    config.controllerUrl && config.controllerTokenFile
+    config.approvalsUrl && config.controllerTokenFile
       ? await controllerApprovalsClient({
-          url: config.controllerUrl,
+          url: config.approvalsUrl,
           tokenFile: config.controllerTokenFile,
           caFile: config.controllerCaFile,
         })
@@ -72,12 +83,29 @@ export async function startSidecar(
   );
   const url = await data.listen({ host: config.host, port: config.proxyPort });
   const adminUrl = await admin.listen({ host: config.adminHost, port: config.adminPort });
+  // Started once the admin port listens, so a push that arrives meanwhile supersedes it.
+  const puller: PolicyPuller | undefined =
+    config.controllerUrl && config.controllerTokenFile
+      ? startPolicyPull({
+          url: config.controllerUrl,
+          tokenFile: config.controllerTokenFile,
+          caFile: config.controllerCaFile,
+          namespace: config.pod.namespace,
+          policyName: config.policyName,
+          store,
+          backoff: options.pullBackoff,
+          log,
+        })
+      : undefined;
   return {
     url,
     adminUrl,
     store,
     sink,
+    loaded,
+    pull: puller?.done,
     async close() {
+      await puller?.close();
       await data.close();
       await admin.close();
       await sink.close();

@@ -91,7 +91,7 @@ before(async () => {
     fixture = await startSidecarFixture({
       policy: approvalsPolicy,
       config: {
-        controllerUrl: approvals.url,
+        approvalsUrl: approvals.url,
         controllerTokenFile: join(dir, 'token'),
         controllerCaFile: cp.caCert,
       },

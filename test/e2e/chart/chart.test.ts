@@ -342,6 +342,9 @@ describe('the chart matches the code', () => {
     const service = one(objects, 'Service');
     const servicePort = service.spec.ports.find((p: { name: string }) => p.name === 'controller');
     assert.equal(settings.controllerUrl, `https://veil-injector.${namespace}.svc:${servicePort.port}`);
+    // And the approvals API sidecars open held requests on is the Service's approvals port.
+    const approvalsPort = service.spec.ports.find((p: { name: string }) => p.name === 'approvals');
+    assert.equal(settings.approvalsUrl, `https://veil-injector.${namespace}.svc:${approvalsPort.port}`);
   });
 
   test("the Deployment's environment is a valid injector configuration that points at the chart's files and ports", async () => {

@@ -64,7 +64,7 @@ export function buildPopulations(records: readonly AuditRecord[]): Population[] 
     population(
       'approvals',
       'Approvals',
-      'Records held for approval (with an approval, or of kind approval.*), with their approvers.',
+      'Records held for approval (with an approval, or of kind approval.*), with their approvers: who, when and the reason each gave.',
       approvalColumns,
       records
         .filter((r) => r.approval !== undefined || r.kind.startsWith('approval.'))
@@ -250,6 +250,18 @@ const approvalColumns = [
   'requester_among_approvers',
 ];
 
+type Approver = NonNullable<AuditRecord['approval']>['approvers'][number];
+
+/**
+ * `carol at <time>: "<reason>"`, the reason as a JSON string: it is the approver's
+ * free text, and quoted and escaped it cannot pass for a separator, another
+ * approver or a line of its own. An approver who gave no reason has none shown.
+ */
+function approverText(a: Approver): string {
+  const said = a.reason?.trim() ? `: ${JSON.stringify(a.reason)}` : '';
+  return `${a.subject} at ${a.time}${said}`;
+}
+
 function approvalRow(r: AuditRecord): Cell[] {
   const approvers = r.approval?.approvers ?? [];
   return [
@@ -262,7 +274,7 @@ function approvalRow(r: AuditRecord): Cell[] {
     r.approval?.requestedAt ?? null,
     r.approval?.decidedAt ?? null,
     approvers.length,
-    approvers.map((a) => `${a.subject} at ${a.time}`).join('; '),
+    approvers.map(approverText).join('; '),
     // Nobody may approve their own request: an auditor looks for exactly this.
     r.identity !== null && approvers.some((a) => a.subject === r.identity?.subject),
   ];

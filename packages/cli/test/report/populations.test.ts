@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { type AuditRecord, type AuditRecordInput, auditRecordSchema } from '@veil/core';
+import { csvDocument } from '../../src/report/csv.ts';
 import { buildPopulations, type Population } from '../../src/report/populations.ts';
 
 let seq = 0;
@@ -29,12 +30,14 @@ function record(fields: Partial<AuditRecordInput>): AuditRecord {
 const bob = { issuer: 'https://a.example', subject: 'bob', groups: [] };
 const bobElsewhere = { issuer: 'https://b.example', subject: 'bob', groups: [] };
 const email = { rule: 'pii', detector: 'email', count: 1, field: 'input[0]', operator: 'redact' } as const;
-const approval = (approvers: string[]) => ({
+const approval = (approvers: { subject: string; reason?: string }[]) => ({
   id: 'ap-1',
   requestedAt: '2025-06-01T10:00:00.000Z',
   decidedAt: '2025-06-01T10:01:00.000Z',
-  approvers: approvers.map((subject) => ({ subject, time: '2025-06-01T10:01:00.000Z' })),
+  approvers: approvers.map((a) => ({ ...a, time: '2025-06-01T10:01:00.000Z' })),
 });
+/** An approver's free text, with what could pass for a separator or a new line. */
+const denyReason = 'no ticket; "urgent"\nis not one';
 
 const records = [
   record({}),
@@ -48,11 +51,19 @@ const records = [
   record({ outcome: 'rate_limited', status: 429 }),
   record({ outcome: 'too_large', status: 413 }),
   record({ outcome: 'invalid', status: 400 }),
-  record({ outcome: 'approval_denied', status: 403, approval: approval(['carol']) }),
+  record({
+    outcome: 'approval_denied',
+    status: 403,
+    approval: approval([{ subject: 'carol', reason: denyReason }]),
+  }),
   record({ outcome: 'approval_expired', status: 403 }),
   record({ outcome: 'upstream_error', status: 502 }),
   record({ outcome: 'held', status: 202, kind: 'approval.requested' }),
-  record({ identity: bob, approval: approval(['carol', 'bob']), masking: [email] }),
+  record({
+    identity: bob,
+    approval: approval([{ subject: 'carol', reason: 'OPS-12 checked' }, { subject: 'bob' }]),
+    masking: [email],
+  }),
 ];
 
 function byName(name: Population['name']): Population {
@@ -111,7 +122,7 @@ test('masking actions are one row per record and action', () => {
   assert.deepEqual(masking.byIdentity, [{ issuer: 'https://a.example', subject: 'bob', count: 3 }]);
 });
 
-test('approvals are records with an approval or of kind approval.*, with their approvers', () => {
+test('approvals are records with an approval or of kind approval.*, with their approvers and reasons', () => {
   const approvals = byName('approvals');
   assert.equal(approvals.count, 3);
   const column = (name: string) => approvals.columns.indexOf(name);
@@ -122,9 +133,20 @@ test('approvals are records with an approval or of kind approval.*, with their a
       row[column('requester_among_approvers')],
     ]),
     [
-      ['request', 'carol at 2025-06-01T10:01:00.000Z', false],
+      ['request', `carol at 2025-06-01T10:01:00.000Z: ${JSON.stringify(denyReason)}`, false],
       ['approval.requested', '', false],
-      ['request', 'carol at 2025-06-01T10:01:00.000Z; bob at 2025-06-01T10:01:00.000Z', true],
+      [
+        'request',
+        'carol at 2025-06-01T10:01:00.000Z: "OPS-12 checked"; bob at 2025-06-01T10:01:00.000Z',
+        true,
+      ],
     ],
   );
+  // The reason is a JSON string: it reads back exactly, whatever the approver wrote.
+  const denied = String(approvals.rows[0]?.[column('approvers')]);
+  assert.equal(JSON.parse(denied.slice(denied.indexOf(': ') + 2)), denyReason);
+  // In the CSV the cell stays one field on one line.
+  const csv = csvDocument(approvals.columns, approvals.rows);
+  assert.equal(csv.split('\r\n').length, approvals.rows.length + 2);
+  assert.ok(csv.includes(`"carol at 2025-06-01T10:01:00.000Z: ""no ticket; \\""urgent\\""\\nis not one"""`));
 });

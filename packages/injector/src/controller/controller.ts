@@ -52,6 +52,8 @@ export type ControllerOptions = {
   log?: Log;
   /** Sees every push and its outcome (metrics, tests). */
   onPush?(event: PushEvent): void;
+  /** Called when this replica wins or loses the Lease. */
+  onLeadershipChange?(leading: boolean): void;
 };
 
 export type ControllerStats = { acks: number; nacks: number; failures: number; statusWrites: number };
@@ -216,11 +218,13 @@ export async function startController(options: ControllerOptions): Promise<Contr
       writer.activate();
       publisher?.activate(knownNamespaces());
       for (const key of views.keys()) writer.schedule(key);
+      options.onLeadershipChange?.(true);
     },
     onStoppedLeading: () => {
       distributor.deactivate();
       writer.deactivate();
       publisher?.deactivate();
+      options.onLeadershipChange?.(false);
     },
   });
   elector.start();

@@ -68,7 +68,15 @@ export const injectionSettingsSchema = z
       ),
     proxyPort: portNumber.default(15_080),
     adminPort: portNumber.default(15_090),
-    controllerUrl: z.url({ protocol: /^https$/ }).describe('Where a sidecar pulls its policy'),
+    controllerUrl: z
+      .url({ protocol: /^https$/ })
+      .describe("Where a sidecar pulls its policy: the controller's pull endpoint (8444 in the chart)"),
+    approvalsUrl: z
+      .url({ protocol: /^https$/ })
+      .optional()
+      .describe(
+        "The controller's approvals API (8445 in the chart); unset, requests an approval rule holds get 503",
+      ),
     cluster: dnsLabel.describe('Cluster name, the first segment of every evidence object key'),
     controllerKey: controllerKeySchema.prefault({}),
     s3: s3Schema.optional().describe('Evidence storage; absent, the sidecar keeps its audit spool local'),

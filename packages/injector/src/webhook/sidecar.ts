@@ -26,6 +26,7 @@ export const sidecarVolumeNames = {
   bootstrap: 'veil-bootstrap',
   controllerKey: 'veil-controller-key',
   signingKey: 'veil-signing-key',
+  controllerToken: 'veil-controller-token',
 } as const;
 
 const mountPaths = {
@@ -34,13 +35,20 @@ const mountPaths = {
   bootstrap: '/etc/veil/bootstrap',
   controllerKey: '/etc/veil/controller-key',
   signingKey: '/var/run/veil/signing-key',
+  controllerToken: '/var/run/veil/controller-token',
 } as const;
 
 const fileNames = {
   bootstrapPolicy: 'policy.json',
   controllerKey: 'jwk.json',
   signingKey: 'ed25519.jwk',
+  controllerToken: 'token',
 } as const;
+
+/** The audience the controller's pull endpoint and approvals API ask a TokenReview for. */
+export const controllerTokenAudience = 'veil-controller';
+/** An hour; the kubelet rotates the file at 80% of it, and the sidecar reads it on every call. */
+const controllerTokenSeconds = 3600;
 
 /** Pod Security `restricted`, and a fixed non-root user the image is built for. */
 const restrictedSecurityContext = {
@@ -86,6 +94,7 @@ export function sidecarContainer(spec: SidecarSpec): V1Container {
       { name: sidecarVolumeNames.bootstrap, mountPath: mountPaths.bootstrap, readOnly: true },
       { name: sidecarVolumeNames.controllerKey, mountPath: mountPaths.controllerKey, readOnly: true },
       { name: sidecarVolumeNames.signingKey, mountPath: mountPaths.signingKey },
+      { name: sidecarVolumeNames.controllerToken, mountPath: mountPaths.controllerToken, readOnly: true },
     ],
     // A native sidecar counts as started once its startup probe passes, and only then
     // does the kubelet start the model: the proxy is listening before anything else.
@@ -120,6 +129,24 @@ export function sidecarVolumes(settings: InjectionSettings): V1Volume[] {
     // and it outlives a container restart, so a new incarnation can still sign what
     // the last one left in the spool.
     { name: sidecarVolumeNames.signingKey, emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } },
+    // The pod's own service-account token, bound to the pod and good for the
+    // controller alone: the sidecar presents it when it pulls its policy and when it
+    // opens an approval, and the controller asks the API server who it is. The pod's
+    // default token (audience: the API server) is never what the sidecar sends.
+    {
+      name: sidecarVolumeNames.controllerToken,
+      projected: {
+        sources: [
+          {
+            serviceAccountToken: {
+              audience: controllerTokenAudience,
+              expirationSeconds: controllerTokenSeconds,
+              path: fileNames.controllerToken,
+            },
+          },
+        ],
+      },
+    },
   ];
 }
 
@@ -142,6 +169,8 @@ function sidecarEnv({ settings, options, upstream }: SidecarSpec): V1EnvVar[] {
     fromField('VEIL_POD_NAMESPACE', 'metadata.namespace'),
     fromField('VEIL_POD_UID', 'metadata.uid'),
     plain('VEIL_CONTROLLER_URL', settings.controllerUrl),
+    ...(settings.approvalsUrl === undefined ? [] : [plain('VEIL_APPROVALS_URL', settings.approvalsUrl)]),
+    plain('VEIL_CONTROLLER_TOKEN_FILE', `${mountPaths.controllerToken}/${fileNames.controllerToken}`),
     plain('VEIL_CLUSTER', settings.cluster),
     plain('VEIL_SPOOL_DIR', mountPaths.spool),
     plain('VEIL_STATE_DIR', mountPaths.state),

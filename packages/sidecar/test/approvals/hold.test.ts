@@ -63,7 +63,7 @@ describe('approvals through a controller', () => {
     await writeFile(tokenFile, `${controller.token}\n`);
     fixture = await startSidecarFixture({
       policy,
-      config: { controllerUrl: controller.url, controllerTokenFile: tokenFile },
+      config: { approvalsUrl: controller.url, controllerTokenFile: tokenFile },
     });
     token = await fixture.token();
   });
@@ -283,7 +283,7 @@ describe('approvals without a controller fail closed', () => {
     await writeFile(join(dir, 'token'), 'token');
     fixture = await startSidecarFixture({
       policy,
-      config: { controllerUrl: await closedPortUrl(), controllerTokenFile: join(dir, 'token') },
+      config: { approvalsUrl: await closedPortUrl(), controllerTokenFile: join(dir, 'token') },
     });
   });
   after(async () => {

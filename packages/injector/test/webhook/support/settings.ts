@@ -5,7 +5,8 @@ export const testSettings: InjectionSettingsInput = {
   sidecarImage: 'registry.example.com/veil/veil-sidecar:0.1.0',
   sidecarVersion: '0.1.0',
   injectorNamespace: 'veil-system',
-  controllerUrl: 'https://veil-controller.veil-system.svc:8443',
+  controllerUrl: 'https://veil-injector.veil-system.svc:8444',
+  approvalsUrl: 'https://veil-injector.veil-system.svc:8445',
   cluster: 'test-cluster',
   s3: {
     bucket: 'veil-evidence',

@@ -1,0 +1,185 @@
+// Just enough X.509 to run a webhook's own PKI: a self-signed CA and serving
+// certificates it signs, ECDSA P-256 with SHA-256. Node can parse certificates
+// but not build them, and the injector image has no openssl, so the DER is
+// written here by hand (RFC 5280; only the fields a TLS client checks).
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  randomBytes,
+  sign,
+  X509Certificate,
+} from 'node:crypto';
+
+/** PEM certificate and PKCS#8 PEM private key. */
+export type CertificateAndKey = { cert: string; key: string };
+
+export type Validity = { notBefore: Date; notAfter: Date };
+
+// --- DER ---------------------------------------------------------------------
+
+function tlv(tag: number, content: Uint8Array): Buffer {
+  const n = content.length;
+  let length: number[];
+  if (n < 0x80) length = [n];
+  else {
+    const bytes: number[] = [];
+    for (let rest = n; rest > 0; rest = Math.floor(rest / 256)) bytes.unshift(rest & 0xff);
+    length = [0x80 | bytes.length, ...bytes];
+  }
+  return Buffer.concat([Buffer.from([tag, ...length]), content]);
+}
+
+const sequence = (...items: Uint8Array[]) => tlv(0x30, Buffer.concat(items));
+const set = (...items: Uint8Array[]) => tlv(0x31, Buffer.concat(items));
+const octetString = (content: Uint8Array) => tlv(0x04, content);
+const utf8String = (text: string) => tlv(0x0c, Buffer.from(text, 'utf8'));
+const boolean = (value: boolean) => tlv(0x01, Buffer.from([value ? 0xff : 0]));
+/** `[n] EXPLICIT`. */
+const explicit = (n: number, content: Uint8Array) => tlv(0xa0 | n, content);
+
+function bitString(content: Uint8Array, unusedBits = 0): Buffer {
+  return tlv(0x03, Buffer.concat([Buffer.from([unusedBits]), content]));
+}
+
+/** A non-negative integer, big-endian. */
+function integer(value: Uint8Array | number): Buffer {
+  let bytes = typeof value === 'number' ? Buffer.from([value]) : Buffer.from(value);
+  let start = 0;
+  while (start < bytes.length - 1 && bytes[start] === 0) start++;
+  bytes = bytes.subarray(start);
+  if ((bytes[0] ?? 0) & 0x80) bytes = Buffer.concat([Buffer.from([0]), bytes]);
+  return tlv(0x02, bytes);
+}
+
+function oid(dotted: string): Buffer {
+  const [first = 0, second = 0, ...rest] = dotted.split('.').map(Number);
+  const out = [first * 40 + second];
+  for (const arc of rest) {
+    const chunk = [arc & 0x7f];
+    for (let v = Math.floor(arc / 128); v > 0; v = Math.floor(v / 128)) chunk.unshift(0x80 | (v & 0x7f));
+    out.push(...chunk);
+  }
+  return tlv(0x06, Buffer.from(out));
+}
+
+/** UTCTime through 2049, GeneralizedTime after (RFC 5280 4.1.2.5). */
+function time(date: Date): Buffer {
+  const iso = date.toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ
+  const digits = `${iso.slice(0, 4)}${iso.slice(5, 7)}${iso.slice(8, 10)}${iso.slice(11, 13)}${iso.slice(14, 16)}${iso.slice(17, 19)}Z`;
+  const year = date.getUTCFullYear();
+  return year >= 1950 && year < 2050
+    ? tlv(0x17, Buffer.from(digits.slice(2)))
+    : tlv(0x18, Buffer.from(digits));
+}
+
+// --- Certificates ------------------------------------------------------------
+
+const ecdsaWithSha256 = sequence(oid('1.2.840.10045.4.3.2'));
+
+const name = (commonName: string) => sequence(set(sequence(oid('2.5.4.3'), utf8String(commonName))));
+
+function extension(id: string, critical: boolean, value: Uint8Array): Buffer {
+  return sequence(oid(id), ...(critical ? [boolean(true)] : []), octetString(value));
+}
+
+/** The key identifier of RFC 5280 4.2.1.2 (1): SHA-1 of the public key's bits. */
+function keyIdentifier(spki: Buffer): Buffer {
+  // For P-256 the SPKI is a fixed 26-byte prefix (algorithm, bit string header) and the point.
+  return createHash('sha1')
+    .update(spki.subarray(spki.length - 65))
+    .digest();
+}
+
+type Signer = { commonName: string; key: string; spki: Buffer };
+
+function build(options: {
+  subject: string;
+  issuer: Signer | 'self';
+  validity: Validity;
+  spki: Buffer;
+  signingKey: string;
+  extensions: Buffer[];
+}): string {
+  const serial = randomBytes(16);
+  serial[0] = (serial[0] ?? 0) & 0x7f || 0x01;
+  const issuerSpki = options.issuer === 'self' ? options.spki : options.issuer.spki;
+  const issuerName = options.issuer === 'self' ? options.subject : options.issuer.commonName;
+  const tbs = sequence(
+    explicit(0, integer(2)),
+    integer(serial),
+    ecdsaWithSha256,
+    name(issuerName),
+    sequence(time(options.validity.notBefore), time(options.validity.notAfter)),
+    name(options.subject),
+    options.spki,
+    explicit(
+      3,
+      sequence(
+        ...options.extensions,
+        extension('2.5.29.14', false, octetString(keyIdentifier(options.spki))),
+        extension('2.5.29.35', false, sequence(tlv(0x80, keyIdentifier(issuerSpki)))),
+      ),
+    ),
+  );
+  const signature = sign('sha256', tbs, options.signingKey);
+  const der = sequence(tbs, ecdsaWithSha256, bitString(signature));
+  const lines = der.toString('base64').match(/.{1,64}/g) ?? [];
+  return `-----BEGIN CERTIFICATE-----\n${lines.join('\n')}\n-----END CERTIFICATE-----\n`;
+}
+
+function newKey(): { key: string; spki: Buffer } {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  return {
+    key: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    spki: publicKey.export({ type: 'spki', format: 'der' }),
+  };
+}
+
+/** A self-signed CA that may sign end-entity certificates only (pathLen 0). */
+export function createCertificateAuthority(commonName: string, validity: Validity): CertificateAndKey {
+  const { key, spki } = newKey();
+  const cert = build({
+    subject: commonName,
+    issuer: 'self',
+    validity,
+    spki,
+    signingKey: key,
+    extensions: [
+      extension('2.5.29.19', true, sequence(boolean(true), integer(0))),
+      // digitalSignature, keyCertSign, cRLSign
+      extension('2.5.29.15', true, bitString(Buffer.from([0x86]), 1)),
+    ],
+  });
+  return { cert, key };
+}
+
+/** A TLS server certificate for `dnsNames`, signed by `ca`. */
+export function issueServingCertificate(
+  ca: CertificateAndKey,
+  dnsNames: readonly string[],
+  validity: Validity,
+): CertificateAndKey {
+  if (dnsNames.length === 0) throw new Error('a serving certificate needs at least one DNS name');
+  const { key, spki } = newKey();
+  const caSpki = createPublicKey(createPrivateKey(ca.key)).export({ type: 'spki', format: 'der' });
+  // The issuer name must repeat the CA's subject byte for byte; CAs made here have a plain CN.
+  const commonName = /^CN=([^\n,+=]+)$/.exec(new X509Certificate(ca.cert).subject)?.[1];
+  if (commonName === undefined) throw new Error('the CA was not made by createCertificateAuthority');
+  const cert = build({
+    subject: dnsNames[0] as string,
+    issuer: { commonName, key: ca.key, spki: caSpki },
+    validity,
+    spki,
+    signingKey: ca.key,
+    extensions: [
+      extension('2.5.29.19', true, sequence()),
+      // digitalSignature
+      extension('2.5.29.15', true, bitString(Buffer.from([0x80]), 7)),
+      extension('2.5.29.37', false, sequence(oid('1.3.6.1.5.5.7.3.1'))),
+      extension('2.5.29.17', false, sequence(...dnsNames.map((dns) => tlv(0x82, Buffer.from(dns, 'ascii'))))),
+    ],
+  });
+  return { cert, key };
+}

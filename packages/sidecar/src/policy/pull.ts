@@ -1,0 +1,199 @@
+// A starting sidecar asks the controller for the current version of its policy:
+// `GET /v1/policies/<namespace>/<name>` on the controller's pull endpoint, with the
+// pod's projected service-account token (audience `veil-controller`), which the
+// kubelet rotates and is therefore read again on every attempt.
+//
+// The pull never holds up startup: the last good or bootstrap policy serves while
+// it runs, and it keeps trying in the background, with backoff, until the
+// controller answers. What it answers goes through the store like a push does, so
+// a policy the sidecar cannot use is refused and the last good one stays. A push
+// that lands first supersedes the pull: it is the controller's newer word.
+import { readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Agent, type Dispatcher, request } from 'undici';
+import { z } from 'zod';
+import { type BackoffOptions, backoffDelay } from '../audit/backoff.ts';
+import type { PolicyStore } from './store.ts';
+
+/** The controller's answer; unknown fields are ignored, the spec is the store's to validate. */
+const pulledSchema = z.object({
+  name: z.string().min(1),
+  hash: z.string().optional(),
+  spec: z.unknown(),
+});
+
+/** A policy is a few kilobytes; anything far bigger is not one. */
+const maxAnswerBytes = 1024 * 1024;
+
+export const defaultPullBackoff: BackoffOptions = { baseMs: 1_000, capMs: 60_000 };
+
+export type PullOutcome =
+  /** The controller's version is in force (`changed`: it differed from the one loaded at start). */
+  | { readonly kind: 'applied'; readonly hash: string; readonly changed: boolean }
+  /** The controller answered a policy the store refused; the last good one stays. */
+  | { readonly kind: 'refused'; readonly reason: string }
+  /** A push applied a policy before the pull could; the pull's answer was not used. */
+  | { readonly kind: 'superseded' }
+  /** Closed before any attempt succeeded. */
+  | { readonly kind: 'stopped' };
+
+/** One attempt that did not reach a verdict: worth trying again later. */
+export class PullUnavailableError extends Error {
+  override name = 'PullUnavailableError';
+}
+
+export interface PolicyPullOptions {
+  /** The controller's pull endpoint, e.g. https://veil-injector.veil-system.svc:8444 */
+  readonly url: string;
+  /** The projected service-account token; read on every attempt. */
+  readonly tokenFile: string;
+  /** PEM CA bundle for the controller's serving certificate; the system roots when unset. */
+  readonly caFile?: string;
+  readonly namespace: string;
+  readonly policyName: string;
+  readonly store: PolicyStore;
+  readonly backoff?: BackoffOptions;
+  /** Connect and answer timeout of one attempt; default 10 s. */
+  readonly timeoutMs?: number;
+  readonly log?: (message: string) => void;
+}
+
+export interface PolicyPuller {
+  /** Settles once the pull is over: applied, refused, superseded or stopped. Never rejects. */
+  readonly done: Promise<PullOutcome>;
+  /** Stops retrying and waits for the attempt under way. */
+  close(): Promise<void>;
+}
+
+/** Starts pulling at once and returns without waiting for the controller. */
+export function startPolicyPull(options: PolicyPullOptions): PolicyPuller {
+  const stop = new AbortController();
+  const log = options.log ?? (() => undefined);
+  const backoff = options.backoff ?? defaultPullBackoff;
+  // Pushes replace the store's policy object; anything else here means one landed.
+  const loaded = options.store.current();
+  let agent: Agent | undefined;
+
+  async function run(): Promise<PullOutcome> {
+    const ca = options.caFile ? await readFile(options.caFile).catch(() => undefined) : undefined;
+    if (options.caFile && ca === undefined) log(`policy pull: the CA file ${options.caFile} cannot be read`);
+    const timeoutMs = options.timeoutMs ?? 10_000;
+    agent = new Agent({ connect: { ...(ca ? { ca } : {}), timeout: timeoutMs } });
+    for (let failures = 0; ; ) {
+      if (stop.signal.aborted) return { kind: 'stopped' };
+      if (options.store.current() !== loaded) return { kind: 'superseded' };
+      try {
+        const pulled = await fetchPolicy(options, agent, timeoutMs);
+        if (stop.signal.aborted) return { kind: 'stopped' };
+        if (options.store.current() !== loaded) return { kind: 'superseded' };
+        const applied = await options.store.apply(pulled.name, pulled.spec);
+        if (!applied.ok) {
+          // The same bytes would be refused again; the next push brings the next version.
+          log(
+            `policy pull: the controller's ${pulled.name} is refused, the last good policy stays: ${applied.reason}`,
+          );
+          return { kind: 'refused', reason: applied.reason };
+        }
+        if (failures > 0) log(`policy pull: succeeded after ${failures} failed attempts`);
+        return { kind: 'applied', hash: applied.hash, changed: applied.changed };
+      } catch (error) {
+        failures += 1;
+        if (failures === 1 || failures % 10 === 0)
+          log(`policy pull: attempt ${failures} failed, retrying: ${(error as Error).message}`);
+        try {
+          await sleep(backoffDelay(failures, backoff), undefined, { signal: stop.signal });
+        } catch {
+          return { kind: 'stopped' };
+        }
+      }
+    }
+  }
+
+  const done = run()
+    .catch((error: unknown): PullOutcome => {
+      log(`policy pull: stopped: ${(error as Error).message}`);
+      return { kind: 'stopped' };
+    })
+    .finally(() => agent?.close().catch(() => undefined));
+
+  return {
+    done,
+    async close() {
+      stop.abort();
+      await done;
+    },
+  };
+}
+
+async function fetchPolicy(
+  options: PolicyPullOptions,
+  agent: Dispatcher,
+  timeoutMs: number,
+): Promise<z.infer<typeof pulledSchema>> {
+  const token = await readToken(options.tokenFile);
+  const base = options.url.replace(/\/+$/, '');
+  const path = `/v1/policies/${encodeURIComponent(options.namespace)}/${encodeURIComponent(options.policyName)}`;
+  let response: Dispatcher.ResponseData;
+  try {
+    response = await request(`${base}${path}`, {
+      method: 'GET',
+      dispatcher: agent,
+      headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+    });
+  } catch (error) {
+    const code = (error as { code?: string }).code ?? (error as Error).message;
+    throw new PullUnavailableError(`the controller could not be reached (${code})`);
+  }
+  const text = await readLimited(response.body);
+  if (response.statusCode !== 200) {
+    // 401/403: the token is not (yet) one the controller accepts; 404: no valid
+    // version yet; 5xx: the controller cannot answer now. All may change.
+    throw new PullUnavailableError(`the controller answered ${response.statusCode}: ${text.slice(0, 160)}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new PullUnavailableError('the controller answered 200 without JSON');
+  }
+  const pulled = pulledSchema.safeParse(json);
+  if (!pulled.success) throw new PullUnavailableError('the controller answered 200 with no policy in it');
+  if (pulled.data.name !== options.policyName)
+    throw new PullUnavailableError(
+      `the controller answered policy ${pulled.data.name}, not ${options.policyName}`,
+    );
+  return pulled.data;
+}
+
+async function readToken(file: string): Promise<string> {
+  try {
+    const text = (await readFile(file, 'utf8')).trim();
+    if (text === '') throw new Error('empty');
+    return text;
+  } catch (error) {
+    throw new PullUnavailableError(
+      `the service-account token for the controller cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+    );
+  }
+}
+
+async function readLimited(body: Dispatcher.ResponseData['body']): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of body) {
+      size += (chunk as Buffer).length;
+      if (size > maxAnswerBytes) {
+        body.destroy();
+        throw new PullUnavailableError(`the controller's answer exceeds ${maxAnswerBytes} bytes`);
+      }
+      chunks.push(chunk as Buffer);
+    }
+  } catch (error) {
+    if (error instanceof PullUnavailableError) throw error;
+    throw new PullUnavailableError(`the controller's answer was cut (${(error as Error).message})`);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}

@@ -49,7 +49,7 @@ export async function startSidecar(
   const store = new Store({ hashKey, stateDir: config.stateDir, authOptions: options.authOptions });
   const loaded = await store.load(config.bootstrapPolicyFile);
   const log = options.log ?? ((message: string) => console.error(`veil-sidecar: ${message}`));
-  const telemetry = createTelemetry();
+  const telemetry = await createTelemetry();
   const sink =
     options.sink ?? (await openAuditRecorder(config, { telemetry, policy: () => store.current() }));
   const upstream = new Upstream({

@@ -5,7 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Counter, type Histogram, metrics, SpanStatusCode, trace } from '@opentelemetry/api';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
-import { NodeSDK } from '@opentelemetry/sdk-node';
+import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import type { MaskingAction } from '@veil/core';
 
 export interface Telemetry {
@@ -23,26 +23,32 @@ export interface Telemetry {
 
 let sdk: { exporter: PrometheusExporter; tracing: boolean } | undefined;
 
-// The SDK's providers are process-global: start them once, however many
-// sidecars a process (a test, `veil dev`) runs.
-function startSdk(): { exporter: PrometheusExporter; tracing: boolean } {
+// The providers are process-global: start them once, however many sidecars a
+// process (a test, `veil dev`) runs. The full Node SDK, with its exporters, is
+// loaded only when traces are exported: it costs tens of MiB that a sidecar
+// serving only Prometheus metrics does not need.
+async function startSdk(): Promise<{ exporter: PrometheusExporter; tracing: boolean }> {
   if (sdk) return sdk;
   const traces = process.env.OTEL_TRACES_EXPORTER;
   const tracing = traces !== undefined && traces !== '' && traces !== 'none';
-  process.env.OTEL_TRACES_EXPORTER ??= 'none';
-  process.env.OTEL_LOGS_EXPORTER ??= 'none';
-  process.env.OTEL_METRICS_EXPORTER ??= 'none';
   const exporter = new PrometheusExporter({ preventServerStart: true });
-  new NodeSDK({
-    serviceName: process.env.OTEL_SERVICE_NAME ?? 'veil-sidecar',
-    metricReaders: [exporter],
-  }).start();
+  if (tracing) {
+    process.env.OTEL_LOGS_EXPORTER ??= 'none';
+    process.env.OTEL_METRICS_EXPORTER ??= 'none';
+    const { NodeSDK } = await import('@opentelemetry/sdk-node');
+    new NodeSDK({
+      serviceName: process.env.OTEL_SERVICE_NAME ?? 'veil-sidecar',
+      metricReaders: [exporter],
+    }).start();
+  } else {
+    metrics.setGlobalMeterProvider(new MeterProvider({ readers: [exporter] }));
+  }
   sdk = { exporter, tracing };
   return sdk;
 }
 
-export function createTelemetry(): Telemetry {
-  const { exporter, tracing } = startSdk();
+export async function createTelemetry(): Promise<Telemetry> {
+  const { exporter, tracing } = await startSdk();
   const tracer = trace.getTracer('veil-sidecar');
   const meter = metrics.getMeter('veil-sidecar');
   const requests: Counter = meter.createCounter('veil_requests', {

@@ -10,6 +10,7 @@
 import { readFile } from 'node:fs/promises';
 import { Agent, type Dispatcher, request } from 'undici';
 import { z } from 'zod';
+import { ControllerAgent } from '../controllerca.ts';
 
 const decisionSchema = z.object({
   approver: z.string().min(1),
@@ -94,11 +95,12 @@ const errorSchema = z.object({ error: z.string().optional(), reason: z.string().
 const useReasons = new Set<string>(['identity', 'digest', 'used', 'Pending', 'Denied', 'Expired']);
 
 export async function controllerApprovalsClient(options: ControllerClientOptions): Promise<ApprovalsClient> {
-  const ca = options.caFile ? await readFile(options.caFile) : undefined;
   const timeoutMs = options.timeoutMs ?? 10_000;
-  const agent = new Agent({
-    connect: { ...(ca ? { ca } : {}), timeout: timeoutMs },
-    keepAliveTimeout: 30_000,
+  // The CA file is read on every call: a missing one fails that call closed, not the start.
+  const agent = new ControllerAgent({
+    caFile: options.caFile,
+    connectTimeoutMs: timeoutMs,
+    keepAliveTimeoutMs: 30_000,
   });
   const base = options.url.replace(/\/+$/, '');
 
@@ -121,11 +123,17 @@ export async function controllerApprovalsClient(options: ControllerClientOptions
     answerTimeoutMs: number,
   ): Promise<{ status: number; json: unknown }> {
     const bearer = await token();
+    let dispatcher: Dispatcher;
+    try {
+      dispatcher = await agent.get();
+    } catch (error) {
+      throw new ControllerUnavailableError((error as Error).message);
+    }
     let response: Dispatcher.ResponseData;
     try {
       response = await request(`${base}${path}`, {
         method,
-        dispatcher: agent,
+        dispatcher,
         headers: {
           authorization: `Bearer ${bearer}`,
           accept: 'application/json',

@@ -9,7 +9,6 @@ import type { ActivePolicy } from '../policy/active.ts';
 import type { Telemetry } from '../telemetry.ts';
 import { DirEvidenceStore } from './dirstore.ts';
 import { AuditRecorder } from './recorder.ts';
-import { S3EvidenceStore } from './s3store.ts';
 import type { ShippingSettings } from './shipper.ts';
 import type { EvidenceStore } from './store.ts';
 import { newIncarnation } from './stream.ts';
@@ -27,7 +26,7 @@ export type AuditDeps = {
 };
 
 export async function openAuditRecorder(config: SidecarConfig, deps: AuditDeps): Promise<AuditRecorder> {
-  const store = evidenceStore(config);
+  const store = await evidenceStore(config);
   let recorder: AuditRecorder;
   try {
     recorder = await AuditRecorder.open({
@@ -48,8 +47,11 @@ export async function openAuditRecorder(config: SidecarConfig, deps: AuditDeps):
   return recorder;
 }
 
-function evidenceStore(config: SidecarConfig): EvidenceStore {
+// The AWS SDK is loaded only for a bucket: `veil dev` and local evidence do
+// without its start-up time and memory.
+async function evidenceStore(config: SidecarConfig): Promise<EvidenceStore> {
   if (!config.s3Bucket) return new DirEvidenceStore(config.auditDir ?? defaultAuditDir);
+  const { S3EvidenceStore } = await import('./s3store.ts');
   return new S3EvidenceStore({
     bucket: config.s3Bucket,
     prefix: config.s3Prefix,

@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, type Dispatcher, request } from 'undici';
 import { z } from 'zod';
 import { type BackoffOptions, backoffDelay } from '../audit/backoff.ts';
+import { ControllerAgent } from '../controllerca.ts';
 import type { PolicyStore } from './store.ts';
 
 /** The controller's answer; unknown fields are ignored, the spec is the store's to validate. */
@@ -72,18 +73,16 @@ export function startPolicyPull(options: PolicyPullOptions): PolicyPuller {
   const backoff = options.backoff ?? defaultPullBackoff;
   // Pushes replace the store's policy object; anything else here means one landed.
   const loaded = options.store.current();
-  let agent: Agent | undefined;
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  // The CA file is read on every attempt: it may appear, or rotate, after the start.
+  const agent = new ControllerAgent({ caFile: options.caFile, connectTimeoutMs: timeoutMs });
 
   async function run(): Promise<PullOutcome> {
-    const ca = options.caFile ? await readFile(options.caFile).catch(() => undefined) : undefined;
-    if (options.caFile && ca === undefined) log(`policy pull: the CA file ${options.caFile} cannot be read`);
-    const timeoutMs = options.timeoutMs ?? 10_000;
-    agent = new Agent({ connect: { ...(ca ? { ca } : {}), timeout: timeoutMs } });
     for (let failures = 0; ; ) {
       if (stop.signal.aborted) return { kind: 'stopped' };
       if (options.store.current() !== loaded) return { kind: 'superseded' };
       try {
-        const pulled = await fetchPolicy(options, agent, timeoutMs);
+        const pulled = await fetchPolicy(options, await agent.get(), timeoutMs);
         if (stop.signal.aborted) return { kind: 'stopped' };
         if (options.store.current() !== loaded) return { kind: 'superseded' };
         const applied = await options.store.apply(pulled.name, pulled.spec);
@@ -114,7 +113,7 @@ export function startPolicyPull(options: PolicyPullOptions): PolicyPuller {
       log(`policy pull: stopped: ${(error as Error).message}`);
       return { kind: 'stopped' };
     })
-    .finally(() => agent?.close().catch(() => undefined));
+    .finally(() => agent.close());
 
   return {
     done,

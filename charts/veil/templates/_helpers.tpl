@@ -52,6 +52,15 @@ app.kubernetes.io/component: injector
 {{- printf "%s-approvals" (include "veil.fullname" .) -}}
 {{- end -}}
 
+{{/* The webhook configurations whose caBundle the injector patches (certs.mode self-managed). */}}
+{{- define "veil.webhookConfigurations" -}}
+{{- $names := list (include "veil.mutatingWebhookName" .) -}}
+{{- if .Values.approvals.enabled -}}
+{{- $names = append $names (include "veil.approvalsWebhookName" .) -}}
+{{- end -}}
+{{- toJson $names -}}
+{{- end -}}
+
 {{- define "veil.leaseName" -}}
 {{- default (printf "%s-controller" (include "veil.fullname" .)) .Values.injector.leaderElection.leaseName -}}
 {{- end -}}
@@ -107,8 +116,8 @@ veil-controller-key
 {{- end -}}
 {{- end -}}
 {{- with .Values.certs.selfManaged -}}
-{{- if ge (int .renewBeforeDays) (int .validityDays) -}}
-{{- fail "certs.selfManaged.renewBeforeDays must be less than validityDays" -}}
+{{- if and .caValidityDays .validityDays (gt (int .validityDays) (int .caValidityDays)) -}}
+{{- fail "certs.selfManaged.validityDays must be at most caValidityDays" -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}

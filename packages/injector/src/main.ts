@@ -9,6 +9,7 @@ import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { AuthenticationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { z } from 'zod';
+import { CaBundleHolder, caFileBeside, FileCaBundle } from './certs/cabundle.ts';
 import { SelfManagedCertificates, serviceDnsNames } from './certs/selfmanaged.ts';
 import { type ApprovalsApi, startApprovalsApi } from './controller/approvals.ts';
 import { type Controller, startController } from './controller/controller.ts';
@@ -196,6 +197,16 @@ export async function startInjector(
   const key = await loadControllerKey(config.signingKeyFile);
   const { controllerKey } = settings;
   let certificates: SelfManagedCertificates | undefined;
+  // What sidecars trust the pull and approvals ports by: self-managed, the Secret's
+  // bundle; otherwise the `ca.crt` beside the mounted pair (cert-manager writes one).
+  const caBundle =
+    config.certsMode === 'self-managed'
+      ? new CaBundleHolder()
+      : new FileCaBundle({ file: caFileBeside(config.tlsCertFile) });
+  if (caBundle instanceof FileCaBundle) await caBundle.reload();
+  const closeCaBundle = () => {
+    if (caBundle instanceof FileCaBundle) caBundle.close();
+  };
   // The webhook waits for the controller's caches, so it never injects a pod
   // without the bootstrap policy merely because the list had not arrived yet.
   const controller = await startController({
@@ -206,6 +217,7 @@ export async function startInjector(
     namespaces: config.namespaces,
     publishKey:
       controllerKey.source === 'configMap' ? { name: controllerKey.name, key: controllerKey.key } : undefined,
+    caBundle,
     lease: {
       name: config.leaseName,
       durationSeconds: config.leaseDurationSeconds,
@@ -233,6 +245,7 @@ export async function startInjector(
       },
       files: tls,
       isLeader: () => controller.isLeader(),
+      onCaBundle: (bundle) => caBundle.set(bundle),
       intervalMs: config.certsCheckSeconds * 1000,
       log,
     });
@@ -242,6 +255,7 @@ export async function startInjector(
       certificates.start();
     } catch (error) {
       certificates.close();
+      closeCaBundle();
       await controller.stop();
       throw error;
     }
@@ -284,6 +298,7 @@ export async function startInjector(
     await pull?.close();
     await webhook?.close();
     certificates?.close();
+    closeCaBundle();
     await controller.stop();
     throw error;
   }
@@ -295,6 +310,7 @@ export async function startInjector(
     settings,
     async close(options) {
       certificates?.close();
+      closeCaBundle();
       // Leadership first, so the next replica starts pushing while this one drains.
       await controller.stop(options);
       await Promise.all([

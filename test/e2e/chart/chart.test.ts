@@ -108,6 +108,7 @@ describe('chart files', () => {
       valueSets.certManager('ml'),
       valueSets.externalS3(['ml', 'search']),
       valueSets.networkPolicyOff('ml'),
+      valueSets.selfManagedLifetimes(),
     ];
     for (const [index, values] of sets.entries()) {
       const file = join(cp.dir, `lint-${index}.json`);
@@ -126,6 +127,8 @@ describe('chart files', () => {
       [{ cluster: 'Not_A_Label' }, /\/cluster/],
       [{ s3: { endpoint: 'ftp://s3.example.com' } }, /\/s3\/endpoint/],
       [{ sidecar: { proxyPort: 70_000 } }, /\/sidecar\/proxyPort/],
+      [{ certs: { selfManaged: { renewFraction: 0.6 } } }, /\/certs\/selfManaged\/renewFraction/],
+      [{ certs: { selfManaged: { renewBeforeDays: 30 } } }, /additional propert.*renewBeforeDays/],
       [
         { oidc: { issuers: [{ issuer: 'http://login.example.com', audiences: ['veil'] }] } },
         /\/oidc\/issuers\/0\/issuer/,
@@ -151,8 +154,8 @@ describe('chart files', () => {
       [{ sidecar: { adminPort: 15_080 } }, /proxyPort and sidecar.adminPort must differ/],
       [{ injector: { leaderElection: { renewSeconds: 10 } } }, /renewSeconds must be at most half/],
       [
-        { certs: { selfManaged: { renewBeforeDays: 400 } } },
-        /renewBeforeDays must be less than validityDays/,
+        { certs: { selfManaged: { caValidityDays: 30, validityDays: 60 } } },
+        /validityDays must be at most caValidityDays/,
       ],
     ];
     for (const [values, message] of bad) {
@@ -179,15 +182,57 @@ describe('server-side dry-run against kube-apiserver', () => {
     const deployment = one(objects, 'Deployment');
     assert.equal(deployment.spec.replicas, 2);
     assert.equal(one(objects, 'PodDisruptionBudget').spec.minAvailable, 1);
-    // Self-managed certificates: the caBundle is the CA of the Secret's certificate.
-    const secret = one(objects, 'Secret', 'veil-webhook-tls');
-    assert.equal(secret.type, 'kubernetes.io/tls');
+    // Self-managed certificates: the chart renders no Secret and no caBundle
+    // (the injector creates the one and patches the other), so an upgrade never
+    // overwrites what the injector wrote.
+    assert.equal(all(objects, 'Secret').length, 0);
     const configs = all(objects, 'MutatingWebhookConfiguration');
     assert.deepEqual(configs.map((c) => c.metadata.name).sort(), ['veil', 'veil-approvals']);
     for (const config of configs) {
-      for (const webhook of config.webhooks)
-        assert.equal(webhook.clientConfig.caBundle, secret.data['ca.crt']);
+      assert.equal(config.metadata.annotations?.['cert-manager.io/inject-ca-from'], undefined);
+      for (const webhook of config.webhooks) {
+        assert.equal(webhook.clientConfig.caBundle, undefined);
+        assert.equal(webhook.failurePolicy, 'Fail');
+      }
     }
+    const env = envOf(deployment);
+    assert.equal(env.VEIL_CERTS_MODE, 'self-managed');
+    assert.equal(env.VEIL_CERTS_SECRET, 'veil-webhook-tls');
+    assert.equal(env.VEIL_CERTS_SERVICES, one(objects, 'Service').metadata.name);
+    assert.equal(env.VEIL_CERTS_WEBHOOKS, 'veil,veil-approvals');
+    // Lifetimes left to the injector's defaults.
+    assert.equal(env.VEIL_CERTS_CA_LIFETIME_SECONDS, undefined);
+    assert.equal(env.VEIL_CERTS_SERVING_LIFETIME_SECONDS, undefined);
+    assert.equal(env.VEIL_CERTS_RENEW_FRACTION, undefined);
+    const tls = deployment.spec.template.spec.volumes.find((v: { name: string }) => v.name === 'tls');
+    assert.ok(tls.emptyDir, 'the serving pair is written to an emptyDir');
+    assert.equal(tls.secret, undefined);
+    const mount = deployment.spec.template.spec.containers[0].volumeMounts.find(
+      (m: { name: string }) => m.name === 'tls',
+    );
+    assert.notEqual(mount.readOnly, true, 'the injector writes the pair');
+    // Its rights: the one Secret, and the caBundle of the chart's own configurations.
+    const certsRole = one(objects, 'Role', 'veil-injector-certs');
+    assert.equal(certsRole.metadata.namespace, namespace);
+    assert.deepEqual(certsRole.rules, [
+      { apiGroups: [''], resources: ['secrets'], verbs: ['create'] },
+      {
+        apiGroups: [''],
+        resources: ['secrets'],
+        resourceNames: ['veil-webhook-tls'],
+        verbs: ['get', 'update'],
+      },
+    ]);
+    assert.equal(one(objects, 'RoleBinding', 'veil-injector-certs').roleRef.name, 'veil-injector-certs');
+    const webhookRule = one(objects, 'ClusterRole').rules.find((r: { resources: string[] }) =>
+      r.resources.includes('mutatingwebhookconfigurations'),
+    );
+    assert.deepEqual(webhookRule, {
+      apiGroups: ['admissionregistration.k8s.io'],
+      resources: ['mutatingwebhookconfigurations'],
+      resourceNames: ['veil', 'veil-approvals'],
+      verbs: ['get', 'patch'],
+    });
     // No bucket: no S3 settings, and nothing per workload namespace.
     assert.equal(settingsOf(objects).s3, undefined);
     assert.equal(all(objects, 'NetworkPolicy').length, 0);
@@ -225,6 +270,27 @@ describe('server-side dry-run against kube-apiserver', () => {
     const deployment = one(objects, 'Deployment');
     const tls = deployment.spec.template.spec.volumes.find((v: { name: string }) => v.name === 'tls');
     assert.equal(tls.secret.secretName, 'veil-webhook-tls');
+    // The injector serves the mounted pair as it is, with no rights on Secrets or webhooks.
+    assert.equal(envOf(deployment).VEIL_CERTS_MODE, undefined);
+    assert.equal(all(objects, 'Role').filter((r) => r.metadata.name === 'veil-injector-certs').length, 0);
+    assert.doesNotMatch(JSON.stringify(one(objects, 'ClusterRole').rules), /mutatingwebhookconfigurations/);
+  });
+
+  test('self-managed lifetimes and renewal from values reach the injector', async () => {
+    const { objects } = await render(cp.dir, valueSets.selfManagedLifetimes(), { namespace: 'veil-system' });
+    const env = envOf(one(objects, 'Deployment'));
+    assert.equal(env.VEIL_CERTS_WEBHOOKS, 'veil', 'approvals off: one configuration');
+    const config = parseInjectorConfig([], { ...env, VEIL_POD_NAME: 'veil-injector-abc' });
+    assert.equal(config.certsMode, 'self-managed');
+    assert.deepEqual(config.certsServices, ['veil-injector']);
+    assert.deepEqual(config.certsWebhooks, ['veil']);
+    assert.equal(config.certsCaLifetimeSeconds, 30 * 86_400);
+    assert.equal(config.certsServingLifetimeSeconds, 7 * 86_400);
+    assert.equal(config.certsRenewFraction, 0.25);
+    const webhookRule = one(objects, 'ClusterRole').rules.find((r: { resources: string[] }) =>
+      r.resources.includes('mutatingwebhookconfigurations'),
+    );
+    assert.deepEqual(webhookRule.resourceNames, ['veil']);
   });
 
   test('external S3 with a credentials Secret, OIDC issuers and watched namespaces', async () => {
@@ -273,9 +339,11 @@ describe('server-side dry-run against kube-apiserver', () => {
     assert.deepEqual(roles.map((r) => r.metadata.namespace).sort(), [...workloads].sort());
     const clusterRole = one(objects, 'ClusterRole');
     // Approvals stay cluster-wide: sidecars anywhere open them, and the expiry sweep lists them all.
+    // So do the (cluster-scoped) webhook configurations whose caBundle the injector patches.
     assert.deepEqual(clusterRole.rules.flatMap((r: { resources: string[] }) => r.resources).sort(), [
       'embeddingapprovals',
       'embeddingapprovals/status',
+      'mutatingwebhookconfigurations',
       'namespaces',
       'tokenreviews',
     ]);
@@ -362,7 +430,15 @@ describe('the chart matches the code', () => {
     assert.equal(volume('settings').configMap.name, 'veil-injector-settings');
     assert.equal(config.tlsCertFile, `${mountOf('tls')}/tls.crt`);
     assert.equal(config.tlsKeyFile, `${mountOf('tls')}/tls.key`);
-    assert.equal(volume('tls').secret.secretName, 'veil-webhook-tls');
+    // Self-managed: the injector writes the pair of the Secret it keeps onto an emptyDir.
+    assert.ok(volume('tls').emptyDir);
+    assert.equal(config.certsMode, 'self-managed');
+    assert.equal(config.certsSecretName, 'veil-webhook-tls');
+    assert.deepEqual(config.certsServices, [one(objects, 'Service').metadata.name]);
+    assert.deepEqual(
+      config.certsWebhooks,
+      all(objects, 'MutatingWebhookConfiguration').map((c) => c.metadata.name),
+    );
     assert.equal(config.signingKeyFile, `${mountOf('signing-key')}/jwk.json`);
     assert.equal(volume('signing-key').secret.secretName, 'veil-controller-signing-key');
     assert.equal(config.identity, 'veil-injector-abc');

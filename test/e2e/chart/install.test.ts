@@ -1,12 +1,15 @@
 // The chart installed for real into a kube-apiserver (no kubelet: pods are
 // stored, never run), with the real injector running against it as the chart's
 // own ServiceAccount. What is shown: the signing-key hook works with its own
-// narrow RBAC; the injector works with the chart's RBAC and nothing more; the
-// webhook selectors send exactly the opted-in pods to it; and an opted-in pod
-// is refused while no injector answers, while every other pod is not affected.
+// narrow RBAC; the injector works with the chart's RBAC and nothing more, and in
+// the chart's self-managed certificate mode creates its Secret and patches the
+// caBundle of both webhook configurations; the webhook selectors send exactly
+// the opted-in pods to it; and an opted-in pod is refused while no injector
+// answers, while every other pod is not affected.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { X509Certificate } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -14,6 +17,7 @@ import { promisify } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
 import {
   controllerKeyFromJwk,
+  type InjectorConfig,
   parseInjectorConfig,
   type RunningInjector,
   silentLog,
@@ -104,6 +108,10 @@ function podBody({ name, namespace, annotations }: PodSpec): string {
     kind: 'Pod',
     metadata: { name, namespace, annotations: annotations ?? {} },
     spec: {
+      // What a cluster's ServiceAccount admission sets (disabled here, where no
+      // controller creates the default ServiceAccount); the injected sidecar's
+      // projected controller token needs it.
+      serviceAccountName: 'default',
       containers: [
         {
           name: 'model',
@@ -171,7 +179,14 @@ test('the signing-key hook creates the key with its own RBAC, and keeps it when 
   assert.deepEqual(again.data, secret.data);
 });
 
-test('the injector runs with the chart RBAC: it leads, publishes its key, writes policy status and answers pulls', async () => {
+/**
+ * The real injector with the Deployment's environment, as the chart's
+ * ServiceAccount; `overrides` stand in for what differs outside a cluster.
+ */
+async function startChartInjector(overrides: Record<string, string>): Promise<{
+  running: RunningInjector;
+  config: InjectorConfig;
+}> {
   const deployment = one(rendered.objects, 'Deployment');
   const pod = deployment.spec.template.spec;
   const env: Record<string, string> = {};
@@ -184,17 +199,12 @@ test('the injector runs with the chart RBAC: it leads, publishes its key, writes
     one(rendered.objects, 'ConfigMap', 'veil-install-injector-settings').data['settings.json'],
   );
   const signingSecret = await json('get', 'secret', 'veil-install-controller-signing-key', '-n', release);
-  const signingKeyFile = join(cp.dir, 'signing-key.json');
-  await writeFile(signingKeyFile, Buffer.from(signingSecret.data['jwk.json'], 'base64'));
-  // The API server calls the webhook at 127.0.0.1 here, so the serving certificate is for that address.
-  const tls = await cp.issueServingCert('veil-injector');
+  await writeFile(signingKeyFile(), Buffer.from(signingSecret.data['jwk.json'], 'base64'));
 
   const config = parseInjectorConfig([], {
     ...env,
     VEIL_SETTINGS_FILE: settingsFile,
-    VEIL_TLS_CERT_FILE: tls.cert,
-    VEIL_TLS_KEY_FILE: tls.key,
-    VEIL_SIGNING_KEY_FILE: signingKeyFile,
+    VEIL_SIGNING_KEY_FILE: signingKeyFile(),
     VEIL_HOST: '127.0.0.1',
     VEIL_WEBHOOK_PORT: '0',
     VEIL_PULL_PORT: '0',
@@ -202,22 +212,74 @@ test('the injector runs with the chart RBAC: it leads, publishes its key, writes
     VEIL_POD_NAME: 'veil-injector-test-0',
     VEIL_LEASE_RENEW_SECONDS: '1',
     VEIL_LEASE_DURATION_SECONDS: '4',
+    ...overrides,
   });
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromFile(await serviceAccountKubeconfig(release, pod.serviceAccountName));
-  injector = await startInjector(config, { kubeConfig, log: silentLog });
+  return { running: await startInjector(config, { kubeConfig, log: silentLog }), config };
+}
+
+function signingKeyFile(): string {
+  return join(cp.dir, 'signing-key.json');
+}
+
+test('the injector runs with the chart RBAC in self-managed mode: it keeps the certificate Secret, patches the caBundle, leads, publishes its key, writes policy status and answers pulls', async () => {
+  // The chart's certificate settings as they are; only the files move, to a
+  // directory standing in for the Deployment's emptyDir.
+  const tlsDir = join(cp.dir, 'tls-emptydir');
+  await mkdir(tlsDir, { recursive: true });
+  const started = await startChartInjector({
+    VEIL_TLS_CERT_FILE: join(tlsDir, 'tls.crt'),
+    VEIL_TLS_KEY_FILE: join(tlsDir, 'tls.key'),
+  });
+  injector = started.running;
+  const { config } = started;
+  assert.equal(config.certsMode, 'self-managed');
+
+  // The leader created the Secret the chart's Role names, with the CA and the serving pair.
+  const secret = await json('get', 'secret', 'veil-install-webhook-tls', '-n', release);
+  const data = Object.fromEntries(
+    Object.entries(secret.data as Record<string, string>).map(([k, v]) => [
+      k,
+      Buffer.from(v, 'base64').toString('utf8'),
+    ]),
+  );
+  assert.deepEqual(Object.keys(data).sort(), ['ca.crt', 'ca.key', 'tls.crt', 'tls.key']);
+  assert.equal(secret.metadata.labels?.['app.kubernetes.io/managed-by'], 'veil-controller');
+  const ca = new X509Certificate(data['ca.crt'] as string);
+  const serving = new X509Certificate(data['tls.crt'] as string);
+  assert.ok(serving.checkIssued(ca) && serving.verify(ca.publicKey), 'the CA signed the serving certificate');
+  const host = `veil-install-injector.${release}.svc`;
+  for (const name of [host, `${host}.cluster.local`]) assert.equal(serving.checkHost(name), name);
+  // This replica serves the Secret's pair, from the files it wrote.
+  assert.equal(await readFile(config.tlsCertFile, 'utf8'), data['tls.crt']);
+  assert.equal(await readFile(config.tlsKeyFile, 'utf8'), data['tls.key']);
+
+  // Every webhook of both configurations trusts that CA (the chart left caBundle out).
+  await eventually('the caBundle is patched into every webhook', async () => {
+    for (const name of [release, `${release}-approvals`]) {
+      const configuration = await json('get', 'mutatingwebhookconfiguration', name);
+      for (const webhook of configuration.webhooks) {
+        const bundle = Buffer.from(webhook.clientConfig.caBundle ?? '', 'base64').toString('utf8');
+        if (!bundle.includes((data['ca.crt'] as string).trim())) return false;
+        assert.equal(webhook.failurePolicy, 'Fail');
+      }
+    }
+    return true;
+  });
 
   // Leader election through the Lease its Role names.
   await eventually('the Lease is held', async () => {
     const lease = await json('get', 'lease', config.leaseName, '-n', release);
     return lease.spec.holderIdentity === 'veil-injector-test-0';
   });
+  const running = injector;
   // The public key, where sidecars mount it.
   await eventually('the public key ConfigMap is published', async () => {
     const configMap = await json('get', 'configmap', 'veil-controller-key', '-n', ns.quiet);
     return (
       JSON.parse(configMap.data['jwk.json']).kid ===
-      (await controllerKeyFromJwk(JSON.parse(await readFile(signingKeyFile, 'utf8')))).kid
+      (await controllerKeyFromJwk(JSON.parse(await readFile(signingKeyFile(), 'utf8')))).kid
     );
   });
   // Status of the chart's default policy in a namespace without pods.
@@ -231,18 +293,18 @@ test('the injector runs with the chart RBAC: it leads, publishes its key, writes
   const token = (
     await kubectl('create', 'token', 'caller', '-n', ns.ml, '--audience', 'veil-controller')
   ).stdout.trim();
-  const ca = await readFile(cp.caCert, 'utf8');
+  // Over TLS with the Secret's CA, as the Service's name: the certificate the API server and sidecars see.
   const { Agent, request } = await import('undici');
-  const dispatcher = new Agent({ connect: { ca } });
+  const dispatcher = new Agent({ connect: { ca: data['ca.crt'], servername: host } });
   try {
-    const own = await request(`${injector.pull.url}/v1/policies/${ns.ml}/default`, {
+    const own = await request(`${running.pull.url}/v1/policies/${ns.ml}/default`, {
       headers: { authorization: `Bearer ${token}` },
       dispatcher,
     });
     const body = (await own.body.json()) as { name?: string; spec?: unknown };
     assert.equal(own.statusCode, 200);
     assert.equal(body.name, 'default');
-    const other = await request(`${injector.pull.url}/v1/policies/${ns.quiet}/default`, {
+    const other = await request(`${running.pull.url}/v1/policies/${ns.quiet}/default`, {
       headers: { authorization: `Bearer ${token}` },
       dispatcher,
     });
@@ -251,6 +313,10 @@ test('the injector runs with the chart RBAC: it leads, publishes its key, writes
   } finally {
     await dispatcher.close();
   }
+  // The webhook tests below call the injector at 127.0.0.1, which a certificate
+  // for the Service cannot name: this replica steps down (and stops patching).
+  await running.close();
+  injector = undefined;
 });
 
 test('the chart RBAC grants the injector nothing beyond what it uses', async () => {
@@ -264,6 +330,17 @@ test('the chart RBAC grants the injector nothing beyond what it uses', async () 
     ['update', 'configmaps/veil-controller-key', ns.ml, true],
     ['update', 'configmaps/other', ns.ml, false],
     ['get', 'secrets', release, false],
+    ['get', 'secrets/veil-install-webhook-tls', release, true],
+    ['update', 'secrets/veil-install-webhook-tls', release, true],
+    ['update', 'secrets/other', release, false],
+    ['delete', 'secrets/veil-install-webhook-tls', release, false],
+    ['create', 'secrets', release, true],
+    ['create', 'secrets', ns.ml, false],
+    ['get', 'mutatingwebhookconfigurations/veil-install', release, true],
+    ['patch', 'mutatingwebhookconfigurations/veil-install', release, true],
+    ['patch', 'mutatingwebhookconfigurations/veil-install-approvals', release, true],
+    ['patch', 'mutatingwebhookconfigurations/someone-else', release, false],
+    ['list', 'mutatingwebhookconfigurations', release, false],
     ['list', 'secrets', ns.ml, false],
     ['create', 'pods', ns.ml, false],
     ['delete', 'pods', ns.ml, false],
@@ -283,7 +360,16 @@ test('the chart RBAC grants the injector nothing beyond what it uses', async () 
 });
 
 test('the webhook configuration sends exactly the opted-in pods to the injector', async () => {
-  assert.ok(injector, 'the injector runs (previous test)');
+  // The API server calls the webhook at 127.0.0.1 here, so the serving
+  // certificate is for that address, served as mounted files.
+  const tls = await cp.issueServingCert('veil-injector');
+  injector = (
+    await startChartInjector({
+      VEIL_CERTS_MODE: 'files',
+      VEIL_TLS_CERT_FILE: tls.cert,
+      VEIL_TLS_KEY_FILE: tls.key,
+    })
+  ).running;
   // The one change to the rendered configuration: the API server here has no
   // route to a Service, so each webhook calls the injector's address directly.
   const caBundle = (await readFile(cp.caCert)).toString('base64');

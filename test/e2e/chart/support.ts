@@ -96,6 +96,10 @@ export const valueSets = {
     },
     networkPolicy: { proxyFrom: [{ namespaceSelector: { matchLabels: { team: 'search' } } }] },
   }),
+  selfManagedLifetimes: () => ({
+    approvals: { enabled: false },
+    certs: { selfManaged: { caValidityDays: 30, validityDays: 7, renewFraction: 0.25 } },
+  }),
   networkPolicyOff: (workload: string) => ({
     networkPolicy: { enabled: false },
     workloadNamespaces: [workload],

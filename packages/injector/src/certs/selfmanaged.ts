@@ -210,6 +210,8 @@ export type SelfManagedOptions = {
   /** This replica's serving files (the webhook server's `tls`). */
   files: CertificateFiles;
   isLeader(): boolean;
+  /** Told the CA bundle after every pass that read one (the controller publishes it to sidecars). */
+  onCaBundle?(bundle: string): void;
   /** How often the leader checks the Secret and every replica copies it. */
   intervalMs?: number;
   now?: () => Date;
@@ -285,6 +287,7 @@ export class SelfManagedCertificates {
     if (this.#closed) return;
     let { data, secret } = await this.#readSecret();
     if (this.#options.isLeader()) data = await this.#reconcile(data, secret);
+    if (data?.[secretKeys.caCert]) this.#options.onCaBundle?.(caBundle(data));
     if (data?.[secretKeys.cert] && data[secretKeys.key]) await this.#writeFiles(data);
   }
 

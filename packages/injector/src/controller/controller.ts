@@ -9,6 +9,7 @@ import {
   type KubeConfig,
   type V1Pod,
 } from '@kubernetes/client-node';
+import type { CaBundleSource } from '../certs/cabundle.ts';
 import type { BackoffOptions } from './backoff.ts';
 import { type DesiredPolicy, Distributor, type PushEvent } from './distributor.ts';
 import { type Watched, watchResource } from './informers.ts';
@@ -39,6 +40,8 @@ export type ControllerOptions = {
   namespaces?: readonly string[];
   /** The ConfigMap the public key goes into; absent when it is distributed some other way. */
   publishKey?: { name: string; key: string };
+  /** The CA bundle of the serving certificate, published beside the key for sidecars to trust. */
+  caBundle?: CaBundleSource;
   lease?: { name?: string; durationSeconds?: number; renewIntervalMs?: number };
   push?: {
     debounceMs?: number;
@@ -132,6 +135,7 @@ export async function startController(options: ControllerOptions): Promise<Contr
           api: kubeConfig.makeApiClient(CoreV1Api),
           publicJwk: options.key.publicJwk,
           ...options.publishKey,
+          caBundle: options.caBundle,
           log,
         });
 
@@ -234,6 +238,10 @@ export async function startController(options: ControllerOptions): Promise<Contr
     if (elector.isLeader()) publisher?.activate(knownNamespaces());
   }, options.push?.resyncMs ?? 60_000);
   republish.unref();
+  // A new CA bundle (a rotation, a first pass) goes to every namespace at once.
+  const unsubscribe = options.caBundle?.onChange(() => {
+    if (elector.isLeader()) publisher?.activate(knownNamespaces());
+  });
 
   return {
     async bootstrapPolicy(namespace, name) {
@@ -245,6 +253,7 @@ export async function startController(options: ControllerOptions): Promise<Contr
     stats: () => ({ ...stats, statusWrites: writer.writes }),
     async stop(stopOptions = {}) {
       clearInterval(republish);
+      unsubscribe?.();
       await elector.stop(stopOptions);
       distributor.deactivate();
       writer.deactivate();

@@ -2,8 +2,14 @@
 // `veil-controller-key`, key `jwk.json`) in every namespace with policies or
 // injected pods. Volumes cannot cross namespaces, and the injected sidecar
 // mounts this one to verify pushes; the kubelet holds a pod until it exists.
+// Beside it goes `ca.crt`, the CA bundle sidecars verify the controller's serving
+// certificate by when they pull a policy or open an approval: published once the
+// controller knows one, republished when it changes (a CA rotation), and left as it
+// is while the controller does not know it (yet).
 import type { CoreV1Api, V1ConfigMap } from '@kubernetes/client-node';
 import type { JWK } from 'jose';
+import type { CaBundleSource } from '../certs/cabundle.ts';
+import { controllerCaKey as caBundleKey } from '../webhook/settings.ts';
 import type { Log } from './log.ts';
 import { statusCode } from './statuswriter.ts';
 
@@ -13,6 +19,8 @@ export type KeyPublisherOptions = {
   /** The ConfigMap's name and data key, as the injection settings' `controllerKey` says. */
   name: string;
   key: string;
+  /** The controller's serving CA bundle, published under `ca.crt`; absent: never published. */
+  caBundle?: Pick<CaBundleSource, 'current'>;
   log: Log;
 };
 
@@ -21,8 +29,9 @@ export const managedByLabel = { 'app.kubernetes.io/managed-by': 'veil-controller
 export class KeyPublisher {
   readonly #options: KeyPublisherOptions;
   readonly #data: string;
-  readonly #published = new Set<string>();
-  readonly #inFlight = new Map<string, Promise<void>>();
+  /** Namespace: the content published there (see #content). */
+  readonly #published = new Map<string, string>();
+  readonly #inFlight = new Map<string, { content: string; work: Promise<void> }>();
   #active = false;
 
   constructor(options: KeyPublisherOptions) {
@@ -41,21 +50,42 @@ export class KeyPublisher {
     this.#published.clear();
   }
 
-  /** Makes sure `namespace` has the ConfigMap with this key; resolves when it does (or gave up). */
+  /**
+   * Makes sure `namespace` has the ConfigMap with this key and the current CA bundle;
+   * resolves when it does (or gave up).
+   */
   ensure(namespace: string): Promise<void> {
-    if (!this.#active || this.#published.has(namespace)) return Promise.resolve();
+    if (!this.#active) return Promise.resolve();
+    const bundle = this.#options.caBundle?.current();
+    const content = this.#content(bundle);
+    if (this.#published.get(namespace) === content) return Promise.resolve();
     const pending = this.#inFlight.get(namespace);
-    if (pending) return pending;
-    const work = this.#publish(namespace).finally(() => this.#inFlight.delete(namespace));
-    this.#inFlight.set(namespace, work);
+    if (pending) {
+      // Under way with an older bundle: once it settles, once more with this one.
+      return pending.content === content ? pending.work : pending.work.then(() => this.ensure(namespace));
+    }
+    const work = this.#publish(namespace, bundle, content).finally(() => this.#inFlight.delete(namespace));
+    this.#inFlight.set(namespace, { content, work });
     return work;
   }
 
-  async #publish(namespace: string): Promise<void> {
+  /** What a namespace holds once published: the key, and the bundle as far as known. */
+  #content(bundle: string | undefined): string {
+    return bundle === undefined ? this.#data : `${this.#data}\0${bundle}`;
+  }
+
+  async #publish(namespace: string, bundle: string | undefined, content: string): Promise<void> {
     const { api, name, key, log } = this.#options;
+    const wanted = (existing: Record<string, string> | undefined): Record<string, string> => {
+      const data: Record<string, string> = { [key]: this.#data };
+      // Unknown (yet): whatever bundle is there stays, rather than leave the pods without one.
+      const ca = bundle ?? existing?.[caBundleKey];
+      if (ca !== undefined && key !== caBundleKey) data[caBundleKey] = ca;
+      return data;
+    };
     const body: V1ConfigMap = {
       metadata: { name, namespace, labels: { ...managedByLabel } },
-      data: { [key]: this.#data },
+      data: wanted(undefined),
     };
     try {
       try {
@@ -63,19 +93,26 @@ export class KeyPublisher {
       } catch (error) {
         if (statusCode(error) !== 409) throw error;
         const existing = await api.readNamespacedConfigMap({ name, namespace });
-        if (existing.data?.[key] !== this.#data) {
+        const data = wanted(existing.data);
+        if (!sameData(existing.data, data)) {
+          // resourceVersion makes this conditional: a concurrent edit fails it, and the next event retries.
           await api.replaceNamespacedConfigMap({
             name,
             namespace,
             body: {
               ...body,
               metadata: { ...body.metadata, resourceVersion: existing.metadata?.resourceVersion },
+              data,
             },
           });
         }
       }
-      this.#published.add(namespace);
-      log.info('controller key published', { namespace, configMap: name });
+      this.#published.set(namespace, content);
+      log.info('controller key published', {
+        namespace,
+        configMap: name,
+        caBundle: bundle !== undefined,
+      });
     } catch (error) {
       // Left unmarked: the next pod or policy event in the namespace tries again.
       log.warn('controller key not published', {
@@ -86,4 +123,9 @@ export class KeyPublisher {
       });
     }
   }
+}
+
+function sameData(a: Record<string, string> | undefined, b: Record<string, string>): boolean {
+  const keys = Object.keys(a ?? {});
+  return keys.length === Object.keys(b).length && keys.every((k) => a?.[k] === b[k]);
 }

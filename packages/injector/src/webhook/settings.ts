@@ -4,15 +4,20 @@ import { z } from 'zod';
 import { dataKey, dnsLabel, dnsSubdomain, portNumber } from './names.ts';
 import { cpuQuantity, memoryQuantity } from './quantity.ts';
 
+/** The data key, beside the public JWK, of the CA bundle sidecars verify the controller's certificate by. */
+export const controllerCaKey = 'ca.crt';
+
 const controllerKeySchema = z
   .object({
     source: z.enum(['configMap', 'secret']).default('configMap'),
     name: dnsSubdomain.default('veil-controller-key'),
-    key: dataKey.default('jwk.json'),
+    key: dataKey.default('jwk.json').refine((key) => key !== controllerCaKey, {
+      message: `${controllerCaKey} holds the controller's CA bundle`,
+    }),
   })
   .strict()
   .describe(
-    "Where the controller's public JWK lives. Volumes cannot cross namespaces, so the controller keeps a copy in every injected namespace; the pod does not start without it.",
+    `Where the controller's public JWK lives, with its serving CA bundle under \`${controllerCaKey}\` (optional: sidecar calls to the controller fail closed without it). Volumes cannot cross namespaces, so the controller keeps a copy in every injected namespace (a Secret source is distributed by the operator); the pod does not start without the key.`,
   );
 
 const s3CredentialsSchema = z

@@ -8,7 +8,7 @@ import type {
   V1Volume,
 } from '@kubernetes/client-node';
 import { type PodOptions, veilAnnotations } from './annotations.ts';
-import type { InjectionSettings } from './settings.ts';
+import { controllerCaKey, type InjectionSettings } from './settings.ts';
 import type { Upstream } from './upstream.ts';
 
 export const sidecarNames = {
@@ -41,6 +41,7 @@ const mountPaths = {
 const fileNames = {
   bootstrapPolicy: 'policy.json',
   controllerKey: 'jwk.json',
+  controllerCa: 'ca.crt',
   signingKey: 'ed25519.jwk',
   controllerToken: 'token',
 } as const;
@@ -150,12 +151,18 @@ export function sidecarVolumes(settings: InjectionSettings): V1Volume[] {
   ];
 }
 
+// Projected, so the key is required (the kubelet holds the pod until it exists) while
+// the CA bundle beside it is optional: the pod starts before the controller has
+// published one, and the sidecar reads it on every call to the controller.
 function controllerKeyVolume(settings: InjectionSettings): V1Volume {
   const { source, name, key } = settings.controllerKey;
-  const items = [{ key, path: fileNames.controllerKey }];
-  return source === 'secret'
-    ? { name: sidecarVolumeNames.controllerKey, secret: { secretName: name, items } }
-    : { name: sidecarVolumeNames.controllerKey, configMap: { name, items } };
+  const keyItems = [{ key, path: fileNames.controllerKey }];
+  const caItems = [{ key: controllerCaKey, path: fileNames.controllerCa }];
+  const sources =
+    source === 'secret'
+      ? [{ secret: { name, items: keyItems } }, { secret: { name, items: caItems, optional: true } }]
+      : [{ configMap: { name, items: keyItems } }, { configMap: { name, items: caItems, optional: true } }];
+  return { name: sidecarVolumeNames.controllerKey, projected: { sources } };
 }
 
 function sidecarEnv({ settings, options, upstream }: SidecarSpec): V1EnvVar[] {
@@ -176,6 +183,7 @@ function sidecarEnv({ settings, options, upstream }: SidecarSpec): V1EnvVar[] {
     plain('VEIL_STATE_DIR', mountPaths.state),
     plain('VEIL_SIGNING_KEY_FILE', `${mountPaths.signingKey}/${fileNames.signingKey}`),
     plain('VEIL_CONTROLLER_KEY_FILE', `${mountPaths.controllerKey}/${fileNames.controllerKey}`),
+    plain('VEIL_CONTROLLER_CA_FILE', `${mountPaths.controllerKey}/${fileNames.controllerCa}`),
     plain('VEIL_BOOTSTRAP_POLICY_FILE', `${mountPaths.bootstrap}/${fileNames.bootstrapPolicy}`),
     ...s3Env(settings.s3),
   ];

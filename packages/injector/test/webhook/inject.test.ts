@@ -166,11 +166,17 @@ test('the controller key can come from a Secret', () => {
     result.outcome === 'injected'
       ? result.pod.spec?.volumes?.find((v) => v.name === 'veil-controller-key')
       : undefined;
-  assert.deepEqual(volume?.secret, {
-    secretName: 'veil-ctl',
-    items: [{ key: 'public.jwk', path: 'jwk.json' }],
-  });
+  // The key is required; the controller's CA bundle beside it is optional.
+  assert.deepEqual(volume?.projected?.sources, [
+    { secret: { name: 'veil-ctl', items: [{ key: 'public.jwk', path: 'jwk.json' }] } },
+    { secret: { name: 'veil-ctl', items: [{ key: 'ca.crt', path: 'ca.crt' }], optional: true } },
+  ]);
   assert.equal(volume?.configMap, undefined);
+  const env = result.outcome === 'injected' ? sidecarOf(result.pod).env : [];
+  assert.equal(
+    env?.find((e) => e.name === 'VEIL_CONTROLLER_CA_FILE')?.value,
+    '/etc/veil/controller-key/ca.crt',
+  );
 });
 
 test('the status annotation matches its schema and records what was added', () => {

@@ -182,11 +182,17 @@ export async function deleteWebhook(cp: ControlPlane, name: string): Promise<voi
     .deleteMutatingWebhookConfiguration({ name });
 }
 
-/** A model pod as a Deployment would create it. */
+/**
+ * A model pod as a Deployment would create it. It names its service account
+ * because the test API server runs without the ServiceAccount admission
+ * plugin, which fills it in on a real cluster (the injected projected token
+ * needs it).
+ */
 export function modelPod(name: string, annotations: Record<string, string> = {}): V1Pod {
   return {
     metadata: { name, annotations },
     spec: {
+      serviceAccountName: 'default',
       containers: [
         { name: 'model', image: 'example.invalid/model:1', ports: [{ name: 'http', containerPort: 8080 }] },
       ],

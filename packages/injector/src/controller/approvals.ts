@@ -17,7 +17,6 @@
 // the controller holds, never from the sidecar. The sidecar sends a masked summary
 // and counts only; the controller caps the summary and stores no inputs.
 import { randomBytes } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SecureContextOptions } from 'node:tls';
 import { CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
@@ -32,6 +31,7 @@ import {
 } from '@veil/core';
 import fastify from 'fastify';
 import { z } from 'zod';
+import { listeningUrl } from '../certs/listening.ts';
 import { type CertificateFiles, CertificateReloader, readCertificatePair } from '../certs/reload.ts';
 import type { DesiredPolicy } from './distributor.ts';
 import type { Log } from './log.ts';
@@ -379,15 +379,9 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
     certificates.close();
     throw error;
   }
-  const { address, port } = app.server.address() as AddressInfo;
-  const host =
-    address === '0.0.0.0' || address === '::'
-      ? 'localhost'
-      : address.includes(':')
-        ? `[${address}]`
-        : address;
+  const { url, port } = listeningUrl(app.server);
   return {
-    url: `https://${host}:${port}`,
+    url,
     port,
     expireNow,
     close: async () => {

@@ -4,11 +4,11 @@
 // audience below) that the API server vouches for through a TokenReview; a pod
 // reads the policies of its own namespace only. Every replica answers, leader
 // or not: each keeps the same informer cache.
-import type { AddressInfo } from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
 import type { AuthenticationV1Api } from '@kubernetes/client-node';
 import fastify from 'fastify';
 import { z } from 'zod';
+import { listeningUrl } from '../certs/listening.ts';
 import { type CertificateFiles, CertificateReloader, readCertificatePair } from '../certs/reload.ts';
 import type { DesiredPolicy } from './distributor.ts';
 import type { Log } from './log.ts';
@@ -85,15 +85,9 @@ export async function startPullServer(options: PullServerOptions): Promise<PullS
     certificates.close();
     throw error;
   }
-  const { address, port } = app.server.address() as AddressInfo;
-  const host =
-    address === '0.0.0.0' || address === '::'
-      ? 'localhost'
-      : address.includes(':')
-        ? `[${address}]`
-        : address;
+  const { url, port } = listeningUrl(app.server);
   return {
-    url: `https://${host}:${port}`,
+    url,
     port,
     close: async () => {
       certificates.close();

@@ -1,9 +1,9 @@
 // The admission webhooks over HTTPS: `POST /mutate-pods` (pod injection) and
 // `POST /mutate-approvals` (approval identity stamping) for AdmissionReviews,
 // `GET /healthz` for probes. Certificates are reloaded from disk as they rotate.
-import type { AddressInfo } from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
 import fastify from 'fastify';
+import { listeningUrl } from '../certs/listening.ts';
 import { type CertificateFiles, CertificateReloader, readCertificatePair } from '../certs/reload.ts';
 import { type ApprovalStampSettings, reviewApprovalAdmission } from './approvals.ts';
 import { admissionReviewRequestSchema, type ReviewDependencies, reviewPodAdmission } from './review.ts';
@@ -104,9 +104,9 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     certificates.close();
     throw error;
   }
-  const { address, port } = app.server.address() as AddressInfo;
+  const { url, port } = listeningUrl(app.server);
   return {
-    url: `https://${urlHost(address)}:${port}`,
+    url,
     port,
     certificates,
     close: async () => {
@@ -114,9 +114,4 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
       await app.close();
     },
   };
-}
-
-function urlHost(address: string): string {
-  if (address === '0.0.0.0' || address === '::') return 'localhost';
-  return address.includes(':') ? `[${address}]` : address;
 }

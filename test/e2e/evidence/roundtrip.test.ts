@@ -1,8 +1,11 @@
 // Requests through a real sidecar become locked, signed evidence in a real S3
 // server, and core's verifier accounts for every one of them.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
 import { parseEvidenceKey } from '@veil/core';
 import { configFromEnv, type RunningSidecar, startSidecar } from '@veil/sidecar';
 import { invalidFindings, verifyBucket } from './bucket.ts';
@@ -10,6 +13,8 @@ import { markerCounts, runLoad } from './load.ts';
 import { readGauge, waitForGauge } from './metrics.ts';
 import { type EvidenceEnv, startEvidenceEnv } from './setup.ts';
 
+const run = promisify(execFile);
+const veil = join(import.meta.dirname, '..', '..', '..', 'node_modules', '.bin', 'veil');
 const requests = 200;
 let evidence: EvidenceEnv;
 let sidecar: RunningSidecar | undefined;
@@ -86,4 +91,39 @@ test('every request becomes exactly one verified, locked record; close seals the
   assert.ok(closed.result.findings.every((f) => f.level !== 'WARN' || f.code === 'retention-expired'));
   const kinds = closed.objects.map((o) => parseEvidenceKey(o.key)?.kind);
   assert.ok(kinds.includes('batch') && kinds.includes('manifest'));
+});
+
+test("the auditor's three commands, as a user runs them, agree with the requests sent", async () => {
+  const out = join(evidence.dir, 'pulled');
+  const cli = (...args: string[]) =>
+    run(process.execPath, [veil, ...args], {
+      env: { ...process.env, ...evidence.env(join(evidence.dir, 'spool')) },
+    });
+  await cli(
+    'evidence',
+    'pull',
+    '--endpoint',
+    evidence.s3.endpoint,
+    '--path-style',
+    '--bucket',
+    evidence.bucket,
+    '--out',
+    out,
+  );
+
+  const verified = await cli('evidence', 'verify', out);
+  assert.doesNotMatch(verified.stdout, /INVALID/);
+  assert.match(verified.stdout, new RegExp(`1 streams, \\d+ batches, ${requests} records verified, 0 gaps`));
+
+  const json = join(evidence.dir, 'report.json');
+  await cli('evidence', 'report', out, '--json', json, '--html', join(evidence.dir, 'report.html'));
+  const report = JSON.parse(await readFile(json, 'utf8')) as {
+    populations: { name: string; count: number }[];
+  };
+  assert.equal(report.populations.find((p) => p.name === 'requests')?.count, requests);
+  assert.equal(
+    report.populations.find((p) => p.name === 'denials')?.count,
+    0,
+    'every request was answered 200',
+  );
 });

@@ -13,10 +13,11 @@ import { type CpuLayout, cpuLayout, createWorld, type SidecarChild, type World }
 import { BATCH_MAX_AGE_SECONDS, type ShippingResult, ShippingUnavailable, shipToS3 } from './shipping.ts';
 import { installTeardownHandlers, stopping, teardown } from './teardown.ts';
 import { type ThroughputResult, throughput } from './throughput.ts';
+import { benchWebhook } from './webhook.ts';
 import { INPUTS_PER_REQUEST } from './workload.ts';
 
-type Scenario = 'A' | 'B' | 'C' | 'D';
-const allScenarios: readonly Scenario[] = ['A', 'B', 'C', 'D'];
+type Scenario = 'A' | 'B' | 'C' | 'D' | 'W';
+const allScenarios: readonly Scenario[] = ['A', 'B', 'C', 'D', 'W'];
 const INSTALL_HINT = 'apt-get install nginx-light wrk';
 
 const TARGETS = {
@@ -50,7 +51,7 @@ function parseOptions(argv: string[]): Plan | undefined {
     strict: true,
   });
   if (values.help) {
-    console.log(`usage: npm run bench -- [--quick] [--only A,B,C,D]
+    console.log(`usage: npm run bench -- [--quick] [--only A,B,C,D,W]
   A  latency at a fixed rate: direct, nginx and sidecar
   B  closed-loop throughput (wrk), sidecar pinned to one core, peak RSS
   C  durable recording (fsync) against recording off
@@ -317,6 +318,28 @@ async function scenarioC(world: World, plan: Plan): Promise<TargetCheck> {
   };
 }
 
+const W_LABEL = 'W  pod webhook p99 ≤ 5 ms';
+
+async function scenarioW(plan: Plan): Promise<TargetCheck> {
+  console.log('W. pod-injection webhook: AdmissionReview over HTTPS, a fresh pod each time');
+  const results = await benchWebhook(plan.quick ? 200 : 3000);
+  console.log(
+    table(
+      ['concurrency', 'requests', 'p50 ms', 'p99 ms', 'errors'],
+      results.map((r) => [r.concurrency, r.requests, ms(r.p50), ms(r.p99), r.errors]),
+    ),
+  );
+  console.log('');
+  const worst = Math.max(...results.map((r) => r.p99));
+  const errors = results.some((r) => r.errors > 0);
+  return {
+    label: W_LABEL,
+    met: errors ? undefined : worst <= 5,
+    measured: `${ms(worst)} ms`,
+    ...(errors ? { note: 'some reviews failed' } : {}),
+  };
+}
+
 async function scenarioD(world: World, wrk: string | undefined, plan: Plan): Promise<TargetCheck> {
   console.log(
     `D. shipping to a real S3 server (Object Lock), fsync on: ${plan.shipSeconds} s of load per phase, then until the spool is drained`,
@@ -431,7 +454,9 @@ async function main(): Promise<number> {
   try {
     plan = parseOptions(process.argv.slice(2));
   } catch (error) {
-    console.error(`${(error as Error).message}\nusage: npm run bench -- [--quick] [--only A,B,C,D] (--help)`);
+    console.error(
+      `${(error as Error).message}\nusage: npm run bench -- [--quick] [--only A,B,C,D,W] (--help)`,
+    );
     return 2;
   }
   if (plan === undefined) return 0;
@@ -455,6 +480,7 @@ async function main(): Promise<number> {
     }
     if (plan.only.has('C')) checks.push(await scenarioC(world, plan));
     if (plan.only.has('D')) checks.push(await scenarioD(world, tools.wrk, plan));
+    if (plan.only.has('W')) checks.push(await scenarioW(plan));
   } catch (error) {
     if (stopping()) return 130;
     console.error(`bench failed: ${(error as Error).stack ?? String(error)}`);

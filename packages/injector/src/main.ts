@@ -313,28 +313,9 @@ export async function startInjector(
       closeCaBundle();
       // Leadership first, so the next replica starts pushing while this one drains.
       await controller.stop(options);
-      await Promise.all([
-        within(servers.webhook.close(), webhookDrainMs, log),
-        servers.pull.close(),
-        servers.approvals?.close(),
-      ]);
+      await Promise.all([servers.webhook.close(), servers.pull.close(), servers.approvals?.close()]);
     },
   };
-}
-
-// The API server keeps connections to the webhook open that never carry a
-// request, and the webhook server waits for them until its headers timeout.
-// Shutdown does not: the kubelet's grace period is shorter.
-const webhookDrainMs = 3000;
-
-async function within(closing: Promise<void>, ms: number, log: Log): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<'late'>((resolve) => {
-    timer = setTimeout(() => resolve('late'), ms);
-  });
-  const outcome = await Promise.race([closing, late]);
-  clearTimeout(timer);
-  if (outcome === 'late') log.warn('webhook connections still open after the drain; leaving them', { ms });
 }
 
 async function readSettings(file: string): Promise<InjectionSettings> {

@@ -18,7 +18,6 @@
 // and counts only; the controller caps the summary and stores no inputs.
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { SecureContextOptions } from 'node:tls';
 import { CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import {
   type ApprovalSpec,
@@ -31,8 +30,8 @@ import {
 } from '@veil/core';
 import fastify from 'fastify';
 import { z } from 'zod';
-import { listeningUrl } from '../certs/listening.ts';
-import { type CertificateFiles, CertificateReloader, readCertificatePair } from '../certs/reload.ts';
+import { type HttpsListener, listenHttps, tlsOptions } from '../certs/listening.ts';
+import { type CertificateFiles, readCertificatePair } from '../certs/reload.ts';
 import type { DesiredPolicy } from './distributor.ts';
 import type { Log } from './log.ts';
 import type { Caller } from './pull.ts';
@@ -104,7 +103,6 @@ export type ApprovalsApi = {
   close(): Promise<void>;
 };
 
-const tlsOptions: SecureContextOptions = { minVersion: 'TLSv1.2' };
 const maxWaitSeconds = 600;
 
 type Stored = {
@@ -371,27 +369,27 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
   }, options.expiryIntervalMs ?? 10_000);
   sweep.unref();
 
-  const certificates = new CertificateReloader({ ...options.tls, server: app.server, initial, tlsOptions });
+  let listener: HttpsListener;
   try {
-    await app.listen({ host: options.host ?? '0.0.0.0', port: options.port ?? 8445 });
+    // Long polls hold connections: a short grace, then they are cut.
+    listener = await listenHttps(app, {
+      files: options.tls,
+      initial,
+      host: options.host,
+      port: options.port ?? 8445,
+      closeGraceMs: 1000,
+    });
   } catch (error) {
     clearInterval(sweep);
-    certificates.close();
     throw error;
   }
-  const { url, port } = listeningUrl(app.server);
   return {
-    url,
-    port,
+    url: listener.url,
+    port: listener.port,
     expireNow,
     close: async () => {
       clearInterval(sweep);
-      certificates.close();
-      const closing = app.close();
-      // Long polls hold connections: cut them after a short grace.
-      const cut = setTimeout(() => app.server.closeAllConnections(), 1000);
-      await closing;
-      clearTimeout(cut);
+      await listener.close();
     },
   };
 }

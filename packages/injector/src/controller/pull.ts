@@ -4,12 +4,11 @@
 // audience below) that the API server vouches for through a TokenReview; a pod
 // reads the policies of its own namespace only. Every replica answers, leader
 // or not: each keeps the same informer cache.
-import type { SecureContextOptions } from 'node:tls';
 import type { AuthenticationV1Api } from '@kubernetes/client-node';
 import fastify from 'fastify';
 import { z } from 'zod';
-import { listeningUrl } from '../certs/listening.ts';
-import { type CertificateFiles, CertificateReloader, readCertificatePair } from '../certs/reload.ts';
+import { listenHttps, tlsOptions } from '../certs/listening.ts';
+import { type CertificateFiles, readCertificatePair } from '../certs/reload.ts';
 import type { DesiredPolicy } from './distributor.ts';
 import type { Log } from './log.ts';
 
@@ -44,9 +43,6 @@ const paramsSchema = z.object({
     .max(63),
 });
 
-const tlsOptions: SecureContextOptions = { minVersion: 'TLSv1.2' };
-const closeGraceMs = 5000;
-
 export async function startPullServer(options: PullServerOptions): Promise<PullServer> {
   const initial = await readCertificatePair(options.tls);
   const app = fastify({ https: { ...tlsOptions, ...initial }, logger: false });
@@ -78,27 +74,14 @@ export async function startPullServer(options: PullServerOptions): Promise<PullS
     return { name: policy.name, hash: policy.hash, spec: policy.spec };
   });
 
-  const certificates = new CertificateReloader({ ...options.tls, server: app.server, initial, tlsOptions });
-  try {
-    await app.listen({ host: options.host ?? '0.0.0.0', port: options.port ?? 8444 });
-  } catch (error) {
-    certificates.close();
-    throw error;
-  }
-  const { url, port } = listeningUrl(app.server);
-  return {
-    url,
-    port,
-    close: async () => {
-      certificates.close();
-      const closing = app.close();
-      // Clients may hold connections that never carry a request, which Node does
-      // not count as idle; after a grace for requests under way, cut them.
-      const cut = setTimeout(() => app.server.closeAllConnections(), closeGraceMs);
-      await closing;
-      clearTimeout(cut);
-    },
-  };
+  const listener = await listenHttps(app, {
+    files: options.tls,
+    initial,
+    host: options.host,
+    port: options.port ?? 8444,
+    closeGraceMs: 5000,
+  });
+  return { url: listener.url, port: listener.port, close: () => listener.close() };
 }
 
 const serviceAccountUser = /^system:serviceaccount:([a-z0-9]([-a-z0-9]*[a-z0-9])?):[^:]+$/;

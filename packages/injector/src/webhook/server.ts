@@ -1,10 +1,9 @@
 // The admission webhooks over HTTPS: `POST /mutate-pods` (pod injection) and
 // `POST /mutate-approvals` (approval identity stamping) for AdmissionReviews,
 // `GET /healthz` for probes. Certificates are reloaded from disk as they rotate.
-import type { SecureContextOptions } from 'node:tls';
 import fastify from 'fastify';
-import { listeningUrl } from '../certs/listening.ts';
-import { type CertificateFiles, CertificateReloader, readCertificatePair } from '../certs/reload.ts';
+import { type HttpsListener, listenHttps, tlsOptions } from '../certs/listening.ts';
+import { type CertificateFiles, readCertificatePair } from '../certs/reload.ts';
 import { type ApprovalStampSettings, reviewApprovalAdmission } from './approvals.ts';
 import { admissionReviewRequestSchema, type ReviewDependencies, reviewPodAdmission } from './review.ts';
 import { type InjectionSettingsInput, injectionSettingsSchema } from './settings.ts';
@@ -25,14 +24,7 @@ export type WebhookServerOptions = Omit<ReviewDependencies, 'settings'> & {
   now?: () => Date;
 };
 
-export type WebhookServer = {
-  url: string;
-  port: number;
-  certificates: CertificateReloader;
-  close(): Promise<void>;
-};
-
-const tlsOptions: SecureContextOptions = { minVersion: 'TLSv1.2' };
+export type WebhookServer = HttpsListener;
 
 // An AdmissionReview holds the pod and, for updates, its previous version.
 const bodyLimit = 8 * 1024 * 1024;
@@ -86,32 +78,19 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     return result.review;
   });
 
-  const certificates = new CertificateReloader({
-    ...options.tls,
-    server: app.server,
+  const listener = await listenHttps(app, {
+    files: options.tls,
     initial,
-    tlsOptions,
+    host: options.host,
+    port: options.port ?? 8443,
+    closeGraceMs: 3000,
     ...(options.certificatePollMs === undefined ? {} : { pollIntervalMs: options.certificatePollMs }),
   });
-  certificates.on('reloaded', (fingerprint) => app.log.info({ fingerprint }, 'serving a new certificate'));
-  certificates.on('rejected', (error) =>
+  listener.certificates.on('reloaded', (fingerprint) =>
+    app.log.info({ fingerprint }, 'serving a new certificate'),
+  );
+  listener.certificates.on('rejected', (error) =>
     app.log.warn({ error: error.message }, 'certificate files not usable yet'),
   );
-
-  try {
-    await app.listen({ host: options.host ?? '0.0.0.0', port: options.port ?? 8443 });
-  } catch (error) {
-    certificates.close();
-    throw error;
-  }
-  const { url, port } = listeningUrl(app.server);
-  return {
-    url,
-    port,
-    certificates,
-    close: async () => {
-      certificates.close();
-      await app.close();
-    },
-  };
+  return listener;
 }

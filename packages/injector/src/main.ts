@@ -49,16 +49,7 @@ export const injectorConfigSchema = z
       .optional()
       .describe('The approvals API sidecars open held requests on (8445 in the chart); off when unset'),
     identity: z.string().min(1).describe('This replica: the Lease holder; the pod name in a cluster'),
-    namespaces: z
-      .string()
-      .default('')
-      .transform((list) =>
-        list
-          .split(',')
-          .map((n) => n.trim())
-          .filter(Boolean),
-      )
-      .describe('Comma-separated namespaces to watch; empty watches all'),
+    namespaces: list.describe('Comma-separated namespaces to watch; empty watches all'),
     leaseName: z.string().min(1).default(defaultLeaseName),
     leaseDurationSeconds: z.coerce.number().int().min(1).default(15),
     leaseRenewSeconds: seconds.default(5),

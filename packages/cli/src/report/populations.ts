@@ -40,35 +40,35 @@ export function buildPopulations(records: readonly AuditRecord[]): Population[] 
       'requests',
       'Requests',
       'Every audit record: one per request, whatever its outcome.',
-      requestColumns,
-      records.map((record) => ({ record, row: requestRow(record) })),
+      names(requestColumns),
+      records.map((record) => ({ record, row: row(requestColumns, record) })),
     ),
     population(
       'denials',
       'Denials',
       `Records whose outcome refused the caller: ${denialOutcomes.join(', ')}.`,
-      denialColumns,
+      names(denialColumns),
       records
         .filter((r) => denialOutcomes.includes(r.outcome))
-        .map((record) => ({ record, row: denialRow(record) })),
+        .map((record) => ({ record, row: row(denialColumns, record) })),
     ),
     population(
       'masking-actions',
       'Masking actions',
       'One row per record and masking action: what was found where, never the value.',
-      maskingColumns,
+      names(maskingColumns),
       records.flatMap((record) =>
-        record.masking.map((action) => ({ record, row: maskingRow(record, action) })),
+        record.masking.map((action) => ({ record, row: row(maskingColumns, { record, action }) })),
       ),
     ),
     population(
       'approvals',
       'Approvals',
       'Records held for approval (with an approval, or of kind approval.*), with their approvers: who, when and the reason each gave.',
-      approvalColumns,
+      names(approvalColumns),
       records
         .filter((r) => r.approval !== undefined || r.kind.startsWith('approval.'))
-        .map((record) => ({ record, row: approvalRow(record) })),
+        .map((record) => ({ record, row: row(approvalColumns, record) })),
     ),
   ];
 }
@@ -125,129 +125,72 @@ function compare(a: string, b: string): number {
 
 // ---- rows -------------------------------------------------------------------
 
-const where = ['id', 'time', 'stream', 'seq'] as const;
-const who = ['issuer', 'subject', 'groups'] as const;
+/** A column: its CSV/HTML name and how a member fills it, kept side by side so the two cannot drift apart. */
+type Column<T> = readonly [name: string, cell: (member: T) => Cell];
 
-function whereCells(r: AuditRecord): Cell[] {
-  return [r.id, r.time, r.stream, r.seq];
-}
+const where: Column<AuditRecord>[] = [
+  ['id', (r) => r.id],
+  ['time', (r) => r.time],
+  ['stream', (r) => r.stream],
+  ['seq', (r) => r.seq],
+];
+const issuer: Column<AuditRecord> = ['issuer', (r) => r.identity?.issuer ?? null];
+const subject: Column<AuditRecord> = ['subject', (r) => r.identity?.subject ?? null];
+const who: Column<AuditRecord>[] = [issuer, subject, ['groups', (r) => r.identity?.groups.join(' ') ?? null]];
+const outcome: Column<AuditRecord> = ['outcome', (r) => r.outcome];
+const status: Column<AuditRecord> = ['status', (r) => r.status];
+const kind: Column<AuditRecord> = ['kind', (r) => r.kind];
+const pod: Column<AuditRecord>[] = [
+  ['namespace', (r) => r.pod.namespace],
+  ['pod', (r) => r.pod.name],
+];
+const policy: Column<AuditRecord> = ['policy', (r) => r.policy?.name ?? null];
+const call: Column<AuditRecord>[] = [
+  ['api', (r) => r.api],
+  ['route', (r) => r.route],
+  ['model', (r) => r.model],
+  ['input_count', (r) => r.inputCount],
+];
+const error: Column<AuditRecord> = ['error', (r) => r.error ?? null];
 
-function whoCells(r: AuditRecord): Cell[] {
-  return [r.identity?.issuer ?? null, r.identity?.subject ?? null, r.identity?.groups.join(' ') ?? null];
-}
-
-const requestColumns = [
+const requestColumns: Column<AuditRecord>[] = [
   ...where,
-  'kind',
-  'outcome',
-  'status',
+  kind,
+  outcome,
+  status,
   ...who,
-  'namespace',
-  'pod',
-  'policy',
-  'policy_hash',
-  'api',
-  'route',
-  'model',
-  'input_count',
-  'masking_actions',
-  'approval_id',
-  'total_ms',
-  'error',
+  ...pod,
+  policy,
+  ['policy_hash', (r) => r.policy?.hash ?? null],
+  ...call,
+  ['masking_actions', (r) => r.masking.length],
+  ['approval_id', (r) => r.approval?.id ?? null],
+  ['total_ms', (r) => r.latency.totalMs],
+  error,
 ];
 
-function requestRow(r: AuditRecord): Cell[] {
-  return [
-    ...whereCells(r),
-    r.kind,
-    r.outcome,
-    r.status,
-    ...whoCells(r),
-    r.pod.namespace,
-    r.pod.name,
-    r.policy?.name ?? null,
-    r.policy?.hash ?? null,
-    r.api,
-    r.route,
-    r.model,
-    r.inputCount,
-    r.masking.length,
-    r.approval?.id ?? null,
-    r.latency.totalMs,
-    r.error ?? null,
-  ];
-}
-
-const denialColumns = [
+const denialColumns: Column<AuditRecord>[] = [
   ...where,
-  'outcome',
-  'status',
+  outcome,
+  status,
   ...who,
-  'namespace',
-  'pod',
-  'policy',
-  'api',
-  'route',
-  'model',
-  'input_count',
-  'error',
+  ...pod,
+  policy,
+  ...call,
+  error,
 ];
 
-function denialRow(r: AuditRecord): Cell[] {
-  return [
-    ...whereCells(r),
-    r.outcome,
-    r.status,
-    ...whoCells(r),
-    r.pod.namespace,
-    r.pod.name,
-    r.policy?.name ?? null,
-    r.api,
-    r.route,
-    r.model,
-    r.inputCount,
-    r.error ?? null,
-  ];
-}
+type MaskingMember = { record: AuditRecord; action: AuditRecord['masking'][number] };
+const ofRecord = ([name, cell]: Column<AuditRecord>): Column<MaskingMember> => [name, (m) => cell(m.record)];
 
-const maskingColumns = [
-  ...where,
-  'issuer',
-  'subject',
-  'rule',
-  'detector',
-  'field',
-  'operator',
-  'scope',
-  'matches',
-];
-
-function maskingRow(r: AuditRecord, action: AuditRecord['masking'][number]): Cell[] {
-  return [
-    ...whereCells(r),
-    r.identity?.issuer ?? null,
-    r.identity?.subject ?? null,
-    action.rule,
-    action.detector,
-    action.field,
-    action.operator,
-    action.scope ?? null,
-    action.count,
-  ];
-}
-
-const approvalColumns = [
-  ...where,
-  'kind',
-  'outcome',
-  'requester_issuer',
-  'requester_subject',
-  'approval_id',
-  'requested_at',
-  'decided_at',
-  'approver_count',
-  'approvers',
-  'requester_among_approvers',
+const maskingColumns: Column<MaskingMember>[] = [
+  ...[...where, issuer, subject].map(ofRecord),
+  ['rule', (m) => m.action.rule],
+  ['detector', (m) => m.action.detector],
+  ['field', (m) => m.action.field],
+  ['operator', (m) => m.action.operator],
+  ['scope', (m) => m.action.scope ?? null],
+  ['matches', (m) => m.action.count],
 ];
 
 type Approver = NonNullable<AuditRecord['approval']>['approvers'][number];
@@ -262,20 +205,25 @@ function approverText(a: Approver): string {
   return `${a.subject} at ${a.time}${said}`;
 }
 
-function approvalRow(r: AuditRecord): Cell[] {
-  const approvers = r.approval?.approvers ?? [];
-  return [
-    ...whereCells(r),
-    r.kind,
-    r.outcome,
-    r.identity?.issuer ?? null,
-    r.identity?.subject ?? null,
-    r.approval?.id ?? null,
-    r.approval?.requestedAt ?? null,
-    r.approval?.decidedAt ?? null,
-    approvers.length,
-    approvers.map(approverText).join('; '),
-    // Nobody may approve their own request: an auditor looks for exactly this.
-    r.identity !== null && approvers.some((a) => a.subject === r.identity?.subject),
-  ];
-}
+const approvers = (r: AuditRecord): Approver[] => r.approval?.approvers ?? [];
+
+const approvalColumns: Column<AuditRecord>[] = [
+  ...where,
+  kind,
+  outcome,
+  ['requester_issuer', (r) => r.identity?.issuer ?? null],
+  ['requester_subject', (r) => r.identity?.subject ?? null],
+  ['approval_id', (r) => r.approval?.id ?? null],
+  ['requested_at', (r) => r.approval?.requestedAt ?? null],
+  ['decided_at', (r) => r.approval?.decidedAt ?? null],
+  ['approver_count', (r) => approvers(r).length],
+  ['approvers', (r) => approvers(r).map(approverText).join('; ')],
+  // Nobody may approve their own request: an auditor looks for exactly this.
+  [
+    'requester_among_approvers',
+    (r) => r.identity !== null && approvers(r).some((a) => a.subject === r.identity?.subject),
+  ],
+];
+
+const names = <T>(columns: readonly Column<T>[]): string[] => columns.map(([name]) => name);
+const row = <T>(columns: readonly Column<T>[], member: T): Cell[] => columns.map(([, cell]) => cell(member));

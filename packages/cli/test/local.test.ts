@@ -5,11 +5,17 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { batchKey, manifestKey } from '@veil/core';
+import { type AuditRecordInput, batchKey, manifestKey } from '@veil/core';
 import { CliError } from '../src/command.ts';
 import { runReport, runVerify } from '../src/commands/evidence.ts';
 import { runSessionsShow } from '../src/commands/sessions.ts';
-import { type BuiltStream, buildStream, captureIo, writeLocalStore } from './support/evidence.ts';
+import {
+  type BuiltStream,
+  buildStream,
+  captureIo,
+  sampleRecord,
+  writeLocalStore,
+} from './support/evidence.ts';
 
 const now = new Date('2025-06-03T00:00:00.000Z');
 let root: string;
@@ -155,4 +161,76 @@ test('report on a local store writes JSON, HTML and one CSV per population', asy
   const html = await readFile(join(out, 'r.html'), 'utf8');
   assert.match(html, /<div class="verdict warn">VALID WITH WARNINGS<\/div>/);
   assert.match(html, /Local evidence directory .* \(not WORM storage\)/);
+});
+
+test("an approval's own records verify, and the report draws the approvals population from them", async () => {
+  const approval = (id: string, minute: number) => ({
+    id,
+    requestedAt: `2025-06-02T00:0${minute}:00.000Z`,
+    approvers: [] as { subject: string; time: string; reason?: string }[],
+  });
+  const decision = (id: string, minute: number, subject: string, reason: string) => {
+    const time = `2025-06-02T00:0${minute}:30.000Z`;
+    return { ...approval(id, minute), decidedAt: time, approvers: [{ subject, time, reason }] };
+  };
+  // As a sidecar writes them: approval.requested, approval.decided, then the request's record.
+  const trail: Record<number, Partial<AuditRecordInput>> = {
+    1: { kind: 'approval.requested', outcome: 'held', status: null, approval: approval('ml/ea-1', 1) },
+    2: { kind: 'approval.decided', status: null, approval: decision('ml/ea-1', 1, 'carol', 'OPS-7') },
+    3: { approval: decision('ml/ea-1', 1, 'carol', 'OPS-7') },
+    4: { kind: 'approval.requested', outcome: 'held', status: null, approval: approval('ml/ea-2', 2) },
+    5: {
+      kind: 'approval.decided',
+      outcome: 'approval_denied',
+      status: null,
+      approval: decision('ml/ea-2', 2, 'dave', 'not now'),
+    },
+    6: { outcome: 'approval_denied', status: 403, approval: decision('ml/ea-2', 2, 'dave', 'not now') },
+  };
+  const approvals = buildStream({
+    batches: [
+      [0, 1, 2],
+      [3, 4, 5, 6],
+    ],
+    recordFor: (stream, seq, ref) => {
+      const base = sampleRecord(stream, seq, ref);
+      const requester = { issuer: 'https://issuer.example', subject: 'alice', groups: ['ml'] };
+      const { approval: _none, ...plain } = base;
+      return seq in trail
+        ? { ...plain, identity: requester, outcome: 'allowed', status: 200, masking: [], ...trail[seq] }
+        : plain;
+    },
+  });
+  const dir = join(root, 'approvals');
+  await writeLocalStore(dir, approvals.objects);
+
+  const verified = captureIo(now);
+  assert.equal(await runVerify([dir], verified.io), 0);
+  assert.equal(verified.out.at(-1), '1 streams, 2 batches, 7 records verified, 0 gaps');
+
+  const out = join(root, 'approvals-report');
+  const { io } = captureIo(now);
+  assert.equal(await runReport([dir, '--json', join(out, 'r.json'), '--csv-dir', join(out, 'csv')], io), 0);
+  const report = JSON.parse(await readFile(join(out, 'r.json'), 'utf8'));
+  assert.deepEqual(
+    report.populations.map((p: { name: string; count: number }) => [p.name, p.count]),
+    [
+      ['requests', 3],
+      ['denials', 1],
+      ['masking-actions', 2],
+      ['approvals', 2],
+    ],
+  );
+  const csv = (await readFile(join(out, 'csv', 'approvals.csv'), 'utf8')).split('\r\n');
+  const header = csv[0]?.split(',') ?? [];
+  const rows = csv.slice(1, -1).map((line) => line.split(','));
+  const cells = (name: string) => rows.map((row) => row[header.indexOf(name)]);
+  assert.deepEqual(cells('approval_id'), ['ml/ea-1', 'ml/ea-2']);
+  assert.deepEqual(cells('requester_subject'), ['alice', 'alice']);
+  assert.deepEqual(cells('requested_at'), ['2025-06-02T00:01:00.000Z', '2025-06-02T00:02:00.000Z']);
+  assert.deepEqual(cells('approvers'), ['"carol at 2025-06-02T00:01:30.000Z: ""OPS-7"""', '']);
+  assert.deepEqual(cells('denied_by'), ['', '"dave at 2025-06-02T00:02:30.000Z: ""not now"""']);
+  assert.deepEqual(cells('request_outcomes'), ['allowed', 'approval_denied']);
+  // Each row leads to the approval.requested record, which sessions show retrieves.
+  assert.deepEqual(cells('seq'), ['1', '4']);
 });

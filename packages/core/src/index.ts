@@ -1,3 +1,5 @@
+export * from './approvals/decisions.ts';
+export * from './approvals/lifecycle.ts';
 export * from './approvals/schema.ts';
 export * from './evidence/index.ts';
 export * from './masking/index.ts';

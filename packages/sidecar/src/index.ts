@@ -1,3 +1,10 @@
+export type {
+  ApprovalsClient,
+  ApprovalView,
+  OpenApproval,
+  UseRefusalReason,
+  UseResult,
+} from './approvals/client.ts';
 export type { AuditDraft, AuditSink } from './audit/sink.ts';
 export { createDevKeyring, generateDevSigningKey, signWithDevKey, startDevIssuer } from './auth/devissuer.ts';
 export { configFromEnv, type SidecarConfig, type SidecarConfigInput, sidecarConfigSchema } from './config.ts';

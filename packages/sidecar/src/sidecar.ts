@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { type ApprovalsClient, controllerApprovalsClient } from './approvals/client.ts';
+import { RecordedDecisions } from './approvals/evidence.ts';
 import { openAuditRecorder } from './audit/setup.ts';
 import type { AuditSink } from './audit/sink.ts';
 import type { SidecarConfig } from './config.ts';
@@ -33,6 +34,11 @@ export interface SidecarOptions {
   readonly pullBackoff?: { baseMs: number; capMs: number };
   /** Where the sidecar reports what it does in the background; stderr by default. */
   readonly log?: (message: string) => void;
+  /**
+   * Holds requests with this instead of the controller's approvals API (`veil dev`
+   * keeps approvals in its own process). The sidecar closes it on close.
+   */
+  readonly approvals?: ApprovalsClient;
 }
 
 /**
@@ -59,13 +65,14 @@ export async function startSidecar(
   });
   // Both or nothing: without a token the controller would refuse every call anyway.
   const approvals: ApprovalsClient | undefined =
-    config.approvalsUrl && config.controllerTokenFile
+    options.approvals ??
+    (config.approvalsUrl && config.controllerTokenFile
       ? await controllerApprovalsClient({
           url: config.approvalsUrl,
           tokenFile: config.controllerTokenFile,
           caFile: config.controllerCaFile,
         })
-      : undefined;
+      : undefined);
   const deps: PipelineDeps = {
     policy: () => store.current(),
     upstream,
@@ -75,6 +82,7 @@ export async function startSidecar(
     hashKey,
     approvals,
     podName: config.pod.name,
+    approvalDecisions: new RecordedDecisions(),
   };
   const data = await buildDataServer(deps, config.api, telemetry);
   const admin = await buildAdminServer(

@@ -173,9 +173,24 @@ test('a held OpenAI SDK call completes after an approver approves it with the CL
   assert.equal(stored?.status?.phase, 'Approved');
   assert.ok(stored?.status?.usedAt, 'the approval was consumed');
 
-  const record = fixture.records().at(-1);
-  assert.equal(record?.outcome, 'allowed');
-  assert.equal(record?.approval?.id, `${namespace}/${name}`);
+  // The approval's trail, then the request's record: who asked, who decided, what came of it.
+  const [requested, decided, record] = fixture.records().slice(-3);
+  assert.deepEqual(
+    [requested, decided, record].map((r) => [r?.kind, r?.outcome, r?.status]),
+    [
+      ['approval.requested', 'held', null],
+      ['approval.decided', 'allowed', null],
+      ['request', 'allowed', 200],
+    ],
+  );
+  for (const r of [requested, decided, record]) assert.equal(r?.approval?.id, `${namespace}/${name}`);
+  assert.equal(requested?.identity?.subject, record?.identity?.subject);
+  assert.equal(requested?.approval?.requestedAt, record?.approval?.requestedAt);
+  // The approver as the API server knows them, stamped by the webhook.
+  assert.deepEqual(
+    decided?.approval?.approvers.map((a) => [a.subject, a.reason]),
+    [['bob', 'backfill reviewed']],
+  );
   assert.deepEqual(
     record?.approval?.approvers.map((a) => [a.subject, a.reason]),
     [['bob', 'backfill reviewed']],

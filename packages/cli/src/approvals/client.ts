@@ -84,7 +84,20 @@ function toApproval(object: unknown): Approval {
   };
 }
 
-export class ApprovalsClient {
+/** Where approvals are read and decided: the API server, or a running `veil dev`. */
+export interface ApprovalsSource {
+  /** In one namespace, or every namespace when `namespace` is undefined. */
+  list(namespace: string | undefined): Promise<Approval[]>;
+  get(namespace: string, name: string): Promise<Approval>;
+  /** Appends one decision; who decided is the authenticated caller, never the body. */
+  decide(
+    namespace: string,
+    name: string,
+    decision: { decision: 'approve' | 'deny'; reason: string },
+  ): Promise<Approval>;
+}
+
+export class ApprovalsClient implements ApprovalsSource {
   readonly #api: CustomObjectsApi;
 
   constructor(kubeConfig: KubeConfig) {

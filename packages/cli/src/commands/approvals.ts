@@ -1,13 +1,17 @@
 // `veil approvals list / show / approve / deny`: held requests, through the user's
-// own kubeconfig, so the API server (and its admission webhook) knows who decides.
+// own kubeconfig, so the API server (and its admission webhook) knows who decides;
+// or, with --dev, through a running `veil dev` and an approver token from its
+// issuer, which then knows who decides by that token.
 import type { KubeConfig } from '@kubernetes/client-node';
 import {
   type Approval,
   ApprovalsClient,
+  type ApprovalsSource,
   contextNamespace,
   loadKubeConfig,
   parseApprovalRef,
 } from '../approvals/client.ts';
+import { APPROVER_TOKEN_ENV, DevApprovalsClient, DevConnectionError } from '../approvals/devclient.ts';
 import { approvedCount, renderApproval, renderTable } from '../approvals/render.ts';
 import { CliError, type Command, parseOptions } from '../command.ts';
 
@@ -15,17 +19,55 @@ export type ApprovalsIo = {
   out(line: string): void;
   /** Builds the client config; tests pass a user's kubeconfig file. */
   kubeConfig(path: string | undefined): KubeConfig;
+  /** Where --dev finds VEIL_APPROVER_TOKEN; none when unset. */
+  env?: Readonly<Record<string, string | undefined>>;
 };
 
 const processApprovalsIo: ApprovalsIo = {
   out: (line) => process.stdout.write(`${line}\n`),
   kubeConfig: (path) => loadKubeConfig(path),
+  env: process.env,
 };
 
 const common = {
   kubeconfig: { type: 'string' },
   namespace: { type: 'string', short: 'n' },
+  dev: { type: 'boolean' },
+  state: { type: 'string' },
+  token: { type: 'string' },
 } as const;
+
+type CommonValues = {
+  kubeconfig?: string;
+  dev?: boolean;
+  state?: string;
+  token?: string;
+};
+
+/** The cluster through the kubeconfig, or the running `veil dev` with --dev; and the default namespace. */
+async function connect(
+  command: string,
+  values: CommonValues,
+  io: ApprovalsIo,
+): Promise<{ source: ApprovalsSource; namespace: string }> {
+  if (values.dev) {
+    if (values.kubeconfig !== undefined) {
+      throw new CliError(`${command}: --dev talks to veil dev, not to a cluster: drop --kubeconfig`);
+    }
+    const client = await DevApprovalsClient.open(
+      values.state ?? '.veil',
+      values.token ?? io.env?.[APPROVER_TOKEN_ENV],
+    );
+    return { source: client, namespace: client.namespace };
+  }
+  if (values.state !== undefined || values.token !== undefined) {
+    throw new CliError(
+      `${command}: --state and --token go with --dev (a running veil dev); in a cluster your kubeconfig says who you are`,
+    );
+  }
+  const kubeConfig = io.kubeConfig(values.kubeconfig);
+  return { source: new ApprovalsClient(kubeConfig), namespace: contextNamespace(kubeConfig) };
+}
 
 export async function runApprovalsList(args: string[], io: ApprovalsIo): Promise<number> {
   const { values } = parseOptions('approvals list', args, {
@@ -36,10 +78,10 @@ export async function runApprovalsList(args: string[], io: ApprovalsIo): Promise
   if (values['all-namespaces'] && values.namespace !== undefined) {
     throw new CliError('approvals list: give -n NAMESPACE or -A, not both');
   }
-  const kubeConfig = io.kubeConfig(values.kubeconfig);
+  const where = await connect('approvals list', values, io);
   const all = values['all-namespaces'] === true;
-  const namespace = all ? undefined : (values.namespace ?? contextNamespace(kubeConfig));
-  let approvals = await new ApprovalsClient(kubeConfig).list(namespace);
+  const namespace = all ? undefined : (values.namespace ?? where.namespace);
+  let approvals = await where.source.list(namespace);
   if (values.pending) approvals = approvals.filter((a) => a.status.phase === 'Pending');
   approvals.sort(
     (a, b) => (a.createdAt ?? '').localeCompare(b.createdAt ?? '') || a.name.localeCompare(b.name),
@@ -56,9 +98,9 @@ export async function runApprovalsList(args: string[], io: ApprovalsIo): Promise
 
 export async function runApprovalsShow(args: string[], io: ApprovalsIo): Promise<number> {
   const { values, positionals } = parseOptions('approvals show', args, common, true);
-  const kubeConfig = io.kubeConfig(values.kubeconfig);
-  const ref = oneRef('approvals show', positionals, values.namespace ?? contextNamespace(kubeConfig));
-  const approval = await new ApprovalsClient(kubeConfig).get(ref.namespace, ref.name);
+  const where = await connect('approvals show', values, io);
+  const ref = oneRef('approvals show', positionals, values.namespace ?? where.namespace);
+  const approval = await where.source.get(ref.namespace, ref.name);
   for (const line of renderApproval(approval)) io.out(line);
   return 0;
 }
@@ -77,12 +119,15 @@ export async function runApprovalsDecide(
   );
   const reason = values.reason?.trim();
   if (!reason) throw new CliError(`${command}: --reason TEXT is required: it goes into the audit evidence`);
-  const kubeConfig = io.kubeConfig(values.kubeconfig);
-  const ref = oneRef(command, positionals, values.namespace ?? contextNamespace(kubeConfig));
+  const where = await connect(command, values, io);
+  const ref = oneRef(command, positionals, values.namespace ?? where.namespace);
   let approval: Approval;
   try {
-    approval = await new ApprovalsClient(kubeConfig).decide(ref.namespace, ref.name, { decision, reason });
+    approval = await where.source.decide(ref.namespace, ref.name, { decision, reason });
   } catch (error) {
+    if (error instanceof DevConnectionError) {
+      throw new CliError(`${command}: ${error.message}`, error.exitCode);
+    }
     if (error instanceof CliError) {
       throw new CliError(`${command} ${ref.namespace}/${ref.name} refused: ${error.message}`, error.exitCode);
     }
@@ -106,12 +151,21 @@ function oneRef(command: string, positionals: string[], namespace: string) {
   return parseApprovalRef(text, namespace);
 }
 
-const kubeOptions = `  --kubeconfig FILE   the kubeconfig (default: KUBECONFIG, then ~/.kube/config)
-  -n, --namespace NS  the namespace (default: the context's, else default)`;
+const sourceOptions = `  --kubeconfig FILE   the kubeconfig (default: KUBECONFIG, then ~/.kube/config)
+  -n, --namespace NS  the namespace (default: the context's, else default;
+                      under --dev: local)
+
+Against \`veil dev\` instead of a cluster:
+  --dev               ask the veil dev running from this folder (its local
+                      approvals API), not the Kubernetes API
+  --state DIR         the state folder of that veil dev (default .veil)
+  --token TOKEN       an approver token from it (default: $${APPROVER_TOKEN_ENV});
+                      mint one with: veil dev token --approver --sub bob --groups ml-approvers
+                      Its subject is the approver recorded with each decision.`;
 
 export const approvalsListCommand: Command = {
   summary: 'list EmbeddingApprovals (held requests)',
-  help: `Usage: veil approvals list [--pending] [-n NS | -A] [--kubeconfig FILE]
+  help: `Usage: veil approvals list [--pending] [-n NS | -A] [--kubeconfig FILE | --dev [--state DIR] [--token T]]
 
 Lists held embedding requests: who asked, which model, how many inputs, how
 many approvals they have and need, and when they expire.
@@ -119,33 +173,34 @@ many approvals they have and need, and when they expire.
 Options:
   --pending            only approvals still waiting for a decision
   -A, --all-namespaces every namespace
-${kubeOptions}`,
+${sourceOptions}`,
   run: (args) => runApprovalsList(args, processApprovalsIo),
 };
 
 export const approvalsShowCommand: Command = {
   summary: 'show one EmbeddingApproval: request, requester, decisions',
-  help: `Usage: veil approvals show ID [-n NS] [--kubeconfig FILE]
+  help: `Usage: veil approvals show ID [-n NS] [--kubeconfig FILE | --dev [--state DIR] [--token T]]
 
 ID is NAME (in the namespace) or NAMESPACE/NAME.
 
 Options:
-${kubeOptions}`,
+${sourceOptions}`,
   run: (args) => runApprovalsShow(args, processApprovalsIo),
 };
 
 function decideCommand(decision: 'approve' | 'deny'): Command {
   return {
-    summary: `${decision} a held request (recorded with your Kubernetes identity)`,
-    help: `Usage: veil approvals ${decision} ID --reason TEXT [-n NS] [--kubeconfig FILE]
+    summary: `${decision} a held request (recorded with your Kubernetes or veil dev identity)`,
+    help: `Usage: veil approvals ${decision} ID --reason TEXT [-n NS] [--kubeconfig FILE | --dev [--state DIR] [--token T]]
 
-Records your decision on a held request. The API server records who you are
-and when; nobody decides on their own request, each approver decides once,
-and only members of the approver groups decide. Any deny denies the request.
+Records your decision on a held request. The API server (or, with --dev, the
+approver token) says who you are, and the time is recorded; nobody decides on
+their own request, each approver decides once, and only members of the
+approver groups decide. Any deny denies the request.
 
 Options:
   --reason TEXT       why (required; part of the audit evidence)
-${kubeOptions}`,
+${sourceOptions}`,
     run: async (args) => {
       await runApprovalsDecide(decision, args, processApprovalsIo);
       return 0;

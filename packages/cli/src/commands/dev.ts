@@ -8,7 +8,9 @@ import {
   startSidecar,
 } from '@veil/sidecar';
 import { CliError, type Command, parseOptions } from '../command.ts';
-import { openDevState, readDevInfo, writeDevInfo } from '../dev/state.ts';
+import { DevApprovals } from '../dev/approvals.ts';
+import { APPROVALS_AUDIENCE, startDevApprovalsApi } from '../dev/approvalsapi.ts';
+import { type DevInfo, openDevState, readDevInfo, writeDevInfo } from '../dev/state.ts';
 import { loadPolicyFile } from '../policy/load.ts';
 
 const AUDIENCE = 'veil';
@@ -28,49 +30,62 @@ function port(value: string | undefined, name: string, fallback: number): number
   return n;
 }
 
-export const devCommand: Command = {
-  summary: 'run the proxy locally with a demo model, a token issuer and local evidence',
-  help: `Usage: veil dev [options]
+export interface DevOptions {
+  /** Ports; 0 picks a free one. Defaults 8080, 8081, 8082 and 8083. */
+  readonly port?: number;
+  readonly adminPort?: number;
+  readonly issuerPort?: number;
+  readonly approvalsPort?: number;
+  /** Your model; the demo model when unset. */
+  readonly upstream?: string;
+  readonly api?: 'openai' | 'tei' | 'ollama' | 'cohere' | 'auto';
+  readonly policyFile?: string;
+  /** Where keys, dev.json and evidence go (default .veil). */
+  readonly stateDir?: string;
+  /** Approvals opened and decided, one line each; silent when unset. */
+  readonly log?: (line: string) => void;
+}
 
-Runs Veil's sidecar on localhost in front of a demo embedding model (or your
-own with --upstream), with a local OIDC token issuer, enforcing a policy file.
-Prints a ready bearer token and example calls. Keys, tokens' issuer and the
-audit trail live in ./.veil/. Stop with Ctrl-C.
+export interface RunningDev {
+  readonly info: DevInfo;
+  readonly stateDir: string;
+  readonly auditDir: string;
+  readonly policyFile: string;
+  readonly policyHash: string;
+  readonly model: string;
+  /** For sub=alice, groups=[ml-readers], valid 12 hours. */
+  readonly token: string;
+  close(): Promise<void>;
+}
 
-Options:
-  --port N          proxy port (default 8080)
-  --admin-port N    admin port: /healthz, /readyz, /metrics (default 8081)
-  --issuer-port N   local token issuer port (default 8082)
-  --upstream URL    your model, e.g. http://127.0.0.1:11434 (default: the demo model)
-  --api NAME        openai | tei | ollama | cohere | auto (default auto: by path)
-  --policy FILE     EmbeddingPolicy to enforce (default ${DEFAULT_POLICY})
-  --state DIR       where keys and evidence go (default .veil)
+/** The dev sidecar's pod namespace; approvals are opened there. */
+const DEV_NAMESPACE = 'local';
 
-Mint more tokens from another terminal, in the same folder:
-  veil dev token --sub bob --groups ml-readers`,
-  async run(args) {
-    const { values } = parseOptions('dev', args, {
-      port: { type: 'string' },
-      'admin-port': { type: 'string' },
-      'issuer-port': { type: 'string' },
-      upstream: { type: 'string' },
-      api: { type: 'string' },
-      policy: { type: 'string' },
-      state: { type: 'string' },
-    });
-    const policyFile = values.policy ?? defaultPolicyFile();
-    const loaded = await loadPolicyFile(policyFile);
-    if (!loaded.ok) {
-      for (const problem of loaded.problems)
-        console.error(`${policyFile}: ${problem.path}: ${problem.message}`);
-      throw new CliError(`dev: ${policyFile} is not a valid EmbeddingPolicy`, 1);
-    }
-    const state = await openDevState(values.state ?? '.veil');
+/**
+ * Starts everything `veil dev` runs and writes ./.veil/dev.json; close() stops it
+ * all. What started before a failure is stopped again.
+ */
+export async function startDev(options: DevOptions = {}): Promise<RunningDev> {
+  const policyFile = options.policyFile ?? defaultPolicyFile();
+  const loaded = await loadPolicyFile(policyFile);
+  if (!loaded.ok) {
+    for (const problem of loaded.problems)
+      console.error(`${policyFile}: ${problem.path}: ${problem.message}`);
+    throw new CliError(`dev: ${policyFile} is not a valid EmbeddingPolicy`, 1);
+  }
+  const state = await openDevState(options.stateDir ?? '.veil');
+  const stops: (() => Promise<void>)[] = [];
+  const close = async () => {
+    for (const stop of stops.splice(0).reverse()) await stop();
+  };
+  try {
     const issuer = await startDevIssuer({
-      port: port(values['issuer-port'], 'issuer-port', 8082),
+      port: options.issuerPort ?? 8082,
       keyring: await createDevKeyring('ES256', { signingKey: state.issuerKey }),
     });
-    const model = values.upstream ? undefined : await startDemoModel();
+    stops.push(() => issuer.close());
+    const model = options.upstream ? undefined : await startDemoModel();
+    if (model) stops.push(() => model.close());
     const spec = loaded.policy.spec;
     spec.authentication.oidc.push({
       issuer: issuer.issuer,
@@ -78,44 +93,132 @@ Mint more tokens from another terminal, in the same folder:
       groupsClaim: 'groups',
       algorithms: ['ES256'],
     });
-    const api = values.api ?? 'auto';
-    if (!['openai', 'tei', 'ollama', 'cohere', 'auto'].includes(api)) {
-      throw new CliError(`dev: --api must be openai, tei, ollama, cohere or auto, not "${api}"`);
-    }
-    const sidecar = await startSidecar({
-      upstream: values.upstream ?? (model?.url as string),
-      api: api as 'auto',
-      host: '127.0.0.1',
-      proxyPort: port(values.port, 'port', 8080),
-      adminHost: '127.0.0.1',
-      adminPort: port(values['admin-port'], 'admin-port', 8081),
-      policyName: loaded.policy.metadata.name,
-      auditDir: state.auditDir,
-      hashKeyFile: state.hashKeyFile,
-      defaultModel: 'default',
-      pod: { namespace: 'local', name: 'veil-dev', uid: 'local' },
-      cluster: 'local',
+    const policyName = loaded.policy.metadata.name;
+    const approvals = new DevApprovals({
+      namespace: DEV_NAMESPACE,
+      policyName,
+      rules: spec.approvals.rules,
+      log: options.log,
     });
-    const applied = await sidecar.store.apply(loaded.policy.metadata.name, spec);
+    stops.push(() => approvals.close());
+    const approvalsApi = await startDevApprovalsApi({
+      approvals,
+      issuer: issuer.issuer,
+      issuerKey: state.issuerKey,
+      port: options.approvalsPort ?? 8083,
+    });
+    stops.push(() => approvalsApi.close());
+    const sidecar = await startSidecar(
+      {
+        upstream: options.upstream ?? (model?.url as string),
+        api: options.api ?? 'auto',
+        host: '127.0.0.1',
+        proxyPort: options.port ?? 8080,
+        adminHost: '127.0.0.1',
+        adminPort: options.adminPort ?? 8081,
+        policyName,
+        auditDir: state.auditDir,
+        hashKeyFile: state.hashKeyFile,
+        defaultModel: 'default',
+        pod: { namespace: DEV_NAMESPACE, name: 'veil-dev', uid: 'local' },
+        cluster: 'local',
+      },
+      { approvals },
+    );
+    // Held callers are released (503) before the proxy waits for its requests to end.
+    stops.push(async () => {
+      await approvals.close();
+      await sidecar.close();
+    });
+    const applied = await sidecar.store.apply(policyName, spec);
     if (!applied.ok) throw new CliError(`dev: the policy was refused: ${applied.reason}`, 1);
-    await writeDevInfo(state.dir, {
+    const info: DevInfo = {
       issuer: issuer.issuer,
       url: sidecar.url,
       adminUrl: sidecar.adminUrl,
       audience: AUDIENCE,
-    });
+      approvals: { url: approvalsApi.url, audience: APPROVALS_AUDIENCE, namespace: DEV_NAMESPACE },
+    };
+    await writeDevInfo(state.dir, info);
     const token = await issuer.mint(
       { sub: 'alice', aud: AUDIENCE, groups: ['ml-readers'] },
       { lifetimeSeconds: 12 * 3600 },
     );
-    printBanner({
-      url: sidecar.url,
-      adminUrl: sidecar.adminUrl,
-      model: model?.url ?? values.upstream ?? '',
-      policyFile,
-      hash: applied.hash,
-      token,
+    return {
+      info,
+      stateDir: state.dir,
       auditDir: state.auditDir,
+      policyFile,
+      policyHash: applied.hash,
+      model: model?.url ?? options.upstream ?? '',
+      token,
+      close,
+    };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+export const devCommand: Command = {
+  summary: 'run the proxy locally with a demo model, a token issuer, approvals and local evidence',
+  help: `Usage: veil dev [options]
+
+Runs Veil's sidecar on localhost in front of a demo embedding model (or your
+own with --upstream), with a local OIDC token issuer, enforcing a policy file.
+Requests an approval rule holds wait for decisions made with
+\`veil approvals … --dev\` against a local approvals API. Prints a ready bearer
+token and example calls. Keys, tokens' issuer and the audit trail live in
+./.veil/. Stop with Ctrl-C.
+
+Options:
+  --port N            proxy port (default 8080)
+  --admin-port N      admin port: /healthz, /readyz, /metrics (default 8081)
+  --issuer-port N     local token issuer port (default 8082)
+  --approvals-port N  local approvals API port (default 8083)
+  --upstream URL      your model, e.g. http://127.0.0.1:11434 (default: the demo model)
+  --api NAME          openai | tei | ollama | cohere | auto (default auto: by path)
+  --policy FILE       EmbeddingPolicy to enforce (default ${DEFAULT_POLICY})
+  --state DIR         where keys and evidence go (default .veil)
+
+Mint more tokens from another terminal, in the same folder:
+  veil dev token --sub bob --groups ml-readers
+  veil dev token --approver --sub bob --groups ml-approvers   (for veil approvals --dev)`,
+  async run(args) {
+    const { values } = parseOptions('dev', args, {
+      port: { type: 'string' },
+      'admin-port': { type: 'string' },
+      'issuer-port': { type: 'string' },
+      'approvals-port': { type: 'string' },
+      upstream: { type: 'string' },
+      api: { type: 'string' },
+      policy: { type: 'string' },
+      state: { type: 'string' },
+    });
+    const api = values.api ?? 'auto';
+    if (!['openai', 'tei', 'ollama', 'cohere', 'auto'].includes(api)) {
+      throw new CliError(`dev: --api must be openai, tei, ollama, cohere or auto, not "${api}"`);
+    }
+    const dev = await startDev({
+      port: port(values.port, 'port', 8080),
+      adminPort: port(values['admin-port'], 'admin-port', 8081),
+      issuerPort: port(values['issuer-port'], 'issuer-port', 8082),
+      approvalsPort: port(values['approvals-port'], 'approvals-port', 8083),
+      upstream: values.upstream,
+      api: api as DevOptions['api'],
+      policyFile: values.policy,
+      stateDir: values.state,
+      log: (line) => console.log(`veil dev: ${line}`),
+    });
+    printBanner({
+      url: dev.info.url,
+      adminUrl: dev.info.adminUrl,
+      approvalsUrl: dev.info.approvals?.url ?? '',
+      model: dev.model,
+      policyFile: dev.policyFile,
+      hash: dev.policyHash,
+      token: dev.token,
+      auditDir: dev.auditDir,
     });
 
     await new Promise<void>((resolve) => {
@@ -123,10 +226,8 @@ Mint more tokens from another terminal, in the same folder:
       process.once('SIGTERM', resolve);
     });
     console.log('\nveil dev: shutting down…');
-    await sidecar.close();
-    await model?.close();
-    await issuer.close();
-    console.log('veil dev: stopped; evidence kept in', state.auditDir);
+    await dev.close();
+    console.log('veil dev: stopped; evidence kept in', dev.auditDir);
     return 0;
   },
 };
@@ -134,6 +235,7 @@ Mint more tokens from another terminal, in the same folder:
 function printBanner(info: {
   url: string;
   adminUrl: string;
+  approvalsUrl: string;
   model: string;
   policyFile: string;
   hash: string;
@@ -144,6 +246,7 @@ function printBanner(info: {
 
   proxy     ${info.url}   (OpenAI, TEI, Ollama and Cohere embedding routes)
   admin     ${info.adminUrl}   (/healthz /readyz /metrics)
+  approvals ${info.approvalsUrl}   (veil approvals list --dev)
   model     ${info.model}
   policy    ${info.policyFile}  ${info.hash}
   evidence  ${info.auditDir}
@@ -159,19 +262,66 @@ Try it:
     -d '{"model":"demo","input":["mail me at jane@example.com"]}'
 
 More tokens:  veil dev token --sub bob --groups ml-readers
+Approvers:    export VEIL_APPROVER_TOKEN=$(veil dev token --approver --sub bob --groups ml-approvers)
+              veil approvals list --dev --pending   (docs/approvals.md, "Under veil dev")
 Stop:         Ctrl-C`);
+}
+
+export interface DevTokenRequest {
+  readonly sub: string;
+  readonly groups: readonly string[];
+  /** For the local approvals API instead of the proxy. */
+  readonly approver?: boolean;
+  /** Seconds; default 3600. */
+  readonly lifetime?: number;
+  /** Default .veil. */
+  readonly stateDir?: string;
+}
+
+/** A token the running `veil dev` in `stateDir` accepts, signed with its issuer key. */
+export async function mintDevToken(request: DevTokenRequest): Promise<string> {
+  const { info, issuerKey } = await readDevInfo(request.stateDir ?? '.veil');
+  if (request.approver && info.approvals === undefined) {
+    throw new CliError('dev token: this veil dev has no approvals API; restart it with this version of veil');
+  }
+  const now = Math.floor(Date.now() / 1000);
+  return signWithDevKey(issuerKey, {
+    iss: info.issuer,
+    sub: request.sub,
+    aud: request.approver ? info.approvals?.audience : info.audience,
+    groups: [...request.groups],
+    iat: now,
+    exp: now + (request.lifetime ?? 3600),
+  });
 }
 
 export const devTokenCommand: Command = {
   summary: 'print a bearer token from the running `veil dev` issuer (for scripts)',
-  help: `Usage: veil dev token [--sub NAME] [--groups G1,G2] [--lifetime SECONDS] [--state DIR]
+  help: `Usage: veil dev token [--approver] [--sub NAME] [--groups G1,G2] [--lifetime SECONDS] [--state DIR]
 
 Mints a token that the \`veil dev\` started in this folder accepts, and prints
-only the token. Defaults: --sub alice --groups ml-readers --lifetime 3600.`,
+only the token.
+
+A caller token (the default) is for the proxy. Defaults: --sub alice
+--groups ml-readers.
+
+With --approver, a token for the local approvals API that \`veil approvals …
+--dev\` presents (put it in VEIL_APPROVER_TOKEN, or pass --token). Its subject
+is the approver recorded with each decision, its groups decide whether they
+may approve, and nobody approves their own request. Defaults: --sub bob
+--groups ml-approvers (the approver group of examples/policy.yaml).
+
+Options:
+  --approver          a token for the approvals API, not the proxy
+  --sub NAME          the subject (who the token says you are)
+  --groups G1,G2      the groups claim
+  --lifetime SECONDS  how long it is valid (default 3600, at most 604800)
+  --state DIR         the state folder of the running veil dev (default .veil)`,
   async run(args) {
     const { values } = parseOptions('dev token', args, {
-      sub: { type: 'string', default: 'alice' },
-      groups: { type: 'string', default: 'ml-readers' },
+      approver: { type: 'boolean', default: false },
+      sub: { type: 'string' },
+      groups: { type: 'string' },
       lifetime: { type: 'string', default: '3600' },
       state: { type: 'string', default: '.veil' },
     });
@@ -179,21 +329,15 @@ only the token. Defaults: --sub alice --groups ml-readers --lifetime 3600.`,
     if (!Number.isInteger(lifetime) || lifetime < 1 || lifetime > 7 * 86_400) {
       throw new CliError('dev token: --lifetime is whole seconds, 1 to 604800');
     }
-    const { info, issuerKey } = await readDevInfo(values.state);
-    const now = Math.floor(Date.now() / 1000);
-    const groups = values.groups
+    const sub = values.sub ?? (values.approver ? 'bob' : 'alice');
+    if (sub.trim() === '') throw new CliError('dev token: --sub must not be empty');
+    const groups = (values.groups ?? (values.approver ? 'ml-approvers' : 'ml-readers'))
       .split(',')
       .map((g) => g.trim())
       .filter(Boolean);
-    const token = await signWithDevKey(issuerKey, {
-      iss: info.issuer,
-      sub: values.sub,
-      aud: info.audience,
-      groups,
-      iat: now,
-      exp: now + lifetime,
-    });
-    console.log(token);
+    console.log(
+      await mintDevToken({ sub, groups, approver: values.approver, lifetime, stateDir: values.state }),
+    );
     return 0;
   },
 };

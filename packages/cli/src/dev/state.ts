@@ -9,7 +9,14 @@ import type { JWK } from 'jose';
 import { z } from 'zod';
 import { CliError } from '../command.ts';
 
-const devInfoSchema = z.object({ issuer: z.url(), url: z.url(), adminUrl: z.url(), audience: z.string() });
+const devInfoSchema = z.object({
+  issuer: z.url(),
+  url: z.url(),
+  adminUrl: z.url(),
+  audience: z.string(),
+  /** The local approvals API; absent in state written before it existed. */
+  approvals: z.object({ url: z.url(), audience: z.string().min(1), namespace: z.string().min(1) }).optional(),
+});
 export type DevInfo = z.infer<typeof devInfoSchema>;
 
 export interface DevState {

@@ -1,7 +1,12 @@
 // The populations an auditor samples from, drawn from verified records:
 // every request, the denials, every masking action, and the approvals with
-// who approved. Each comes as a table (one row per member) with counts per
-// caller identity and per UTC day, the usual strata of a sample.
+// who asked and who decided. Each comes as a table (one row per member) with
+// counts per caller identity and per UTC day, the usual strata of a sample.
+//
+// Requests, denials and masking actions are drawn from `request` records only:
+// an approval's own records (`approval.requested`, `approval.decided`) are
+// events of an approval, not requests, and counting them would inflate the
+// request population an auditor samples from.
 import type { AuditRecord } from '@veil/core';
 
 /** Outcomes where the caller was refused. */
@@ -31,44 +36,48 @@ export type Population = {
   rows: Cell[][];
 };
 
-/** A member of a population: the record it came from and its row. */
+/**
+ * A member of a population: its row, and the record whose identity and day
+ * it is counted under (for an approval, the record of its requester).
+ */
 type Member = { record: AuditRecord; row: Cell[] };
 
 export function buildPopulations(records: readonly AuditRecord[]): Population[] {
+  const requests = records.filter((r) => r.kind === 'request');
   return [
     population(
       'requests',
       'Requests',
-      'Every audit record: one per request, whatever its outcome.',
+      "Every request record: one per request, whatever its outcome. An approval's own records are under approvals.",
       names(requestColumns),
-      records.map((record) => ({ record, row: row(requestColumns, record) })),
+      requests.map((record) => ({ record, row: row(requestColumns, record) })),
     ),
     population(
       'denials',
       'Denials',
-      `Records whose outcome refused the caller: ${denialOutcomes.join(', ')}.`,
+      `Requests whose outcome refused the caller: ${denialOutcomes.join(', ')}.`,
       names(denialColumns),
-      records
+      requests
         .filter((r) => denialOutcomes.includes(r.outcome))
         .map((record) => ({ record, row: row(denialColumns, record) })),
     ),
     population(
       'masking-actions',
       'Masking actions',
-      'One row per record and masking action: what was found where, never the value.',
+      'One row per request and masking action: what was found where, never the value.',
       names(maskingColumns),
-      records.flatMap((record) =>
+      requests.flatMap((record) =>
         record.masking.map((action) => ({ record, row: row(maskingColumns, { record, action }) })),
       ),
     ),
     population(
       'approvals',
       'Approvals',
-      'Records held for approval (with an approval, or of kind approval.*), with their approvers: who, when and the reason each gave.',
+      'One row per approval: who asked, and when; each approve, deny and the expiry with who, when and the reason given; ' +
+        'the outcomes of the requests that named it, and every record of it. ' +
+        'Where no approval.decided record exists (evidence of older sidecars), the approvers are those its request records name.',
       names(approvalColumns),
-      records
-        .filter((r) => r.approval !== undefined || r.kind.startsWith('approval.'))
-        .map((record) => ({ record, row: row(approvalColumns, record) })),
+      trails(records).map((trail) => ({ record: trail.requester, row: row(approvalColumns, trail) })),
     ),
   ];
 }
@@ -195,6 +204,83 @@ const maskingColumns: Column<MaskingMember>[] = [
 
 type Approver = NonNullable<AuditRecord['approval']>['approvers'][number];
 
+/** Everything the verified records say of one approval. */
+type Trail = {
+  id: string;
+  /** Its `approval.requested` record, or else the earliest record naming it: who asked. */
+  requester: AuditRecord;
+  /** Every record naming it, earliest first. */
+  records: AuditRecord[];
+};
+
+/**
+ * The records grouped by approval. An approval id is a namespace and a name,
+ * unique in one cluster only, and the first segment of a stream is its cluster.
+ */
+function trails(records: readonly AuditRecord[]): Trail[] {
+  const byApproval = new Map<string, AuditRecord[]>();
+  for (const record of records) {
+    if (record.approval === undefined) continue;
+    const key = JSON.stringify([clusterOf(record.stream), record.approval.id]);
+    const named = byApproval.get(key) ?? [];
+    named.push(record);
+    byApproval.set(key, named);
+  }
+  return [...byApproval.values()]
+    .map((named) => {
+      const ordered = named.sort(byTime);
+      const first = ordered[0] as AuditRecord;
+      return {
+        id: first.approval?.id ?? '',
+        requester: ordered.find((r) => r.kind === 'approval.requested') ?? first,
+        records: ordered,
+      };
+    })
+    .sort((a, b) => byTime(a.requester, b.requester));
+}
+
+function clusterOf(stream: string): string {
+  const slash = stream.indexOf('/');
+  return slash < 0 ? stream : stream.slice(0, slash);
+}
+
+function byTime(a: AuditRecord, b: AuditRecord): number {
+  return compare(a.time, b.time) || compare(a.stream, b.stream) || a.seq - b.seq;
+}
+
+const decidedRecords = (trail: Trail, outcome: AuditRecord['outcome']): AuditRecord[] =>
+  trail.records.filter((r) => r.kind === 'approval.decided' && r.outcome === outcome);
+
+/**
+ * Who approved (or denied), each decision once, earliest first: two sidecars
+ * that both observed a decision (a deferred caller retrying through another
+ * pod) both record it.
+ */
+function deciders(trail: Trail, decision: 'approve' | 'deny'): Approver[] {
+  const recorded = trail.records.some((r) => r.kind === 'approval.decided');
+  const sources = recorded
+    ? decidedRecords(trail, decision === 'approve' ? 'allowed' : 'approval_denied')
+    : decision === 'approve'
+      ? // Older evidence: only the request records' approvers, as each named them.
+        trail.records
+      : [];
+  const seen = new Set<string>();
+  const found: Approver[] = [];
+  for (const approver of sources.flatMap((r) => r.approval?.approvers ?? [])) {
+    const key = JSON.stringify([approver.subject, approver.time]);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    found.push(approver);
+  }
+  return found.sort((a, b) => compare(a.time, b.time));
+}
+
+/** When the approval expired, as its expiry record says. */
+function expiredAt(trail: Trail): string | null {
+  const [expiry] = decidedRecords(trail, 'approval_expired');
+  return expiry === undefined ? null : (expiry.approval?.decidedAt ?? expiry.time);
+}
+
 /**
  * `carol at <time>: "<reason>"`, the reason as a JSON string: it is the approver's
  * free text, and quoted and escaped it cannot pass for a separator, another
@@ -205,24 +291,46 @@ function approverText(a: Approver): string {
   return `${a.subject} at ${a.time}${said}`;
 }
 
-const approvers = (r: AuditRecord): Approver[] => r.approval?.approvers ?? [];
+const asked: Column<Trail>[] = where.map(([name, cell]) => [name, (t: Trail) => cell(t.requester)]);
+/** When approvers decided it; an expiry is no decision of theirs (see expired_at). */
+const decidedAt = (t: Trail): string | null =>
+  t.records
+    .filter((r) => !(r.kind === 'approval.decided' && r.outcome === 'approval_expired'))
+    .map((r) => r.approval?.decidedAt)
+    .filter((at): at is string => at !== undefined)
+    .sort(compare)[0] ?? null;
 
-const approvalColumns: Column<AuditRecord>[] = [
-  ...where,
-  kind,
-  outcome,
-  ['requester_issuer', (r) => r.identity?.issuer ?? null],
-  ['requester_subject', (r) => r.identity?.subject ?? null],
-  ['approval_id', (r) => r.approval?.id ?? null],
-  ['requested_at', (r) => r.approval?.requestedAt ?? null],
-  ['decided_at', (r) => r.approval?.decidedAt ?? null],
-  ['approver_count', (r) => approvers(r).length],
-  ['approvers', (r) => approvers(r).map(approverText).join('; ')],
+const approvalColumns: Column<Trail>[] = [
+  ...asked,
+  ['approval_id', (t) => t.id],
+  ['requester_issuer', (t) => t.requester.identity?.issuer ?? null],
+  ['requester_subject', (t) => t.requester.identity?.subject ?? null],
+  ['requester_groups', (t) => t.requester.identity?.groups.join(' ') ?? null],
+  ['policy', (t) => t.requester.policy?.name ?? null],
+  ['model', (t) => t.requester.model],
+  ['input_count', (t) => t.requester.inputCount],
+  ['requested_at', (t) => t.requester.approval?.requestedAt ?? null],
+  ['decided_at', decidedAt],
+  ['approver_count', (t) => new Set(deciders(t, 'approve').map((a) => a.subject)).size],
+  ['approvers', (t) => deciders(t, 'approve').map(approverText).join('; ')],
+  ['denied_by', (t) => deciders(t, 'deny').map(approverText).join('; ')],
+  ['expired_at', expiredAt],
   // Nobody may approve their own request: an auditor looks for exactly this.
   [
     'requester_among_approvers',
-    (r) => r.identity !== null && approvers(r).some((a) => a.subject === r.identity?.subject),
+    (t) =>
+      t.requester.identity !== null &&
+      deciders(t, 'approve').some((a) => a.subject === t.requester.identity?.subject),
   ],
+  [
+    'request_outcomes',
+    (t) =>
+      t.records
+        .filter((r) => r.kind === 'request')
+        .map((r) => r.outcome)
+        .join(' '),
+  ],
+  ['records', (t) => t.records.map((r) => `${r.stream}:${r.seq}`).join(' ')],
 ];
 
 const names = <T>(columns: readonly Column<T>[]): string[] => columns.map(([name]) => name);

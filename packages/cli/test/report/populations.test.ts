@@ -30,14 +30,73 @@ function record(fields: Partial<AuditRecordInput>): AuditRecord {
 const bob = { issuer: 'https://a.example', subject: 'bob', groups: [] };
 const bobElsewhere = { issuer: 'https://b.example', subject: 'bob', groups: [] };
 const email = { rule: 'pii', detector: 'email', count: 1, field: 'input[0]', operator: 'redact' } as const;
-const approval = (approvers: { subject: string; reason?: string }[]) => ({
-  id: 'ap-1',
+/** An approval as request records carried it before approvals had records of their own. */
+const approval = (id: string, approvers: { subject: string; reason?: string }[]) => ({
+  id,
   requestedAt: '2025-06-01T10:00:00.000Z',
   decidedAt: '2025-06-01T10:01:00.000Z',
   approvers: approvers.map((a) => ({ ...a, time: '2025-06-01T10:01:00.000Z' })),
 });
 /** An approver's free text, with what could pass for a separator or a new line. */
 const denyReason = 'no ticket; "urgent"\nis not one';
+
+/**
+ * An approval's trail as the sidecar writes it: approval.requested when it is
+ * opened, one approval.decided per decision, and the request's own record.
+ */
+function trail(
+  id: string,
+  at: string,
+  decided: {
+    outcome: 'allowed' | 'approval_denied' | 'approval_expired';
+    subject?: string;
+    reason?: string;
+  }[],
+  request: { outcome: AuditRecord['outcome']; status: number },
+  stream = 'c/ns/pod/0',
+): AuditRecord[] {
+  const requestedAt = `2025-06-01T${at}:00.000Z`;
+  const decidedAt = `2025-06-01T${at}:30.000Z`;
+  const approvers = decided
+    .filter((d) => d.subject !== undefined)
+    .map((d) => ({
+      subject: d.subject as string,
+      time: decidedAt,
+      ...(d.reason ? { reason: d.reason } : {}),
+    }));
+  return [
+    record({
+      stream,
+      kind: 'approval.requested',
+      outcome: 'held',
+      status: null,
+      time: `2025-06-01T${at}:00.100Z`,
+      approval: { id, requestedAt, approvers: [] },
+    }),
+    ...decided.map((d) =>
+      record({
+        stream,
+        kind: 'approval.decided',
+        outcome: d.outcome,
+        status: null,
+        time: `2025-06-01T${at}:30.100Z`,
+        approval: {
+          id,
+          requestedAt,
+          decidedAt,
+          approvers: approvers.filter((a) => a.subject === d.subject),
+        },
+      }),
+    ),
+    record({
+      stream,
+      ...request,
+      time: `2025-06-01T${at}:00.000Z`,
+      // The controller keeps no decision time for an expiry, only the deadline.
+      approval: { id, requestedAt, approvers, ...(approvers.length > 0 ? { decidedAt } : {}) },
+    }),
+  ];
+}
 
 const records = [
   record({}),
@@ -54,16 +113,43 @@ const records = [
   record({
     outcome: 'approval_denied',
     status: 403,
-    approval: approval([{ subject: 'carol', reason: denyReason }]),
+    approval: approval('ap-1', [{ subject: 'carol', reason: denyReason }]),
   }),
   record({ outcome: 'approval_expired', status: 403 }),
   record({ outcome: 'upstream_error', status: 502 }),
-  record({ outcome: 'held', status: 202, kind: 'approval.requested' }),
   record({
     identity: bob,
-    approval: approval([{ subject: 'carol', reason: 'OPS-12 checked' }, { subject: 'bob' }]),
+    approval: approval('ap-2', [{ subject: 'carol', reason: 'OPS-12 checked' }, { subject: 'bob' }]),
     masking: [email],
   }),
+  ...trail('ml/ea-1', '11:00', [{ outcome: 'allowed', subject: 'dave', reason: 'OPS-7' }], {
+    outcome: 'allowed',
+    status: 200,
+  }),
+  // Another pod of the cluster observed the same decision (a deferred retry through it).
+  record({
+    stream: 'c/ns/pod2/0',
+    kind: 'approval.decided',
+    outcome: 'allowed',
+    status: null,
+    time: '2025-06-01T11:00:31.000Z',
+    approval: {
+      id: 'ml/ea-1',
+      requestedAt: '2025-06-01T11:00:00.000Z',
+      decidedAt: '2025-06-01T11:00:30.000Z',
+      approvers: [{ subject: 'dave', time: '2025-06-01T11:00:30.000Z', reason: 'OPS-7' }],
+    },
+  }),
+  ...trail('ml/ea-2', '11:10', [{ outcome: 'approval_denied', subject: 'erin', reason: 'not now' }], {
+    outcome: 'approval_denied',
+    status: 403,
+  }),
+  ...trail('ml/ea-3', '11:20', [{ outcome: 'approval_expired' }], {
+    outcome: 'approval_expired',
+    status: 403,
+  }),
+  // The same namespace and name in another cluster is another approval, still pending.
+  ...trail('ml/ea-1', '11:30', [], { outcome: 'held', status: 202 }, 'd/ns/pod/0'),
 ];
 
 function byName(name: Population['name']): Population {
@@ -72,14 +158,16 @@ function byName(name: Population['name']): Population {
   return found;
 }
 
-test('requests are every record', () => {
+test("requests are every request record, and none of an approval's own", () => {
   const requests = byName('requests');
-  assert.equal(requests.count, 12);
-  assert.equal(requests.rows.length, 12);
+  assert.equal(requests.count, 15);
+  assert.equal(requests.rows.length, 15);
   assert.equal(requests.rows[0]?.length, requests.columns.length);
+  const kind = requests.columns.indexOf('kind');
+  assert.deepEqual(new Set(requests.rows.map((row) => row[kind])), new Set(['request']));
 });
 
-test('denials are the refused outcomes only', () => {
+test('denials are the refused outcomes only, of requests only', () => {
   const denials = byName('denials');
   const outcome = denials.columns.indexOf('outcome');
   assert.deepEqual(
@@ -92,13 +180,15 @@ test('denials are the refused outcomes only', () => {
       'invalid',
       'approval_denied',
       'approval_expired',
+      'approval_denied',
+      'approval_expired',
     ],
   );
 });
 
 test('identities are issuer and subject together, most frequent first', () => {
   assert.deepEqual(byName('denials').byIdentity, [
-    { issuer: 'https://a.example', subject: 'alice', count: 5 },
+    { issuer: 'https://a.example', subject: 'alice', count: 7 },
     { issuer: null, subject: null, count: 1 },
     { issuer: 'https://b.example', subject: 'bob', count: 1 },
   ]);
@@ -106,7 +196,7 @@ test('identities are issuer and subject together, most frequent first', () => {
 
 test('counts per UTC day', () => {
   assert.deepEqual(byName('requests').byDay, [
-    { day: '2025-06-01', count: 10 },
+    { day: '2025-06-01', count: 13 },
     { day: '2025-06-02', count: 2 },
   ]);
 });
@@ -122,26 +212,71 @@ test('masking actions are one row per record and action', () => {
   assert.deepEqual(masking.byIdentity, [{ issuer: 'https://a.example', subject: 'bob', count: 3 }]);
 });
 
-test('approvals are records with an approval or of kind approval.*, with their approvers and reasons', () => {
+test('approvals are one row per approval: requester, each decision with who, when and why, and the outcome', () => {
   const approvals = byName('approvals');
-  assert.equal(approvals.count, 3);
-  const column = (name: string) => approvals.columns.indexOf(name);
+  assert.equal(approvals.count, 6);
+  const column = (name: string) => {
+    const index = approvals.columns.indexOf(name);
+    assert.ok(index >= 0, name);
+    return index;
+  };
+  const pick = (...names: string[]) => approvals.rows.map((row) => names.map((name) => row[column(name)]));
   assert.deepEqual(
-    approvals.rows.map((row) => [
-      row[column('kind')],
-      row[column('approvers')],
-      row[column('requester_among_approvers')],
-    ]),
+    pick(
+      'approval_id',
+      'stream',
+      'requester_subject',
+      'approver_count',
+      'approvers',
+      'denied_by',
+      'expired_at',
+    ),
     [
-      ['request', `carol at 2025-06-01T10:01:00.000Z: ${JSON.stringify(denyReason)}`, false],
-      ['approval.requested', '', false],
       [
-        'request',
-        'carol at 2025-06-01T10:01:00.000Z: "OPS-12 checked"; bob at 2025-06-01T10:01:00.000Z',
-        true,
+        'ap-1',
+        'c/ns/pod/0',
+        'alice',
+        1,
+        `carol at 2025-06-01T10:01:00.000Z: ${JSON.stringify(denyReason)}`,
+        '',
+        null,
       ],
+      [
+        'ap-2',
+        'c/ns/pod/0',
+        'bob',
+        2,
+        'carol at 2025-06-01T10:01:00.000Z: "OPS-12 checked"; bob at 2025-06-01T10:01:00.000Z',
+        '',
+        null,
+      ],
+      // Dave's decision was recorded by two pods, and is one decision.
+      ['ml/ea-1', 'c/ns/pod/0', 'alice', 1, 'dave at 2025-06-01T11:00:30.000Z: "OPS-7"', '', null],
+      ['ml/ea-2', 'c/ns/pod/0', 'alice', 0, '', 'erin at 2025-06-01T11:10:30.000Z: "not now"', null],
+      ['ml/ea-3', 'c/ns/pod/0', 'alice', 0, '', '', '2025-06-01T11:20:30.000Z'],
+      ['ml/ea-1', 'd/ns/pod/0', 'alice', 0, '', '', null],
     ],
   );
+  assert.deepEqual(pick('requested_at', 'decided_at', 'requester_among_approvers', 'request_outcomes'), [
+    ['2025-06-01T10:00:00.000Z', '2025-06-01T10:01:00.000Z', false, 'approval_denied'],
+    ['2025-06-01T10:00:00.000Z', '2025-06-01T10:01:00.000Z', true, 'allowed'],
+    ['2025-06-01T11:00:00.000Z', '2025-06-01T11:00:30.000Z', false, 'allowed'],
+    ['2025-06-01T11:10:00.000Z', '2025-06-01T11:10:30.000Z', false, 'approval_denied'],
+    // An expiry is no one's decision.
+    ['2025-06-01T11:20:00.000Z', null, false, 'approval_expired'],
+    ['2025-06-01T11:30:00.000Z', null, false, 'held'],
+  ]);
+  // The row is anchored on the approval.requested record, and lists every record of the approval.
+  const first = approvals.rows[2] ?? [];
+  const requested = records.find((r) => r.kind === 'approval.requested' && r.approval?.id === 'ml/ea-1');
+  assert.equal(first[column('id')], requested?.id);
+  assert.equal(String(first[column('records')]).split(' ').length, 4);
+  assert.match(String(first[column('records')]), /c\/ns\/pod2\/0:\d+/);
+  assert.deepEqual(approvals.byIdentity, [
+    { issuer: 'https://a.example', subject: 'alice', count: 5 },
+    { issuer: 'https://a.example', subject: 'bob', count: 1 },
+  ]);
+
   // The reason is a JSON string: it reads back exactly, whatever the approver wrote.
   const denied = String(approvals.rows[0]?.[column('approvers')]);
   assert.equal(JSON.parse(denied.slice(denied.indexOf(': ') + 2)), denyReason);

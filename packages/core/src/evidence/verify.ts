@@ -569,6 +569,16 @@ function checkRecords(
       return;
     }
     const { record } = line;
+    // An approval's trail is read by its id: a record of it that names none says nothing.
+    if (record.kind !== 'request' && record.approval === undefined) {
+      report(
+        'INVALID',
+        stream,
+        key,
+        'record-malformed',
+        `line ${index + 1} (seq ${record.seq}): an ${record.kind} record names no approval`,
+      );
+    }
     if (record.stream !== stream) {
       report(
         'INVALID',

@@ -292,6 +292,54 @@ test('incomplete records are counted and warned about', () => {
   assert.equal(summaryLine(result.totals), '1 streams, 3 batches, 9 records verified, 0 gaps, 2 incomplete');
 });
 
+test("an approval's own records verify like any other, and are not incomplete requests", () => {
+  const approval = {
+    id: 'ml/ea-000001',
+    requestedAt: '2025-06-01T10:00:00.000Z',
+    approvers: [] as { subject: string; time: string; reason?: string }[],
+  };
+  const bob = { subject: 'bob', time: '2025-06-01T10:00:30.000Z', reason: 'reviewed' };
+  const built = buildStream({
+    batches: clean,
+    recordFor: (stream, seq) => {
+      const base = record(stream, seq);
+      if (seq === 1) return { ...base, kind: 'approval.requested', outcome: 'held', status: null, approval };
+      if (seq === 2) {
+        return {
+          ...base,
+          kind: 'approval.decided',
+          status: null,
+          approval: { ...approval, approvers: [bob], decidedAt: bob.time },
+        };
+      }
+      if (seq === 3) return { ...base, approval: { ...approval, approvers: [bob], decidedAt: bob.time } };
+      return base;
+    },
+  });
+  const result = verifyEvidence(built.objects, options);
+  assert.deepEqual(result.findings, []);
+  assert.equal(result.totals.incomplete, 0);
+  assert.deepEqual(
+    result.records.slice(0, 4).map((r) => r.kind),
+    ['request', 'approval.requested', 'approval.decided', 'request'],
+  );
+});
+
+test('an approval record that names no approval is malformed', () => {
+  const built = buildStream({
+    batches: clean,
+    recordFor: (stream, seq) => ({
+      ...record(stream, seq),
+      ...(seq === 4 ? { kind: 'approval.decided', status: null } : {}),
+    }),
+  });
+  const result = verifyEvidence(built.objects, options);
+  assert.deepEqual(
+    result.findings.map((f) => `${f.level} ${f.code} ${f.message}`),
+    ['INVALID record-malformed line 2 (seq 4): an approval.decided record names no approval'],
+  );
+});
+
 test('a record shipped twice is a warning when identical, invalid when not', () => {
   const twice = buildStream({
     batches: [

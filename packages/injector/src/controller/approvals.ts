@@ -22,10 +22,17 @@ import { CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } fr
 import {
   type ApprovalSpec,
   type ApprovalStatus,
+  type ApprovalView,
   approvalSpecSchema,
   approvalStatusSchema,
+  approvalView,
+  checkUse,
+  expiryDue,
   GROUP,
+  newApprovalSpec,
+  openApprovalSchema,
   policySpecSchema,
+  useApprovalSchema,
   VERSION,
 } from '@veil/core';
 import fastify from 'fastify';
@@ -41,40 +48,6 @@ const dnsLabel = z
   .string()
   .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/)
   .max(63);
-
-export const openApprovalSchema = z
-  .object({
-    policy: z.string().min(1).max(253),
-    rule: z.string().min(1).max(63),
-    pod: z.object({ name: z.string().min(1).max(253) }).strict(),
-    requester: approvalSpecSchema.shape.requester,
-    request: approvalSpecSchema.shape.request,
-  })
-  .strict();
-export type OpenApprovalRequest = z.infer<typeof openApprovalSchema>;
-
-export const useApprovalSchema = z
-  .object({
-    // Groups may come along; only issuer and subject bind the approval.
-    requester: z.object({ issuer: z.string().min(1), subject: z.string().min(1) }),
-    digest: z.string().min(1),
-  })
-  .strict();
-
-/** What the sidecar reads back: the decision, never anything it did not send. */
-export type ApprovalView = {
-  namespace: string;
-  name: string;
-  phase: ApprovalStatus['phase'];
-  expiresAt: string;
-  requestedAt: string | undefined;
-  decidedAt: string | undefined;
-  usedAt: string | undefined;
-  singleUse: boolean;
-  holdTimeoutSeconds: number | undefined;
-  mode: 'hold' | 'deferred' | undefined;
-  decisions: { approver: string; decision: 'approve' | 'deny'; reason: string; time: string }[];
-};
 
 export type Notification = { text: string; blocks?: unknown[] };
 
@@ -149,8 +122,7 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
 
   /** Marks a Pending approval Expired once its time is up; returns the current state. */
   async function expireIfDue(stored: Stored): Promise<Stored> {
-    if (stored.status.phase !== 'Pending' || Date.parse(stored.spec.expiresAt) > now().getTime())
-      return stored;
+    if (!expiryDue(stored.spec, stored.status, now())) return stored;
     try {
       return await patchStatus(stored, [{ op: 'replace', path: '/status/phase', value: 'Expired' }]);
     } catch {
@@ -194,22 +166,7 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
         error: `no approval rule ${body.data.rule} in EmbeddingPolicy ${namespace}/${body.data.policy}`,
       });
     }
-    const created = now();
-    const approvalSpec: ApprovalSpec = {
-      requester: body.data.requester,
-      policy: body.data.policy,
-      rule: rule.name,
-      pod: { namespace, name: body.data.pod.name },
-      request: {
-        ...body.data.request,
-        ...(body.data.request.summary === undefined
-          ? {}
-          : { summary: body.data.request.summary.slice(0, 2048) }),
-      },
-      approvers: { groups: rule.approvers.groups, count: rule.approvers.count },
-      expiresAt: new Date(created.getTime() + rule.expiresAfterSeconds * 1000).toISOString(),
-      singleUse: rule.singleUse,
-    };
+    const approvalSpec = newApprovalSpec(body.data, namespace, rule, now());
     const name = `ea-${randomBytes(6).toString('hex')}`;
     const object = await api.createNamespacedCustomObject({
       group: GROUP,
@@ -285,38 +242,15 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
     if (stored === undefined)
       return reply.code(404).send({ error: `no EmbeddingApproval ${namespace}/${name}` });
     stored = await expireIfDue(stored);
-    const { requester, request: held } = stored.spec;
-    if (
-      requester.issuer !== body.data.requester.issuer ||
-      requester.subject !== body.data.requester.subject
-    ) {
-      return reply
-        .code(403)
-        .send({ error: `approval ${name} was granted to another caller`, reason: 'identity' });
-    }
-    if (held.digest !== body.data.digest) {
-      return reply
-        .code(403)
-        .send({ error: `approval ${name} was granted for another payload`, reason: 'digest' });
-    }
-    if (stored.status.phase !== 'Approved') {
-      return reply.code(409).send({
-        error: `approval ${name} is ${stored.status.phase}`,
-        reason: stored.status.phase,
-        approval: view(stored, ruleOf(stored)),
+    const check = checkUse(name, stored, body.data, now());
+    if (!check.ok) {
+      return reply.code(check.status).send({
+        error: check.error,
+        reason: check.reason,
+        ...(check.withApproval ? { approval: view(stored, ruleOf(stored)) } : {}),
       });
     }
-    if (Date.parse(stored.spec.expiresAt) <= now().getTime()) {
-      return reply
-        .code(409)
-        .send({ error: `approval ${name} expired at ${stored.spec.expiresAt}`, reason: 'Expired' });
-    }
-    if (stored.spec.singleUse) {
-      if (stored.status.usedAt !== undefined) {
-        return reply
-          .code(409)
-          .send({ error: `approval ${name} was already used at ${stored.status.usedAt}`, reason: 'used' });
-      }
+    if (check.markUsed) {
       try {
         // The resourceVersion test makes two concurrent uses race for one success.
         stored = await patchStatus(stored, [
@@ -408,24 +342,16 @@ function view(
   rule: { holdTimeoutSeconds: number; mode: 'hold' | 'deferred' } | undefined,
 ): ApprovalView {
   const created = stored.metadata.creationTimestamp;
-  return {
-    namespace: stored.metadata.namespace,
-    name: stored.metadata.name,
-    phase: stored.status.phase,
-    expiresAt: stored.spec.expiresAt,
-    requestedAt: created instanceof Date ? created.toISOString() : created,
-    decidedAt: stored.status.decidedAt,
-    usedAt: stored.status.usedAt,
-    singleUse: stored.spec.singleUse,
-    holdTimeoutSeconds: rule?.holdTimeoutSeconds,
-    mode: rule?.mode,
-    decisions: stored.status.decisions.map(({ approver, decision, reason, time }) => ({
-      approver,
-      decision,
-      reason,
-      time,
-    })),
-  };
+  return approvalView(
+    {
+      namespace: stored.metadata.namespace,
+      name: stored.metadata.name,
+      createdAt: created instanceof Date ? created.toISOString() : created,
+      spec: stored.spec,
+      status: stored.status,
+    },
+    rule,
+  );
 }
 
 /** Slack-compatible: counts, model and who asked; never inputs, not even the masked summary. */

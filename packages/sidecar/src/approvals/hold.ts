@@ -9,6 +9,12 @@
 //   it was given; the sidecar consumes it for this caller and this payload.
 // - No controller, or one that cannot be asked: 503, never forwarded.
 //
+// Each approval opened, and each decision observed on it, is recorded before
+// the request goes on (see evidence.ts). A decision is observed only on an
+// approval the controller confirms is this caller's: one this request opened,
+// or one whose use was refused for its phase rather than for its caller or
+// payload. A replay by someone else never puts their name on the approval's trail.
+//
 // The payload digest binds an approval to one caller and one payload:
 //   "sha256:" + hex SHA-256 of
 //     JSON.stringify(["veil-approval-payload/v1", issuer, subject, model]) + "\n" + body
@@ -23,7 +29,8 @@ import type { Identity } from '../auth/identity.ts';
 import type { ProxyReply } from '../proxy/pipeline.ts';
 import type { Trace } from '../proxy/record.ts';
 import { JSON_HEADERS, Refusal } from '../proxy/refusal.ts';
-import type { ApprovalsClient, ApprovalView, UseResult } from './client.ts';
+import type { ApprovalsClient, ApprovalView, UseRefusalReason, UseResult } from './client.ts';
+import { type RecordApproval, RecordedDecisions } from './evidence.ts';
 
 export const APPROVAL_HEADER = 'x-veil-approval';
 
@@ -48,6 +55,10 @@ export interface HoldRequest {
   /** The bytes that would be forwarded (after forward masking). */
   readonly body: Buffer | string;
   readonly headers: IncomingHttpHeaders;
+  /** Records the approval's events; a failure fails the request closed. */
+  readonly record: RecordApproval;
+  /** The decisions this sidecar recorded already. */
+  readonly decisions: RecordedDecisions;
 }
 
 export type Held = { reply: ProxyReply; outcome: RecordOutcome };
@@ -114,18 +125,25 @@ export async function holdForApproval(hold: HoldRequest, trace: Trace): Promise<
     }),
   );
   trace.approval = approvalRef(opened, trace.time);
+  await hold.record({
+    kind: 'approval.requested',
+    outcome: 'held',
+    approval: { ...trace.approval, approvers: [] },
+  });
+  await recordDecisions(hold, opened, trace);
   if (rule.mode === 'deferred') return deferred(opened);
-  const decided = await waitForDecision(client, rule, opened, trace);
+  const decided = await waitForDecision(client, hold, opened, trace);
   return consume(client, hold, decided, digest, trace);
 }
 
 /** Long-polls until the approval is decided or the rule's hold timeout passes. */
 async function waitForDecision(
   client: ApprovalsClient,
-  rule: ApprovalRule,
+  hold: HoldRequest,
   view: ApprovalView,
   trace: Trace,
 ): Promise<ApprovalView> {
+  const { rule } = hold;
   const deadline = performance.now() + rule.holdTimeoutSeconds * 1000;
   let current = view;
   while (current.phase === 'Pending') {
@@ -134,6 +152,7 @@ async function waitForDecision(
     const seconds = Math.max(1, Math.min(MAX_POLL_SECONDS, Math.ceil(remaining)));
     current = await ask(rule, () => client.wait(view.namespace, view.name, seconds));
     trace.approval = approvalRef(current, trace.time);
+    await recordDecisions(hold, current, trace);
   }
   return current;
 }
@@ -176,7 +195,7 @@ async function consume(
       digest,
     }),
   );
-  return afterUse(client, view.namespace, view.name, used, trace);
+  return afterUse(client, hold, view.namespace, view.name, used, trace);
 }
 
 async function usePresented(
@@ -212,15 +231,20 @@ async function usePresented(
   if (!used.ok && used.reason === 'Pending' && used.approval !== undefined) {
     // Not decided yet: the caller is held again, or told again to come back.
     trace.approval = approvalRef(used.approval, trace.time);
+    await recordDecisions(hold, used.approval, trace);
     if (hold.rule.mode === 'deferred') return deferred(used.approval);
-    const decided = await waitForDecision(client, hold.rule, used.approval, trace);
+    const decided = await waitForDecision(client, hold, used.approval, trace);
     return consume(client, hold, decided, digest, trace);
   }
-  return afterUse(client, namespace, name, used, trace);
+  return afterUse(client, hold, namespace, name, used, trace);
 }
+
+/** Refusals for the approval's phase: the controller checks caller and payload first. */
+const phaseRefusals = new Set<UseRefusalReason>(['Pending', 'Denied', 'Expired', 'used']);
 
 async function afterUse(
   client: ApprovalsClient,
+  hold: HoldRequest,
   namespace: string,
   name: string,
   used: UseResult,
@@ -229,11 +253,15 @@ async function afterUse(
   const id = `${namespace}/${name}`;
   if (used.ok) {
     trace.approval = approvalRef(used.approval, trace.time);
+    await recordDecisions(hold, used.approval, trace);
     return undefined;
   }
   // The record names the approval as the controller knows it, when it can be read.
   const view = used.approval ?? (await client.wait(namespace, name, 0).catch(() => undefined));
-  if (view !== undefined) trace.approval = approvalRef(view, trace.time);
+  if (view !== undefined) {
+    trace.approval = approvalRef(view, trace.time);
+    if (phaseRefusals.has(used.reason)) await recordDecisions(hold, view, trace, used.reason === 'Expired');
+  }
   switch (used.reason) {
     case 'Denied':
       throw view
@@ -330,6 +358,50 @@ export function approvalRef(view: ApprovalView, fallbackRequestedAt: string): No
     requestedAt: isoMillis(view.requestedAt) ?? fallbackRequestedAt,
     ...(decidedAt === undefined ? {} : { decidedAt }),
   };
+}
+
+/**
+ * Records each decision on `view` not recorded yet, in the order the
+ * controller lists them, then its expiry: when the phase says so, or when the
+ * controller refused a use because the approval's time was up (`expired`).
+ */
+async function recordDecisions(
+  hold: HoldRequest,
+  view: ApprovalView,
+  trace: Trace,
+  expired = false,
+): Promise<void> {
+  const id = idOf(view).slice(0, MAX_SUBJECT);
+  const requestedAt = isoMillis(view.requestedAt) ?? trace.time;
+  const decidedAt = isoMillis(view.decidedAt);
+  for (const decision of view.decisions) {
+    const time = isoMillis(decision.time);
+    if (time === undefined) continue;
+    const approver = {
+      subject: decision.approver.slice(0, MAX_SUBJECT),
+      time,
+      ...(decision.reason ? { reason: decision.reason.slice(0, MAX_REASON) } : {}),
+    };
+    const key = RecordedDecisions.key(id, approver.subject, decision.decision, time);
+    await hold.decisions.once(key, () =>
+      hold.record({
+        kind: 'approval.decided',
+        outcome: decision.decision === 'approve' ? 'allowed' : 'approval_denied',
+        approval: { id, approvers: [approver], requestedAt, ...(decidedAt ? { decidedAt } : {}) },
+      }),
+    );
+  }
+  if (view.phase !== 'Expired' && !expired) return;
+  // The controller keeps no time of expiry but the deadline itself. An
+  // approval expires once, so its expiry is known by the approval alone.
+  const expiredAt = isoMillis(view.expiresAt) ?? new Date().toISOString();
+  await hold.decisions.once(RecordedDecisions.key(id, '', 'expire', ''), () =>
+    hold.record({
+      kind: 'approval.decided',
+      outcome: 'approval_expired',
+      approval: { id, approvers: [], requestedAt, decidedAt: expiredAt },
+    }),
+  );
 }
 
 /** The record wants RFC 3339 UTC with milliseconds; the API server writes seconds. */

@@ -6,6 +6,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { RecordOutcome } from '@veil/core';
 import type { ApprovalsClient } from '../approvals/client.ts';
+import type { RecordedDecisions } from '../approvals/evidence.ts';
 import { holdForApproval } from '../approvals/hold.ts';
 import { matchApprovalRule } from '../approvals/rules.ts';
 import type { AuditSink } from '../audit/sink.ts';
@@ -16,7 +17,7 @@ import type { Telemetry } from '../telemetry.ts';
 import { type Upstream, UpstreamError } from '../upstream.ts';
 import { BodyTooLargeError, readBody } from './body.ts';
 import { recordedInputs } from './inputs.ts';
-import { newTrace, record, type Trace } from './record.ts';
+import { newTrace, record, recordApproval, type Trace } from './record.ts';
 import { JSON_HEADERS, Refusal, refusalReply, toRefusal } from './refusal.ts';
 
 export interface IncomingEmbedRequest {
@@ -46,6 +47,8 @@ export interface PipelineDeps {
   readonly approvals?: ApprovalsClient;
   /** This pod's name, sent with each approval opened. */
   readonly podName?: string;
+  /** The approval decisions this sidecar recorded, kept across requests so each is recorded once. */
+  readonly approvalDecisions: RecordedDecisions;
 }
 
 export async function handleEmbedding(
@@ -181,6 +184,8 @@ async function approve(
         inputCount: trace.inputCount,
         body: forwardBody,
         headers: request.headers,
+        record: (event) => recordApproval(deps, dialect.name, request.path, trace, event),
+        decisions: deps.approvalDecisions,
       },
       trace,
     );

@@ -1,4 +1,5 @@
 import type { MaskingAction, RecordOutcome } from '@veil/core';
+import type { ApprovalEvent } from '../approvals/evidence.ts';
 import type { AuditDraft } from '../audit/sink.ts';
 import type { Identity } from '../auth/identity.ts';
 import type { ApiName, Dialect } from '../dialects/index.ts';
@@ -100,4 +101,39 @@ export async function record(
     );
   }
   return reply;
+}
+
+/**
+ * An `approval.*` record of the request in `trace`, appended while the request
+ * waits. Like the request's own record it is durable before the request goes
+ * on, or the request fails closed.
+ */
+export async function recordApproval(
+  deps: PipelineDeps,
+  api: ApiName,
+  route: string,
+  trace: Trace,
+  event: ApprovalEvent,
+): Promise<void> {
+  const draft: AuditDraft = {
+    time: new Date().toISOString(),
+    kind: event.kind,
+    outcome: event.outcome,
+    // Written before anything is sent, and itself answers nobody: what the
+    // caller was sent is the status of the request's own record.
+    status: null,
+    identity: trace.identity ? recordedIdentity(trace.identity) : null,
+    policy: trace.policy ? { name: trace.policy.name, hash: trace.policy.hash } : null,
+    api,
+    route: clip(route),
+    model: trace.model === null ? null : clip(trace.model),
+    inputCount: trace.inputCount,
+    approval: event.approval,
+    latency: { totalMs: performance.now() - trace.started },
+  };
+  try {
+    await deps.telemetry.span('record', () => deps.sink.append(draft));
+  } catch {
+    throw new Refusal(503, 'unavailable', 'unavailable', 'the approval could not be recorded');
+  }
 }

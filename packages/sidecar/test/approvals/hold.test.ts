@@ -1,12 +1,15 @@
 // Just-in-time approvals on the request path, against a stand-in for the
 // controller's approvals API: a held request is forwarded only once approved
 // and consumed for this caller and payload; everything else is refused in the
-// caller's dialect, and every ending is one record naming the approval.
+// caller's dialect, and every ending is one record naming the approval. The
+// approval leaves its own trail before that record: approval.requested when
+// opened, one approval.decided per decision observed, each recorded once.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { AuditRecord } from '@veil/core';
 import { payloadDigest } from '../../src/approvals/hold.ts';
 import {
   AUDIENCE,
@@ -49,6 +52,18 @@ const url = (fixture: SidecarFixture) => `${fixture.url}/v1/embeddings`;
 
 type OpenAiError = { error: { message: string; code: string; type: string } };
 
+/** The trail since `from`: kind, outcome and status of each record, in seq order. */
+function trail(fixture: SidecarFixture, from: number): [AuditRecord['kind'], string, number | null][] {
+  return fixture
+    .records()
+    .slice(from)
+    .map((r) => [r.kind, r.outcome, r.status]);
+}
+
+/** The approvers of an approval record as [subject, reason]. */
+const approvers = (record: AuditRecord | undefined) =>
+  record?.approval?.approvers.map((a) => [a.subject, a.reason]);
+
 describe('approvals through a controller', () => {
   let controller: ControllerStandIn;
   let fixture: SidecarFixture;
@@ -75,6 +90,7 @@ describe('approvals through a controller', () => {
 
   it('holds a request until approved, consumes the approval for this caller and payload, and forwards', async () => {
     const upstreamBefore = fixture.upstreamCalls.length;
+    const recordsBefore = fixture.records().length;
     const pending = call(url(fixture), body, { token, headers: { 'x-veil-operation': 'reindex' } });
     const id = await controller.nextOpened();
     // Nothing reaches the model while the request is held.
@@ -111,13 +127,35 @@ describe('approvals through a controller', () => {
       body: { requester: { issuer: fixture.issuer.issuer, subject: 'alice' }, digest: opened.request.digest },
     });
 
-    const record = fixture.records().at(-1);
-    assert.equal(record?.outcome, 'allowed');
+    assert.deepEqual(trail(fixture, recordsBefore), [
+      ['approval.requested', 'held', null],
+      ['approval.decided', 'allowed', null],
+      ['request', 'allowed', 200],
+    ]);
+    const [requested, decided, record] = fixture.records().slice(recordsBefore);
+    // Who asked, under which policy, for what: the requester is the caller.
+    assert.equal(requested?.identity?.subject, 'alice');
+    assert.deepEqual(requested?.identity?.groups, [TEAM]);
+    assert.equal(requested?.policy?.name, 'test');
+    assert.equal(requested?.policy?.hash, record?.policy?.hash);
+    assert.equal(requested?.api, 'openai');
+    assert.equal(requested?.route, '/v1/embeddings');
+    assert.equal(requested?.model, 'text-embedding-3-small');
+    assert.equal(requested?.inputCount, 3);
+    assert.equal(requested?.approval?.id, id);
+    assert.deepEqual(requested?.approval?.approvers, []);
+    assert.equal(requested?.approval?.decidedAt, undefined);
+    assert.equal(requested?.inputs, undefined);
+    assert.doesNotMatch(JSON.stringify(requested), /jane\.doe|invoice/);
+
+    assert.equal(decided?.identity?.subject, 'alice');
+    assert.equal(decided?.approval?.id, id);
+    assert.deepEqual(approvers(decided), [['bob', 'reindex reviewed']]);
+    assert.ok(decided?.approval?.decidedAt);
+    assert.equal(decided?.approval?.requestedAt, requested?.approval?.requestedAt);
+
     assert.equal(record?.approval?.id, id);
-    assert.deepEqual(
-      record?.approval?.approvers.map((a) => [a.subject, a.reason]),
-      [['bob', 'reindex reviewed']],
-    );
+    assert.deepEqual(approvers(record), [['bob', 'reindex reviewed']]);
     assert.ok(record?.approval?.decidedAt);
     assert.ok(record?.approval?.requestedAt);
     assert.ok((record?.latency.approvalMs ?? -1) >= 0);
@@ -139,18 +177,22 @@ describe('approvals through a controller', () => {
     assert.equal(fixture.upstreamCalls.length, upstreamBefore);
     // Nothing was consumed for a denied approval.
     assert.notEqual(controller.uses.at(-1)?.id, id);
-    const records = fixture.records();
-    assert.equal(records.length, recordsBefore + 1);
-    const record = records.at(-1);
-    assert.equal(record?.outcome, 'approval_denied');
+    assert.deepEqual(trail(fixture, recordsBefore), [
+      ['approval.requested', 'held', null],
+      ['approval.decided', 'approval_denied', null],
+      ['request', 'approval_denied', 403],
+    ]);
+    const [requested, decided, record] = fixture.records().slice(recordsBefore);
+    assert.equal(requested?.api, 'cohere');
+    assert.equal(requested?.model, 'embed-v4');
+    assert.deepEqual(approvers(decided), [['carol', 'not during the freeze']]);
+    assert.equal(decided?.approval?.id, id);
     assert.equal(record?.api, 'cohere');
-    assert.deepEqual(
-      record?.approval?.approvers.map((a) => [a.subject, a.reason]),
-      [['carol', 'not during the freeze']],
-    );
+    assert.deepEqual(approvers(record), [['carol', 'not during the freeze']]);
   });
 
   it('on hold timeout answers 403 with the approval id; the same request with x-veil-approval passes once approved', async () => {
+    const recordsBefore = fixture.records().length;
     const answer = await call(url(fixture), body, { token, headers: { 'x-veil-operation': 'quick' } });
     const id = await controller.nextOpened();
     assert.equal(answer.status, 403);
@@ -162,8 +204,14 @@ describe('approvals through a controller', () => {
     assert.equal(timedOut?.outcome, 'approval_expired');
     assert.equal(timedOut?.approval?.id, id);
     assert.deepEqual(timedOut?.approval?.approvers, []);
+    // Nobody decided, and the approval has not expired: no decision to record.
+    assert.deepEqual(trail(fixture, recordsBefore), [
+      ['approval.requested', 'held', null],
+      ['request', 'approval_expired', 403],
+    ]);
 
     controller.decide(id, 'approve', 'bob', 'ok');
+    const retryFrom = fixture.records().length;
     const upstreamBefore = fixture.upstreamCalls.length;
     const retry = await call(url(fixture), body, {
       token,
@@ -172,20 +220,38 @@ describe('approvals through a controller', () => {
     assert.equal(retry.status, 200, retry.text);
     assert.equal(fixture.upstreamCalls.length, upstreamBefore + 1);
     assert.equal(fixture.records().at(-1)?.approval?.id, id);
+    // The decision is observed on the retry, and recorded before the request goes on.
+    assert.deepEqual(trail(fixture, retryFrom), [
+      ['approval.decided', 'allowed', null],
+      ['request', 'allowed', 200],
+    ]);
+    assert.deepEqual(approvers(fixture.records().at(-2)), [['bob', 'ok']]);
   });
 
-  it('an expired approval is refused as expired', async () => {
+  it('an expired approval is refused as expired, the expiry recorded as its decision', async () => {
+    const recordsBefore = fixture.records().length;
     const pending = call(url(fixture), body, { token, headers: { 'x-veil-operation': 'reindex' } });
     const id = await controller.nextOpened();
     controller.expire(id);
     const answer = await pending;
     assert.equal(answer.status, 403);
     assert.match((answer.json as OpenAiError).error.message, /expired/);
-    assert.equal(fixture.records().at(-1)?.outcome, 'approval_expired');
+    assert.deepEqual(trail(fixture, recordsBefore), [
+      ['approval.requested', 'held', null],
+      ['approval.decided', 'approval_expired', null],
+      ['request', 'approval_expired', 403],
+    ]);
+    const expired = fixture.records().at(-2);
+    assert.equal(expired?.approval?.id, id);
+    assert.deepEqual(expired?.approval?.approvers, []);
+    // The controller keeps no expiry time but the deadline: the record says that.
+    assert.ok(expired?.approval?.decidedAt);
+    assert.ok(Date.parse(expired.approval.decidedAt) > Date.parse(expired.approval.requestedAt));
   });
 
   it('deferred: 202 with the approval id at once, then the retry with x-veil-approval is forwarded once', async () => {
     const upstreamBefore = fixture.upstreamCalls.length;
+    const recordsBefore = fixture.records().length;
     const answer = await call(url(fixture), body, { token, headers: { 'x-veil-operation': 'later' } });
     const id = await controller.nextOpened();
     assert.equal(answer.status, 202);
@@ -197,6 +263,11 @@ describe('approvals through a controller', () => {
     assert.equal(held?.outcome, 'held');
     assert.equal(held?.status, 202);
     assert.equal(held?.approval?.id, id);
+    assert.deepEqual(trail(fixture, recordsBefore), [
+      ['approval.requested', 'held', null],
+      ['request', 'held', 202],
+    ]);
+    assert.equal(fixture.records().at(-2)?.approval?.id, id);
 
     const headers = { 'x-veil-operation': 'later', 'x-veil-approval': id };
     // Still pending: told again to come back.
@@ -221,9 +292,23 @@ describe('approvals through a controller', () => {
     assert.match((again.json as OpenAiError).error.message, /already used/);
     assert.equal(fixture.records().at(-1)?.outcome, 'approval_denied');
     assert.equal(fixture.upstreamCalls.length, upstreamBefore + 1);
+
+    // Bob's decision was seen twice but is on the trail once, where the retry observed it.
+    assert.deepEqual(trail(fixture, recordsBefore), [
+      ['approval.requested', 'held', null],
+      ['request', 'held', 202],
+      ['request', 'held', 202],
+      ['approval.decided', 'allowed', null],
+      ['request', 'allowed', 200],
+      ['request', 'approval_denied', 403],
+    ]);
+    const decided = fixture.records().at(-3);
+    assert.equal(decided?.identity?.subject, 'alice');
+    assert.deepEqual(approvers(decided), [['bob', 'fine']]);
   });
 
   it('refuses a replay of an approval by another caller or with another payload', async () => {
+    const recordsBefore = fixture.records().length;
     const first = await call(url(fixture), body, { token, headers: { 'x-veil-operation': 'later' } });
     assert.equal(first.status, 202);
     const id = await controller.nextOpened();
@@ -252,6 +337,59 @@ describe('approvals through a controller', () => {
     // The genuine caller still can.
     const genuine = await call(url(fixture), body, { token, headers });
     assert.equal(genuine.status, 200, genuine.text);
+    // The decision is recorded once the controller confirms the approval is the
+    // caller's, never on a replay: mallory is not made its requester.
+    assert.deepEqual(trail(fixture, recordsBefore), [
+      ['approval.requested', 'held', null],
+      ['request', 'held', 202],
+      ['request', 'approval_denied', 403],
+      ['request', 'approval_denied', 403],
+      ['approval.decided', 'allowed', null],
+      ['request', 'allowed', 200],
+    ]);
+    assert.equal(fixture.records().at(-2)?.identity?.subject, 'alice');
+  });
+
+  it('fails closed when an approval record cannot be made durable, and records the decision on the next try', async () => {
+    const upstreamBefore = fixture.upstreamCalls.length;
+    const recordsBefore = fixture.records().length;
+    try {
+      fixture.sink.failWhen = (draft) => draft.kind === 'approval.requested';
+      const unopened = await call(url(fixture), body, { token, headers: { 'x-veil-operation': 'reindex' } });
+      await controller.nextOpened();
+      assert.equal(unopened.status, 503);
+      assert.match((unopened.json as OpenAiError).error.message, /approval could not be recorded/);
+      assert.deepEqual(trail(fixture, recordsBefore), [['request', 'unavailable', 503]]);
+
+      fixture.sink.failWhen = (draft) => draft.kind === 'approval.decided';
+      const from = fixture.records().length;
+      const pending = call(url(fixture), body, { token, headers: { 'x-veil-operation': 'reindex' } });
+      const id = await controller.nextOpened();
+      controller.decide(id, 'approve', 'bob', 'ok');
+      const undecided = await pending;
+      assert.equal(undecided.status, 503);
+      assert.deepEqual(trail(fixture, from), [
+        ['approval.requested', 'held', null],
+        ['request', 'unavailable', 503],
+      ]);
+      // Neither reached the model, and the approval was not spent.
+      assert.equal(fixture.upstreamCalls.length, upstreamBefore);
+      assert.notEqual(controller.uses.at(-1)?.id, id);
+
+      fixture.sink.failWhen = undefined;
+      const retryFrom = fixture.records().length;
+      const retry = await call(url(fixture), body, {
+        token,
+        headers: { 'x-veil-operation': 'reindex', 'x-veil-approval': id },
+      });
+      assert.equal(retry.status, 200, retry.text);
+      assert.deepEqual(trail(fixture, retryFrom), [
+        ['approval.decided', 'allowed', null],
+        ['request', 'allowed', 200],
+      ]);
+    } finally {
+      fixture.sink.failWhen = undefined;
+    }
   });
 
   it('refuses a malformed x-veil-approval as an invalid request', async () => {

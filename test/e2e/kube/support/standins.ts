@@ -38,7 +38,8 @@ export type StandIn = {
 };
 
 export type StandInOptions = {
-  cp: ControlPlane;
+  /** Only its client and directory: a process other than the one that started the control plane can pass its own. */
+  cp: Pick<ControlPlane, 'dir' | 'kubeConfig'>;
   namespace: string;
   count: number;
   /** The injector settings' adminPort: what the webhook writes as veil-admin. */

@@ -1,0 +1,113 @@
+// The approvals service `veil dev` runs in process, on its own clock: expiry,
+// the long poll, single use under concurrency, and shutdown.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { approvalRuleSchema } from '@veil/core';
+import type { OpenApproval } from '@veil/sidecar';
+import { DevApprovals } from '../src/dev/approvals.ts';
+
+const rules = [
+  approvalRuleSchema.parse({
+    name: 'bulk',
+    when: { minInputs: 10 },
+    approvers: { groups: ['ml-approvers'], count: 1 },
+    expiresAfterSeconds: 60,
+  }),
+];
+const requester = { issuer: 'http://127.0.0.1:1', subject: 'alice', groups: ['ml-readers'] };
+const opened: OpenApproval = {
+  policy: 'default',
+  rule: 'bulk',
+  pod: { name: 'veil-dev' },
+  requester,
+  request: { api: 'openai', model: 'demo', inputCount: 12, bytes: 300, digest: 'sha256:aa' },
+};
+const bob = { username: 'bob', groups: ['ml-approvers'] };
+const use = { requester: { issuer: requester.issuer, subject: 'alice' }, digest: 'sha256:aa' };
+
+function service(clock: { now: number }) {
+  return new DevApprovals({
+    namespace: 'local',
+    policyName: 'default',
+    rules,
+    now: () => new Date(clock.now),
+  });
+}
+
+test('an undecided approval expires at expiresAt: no decision and no use after', async () => {
+  const clock = { now: Date.parse('2030-01-01T00:00:00Z') };
+  const approvals = service(clock);
+  const view = await approvals.open(opened);
+  assert.equal(view.phase, 'Pending');
+  assert.equal(view.expiresAt, '2030-01-01T00:01:00.000Z');
+
+  clock.now += 60_000;
+  assert.equal((await approvals.wait('local', view.name, 0)).phase, 'Expired');
+  const late = approvals.decide('local', view.name, bob, { decision: 'approve', reason: 'late' });
+  assert.deepEqual(late, {
+    ok: false,
+    status: 403,
+    message: 'the approval is already Expired; no further decisions are taken',
+  });
+  const used = await approvals.use('local', view.name, use);
+  assert.equal(used.ok ? undefined : used.reason, 'Expired');
+  await approvals.close();
+});
+
+test('a long poll returns as soon as the decision is recorded', async () => {
+  const approvals = service({ now: Date.now() });
+  const view = await approvals.open(opened);
+  const started = performance.now();
+  const waiting = approvals.wait('local', view.name, 30);
+  setTimeout(() => approvals.decide('local', view.name, bob, { decision: 'approve', reason: 'ok' }), 50);
+  const decided = await waiting;
+  assert.equal(decided.phase, 'Approved');
+  assert.ok(performance.now() - started < 5000);
+  assert.deepEqual(
+    decided.decisions.map((d) => d.approver),
+    ['bob'],
+  );
+  await approvals.close();
+});
+
+test('of two concurrent uses of a single-use approval, one wins', async () => {
+  const approvals = service({ now: Date.now() });
+  const view = await approvals.open(opened);
+  approvals.decide('local', view.name, bob, { decision: 'approve', reason: 'ok' });
+  const results = await Promise.all([
+    approvals.use('local', view.name, use),
+    approvals.use('local', view.name, use),
+  ]);
+  assert.deepEqual(
+    results.map((r) => (r.ok ? 'ok' : r.reason)),
+    ['ok', 'used'],
+  );
+  assert.ok(approvals.get('local', view.name)?.status.usedAt);
+  await approvals.close();
+});
+
+test('rules come from the policy: an unknown rule or policy is not opened', async () => {
+  const approvals = service({ now: Date.now() });
+  await assert.rejects(
+    approvals.open({ ...opened, rule: 'other' }),
+    /no approval rule other in policy default/,
+  );
+  await assert.rejects(
+    approvals.open({ ...opened, policy: 'other' }),
+    /no approval rule bulk in policy other/,
+  );
+  await assert.rejects(
+    approvals.open({ ...opened, request: { ...opened.request, inputCount: -1 } }),
+    /the approval request is invalid/,
+  );
+  await approvals.close();
+});
+
+test('shutting down releases held callers, who are then failed closed', async () => {
+  const approvals = service({ now: Date.now() });
+  const view = await approvals.open(opened);
+  const waiting = approvals.wait('local', view.name, 30);
+  await approvals.close();
+  await assert.rejects(waiting, /veil dev is shutting down/);
+  await assert.rejects(approvals.open(opened), /shutting down/);
+});

@@ -1,0 +1,163 @@
+// An approval from the side of the request it holds: opened for one caller and
+// payload, read back while people decide, used once, or expired. The controller
+// keeps approvals as Kubernetes objects and `veil dev` keeps them in memory; both
+// apply these functions, so the two agree on what a sidecar may do with one.
+import { z } from 'zod';
+import type { ApprovalRule } from '../policy/schema.ts';
+import { type ApprovalSpec, type ApprovalStatus, approvalSpecSchema } from './schema.ts';
+
+/** The longest masked summary an approval keeps. */
+export const MAX_APPROVAL_SUMMARY = 2048;
+
+/** What a sidecar sends to open an approval: a masked summary and counts, never inputs. */
+export const openApprovalSchema = z
+  .object({
+    policy: z.string().min(1).max(253),
+    rule: z.string().min(1).max(63),
+    pod: z.object({ name: z.string().min(1).max(253) }).strict(),
+    requester: approvalSpecSchema.shape.requester,
+    request: approvalSpecSchema.shape.request,
+  })
+  .strict();
+export type OpenApprovalRequest = z.infer<typeof openApprovalSchema>;
+
+/** What a sidecar sends to use an approval for the request in hand. */
+export const useApprovalSchema = z
+  .object({
+    // Groups may come along; only issuer and subject bind the approval.
+    requester: z.object({ issuer: z.string().min(1), subject: z.string().min(1) }),
+    digest: z.string().min(1),
+  })
+  .strict();
+export type UseApprovalRequest = z.infer<typeof useApprovalSchema>;
+
+/** One approval wherever it is kept. */
+export type StoredApproval = {
+  namespace: string;
+  name: string;
+  createdAt: string | undefined;
+  spec: ApprovalSpec;
+  status: ApprovalStatus;
+};
+
+/**
+ * The spec of a new approval. Approver groups, count, expiry and single use come
+ * from the rule the policy holds, never from the sidecar that asks.
+ */
+export function newApprovalSpec(
+  open: OpenApprovalRequest,
+  namespace: string,
+  rule: ApprovalRule,
+  now: Date,
+): ApprovalSpec {
+  const { summary } = open.request;
+  return {
+    requester: open.requester,
+    policy: open.policy,
+    rule: rule.name,
+    pod: { namespace, name: open.pod.name },
+    request: {
+      ...open.request,
+      ...(summary === undefined ? {} : { summary: summary.slice(0, MAX_APPROVAL_SUMMARY) }),
+    },
+    approvers: { groups: rule.approvers.groups, count: rule.approvers.count },
+    expiresAt: new Date(now.getTime() + rule.expiresAfterSeconds * 1000).toISOString(),
+    singleUse: rule.singleUse,
+  };
+}
+
+/** A Pending approval whose time is up: the controller marks it Expired. */
+export function expiryDue(spec: ApprovalSpec, status: ApprovalStatus, now: Date): boolean {
+  return status.phase === 'Pending' && Date.parse(spec.expiresAt) <= now.getTime();
+}
+
+export type UseRefusalReason = 'identity' | 'digest' | 'used' | Exclude<ApprovalStatus['phase'], 'Approved'>;
+
+export type UseCheck =
+  /** Usable; `markUsed`: record the use now, so a second one is refused. */
+  | { ok: true; markUsed: boolean }
+  | {
+      ok: false;
+      /** 403: not this caller's or not this payload's; 409: not usable now. */
+      status: 403 | 409;
+      reason: UseRefusalReason;
+      error: string;
+      /** Whether the answer should carry the approval, so the sidecar can wait on. */
+      withApproval: boolean;
+    };
+
+/**
+ * Whether the caller in hand may use the approval `name` for this payload. Pass
+ * the status after any due expiry was applied.
+ */
+export function checkUse(
+  name: string,
+  approval: { spec: ApprovalSpec; status: ApprovalStatus },
+  presented: UseApprovalRequest,
+  now: Date,
+): UseCheck {
+  const { spec, status } = approval;
+  if (
+    spec.requester.issuer !== presented.requester.issuer ||
+    spec.requester.subject !== presented.requester.subject
+  ) {
+    return refused(403, 'identity', `approval ${name} was granted to another caller`);
+  }
+  if (spec.request.digest !== presented.digest) {
+    return refused(403, 'digest', `approval ${name} was granted for another payload`);
+  }
+  if (status.phase !== 'Approved') {
+    return refused(409, status.phase, `approval ${name} is ${status.phase}`, true);
+  }
+  if (Date.parse(spec.expiresAt) <= now.getTime()) {
+    return refused(409, 'Expired', `approval ${name} expired at ${spec.expiresAt}`);
+  }
+  if (spec.singleUse && status.usedAt !== undefined) {
+    return refused(409, 'used', `approval ${name} was already used at ${status.usedAt}`);
+  }
+  return { ok: true, markUsed: spec.singleUse };
+}
+
+function refused(status: 403 | 409, reason: UseRefusalReason, error: string, withApproval = false): UseCheck {
+  return { ok: false, status, reason, error, withApproval };
+}
+
+/** What a sidecar reads back: the decision, never anything it did not send. */
+export type ApprovalView = {
+  namespace: string;
+  name: string;
+  phase: ApprovalStatus['phase'];
+  expiresAt: string;
+  requestedAt: string | undefined;
+  decidedAt: string | undefined;
+  usedAt: string | undefined;
+  singleUse: boolean;
+  holdTimeoutSeconds: number | undefined;
+  mode: 'hold' | 'deferred' | undefined;
+  decisions: { approver: string; decision: 'approve' | 'deny'; reason: string; time: string }[];
+};
+
+/** `rule`: the policy's rule as it stands now, if it still exists. */
+export function approvalView(
+  approval: StoredApproval,
+  rule: Pick<ApprovalRule, 'holdTimeoutSeconds' | 'mode'> | undefined,
+): ApprovalView {
+  return {
+    namespace: approval.namespace,
+    name: approval.name,
+    phase: approval.status.phase,
+    expiresAt: approval.spec.expiresAt,
+    requestedAt: approval.createdAt,
+    decidedAt: approval.status.decidedAt,
+    usedAt: approval.status.usedAt,
+    singleUse: approval.spec.singleUse,
+    holdTimeoutSeconds: rule?.holdTimeoutSeconds,
+    mode: rule?.mode,
+    decisions: approval.status.decisions.map(({ approver, decision, reason, time }) => ({
+      approver,
+      decision,
+      reason,
+      time,
+    })),
+  };
+}

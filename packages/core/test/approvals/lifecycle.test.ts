@@ -1,0 +1,129 @@
+// What a sidecar may do with an approval, wherever it is kept: the controller and
+// `veil dev` both answer opens and uses with these functions.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import {
+  type ApprovalStatus,
+  approvalRuleSchema,
+  approvalView,
+  checkUse,
+  expiryDue,
+  MAX_APPROVAL_SUMMARY,
+  newApprovalSpec,
+  openApprovalSchema,
+} from '@veil/core';
+
+const now = new Date('2030-01-01T12:00:00.000Z');
+const rule = approvalRuleSchema.parse({
+  name: 'bulk',
+  when: { minInputs: 100 },
+  approvers: { groups: ['approvers'], count: 2 },
+  expiresAfterSeconds: 600,
+  singleUse: true,
+});
+const open = openApprovalSchema.parse({
+  policy: 'default',
+  rule: 'bulk',
+  pod: { name: 'embed-0' },
+  requester: { issuer: 'https://idp.example.com', subject: 'alice', groups: ['ml'] },
+  request: {
+    api: 'openai',
+    model: 'm',
+    inputCount: 500,
+    bytes: 9000,
+    digest: 'sha256:ab',
+    summary: 'x'.repeat(MAX_APPROVAL_SUMMARY),
+  },
+});
+const spec = newApprovalSpec(open, 'ml', rule, now);
+const alice = { requester: { issuer: 'https://idp.example.com', subject: 'alice' }, digest: 'sha256:ab' };
+const approved: ApprovalStatus = { phase: 'Approved', decisions: [], decidedAt: now.toISOString() };
+
+test('a new approval takes approvers, expiry and single use from the rule, not the sidecar', () => {
+  assert.deepEqual(spec.approvers, { groups: ['approvers'], count: 2 });
+  assert.equal(spec.expiresAt, '2030-01-01T12:10:00.000Z');
+  assert.equal(spec.singleUse, true);
+  assert.deepEqual(spec.pod, { namespace: 'ml', name: 'embed-0' });
+  assert.equal(spec.rule, 'bulk');
+  assert.equal(spec.request.summary?.length, MAX_APPROVAL_SUMMARY);
+});
+
+test('the open request is strict: a sidecar cannot name its own approvers', () => {
+  const sneaky = openApprovalSchema.safeParse({ ...open, approvers: { groups: ['ml'], count: 1 } });
+  assert.equal(sneaky.success, false);
+});
+
+test('only a Pending approval past expiresAt is due to expire', () => {
+  const later = new Date('2030-01-01T12:10:00.000Z');
+  assert.equal(expiryDue(spec, { phase: 'Pending', decisions: [] }, now), false);
+  assert.equal(expiryDue(spec, { phase: 'Pending', decisions: [] }, later), true);
+  assert.equal(expiryDue(spec, approved, later), false);
+});
+
+test('an approval is used only by its requester, for its payload, once approved and in time', () => {
+  assert.deepEqual(checkUse('a1', { spec, status: approved }, alice, now), { ok: true, markUsed: true });
+
+  const other = checkUse(
+    'a1',
+    { spec, status: approved },
+    { ...alice, requester: { ...alice.requester, subject: 'mallory' } },
+    now,
+  );
+  assert.deepEqual(other.ok ? undefined : [other.status, other.reason], [403, 'identity']);
+  const otherIssuer = checkUse(
+    'a1',
+    { spec, status: approved },
+    { ...alice, requester: { issuer: 'https://evil.example', subject: 'alice' } },
+    now,
+  );
+  assert.deepEqual(otherIssuer.ok ? undefined : otherIssuer.reason, 'identity');
+
+  const payload = checkUse('a1', { spec, status: approved }, { ...alice, digest: 'sha256:cd' }, now);
+  assert.deepEqual(payload.ok ? undefined : [payload.status, payload.reason], [403, 'digest']);
+
+  const pending = checkUse('a1', { spec, status: { phase: 'Pending', decisions: [] } }, alice, now);
+  assert.deepEqual(pending.ok ? undefined : [pending.status, pending.reason, pending.withApproval], [
+    409,
+    'Pending',
+    true,
+  ]);
+
+  const late = checkUse('a1', { spec, status: approved }, alice, new Date('2030-01-01T12:10:00.000Z'));
+  assert.deepEqual(late.ok ? undefined : [late.status, late.reason], [409, 'Expired']);
+
+  const used = checkUse('a1', { spec, status: { ...approved, usedAt: now.toISOString() } }, alice, now);
+  assert.deepEqual(used.ok ? undefined : [used.status, used.reason], [409, 'used']);
+  assert.match(used.ok ? '' : used.error, /already used/);
+});
+
+test('an approval that is not single use may be used again', () => {
+  const reusable = { ...spec, singleUse: false };
+  const status = { ...approved, usedAt: now.toISOString() };
+  assert.deepEqual(checkUse('a1', { spec: reusable, status }, alice, now), { ok: true, markUsed: false });
+});
+
+test('the view carries the decision and the rule as it stands, nothing the sidecar did not send', () => {
+  const view = approvalView(
+    {
+      namespace: 'ml',
+      name: 'a1',
+      createdAt: now.toISOString(),
+      spec,
+      status: {
+        phase: 'Denied',
+        decidedAt: now.toISOString(),
+        decisions: [
+          { approver: 'bob', groups: ['approvers'], decision: 'deny', reason: 'no', time: now.toISOString() },
+        ],
+      },
+    },
+    rule,
+  );
+  assert.equal(view.phase, 'Denied');
+  assert.equal(view.mode, 'hold');
+  assert.equal(view.holdTimeoutSeconds, 120);
+  assert.deepEqual(view.decisions, [
+    { approver: 'bob', decision: 'deny', reason: 'no', time: now.toISOString() },
+  ]);
+  assert.equal('summary' in view, false);
+});

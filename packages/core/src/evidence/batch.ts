@@ -4,7 +4,7 @@
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { z } from 'zod';
 import { sha256Hex } from './hash.ts';
-import { merkleRootHex } from './merkle.ts';
+import { MerkleTree } from './merkle.ts';
 import { type ParsedRecordLine, parseRecordLine, sha256HexSchema, timestampSchema } from './record.ts';
 
 /** What a batch manifest says about its batch, bar the batch's object key. */
@@ -32,38 +32,88 @@ const recordEnvelopeSchema = z.looseObject({
 });
 
 /**
+ * Builds a batch a line at a time, so that a caller sharing its thread with
+ * live requests can pause between lines: a batch of thousands of records is
+ * tens of milliseconds of work.
+ */
+export class BatchBuilder {
+  readonly #lines: string[] = [];
+  readonly #tree = new MerkleTree();
+  #stream: string | undefined;
+  #firstSeq = 0;
+  #lastSeq = 0;
+  #firstTime = '';
+  #lastTime = '';
+
+  get records(): number {
+    return this.#lines.length;
+  }
+
+  /** The stream of the first line; undefined before one is added. */
+  get stream(): string | undefined {
+    return this.#stream;
+  }
+
+  /**
+   * Adds the next record line (from `encodeRecordLine`). False, and nothing
+   * added, for a line of another stream than the first: a batch never mixes
+   * streams. Throws unless the line is the stream's next record.
+   */
+  add(line: string): boolean {
+    const record = envelope(line);
+    if (this.#stream === undefined) {
+      this.#stream = record.stream;
+      this.#firstSeq = record.seq;
+      this.#firstTime = record.time;
+      this.#lastTime = record.time;
+    } else {
+      if (record.stream !== this.#stream) return false;
+      if (record.seq !== this.#lastSeq + 1) {
+        throw new RangeError(`record seq ${record.seq} where ${this.#lastSeq + 1} was expected`);
+      }
+      if (record.time < this.#firstTime) this.#firstTime = record.time;
+      if (record.time > this.#lastTime) this.#lastTime = record.time;
+    }
+    this.#lastSeq = record.seq;
+    this.#lines.push(line);
+    this.#tree.add(Buffer.from(line, 'utf8'));
+    return true;
+  }
+
+  /** The NDJSON the batch object is the gzip of. */
+  text(): string {
+    return `${this.#lines.join('\n')}\n`;
+  }
+
+  /** Describes the batch whose gzip (of `text()`) is `bytes`. */
+  finish(bytes: Uint8Array): EncodedBatch {
+    if (this.#stream === undefined) throw new RangeError('a batch holds at least one record');
+    return {
+      bytes,
+      stream: this.#stream,
+      content: {
+        sha256: sha256Hex(bytes),
+        records: this.#lines.length,
+        firstSeq: this.#firstSeq,
+        lastSeq: this.#lastSeq,
+        firstTime: this.#firstTime,
+        lastTime: this.#lastTime,
+        merkleRoot: Buffer.from(this.#tree.root()).toString('hex'),
+      },
+    };
+  }
+}
+
+/**
  * Encodes record lines (from `encodeRecordLine`) as a batch and describes it.
  * Throws unless the lines are one stream's records with consecutive seqs.
  */
 export function encodeBatch(lines: readonly string[]): EncodedBatch {
-  const first = lines[0];
-  if (first === undefined) throw new RangeError('a batch holds at least one record');
-  const head = envelope(first);
-  let firstTime = head.time;
-  let lastTime = head.time;
-  let seq = head.seq;
-  for (const line of lines.slice(1)) {
-    const record = envelope(line);
-    if (record.stream !== head.stream) throw new RangeError('a batch holds the records of one stream');
-    seq += 1;
-    if (record.seq !== seq) throw new RangeError(`record seq ${record.seq} where ${seq} was expected`);
-    if (record.time < firstTime) firstTime = record.time;
-    if (record.time > lastTime) lastTime = record.time;
+  const builder = new BatchBuilder();
+  for (const line of lines) {
+    if (!builder.add(line)) throw new RangeError('a batch holds the records of one stream');
   }
-  const bytes = gzipSync(`${lines.join('\n')}\n`);
-  return {
-    bytes,
-    stream: head.stream,
-    content: {
-      sha256: sha256Hex(bytes),
-      records: lines.length,
-      firstSeq: head.seq,
-      lastSeq: seq,
-      firstTime,
-      lastTime,
-      merkleRoot: merkleRootHex(lines.map((line) => Buffer.from(line, 'utf8'))),
-    },
-  };
+  return builder.finish(gzipSync(builder.text()));
 }
 
 function envelope(line: string): z.infer<typeof recordEnvelopeSchema> {

@@ -14,23 +14,48 @@ function nodeHash(left: Uint8Array, right: Uint8Array): Uint8Array {
 }
 
 /**
- * MTH(D[n]). Computed bottom-up: pairing neighbours level by level and carrying
- * an odd last node up unchanged gives the same tree as RFC 6962's split at the
- * largest power of two below n, without recursion.
+ * MTH(D[n]) a leaf at a time, so a caller can pause between leaves. It keeps
+ * the roots of the perfect subtrees that n's binary digits describe (at most
+ * one per size, largest first); folding them from the right gives RFC 6962's
+ * split at the largest power of two below n.
  */
-export function merkleTreeHash(leaves: readonly Uint8Array[]): Uint8Array {
-  if (leaves.length === 0) return createHash('sha256').digest();
-  let level = leaves.map(leafHash);
-  while (level.length > 1) {
-    const next: Uint8Array[] = [];
-    for (let i = 0; i + 1 < level.length; i += 2) {
-      next.push(nodeHash(level[i] as Uint8Array, level[i + 1] as Uint8Array));
-    }
-    const odd = level.length % 2 === 1 ? level[level.length - 1] : undefined;
-    if (odd) next.push(odd);
-    level = next;
+export class MerkleTree {
+  readonly #subtrees: { size: number; hash: Uint8Array }[] = [];
+  #leaves = 0;
+
+  get leaves(): number {
+    return this.#leaves;
   }
-  return level[0] as Uint8Array;
+
+  add(leaf: Uint8Array): void {
+    let subtree = { size: 1, hash: leafHash(leaf) };
+    for (
+      let top = this.#subtrees.at(-1);
+      top !== undefined && top.size === subtree.size;
+      top = this.#subtrees.at(-1)
+    ) {
+      this.#subtrees.pop();
+      subtree = { size: top.size * 2, hash: nodeHash(top.hash, subtree.hash) };
+    }
+    this.#subtrees.push(subtree);
+    this.#leaves += 1;
+  }
+
+  root(): Uint8Array {
+    const last = this.#subtrees.at(-1);
+    if (last === undefined) return createHash('sha256').digest();
+    let hash = last.hash;
+    for (let i = this.#subtrees.length - 2; i >= 0; i--) {
+      hash = nodeHash((this.#subtrees[i] as { hash: Uint8Array }).hash, hash);
+    }
+    return hash;
+  }
+}
+
+export function merkleTreeHash(leaves: readonly Uint8Array[]): Uint8Array {
+  const tree = new MerkleTree();
+  for (const leaf of leaves) tree.add(leaf);
+  return tree.root();
 }
 
 /** The root as evidence format v1 writes it: lower-case hex. */

@@ -2,6 +2,7 @@
 // `encodeRecordLine` are the Merkle leaves of evidence format v1, so the encoding
 // must not depend on how the caller built the object.
 import { createHash } from 'node:crypto';
+import { endianness } from 'node:os';
 import { z } from 'zod';
 import { maskingRuleSchema, maskingScopes } from '../policy/schema.ts';
 
@@ -10,6 +11,11 @@ export const ulidSchema = z.string().regex(/^[0-7][0-9A-HJKMNP-TV-Z]{25}$/, 'mus
 export const timestampSchema = z.iso.datetime({ precision: 3 });
 export const sha256HexSchema = z.string().regex(/^[0-9a-f]{64}$/, 'must be a lower-case hex SHA-256');
 
+/**
+ * `request`: the one record of each request. `approval.requested` and
+ * `approval.decided` are an approval's own trail, written while a request is
+ * held: always with `approval`, and with `status` null.
+ */
 export const recordKinds = ['request', 'approval.requested', 'approval.decided'] as const;
 
 export const recordOutcomes = [
@@ -98,7 +104,10 @@ export const auditRecordSchema = z.strictObject({
   seq: z.int().min(0),
   kind: z.enum(recordKinds).default('request'),
   outcome: z.enum(recordOutcomes),
-  /** The HTTP status sent to the caller; null when none was (an incomplete record). */
+  /**
+   * The HTTP status sent to the caller; null when none was: an incomplete
+   * record, or an approval record, written before any answer and itself answering nobody.
+   */
   status: z.int().min(100).max(599).nullable(),
   identity: identitySchema.nullable(),
   pod: podSchema,
@@ -152,11 +161,21 @@ export function parseRecordLine(line: string): ParsedRecordLine {
  */
 export function vectorsDigest(vectors: readonly ArrayLike<number>[]): string {
   const hash = createHash('sha256');
-  for (const vector of vectors) {
-    const bytes = new Uint8Array(vector.length * 4);
-    const view = new DataView(bytes.buffer);
-    for (let i = 0; i < vector.length; i++) view.setFloat32(i * 4, vector[i] ?? 0, true);
-    hash.update(bytes);
-  }
+  for (const vector of vectors) hash.update(float32LittleEndian(vector));
   return hash.digest('hex');
+}
+
+const littleEndianHost = endianness() === 'LE';
+
+function float32LittleEndian(vector: ArrayLike<number>): Uint8Array {
+  // A Float32Array's bytes are the host's: on little-endian hosts (all Node
+  // targets in practice) they are the digest's bytes, with no per-value work.
+  if (littleEndianHost) {
+    const floats = vector instanceof Float32Array ? vector : Float32Array.from(vector);
+    return new Uint8Array(floats.buffer, floats.byteOffset, floats.byteLength);
+  }
+  const bytes = new Uint8Array(vector.length * 4);
+  const view = new DataView(bytes.buffer);
+  for (let i = 0; i < vector.length; i++) view.setFloat32(i * 4, vector[i] ?? 0, true);
+  return bytes;
 }

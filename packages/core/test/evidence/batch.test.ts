@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import { decodeBatch, encodeBatch } from '../../src/evidence/batch.ts';
+import { BatchBuilder, decodeBatch, encodeBatch } from '../../src/evidence/batch.ts';
 import { sha256Hex } from '../../src/evidence/hash.ts';
 import { merkleRootHex } from '../../src/evidence/merkle.ts';
 import { encodeRecordLine } from '../../src/evidence/record.ts';
@@ -71,4 +71,18 @@ test('only consecutive records of one stream make a batch', () => {
   const other = encodeRecordLine(record('prod/ml/uid/1', 5));
   assert.throws(() => encodeBatch([lines[0] as string, other]), /one stream/);
   assert.throws(() => encodeBatch([`${lines[0]}\n${lines[1]}`]), /line break/);
+});
+
+test('a batch built a line at a time stops at another stream and matches one encoded at once', () => {
+  const builder = new BatchBuilder();
+  for (const line of lines) assert.equal(builder.add(line), true);
+  assert.equal(builder.add(encodeRecordLine(record('prod/ml/uid/1', 7))), false);
+  assert.equal(builder.records, 3);
+  const bytes = gzipSync(builder.text());
+  const built = builder.finish(bytes);
+  const once = encodeBatch(lines);
+  assert.deepEqual({ ...built.content, sha256: once.content.sha256 }, once.content);
+  assert.equal(built.content.sha256, sha256Hex(bytes));
+  assert.equal(built.stream, stream);
+  assert.throws(() => new BatchBuilder().finish(bytes), /at least one record/);
 });

@@ -73,3 +73,22 @@ test('changing, dropping or reordering a leaf changes the root', () => {
   assert.notEqual(merkleRootHex(leaves.slice(1)), base);
   assert.notEqual(merkleRootHex([leaves[1], leaves[0], ...leaves.slice(2)] as Buffer[]), base);
 });
+
+/** RFC 6962's own recursive definition, to check the incremental tree beyond the reference vectors. */
+function referenceRoot(items: readonly Uint8Array[]): Uint8Array {
+  if (items.length === 1) return leafHash(items[0] as Uint8Array);
+  let split = 1;
+  while (split * 2 < items.length) split *= 2;
+  return createHash('sha256')
+    .update(Buffer.from([0x01]))
+    .update(referenceRoot(items.slice(0, split)))
+    .update(referenceRoot(items.slice(split)))
+    .digest();
+}
+
+test('the tree built a leaf at a time equals the recursive definition for 1 to 70 leaves', () => {
+  const many = Array.from({ length: 70 }, (_, i) => Buffer.from(`leaf ${i}`));
+  for (let n = 1; n <= many.length; n++) {
+    assert.deepEqual(merkleTreeHash(many.slice(0, n)), referenceRoot(many.slice(0, n)), `${n} leaves`);
+  }
+});

@@ -6,10 +6,12 @@
 // itself; nothing is ever dropped, so a store that stays away fills the spool
 // and the request path refuses new requests.
 import { readFile } from 'node:fs/promises';
-import { buildBatchManifest, buildClose, encodeBatch, sha256Hex, storeManifest, streamId } from '@veil/core';
+import { promisify } from 'node:util';
+import { gzip } from 'node:zlib';
+import { BatchBuilder, buildBatchManifest, buildClose, sha256Hex, storeManifest, streamId } from '@veil/core';
 import { type BackoffOptions, backoffDelay, defaultBackoff } from './backoff.ts';
 import { writeFileAtomic } from './files.ts';
-import type { Spool, SpoolEntry } from './spool.ts';
+import type { Spool } from './spool.ts';
 import { AuditStateError, type OutboxItem, type ShipState, type StateData } from './state.ts';
 import type { EvidenceStore } from './store.ts';
 
@@ -40,6 +42,15 @@ export type ShipperStats = {
 };
 
 type Sleeper = { wake: () => void; byNotify: boolean };
+
+const gzipAsync = promisify(gzip);
+
+/**
+ * Records read from the spool at a time while cutting a batch. The request
+ * path shares this thread: between pages it runs, so a batch of thousands of
+ * records never holds a request up for more than one page's work.
+ */
+const cutPageRecords = 256;
 
 export class Shipper {
   readonly #spool: Spool;
@@ -164,10 +175,11 @@ export class Shipper {
     if (this.#uncut() <= 0) return false;
     const { batch: settings } = this.#settings();
     if (!force && !this.#due(from, settings)) return false;
-    const run = oneStream(await this.#spool.readFrom(from, settings.maxRecords, settings.maxBytes));
+    const run = await this.#collect(from, settings);
     const stream = this.#state.stream(run.stream);
     if (!stream) throw new AuditStateError(`the spool holds records of ${run.stream}, a stream with no key`);
-    const batch = encodeBatch(run.lines);
+    // Compressed off this thread's event loop, for the same reason as the paging.
+    const batch = run.builder.finish(await gzipAsync(run.builder.text()));
     if (batch.content.firstSeq !== stream.nextRecordSeq) {
       throw new AuditStateError(
         `${run.stream} continues at record ${batch.content.firstSeq}, not ${stream.nextRecordSeq}`,
@@ -190,6 +202,32 @@ export class Shipper {
       outbox: [...data.outbox, { manifest: manifest.manifest, batch: { file, spoolUpto: run.lastSpoolSeq } }],
     });
     return true;
+  }
+
+  /** The leading records from spool seq `from` of one stream, within the batch limits. */
+  async #collect(from: number, limits: BatchSettings): Promise<StreamRun> {
+    const builder = new BatchBuilder();
+    let bytes = 0;
+    let next = from;
+    for (;;) {
+      const wanted = Math.min(cutPageRecords, limits.maxRecords - builder.records);
+      const page = wanted > 0 ? await this.#spool.readFrom(next, wanted, limits.maxBytes - bytes) : [];
+      for (const entry of page) {
+        const size = Buffer.byteLength(entry.line, 'utf8');
+        // The first record always goes, whatever its size: it could go in no batch otherwise.
+        if (builder.records > 0 && bytes + size > limits.maxBytes) return this.#streamRun(builder, next);
+        if (!builder.add(entry.line)) return this.#streamRun(builder, next);
+        bytes += size;
+        next = entry.seq + 1;
+      }
+      if (page.length < wanted || page.length === 0) return this.#streamRun(builder, next);
+    }
+  }
+
+  #streamRun(builder: BatchBuilder, next: number): StreamRun {
+    const stream = builder.stream;
+    if (stream === undefined) throw new AuditStateError('the spool returned no record to cut');
+    return { stream, builder, lastSpoolSeq: next - 1 };
   }
 
   /** Queues this process's closing manifest once all its records are cut; false when done already. */
@@ -269,33 +307,7 @@ export class Shipper {
   }
 }
 
-type StreamRun = { stream: string; lines: string[]; lastSpoolSeq: number };
-
-/** The leading records of one stream: a batch never mixes streams. */
-function oneStream(entries: readonly SpoolEntry[]): StreamRun {
-  const first = entries[0];
-  if (!first) throw new AuditStateError('the spool returned no record to cut');
-  const stream = streamOf(first.line);
-  const lines: string[] = [];
-  let lastSpoolSeq = first.seq;
-  for (const entry of entries) {
-    if (streamOf(entry.line) !== stream) break;
-    lines.push(entry.line);
-    lastSpoolSeq = entry.seq;
-  }
-  return { stream, lines, lastSpoolSeq };
-}
-
-function streamOf(line: string): string {
-  let stream: unknown;
-  try {
-    stream = (JSON.parse(line) as { stream?: unknown }).stream;
-  } catch {
-    stream = undefined;
-  }
-  if (typeof stream !== 'string') throw new AuditStateError('a spooled record names no stream');
-  return stream;
-}
+type StreamRun = { stream: string; builder: BatchBuilder; lastSpoolSeq: number };
 
 function describe(error: unknown): string {
   if (!(error instanceof Error)) return 'unknown error';

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { cp, writeFile } from 'node:fs/promises';
+import { cp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
+import { gunzipSync } from 'node:zlib';
 import { parseEvidenceKey, streamId } from '@veil/core';
 import { DirEvidenceStore } from '../../src/audit/dirstore.ts';
 import { AuditRecorder, type AuditRecorderOptions } from '../../src/audit/recorder.ts';
@@ -106,6 +107,46 @@ test('a batch is cut by size before its count is reached', async (t) => {
   assert.deepEqual(invalid(result), []);
   assert.equal(result.totals.records, 40);
   assert.ok(result.totals.batches >= 5, `${result.totals.batches} batches of at most 4 KiB of lines`);
+});
+
+test('batches larger than one read of the spool keep their limits and every record', async (t) => {
+  const s = await setup(t);
+  // Over several pages of the spool: 700 records to a batch.
+  const byCount = await open(s, { maxRecords: 700 });
+  await appendMany(byCount, 'paged', 1500);
+  await eventually('two full batches', () => byCount.stats().shippedBatches >= 2);
+  assert.equal(byCount.stats().shippedRecords, 1400);
+  await byCount.close();
+  const result = await verifyDir(s.evidenceDir);
+  assert.deepEqual(invalid(result), []);
+  assert.equal(result.totals.records, 1500);
+  assert.deepEqual(
+    result.records.map((r) => r.seq),
+    Array.from({ length: 1500 }, (_, i) => i),
+  );
+});
+
+test('a size cut in a later page of the spool stops before the record that would not fit', async (t) => {
+  const s = await setup(t);
+  // About 400 records of 380 bytes: the cut falls in the second page of the spool.
+  const maxBytes = 150 * 1024;
+  const recorder = await open(s, { maxBytes });
+  await appendMany(recorder, 'sized-paged', 1200);
+  await eventually('a batch cut by size', () => recorder.stats().shippedBatches >= 1);
+  await recorder.close();
+  const result = await verifyDir(s.evidenceDir);
+  assert.deepEqual(invalid(result), []);
+  assert.equal(result.totals.records, 1200);
+  const batches = (await readdir(s.evidenceDir, { recursive: true })).filter((f) => f.endsWith('.ndjson.gz'));
+  assert.ok(batches.length >= 3, `${batches.length} batches of at most ${maxBytes} bytes of lines`);
+  for (const file of batches) {
+    const lines = gunzipSync(await readFile(join(s.evidenceDir, file)))
+      .toString('utf8')
+      .split('\n')
+      .slice(0, -1);
+    const bytes = lines.reduce((total, line) => total + Buffer.byteLength(line), 0);
+    assert.ok(bytes <= maxBytes, `${file}: ${bytes} bytes of lines`);
+  }
 });
 
 test('a batch is cut by age when neither count nor size is reached', async (t) => {

@@ -25,7 +25,9 @@ export type EncodedBatch = { bytes: Uint8Array; stream: string; content: BatchCo
 
 // The fields format v1 promises every record has; enough to describe a batch
 // without paying for full validation of lines the recorder already validated.
-const recordEnvelopeSchema = z.looseObject({
+// A plain object schema: it copies only these three fields, where a loose one
+// would copy all of them, at three times the cost.
+const recordEnvelopeSchema = z.object({
   stream: z.string().min(1),
   seq: z.int().min(0),
   time: timestampSchema,

@@ -62,13 +62,18 @@ function encodeTime(time: number): string {
   return out;
 }
 
+/** 80 bits, most significant first, five at a time: every record id pays for this, so no BigInt. */
 function encodeEntropy(bytes: Uint8Array): string {
-  let value = 0n;
-  for (const byte of bytes) value = (value << 8n) | BigInt(byte);
   let out = '';
-  for (let i = 0; i < 16; i++) {
-    out = alphabet.charAt(Number(value & 31n)) + out;
-    value >>= 5n;
+  let pending = 0;
+  let bits = 0;
+  for (const byte of bytes) {
+    pending = ((pending << 8) | byte) & 0xfff;
+    bits += 8;
+    while (bits >= 5) {
+      bits -= 5;
+      out += alphabet.charAt((pending >>> bits) & 31);
+    }
   }
   return out;
 }

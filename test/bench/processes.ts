@@ -1,7 +1,8 @@
-// Child processes of the bench: the Node children (sidecar, demo model) announce
-// readiness with one JSON line on stdout and exit when their stdin closes, so a
-// killed bench never leaves them behind. Optional CPU pinning uses taskset,
-// which execs the command, so the pid is the pinned program's own.
+// Child processes of the bench: the Node children (sidecar, demo model, bare
+// proxy, canned upstream without nginx) announce readiness with one JSON line
+// on stdout and exit when their stdin closes, so a killed bench never leaves
+// them behind. Optional CPU pinning uses taskset, which execs the command, so
+// the pid is the pinned program's own.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { accessSync, constants, createWriteStream } from 'node:fs';
@@ -150,6 +151,8 @@ export type CommandHandler = (command: Command) => Promise<unknown>;
 /**
  * Inside a child: serve commands (JSON lines on stdin), announce readiness, and
  * shut down on SIGTERM, SIGINT or when stdin closes (the bench went away).
+ * Every child answers `memory` with its `process.memoryUsage()`, so the report
+ * can say where a process's resident memory goes.
  */
 export function serveAsChild(ready: unknown, close: () => Promise<void>, handle?: CommandHandler): void {
   let closing = false;
@@ -173,7 +176,12 @@ export function serveAsChild(ready: unknown, close: () => Promise<void>, handle?
   const commands = createInterface({ input: process.stdin });
   commands.on('line', (line) => {
     const { id, ...command } = JSON.parse(line) as Command & { id: number };
-    const answer = handle ? handle(command as Command) : Promise.reject(new Error('no commands served'));
+    const answer =
+      command.command === 'memory'
+        ? Promise.resolve(process.memoryUsage())
+        : handle
+          ? handle(command as Command)
+          : Promise.reject(new Error('no commands served'));
     answer.then(
       (result) => process.stdout.write(`${REPLY}${JSON.stringify({ id, result })}\n`),
       (error: unknown) =>

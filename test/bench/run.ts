@@ -1,6 +1,6 @@
-// `npm run bench`: the sidecar side by side with the bare model and with nginx
-// as a plain reverse proxy, on loopback, printing tables and whether each
-// target is met. It never fails on a figure; it exits non-zero only when it
+// `npm run bench`: the sidecar side by side with its upstream reached directly,
+// with nginx as a plain reverse proxy and with a bare Node proxy (Node's own
+// floor), on loopback, printing tables and whether each target is met. It never fails on a figure; it exits non-zero only when it
 // could not run. Options: --quick (short runs, a smoke test), --only A,B,…
 import { spawnSync } from 'node:child_process';
 import { cpus as cpuList, loadavg } from 'node:os';
@@ -8,6 +8,13 @@ import { parseArgs } from 'node:util';
 import { latencySideBySide } from './latency.ts';
 import type { LoadResult, Target } from './load.ts';
 import { findProgram, peakRss } from './processes.ts';
+import {
+  CHANGE_TIMEOUT_MS,
+  type ChangeResult,
+  POLL_MS,
+  PropagationUnavailable,
+  propagation,
+} from './propagation.ts';
 import { mib, ms, percent, rate, ratio, signedMs, type TargetCheck, table, verdict } from './report.ts';
 import { type CpuLayout, cpuLayout, createWorld, type SidecarChild, type World } from './setup.ts';
 import { BATCH_MAX_AGE_SECONDS, type ShippingResult, ShippingUnavailable, shipToS3 } from './shipping.ts';
@@ -16,8 +23,8 @@ import { type ThroughputResult, throughput } from './throughput.ts';
 import { benchWebhook } from './webhook.ts';
 import { INPUTS_PER_REQUEST } from './workload.ts';
 
-type Scenario = 'A' | 'B' | 'C' | 'D' | 'W';
-const allScenarios: readonly Scenario[] = ['A', 'B', 'C', 'D', 'W'];
+type Scenario = 'A' | 'B' | 'C' | 'D' | 'W' | 'P';
+const allScenarios: readonly Scenario[] = ['A', 'B', 'C', 'D', 'W', 'P'];
 const INSTALL_HINT = 'apt-get install nginx-light wrk';
 
 const TARGETS = {
@@ -26,6 +33,7 @@ const TARGETS = {
   peakRssBytes: 96 * 1024 * 1024,
   recordingP99Ms: 2,
   shippedPerSecond: 20_000,
+  propagationMs: 2_000,
 };
 
 interface Plan {
@@ -38,6 +46,7 @@ interface Plan {
   readonly connections: number;
   readonly shipSeconds: number;
   readonly warmUpRequests: number;
+  readonly policyChanges: number;
 }
 
 function parseOptions(argv: string[]): Plan | undefined {
@@ -51,11 +60,13 @@ function parseOptions(argv: string[]): Plan | undefined {
     strict: true,
   });
   if (values.help) {
-    console.log(`usage: npm run bench -- [--quick] [--only A,B,C,D,W]
-  A  latency at a fixed rate: direct, nginx and sidecar
-  B  closed-loop throughput (wrk), sidecar pinned to one core, peak RSS
+    console.log(`usage: npm run bench -- [--quick] [--only A,B,C,D,W,P]
+  A  latency at a fixed rate: direct, nginx, bare Node proxy and sidecar
+  B  closed-loop throughput (wrk) against a canned upstream, proxies pinned to one core; memory
   C  durable recording (fsync) against recording off
   D  records shipped per second into a real S3 server (needs npm run infra)
+  W  pod-injection webhook: AdmissionReviews/s and latency
+  P  policy change to enforcement by 50 stand-in sidecars (needs npm run infra)
   --quick  short runs: a smoke test, not a measurement`);
     return undefined;
   }
@@ -76,6 +87,7 @@ function parseOptions(argv: string[]): Plan | undefined {
     connections: 64,
     shipSeconds: quick ? 4 : 15,
     warmUpRequests: quick ? 200 : 1_000,
+    policyChanges: quick ? 2 : 5,
   };
 }
 
@@ -89,9 +101,11 @@ function printHeader(plan: Plan, layout: CpuLayout, tools: { nginx?: string; wrk
   );
   console.log(`  node      ${process.version}`);
   console.log(
-    `  pinning   ${layout.sidecar === undefined ? 'none (taskset missing or a single core)' : `sidecar on CPU ${layout.sidecar}; model, nginx and load generators on CPU ${layout.others}`}`,
+    `  pinning   ${layout.sidecar === undefined ? 'none (taskset missing or a single core)' : `proxies under test (sidecar, bare Node proxy, nginx) on CPU ${layout.sidecar}; upstream (model or canned) and load generators on CPU ${layout.others}`}`,
   );
-  console.log(`  nginx     ${tools.nginx ?? `not installed (${INSTALL_HINT}): nginx columns skipped`}`);
+  console.log(
+    `  nginx     ${tools.nginx ?? `not installed (${INSTALL_HINT}): nginx rows skipped, B's canned upstream is a Node server`}`,
+  );
   console.log(
     `  wrk       ${tools.wrk ?? `not installed (${INSTALL_HINT}): throughput uses the Node generator`}`,
   );
@@ -150,14 +164,18 @@ async function sanityCheck(sidecar: SidecarChild): Promise<void> {
   console.log(
     `  check: sidecar answered 200 with ${INPUTS_PER_REQUEST} embeddings; e-mails masked so far: ${masked.join(', ') || 'none seen in metrics'}`,
   );
-  console.log('');
 }
 
-async function scenarioA(world: World, sidecar: SidecarChild, nginx: Target | undefined, plan: Plan) {
+async function scenarioA(world: World, withNginx: boolean, plan: Plan): Promise<TargetCheck> {
   console.log(
-    `A. latency at ${plan.rate} req/s for ${plan.latencySeconds} s, ${INPUTS_PER_REQUEST} inputs a request (open loop, undici)`,
+    `A. latency at ${plan.rate} req/s for ${plan.latencySeconds} s, ${INPUTS_PER_REQUEST} inputs a request (open loop, undici); upstream: the demo model`,
   );
-  const targets = [world.direct, ...(nginx ? [nginx] : []), sidecar.target];
+  const upstream = world.upstream;
+  const sidecar = await world.startSidecar('sidecar → model', { recording: 'default' });
+  const bare = await world.startBareProxy(upstream);
+  const nginx = withNginx ? await world.startNginx(upstream) : undefined;
+  await sanityCheck(sidecar);
+  const targets = [upstream.direct, ...(nginx ? [nginx] : []), bare, sidecar.target];
   const results = await latencySideBySide(targets, {
     rate: plan.rate,
     seconds: plan.latencySeconds,
@@ -165,17 +183,25 @@ async function scenarioA(world: World, sidecar: SidecarChild, nginx: Target | un
     connections: 32,
     warmUpRequests: plan.warmUpRequests,
   });
+  await sidecar.stop();
+  await bare.stop();
+  await nginx?.stop();
   console.log(
     table(['target', 'p50 ms', 'p99 ms', 'achieved req/s', 'errors', 'gen lag p99 ms'], latencyRows(results)),
   );
   printErrors(results);
-  const direct = results.get(world.direct);
+  const direct = results.get(upstream.direct);
   const side = results.get(sidecar.target);
+  const floor = results.get(bare);
   const viaNginx = nginx ? results.get(nginx) : undefined;
   const q = (result: LoadResult | undefined, p: number) => result?.latency.quantile(p);
   const added50 = sub(q(side, 0.5), q(direct, 0.5));
   const added99 = sub(q(side, 0.99), q(direct, 0.99));
   console.log(`  sidecar added vs direct: p50 ${signedMs(added50)}, p99 ${signedMs(added99)}`);
+  console.log(
+    `  bare node proxy added vs direct (Node's floor for a hop): p50 ${signedMs(sub(q(floor, 0.5), q(direct, 0.5)))}, p99 ${signedMs(sub(q(floor, 0.99), q(direct, 0.99)))}` +
+      `; sidecar added beyond it: p50 ${signedMs(sub(q(side, 0.5), q(floor, 0.5)))}, p99 ${signedMs(sub(q(side, 0.99), q(floor, 0.99)))}`,
+  );
   if (viaNginx) {
     console.log(
       `  sidecar vs nginx: p50 ${ratio(div(q(side, 0.5), q(viaNginx, 0.5)))}, p99 ${ratio(div(q(side, 0.99), q(viaNginx, 0.99)))}` +
@@ -196,18 +222,42 @@ async function scenarioA(world: World, sidecar: SidecarChild, nginx: Target | un
   } satisfies TargetCheck;
 }
 
+/** `process.memoryUsage()` of a child, split so the resident set can be attributed. */
+function memorySplit(memory: NodeJS.MemoryUsage | undefined): string {
+  if (memory === undefined) return 'unavailable';
+  // external counts ArrayBuffers too; what is neither heap nor external is
+  // Node's and V8's own native memory: code, stacks, libuv, allocator slack.
+  const rest = memory.rss - memory.heapTotal - memory.external;
+  return (
+    `RSS ${mib(memory.rss)} = V8 heap ${mib(memory.heapTotal)} (used ${mib(memory.heapUsed)})` +
+    ` + external ${mib(memory.external)} (ArrayBuffers ${mib(memory.arrayBuffers)})` +
+    ` + other (code, stacks, native allocations) ${rest >= 0 ? mib(rest) : `−${mib(-rest)}`}`
+  );
+}
+
 async function scenarioB(
   world: World,
-  sidecar: SidecarChild,
-  nginx: (Target & { pid: number }) | undefined,
+  withNginx: boolean,
   wrk: string | undefined,
   plan: Plan,
 ): Promise<TargetCheck[]> {
-  const pinnedNote = world.cpus.sidecar === undefined ? 'not pinned' : `pinned to CPU ${world.cpus.sidecar}`;
+  const pinnedNote =
+    world.cpus.sidecar === undefined ? 'not pinned' : `each pinned to CPU ${world.cpus.sidecar}`;
   console.log(
-    `B. throughput, closed loop, ${plan.connections} connections for ${plan.throughputSeconds} s (${wrk ? 'wrk' : 'Node generator: wrk missing'}); sidecar ${pinnedNote}`,
+    `B. throughput, closed loop, ${plan.connections} connections for ${plan.throughputSeconds} s (${wrk ? 'wrk' : 'Node generator: wrk missing'}); proxies ${pinnedNote}`,
   );
-  const watched = new Map<string, number>([['model', world.model.pid]]);
+  // A fresh sidecar in front of the canned upstream, so its peak RSS is B's alone.
+  const canned = await world.startCannedUpstream();
+  const sidecar = await world.startSidecar('sidecar → canned', { recording: 'default' }, canned);
+  const bare = await world.startBareProxy(canned);
+  const nginx = withNginx ? await world.startNginx(canned) : undefined;
+  console.log(
+    `  upstream "canned": the demo model's own answer to the bench request (${INPUTS_PER_REQUEST} × ${canned.dimensions} floats, ${(canned.bytes / 1024).toFixed(1)} KiB)` +
+      ` served by ${canned.servedBy}${world.cpus.others === undefined ? '' : ` on CPU ${world.cpus.others}`}, so the model's compute cannot be the limit;` +
+      ' the sidecar still checks and digests every vector',
+  );
+  await sanityCheck(sidecar);
+  const watched = new Map<string, number>([['upstream', canned.pid]]);
   const runs: [Target, ThroughputResult][] = [];
   const options = {
     connections: plan.connections,
@@ -217,17 +267,22 @@ async function scenarioB(
     cpus: world.cpus.others,
     dir: world.dir,
   };
-  runs.push([world.direct, await throughput(world.direct, watched, options)]);
-  if (nginx) {
-    const withNginx = new Map([...watched, ['proxy', nginx.pid]]);
-    runs.push([nginx, await throughput(nginx, withNginx, options)]);
-  }
-  const withSidecar = new Map([...watched, ['proxy', sidecar.pid]]);
-  runs.push([sidecar.target, await throughput(sidecar.target, withSidecar, options)]);
+  const withProxy = (pid: number) => new Map([...watched, ['proxy', pid]]);
+  runs.push([canned.direct, await throughput(canned.direct, watched, options)]);
+  if (nginx) runs.push([nginx, await throughput(nginx, withProxy(nginx.pid), options)]);
+  runs.push([bare, await throughput(bare, withProxy(bare.pid), options)]);
+  runs.push([sidecar.target, await throughput(sidecar.target, withProxy(sidecar.pid), options)]);
   const rss = await peakRss(sidecar.pid);
+  const bareRss = await peakRss(bare.pid);
+  const memory = await sidecar.call<NodeJS.MemoryUsage>({ command: 'memory' }).catch(() => undefined);
+  const bareMemory = await bare.child.call<NodeJS.MemoryUsage>({ command: 'memory' }).catch(() => undefined);
+  await sidecar.stop();
+  await bare.stop();
+  await nginx?.stop();
+  await canned.stop();
   console.log(
     table(
-      ['target', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'proxy CPU', 'model CPU'],
+      ['target', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'proxy CPU', 'upstream CPU'],
       runs.map(([target, result]) => [
         target.name,
         rate(result.rate),
@@ -235,43 +290,61 @@ async function scenarioB(
         ms(result.p99Ms),
         result.errors,
         percent(result.cpu.get('proxy')),
-        percent(result.cpu.get('model')),
+        percent(result.cpu.get('upstream')),
       ]),
     ),
   );
   printErrors(runs);
-  const direct = runs.find(([target]) => target === world.direct)?.[1];
-  const viaNginx = nginx ? runs.find(([target]) => target === nginx)?.[1] : undefined;
-  const side = runs.find(([target]) => target === sidecar.target)?.[1];
+  const resultOf = (target: Target | undefined) =>
+    target === undefined ? undefined : runs.find(([t]) => t === target)?.[1];
+  const direct = resultOf(canned.direct);
+  const viaNginx = resultOf(nginx);
+  const floor = resultOf(bare);
+  const side = resultOf(sidecar.target);
   const sideCpu = side?.cpu.get('proxy');
+  const floorCpu = floor?.cpu.get('proxy');
   console.log(
     `  sidecar / direct ${ratio(div(side?.rate, direct?.rate))}` +
       (viaNginx ? `, sidecar / nginx ${ratio(div(side?.rate, viaNginx.rate))}` : '') +
-      `; sidecar req/s per core of its CPU: ${rate(div(side?.rate, sideCpu))}` +
-      ` (CPU shares are of one core; a proxy well under 100% was not the limit)`,
+      `, sidecar / bare node proxy ${ratio(div(side?.rate, floor?.rate))}`,
   );
   console.log(
-    `  sidecar peak RSS (VmHWM over its life so far): ${mib(rss) ?? 'unavailable (no /proc)'}; once started and idle: ${mib(sidecar.startRss) ?? '?'}`,
+    `  req/s per core of the proxy's own CPU: sidecar ${rate(div(side?.rate, sideCpu))}, bare node proxy ${rate(div(floor?.rate, floorCpu))}` +
+      ' (CPU shares are of one core; a proxy well under 100% was not the limit)',
   );
+  console.log(
+    `  sidecar peak RSS (VmHWM over its life): ${mib(rss) ?? 'unavailable (no /proc)'}; once started and idle: ${mib(sidecar.startRss) ?? '?'}; bare node proxy peak RSS: ${mib(bareRss) ?? '?'}`,
+  );
+  console.log(`  sidecar memory at the end of the run: ${memorySplit(memory)}`);
+  console.log(`  bare node proxy, likewise:            ${memorySplit(bareMemory)}`);
   console.log('');
-  // A sidecar that did not saturate its core was held back by the model or the
-  // generator: judge it by its rate per core of CPU it used, and say so.
+  // A sidecar that did not saturate its core was held back by the upstream or
+  // the generator: judge it by its rate per core of CPU it used, and say so.
   const saturated = sideCpu === undefined || sideCpu >= 0.8;
   const perCore = saturated ? side?.rate : div(side?.rate, sideCpu);
   const clean = side !== undefined && side.errors === 0 && perCore !== undefined;
+  // The bare proxy's figure goes with the verdict: a target above it is above
+  // what Node reaches on this core at all, whatever Veil does.
+  const notes = [
+    saturated
+      ? undefined
+      : `extrapolated: ${rate(side?.rate)} req/s at ${percent(sideCpu)} of its core; the limit was elsewhere`,
+    floor === undefined
+      ? undefined
+      : `bare node proxy ${rate(floor.rate)} req/s at ${percent(floorCpu)} of its core`,
+  ].filter((note) => note !== undefined);
   return [
     {
       label: `B  sidecar ≥ ${rate(TARGETS.throughput)} req/s on one core${world.cpus.sidecar === undefined ? ' (NOT pinned)' : ''}`,
       met: clean ? (perCore as number) >= TARGETS.throughput : undefined,
       measured: saturated ? `${rate(side?.rate)} req/s` : `${rate(perCore)} req/s per core`,
-      note: saturated
-        ? undefined
-        : `extrapolated: ${rate(side?.rate)} req/s at ${percent(sideCpu)} of its core; the limit was elsewhere`,
+      note: notes.length > 0 ? notes.join('; ') : undefined,
     },
     {
       label: `B  sidecar peak RSS ≤ ${mib(TARGETS.peakRssBytes)}`,
       met: rss === undefined ? undefined : rss <= TARGETS.peakRssBytes,
       measured: mib(rss),
+      note: bareRss === undefined ? undefined : `bare node proxy ${mib(bareRss)}`,
     },
   ];
 }
@@ -320,13 +393,20 @@ async function scenarioC(world: World, plan: Plan): Promise<TargetCheck> {
 
 const W_LABEL = 'W  pod webhook p99 ≤ 5 ms';
 
-async function scenarioW(plan: Plan): Promise<TargetCheck> {
+async function scenarioW(plan: Plan, cpus: CpuLayout): Promise<TargetCheck> {
   console.log('W. pod-injection webhook: AdmissionReview over HTTPS, a fresh pod each time');
-  const results = await benchWebhook(plan.quick ? 200 : 3000);
+  const results = await benchWebhook(plan.quick ? 200 : 3000, cpus);
   console.log(
     table(
-      ['concurrency', 'requests', 'p50 ms', 'p99 ms', 'errors'],
-      results.map((r) => [r.concurrency, r.requests, ms(r.p50), ms(r.p99), r.errors]),
+      ['concurrency', 'requests', 'reviews/s', 'p50 ms', 'p99 ms', 'errors'],
+      results.map((r) => [
+        r.concurrency,
+        r.requests,
+        Math.round(r.perSecond).toLocaleString('en-US'),
+        ms(r.p50),
+        ms(r.p99),
+        r.errors,
+      ]),
     ),
   );
   console.log('');
@@ -413,6 +493,98 @@ async function scenarioD(world: World, wrk: string | undefined, plan: Plan): Pro
 
 const D_LABEL = `D  recording pipeline ships ≥ ${rate(TARGETS.shippedPerSecond)} records/s per sidecar`;
 
+const STAND_INS = 50;
+const P_LABEL = `P  policy change enforced by ${STAND_INS} sidecars ≤ ${TARGETS.propagationMs / 1000} s`;
+
+async function scenarioP(world: World, plan: Plan): Promise<TargetCheck> {
+  console.log(
+    `P. policy propagation: ${plan.policyChanges} masking-rule changes written through the API (and one by kubectl apply) to ${STAND_INS} injected stand-in pods with real sidecars`,
+  );
+  const pinning =
+    world.cpus.sidecar === undefined
+      ? 'not pinned'
+      : `injector on CPU ${world.cpus.sidecar}; stand-ins, API server, etcd and the bench on CPU ${world.cpus.others}`;
+  console.log(`  real etcd, kube-apiserver, webhook and controller; ${pinning}`);
+  let result: Awaited<ReturnType<typeof propagation>>;
+  try {
+    result = await propagation({
+      standIns: STAND_INS,
+      changes: plan.policyChanges,
+      cpus: world.cpus,
+      dir: world.dir,
+    });
+  } catch (error) {
+    if (!(error instanceof PropagationUnavailable)) throw error;
+    console.log(`  skipped: ${error.message}\n`);
+    return { label: P_LABEL, met: undefined, measured: undefined };
+  }
+  const upTo = (row: ChangeResult) =>
+    row.allMs === undefined
+      ? `${row.enforcing}/${result.standIns} by ${CHANGE_TIMEOUT_MS / 1000} s`
+      : ms(row.allMs);
+  console.log(
+    table(
+      [
+        'change',
+        'write',
+        'write ms',
+        'ms to first sidecar',
+        `ms to all ${result.standIns}`,
+        'pushes acknowledged',
+        'last ack ms',
+        'stores switched ms',
+      ],
+      result.changes.map((row) => [
+        row.change,
+        row.via,
+        ms(row.writeMs),
+        ms(row.firstMs),
+        upTo(row),
+        row.acks + (row.refused + row.failed > 0 ? ` (+${row.refused} refused, ${row.failed} failed)` : ''),
+        ms(row.lastAckMs),
+        ms(row.switchedMs),
+      ]),
+    ),
+  );
+  const patches = result.changes.filter((row) => row.via === 'API patch');
+  const complete = patches.every((row) => row.allMs !== undefined);
+  const all = patches.map((row) => row.allMs ?? Number.POSITIVE_INFINITY);
+  const firsts = patches.map((row) => row.firstMs ?? Number.POSITIVE_INFINITY);
+  const worst = Math.max(...all);
+  console.log(
+    `  over the ${patches.length} API patches: all ${result.standIns} enforcing p50 ${ms(median(all)) ?? '–'} ms, max ${ms(worst) ?? '–'} ms;` +
+      ` first sidecar p50 ${ms(median(firsts)) ?? '–'} ms, max ${ms(Math.max(...firsts)) ?? '–'} ms`,
+  );
+  const viaKubectl = result.changes.find((row) => row.via === 'kubectl apply');
+  if (viaKubectl) {
+    console.log(
+      `  kubectl apply: all ${result.standIns} enforcing after ${upTo(viaKubectl)} ms, of which kubectl itself (its start-up included) ${ms(viaKubectl.writeMs)} ms`,
+    );
+  }
+  console.log(
+    `  times from the start of the write; "ms to …" is when a sidecar first answered GET /v1/policy with the new hash (polled every ${POLL_MS} ms);` +
+      ` "last ack" is the controller's last acknowledged push, "stores switched" when the last sidecar's policy store took the version, both on the children's clocks (±${ms(result.clockUncertaintyMs)} ms)`,
+  );
+  console.log(`  check: ${result.check}`);
+  console.log('');
+  const short = patches.find((row) => row.allMs === undefined);
+  return {
+    label: P_LABEL,
+    met: worst <= TARGETS.propagationMs,
+    measured: complete ? `${ms(worst)} ms (max of ${patches.length})` : `> ${CHANGE_TIMEOUT_MS / 1000} s`,
+    ...(short ? { note: `change ${short.change}: ${short.enforcing}/${result.standIns} sidecars` } : {}),
+  };
+}
+
+function median(values: readonly number[]): number | undefined {
+  if (values.length === 0) return undefined;
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1
+    ? sorted[middle]
+    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
+}
+
 /**
  * Why "measured minus baseline" means nothing here, if it does not: errors on
  * either side, a baseline that could not hold the arrival rate (the machine
@@ -455,7 +627,7 @@ async function main(): Promise<number> {
     plan = parseOptions(process.argv.slice(2));
   } catch (error) {
     console.error(
-      `${(error as Error).message}\nusage: npm run bench -- [--quick] [--only A,B,C,D,W] (--help)`,
+      `${(error as Error).message}\nusage: npm run bench -- [--quick] [--only A,B,C,D,W,P] (--help)`,
     );
     return 2;
   }
@@ -468,19 +640,13 @@ async function main(): Promise<number> {
   const checks: TargetCheck[] = [];
   try {
     const world = await createWorld(layout);
-    if (plan.only.has('A') || plan.only.has('B')) {
-      // One sidecar for A then B, so its peak RSS covers both.
-      const sidecar = await world.startSidecar('sidecar → model', { recording: 'default' });
-      const nginx = tools.nginx ? await world.startNginx() : undefined;
-      await sanityCheck(sidecar);
-      if (plan.only.has('A')) checks.push(await scenarioA(world, sidecar, nginx, plan));
-      if (plan.only.has('B')) checks.push(...(await scenarioB(world, sidecar, nginx, tools.wrk, plan)));
-      await sidecar.stop();
-      await nginx?.stop();
-    }
+    const withNginx = tools.nginx !== undefined;
+    if (plan.only.has('A')) checks.push(await scenarioA(world, withNginx, plan));
+    if (plan.only.has('B')) checks.push(...(await scenarioB(world, withNginx, tools.wrk, plan)));
     if (plan.only.has('C')) checks.push(await scenarioC(world, plan));
     if (plan.only.has('D')) checks.push(await scenarioD(world, tools.wrk, plan));
-    if (plan.only.has('W')) checks.push(await scenarioW(plan));
+    if (plan.only.has('W')) checks.push(await scenarioW(plan, layout));
+    if (plan.only.has('P')) checks.push(await scenarioP(world, plan));
   } catch (error) {
     if (stopping()) return 130;
     console.error(`bench failed: ${(error as Error).stack ?? String(error)}`);

@@ -1,11 +1,13 @@
 // The bench's world, all on loopback: a temporary directory, the demo model
 // (child process), a dev OIDC issuer and a real JWT, the policy file, and on
-// demand the sidecars (child processes) and nginx. Everything started here is
-// registered for teardown.
+// demand the canned upstream, the sidecars and the bare Node proxy (child
+// processes) and nginx. Everything started here is registered for teardown.
 import { mkdtemp, rm, statfs, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type SidecarConfigInput, startDevIssuer } from '@veil/sidecar';
+import type { BareProxyReady } from './bare-proxy.ts';
+import { startCannedUpstream } from './canned-upstream.ts';
 import type { Target } from './load.ts';
 import type { ModelReady } from './model-process.ts';
 import { type Nginx, startNginx } from './nginx.ts';
@@ -16,9 +18,9 @@ import { AUDIENCE, benchPolicy, CALLER_GROUP, EMBEDDINGS_PATH, requestBody } fro
 
 export interface CpuLayout {
   readonly cores: number;
-  /** The sidecar's one core, when it can be pinned. */
+  /** The one core of the proxy under test (the sidecar, the bare Node proxy, nginx as a proxy), when it can be pinned. */
   readonly sidecar: string | undefined;
-  /** The model, nginx and the load generators: every other core. */
+  /** The upstream (model or canned) and the load generators: every other core. */
   readonly others: string | undefined;
 }
 
@@ -45,15 +47,47 @@ export interface SidecarSettings {
   readonly batchMaxAgeSeconds?: number;
 }
 
+/** What the proxies forward to: the demo model, or the canned answer of scenario B. */
+export interface Upstream {
+  /** As the report names it: `model` or `canned`. */
+  readonly name: string;
+  readonly url: string;
+  readonly port: number;
+  readonly pid: number;
+  /** The load sent straight to it, with no proxy in between. */
+  readonly direct: Target;
+}
+
+export interface CannedUpstream extends Upstream {
+  readonly servedBy: string;
+  readonly bytes: number;
+  readonly dimensions: number;
+  stop(): Promise<void>;
+}
+
+/** A proxy under test other than the sidecar, in its own process. */
+export interface ProxyChild extends Target {
+  readonly pid: number;
+  stop(): Promise<void>;
+}
+
+export interface BareProxyChild extends ProxyChild {
+  readonly child: Child<BareProxyReady>;
+}
+
 export interface World {
   readonly dir: string;
   readonly cpus: CpuLayout;
   readonly model: Child<ModelReady>;
-  readonly direct: Target;
+  /** The demo model as an upstream. */
+  readonly upstream: Upstream;
   /** True when the temporary directory is on tmpfs, where fsync costs nothing. */
   readonly tmpfs: boolean;
-  startSidecar(name: string, options: SidecarSettings): Promise<SidecarChild>;
-  startNginx(): Promise<Target & { pid: number; stop(): Promise<void> }>;
+  startCannedUpstream(): Promise<CannedUpstream>;
+  /** A sidecar in front of the model, or of `upstream` when given. */
+  startSidecar(name: string, options: SidecarSettings, upstream?: Upstream): Promise<SidecarChild>;
+  startNginx(upstream: Upstream): Promise<ProxyChild>;
+  startBareProxy(upstream: Upstream): Promise<BareProxyChild>;
 }
 
 const TMPFS_MAGIC = 0x01021994;
@@ -93,18 +127,29 @@ export async function createWorld(cpus: CpuLayout): Promise<World> {
     body,
   });
   let sidecars = 0;
+  const modelUpstream: Upstream = {
+    name: 'model',
+    url: model.ready.url,
+    port: model.ready.port,
+    pid: model.pid,
+    direct: target('direct → model', model.ready.url),
+  };
 
   return {
     dir,
     cpus,
     model,
+    upstream: modelUpstream,
     tmpfs,
-    direct: target('direct → model', model.ready.url),
-    async startSidecar(name, settings) {
+    async startCannedUpstream() {
+      const canned = await startCannedUpstream(model.ready.url, dir, cpus.others);
+      return { ...canned, name: 'canned', direct: target('direct → canned', canned.url) };
+    },
+    async startSidecar(name, settings, upstream = modelUpstream) {
       const index = sidecars++;
       const home = join(dir, `sidecar-${index}`);
       const config: SidecarConfigInput = {
-        upstream: model.ready.url,
+        upstream: upstream.url,
         api: 'openai',
         host: '127.0.0.1',
         proxyPort: 0,
@@ -129,11 +174,32 @@ export async function createWorld(cpus: CpuLayout): Promise<World> {
       });
       return { ...child, target: target(name, child.ready.url), startRss: await peakRss(child.pid) };
     },
-    async startNginx() {
+    async startNginx(upstream) {
       const bin = findProgram('nginx');
       if (bin === undefined) throw new Error('nginx is not installed');
-      const nginx: Nginx = await startNginx(bin, join(dir, 'nginx'), model.ready.port, cpus.others);
-      return { ...target('nginx → model', nginx.url), pid: nginx.pid, stop: nginx.stop };
+      // On the sidecar's core, so "nginx → …" and "sidecar → …" are both a proxy on one core.
+      const nginx: Nginx = await startNginx(
+        bin,
+        join(dir, `nginx-${upstream.name}`),
+        { kind: 'proxy', upstreamPort: upstream.port },
+        cpus.sidecar,
+      );
+      return { ...target(`nginx → ${upstream.name}`, nginx.url), pid: nginx.pid, stop: nginx.stop };
+    },
+    async startBareProxy(upstream) {
+      const child = await startNodeChild<BareProxyReady>({
+        name: 'bare node proxy',
+        script: './bare-proxy.ts',
+        env: { VEIL_BENCH_UPSTREAM: upstream.url },
+        cpus: cpus.sidecar,
+        logFile: join(dir, `bare-proxy-${upstream.name}.log`),
+      });
+      return {
+        ...target(`bare node proxy → ${upstream.name}`, child.ready.url),
+        pid: child.pid,
+        stop: child.stop,
+        child,
+      };
     },
   };
 }

@@ -1,10 +1,10 @@
 // Child process: one sidecar, in its own process so the bench can read its peak
 // RSS and pin it to a core, and so the load generator does not share its event
 // loop. Its settings arrive as JSON in VEIL_BENCH_SIDECAR. Commands from the
-// bench: `stats` (the audit pipeline's counters, when its sink keeps any) and
+// bench: `stats` (the audit pipeline's counters, when its sink keeps any),
 // `pump` (synthetic records appended straight to the sidecar's own audit sink
 // at the highest rate it takes, to measure the recording pipeline without the
-// HTTP path in front of it).
+// HTTP path in front of it) and `memory`, which every child answers.
 import { createHash } from 'node:crypto';
 import {
   type AuditDraft,

@@ -1,14 +1,17 @@
 // Scenario W: the pod-injection webhook's own latency, as the API server would
 // see it: AdmissionReview POSTs over HTTPS to a real webhook server, one a
-// caller at a time and 8 at a time, with a fresh pod each time.
+// caller at a time and 8 at a time, with a fresh pod each time. The server runs
+// in its own process, pinned to the proxy's core when the machine allows.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createCertificateAuthority, issueServingCertificate, startWebhookServer } from '@veil/injector';
+import { createCertificateAuthority, issueServingCertificate } from '@veil/injector';
 import { Pool } from 'undici';
 import { podReview } from '../../packages/injector/test/webhook/support/review.ts';
-import { testSettings } from '../../packages/injector/test/webhook/support/settings.ts';
 import { Samples } from './histogram.ts';
+import { startNodeChild } from './processes.ts';
+import type { CpuLayout } from './setup.ts';
+import type { WebhookReady } from './webhook-process.ts';
 
 export interface WebhookResult {
   readonly concurrency: number;
@@ -16,6 +19,8 @@ export interface WebhookResult {
   readonly p50: number;
   readonly p99: number;
   readonly errors: number;
+  /** AdmissionReviews answered a second, over the whole run at this concurrency. */
+  readonly perSecond: number;
 }
 
 const validity = () => ({
@@ -23,28 +28,30 @@ const validity = () => ({
   notAfter: new Date(Date.now() + 3_600_000),
 });
 
-export async function benchWebhook(requests: number): Promise<WebhookResult[]> {
+export async function benchWebhook(requests: number, cpus: CpuLayout): Promise<WebhookResult[]> {
   const dir = await mkdtemp(join(tmpdir(), 'veil-bench-webhook-'));
   const ca = createCertificateAuthority('veil-bench-ca', validity());
   const leaf = issueServingCertificate(ca, ['localhost'], validity());
   await writeFile(join(dir, 'tls.crt'), leaf.cert);
   await writeFile(join(dir, 'tls.key'), leaf.key);
-  const server = await startWebhookServer({
-    settings: testSettings,
-    tls: { certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key') },
-    host: '127.0.0.1',
-    port: 0,
-    namespaceLabels: async () => ({}),
-    bootstrapPolicy: async (_namespace, name) => ({ metadata: { name }, spec: {} }),
+  const server = await startNodeChild<WebhookReady>({
+    name: 'webhook',
+    script: './webhook-process.ts',
+    env: { VEIL_BENCH_WEBHOOK_TLS_DIR: dir },
+    cpus: cpus.sidecar,
+    logFile: join(dir, 'webhook.log'),
   });
-  const pool = new Pool(`https://localhost:${server.port}`, { connections: 8, connect: { ca: ca.cert } });
+  const pool = new Pool(`https://localhost:${server.ready.port}`, {
+    connections: 8,
+    connect: { ca: ca.cert },
+  });
   try {
     const results: WebhookResult[] = [];
     for (const concurrency of [1, 8]) results.push(await drive(pool, requests, concurrency));
     return results;
   } finally {
     await pool.close();
-    await server.close();
+    await server.stop();
     await rm(dir, { recursive: true, force: true });
   }
 }
@@ -69,8 +76,17 @@ async function drive(pool: Pool, requests: number, concurrency: number): Promise
       if (response.statusCode !== 200 || !answer.response?.allowed || !answer.response.patch) errors += 1;
     }
   };
+  const started = performance.now();
   await Promise.all(Array.from({ length: concurrency }, worker));
-  return { concurrency, requests, p50: histogram.quantile(0.5), p99: histogram.quantile(0.99), errors };
+  const seconds = (performance.now() - started) / 1000;
+  return {
+    concurrency,
+    requests,
+    p50: histogram.quantile(0.5),
+    p99: histogram.quantile(0.99),
+    errors,
+    perSecond: requests / seconds,
+  };
 }
 
 function modelPod(name: string) {

@@ -2,7 +2,12 @@
 // approvals with their service-account token, long-poll for the decision an
 // approver makes with the CLI, and consume it once for the same caller and payload.
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { AuthenticationV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { GROUP, type PolicySpecInput, policySpecSchema, VERSION } from '@veil/core';
 import { pullAudience, silentLog, type WebhookServer } from '@veil/injector';
@@ -10,6 +15,7 @@ import { Agent, request } from 'undici';
 import { runApprovalsDecide } from '../../../packages/cli/src/commands/approvals.ts';
 import {
   type ApprovalsApi,
+  httpsNotifier,
   type Notification,
   startApprovalsApi,
 } from '../../../packages/injector/src/controller/approvals.ts';
@@ -31,7 +37,9 @@ let approvals: ApprovalsApi | undefined;
 let bob: User;
 let agent: Agent;
 let clockOffsetMs = 0;
+/** What the notification endpoint received: real HTTPS POSTs from the API's own notifier. */
 const notifications: Notification[] = [];
+let receiver: Server | undefined;
 
 const policy: PolicySpecInput = {
   authentication: { oidc: [{ issuer: 'https://idp.example.com', audiences: ['veil'] }] },
@@ -42,6 +50,7 @@ const policy: PolicySpecInput = {
         when: { minInputs: 100 },
         approvers: { groups: ['approvers'], count: 1 },
         expiresAfterSeconds: 600,
+        // Pointed at the test's own HTTPS receiver once it listens.
         notify: { url: 'https://hooks.example.com/services/T000/B000' },
       },
     ],
@@ -58,6 +67,11 @@ before(async () => {
     webhookName = await registerApprovalWebhook(cp, webhook.url);
     await waitForApprovalWebhook(cp, await freshNamespace(cp, 'probe'));
     const cert = await cp.issueServingCert('approvals-api');
+    receiver = await startNotificationReceiver(await cp.issueServingCert('notify-receiver'));
+    const rule = policy.approvals?.rules?.[0];
+    if (rule?.notify)
+      rule.notify.url = `https://127.0.0.1:${(receiver.address() as AddressInfo).port}/services/T000/B000`;
+    agent = new Agent({ connect: { ca: await readFile(cp.caCert) } });
     approvals = await startApprovalsApi({
       kubeConfig: cp.kubeConfig(),
       tls: { certFile: cert.cert, keyFile: cert.key },
@@ -68,13 +82,8 @@ before(async () => {
       authenticate: tokenReviewAuthenticator(cp.kubeConfig().makeApiClient(AuthenticationV1Api)),
       log: silentLog,
       now: () => new Date(Date.now() + clockOffsetMs),
-      notify: async (_url, message) => {
-        notifications.push(message);
-      },
+      notify: httpsNotifier(agent),
       expiryIntervalMs: 3_600_000,
-    });
-    agent = new Agent({
-      connect: { ca: await import('node:fs/promises').then((fs) => fs.readFile(cp.caCert)) },
     });
   } catch (error) {
     await teardown();
@@ -89,7 +98,30 @@ async function teardown(): Promise<void> {
   if (webhookName) await deleteApprovalWebhook(cp, webhookName).catch(() => undefined);
   await webhook?.close();
   await agent?.close();
+  receiver?.close();
   await cp?.stop();
+}
+
+/** A Slack-style incoming webhook: takes JSON POSTs on one path and keeps their bodies. */
+async function startNotificationReceiver(cert: { cert: string; key: string }): Promise<Server> {
+  const server = createServer(
+    { cert: await readFile(cert.cert), key: await readFile(cert.key) },
+    async (request, response) => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of request) chunks.push(chunk as Buffer);
+      const json = request.headers['content-type'] === 'application/json';
+      if (request.method === 'POST' && request.url === '/services/T000/B000' && json) {
+        notifications.push(JSON.parse(Buffer.concat(chunks).toString('utf8')) as Notification);
+        response.end('ok');
+      } else {
+        response.statusCode = 400;
+        response.end();
+      }
+    },
+  );
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return server;
 }
 
 /** A projected-style token of a fresh service account in `namespace`, as the sidecar holds. */
@@ -154,7 +186,11 @@ test('open, long-poll, approve with the CLI, then use once for the same caller a
     name,
   })) as { spec: { approvers: { groups: string[] }; request: { inputCount: number } } };
   assert.deepEqual(stored.spec.approvers.groups, ['approvers']);
-  const note = notifications.find((n) => n.text.includes(`${namespace}/${name}`));
+  let note: Notification | undefined;
+  for (let tries = 0; note === undefined && tries < 100; tries++) {
+    note = notifications.find((n) => n.text.includes(`${namespace}/${name}`));
+    if (note === undefined) await sleep(50);
+  }
   assert.ok(note, 'a notification for the new approval');
   assert.match(note.text, /250 inputs/);
   assert.match(note.text, /text-embedding-3-small/);

@@ -36,6 +36,7 @@ import {
   VERSION,
 } from '@veil/core';
 import fastify from 'fastify';
+import { type Dispatcher, request } from 'undici';
 import { z } from 'zod';
 import { type HttpsListener, listenHttps, tlsOptions } from '../certs/listening.ts';
 import { type CertificateFiles, readCertificatePair } from '../certs/reload.ts';
@@ -61,7 +62,7 @@ export type ApprovalsApiOptions = {
   authenticate(token: string): Promise<Caller | undefined>;
   log: Log;
   now?: () => Date;
-  /** Sends one notification; defaults to an HTTPS POST of JSON. */
+  /** Sends one notification; defaults to `httpsNotifier()`. */
   notify?: (url: string, message: Notification) => Promise<void>;
   /** How often stale approvals are expired; default 10 s. */
   expiryIntervalMs?: number;
@@ -87,7 +88,7 @@ type Stored = {
 export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<ApprovalsApi> {
   const api = options.kubeConfig.makeApiClient(CustomObjectsApi);
   const now = options.now ?? (() => new Date());
-  const notify = options.notify ?? postJson;
+  const notify = options.notify ?? httpsNotifier();
   const pollMs = options.pollIntervalMs ?? 250;
   const initial = await readCertificatePair(options.tls);
   const app = fastify({ https: { ...tlsOptions, ...initial }, logger: false });
@@ -366,13 +367,24 @@ export function notification(stored: Stored): Notification {
   return { text, blocks: [{ type: 'section', text: { type: 'mrkdwn', text } }] };
 }
 
-async function postJson(url: string, message: Notification): Promise<void> {
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(message),
-    signal: AbortSignal.timeout(10_000),
-  });
-  await response.body?.cancel();
-  if (!response.ok) throw new Error(`the notification endpoint answered ${response.status}`);
+/**
+ * Posts each notification as JSON. The dispatcher is for endpoints behind a
+ * private CA; by default the system's trusted CAs apply.
+ */
+export function httpsNotifier(
+  dispatcher?: Dispatcher,
+): (url: string, message: Notification) => Promise<void> {
+  return async (url, message) => {
+    const response = await request(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(message),
+      signal: AbortSignal.timeout(10_000),
+      ...(dispatcher === undefined ? {} : { dispatcher }),
+    });
+    await response.body.dump();
+    if (response.statusCode < 200 || response.statusCode >= 300) {
+      throw new Error(`the notification endpoint answered ${response.statusCode}`);
+    }
+  };
 }

@@ -121,7 +121,7 @@ test('sessions show says clearly when the record is not there', async () => {
   await assert.rejects(runSessionsShow([`${built.stream}:99`, '--dir', store], io), (error: Error) => {
     assert.ok(error instanceof CliError);
     assert.equal(error.exitCode, 1);
-    assert.match(error.message, /no verified record .*:99 in .* \(10 records\)/);
+    assert.match(error.message, /no verified record .*:99 in .* \(10 records, 10 requests\)/);
     return true;
   });
   await assert.rejects(
@@ -233,4 +233,57 @@ test("an approval's own records verify, and the report draws the approvals popul
   assert.deepEqual(cells('request_outcomes'), ['allowed', 'approval_denied']);
   // Each row leads to the approval.requested record, which sessions show retrieves.
   assert.deepEqual(cells('seq'), ['1', '4']);
+});
+
+test('a request recorded in two parts is shown and counted once, by either part', async () => {
+  // seq 2 is the first part of the request seq 4 completes, across a batch; seq 6 was cut off.
+  let firstPartId = '';
+  const split = buildStream({
+    batches: [
+      [0, 1, 2, 3],
+      [4, 5, 6],
+    ],
+    recordFor: (stream, seq, ref) => {
+      const { approval: _none, vectors, ...base } = sampleRecord(stream, seq, ref);
+      if (seq === 2 || seq === 6) {
+        if (seq === 2) firstPartId = base.id;
+        return { ...base, outcome: 'incomplete', status: null };
+      }
+      if (seq !== 4) return { ...base, vectors };
+      const identity = { issuer: 'https://issuer.example', subject: 'alice', groups: ['ml'] };
+      return { ...base, outcome: 'allowed', status: 200, identity, vectors, completes: firstPartId };
+    },
+  });
+  const dir = join(root, 'split');
+  await writeLocalStore(dir, split.objects);
+
+  const verified = captureIo(now);
+  assert.equal(await runVerify([dir, '--json'], verified.io), 0);
+  const result = JSON.parse(verified.out.join('\n'));
+  assert.deepEqual([result.totals.records, result.totals.requests, result.totals.incomplete], [7, 6, 1]);
+  assert.deepEqual(
+    result.findings.map((f: { code: string }) => f.code),
+    ['not-worm', 'incomplete-record'],
+  );
+
+  for (const ref of [`${split.stream}:2`, firstPartId, `${split.stream}:4`]) {
+    const { io, out } = captureIo(now);
+    assert.equal(await runSessionsShow([ref, '--dir', dir], io), 0);
+    assert.ok(out.includes('seq        4'), `${ref}: ${out.join('\n')}`);
+    assert.ok(out.includes(`completes  ${firstPartId}, its first part, recorded as it went to the model`));
+    assert.ok(out.includes('outcome    allowed'), out.join('\n'));
+  }
+  const cutOff = captureIo(now);
+  assert.equal(await runSessionsShow([`${split.stream}:6`, '--dir', dir], cutOff.io), 0);
+  assert.ok(cutOff.out.includes('outcome   incomplete'), cutOff.out.join('\n'));
+  assert.ok(cutOff.out.includes('status    none sent'), cutOff.out.join('\n'));
+
+  const out = join(root, 'split-report');
+  const { io } = captureIo(now);
+  assert.equal(await runReport([dir, '--json', join(out, 'r.json'), '--html', join(out, 'r.html')], io), 0);
+  const report = JSON.parse(await readFile(join(out, 'r.json'), 'utf8'));
+  assert.equal(report.populations.find((p: { name: string }) => p.name === 'requests').count, 6);
+  const html = await readFile(join(out, 'r.html'), 'utf8');
+  assert.ok(html.includes('<b>6</b>Requests'));
+  assert.ok(html.includes('<b>1</b>Incomplete requests'));
 });

@@ -233,7 +233,8 @@ test('compose: the proxy authenticates, masks, answers in the OpenAI dialect and
   );
   const verified = await veil('evidence', 'verify', evidence);
   assert.doesNotMatch(verified.stdout, /^INVALID/m, verified.stdout);
-  assert.match(verified.stdout, /1 streams, \d+ batches, 3 records verified, 0 gaps/);
+  // Three requests: two reached the model, each recorded in two parts, one was refused.
+  assert.match(verified.stdout, /1 streams, \d+ batches, 5 records verified, 0 gaps/);
 
   // And straight from the bucket, as the README's compose section does it.
   const direct = await veil(
@@ -244,12 +245,12 @@ test('compose: the proxy authenticates, masks, answers in the OpenAI dialect and
     s3.endpoint,
     '--path-style',
   );
-  assert.match(direct.stdout, /1 streams, \d+ batches, 3 records verified, 0 gaps/);
+  assert.match(direct.stdout, /1 streams, \d+ batches, 5 records verified, 0 gaps/);
 
   // The records name the caller and the masking, never the address itself.
   const { stdout: json } = await veil('evidence', 'verify', evidence, '--json');
-  const result = JSON.parse(json) as { totals: { records: number }; streams: { closed: boolean }[] };
-  assert.equal(result.totals.records, 3);
+  const result = JSON.parse(json) as { totals: { requests: number }; streams: { closed: boolean }[] };
+  assert.equal(result.totals.requests, 3);
   assert.equal(result.streams[0]?.closed, true, 'the clean stop closed the stream');
   const batches = (await readdir(join(evidence, 'objects'), { recursive: true })).filter(
     (file) => file.includes('/batches/') && !file.endsWith('.meta.json'),

@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
-import { parseEvidenceKey } from '@veil/core';
+import { effectiveRecords, parseEvidenceKey } from '@veil/core';
 import { configFromEnv, type RunningSidecar, startSidecar } from '@veil/sidecar';
 import { invalidFindings, verifyBucket } from './bucket.ts';
 import { markerCounts, runLoad } from './load.ts';
@@ -29,7 +29,7 @@ after(async () => {
   process.env = savedEnv;
 });
 
-test('every request becomes exactly one verified, locked record; close seals the stream', async () => {
+test('every request is on verified, locked record exactly once; close seals the stream', async () => {
   const env = evidence.env(join(evidence.dir, 'spool'));
   // The S3 client reads its credentials from the SDK's default chain, the environment here.
   Object.assign(process.env, env);
@@ -61,7 +61,7 @@ test('every request becomes exactly one verified, locked record; close seals the
 
   const open = await verifyBucket(evidence.client, evidence.bucket);
   assert.deepEqual(invalidFindings(open.result), []);
-  assert.equal(open.result.totals.records, requests);
+  assert.equal(open.result.totals.requests, requests);
   assert.equal(open.result.streams[0]?.closed, false);
   for (const object of open.objects) {
     assert.equal(object.lockMode, 'COMPLIANCE', object.key);
@@ -76,14 +76,17 @@ test('every request becomes exactly one verified, locked record; close seals the
   sidecar = undefined;
   const closed = await verifyBucket(evidence.client, evidence.bucket);
   assert.deepEqual(invalidFindings(closed.result), []);
-  assert.equal(closed.result.totals.records, requests);
+  // Every request reached the model, so each is two record parts, counted once.
+  assert.equal(closed.result.totals.records, 2 * requests);
+  assert.equal(closed.result.totals.requests, requests);
+  assert.equal(closed.result.totals.incomplete, 0);
   assert.equal(closed.result.streams.length, 1);
   assert.equal(closed.result.streams[0]?.closed, true);
   assert.equal(
     closed.result.streams[0]?.stream.split('/').slice(0, 3).join('/'),
     `e2e/ml/${env.VEIL_POD_UID}`,
   );
-  const counts = markerCounts(closed.result.records);
+  const counts = markerCounts(effectiveRecords(closed.result.records));
   assert.ok(
     answers.every((a) => counts.get(a.marker) === 1),
     'each answered request has exactly one record',
@@ -113,7 +116,10 @@ test("the auditor's three commands, as a user runs them, agree with the requests
 
   const verified = await cli('evidence', 'verify', out);
   assert.doesNotMatch(verified.stdout, /INVALID/);
-  assert.match(verified.stdout, new RegExp(`1 streams, \\d+ batches, ${requests} records verified, 0 gaps`));
+  assert.match(
+    verified.stdout,
+    new RegExp(`1 streams, \\d+ batches, ${2 * requests} records verified, 0 gaps`),
+  );
 
   const json = join(evidence.dir, 'report.json');
   await cli('evidence', 'report', out, '--json', json, '--html', join(evidence.dir, 'report.html'));

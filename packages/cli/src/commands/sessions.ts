@@ -19,7 +19,7 @@ export async function runSessionsShow(args: string[], io: Io): Promise<number> {
   const record = findRecord(result.records, ref);
   if (!record) {
     throw new CliError(
-      `sessions show: no verified record ${text} in ${dir} (${result.totals.records} records)`,
+      `sessions show: no verified record ${text} in ${dir} (${result.totals.records} records, ${result.totals.requests} requests)`,
       1,
     );
   }
@@ -35,6 +35,8 @@ export const sessionsShowCommand: Command = {
 Finds one audit record in pulled evidence (veil evidence pull) or a local
 evidence store and prints it: who called, what, the outcome, masking actions
 and approval with its approvers. ID is the record's ULID or <stream>:<seq>.
+A request forwarded to the model is recorded in two parts: either names it,
+and its full record is shown.
 
 Options:
   --dir DIR   the evidence directory (default: the current directory)`,

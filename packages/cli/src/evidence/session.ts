@@ -1,6 +1,6 @@
 // `veil sessions show`: one request's audit record, found by its ULID or by
 // `<stream>:<seq>`, laid out for a person to read.
-import type { AuditRecord, StreamSummary } from '@veil/core';
+import { type AuditRecord, matchCompletions, type StreamSummary } from '@veil/core';
 import { CliError } from '../command.ts';
 
 export type SessionRef = { id: string } | { stream: string; seq: number };
@@ -16,10 +16,17 @@ export function parseSessionRef(text: string): SessionRef {
   throw new CliError(`sessions show: "${text}" is neither a ULID nor <stream>:<seq>`);
 }
 
+/**
+ * The request's record: the one `ref` names, or, when that is a first part a
+ * later record completes, the completing one, which holds all the first did.
+ */
 export function findRecord(records: readonly AuditRecord[], ref: SessionRef): AuditRecord | undefined {
-  return 'id' in ref
-    ? records.find((r) => r.id === ref.id)
-    : records.find((r) => r.stream === ref.stream && r.seq === ref.seq);
+  const found =
+    'id' in ref
+      ? records.find((r) => r.id === ref.id)
+      : records.find((r) => r.stream === ref.stream && r.seq === ref.seq);
+  if (found?.outcome !== 'incomplete') return found;
+  return matchCompletions(records.filter((r) => r.stream === found.stream)).completedBy.get(found) ?? found;
 }
 
 /** The record as aligned `key  value` lines, then its masking actions and its approval. */
@@ -34,6 +41,14 @@ export function renderRecord(record: AuditRecord, stream: StreamSummary | undefi
     ['stream', r.stream],
     ['seq', String(r.seq)],
     ['kind', r.kind],
+    ...(r.completes
+      ? [
+          ['completes', `${r.completes}, its first part, recorded as it went to the model`] as [
+            string,
+            string,
+          ],
+        ]
+      : []),
     ['outcome', r.outcome],
     ['status', r.status === null ? 'none sent' : String(r.status)],
     ['caller', r.identity ? `${r.identity.subject} (issuer ${r.identity.issuer})` : 'unauthenticated'],

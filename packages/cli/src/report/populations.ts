@@ -6,8 +6,10 @@
 // Requests, denials and masking actions are drawn from `request` records only:
 // an approval's own records (`approval.requested`, `approval.decided`) are
 // events of an approval, not requests, and counting them would inflate the
-// request population an auditor samples from.
-import type { AuditRecord } from '@veil/core';
+// request population an auditor samples from. For the same reason a forwarded
+// request's first part is left out once a later record completes it: each
+// request is one member, through its full record.
+import { type AuditRecord, effectiveRecords } from '@veil/core';
 
 /** Outcomes where the caller was refused. */
 export const denialOutcomes: readonly AuditRecord['outcome'][] = [
@@ -42,13 +44,15 @@ export type Population = {
  */
 type Member = { record: AuditRecord; row: Cell[] };
 
-export function buildPopulations(records: readonly AuditRecord[]): Population[] {
+export function buildPopulations(verified: readonly AuditRecord[]): Population[] {
+  const records = effectiveRecords(verified);
   const requests = records.filter((r) => r.kind === 'request');
   return [
     population(
       'requests',
       'Requests',
-      "Every request record: one per request, whatever its outcome. An approval's own records are under approvals.",
+      'Every request once, whatever its outcome: its full record, or, for a request a crash cut off at the model, ' +
+        "its incomplete first part. An approval's own records are under approvals.",
       names(requestColumns),
       requests.map((record) => ({ record, row: row(requestColumns, record) })),
     ),

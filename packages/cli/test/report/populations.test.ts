@@ -285,3 +285,23 @@ test('approvals are one row per approval: requester, each decision with who, whe
   assert.equal(csv.split('\r\n').length, approvals.rows.length + 2);
   assert.ok(csv.includes(`"carol at 2025-06-01T10:01:00.000Z: ""no ticket; \\""urgent\\""\\nis not one"""`));
 });
+
+test('a forwarded request recorded in two parts is one member, through its full record', () => {
+  const stream = 's/ns/pod/1';
+  const first = record({ stream, outcome: 'incomplete', status: null, masking: [email] });
+  const full = record({ stream, completes: first.id, masking: [email] });
+  const denied = record({ stream, outcome: 'denied', status: 403 });
+  // A crash after this one's first part: it stays, the request's only record.
+  const cutOff = record({ stream, outcome: 'incomplete', status: null });
+  const populations = buildPopulations([first, denied, full, cutOff]);
+  const of = (name: Population['name']) => populations.find((p) => p.name === name);
+  const requests = of('requests');
+  const seqColumn = requests?.columns.indexOf('seq') ?? -1;
+  assert.deepEqual(
+    requests?.rows.map((row) => row[seqColumn]),
+    [denied.seq, full.seq, cutOff.seq],
+  );
+  assert.deepEqual(requests?.byIdentity, [{ issuer: 'https://a.example', subject: 'alice', count: 3 }]);
+  assert.equal(of('masking-actions')?.count, 1);
+  assert.equal(of('denials')?.count, 1);
+});

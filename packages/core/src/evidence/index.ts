@@ -5,5 +5,6 @@ export * from './keys.ts';
 export * from './manifest.ts';
 export * from './merkle.ts';
 export * from './record.ts';
+export * from './requests.ts';
 export * from './signing.ts';
 export * from './verify.ts';

@@ -1,4 +1,4 @@
-// One audit record per request, whatever its outcome. The line bytes written by
+// The audit record of a request, whatever its outcome. The line bytes written by
 // `encodeRecordLine` are the Merkle leaves of evidence format v1, so the encoding
 // must not depend on how the caller built the object.
 import { createHash } from 'node:crypto';
@@ -12,9 +12,13 @@ export const timestampSchema = z.iso.datetime({ precision: 3 });
 export const sha256HexSchema = z.string().regex(/^[0-9a-f]{64}$/, 'must be a lower-case hex SHA-256');
 
 /**
- * `request`: the one record of each request. `approval.requested` and
- * `approval.decided` are an approval's own trail, written while a request is
- * held: always with `approval`, and with `status` null.
+ * `request`: a request's record. A request forwarded to the model has two, so
+ * the wait for the disk overlaps the model's own latency: an `incomplete` first
+ * part made durable while the model works, then the full record, which names
+ * the first in `completes`. A crash in between leaves the first part alone: the
+ * request is known, its outcome is not. Any other request has one record.
+ * `approval.requested` and `approval.decided` are an approval's own trail,
+ * written while a request is held: always with `approval`, and with `status` null.
  */
 export const recordKinds = ['request', 'approval.requested', 'approval.decided'] as const;
 
@@ -103,6 +107,8 @@ export const auditRecordSchema = z.strictObject({
   stream: shortText,
   seq: z.int().min(0),
   kind: z.enum(recordKinds).default('request'),
+  /** The `id` of this request's `incomplete` first part, earlier in the same stream; see `recordKinds`. */
+  completes: ulidSchema.optional(),
   outcome: z.enum(recordOutcomes),
   /**
    * The HTTP status sent to the caller; null when none was: an incomplete

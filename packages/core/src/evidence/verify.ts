@@ -17,6 +17,7 @@ import {
 } from './manifest.ts';
 import { merkleRootHex } from './merkle.ts';
 import type { AuditRecord } from './record.ts';
+import { matchCompletions } from './requests.ts';
 import { verifyManifestSignature } from './signing.ts';
 
 export type LockMode = 'COMPLIANCE' | 'GOVERNANCE';
@@ -82,6 +83,7 @@ export const findingCodes = [
   'seq-conflict',
   'duplicate-record',
   'incomplete-record',
+  'completion-mismatch',
   'close-mismatch',
   'unclosed-stream',
   'orphan-object',
@@ -109,6 +111,7 @@ export type StreamSummary = {
   firstTime: string | null;
   lastTime: string | null;
   closed: boolean;
+  /** Requests recorded up to their forwarding and no further: a first part nothing completes. */
   incomplete: number;
   /** No INVALID finding names this stream. */
   valid: boolean;
@@ -117,7 +120,10 @@ export type StreamSummary = {
 export type VerifyTotals = {
   streams: number;
   batches: number;
+  /** Record lines: a forwarded request has two, its first part and the record completing it. */
   records: number;
+  /** Each request once, however many parts it was recorded in. */
+  requests: number;
   gaps: number;
   incomplete: number;
 };
@@ -150,11 +156,13 @@ export function verifyEvidence(objects: readonly StoredObject[], options: Verify
   const streams: StreamSummary[] = [];
   const records: AuditRecord[] = [];
   let gaps = 0;
+  let requests = 0;
   for (const layout of groupStreams(originals, report)) {
     const result = verifyStream(layout, options, report);
     streams.push(result.summary);
     records.push(...result.records);
     gaps += result.gaps;
+    requests += result.requests;
   }
   for (const summary of streams) {
     summary.valid = !findings.some((f) => f.level === 'INVALID' && f.stream === summary.stream);
@@ -163,6 +171,7 @@ export function verifyEvidence(objects: readonly StoredObject[], options: Verify
     streams: streams.length,
     batches: sum(streams, (s) => s.batches),
     records: records.length,
+    requests,
     gaps,
     incomplete: sum(streams, (s) => s.incomplete),
   };
@@ -328,14 +337,15 @@ type StreamState = {
   /** Record line bytes by seq, to tell a re-shipped duplicate from a conflict. */
   seen: Map<number, Uint8Array>;
   records: AuditRecord[];
-  incomplete: number;
+  /** The batch key each record was read from, for findings about it. */
+  keys: Map<AuditRecord, string>;
 };
 
-type StreamResult = { summary: StreamSummary; records: AuditRecord[]; gaps: number };
+type StreamResult = { summary: StreamSummary; records: AuditRecord[]; requests: number; gaps: number };
 
 function verifyStream(layout: StreamLayout, options: VerifyOptions, report: Report): StreamResult {
   const { stream, prefix } = layout;
-  const state: StreamState = { layout, options, report, seen: new Map(), records: [], incomplete: 0 };
+  const state: StreamState = { layout, options, report, seen: new Map(), records: [], keys: new Map() };
   const entries = readManifests(layout, report);
   // The schema admits seq 0 for genesis manifests only.
   const genesis = checkGenesis(entries.get(0) as Entry<GenesisManifest> | undefined, state);
@@ -368,6 +378,7 @@ function verifyStream(layout: StreamLayout, options: VerifyOptions, report: Repo
     }
   }
   gaps += checkContinuity(batches, state);
+  const requests = checkCompletions(state);
   checkClose(close, batches, state);
   checkOrphans(entries, close, lastManifestSeq, state);
   const first = batches[0]?.manifest.batch;
@@ -386,10 +397,11 @@ function verifyStream(layout: StreamLayout, options: VerifyOptions, report: Repo
       firstTime: times.length ? times.map((b) => b.firstTime).reduce(earliest) : null,
       lastTime: times.length ? times.map((b) => b.lastTime).reduce(latest) : null,
       closed: close !== undefined,
-      incomplete: state.incomplete,
+      incomplete: requests.incomplete,
       valid: true,
     },
     records: state.records,
+    requests: requests.count,
     gaps,
   };
 }
@@ -560,7 +572,6 @@ function checkRecords(
   if (declared.lastSeq - declared.firstSeq + 1 !== declared.records) {
     problems.push(`seq ${declared.firstSeq}..${declared.lastSeq} for ${declared.records} records`);
   }
-  const incomplete: number[] = [];
   let firstTime: string | undefined;
   let lastTime: string | undefined;
   lines.forEach((line, index) => {
@@ -593,8 +604,10 @@ function checkRecords(
     }
     firstTime = firstTime === undefined ? record.time : earliest(firstTime, record.time);
     lastTime = lastTime === undefined ? record.time : latest(lastTime, record.time);
-    if (record.outcome === 'incomplete') incomplete.push(record.seq);
-    if (noteSeq(key, record.seq, line.bytes, state)) state.records.push(record);
+    if (noteSeq(key, record.seq, line.bytes, state)) {
+      state.records.push(record);
+      state.keys.set(record, key);
+    }
   });
   if (firstTime !== undefined && (firstTime !== declared.firstTime || lastTime !== declared.lastTime)) {
     problems.push(`record times ${firstTime}..${lastTime}, not ${declared.firstTime}..${declared.lastTime}`);
@@ -608,12 +621,39 @@ function checkRecords(
       `the records differ from ${manifest.key}: ${problems.join('; ')}`,
     );
   }
-  if (incomplete.length > 0) {
-    state.incomplete += incomplete.length;
-    const shown = incomplete.slice(0, 10).join(', ') + (incomplete.length > 10 ? ', …' : '');
-    const message = `${incomplete.length} incomplete record(s): a crash before the outcome (seq ${shown})`;
-    report('WARN', stream, key, 'incomplete-record', message);
+}
+
+/**
+ * Pairs the two parts of forwarded requests across the stream's batches: a
+ * completion must name an earlier incomplete request of its stream, and a first
+ * part nothing completes is a request whose outcome a crash lost. Returns the
+ * requests counted once each, and those left incomplete.
+ */
+function checkCompletions(state: StreamState): { count: number; incomplete: number } {
+  const { stream } = state.layout;
+  const keyOf = (record: AuditRecord) => state.keys.get(record) ?? state.layout.prefix;
+  const { completedBy, mismatched } = matchCompletions(state.records);
+  for (const { record, reason } of mismatched) {
+    const message = `seq ${record.seq} completes ${record.completes}: ${reason}`;
+    state.report('INVALID', stream, keyOf(record), 'completion-mismatch', message);
   }
+  const incomplete = new Map<string, number[]>();
+  let count = 0;
+  for (const record of state.records) {
+    if (record.kind !== 'request' || completedBy.has(record)) continue;
+    count += 1;
+    if (record.outcome !== 'incomplete') continue;
+    const key = keyOf(record);
+    const seqs = incomplete.get(key);
+    if (seqs) seqs.push(record.seq);
+    else incomplete.set(key, [record.seq]);
+  }
+  for (const [key, seqs] of incomplete) {
+    const shown = seqs.slice(0, 10).join(', ') + (seqs.length > 10 ? ', …' : '');
+    const message = `${seqs.length} incomplete record(s): a crash before the outcome (seq ${shown})`;
+    state.report('WARN', stream, key, 'incomplete-record', message);
+  }
+  return { count, incomplete: sum([...incomplete.values()], (seqs) => seqs.length) };
 }
 
 /** False for a seq already seen: a duplicate is reported, not counted twice. */

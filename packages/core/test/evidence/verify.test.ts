@@ -36,7 +36,14 @@ test('a clean stream verifies with no finding', () => {
   const built = buildStream({ batches: clean });
   const result = verifyEvidence(built.objects, options);
   assert.deepEqual(result.findings, []);
-  assert.deepEqual(result.totals, { streams: 1, batches: 3, records: 9, gaps: 0, incomplete: 0 });
+  assert.deepEqual(result.totals, {
+    streams: 1,
+    batches: 3,
+    records: 9,
+    requests: 9,
+    gaps: 0,
+    incomplete: 0,
+  });
   assert.deepEqual(
     result.records.map((r) => r.seq),
     [0, 1, 2, 3, 4, 5, 6, 7, 8],
@@ -290,6 +297,96 @@ test('incomplete records are counted and warned about', () => {
   );
   assert.equal(result.totals.incomplete, 2);
   assert.equal(summaryLine(result.totals), '1 streams, 3 batches, 9 records verified, 0 gaps, 2 incomplete');
+});
+
+/** A fixed ULID per seq, so a record can name an earlier one. */
+const idOf = (seq: number) => `01HZZZZZZZZZZZZZZZZZZZZ${String(seq).padStart(3, '0')}`;
+
+/** The record at `seq`: plain, a first part (`part`), or the completion of the part at the seq given. */
+function split(stream: string, seq: number, parts: Record<number, number | 'part'>) {
+  const base = { ...record(stream, seq), id: idOf(seq) };
+  const role = parts[seq];
+  if (role === 'part') {
+    const { vectors: _vectors, ...known } = base;
+    return { ...known, outcome: 'incomplete' as const, status: null };
+  }
+  return role === undefined ? base : { ...base, completes: idOf(role) };
+}
+
+test('a first part completed later, across batches, is one request and no finding', () => {
+  // seq 1 is completed by seq 4 in the next batch, seq 5 by seq 6 in the same one.
+  const parts: Record<number, number | 'part'> = { 1: 'part', 4: 1, 5: 'part', 6: 5 };
+  const built = buildStream({ batches: clean, recordFor: (stream, seq) => split(stream, seq, parts) });
+  const result = verifyEvidence(built.objects, options);
+  assert.deepEqual(result.findings, []);
+  assert.equal(result.totals.records, 9);
+  assert.equal(result.totals.requests, 7);
+  assert.equal(result.totals.incomplete, 0);
+  assert.equal(summaryLine(result.totals), '1 streams, 3 batches, 9 records verified, 0 gaps');
+});
+
+test('a first part nothing completes is the incomplete request a crash leaves', () => {
+  const parts: Record<number, number | 'part'> = { 1: 'part', 4: 1, 7: 'part' };
+  const built = buildStream({ batches: clean, recordFor: (stream, seq) => split(stream, seq, parts) });
+  const result = verifyEvidence(built.objects, options);
+  assert.deepEqual(
+    result.findings.map((f) => [f.level, f.code, f.key, f.message]),
+    [
+      [
+        'WARN',
+        'incomplete-record',
+        batchKey(built.prefix, 3),
+        '1 incomplete record(s): a crash before the outcome (seq 7)',
+      ],
+    ],
+  );
+  assert.equal(result.totals.requests, 8);
+  assert.equal(result.totals.incomplete, 1);
+  assert.equal(result.streams[0]?.incomplete, 1);
+});
+
+test('a completion that names no earlier incomplete request of its stream is INVALID', () => {
+  const parts: Record<number, number | 'part'> = {
+    // An id no record has.
+    1: 99,
+    // A record that is not a first part.
+    2: 0,
+    // A later record.
+    3: 'part',
+    4: 'part',
+    5: 4,
+    // The same part twice: the first completion holds, the second is reported.
+    6: 4,
+    7: 8,
+    8: 'part',
+  };
+  const built = buildStream({ batches: clean, recordFor: (stream, seq) => split(stream, seq, parts) });
+  const result = verifyEvidence(built.objects, options);
+  const mismatches = result.findings.filter((f) => f.code === 'completion-mismatch');
+  assert.deepEqual(
+    mismatches.map((f) => [f.level, f.key, f.message]),
+    [
+      [
+        'INVALID',
+        batchKey(built.prefix, 1),
+        `seq 1 completes ${idOf(99)}: no record of its stream has that id`,
+      ],
+      [
+        'INVALID',
+        batchKey(built.prefix, 1),
+        `seq 2 completes ${idOf(0)}: seq 0 is no incomplete request record`,
+      ],
+      [
+        'INVALID',
+        batchKey(built.prefix, 3),
+        `seq 6 completes ${idOf(4)}: seq 4 is completed already, by seq 5`,
+      ],
+      ['INVALID', batchKey(built.prefix, 3), `seq 7 completes ${idOf(8)}: seq 8 does not come before it`],
+    ],
+  );
+  // seq 3 and seq 8 stay incomplete: nothing completes them validly.
+  assert.equal(result.totals.incomplete, 2);
+  assert.equal(result.streams[0]?.valid, false);
 });
 
 test("an approval's own records verify like any other, and are not incomplete requests", () => {

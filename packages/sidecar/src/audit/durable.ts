@@ -1,8 +1,10 @@
 // The audit sink of the request path: a record line numbered in its stream
 // (0, 1, 2 …, the seq verifiers check for gaps) goes into the spool, and the
-// append resolves only once the line is fsynced. The spool numbers lines by
-// its own position, across streams and restarts; the two seqs differ.
-import type { AuditDraft, AuditSink } from './sink.ts';
+// append resolves once the line is fsynced, or, when the caller asks for no
+// more, once the spool has queued it for its next group commit. The spool
+// numbers lines by its own position, across streams and restarts; the two
+// seqs differ.
+import type { AppendUntil, AuditDraft, AuditSink } from './sink.ts';
 import { frameBytes, type Spool, SpoolFullError } from './spool.ts';
 import type { RecordEncoder } from './stream.ts';
 
@@ -13,7 +15,8 @@ export type DurableSinkOptions = {
   nextSeq: number;
   /**
    * Room kept for requests already let in: `accepting()` turns false this far
-   * from full, so a request that passed the check still finds room for its record.
+   * from full, so a request that passed the check still finds room for its
+   * records (two when it is forwarded: its first part and the full record).
    */
   reserveBytes: number;
   /** Called after each record becomes durable. */
@@ -50,23 +53,29 @@ export class DurableSink implements AuditSink {
     return !this.#closed && this.#spool.room() > this.#reserveBytes;
   }
 
-  append(draft: AuditDraft): Promise<void> {
+  append(draft: AuditDraft, until: AppendUntil = 'durable'): Promise<void> {
     if (this.#closed) return Promise.reject(new Error('the audit sink is closed'));
     const line = this.#encoder.encode(draft, this.#nextSeq);
-    // A refusal for want of room must not eat the reserve of requests already let in.
-    const floor = draft.outcome === 'unavailable' ? this.#reserveBytes : 0;
+    // A refusal for want of room must not eat the reserve of requests already
+    // let in; the end of a forwarded request is one of those.
+    const refusal = draft.outcome === 'unavailable' && draft.completes === undefined;
+    const floor = refusal ? this.#reserveBytes : 0;
     if (this.#spool.room() - frameBytes(line) < floor) {
-      // Checked before the seq is taken: a record the spool refuses leaves no gap.
+      // Checked before the seq is taken: a record the spool refuses leaves no
+      // gap. Past this check the spool queues the line at once (room() is 0
+      // once it has failed or closed).
       return Promise.reject(new SpoolFullError('the audit spool is full'));
     }
     this.#nextSeq += 1;
-    const durable = this.#spool.append(line).then(() => this.#onDurable());
+    const durable = this.#spool.append(line, { urgent: until === 'durable' }).then(() => this.#onDurable());
     this.#inFlight.add(durable);
+    // Also what keeps a queued record's failure from going unhandled: a failed
+    // spool refuses every later record, and so every later request.
     void durable.then(
       () => this.#inFlight.delete(durable),
       () => this.#inFlight.delete(durable),
     );
-    return durable;
+    return until === 'durable' ? durable : Promise.resolve();
   }
 
   /** Takes no more records and waits for those taken to be durable (or to fail). */

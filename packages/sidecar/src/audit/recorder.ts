@@ -8,7 +8,7 @@ import { buildGenesis, exportSigningKey, generateSigningKey, type SigningKey, st
 import type { BackoffOptions } from './backoff.ts';
 import { DurableSink } from './durable.ts';
 import { Shipper, type ShipperStats, type ShippingSettings } from './shipper.ts';
-import type { AuditDraft, AuditSink } from './sink.ts';
+import type { AppendUntil, AuditDraft, AuditSink } from './sink.ts';
 import { defaultCapacityBytes, defaultSegmentBytes, Spool } from './spool.ts';
 import { AuditStateError, newStreamRecord, ShipState } from './state.ts';
 import type { EvidenceStore } from './store.ts';
@@ -129,8 +129,8 @@ export class AuditRecorder implements AuditSink {
     return this.#sink.accepting();
   }
 
-  append(draft: AuditDraft): Promise<void> {
-    return this.#sink.append(draft);
+  append(draft: AuditDraft, until?: AppendUntil): Promise<void> {
+    return this.#sink.append(draft, until);
   }
 
   stats(): AuditStats {

@@ -67,6 +67,8 @@ const segmentPattern = /^(\d{20})\.seg$/;
 const watermarkName = 'shipped';
 const readChunkBytes = 1024 * 1024;
 export const defaultSegmentBytes = 64 * 1024 * 1024;
+/** How long a record that is not urgent waits for another append's sync before it starts one. */
+export const lateSyncMs = 5;
 export const defaultCapacityBytes = 1024 * 1024 * 1024;
 
 export class Spool {
@@ -84,6 +86,7 @@ export class Spool {
   #pending: Pending[] = [];
   #pendingBytes = 0;
   #flushing: Promise<void> | undefined;
+  #lateSync: NodeJS.Timeout | undefined;
   #releasing: Promise<void> = Promise.resolve();
   #syncs = 0;
   #failure: Error | undefined;
@@ -122,8 +125,14 @@ export class Spool {
     return !this.#closed && !this.#failure && this.#diskBytes + this.#pendingBytes < this.#capacityBytes;
   }
 
-  /** Resolves with the record's seq once it is durable; rejects without assigning one otherwise. */
-  append(line: string): Promise<{ seq: number }> {
+  /**
+   * Resolves with the record's seq once it is durable; rejects without
+   * assigning one otherwise. A record that is not `urgent` starts no sync of
+   * its own: it joins the next one, which another append starts or, when none
+   * comes, a timer starts `lateSyncMs` later. That spares an fsync for records
+   * nobody waits on (the second part of a forwarded request).
+   */
+  append(line: string, options: { urgent?: boolean } = {}): Promise<{ seq: number }> {
     if (this.#failure) return Promise.reject(this.#failure);
     if (this.#closed) return Promise.reject(new SpoolFailedError('the spool is closed'));
     const frame = encodeFrame(line);
@@ -133,9 +142,22 @@ export class Spool {
     this.#pendingBytes += frame.length;
     return new Promise((resolve, reject) => {
       this.#pending.push({ frame, resolve, reject });
-      // Started after the current task, so appends made in the same tick share the first sync.
-      this.#flushing ??= Promise.resolve().then(() => this.#flush());
+      if (options.urgent === false) this.#syncLater();
+      else this.#syncSoon();
     });
+  }
+
+  /** After the current task, so appends made in the same tick share the sync. */
+  #syncSoon(): void {
+    clearTimeout(this.#lateSync);
+    this.#lateSync = undefined;
+    this.#flushing ??= Promise.resolve().then(() => this.#flush());
+  }
+
+  #syncLater(): void {
+    // A running flush takes every pending record before it stops.
+    if (this.#flushing || this.#lateSync) return;
+    this.#lateSync = setTimeout(() => this.#syncSoon(), lateSyncMs);
   }
 
   /**
@@ -232,6 +254,7 @@ export class Spool {
   /** Waits for appends already made to become durable, then closes the files. */
   async close(): Promise<void> {
     this.#closed = true;
+    if (this.#lateSync) this.#syncSoon();
     await this.#flushing;
     await this.#releasing;
     await this.#active.close();

@@ -35,11 +35,19 @@ export function newIncarnation(now = new Date()): string {
   return `${time}-${randomBytes(4).toString('hex')}`;
 }
 
+// One generator for the whole process: ids chosen by the request path and by
+// the encoder still sort in the order they were made.
+const recordIds = createUlidGenerator();
+
+/** An id for a draft that a later record will name; take it just before appending the draft. */
+export function newRecordId(): string {
+  return recordIds();
+}
+
 /** Turns drafts into record lines of one stream; the caller numbers them. */
 export class RecordEncoder {
   readonly #stream: string;
   readonly #pod: StreamIdentity['pod'];
-  readonly #ulid = createUlidGenerator();
 
   constructor(identity: StreamIdentity) {
     // core's spelling: the verifier checks records against their object keys.
@@ -54,7 +62,7 @@ export class RecordEncoder {
   encode(draft: AuditDraft, seq: number): string {
     const record: AuditRecordInput = {
       ...draft,
-      id: this.#ulid(),
+      id: draft.id ?? recordIds(),
       stream: this.#stream,
       seq,
       pod: this.#pod,

@@ -2,7 +2,7 @@ import { type Dialect, dialectFor } from '../dialects/index.ts';
 import { UpstreamError } from '../upstream.ts';
 import { BodyTooLargeError, readBody } from './body.ts';
 import type { IncomingEmbedRequest, PipelineDeps, ProxyReply } from './pipeline.ts';
-import { newTrace, record } from './record.ts';
+import { newTrace, record, recordForwarding } from './record.ts';
 import { Refusal, refusalReply, toRefusal } from './refusal.ts';
 
 const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'HEAD'] as const;
@@ -52,6 +52,7 @@ export async function handlePassthrough(
       method === 'GET' || method === 'HEAD'
         ? undefined
         : await readLimited(request, policy.spec.limits.maxBytesPerRequest);
+    recordForwarding(deps, 'passthrough', request.path, trace);
     const started = performance.now();
     const response = await deps.upstream.send(method as Method, request.url, body, {
       'content-type': 'application/json',

@@ -1,7 +1,9 @@
 // The request path, one way: dialect → auth → limits → access → mask → approve
 // → forward → record. Each step either hands its result on or ends the request
-// with a refusal; every ending, good or bad, becomes exactly one audit record,
-// and the caller hears nothing before that record is durable.
+// with a refusal; every ending, good or bad, ends in the request's audit
+// record, and the caller hears nothing before the request is durably on
+// record. A forwarded request's record comes in two parts (see record.ts), the
+// first made durable while the model works.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { RecordOutcome } from '@veil/core';
@@ -17,7 +19,7 @@ import type { Telemetry } from '../telemetry.ts';
 import { type Upstream, UpstreamError } from '../upstream.ts';
 import { BodyTooLargeError, readBody } from './body.ts';
 import { recordedInputs } from './inputs.ts';
-import { newTrace, record, recordApproval, type Trace } from './record.ts';
+import { newTrace, record, recordApproval, recordForwarding, type Trace } from './record.ts';
 import { JSON_HEADERS, Refusal, refusalReply, toRefusal } from './refusal.ts';
 
 export interface IncomingEmbedRequest {
@@ -273,6 +275,7 @@ async function forward(
   body: Buffer | string,
   trace: Trace,
 ): Promise<{ reply: ProxyReply; outcome: RecordOutcome }> {
+  recordForwarding(deps, dialect.name, path, trace);
   const started = performance.now();
   let response: Awaited<ReturnType<Upstream['post']>>;
   try {

@@ -1,6 +1,14 @@
+// Step 6 of the request path: the request's audit record. A request that is
+// never forwarded has one record, durable before the caller hears anything. A
+// forwarded one is recorded in two parts so the wait for the disk overlaps the
+// model's: an `incomplete` first part appended as the request goes out and
+// fsynced while the model works, then the full record, which names the first.
+// The caller is answered once the first part is durable and the full record is
+// queued behind it: a crash can then lose a request's outcome, never the request.
 import type { MaskingAction, RecordOutcome } from '@veil/core';
 import type { ApprovalEvent } from '../approvals/evidence.ts';
-import type { AuditDraft } from '../audit/sink.ts';
+import type { AuditDraft, AuditSink } from '../audit/sink.ts';
+import { newRecordId } from '../audit/stream.ts';
 import type { Identity } from '../auth/identity.ts';
 import type { ApiName, Dialect } from '../dialects/index.ts';
 import type { ActivePolicy } from '../policy/active.ts';
@@ -21,6 +29,8 @@ export interface Trace {
   /** The approval that held the request, as the controller last reported it. */
   approval?: AuditDraft['approval'];
   vectors?: { count: number; dimensions: number; digest: string };
+  /** The first part of the record, appended as the request went to the model. */
+  forwarded?: { id: string; durable: Promise<void> };
 }
 
 export function newTrace(): Trace {
@@ -62,21 +72,13 @@ function recordedIdentity(identity: Identity): NonNullable<AuditDraft['identity'
   };
 }
 
-export async function record(
-  deps: PipelineDeps,
-  dialect: Dialect,
-  api: ApiName | 'passthrough' | 'unknown',
-  route: string,
-  trace: Trace,
-  reply: ProxyReply,
-  outcome: RecordOutcome,
-  error: string | undefined,
-): Promise<ProxyReply> {
-  const draft: AuditDraft = {
+type RecordApi = ApiName | 'passthrough' | 'unknown';
+
+/** What the request's records say of it, as far as it has gone. */
+function requestDraft(api: RecordApi, route: string, trace: Trace): Omit<AuditDraft, 'outcome' | 'status'> {
+  return {
     time: trace.time,
     kind: 'request',
-    outcome,
-    status: reply.status,
     identity: trace.identity ? recordedIdentity(trace.identity) : null,
     policy: trace.policy ? { name: trace.policy.name, hash: trace.policy.hash } : null,
     api,
@@ -84,17 +86,47 @@ export async function record(
     model: trace.model === null ? null : clip(trace.model),
     inputCount: trace.inputCount,
     inputs: trace.inputs,
-    masking: trace.masking,
+    masking: [...trace.masking],
     approval: trace.approval,
     latency: { ...trace.latency, totalMs: performance.now() - trace.started },
+  };
+}
+
+/**
+ * The first part, called just before the request goes to the model: it only
+ * starts the append, so the model is called at once; `record` waits for it.
+ */
+export function recordForwarding(deps: PipelineDeps, api: RecordApi, route: string, trace: Trace): void {
+  const id = newRecordId();
+  const draft: AuditDraft = { ...requestDraft(api, route, trace), id, outcome: 'incomplete', status: null };
+  const durable = deps.telemetry.span('record', () => deps.sink.append(draft));
+  // Awaited by `record`; until then a failure must not count as unhandled.
+  durable.catch(() => undefined);
+  trace.forwarded = { id, durable };
+}
+
+/** The request's full record; resolves with `reply`, or with a 503 when the request is not on record. */
+export async function record(
+  deps: PipelineDeps,
+  dialect: Dialect,
+  api: RecordApi,
+  route: string,
+  trace: Trace,
+  reply: ProxyReply,
+  outcome: RecordOutcome,
+  error: string | undefined,
+): Promise<ProxyReply> {
+  const draft: AuditDraft = {
+    ...requestDraft(api, route, trace),
+    outcome,
+    status: reply.status,
     vectors: trace.vectors,
     error: error ? error.slice(0, MAX_ERROR) : undefined,
   };
   deps.telemetry.requestDone(api, outcome, trace.masking, trace.latency.upstreamMs);
   try {
-    await deps.telemetry.span('record', () => deps.sink.append(draft));
+    await deps.telemetry.span('record', () => putOnRecord(deps.sink, draft, trace.forwarded));
   } catch {
-    // A response whose record is not durable must not be released.
     return refusalReply(
       dialect,
       new Refusal(503, 'unavailable', 'unavailable', 'the request could not be recorded'),
@@ -103,10 +135,16 @@ export async function record(
   return reply;
 }
 
+/** Resolves once the caller may be answered (see the top of this file). */
+async function putOnRecord(sink: AuditSink, draft: AuditDraft, forwarded: Trace['forwarded']): Promise<void> {
+  if (!forwarded) return sink.append(draft);
+  await forwarded.durable;
+  await sink.append({ ...draft, completes: forwarded.id }, 'queued');
+}
+
 /**
  * An `approval.*` record of the request in `trace`, appended while the request
- * waits. Like the request's own record it is durable before the request goes
- * on, or the request fails closed.
+ * waits. It is durable before the request goes on, or the request fails closed.
  */
 export async function recordApproval(
   deps: PipelineDeps,

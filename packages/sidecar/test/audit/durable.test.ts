@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { auditRecordSchema } from '@veil/core';
 import { DurableSink } from '../../src/audit/durable.ts';
 import { Spool, SpoolFullError } from '../../src/audit/spool.ts';
-import { newIncarnation, RecordEncoder } from '../../src/audit/stream.ts';
+import { newIncarnation, newRecordId, RecordEncoder } from '../../src/audit/stream.ts';
 import { draft, teardown, tempDir } from './helpers.ts';
 
 const identity = {
@@ -83,6 +83,46 @@ test('the reserve keeps room for admitted requests; refusals and full spools tak
     seqs,
     Array.from({ length: appended }, (_, i) => i),
   );
+});
+
+test('a queued record has its seq at once and becomes durable with the next commit', async (t) => {
+  const defer = teardown(t);
+  const spool = await Spool.open({ dir: await tempDir(defer) });
+  defer(() => spool.close());
+  const sink = new DurableSink({ spool, encoder: new RecordEncoder(identity), nextSeq: 0, reserveBytes: 0 });
+  const id = newRecordId();
+  const first = sink.append({ ...draft('first', 'incomplete'), id, status: null });
+  await sink.append({ ...draft('full'), completes: id }, 'queued');
+  assert.equal(sink.nextSeq, 2);
+  assert.equal(spool.stats().nextSeq, 0, 'resolved before any sync');
+  await first;
+  await sink.close();
+  const written = await records(spool);
+  assert.deepEqual(
+    written.map((r) => [r.seq, r.model, r.outcome, r.completes]),
+    [
+      [0, 'first', 'incomplete', undefined],
+      [1, 'full', 'allowed', id],
+    ],
+  );
+  assert.equal(written[0]?.id, id);
+});
+
+test("the full record of a forwarded request may use the reserve; a refusal's may not", async (t) => {
+  const defer = teardown(t);
+  const spool = await Spool.open({ dir: await tempDir(defer), segmentBytes: 4096, capacityBytes: 16 * 1024 });
+  defer(() => spool.close());
+  const sink = new DurableSink({
+    spool,
+    encoder: new RecordEncoder(identity),
+    nextSeq: 0,
+    reserveBytes: 4096,
+  });
+  for (let i = 0; sink.accepting(); i++) await sink.append(draft(`m${i}`));
+  await assert.rejects(sink.append(draft('refusal', 'unavailable')), SpoolFullError);
+  // A forwarded request whose answer could not be used (say, a masking failure) still ends on record.
+  await sink.append({ ...draft('failed late', 'unavailable'), completes: newRecordId() });
+  assert.equal((await records(spool)).at(-1)?.model, 'failed late');
 });
 
 test('close takes no more records and waits for those in flight', async (t) => {

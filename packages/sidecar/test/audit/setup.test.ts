@@ -88,10 +88,20 @@ test('without a bucket, a sidecar ships to the local evidence directory with the
   const result = await verifyDir(join(dir, 'evidence'));
   assert.deepEqual(invalid(result), []);
   assert.ok(result.findings.some((f) => f.code === 'not-worm'));
+  // Each request reached the model: its first part, then its full record.
   assert.deepEqual(
-    result.records.map((r) => r.model),
-    ['m1', 'm2', 'm3'],
+    result.records.map((r) => [r.model, r.outcome]),
+    [
+      ['m1', 'incomplete'],
+      ['m1', 'allowed'],
+      ['m2', 'incomplete'],
+      ['m2', 'allowed'],
+      ['m3', 'incomplete'],
+      ['m3', 'allowed'],
+    ],
   );
+  assert.equal(result.totals.requests, 3);
+  assert.equal(result.totals.incomplete, 0);
   assert.equal(result.streams[0]?.keyId, signingKey.keyId);
   assert.equal(result.streams[0]?.closed, true);
   assert.match(result.streams[0]?.stream ?? '', /^local\/local\/local\/\d{8}T\d{9}Z-[0-9a-f]{8}$/);

@@ -78,6 +78,29 @@ test('appends made while a sync is in flight share the next sync', async (t) => 
   assert.equal(spool.stats().nextSeq, 1101);
 });
 
+test('a record that is not urgent joins the next sync, or starts one itself when none comes', async (t) => {
+  const spool = await Spool.open({ dir: await tempDir(t) });
+  t.after(() => spool.close());
+  // Alone, it is made durable by the late sync.
+  assert.deepEqual(await spool.append(line(0), { urgent: false }), { seq: 0 });
+  assert.equal(spool.stats().syncs, 1);
+  // (A sync still running takes a new record at once: let that one end first.)
+  await new Promise((resolve) => setImmediate(resolve));
+
+  // Queued behind an urgent append a moment later, it rides that one's sync.
+  const late = spool.append(line(1), { urgent: false });
+  await new Promise((resolve) => setImmediate(resolve));
+  const urgent = spool.append(line(2));
+  assert.deepEqual(await Promise.all([late, urgent]), [{ seq: 1 }, { seq: 2 }]);
+  assert.equal(spool.stats().syncs, 2);
+
+  // Close makes a waiting one durable rather than leaving it behind.
+  const last = spool.append(line(3), { urgent: false });
+  await spool.close();
+  assert.deepEqual(await last, { seq: 3 });
+  assert.equal(spool.stats().syncs, 3);
+});
+
 test('a torn tail is cut off on open and every whole record is kept', async (t) => {
   const dir = await tempDir(t);
   const spool = await Spool.open({ dir });

@@ -116,7 +116,8 @@ describe('other dialects over plain HTTP', () => {
         const vectors = dialect.vectors(answer.json);
         assert.equal(vectors.length, texts.length);
         for (const vector of vectors) assert.equal((vector as number[]).length, 384);
-        assert.deepEqual(fixture.upstreamCalls.at(-1), { path: dialect.path, body: sent });
+        const { path, body } = fixture.upstreamCalls.at(-1) ?? {};
+        assert.deepEqual({ path, body }, { path: dialect.path, body: sent });
         const record = fixture.records().at(-1);
         assert.equal(record?.api, dialect.api);
         assert.equal(record?.route, dialect.path);

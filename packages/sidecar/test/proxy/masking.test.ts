@@ -55,9 +55,10 @@ describe('masking through the proxy', () => {
       const answer = await call(`${fixture.url}/v1/embeddings`, { model: 'm', input: texts }, { token });
       assert.equal(answer.status, 200);
       const expected = masked([pii(['forward'])], 'forward');
-      assert.deepEqual(fixture.upstreamCalls, [
-        { path: '/v1/embeddings', body: { model: 'm', input: expected } },
-      ]);
+      assert.deepEqual(
+        fixture.upstreamCalls.map(({ path, body }) => ({ path, body })),
+        [{ path: '/v1/embeddings', body: { model: 'm', input: expected } }],
+      );
       assertNoRaw('the upstream body', JSON.stringify(fixture.upstreamCalls));
       for (const [i, text] of expected.entries()) assert.notEqual(text, texts[i], `input ${i} was masked`);
     });
@@ -123,7 +124,8 @@ describe('masking through the proxy', () => {
         masked([pii(['audit'])], 'audit').map((text) => ({ masked: text })),
       );
       assert.ok(record?.masking.every((action) => action.scope === 'audit'));
-      assertNoRaw('the record', fixture.sink.lines[0] ?? '');
+      // Both parts of the record: the first, written before the model was called, too.
+      for (const line of fixture.sink.lines) assertNoRaw('a record', line);
     });
 
     it('records a text too long for the record as its keyed digest, not as no record', async () => {
@@ -138,7 +140,7 @@ describe('masking through the proxy', () => {
       const record = fixture.records().at(-1);
       assert.match((record?.inputs?.[0] as { digest: string }).digest, /^hmac-sha256:[0-9a-f]{64}$/);
       assert.deepEqual(record?.inputs?.[1], { masked: 'short' });
-      assertNoRaw('the record', fixture.sink.lines.at(-1) ?? '');
+      for (const line of fixture.sink.lines) assertNoRaw('a record', line);
     });
   });
 

@@ -51,11 +51,14 @@ describe('OpenAI SDK through the sidecar', () => {
     assert.equal(result.data[0]?.embedding.length, 384);
     assert.ok(result.data[0]?.embedding.every((value) => typeof value === 'number'));
     assert.equal(result.model, demoModelName);
-    const sent = fixture.upstreamCalls.at(-1);
-    assert.deepEqual(sent, {
-      path: '/v1/embeddings',
-      body: { model: demoModelName, input: 'the cat sat on the mat', encoding_format: 'base64' },
-    });
+    const { path, body } = fixture.upstreamCalls.at(-1) ?? {};
+    assert.deepEqual(
+      { path, body },
+      {
+        path: '/v1/embeddings',
+        body: { model: demoModelName, input: 'the cat sat on the mat', encoding_format: 'base64' },
+      },
+    );
   });
 
   it('embeds an array input with one vector per input, in order', async () => {

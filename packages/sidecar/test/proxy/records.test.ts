@@ -1,5 +1,6 @@
-// One record per request, whatever the outcome: a mixed run of good, refused
-// and broken requests, some at once, counted against the records it left.
+// Every request on record, whatever the outcome: a mixed run of good, refused
+// and broken requests, some at once, counted against the records it left. A
+// forwarded request leaves two parts; an auditor counts it once.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { call, type HttpAnswer, type SidecarFixture, startSidecarFixture } from '../fixtures/sidecar.ts';
@@ -19,7 +20,7 @@ function vectorLike(value: unknown, path = ''): string[] {
   return [];
 }
 
-describe('one record per request', () => {
+describe('every request on record', () => {
   let fixture: SidecarFixture;
   let token: string;
   const answers: HttpAnswer[] = [];
@@ -81,11 +82,23 @@ describe('one record per request', () => {
     );
     const records = fixture.records();
     assert.equal(records.length, run.length);
+    // The six requests that reached the model left a first part each as well;
+    // the stream's seqs run on without a gap across all of them.
+    const written = fixture.sink.records();
+    const forwarded = answers.filter((a) => a.status === 200).length;
+    assert.equal(forwarded, 6);
+    assert.equal(written.length, run.length + forwarded);
     assert.deepEqual(
-      records.map((r) => r.seq),
-      run.map((_, i) => i),
+      written.map((r) => r.seq),
+      written.map((_, i) => i),
     );
-    assert.equal(new Set(records.map((r) => r.id)).size, run.length);
+    assert.equal(new Set(written.map((r) => r.id)).size, written.length);
+    const firstParts = written.filter((r) => r.outcome === 'incomplete').map((r) => r.id);
+    assert.deepEqual(
+      written.flatMap((r) => r.completes ?? []).sort(),
+      firstParts.sort(),
+      'each first part is completed once',
+    );
     const outcomes = records.map((r) => r.outcome).sort();
     assert.deepEqual(outcomes, [
       'allowed',

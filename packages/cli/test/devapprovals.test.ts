@@ -328,6 +328,30 @@ test('a hold that times out answers 403 with the id; approved later, the retry g
   assert.equal((await embed('alice', 'brief', { approval: id })).status, 200);
 });
 
+test('a caller that hangs up while held leaves the approval unused, for the same request later', async () => {
+  const hangUp = new AbortController();
+  const held = fetch(`${dev.info.url}/v1/embeddings`, {
+    method: 'POST',
+    headers: {
+      authorization: `Bearer ${tokens.alice}`,
+      'content-type': 'application/json',
+      'x-veil-operation': 'one',
+    },
+    body: JSON.stringify({ model: 'demo', input: ['reindex the quarterly notes'] }),
+    signal: hangUp.signal,
+  });
+  const name = await nextPending();
+  hangUp.abort();
+  await assert.rejects(held, { name: 'AbortError' });
+  // Time for the sidecar to see the connection close and end the hold.
+  await new Promise((resolve) => setTimeout(resolve, 300));
+
+  await decide('approve', name, tokens.bob as string);
+  // Had the hold gone on, it would have used the approval for nobody.
+  const retry = await embed('alice', 'one', { approval: `local/${name}` });
+  assert.equal(retry.status, 200, JSON.stringify(retry.json));
+});
+
 test('the approver comes from the token only: a body naming one is refused', async () => {
   const held = embed('alice', 'one');
   const name = await nextPending();

@@ -91,7 +91,12 @@ export class DevApprovals implements ApprovalsClient {
     return this.#view(approval);
   }
 
-  async wait(namespace: string, name: string, waitSeconds: number): Promise<ApprovalView> {
+  async wait(
+    namespace: string,
+    name: string,
+    waitSeconds: number,
+    signal?: AbortSignal,
+  ): Promise<ApprovalView> {
     this.#open();
     const key = keyOf(namespace, name);
     let approval = this.#current(key);
@@ -102,13 +107,16 @@ export class DevApprovals implements ApprovalsClient {
           key,
           wake: () => {
             clearTimeout(timer);
+            signal?.removeEventListener('abort', waiter.wake);
             this.#waiters.delete(waiter);
             resolve();
           },
         };
         const timer = setTimeout(waiter.wake, Math.min(waitSeconds, 600) * 1000);
         this.#waiters.add(waiter);
+        signal?.addEventListener('abort', waiter.wake, { once: true });
       });
+      signal?.throwIfAborted();
       this.#open();
       approval = this.#current(key) ?? approval;
     }

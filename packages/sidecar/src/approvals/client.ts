@@ -65,8 +65,11 @@ export type UseResult =
 
 export interface ApprovalsClient {
   open(body: OpenApproval): Promise<ApprovalView>;
-  /** The approval once decided, or as it stands after `waitSeconds`. */
-  wait(namespace: string, name: string, waitSeconds: number): Promise<ApprovalView>;
+  /**
+   * The approval once decided, or as it stands after `waitSeconds`; `signal`
+   * ends the wait early (the held caller went away), rejecting.
+   */
+  wait(namespace: string, name: string, waitSeconds: number, signal?: AbortSignal): Promise<ApprovalView>;
   use(
     namespace: string,
     name: string,
@@ -121,6 +124,7 @@ export async function controllerApprovalsClient(options: ControllerClientOptions
     path: string,
     body: unknown,
     answerTimeoutMs: number,
+    signal?: AbortSignal,
   ): Promise<{ status: number; json: unknown }> {
     const bearer = await token();
     let dispatcher: Dispatcher;
@@ -142,6 +146,7 @@ export async function controllerApprovalsClient(options: ControllerClientOptions
         body: body === undefined ? undefined : JSON.stringify(body),
         headersTimeout: answerTimeoutMs,
         bodyTimeout: answerTimeoutMs,
+        ...(signal === undefined ? {} : { signal }),
       });
     } catch (error) {
       const code = (error as { code?: string }).code ?? (error as Error).message;
@@ -176,13 +181,14 @@ export async function controllerApprovalsClient(options: ControllerClientOptions
       return asView(status, json, 'the open');
     },
 
-    async wait(namespace, name, waitSeconds) {
+    async wait(namespace, name, waitSeconds, signal) {
       const wait = Math.max(0, Math.min(600, Math.ceil(waitSeconds)));
       const { status, json } = await send(
         'GET',
         `/v1/approvals/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}?wait=${wait}`,
         undefined,
         wait * 1000 + timeoutMs,
+        signal,
       );
       if (status !== 200) refused(status, json, `return approval ${namespace}/${name}`);
       return asView(status, json, 'the long poll');

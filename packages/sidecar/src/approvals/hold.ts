@@ -59,6 +59,8 @@ export interface HoldRequest {
   readonly record: RecordApproval;
   /** The decisions this sidecar recorded already. */
   readonly decisions: RecordedDecisions;
+  /** Aborts when the held caller goes away: the hold ends, and the approval is left unused. */
+  readonly signal?: AbortSignal;
 }
 
 export type Held = { reply: ProxyReply; outcome: RecordOutcome };
@@ -136,25 +138,47 @@ export async function holdForApproval(hold: HoldRequest, trace: Trace): Promise<
   return consume(client, hold, decided, digest, trace);
 }
 
-/** Long-polls until the approval is decided or the rule's hold timeout passes. */
+/**
+ * Long-polls until the approval is decided or the rule's hold timeout passes.
+ * A caller that hangs up ends the wait: the approval is not used for nobody,
+ * and stays there for the caller to present later.
+ */
 async function waitForDecision(
   client: ApprovalsClient,
   hold: HoldRequest,
   view: ApprovalView,
   trace: Trace,
 ): Promise<ApprovalView> {
-  const { rule } = hold;
+  const { rule, signal } = hold;
   const deadline = performance.now() + rule.holdTimeoutSeconds * 1000;
   let current = view;
   while (current.phase === 'Pending') {
     const remaining = (deadline - performance.now()) / 1000;
     if (remaining <= 0) break;
     const seconds = Math.max(1, Math.min(MAX_POLL_SECONDS, Math.ceil(remaining)));
-    current = await ask(rule, () => client.wait(view.namespace, view.name, seconds));
+    try {
+      current = await ask(rule, () => client.wait(view.namespace, view.name, seconds, signal));
+    } catch (error) {
+      if (signal?.aborted) throw callerGone(view);
+      throw error;
+    }
     trace.approval = approvalRef(current, trace.time);
     await recordDecisions(hold, current, trace);
   }
+  if (signal?.aborted) throw callerGone(current);
   return current;
+}
+
+/** Nobody hears this answer; it is what the request's record says happened. */
+function callerGone(view: ApprovalView): Refusal {
+  const id = idOf(view);
+  return new Refusal(
+    499,
+    'approval_required',
+    'held',
+    `the caller went away while held for approval ${id}; send the same request with ${APPROVAL_HEADER}: ${id}`,
+    { [APPROVAL_HEADER]: id },
+  );
 }
 
 /** A decided (or still pending) approval: consumes it and forwards, or refuses. */

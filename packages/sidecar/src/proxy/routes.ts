@@ -26,7 +26,10 @@ export async function proxyRoutes(app: FastifyInstance, options: ProxyRoutesOpti
     if (!dialect) continue;
     app.post(path, (request, reply) =>
       telemetry.span('request', async () =>
-        send(reply, await handleEmbedding(deps, dialect, incoming(request))),
+        send(
+          reply,
+          await handleEmbedding(deps, dialect, { ...incoming(request), signal: callerGone(reply) }),
+        ),
       ),
     );
   }
@@ -47,6 +50,15 @@ function incoming(request: FastifyRequest) {
     headers: request.headers,
     body: request.raw,
   };
+}
+
+/** Aborts when the connection closes before the answer is sent: the caller hung up. */
+function callerGone(reply: FastifyReply): AbortSignal {
+  const gone = new AbortController();
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableEnded) gone.abort();
+  });
+  return gone.signal;
 }
 
 function send(reply: FastifyReply, result: ProxyReply): FastifyReply {

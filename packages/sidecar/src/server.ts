@@ -23,9 +23,10 @@ export async function buildDataServer(
 export async function buildAdminServer(
   policy: PolicyRoutesOptions,
   telemetry: Telemetry,
+  recording: () => boolean,
 ): Promise<FastifyInstance> {
   const app = Fastify({ logger: false, bodyLimit: 4 * 1024 * 1024 });
-  await app.register(healthRoutes, { store: policy.store });
+  await app.register(healthRoutes, { store: policy.store, recording });
   await app.register(metricsRoutes, { telemetry });
   await app.register(policyRoutes, policy);
   return app;

@@ -1,10 +1,9 @@
-import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { type ApprovalsClient, controllerApprovalsClient } from './approvals/client.ts';
 import { RecordedDecisions } from './approvals/evidence.ts';
 import { openAuditRecorder } from './audit/setup.ts';
 import type { AuditSink } from './audit/sink.ts';
 import type { SidecarConfig } from './config.ts';
+import { loadHashKey } from './hashkey.ts';
 import { type PolicyPuller, type PullOutcome, startPolicyPull } from './policy/pull.ts';
 import type { PolicyStore } from './policy/store.ts';
 import { PolicyStore as Store } from './policy/store.ts';
@@ -20,6 +19,8 @@ export interface RunningSidecar {
   readonly sink: AuditSink;
   /** Where the policy in force at start came from. */
   readonly loaded: 'last-good' | 'bootstrap' | 'none';
+  /** Whether hash tokens and input digests use the workload's shared key rather than one of this process. */
+  readonly sharedHashKey: boolean;
   /** The start-up pull from the controller; undefined without a controller URL and token. */
   readonly pull: Promise<PullOutcome> | undefined;
   close(): Promise<void>;
@@ -51,11 +52,16 @@ export async function startSidecar(
   config: SidecarConfig,
   options: SidecarOptions = {},
 ): Promise<RunningSidecar> {
-  const hashKey = config.hashKeyFile ? await readFile(config.hashKeyFile) : randomBytes(32);
+  const log = options.log ?? ((message: string) => console.error(`veil-sidecar: ${message}`));
+  const { key: hashKey, shared: sharedHashKey } = await loadHashKey(config.hashKeyFile, log);
   const store = new Store({ hashKey, stateDir: config.stateDir, authOptions: options.authOptions });
   const loaded = await store.load(config.bootstrapPolicyFile);
-  const log = options.log ?? ((message: string) => console.error(`veil-sidecar: ${message}`));
   const telemetry = await createTelemetry();
+  const dropHashKeyGauge = telemetry.gauge(
+    'veil_shared_hash_key',
+    "1 when hash tokens and input digests use the workload's shared key; 0 when they use a key of this process only, which matches no other pod's",
+    () => (sharedHashKey ? 1 : 0),
+  );
   const sink =
     options.sink ?? (await openAuditRecorder(config, { telemetry, policy: () => store.current() }));
   const upstream = new Upstream({
@@ -88,6 +94,7 @@ export async function startSidecar(
   const admin = await buildAdminServer(
     { store, podUid: config.pod.uid, controllerKeyFile: config.controllerKeyFile },
     telemetry,
+    () => sink.accepting(),
   );
   const url = await data.listen({ host: config.host, port: config.proxyPort });
   const adminUrl = await admin.listen({ host: config.adminHost, port: config.adminPort });
@@ -111,8 +118,10 @@ export async function startSidecar(
     store,
     sink,
     loaded,
+    sharedHashKey,
     pull: puller?.done,
     async close() {
+      dropHashKeyGauge();
       await puller?.close();
       await data.close();
       await admin.close();

@@ -60,6 +60,22 @@ describe('admin port', () => {
     assert.deepEqual(answer.json, { status: 'ok' });
   });
 
+  it('is not ready while the audit spool is full, and requests are refused meanwhile', async () => {
+    fixture.sink.full = true;
+    try {
+      const answer = await call(`${fixture.adminUrl}/readyz`);
+      assert.equal(answer.status, 503);
+      assert.deepEqual(answer.json, {
+        status: 'not ready',
+        reason: 'the audit spool is full or failing; requests are refused',
+      });
+      assert.equal((await embed()).status, 503);
+    } finally {
+      fixture.sink.full = false;
+    }
+    assert.equal((await call(`${fixture.adminUrl}/readyz`)).status, 200);
+  });
+
   it('is ready with the policy it enforces', async () => {
     const answer = await call(`${fixture.adminUrl}/readyz`);
     assert.equal(answer.status, 200);

@@ -10,8 +10,9 @@ import { after, before, test } from 'node:test';
 import { AuthenticationV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { GROUP, type PolicySpec, VERSION } from '@veil/core';
 import { pullAudience, silentLog, type WebhookServer } from '@veil/injector';
-import OpenAI from 'openai';
+import OpenAI, { PermissionDeniedError } from 'openai';
 import { runApprovalsDecide } from '../../../packages/cli/src/commands/approvals.ts';
+import { buildPopulations } from '../../../packages/cli/src/report/populations.ts';
 import { type ApprovalsApi, startApprovalsApi } from '../../../packages/injector/src/controller/approvals.ts';
 import { tokenReviewAuthenticator } from '../../../packages/injector/src/controller/pull.ts';
 import {
@@ -52,6 +53,8 @@ let bob: User;
 let namespace: string;
 /** The policy the sidecar enforces, as the controller holds it (approval rules included). */
 let sidecarPolicy: PolicySpec | undefined;
+/** Moves the controller's clock forward, so an approval can expire while a call is held. */
+let clockOffsetMs = 0;
 
 before(async () => {
   cp = await startControlPlane();
@@ -72,6 +75,7 @@ before(async () => {
         name === 'test' && sidecarPolicy ? { name, hash: 'h', spec: sidecarPolicy } : undefined,
       authenticate: tokenReviewAuthenticator(cp.kubeConfig().makeApiClient(AuthenticationV1Api)),
       log: silentLog,
+      now: () => new Date(Date.now() + clockOffsetMs),
       notify: async () => undefined,
       expiryIntervalMs: 3_600_000,
     });
@@ -196,4 +200,64 @@ test('a held OpenAI SDK call completes after an approver approves it with the CL
     [['bob', 'backfill reviewed']],
   );
   assert.ok(record?.approval?.decidedAt);
+});
+
+/** The name of the next approval that shows up as pending in the namespace. */
+async function nextPending(seen: ReadonlySet<string>): Promise<string> {
+  for (;;) {
+    const name = (await listApprovals()).find(
+      (item) => item.status?.phase === 'Pending' && !seen.has(item.metadata.name),
+    )?.metadata.name;
+    if (name !== undefined) return name;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+test('an approval that expires while the call is held ends it with 403 in the SDK, the model never called', async () => {
+  assert.ok(fixture);
+  const openai = new OpenAI({ baseURL: `${fixture.url}/v1`, apiKey: await fixture.token(), maxRetries: 0 });
+  const seen = new Set((await listApprovals()).map((item) => item.metadata.name));
+  const upstreamBefore = fixture.upstreamCalls.length;
+  const held = openai.embeddings.create({ model: 'text-embedding-3-small', input: ['a', 'b', 'c'] });
+  held.catch(() => undefined);
+  const name = await nextPending(seen);
+
+  // Past the rule's expiry (the default, an hour) on the controller's clock.
+  clockOffsetMs = 2 * 3600 * 1000;
+  try {
+    assert.ok(((await approvals?.expireNow()) ?? 0) >= 1);
+  } finally {
+    clockOffsetMs = 0;
+  }
+  const error = await held.then(
+    () => assert.fail('an expired approval let the call through'),
+    (thrown: unknown) => thrown,
+  );
+  assert.ok(error instanceof PermissionDeniedError, String(error));
+  assert.match(error.message, new RegExp(`approval ${namespace}/${name} expired`));
+  assert.equal(fixture.upstreamCalls.length, upstreamBefore);
+  const record = fixture.records().at(-1);
+  assert.deepEqual([record?.outcome, record?.status], ['approval_expired', 403]);
+});
+
+test("the report's approvals population shows each approval with its requester and approvers", () => {
+  assert.ok(fixture);
+  const approvalsPopulation = buildPopulations(fixture.sink.records()).find((p) => p.name === 'approvals');
+  assert.ok(approvalsPopulation);
+  const column = (row: unknown[], name: string) => row[approvalsPopulation.columns.indexOf(name)];
+  const rows = approvalsPopulation.rows.map((row) => ({
+    id: column(row, 'approval_id'),
+    requester: column(row, 'requester_subject'),
+    approvers: column(row, 'approvers'),
+    expired: column(row, 'expired_at'),
+  }));
+  assert.equal(rows.length, 2, JSON.stringify(rows));
+  const approved = rows.find((row) => String(row.approvers).includes('bob'));
+  assert.ok(approved, JSON.stringify(rows));
+  assert.match(String(approved.approvers), /bob .*backfill reviewed/);
+  assert.equal(approved.requester, rows[1]?.requester);
+  assert.ok(
+    rows.some((row) => row.expired !== null && row.expired !== ''),
+    JSON.stringify(rows),
+  );
 });

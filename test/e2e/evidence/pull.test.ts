@@ -178,6 +178,27 @@ test('a clean evidence set pulls with its locks, verifies, and reports the recor
   assert.ok(shown.out.includes(`stream    ${record.stream}`), shown.out.join('\n'));
 });
 
+test('evidence a sidecar writes under a key prefix (VEIL_S3_PREFIX) pulls and verifies clean', async () => {
+  await client.send(new CreateBucketCommand({ Bucket: 'prefixed', ObjectLockEnabledForBucket: true }));
+  const retainUntil = new Date(uploadedAt.getTime() + retentionMs);
+  const underPrefix = (prefix: string) =>
+    streams
+      .flatMap((stream) => stream.objects)
+      .map((object) => ({ ...object, key: `${prefix}${object.key}` }));
+  await upload(client, 'prefixed', underPrefix('team-a/'), { retainUntil });
+  // A neighbour whose prefix starts the same: never part of team-a's evidence.
+  await upload(client, 'prefixed', underPrefix('team-ab/'), { retainUntil });
+  for (const prefix of ['team-a/v1/', 'team-a/', 'team-a']) {
+    const dir = join(work, `prefixed-${prefix.replaceAll('/', '_')}`);
+    const captured = captureIo(uploadedAt);
+    const args = [...s3Args(), '--bucket', 'prefixed', '--prefix', prefix, '--out', dir];
+    assert.equal(await runPull(args, captured.io), 0, captured.err());
+    const verified = captureIo(uploadedAt);
+    assert.equal(await runVerify([dir], verified.io), 0, `${prefix}: ${verified.out.join('\n')}`);
+    assert.deepEqual(verified.out, ['2 streams, 5 batches, 18 records verified, 0 gaps'], prefix);
+  }
+});
+
 test('a second pull downloads nothing; after an interruption only the rest is fetched', async () => {
   const dir = join(work, 'resume');
   assert.match((await pull(dir)).out[0] ?? '', /: 14 downloaded, 0 already present$/);

@@ -160,7 +160,9 @@ Run it again after an interruption: versions already saved whole are skipped.
 Options:
   --bucket B        the evidence bucket (required)
   --out DIR         where to save (required)
-  --prefix P        key prefix (default v1/)
+  --prefix P        key prefix (default v1/); for sidecars writing under their own
+                    prefix (VEIL_S3_PREFIX=team-a/), give team-a/ or team-a/v1/:
+                    keys are saved without it, as the evidence layout names them
   --from T          only streams with an object written at or after T
   --to T            ... and at or before T (RFC 3339, or YYYY-MM-DD for the whole day)
                     A stream with any object in the window is pulled whole, so it verifies.

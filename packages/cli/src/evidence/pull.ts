@@ -54,7 +54,10 @@ export type PullResult = {
 
 /** One entry of ListObjectVersions: a version or a delete marker. */
 type Listed = {
+  /** The key in the evidence layout (`v1/…`): the object's key without the store's own prefix. */
   key: string;
+  /** The key in the bucket. */
+  objectKey: string;
   versionId: string;
   isLatest: boolean;
   isDeleteMarker: boolean;
@@ -184,17 +187,21 @@ async function prepareDirectory(out: string, info: BucketInfo): Promise<void> {
 
 /** Every version and delete marker, grouped by key, newest first within a key. */
 async function listVersions(client: S3Client, bucket: string, prefix: string): Promise<Listed[]> {
+  const root = storePrefix(prefix);
   const byKey = new Map<string, Listed[]>();
-  const add = (entry: Listed) => {
-    const versions = byKey.get(entry.key);
-    if (versions) versions.push(entry);
-    else byKey.set(entry.key, [entry]);
+  const add = (entry: Omit<Listed, 'key'>) => {
+    // Another store's objects that merely share the listing prefix are not this evidence.
+    if (!entry.objectKey.startsWith(root)) return;
+    const listed = { ...entry, key: entry.objectKey.slice(root.length) };
+    const versions = byKey.get(listed.key);
+    if (versions) versions.push(listed);
+    else byKey.set(listed.key, [listed]);
   };
   for await (const page of listPages(client, bucket, prefix)) {
     for (const version of page.Versions ?? []) {
       if (!version.Key) continue;
       add({
-        key: version.Key,
+        objectKey: version.Key,
         versionId: version.VersionId ?? 'null',
         isLatest: version.IsLatest === true,
         isDeleteMarker: false,
@@ -205,7 +212,7 @@ async function listVersions(client: S3Client, bucket: string, prefix: string): P
     for (const marker of page.DeleteMarkers ?? []) {
       if (!marker.Key) continue;
       add({
-        key: marker.Key,
+        objectKey: marker.Key,
         versionId: marker.VersionId ?? 'null',
         isLatest: marker.IsLatest === true,
         isDeleteMarker: true,
@@ -217,6 +224,23 @@ async function listVersions(client: S3Client, bucket: string, prefix: string): P
   // A page lists versions and delete markers apart; time (stable, so S3's order breaks ties) merges them.
   const time = (entry: Listed) => entry.lastModified?.getTime() ?? 0;
   return [...byKey.values()].flatMap((versions) => versions.sort((a, b) => time(b) - time(a)));
+}
+
+/**
+ * What a sidecar's VEIL_S3_PREFIX put before the evidence layout's `v1/`, read
+ * from the listing prefix: up to its `v1/` segment (`team-a/v1/streams…` →
+ * `team-a/`), or, without one, the prefix itself as a folder (`team-a` →
+ * `team-a/`). Keys are kept without it, so they verify as the layout's own.
+ */
+export function storePrefix(prefix: string): string {
+  const segments = prefix.split('/');
+  const root = segments.indexOf('v1');
+  if (root >= 0)
+    return segments
+      .slice(0, root)
+      .map((segment) => `${segment}/`)
+      .join('');
+  return prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`;
 }
 
 async function* listPages(
@@ -295,7 +319,7 @@ async function download(
   entry: Listed,
   out: string,
 ): Promise<ObjectMeta> {
-  const request: GetObjectCommandInput = { Bucket: bucket, Key: entry.key, VersionId: entry.versionId };
+  const request: GetObjectCommandInput = { Bucket: bucket, Key: entry.objectKey, VersionId: entry.versionId };
   const response = await s3(() => client.send(new GetObjectCommand({ ...request, ChecksumMode: 'ENABLED' })));
   const bytes = await s3(() => readKeepingMismatch(client, request, response.Body));
   const lock =

@@ -74,17 +74,24 @@ function recordedIdentity(identity: Identity): NonNullable<AuditDraft['identity'
 
 type RecordApi = ApiName | 'passthrough' | 'unknown';
 
-/** What the request's records say of it, as far as it has gone. */
-function requestDraft(api: RecordApi, route: string, trace: Trace): Omit<AuditDraft, 'outcome' | 'status'> {
+/** Who asked what, under which policy: what every record of a request says. */
+function requestSubject(api: RecordApi, route: string, trace: Trace) {
   return {
-    time: trace.time,
-    kind: 'request',
     identity: trace.identity ? recordedIdentity(trace.identity) : null,
     policy: trace.policy ? { name: trace.policy.name, hash: trace.policy.hash } : null,
     api,
     route: clip(route),
     model: trace.model === null ? null : clip(trace.model),
     inputCount: trace.inputCount,
+  };
+}
+
+/** What the request's records say of it, as far as it has gone. */
+function requestDraft(api: RecordApi, route: string, trace: Trace): Omit<AuditDraft, 'outcome' | 'status'> {
+  return {
+    time: trace.time,
+    kind: 'request',
+    ...requestSubject(api, route, trace),
     inputs: trace.inputs,
     masking: [...trace.masking],
     approval: trace.approval,
@@ -160,12 +167,7 @@ export async function recordApproval(
     // Written before anything is sent, and itself answers nobody: what the
     // caller was sent is the status of the request's own record.
     status: null,
-    identity: trace.identity ? recordedIdentity(trace.identity) : null,
-    policy: trace.policy ? { name: trace.policy.name, hash: trace.policy.hash } : null,
-    api,
-    route: clip(route),
-    model: trace.model === null ? null : clip(trace.model),
-    inputCount: trace.inputCount,
+    ...requestSubject(api, route, trace),
     approval: event.approval,
     latency: { totalMs: performance.now() - trace.started },
   };

@@ -41,7 +41,12 @@ export const sidecarConfigSchema = z.object({
     .optional()
     .describe('Projected service-account token (audience veil-controller); re-read on each call'),
   controllerCaFile: z.string().min(1).optional().describe("CA bundle for the controller's certificate"),
-  hashKeyFile: z.string().optional().describe('Key for masking `hash` tokens and input digests'),
+  hashKeyFile: z
+    .string()
+    .optional()
+    .describe(
+      "Key (at least 16 bytes) for masking `hash` tokens and input digests, shared by a workload's sidecars; missing: a key of this process only, with a warning; unset: the same, silently",
+    ),
   defaultModel: z.string().min(1).default('default'),
   upstreamTimeoutMs: z.coerce
     .number()

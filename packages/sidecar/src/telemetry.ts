@@ -3,7 +3,14 @@
 // sampling come from the standard OTEL_* variables; traces go nowhere unless
 // OTEL_TRACES_EXPORTER names an exporter.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type Counter, type Histogram, metrics, SpanStatusCode, trace } from '@opentelemetry/api';
+import {
+  type Counter,
+  type Histogram,
+  metrics,
+  type ObservableResult,
+  SpanStatusCode,
+  trace,
+} from '@opentelemetry/api';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import type { MaskingAction } from '@veil/core';
@@ -16,8 +23,12 @@ export interface Telemetry {
     masking: readonly MaskingAction[],
     upstreamMs: number | undefined,
   ): void;
-  /** Registers a gauge read at scrape time (spool depth and the like). */
-  gauge(name: string, description: string, read: () => number): void;
+  /**
+   * Registers a gauge read at scrape time (spool depth and the like). The meter is
+   * shared by every sidecar of the process: a sidecar that closes removes its
+   * reading with the function returned, or it would go on reporting for the next.
+   */
+  gauge(name: string, description: string, read: () => number): () => void;
   serveMetrics(request: IncomingMessage, response: ServerResponse): void;
 }
 
@@ -98,7 +109,10 @@ export async function createTelemetry(): Promise<Telemetry> {
       if (upstreamMs !== undefined) upstream.record(upstreamMs, { api });
     },
     gauge(name, description, read) {
-      meter.createObservableGauge(name, { description }).addCallback((result) => result.observe(read()));
+      const gauge = meter.createObservableGauge(name, { description });
+      const observe = (result: ObservableResult) => result.observe(read());
+      gauge.addCallback(observe);
+      return () => gauge.removeCallback(observe);
     },
     serveMetrics(request, response) {
       exporter.getMetricsRequestHandler(request, response);

@@ -127,6 +127,8 @@ describe('chart files', () => {
       [{ cluster: 'Not_A_Label' }, /\/cluster/],
       [{ s3: { endpoint: 'ftp://s3.example.com' } }, /\/s3\/endpoint/],
       [{ sidecar: { proxyPort: 70_000 } }, /\/sidecar\/proxyPort/],
+      [{ sidecar: { hashKey: { secretName: '' } } }, /\/sidecar\/hashKey\/secretName/],
+      [{ sidecar: { hashKey: { key: 'a/b' } } }, /\/sidecar\/hashKey\/key/],
       [{ certs: { selfManaged: { renewFraction: 0.6 } } }, /\/certs\/selfManaged\/renewFraction/],
       [{ certs: { selfManaged: { renewBeforeDays: 30 } } }, /additional propert.*renewBeforeDays/],
       [
@@ -313,6 +315,7 @@ describe('server-side dry-run against kube-apiserver', () => {
       },
     });
     assert.equal(settings.cluster, 'prod-eu-1');
+    assert.deepEqual(settings.hashKey, { secretName: 'embeddings-hash-key', key: 'hmac.key' });
     assert.equal(settings.sidecarImage, 'registry.example.com/veil/veil-sidecar:0.1.0');
     assert.equal(
       one(objects, 'Deployment').spec.template.spec.containers[0].image,
@@ -398,6 +401,7 @@ describe('the chart matches the code', () => {
     assert.equal(settings.proxyPort, codeDefaults.proxyPort);
     assert.equal(settings.adminPort, codeDefaults.adminPort);
     assert.deepEqual(settings.controllerKey, codeDefaults.controllerKey);
+    assert.deepEqual(settings.hashKey, codeDefaults.hashKey);
     assert.equal(settings.injectorNamespace, namespace);
     const policy = one(objects, 'NetworkPolicy');
     assert.deepEqual(

@@ -202,6 +202,13 @@ describe('the sidecar entry point', () => {
     }
     assert.equal(ready?.status, 'ready', output());
     assert.equal(ready?.policy?.name, 'default');
+    // No hash-key Secret in the namespace: the mount is empty, and the sidecar serves on a
+    // key of its own, saying so once.
+    assert.equal(output().match(/no shared hash key at \S+hash\.key/g)?.length, 1, output());
+    assert.match(
+      await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text(),
+      /^veil_shared_hash_key(\{[^}]*\})? 0$/m,
+    );
 
     // A caller without a token: refused in the OpenAI dialect, and recorded.
     const refused = await fetch(`http://127.0.0.1:${proxyPort}/v1/embeddings`, {

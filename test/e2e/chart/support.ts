@@ -95,6 +95,7 @@ export const valueSets = {
       ],
     },
     networkPolicy: { proxyFrom: [{ namespaceSelector: { matchLabels: { team: 'search' } } }] },
+    sidecar: { hashKey: { secretName: 'embeddings-hash-key', key: 'hmac.key' } },
   }),
   selfManagedLifetimes: () => ({
     approvals: { enabled: false },

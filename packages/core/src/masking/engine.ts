@@ -39,7 +39,8 @@ export interface MaskingEngine {
   maskResponse(body: unknown, fieldPrefix?: string): MaskResponseResult;
 }
 
-const minHashKeyBytes = 16;
+/** The shortest key the `hash` operator takes; sidecars refuse a shorter shared key at start. */
+export const minHashKeyBytes = 16;
 
 function validRules(rules: readonly MaskingRule[]): MaskingRule[] {
   const parsed = z.array(maskingRuleSchema).safeParse(rules);

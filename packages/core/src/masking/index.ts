@@ -3,7 +3,7 @@ export type { DetectedSpan } from './detect-spans.ts';
 export { detectSpans } from './detect-spans.ts';
 export { detectorPriority } from './detectors.ts';
 export type { MaskingEngine, MaskingOptions, MaskResponseResult, MaskTextsResult } from './engine.ts';
-export { compileMasking } from './engine.ts';
+export { compileMasking, minHashKeyBytes } from './engine.ts';
 export { MaskingError } from './errors.ts';
 export type { MaskOperator } from './operators.ts';
 export type { PatternProblem } from './patterns.ts';

@@ -20,6 +20,16 @@ const controllerKeySchema = z
     `Where the controller's public JWK lives, with its serving CA bundle under \`${controllerCaKey}\` (optional: sidecar calls to the controller fail closed without it). Volumes cannot cross namespaces, so the controller keeps a copy in every injected namespace (a Secret source is distributed by the operator); the pod does not start without the key.`,
   );
 
+const hashKeySchema = z
+  .object({
+    secretName: dnsSubdomain.default('veil-hash-key'),
+    key: dataKey.default('key'),
+  })
+  .strict()
+  .describe(
+    "The Secret, in each injected pod's own namespace, holding the key of masking `hash` tokens and of the input digests in audit records (at least 16 bytes; 32 random bytes recommended). Every sidecar of a namespace then makes the same token for the same value, across replicas and restarts, and an auditor given the key can check a digest. Optional: without the Secret a pod still starts, with a key of its sidecar process only, and says so in its log and its `veil_shared_hash_key` gauge.",
+  );
+
 const s3CredentialsSchema = z
   .object({
     name: dnsSubdomain,
@@ -84,6 +94,7 @@ export const injectionSettingsSchema = z
       ),
     cluster: dnsLabel.describe('Cluster name, the first segment of every evidence object key'),
     controllerKey: controllerKeySchema.prefault({}),
+    hashKey: hashKeySchema.prefault({}),
     s3: s3Schema.optional().describe('Evidence storage; absent, the sidecar keeps its audit spool local'),
     resources: resourcesSchema.prefault({}),
   })

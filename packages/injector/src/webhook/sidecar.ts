@@ -25,6 +25,7 @@ export const sidecarVolumeNames = {
   state: 'veil-state',
   bootstrap: 'veil-bootstrap',
   controllerKey: 'veil-controller-key',
+  hashKey: 'veil-hash-key',
   signingKey: 'veil-signing-key',
   controllerToken: 'veil-controller-token',
 } as const;
@@ -34,6 +35,7 @@ const mountPaths = {
   state: '/var/lib/veil/state',
   bootstrap: '/etc/veil/bootstrap',
   controllerKey: '/etc/veil/controller-key',
+  hashKey: '/etc/veil/hash-key',
   signingKey: '/var/run/veil/signing-key',
   controllerToken: '/var/run/veil/controller-token',
 } as const;
@@ -42,6 +44,7 @@ const fileNames = {
   bootstrapPolicy: 'policy.json',
   controllerKey: 'jwk.json',
   controllerCa: 'ca.crt',
+  hashKey: 'hash.key',
   signingKey: 'ed25519.jwk',
   controllerToken: 'token',
 } as const;
@@ -94,6 +97,7 @@ export function sidecarContainer(spec: SidecarSpec): V1Container {
       { name: sidecarVolumeNames.state, mountPath: mountPaths.state },
       { name: sidecarVolumeNames.bootstrap, mountPath: mountPaths.bootstrap, readOnly: true },
       { name: sidecarVolumeNames.controllerKey, mountPath: mountPaths.controllerKey, readOnly: true },
+      { name: sidecarVolumeNames.hashKey, mountPath: mountPaths.hashKey, readOnly: true },
       { name: sidecarVolumeNames.signingKey, mountPath: mountPaths.signingKey },
       { name: sidecarVolumeNames.controllerToken, mountPath: mountPaths.controllerToken, readOnly: true },
     ],
@@ -124,6 +128,18 @@ export function sidecarVolumes(settings: InjectionSettings): V1Volume[] {
       },
     },
     controllerKeyVolume(settings),
+    // The key is shared by every sidecar of the namespace, so a value masks to the
+    // same token in each replica and across restarts, and an auditor holding it can
+    // check the input digests. Optional: a namespace without the Secret still runs
+    // its pods, each sidecar on a key of its own, and the sidecar warns about it.
+    {
+      name: sidecarVolumeNames.hashKey,
+      secret: {
+        secretName: settings.hashKey.secretName,
+        items: [{ key: settings.hashKey.key, path: fileNames.hashKey }],
+        optional: true,
+      },
+    },
     // The sidecar generates its own Ed25519 key here and publishes the public half in
     // its stream's genesis manifest, which is WORM-locked before any record is. The
     // private key never leaves the pod; in memory it never reaches the node's disk;
@@ -184,6 +200,7 @@ function sidecarEnv({ settings, options, upstream }: SidecarSpec): V1EnvVar[] {
     plain('VEIL_SIGNING_KEY_FILE', `${mountPaths.signingKey}/${fileNames.signingKey}`),
     plain('VEIL_CONTROLLER_KEY_FILE', `${mountPaths.controllerKey}/${fileNames.controllerKey}`),
     plain('VEIL_CONTROLLER_CA_FILE', `${mountPaths.controllerKey}/${fileNames.controllerCa}`),
+    plain('VEIL_HASH_KEY_FILE', `${mountPaths.hashKey}/${fileNames.hashKey}`),
     plain('VEIL_BOOTSTRAP_POLICY_FILE', `${mountPaths.bootstrap}/${fileNames.bootstrapPolicy}`),
     ...s3Env(settings.s3),
   ];

@@ -179,6 +179,46 @@ test('the controller key can come from a Secret', () => {
   );
 });
 
+test("the hash key comes from an optional Secret of the pod's namespace, read-only", () => {
+  const out = injected(modelPod());
+  const sidecar = sidecarOf(out);
+  const volume = out.spec?.volumes?.find((v) => v.name === 'veil-hash-key');
+  // Optional, so a namespace without the Secret still runs its pods.
+  assert.deepEqual(volume?.secret, {
+    secretName: 'veil-hash-key',
+    items: [{ key: 'key', path: 'hash.key' }],
+    optional: true,
+  });
+  const mount = sidecar.volumeMounts?.find((m) => m.name === 'veil-hash-key');
+  assert.equal(mount?.readOnly, true);
+  const file = sidecar.env?.find((e) => e.name === 'VEIL_HASH_KEY_FILE')?.value;
+  assert.equal(file, `${mount?.mountPath}/hash.key`);
+  // The model's containers never see it.
+  for (const container of out.spec?.containers ?? [])
+    assert.ok(!(container.volumeMounts ?? []).some((m) => m.name === 'veil-hash-key'));
+
+  const renamed = inject({
+    pod: modelPod(),
+    namespace: 'ml',
+    namespaceOptIn: false,
+    settings: injectionSettingsSchema.parse({
+      ...testSettings,
+      hashKey: { secretName: 'search-hash-key', key: 'hmac' },
+    }),
+    bootstrapPolicy: {},
+  });
+  assert.equal(renamed.outcome, 'injected');
+  const renamedVolume =
+    renamed.outcome === 'injected'
+      ? renamed.pod.spec?.volumes?.find((v) => v.name === 'veil-hash-key')
+      : undefined;
+  assert.deepEqual(renamedVolume?.secret, {
+    secretName: 'search-hash-key',
+    items: [{ key: 'hmac', path: 'hash.key' }],
+    optional: true,
+  });
+});
+
 test('the status annotation matches its schema and records what was added', () => {
   const out = injected(modelPod());
   const status = injectionStatusSchema.parse(

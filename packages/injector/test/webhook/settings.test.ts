@@ -19,6 +19,7 @@ test('settings defaults follow the contract', () => {
     name: 'veil-controller-key',
     key: 'jwk.json',
   });
+  assert.deepEqual(settings.hashKey, { secretName: 'veil-hash-key', key: 'key' });
   assert.equal(settings.s3, undefined);
 });
 
@@ -29,6 +30,8 @@ test('settings refuse what would break pods or leak audit traffic', () => {
     { proxyPort: 70_000 },
     { resources: { requests: { memory: '0' } } },
     { cluster: 'Prod Cluster' },
+    { hashKey: { secretName: 'Hash_Key' } },
+    { hashKey: { key: 'a/b' } },
     { unknownSetting: true },
   ];
   for (const override of bad) {

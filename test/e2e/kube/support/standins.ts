@@ -8,7 +8,10 @@
 //    http://<pod IP>:<the veil-admin port the webhook wrote>, with no test hook;
 //  - a real sidecar (startSidecar) runs for it with the files a kubelet would
 //    mount: the bootstrap policy from the pod's annotation, the controller's
-//    public key from the ConfigMap the controller published;
+//    public key from the ConfigMap the controller published, and the Secret
+//    volumes the webhook mounted into the sidecar, read from the API when the
+//    stand-in starts as the kubelet reads them when the pod does (an optional
+//    Secret that does not exist leaves its directory empty);
 //  - in front of the sidecar's admin port sits a recording pass-through, which
 //    counts each PUT and reads (without trusting) the `sub` of its token:
 //    which controller replica pushed.
@@ -17,7 +20,15 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { CoreV1Api, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
+import {
+  CoreV1Api,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1Container,
+  type V1Pod,
+  type V1Secret,
+} from '@kubernetes/client-node';
+import { sidecarNames } from '@veil/injector';
 import { type RunningSidecar, sidecarConfigSchema, startSidecar } from '@veil/sidecar';
 import { decodeJwt } from 'jose';
 import type { ControlPlane } from '../../../harness/index.ts';
@@ -33,6 +44,8 @@ export type StandIn = {
   sidecar: RunningSidecar;
   /** Every request that reached the admin port, in order. */
   admin: AdminRequest[];
+  /** What its sidecar logged (also written to stderr). */
+  log: string[];
   puts(): AdminRequest[];
   close(): Promise<void>;
 };
@@ -86,7 +99,7 @@ export async function startStandIns(options: StandInOptions): Promise<StandIn[]>
   await writeFile(keyFile, configMap.data?.['jwk.json'] ?? '');
   const started: StandIn[] = [];
   try {
-    for (const pod of pods) started.push(await startStandIn(options, pod, dir, keyFile));
+    for (const pod of pods) started.push(await startStandIn(options, core, pod, dir, keyFile));
   } catch (error) {
     await Promise.all(started.map((s) => s.close()));
     throw error;
@@ -109,6 +122,7 @@ export async function startStandIns(options: StandInOptions): Promise<StandIn[]>
 
 async function startStandIn(
   options: StandInOptions,
+  core: CoreV1Api,
   pod: V1Pod,
   dir: string,
   keyFile: string,
@@ -122,6 +136,11 @@ async function startStandIn(
   const bootstrap = pod.metadata?.annotations?.['veil.dev/bootstrap-policy'];
   const bootstrapFile = join(podDir, 'bootstrap.json');
   if (bootstrap !== undefined) await writeFile(bootstrapFile, bootstrap);
+  const container = sidecarContainerOf(pod);
+  const mountsDir = join(podDir, 'mounts');
+  await mountSecretVolumes(core, options.namespace, pod, container, mountsDir);
+  const hashKeyPath = container.env?.find((e) => e.name === 'VEIL_HASH_KEY_FILE')?.value;
+  const log: string[] = [];
   // The pod's port first: the sidecar's own ports are picked by the kernel and
   // must not take it.
   const admin: AdminRequest[] = [];
@@ -142,10 +161,17 @@ async function startStandIn(
         stateDir: join(podDir, 'state'),
         auditDir: join(podDir, 'audit'),
         controllerKeyFile: keyFile,
+        hashKeyFile: hashKeyPath === undefined ? undefined : join(mountsDir, hashKeyPath),
         pod: { namespace: options.namespace, name, uid },
         cluster: 'e2e',
         auditCloseGraceSeconds: 0,
       }),
+      {
+        log: (message) => {
+          log.push(message);
+          console.error(`veil-sidecar ${name}: ${message}`);
+        },
+      },
     );
   } catch (error) {
     front.close();
@@ -158,6 +184,7 @@ async function startStandIn(
     ip,
     sidecar,
     admin,
+    log,
     puts: () => admin.filter((r) => r.method === 'PUT'),
     async close() {
       front.closeAllConnections();
@@ -165,6 +192,59 @@ async function startStandIn(
       await sidecar.close();
     },
   };
+}
+
+function sidecarContainerOf(pod: V1Pod): V1Container {
+  const containers = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])];
+  const container = containers.find((c) => c.name === sidecarNames.container);
+  if (container === undefined) throw new Error(`${pod.metadata?.name} has no ${sidecarNames.container}`);
+  return container;
+}
+
+/**
+ * The kubelet's part for the sidecar's Secret volumes, each at its mount path under
+ * `root`: the items of the Secret as it stands now. An optional Secret that does not
+ * exist, or lacks an item, leaves the file out; a required one fails, as the pod
+ * would not start.
+ */
+async function mountSecretVolumes(
+  core: CoreV1Api,
+  namespace: string,
+  pod: V1Pod,
+  container: V1Container,
+  root: string,
+): Promise<void> {
+  for (const mount of container.volumeMounts ?? []) {
+    const source = pod.spec?.volumes?.find((v) => v.name === mount.name)?.secret;
+    if (source === undefined) continue;
+    const target = join(root, mount.mountPath);
+    await mkdir(target, { recursive: true });
+    const optional = source.optional === true;
+    const secret = await readSecret(core, namespace, source.secretName ?? '');
+    if (secret === undefined) {
+      if (optional) continue;
+      throw new Error(`${pod.metadata?.name}: Secret ${source.secretName} not found`);
+    }
+    const data = secret.data ?? {};
+    const items = source.items ?? Object.keys(data).map((key) => ({ key, path: key }));
+    for (const item of items) {
+      const value = data[item.key];
+      if (value === undefined) {
+        if (optional) continue;
+        throw new Error(`${pod.metadata?.name}: Secret ${source.secretName} has no key ${item.key}`);
+      }
+      await writeFile(join(target, item.path), Buffer.from(value, 'base64'), { mode: 0o600 });
+    }
+  }
+}
+
+async function readSecret(core: CoreV1Api, namespace: string, name: string): Promise<V1Secret | undefined> {
+  try {
+    return await core.readNamespacedSecret({ namespace, name });
+  } catch (error) {
+    if ((error as { code?: number }).code === 404) return undefined;
+    throw error;
+  }
 }
 
 async function recordingFront(

@@ -29,8 +29,8 @@ export interface IncomingEmbedRequest {
   /** All request headers, lower-cased names: approval rules match on them. */
   readonly headers: IncomingHttpHeaders;
   readonly body: Readable;
-  /** Aborts when the caller goes away before it is answered (it ends a hold). */
-  readonly signal?: AbortSignal;
+  /** A signal that aborts when the caller goes away before it is answered (it ends a hold). */
+  readonly callerGone?: () => AbortSignal;
 }
 
 export interface ProxyReply {
@@ -190,7 +190,7 @@ async function approve(
         headers: request.headers,
         record: (event) => recordApproval(deps, dialect.name, request.path, trace, event),
         decisions: deps.approvalDecisions,
-        ...(request.signal === undefined ? {} : { signal: request.signal }),
+        ...(request.callerGone === undefined ? {} : { signal: request.callerGone() }),
       },
       trace,
     );

@@ -28,7 +28,7 @@ export async function proxyRoutes(app: FastifyInstance, options: ProxyRoutesOpti
       telemetry.span('request', async () =>
         send(
           reply,
-          await handleEmbedding(deps, dialect, { ...incoming(request), signal: callerGone(reply) }),
+          await handleEmbedding(deps, dialect, { ...incoming(request), callerGone: callerGone(reply) }),
         ),
       ),
     );
@@ -52,13 +52,21 @@ function incoming(request: FastifyRequest) {
   };
 }
 
-/** Aborts when the connection closes before the answer is sent: the caller hung up. */
-function callerGone(reply: FastifyReply): AbortSignal {
-  const gone = new AbortController();
-  reply.raw.once('close', () => {
-    if (!reply.raw.writableEnded) gone.abort();
-  });
-  return gone.signal;
+/**
+ * A signal that aborts when the connection closes before the answer is sent:
+ * the caller hung up. Made on first use, since only held requests need one.
+ */
+function callerGone(reply: FastifyReply): () => AbortSignal {
+  let signal: AbortSignal | undefined;
+  return () => {
+    if (signal) return signal;
+    const gone = new AbortController();
+    const hungUp = () => !reply.raw.writableEnded && gone.abort();
+    if (reply.raw.closed) hungUp();
+    else reply.raw.once('close', hungUp);
+    signal = gone.signal;
+    return signal;
+  };
 }
 
 function send(reply: FastifyReply, result: ProxyReply): FastifyReply {

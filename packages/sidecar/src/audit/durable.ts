@@ -54,7 +54,7 @@ export class DurableSink implements AuditSink {
   }
 
   append(draft: AuditDraft, until: AppendUntil = 'durable'): Promise<void> {
-    if (this.#closed) return Promise.reject(new Error('the audit sink is closed'));
+    if (this.#closed) throw new Error('the audit sink is closed');
     const line = this.#encoder.encode(draft, this.#nextSeq);
     // A refusal for want of room must not eat the reserve of requests already
     // let in; the end of a forwarded request is one of those.
@@ -64,7 +64,7 @@ export class DurableSink implements AuditSink {
       // Checked before the seq is taken: a record the spool refuses leaves no
       // gap. Past this check the spool queues the line at once (room() is 0
       // once it has failed or closed).
-      return Promise.reject(new SpoolFullError('the audit spool is full'));
+      throw new SpoolFullError('the audit spool is full');
     }
     this.#nextSeq += 1;
     const durable = this.#spool.append(line, { urgent: until === 'durable' }).then(() => this.#onDurable());

@@ -18,9 +18,11 @@ export interface AuditSink {
   /** False when new records cannot be taken (a full spool): new requests then fail closed. */
   accepting(): boolean;
   /**
-   * Resolves once the record is as far as `until` says (`durable` by default);
-   * rejects when the sink cannot take it. What the request path waits for
-   * before it answers is proxy/record.ts's to say.
+   * Resolves once the record is as far as `until` says (`durable` by default).
+   * Throws at once when the sink will not take the record (closed, or no room),
+   * so a caller can tell before it acts; rejects when a record it took could not
+   * be made durable. What the request path waits for before it answers is
+   * proxy/record.ts's to say.
    */
   append(draft: AuditDraft, until?: AppendUntil): Promise<void>;
   close(): Promise<void>;

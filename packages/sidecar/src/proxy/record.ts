@@ -102,11 +102,23 @@ function requestDraft(api: RecordApi, route: string, trace: Trace): Omit<AuditDr
 /**
  * The first part, called just before the request goes to the model: it only
  * starts the append, so the model is called at once; `record` waits for it.
+ * A sink that will not take it stops the request here, before the model sees
+ * anything: nothing goes out that is not on record.
  */
 export function recordForwarding(deps: PipelineDeps, api: RecordApi, route: string, trace: Trace): void {
   const id = newRecordId();
   const draft: AuditDraft = { ...requestDraft(api, route, trace), id, outcome: 'incomplete', status: null };
-  const durable = deps.telemetry.span('record', () => deps.sink.append(draft));
+  let durable: Promise<void>;
+  try {
+    durable = deps.telemetry.span('record', () => deps.sink.append(draft));
+  } catch {
+    throw new Refusal(
+      503,
+      'unavailable',
+      'unavailable',
+      'the request could not be recorded; it was not forwarded',
+    );
+  }
   // Awaited by `record`; until then a failure must not count as unhandled.
   durable.catch(() => undefined);
   trace.forwarded = { id, durable };

@@ -64,7 +64,7 @@ test('the reserve keeps room for admitted requests; refusals and full spools tak
     appended += 1;
   }
   assert.ok(spool.room() <= reserveBytes && spool.room() > 0);
-  await assert.rejects(sink.append(draft('refusal', 'unavailable')), SpoolFullError);
+  assert.throws(() => sink.append(draft('refusal', 'unavailable')), SpoolFullError);
   // An admitted request's record goes into the reserve until the spool is truly full.
   const inReserve = appended;
   for (;;) {
@@ -119,7 +119,7 @@ test("the full record of a forwarded request may use the reserve; a refusal's ma
     reserveBytes: 4096,
   });
   for (let i = 0; sink.accepting(); i++) await sink.append(draft(`m${i}`));
-  await assert.rejects(sink.append(draft('refusal', 'unavailable')), SpoolFullError);
+  assert.throws(() => sink.append(draft('refusal', 'unavailable')), SpoolFullError);
   // A forwarded request whose answer could not be used (say, a masking failure) still ends on record.
   await sink.append({ ...draft('failed late', 'unavailable'), completes: newRecordId() });
   assert.equal((await records(spool)).at(-1)?.model, 'failed late');
@@ -135,7 +135,7 @@ test('close takes no more records and waits for those in flight', async (t) => {
   assert.equal(spool.stats().nextSeq, 1, 'the in-flight record is durable once close resolves');
   await pending;
   assert.equal(sink.accepting(), false);
-  await assert.rejects(sink.append(draft('after')), /closed/);
+  assert.throws(() => sink.append(draft('after')), /closed/);
   assert.equal((await records(spool))[0]?.seq, 5);
 });
 

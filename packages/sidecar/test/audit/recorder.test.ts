@@ -193,7 +193,7 @@ test('a full spool stops accepting, and drains once the store is back', async (t
   assert.ok(taken > 10, `${taken} records before full`);
   // Requests already let in still find room; a refusal for want of room does not.
   await recorder.append(draft('admitted'));
-  await assert.rejects(recorder.append(draft('refused', 'unavailable')), /full/);
+  assert.throws(() => recorder.append(draft('refused', 'unavailable')), /full/);
 
   down = false;
   await eventually('the spool drained', () => recorder.stats().recordsWaiting === 0);

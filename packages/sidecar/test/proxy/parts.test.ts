@@ -33,9 +33,10 @@ class SlowSyncSink extends MemorySink {
   #synced: Promise<void> = Promise.resolve();
   #sync: () => void = () => undefined;
 
-  override async append(draft: AuditDraft, until?: AppendUntil): Promise<void> {
-    await super.append(draft, until);
-    if (draft.outcome === 'incomplete') await this.#synced;
+  // Not async: a record the spool refuses must still be refused at once.
+  override append(draft: AuditDraft, until?: AppendUntil): Promise<void> {
+    const taken = super.append(draft, until);
+    return draft.outcome === 'incomplete' ? taken.then(() => this.#synced) : taken;
   }
 
   stall(): void {
@@ -162,6 +163,25 @@ describe('records of forwarded requests', () => {
       [['open-e', 'incomplete']],
     );
     assert.deepEqual(fixture.records().at(-1), written[0], 'an incomplete request, not a lost one');
+  });
+
+  it('does not forward a request whose first part the spool refuses at once', async () => {
+    const from = sink.lines.length;
+    const calls = fixture.upstreamCalls.length;
+    sink.refuseWhen = (draft) => draft.outcome === 'incomplete';
+    try {
+      const answer = await embed('open-g');
+      assert.equal(answer.status, 503);
+      assert.match(JSON.stringify(answer.json), /could not be recorded; it was not forwarded/);
+    } finally {
+      sink.refuseWhen = undefined;
+    }
+    assert.equal(fixture.upstreamCalls.length, calls, 'the model never saw it');
+    const written = sink.records().slice(from);
+    assert.deepEqual(
+      written.map((r) => [r.model, r.outcome, r.status]),
+      [['open-g', 'unavailable', 503]],
+    );
   });
 
   it('answers 503 when the first part cannot be written, and writes no full record', async () => {

@@ -8,25 +8,25 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AuthenticationV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { CustomObjectsApi } from '@kubernetes/client-node';
 import { GROUP, type PolicySpecInput, policySpecSchema, VERSION } from '@veil/core';
-import { pullAudience, silentLog, type WebhookServer } from '@veil/injector';
+import type { WebhookServer } from '@veil/injector';
 import { Agent, request } from 'undici';
 import { runApprovalsDecide } from '../../../packages/cli/src/commands/approvals.ts';
 import {
   type ApprovalsApi,
   httpsNotifier,
   type Notification,
-  startApprovalsApi,
 } from '../../../packages/injector/src/controller/approvals.ts';
-import { tokenReviewAuthenticator } from '../../../packages/injector/src/controller/pull.ts';
 import { type ControlPlane, startControlPlane, type User } from '../../harness/index.ts';
 import { freshNamespace, installCrds } from '../kube/support/cluster.ts';
 import {
   deleteApprovalWebhook,
   grantApprovalAccess,
   registerApprovalWebhook,
+  sidecarToken,
   startApprovalWebhook,
+  startTestApprovalsApi,
   waitForApprovalWebhook,
 } from './support.ts';
 
@@ -66,24 +66,16 @@ before(async () => {
     webhook = await startApprovalWebhook(cp);
     webhookName = await registerApprovalWebhook(cp, webhook.url);
     await waitForApprovalWebhook(cp, await freshNamespace(cp, 'probe'));
-    const cert = await cp.issueServingCert('approvals-api');
     receiver = await startNotificationReceiver(await cp.issueServingCert('notify-receiver'));
     const rule = policy.approvals?.rules?.[0];
     if (rule?.notify)
       rule.notify.url = `https://127.0.0.1:${(receiver.address() as AddressInfo).port}/services/T000/B000`;
     agent = new Agent({ connect: { ca: await readFile(cp.caCert) } });
-    approvals = await startApprovalsApi({
-      kubeConfig: cp.kubeConfig(),
-      tls: { certFile: cert.cert, keyFile: cert.key },
-      host: '127.0.0.1',
-      port: 0,
+    approvals = await startTestApprovalsApi(cp, 'approvals-api', {
       policy: (_namespace, name) =>
         name === 'default' ? { name, hash: 'h', spec: policySpecSchema.parse(policy) } : undefined,
-      authenticate: tokenReviewAuthenticator(cp.kubeConfig().makeApiClient(AuthenticationV1Api)),
-      log: silentLog,
       now: () => new Date(Date.now() + clockOffsetMs),
       notify: httpsNotifier(agent),
-      expiryIntervalMs: 3_600_000,
     });
   } catch (error) {
     await teardown();
@@ -124,18 +116,6 @@ async function startNotificationReceiver(cert: { cert: string; key: string }): P
   return server;
 }
 
-/** A projected-style token of a fresh service account in `namespace`, as the sidecar holds. */
-async function sidecarToken(namespace: string): Promise<string> {
-  const core = cp.kubeConfig().makeApiClient(CoreV1Api);
-  await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: 'model' } } });
-  const { status } = await core.createNamespacedServiceAccountToken({
-    namespace,
-    name: 'model',
-    body: { spec: { audiences: [pullAudience], expirationSeconds: 600 } },
-  });
-  return status?.token ?? '';
-}
-
 async function call(token: string, method: 'GET' | 'POST', path: string, body?: unknown) {
   const response = await request(`${approvals?.url}${path}`, {
     method,
@@ -171,7 +151,7 @@ function openBody() {
 
 test('open, long-poll, approve with the CLI, then use once for the same caller and payload', async () => {
   const namespace = await freshNamespace(cp, 'api');
-  const token = await sidecarToken(namespace);
+  const token = await sidecarToken(cp, namespace);
   const opened = await call(token, 'POST', '/v1/approvals', openBody());
   assert.equal(opened.status, 201);
   assert.equal(opened.body.phase, 'Pending');
@@ -239,12 +219,12 @@ test('open, long-poll, approve with the CLI, then use once for the same caller a
 
 test('a stale approval expires and cannot be used; other namespaces and strangers are refused', async () => {
   const namespace = await freshNamespace(cp, 'stale');
-  const token = await sidecarToken(namespace);
+  const token = await sidecarToken(cp, namespace);
   const opened = await call(token, 'POST', '/v1/approvals', openBody());
   const name = String(opened.body.name);
 
   const elsewhere = await freshNamespace(cp, 'other');
-  const otherToken = await sidecarToken(elsewhere);
+  const otherToken = await sidecarToken(cp, elsewhere);
   assert.equal((await call(otherToken, 'GET', `/v1/approvals/${namespace}/${name}`)).status, 403);
   assert.equal((await call('not-a-token', 'GET', `/v1/approvals/${namespace}/${name}`)).status, 401);
 

@@ -7,14 +7,13 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { AuthenticationV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { CustomObjectsApi } from '@kubernetes/client-node';
 import { GROUP, type PolicySpec, VERSION } from '@veil/core';
-import { pullAudience, silentLog, type WebhookServer } from '@veil/injector';
+import type { WebhookServer } from '@veil/injector';
 import OpenAI, { PermissionDeniedError } from 'openai';
 import { runApprovalsDecide } from '../../../packages/cli/src/commands/approvals.ts';
 import { buildPopulations } from '../../../packages/cli/src/report/populations.ts';
-import { type ApprovalsApi, startApprovalsApi } from '../../../packages/injector/src/controller/approvals.ts';
-import { tokenReviewAuthenticator } from '../../../packages/injector/src/controller/pull.ts';
+import type { ApprovalsApi } from '../../../packages/injector/src/controller/approvals.ts';
 import {
   type SidecarFixture,
   startSidecarFixture,
@@ -26,7 +25,9 @@ import {
   deleteApprovalWebhook,
   grantApprovalAccess,
   registerApprovalWebhook,
+  sidecarToken,
   startApprovalWebhook,
+  startTestApprovalsApi,
   waitForApprovalWebhook,
 } from './support.ts';
 
@@ -65,32 +66,16 @@ before(async () => {
     webhook = await startApprovalWebhook(cp);
     webhookName = await registerApprovalWebhook(cp, webhook.url);
     await waitForApprovalWebhook(cp, await freshNamespace(cp, 'probe'));
-    const cert = await cp.issueServingCert('approvals-hold');
-    approvals = await startApprovalsApi({
-      kubeConfig: cp.kubeConfig(),
-      tls: { certFile: cert.cert, keyFile: cert.key },
-      host: '127.0.0.1',
-      port: 0,
+    approvals = await startTestApprovalsApi(cp, 'approvals-hold', {
       policy: (_namespace, name) =>
         name === 'test' && sidecarPolicy ? { name, hash: 'h', spec: sidecarPolicy } : undefined,
-      authenticate: tokenReviewAuthenticator(cp.kubeConfig().makeApiClient(AuthenticationV1Api)),
-      log: silentLog,
       now: () => new Date(Date.now() + clockOffsetMs),
       notify: async () => undefined,
-      expiryIntervalMs: 3_600_000,
     });
 
-    // The sidecar's projected service-account token, audience the controller.
     namespace = await freshNamespace(cp, 'hold');
-    const core = cp.kubeConfig().makeApiClient(CoreV1Api);
-    await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: 'model' } } });
-    const { status } = await core.createNamespacedServiceAccountToken({
-      namespace,
-      name: 'model',
-      body: { spec: { audiences: [pullAudience], expirationSeconds: 600 } },
-    });
     dir = await mkdtemp(join(tmpdir(), 'veil-hold-'));
-    await writeFile(join(dir, 'token'), status?.token ?? '');
+    await writeFile(join(dir, 'token'), await sidecarToken(cp, namespace));
 
     fixture = await startSidecarFixture({
       policy: approvalsPolicy,

@@ -1,17 +1,26 @@
 // What the approval e2e tests share: the stamping webhook served in-process and
-// registered with the real API server, approvers' RBAC, and EmbeddingApprovals
-// created the way the controller creates them.
+// registered with the real API server, approvers' RBAC, EmbeddingApprovals
+// created the way the controller creates them, the controller's approvals API,
+// and the token a sidecar presents to it.
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import {
   AdmissionregistrationV1Api,
+  AuthenticationV1Api,
+  CoreV1Api,
   CustomObjectsApi,
   PatchStrategy,
   RbacAuthorizationV1Api,
   setHeaderOptions,
 } from '@kubernetes/client-node';
 import { type ApprovalSpec, GROUP, VERSION } from '@veil/core';
-import { startWebhookServer, type WebhookServer } from '@veil/injector';
+import { pullAudience, silentLog, startWebhookServer, type WebhookServer } from '@veil/injector';
+import {
+  type ApprovalsApi,
+  type ApprovalsApiOptions,
+  startApprovalsApi,
+} from '../../../packages/injector/src/controller/approvals.ts';
+import { tokenReviewAuthenticator } from '../../../packages/injector/src/controller/pull.ts';
 import type { ControlPlane } from '../../harness/index.ts';
 
 export const controllerUsername = 'admin';
@@ -205,4 +214,39 @@ export async function waitForApprovalWebhook(cp: ControlPlane, namespace: string
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   throw new Error(`the approvals webhook is not in force (last: ${last})`);
+}
+
+/**
+ * The controller's approvals API on loopback with a serving certificate from the
+ * cluster's CA, callers known through TokenReview; expiry runs only when a test
+ * asks for it (`expireNow`).
+ */
+export async function startTestApprovalsApi(
+  cp: ControlPlane,
+  certName: string,
+  options: Pick<ApprovalsApiOptions, 'policy' | 'now' | 'notify'>,
+): Promise<ApprovalsApi> {
+  const cert = await cp.issueServingCert(certName);
+  return startApprovalsApi({
+    kubeConfig: cp.kubeConfig(),
+    tls: { certFile: cert.cert, keyFile: cert.key },
+    host: '127.0.0.1',
+    port: 0,
+    authenticate: tokenReviewAuthenticator(cp.kubeConfig().makeApiClient(AuthenticationV1Api)),
+    log: silentLog,
+    expiryIntervalMs: 3_600_000,
+    ...options,
+  });
+}
+
+/** A projected-style token of a fresh service account in `namespace`, as a sidecar holds for the controller. */
+export async function sidecarToken(cp: ControlPlane, namespace: string): Promise<string> {
+  const core = cp.kubeConfig().makeApiClient(CoreV1Api);
+  await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: 'model' } } });
+  const { status } = await core.createNamespacedServiceAccountToken({
+    namespace,
+    name: 'model',
+    body: { spec: { audiences: [pullAudience], expirationSeconds: 600 } },
+  });
+  return status?.token ?? '';
 }

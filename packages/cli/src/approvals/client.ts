@@ -124,16 +124,19 @@ export class ApprovalsClient implements ApprovalsSource {
   }
 
   async get(namespace: string, name: string): Promise<Approval> {
-    return toApproval(
-      await explain(() =>
-        this.#api.getNamespacedCustomObject({
-          group: GROUP,
-          version: VERSION,
-          namespace,
-          plural: approvalsPlural,
-          name,
-        }),
-      ),
+    return toApproval(await this.#read(namespace, name));
+  }
+
+  /** The approval as the API server stores it. */
+  #read(namespace: string, name: string): Promise<unknown> {
+    return explain(() =>
+      this.#api.getNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        namespace,
+        plural: approvalsPlural,
+        name,
+      }),
     );
   }
 
@@ -146,15 +149,10 @@ export class ApprovalsClient implements ApprovalsSource {
     name: string,
     decision: { decision: 'approve' | 'deny'; reason: string },
   ): Promise<Approval> {
-    const current = (await explain(() =>
-      this.#api.getNamespacedCustomObject({
-        group: GROUP,
-        version: VERSION,
-        namespace,
-        plural: approvalsPlural,
-        name,
-      }),
-    )) as { metadata?: { resourceVersion?: string }; status?: { decisions?: unknown[] } };
+    const current = (await this.#read(namespace, name)) as {
+      metadata?: { resourceVersion?: string };
+      status?: { decisions?: unknown[] };
+    };
     // Appending with "-" is applied to the object as stored, so concurrent approvers
     // never overwrite each other; a missing status is created only if nothing changed.
     const patch = Array.isArray(current.status?.decisions)

@@ -211,7 +211,8 @@ export class Shipper {
     let next = from;
     for (;;) {
       const wanted = Math.min(cutPageRecords, limits.maxRecords - builder.records);
-      const page = wanted > 0 ? await this.#spool.readFrom(next, wanted, limits.maxBytes - bytes) : [];
+      if (wanted <= 0) return this.#streamRun(builder, next);
+      const page = await this.#spool.readFrom(next, wanted, limits.maxBytes - bytes);
       for (const entry of page) {
         const size = Buffer.byteLength(entry.line, 'utf8');
         // The first record always goes, whatever its size: it could go in no batch otherwise.
@@ -220,7 +221,7 @@ export class Shipper {
         bytes += size;
         next = entry.seq + 1;
       }
-      if (page.length < wanted || page.length === 0) return this.#streamRun(builder, next);
+      if (page.length < wanted) return this.#streamRun(builder, next);
     }
   }
 

@@ -169,6 +169,8 @@ const error: Column<AuditRecord> = ['error', (r) => r.error ?? null];
 const requestColumns: Column<AuditRecord>[] = [
   ...where,
   kind,
+  // The first part a full record completes: where a sample's request went to the model.
+  ['completes', (r) => r.completes ?? null],
   outcome,
   status,
   ...who,

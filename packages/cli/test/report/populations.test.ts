@@ -301,6 +301,11 @@ test('a forwarded request recorded in two parts is one member, through its full 
     requests?.rows.map((row) => row[seqColumn]),
     [denied.seq, full.seq, cutOff.seq],
   );
+  const completesColumn = requests?.columns.indexOf('completes') ?? -1;
+  assert.deepEqual(
+    requests?.rows.map((row) => row[completesColumn]),
+    [null, first.id, null],
+  );
   assert.deepEqual(requests?.byIdentity, [{ issuer: 'https://a.example', subject: 'alice', count: 3 }]);
   assert.equal(of('masking-actions')?.count, 1);
   assert.equal(of('denials')?.count, 1);

@@ -1,3 +1,4 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import { type Dialect, dialectFor } from '../dialects/index.ts';
 import { UpstreamError } from '../upstream.ts';
 import { BodyTooLargeError, readBody } from './body.ts';
@@ -7,6 +8,22 @@ import { Refusal, refusalReply, toRefusal } from './refusal.ts';
 
 const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'HEAD'] as const;
 type Method = (typeof METHODS)[number];
+
+/**
+ * What the model hears of the caller's headers: how the body is encoded and
+ * what answer is wanted. Never the caller's credentials: the proxy checked
+ * them, and the model has no use for them.
+ */
+const FORWARDED_HEADERS = ['content-type', 'accept'] as const;
+
+function forwardedHeaders(headers: IncomingHttpHeaders): Record<string, string> {
+  const forwarded: Record<string, string> = {};
+  for (const name of FORWARDED_HEADERS) {
+    const value = headers[name];
+    if (typeof value === 'string') forwarded[name] = value;
+  }
+  return forwarded;
+}
 
 /**
  * Any route that is not an embedding API: refused (404) unless the policy
@@ -54,9 +71,12 @@ export async function handlePassthrough(
         : await readLimited(request, policy.spec.limits.maxBytesPerRequest);
     recordForwarding(deps, 'passthrough', request.path, trace);
     const started = performance.now();
-    const response = await deps.upstream.send(method as Method, request.url, body, {
-      'content-type': 'application/json',
-    });
+    const response = await deps.upstream.send(
+      method as Method,
+      request.url,
+      body,
+      forwardedHeaders(request.headers),
+    );
     trace.latency.upstreamMs = performance.now() - started;
     const reply = {
       status: response.status,

@@ -1,6 +1,9 @@
 // Every way the proxy ends a request short of a good answer: size and rate
 // limits, bad bodies, unknown routes, no policy, a model down or too slow.
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
@@ -201,6 +204,49 @@ describe('refusals', () => {
       const answer = await call(`${fixture.url}/v1/models`);
       assert.equal(answer.status, 401);
       assert.equal(fixture.records().at(-1)?.outcome, 'unauthenticated');
+    });
+
+    it('forwards how the body is encoded and what answer is wanted, never the credentials', async () => {
+      const heard: IncomingHttpHeaders[] = [];
+      const model = createServer((req, res) => {
+        heard.push(req.headers);
+        req.resume();
+        req.on('end', () => res.writeHead(200, { 'content-type': 'text/csv' }).end('a,b\n'));
+      });
+      model.listen(0, '127.0.0.1');
+      await once(model, 'listening');
+      const echo = await startSidecarFixture({
+        upstream: `http://127.0.0.1:${(model.address() as AddressInfo).port}`,
+        policy: {
+          access: {
+            rules: [{ name: 'team', groups: ['ml-team'] }],
+            allowRoutes: [{ method: 'POST', path: '/v1/tokenize' }],
+          },
+        },
+      });
+      try {
+        const response = await request(`${echo.url}/v1/tokenize`, {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${await echo.token()}`,
+            'content-type': 'text/plain',
+            accept: 'text/csv',
+            cookie: 'session=secret',
+          },
+          body: 'some text',
+        });
+        assert.equal(response.statusCode, 200);
+        assert.equal(response.headers['content-type'], 'text/csv');
+        assert.equal(await response.body.text(), 'a,b\n');
+        assert.equal(heard[0]?.['content-type'], 'text/plain');
+        assert.equal(heard[0]?.accept, 'text/csv');
+        assert.equal(heard[0]?.authorization, undefined);
+        assert.equal(heard[0]?.cookie, undefined);
+      } finally {
+        await echo.close();
+        model.close();
+        model.closeAllConnections();
+      }
     });
 
     it('allow-lists a method and path, not the path alone', async () => {

@@ -23,6 +23,8 @@ export interface Telemetry {
     masking: readonly MaskingAction[],
     upstreamMs: number | undefined,
   ): void;
+  /** The time one request spent being put on record, its answer held until the record was safe. */
+  recordingDone(ms: number): void;
   /**
    * Registers a gauge read at scrape time (spool depth and the like). The meter is
    * shared by every sidecar of the process: a sidecar that closes removes its
@@ -72,6 +74,13 @@ export async function createTelemetry(): Promise<Telemetry> {
     description: 'Model latency seen by the proxy',
     unit: 'ms',
   });
+  const recording: Histogram = meter.createHistogram('veil_record_duration', {
+    description:
+      'Time a request spent being put on record (encoding, appending, waiting for fsync): the latency durable recording adds',
+    unit: 'ms',
+    // Fine below a few milliseconds, where the cost of durability is judged.
+    advice: { explicitBucketBoundaries: [0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 25, 50, 100, 250, 1000] },
+  });
 
   return {
     span<T>(name: string, work: () => T): T {
@@ -107,6 +116,9 @@ export async function createTelemetry(): Promise<Telemetry> {
       for (const action of masking)
         masked.add(action.count, { detector: action.detector, scope: action.scope });
       if (upstreamMs !== undefined) upstream.record(upstreamMs, { api });
+    },
+    recordingDone(ms) {
+      recording.record(ms);
     },
     gauge(name, description, read) {
       const gauge = meter.createObservableGauge(name, { description });

@@ -31,6 +31,8 @@ export interface Trace {
   vectors?: { count: number; dimensions: number; digest: string };
   /** The first part of the record, appended as the request went to the model. */
   forwarded?: { id: string; durable: Promise<void> };
+  /** Time spent so far putting the request on record, for `veil_record_duration`. */
+  recordingMs: number;
 }
 
 export function newTrace(): Trace {
@@ -44,6 +46,7 @@ export function newTrace(): Trace {
     inputs: undefined,
     masking: [],
     latency: {},
+    recordingMs: 0,
   };
 }
 
@@ -106,6 +109,7 @@ function requestDraft(api: RecordApi, route: string, trace: Trace): Omit<AuditDr
  * anything: nothing goes out that is not on record.
  */
 export function recordForwarding(deps: PipelineDeps, api: RecordApi, route: string, trace: Trace): void {
+  const started = performance.now();
   const id = newRecordId();
   const draft: AuditDraft = { ...requestDraft(api, route, trace), id, outcome: 'incomplete', status: null };
   let durable: Promise<void>;
@@ -122,6 +126,7 @@ export function recordForwarding(deps: PipelineDeps, api: RecordApi, route: stri
   // Awaited by `record`; until then a failure must not count as unhandled.
   durable.catch(() => undefined);
   trace.forwarded = { id, durable };
+  trace.recordingMs += performance.now() - started;
 }
 
 /** The request's full record; resolves with `reply`, or with a 503 when the request is not on record. */
@@ -135,6 +140,8 @@ export async function record(
   outcome: RecordOutcome,
   error: string | undefined,
 ): Promise<ProxyReply> {
+  deps.telemetry.requestDone(api, outcome, trace.masking, trace.latency.upstreamMs);
+  const started = performance.now();
   const draft: AuditDraft = {
     ...requestDraft(api, route, trace),
     outcome,
@@ -142,7 +149,6 @@ export async function record(
     vectors: trace.vectors,
     error: error ? error.slice(0, MAX_ERROR) : undefined,
   };
-  deps.telemetry.requestDone(api, outcome, trace.masking, trace.latency.upstreamMs);
   try {
     await deps.telemetry.span('record', () => putOnRecord(deps.sink, draft, trace.forwarded));
   } catch {
@@ -151,6 +157,7 @@ export async function record(
       new Refusal(503, 'unavailable', 'unavailable', 'the request could not be recorded'),
     );
   }
+  deps.telemetry.recordingDone(trace.recordingMs + performance.now() - started);
   return reply;
 }
 

@@ -151,4 +151,14 @@ describe('every request on record', () => {
     );
     assert.equal(total, fixture.records().length);
   });
+
+  it('times putting each request on record in veil_record_duration', async () => {
+    const metrics = (await call(`${fixture.adminUrl}/metrics`)).text;
+    const value = (name: string) =>
+      Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(metrics)?.[1]);
+    assert.equal(value('veil_record_duration_count'), fixture.records().length);
+    assert.ok(value('veil_record_duration_sum') > 0);
+    // Buckets fine enough to tell a millisecond from two.
+    assert.match(metrics, /^veil_record_duration_bucket\{[^}]*le="1.5"\} \d+$/m);
+  });
 });

@@ -73,11 +73,36 @@ test('only consecutive records of one stream make a batch', () => {
   assert.throws(() => encodeBatch([`${lines[0]}\n${lines[1]}`]), /line break/);
 });
 
+test('a line not as encodeRecordLine writes it is refused, not described', () => {
+  const fields = JSON.parse(lines[0] as string) as Record<string, unknown>;
+  const reordered = JSON.stringify({ seq: fields.seq, ...fields });
+  assert.throws(() => encodeBatch([reordered]), /as encodeRecordLine writes it/);
+  assert.throws(() => encodeBatch([(lines[0] as string).replace('"seq":4', '"seq":-4')]), /encodeRecordLine/);
+  assert.throws(
+    () => encodeBatch([(lines[0] as string).replace(/"time":"[^"]*"/, '"time":"yesterday"')]),
+    /encodeRecordLine/,
+  );
+  assert.throws(
+    () => encodeBatch([(lines[0] as string).replace('"seq":4', '"seq":90071992547409930')]),
+    /encodeRecordLine/,
+  );
+  assert.throws(() => encodeBatch(['not a record']), /encodeRecordLine/);
+});
+
+test('a stream id is read whole: escaped, non-ASCII, or longer than the usual head of a line', () => {
+  for (const id of ['prod/"quoted"\\back/0', 'prod/é✓/0', `prod/${'x'.repeat(400)}/0`]) {
+    const batch = encodeBatch([4, 5].map((seq) => encodeRecordLine(record(id, seq))));
+    assert.equal(batch.stream, id);
+    assert.equal(batch.content.lastSeq, 5);
+  }
+});
+
 test('a batch built a line at a time stops at another stream and matches one encoded at once', () => {
   const builder = new BatchBuilder();
-  for (const line of lines) assert.equal(builder.add(line), true);
-  assert.equal(builder.add(encodeRecordLine(record('prod/ml/uid/1', 7))), false);
+  for (const line of lines) assert.equal(builder.add(Buffer.from(line)), true);
+  assert.equal(builder.add(Buffer.from(encodeRecordLine(record('prod/ml/uid/1', 7)))), false);
   assert.equal(builder.records, 3);
+  assert.equal(builder.text().toString(), `${lines.join('\n')}\n`);
   const bytes = gzipSync(builder.text());
   const built = builder.finish(bytes);
   const once = encodeBatch(lines);

@@ -92,3 +92,22 @@ test('the tree built a leaf at a time equals the recursive definition for 1 to 7
     assert.deepEqual(merkleTreeHash(many.slice(0, n)), referenceRoot(many.slice(0, n)), `${n} leaves`);
   }
 });
+
+test('leaves of any length hash as 0x00 then the leaf, a long one among short ones too', () => {
+  const long = Buffer.alloc(200 * 1024, 0x61);
+  const mixed = [Buffer.from('short'), long, Buffer.from('after')];
+  const plainLeaf = (leaf: Uint8Array) =>
+    createHash('sha256')
+      .update(Buffer.from([0x00]))
+      .update(leaf)
+      .digest();
+  assert.deepEqual(leafHash(long), plainLeaf(long));
+  const node = (left: Buffer, right: Buffer) =>
+    createHash('sha256')
+      .update(Buffer.from([0x01]))
+      .update(left)
+      .update(right)
+      .digest();
+  const expected = node(node(plainLeaf(mixed[0] as Buffer), plainLeaf(long)), plainLeaf(mixed[2] as Buffer));
+  assert.equal(merkleRootHex(mixed), expected.toString('hex'));
+});

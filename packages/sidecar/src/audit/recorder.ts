@@ -212,7 +212,7 @@ async function lastSpooledSeq(spool: Spool, from: number, stream: string): Promi
   for (;;) {
     const entries = await spool.readFrom(next, scanPageRecords, Number.MAX_SAFE_INTEGER);
     for (const entry of entries) {
-      const record = JSON.parse(entry.line) as { stream?: unknown; seq?: unknown };
+      const record = JSON.parse(entry.bytes.toString('utf8')) as { stream?: unknown; seq?: unknown };
       if (record.stream === stream && typeof record.seq === 'number') last = record.seq;
     }
     const tail = entries.at(-1);

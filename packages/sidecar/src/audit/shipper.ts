@@ -8,7 +8,15 @@
 import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
-import { BatchBuilder, buildBatchManifest, buildClose, sha256Hex, storeManifest, streamId } from '@veil/core';
+import {
+  BatchBuilder,
+  batchGzipOptions,
+  buildBatchManifest,
+  buildClose,
+  sha256Hex,
+  storeManifest,
+  streamId,
+} from '@veil/core';
 import { type BackoffOptions, backoffDelay, defaultBackoff } from './backoff.ts';
 import { writeFileAtomic } from './files.ts';
 import type { Spool } from './spool.ts';
@@ -179,7 +187,7 @@ export class Shipper {
     const stream = this.#state.stream(run.stream);
     if (!stream) throw new AuditStateError(`the spool holds records of ${run.stream}, a stream with no key`);
     // Compressed off this thread's event loop, for the same reason as the paging.
-    const batch = run.builder.finish(await gzipAsync(run.builder.text()));
+    const batch = run.builder.finish(await gzipAsync(run.builder.text(), batchGzipOptions));
     if (batch.content.firstSeq !== stream.nextRecordSeq) {
       throw new AuditStateError(
         `${run.stream} continues at record ${batch.content.firstSeq}, not ${stream.nextRecordSeq}`,
@@ -204,7 +212,12 @@ export class Shipper {
     return true;
   }
 
-  /** The leading records from spool seq `from` of one stream, within the batch limits. */
+  /**
+   * The leading records from spool seq `from` of one stream, within the batch
+   * limits. Lines are not validated again here: `encodeRecordLine` did so before
+   * the spool took them, and the spool refuses a line that fails its frame
+   * checksum (see core's record envelope for what is still checked).
+   */
   async #collect(from: number, limits: BatchSettings): Promise<StreamRun> {
     const builder = new BatchBuilder();
     let bytes = 0;
@@ -214,10 +227,10 @@ export class Shipper {
       if (wanted <= 0) return this.#streamRun(builder, next);
       const page = await this.#spool.readFrom(next, wanted, limits.maxBytes - bytes);
       for (const entry of page) {
-        const size = Buffer.byteLength(entry.line, 'utf8');
+        const size = entry.bytes.length;
         // The first record always goes, whatever its size: it could go in no batch otherwise.
         if (builder.records > 0 && bytes + size > limits.maxBytes) return this.#streamRun(builder, next);
-        if (!builder.add(entry.line)) return this.#streamRun(builder, next);
+        if (!builder.add(entry.bytes)) return this.#streamRun(builder, next);
         bytes += size;
         next = entry.seq + 1;
       }

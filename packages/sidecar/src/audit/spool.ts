@@ -38,7 +38,8 @@ export type SpoolOptions = {
   now?: () => number;
 };
 
-export type SpoolEntry = { seq: number; line: string };
+/** `bytes`: the record line as appended, UTF-8. */
+export type SpoolEntry = { seq: number; bytes: Buffer };
 
 export type SpoolStats = {
   /** On disk (segments not yet deleted) plus waiting for the next sync. */
@@ -370,8 +371,11 @@ async function readRecords(segment: Segment, from: number, to: number): Promise<
     if (buffer.readUInt32LE(at + 4) !== frameChecksum(buffer, at, length)) {
       throw new SpoolCorruptError(`record ${segment.firstSeq + index} in ${segment.path} fails its checksum`);
     }
-    const payload = buffer.subarray(at + headerBytes, at + headerBytes + length);
-    entries.push({ seq: segment.firstSeq + index, line: payload.toString('utf8') });
+    // A view of the page read, not a copy: nothing else holds the page.
+    entries.push({
+      seq: segment.firstSeq + index,
+      bytes: buffer.subarray(at + headerBytes, at + headerBytes + length),
+    });
   }
   return entries;
 }

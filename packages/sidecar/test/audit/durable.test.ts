@@ -16,7 +16,7 @@ async function records(spool: Spool, from = 0) {
   const entries = await spool.readFrom(from, 1_000, Number.MAX_SAFE_INTEGER);
   return entries.map((entry) => ({
     spoolSeq: entry.seq,
-    ...auditRecordSchema.parse(JSON.parse(entry.line)),
+    ...auditRecordSchema.parse(JSON.parse(entry.bytes.toString())),
   }));
 }
 

@@ -331,3 +331,34 @@ test('a damaged shipper state is refused, not guessed at', async (t) => {
     AuditStateError,
   );
 });
+
+test('a spooled record damaged on disk is refused, not shipped, and stays in the spool', async (t) => {
+  const s = await setup(t);
+  let down = true;
+  s.store.failing = () => down;
+  const logged: string[] = [];
+  const recorder = await open(s, { maxRecords: 5 }, { closeGraceMs: 200, log: (m) => logged.push(m) });
+  await appendMany(recorder, 'kept', 5);
+  await flipPayloadByte(s.spoolDir, 2);
+
+  down = false;
+  await eventually('the damaged record refused', () => logged.some((m) => /fails its checksum/.test(m)));
+  await eventually('a retry refused it again', () => recorder.stats().failures >= 2);
+  assert.deepEqual(
+    s.store.puts.filter((key) => !key.endsWith('/manifests/00000000000000000000.json')),
+    [],
+  );
+  assert.equal(recorder.stats().recordsWaiting, 5);
+  assert.equal(recorder.stats().shippedRecords, 0);
+});
+
+/** Flips a byte inside the payload of the spool's `index`th frame, leaving its checksum as it was. */
+async function flipPayloadByte(spoolDir: string, index: number): Promise<void> {
+  const [segment] = (await readdir(spoolDir)).filter((name) => name.endsWith('.seg'));
+  const path = join(spoolDir, segment as string);
+  const bytes = await readFile(path);
+  let at = 0;
+  for (let i = 0; i < index; i++) at += 8 + bytes.readUInt32LE(at);
+  bytes[at + 20] = (bytes[at + 20] ?? 0) ^ 0x01;
+  await writeFile(path, bytes);
+}

@@ -24,7 +24,9 @@ async function segments(dir: string): Promise<string[]> {
 }
 
 async function readAll(spool: Spool, from = 0): Promise<string[]> {
-  return (await spool.readFrom(from, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER)).map((e) => e.line);
+  return (await spool.readFrom(from, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER)).map((e) =>
+    e.bytes.toString(),
+  );
 }
 
 test('seqs are contiguous from 0 and continue after a restart', async (t) => {
@@ -157,6 +159,25 @@ test('a last record with a bad checksum, a partial header or trailing garbage is
   }
 });
 
+test('a record damaged after it became durable fails its checksum when read, and is not handed out', async (t) => {
+  const dir = await tempDir(t);
+  const spool = await Spool.open({ dir });
+  t.after(() => spool.close());
+  await appendInTurn(spool, 0, 4);
+  const path = join(dir, (await segments(dir))[0] as string);
+  const bytes = await readFile(path);
+  const third = 2 * (8 + Buffer.byteLength(line(0)));
+  bytes[third + 12] = (bytes[third + 12] ?? 0) ^ 0x01;
+  await writeFile(path, bytes);
+
+  await assert.rejects(readAll(spool), SpoolCorruptError);
+  await assert.rejects(spool.readFrom(2, 1, 1_000), /record 2 .* fails its checksum/);
+  assert.deepEqual(
+    (await spool.readFrom(0, 2, 1_000)).map((e) => e.bytes.toString()),
+    [line(0), line(1)],
+  );
+});
+
 test('damage before the last segment is refused, not guessed at', async (t) => {
   const dir = await tempDir(t);
   const spool = await Spool.open({ dir, segmentBytes: 300 });
@@ -192,7 +213,7 @@ test('release persists the watermark and deletes only fully shipped segments', a
   const after = await segments(dir);
   assert.ok(after.length < before.length);
   // The segment holding seq 7 is still there.
-  assert.deepEqual((await spool.readFrom(7, 1, 1_000))[0]?.line, line(7));
+  assert.deepEqual((await spool.readFrom(7, 1, 1_000))[0]?.bytes.toString(), line(7));
   await assert.rejects(spool.readFrom(0, 1, 1_000), /released/);
   await assert.rejects(spool.release(12), RangeError);
   assert.equal(spool.stats().waiting, 5);

@@ -11,6 +11,8 @@ export interface LatencyPlan {
   readonly rounds: number;
   readonly connections: number;
   readonly warmUpRequests: number;
+  /** Called once every target is warmed up, before the first measured request. */
+  readonly onWarm?: () => Promise<void>;
 }
 
 export async function latencySideBySide(
@@ -18,6 +20,7 @@ export async function latencySideBySide(
   plan: LatencyPlan,
 ): Promise<Map<Target, LoadResult>> {
   for (const target of targets) await warmUp(target, plan.warmUpRequests);
+  await plan.onWarm?.();
   const parts = new Map<Target, LoadResult[]>(targets.map((target) => [target, []]));
   for (let round = 0; round < plan.rounds; round++) {
     // Alternate the order too, so no target always runs right after another.

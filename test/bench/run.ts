@@ -15,6 +15,7 @@ import {
   PropagationUnavailable,
   propagation,
 } from './propagation.ts';
+import { type Buckets, quantileBetween, readRecordDuration } from './record-duration.ts';
 import { mib, ms, percent, rate, ratio, signedMs, type TargetCheck, table, verdict } from './report.ts';
 import { type CpuLayout, cpuLayout, createWorld, type SidecarChild, type World } from './setup.ts';
 import { BATCH_MAX_AGE_SECONDS, type ShippingResult, ShippingUnavailable, shipToS3 } from './shipping.ts';
@@ -363,13 +364,18 @@ async function scenarioC(world: World, plan: Plan): Promise<TargetCheck> {
   }
   const on = durable.target;
   const offTarget = off.target;
+  let before: Buckets | undefined;
   const results = await latencySideBySide([on, offTarget], {
     rate: plan.rate,
     seconds: plan.latencySeconds,
     rounds: plan.rounds,
     connections: 32,
     warmUpRequests: plan.warmUpRequests,
+    onWarm: async () => {
+      before = await readRecordDuration(durable.ready.adminUrl);
+    },
   });
+  const after = await readRecordDuration(durable.ready.adminUrl);
   await off.stop();
   await durable.stop();
   console.log(
@@ -380,25 +386,47 @@ async function scenarioC(world: World, plan: Plan): Promise<TargetCheck> {
   const b = results.get(offTarget);
   const added50 = sub(a?.latency.quantile(0.5), b?.latency.quantile(0.5));
   const added99 = sub(a?.latency.quantile(0.99), b?.latency.quantile(0.99));
-  console.log(`  added by durable recording: p50 ${signedMs(added50)}, p99 ${signedMs(added99)}`);
+  console.log(
+    `  end to end, durable minus off: p50 ${signedMs(added50)}, p99 ${signedMs(added99)} (the p99 of each alone is noise of the machine, the generator and the model)`,
+  );
+  const p50 = before && quantileBetween(before, after, 0.5);
+  const p99 = before && quantileBetween(before, after, 0.99);
+  console.log(
+    `  measured in the sidecar (veil_record_duration, ${p99?.count ?? 0} requests): each request spent p50 ${ms(p50?.estimate)} ms, p99 ${ms(p99?.estimate)} ms (≤ ${p99?.atMost} ms) being put on record`,
+  );
   console.log('');
-  const note = invalidComparison(b, a, plan.rate, added99, TARGETS.recordingP99Ms);
+  const endToEnd = invalidComparison(b, a, plan.rate, added99, TARGETS.recordingP99Ms);
+  // Failed requests are not timed in the sidecar: with any, its figure would flatter.
+  const judged = p99 !== undefined && a !== undefined && a.errors === 0 && a.rate >= plan.rate * 0.95;
   return {
     label: `C  durable recording adds ≤ ${TARGETS.recordingP99Ms} ms at p99`,
-    met: added99 === undefined || note ? undefined : added99 <= TARGETS.recordingP99Ms,
-    measured: signedMs(added99),
-    note,
+    met: judged ? p99.atMost <= TARGETS.recordingP99Ms : undefined,
+    measured: p99 === undefined ? undefined : `+${ms(p99.estimate)} ms`,
+    note: `p99 in the sidecar, bucket ≤ ${p99?.atMost ?? '–'} ms; end to end ${signedMs(added99) ?? '–'}${endToEnd ? ` (${endToEnd})` : ''}`,
   };
 }
 
 const W_LABEL = 'W  pod webhook p99 ≤ 5 ms';
 
 async function scenarioW(plan: Plan, cpus: CpuLayout): Promise<TargetCheck> {
-  console.log('W. pod-injection webhook: AdmissionReview over HTTPS, a fresh pod each time');
-  const results = await benchWebhook(plan.quick ? 200 : 3000, cpus);
+  console.log(
+    'W. pod-injection webhook: AdmissionReview over HTTPS, a fresh pod each time, connections kept alive',
+  );
+  const results = await benchWebhook(plan.quick ? 200 : 10_000, cpus);
   console.log(
     table(
-      ['concurrency', 'requests', 'reviews/s', 'p50 ms', 'p99 ms', 'errors'],
+      [
+        'concurrency',
+        'requests',
+        'reviews/s',
+        'p50 ms',
+        'p99 ms',
+        'errors',
+        'webhook CPU ms/review',
+        'webhook GC pauses (max ms)',
+        'client CPU ms/review',
+        'client lag p99 ms',
+      ],
       results.map((r) => [
         r.concurrency,
         r.requests,
@@ -406,8 +434,18 @@ async function scenarioW(plan: Plan, cpus: CpuLayout): Promise<TargetCheck> {
         ms(r.p50),
         ms(r.p99),
         r.errors,
+        (r.server.cpuMs / r.requests).toFixed(3),
+        `${r.server.gcCount} (${ms(r.server.gcMaxMs)})`,
+        (r.client.cpuMs / r.requests).toFixed(3),
+        ms(r.clientLagP99),
       ]),
     ),
+  );
+  console.log(
+    '  webhook CPU ms/review is the service time of one review on its core; with 8 under way on that one core,',
+  );
+  console.log(
+    '  a review also waits for up to 7 others, so the 8-at-a-time latency is mostly queueing behind them.',
   );
   console.log('');
   const worst = Math.max(...results.map((r) => r.p99));

@@ -3,7 +3,8 @@
 // loop with its own client, the webhook's latency would include the client's work.
 import { startWebhookServer } from '@veil/injector';
 import { testSettings } from '../../packages/injector/test/webhook/support/settings.ts';
-import { serveAsChild } from './processes.ts';
+import { type Command, serveAsChild } from './processes.ts';
+import { trackUsage } from './webhook-usage.ts';
 
 export interface WebhookReady {
   readonly port: number;
@@ -12,6 +13,7 @@ export interface WebhookReady {
 const dir = process.env.VEIL_BENCH_WEBHOOK_TLS_DIR;
 if (dir === undefined) throw new Error('VEIL_BENCH_WEBHOOK_TLS_DIR is not set');
 
+const usage = trackUsage();
 const server = await startWebhookServer({
   settings: testSettings,
   tls: { certFile: `${dir}/tls.crt`, keyFile: `${dir}/tls.key` },
@@ -20,4 +22,10 @@ const server = await startWebhookServer({
   namespaceLabels: async () => ({}),
   bootstrapPolicy: async (_namespace, name) => ({ metadata: { name }, spec: {} }),
 });
-serveAsChild({ port: server.port } satisfies WebhookReady, () => server.close());
+
+async function handle(command: Command): Promise<unknown> {
+  if (command.command === 'usage') return usage.read();
+  throw new Error(`unknown command ${command.command}`);
+}
+
+serveAsChild({ port: server.port } satisfies WebhookReady, () => server.close(), handle);

@@ -30,7 +30,9 @@ after(async () => {
   process.env = savedEnv;
 });
 
-type Phase = 'before' | 'outage' | 'after';
+// 'healing': S3 is starting again; shipping may free the spool before the start
+// returns, so a refusal decided while it was full can arrive when it no longer is.
+type Phase = 'before' | 'outage' | 'healing' | 'after';
 type Refusal = { phase: Phase; accepting: boolean; body: string };
 
 test('an S3 outage under load loses nothing, refuses only once the spool is full, and heals by itself', async () => {
@@ -71,6 +73,7 @@ test('an S3 outage under load loses nothing, refuses only once the spool is full
   const oldestAge = (await readGauge(admin, 'veil_audit_oldest_unshipped_age_seconds')) ?? 0;
 
   const healing = performance.now();
+  phase = 'healing';
   await evidence.s3.start();
   s3Down = false;
   phase = 'after';

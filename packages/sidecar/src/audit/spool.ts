@@ -272,7 +272,6 @@ export class Spool {
 
   async #commit(group: readonly Pending[]): Promise<void> {
     const data = Buffer.concat(group.map((pending) => pending.frame));
-    this.#pendingBytes -= data.length;
     const segment = this.#segments.at(-1) as Segment;
     try {
       if (this.#failure) throw this.#failure;
@@ -286,6 +285,9 @@ export class Spool {
         target.offsets.push(target.size);
         target.size += pending.frame.length;
       }
+      // Pending until on disk, never neither: room() must not grow while the
+      // group is being written, or appends in that window would overfill the spool.
+      this.#pendingBytes -= data.length;
       this.#diskBytes += data.length;
       this.#nextSeq += group.length;
       this.#commits.push({ seq: firstSeq, time: this.#now() });
@@ -293,6 +295,7 @@ export class Spool {
         pending.resolve({ seq: firstSeq + index });
       });
     } catch (error) {
+      this.#pendingBytes -= data.length;
       this.#failure ??= new SpoolFailedError('an audit spool write failed', { cause: error });
       for (const pending of group) pending.reject(this.#failure);
     }

@@ -276,6 +276,26 @@ test('a closed spool takes no more appends', async (t) => {
   assert.equal(spool.accepting(), false);
 });
 
+test('a record being written still takes its room: no window lets appends overfill the spool', async (t) => {
+  const dir = await tempDir(t);
+  const frame = Buffer.byteLength(line(0)) + 8;
+  const spool = await Spool.open({ dir, segmentBytes: frame * 2, capacityBytes: frame * 2 });
+  t.after(() => spool.close());
+  let written = false;
+  const first = spool.append(line(0)).then(() => {
+    written = true;
+  });
+  // Look at every turn of the event loop while the write and its fsync are under way.
+  const seen = new Set<number>();
+  while (!written) {
+    seen.add(spool.room());
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  await first;
+  assert.deepEqual([...seen], [frame]);
+  assert.equal(spool.room(), frame);
+});
+
 test('room, bytes from a seq and commit times tell the shipper what is due', async (t) => {
   let clock = 5_000;
   const dir = await tempDir(t);

@@ -25,7 +25,10 @@ export interface PolicyRoutesOptions {
  * hash, or NACK (422) with the reason while the last good policy stays.
  */
 export async function policyRoutes(app: FastifyInstance, options: PolicyRoutesOptions): Promise<void> {
-  const key = options.controllerKeyFile ? await loadKey(options.controllerKeyFile) : undefined;
+  const keyFile = options.controllerKeyFile;
+  // Read once at start, so a sidecar whose key file is broken says so at once.
+  const key = keyFile ? new ControllerKeyFile(keyFile) : undefined;
+  await key?.current();
 
   app.get('/v1/policy', async (_request, reply) => {
     const policy = options.store.current();
@@ -35,10 +38,17 @@ export async function policyRoutes(app: FastifyInstance, options: PolicyRoutesOp
 
   app.put('/v1/policy', async (request, reply) => {
     if (!key) return reply.code(403).send({ status: 'nack', reason: 'this sidecar accepts no pushes' });
+    let trusted: Awaited<ReturnType<typeof importJWK>>;
+    try {
+      trusted = await key.current();
+    } catch {
+      // Unavailable, not refused: the controller tries again, and the file may be back by then.
+      return reply.code(503).send({ status: 'nack', reason: "the controller's key file cannot be read" });
+    }
     const token = /^Bearer (.+)$/i.exec(request.headers.authorization ?? '')?.[1];
     try {
       if (!token) throw new Error('missing token');
-      await jwtVerify(token, key, {
+      await jwtVerify(token, trusted, {
         issuer: CONTROLLER_ISSUER,
         audience: sidecarAudience(options.podUid),
         algorithms: ['EdDSA', 'ES256'],
@@ -56,7 +66,29 @@ export async function policyRoutes(app: FastifyInstance, options: PolicyRoutesOp
   });
 }
 
-async function loadKey(file: string): ReturnType<typeof importJWK> {
-  const jwk = JSON.parse(await readFile(file, 'utf8')) as JWK;
+/**
+ * The controller's public key, read from its file again for each push. The file
+ * is mounted from the ConfigMap the controller publishes, which the kubelet
+ * updates in place when the controller's key is rotated: a running sidecar
+ * then trusts the new key, and only it, without a restart. A file that cannot
+ * be read or holds no key fails the push; no earlier key stands in for it.
+ */
+class ControllerKeyFile {
+  readonly #file: string;
+  #loaded: { text: string; key: Awaited<ReturnType<typeof importJWK>> } | undefined;
+
+  constructor(file: string) {
+    this.#file = file;
+  }
+
+  async current(): Promise<Awaited<ReturnType<typeof importJWK>>> {
+    const text = await readFile(this.#file, 'utf8');
+    if (this.#loaded?.text !== text) this.#loaded = { text, key: await importKey(text) };
+    return this.#loaded.key;
+  }
+}
+
+function importKey(text: string): ReturnType<typeof importJWK> {
+  const jwk = JSON.parse(text) as JWK;
   return importJWK(jwk, jwk.alg ?? (jwk.crv === 'Ed25519' ? 'EdDSA' : 'ES256'));
 }

@@ -1,6 +1,8 @@
 // The admin port: probes, Prometheus metrics and controller policy pushes
 // (ACK with the hash and enforced at once; NACK keeping the last good policy).
 import assert from 'node:assert/strict';
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type PolicySpec, policyHash } from '@veil/core';
 import { type CryptoKey, exportJWK, generateKeyPair, SignJWT } from 'jose';
@@ -170,6 +172,38 @@ describe('admin port', () => {
       assert.deepEqual(answer.json, { status: 'nack', reason: 'push not signed by the controller' });
     }
     assert.equal(fixture.sidecar.store.current()?.hash, hashBefore);
+  });
+
+  it('takes a rotated controller key from its file without a restart, and then only that key', async () => {
+    const keyFile = join(fixture.stateDir, 'controller.jwk');
+    const original = await readFile(keyFile, 'utf8');
+    const next = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
+    const pushed = (name: string) => ({ name, spec: basePolicy });
+    try {
+      // As the kubelet updates a mounted ConfigMap: the new content replaces the old at once.
+      await writeFile(
+        `${keyFile}.new`,
+        JSON.stringify({ ...(await exportJWK(next.publicKey)), alg: 'EdDSA' }),
+      );
+      await rename(`${keyFile}.new`, keyFile);
+      const byOld = await push(pushed('by-old-key'), await pushToken(controller));
+      assert.equal(byOld.status, 401);
+      const byNew = await push(pushed('by-new-key'), await pushToken(next.privateKey));
+      assert.equal(byNew.status, 200, byNew.text);
+      assert.equal(fixture.sidecar.store.current()?.name, 'by-new-key');
+
+      await rm(keyFile);
+      const unreadable = await push(pushed('no-key'), await pushToken(next.privateKey));
+      assert.equal(unreadable.status, 503);
+      assert.deepEqual(unreadable.json, {
+        status: 'nack',
+        reason: "the controller's key file cannot be read",
+      });
+      assert.equal(fixture.sidecar.store.current()?.name, 'by-new-key');
+    } finally {
+      await writeFile(keyFile, original);
+    }
+    assert.equal((await push(pushed('restored'), await pushToken(controller))).status, 200);
   });
 
   it('refuses every push when no controller key is configured', async () => {

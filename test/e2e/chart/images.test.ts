@@ -79,9 +79,21 @@ describe('Dockerfiles', () => {
       const sources = docker.copies.filter((c) => c.endsWith('/src'));
       assert.deepEqual(sources.sort(), [...needed].map((dir) => `${dir}/src`).sort());
 
-      // The entry point is the workspace's main.ts, and it exists.
-      assert.deepEqual(docker.entrypoint.slice(1), [`${own.dir}/src/main.ts`]);
+      // The entry point, after node's own flags, is the workspace's main.ts, and it
+      // exists; or the JavaScript the build stage emits from it, for this workspace
+      // and every one it imports.
+      const entry = docker.entrypoint.at(-1);
+      for (const flag of docker.entrypoint.slice(1, -1)) assert.match(flag, /^--[a-z-]+(=\S+)?$/);
       await readFile(join(repoRoot, own.dir, 'src', 'main.ts'));
+      if (entry === `${own.dir}/src/main.js`) {
+        const emitted = docker.text
+          .match(/^RUN node scripts\/emit-js\.ts ([^&\n]+)/m)?.[1]
+          ?.trim()
+          .split(/\s+/);
+        assert.deepEqual(emitted?.sort(), [...needed].sort());
+      } else {
+        assert.equal(entry, `${own.dir}/src/main.ts`);
+      }
     });
   }
 
@@ -94,6 +106,11 @@ describe('Dockerfiles', () => {
       assert.ok(!ignored.includes(pattern), `.dockerignore must not exclude ${pattern}`);
     }
     assert.ok(ignored.includes('**/node_modules'), 'node_modules stay out: the image installs its own');
+    // What a Dockerfile copies from an otherwise ignored folder is let back in.
+    const sidecar = await readDockerfile('Dockerfile.sidecar');
+    for (const copied of sidecar.copies.filter((c) => c.startsWith('scripts/'))) {
+      assert.ok(ignored.includes(`!${copied}`), `.dockerignore must let ${copied} in`);
+    }
   });
 
   test('the signing-key hook runs the injector image with the same node', async () => {
@@ -168,9 +185,11 @@ describe('the sidecar entry point', () => {
     return env;
   }
 
-  function start(env: Record<string, string>): { child: ChildProcess; output: () => string } {
-    // As the image runs it: node, the entry file, from the sources' root.
-    const child = spawn(process.execPath, ['packages/sidecar/src/main.ts'], {
+  async function start(env: Record<string, string>): Promise<{ child: ChildProcess; output: () => string }> {
+    // As the image runs it: node with the image's flags, the entry file (the
+    // sources the image's JavaScript is emitted from), from the sources' root.
+    const flags = (await readDockerfile('Dockerfile.sidecar')).entrypoint.slice(1, -1);
+    const child = spawn(process.execPath, [...flags, 'packages/sidecar/src/main.ts'], {
       cwd: repoRoot,
       env: { PATH: process.env.PATH ?? '', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -185,7 +204,7 @@ describe('the sidecar entry point', () => {
   test('starts from the injected environment, serves with the bootstrap policy, and exits 0 on SIGTERM', async () => {
     const [proxyPort, adminPort] = [await freePort(), await freePort()];
     const env = await injectedEnv(proxyPort, adminPort);
-    const { child, output } = start(env);
+    const { child, output } = await start(env);
     const exited = once(child, 'exit');
 
     const deadline = Date.now() + 30_000;
@@ -231,7 +250,7 @@ describe('the sidecar entry point', () => {
   });
 
   test('exits 1 with the problem named when the environment is incomplete', async () => {
-    const { child, output } = start({ VEIL_PROXY_PORT: '0', VEIL_ADMIN_PORT: '0' });
+    const { child, output } = await start({ VEIL_PROXY_PORT: '0', VEIL_ADMIN_PORT: '0' });
     const [code] = await once(child, 'exit');
     assert.equal(code, 1);
     assert.match(output(), /veil-sidecar: invalid sidecar configuration: upstream/);

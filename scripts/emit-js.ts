@@ -1,0 +1,52 @@
+// Turns workspace packages into plain JavaScript for a container image: a .js
+// beside every .ts of their src/, relative imports and the package's exports
+// pointed at it. Node then never loads its TypeScript stripper, which costs a
+// process about 30 MiB of resident memory for as long as it runs. Types are
+// replaced by blanks, so line and column numbers in stack traces still match
+// the sources.
+//   node scripts/emit-js.ts packages/core packages/sidecar
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { stripTypeScriptTypes } from 'node:module';
+import { join } from 'node:path';
+
+// `from './x.ts'`, `import('./x.ts')` and `import './x.ts'`: only relative
+// specifiers, as a package name never ends in .ts.
+const relativeTsSpecifier = /(\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)(['"])(\.{1,2}\/[^'"]*)\.ts\2/g;
+
+export function toJavaScript(source: string): string {
+  return stripTypeScriptTypes(source).replace(relativeTsSpecifier, '$1$2$3.js$2');
+}
+
+async function emitDir(dir: string): Promise<number> {
+  let files = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile() || !entry.name.endsWith('.ts')) continue;
+    const path = join(entry.parentPath, entry.name);
+    await writeFile(path.replace(/\.ts$/, '.js'), toJavaScript(await readFile(path, 'utf8')));
+    files += 1;
+  }
+  return files;
+}
+
+async function pointExportsAtJs(packageDir: string): Promise<void> {
+  const file = join(packageDir, 'package.json');
+  const manifest = JSON.parse(await readFile(file, 'utf8')) as { exports?: Record<string, string> };
+  const exports = Object.entries(manifest.exports ?? {});
+  manifest.exports = Object.fromEntries(
+    exports.map(([key, target]) => [key, target.replace(/\.ts$/, '.js')]),
+  );
+  await writeFile(file, `${JSON.stringify(manifest, null, 2)}\n`);
+}
+
+/** Emits a workspace package's src/ as JavaScript in place; returns how many files. */
+export async function emitPackage(packageDir: string): Promise<number> {
+  const files = await emitDir(join(packageDir, 'src'));
+  await pointExportsAtJs(packageDir);
+  return files;
+}
+
+if (import.meta.main) {
+  for (const packageDir of process.argv.slice(2)) {
+    console.log(`${packageDir}: ${await emitPackage(packageDir)} files`);
+  }
+}

@@ -59,7 +59,7 @@ const s3Schema = z
 const resourcesSchema = z
   .object({
     requests: z
-      .object({ cpu: cpuQuantity.default('50m'), memory: memoryQuantity.default('64Mi') })
+      .object({ cpu: cpuQuantity.default('50m'), memory: memoryQuantity.default('128Mi') })
       .strict()
       .prefault({}),
     limits: z

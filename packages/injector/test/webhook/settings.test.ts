@@ -11,7 +11,7 @@ test('settings defaults follow the contract', () => {
   assert.equal(settings.proxyPort, 15_080);
   assert.equal(settings.adminPort, 15_090);
   assert.deepEqual(settings.resources, {
-    requests: { cpu: '50m', memory: '64Mi' },
+    requests: { cpu: '50m', memory: '128Mi' },
     limits: { memory: '256Mi' },
   });
   assert.deepEqual(settings.controllerKey, {

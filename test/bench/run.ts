@@ -17,7 +17,14 @@ import {
 } from './propagation.ts';
 import { type Buckets, quantileBetween, readRecordDuration } from './record-duration.ts';
 import { mib, ms, percent, rate, ratio, signedMs, type TargetCheck, table, verdict } from './report.ts';
-import { type CpuLayout, cpuLayout, createWorld, type SidecarChild, type World } from './setup.ts';
+import {
+  type CpuLayout,
+  cpuLayout,
+  createWorld,
+  imageNodeFlags,
+  type SidecarChild,
+  type World,
+} from './setup.ts';
 import { BATCH_MAX_AGE_SECONDS, type ShippingResult, ShippingUnavailable, shipToS3 } from './shipping.ts';
 import { installTeardownHandlers, stopping, teardown } from './teardown.ts';
 import { type ThroughputResult, throughput } from './throughput.ts';
@@ -315,6 +322,10 @@ async function scenarioB(
   );
   console.log(
     `  sidecar peak RSS (VmHWM over its life): ${mib(rss) ?? 'unavailable (no /proc)'}; once started and idle: ${mib(sidecar.startRss) ?? '?'}; bare node proxy peak RSS: ${mib(bareRss) ?? '?'}`,
+  );
+  console.log(
+    `  the sidecars run with the image's node flags (${(await imageNodeFlags()).join(' ') || 'none'}) but from the TypeScript sources: ` +
+      "Node's type stripper stays loaded, about 30 MiB the image (emitted JavaScript) does not hold",
   );
   console.log(`  sidecar memory at the end of the run: ${memorySplit(memory)}`);
   console.log(`  bare node proxy, likewise:            ${memorySplit(bareMemory)}`);

@@ -2,7 +2,7 @@
 // (child process), a dev OIDC issuer and a real JWT, the policy file, and on
 // demand the canned upstream, the sidecars and the bare Node proxy (child
 // processes) and nginx. Everything started here is registered for teardown.
-import { mkdtemp, rm, statfs, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, statfs, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type SidecarConfigInput, startDevIssuer } from '@veil/sidecar';
@@ -167,8 +167,11 @@ export async function createWorld(cpus: CpuLayout): Promise<World> {
         name,
         script: './sidecar-process.ts',
         env: { ...settings.env, VEIL_BENCH_SIDECAR: JSON.stringify(launch) },
-        // For profiling the sidecar under load, e.g. "--cpu-prof --cpu-prof-dir=DIR".
-        nodeArgs: (process.env.VEIL_BENCH_SIDECAR_NODE_ARGS ?? '').split(' ').filter(Boolean),
+        nodeArgs: [
+          ...(await imageNodeFlags()),
+          // For profiling the sidecar under load, e.g. "--cpu-prof --cpu-prof-dir=DIR".
+          ...(process.env.VEIL_BENCH_SIDECAR_NODE_ARGS ?? '').split(' ').filter(Boolean),
+        ],
         cpus: cpus.sidecar,
         logFile: join(dir, `sidecar-${index}.log`),
       });
@@ -202,4 +205,15 @@ export async function createWorld(cpus: CpuLayout): Promise<World> {
       };
     },
   };
+}
+
+/**
+ * The node flags the sidecar image starts with (its ENTRYPOINT between node and
+ * the entry file), so the bench's sidecars size their heap as the image's do.
+ */
+export async function imageNodeFlags(): Promise<string[]> {
+  const dockerfile = await readFile(new URL('../../Dockerfile.sidecar', import.meta.url), 'utf8');
+  const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(dockerfile)?.[1];
+  if (entrypoint === undefined) throw new Error('Dockerfile.sidecar has no ENTRYPOINT in exec form');
+  return (JSON.parse(entrypoint) as string[]).slice(1, -1);
 }

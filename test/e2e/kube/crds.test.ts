@@ -111,9 +111,10 @@ test('status goes through the status subresource; a stale write gets 409 and is 
   });
   writer.activate();
   writer.schedule('status/default');
-  const stored = await eventually('the status written', async () => {
+  // The API server has the write before the writer has its answer: wait for both.
+  const stored = await eventually('the status written, and the writer told', async () => {
     const now = (await api.getNamespacedCustomObject(target)) as Stored;
-    return now.status?.sync === '0/0' ? now : undefined;
+    return now.status?.sync === '0/0' && writer.writes > 0 ? now : undefined;
   });
   writer.deactivate();
   assert.deepEqual(stored.status, wanted);

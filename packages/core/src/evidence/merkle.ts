@@ -43,11 +43,6 @@ export function leafHash(leaf: Uint8Array): Uint8Array {
  */
 export class MerkleTree {
   readonly #subtrees: { size: number; hash: string }[] = [];
-  #leaves = 0;
-
-  get leaves(): number {
-    return this.#leaves;
-  }
 
   add(leaf: Uint8Array): void {
     let subtree = { size: 1, hash: leafHashHex(leaf) };
@@ -60,7 +55,6 @@ export class MerkleTree {
       subtree = { size: top.size * 2, hash: nodeHashHex(top.hash, subtree.hash) };
     }
     this.#subtrees.push(subtree);
-    this.#leaves += 1;
   }
 
   /** The root as evidence format v1 writes it: lower-case hex. */

@@ -27,8 +27,9 @@ export interface Telemetry {
   recordingDone(ms: number): void;
   /**
    * Registers a gauge read at scrape time (spool depth and the like). The meter is
-   * shared by every sidecar of the process: a sidecar that closes removes its
-   * reading with the function returned, or it would go on reporting for the next.
+   * shared by every sidecar of the process: a sidecar that closes stops its reading
+   * with the function returned. The exporter still shows the last value read until
+   * another sidecar registers the same gauge.
    */
   gauge(name: string, description: string, read: () => number): () => void;
   serveMetrics(request: IncomingMessage, response: ServerResponse): void;

@@ -11,6 +11,8 @@ export function sidecarAudience(podUid: string): string {
   return `veil-sidecar:${podUid}`;
 }
 
+type VerifyKey = Awaited<ReturnType<typeof importJWK>>;
+
 const pushSchema = z.object({ name: z.string().min(1).max(253), spec: z.unknown() });
 
 export interface PolicyRoutesOptions {
@@ -38,7 +40,7 @@ export async function policyRoutes(app: FastifyInstance, options: PolicyRoutesOp
 
   app.put('/v1/policy', async (request, reply) => {
     if (!key) return reply.code(403).send({ status: 'nack', reason: 'this sidecar accepts no pushes' });
-    let trusted: Awaited<ReturnType<typeof importJWK>>;
+    let trusted: VerifyKey;
     try {
       trusted = await key.current();
     } catch {
@@ -75,13 +77,13 @@ export async function policyRoutes(app: FastifyInstance, options: PolicyRoutesOp
  */
 class ControllerKeyFile {
   readonly #file: string;
-  #loaded: { text: string; key: Awaited<ReturnType<typeof importJWK>> } | undefined;
+  #loaded: { text: string; key: VerifyKey } | undefined;
 
   constructor(file: string) {
     this.#file = file;
   }
 
-  async current(): Promise<Awaited<ReturnType<typeof importJWK>>> {
+  async current(): Promise<VerifyKey> {
     const text = await readFile(this.#file, 'utf8');
     if (this.#loaded?.text !== text) this.#loaded = { text, key: await importKey(text) };
     return this.#loaded.key;

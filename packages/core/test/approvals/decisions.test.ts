@@ -1,42 +1,17 @@
 // The decision rules both the cluster's stamping webhook and `veil dev` apply.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import {
-  type ApprovalSpec,
-  type ApprovalUser,
-  approvalSpecSchema,
-  type StampInput,
-  stampApprovalStatus,
-} from '@veil/core';
+import { type ApprovalUser, type StampInput, stampApprovalStatus } from '@veil/core';
+import { approvalSpec, now } from '../support/approvals.ts';
 
-const now = new Date('2030-01-01T12:00:00.000Z');
 const controller = 'system:serviceaccount:veil-system:veil-injector';
-
-function spec(overrides: Partial<ApprovalSpec> = {}): ApprovalSpec {
-  return approvalSpecSchema.parse({
-    requester: { issuer: 'https://idp.example.com', subject: 'alice', groups: ['ml'] },
-    policy: 'default',
-    rule: 'bulk',
-    pod: { namespace: 'ml', name: 'embed-0' },
-    request: {
-      api: 'openai',
-      model: 'text-embedding-3-small',
-      inputCount: 500,
-      bytes: 9000,
-      digest: 'sha256:ab',
-    },
-    approvers: { groups: ['approvers'], count: 2 },
-    expiresAt: '2030-01-01T13:00:00.000Z',
-    ...overrides,
-  });
-}
 
 const bob: ApprovalUser = { username: 'bob', groups: ['approvers', 'system:authenticated'] };
 const carol: ApprovalUser = { username: 'carol', groups: ['approvers'] };
 
 function stamp(partial: Partial<StampInput> & { newStatus: unknown }) {
   return stampApprovalStatus({
-    spec: spec(),
+    spec: approvalSpec(),
     oldStatus: { phase: 'Pending', decisions: [] },
     user: bob,
     now,
@@ -173,7 +148,7 @@ test('recorded decisions cannot be edited or removed', () => {
 
 test('a decision after expiresAt is refused', () => {
   const result = stamp({
-    spec: spec({ expiresAt: '2030-01-01T11:59:59.000Z' }),
+    spec: approvalSpec({ expiresAt: '2030-01-01T11:59:59.000Z' }),
     newStatus: { decisions: [{ decision: 'approve', reason: 'late' }] },
   });
   assert.equal(result.ok, false);

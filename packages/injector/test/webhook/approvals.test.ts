@@ -2,28 +2,8 @@
 // the API server sends in, and the patch or refusal it gets back.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type ApprovalSpec, approvalSpecSchema } from '@veil/core';
+import { approvalSpec, now } from '../../../core/test/support/approvals.ts';
 import { reviewApprovalAdmission } from '../../src/webhook/approvals.ts';
-
-const now = new Date('2030-01-01T12:00:00.000Z');
-function spec(overrides: Partial<ApprovalSpec> = {}): ApprovalSpec {
-  return approvalSpecSchema.parse({
-    requester: { issuer: 'https://idp.example.com', subject: 'alice', groups: ['ml'] },
-    policy: 'default',
-    rule: 'bulk',
-    pod: { namespace: 'ml', name: 'embed-0' },
-    request: {
-      api: 'openai',
-      model: 'text-embedding-3-small',
-      inputCount: 500,
-      bytes: 9000,
-      digest: 'sha256:ab',
-    },
-    approvers: { groups: ['approvers'], count: 2 },
-    expiresAt: '2030-01-01T13:00:00.000Z',
-    ...overrides,
-  });
-}
 
 test('the review patches the status of a status update and refuses spec edits by others', () => {
   const base = {
@@ -35,7 +15,11 @@ test('the review patches the status of a status update and refuses spec edits by
     operation: 'UPDATE' as const,
     userInfo: { username: 'bob', groups: ['approvers'] },
   };
-  const oldObject = { metadata: { name: 'a1' }, spec: spec(), status: { phase: 'Pending', decisions: [] } };
+  const oldObject = {
+    metadata: { name: 'a1' },
+    spec: approvalSpec(),
+    status: { phase: 'Pending', decisions: [] },
+  };
   const stamped = reviewApprovalAdmission(
     {
       ...base,
@@ -56,7 +40,7 @@ test('the review patches the status of a status update and refuses spec edits by
     {
       ...base,
       oldObject,
-      object: { ...oldObject, spec: { ...spec(), approvers: { groups: ['approvers'], count: 1 } } },
+      object: { ...oldObject, spec: { ...approvalSpec(), approvers: { groups: ['approvers'], count: 1 } } },
     },
     { controllerUsernames: [] },
     now,
@@ -69,7 +53,11 @@ test('the review patches the status of a status update and refuses spec edits by
 });
 
 test('the review refuses the requester deciding on their own request', () => {
-  const oldObject = { metadata: { name: 'a1' }, spec: spec(), status: { phase: 'Pending', decisions: [] } };
+  const oldObject = {
+    metadata: { name: 'a1' },
+    spec: approvalSpec(),
+    status: { phase: 'Pending', decisions: [] },
+  };
   const mine = reviewApprovalAdmission(
     {
       uid: 'u2',

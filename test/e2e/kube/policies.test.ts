@@ -32,9 +32,12 @@ import {
 } from './support/injector.ts';
 import { type StandIn, startStandIns, waitForHash } from './support/standins.ts';
 
-// The defaults a deployment runs with: here the controller shares its process
-// with up to 50 sidecars, and a short lease would lapse under that load.
-const productionLease = { leaseDurationSeconds: 15, leaseRenewSeconds: 5 };
+// The lease a deployment runs with: here the controller shares its process
+// with up to 50 sidecars, and a short lease would lapse under that load. The
+// push debounce is longer than the default 100 ms: the burst test's five edits
+// must reach the controller within one window, and on a busy machine the API
+// server's writes can come more than 100 ms apart.
+const controllerSettings = { leaseDurationSeconds: 15, leaseRenewSeconds: 5, pushDebounceMs: 300 };
 
 let cp: ControlPlane;
 let files: InjectorFiles;
@@ -55,7 +58,7 @@ before(async () => {
   // Every stand-in listens on this port, each on its own loopback address.
   adminPort = await freePort();
   files = await injectorFiles(cp, { adminPort });
-  injector = await startTestInjector(cp, files, productionLease, {
+  injector = await startTestInjector(cp, files, controllerSettings, {
     onPush: (event) => {
       if (event.outcome.kind === 'ack') acks.push({ at: performance.now(), hash: event.hash });
     },
@@ -305,7 +308,7 @@ test('a restarted controller converges status without pushing again', async () =
   assert.equal((await readPolicy(cp, namespace, 'default')).status, undefined);
   const getsBefore = gets();
 
-  injector = await startTestInjector(cp, files, productionLease);
+  injector = await startTestInjector(cp, files, controllerSettings);
   const restored = await statusSettles(namespace, first, 10);
 
   assert.equal(restored.status?.sync, '10/10');
@@ -317,7 +320,7 @@ test('a restarted controller converges status without pushing again', async () =
   await injector.close();
   injector = undefined;
   await applyPolicy(cp, namespace, 'default', spec(true));
-  injector = await startTestInjector(cp, files, productionLease);
+  injector = await startTestInjector(cp, files, controllerSettings);
   const second = hashOf(spec(true));
   await waitForHash(pods, second);
   await statusSettles(namespace, second, 10);

@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { endianness } from 'node:os';
 import { z } from 'zod';
 import { maskingRuleSchema, maskingScopes } from '../policy/schema.ts';
+import { compileJsonEncoder } from './line-encoder.ts';
 
 export const ulidSchema = z.string().regex(/^[0-7][0-9A-HJKMNP-TV-Z]{25}$/, 'must be a ULID');
 /** RFC 3339 in UTC with milliseconds, as `Date.prototype.toISOString` writes it. */
@@ -136,13 +137,16 @@ export type AuditRecord = z.infer<typeof auditRecordSchema>;
 export type AuditRecordInput = z.input<typeof auditRecordSchema>;
 export type MaskingAction = z.infer<typeof maskingActionSchema>;
 
+const encodeValidRecord = compileJsonEncoder(auditRecordSchema);
+
 /**
  * Validates `record` and serialises it as one NDJSON line (no newline). Keys come
  * out in schema order whatever order the caller used, so equal records give equal
  * bytes. Throws a ZodError on an invalid record: nothing unvalidated is recorded.
  */
 export function encodeRecordLine(record: AuditRecordInput): string {
-  return JSON.stringify(auditRecordSchema.parse(record));
+  // The derived encoder says only "invalid": zod itself then names the fields.
+  return encodeValidRecord(record) ?? JSON.stringify(auditRecordSchema.parse(record));
 }
 
 export type ParsedRecordLine = { ok: true; record: AuditRecord } | { ok: false; error: string };

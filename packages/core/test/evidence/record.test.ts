@@ -34,6 +34,41 @@ test('an invalid record is refused rather than recorded', () => {
   assert.throws(() => encodeRecordLine({ ...record(stream, 0), rawVectors: [[1]] } as never));
 });
 
+test('every bound of the record schema is enforced', () => {
+  const valid = record(stream, 0);
+  const action = { rule: 'pii', detector: 'email', count: 1, field: 'input', operator: 'redact' } as const;
+  const invalid: Record<string, object> = {
+    'empty route': { route: '' },
+    'route of 513 characters': { route: 'r'.repeat(513) },
+    'empty group': { identity: { issuer: 'https://idp', subject: 'alice', groups: [''] } },
+    'seq not whole': { seq: 1.5 },
+    'seq beyond a safe integer': { seq: 2 ** 53 },
+    'status below 100': { status: 99 },
+    'status above 599': { status: 600 },
+    'negative input count': { inputCount: -1 },
+    'masking count of 0': { masking: [{ ...action, count: 0 }] },
+    'negative latency': { latency: { totalMs: -0.1 } },
+    'latency beyond a day': { latency: { totalMs: 86_400_001 } },
+    'masked input over 64 KiB': { inputs: [{ masked: 'x'.repeat(65_537) }] },
+    'empty error': { error: '' },
+    'error of 257 characters': { error: 'e'.repeat(257) },
+    'vector dimensions not whole': { vectors: { count: 1, dimensions: 0.5, digest: '0'.repeat(64) } },
+  };
+  for (const [what, change] of Object.entries(invalid)) {
+    assert.throws(() => encodeRecordLine({ ...valid, ...change }), Error, what);
+  }
+  const atTheBounds = {
+    ...valid,
+    route: 'r'.repeat(512),
+    seq: Number.MAX_SAFE_INTEGER,
+    status: 599,
+    latency: { totalMs: 86_400_000, authMs: 0 },
+    inputs: [{ masked: '' }, { masked: 'x'.repeat(65_536) }],
+    error: 'e'.repeat(256),
+  };
+  assert.equal(parseRecordLine(encodeRecordLine(atTheBounds)).ok, true);
+});
+
 test('records carry masking actions and approvals, never the masked values', () => {
   const line = encodeRecordLine({
     ...record(stream, 1),

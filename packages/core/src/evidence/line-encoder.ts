@@ -1,0 +1,215 @@
+// A JSON encoder derived from a zod schema: one pass over a value that checks
+// it against the schema and writes the JSON of what the schema's `parse` would
+// return (defaults filled, keys in schema order, unknown keys dropped or, for
+// strict objects, refused). The recorder validates every record before it is
+// made durable, and zod's general machinery (a payload object and a
+// megamorphic call per field) was a third of the recorder's time per record.
+//
+// The rules stay zod's: the schema is walked once and each field's own zod
+// checks (lengths, formats, refinements) are called unchanged. The walk emits
+// one small function per schema node, as zod's own object parser and
+// fast-json-stringify do, so each call site sees one shape and one check; the
+// source is built only from the schema (keys as JSON literals, numbered
+// constants), never from a value being encoded. Only the schema kinds evidence
+// records use are understood; anything else is refused when compiling, never
+// guessed at. A value the encoder rejects gets no reason: the caller asks zod
+// itself for the error.
+import type { z } from 'zod';
+
+/** The JSON of the parsed value, or undefined when the value does not match. */
+export type JsonEncoder = (value: unknown) => string | undefined;
+
+interface CheckPayload {
+  value: unknown;
+  issues: unknown[];
+}
+
+/** A zod check's function: returns a promise when asynchronous, else pushes issues on failure. */
+type CheckFunction = (payload: CheckPayload) => unknown;
+
+/** The part of a zod check (or of a schema that is also a check) this file calls. */
+interface ZodCheck {
+  readonly _zod: {
+    readonly def: { readonly when?: (payload: CheckPayload) => boolean };
+    readonly check: CheckFunction;
+  };
+}
+
+interface ZodNodeDef {
+  readonly type: string;
+  readonly checks?: readonly ZodCheck[];
+  readonly innerType?: ZodNode;
+  readonly defaultValue?: unknown;
+  readonly element?: ZodNode;
+  readonly options?: readonly ZodNode[];
+  readonly shape?: Readonly<Record<string, ZodNode>>;
+  readonly catchall?: ZodNode;
+}
+
+/** Zod 4's internals for library authors: `_zod.def`, `_zod.traits`, `_zod.values`. */
+interface ZodNode {
+  readonly _zod: {
+    readonly def: ZodNodeDef;
+    readonly traits: ReadonlySet<string>;
+    readonly values?: ReadonlySet<unknown>;
+  };
+}
+
+export function compileJsonEncoder(schema: z.ZodType): JsonEncoder {
+  const program = new Program();
+  const root = program.node(schema as unknown as ZodNode, '(root)');
+  return program.link(root);
+}
+
+/** Whether a comma goes before an object's field: fields before it are always, maybe or never written. */
+type Comma = 'always' | 'maybe' | 'none';
+
+/** What JSON.stringify escapes in a string; a string without any is written as it is. */
+const escaped = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/** Numbered functions (`e0`, `e1`, …) and constants (`k0`, …) that become one closure. */
+class Program {
+  readonly #functions: string[] = [];
+  readonly #constants: unknown[] = [];
+
+  /** Emits the encoder of `node`; returns its name. */
+  node(node: ZodNode, path: string): string {
+    const def = node._zod.def;
+    switch (def.type) {
+      case 'string':
+        return this.#emit(
+          `if (typeof v !== 'string') return;${this.#checks(node)}` +
+            'return escaped.test(v) ? JSON.stringify(v) : `"${v}"`;',
+        );
+      case 'number':
+        // zod's number takes finite numbers only; for those String() is JSON's spelling.
+        return this.#emit(
+          `if (typeof v !== 'number' || !Number.isFinite(v)) return;${this.#checks(node)}return String(v);`,
+        );
+      case 'enum': {
+        noChecks(node, path);
+        const values = required(node._zod.values, path);
+        const json = this.#constant(new Map([...values].map((value) => [value, JSON.stringify(value)])));
+        return this.#emit(`return ${json}.get(v);`);
+      }
+      case 'nullable':
+        noChecks(node, path);
+        return this.#emit(
+          `return v === null ? 'null' : ${this.node(required(def.innerType, path), path)}(v);`,
+        );
+      case 'array': {
+        const element = this.node(required(def.element, `${path}[]`), `${path}[]`);
+        return this.#emit(
+          `if (!Array.isArray(v)) return;let o = '[';` +
+            `for (let i = 0; i < v.length; i++) { const x = ${element}(v[i]); if (x === undefined) return; o += i === 0 ? x : ',' + x; }` +
+            `${this.#checks(node)}return o + ']';`,
+        );
+      }
+      case 'union': {
+        noChecks(node, path);
+        // zod's union takes the first option that matches.
+        const options = required(def.options, path).map((option) => this.node(option, path));
+        return this.#emit(
+          `let x;${options.map((option) => `x = ${option}(v); if (x !== undefined) return x;`).join('')}`,
+        );
+      }
+      case 'object':
+        noChecks(node, path);
+        return this.#object(def, path);
+      default:
+        throw new Error(`cannot derive a JSON encoder for a zod ${def.type} at ${path}`);
+    }
+  }
+
+  link(root: string): JsonEncoder {
+    const source = `'use strict';const p = { value: undefined, issues: [] };${this.#functions.join('')}return ${root};`;
+    const names = this.#constants.map((_, index) => `k${index}`);
+    return new Function('escaped', ...names, source)(escaped, ...this.#constants);
+  }
+
+  #object(def: ZodNodeDef, path: string): string {
+    const shape = required(def.shape, path);
+    const catchall = def.catchall?._zod.def.type;
+    if (catchall !== undefined && catchall !== 'never') {
+      throw new Error(`cannot derive a JSON encoder for an object with a catchall at ${path}`);
+    }
+    const keys = Object.keys(shape);
+    // As zod's strict objects do: every enumerable key, inherited ones included.
+    const strict =
+      catchall === 'never'
+        ? `for (const key in v) switch (key) {${keys.map((key) => `case ${JSON.stringify(key)}:`).join('')} continue; default: return; }`
+        : '';
+    // A comma goes before every field but the first written: which one that is
+    // is known here, unless optional fields come first.
+    let before: Comma = 'none';
+    const fields = keys.map((key) => {
+      const node = shape[key] as ZodNode;
+      const comma = before;
+      if (node._zod.def.type !== 'optional') before = 'always';
+      else if (before === 'none') before = 'maybe';
+      return this.#field(key, node, comma, `${path}.${key}`);
+    });
+    return this.#emit(
+      `if (typeof v !== 'object' || v === null || Array.isArray(v)) return;${strict}` +
+        `let o = '{', x;${fields.join('')}return o + '}';`,
+    );
+  }
+
+  /** Appends `"key":json` to `o`, after a comma unless it is the first field written; nothing for an optional field left out. */
+  #field(key: string, node: ZodNode, comma: Comma, path: string): string {
+    const def = node._zod.def;
+    const value = `v[${JSON.stringify(key)}]`;
+    const written = (json: string) => {
+      const literal = JSON.stringify(`${comma === 'always' ? ',' : ''}${JSON.stringify(key)}:${json}`);
+      return comma === 'maybe' ? `(o.length > 1 ? ',' : '') + ${literal}` : literal;
+    };
+    const append = (encoder: string) =>
+      `x = ${encoder}(${value}); if (x === undefined) return; o += ${written('')} + x;`;
+    if (def.type === 'optional') {
+      noChecks(node, path);
+      return `if (${value} !== undefined) {${append(this.node(required(def.innerType, path), path))}}`;
+    }
+    if (def.type === 'default') {
+      noChecks(node, path);
+      // zod fills a default without checking it against the inner schema: nor does this.
+      return `if (${value} === undefined) o += ${written(JSON.stringify(def.defaultValue))}; else {${append(this.node(required(def.innerType, path), path))}}`;
+    }
+    return append(this.node(node, path));
+  }
+
+  /** Runs the node's zod checks on `v`, in zod's order: a string format (`z.iso.datetime()`) is its own first check. */
+  #checks(node: ZodNode): string {
+    const checks = [...(node._zod.def.checks ?? [])];
+    if (node._zod.traits.has('$ZodCheck')) checks.unshift(node as unknown as ZodCheck);
+    if (checks.length === 0) return '';
+    const calls = checks.map((check) => {
+      const call = `${this.#constant(check._zod.check)}(p) !== undefined || p.issues.length !== 0`;
+      const when = check._zod.def.when;
+      return when === undefined ? call : `(${this.#constant(when)}(p) && (${call}))`;
+    });
+    // A check that returns anything (a promise: asynchronous) counts as failed: zod then decides.
+    return `p.value = v; p.issues.length = 0; if (${calls.join(' || ')}) return;`;
+  }
+
+  #emit(body: string): string {
+    const name = `e${this.#functions.length}`;
+    this.#functions.push(`function ${name}(v) {${body}}`);
+    return name;
+  }
+
+  #constant(value: unknown): string {
+    this.#constants.push(value);
+    return `k${this.#constants.length - 1}`;
+  }
+}
+
+function noChecks(node: ZodNode, path: string): void {
+  if ((node._zod.def.checks ?? []).length > 0 || node._zod.traits.has('$ZodCheck')) {
+    throw new Error(`cannot derive a JSON encoder for checks on a composite at ${path}`);
+  }
+}
+
+function required<T>(value: T | undefined, path: string): T {
+  if (value === undefined) throw new Error(`the zod schema at ${path} lacks what its type needs`);
+  return value;
+}

@@ -170,28 +170,40 @@ export function parseRecordLine(line: string): ParsedRecordLine {
  * little-endian bytes: the digest auditors recompute from a replayed response.
  */
 export function vectorsDigest(vectors: readonly ArrayLike<number>[]): string {
-  return createHash('sha256').update(float32LittleEndian(vectors)).digest('hex');
+  const hash = createHash('sha256');
+  let filled = 0;
+  for (const vector of vectors) {
+    if (filled + vector.length > scratch.length) {
+      hash.update(littleEndianBytes(scratch, filled));
+      filled = 0;
+    }
+    if (vector.length > scratch.length) {
+      const floats = Float32Array.from(vector);
+      hash.update(littleEndianBytes(floats, floats.length));
+      continue;
+    }
+    // `set` converts in native code, where vector by vector in JavaScript cost more than the hash.
+    scratch.set(vector, filled);
+    filled += vector.length;
+  }
+  hash.update(littleEndianBytes(scratch, filled));
+  return hash.digest('hex');
 }
+
+/**
+ * Where vectors are converted to float32 before hashing, shared by every
+ * digest (hashing is synchronous and `update` copies): a Float32Array a
+ * response was external memory that a loaded sidecar's collector reclaimed late.
+ */
+const scratch = new Float32Array(16 * 1024);
 
 const littleEndianHost = endianness() === 'LE';
 
-/**
- * All vectors in one Float32Array, filled by `set` (a copy in native code,
- * where converting vector by vector cost more than the hash): on little-endian
- * hosts (all Node targets in practice) its bytes are the digest's bytes.
- */
-function float32LittleEndian(vectors: readonly ArrayLike<number>[]): Uint8Array {
-  let length = 0;
-  for (const vector of vectors) length += vector.length;
-  const floats = new Float32Array(length);
-  let offset = 0;
-  for (const vector of vectors) {
-    floats.set(vector, offset);
-    offset += vector.length;
-  }
-  const bytes = new Uint8Array(floats.buffer);
+/** The first `length` floats as little-endian bytes: on little-endian hosts (all Node targets in practice) their own. */
+function littleEndianBytes(floats: Float32Array, length: number): Uint8Array {
+  const bytes = new Uint8Array(floats.buffer, floats.byteOffset, length * 4);
   if (!littleEndianHost) {
-    const view = new DataView(floats.buffer);
+    const view = new DataView(floats.buffer, floats.byteOffset);
     for (let i = 0; i < length; i++) view.setFloat32(i * 4, floats[i] ?? 0, true);
   }
   return bytes;

@@ -109,3 +109,23 @@ test('the vectors digest is SHA-256 over float32 little-endian bytes, in order',
   assert.equal(vectorsDigest([new Float32Array([1]), [-2]]), expected);
   assert.notEqual(vectorsDigest([[-2, 1]]), expected);
 });
+
+test('the vectors digest is the same however many vectors and dimensions there are', () => {
+  const reference = (vectors: number[][]) => {
+    const bytes = Buffer.alloc(4 * vectors.reduce((sum, vector) => sum + vector.length, 0));
+    let at = 0;
+    for (const value of vectors.flat()) at = bytes.writeFloatLE(value, at);
+    return sha256Hex(bytes);
+  };
+  const vector = (dimensions: number, seed: number) =>
+    Array.from({ length: dimensions }, (_, i) => Math.sin(seed * 7919 + i) * 3);
+  const cases = [
+    [],
+    [vector(384, 1)],
+    Array.from({ length: 40 }, (_, n) => vector(3072, n)),
+    [vector(10, 1), vector(70_000, 2), vector(10, 3)],
+  ];
+  for (const vectors of cases) {
+    assert.equal(vectorsDigest(vectors), reference(vectors), `${vectors.length} vectors`);
+  }
+});

@@ -1,4 +1,5 @@
 export * from './batch.ts';
+export * from './envelope.ts';
 export * from './hash.ts';
 export * from './ids.ts';
 export * from './keys.ts';

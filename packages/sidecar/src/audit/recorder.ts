@@ -4,7 +4,14 @@
 // (genesis manifest queued before any record); records an earlier process left
 // in the spool are shipped under their own streams, with the keys kept for them.
 import { join } from 'node:path';
-import { buildGenesis, exportSigningKey, generateSigningKey, type SigningKey, streamId } from '@veil/core';
+import {
+  buildGenesis,
+  exportSigningKey,
+  generateSigningKey,
+  readEnvelope,
+  type SigningKey,
+  streamId,
+} from '@veil/core';
 import type { BackoffOptions } from './backoff.ts';
 import { DurableSink } from './durable.ts';
 import { Shipper, type ShipperStats, type ShippingSettings } from './shipper.ts';
@@ -212,8 +219,8 @@ async function lastSpooledSeq(spool: Spool, from: number, stream: string): Promi
   for (;;) {
     const entries = await spool.readFrom(next, scanPageRecords, Number.MAX_SAFE_INTEGER);
     for (const entry of entries) {
-      const record = JSON.parse(entry.bytes.toString('utf8')) as { stream?: unknown; seq?: unknown };
-      if (record.stream === stream && typeof record.seq === 'number') last = record.seq;
+      const record = readEnvelope(entry.bytes);
+      if (record.stream === stream) last = record.seq;
     }
     const tail = entries.at(-1);
     if (!tail) return last;

@@ -62,8 +62,9 @@ export async function startSidecar(
     "1 when hash tokens and input digests use the workload's shared key; 0 when they use a key of this process only, which matches no other pod's",
     () => (sharedHashKey ? 1 : 0),
   );
-  const sink =
-    options.sink ?? (await openAuditRecorder(config, { telemetry, policy: () => store.current() }));
+  const { recorder: sink, dropGauges: dropAuditGauges } = options.sink
+    ? { recorder: options.sink, dropGauges: () => undefined }
+    : await openAuditRecorder(config, { telemetry, policy: () => store.current() });
   const upstream = new Upstream({
     url: config.upstream,
     headersTimeoutMs: config.upstreamTimeoutMs,
@@ -122,6 +123,7 @@ export async function startSidecar(
     pull: puller?.done,
     async close() {
       dropHashKeyGauge();
+      dropAuditGauges();
       await puller?.close();
       await data.close();
       await admin.close();

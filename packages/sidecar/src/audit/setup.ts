@@ -25,7 +25,10 @@ export type AuditDeps = {
   policy: () => ActivePolicy | undefined;
 };
 
-export async function openAuditRecorder(config: SidecarConfig, deps: AuditDeps): Promise<AuditRecorder> {
+/** The recorder, and what removes its spool gauges when it is closed. */
+export type OpenedAudit = { recorder: AuditRecorder; dropGauges: () => void };
+
+export async function openAuditRecorder(config: SidecarConfig, deps: AuditDeps): Promise<OpenedAudit> {
   const store = await evidenceStore(config);
   let recorder: AuditRecorder;
   try {
@@ -43,8 +46,7 @@ export async function openAuditRecorder(config: SidecarConfig, deps: AuditDeps):
     store.close();
     throw error;
   }
-  registerGauges(deps.telemetry, recorder);
-  return recorder;
+  return { recorder, dropGauges: registerGauges(deps.telemetry, recorder) };
 }
 
 // The AWS SDK is loaded only for a bucket: `veil dev` and local evidence do
@@ -82,18 +84,23 @@ async function readSigningKey(file: string): Promise<SigningKey> {
   }
 }
 
-function registerGauges(telemetry: Telemetry, recorder: AuditRecorder): void {
-  telemetry.gauge('veil_audit_spool_bytes', 'Bytes in the audit spool', () => recorder.stats().spoolBytes);
-  telemetry.gauge(
-    'veil_audit_records_waiting',
-    'Durable audit records the evidence store has not acknowledged',
-    () => recorder.stats().recordsWaiting,
-  );
-  telemetry.gauge(
-    'veil_audit_oldest_unshipped_age_seconds',
-    'Age of the oldest audit record not yet shipped',
-    () => recorder.stats().oldestUnshippedAgeSeconds,
-  );
+function registerGauges(telemetry: Telemetry, recorder: AuditRecorder): () => void {
+  const drops = [
+    telemetry.gauge('veil_audit_spool_bytes', 'Bytes in the audit spool', () => recorder.stats().spoolBytes),
+    telemetry.gauge(
+      'veil_audit_records_waiting',
+      'Durable audit records the evidence store has not acknowledged',
+      () => recorder.stats().recordsWaiting,
+    ),
+    telemetry.gauge(
+      'veil_audit_oldest_unshipped_age_seconds',
+      'Age of the oldest audit record not yet shipped',
+      () => recorder.stats().oldestUnshippedAgeSeconds,
+    ),
+  ];
+  return () => {
+    for (const drop of drops) drop();
+  };
 }
 
 function logLine(message: string): void {

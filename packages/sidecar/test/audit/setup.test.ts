@@ -3,11 +3,13 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { exportSigningKey, generateSigningKey } from '@veil/core';
+import { openAuditRecorder } from '../../src/audit/setup.ts';
 import { configFromEnv } from '../../src/config.ts';
 import { startDemoModel } from '../../src/demo/model.ts';
 import { startSidecar } from '../../src/sidecar.ts';
+import type { Telemetry } from '../../src/telemetry.ts';
 import { startTestIssuer } from '../fixtures/issuer.ts';
-import { invalid, teardown, tempDir, verifyDir } from './helpers.ts';
+import { draft, invalid, teardown, tempDir, verifyDir } from './helpers.ts';
 
 test('configFromEnv reads the audit settings', () => {
   const config = configFromEnv({
@@ -105,4 +107,33 @@ test('without a bucket, a sidecar ships to the local evidence directory with the
   assert.equal(result.streams[0]?.keyId, signingKey.keyId);
   assert.equal(result.streams[0]?.closed, true);
   assert.match(result.streams[0]?.stream ?? '', /^local\/local\/local\/\d{8}T\d{9}Z-[0-9a-f]{8}$/);
+});
+
+test('the spool gauges read the open recorder and are removed once it is done with', async (t) => {
+  const defer = teardown(t);
+  const dir = await tempDir(defer);
+  const readers = new Map<string, () => number>();
+  // Only the gauge registry matters here: the meter itself is the process's.
+  const telemetry = {
+    gauge(name: string, _description: string, read: () => number) {
+      readers.set(name, read);
+      return () => readers.delete(name);
+    },
+  } as unknown as Telemetry;
+  const config = configFromEnv({
+    VEIL_UPSTREAM: 'http://127.0.0.1:9000',
+    VEIL_AUDIT_DIR: join(dir, 'evidence'),
+    VEIL_SPOOL_DIR: join(dir, 'spool'),
+  });
+  const { recorder, dropGauges } = await openAuditRecorder(config, { telemetry, policy: () => undefined });
+  defer(() => recorder.close());
+  assert.deepEqual([...readers.keys()].sort(), [
+    'veil_audit_oldest_unshipped_age_seconds',
+    'veil_audit_records_waiting',
+    'veil_audit_spool_bytes',
+  ]);
+  await recorder.append(draft('m1'));
+  assert.ok((readers.get('veil_audit_spool_bytes')?.() ?? 0) > 0);
+  dropGauges();
+  assert.equal(readers.size, 0);
 });

@@ -59,6 +59,27 @@ export function record(stream: string, seq: number): AuditRecordInput {
   };
 }
 
+/** A record with every optional field set: masking actions, an approval, inputs both ways, all latencies, an error. */
+export function fullRecord(stream: string, seq: number): AuditRecordInput {
+  return {
+    ...record(stream, seq),
+    kind: 'request',
+    completes: ids(),
+    inputs: [{ digest: 'hmac-sha256:00' }, { masked: 'mail [EMAIL]' }],
+    masking: [
+      { rule: 'pii', detector: 'email', count: 2, field: 'input[1]', operator: 'redact', scope: 'audit' },
+    ],
+    approval: {
+      id: 'apr-1',
+      approvers: [{ subject: 'bob', time: '2025-06-01T11:00:00.000Z', reason: 'bulk backfill' }],
+      requestedAt: '2025-06-01T10:59:00.000Z',
+      decidedAt: '2025-06-01T11:00:00.000Z',
+    },
+    latency: { totalMs: 80.5, authMs: 0.2, maskMs: 0.3, approvalMs: 60_000, upstreamMs: 12.25, spoolMs: 3 },
+    error: 'upstream closed the connection',
+  };
+}
+
 export function stored(key: string, bytes: Uint8Array, index = 0): StoredObject {
   const lastModified = new Date(writtenAt.getTime() + index * 1000);
   return {

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { z } from 'zod';
 import { compileJsonEncoder } from '../../src/evidence/line-encoder.ts';
 import { type AuditRecordInput, auditRecordSchema } from '../../src/evidence/record.ts';
-import { record } from './fixtures.ts';
+import { fullRecord, record } from './fixtures.ts';
 
 const encodeRecord = compileJsonEncoder(auditRecordSchema);
 
@@ -13,23 +13,12 @@ function zodJson(schema: z.ZodType, value: unknown): string | undefined {
   return result.success ? JSON.stringify(result.data) : undefined;
 }
 
+/** Every optional field set, with strings JSON must escape and numbers it must spell. */
 const full: AuditRecordInput = {
-  ...record('prod/ml/uid/0', 7),
-  kind: 'request',
-  completes: '01JWK3D4G0YF526EZ0G3QFW6QA',
+  ...fullRecord('prod/ml/uid/0', 7),
   identity: { issuer: 'https://issuer.example', subject: 'ałice "the" \\ admin\n', groups: ['ml', '😀'] },
   inputs: [{ digest: 'hmac-sha256:00' }, { masked: 'mail [EMAIL]\u0001' }, { masked: '' }],
-  masking: [
-    { rule: 'pii', detector: 'email', count: 2, field: 'input[1]', operator: 'redact', scope: 'audit' },
-  ],
-  approval: {
-    id: 'apr-1',
-    approvers: [{ subject: 'bob', time: '2025-06-01T11:00:00.000Z', reason: 'backfill' }],
-    requestedAt: '2025-06-01T10:59:00.000Z',
-    decidedAt: '2025-06-01T11:00:00.000Z',
-  },
   latency: { totalMs: 0.000_001, authMs: 1e-7, maskMs: 0, approvalMs: 60_000, upstreamMs: 12.25, spoolMs: 3 },
-  error: 'upstream closed the connection',
 };
 
 /** Wrong values tried in place of every field, each of which zod refuses somewhere. */

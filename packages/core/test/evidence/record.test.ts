@@ -7,7 +7,7 @@ import {
   parseRecordLine,
   vectorsDigest,
 } from '../../src/evidence/record.ts';
-import { record } from './fixtures.ts';
+import { fullRecord, record } from './fixtures.ts';
 
 const stream = 'prod/ml/uid/0';
 
@@ -70,22 +70,11 @@ test('every bound of the record schema is enforced', () => {
 });
 
 test('records carry masking actions and approvals, never the masked values', () => {
-  const line = encodeRecordLine({
-    ...record(stream, 1),
-    masking: [
-      { rule: 'pii', detector: 'email', count: 2, field: 'input[0]', operator: 'redact', scope: 'audit' },
-    ],
-    approval: {
-      id: 'apr-1',
-      approvers: [{ subject: 'bob', time: '2025-06-01T11:00:00.000Z', reason: 'bulk backfill' }],
-      requestedAt: '2025-06-01T10:59:00.000Z',
-      decidedAt: '2025-06-01T11:00:00.000Z',
-    },
-    inputs: [{ digest: 'hmac-sha256:00' }, { masked: 'mail [EMAIL]' }],
-  });
+  const line = encodeRecordLine(fullRecord(stream, 1));
   const parsed = auditRecordSchema.parse(JSON.parse(line));
   assert.equal(parsed.masking[0]?.count, 2);
   assert.equal(parsed.approval?.approvers[0]?.subject, 'bob');
+  assert.deepEqual(parsed.inputs, [{ digest: 'hmac-sha256:00' }, { masked: 'mail [EMAIL]' }]);
 });
 
 test('a parse error names the fields, not their values', () => {

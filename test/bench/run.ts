@@ -432,6 +432,8 @@ async function scenarioW(plan: Plan, cpus: CpuLayout): Promise<TargetCheck> {
         'reviews/s',
         'p50 ms',
         'p99 ms',
+        'in webhook p50 ms',
+        'in webhook p99 ms',
         'errors',
         'webhook CPU ms/review',
         'webhook GC pauses (max ms)',
@@ -444,6 +446,8 @@ async function scenarioW(plan: Plan, cpus: CpuLayout): Promise<TargetCheck> {
         Math.round(r.perSecond).toLocaleString('en-US'),
         ms(r.p50),
         ms(r.p99),
+        ms(r.server.inWebhookP50),
+        ms(r.server.inWebhookP99),
         r.errors,
         (r.server.cpuMs / r.requests).toFixed(3),
         `${r.server.gcCount} (${ms(r.server.gcMaxMs)})`,
@@ -458,14 +462,21 @@ async function scenarioW(plan: Plan, cpus: CpuLayout): Promise<TargetCheck> {
   console.log(
     '  a review also waits for up to 7 others, so the 8-at-a-time latency is mostly queueing behind them.',
   );
+  console.log(
+    '  p50/p99 are timed by the client (the bench); "in webhook" from a review\'s request headers being read to its',
+  );
+  console.log(
+    "  answer being sent, by the webhook itself (as controller-runtime's webhook latency metric): the client's own lag is not in it.",
+  );
   console.log('');
-  const worst = Math.max(...results.map((r) => r.p99));
-  const errors = results.some((r) => r.errors > 0);
+  const worst = Math.max(...results.map((r) => r.server.inWebhookP99));
+  const atClient = results.map((r) => `${ms(r.p99)} ms ${r.concurrency} at a time`).join(', ');
+  const errors = results.some((r) => r.errors > 0 || r.server.reviews !== r.requests);
   return {
     label: W_LABEL,
-    met: errors ? undefined : worst <= 5,
+    met: errors || Number.isNaN(worst) ? undefined : worst <= 5,
     measured: `${ms(worst)} ms`,
-    ...(errors ? { note: 'some reviews failed' } : {}),
+    note: errors ? 'some reviews failed or went untimed' : `p99 in the webhook; at the client ${atClient}`,
   };
 }
 

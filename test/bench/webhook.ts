@@ -1,7 +1,8 @@
-// Scenario W: the pod-injection webhook's own latency, as the API server would
-// see it: AdmissionReview POSTs over HTTPS to a real webhook server, one a
-// caller at a time and 8 at a time, with a fresh pod each time, on connections
-// kept alive as the API server keeps them. The server runs in its own process,
+// Scenario W: the pod-injection webhook's own latency, timed by a client as the
+// API server would time it and by the webhook itself (from a review's request
+// headers to its answer): AdmissionReview POSTs over HTTPS to a real webhook
+// server, one a caller at a time and 8 at a time, with a fresh pod each time, on
+// connections kept alive as the API server keeps them. The server runs in its own process,
 // pinned to the proxy's core when the machine allows; the client runs in the
 // bench, on the other cores.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -14,7 +15,7 @@ import { podReview } from '../../packages/injector/test/webhook/support/review.t
 import { Samples } from './histogram.ts';
 import { type Child, startNodeChild } from './processes.ts';
 import type { CpuLayout } from './setup.ts';
-import type { WebhookReady } from './webhook-process.ts';
+import type { WebhookReady, WebhookUsage } from './webhook-process.ts';
 import { type ProcessUsage, trackUsage } from './webhook-usage.ts';
 
 export interface WebhookResult {
@@ -25,8 +26,8 @@ export interface WebhookResult {
   readonly errors: number;
   /** AdmissionReviews answered a second, over the whole run at this concurrency. */
   readonly perSecond: number;
-  /** What the webhook process spent over the run, warm-up excluded. */
-  readonly server: ProcessUsage;
+  /** What the webhook process spent over the run, warm-up excluded, and its reviews' time in it. */
+  readonly server: WebhookUsage;
   /** What the bench (the client) spent over the same run. */
   readonly client: ProcessUsage;
   /** The client's own event-loop delay, p99 in ms: how late it could be to send or to see an answer. */
@@ -86,7 +87,7 @@ async function measure(
   const bodies = reviewBodies(requests);
   const clientUsage = trackUsage();
   const lag = monitorEventLoopDelay({ resolution: 1 });
-  await server.call<ProcessUsage>({ command: 'usage' });
+  await server.call<WebhookUsage>({ command: 'usage' });
   lag.enable();
   const started = performance.now();
   const run = await drive(pool, bodies, concurrency);
@@ -94,7 +95,7 @@ async function measure(
   lag.disable();
   const client = clientUsage.read();
   clientUsage.stop();
-  const serverUsage = await server.call<ProcessUsage>({ command: 'usage' });
+  const serverUsage = await server.call<WebhookUsage>({ command: 'usage' });
   return {
     concurrency,
     requests,

@@ -36,8 +36,9 @@ function writePair(directory: string, pair: TestCertificate): void {
   writeFileSync(join(directory, 'tls.key'), pair.key);
 }
 
-async function start(directory: string): Promise<WebhookServer> {
+async function start(directory: string, observeReview?: (ms: number) => void): Promise<WebhookServer> {
   return startWebhookServer({
+    ...(observeReview ? { observeReview } : {}),
     settings: testSettings,
     tls: { certFile: join(directory, 'tls.crt'), keyFile: join(directory, 'tls.key') },
     host: '127.0.0.1',
@@ -63,10 +64,11 @@ function freshDirectory(name: string): string {
   return directory;
 }
 
-test('answers a real AdmissionReview over HTTPS with a JSON patch', async () => {
+test('answers a real AdmissionReview over HTTPS with a JSON patch, timing each review', async () => {
   const directory = freshDirectory('review');
   writePair(directory, first);
-  const server = await start(directory);
+  const observed: number[] = [];
+  const server = await start(directory, (ms) => observed.push(ms));
   const agent = new Agent({ connect: { ca: first.cert } });
   try {
     const pod = {
@@ -115,6 +117,10 @@ test('answers a real AdmissionReview over HTTPS with a JSON patch', async () => 
     await agent.close();
     await server.close();
   }
+  // Each pod review is timed, answered or refused (by the time the server has
+  // closed, every answer is sent); the probe is not a review.
+  assert.equal(observed.length, 2);
+  assert.ok(observed.every((ms) => Number.isFinite(ms) && ms >= 0));
 });
 
 test('serves a certificate replaced in place without a restart', async () => {

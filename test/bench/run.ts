@@ -27,6 +27,7 @@ import {
   type World,
 } from './setup.ts';
 import { BATCH_MAX_AGE_SECONDS, type ShippingResult, ShippingUnavailable, shipToS3 } from './shipping.ts';
+import type { LoopDelay } from './sidecar-process.ts';
 import { installTeardownHandlers, stopping, teardown } from './teardown.ts';
 import { type ThroughputResult, throughput } from './throughput.ts';
 import { benchWebhook } from './webhook.ts';
@@ -385,9 +386,11 @@ async function scenarioC(world: World, plan: Plan): Promise<TargetCheck> {
     warmUpRequests: plan.warmUpRequests,
     onWarm: async () => {
       before = await readRecordDuration(durable.ready.adminUrl);
+      await durable.call<LoopDelay>({ command: 'loop-delay' });
     },
   });
   const after = await readRecordDuration(durable.ready.adminUrl);
+  const loop = await durable.call<LoopDelay>({ command: 'loop-delay' });
   await off.stop();
   await durable.stop();
   console.log(
@@ -405,6 +408,9 @@ async function scenarioC(world: World, plan: Plan): Promise<TargetCheck> {
   const p99 = before && quantileBetween(before, after, 0.99);
   console.log(
     `  measured in the sidecar (veil_record_duration, ${p99?.count ?? 0} requests): each request spent p50 ${ms(p50?.estimate)} ms, p99 ${ms(p99?.estimate)} ms (≤ ${p99?.atMost} ms) being put on record`,
+  );
+  console.log(
+    `  the recording sidecar's own event-loop delay over the same run: p99 ${ms(loop.p99)} ms, max ${ms(loop.max)} ms (a record made safe while its loop is held up is seen late)`,
   );
   const floor = await syncFloor(world.dir, { rate: plan.rate, seconds: plan.latencySeconds, bytes: 1024 });
   console.log(

@@ -4,8 +4,10 @@
 // bench: `stats` (the audit pipeline's counters, when its sink keeps any),
 // `pump` (synthetic records appended straight to the sidecar's own audit sink
 // at the highest rate it takes, to measure the recording pipeline without the
-// HTTP path in front of it) and `memory`, which every child answers.
+// HTTP path in front of it), `loop-delay` (its event-loop delay since the last
+// reading) and `memory`, which every child answers.
 import { createHash } from 'node:crypto';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import {
   type AuditDraft,
   type SidecarConfigInput,
@@ -35,6 +37,12 @@ export interface RecordingStats {
   readonly shippedRecords?: number;
   readonly shippedBatches?: number;
   readonly failures?: number;
+}
+
+/** The sidecar's event-loop delay since the last reading, in ms: how late any of its callbacks ran. */
+export interface LoopDelay {
+  readonly p99: number;
+  readonly max: number;
 }
 
 export interface PumpResult {
@@ -106,10 +114,21 @@ async function pump(seconds: number, concurrency: number): Promise<PumpResult> {
   return { records, errors, firstError, seconds: (performance.now() - started) / 1000 };
 }
 
+const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+loopDelay.enable();
+
+function readLoopDelay(): LoopDelay {
+  const delay = { p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 };
+  loopDelay.reset();
+  return delay;
+}
+
 async function handle(command: Command): Promise<unknown> {
   switch (command.command) {
     case 'stats':
       return stats();
+    case 'loop-delay':
+      return readLoopDelay();
     case 'pump':
       return pump(Number(command.seconds), Number(command.concurrency));
     default:

@@ -7,7 +7,6 @@ import { readFile } from 'node:fs/promises';
 import {
   AdmissionregistrationV1Api,
   AuthenticationV1Api,
-  CoreV1Api,
   CustomObjectsApi,
   PatchStrategy,
   RbacAuthorizationV1Api,
@@ -22,6 +21,7 @@ import {
 } from '../../../packages/injector/src/controller/approvals.ts';
 import { tokenReviewAuthenticator } from '../../../packages/injector/src/controller/pull.ts';
 import type { ControlPlane } from '../../harness/index.ts';
+import { createServiceAccount } from '../kube/support/cluster.ts';
 
 export const controllerUsername = 'admin';
 
@@ -241,12 +241,6 @@ export async function startTestApprovalsApi(
 
 /** A projected-style token of a fresh service account in `namespace`, as a sidecar holds for the controller. */
 export async function sidecarToken(cp: ControlPlane, namespace: string): Promise<string> {
-  const core = cp.kubeConfig().makeApiClient(CoreV1Api);
-  await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: 'model' } } });
-  const { status } = await core.createNamespacedServiceAccountToken({
-    namespace,
-    name: 'model',
-    body: { spec: { audiences: [pullAudience], expirationSeconds: 600 } },
-  });
-  return status?.token ?? '';
+  const tokenFor = await createServiceAccount(cp, namespace, 'model');
+  return tokenFor(pullAudience);
 }

@@ -8,7 +8,13 @@ import { policyHash, policySpecSchema } from '@veil/core';
 import { pullAudience, type RunningInjector } from '@veil/injector';
 import { Agent, request } from 'undici';
 import { type ControlPlane, startControlPlane } from '../../harness/index.ts';
-import { applyPolicy, eventually, freshNamespace, installCrds } from './support/cluster.ts';
+import {
+  applyPolicy,
+  createServiceAccount,
+  eventually,
+  freshNamespace,
+  installCrds,
+} from './support/cluster.ts';
 import {
   deleteWebhook,
   ensureInjectorNamespace,
@@ -118,21 +124,9 @@ test('a sidecar pulls its policy with a service-account token of its own namespa
   const other = await freshNamespace(cp, 'pull-other');
   await applyPolicy(cp, namespace, 'default', spec);
   await eventually('the policy in the cache', async () => injector.controller.policy(namespace, 'default'));
-  const core = cp.kubeConfig().makeApiClient(CoreV1Api);
-  await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: 'embedder' } } });
-  const { status } = await core.createNamespacedServiceAccountToken({
-    namespace,
-    name: 'embedder',
-    body: { spec: { audiences: [pullAudience], expirationSeconds: 600 } },
-  });
-  const token = status?.token ?? '';
-  const wrongAudience = (
-    await core.createNamespacedServiceAccountToken({
-      namespace,
-      name: 'embedder',
-      body: { spec: { audiences: ['veil'], expirationSeconds: 600 } },
-    })
-  ).status?.token;
+  const tokenFor = await createServiceAccount(cp, namespace, 'embedder');
+  const token = await tokenFor(pullAudience);
+  const wrongAudience = await tokenFor('veil');
   const dispatcher = new Agent({
     connect: { ca: await import('node:fs/promises').then((fs) => fs.readFile(cp.caCert, 'utf8')) },
   });

@@ -1,6 +1,6 @@
 // What every Kubernetes e2e test here needs from the real API server: kubectl,
-// the Veil CRDs, a fresh namespace per test, and polling without wall-clock
-// assertions.
+// the Veil CRDs, a fresh namespace per test, service-account tokens, and
+// polling without wall-clock assertions.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
@@ -56,6 +56,27 @@ export async function freshNamespace(
     .makeApiClient(CoreV1Api)
     .createNamespace({ body: { metadata: { name, labels } } });
   return name;
+}
+
+/**
+ * Creates service account `name` in `namespace`; returns what mints its tokens
+ * for an audience, as the kubelet projects them into a pod.
+ */
+export async function createServiceAccount(
+  cp: ControlPlane,
+  namespace: string,
+  name: string,
+): Promise<(audience: string) => Promise<string>> {
+  const core = cp.kubeConfig().makeApiClient(CoreV1Api);
+  await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name } } });
+  return async (audience) => {
+    const { status } = await core.createNamespacedServiceAccountToken({
+      namespace,
+      name,
+      body: { spec: { audiences: [audience], expirationSeconds: 600 } },
+    });
+    return status?.token ?? '';
+  };
 }
 
 /** `kubectl apply -f` of an EmbeddingPolicy, the way an ML team changes one. */

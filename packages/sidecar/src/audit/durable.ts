@@ -5,7 +5,7 @@
 // numbers lines by its own position, across streams and restarts; the two
 // seqs differ.
 import type { AppendUntil, AuditDraft, AuditSink } from './sink.ts';
-import { frameBytes, type Spool, SpoolFullError } from './spool.ts';
+import { frameLine, type Spool, SpoolFullError } from './spool.ts';
 import type { RecordEncoder } from './stream.ts';
 
 export type DurableSinkOptions = {
@@ -55,19 +55,19 @@ export class DurableSink implements AuditSink {
 
   append(draft: AuditDraft, until: AppendUntil = 'durable'): Promise<void> {
     if (this.#closed) throw new Error('the audit sink is closed');
-    const line = this.#encoder.encode(draft, this.#nextSeq);
+    const frame = frameLine(this.#encoder.encode(draft, this.#nextSeq));
     // A refusal for want of room must not eat the reserve of requests already
     // let in; the end of a forwarded request is one of those.
     const refusal = draft.outcome === 'unavailable' && draft.completes === undefined;
     const floor = refusal ? this.#reserveBytes : 0;
-    if (this.#spool.room() - frameBytes(line) < floor) {
+    if (this.#spool.room() - frame.length < floor) {
       // Checked before the seq is taken: a record the spool refuses leaves no
       // gap. Past this check the spool queues the line at once (room() is 0
       // once it has failed or closed).
       throw new SpoolFullError('the audit spool is full');
     }
     this.#nextSeq += 1;
-    const durable = this.#spool.append(line, { urgent: until === 'durable' }).then(() => this.#onDurable());
+    const durable = this.#spool.append(frame, { urgent: until === 'durable' }).then(() => this.#onDurable());
     this.#inFlight.add(durable);
     // Also what keeps a queued record's failure from going unhandled: a failed
     // spool refuses every later record, and so every later request.

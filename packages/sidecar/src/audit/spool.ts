@@ -89,6 +89,7 @@ export class Spool {
   #flushing: Promise<void> | undefined;
   #lateSync: NodeJS.Timeout | undefined;
   #releasing: Promise<void> = Promise.resolve();
+  readonly #reader = new SegmentReader();
   #syncs = 0;
   #failure: Error | undefined;
   #closed = false;
@@ -131,12 +132,13 @@ export class Spool {
    * assigning one otherwise. A record that is not `urgent` starts no sync of
    * its own: it joins the next one, which another append starts or, when none
    * comes, a timer starts `lateSyncMs` later. That spares an fsync for records
-   * nobody waits on (the second part of a forwarded request).
+   * nobody waits on (the second part of a forwarded request). `line` may
+   * come framed already (`frameLine`), as the caller that checked its size has it.
    */
-  append(line: string, options: { urgent?: boolean } = {}): Promise<{ seq: number }> {
+  append(line: string | SpoolFrame, options: { urgent?: boolean } = {}): Promise<{ seq: number }> {
     if (this.#failure) return Promise.reject(this.#failure);
     if (this.#closed) return Promise.reject(new SpoolFailedError('the spool is closed'));
-    const frame = encodeFrame(line);
+    const frame = typeof line === 'string' ? frameLine(line) : line;
     if (this.#diskBytes + this.#pendingBytes + frame.length > this.#capacityBytes) {
       return Promise.reject(new SpoolFullError(`the audit spool holds ${this.#capacityBytes} bytes at most`));
     }
@@ -183,7 +185,7 @@ export class Spool {
         bytes += payload;
         to += 1;
       }
-      if (to > from) entries.push(...(await readRecords(segment, from, to)));
+      if (to > from) entries.push(...(await readRecords(this.#reader, segment, from, to)));
       next = segment.firstSeq + to;
       if (to < segment.offsets.length) break;
     }
@@ -258,6 +260,7 @@ export class Spool {
     if (this.#lateSync) this.#syncSoon();
     await this.#flushing;
     await this.#releasing;
+    await this.#reader.close();
     await this.#active.close();
   }
 
@@ -327,25 +330,64 @@ export class Spool {
       if (segment.firstSeq + segment.offsets.length - 1 > uptoSeq) break;
       this.#segments.shift();
       this.#diskBytes -= segment.size;
+      await this.#reader.close(segment);
       await unlink(segment.path);
     }
   }
 }
 
-// ---- frames -------------------------------------------------------------------
+/**
+ * The segment being read stays open from one read to the next: the shipper
+ * reads a batch in dozens of pages, and opening and closing the file for each
+ * cost more than the read itself.
+ */
+class SegmentReader {
+  #segment: Segment | undefined;
+  #file: Promise<FileHandle> | undefined;
 
-/** The bytes a record line takes in the spool: its frame header and its UTF-8 bytes. */
-export function frameBytes(line: string): number {
-  return headerBytes + Buffer.byteLength(line, 'utf8');
+  async read(segment: Segment, buffer: Buffer, position: number): Promise<void> {
+    if (this.#segment !== segment) {
+      await this.close();
+      this.#segment = segment;
+      this.#file = open(segment.path, 'r');
+    }
+    const file = this.#file as Promise<FileHandle>;
+    try {
+      await readExactly(await file, buffer, position);
+    } catch (error) {
+      // The next read opens the file afresh rather than trust this handle.
+      if (this.#file === file) await this.close();
+      throw error;
+    }
+  }
+
+  /** Closes the open file: any, or only when it is `segment`'s. A read under way on it finishes first. */
+  async close(segment?: Segment): Promise<void> {
+    if (segment !== undefined && segment !== this.#segment) return;
+    const file = this.#file;
+    this.#segment = undefined;
+    this.#file = undefined;
+    await file?.then(
+      (handle) => handle.close(),
+      () => undefined,
+    );
+  }
 }
 
-function encodeFrame(line: string): Buffer {
+// ---- frames -------------------------------------------------------------------
+
+declare const framed: unique symbol;
+/** A record line as the spool writes it; its length is what the line takes in the spool. */
+export type SpoolFrame = Buffer & { readonly [framed]: true };
+
+/** Framed by the caller when it needs the size first (to check for room), so the line is measured once. */
+export function frameLine(line: string): SpoolFrame {
   const length = Buffer.byteLength(line, 'utf8');
   const frame = Buffer.allocUnsafe(headerBytes + length);
   frame.writeUInt32LE(length, 0);
   frame.write(line, headerBytes, 'utf8');
   frame.writeUInt32LE(frameChecksum(frame, 0, length), 4);
-  return frame;
+  return frame as SpoolFrame;
 }
 
 /** Covers the length too, so a damaged length cannot pass for a shorter record. */
@@ -358,15 +400,15 @@ function frameEnd(segment: Segment, index: number): number {
   return segment.offsets[index + 1] ?? segment.size;
 }
 
-async function readRecords(segment: Segment, from: number, to: number): Promise<SpoolEntry[]> {
+async function readRecords(
+  reader: SegmentReader,
+  segment: Segment,
+  from: number,
+  to: number,
+): Promise<SpoolEntry[]> {
   const start = segment.offsets[from] ?? 0;
   const buffer = Buffer.allocUnsafe(frameEnd(segment, to - 1) - start);
-  const file = await open(segment.path, 'r');
-  try {
-    await readExactly(file, buffer, start);
-  } finally {
-    await file.close();
-  }
+  await reader.read(segment, buffer, start);
   const entries: SpoolEntry[] = [];
   for (let index = from; index < to; index++) {
     const at = (segment.offsets[index] ?? 0) - start;

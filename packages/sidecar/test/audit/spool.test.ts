@@ -1,9 +1,25 @@
 import assert from 'node:assert/strict';
-import { appendFile, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import {
+  appendFile,
+  mkdtemp,
+  readdir,
+  readFile,
+  readlink,
+  rm,
+  stat,
+  truncate,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
-import { Spool, SpoolCorruptError, SpoolFullError, type SpoolOptions } from '../../src/audit/spool.ts';
+import {
+  frameLine,
+  Spool,
+  SpoolCorruptError,
+  SpoolFullError,
+  type SpoolOptions,
+} from '../../src/audit/spool.ts';
 
 async function tempDir(t: TestContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'veil-spool-'));
@@ -39,6 +55,20 @@ test('seqs are contiguous from 0 and continue after a restart', async (t) => {
   assert.deepEqual(reopened.recovery, { records: 3, truncatedBytes: 0 });
   assert.deepEqual(await appendInTurn(reopened, 3, 2), [3, 4]);
   assert.deepEqual(await readAll(reopened), [0, 1, 2, 3, 4].map(line));
+});
+
+test('a line framed by the caller is kept as the same line, and takes its frame length in the spool', async (t) => {
+  const dir = await tempDir(t);
+  const spool = await Spool.open({ dir });
+  t.after(() => spool.close());
+  const text = `{"seq":0,"name":"Zoë ✓ 🙂"}`;
+  const frame = frameLine(text);
+  assert.equal(frame.length, 8 + Buffer.byteLength(text));
+  assert.deepEqual(await spool.append(frame), { seq: 0 });
+  assert.deepEqual(await spool.append(line(1)), { seq: 1 });
+  assert.deepEqual(await readAll(spool), [text, line(1)]);
+  assert.equal(spool.stats().bytes, frame.length + frameLine(line(1)).length);
+  assert.equal((await stat(join(dir, (await segments(dir))[0] ?? ''))).size, spool.stats().bytes);
 });
 
 test('readFrom pages by record count and by bytes, always making progress', async (t) => {
@@ -201,6 +231,31 @@ test('segments rotate by size and reads cross them', async (t) => {
     await readAll(spool, 1),
     Array.from({ length: 9 }, (_, i) => line(i + 1)),
   );
+});
+
+test('a segment stays open between reads of it, and no deleted segment stays open', async (t) => {
+  const dir = await tempDir(t);
+  const spool = await Spool.open({ dir, segmentBytes: 300 });
+  await appendInTurn(spool, 0, 12);
+  // Files of the spool this process holds open: the segment appended to, and the one read.
+  const open = async () => {
+    const links = await Promise.all(
+      (await readdir('/proc/self/fd')).map((fd) => readlink(join('/proc/self/fd', fd)).catch(() => '')),
+    );
+    return links.filter((link) => link.startsWith(dir)).sort();
+  };
+  const [first] = await segments(dir);
+  const active = (await segments(dir)).at(-1) as string;
+  for (let seq = 0; seq < 3; seq++) {
+    assert.deepEqual((await spool.readFrom(seq, 1, 1_000))[0]?.bytes.toString(), line(seq));
+  }
+  assert.deepEqual(await open(), [join(dir, active), join(dir, first as string)].sort());
+  await spool.release(6);
+  assert.ok(!(await segments(dir)).includes(first as string));
+  assert.deepEqual(await open(), [join(dir, active)]);
+  assert.deepEqual((await spool.readFrom(7, 1, 1_000))[0]?.bytes.toString(), line(7));
+  await spool.close();
+  assert.deepEqual(await open(), []);
 });
 
 test('release persists the watermark and deletes only fully shipped segments', async (t) => {

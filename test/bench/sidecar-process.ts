@@ -67,9 +67,13 @@ function stats(): RecordingStats | null {
   return typeof sink.stats === 'function' ? sink.stats() : null;
 }
 
-/** A record like the one a masked 8-input OpenAI request leaves. */
-function syntheticDraft(): AuditDraft {
-  const digest = (n: number) => createHash('sha256').update(`bench input ${n}`).digest('hex');
+/**
+ * A record like the one a masked 8-input OpenAI request leaves. Drafts differ
+ * where requests' records do (input and vector digests, latencies), so the
+ * recorder sees no more repetition than it would in service.
+ */
+function syntheticDraft(variant: number): AuditDraft {
+  const digest = (n: number) => createHash('sha256').update(`bench input ${variant}/${n}`).digest('hex');
   return {
     time: new Date().toISOString(),
     kind: 'request',
@@ -81,18 +85,18 @@ function syntheticDraft(): AuditDraft {
     route: '/v1/embeddings',
     model: 'veil-demo-embed',
     inputCount: 8,
-    inputs: Array.from({ length: 8 }, (_, n) => ({ digest: digest(n) })),
+    inputs: Array.from({ length: 8 }, (_, n) => ({ digest: `hmac-sha256:${digest(n)}` })),
     masking: [
       { rule: 'emails', detector: 'email', count: 1, field: 'input', operator: 'hash', scope: 'forward' },
       { rule: 'emails', detector: 'email', count: 1, field: 'input', operator: 'hash', scope: 'audit' },
     ],
-    latency: { totalMs: 1.2, authMs: 0.05, maskMs: 0.3, upstreamMs: 0.7 },
+    latency: { totalMs: 1.2 + variant / 1e4, authMs: 0.05, maskMs: 0.3, upstreamMs: 0.7 + variant / 1e4 },
     vectors: { count: 8, dimensions: 384, digest: digest(99) },
   };
 }
 
 async function pump(seconds: number, concurrency: number): Promise<PumpResult> {
-  const template = syntheticDraft();
+  const drafts = Array.from({ length: 1024 }, (_, variant) => syntheticDraft(variant));
   const started = performance.now();
   const end = started + seconds * 1000;
   let records = 0;
@@ -102,7 +106,8 @@ async function pump(seconds: number, concurrency: number): Promise<PumpResult> {
     Array.from({ length: concurrency }, async () => {
       while (performance.now() < end && errors < 100) {
         try {
-          await sidecar.sink.append({ ...template, time: new Date().toISOString() });
+          const draft = drafts[records % drafts.length] as AuditDraft;
+          await sidecar.sink.append({ ...draft, time: new Date().toISOString() });
           records += 1;
         } catch (error) {
           errors += 1;

@@ -30,7 +30,7 @@ type CheckFunction = (payload: CheckPayload) => unknown;
 /** The part of a zod check (or of a schema that is also a check) this file calls. */
 interface ZodCheck {
   readonly _zod: {
-    readonly def: { readonly when?: (payload: CheckPayload) => boolean };
+    readonly def: { readonly check?: string; readonly when?: (payload: CheckPayload) => boolean };
     readonly check: CheckFunction;
   };
 }
@@ -76,11 +76,12 @@ class Program {
   node(node: ZodNode, path: string): string {
     const def = node._zod.def;
     switch (def.type) {
-      case 'string':
-        return this.#emit(
+      case 'string': {
+        const body =
           `if (typeof v !== 'string') return;${this.#checks(node)}` +
-            'return escaped.test(v) ? JSON.stringify(v) : `"${v}"`;',
-        );
+          'return escaped.test(v) ? JSON.stringify(v) : `"${v}"`;';
+        return valueChecksOnly(node) ? this.#remembered(body) : this.#emit(body);
+      }
       case 'number':
         // zod's number takes finite numbers only; for those String() is JSON's spelling.
         return this.#emit(
@@ -177,10 +178,9 @@ class Program {
     return append(this.node(node, path));
   }
 
-  /** Runs the node's zod checks on `v`, in zod's order: a string format (`z.iso.datetime()`) is its own first check. */
+  /** Runs the node's zod checks on `v`, in zod's order. */
   #checks(node: ZodNode): string {
-    const checks = [...(node._zod.def.checks ?? [])];
-    if (node._zod.traits.has('$ZodCheck')) checks.unshift(node as unknown as ZodCheck);
+    const checks = checksOf(node);
     if (checks.length === 0) return '';
     const calls = checks.map((check) => {
       const call = `${this.#constant(check._zod.check)}(p) !== undefined || p.issues.length !== 0`;
@@ -189,6 +189,24 @@ class Program {
     });
     // A check that returns anything (a promise: asynchronous) counts as failed: zod then decides.
     return `p.value = v; p.issues.length = 0; if (${calls.join(' || ')}) return;`;
+  }
+
+  /**
+   * `body` behind a memory of the last value it took. Most strings of a record
+   * are those of the record before (stream, pod, identity, policy, route,
+   * model, masking rules), and when a string's checks look at nothing but the
+   * string, the same string gets the same JSON: it is not checked and escaped
+   * again. Only a value that passed is remembered; before one has, the memory
+   * holds undefined, which no string is.
+   */
+  #remembered(body: string): string {
+    const encode = this.#emit(body);
+    const last = `${encode}Value`;
+    const json = `${encode}Json`;
+    this.#functions.push(`let ${last}, ${json};`);
+    return this.#emit(
+      `if (v === ${last}) return ${json};const x = ${encode}(v);if (x !== undefined) { ${last} = v; ${json} = x; }return x;`,
+    );
   }
 
   #emit(body: string): string {
@@ -203,8 +221,27 @@ class Program {
   }
 }
 
+/** zod's checks that depend on the value alone: lengths and string formats (patterns, dates, e-mail and so on), not refinements. */
+const valueOnlyChecks: ReadonlySet<string> = new Set([
+  'max_length',
+  'min_length',
+  'length_equals',
+  'string_format',
+]);
+
+function valueChecksOnly(node: ZodNode): boolean {
+  return checksOf(node).every((check) => valueOnlyChecks.has(check._zod.def.check ?? ''));
+}
+
+/** The node's zod checks in zod's order: a string format (`z.iso.datetime()`) is its own first check. */
+function checksOf(node: ZodNode): ZodCheck[] {
+  const checks = [...(node._zod.def.checks ?? [])];
+  if (node._zod.traits.has('$ZodCheck')) checks.unshift(node as unknown as ZodCheck);
+  return checks;
+}
+
 function noChecks(node: ZodNode, path: string): void {
-  if ((node._zod.def.checks ?? []).length > 0 || node._zod.traits.has('$ZodCheck')) {
+  if (checksOf(node).length > 0) {
     throw new Error(`cannot derive a JSON encoder for checks on a composite at ${path}`);
   }
 }

@@ -138,6 +138,34 @@ test('a union takes the first option that matches, as zod does', () => {
   assert.equal(compileJsonEncoder(schema)(value), '{"a":"x"}');
 });
 
+test('a string checked by its value alone is checked once while it repeats; a refused one is never remembered', () => {
+  class CountingPattern extends RegExp {
+    tests = 0;
+    override test(value: string): boolean {
+      this.tests += 1;
+      return super.test(value);
+    }
+  }
+  const pattern = new CountingPattern('^[a-z]+$');
+  const encode = compileJsonEncoder(z.string().max(3).regex(pattern));
+  assert.equal(encode('abc'), '"abc"');
+  assert.equal(encode(['a', 'b', 'c'].join('')), '"abc"');
+  assert.equal(pattern.tests, 1);
+  for (const refused of ['abcd', 'abcd', 'AB', 'AB']) assert.equal(encode(refused), undefined);
+  assert.equal(encode('xyz'), '"xyz"');
+  assert.equal(encode('abc'), '"abc"');
+  assert.equal(pattern.tests, 5);
+  assert.equal(encode(undefined), undefined);
+});
+
+test('a string with a refinement is checked every time: the refinement may look beyond the string', () => {
+  let allowed = true;
+  const encode = compileJsonEncoder(z.string().refine(() => allowed));
+  assert.equal(encode('x'), '"x"');
+  allowed = false;
+  assert.equal(encode('x'), undefined);
+});
+
 test('an asynchronous refinement counts as a refusal, so zod decides', () => {
   const encode = compileJsonEncoder(z.string().refine(async () => true));
   assert.equal(encode('x'), undefined);

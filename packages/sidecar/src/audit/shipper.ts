@@ -13,6 +13,7 @@ import {
   batchGzipOptions,
   buildBatchManifest,
   buildClose,
+  type EncodedBatch,
   sha256Hex,
   storeManifest,
   streamId,
@@ -73,6 +74,8 @@ export class Shipper {
   readonly #stop = new AbortController();
   readonly #stats: ShipperStats = { shippedRecords: 0, shippedBatches: 0, failures: 0 };
   #loop: Promise<void> | undefined;
+  /** The next batch, read and compressed while the one before uploads; nothing is committed for it yet. */
+  #next: { from: number; batch: Promise<CutBatch> } | undefined;
   #sleeper: Sleeper | undefined;
   #closing = false;
 
@@ -117,6 +120,8 @@ export class Shipper {
     } finally {
       clearTimeout(timer);
       this.#stop.abort();
+      // It reads the spool, which the caller closes next.
+      await this.#next?.batch.catch(() => undefined);
     }
     return this.#state.data.outbox.length === 0 && this.#uncut() === 0;
   }
@@ -152,6 +157,8 @@ export class Shipper {
     if (this.#closing && ((await this.#cut(true)) || (await this.#closeStream()))) return true;
     const item = this.#state.data.outbox[0];
     if (item) {
+      // The upload mostly waits on the store: the next batch's reading and compression fit in that wait.
+      this.#cutAhead();
       await this.#upload(item);
       return true;
     }
@@ -183,11 +190,11 @@ export class Shipper {
     if (this.#uncut() <= 0) return false;
     const { batch: settings } = this.#settings();
     if (!force && !this.#due(from, settings)) return false;
-    const run = await this.#collect(from, settings);
+    const ahead = this.#next?.from === from ? this.#next.batch : undefined;
+    this.#next = undefined;
+    const { run, batch } = await (ahead ?? this.#compress(from, settings));
     const stream = this.#state.stream(run.stream);
     if (!stream) throw new AuditStateError(`the spool holds records of ${run.stream}, a stream with no key`);
-    // Compressed off this thread's event loop, for the same reason as the paging.
-    const batch = run.builder.finish(await gzipAsync(run.builder.text(), batchGzipOptions));
     if (batch.content.firstSeq !== stream.nextRecordSeq) {
       throw new AuditStateError(
         `${run.stream} continues at record ${batch.content.firstSeq}, not ${stream.nextRecordSeq}`,
@@ -210,6 +217,25 @@ export class Shipper {
       outbox: [...data.outbox, { manifest: manifest.manifest, batch: { file, spoolUpto: run.lastSpoolSeq } }],
     });
     return true;
+  }
+
+  /** Starts on the next batch when one is due; `#cut` takes it if it still starts where cutting stands. */
+  #cutAhead(): void {
+    const from = this.#state.data.cutSeq;
+    if (this.#next?.from === from || this.#uncut() <= 0) return;
+    const { batch: settings } = this.#settings();
+    if (!this.#due(from, settings)) return;
+    const batch = this.#compress(from, settings);
+    // Awaited by `#cut`, or by `close`; until then a failure must not count as unhandled.
+    batch.catch(() => undefined);
+    this.#next = { from, batch };
+  }
+
+  /** The batch from spool seq `from`, compressed; nothing is written or committed. */
+  async #compress(from: number, settings: BatchSettings): Promise<CutBatch> {
+    const run = await this.#collect(from, settings);
+    // Compressed off this thread's event loop, for the same reason as the paging.
+    return { run, batch: run.builder.finish(await gzipAsync(run.builder.text(), batchGzipOptions)) };
   }
 
   /**
@@ -322,6 +348,7 @@ export class Shipper {
 }
 
 type StreamRun = { stream: string; builder: BatchBuilder; lastSpoolSeq: number };
+type CutBatch = { run: StreamRun; batch: EncodedBatch };
 
 function describe(error: unknown): string {
   if (!(error instanceof Error)) return 'unknown error';

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { cp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { cp, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
+import { setTimeout } from 'node:timers/promises';
 import { gunzipSync } from 'node:zlib';
 import { parseEvidenceKey, streamId } from '@veil/core';
 import { DirEvidenceStore } from '../../src/audit/dirstore.ts';
@@ -178,6 +179,49 @@ test('records stay in the spool until batch and manifest are both acknowledged',
   const result = await verifyDir(s.evidenceDir);
   assert.deepEqual(invalid(result), []);
   assert.equal(result.totals.records, 5);
+});
+
+test('the next batch is made while one uploads: records that come after it go in a later batch', async (t) => {
+  const s = await setup(t);
+  let down = true;
+  s.store.failing = (key) => down && key.includes('/batches/');
+  const recorder = await open(s, { maxRecords: 5, maxAgeSeconds: 0.1 });
+  await appendMany(recorder, 'first', 5);
+  await eventually('the first batch is refused', () => s.store.failures >= 1);
+  await appendMany(recorder, 'due', 2);
+  // Those two come of age while the first batch is retried, and are made into the next batch then.
+  await setTimeout(200);
+  const failures = s.store.failures;
+  await eventually('two more attempts', () => s.store.failures >= failures + 2);
+  await appendMany(recorder, 'late', 3);
+  down = false;
+  await eventually('everything shipped', () => recorder.stats().recordsWaiting === 0);
+  await recorder.close();
+  // Closed: no spool file is left open by a batch made ahead.
+  const openFiles = await Promise.all(
+    (await readdir('/proc/self/fd')).map((fd) => readlink(join('/proc/self/fd', fd)).catch(() => '')),
+  );
+  assert.deepEqual(
+    openFiles.filter((path) => path.startsWith(s.spoolDir)),
+    [],
+  );
+
+  const result = await verifyDir(s.evidenceDir);
+  assert.deepEqual(invalid(result), []);
+  const batches = await Promise.all(
+    [...new Set(s.store.puts.filter((key) => key.includes('/batches/')))].map(async (key) =>
+      gunzipSync(await readFile(join(s.evidenceDir, key)))
+        .toString()
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line).seq),
+    ),
+  );
+  assert.deepEqual(batches, [
+    [0, 1, 2, 3, 4],
+    [5, 6],
+    [7, 8, 9],
+  ]);
 });
 
 test('a full spool stops accepting, and drains once the store is back', async (t) => {

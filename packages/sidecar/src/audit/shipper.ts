@@ -74,7 +74,10 @@ export class Shipper {
   readonly #stop = new AbortController();
   readonly #stats: ShipperStats = { shippedRecords: 0, shippedBatches: 0, failures: 0 };
   #loop: Promise<void> | undefined;
-  /** The next batch, read and compressed while the one before uploads; nothing is committed for it yet. */
+  /**
+   * The next batch, read and compressed while the one before uploads (and kept
+   * in memory while that upload is retried); nothing is committed for it yet.
+   */
   #next: { from: number; batch: Promise<CutBatch> } | undefined;
   #sleeper: Sleeper | undefined;
   #closing = false;

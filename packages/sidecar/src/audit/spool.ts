@@ -347,7 +347,8 @@ class SegmentReader {
 
   async read(segment: Segment, buffer: Buffer, position: number): Promise<void> {
     if (this.#segment !== segment) {
-      await this.close();
+      // Switched with no await between, so a read of another segment meanwhile cannot leave a file open.
+      void this.close();
       this.#segment = segment;
       this.#file = open(segment.path, 'r');
     }
@@ -361,16 +362,16 @@ class SegmentReader {
     }
   }
 
-  /** Closes the open file: any, or only when it is `segment`'s. A read under way on it finishes first. */
+  /**
+   * Closes the open file: any, or only when it is `segment`'s. A read under way
+   * on it finishes first. Never fails: the file was only read.
+   */
   async close(segment?: Segment): Promise<void> {
     if (segment !== undefined && segment !== this.#segment) return;
     const file = this.#file;
     this.#segment = undefined;
     this.#file = undefined;
-    await file?.then(
-      (handle) => handle.close(),
-      () => undefined,
-    );
+    await file?.then((handle) => handle.close()).catch(() => undefined);
   }
 }
 

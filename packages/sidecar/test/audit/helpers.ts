@@ -1,6 +1,7 @@
 // Shared by the audit tests: drafts, temporary directories, stores that fail
-// on demand, and reading a local evidence directory back for the verifier.
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+// on demand, reading a local evidence directory back for the verifier, and
+// the files a directory's users hold open.
+import { mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -69,6 +70,14 @@ export class ScriptedStore implements EvidenceStore {
   close(): void {
     this.#inner.close();
   }
+}
+
+/** The files under `dir` this process holds open, deleted ones included (Linux's /proc). */
+export async function openFilesUnder(dir: string): Promise<string[]> {
+  const links = await Promise.all(
+    (await readdir('/proc/self/fd')).map((fd) => readlink(join('/proc/self/fd', fd)).catch(() => '')),
+  );
+  return links.filter((link) => link.startsWith(`${dir}${sep}`)).sort();
 }
 
 /** Every file under `dir` as an object of the bucket layout. */

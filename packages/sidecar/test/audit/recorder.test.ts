@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { cp, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
+import { cp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { setTimeout } from 'node:timers/promises';
@@ -14,6 +14,7 @@ import {
   draft,
   eventually,
   invalid,
+  openFilesUnder,
   ScriptedStore,
   teardown,
   tempDir,
@@ -198,13 +199,7 @@ test('the next batch is made while one uploads: records that come after it go in
   await eventually('everything shipped', () => recorder.stats().recordsWaiting === 0);
   await recorder.close();
   // Closed: no spool file is left open by a batch made ahead.
-  const openFiles = await Promise.all(
-    (await readdir('/proc/self/fd')).map((fd) => readlink(join('/proc/self/fd', fd)).catch(() => '')),
-  );
-  assert.deepEqual(
-    openFiles.filter((path) => path.startsWith(s.spoolDir)),
-    [],
-  );
+  assert.deepEqual(await openFilesUnder(s.spoolDir), []);
 
   const result = await verifyDir(s.evidenceDir);
   assert.deepEqual(invalid(result), []);
@@ -381,9 +376,11 @@ test('a spooled record damaged on disk is refused, not shipped, and stays in the
   let down = true;
   s.store.failing = () => down;
   const logged: string[] = [];
-  const recorder = await open(s, { maxRecords: 5 }, { closeGraceMs: 200, log: (m) => logged.push(m) });
+  const recorder = await open(s, { maxRecords: 6 }, { closeGraceMs: 200, log: (m) => logged.push(m) });
   await appendMany(recorder, 'kept', 5);
+  // Damaged before the batch is due, so before the shipper reads it.
   await flipPayloadByte(s.spoolDir, 2);
+  await appendMany(recorder, 'due', 1);
 
   down = false;
   await eventually('the damaged record refused', () => logged.some((m) => /fails its checksum/.test(m)));
@@ -392,7 +389,7 @@ test('a spooled record damaged on disk is refused, not shipped, and stays in the
     s.store.puts.filter((key) => !key.endsWith('/manifests/00000000000000000000.json')),
     [],
   );
-  assert.equal(recorder.stats().recordsWaiting, 5);
+  assert.equal(recorder.stats().recordsWaiting, 6);
   assert.equal(recorder.stats().shippedRecords, 0);
 });
 

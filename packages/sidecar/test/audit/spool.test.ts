@@ -1,15 +1,5 @@
 import assert from 'node:assert/strict';
-import {
-  appendFile,
-  mkdtemp,
-  readdir,
-  readFile,
-  readlink,
-  rm,
-  stat,
-  truncate,
-  writeFile,
-} from 'node:fs/promises';
+import { appendFile, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
@@ -20,6 +10,7 @@ import {
   SpoolFullError,
   type SpoolOptions,
 } from '../../src/audit/spool.ts';
+import { openFilesUnder } from './helpers.ts';
 
 async function tempDir(t: TestContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'veil-spool-'));
@@ -237,13 +228,8 @@ test('a segment stays open between reads of it, and no deleted segment stays ope
   const dir = await tempDir(t);
   const spool = await Spool.open({ dir, segmentBytes: 300 });
   await appendInTurn(spool, 0, 12);
-  // Files of the spool this process holds open: the segment appended to, and the one read.
-  const open = async () => {
-    const links = await Promise.all(
-      (await readdir('/proc/self/fd')).map((fd) => readlink(join('/proc/self/fd', fd)).catch(() => '')),
-    );
-    return links.filter((link) => link.startsWith(dir)).sort();
-  };
+  // Open: the segment appended to, and the one read.
+  const open = () => openFilesUnder(dir);
   const [first] = await segments(dir);
   const active = (await segments(dir)).at(-1) as string;
   for (let seq = 0; seq < 3; seq++) {

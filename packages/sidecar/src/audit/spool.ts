@@ -336,45 +336,6 @@ export class Spool {
   }
 }
 
-/**
- * The segment being read stays open from one read to the next: the shipper
- * reads a batch in dozens of pages, and opening and closing the file for each
- * cost more than the read itself.
- */
-class SegmentReader {
-  #segment: Segment | undefined;
-  #file: Promise<FileHandle> | undefined;
-
-  async read(segment: Segment, buffer: Buffer, position: number): Promise<void> {
-    if (this.#segment !== segment) {
-      // Switched with no await between, so a read of another segment meanwhile cannot leave a file open.
-      void this.close();
-      this.#segment = segment;
-      this.#file = open(segment.path, 'r');
-    }
-    const file = this.#file as Promise<FileHandle>;
-    try {
-      await readExactly(await file, buffer, position);
-    } catch (error) {
-      // The next read opens the file afresh rather than trust this handle.
-      if (this.#file === file) await this.close();
-      throw error;
-    }
-  }
-
-  /**
-   * Closes the open file: any, or only when it is `segment`'s. A read under way
-   * on it finishes first. Never fails: the file was only read.
-   */
-  async close(segment?: Segment): Promise<void> {
-    if (segment !== undefined && segment !== this.#segment) return;
-    const file = this.#file;
-    this.#segment = undefined;
-    this.#file = undefined;
-    await file?.then((handle) => handle.close()).catch(() => undefined);
-  }
-}
-
 // ---- frames -------------------------------------------------------------------
 
 declare const framed: unique symbol;
@@ -453,6 +414,45 @@ async function readExactly(file: FileHandle, buffer: Buffer, position: number): 
     const { bytesRead } = await file.read(buffer, done, buffer.length - done, position + done);
     if (bytesRead === 0) throw new SpoolCorruptError('a segment is shorter than its records');
     done += bytesRead;
+  }
+}
+
+/**
+ * The segment being read stays open from one read to the next: the shipper
+ * reads a batch in dozens of pages, and opening and closing the file for each
+ * cost more than the read itself.
+ */
+class SegmentReader {
+  #segment: Segment | undefined;
+  #file: Promise<FileHandle> | undefined;
+
+  async read(segment: Segment, buffer: Buffer, position: number): Promise<void> {
+    if (this.#segment !== segment) {
+      // Switched with no await between, so a read of another segment meanwhile cannot leave a file open.
+      void this.close();
+      this.#segment = segment;
+      this.#file = open(segment.path, 'r');
+    }
+    const file = this.#file as Promise<FileHandle>;
+    try {
+      await readExactly(await file, buffer, position);
+    } catch (error) {
+      // The next read opens the file afresh rather than trust this handle.
+      if (this.#file === file) await this.close();
+      throw error;
+    }
+  }
+
+  /**
+   * Closes the open file: any, or only when it is `segment`'s. A read under way
+   * on it finishes first. Never fails: the file was only read.
+   */
+  async close(segment?: Segment): Promise<void> {
+    if (segment !== undefined && segment !== this.#segment) return;
+    const file = this.#file;
+    this.#segment = undefined;
+    this.#file = undefined;
+    await file?.then((handle) => handle.close()).catch(() => undefined);
   }
 }
 

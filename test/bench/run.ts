@@ -410,7 +410,7 @@ async function scenarioC(world: World, plan: Plan): Promise<TargetCheck> {
     `  measured in the sidecar (veil_record_duration, ${p99?.count ?? 0} requests): each request spent p50 ${ms(p50?.estimate)} ms, p99 ${ms(p99?.estimate)} ms (≤ ${p99?.atMost} ms) being put on record`,
   );
   console.log(
-    `  the recording sidecar's own event-loop delay over the same run: p99 ${ms(loop.p99)} ms, max ${ms(loop.max)} ms (a record made safe while its loop is held up is seen late)`,
+    `  the recording sidecar's own event-loop delay over the same run: p99 ${ms(loop.p99)} ms, max ${ms(loop.max)} ms (a record made safe while its loop is held up is seen late); its GC paused it ${loop.gcCount} times, the longest ${ms(loop.gcMaxMs)} ms`,
   );
   const floor = await syncFloor(world.dir, { rate: plan.rate, seconds: plan.latencySeconds, bytes: 1024 });
   console.log(

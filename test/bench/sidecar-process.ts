@@ -4,8 +4,8 @@
 // bench: `stats` (the audit pipeline's counters, when its sink keeps any),
 // `pump` (synthetic records appended straight to the sidecar's own audit sink
 // at the highest rate it takes, to measure the recording pipeline without the
-// HTTP path in front of it), `loop-delay` (its event-loop delay since the last
-// reading) and `memory`, which every child answers.
+// HTTP path in front of it), `loop-delay` (its event-loop delay and GC pauses
+// since the last reading) and `memory`, which every child answers.
 import { createHash } from 'node:crypto';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import {
@@ -16,6 +16,7 @@ import {
   startSidecar,
 } from '@veil/sidecar';
 import { DropSink } from './drop-sink.ts';
+import { trackUsage } from './process-usage.ts';
 import { type Command, serveAsChild } from './processes.ts';
 
 export interface SidecarLaunch {
@@ -39,10 +40,12 @@ export interface RecordingStats {
   readonly failures?: number;
 }
 
-/** The sidecar's event-loop delay since the last reading, in ms: how late any of its callbacks ran. */
+/** The sidecar's event-loop delay since the last reading, in ms (how late any of its callbacks ran), and its GC pauses. */
 export interface LoopDelay {
   readonly p99: number;
   readonly max: number;
+  readonly gcCount: number;
+  readonly gcMaxMs: number;
 }
 
 export interface PumpResult {
@@ -122,8 +125,11 @@ async function pump(seconds: number, concurrency: number): Promise<PumpResult> {
 const loopDelay = monitorEventLoopDelay({ resolution: 1 });
 loopDelay.enable();
 
+const usage = trackUsage();
+
 function readLoopDelay(): LoopDelay {
-  const delay = { p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 };
+  const { gcCount, gcMaxMs } = usage.read();
+  const delay = { p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6, gcCount, gcMaxMs };
   loopDelay.reset();
   return delay;
 }

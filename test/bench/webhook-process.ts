@@ -4,8 +4,8 @@
 import { startWebhookServer } from '@veil/injector';
 import { testSettings } from '../../packages/injector/test/webhook/support/settings.ts';
 import { Samples } from './histogram.ts';
+import { type ProcessUsage, trackUsage } from './process-usage.ts';
 import { type Command, serveAsChild } from './processes.ts';
-import { type ProcessUsage, trackUsage } from './webhook-usage.ts';
 
 export interface WebhookReady {
   readonly port: number;

@@ -13,10 +13,10 @@ import { createCertificateAuthority, issueServingCertificate } from '@veil/injec
 import { Pool } from 'undici';
 import { podReview } from '../../packages/injector/test/webhook/support/review.ts';
 import { Samples } from './histogram.ts';
+import { type ProcessUsage, trackUsage } from './process-usage.ts';
 import { type Child, startNodeChild } from './processes.ts';
 import type { CpuLayout } from './setup.ts';
 import type { WebhookReady, WebhookUsage } from './webhook-process.ts';
-import { type ProcessUsage, trackUsage } from './webhook-usage.ts';
 
 export interface WebhookResult {
   readonly concurrency: number;

@@ -1,6 +1,7 @@
-// What a process of scenario W spent between two readings: CPU time and the
-// garbage collector's pauses, so the report can give the service time of a
-// review beside its latency, and say how much of the tail GC can explain.
+// What a bench child (the webhook of W, the recording sidecar of C) spent
+// between two readings: CPU time and the garbage collector's pauses, so the
+// report can give a service time beside a latency, and say how much of the
+// tail GC can explain.
 import { PerformanceObserver } from 'node:perf_hooks';
 
 export interface ProcessUsage {

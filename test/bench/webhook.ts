@@ -2,9 +2,9 @@
 // API server would time it and by the webhook itself (from a review's request
 // headers to its answer): AdmissionReview POSTs over HTTPS to a real webhook
 // server, one a caller at a time and 8 at a time, with a fresh pod each time, on
-// connections kept alive as the API server keeps them. The server runs in its own process,
-// pinned to the proxy's core when the machine allows; the client runs in the
-// bench, on the other cores.
+// connections kept alive as the API server keeps them. The server runs in its
+// own process, pinned to the proxy's core when the machine allows; the client
+// runs in the bench, on the other cores.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -5,7 +5,7 @@
 // replaced by blanks, so line and column numbers in stack traces still match
 // the sources.
 //   node scripts/emit-js.ts packages/core packages/sidecar
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { stripTypeScriptTypes } from 'node:module';
 import { join } from 'node:path';
 
@@ -43,6 +43,33 @@ export async function emitPackage(packageDir: string): Promise<number> {
   const files = await emitDir(join(packageDir, 'src'));
   await pointExportsAtJs(packageDir);
   return files;
+}
+
+/**
+ * A copy of workspace packages as an image holds them, under dest: each one's
+ * package.json and src/ (tests left out), emitted as above, with dest/node_modules
+ * linking the repository's dependencies and `@veil/<name>` pointing at the
+ * copies, so a plain `node` runs them without ever loading TypeScript.
+ */
+export async function emitWorkspaceCopy(
+  repoRoot: string,
+  dest: string,
+  names: readonly string[],
+): Promise<void> {
+  for (const name of names) {
+    const from = join(repoRoot, 'packages', name);
+    await cp(join(from, 'package.json'), join(dest, 'packages', name, 'package.json'));
+    await cp(join(from, 'src'), join(dest, 'packages', name, 'src'), { recursive: true });
+    await emitPackage(join(dest, 'packages', name));
+  }
+  await mkdir(join(dest, 'node_modules', '@veil'), { recursive: true });
+  for (const entry of await readdir(join(repoRoot, 'node_modules'))) {
+    if (entry !== '@veil')
+      await symlink(join(repoRoot, 'node_modules', entry), join(dest, 'node_modules', entry));
+  }
+  for (const name of names) {
+    await symlink(join(dest, 'packages', name), join(dest, 'node_modules', '@veil', name));
+  }
 }
 
 if (import.meta.main) {

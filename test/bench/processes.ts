@@ -55,8 +55,10 @@ export const canPin = taskset !== undefined;
 
 export interface NodeChildOptions {
   readonly name: string;
-  /** A TypeScript entry point next to this file. */
+  /** An entry point next to this file, or in `dir`. */
   readonly script: string;
+  /** Where the script is, when not beside this file (such as the bench's emitted JavaScript). */
+  readonly dir?: string;
   readonly env?: Record<string, string>;
   /** Node flags before the script, such as --cpu-prof. */
   readonly nodeArgs?: readonly string[];
@@ -68,7 +70,10 @@ export interface NodeChildOptions {
 
 /** Starts a Node child running a script of the bench and waits for its ready line. */
 export async function startNodeChild<Ready>(options: NodeChildOptions): Promise<Child<Ready>> {
-  const script = fileURLToPath(new URL(options.script, import.meta.url));
+  const script =
+    options.dir === undefined
+      ? fileURLToPath(new URL(options.script, import.meta.url))
+      : join(options.dir, options.script);
   const [command, ...args] = pinned(options.cpus, [process.execPath, ...(options.nodeArgs ?? []), script]);
   const child = spawn(command as string, args, {
     stdio: ['pipe', 'pipe', 'pipe'],

@@ -326,8 +326,7 @@ async function scenarioB(
     `  sidecar peak RSS (VmHWM over its life): ${mib(rss) ?? 'unavailable (no /proc)'}; once started and idle: ${mib(sidecar.startRss) ?? '?'}; bare node proxy peak RSS: ${mib(bareRss) ?? '?'}`,
   );
   console.log(
-    `  the sidecars run with the image's node flags (${(await imageNodeFlags()).join(' ') || 'none'}) but from the TypeScript sources: ` +
-      "Node's type stripper stays loaded, about 30 MiB the image (emitted JavaScript) does not hold",
+    `  both proxies run as the sidecar image does: its node flags (${(await imageNodeFlags()).join(' ') || 'none'}) and JavaScript emitted from the sources`,
   );
   console.log(`  sidecar memory at the end of the run: ${memorySplit(memory)}`);
   console.log(`  bare node proxy, likewise:            ${memorySplit(bareMemory)}`);

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { type SidecarConfigInput, startDevIssuer } from '@veil/sidecar';
 import type { BareProxyReady } from './bare-proxy.ts';
 import { startCannedUpstream } from './canned-upstream.ts';
+import { EMITTED_NODE_FLAGS, emitForBench } from './emitted.ts';
 import type { Target } from './load.ts';
 import type { ModelReady } from './model-process.ts';
 import { type Nginx, startNginx } from './nginx.ts';
@@ -97,6 +98,8 @@ export async function createWorld(cpus: CpuLayout): Promise<World> {
   trackTempDir(dir);
   onTeardown('remove the temporary directory', () => rm(dir, { recursive: true, force: true }));
   const tmpfs = (await statfs(dir)).type === TMPFS_MAGIC;
+  const emitted = await emitForBench(dir);
+  const proxyNodeFlags = [...EMITTED_NODE_FLAGS, ...(await imageNodeFlags())];
 
   const model = await startNodeChild<ModelReady>({
     name: 'demo model',
@@ -165,10 +168,11 @@ export async function createWorld(cpus: CpuLayout): Promise<World> {
       const launch: SidecarLaunch = { config, recording: settings.recording };
       const child = await startNodeChild<SidecarReady>({
         name,
-        script: './sidecar-process.ts',
+        script: 'sidecar-process.js',
+        dir: emitted,
         env: { ...settings.env, VEIL_BENCH_SIDECAR: JSON.stringify(launch) },
         nodeArgs: [
-          ...(await imageNodeFlags()),
+          ...proxyNodeFlags,
           // For profiling the sidecar under load, e.g. "--cpu-prof --cpu-prof-dir=DIR".
           ...(process.env.VEIL_BENCH_SIDECAR_NODE_ARGS ?? '').split(' ').filter(Boolean),
         ],
@@ -192,8 +196,10 @@ export async function createWorld(cpus: CpuLayout): Promise<World> {
     async startBareProxy(upstream) {
       const child = await startNodeChild<BareProxyReady>({
         name: 'bare node proxy',
-        script: './bare-proxy.ts',
+        script: 'bare-proxy.js',
+        dir: emitted,
         env: { VEIL_BENCH_UPSTREAM: upstream.url },
+        nodeArgs: proxyNodeFlags,
         cpus: cpus.sidecar,
         logFile: join(dir, `bare-proxy-${upstream.name}.log`),
       });

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cp, mkdir, mkdtemp, readdir, rm, symlink } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { emitPackage, toJavaScript } from '../../scripts/emit-js.ts';
+import { emitWorkspaceCopy, toJavaScript } from '../../scripts/emit-js.ts';
 
 const repoRoot = join(import.meta.dirname, '..', '..');
 
@@ -47,21 +47,7 @@ test('type-only imports leave nothing to resolve', () => {
 test('the emitted sidecar loads every module, the lazy S3 store too, without TypeScript', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'veil-emit-'));
   t.after(() => rm(root, { recursive: true, force: true }));
-  for (const name of ['core', 'sidecar']) {
-    await cp(join(repoRoot, 'packages', name), join(root, 'packages', name), {
-      recursive: true,
-      filter: (source) => !source.includes(`${name}/test`),
-    });
-    await emitPackage(join(root, 'packages', name));
-  }
-  await mkdir(join(root, 'node_modules', '@veil'), { recursive: true });
-  for (const entry of await readdir(join(repoRoot, 'node_modules'))) {
-    if (entry !== '@veil')
-      await symlink(join(repoRoot, 'node_modules', entry), join(root, 'node_modules', entry));
-  }
-  for (const name of ['core', 'sidecar']) {
-    await symlink(join(root, 'packages', name), join(root, 'node_modules', '@veil', name));
-  }
+  await emitWorkspaceCopy(repoRoot, root, ['core', 'sidecar']);
   const node = (args: string[]) =>
     spawnSync(process.execPath, ['--no-experimental-strip-types', ...args], { cwd: root, encoding: 'utf8' });
 

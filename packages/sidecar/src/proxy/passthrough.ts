@@ -3,7 +3,7 @@ import { type Dialect, dialectFor } from '../dialects/index.ts';
 import { UpstreamError } from '../upstream.ts';
 import { BodyTooLargeError, readBody } from './body.ts';
 import type { IncomingEmbedRequest, PipelineDeps, ProxyReply } from './pipeline.ts';
-import { newTrace, record, recordForwarding } from './record.ts';
+import { elapsedMs, newTrace, record, recordForwarding } from './record.ts';
 import { Refusal, refusalReply, toRefusal } from './refusal.ts';
 
 const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'HEAD'] as const;
@@ -77,7 +77,7 @@ export async function handlePassthrough(
       body,
       forwardedHeaders(request.headers),
     );
-    trace.latency.upstreamMs = performance.now() - started;
+    trace.latency.upstreamMs = elapsedMs(started);
     const reply = {
       status: response.status,
       headers: { 'content-type': response.contentType ?? 'application/json' },

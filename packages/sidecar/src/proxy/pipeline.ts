@@ -19,7 +19,7 @@ import type { Telemetry } from '../telemetry.ts';
 import { type Upstream, UpstreamError } from '../upstream.ts';
 import { BodyTooLargeError, readBody } from './body.ts';
 import { recordedInputs } from './inputs.ts';
-import { newTrace, record, recordApproval, recordForwarding, type Trace } from './record.ts';
+import { elapsedMs, newTrace, record, recordApproval, recordForwarding, type Trace } from './record.ts';
 import { JSON_HEADERS, Refusal, refusalReply, toRefusal } from './refusal.ts';
 
 export interface IncomingEmbedRequest {
@@ -195,7 +195,7 @@ async function approve(
       trace,
     );
   } finally {
-    trace.latency.approvalMs = performance.now() - started;
+    trace.latency.approvalMs = elapsedMs(started);
   }
 }
 
@@ -206,7 +206,7 @@ async function authenticate(
 ): Promise<Identity> {
   const started = performance.now();
   const result = await policy.authenticator.authenticate(request.authorization);
-  trace.latency.authMs = performance.now() - started;
+  trace.latency.authMs = elapsedMs(started);
   if (!result.ok) throw new Refusal(401, 'unauthenticated', 'unauthenticated', result.message);
   return result.identity;
 }
@@ -266,7 +266,7 @@ function mask(
     parsed.tokenInputs,
     deps.hashKey,
   );
-  trace.latency.maskMs = performance.now() - started;
+  trace.latency.maskMs = elapsedMs(started);
   return body;
 }
 
@@ -289,7 +289,7 @@ async function forward(
     }
     throw new Refusal(502, 'upstream_error', 'upstream_error', (error as Error).message);
   } finally {
-    trace.latency.upstreamMs = performance.now() - started;
+    trace.latency.upstreamMs = elapsedMs(started);
   }
   if (response.status < 200 || response.status >= 300) {
     // The model speaks the caller's dialect: pass its own error through.

@@ -35,6 +35,15 @@ export interface Trace {
   recordingMs: number;
 }
 
+/**
+ * Milliseconds since a `performance.now()` reading, to the microsecond. The
+ * clock's further digits say nothing about a request and would cost each
+ * record about a dozen bytes a latency, to encode, store, hash and ship.
+ */
+export function elapsedMs(since: number): number {
+  return Math.round((performance.now() - since) * 1000) / 1000;
+}
+
 export function newTrace(): Trace {
   return {
     started: performance.now(),
@@ -98,7 +107,7 @@ function requestDraft(api: RecordApi, route: string, trace: Trace): Omit<AuditDr
     inputs: trace.inputs,
     masking: [...trace.masking],
     approval: trace.approval,
-    latency: { ...trace.latency, totalMs: performance.now() - trace.started },
+    latency: { ...trace.latency, totalMs: elapsedMs(trace.started) },
   };
 }
 
@@ -188,7 +197,7 @@ export async function recordApproval(
     status: null,
     ...requestSubject(api, route, trace),
     approval: event.approval,
-    latency: { totalMs: performance.now() - trace.started },
+    latency: { totalMs: elapsedMs(trace.started) },
   };
   try {
     await deps.telemetry.span('record', () => deps.sink.append(draft));

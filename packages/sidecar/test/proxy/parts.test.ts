@@ -101,6 +101,9 @@ describe('records of forwarded requests', () => {
     assert.equal(full.vectors?.count, 1);
     assert.equal(first.latency.upstreamMs, undefined);
     assert.ok((full.latency.upstreamMs ?? -1) >= 0);
+    for (const ms of [...Object.values(first.latency), ...Object.values(full.latency)]) {
+      assert.equal(Math.round(ms * 1000) / 1000, ms, 'latencies are recorded to the microsecond');
+    }
     assert.deepEqual(fixture.records().slice(-1), [full], 'counted once');
   });
 

@@ -2,7 +2,7 @@
 // identity, or a stable reason for refusing it. The unverified `iss` only picks
 // the issuer whose keys and rules then verify the token in full. Verified
 // tokens are remembered briefly so a caller's repeated token costs one hash.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { authenticationSchema, type PolicySpec } from '@veil/core';
 import type { Dispatcher } from 'undici';
 import { peekIssuer, readBearerToken } from './bearer.ts';
@@ -109,7 +109,7 @@ export function createAuthenticator(
         const { reason, message } = toAuthError(error);
         return authFailure(reason, message);
       }
-      const digest = createHash('sha256').update(token).digest('hex');
+      const digest = hash('sha256', token, 'hex');
       const cached = cache.get(digest, now());
       if (cached !== undefined) {
         cacheHits += 1;

@@ -2,14 +2,14 @@
 // the sidecar's figures. A Node process spends much of a core on HTTP parsing,
 // sockets and buffers before any of Veil's work begins, so "the sidecar reaches
 // N req/s" says little until it stands next to what Node itself reaches on the
-// same core with the same traffic. This is that floor: node:http in, an undici
-// pool out, the request and the answer read whole (as any proxy that inspects
-// them must), and nothing else: no auth, no masking, no recording. Its upstream
-// arrives in VEIL_BENCH_UPSTREAM.
+// same core with the same traffic. This is that floor: node:http in, the
+// sidecar's own upstream client (an undici pool) out, the request and the
+// answer read whole (as any proxy that inspects them must), and nothing else:
+// no auth, no masking, no recording. Its upstream arrives in VEIL_BENCH_UPSTREAM.
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Pool } from 'undici';
+import { Upstream } from '../../packages/sidecar/src/upstream.ts';
 import { serveAsChild } from './processes.ts';
 
 export interface BareProxyReady {
@@ -18,25 +18,24 @@ export interface BareProxyReady {
 
 const upstreamUrl = process.env.VEIL_BENCH_UPSTREAM;
 if (upstreamUrl === undefined) throw new Error('VEIL_BENCH_UPSTREAM is not set');
-// The sidecar's own upstream pool settings, so both differ only in what they do per request.
-const upstream = new Pool(upstreamUrl, { connections: 64, pipelining: 1, keepAliveTimeout: 30_000 });
+// The sidecar's own client and pool settings, so both differ only in what they do per request.
+const upstream = new Upstream({ url: upstreamUrl });
 
 const server = createServer(async (request, response) => {
   try {
     const chunks: Buffer[] = [];
     for await (const chunk of request) chunks.push(chunk as Buffer);
-    const answer = await upstream.request({
-      method: request.method === 'GET' ? 'GET' : 'POST',
-      path: request.url ?? '/',
-      headers: { 'content-type': request.headers['content-type'] ?? 'application/json' },
-      body: request.method === 'GET' ? undefined : Buffer.concat(chunks),
+    const answer = await upstream.send(
+      request.method === 'GET' ? 'GET' : 'POST',
+      request.url ?? '/',
+      request.method === 'GET' ? undefined : Buffer.concat(chunks),
+      { 'content-type': request.headers['content-type'] ?? 'application/json' },
+    );
+    response.writeHead(answer.status, {
+      'content-type': answer.contentType ?? 'application/json',
+      'content-length': answer.body.length,
     });
-    const body = Buffer.from(await answer.body.arrayBuffer());
-    response.writeHead(answer.statusCode, {
-      'content-type': String(answer.headers['content-type'] ?? 'application/json'),
-      'content-length': body.length,
-    });
-    response.end(body);
+    response.end(answer.body);
   } catch (error) {
     if (!response.headersSent) response.writeHead(502, { 'content-type': 'text/plain' });
     response.end(String((error as Error).message));

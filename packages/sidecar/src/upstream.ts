@@ -48,12 +48,8 @@ export class Upstream {
     headers: Record<string, string>,
   ): Promise<UpstreamResponse> {
     return new Promise((resolve, reject) => {
-      const answer = new WholeAnswer(resolve, reject);
-      try {
-        this.#pool.dispatch({ method, path, body, headers }, answer);
-      } catch (error) {
-        answer.onResponseError(undefined, error as Error);
-      }
+      // undici hands any failure, also one found before sending, to the handler.
+      this.#pool.dispatch({ method, path, body, headers }, new WholeAnswer(resolve, reject));
     });
   }
 
@@ -83,9 +79,8 @@ class WholeAnswer implements Dispatcher.DispatchHandler {
   /** undici requires it; nothing is to be done as the request goes out. */
   onRequestStart(): void {}
 
+  /** Called for an informational answer (1xx) too: the final one follows and overwrites it. */
   onResponseStart(_controller: unknown, statusCode: number, headers: Record<string, unknown>): void {
-    // An informational answer (1xx): the final one follows on the same request.
-    if (statusCode < 200) return;
     this.#status = statusCode;
     const contentType = headers['content-type'];
     this.#contentType = Array.isArray(contentType) ? contentType[0] : (contentType as string | undefined);

@@ -1,0 +1,121 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type RequestListener } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, describe, it } from 'node:test';
+import { Upstream, UpstreamError } from '../src/upstream.ts';
+
+async function serve(handler: RequestListener): Promise<{ url: string; close: () => Promise<void> }> {
+  const server = createServer(handler);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: async () => {
+      server.closeAllConnections();
+      server.close();
+      await once(server, 'close');
+    },
+  };
+}
+
+describe('upstream client', () => {
+  const closing: (() => Promise<void>)[] = [];
+  after(async () => {
+    for (const close of closing.reverse()) await close();
+  });
+
+  async function upstreamFor(handler: RequestListener, options = {}): Promise<Upstream> {
+    const server = await serve(handler);
+    const upstream = new Upstream({ url: server.url, ...options });
+    closing.push(server.close, () => upstream.close());
+    return upstream;
+  }
+
+  it('returns an answer sent in many pieces whole, in order, with its status and content type', async () => {
+    const pieces = Array.from({ length: 40 }, (_, i) => Buffer.alloc(4096, 97 + (i % 26)));
+    const upstream = await upstreamFor(async (request, response) => {
+      for await (const _ of request);
+      response.writeHead(201, { 'content-type': 'application/x-pieces' });
+      for (const piece of pieces) {
+        response.write(piece);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      response.end();
+    });
+    const answer = await upstream.post('/v1/embeddings', '{}', { 'content-type': 'application/json' });
+    assert.equal(answer.status, 201);
+    assert.equal(answer.contentType, 'application/x-pieces');
+    assert.deepEqual(answer.body, Buffer.concat(pieces));
+  });
+
+  it('skips an informational answer and returns the final one', async () => {
+    const upstream = await upstreamFor((request, response) => {
+      request.resume();
+      response.writeEarlyHints({ link: '</model>; rel=preload' });
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end('{"ok":true}');
+    });
+    const answer = await upstream.send('GET', '/v1/models', undefined, {});
+    assert.equal(answer.status, 200);
+    assert.equal(answer.body.toString(), '{"ok":true}');
+  });
+
+  it('sends the method, path, headers and body it is given', async () => {
+    let seen: { method?: string; url?: string; type?: string; body?: string } = {};
+    const upstream = await upstreamFor(async (request, response) => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of request) chunks.push(chunk as Buffer);
+      seen = {
+        method: request.method,
+        url: request.url,
+        type: request.headers['content-type'],
+        body: Buffer.concat(chunks).toString(),
+      };
+      response.end();
+    });
+    const answer = await upstream.send('PUT', '/api/x?y=1', Buffer.from('{"a":1}'), {
+      'content-type': 'application/json',
+    });
+    assert.deepEqual(seen, { method: 'PUT', url: '/api/x?y=1', type: 'application/json', body: '{"a":1}' });
+    assert.equal(answer.status, 200);
+    assert.equal(answer.body.length, 0);
+  });
+
+  it('reports a model that stops answering mid-body as a timeout, and one that is gone as unreachable', async () => {
+    const stalled = await upstreamFor(
+      (request, response) => {
+        request.resume();
+        response.writeHead(200, { 'content-type': 'application/json' });
+        response.write('{"data":[');
+      },
+      { bodyTimeoutMs: 200 },
+    );
+    await assert.rejects(stalled.post('/v1/embeddings', '{}', {}), (error: unknown) => {
+      assert.ok(error instanceof UpstreamError);
+      assert.equal(error.kind, 'timeout');
+      return true;
+    });
+
+    const gone = await serve(() => undefined);
+    await gone.close();
+    const unreachable = new Upstream({ url: gone.url });
+    closing.push(() => unreachable.close());
+    await assert.rejects(unreachable.post('/v1/embeddings', '{}', {}), (error: unknown) => {
+      assert.ok(error instanceof UpstreamError);
+      assert.equal(error.kind, 'unreachable');
+      assert.match(error.message, /could not be reached \(ECONNREFUSED\)/);
+      return true;
+    });
+  });
+
+  it('refuses a call once closed with the same error, not by throwing', async () => {
+    const upstream = await upstreamFor((request, response) => {
+      request.resume();
+      response.end();
+    });
+    await upstream.close();
+    await assert.rejects(upstream.post('/v1/embeddings', '{}', {}), UpstreamError);
+  });
+});

@@ -58,6 +58,7 @@ export const findingCodes = [
   'retention-too-short',
   'retention-expired',
   'replaced-object',
+  'rewritten-object',
   'hidden-object',
   'missing-bytes',
   'checksum-mismatch',
@@ -220,6 +221,10 @@ function checkBucket(lock: VerifyOptions['bucketLock'], report: Report): void {
   }
 }
 
+function sameBytes(a: StoredObject, b: StoredObject | undefined): boolean {
+  return a.bytes !== undefined && b?.bytes !== undefined && Buffer.from(a.bytes).equals(b.bytes);
+}
+
 /** Flags extra versions, delete markers and weak locks; returns the version to verify. */
 function checkVersions(
   key: string,
@@ -232,7 +237,18 @@ function checkVersions(
   // Under Object Lock a version cannot change, only gain a successor: the first one is the evidence.
   const data = versions.filter((v) => !v.isDeleteMarker).sort(byLastModified);
   if (markers > 0) report('INVALID', stream, key, 'hidden-object', `hidden by ${markers} delete marker(s)`);
-  if (data.length > 1) {
+  if (data.length > 1 && data.every((version) => sameBytes(version, data[0]))) {
+    // An upload retried while the first was still under way (a process killed
+    // mid-upload, then restarted) can slip past a store's If-None-Match: the
+    // same bytes again, which alter nothing.
+    report(
+      'WARN',
+      stream,
+      key,
+      'rewritten-object',
+      `${data.length} versions, all with the same bytes: the object was written again unchanged`,
+    );
+  } else if (data.length > 1) {
     report(
       'INVALID',
       stream,

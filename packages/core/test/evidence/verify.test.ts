@@ -87,6 +87,16 @@ test('a batch written again as a new version is flagged; the original is what ge
   assert.equal(verifyEvidence(objects, options).totals.records, 9);
 });
 
+test('a key written again with the same bytes is a warning, not a replacement', () => {
+  const built = buildStream({ batches: clean });
+  const key = manifestKey(built.prefix, 2);
+  const original = objectAt(built.objects, key);
+  const again = { ...stored(key, Uint8Array.from(original.bytes as Uint8Array), 99), versionId: 'v-again' };
+  const objects = [again, ...built.objects.map((o) => (o.key === key ? { ...o, isLatest: false } : o))];
+  assert.deepEqual(codes(objects), ['WARN rewritten-object']);
+  assert.equal(verifyEvidence(objects, options).totals.records, 9);
+});
+
 test('a manifest hidden behind a delete marker is flagged', () => {
   const built = buildStream({ batches: clean });
   const key = manifestKey(built.prefix, 2);

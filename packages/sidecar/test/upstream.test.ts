@@ -111,10 +111,12 @@ describe('upstream client', () => {
   });
 
   it('refuses a call once closed with the same error, not by throwing', async () => {
-    const upstream = await upstreamFor((request, response) => {
+    const server = await serve((request, response) => {
       request.resume();
       response.end();
     });
+    closing.push(server.close);
+    const upstream = new Upstream({ url: server.url });
     await upstream.close();
     await assert.rejects(upstream.post('/v1/embeddings', '{}', {}), UpstreamError);
   });

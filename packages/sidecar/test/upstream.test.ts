@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { createServer, type RequestListener } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, describe, it } from 'node:test';
-import { Upstream, UpstreamError } from '../src/upstream.ts';
+import { Upstream, UpstreamError, type UpstreamOptions } from '../src/upstream.ts';
 
 async function serve(handler: RequestListener): Promise<{ url: string; close: () => Promise<void> }> {
   const server = createServer(handler);
@@ -26,7 +26,10 @@ describe('upstream client', () => {
     for (const close of closing.reverse()) await close();
   });
 
-  async function upstreamFor(handler: RequestListener, options = {}): Promise<Upstream> {
+  async function upstreamFor(
+    handler: RequestListener,
+    options: Omit<UpstreamOptions, 'url'> = {},
+  ): Promise<Upstream> {
     const server = await serve(handler);
     const upstream = new Upstream({ url: server.url, ...options });
     closing.push(server.close, () => upstream.close());

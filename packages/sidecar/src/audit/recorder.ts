@@ -161,15 +161,19 @@ export class AuditRecorder implements AuditSink {
     await this.#sink.close();
     try {
       const complete = await this.#shipper.close(this.#closeGraceMs);
-      if (!complete) {
-        const { waiting } = this.#spool.stats();
-        this.#log(`audit: ${waiting} records not shipped within the grace period; kept in the spool`);
-      }
+      if (!complete) this.#log(leftForNextProcess(this.#spool.stats().waiting));
     } finally {
       await this.#spool.close();
       this.#store.close();
     }
   }
+}
+
+/** What a close that ran out of time left in the spool; the next process on it ships that first. */
+function leftForNextProcess(waiting: number): string {
+  // With every record shipped, what is left is manifests (the closing one, at least).
+  const left = waiting > 0 ? `${waiting} records` : 'the last manifests (no records)';
+  return `audit: ${left} not shipped within the grace period; kept in the spool for the next process on it`;
 }
 
 function checkStateMatchesSpool(state: ShipState, spool: Spool): void {

@@ -331,10 +331,15 @@ test('a spool with unshipped records but no shipper state is refused, not guesse
 test('close gives up after its grace period and leaves everything for the next process', async (t) => {
   const s = await setup(t);
   s.store.failing = () => true;
-  const first = await open(s, {}, { closeGraceMs: 200 });
+  const logged: string[] = [];
+  const first = await open(s, {}, { closeGraceMs: 200, log: (line) => logged.push(line) });
   await appendMany(first, 'late', 4);
   await first.close();
   assert.deepEqual(s.store.puts, []);
+  assert.deepEqual(
+    logged.filter((line) => line.includes('grace period')),
+    ['audit: 4 records not shipped within the grace period; kept in the spool for the next process on it'],
+  );
 
   // The closing manifest was queued while the store was away: the next process uploads it.
   const next = await open(
@@ -351,6 +356,22 @@ test('close gives up after its grace period and leaves everything for the next p
   assert.deepEqual(
     result.streams.map((stream) => stream.closed),
     [true, true],
+  );
+});
+
+test('a close that ships every record but not its manifests in time says so, not "0 records"', async (t) => {
+  const s = await setup(t);
+  const logged: string[] = [];
+  const recorder = await open(s, { maxRecords: 3 }, { closeGraceMs: 200, log: (line) => logged.push(line) });
+  await appendMany(recorder, 'shipped', 3);
+  await eventually('the batch shipped', () => recorder.stats().recordsWaiting === 0);
+  s.store.failing = () => true;
+  await recorder.close();
+  assert.deepEqual(
+    logged.filter((line) => line.includes('grace period')),
+    [
+      'audit: the last manifests (no records) not shipped within the grace period; kept in the spool for the next process on it',
+    ],
   );
 });
 

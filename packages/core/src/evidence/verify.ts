@@ -221,8 +221,15 @@ function checkBucket(lock: VerifyOptions['bucketLock'], report: Report): void {
   }
 }
 
-function sameBytes(a: StoredObject, b: StoredObject | undefined): boolean {
-  return a.bytes !== undefined && b?.bytes !== undefined && Buffer.from(a.bytes).equals(b.bytes);
+/** Whether every later version holds the first one's bytes (compared in place, as `noteSeq` compares records). */
+function copiesOfFirst(data: readonly StoredObject[]): boolean {
+  const first = data[0]?.bytes;
+  return (
+    first !== undefined &&
+    data
+      .slice(1)
+      .every((version) => version.bytes !== undefined && Buffer.compare(version.bytes, first) === 0)
+  );
 }
 
 /** Flags extra versions, delete markers and weak locks; returns the version to verify. */
@@ -237,7 +244,7 @@ function checkVersions(
   // Under Object Lock a version cannot change, only gain a successor: the first one is the evidence.
   const data = versions.filter((v) => !v.isDeleteMarker).sort(byLastModified);
   if (markers > 0) report('INVALID', stream, key, 'hidden-object', `hidden by ${markers} delete marker(s)`);
-  if (data.length > 1 && data.every((version) => sameBytes(version, data[0]))) {
+  if (data.length > 1 && copiesOfFirst(data)) {
     // An upload retried while the first was still under way (a process killed
     // mid-upload, then restarted) can slip past a store's If-None-Match: the
     // same bytes again, which alter nothing.

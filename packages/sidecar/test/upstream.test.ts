@@ -4,6 +4,7 @@ import { createServer, type RequestListener } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { Upstream, UpstreamError, type UpstreamOptions } from '../src/upstream.ts';
+import { closedPortUrl } from './fixtures/sidecar.ts';
 
 async function serve(handler: RequestListener): Promise<{ url: string; close: () => Promise<void> }> {
   const server = createServer(handler);
@@ -101,9 +102,7 @@ describe('upstream client', () => {
       return true;
     });
 
-    const gone = await serve(() => undefined);
-    await gone.close();
-    const unreachable = new Upstream({ url: gone.url });
+    const unreachable = new Upstream({ url: await closedPortUrl() });
     closing.push(() => unreachable.close());
     await assert.rejects(unreachable.post('/v1/embeddings', '{}', {}), (error: unknown) => {
       assert.ok(error instanceof UpstreamError);

@@ -102,6 +102,7 @@ async function pump(seconds: number, concurrency: number): Promise<PumpResult> {
   const drafts = Array.from({ length: 1024 }, (_, variant) => syntheticDraft(variant));
   const started = performance.now();
   const end = started + seconds * 1000;
+  let drafted = 0;
   let records = 0;
   let errors = 0;
   let firstError: string | undefined;
@@ -109,7 +110,7 @@ async function pump(seconds: number, concurrency: number): Promise<PumpResult> {
     Array.from({ length: concurrency }, async () => {
       while (performance.now() < end && errors < 100) {
         try {
-          const draft = drafts[records % drafts.length] as AuditDraft;
+          const draft = drafts[drafted++ % drafts.length] as AuditDraft;
           await sidecar.sink.append({ ...draft, time: new Date().toISOString() });
           records += 1;
         } catch (error) {

@@ -39,7 +39,6 @@ async function readLock(client: S3Client, bucket: string): Promise<BucketLock> {
   return {
     enabled: config?.ObjectLockEnabled === 'Enabled',
     mode: retention?.Mode as LockMode | undefined,
-    days: retention?.Days,
   };
 }
 

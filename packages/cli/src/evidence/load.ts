@@ -50,7 +50,6 @@ async function loadPulled(dir: string): Promise<EvidenceSet> {
   // The index lists each key newest first; the verifier takes the first of equal times as the original.
   const objects = await Promise.all(metas.reverse().map((meta) => storedObject(dir, meta)));
   const lock = bucket.objectLock;
-  const days = lock.days ?? (lock.years === null ? undefined : lock.years * 365);
   return {
     kind: 'pulled',
     dir,
@@ -58,7 +57,6 @@ async function loadPulled(dir: string): Promise<EvidenceSet> {
     bucketLock: {
       enabled: lock.enabled,
       ...(lock.mode ? { mode: lock.mode } : {}),
-      ...(days === undefined ? {} : { days }),
     },
     objects,
   };

@@ -47,7 +47,7 @@ export type StampResult =
 const terminal = new Set<string>(['Approved', 'Denied', 'Expired']);
 
 /** What a caller may send: decisions need only `decision` and `reason`; the rest is stamped. */
-export const sentDecisionSchema = z.looseObject({
+const sentDecisionSchema = z.looseObject({
   decision: z.enum(['approve', 'deny']),
   reason: z.string().trim().min(1, 'a decision needs a reason').max(1024),
 });

@@ -6,9 +6,6 @@ import { z } from 'zod';
 import type { ApprovalRule } from '../policy/schema.ts';
 import { type ApprovalSpec, type ApprovalStatus, approvalSpecSchema } from './schema.ts';
 
-/** The longest masked summary an approval keeps. */
-export const MAX_APPROVAL_SUMMARY = 2048;
-
 /** What a sidecar sends to open an approval: a masked summary and counts, never inputs. */
 export const openApprovalSchema = z
   .object({
@@ -50,16 +47,12 @@ export function newApprovalSpec(
   rule: ApprovalRule,
   now: Date,
 ): ApprovalSpec {
-  const { summary } = open.request;
   return {
     requester: open.requester,
     policy: open.policy,
     rule: rule.name,
     pod: { namespace, name: open.pod.name },
-    request: {
-      ...open.request,
-      ...(summary === undefined ? {} : { summary: summary.slice(0, MAX_APPROVAL_SUMMARY) }),
-    },
+    request: open.request,
     approvers: { groups: rule.approvers.groups, count: rule.approvers.count },
     expiresAt: new Date(now.getTime() + rule.expiresAfterSeconds * 1000).toISOString(),
     singleUse: rule.singleUse,

@@ -5,6 +5,9 @@ import { z } from 'zod';
 
 const subject = z.string().min(1).max(512);
 
+/** The longest masked summary an approval keeps. */
+export const MAX_APPROVAL_SUMMARY = 2048;
+
 export const approvalPhases = ['Pending', 'Approved', 'Denied', 'Expired'] as const;
 
 export const approvalSpecSchema = z
@@ -24,7 +27,7 @@ export const approvalSpecSchema = z
         bytes: z.number().int().min(0),
         operation: z.string().optional(),
         digest: z.string().min(1).describe('Digest binding the approval to this exact payload'),
-        summary: z.string().max(2048).optional().describe('Masked preview; never raw inputs'),
+        summary: z.string().max(MAX_APPROVAL_SUMMARY).optional().describe('Masked preview; never raw inputs'),
       })
       .strict(),
     approvers: z

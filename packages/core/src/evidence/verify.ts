@@ -2,7 +2,7 @@
 // version, delete markers included) to findings. Each check has its own code so
 // an auditor can tell what failed; INVALID means the evidence cannot be relied
 // on, WARN that it can but something needs an explanation.
-import { type DecodedLine, decodeBatch, defaultMaxBatchBytes } from './batch.ts';
+import { type DecodedLine, decodeBatch } from './batch.ts';
 import { sha256Base64, sha256Hex } from './hash.ts';
 import { jwkThumbprint } from './keys.ts';
 import {
@@ -36,7 +36,7 @@ export type StoredObject = {
   retainUntil?: Date;
 };
 
-export type BucketLock = { enabled: boolean; mode?: LockMode; days?: number };
+export type BucketLock = { enabled: boolean; mode?: LockMode };
 
 export type VerifyOptions = {
   /** The bucket's Object Lock configuration; `local` for evidence kept on a plain file system. */
@@ -46,7 +46,6 @@ export type VerifyOptions = {
   minRetentionDays?: number;
   /** Key ids (RFC 7638 thumbprints) a genesis manifest may register. */
   trustedKeys?: readonly string[];
-  maxBatchBytes?: number;
 };
 
 export const findingCodes = [
@@ -352,6 +351,8 @@ function groupStreams(originals: ReadonlyMap<string, StoredObject>, report: Repo
 // ---- one stream ---------------------------------------------------------------
 
 type Entry<M extends Manifest = Manifest> = { key: string; manifest: M; sha256: string };
+/** The manifests that link to the one before. */
+type LinkedManifest = BatchManifest | CloseManifest;
 
 type StreamState = {
   layout: StreamLayout;
@@ -370,7 +371,7 @@ function verifyStream(layout: StreamLayout, options: VerifyOptions, report: Repo
   const { stream, prefix } = layout;
   const state: StreamState = { layout, options, report, seen: new Map(), records: [], keys: new Map() };
   const entries = readManifests(layout, report);
-  // The schema admits seq 0 for genesis manifests only.
+  // The schema gives a genesis manifest seq 0, and any other seq 1 or more.
   const genesis = checkGenesis(entries.get(0) as Entry<GenesisManifest> | undefined, state);
   // Up to the last readable manifest: past it nothing tells what should exist.
   const lastManifestSeq = [...entries.keys()].reduce((max, seq) => Math.max(max, seq), -1);
@@ -378,7 +379,7 @@ function verifyStream(layout: StreamLayout, options: VerifyOptions, report: Repo
   let close: Entry<CloseManifest> | undefined;
   let gaps = 0;
   for (let seq = 1; seq <= lastManifestSeq; seq++) {
-    const entry = entries.get(seq);
+    const entry = entries.get(seq) as Entry<LinkedManifest> | undefined;
     if (!entry) {
       // A manifest present but unreadable was reported when it was read.
       if (!layout.manifests.has(seq)) {
@@ -502,7 +503,7 @@ function checkGenesis(
 
 /** Signature by the stream key, and the link to the manifest before. */
 function checkLink(
-  entry: Entry,
+  entry: Entry<LinkedManifest>,
   previous: Entry | undefined,
   genesis: Entry<GenesisManifest> | undefined,
   state: StreamState,
@@ -516,7 +517,7 @@ function checkLink(
       state.report('INVALID', stream, key, 'signature-invalid', 'the signature does not verify');
     }
   }
-  if (!previous || manifest.prev === null) return;
+  if (!previous) return;
   if (manifest.prev.key !== previous.key || manifest.prev.sha256 !== previous.sha256) {
     const message = `prev does not match the stored bytes of ${previous.key}`;
     state.report('INVALID', stream, key, 'chain-break', message);
@@ -569,7 +570,7 @@ function checkBatch(
     }
     return;
   }
-  const decoded = decodeBatch(object.bytes, state.options.maxBatchBytes ?? defaultMaxBatchBytes);
+  const decoded = decodeBatch(object.bytes);
   if (!decoded.ok) {
     report('INVALID', stream, declared.key, 'batch-malformed', decoded.error);
     return;
@@ -603,15 +604,8 @@ function checkRecords(
       return;
     }
     const { record } = line;
-    // An approval's trail is read by its id: a record of it that names none says nothing.
-    if (record.kind !== 'request' && record.approval === undefined) {
-      report(
-        'INVALID',
-        stream,
-        key,
-        'record-malformed',
-        `line ${index + 1} (seq ${record.seq}): an ${record.kind} record names no approval`,
-      );
+    for (const problem of approvalRecordProblems(record)) {
+      report('INVALID', stream, key, 'record-malformed', `line ${index + 1} (seq ${record.seq}): ${problem}`);
     }
     if (record.stream !== stream) {
       report(
@@ -644,6 +638,17 @@ function checkRecords(
       `the records differ from ${manifest.key}: ${problems.join('; ')}`,
     );
   }
+}
+
+/** What keeps an approval's own record from being read as one. */
+function approvalRecordProblems(record: AuditRecord): string[] {
+  if (record.kind === 'request') return [];
+  const problems: string[] = [];
+  // An approval's trail is read by its id: a record of it that names none says nothing.
+  if (record.approval === undefined) problems.push(`an ${record.kind} record names no approval`);
+  // Written while the request is held, it answered nobody: a status would claim an answer.
+  if (record.status !== null) problems.push(`an ${record.kind} record carries status ${record.status}`);
+  return problems;
 }
 
 /**

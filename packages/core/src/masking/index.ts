@@ -1,7 +1,6 @@
 export type { MaskAction } from './actions.ts';
 export type { DetectedSpan } from './detect-spans.ts';
 export { detectSpans } from './detect-spans.ts';
-export { detectorPriority } from './detectors.ts';
 export type { MaskingEngine, MaskingOptions, MaskResponseResult, MaskTextsResult } from './engine.ts';
 export { compileMasking, minHashKeyBytes } from './engine.ts';
 export { MaskingError } from './errors.ts';

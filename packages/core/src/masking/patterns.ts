@@ -66,7 +66,7 @@ function findAll(compiled: RE2JS, text: string): Span[] {
 }
 
 /** `[EMPLOYEE_ID]` for a pattern named employee-id. */
-export function patternLabel(name: string): string {
+function patternLabel(name: string): string {
   return name.toUpperCase().replaceAll('-', '_');
 }
 

@@ -57,13 +57,40 @@ export const serviceAccountAuthSchema = z
   })
   .strict();
 
+/** Indexes of the values an earlier one already took. */
+function repeats(values: readonly string[]): number[] {
+  const seen = new Set<string>();
+  const repeated: number[] = [];
+  for (const [i, value] of values.entries()) {
+    if (seen.has(value)) repeated.push(i);
+    seen.add(value);
+  }
+  return repeated;
+}
+
+function uniqueRuleNames(list: { rules: readonly { name: string }[] }, ctx: z.RefinementCtx): void {
+  for (const i of repeats(list.rules.map((rule) => rule.name))) {
+    ctx.addIssue({ code: 'custom', path: ['rules', i, 'name'], message: 'duplicate rule name' });
+  }
+}
+
 export const authenticationSchema = z
   .object({
     oidc: z.array(oidcIssuerSchema).default([]),
     serviceAccountTokens: serviceAccountAuthSchema.optional(),
     clockSkewSeconds: z.number().int().min(0).max(300).default(30),
   })
-  .strict();
+  .strict()
+  // A token is checked by the rules of its issuer: two sets of rules would leave it to chance which applies.
+  .superRefine((auth, ctx) => {
+    const message = 'issuer configured twice: each issuer may appear once, in oidc or serviceAccountTokens';
+    const issuers = auth.oidc.map((oidc) => oidc.issuer);
+    for (const i of repeats(issuers)) ctx.addIssue({ code: 'custom', path: ['oidc', i, 'issuer'], message });
+    const serviceAccounts = auth.serviceAccountTokens?.issuer;
+    if (serviceAccounts !== undefined && issuers.includes(serviceAccounts)) {
+      ctx.addIssue({ code: 'custom', path: ['serviceAccountTokens', 'issuer'], message });
+    }
+  });
 
 export const accessRuleSchema = z
   .object({
@@ -93,7 +120,9 @@ export const accessSchema = z
       .default([])
       .describe('Routes other than the embedding APIs that pass through (authenticated, recorded)'),
   })
-  .strict();
+  .strict()
+  // Records and errors name the rule that decided: two of one name would blur the audit trail.
+  .superRefine(uniqueRuleNames);
 
 export const limitsSchema = z
   .object({
@@ -236,6 +265,9 @@ export const policySpecSchema = z
     approvals: z
       .object({ rules: z.array(approvalRuleSchema).default([]) })
       .strict()
+      // The sidecar names only the rule to the controller, which reads approvers and expiry from
+      // the first rule of that name: a request a second one held would get the first one's.
+      .superRefine(uniqueRuleNames)
       .default({ rules: [] }),
     audit: auditSchema.default({
       retentionDays: 365,

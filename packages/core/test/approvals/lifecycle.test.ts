@@ -53,6 +53,11 @@ test('the open request is strict: a sidecar cannot name its own approvers', () =
   assert.equal(sneaky.success, false);
 });
 
+test('the open request refuses a summary longer than an approval keeps', () => {
+  const long = { ...open.request, summary: 'x'.repeat(MAX_APPROVAL_SUMMARY + 1) };
+  assert.equal(openApprovalSchema.safeParse({ ...open, request: long }).success, false);
+});
+
 test('only a Pending approval past expiresAt is due to expire', () => {
   const later = new Date('2030-01-01T12:10:00.000Z');
   assert.equal(expiryDue(spec, { phase: 'Pending', decisions: [] }, now), false);

@@ -32,7 +32,7 @@ export const ref: StreamRef = {
 };
 
 export const options: VerifyOptions = {
-  bucketLock: { enabled: true, mode: 'COMPLIANCE', days: 365 },
+  bucketLock: { enabled: true, mode: 'COMPLIANCE' },
   now,
   minRetentionDays: 365,
 };

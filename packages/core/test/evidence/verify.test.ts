@@ -447,6 +447,22 @@ test('an approval record that names no approval is malformed', () => {
   );
 });
 
+test('an approval record that carries a status is malformed', () => {
+  const approval = { id: 'ml/ea-000001', requestedAt: '2025-06-01T10:00:00.000Z', approvers: [] };
+  const built = buildStream({
+    batches: clean,
+    recordFor: (stream, seq) => ({
+      ...record(stream, seq),
+      ...(seq === 4 ? { kind: 'approval.requested', outcome: 'held', approval } : {}),
+    }),
+  });
+  const result = verifyEvidence(built.objects, options);
+  assert.deepEqual(
+    result.findings.map((f) => `${f.level} ${f.code} ${f.message}`),
+    ['INVALID record-malformed line 2 (seq 4): an approval.requested record carries status 200'],
+  );
+});
+
 test('a record shipped twice is a warning when identical, invalid when not', () => {
   const twice = buildStream({
     batches: [

@@ -33,6 +33,10 @@ test('IPv6: compressed and full forms yes, scope operators and times no', () => 
   assert.deepEqual(found('Foo::Bar, std::vector, Abc::Def, 12:30:45, 00:1A:2B:3C:4D:5E'), []);
 });
 
+test('IPv6: the full form ending in an IPv4 has only six colons', () => {
+  assert.deepEqual(found('peer 1:2:3:4:5:6:1.2.3.4 up'), ['ipv6:1:2:3:4:5:6:1.2.3.4']);
+});
+
 test('payment cards need a valid Luhn digit and shed trailing numbers', () => {
   assert.deepEqual(found('card 4111 1111 1111 1111 2027'), ['payment-card:4111 1111 1111 1111']);
   assert.deepEqual(found('card 4111 1111 1111 1112, 4111111111111111abc'), []);
@@ -40,6 +44,14 @@ test('payment cards need a valid Luhn digit and shed trailing numbers', () => {
     'payment-card:4111111111111111',
     'payment-card:5500000000000004',
   ]);
+});
+
+test('payment cards after other numbers of their run are found', () => {
+  assert.deepEqual(found('1001 4111111111111111 12/27'), ['payment-card:4111111111111111']);
+  assert.deepEqual(found('qty 2 4111 1111 1111 1111'), ['payment-card:4111 1111 1111 1111']);
+  // Unless it carries on their grouping: then it is the tail of a longer number.
+  assert.deepEqual(found('cc=4603 4573 7565 8667 278'), []);
+  assert.deepEqual(found('2024-4111 1111 1111 1111'), ['payment-card:4111 1111 1111 1111']);
 });
 
 test('IBANs in either case, and digits of a mistyped IBAN are not a card', () => {

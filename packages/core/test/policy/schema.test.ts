@@ -53,3 +53,39 @@ test('the content hash ignores spelling: defaults applied and key order do not m
   assert.equal(policyHash(a), policyHash(b));
   assert.notEqual(policyHash(a), policyHash(policySpecSchema.parse({ limits: { vectorsPerMinute: 11 } })));
 });
+
+test('access and approval rule names are unique', () => {
+  const approval = { when: {}, approvers: { groups: ['ml-approvers'] } };
+  const result = policySpecSchema.safeParse({
+    access: {
+      rules: [
+        { name: 'readers', groups: ['ml'] },
+        { name: 'readers', action: 'deny', groups: ['interns'] },
+      ],
+    },
+    approvals: {
+      rules: [
+        { name: 'bulk', ...approval },
+        { name: 'other', ...approval },
+        { name: 'bulk', ...approval, approvers: { groups: ['anyone'] } },
+      ],
+    },
+  });
+  assert.deepEqual(
+    result.error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`),
+    ['access.rules.1.name: duplicate rule name', 'approvals.rules.2.name: duplicate rule name'],
+  );
+});
+
+test('each issuer appears once, across OIDC and service-account tokens', () => {
+  const oidc = { issuer: 'https://login.example.com', audiences: ['veil'] };
+  const paths = (authentication: object) =>
+    policySpecSchema.safeParse({ authentication }).error?.issues.map((i) => i.path.join('.'));
+  assert.deepEqual(paths({ oidc: [oidc, { ...oidc, audiences: ['other'] }] }), [
+    'authentication.oidc.1.issuer',
+  ]);
+  assert.deepEqual(paths({ oidc: [oidc], serviceAccountTokens: { issuer: oidc.issuer } }), [
+    'authentication.serviceAccountTokens.issuer',
+  ]);
+  assert.equal(paths({ oidc: [oidc], serviceAccountTokens: {} }), undefined);
+});

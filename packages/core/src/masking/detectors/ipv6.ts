@@ -19,7 +19,9 @@ function accept(match: RegExpExecArray): Span | null {
 export const ipv6: Finder = {
   id: 'ipv6',
   label: 'IPV6',
-  mayMatch: (_text, features) => features.doubleColon || features.colons >= 7,
+  // Uncompressed, eight groups take seven colons, or six when the last two are a dotted IPv4.
+  mayMatch: (_text, features) =>
+    features.doubleColon || features.colons >= 7 || (features.colons >= 6 && features.dots >= 3),
   find: (text) => scanAround(text, ':', hexDigit, 4, candidateRegex, accept),
   // Canonical groups, so 2001:db8::1 and 2001:0DB8:0:0:0:0:0:1 hash alike.
   normalize: (value) =>

@@ -1,9 +1,9 @@
 // Payment card numbers: 13-19 digits, bare or in groups split by spaces or dashes,
 // with an issuer prefix (2-6) and a valid Luhn check digit. A run of groups may
-// hold a card followed by other numbers ("4111 1111 1111 1111 2027"), so prefixes
-// of whole groups are tried, longest first.
+// hold a card among other numbers ("4111 1111 1111 1111 2027"), so windows of
+// whole groups are tried, longest first.
 import type { DigitGroups } from '../digit-groups.ts';
-import { digitCount, digitGroups } from '../digit-groups.ts';
+import { digitCount, digitGroups, longestValidPrefix } from '../digit-groups.ts';
 import type { Finder, Span } from '../finder.ts';
 import { withoutSeparators } from '../finder.ts';
 import { luhnValid } from '../validators.ts';
@@ -38,22 +38,35 @@ function windowValid(candidate: string, parsed: DigitGroups, from: number, to: n
 }
 
 /**
- * Cards in a run of digit groups. Each card must start where the run does or
- * right after the previous card: windows starting mid-run would let the tail of
- * a longer number pass Luhn by chance.
+ * Whether the group before `from` would carry on the grouping of the window
+ * from..to: "4603 4573 7565 8667 278" is one number, and its tail no card.
+ */
+function continuesBack(parsed: DigitGroups, from: number, to: number): boolean {
+  if (new Set(parsed.separators.slice(from - 1, to)).size > 1) return false;
+  return groupingValid(parsed.groups.slice(from - 1, to + 1).map((g) => g.end - g.start));
+}
+
+/**
+ * Cards in a run of digit groups. A card starts at a group, never inside one:
+ * the tail of a long bare number would pass Luhn one time in ten. A group no
+ * card starts at is passed over, as a number before a card may be
+ * ("qty 2 4111 1111 1111 1111"), unless the card would carry on its grouping.
  */
 function cardsIn(candidate: string, offset: number): Span[] {
   const parsed = digitGroups(candidate);
   const spans: Span[] = [];
+  let passedOver = false;
   let from = 0;
   while (from < parsed.groups.length) {
-    let to = parsed.groups.length - 1;
-    while (to >= from && !windowValid(candidate, parsed, from, to)) to--;
+    const startsCard = (to: number) =>
+      windowValid(candidate, parsed, from, to) && !(passedOver && continuesBack(parsed, from, to));
+    const to = longestValidPrefix(parsed, from + 1, startsCard);
     const first = parsed.groups[from];
     const last = parsed.groups[to];
-    if (to < from || first === undefined || last === undefined) break;
-    spans.push({ start: offset + first.start, end: offset + last.end });
-    from = to + 1;
+    passedOver = to === -1;
+    if (first !== undefined && last !== undefined)
+      spans.push({ start: offset + first.start, end: offset + last.end });
+    from = Math.max(from, to) + 1;
   }
   return spans;
 }

@@ -854,6 +854,8 @@ function hardPositives(): CorpusEntry[] {
     ['phone', 'Germany: {}', '0049 30 12345678'],
     ['phone', 'Brussels {}', '02 123 45 67'],
     ['ssn', 'her SSN is {}', '219099998'],
+    ['payment-card', '1001 {} 12/27', '4111111111111111'],
+    ['payment-card', 'qty 2 {}', '4111 1111 1111 1111'],
     ['iban', 'iban: {}', 'de89 3704 0044 0532 0130 00'],
     ['ipv4', 'legacy host {}', '010.000.000.001'],
     [

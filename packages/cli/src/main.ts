@@ -40,6 +40,7 @@ function usage(): string {
     ...lines,
     '',
     'Run `veil <command> --help` for the options of one command.',
+    'Set VEIL_DEBUG=1 to see the stack trace of an unexpected error.',
   ].join('\n');
 }
 
@@ -73,7 +74,10 @@ async function main(argv: string[]): Promise<number> {
       console.error(`veil: ${error.message}`);
       return error.exitCode;
     }
-    throw error;
+    // A stack means nothing to most users; whoever reports a bug can ask for it.
+    const message = error instanceof Error ? error.message : String(error);
+    console.error(process.env.VEIL_DEBUG ? error : `veil: ${message}`);
+    return 1;
   }
 }
 

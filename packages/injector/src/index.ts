@@ -1,12 +1,7 @@
 export * from './certs/reload.ts';
 export * from './certs/selfmanaged.ts';
 export * from './certs/x509.ts';
-export {
-  type Controller,
-  type ControllerOptions,
-  type ControllerStats,
-  startController,
-} from './controller/controller.ts';
+export { type Controller, type ControllerOptions, startController } from './controller/controller.ts';
 export type { DesiredPolicy, PodSync, PushEvent } from './controller/distributor.ts';
 export {
   type ControllerKey,

@@ -89,7 +89,7 @@ export const injectorConfigSchema = z
     certsRenewFraction: z.coerce
       .number()
       .gt(0)
-      .lt(1)
+      .max(0.5, { error: 'at most 0.5 (the fraction of its lifetime a certificate has left when renewed)' })
       .default(1 / 3),
     certsCheckSeconds: seconds.default(60),
   })
@@ -264,6 +264,7 @@ export async function startInjector(
       namespaceLabels: async (name) => (await core.readNamespace({ name })).metadata?.labels ?? {},
       bootstrapPolicy: (namespace, name) => controller.bootstrapPolicy(namespace, name),
       approvals: { controllerUsernames: config.approvalControllers },
+      log,
     });
     pull = await startPullServer({
       tls,

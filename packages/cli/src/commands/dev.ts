@@ -30,6 +30,23 @@ function port(value: string | undefined, name: string, fallback: number): number
   return n;
 }
 
+/**
+ * A listen refused because the port is taken, as the flag that sets it: the
+ * user's next step. Undefined for any other error.
+ */
+function portInUse(error: unknown, ports: Record<string, number>): CliError | undefined {
+  const { code, port } = (error ?? {}) as { code?: unknown; port?: unknown };
+  if (code !== 'EADDRINUSE') return undefined;
+  const flags = Object.entries(ports)
+    .filter(([, value]) => value === port)
+    .map(([flag]) => `--${flag}`);
+  const which = flags.length === 0 ? 'the port flags' : flags.join(' or ');
+  return new CliError(
+    `dev: port ${String(port)} is already in use (another veil dev?); stop what listens there or choose another port with ${which}`,
+    1,
+  );
+}
+
 export interface DevOptions {
   /** Ports; 0 picks a free one. Defaults 8080, 8081, 8082 and 8083. */
   readonly port?: number;
@@ -74,13 +91,19 @@ export async function startDev(options: DevOptions = {}): Promise<RunningDev> {
     throw new CliError(`dev: ${policyFile} is not a valid EmbeddingPolicy`, 1);
   }
   const state = await openDevState(options.stateDir ?? '.veil');
+  const ports = {
+    port: options.port ?? 8080,
+    'admin-port': options.adminPort ?? 8081,
+    'issuer-port': options.issuerPort ?? 8082,
+    'approvals-port': options.approvalsPort ?? 8083,
+  };
   const stops: (() => Promise<void>)[] = [];
   const close = async () => {
     for (const stop of stops.splice(0).reverse()) await stop();
   };
   try {
     const issuer = await startDevIssuer({
-      port: options.issuerPort ?? 8082,
+      port: ports['issuer-port'],
       keyring: await createDevKeyring('ES256', { signingKey: state.issuerKey }),
     });
     stops.push(() => issuer.close());
@@ -105,7 +128,7 @@ export async function startDev(options: DevOptions = {}): Promise<RunningDev> {
       approvals,
       issuer: issuer.issuer,
       issuerKey: state.issuerKey,
-      port: options.approvalsPort ?? 8083,
+      port: ports['approvals-port'],
     });
     stops.push(() => approvalsApi.close());
     const sidecar = await startSidecar(
@@ -113,9 +136,9 @@ export async function startDev(options: DevOptions = {}): Promise<RunningDev> {
         upstream: options.upstream ?? (model?.url as string),
         api: options.api ?? 'auto',
         host: '127.0.0.1',
-        proxyPort: options.port ?? 8080,
+        proxyPort: ports.port,
         adminHost: '127.0.0.1',
-        adminPort: options.adminPort ?? 8081,
+        adminPort: ports['admin-port'],
         policyName,
         auditDir: state.auditDir,
         hashKeyFile: state.hashKeyFile,
@@ -156,7 +179,7 @@ export async function startDev(options: DevOptions = {}): Promise<RunningDev> {
     };
   } catch (error) {
     await close();
-    throw error;
+    throw portInUse(error, ports) ?? error;
   }
 }
 

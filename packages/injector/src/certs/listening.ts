@@ -20,7 +20,6 @@ export interface ListenOptions {
   readonly initial: CertificatePair;
   readonly host?: string;
   readonly port: number;
-  readonly pollIntervalMs?: number;
   /**
    * Clients such as the API server keep connections that never carry a
    * request, which Node does not count as idle; after this grace for requests
@@ -36,7 +35,6 @@ export async function listenHttps(app: FastifyInstance, options: ListenOptions):
     server: app.server as unknown as { setSecureContext(options: SecureContextOptions): void },
     initial: options.initial,
     tlsOptions,
-    ...(options.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs }),
   });
   try {
     await app.listen({ host: options.host ?? '0.0.0.0', port: options.port });

@@ -66,8 +66,6 @@ export type ApprovalsApiOptions = {
   notify?: (url: string, message: Notification) => Promise<void>;
   /** How often stale approvals are expired; default 10 s. */
   expiryIntervalMs?: number;
-  /** How often a long poll re-reads the approval; default 250 ms. */
-  pollIntervalMs?: number;
 };
 
 export type ApprovalsApi = {
@@ -78,6 +76,8 @@ export type ApprovalsApi = {
 };
 
 const maxWaitSeconds = 600;
+/** How often a long poll re-reads the approval. */
+const pollMs = 250;
 
 type Stored = {
   metadata: { name: string; namespace: string; creationTimestamp?: string | Date; resourceVersion?: string };
@@ -89,7 +89,6 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
   const api = options.kubeConfig.makeApiClient(CustomObjectsApi);
   const now = options.now ?? (() => new Date());
   const notify = options.notify ?? httpsNotifier();
-  const pollMs = options.pollIntervalMs ?? 250;
   const initial = await readCertificatePair(options.tls);
   const app = fastify({ https: { ...tlsOptions, ...initial }, logger: false });
 

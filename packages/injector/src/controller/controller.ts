@@ -51,7 +51,6 @@ export type ControllerOptions = {
     resyncMs?: number;
     retry?: BackoffOptions;
   };
-  statusIntervalMs?: number;
   log?: Log;
   /** Sees every push and its outcome (metrics, tests). */
   onPush?(event: PushEvent): void;
@@ -59,15 +58,12 @@ export type ControllerOptions = {
   onLeadershipChange?(leading: boolean): void;
 };
 
-export type ControllerStats = { acks: number; nacks: number; failures: number; statusWrites: number };
-
 export type Controller = {
   /** What the webhook writes into a new pod: `{name, spec}` of the last valid version. */
   bootstrapPolicy(namespace: string, name: string): Promise<object | undefined>;
   /** The last valid version of a policy, as pushed. */
   policy(namespace: string, name: string): DesiredPolicy | undefined;
   isLeader(): boolean;
-  stats(): ControllerStats;
   /** Stops pushing at once; `release` (default true) hands the Lease back. */
   stop(options?: { release?: boolean }): Promise<void>;
 };
@@ -77,7 +73,6 @@ export async function startController(options: ControllerOptions): Promise<Contr
   const log = options.log ?? silentLog;
   const { kubeConfig } = options;
   const views = new Map<string, PolicyView>();
-  const stats: ControllerStats = { acks: 0, nacks: 0, failures: 0, statusWrites: 0 };
   const client = new SidecarClient({
     key: options.key,
     identity: options.identity,
@@ -89,9 +84,6 @@ export async function startController(options: ControllerOptions): Promise<Contr
     ...options.push,
     onPodChange: (key) => writer.schedule(key),
     onPush: (event) => {
-      if (event.outcome.kind === 'ack') stats.acks++;
-      else if (event.outcome.kind === 'nack') stats.nacks++;
-      else stats.failures++;
       if (event.outcome.kind !== 'ack') {
         log.warn('push not acknowledged', {
           pod: `${event.pod.namespace}/${event.pod.name}`,
@@ -124,7 +116,6 @@ export async function startController(options: ControllerOptions): Promise<Contr
     api: kubeConfig.makeApiClient(CustomObjectsApi),
     plan,
     observe: (object) => upsertPolicy(object),
-    intervalMs: options.statusIntervalMs,
     log,
   });
 
@@ -233,9 +224,9 @@ export async function startController(options: ControllerOptions): Promise<Contr
   });
   elector.start();
 
-  // A ConfigMap deleted by hand comes back without waiting for the next event.
+  // A ConfigMap deleted or edited by hand comes back without waiting for the next event.
   const republish = setInterval(() => {
-    if (elector.isLeader()) publisher?.activate(knownNamespaces());
+    if (elector.isLeader()) publisher?.recheck(knownNamespaces());
   }, options.push?.resyncMs ?? 60_000);
   republish.unref();
   // A new CA bundle (a rotation, a first pass) goes to every namespace at once.
@@ -250,7 +241,6 @@ export async function startController(options: ControllerOptions): Promise<Contr
     },
     policy: (namespace, name) => distributor.desired(policyKey(namespace, name)),
     isLeader: () => elector.isLeader(),
-    stats: () => ({ ...stats, statusWrites: writer.writes }),
     async stop(stopOptions = {}) {
       clearInterval(republish);
       unsubscribe?.();

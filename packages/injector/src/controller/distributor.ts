@@ -71,10 +71,6 @@ export class Distributor {
     this.#limiter = new Limiter(options.concurrency ?? 32);
   }
 
-  get active(): boolean {
-    return this.#active;
-  }
-
   desired(policyKey: string): DesiredPolicy | undefined {
     return this.#desired.get(policyKey);
   }

@@ -28,7 +28,6 @@ export type InformerEvents<T> = {
 
 export type Watched<T> = {
   list(): T[];
-  get(namespace: string, name: string): T | undefined;
   stop(): Promise<void>;
 };
 
@@ -52,13 +51,6 @@ export async function watchResource<T extends KubernetesObject>(
   }
   return {
     list: () => running.flatMap((r) => [...r.cache.list()]),
-    get: (namespace, name) => {
-      for (const r of running) {
-        const found = r.cache.get(name, namespace);
-        if (found !== undefined) return found;
-      }
-      return undefined;
-    },
     stop: async () => {
       await Promise.all(running.map((r) => r.stop()));
     },

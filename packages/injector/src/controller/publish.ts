@@ -44,6 +44,18 @@ export class KeyPublisher {
     for (const namespace of namespaces) this.ensure(namespace);
   }
 
+  /**
+   * ensure() for every namespace, asking the API server whatever this replica
+   * published last: a ConfigMap deleted or edited by hand comes back.
+   */
+  recheck(namespaces: Iterable<string>): void {
+    if (!this.#active) return;
+    for (const namespace of namespaces) {
+      this.#published.delete(namespace);
+      void this.ensure(namespace);
+    }
+  }
+
   deactivate(): void {
     this.#active = false;
     // The next leader term checks again: the ConfigMap may have been edited meanwhile.
@@ -88,14 +100,16 @@ export class KeyPublisher {
       data: wanted(undefined),
     };
     try {
+      let written = true;
       try {
         await api.createNamespacedConfigMap({ namespace, body });
       } catch (error) {
         if (statusCode(error) !== 409) throw error;
         const existing = await api.readNamespacedConfigMap({ name, namespace });
         const data = wanted(existing.data);
-        if (!sameData(existing.data, data)) {
-          // resourceVersion makes this conditional: a concurrent edit fails it, and the next event retries.
+        written = !sameData(existing.data, data);
+        if (written) {
+          // resourceVersion makes this conditional: a concurrent edit fails it, and the next try fixes it.
           await api.replaceNamespacedConfigMap({
             name,
             namespace,
@@ -108,13 +122,16 @@ export class KeyPublisher {
         }
       }
       this.#published.set(namespace, content);
-      log.info('controller key published', {
-        namespace,
-        configMap: name,
-        caBundle: bundle !== undefined,
-      });
+      // Only a write is news: the periodic recheck finds most namespaces as they were.
+      if (written) {
+        log.info('controller key published', {
+          namespace,
+          configMap: name,
+          caBundle: bundle !== undefined,
+        });
+      }
     } catch (error) {
-      // Left unmarked: the next pod or policy event in the namespace tries again.
+      // Left unmarked: the next pod or policy event in the namespace, or the next recheck, tries again.
       log.warn('controller key not published', {
         namespace,
         configMap: name,

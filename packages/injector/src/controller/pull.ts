@@ -9,11 +9,12 @@ import fastify from 'fastify';
 import { z } from 'zod';
 import { listenHttps, tlsOptions } from '../certs/listening.ts';
 import { type CertificateFiles, readCertificatePair } from '../certs/reload.ts';
+import { controllerTokenAudience } from '../webhook/sidecar.ts';
 import type { DesiredPolicy } from './distributor.ts';
 import type { Log } from './log.ts';
 
-/** The audience a pull token must carry. */
-export const pullAudience = 'veil-controller';
+/** The audience a pull token must carry: the one the injector projects each sidecar a token for. */
+export const pullAudience = controllerTokenAudience;
 
 export type Caller = { username: string; namespace: string };
 

@@ -45,7 +45,7 @@ export type PodOptions = {
   /** A port number or name; undefined means the pod's first declared port. */
   upstreamPort: number | string | undefined;
   api: EmbeddingApi;
-  /** Overrides the sidecar's CPU request. */
+  /** Overrides the sidecar's CPU request, and its CPU limit when the settings set one. */
   sidecarCpu: string | undefined;
   /** Overrides the sidecar's memory request and limit alike, so the pod gets exactly that. */
   sidecarMemory: string | undefined;

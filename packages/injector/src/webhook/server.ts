@@ -4,6 +4,7 @@
 import fastify, { type RouteShorthandOptions } from 'fastify';
 import { type HttpsListener, listenHttps, tlsOptions } from '../certs/listening.ts';
 import { type CertificateFiles, readCertificatePair } from '../certs/reload.ts';
+import { type Log, silentLog } from '../controller/log.ts';
 import { type ApprovalStampSettings, reviewApprovalAdmission } from './approvals.ts';
 import { admissionReviewRequestSchema, type ReviewDependencies, reviewPodAdmission } from './review.ts';
 import { type InjectionSettingsInput, injectionSettingsSchema } from './settings.ts';
@@ -15,9 +16,8 @@ export type WebhookServerOptions = Omit<ReviewDependencies, 'settings'> & {
   host?: string;
   /** Defaults to 8443; 0 picks a free port. */
   port?: number;
-  logger?: boolean;
-  /** How often the certificate files are re-read besides watching them; default one minute. */
-  certificatePollMs?: number;
+  /** Reviews and certificate reloads; silent by default. */
+  log?: Log;
   /** Approval stamping: the controller's usernames; none by default. */
   approvals?: ApprovalStampSettings;
   /** The clock decisions are stamped with; defaults to the system clock. */
@@ -41,8 +41,9 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     namespaceLabels: options.namespaceLabels,
     bootstrapPolicy: options.bootstrapPolicy,
   };
+  const log = options.log ?? silentLog;
   const initial = await readCertificatePair(options.tls);
-  const app = fastify({ https: { ...tlsOptions, ...initial }, logger: options.logger ?? false, bodyLimit });
+  const app = fastify({ https: { ...tlsOptions, ...initial }, logger: false, bodyLimit });
 
   app.get('/healthz', async () => 'ok');
   const { observeReview } = options;
@@ -57,10 +58,7 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     const result = await reviewPodAdmission(parsed.data, deps);
     const { namespace, name, operation, uid } = parsed.data.request;
     // Never the pod itself: its env may hold secrets.
-    request.log.info(
-      { uid, operation, namespace, name, outcome: result.outcome, detail: result.detail },
-      'review',
-    );
+    log.info('review', { uid, operation, namespace, name, outcome: result.outcome, detail: result.detail });
     return result.review;
   });
 
@@ -73,18 +71,15 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     }
     const result = reviewApprovalAdmission(parsed.data.request, approvalSettings, now());
     const { namespace, name, uid, subResource, userInfo } = parsed.data.request;
-    request.log.info(
-      {
-        uid,
-        namespace,
-        name,
-        subResource,
-        user: userInfo.username,
-        outcome: result.outcome,
-        detail: result.detail,
-      },
-      'approval review',
-    );
+    log.info('approval review', {
+      uid,
+      namespace,
+      name,
+      subResource,
+      user: userInfo.username,
+      outcome: result.outcome,
+      detail: result.detail,
+    });
     return result.review;
   });
 
@@ -94,13 +89,12 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     host: options.host,
     port: options.port ?? 8443,
     closeGraceMs: 3000,
-    ...(options.certificatePollMs === undefined ? {} : { pollIntervalMs: options.certificatePollMs }),
   });
   listener.certificates.on('reloaded', (fingerprint) =>
-    app.log.info({ fingerprint }, 'serving a new certificate'),
+    log.info('serving a new certificate', { fingerprint }),
   );
   listener.certificates.on('rejected', (error) =>
-    app.log.warn({ error: error.message }, 'certificate files not usable yet'),
+    log.warn('certificate files not usable yet', { error: error.message }),
   );
   return listener;
 }

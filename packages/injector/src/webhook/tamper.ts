@@ -1,11 +1,16 @@
 // Pod metadata stays mutable after creation, and the sidecar reads its bootstrap
 // policy from a file the kubelet projects from an annotation. On an injected pod,
 // Veil's own marks therefore change through the injector only: an UPDATE that edits
-// them is refused.
+// them is refused. So is one that edits `veil.dev/policy`: the controller pushes
+// the policy it names, while the sidecar pulls the one it was injected with.
 import type { V1Pod } from '@kubernetes/client-node';
 import { podAnnotations, podLabels, veilAnnotations, veilLabels } from './annotations.ts';
 
-const guardedAnnotations = [veilAnnotations.bootstrapPolicy, veilAnnotations.status] as const;
+const guardedAnnotations = [
+  veilAnnotations.bootstrapPolicy,
+  veilAnnotations.status,
+  veilAnnotations.policy,
+] as const;
 
 /** A denial message when an update touches Veil's marks on an injected pod. */
 export function vetPodUpdate(oldPod: V1Pod, newPod: V1Pod): string | undefined {

@@ -32,4 +32,9 @@ test('a bad configuration names the flag and variable at fault', () => {
   assert.throws(() => parseInjectorConfig([], {}), /--settings \(VEIL_SETTINGS_FILE\)/);
   assert.throws(() => parseInjectorConfig(['--webhook-port', 'http'], required), /--webhook-port/);
   assert.throws(() => parseInjectorConfig(['--no-such-flag', 'x'], required), /no-such-flag/);
+  assert.throws(
+    () => parseInjectorConfig(['--certs-renew-fraction', '0.75'], required),
+    /--certs-renew-fraction \(VEIL_CERTS_RENEW_FRACTION\): at most 0\.5/,
+  );
+  assert.equal(parseInjectorConfig(['--certs-renew-fraction', '0.5'], required).certsRenewFraction, 0.5);
 });

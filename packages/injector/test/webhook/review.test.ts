@@ -155,6 +155,21 @@ test("an UPDATE rewriting an injected pod's bootstrap policy is refused", async 
   assert.match(review.response.status?.message ?? '', /veil\.dev\/bootstrap-policy/);
 });
 
+test("an UPDATE switching an injected pod's policy is refused", async () => {
+  // The controller would push the new policy while the sidecar pulls the one it was injected with.
+  const before = injectedPod();
+  const named = structuredClone(before);
+  if (named.metadata?.annotations) named.metadata.annotations['veil.dev/policy'] = 'lenient';
+  const added = await reviewPodAdmission(podReview('ml', named, 'UPDATE', before), dependencies());
+  assert.equal(added.review.response.allowed, false);
+  assert.match(added.review.response.status?.message ?? '', /veil\.dev\/policy/);
+
+  const renamed = structuredClone(named);
+  if (renamed.metadata?.annotations) renamed.metadata.annotations['veil.dev/policy'] = 'default';
+  const changed = await reviewPodAdmission(podReview('ml', renamed, 'UPDATE', named), dependencies());
+  assert.equal(changed.review.response.allowed, false);
+});
+
 test('an UPDATE removing the injected label is refused', async () => {
   const before = injectedPod();
   const after = structuredClone(before);

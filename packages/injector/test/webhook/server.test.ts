@@ -7,8 +7,13 @@ import { after, before, test } from 'node:test';
 import { connect } from 'node:tls';
 import jsonpatch, { type Operation } from 'fast-json-patch';
 import { Agent, request } from 'undici';
+import { jsonLog } from '../../src/controller/log.ts';
 import { admissionReviewResponseSchema } from '../../src/webhook/review.ts';
-import { startWebhookServer, type WebhookServer } from '../../src/webhook/server.ts';
+import {
+  startWebhookServer,
+  type WebhookServer,
+  type WebhookServerOptions,
+} from '../../src/webhook/server.ts';
 import { selfSignedCertificate, type TestCertificate } from './support/certificates.ts';
 import { podReview } from './support/review.ts';
 import { testSettings } from './support/settings.ts';
@@ -36,9 +41,12 @@ function writePair(directory: string, pair: TestCertificate): void {
   writeFileSync(join(directory, 'tls.key'), pair.key);
 }
 
-async function start(directory: string, observeReview?: (ms: number) => void): Promise<WebhookServer> {
+async function start(
+  directory: string,
+  extra: Pick<WebhookServerOptions, 'observeReview' | 'log'> = {},
+): Promise<WebhookServer> {
   return startWebhookServer({
-    ...(observeReview ? { observeReview } : {}),
+    ...extra,
     settings: testSettings,
     tls: { certFile: join(directory, 'tls.crt'), keyFile: join(directory, 'tls.key') },
     host: '127.0.0.1',
@@ -64,11 +72,15 @@ function freshDirectory(name: string): string {
   return directory;
 }
 
-test('answers a real AdmissionReview over HTTPS with a JSON patch, timing each review', async () => {
+test('answers a real AdmissionReview over HTTPS with a JSON patch, timing and logging each review', async () => {
   const directory = freshDirectory('review');
   writePair(directory, first);
   const observed: number[] = [];
-  const server = await start(directory, (ms) => observed.push(ms));
+  const lines: string[] = [];
+  const server = await start(directory, {
+    observeReview: (ms) => observed.push(ms),
+    log: jsonLog('injector', (line) => lines.push(line)),
+  });
   const agent = new Agent({ connect: { ca: first.cert } });
   try {
     const pod = {
@@ -100,6 +112,13 @@ test('answers a real AdmissionReview over HTTPS with a JSON patch, timing each r
     };
     assert.equal(patched.metadata.labels?.['veil.dev/injected'], 'true');
     assert.equal(patched.spec.initContainers?.[0]?.name, 'veil-proxy');
+    const logged = lines.map((line) => JSON.parse(line)).filter((entry) => entry.message === 'review');
+    assert.deepEqual(
+      logged.map(({ uid, operation, outcome }) => ({ uid, operation, outcome })),
+      [{ uid: review.request.uid, operation: 'CREATE', outcome: 'injected' }],
+    );
+    // Never the pod: its env may hold secrets.
+    assert.ok(lines.every((line) => !line.includes('example/model:1')));
 
     const health = await request(`${server.url}/healthz`, { dispatcher: agent });
     assert.equal(health.statusCode, 200);

@@ -9,7 +9,8 @@ import { type RunningSidecar, type SidecarOptions, startSidecar } from './sideca
 
 /**
  * Less than the pod's default 30 s termination grace, so the kubelet never has to
- * kill; more than the audit recorder's own close grace (20 s by default).
+ * kill; more than the data port's drain (twice 2 s at most) and the audit
+ * recorder's own close grace (20 s by default) together.
  */
 const shutdownGraceMs = 25_000;
 

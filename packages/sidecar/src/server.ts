@@ -13,7 +13,10 @@ export async function buildDataServer(
   api: ApiName | 'auto',
   telemetry: Telemetry,
 ): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false, keepAliveTimeout: 65_000, return503OnClosing: true });
+  // A request that arrives on a kept-alive connection while the sidecar stops is
+  // still served and recorded (its connection then closes): Fastify's own 503
+  // would be neither in the caller's dialect nor on record.
+  const app = Fastify({ logger: false, keepAliveTimeout: 65_000, return503OnClosing: false });
   const options: ProxyRoutesOptions = { deps, api, telemetry };
   await app.register(proxyRoutes, options);
   return app;

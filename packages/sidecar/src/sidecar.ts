@@ -12,6 +12,13 @@ import { buildAdminServer, buildDataServer } from './server.ts';
 import { createTelemetry } from './telemetry.ts';
 import { Upstream } from './upstream.ts';
 
+/**
+ * On close, how long requests in flight may take to finish (held ones are
+ * answered at once). Short, so the audit recorder always gets its own close
+ * grace within the pod's termination grace.
+ */
+const requestDrainMs = 2_000;
+
 export interface RunningSidecar {
   readonly url: string;
   readonly adminUrl: string;
@@ -54,83 +61,138 @@ export async function startSidecar(
 ): Promise<RunningSidecar> {
   const log = options.log ?? ((message: string) => console.error(`veil-sidecar: ${message}`));
   const { key: hashKey, shared: sharedHashKey } = await loadHashKey(config.hashKeyFile, log);
-  const store = new Store({ hashKey, stateDir: config.stateDir, authOptions: options.authOptions });
-  const loaded = await store.load(config.bootstrapPolicyFile);
-  const telemetry = await createTelemetry();
-  const dropHashKeyGauge = telemetry.gauge(
-    'veil_shared_hash_key',
-    "1 when hash tokens and input digests use the workload's shared key; 0 when they use a key of this process only, which matches no other pod's",
-    () => (sharedHashKey ? 1 : 0),
-  );
-  const { recorder: sink, dropGauges: dropAuditGauges } = options.sink
-    ? { recorder: options.sink, dropGauges: () => undefined }
-    : await openAuditRecorder(config, { telemetry, policy: () => store.current() });
-  const upstream = new Upstream({
-    url: config.upstream,
-    headersTimeoutMs: config.upstreamTimeoutMs,
-    bodyTimeoutMs: config.upstreamTimeoutMs,
+  // What a failed start opened is closed again, in reverse order: above all the
+  // audit stream, whose genesis is already on its way to the store.
+  const undo: (() => unknown)[] = [];
+  try {
+    const store = new Store({ hashKey, stateDir: config.stateDir, authOptions: options.authOptions });
+    undo.push(() => store.close());
+    const loaded = await store.load(config.bootstrapPolicyFile);
+    const telemetry = await createTelemetry();
+    const dropHashKeyGauge = telemetry.gauge(
+      'veil_shared_hash_key',
+      "1 when hash tokens and input digests use the workload's shared key; 0 when they use a key of this process only, which matches no other pod's",
+      () => (sharedHashKey ? 1 : 0),
+    );
+    undo.push(dropHashKeyGauge);
+    const { recorder: sink, dropGauges: dropAuditGauges } = options.sink
+      ? { recorder: options.sink, dropGauges: () => undefined }
+      : await openAuditRecorder(config, { telemetry, policy: () => store.current() });
+    undo.push(() => sink.close(), dropAuditGauges);
+    const upstream = new Upstream({
+      url: config.upstream,
+      headersTimeoutMs: config.upstreamTimeoutMs,
+      bodyTimeoutMs: config.upstreamTimeoutMs,
+    });
+    undo.push(() => upstream.close());
+    // Both or nothing: without a token the controller would refuse every call anyway.
+    const approvals: ApprovalsClient | undefined =
+      options.approvals ??
+      (config.approvalsUrl && config.controllerTokenFile
+        ? await controllerApprovalsClient({
+            url: config.approvalsUrl,
+            tokenFile: config.controllerTokenFile,
+            caFile: config.controllerCaFile,
+          })
+        : undefined);
+    undo.push(() => approvals?.close());
+    const stopping = new AbortController();
+    const deps: PipelineDeps = {
+      policy: () => store.current(),
+      upstream,
+      sink,
+      telemetry,
+      defaultModel: config.defaultModel,
+      hashKey,
+      approvals,
+      podName: config.pod.name,
+      approvalDecisions: new RecordedDecisions(),
+      stopping: stopping.signal,
+    };
+    const data = await buildDataServer(deps, config.api, telemetry);
+    undo.push(() => data.close());
+    const admin = await buildAdminServer(
+      { store, podUid: config.pod.uid, controllerKeyFile: config.controllerKeyFile },
+      telemetry,
+      () => sink.accepting(),
+    );
+    undo.push(() => admin.close());
+    const url = await data.listen({ host: config.host, port: config.proxyPort });
+    const adminUrl = await admin.listen({ host: config.adminHost, port: config.adminPort });
+    // Started once the admin port listens, so a push that arrives meanwhile supersedes it.
+    const puller: PolicyPuller | undefined =
+      config.controllerUrl && config.controllerTokenFile
+        ? startPolicyPull({
+            url: config.controllerUrl,
+            tokenFile: config.controllerTokenFile,
+            caFile: config.controllerCaFile,
+            namespace: config.pod.namespace,
+            policyName: config.policyName,
+            store,
+            backoff: options.pullBackoff,
+            log,
+          })
+        : undefined;
+    return {
+      url,
+      adminUrl,
+      store,
+      sink,
+      loaded,
+      sharedHashKey,
+      pull: puller?.done,
+      async close() {
+        stopping.abort();
+        dropHashKeyGauge();
+        dropAuditGauges();
+        await puller?.close();
+        const drained = data.close();
+        if (await settlesWithin(drained, requestDrainMs)) {
+          await upstream.close();
+        } else {
+          // Their records then say so (upstream_error), while the sink still takes them.
+          log(`stopping: model calls still under way after ${requestDrainMs} ms are cut off`);
+          await upstream.destroy();
+          await settlesWithin(drained, requestDrainMs);
+        }
+        await admin.close();
+        await sink.close();
+        await approvals?.close();
+        await store.close();
+      },
+    };
+  } catch (error) {
+    await closeAll(undo.reverse());
+    throw error;
+  }
+}
+
+/** Runs every closer in turn, whatever any of them throws. */
+async function closeAll(closers: readonly (() => unknown)[]): Promise<void> {
+  for (const close of closers) {
+    try {
+      await close();
+    } catch {
+      // The error that failed the start is the one to report.
+    }
+  }
+}
+
+/** Whether `promise` settles (either way) within `ms`. */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
   });
-  // Both or nothing: without a token the controller would refuse every call anyway.
-  const approvals: ApprovalsClient | undefined =
-    options.approvals ??
-    (config.approvalsUrl && config.controllerTokenFile
-      ? await controllerApprovalsClient({
-          url: config.approvalsUrl,
-          tokenFile: config.controllerTokenFile,
-          caFile: config.controllerCaFile,
-        })
-      : undefined);
-  const deps: PipelineDeps = {
-    policy: () => store.current(),
-    upstream,
-    sink,
-    telemetry,
-    defaultModel: config.defaultModel,
-    hashKey,
-    approvals,
-    podName: config.pod.name,
-    approvalDecisions: new RecordedDecisions(),
-  };
-  const data = await buildDataServer(deps, config.api, telemetry);
-  const admin = await buildAdminServer(
-    { store, podUid: config.pod.uid, controllerKeyFile: config.controllerKeyFile },
-    telemetry,
-    () => sink.accepting(),
-  );
-  const url = await data.listen({ host: config.host, port: config.proxyPort });
-  const adminUrl = await admin.listen({ host: config.adminHost, port: config.adminPort });
-  // Started once the admin port listens, so a push that arrives meanwhile supersedes it.
-  const puller: PolicyPuller | undefined =
-    config.controllerUrl && config.controllerTokenFile
-      ? startPolicyPull({
-          url: config.controllerUrl,
-          tokenFile: config.controllerTokenFile,
-          caFile: config.controllerCaFile,
-          namespace: config.pod.namespace,
-          policyName: config.policyName,
-          store,
-          backoff: options.pullBackoff,
-          log,
-        })
-      : undefined;
-  return {
-    url,
-    adminUrl,
-    store,
-    sink,
-    loaded,
-    sharedHashKey,
-    pull: puller?.done,
-    async close() {
-      dropHashKeyGauge();
-      dropAuditGauges();
-      await puller?.close();
-      await data.close();
-      await admin.close();
-      await sink.close();
-      await upstream.close();
-      await approvals?.close();
-      await store.close();
-    },
-  };
+  try {
+    return await Promise.race([
+      promise.then(
+        () => true,
+        () => true,
+      ),
+      late,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -18,7 +18,6 @@ export class UpstreamError extends Error {
 
 export interface UpstreamOptions {
   readonly url: string;
-  readonly connections?: number;
   readonly headersTimeoutMs?: number;
   readonly bodyTimeoutMs?: number;
 }
@@ -29,7 +28,7 @@ export class Upstream {
 
   constructor(options: UpstreamOptions) {
     this.#pool = new Pool(options.url, {
-      connections: options.connections ?? 64,
+      connections: 64,
       pipelining: 1,
       keepAliveTimeout: 30_000,
       headersTimeout: options.headersTimeoutMs ?? 60_000,
@@ -55,6 +54,11 @@ export class Upstream {
 
   close(): Promise<void> {
     return this.#pool.close();
+  }
+
+  /** Ends the calls under way at once, each failing as unreachable. */
+  destroy(): Promise<void> {
+    return this.#pool.destroy();
   }
 }
 

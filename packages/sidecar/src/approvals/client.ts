@@ -8,7 +8,7 @@
 // anything the sidecar cannot read is treated as the controller being
 // unavailable, and the request path then fails closed.
 import { readFile } from 'node:fs/promises';
-import { Agent, type Dispatcher, request } from 'undici';
+import { type Dispatcher, request } from 'undici';
 import { z } from 'zod';
 import { ControllerAgent } from '../controllerca.ts';
 
@@ -90,19 +90,19 @@ export interface ControllerClientOptions {
   readonly tokenFile: string;
   /** PEM CA bundle for the controller's serving certificate; the system roots when unset. */
   readonly caFile?: string;
-  /** Connect and non-polling answer timeout; default 10 s. */
-  readonly timeoutMs?: number;
 }
+
+/** For a connection and for any answer but a long poll's, which gets it on top of its wait. */
+const TIMEOUT_MS = 10_000;
 
 const errorSchema = z.object({ error: z.string().optional(), reason: z.string().optional() }).loose();
 const useReasons = new Set<string>(['identity', 'digest', 'used', 'Pending', 'Denied', 'Expired']);
 
 export async function controllerApprovalsClient(options: ControllerClientOptions): Promise<ApprovalsClient> {
-  const timeoutMs = options.timeoutMs ?? 10_000;
   // The CA file is read on every call: a missing one fails that call closed, not the start.
   const agent = new ControllerAgent({
     caFile: options.caFile,
-    connectTimeoutMs: timeoutMs,
+    connectTimeoutMs: TIMEOUT_MS,
     keepAliveTimeoutMs: 30_000,
   });
   const base = options.url.replace(/\/+$/, '');
@@ -176,7 +176,7 @@ export async function controllerApprovalsClient(options: ControllerClientOptions
 
   return {
     async open(body) {
-      const { status, json } = await send('POST', '/v1/approvals', body, timeoutMs);
+      const { status, json } = await send('POST', '/v1/approvals', body, TIMEOUT_MS);
       if (status !== 201 && status !== 200) refused(status, json, 'open the approval');
       return asView(status, json, 'the open');
     },
@@ -187,7 +187,7 @@ export async function controllerApprovalsClient(options: ControllerClientOptions
         'GET',
         `/v1/approvals/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}?wait=${wait}`,
         undefined,
-        wait * 1000 + timeoutMs,
+        wait * 1000 + TIMEOUT_MS,
         signal,
       );
       if (status !== 200) refused(status, json, `return approval ${namespace}/${name}`);
@@ -199,7 +199,7 @@ export async function controllerApprovalsClient(options: ControllerClientOptions
         'POST',
         `/v1/approvals/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}/use`,
         body,
-        timeoutMs,
+        TIMEOUT_MS,
       );
       if (status === 200) return { ok: true, approval: asView(status, json, 'the use') };
       if (status === 403 || status === 404 || status === 409) {

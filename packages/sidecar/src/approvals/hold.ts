@@ -61,6 +61,11 @@ export interface HoldRequest {
   readonly decisions: RecordedDecisions;
   /** Aborts when the held caller goes away: the hold ends, and the approval is left unused. */
   readonly signal?: AbortSignal;
+  /**
+   * Aborts when the sidecar begins to stop: the hold ends at once, answered, so the
+   * audit stream is closed within the pod's grace period; the approval is left unused.
+   */
+  readonly stopping?: AbortSignal;
 }
 
 export type Held = { reply: ProxyReply; outcome: RecordOutcome };
@@ -149,23 +154,26 @@ async function waitForDecision(
   view: ApprovalView,
   trace: Trace,
 ): Promise<ApprovalView> {
-  const { rule, signal } = hold;
+  const { rule } = hold;
+  const signals = [hold.signal, hold.stopping].filter((signal) => signal !== undefined);
+  const ended = signals.length === 0 ? undefined : AbortSignal.any(signals);
   const deadline = performance.now() + rule.holdTimeoutSeconds * 1000;
   let current = view;
-  while (current.phase === 'Pending') {
+  while (current.phase === 'Pending' && !ended?.aborted) {
     const remaining = (deadline - performance.now()) / 1000;
     if (remaining <= 0) break;
     const seconds = Math.max(1, Math.min(MAX_POLL_SECONDS, Math.ceil(remaining)));
     try {
-      current = await ask(rule, () => client.wait(view.namespace, view.name, seconds, signal));
+      current = await ask(rule, () => client.wait(view.namespace, view.name, seconds, ended));
     } catch (error) {
-      if (signal?.aborted) throw callerGone(view);
+      if (ended?.aborted) break;
       throw error;
     }
     trace.approval = approvalRef(current, trace.time);
     await recordDecisions(hold, current, trace);
   }
-  if (signal?.aborted) throw callerGone(current);
+  if (hold.signal?.aborted) throw callerGone(current);
+  if (hold.stopping?.aborted) throw stoppedWhileHeld(current);
   return current;
 }
 
@@ -178,6 +186,17 @@ function callerGone(view: ApprovalView): Refusal {
     'held',
     `the caller went away while held for approval ${id}; send the same request with ${APPROVAL_HEADER}: ${id}`,
     { [APPROVAL_HEADER]: id },
+  );
+}
+
+function stoppedWhileHeld(view: ApprovalView): Refusal {
+  const id = idOf(view);
+  return new Refusal(
+    503,
+    'unavailable',
+    'held',
+    `the proxy is stopping; send the same request again with ${APPROVAL_HEADER}: ${id}`,
+    { [APPROVAL_HEADER]: id, 'retry-after': '1' },
   );
 }
 

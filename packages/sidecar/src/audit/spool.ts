@@ -122,11 +122,6 @@ export class Spool {
     return new Spool(resolved, await recover(resolved));
   }
 
-  /** False once full, failed or closed: new requests should then be refused. */
-  accepting(): boolean {
-    return !this.#closed && !this.#failure && this.#diskBytes + this.#pendingBytes < this.#capacityBytes;
-  }
-
   /**
    * Resolves with the record's seq once it is durable; rejects without
    * assigning one otherwise. A record that is not `urgent` starts no sync of

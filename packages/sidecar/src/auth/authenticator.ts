@@ -88,10 +88,7 @@ export function createAuthenticator(
         return authFailure('unknown_issuer', 'token issuer is not trusted by this policy');
       verifications += 1;
       const verified = await verifier.verify(token, new Date(now()));
-      const identity = sealed({
-        ...verified.identity,
-        tokenId: verified.identity.tokenId ?? `sha256:${digest}`,
-      });
+      const identity = sealed(verified.identity);
       cache.set(digest, identity, verified.expiresAt * 1000, now());
       return { ok: true, identity };
     } catch (error) {

@@ -11,11 +11,6 @@ export const identitySchema = z
     subject: z.string().min(1),
     groups: z.array(z.string()),
     kind: z.enum(identityKinds),
-    tokenId: z
-      .string()
-      .min(1)
-      .optional()
-      .describe('The `jti` claim, or a SHA-256 digest of the token; never the token'),
   })
   .strict();
 

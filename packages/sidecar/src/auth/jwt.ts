@@ -6,7 +6,6 @@ import { AuthError, type AuthFailureCode, type Identity } from './identity.ts';
 
 /** Beyond five minutes, skew stops being clock drift and starts being a replay window. */
 export const MAX_CLOCK_SKEW_SECONDS = 300;
-const MAX_JTI_LENGTH = 256;
 
 export interface JwtRequirements {
   issuer: string;
@@ -36,29 +35,29 @@ export async function verifyJwt(
   requirements: JwtRequirements,
   now: Date,
 ): Promise<VerifiedClaims> {
+  const clockTolerance = Math.min(Math.max(requirements.clockSkewSeconds, 0), MAX_CLOCK_SKEW_SECONDS);
   let payload: JWTPayload;
   try {
     ({ payload } = await jwtVerify(token, getKey, {
       issuer: requirements.issuer,
       audience: [...requirements.audiences],
       algorithms: [...requirements.algorithms],
-      clockTolerance: Math.min(Math.max(requirements.clockSkewSeconds, 0), MAX_CLOCK_SKEW_SECONDS),
+      clockTolerance,
       requiredClaims: ['exp', 'sub'],
       currentDate: now,
     }));
   } catch (error) {
     throw toAuthError(error);
   }
+  // jose checks a future `iat` only along with a maximum token age, and then
+  // requires the claim, which not every issuer sends.
+  if (payload.iat !== undefined && payload.iat > Math.floor(now.getTime() / 1000) + clockTolerance) {
+    throw new AuthError('invalid_claims', '"iat" claim timestamp check failed (it should be in the past)');
+  }
   if (typeof payload.sub !== 'string' || payload.sub === '') {
     throw new AuthError('invalid_claims', '"sub" claim must be a non-empty string');
   }
   return payload as VerifiedClaims;
-}
-
-/** The `jti` claim when it is a usable identifier; the caller falls back to a digest. */
-export function tokenIdFrom(claims: JWTPayload): string | undefined {
-  const { jti } = claims;
-  return typeof jti === 'string' && jti !== '' && jti.length <= MAX_JTI_LENGTH ? jti : undefined;
 }
 
 export function toAuthError(error: unknown): AuthError {

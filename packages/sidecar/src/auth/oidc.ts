@@ -4,7 +4,7 @@ import type { OidcIssuer } from '@veil/core';
 import type { JWTPayload } from 'jose';
 import { AuthError } from './identity.ts';
 import type { KeySource } from './jwks.ts';
-import { type TokenVerifier, tokenIdFrom, verifyJwt } from './jwt.ts';
+import { type TokenVerifier, verifyJwt } from './jwt.ts';
 
 export function createOidcVerifier(
   config: OidcIssuer,
@@ -21,14 +21,12 @@ export function createOidcVerifier(
     issuer: config.issuer,
     async verify(token, now) {
       const claims = await verifyJwt(token, keys.getKey, requirements, now);
-      const tokenId = tokenIdFrom(claims);
       return {
         identity: {
           issuer: config.issuer,
           subject: claims.sub,
           groups: groupsFrom(claims, config.groupsClaim),
           kind: 'oidc',
-          ...(tokenId === undefined ? {} : { tokenId }),
         },
         expiresAt: claims.exp,
       };

@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { AuthError } from './identity.ts';
 import type { KeySource } from './jwks.ts';
-import { type TokenVerifier, tokenIdFrom, verifyJwt } from './jwt.ts';
+import { type TokenVerifier, verifyJwt } from './jwt.ts';
 
 /** The algorithms the kube-apiserver signs service-account tokens with (RSA or ECDSA keys). */
 export const serviceAccountAlgorithms = ['RS256', 'ES256', 'ES384'] as const;
@@ -46,14 +46,12 @@ export function createServiceAccountVerifier(
       // The API server writes both; a token where they disagree was not minted by it.
       if (claims.sub !== subject)
         throw new AuthError('invalid_claims', '"sub" does not match the "kubernetes.io" claim');
-      const tokenId = tokenIdFrom(claims);
       return {
         identity: {
           issuer: config.issuer,
           subject,
           groups: [SERVICE_ACCOUNTS_GROUP, `${SERVICE_ACCOUNTS_GROUP}:${namespace}`],
           kind: 'serviceaccount',
-          ...(tokenId === undefined ? {} : { tokenId }),
         },
         expiresAt: claims.exp,
       };

@@ -12,7 +12,7 @@ export interface ActivePolicy {
   readonly masking: MaskingEngine;
   readonly access: (caller: Caller, model: string) => AccessDecision;
   readonly limiter: VectorRateLimiter;
-  /** Body of an extra allow-listed route, keyed `METHOD path`. */
+  /** The routes the policy allow-lists besides the embedding APIs, each as `METHOD path`. */
   readonly extraRoutes: ReadonlySet<string>;
 }
 

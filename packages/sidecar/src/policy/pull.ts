@@ -10,7 +10,7 @@
 // that lands first supersedes the pull: it is the controller's newer word.
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Agent, type Dispatcher, request } from 'undici';
+import { type Dispatcher, request } from 'undici';
 import { z } from 'zod';
 import { type BackoffOptions, backoffDelay } from '../audit/backoff.ts';
 import { ControllerAgent } from '../controllerca.ts';
@@ -84,8 +84,8 @@ export function startPolicyPull(options: PolicyPullOptions): PolicyPuller {
       try {
         const pulled = await fetchPolicy(options, await agent.get(), timeoutMs);
         if (stop.signal.aborted) return { kind: 'stopped' };
-        if (options.store.current() !== loaded) return { kind: 'superseded' };
-        const applied = await options.store.apply(pulled.name, pulled.spec);
+        const applied = await options.store.apply(pulled.name, pulled.spec, { onlyOver: loaded });
+        if (!applied.ok && applied.superseded) return { kind: 'superseded' };
         if (!applied.ok) {
           // The same bytes would be refused again; the next push brings the next version.
           log(

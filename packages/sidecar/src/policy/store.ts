@@ -5,7 +5,19 @@ import { z } from 'zod';
 import type { Authenticator } from '../auth/authenticator.ts';
 import { type ActivePolicy, type CompileOptions, compilePolicy } from './active.ts';
 
-export type ApplyResult = { ok: true; hash: string; changed: boolean } | { ok: false; reason: string };
+export type ApplyResult =
+  | { ok: true; hash: string; changed: boolean }
+  /** `superseded`: the policy in force was no longer the one `onlyOver` named, and nothing was applied. */
+  | { ok: false; reason: string; superseded?: true };
+
+export type ApplyOptions = {
+  /**
+   * Apply only if this is still the policy in force when the apply's turn comes
+   * (undefined: none is): the pull's answer must not replace a push that landed
+   * while it was on its way.
+   */
+  readonly onlyOver?: ActivePolicy | undefined;
+};
 
 const storedPolicySchema = z.object({ name: z.string().min(1), spec: z.unknown() });
 
@@ -41,6 +53,11 @@ export class PolicyStore {
   readonly #retire: RetireScheduler;
   /** Authenticators replaced by a push but not closed yet. */
   readonly #retiring = new Set<Authenticator>();
+  /**
+   * Applies run one at a time: each compiles against the policy the one before
+   * left in force, and writes the last good file alone.
+   */
+  #applying: Promise<unknown> = Promise.resolve();
 
   constructor(options: PolicyStoreOptions) {
     this.#options = options;
@@ -57,7 +74,16 @@ export class PolicyStore {
   }
 
   /** Validates and compiles raw; persists it when it is new. */
-  async apply(name: string, raw: unknown): Promise<ApplyResult> {
+  apply(name: string, raw: unknown, options: ApplyOptions = {}): Promise<ApplyResult> {
+    const applied = this.#applying.then(() => this.#applyNow(name, raw, options));
+    this.#applying = applied.catch(() => undefined);
+    return applied;
+  }
+
+  async #applyNow(name: string, raw: unknown, options: ApplyOptions): Promise<ApplyResult> {
+    if ('onlyOver' in options && options.onlyOver !== this.#active) {
+      return { ok: false, reason: 'another policy was applied meanwhile', superseded: true };
+    }
     const parsed = policySpecSchema.safeParse(raw);
     if (!parsed.success) {
       return {
@@ -74,10 +100,16 @@ export class PolicyStore {
     if (this.#active && this.#active.hash === next.hash && this.#active.name === name) {
       return { ok: true, hash: next.hash, changed: false };
     }
-    await this.#persist(name, parsed.data);
     const previous = this.#active;
+    const newAuthenticator = previous?.authenticator !== next.authenticator;
+    try {
+      await this.#persist(name, parsed.data);
+    } catch (error) {
+      if (newAuthenticator) await next.authenticator.close().catch(() => undefined);
+      throw error;
+    }
     this.#active = next;
-    if (previous && previous.authenticator !== next.authenticator) this.#retireLater(previous.authenticator);
+    if (previous && newAuthenticator) this.#retireLater(previous.authenticator);
     for (const listener of this.#listeners) listener(next);
     return { ok: true, hash: next.hash, changed: true };
   }

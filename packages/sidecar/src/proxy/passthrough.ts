@@ -2,7 +2,12 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { type Dialect, dialectFor } from '../dialects/index.ts';
 import { UpstreamError } from '../upstream.ts';
 import { BodyTooLargeError, readBody } from './body.ts';
-import type { IncomingEmbedRequest, PipelineDeps, ProxyReply } from './pipeline.ts';
+import {
+  type IncomingEmbedRequest,
+  type PipelineDeps,
+  type ProxyReply,
+  refuseWhenSpoolFull,
+} from './pipeline.ts';
 import { elapsedMs, newTrace, record, recordForwarding } from './record.ts';
 import { Refusal, refusalReply, toRefusal } from './refusal.ts';
 
@@ -27,7 +32,8 @@ function forwardedHeaders(headers: IncomingHttpHeaders): Record<string, string> 
 
 /**
  * Any route that is not an embedding API: refused (404) unless the policy
- * allow-lists it, and then authenticated, forwarded as is and recorded.
+ * allow-lists it, and then, as on the embedding routes, refused while the
+ * spool is full, else authenticated, forwarded as is and recorded.
  */
 export async function handlePassthrough(
   deps: PipelineDeps,
@@ -62,6 +68,7 @@ export async function handlePassthrough(
     );
   }
   try {
+    refuseWhenSpoolFull(deps.sink);
     const auth = await policy.authenticator.authenticate(request.authorization);
     if (!auth.ok) throw new Refusal(401, 'unauthenticated', 'unauthenticated', auth.message);
     trace.identity = auth.identity;

@@ -1,9 +1,10 @@
-// The request path, one way: dialect → auth → limits → access → mask → approve
-// → forward → record. Each step either hands its result on or ends the request
-// with a refusal; every ending, good or bad, ends in the request's audit
-// record, and the caller hears nothing before the request is durably on
-// record. A forwarded request's record comes in two parts (see record.ts), the
-// first made durable while the model works.
+// The request path, one way, once a policy is loaded and the spool has room:
+// auth → body (read, then parsed in the route's dialect) → input limits →
+// access → rate limit → mask → approve → forward → record. Each step either
+// hands its result on or ends the request with a refusal; every ending, good or
+// bad, ends in the request's audit record, and the caller hears nothing before
+// the request is durably on record. A forwarded request's record comes in two
+// parts (see record.ts), the first made durable while the model works.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { RecordOutcome } from '@veil/core';
@@ -53,6 +54,8 @@ export interface PipelineDeps {
   readonly podName?: string;
   /** The approval decisions this sidecar recorded, kept across requests so each is recorded once. */
   readonly approvalDecisions: RecordedDecisions;
+  /** Aborts when the sidecar begins to stop: requests held for approval are answered at once. */
+  readonly stopping?: AbortSignal;
 }
 
 export async function handleEmbedding(
@@ -86,11 +89,7 @@ async function run(
   const policy = deps.policy();
   if (!policy) throw new Refusal(503, 'unavailable', 'unavailable', 'no valid policy is loaded');
   trace.policy = policy;
-  if (!deps.sink.accepting()) {
-    throw new Refusal(503, 'unavailable', 'unavailable', 'the audit spool is full; try again later', {
-      'retry-after': '5',
-    });
-  }
+  refuseWhenSpoolFull(deps.sink);
 
   trace.identity = await deps.telemetry.span('auth', () => authenticate(policy, request, trace));
   const body = await readJson(request, policy.spec.limits.maxBytesPerRequest);
@@ -125,6 +124,18 @@ async function run(
   return deps.telemetry.span('upstream', () =>
     forward(deps, policy, dialect, request.path, forwardBody, trace),
   );
+}
+
+/**
+ * A spool past its reserve takes no new request, embedding or passthrough: the
+ * room left is for the records of requests already let in.
+ */
+export function refuseWhenSpoolFull(sink: AuditSink): void {
+  if (!sink.accepting()) {
+    throw new Refusal(503, 'unavailable', 'unavailable', 'the audit spool is full; try again later', {
+      'retry-after': '5',
+    });
+  }
 }
 
 /**
@@ -191,6 +202,7 @@ async function approve(
         record: (event) => recordApproval(deps, dialect.name, request.path, trace, event),
         decisions: deps.approvalDecisions,
         ...(request.callerGone === undefined ? {} : { signal: request.callerGone() }),
+        ...(deps.stopping === undefined ? {} : { stopping: deps.stopping }),
       },
       trace,
     );

@@ -29,8 +29,11 @@ export interface Trace {
   /** The approval that held the request, as the controller last reported it. */
   approval?: AuditDraft['approval'];
   vectors?: { count: number; dimensions: number; digest: string };
-  /** The first part of the record, appended as the request went to the model. */
-  forwarded?: { id: string; durable: Promise<void> };
+  /**
+   * The first part of the record, appended as the request went to the model;
+   * `durable` resolves with the milliseconds it took to become durable.
+   */
+  forwarded?: { id: string; durable: Promise<number> };
   /** Time spent so far putting the request on record, for `veil_record_duration`. */
   recordingMs: number;
 }
@@ -115,15 +118,17 @@ function requestDraft(api: RecordApi, route: string, trace: Trace): Omit<AuditDr
  * The first part, called just before the request goes to the model: it only
  * starts the append, so the model is called at once; `record` waits for it.
  * A sink that will not take it stops the request here, before the model sees
- * anything: nothing goes out that is not on record.
+ * anything: nothing goes out that has not taken its place in the spool. It may
+ * not be durable yet when the model is called, so a crash can lose a request
+ * the model saw, never one whose caller was answered.
  */
 export function recordForwarding(deps: PipelineDeps, api: RecordApi, route: string, trace: Trace): void {
   const started = performance.now();
   const id = newRecordId();
   const draft: AuditDraft = { ...requestDraft(api, route, trace), id, outcome: 'incomplete', status: null };
-  let durable: Promise<void>;
+  let durable: Promise<number>;
   try {
-    durable = deps.telemetry.span('record', () => deps.sink.append(draft));
+    durable = deps.telemetry.span('record', () => deps.sink.append(draft)).then(() => elapsedMs(started));
   } catch {
     throw new Refusal(
       503,
@@ -173,8 +178,8 @@ export async function record(
 /** Resolves once the caller may be answered (see the top of this file). */
 async function putOnRecord(sink: AuditSink, draft: AuditDraft, forwarded: Trace['forwarded']): Promise<void> {
   if (!forwarded) return sink.append(draft);
-  await forwarded.durable;
-  await sink.append({ ...draft, completes: forwarded.id }, 'queued');
+  const spoolMs = await forwarded.durable;
+  await sink.append({ ...draft, latency: { ...draft.latency, spoolMs }, completes: forwarded.id }, 'queued');
 }
 
 /**

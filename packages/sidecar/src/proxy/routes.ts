@@ -29,13 +29,14 @@ export async function proxyRoutes(app: FastifyInstance, options: ProxyRoutesOpti
         send(
           reply,
           await handleEmbedding(deps, dialect, { ...incoming(request), callerGone: callerGone(reply) }),
+          deps.stopping,
         ),
       ),
     );
   }
   app.all('/*', (request, reply) =>
     telemetry.span('request', async () =>
-      send(reply, await handlePassthrough(deps, incoming(request), request.method)),
+      send(reply, await handlePassthrough(deps, incoming(request), request.method), deps.stopping),
     ),
   );
 }
@@ -69,6 +70,9 @@ function callerGone(reply: FastifyReply): () => AbortSignal {
   };
 }
 
-function send(reply: FastifyReply, result: ProxyReply): FastifyReply {
+function send(reply: FastifyReply, result: ProxyReply, stopping: AbortSignal | undefined): FastifyReply {
+  // Kept alive, the connection of a request begun before the sidecar began to
+  // stop would hold the data port's close open until the keep-alive timeout.
+  if (stopping?.aborted) reply.header('connection', 'close');
   return reply.code(result.status).headers(result.headers).send(result.body);
 }

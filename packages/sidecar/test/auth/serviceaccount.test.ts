@@ -56,7 +56,6 @@ describe('service-account tokens', () => {
         subject: 'system:serviceaccount:team-a:embedder',
         groups: ['system:serviceaccounts', 'system:serviceaccounts:team-a'],
         kind: 'serviceaccount',
-        tokenId: 'd1f0c3a4-5b6c-4d7e-8f90-a1b2c3d4e5f6',
       },
     });
   });
@@ -131,12 +130,14 @@ describe('authentication configuration', () => {
     assert.throws(() => createAuthenticator(config), AuthConfigError);
   });
 
-  it('rejects an issuer configured twice', () => {
+  it('rejects an issuer configured twice, even in a configuration built past the schema', () => {
     const issuer = 'https://idp.example.com';
-    const config = authenticationSchema.parse({
-      oidc: [{ issuer, audiences: ['a'] }],
-      serviceAccountTokens: { issuer },
-    });
+    // The policy schema refuses this too; the authenticator must not rely on it.
+    const config = {
+      ...authenticationSchema.parse({ oidc: [{ issuer, audiences: ['a'] }] }),
+      serviceAccountTokens: authenticationSchema.parse({ serviceAccountTokens: { issuer } })
+        .serviceAccountTokens,
+    };
     assert.throws(() => createAuthenticator(config), /configured twice/);
   });
 });

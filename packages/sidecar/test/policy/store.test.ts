@@ -74,12 +74,38 @@ describe('PolicyStore', () => {
   it('refuses a policy that validates but cannot be compiled', async () => {
     const store = newStore();
     await store.apply('default', spec(100));
-    // Valid by the schema, but an issuer named twice leaves its rules to chance.
-    const issuer = { issuer: 'https://idp.example.com', audiences: ['veil'] };
-    const result = await store.apply('default', { authentication: { oidc: [issuer, issuer] } });
+    // Valid by the schema, but a service-account issuer that is no URL leaves no way to find its keys.
+    const result = await store.apply('default', {
+      authentication: { serviceAccountTokens: { issuer: 'kubernetes/serviceaccount' } },
+    });
     assert.equal(result.ok, false);
-    assert.match(result.ok ? '' : result.reason, /configured twice/);
+    assert.match(result.ok ? '' : result.reason, /not a URL; set serviceAccountTokens\.jwksUri/);
     assert.equal(store.current()?.spec.limits.vectorsPerMinute, 100);
+  });
+
+  it('applies policies that arrive together one after another, the last one in force and on disk', async () => {
+    const store = newStore();
+    const results = await Promise.all([1, 2, 3].map((n) => store.apply('default', spec(n))));
+    assert.deepEqual(
+      results.map((result) => result.ok && result.changed),
+      [true, true, true],
+    );
+    const last = policyHash(policySpecSchema.parse(spec(3)));
+    assert.equal(store.current()?.hash, last);
+    const saved = JSON.parse(await readFile(join(dir, 'state', 'last-good-policy.json'), 'utf8'));
+    assert.equal(policyHash(policySpecSchema.parse(saved.spec)), last);
+  });
+
+  it('applies over a given policy only while that one is still in force', async () => {
+    const store = newStore();
+    await store.apply('default', spec(1));
+    const seen = store.current();
+    await store.apply('default', spec(2));
+    const late = await store.apply('default', spec(3), { onlyOver: seen });
+    assert.equal(!late.ok && late.superseded, true);
+    assert.equal(store.current()?.hash, policyHash(policySpecSchema.parse(spec(2))));
+    const current = await store.apply('default', spec(3), { onlyOver: store.current() });
+    assert.equal(current.ok, true);
   });
 
   it('loads the last good policy in preference to the bootstrap file', async () => {

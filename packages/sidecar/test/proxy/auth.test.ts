@@ -59,6 +59,7 @@ describe('JWT attacks through the proxy', () => {
     },
     { name: 'an expired token', token: () => fixture.token({ iat: now - 2 * hour, exp: now - hour }) },
     { name: 'a token not yet valid', token: () => fixture.token({ nbf: now + hour }) },
+    { name: 'a token issued in the future', token: () => fixture.token({ iat: now + hour }) },
     { name: 'a wrong issuer', token: () => stranger.mint(claims({ iss: stranger.issuer })) },
     { name: 'a wrong audience', token: () => fixture.token({ aud: 'another-service' }) },
     { name: 'an unknown kid', token: () => foreignToken(claims(), { kid: 'never-published' }) },

@@ -150,6 +150,25 @@ describe('records of forwarded requests', () => {
     );
   });
 
+  it('gives the full record the time its first part took to become durable; a single record has none', async () => {
+    const from = sink.lines.length;
+    const calls = fixture.upstreamCalls.length;
+    sink.stall();
+    const answer = embed('open-h');
+    await eventually('the model to get the request', () => fixture.upstreamCalls.length > calls);
+    await sleep(50);
+    sink.sync();
+    assert.equal((await answer).status, 200);
+    assert.equal((await embed('closed-i')).status, 403);
+    const [first, full, refused, ...more] = sink.records().slice(from);
+    assert.deepEqual(more, []);
+    assert.equal(first?.latency.spoolMs, undefined);
+    const spoolMs = full?.latency.spoolMs ?? -1;
+    assert.ok(spoolMs >= 45, `the first part was durable only after the sync: ${spoolMs} ms`);
+    assert.equal(Math.round(spoolMs * 1000) / 1000, spoolMs, 'to the microsecond');
+    assert.deepEqual([refused?.outcome, refused?.latency.spoolMs], ['denied', undefined]);
+  });
+
   it('answers 503 when the full record cannot be appended, leaving the request incomplete', async () => {
     const from = sink.lines.length;
     sink.failWhen = (draft) => draft.completes !== undefined;

@@ -249,6 +249,28 @@ describe('refusals', () => {
       }
     });
 
+    it('refuses an allow-listed route 503 while the spool is full, before authenticating or forwarding', async () => {
+      const from = fixture.sink.lines.length;
+      fixture.sink.full = true;
+      try {
+        const answer = await call(`${fixture.url}/v1/models`, undefined, { token });
+        assert.equal(answer.status, 503);
+        assert.equal(answer.headers['retry-after'], '5');
+        assert.match(answer.text, /spool is full/);
+        assert.equal((answer.json as { error: { code: string } }).error.code, 'unavailable');
+      } finally {
+        fixture.sink.full = false;
+      }
+      assert.deepEqual(
+        fixture.sink
+          .records()
+          .slice(from)
+          .map((r) => [r.api, r.outcome, r.status, r.identity]),
+        [['passthrough', 'unavailable', 503, null]],
+        'one record, and no first part: the model never saw it',
+      );
+    });
+
     it('allow-lists a method and path, not the path alone', async () => {
       const answer = await call(`${fixture.url}/v1/models`, {}, { token });
       assert.equal(answer.status, 404);

@@ -11,6 +11,7 @@ import {
   CreateBucketCommand,
   DeleteObjectCommand,
   ListObjectVersionsCommand,
+  PutObjectRetentionCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { type AuditRecord, sha256Base64 } from '@veil/core';
@@ -226,6 +227,35 @@ test('a window of object time selects whole streams', async () => {
   assert.match(none.out[0] ?? '', /^pulled 0 object versions and 0 delete markers/);
   const all = await pull(join(work, 'window-all'), '--from', '2000-01-01');
   assert.match(all.out[0] ?? '', /^pulled 14 object versions/);
+  // Nothing to verify is no evidence: never a pass.
+  const empty = captureIo(uploadedAt);
+  assert.equal(await runVerify([join(work, 'window-none')], empty.io), 1);
+  assert.match(empty.err(), /no evidence stream found in .*window-none/);
+});
+
+test("a second pull reads each saved version's retention again: it may have been extended", async () => {
+  const dir = join(work, 'extended');
+  await pull(dir);
+  const key = streams[0]?.objects[1]?.key;
+  const { Versions } = await client.send(new ListObjectVersionsCommand({ Bucket: 'clean', Prefix: key }));
+  const versionId = Versions?.[0]?.VersionId;
+  assert.ok(versionId);
+  const later = new Date(Date.now() + 2 * retentionMs);
+  later.setMilliseconds(0);
+  await client.send(
+    new PutObjectRetentionCommand({
+      Bucket: 'clean',
+      Key: key,
+      VersionId: versionId,
+      Retention: { Mode: 'COMPLIANCE', RetainUntilDate: later },
+    }),
+  );
+  assert.match((await pull(dir)).out[0] ?? '', /: 0 downloaded, 14 already present$/);
+  const index = (await readFile(join(dir, 'index.ndjson'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as { versionId: string; retainUntil: string | null });
+  assert.equal(index.find((meta) => meta.versionId === versionId)?.retainUntil, later.toISOString());
 });
 
 test('the server refuses to delete a locked version, and the evidence stays valid', async () => {

@@ -92,8 +92,13 @@ export async function runVerify(args: string[], io: Io): Promise<number> {
   );
   if (options.json) io.out(JSON.stringify(verificationJson(result), null, 2));
   else for (const line of verificationLines(result)) io.out(line);
-  if (result.totals.streams === 0)
-    io.err.write(`note: no evidence stream found in ${target}: check the bucket and prefix\n`);
+  if (result.totals.streams === 0) {
+    // Nothing verified is no evidence: an auditor must not read it as a pass.
+    io.err.write(
+      `veil: evidence verify: no evidence stream found in ${target}: check the bucket and prefix\n`,
+    );
+    return 1;
+  }
   return verdictOf(result.findings) === 'INVALID' ? 1 : 0;
 }
 

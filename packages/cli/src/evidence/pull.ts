@@ -3,7 +3,7 @@
 // immutable, so a version already saved whole is never fetched again: an
 // interrupted pull resumes where it stopped.
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
   GetBucketVersioningCommand,
@@ -104,7 +104,10 @@ export async function pullEvidence(options: PullOptions): Promise<PullResult> {
     present: 0,
   };
   const metas = await mapConcurrently(listed, concurrency, (entry) => pullEntry(entry, options, s3, result));
-  await writeAtomic(join(options.out, indexFile), metas.map((meta) => `${JSON.stringify(meta)}\n`).join(''));
+  // The index says the pull is finished: it must not outlive a power loss as an empty file.
+  await writeAtomic(join(options.out, indexFile), metas.map((meta) => `${JSON.stringify(meta)}\n`).join(''), {
+    durable: true,
+  });
   options.progress.finish(`${result.downloaded} downloaded, ${result.present} already present`);
   return result;
 }
@@ -124,6 +127,10 @@ async function pullEntry(
   }
   let meta = await savedMeta(out, entry);
   if (meta) {
+    // A retention may have been extended, or a GOVERNANCE lock made COMPLIANCE, since.
+    const request = { Bucket: options.bucket, Key: entry.objectKey, VersionId: entry.versionId };
+    meta = { ...meta, ...lockMeta(await s3(() => retention(options.client, request))) };
+    await writeAtomic(join(out, metaFile(entry.key, entry.versionId)), metaJson(meta));
     result.present += 1;
   } else {
     meta = await download(s3, options.client, options.bucket, entry, out);
@@ -295,7 +302,7 @@ function markerMeta(entry: Listed): ObjectMeta {
   };
 }
 
-/** The metadata of a version an earlier run saved whole, refreshed from the listing; else undefined. */
+/** The metadata of a version an earlier run saved whole, with whether it is the latest refreshed; else undefined. */
 async function savedMeta(out: string, entry: Listed): Promise<ObjectMeta | undefined> {
   const parsed = objectMetaSchema.safeParse(await readJson(join(out, metaFile(entry.key, entry.versionId))));
   if (!parsed.success || parsed.data.file === null || parsed.data.sha256 === null) return undefined;
@@ -306,10 +313,14 @@ async function savedMeta(out: string, entry: Listed): Promise<ObjectMeta | undef
     return undefined;
   }
   if (createHash('sha256').update(bytes).digest('hex') !== parsed.data.sha256) return undefined;
-  // Only whether it is the latest version can change since.
-  const meta = { ...parsed.data, isLatest: entry.isLatest };
-  await writeAtomic(join(out, metaFile(entry.key, entry.versionId)), metaJson(meta));
-  return meta;
+  return { ...parsed.data, isLatest: entry.isLatest };
+}
+
+function lockMeta(lock: { mode: string | undefined; retainUntil: Date | undefined }) {
+  return {
+    lockMode: lock.mode === 'COMPLIANCE' || lock.mode === 'GOVERNANCE' ? lock.mode : null,
+    retainUntil: lock.retainUntil?.toISOString() ?? null,
+  } satisfies Pick<ObjectMeta, 'lockMode' | 'retainUntil'>;
 }
 
 async function download(
@@ -337,8 +348,7 @@ async function download(
     size: bytes.length,
     checksumSHA256: response.ChecksumSHA256 ?? null,
     checksumType: response.ChecksumType ?? null,
-    lockMode: lock.mode === 'COMPLIANCE' || lock.mode === 'GOVERNANCE' ? lock.mode : null,
-    retainUntil: lock.retainUntil?.toISOString() ?? null,
+    ...lockMeta(lock),
     sha256: createHash('sha256').update(bytes).digest('hex'),
     file,
   };
@@ -408,13 +418,38 @@ async function readJson(file: string): Promise<unknown> {
   }
 }
 
-/** Written under a temporary name and renamed: a file under its final name is always whole. */
-async function writeAtomic(file: string, data: string | Uint8Array): Promise<void> {
+/**
+ * Written under a temporary name and renamed: a file under its final name is
+ * always whole. `durable` also syncs it and its directory, for a file whose
+ * mere presence says something.
+ */
+async function writeAtomic(
+  file: string,
+  data: string | Uint8Array,
+  { durable = false }: { durable?: boolean } = {},
+): Promise<void> {
   await mkdir(dirname(file), { recursive: true });
   // A fixed name: a pull resumed after a crash overwrites what the crash left.
   const partial = `${file}.partial`;
-  await writeFile(partial, data);
+  if (!durable) {
+    await writeFile(partial, data);
+    await rename(partial, file);
+    return;
+  }
+  const handle = await open(partial, 'w');
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
   await rename(partial, file);
+  const dir = await open(dirname(file), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
 }
 
 /** Like Promise.all over `items.map(work)`, with at most `limit` at a time; results in input order. */

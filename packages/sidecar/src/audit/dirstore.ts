@@ -1,10 +1,10 @@
 // Evidence in a local directory, in the bucket's key layout: the embedded
 // default of `veil dev`. Plain files lock nothing, so `veil evidence verify`
 // reports such evidence as not WORM; each file is still written once, whole.
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { dirname, resolve, sep } from 'node:path';
 import { sha256Hex } from '@veil/core';
-import { createFileAtomic } from './files.ts';
+import { createFileAtomic, mkdirDurable } from './files.ts';
 import { EvidenceConflictError, type EvidenceObject, type EvidenceStore } from './store.ts';
 
 export class DirEvidenceStore implements EvidenceStore {
@@ -19,7 +19,9 @@ export class DirEvidenceStore implements EvidenceStore {
   async put(object: EvidenceObject, signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted();
     const path = this.#pathOf(object.key);
-    await mkdir(dirname(path), { recursive: true });
+    // The stream's folders must outlast a crash as surely as its objects: the spool
+    // lets go of records once they are here.
+    await mkdirDurable(dirname(path));
     try {
       await createFileAtomic(path, object.bytes);
     } catch (error) {

@@ -1,7 +1,7 @@
 // Crash-safe file writes for the audit state: a reader after a crash sees the
 // old content or the new, never a mix, and a write that returned survives.
-import { link, open, rename, unlink } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { link, mkdir, open, rename, unlink } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 
 /** The temporary name `writeFileAtomic` writes to first; left behind only by a crash. */
 export function tempPathOf(path: string): string {
@@ -22,6 +22,11 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string, m
  */
 export async function createFileAtomic(path: string, data: Uint8Array, mode = 0o644): Promise<void> {
   const temp = tempPathOf(path);
+  // A crash between the link and the unlink leaves the temporary name as a second
+  // name of the file published: written through, it would rewrite that file.
+  await unlink(temp).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'ENOENT') throw error;
+  });
   await writeSynced(temp, data, mode);
   try {
     await link(temp, path);
@@ -29,6 +34,21 @@ export async function createFileAtomic(path: string, data: Uint8Array, mode = 0o
     await unlink(temp);
   }
   await syncDir(dirname(path));
+}
+
+/**
+ * `mkdir -p` whose new names survive a crash: a directory's name is in its
+ * parent, so each directory that holds one it created is synced.
+ */
+export async function mkdirDurable(path: string, mode?: number): Promise<void> {
+  const target = resolve(path);
+  const first = await mkdir(target, { recursive: true, ...(mode === undefined ? {} : { mode }) });
+  if (first === undefined) return;
+  const top = dirname(first);
+  for (let dir = dirname(target); ; dir = dirname(dir)) {
+    await syncDir(dir);
+    if (dir === top || dir === dirname(dir)) return;
+  }
 }
 
 export async function syncDir(dir: string): Promise<void> {

@@ -8,10 +8,10 @@
 // is its segment's first seq plus its index, so seqs need no bytes of their own and
 // stay contiguous across restarts. The shipped watermark (the last seq S3 has
 // acknowledged) lives in its own small file, replaced atomically.
-import { type FileHandle, mkdir, open, readdir, readFile, unlink } from 'node:fs/promises';
+import { type FileHandle, open, readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { syncDir, tempPathOf, writeFileAtomic } from './files.ts';
+import { mkdirDurable, syncDir, tempPathOf, writeFileAtomic } from './files.ts';
 
 /** The spool holds as much as it may: the sidecar refuses new requests (503) rather than drop a record. */
 export class SpoolFullError extends Error {
@@ -488,7 +488,7 @@ type OpenState = {
 
 async function recover(options: Required<SpoolOptions>): Promise<OpenState> {
   const { dir } = options;
-  await mkdir(dir, { recursive: true });
+  await mkdirDurable(dir);
   await unlink(tempPathOf(join(dir, watermarkName))).catch(() => undefined);
   const shippedSeq = await readWatermark(dir);
   const names = (await readdir(dir)).filter((name) => segmentPattern.test(name)).sort();

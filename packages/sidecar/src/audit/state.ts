@@ -6,7 +6,7 @@
 // A manifest is stored here before it is uploaded, and uploaded only from
 // here, so a retry after a crash sends the same bytes to the same key: the
 // store then finds them already there instead of a conflicting version.
-import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
+import { readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   type Ed25519PrivateJwk,
@@ -19,7 +19,7 @@ import {
   streamId,
 } from '@veil/core';
 import { z } from 'zod';
-import { tempPathOf, writeFileAtomic } from './files.ts';
+import { mkdirDurable, tempPathOf, writeFileAtomic } from './files.ts';
 
 /** The state does not describe the spool it sits next to; nothing is guessed. */
 export class AuditStateError extends Error {
@@ -82,7 +82,8 @@ export class ShipState {
 
   /** Loads the state in `dir` (a new one cut from `cutSeq` if none) and drops outbox files it does not list. */
   static async open(dir: string, cutSeq: number): Promise<ShipState> {
-    await mkdir(join(dir, outboxName), { recursive: true, mode: 0o700 });
+    // Lost to a crash, the state would leave the spool's records with no stream to ship them in.
+    await mkdirDurable(join(dir, outboxName), 0o700);
     const loaded = await readState(join(dir, stateName));
     const state = new ShipState(dir, loaded ?? { version: 1, cutSeq, streams: [], outbox: [] }, !!loaded);
     await state.#dropStrayFiles();

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readdir, readFile } from 'node:fs/promises';
+import { link, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { sha256Hex } from '@veil/core';
@@ -30,6 +30,19 @@ test('the same bytes again count as stored; other bytes are a conflict and chang
   await store.put(object('first'));
   await assert.rejects(store.put(object('second')), EvidenceConflictError);
   assert.equal(await readFile(join(dir, ...key.split('/')), 'utf8'), 'first');
+});
+
+test('a temporary name a crash left linked to a published object cannot rewrite it', async (t) => {
+  const dir = await tempDir(teardown(t));
+  const store = new DirEvidenceStore(dir);
+  await store.put(object('first'));
+  // Killed between linking the temporary file to the key and removing it.
+  const path = join(dir, ...key.split('/'));
+  await link(path, `${path}.tmp`);
+  await assert.rejects(store.put(object('second')), EvidenceConflictError);
+  assert.equal(await readFile(path, 'utf8'), 'first');
+  await store.put(object('first'));
+  assert.equal(await readFile(path, 'utf8'), 'first');
 });
 
 test('a key cannot reach outside the directory', async (t) => {

@@ -263,6 +263,7 @@ export async function startInjector(
       port: config.webhookPort,
       namespaceLabels: async (name) => (await core.readNamespace({ name })).metadata?.labels ?? {},
       bootstrapPolicy: (namespace, name) => controller.bootstrapPolicy(namespace, name),
+      watchedNamespaces: config.namespaces,
       approvals: { controllerUsernames: config.approvalControllers },
       log,
     });

@@ -79,14 +79,17 @@ function settingsOf(objects: Manifest[]) {
   return injectionSettingsSchema.parse(JSON.parse(configMap.data['settings.json']));
 }
 
-// What the code defaults to, for the names and ports the chart must repeat.
-const codeDefaults = injectionSettingsSchema.parse({
+// The settings the injector needs; everything else takes the code's defaults.
+const minimalSettings = {
   sidecarImage: 'x',
   sidecarVersion: 'x',
   injectorNamespace: 'x',
   controllerUrl: 'https://x',
   cluster: 'x',
-});
+};
+
+// What the code defaults to, for the names and ports the chart must repeat.
+const codeDefaults = injectionSettingsSchema.parse(minimalSettings);
 
 describe('chart files', () => {
   test('the chart CRDs are byte-for-byte copies of crds/ (copy them after `npm run gen:crds`)', async () => {
@@ -129,6 +132,8 @@ describe('chart files', () => {
       [{ sidecar: { proxyPort: 70_000 } }, /\/sidecar\/proxyPort/],
       [{ sidecar: { hashKey: { secretName: '' } } }, /\/sidecar\/hashKey\/secretName/],
       [{ sidecar: { hashKey: { key: 'a/b' } } }, /\/sidecar\/hashKey\/key/],
+      [{ sidecar: { resources: { requests: { cpu: 1 } } } }, /\/sidecar\/resources\/requests\/cpu/],
+      [{ sidecar: { resources: { limits: { memory: '256m' } } } }, /\/sidecar\/resources\/limits\/memory/],
       [{ certs: { selfManaged: { renewFraction: 0.6 } } }, /\/certs\/selfManaged\/renewFraction/],
       [{ certs: { selfManaged: { renewBeforeDays: 30 } } }, /additional propert.*renewBeforeDays/],
       [
@@ -148,6 +153,35 @@ describe('chart files', () => {
           return true;
         },
       );
+    }
+  });
+
+  test("the schema admits a sidecar resource quantity exactly when the injector's settings do", async () => {
+    // A quantity the schema lets through but the injector refuses stops every replica at start.
+    const samples: Record<string, unknown[]> = {
+      cpu: ['100m', '0.5', '.25', '2', 1, '0', '0m', '1.5m', '0.1234', '1e3', '-1'],
+      memory: ['128Mi', '1Gi', '1.5G', '64k', 256, '256m', '0Mi', '1ki', '1e9'],
+    };
+    for (const [resource, quantities] of Object.entries(samples)) {
+      for (const quantity of quantities) {
+        const resources = { requests: { [resource]: quantity } };
+        const injectorAccepts = injectionSettingsSchema.safeParse({ ...minimalSettings, resources }).success;
+        const file = join(cp.dir, 'quantity-values.json');
+        await writeFile(file, JSON.stringify({ sidecar: { resources } }));
+        const label = `${resource}: ${JSON.stringify(quantity)}`;
+        if (injectorAccepts) {
+          await helm(['template', 'veil', chartDir, '-f', file]);
+        } else {
+          await assert.rejects(
+            helm(['template', 'veil', chartDir, '-f', file]),
+            (error: Error & { stderr: string }) => {
+              assert.match(error.stderr, new RegExp(`/sidecar/resources/requests/${resource}`), label);
+              return true;
+            },
+            label,
+          );
+        }
+      }
     }
   });
 
@@ -352,11 +386,14 @@ describe('server-side dry-run against kube-apiserver', () => {
     ]);
     const env = envOf(one(objects, 'Deployment'));
     assert.equal(env.VEIL_WATCH_NAMESPACES, workloads.join(','));
-    // The proxy port admits only the listed peers.
+    // The proxy port admits only the listed peers; the admin port the injector and the metrics scrapers.
     for (const policy of all(objects, 'NetworkPolicy')) {
       assert.deepEqual(policy.spec.ingress[0].from, [
         { namespaceSelector: { matchLabels: { team: 'search' } } },
       ]);
+      const [injector, ...scrapers] = policy.spec.ingress[1].from;
+      assert.deepEqual(injector.namespaceSelector.matchLabels, { 'kubernetes.io/metadata.name': namespace });
+      assert.deepEqual(scrapers, valueSets.externalS3(workloads).networkPolicy.metricsFrom);
     }
   });
 
@@ -409,6 +446,7 @@ describe('the chart matches the code', () => {
       [codeDefaults.proxyPort, codeDefaults.adminPort],
     );
     assert.deepEqual(policy.spec.podSelector.matchLabels, { [veilLabels.injected]: 'true' });
+    assert.equal(policy.spec.ingress[1].from.length, 1, 'by default the admin port admits the injector only');
 
     // The controller URL sidecars pull from is the Service's controller port.
     const service = one(objects, 'Service');

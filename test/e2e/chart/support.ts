@@ -94,7 +94,15 @@ export const valueSets = {
         { issuer: 'https://login.example.com/realms/ml', audiences: ['veil'], algorithms: ['RS256'] },
       ],
     },
-    networkPolicy: { proxyFrom: [{ namespaceSelector: { matchLabels: { team: 'search' } } }] },
+    networkPolicy: {
+      proxyFrom: [{ namespaceSelector: { matchLabels: { team: 'search' } } }],
+      metricsFrom: [
+        {
+          namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } },
+          podSelector: { matchLabels: { 'app.kubernetes.io/name': 'prometheus' } },
+        },
+      ],
+    },
     sidecar: { hashKey: { secretName: 'embeddings-hash-key', key: 'hmac.key' } },
   }),
   selfManagedLifetimes: () => ({

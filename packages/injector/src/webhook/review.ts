@@ -2,7 +2,7 @@
 // one review. CREATE injects; UPDATE guards Veil's marks; anything else passes.
 import type { V1Pod } from '@kubernetes/client-node';
 import { z } from 'zod';
-import { readInjectAnnotation, readPodOptions, veilLabels } from './annotations.ts';
+import { readInjectAnnotation, readPodOptions, veilAnnotations, veilLabels } from './annotations.ts';
 import { inject, injectionWanted, isExcludedNamespace } from './inject.ts';
 import { encodePatch, podPatch } from './patch.ts';
 import type { InjectionSettings } from './settings.ts';
@@ -67,6 +67,8 @@ export type ReviewDependencies = {
   namespaceLabels: (namespace: string) => Promise<Record<string, string>>;
   /** The EmbeddingPolicy `name` in `namespace`, or undefined when there is none. */
   bootstrapPolicy: (namespace: string, name: string) => Promise<object | undefined>;
+  /** The namespaces the controller watches; empty or absent: every namespace. */
+  watchedNamespaces?: readonly string[];
 };
 
 export type ReviewResult = {
@@ -99,6 +101,15 @@ async function admitCreate(request: AdmissionRequest, deps: ReviewDependencies):
   let bootstrapPolicy: object | undefined;
   try {
     namespaceOptIn = await lookUpNamespaceOptIn(pod, namespace, deps);
+    // The controller publishes its key only where it watches, and the sidecar cannot
+    // start without it: injected elsewhere, the pod would wait forever.
+    if (injectionWanted(pod, namespace, namespaceOptIn, deps.settings) && !isWatched(namespace, deps)) {
+      return deny(
+        request.uid,
+        403,
+        `namespace ${namespace} is not among the namespaces the Veil controller watches (controller.watchNamespaces in the chart, VEIL_WATCH_NAMESPACES in the injector): the sidecar would never get the controller's key and the pod would never start; add the namespace there, or set ${veilAnnotations.inject}: "false"`,
+      );
+    }
     bootstrapPolicy = await lookUpBootstrapPolicy(pod, namespace, namespaceOptIn, deps);
   } catch (error) {
     // Fail closed: a pod that may need auditing is never admitted on a guess.
@@ -143,6 +154,11 @@ async function lookUpNamespaceOptIn(
   if (!choice.ok || choice.value !== undefined) return false;
   const labels = await deps.namespaceLabels(namespace);
   return labels[veilLabels.namespaceInjection] === 'enabled';
+}
+
+function isWatched(namespace: string, deps: ReviewDependencies): boolean {
+  const watched = deps.watchedNamespaces ?? [];
+  return watched.length === 0 || watched.includes(namespace);
 }
 
 async function lookUpBootstrapPolicy(

@@ -40,6 +40,7 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     settings: injectionSettingsSchema.parse(options.settings),
     namespaceLabels: options.namespaceLabels,
     bootstrapPolicy: options.bootstrapPolicy,
+    watchedNamespaces: options.watchedNamespaces,
   };
   const log = options.log ?? silentLog;
   const initial = await readCertificatePair(options.tls);

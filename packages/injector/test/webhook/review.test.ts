@@ -77,6 +77,23 @@ test('excluded namespaces are not looked up at all', async () => {
   assert.equal(result.review.response.patch, undefined);
 });
 
+test('with watched namespaces, a pod to inject elsewhere is denied, naming its namespace and the setting', async () => {
+  const deps = { ...dependencies({ 'veil.dev/injection': 'enabled' }), watchedNamespaces: ['ml'] };
+  for (const annotations of [{ 'veil.dev/inject': 'true' }, undefined]) {
+    const { review, outcome } = await reviewPodAdmission(podReview('web', pod(annotations)), deps);
+    assert.equal(outcome, 'denied');
+    assert.equal(review.response.allowed, false);
+    assert.equal(review.response.status?.code, 403);
+    assert.match(review.response.status?.message ?? '', /namespace web .*controller\.watchNamespaces/);
+  }
+  assert.deepEqual(deps.calls.policies, [], 'no bootstrap policy is looked up for a denied pod');
+
+  const optedOut = await reviewPodAdmission(podReview('web', pod({ 'veil.dev/inject': 'false' })), deps);
+  assert.equal(optedOut.outcome, 'unchanged');
+  const watched = await reviewPodAdmission(podReview('ml', pod({ 'veil.dev/inject': 'true' })), deps);
+  assert.equal(watched.outcome, 'injected');
+});
+
 test('a failing lookup denies an opted-in pod instead of admitting it unaudited', async () => {
   const deps = dependencies();
   deps.namespaceLabels = async () => {

@@ -8,6 +8,7 @@ type Issue = z.core.$ZodIssue;
  * the field, e.g. `'input[2]' must not be an empty string`, so a caller can fix it without docs.
  */
 export function readBody<S extends z.ZodType>(schema: S, body: unknown): z.output<S> {
+  refuseCaseVariants(schema, body);
   // The input is reported so a missing field reads "is required" rather than a type mismatch.
   const result = schema.safeParse(body, { reportInput: true });
   if (result.success) return result.data;
@@ -19,6 +20,26 @@ export function readBody<S extends z.ZodType>(schema: S, body: unknown): z.outpu
   // JSON carries no undefined, so an undefined input is an absent field.
   const problem = first.input === undefined ? 'is required' : issue.message;
   throw new DialectError(400, `'${field}' ${problem}`, { param: field });
+}
+
+/**
+ * Refuses a field named like one of the schema's but in other case (`Input`
+ * beside `input`). Veil reads only the exact name, while a model server that
+ * matches names regardless of case (Go's encoding/json, as Ollama's) would
+ * read the other one: unmasked text, another model, uncounted inputs.
+ */
+function refuseCaseVariants(schema: z.ZodType, body: unknown): void {
+  const shape = (schema as { shape?: Record<string, unknown> }).shape;
+  if (shape === undefined || typeof body !== 'object' || body === null || Array.isArray(body)) return;
+  const known = new Map(Object.keys(shape).map((name) => [name.toLowerCase(), name]));
+  for (const key of Object.keys(body)) {
+    const name = known.get(key.toLowerCase());
+    if (name !== undefined && name !== key) {
+      throw new DialectError(400, `'${key}' is not '${name}': field names are matched exactly`, {
+        param: key,
+      });
+    }
+  }
 }
 
 /**

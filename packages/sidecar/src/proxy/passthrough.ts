@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { type Dialect, dialectFor } from '../dialects/index.ts';
+import { type ApiName, type Dialect, dialects, openai } from '../dialects/index.ts';
 import { UpstreamError } from '../upstream.ts';
 import { BodyTooLargeError, readBody } from './body.ts';
 import {
@@ -39,9 +39,10 @@ export async function handlePassthrough(
   deps: PipelineDeps,
   request: IncomingEmbedRequest & { url: string },
   method: string,
+  api: ApiName | 'auto',
 ): Promise<ProxyReply> {
-  // Errors for unknown routes take the OpenAI shape, the most widely understood.
-  const dialect = dialectFor('openai', '/v1/embeddings') as Dialect;
+  // Errors come in the shape of the API the proxy serves; with `auto`, OpenAI's, the most widely understood.
+  const dialect = dialects.find((candidate) => candidate.name === api) ?? openai;
   const trace = newTrace();
   const policy = deps.policy();
   trace.policy = policy;

@@ -28,7 +28,13 @@ export async function proxyRoutes(app: FastifyInstance, options: ProxyRoutesOpti
       telemetry.span('request', async () =>
         send(
           reply,
-          await handleEmbedding(deps, dialect, { ...incoming(request), callerGone: callerGone(reply) }),
+          // The route's own path, not the one sent: Fastify routes `/api/embedding%73`
+          // here decoded, and the dialect must read and forward the body as this route's.
+          await handleEmbedding(deps, dialect, {
+            ...incoming(request),
+            path,
+            callerGone: callerGone(reply),
+          }),
           deps.stopping,
         ),
       ),
@@ -36,7 +42,7 @@ export async function proxyRoutes(app: FastifyInstance, options: ProxyRoutesOpti
   }
   app.all('/*', (request, reply) =>
     telemetry.span('request', async () =>
-      send(reply, await handlePassthrough(deps, incoming(request), request.method), deps.stopping),
+      send(reply, await handlePassthrough(deps, incoming(request), request.method, api), deps.stopping),
     ),
   );
 }

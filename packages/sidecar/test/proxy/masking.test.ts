@@ -78,6 +78,31 @@ describe('masking through the proxy', () => {
       }
     });
 
+    it('reads a percent-encoded path as the route it reached, and forwards to that route', async () => {
+      const answer = await call(
+        `${fixture.url}/api/embedding%73`,
+        { model: 'm', prompt: texts[1] },
+        { token },
+      );
+      assert.equal(answer.status, 200, answer.text);
+      const last = fixture.upstreamCalls.at(-1);
+      assert.equal(last?.path, '/api/embeddings');
+      assert.equal(typeof (last?.body as Record<string, unknown>).prompt, 'string');
+      assertNoRaw('the upstream body', JSON.stringify(last?.body));
+    });
+
+    it('refuses a field named like a known one in other case, which some servers would read', async () => {
+      const calls = fixture.upstreamCalls.length;
+      const answer = await call(
+        `${fixture.url}/api/embed`,
+        { model: 'm', input: 'hello', Input: texts[1] },
+        { token },
+      );
+      assert.equal(answer.status, 400);
+      assert.match(answer.text, /'Input' is not 'input'/);
+      assert.equal(fixture.upstreamCalls.length, calls);
+    });
+
     it('says in the record that the model saw masked text, never the value', () => {
       const record = fixture.records()[0];
       const actions = record?.masking ?? [];

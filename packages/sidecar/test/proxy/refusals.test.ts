@@ -190,6 +190,17 @@ describe('refusals', () => {
       assert.equal(record?.outcome, 'denied');
     });
 
+    it('answers other routes in the shape of the API the proxy serves', async () => {
+      const ollama = await startSidecarFixture({ api: 'ollama' });
+      try {
+        const answer = await call(`${ollama.url}/api/tags`, undefined, { token: await ollama.token() });
+        assert.equal(answer.status, 404);
+        assert.equal(typeof (answer.json as { error?: unknown }).error, 'string', answer.text);
+      } finally {
+        await ollama.close();
+      }
+    });
+
     it('passes an allow-listed route through, authenticated and recorded', async () => {
       const answer = await call(`${fixture.url}/v1/models`, undefined, { token });
       assert.equal(answer.status, 200);

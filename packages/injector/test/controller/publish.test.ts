@@ -3,7 +3,7 @@
 // published one alone, and nothing is written when nothing changed.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -126,7 +126,9 @@ test('files mode: the ca.crt beside the pair is read, and read again when it cha
     await writeFile(file, caOne);
     await source.reload();
     assert.equal(source.current(), caOne);
-    await writeFile(file, caTwo);
+    // Replaced whole, as a mounted Secret is: a write in place could be read half done.
+    await writeFile(`${file}.next`, caTwo);
+    await rename(`${file}.next`, file);
     for (let i = 0; i < 100 && source.current() !== caTwo; i++) await new Promise((r) => setTimeout(r, 20));
     assert.equal(source.current(), caTwo, 'the directory watch picks the change up');
     await rm(file);

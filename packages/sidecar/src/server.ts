@@ -4,7 +4,7 @@ import { metricsRoutes } from './admin/metrics.ts';
 import { type PolicyRoutesOptions, policyRoutes } from './admin/policy.ts';
 import type { ApiName } from './dialects/index.ts';
 import type { PipelineDeps } from './proxy/pipeline.ts';
-import { type ProxyRoutesOptions, proxyRoutes } from './proxy/routes.ts';
+import { type ProxyRoutesOptions, proxyRoutes, refuseUnroutable } from './proxy/routes.ts';
 import type { Telemetry } from './telemetry.ts';
 
 /** The data port: what callers reach. */
@@ -16,7 +16,12 @@ export async function buildDataServer(
   // A request that arrives on a kept-alive connection while the sidecar stops is
   // still served and recorded (its connection then closes): Fastify's own 503
   // would be neither in the caller's dialect nor on record.
-  const app = Fastify({ logger: false, keepAliveTimeout: 65_000, return503OnClosing: false });
+  const app = Fastify({
+    logger: false,
+    keepAliveTimeout: 65_000,
+    return503OnClosing: false,
+    frameworkErrors: refuseUnroutable(deps, api),
+  });
   const options: ProxyRoutesOptions = { deps, api, telemetry };
   await app.register(proxyRoutes, options);
   return app;

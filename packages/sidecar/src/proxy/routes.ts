@@ -1,8 +1,10 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { type ApiName, allEmbeddingPaths, dialectFor } from '../dialects/index.ts';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { type ApiName, allEmbeddingPaths, dialectFor, dialects, openai } from '../dialects/index.ts';
 import type { Telemetry } from '../telemetry.ts';
 import { handlePassthrough } from './passthrough.ts';
 import { handleEmbedding, type PipelineDeps, type ProxyReply } from './pipeline.ts';
+import { newTrace, record } from './record.ts';
+import { Refusal, refusalReply } from './refusal.ts';
 
 export interface ProxyRoutesOptions {
   readonly deps: PipelineDeps;
@@ -45,6 +47,33 @@ export async function proxyRoutes(app: FastifyInstance, options: ProxyRoutesOpti
       send(reply, await handlePassthrough(deps, incoming(request), request.method, api), deps.stopping),
     ),
   );
+}
+
+/**
+ * Fastify's `frameworkErrors`: a request it cannot route (a URL that does not
+ * decode, for one) is refused in the dialect of the API served and recorded, like any
+ * other request, rather than answered by Fastify alone.
+ */
+export function refuseUnroutable(deps: PipelineDeps, api: ApiName | 'auto') {
+  const dialect = dialects.find((candidate) => candidate.name === api) ?? openai;
+  return (error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void => {
+    const what =
+      error.code === 'FST_ERR_BAD_URL' ? 'the request URL cannot be decoded' : 'the request cannot be read';
+    const refusal = new Refusal(400, 'invalid_request', 'invalid', what);
+    const trace = newTrace();
+    trace.policy = deps.policy();
+    // The raw URL stays out of the record: it is not known to be text.
+    void record(
+      deps,
+      dialect,
+      'unknown',
+      '(undecodable)',
+      trace,
+      refusalReply(dialect, refusal),
+      'invalid',
+      refusal.message,
+    ).then((result) => send(reply, result, deps.stopping));
+  };
 }
 
 function incoming(request: FastifyRequest) {

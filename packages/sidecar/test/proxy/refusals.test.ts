@@ -190,6 +190,14 @@ describe('refusals', () => {
       assert.equal(record?.outcome, 'denied');
     });
 
+    it('refuses a URL that does not decode in dialect, on record', async () => {
+      const answer = await call(`${fixture.url}/v1/embeddings%zz`, { model: 'm', input: ['a'] }, { token });
+      assert.equal(answer.status, 400);
+      assert.match((answer.json as { error: { message: string } }).error.message, /URL cannot be decoded/);
+      const record = fixture.records().at(-1);
+      assert.deepEqual([record?.outcome, record?.status, record?.route], ['invalid', 400, '(undecodable)']);
+    });
+
     it('answers other routes in the shape of the API the proxy serves', async () => {
       const ollama = await startSidecarFixture({ api: 'ollama' });
       try {

@@ -172,6 +172,12 @@ test('compose: the proxy authenticates, masks, answers in the OpenAI dialect and
     async () => (await fetch(`http://127.0.0.1:${ports.tokens}/token`)).ok,
     output,
   );
+  // Any answer will do: the model is up (the proxy's readiness does not wait for it).
+  await waitUntil(
+    'the model',
+    async () => (await fetch(`http://127.0.0.1:${ports.model}/`)).status > 0,
+    output,
+  );
 
   // As the README and the compose file's header do it.
   const token = (

@@ -124,6 +124,28 @@ describe('chart files', () => {
     }
   });
 
+  test('NOTES give auditors a pull command that reaches the bucket as the chart does', async () => {
+    const values = valueSets.externalS3(['ml']);
+    const file = join(cp.dir, 'notes.json');
+    await writeFile(file, JSON.stringify(values));
+    const { stdout } = await helm([
+      'install',
+      'veil',
+      chartDir,
+      '--dry-run=client',
+      '-n',
+      'veil-system',
+      '-f',
+      file,
+    ]);
+    const pull = stdout.split('\n').find((line) => line.includes('veil evidence pull'));
+    assert.equal(
+      pull?.trim(),
+      `Auditors:  veil evidence pull --bucket ${values.s3.bucket} --endpoint ${values.s3.endpoint} --region ${values.s3.region} --path-style --out evidence/`,
+      stdout,
+    );
+  });
+
   test('values.schema.json refuses bad values with the path at fault', async () => {
     const bad: [object, RegExp][] = [
       [{ certs: { mode: 'foo' } }, /\/certs\/mode/],

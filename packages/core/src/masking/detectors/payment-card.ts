@@ -3,7 +3,7 @@
 // hold a card among other numbers ("4111 1111 1111 1111 2027"), so windows of
 // whole groups are tried, longest first.
 import type { DigitGroups } from '../digit-groups.ts';
-import { digitCount, digitGroups, longestValidPrefix } from '../digit-groups.ts';
+import { digitGroups, longestValidPrefix } from '../digit-groups.ts';
 import type { Finder, Span } from '../finder.ts';
 import { withoutSeparators } from '../finder.ts';
 import { luhnValid } from '../validators.ts';
@@ -26,8 +26,18 @@ function groupingValid(lengths: number[]): boolean {
   );
 }
 
-function windowValid(candidate: string, parsed: DigitGroups, from: number, to: number): boolean {
-  const count = digitCount(parsed, from, to);
+/**
+ * Whether groups from..to make a card; `digitsBefore[i]` is the number of
+ * digits in the groups before i, so the count is known before anything is built.
+ */
+function windowValid(
+  candidate: string,
+  parsed: DigitGroups,
+  digitsBefore: readonly number[],
+  from: number,
+  to: number,
+): boolean {
+  const count = (digitsBefore[to + 1] ?? 0) - (digitsBefore[from] ?? 0);
   if (count < 13 || count > 19) return false;
   const separators = parsed.separators.slice(from, to);
   if (separators.some((s) => s !== ' ' && s !== '-') || new Set(separators).size > 1) return false;
@@ -54,13 +64,17 @@ function continuesBack(parsed: DigitGroups, from: number, to: number): boolean {
  */
 function cardsIn(candidate: string, offset: number): Span[] {
   const parsed = digitGroups(candidate);
+  // Windows from every group are tried: counting their digits must not cost a pass each.
+  const digitsBefore = [0];
+  for (const group of parsed.groups) digitsBefore.push((digitsBefore.at(-1) ?? 0) + group.end - group.start);
   const spans: Span[] = [];
   let passedOver = false;
   let from = 0;
   while (from < parsed.groups.length) {
     const startsCard = (to: number) =>
-      windowValid(candidate, parsed, from, to) && !(passedOver && continuesBack(parsed, from, to));
-    const to = longestValidPrefix(parsed, from + 1, startsCard);
+      windowValid(candidate, parsed, digitsBefore, from, to) &&
+      !(passedOver && continuesBack(parsed, from, to));
+    const to = mayOpenCard(candidate, parsed, from) ? longestValidPrefix(parsed, from + 1, startsCard) : -1;
     const first = parsed.groups[from];
     const last = parsed.groups[to];
     passedOver = to === -1;
@@ -69,6 +83,17 @@ function cardsIn(candidate: string, offset: number): Span[] {
     from = Math.max(from, to) + 1;
   }
   return spans;
+}
+
+/**
+ * What every window from `from` would check first, once: a card opens with its
+ * issuer's digit, in a group of four (4-4-4-4, 4-6-5) or a group of its own.
+ */
+function mayOpenCard(candidate: string, parsed: DigitGroups, from: number): boolean {
+  const group = parsed.groups[from];
+  if (group === undefined) return false;
+  const length = group.end - group.start;
+  return (length === 4 || length >= 13) && issuerPrefix.test(candidate.slice(group.start, group.start + 2));
 }
 
 function findCards(text: string): Span[] {

@@ -3,7 +3,7 @@
 // immutable, so a version already saved whole is never fetched again: an
 // interrupted pull resumes where it stopped.
 import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
   GetBucketVersioningCommand,
@@ -431,24 +431,23 @@ async function writeAtomic(
   await mkdir(dirname(file), { recursive: true });
   // A fixed name: a pull resumed after a crash overwrites what the crash left.
   const partial = `${file}.partial`;
-  if (!durable) {
-    await writeFile(partial, data);
-    await rename(partial, file);
-    return;
-  }
   const handle = await open(partial, 'w');
   try {
     await handle.writeFile(data);
-    await handle.sync();
+    if (durable) await handle.sync();
   } finally {
     await handle.close();
   }
   await rename(partial, file);
-  const dir = await open(dirname(file), 'r');
+  if (durable) await syncDir(dirname(file));
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
   try {
-    await dir.sync();
+    await handle.sync();
   } finally {
-    await dir.close();
+    await handle.close();
   }
 }
 

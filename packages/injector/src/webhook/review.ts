@@ -101,16 +101,17 @@ async function admitCreate(request: AdmissionRequest, deps: ReviewDependencies):
   let bootstrapPolicy: object | undefined;
   try {
     namespaceOptIn = await lookUpNamespaceOptIn(pod, namespace, deps);
+    const wanted = injectionWanted(pod, namespace, namespaceOptIn, deps.settings);
     // The controller publishes its key only where it watches, and the sidecar cannot
     // start without it: injected elsewhere, the pod would wait forever.
-    if (injectionWanted(pod, namespace, namespaceOptIn, deps.settings) && !isWatched(namespace, deps)) {
+    if (wanted && !isWatched(namespace, deps)) {
       return deny(
         request.uid,
         403,
         `namespace ${namespace} is not among the namespaces the Veil controller watches (controller.watchNamespaces in the chart, VEIL_WATCH_NAMESPACES in the injector): the sidecar would never get the controller's key and the pod would never start; add the namespace there, or set ${veilAnnotations.inject}: "false"`,
       );
     }
-    bootstrapPolicy = await lookUpBootstrapPolicy(pod, namespace, namespaceOptIn, deps);
+    bootstrapPolicy = wanted ? await lookUpBootstrapPolicy(pod, namespace, deps) : undefined;
   } catch (error) {
     // Fail closed: a pod that may need auditing is never admitted on a guess.
     return deny(
@@ -161,13 +162,12 @@ function isWatched(namespace: string, deps: ReviewDependencies): boolean {
   return watched.length === 0 || watched.includes(namespace);
 }
 
+/** The policy a pod to inject names, as the controller last validated it. */
 async function lookUpBootstrapPolicy(
   pod: V1Pod,
   namespace: string,
-  namespaceOptIn: boolean,
   deps: ReviewDependencies,
 ): Promise<object | undefined> {
-  if (!injectionWanted(pod, namespace, namespaceOptIn, deps.settings)) return undefined;
   const options = readPodOptions(pod);
   return options.ok ? deps.bootstrapPolicy(namespace, options.value.policy) : undefined;
 }

@@ -29,3 +29,11 @@ export function dialectFor(api: ApiName | 'auto', path: string): Dialect | undef
   if (dialect === undefined || (api !== 'auto' && dialect.name !== api)) return undefined;
   return dialect;
 }
+
+/**
+ * The dialect a refusal outside the embedding routes speaks: the API the proxy
+ * serves, or with `auto` OpenAI's, the most widely understood.
+ */
+export function refusalDialect(api: ApiName | 'auto'): Dialect {
+  return dialects.find((dialect) => dialect.name === api) ?? openai;
+}

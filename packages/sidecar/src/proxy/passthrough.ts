@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { type ApiName, type Dialect, dialects, openai } from '../dialects/index.ts';
+import type { Dialect } from '../dialects/index.ts';
 import { UpstreamError } from '../upstream.ts';
 import { BodyTooLargeError, readBody } from './body.ts';
 import {
@@ -39,10 +39,9 @@ export async function handlePassthrough(
   deps: PipelineDeps,
   request: IncomingEmbedRequest & { url: string },
   method: string,
-  api: ApiName | 'auto',
+  /** The dialect its refusals speak (`refusalDialect`). */
+  dialect: Dialect,
 ): Promise<ProxyReply> {
-  // Errors come in the shape of the API the proxy serves; with `auto`, OpenAI's, the most widely understood.
-  const dialect = dialects.find((candidate) => candidate.name === api) ?? openai;
   const trace = newTrace();
   const policy = deps.policy();
   trace.policy = policy;

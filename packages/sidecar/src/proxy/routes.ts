@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { type ApiName, allEmbeddingPaths, dialectFor, dialects, openai } from '../dialects/index.ts';
+import { type ApiName, allEmbeddingPaths, dialectFor, refusalDialect } from '../dialects/index.ts';
 import type { Telemetry } from '../telemetry.ts';
 import { handlePassthrough } from './passthrough.ts';
 import { handleEmbedding, type PipelineDeps, type ProxyReply } from './pipeline.ts';
@@ -42,9 +42,14 @@ export async function proxyRoutes(app: FastifyInstance, options: ProxyRoutesOpti
       ),
     );
   }
+  const otherRoutes = refusalDialect(api);
   app.all('/*', (request, reply) =>
     telemetry.span('request', async () =>
-      send(reply, await handlePassthrough(deps, incoming(request), request.method, api), deps.stopping),
+      send(
+        reply,
+        await handlePassthrough(deps, incoming(request), request.method, otherRoutes),
+        deps.stopping,
+      ),
     ),
   );
 }
@@ -55,7 +60,7 @@ export async function proxyRoutes(app: FastifyInstance, options: ProxyRoutesOpti
  * other request, rather than answered by Fastify alone.
  */
 export function refuseUnroutable(deps: PipelineDeps, api: ApiName | 'auto') {
-  const dialect = dialects.find((candidate) => candidate.name === api) ?? openai;
+  const dialect = refusalDialect(api);
   return (error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void => {
     const what =
       error.code === 'FST_ERR_BAD_URL' ? 'the request URL cannot be decoded' : 'the request cannot be read';
@@ -70,7 +75,7 @@ export function refuseUnroutable(deps: PipelineDeps, api: ApiName | 'auto') {
       '(undecodable)',
       trace,
       refusalReply(dialect, refusal),
-      'invalid',
+      refusal.outcome,
       refusal.message,
     ).then((result) => send(reply, result, deps.stopping));
   };

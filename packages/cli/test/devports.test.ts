@@ -52,3 +52,41 @@ test('a second veil dev on a busy port exits 1 naming the port and its flag', as
     return true;
   });
 });
+
+test('a second veil dev on the same state folder exits 1: two would share one audit spool', async () => {
+  const second = run(
+    process.execPath,
+    [
+      veil,
+      'dev',
+      '--port',
+      '0',
+      '--admin-port',
+      '0',
+      '--issuer-port',
+      '0',
+      '--approvals-port',
+      '0',
+      '--state',
+      first.stateDir,
+    ],
+    { cwd: root, env: { ...process.env, VEIL_DEBUG: '' }, timeout: 60_000 },
+  );
+  await assert.rejects(second, (error: { code?: number; stderr?: string }) => {
+    assert.equal(error.code, 1);
+    assert.ok(
+      (error.stderr ?? '').includes(
+        `veil: dev: ${first.stateDir} is in use by another veil dev; stop it, or give this one a folder of its own with --state\n`,
+      ),
+      error.stderr,
+    );
+    return true;
+  });
+  // The first one still records.
+  const answer = await fetch(`${first.info.url}/v1/embeddings`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${first.token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'demo', input: 'still here' }),
+  });
+  assert.equal(answer.status, 200);
+});

@@ -23,9 +23,13 @@ export async function createLockedBucket(client: S3Client, bucket: string): Prom
 
 export type VerifiedBucket = { result: VerifyResult; objects: StoredObject[] };
 
-export async function verifyBucket(client: S3Client, bucket: string): Promise<VerifiedBucket> {
+export async function verifyBucket(
+  client: S3Client,
+  bucket: string,
+  options: { minRetentionDays?: number } = {},
+): Promise<VerifiedBucket> {
   const [objects, bucketLock] = await Promise.all([readObjects(client, bucket), readLock(client, bucket)]);
-  return { result: verifyEvidence(objects, { bucketLock, now: new Date() }), objects };
+  return { result: verifyEvidence(objects, { ...options, bucketLock, now: new Date() }), objects };
 }
 
 export function invalidFindings(result: VerifyResult): string[] {

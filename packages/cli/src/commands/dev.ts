@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   createDevKeyring,
+  SpoolInUseError,
   signWithDevKey,
   startDemoModel,
   startDevIssuer,
@@ -179,8 +180,17 @@ export async function startDev(options: DevOptions = {}): Promise<RunningDev> {
     };
   } catch (error) {
     await close();
-    throw portInUse(error, ports) ?? error;
+    throw portInUse(error, ports) ?? stateInUse(error, state.dir) ?? error;
   }
+}
+
+/** Two veil dev in one folder would share one audit spool: the second is refused, with the way out. */
+function stateInUse(error: unknown, stateDir: string): CliError | undefined {
+  if (!(error instanceof SpoolInUseError)) return undefined;
+  return new CliError(
+    `dev: ${stateDir} is in use by another veil dev; stop it, or give this one a folder of its own with --state`,
+    1,
+  );
 }
 
 export const devCommand: Command = {

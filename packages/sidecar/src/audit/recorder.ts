@@ -25,7 +25,11 @@ export type AuditRecorderOptions = {
   spoolDir: string;
   capacityBytes?: number;
   identity: StreamIdentity;
-  /** Registered by this stream's genesis manifest; generated when absent. */
+  /**
+   * Registered by this stream's genesis manifest; generated when absent. A key
+   * given (the mounted key file's) is named in the shipper state, not kept
+   * there: a process shipping what this one leaves must be given it too.
+   */
   signingKey?: SigningKey;
   store: EvidenceStore;
   settings: () => ShippingSettings;
@@ -92,8 +96,14 @@ export class AuditRecorder implements AuditSink {
   ): Promise<AuditRecorder> {
     const log = options.log ?? (() => undefined);
     const { nextSeq, shippedSeq } = spool.stats();
-    const state = await ShipState.open(join(options.spoolDir, stateDirName), shippedSeq + 1);
+    const state = await ShipState.open(
+      join(options.spoolDir, stateDirName),
+      shippedSeq + 1,
+      options.signingKey,
+    );
     checkStateMatchesSpool(state, spool);
+    // A stream whose key cannot be had fails the start, not every shipping attempt after it.
+    for (const stream of state.data.streams) state.signingKey(stream);
     const ref = streamRef(options.identity);
     const stream = streamId(ref);
     const nextRecordSeq = await openStream(state, spool, options, stream);
@@ -117,6 +127,7 @@ export class AuditRecorder implements AuditSink {
     if (spool.recovery.records > 0) {
       log(`audit spool: ${spool.recovery.records} records of earlier processes to ship`);
     }
+    if (spool.recovery.truncatedBytes > 0) log(tornTail(spool.recovery.truncatedBytes));
     shipper.start();
     return new AuditRecorder({
       spool,
@@ -176,6 +187,15 @@ function leftForNextProcess(waiting: number): string {
   return `audit: ${left} not shipped within the grace period; kept in the spool for the next process on it`;
 }
 
+/**
+ * A write a crash interrupted was never acknowledged, so cutting it loses
+ * nothing answered; but the same cut follows a record damaged on disk, which
+ * only the operator can tell apart: it is said, not left silent.
+ */
+function tornTail(bytes: number): string {
+  return `audit spool: cut ${bytes} bytes off the end of the last segment, from the first record that fails its checksum: a write a crash interrupted (never acknowledged), unless the disk damaged it`;
+}
+
 function checkStateMatchesSpool(state: ShipState, spool: Spool): void {
   const { nextSeq, shippedSeq, waiting } = spool.stats();
   if (!state.found && waiting > 0) {
@@ -207,10 +227,12 @@ async function openStream(
   const signingKey = options.signingKey ?? generateSigningKey();
   const ref = streamRef(options.identity);
   const genesis = buildGenesis({ stream: ref, signingKey, createdAt: new Date() });
+  // A mounted key stays where it was mounted; only a generated one must be kept here.
+  const key = options.signingKey ? { mountedKeyId: signingKey.keyId } : exportSigningKey(signingKey);
   const data = state.data;
   await state.commit({
     ...data,
-    streams: [...data.streams, newStreamRecord(ref, exportSigningKey(signingKey), genesis.manifest)],
+    streams: [...data.streams, newStreamRecord(ref, key, genesis.manifest)],
     outbox: [...data.outbox, { manifest: genesis.manifest }],
   });
   return 0;

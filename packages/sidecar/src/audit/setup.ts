@@ -97,6 +97,16 @@ function registerGauges(telemetry: Telemetry, recorder: AuditRecorder): () => vo
       'Age of the oldest audit record not yet shipped',
       () => recorder.stats().oldestUnshippedAgeSeconds,
     ),
+    telemetry.gauge(
+      'veil_audit_shipping_failures',
+      'Consecutive failed attempts to ship audit evidence; 0 while shipping works',
+      () => recorder.stats().failures,
+    ),
+    telemetry.gauge(
+      'veil_audit_store_conflict',
+      'Whether shipping is stuck on an evidence key that already holds other bytes (1): retrying cannot resolve it',
+      () => (recorder.stats().conflict ? 1 : 0),
+    ),
   ];
   return () => {
     for (const drop of drops) drop();

@@ -22,7 +22,7 @@ import { type BackoffOptions, backoffDelay, defaultBackoff } from './backoff.ts'
 import { writeFileAtomic } from './files.ts';
 import type { Spool } from './spool.ts';
 import { AuditStateError, type OutboxItem, type ShipState, type StateData } from './state.ts';
-import type { EvidenceStore } from './store.ts';
+import { EvidenceConflictError, type EvidenceStore } from './store.ts';
 
 export type BatchSettings = { maxRecords: number; maxBytes: number; maxAgeSeconds: number };
 
@@ -48,11 +48,25 @@ export type ShipperStats = {
   shippedBatches: number;
   /** Consecutive failed attempts; 0 while shipping works. */
   failures: number;
+  /**
+   * The last attempt found a key holding other bytes. Evidence is never
+   * replaced, so retrying cannot end this, unlike an outage: it needs an operator.
+   */
+  conflict: boolean;
 };
 
 type Sleeper = { wake: () => void; byNotify: boolean };
 
 const gzipAsync = promisify(gzip);
+
+/**
+ * Added to every lock. An auditor counts the retention from when the store
+ * wrote the object (its Last-Modified, after the upload, by the store's
+ * clock), so a lock of exactly the policy's days from our clock would fall
+ * short by the upload time and any skew: `verify --min-retention-days` with the
+ * policy's days would fail correct evidence.
+ */
+const lockMarginMs = 10 * 60 * 1000;
 
 /**
  * Compresses a batch's NDJSON on the thread pool. zlib hands its output back a
@@ -84,7 +98,7 @@ export class Shipper {
   readonly #backoff: BackoffOptions;
   readonly #log: (message: string) => void;
   readonly #stop = new AbortController();
-  readonly #stats: ShipperStats = { shippedRecords: 0, shippedBatches: 0, failures: 0 };
+  readonly #stats: ShipperStats = { shippedRecords: 0, shippedBatches: 0, failures: 0, conflict: false };
   #loop: Promise<void> | undefined;
   /**
    * The next batch, read and compressed while the one before uploads (and kept
@@ -148,6 +162,7 @@ export class Shipper {
           if (this.#stats.failures > 0)
             this.#log(`audit shipping resumed after ${this.#stats.failures} failures`);
           this.#stats.failures = 0;
+          this.#stats.conflict = false;
           continue;
         }
         if (this.#closing) return;
@@ -155,9 +170,12 @@ export class Shipper {
       } catch (error) {
         if (this.#stop.signal.aborted) return;
         this.#stats.failures += 1;
+        this.#stats.conflict = error instanceof EvidenceConflictError;
         if (this.#stats.failures === 1 || this.#stats.failures % 20 === 0) {
           this.#log(
-            `audit shipping to ${this.#store.description} failed (${this.#stats.failures}x): ${describe(error)}`,
+            `audit shipping to ${this.#store.description} failed (${this.#stats.failures}x): ${describe(error)}${
+              this.#stats.conflict ? conflictHint : ''
+            }`,
           );
         }
         await this.#sleep(backoffDelay(this.#stats.failures, this.#backoff), false);
@@ -307,7 +325,7 @@ export class Shipper {
 
   async #upload(item: OutboxItem): Promise<void> {
     const signal = this.#stop.signal;
-    const retainUntil = new Date(this.#now() + this.#settings().retentionMs);
+    const retainUntil = new Date(this.#now() + this.#settings().retentionMs + lockMarginMs);
     const manifest = storeManifest(item.manifest);
     const described = item.manifest.kind === 'batch' ? item.manifest.batch : undefined;
     if (item.batch && described) {
@@ -361,6 +379,9 @@ export class Shipper {
     });
   }
 }
+
+const conflictHint =
+  '; evidence is never replaced, so retrying cannot resolve this (see "When a part is down" in the operations guide)';
 
 type StreamRun = { stream: string; builder: BatchBuilder; lastSpoolSeq: number };
 type CutBatch = { run: StreamRun; batch: EncodedBatch };

@@ -12,6 +12,7 @@ import { type FileHandle, open, readdir, readFile, unlink } from 'node:fs/promis
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { mkdirDurable, syncDir, tempPathOf, writeFileAtomic } from './files.ts';
+import { lockSpool, type SpoolLock } from './spool-lock.ts';
 
 /** The spool holds as much as it may: the sidecar refuses new requests (503) rather than drop a record. */
 export class SpoolFullError extends Error {
@@ -71,6 +72,8 @@ export const defaultSegmentBytes = 64 * 1024 * 1024;
 /** How long a record that is not urgent waits for another append's sync before it starts one. */
 export const lateSyncMs = 5;
 export const defaultCapacityBytes = 1024 * 1024 * 1024;
+/** A record's commit time is known to this much: ages and batch cuts by age need no finer. */
+const commitTimeResolutionMs = 100;
 
 export class Spool {
   readonly #dir: string;
@@ -80,6 +83,7 @@ export class Spool {
   readonly #segments: Segment[];
   readonly #commits: Commit[];
   readonly recovery: SpoolRecovery;
+  readonly #lock: SpoolLock;
   #active: FileHandle;
   #nextSeq: number;
   #shippedSeq: number;
@@ -94,7 +98,7 @@ export class Spool {
   #failure: Error | undefined;
   #closed = false;
 
-  private constructor(options: Required<SpoolOptions>, state: OpenState) {
+  private constructor(options: Required<SpoolOptions>, state: OpenState, lock: SpoolLock) {
     this.#dir = options.dir;
     this.#segmentBytes = options.segmentBytes;
     this.#capacityBytes = options.capacityBytes;
@@ -106,9 +110,13 @@ export class Spool {
     this.#shippedSeq = state.shippedSeq;
     this.#diskBytes = state.segments.reduce((total, segment) => total + segment.size, 0);
     this.recovery = state.recovery;
+    this.#lock = lock;
   }
 
-  /** Opens (creating if need be) the spool in `dir`, cutting off a torn tail left by a crash. */
+  /**
+   * Opens (creating if need be) the spool in `dir`, cutting off a torn tail left
+   * by a crash. Throws `SpoolInUseError` while another process has it open.
+   */
   static async open(options: SpoolOptions): Promise<Spool> {
     const resolved: Required<SpoolOptions> = {
       dir: options.dir,
@@ -119,7 +127,14 @@ export class Spool {
     if (!(resolved.segmentBytes > 0 && resolved.capacityBytes >= resolved.segmentBytes)) {
       throw new RangeError('the spool capacity must hold at least one segment');
     }
-    return new Spool(resolved, await recover(resolved));
+    await mkdirDurable(resolved.dir);
+    const lock = await lockSpool(resolved.dir);
+    try {
+      return new Spool(resolved, await recover(resolved), lock);
+    } catch (error) {
+      await lock.release();
+      throw error;
+    }
   }
 
   /**
@@ -255,8 +270,12 @@ export class Spool {
     if (this.#lateSync) this.#syncSoon();
     await this.#flushing;
     await this.#releasing;
-    await this.#reader.close();
-    await this.#active.close();
+    try {
+      await this.#reader.close();
+      await this.#active.close();
+    } finally {
+      await this.#lock.release();
+    }
   }
 
   async #flush(): Promise<void> {
@@ -288,7 +307,7 @@ export class Spool {
       this.#pendingBytes -= data.length;
       this.#diskBytes += data.length;
       this.#nextSeq += group.length;
-      this.#commits.push({ seq: firstSeq, time: this.#now() });
+      this.#noteCommit(firstSeq);
       group.forEach((pending, index) => {
         pending.resolve({ seq: firstSeq + index });
       });
@@ -297,6 +316,17 @@ export class Spool {
       this.#failure ??= new SpoolFailedError('an audit spool write failed', { cause: error });
       for (const pending of group) pending.reject(this.#failure);
     }
+  }
+
+  /**
+   * One entry per commit would grow by one per record while the store is away
+   * and requests come one at a time (a million for a full spool): commits
+   * closer together than `commitTimeResolutionMs` share the first one's time.
+   */
+  #noteCommit(seq: number): void {
+    const time = this.#now();
+    const last = this.#commits.at(-1);
+    if (last === undefined || time - last.time >= commitTimeResolutionMs) this.#commits.push({ seq, time });
   }
 
   async #rotate(): Promise<Segment> {
@@ -488,7 +518,6 @@ type OpenState = {
 
 async function recover(options: Required<SpoolOptions>): Promise<OpenState> {
   const { dir } = options;
-  await mkdirDurable(dir);
   await unlink(tempPathOf(join(dir, watermarkName))).catch(() => undefined);
   const shippedSeq = await readWatermark(dir);
   const names = (await readdir(dir)).filter((name) => segmentPattern.test(name)).sort();

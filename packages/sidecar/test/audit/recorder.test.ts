@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { cp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, cp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { setTimeout } from 'node:timers/promises';
 import { gunzipSync } from 'node:zlib';
-import { parseEvidenceKey, streamId } from '@veil/core';
+import { exportSigningKey, generateSigningKey, parseEvidenceKey, streamId } from '@veil/core';
 import { DirEvidenceStore } from '../../src/audit/dirstore.ts';
 import { AuditRecorder, type AuditRecorderOptions } from '../../src/audit/recorder.ts';
 import type { BatchSettings } from '../../src/audit/shipper.ts';
@@ -169,6 +169,7 @@ test('records stay in the spool until batch and manifest are both acknowledged',
   assert.ok(s.store.puts.some((key) => key.includes('/batches/')));
   assert.equal(recorder.stats().recordsWaiting, 5);
   assert.equal(recorder.stats().shippedRecords, 0);
+  assert.equal(recorder.stats().conflict, false, 'a store that is away is an outage, not a conflict');
 
   // Shipping resumes by itself; the batch is sent again, found identical, and the manifest follows.
   manifestsDown = false;
@@ -180,6 +181,24 @@ test('records stay in the spool until batch and manifest are both acknowledged',
   const result = await verifyDir(s.evidenceDir);
   assert.deepEqual(invalid(result), []);
   assert.equal(result.totals.records, 5);
+});
+
+test('a key already holding other bytes is told apart from an outage, in stats and log', async (t) => {
+  const s = await setup(t);
+  const first = await open(s, {});
+  await first.close();
+  // The spool and its state lost while the incarnation is kept: the new genesis
+  // (another key, another time) meets the stored one at the same key.
+  await rm(s.spoolDir, { recursive: true });
+  const logged: string[] = [];
+  const second = await open(s, {}, { log: (message) => logged.push(message), closeGraceMs: 200 });
+  await eventually('the conflict retried', () => second.stats().failures >= 2);
+  assert.equal(second.stats().conflict, true);
+  assert.match(
+    logged[0] ?? '',
+    /EvidenceConflictError: .*already holds other bytes; .*retrying cannot resolve this/,
+  );
+  assert.equal(second.stats().shippedBatches, 0);
 });
 
 test('the next batch is made while one uploads: records that come after it go in a later batch', async (t) => {
@@ -284,6 +303,69 @@ test('records an earlier process left are shipped under its own stream and key',
   assert.equal(later?.closed, true);
   assert.notEqual(earlier?.keyId, later?.keyId);
   assert.ok(result.findings.some((f) => f.code === 'unclosed-stream' && f.stream === earlier?.stream));
+});
+
+test('a mounted key is named in the shipper state, never kept there; a restart needs that key', async (t) => {
+  const s = await setup(t);
+  s.store.failing = () => true;
+  const key = generateSigningKey();
+  const first = await open(
+    s,
+    { maxRecords: 4 },
+    { signingKey: key, backoff: { baseMs: 60_000, capMs: 60_000 }, closeGraceMs: 0 },
+  );
+  await appendMany(first, 'before', 5);
+  const state = await readFile(join(s.spoolDir, 'shipper', 'state.json'), 'utf8');
+  assert.ok(!state.includes(exportSigningKey(key).d), 'the private half stays out of the state');
+  assert.ok(state.includes(`"mountedKeyId":"${key.keyId}"`));
+  const crashed = join(s.spoolDir, '..', 'crashed');
+  const rekeyed = join(s.spoolDir, '..', 'rekeyed');
+  await cp(s.spoolDir, crashed, { recursive: true });
+  await cp(s.spoolDir, rekeyed, { recursive: true });
+
+  const store = new ScriptedStore(new DirEvidenceStore(s.evidenceDir));
+  const restart = { identity: { cluster: 'test', pod, incarnation: 'inc-2' } };
+  await assert.rejects(
+    open({ ...s, spoolDir: rekeyed, store }, {}, { ...restart, signingKey: generateSigningKey() }),
+    /signed with key .* which the mounted signing key file no longer holds/,
+  );
+  const second = await open(
+    { ...s, spoolDir: crashed, store },
+    { maxRecords: 4 },
+    { ...restart, signingKey: key },
+  );
+  await second.close();
+  const result = await verifyDir(s.evidenceDir);
+  assert.deepEqual(invalid(result), []);
+  assert.deepEqual(
+    result.streams.map((stream) => [stream.records, stream.keyId]),
+    [
+      [5, key.keyId],
+      [0, key.keyId],
+    ],
+  );
+});
+
+test('a torn tail cut off on open is said in the log, not left silent', async (t) => {
+  const s = await setup(t);
+  const first = await open(s, {});
+  await appendMany(first, 'before', 3);
+  await first.close();
+  const segment = (await readdir(s.spoolDir)).filter((name) => name.endsWith('.seg')).at(-1) as string;
+  await appendFile(join(s.spoolDir, segment), Buffer.from([40, 0, 0, 0, 1, 2, 3]));
+  const logged: string[] = [];
+  await open(
+    s,
+    {},
+    {
+      identity: { cluster: 'test', pod, incarnation: 'inc-2' },
+      log: (message) => logged.push(message),
+    },
+  );
+  assert.ok(
+    logged.some((message) => /cut 7 bytes off the end of the last segment/.test(message)),
+    logged.join('\n'),
+  );
 });
 
 test('the same incarnation reopened carries on its record seq', async (t) => {

@@ -130,10 +130,13 @@ test('the spool gauges read the open recorder and are removed once it is done wi
   assert.deepEqual([...readers.keys()].sort(), [
     'veil_audit_oldest_unshipped_age_seconds',
     'veil_audit_records_waiting',
+    'veil_audit_shipping_failures',
     'veil_audit_spool_bytes',
+    'veil_audit_store_conflict',
   ]);
   await recorder.append(draft('m1'));
   assert.ok((readers.get('veil_audit_spool_bytes')?.() ?? 0) > 0);
+  assert.equal(readers.get('veil_audit_store_conflict')?.(), 0);
   dropGauges();
   assert.equal(readers.size, 0);
 });

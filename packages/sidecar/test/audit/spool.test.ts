@@ -1,5 +1,17 @@
 import assert from 'node:assert/strict';
-import { appendFile, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import {
+  appendFile,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  symlink,
+  truncate,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
@@ -10,6 +22,7 @@ import {
   SpoolFullError,
   type SpoolOptions,
 } from '../../src/audit/spool.ts';
+import { SpoolInUseError } from '../../src/audit/spool-lock.ts';
 import { openFilesUnder } from './helpers.ts';
 
 async function tempDir(t: TestContext): Promise<string> {
@@ -302,6 +315,57 @@ test('stats report bytes, waiting records and the age of the oldest unshipped on
   assert.equal(spool.stats().oldestUnshippedAgeMs, null);
 });
 
+test('a spool open in one process is refused to another until it ends, however it ends', async (t) => {
+  const dir = await tempDir(t);
+  const spoolModule = new URL('../../src/audit/spool.ts', import.meta.url).href;
+  const holder = spawn(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      `const { Spool } = await import(${JSON.stringify(spoolModule)});
+       const spool = await Spool.open({ dir: process.argv[1] });
+       await spool.append('{"from":"holder"}');
+       process.stdout.write('open');
+       setInterval(() => undefined, 1000);`,
+      dir,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  t.after(() => holder.kill('SIGKILL'));
+  // A holder that fails to start ends the wait too, rather than hanging the test.
+  const opened = await Promise.race([
+    once(holder.stdout, 'data').then(([data]) => String(data)),
+    once(holder, 'exit').then(([code]) => `exited with ${code}`),
+  ]);
+  assert.equal(opened, 'open');
+  await assert.rejects(Spool.open({ dir }), (error: Error) => {
+    assert.ok(error instanceof SpoolInUseError);
+    assert.match(error.message, /in use by another process/);
+    return true;
+  });
+  // The same directory by another path is the same spool.
+  const alias = join(await tempDir(t), 'alias');
+  await symlink(dir, alias);
+  await assert.rejects(Spool.open({ dir: alias }), SpoolInUseError);
+
+  // A crash leaves no lock behind: the kernel drops it with the process.
+  holder.kill('SIGKILL');
+  await once(holder, 'exit');
+  const spool = await Spool.open({ dir });
+  t.after(() => spool.close());
+  assert.deepEqual(await readAll(spool), ['{"from":"holder"}']);
+});
+
+test('a spool is refused to a second opener in the same process until closed', async (t) => {
+  const dir = await tempDir(t);
+  const first = await Spool.open({ dir });
+  await assert.rejects(Spool.open({ dir }), SpoolInUseError);
+  await first.close();
+  const second = await Spool.open({ dir });
+  await second.close();
+});
+
 test('an unreadable watermark is refused', async (t) => {
   const dir = await tempDir(t);
   await writeFile(join(dir, 'shipped'), 'not json');
@@ -360,6 +424,10 @@ test('room, bytes from a seq and commit times tell the shipper what is due', asy
   assert.equal(spool.committedAt(3), 5_100);
   assert.equal(spool.committedAt(4), 5_100);
   assert.equal(spool.committedAt(5), undefined);
+  // Commits closer together than 100 ms share the first one's time.
+  clock += 40;
+  await spool.append(line(5));
+  assert.equal(spool.committedAt(5), 5_100);
   await spool.release(3);
   assert.equal(spool.committedAt(3), undefined);
   assert.equal(spool.committedAt(4), 5_100);

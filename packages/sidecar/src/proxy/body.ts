@@ -8,6 +8,13 @@ export class BodyTooLargeError extends Error {
   }
 }
 
+/** The caller hung up before its whole body arrived. */
+export class CallerGoneError extends Error {
+  constructor() {
+    super('the caller went away before its request body was read');
+  }
+}
+
 /**
  * Reads a request body, giving up as soon as it passes limit so an oversized
  * upload is never buffered whole; a declared Content-Length over the limit is
@@ -23,6 +30,10 @@ export function readBody(
     stream.resume();
     return Promise.reject(new BodyTooLargeError(limit));
   }
+  // The body is read only once the caller is authenticated, which can take a
+  // key fetch: a caller that hung up meanwhile left a destroyed stream, which
+  // emits nothing more to listeners added now.
+  if (stream.destroyed) return Promise.reject(new CallerGoneError());
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -42,5 +53,8 @@ export function readBody(
     stream.on('data', onData);
     stream.once('end', onEnd);
     stream.once('error', reject);
+    // A stream destroyed without an error ends with 'close' alone; after 'end'
+    // the promise is settled and this changes nothing.
+    stream.once('close', () => reject(new CallerGoneError()));
   });
 }

@@ -6,6 +6,7 @@ import {
   type IncomingEmbedRequest,
   type PipelineDeps,
   type ProxyReply,
+  refuseWhenDenied,
   refuseWhenSpoolFull,
 } from './pipeline.ts';
 import { elapsedMs, newTrace, record, recordForwarding } from './record.ts';
@@ -33,7 +34,8 @@ function forwardedHeaders(headers: IncomingHttpHeaders): Record<string, string> 
 /**
  * Any route that is not an embedding API: refused (404) unless the policy
  * allow-lists it, and then, as on the embedding routes, refused while the
- * spool is full, else authenticated, forwarded as is and recorded.
+ * spool is full, else authenticated, held to the access rules, forwarded as
+ * is and recorded.
  */
 export async function handlePassthrough(
   deps: PipelineDeps,
@@ -72,6 +74,10 @@ export async function handlePassthrough(
     const auth = await policy.authenticator.authenticate(request.authorization);
     if (!auth.ok) throw new Refusal(401, 'unauthenticated', 'unauthenticated', auth.message);
     trace.identity = auth.identity;
+    // The route names no model: access is decided, and recorded, for the
+    // default model name, as for a TEI request.
+    trace.model = deps.defaultModel;
+    refuseWhenDenied(policy, auth.identity, deps.defaultModel);
     const body =
       method === 'GET' || method === 'HEAD'
         ? undefined

@@ -98,15 +98,7 @@ async function run(
   trace.inputCount = parsed.inputCount;
 
   refuseTooManyInputs(policy, parsed.inputCount);
-  const decision = policy.access(trace.identity, trace.model);
-  if (!decision.allowed) {
-    throw new Refusal(
-      403,
-      'forbidden',
-      'denied',
-      `${trace.identity.subject} may not use model ${trace.model}`,
-    );
-  }
+  refuseWhenDenied(policy, trace.identity, trace.model);
   const rate = policy.limiter.take(`${trace.identity.issuer} ${trace.identity.subject}`, parsed.inputCount);
   if (!rate.ok) {
     throw new Refusal(429, 'rate_limited', 'rate_limited', 'vectors-per-minute limit reached', {
@@ -135,6 +127,13 @@ export function refuseWhenSpoolFull(sink: AuditSink): void {
     throw new Refusal(503, 'unavailable', 'unavailable', 'the audit spool is full; try again later', {
       'retry-after': '5',
     });
+  }
+}
+
+/** Access is deny by default, and a matching deny rule wins (enforce/access.ts). */
+export function refuseWhenDenied(policy: ActivePolicy, identity: Identity, model: string): void {
+  if (!policy.access(identity, model).allowed) {
+    throw new Refusal(403, 'forbidden', 'denied', `${identity.subject} may not use model ${model}`);
   }
 }
 

@@ -1,10 +1,16 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { type ApiName, allEmbeddingPaths, dialectFor, refusalDialect } from '../dialects/index.ts';
+import {
+  type ApiName,
+  allEmbeddingPaths,
+  type Dialect,
+  dialectFor,
+  refusalDialect,
+} from '../dialects/index.ts';
 import type { Telemetry } from '../telemetry.ts';
 import { handlePassthrough } from './passthrough.ts';
 import { handleEmbedding, type PipelineDeps, type ProxyReply } from './pipeline.ts';
 import { newTrace, record } from './record.ts';
-import { Refusal, refusalReply } from './refusal.ts';
+import { Refusal, refusalReply, toRefusal } from './refusal.ts';
 
 export interface ProxyRoutesOptions {
   readonly deps: PipelineDeps;
@@ -43,6 +49,7 @@ export async function proxyRoutes(app: FastifyInstance, options: ProxyRoutesOpti
     );
   }
   const otherRoutes = refusalDialect(api);
+  app.setErrorHandler(refuseUnreadable(deps, api));
   app.all('/*', (request, reply) =>
     telemetry.span('request', async () =>
       send(
@@ -64,21 +71,56 @@ export function refuseUnroutable(deps: PipelineDeps, api: ApiName | 'auto') {
   return (error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void => {
     const what =
       error.code === 'FST_ERR_BAD_URL' ? 'the request URL cannot be decoded' : 'the request cannot be read';
-    const refusal = new Refusal(400, 'invalid_request', 'invalid', what);
-    const trace = newTrace();
-    trace.policy = deps.policy();
     // The raw URL stays out of the record: it is not known to be text.
-    void record(
-      deps,
-      dialect,
-      'unknown',
-      '(undecodable)',
-      trace,
-      refusalReply(dialect, refusal),
-      refusal.outcome,
-      refusal.message,
-    ).then((result) => send(reply, result, deps.stopping));
+    refuseBeforeRoute(deps, reply, dialect, 'unknown', '(undecodable)', invalid(what));
   };
+}
+
+/**
+ * The routes' error handler. Fastify would answer a Content-Type it cannot
+ * parse with its own 415 before the route runs: such a request is refused 400
+ * in the dialect of the route it was sent to, before authentication, and
+ * recorded like any other. Anything else here is a handler that failed before
+ * its request was on record: a 500, recorded.
+ */
+function refuseUnreadable(deps: PipelineDeps, api: ApiName | 'auto') {
+  return (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void => {
+    const routePath = request.routeOptions.url ?? '';
+    const dialect = dialectFor(api, routePath);
+    const refusal =
+      error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
+        ? invalid('the request Content-Type cannot be parsed')
+        : toRefusal(error);
+    if (dialect) refuseBeforeRoute(deps, reply, dialect, dialect.name, routePath, refusal);
+    else refuseBeforeRoute(deps, reply, refusalDialect(api), 'unknown', incoming(request).path, refusal);
+  };
+}
+
+function invalid(message: string): Refusal {
+  return new Refusal(400, 'invalid_request', 'invalid', message);
+}
+
+/** Answers a request no route handled with `refusal`, once it is on record. */
+function refuseBeforeRoute(
+  deps: PipelineDeps,
+  reply: FastifyReply,
+  dialect: Dialect,
+  api: ApiName | 'unknown',
+  route: string,
+  refusal: Refusal,
+): void {
+  const trace = newTrace();
+  trace.policy = deps.policy();
+  void record(
+    deps,
+    dialect,
+    api,
+    route,
+    trace,
+    refusalReply(dialect, refusal),
+    refusal.outcome,
+    refusal.message,
+  ).then((result) => send(reply, result, deps.stopping));
 }
 
 function incoming(request: FastifyRequest) {

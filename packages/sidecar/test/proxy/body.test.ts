@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { PassThrough, Readable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { BodyTooLargeError, readBody } from '../../src/proxy/body.ts';
+import { BodyTooLargeError, CallerGoneError, readBody } from '../../src/proxy/body.ts';
 
 describe('readBody', () => {
   it('reads a body up to the limit whole, in order', async () => {
@@ -52,5 +52,19 @@ describe('readBody', () => {
     const reading = readBody(stream, undefined, 10);
     stream.destroy(new Error('connection reset'));
     await assert.rejects(reading, /connection reset/);
+  });
+
+  it('gives up at once on a stream destroyed before reading began', async () => {
+    const stream = new PassThrough();
+    stream.destroy();
+    await assert.rejects(readBody(stream, '100', 1000), CallerGoneError);
+  });
+
+  it('gives up on a stream destroyed without an error while reading', async () => {
+    const stream = new PassThrough();
+    const reading = readBody(stream, '100', 1000);
+    stream.write(Buffer.alloc(12));
+    stream.destroy();
+    await assert.rejects(reading, CallerGoneError);
   });
 });

@@ -37,7 +37,10 @@ describe('refusals', () => {
       policy: {
         limits: { maxBytesPerRequest: LIMIT, maxInputsPerRequest: 2, vectorsPerMinute: 3 },
         access: {
-          rules: [{ name: 'team', groups: ['ml-team'] }],
+          rules: [
+            { name: 'team', groups: ['ml-team'] },
+            { name: 'not-mallory', action: 'deny', subjects: ['mallory'] },
+          ],
           allowRoutes: [{ method: 'GET', path: '/v1/models' }],
         },
       },
@@ -107,6 +110,41 @@ describe('refusals', () => {
         },
       });
       assert.equal(fixture.records().at(-1)?.outcome, 'invalid');
+    });
+
+    it('refuses a Content-Type that does not parse 400 in the route dialect, once on record, token or not', async () => {
+      const garbage = { 'content-type': 'garbage' };
+      const modelCalls = fixture.upstreamCalls.length;
+      const sent = [
+        { path: '/v1/embeddings', token, api: 'openai', subject: 'alice' },
+        { path: '/v1/embeddings', token: undefined, api: 'openai', subject: undefined },
+        { path: '/api/embed', token, api: 'ollama', subject: 'alice' },
+        { path: '/v1/chat/completions', token, api: 'unknown', subject: 'alice' },
+      ] as const;
+      for (const { path, token: bearer, api } of sent) {
+        const from = fixture.sink.lines.length;
+        const answer = await call(
+          `${fixture.url}${path}`,
+          { model: 'm', input: 'x' },
+          {
+            headers: garbage,
+            ...(bearer === undefined ? {} : { token: bearer }),
+          },
+        );
+        assert.equal(answer.status, 400, answer.text);
+        const message = /Content-Type cannot be parsed/;
+        if (api === 'ollama') assert.match((answer.json as { error: string }).error, message);
+        else assert.match((answer.json as { error: { message: string } }).error.message, message);
+        assert.deepEqual(
+          fixture.sink
+            .records()
+            .slice(from)
+            .map((r) => [r.api, r.route, r.outcome, r.status, r.identity]),
+          [[api, path, 'invalid', 400, null]],
+          'refused before authentication, and recorded once',
+        );
+      }
+      assert.equal(fixture.upstreamCalls.length, modelCalls);
     });
 
     it('answers wrong types 400 naming the field', async () => {
@@ -217,6 +255,25 @@ describe('refusals', () => {
       assert.equal(record?.api, 'passthrough');
       assert.equal(record?.outcome, 'allowed');
       assert.equal(record?.identity?.subject, 'alice');
+    });
+
+    it('holds an allow-listed route to the access rules: deny by default, and a deny rule wins', async () => {
+      for (const claims of [{ sub: 'carol', groups: ['other-team'] }, { sub: 'mallory' }]) {
+        const from = fixture.sink.lines.length;
+        const answer = await call(`${fixture.url}/v1/models`, undefined, {
+          token: await fixture.token(claims),
+        });
+        assert.equal(answer.status, 403, answer.text);
+        assert.deepEqual((answer.json as { error: { code: string } }).error.code, 'forbidden');
+        assert.deepEqual(
+          fixture.sink
+            .records()
+            .slice(from)
+            .map((r) => [r.api, r.outcome, r.status, r.identity?.subject, r.model]),
+          [['passthrough', 'denied', 403, claims.sub, 'default']],
+          'one record, and no first part: the model never saw it',
+        );
+      }
     });
 
     it('still wants a token on an allow-listed route', async () => {

@@ -115,9 +115,27 @@ veil-controller-key
 {{- fail "injector.leaderElection.renewSeconds must be at most half of leaseDurationSeconds" -}}
 {{- end -}}
 {{- end -}}
+{{- $requests := .Values.sidecar.resources.requests | default dict -}}
+{{- $limits := .Values.sidecar.resources.limits | default dict -}}
+{{- range $resource := list "cpu" "memory" -}}
+{{- $request := get $requests $resource -}}
+{{- $limit := get $limits $resource -}}
+{{- if and $request $limit (gt (include "veil.quantity" $request | float64) (include "veil.quantity" $limit | float64)) -}}
+{{- fail (printf "sidecar.resources.requests.%s (%v) must be at most sidecar.resources.limits.%s (%v): the API server would refuse every injected pod" $resource $request $resource $limit) -}}
+{{- end -}}
+{{- end -}}
 {{- with .Values.certs.selfManaged -}}
 {{- if and .caValidityDays .validityDays (gt (int .validityDays) (int .caValidityDays)) -}}
 {{- fail "certs.selfManaged.validityDays must be at most caValidityDays" -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+
+
+{{/* A resource quantity (cores or bytes) as a plain number, so two can be compared. */}}
+{{- define "veil.quantity" -}}
+{{- $quantity := toString . -}}
+{{- $suffix := regexFind "[a-zA-Z]+$" $quantity -}}
+{{- $factors := dict "" 1 "m" 0.001 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "P" 1e15 "E" 1e18 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "Pi" 1125899906842624 "Ei" 1152921504606846976 -}}
+{{- mulf (trimSuffix $suffix $quantity | float64) (get $factors $suffix) -}}
 {{- end -}}

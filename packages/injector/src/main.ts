@@ -18,6 +18,7 @@ import { loadControllerKey } from './controller/keys.ts';
 import { defaultLeaseName } from './controller/leader.ts';
 import { jsonLog, type Log } from './controller/log.ts';
 import { type PullServer, startPullServer, tokenReviewAuthenticator } from './controller/pull.ts';
+import type { ApprovalStampSettings } from './webhook/approvals.ts';
 import { startWebhookServer, type WebhookServer } from './webhook/server.ts';
 import { type InjectionSettings, injectionSettingsSchema } from './webhook/settings.ts';
 
@@ -73,6 +74,9 @@ export const injectorConfigSchema = z
       .describe(
         "Comma-separated usernames that may expire approvals and record their use: the controller's service account",
       ),
+    approvalRequesterPrefixes: list.describe(
+      'Comma-separated prefixes the API server puts before an OIDC subject to make a username (its --oidc-username-prefix), so that user is refused a decision on their own request',
+    ),
     certsMode: z
       .enum(['files', 'self-managed'])
       .default('files')
@@ -122,6 +126,7 @@ const flags = {
   resync: ['resyncSeconds', 'VEIL_RESYNC_SECONDS'],
   'log-level': ['logLevel', 'VEIL_LOG_LEVEL'],
   'approval-controllers': ['approvalControllers', 'VEIL_APPROVAL_CONTROLLERS'],
+  'approval-requester-prefixes': ['approvalRequesterPrefixes', 'VEIL_APPROVAL_REQUESTER_PREFIXES'],
   kubeconfig: ['kubeconfig', 'VEIL_KUBECONFIG'],
   'certs-mode': ['certsMode', 'VEIL_CERTS_MODE'],
   'certs-secret': ['certsSecretName', 'VEIL_CERTS_SECRET'],
@@ -264,7 +269,7 @@ export async function startInjector(
       namespaceLabels: async (name) => (await core.readNamespace({ name })).metadata?.labels ?? {},
       bootstrapPolicy: (namespace, name) => controller.bootstrapPolicy(namespace, name),
       watchedNamespaces: config.namespaces,
-      approvals: { controllerUsernames: config.approvalControllers },
+      approvals: approvalStampSettings(config),
       log,
     });
     pull = await startPullServer({
@@ -308,6 +313,14 @@ export async function startInjector(
       await controller.stop(options);
       await Promise.all([servers.webhook.close(), servers.pull.close(), servers.approvals?.close()]);
     },
+  };
+}
+
+/** Who the approvals webhook treats as the controller, and as the requester of a request. */
+export function approvalStampSettings(config: InjectorConfig): ApprovalStampSettings {
+  return {
+    controllerUsernames: config.approvalControllers,
+    requesterUsernamePrefixes: config.approvalRequesterPrefixes,
   };
 }
 

@@ -186,7 +186,8 @@ describe('chart files', () => {
     };
     for (const [resource, quantities] of Object.entries(samples)) {
       for (const quantity of quantities) {
-        const resources = { requests: { [resource]: quantity } };
+        // As its own limit too: a request above the limit is refused for another reason.
+        const resources = { requests: { [resource]: quantity }, limits: { [resource]: quantity } };
         const injectorAccepts = injectionSettingsSchema.safeParse({ ...minimalSettings, resources }).success;
         const file = join(cp.dir, 'quantity-values.json');
         await writeFile(file, JSON.stringify({ sidecar: { resources } }));
@@ -612,7 +613,7 @@ describe('the chart matches the code', () => {
     const approvals = one(rendered.objects, 'MutatingWebhookConfiguration', 'veil-approvals').webhooks[0];
     assert.equal(approvals.clientConfig.service.path, '/mutate-approvals');
     assert.deepEqual(approvals.rules[0].resources, ['embeddingapprovals', 'embeddingapprovals/status']);
-    assert.deepEqual(approvals.rules[0].operations, ['UPDATE']);
+    assert.deepEqual(approvals.rules[0].operations, ['CREATE', 'UPDATE']);
     assert.equal(approvals.failurePolicy, 'Fail');
     assert.equal(approvals.reinvocationPolicy, 'IfNeeded');
   });

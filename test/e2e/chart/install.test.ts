@@ -496,7 +496,10 @@ async function decideAsApprover(): Promise<void> {
   };
   const file = join(cp.dir, 'approval.json');
   await writeFile(file, JSON.stringify(approval));
-  await kubectl('create', '-f', file);
+  // Only the controller opens approvals: created as anyone else, the webhook refuses it.
+  await assert.rejects(kubectl('create', '-f', file), /opened by the Veil controller only/);
+  const controller = await serviceAccountKubeconfig(release, `${release}-injector`);
+  await run(infraBinary('kubectl'), ['--kubeconfig', controller, 'create', '-f', file]);
   const rbac = join(cp.dir, 'approver-rbac.json');
   await writeFile(
     rbac,

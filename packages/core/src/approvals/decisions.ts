@@ -9,7 +9,8 @@
 // username is `subject` (service-account callers: `system:serviceaccount:NS:NAME`;
 // OIDC with `--oidc-username-claim=sub` and the prefix `-`) or `issuer#subject`
 // (the API server's default username for a non-email OIDC claim). A cluster that
-// maps OIDC users with another prefix must name it in `requesterUsernamePrefixes`.
+// maps OIDC users with another prefix must name it in `requesterUsernamePrefixes`
+// (the chart's `approvals.requesterUsernamePrefixes`).
 import { isDeepStrictEqual } from 'node:util';
 import { z } from 'zod';
 import {

@@ -257,7 +257,9 @@ export class Distributor {
       const first = !pod.checked;
       pod.checked = true;
       if (read.kind === 'error') {
-        this.#note(pod, pod.hash, `unreachable: ${read.reason}`, first);
+        // Whatever it enforced before may be gone (a restarted sidecar that cannot
+        // load it, say): until it answers, it counts as enforcing nothing.
+        this.#note(pod, undefined, `unreachable: ${read.reason}`, first);
         return 'failed';
       }
       pod.known = true;

@@ -23,7 +23,7 @@ const maxMessageLength = 2000;
 export function policyStatus(input: StatusInput): PolicyStatus {
   const { view, pods } = input;
   const hash = view.verdict.valid ? view.verdict.hash : (input.enforcedHash ?? view.status?.contentHash);
-  const inSync = hash === undefined ? 0 : pods.filter((p) => p.hash === hash).length;
+  const inSync = hash === undefined ? 0 : pods.filter((p) => isInSync(p, hash)).length;
   const ready = readyCondition(input, hash, inSync);
   const others = (view.status?.conditions ?? []).filter((c) => c.type !== readyConditionType);
   return {
@@ -56,7 +56,7 @@ function readyCondition(input: StatusInput, hash: string | undefined, inSync: nu
   } else {
     status = 'False';
     reason = 'Syncing';
-    const lagging = pods.filter((p) => p.hash !== hash);
+    const lagging = pods.filter((p) => hash === undefined || !isInSync(p, hash));
     const listed = lagging
       .slice(0, maxListed)
       .map((p) => (p.problem === undefined ? p.name : `${p.name} (${p.problem})`));
@@ -75,6 +75,12 @@ function readyCondition(input: StatusInput, hash: string | undefined, inSync: nu
         ? previous.lastTransitionTime
         : kubeTime(input.now),
   };
+}
+
+// A pod with a problem is not counted even when its last known hash matches:
+// that hash is what it enforced before something went wrong, not what it does now.
+function isInSync(pod: PodSync, hash: string): boolean {
+  return pod.hash === hash && pod.problem === undefined;
 }
 
 /** metav1.Time: RFC 3339 in seconds. */

@@ -32,8 +32,9 @@ const approvalObjectSchema = z.looseObject({
 });
 
 /**
- * One AdmissionReview for `embeddingapprovals` (UPDATE of `status`, or of the
- * object itself, whose spec only the controller may change).
+ * One AdmissionReview for `embeddingapprovals`: CREATE, by the controller only;
+ * UPDATE of `status`, or of the object itself, whose spec only the controller
+ * may change.
  */
 export function reviewApprovalAdmission(
   request: AdmissionRequest,
@@ -41,6 +42,9 @@ export function reviewApprovalAdmission(
   now: Date,
 ): { review: AdmissionReviewResponse; outcome: 'stamped' | 'denied' | 'ignored'; detail: string } {
   const uid = request.uid;
+  if (request.kind.kind === 'EmbeddingApproval' && request.operation === 'CREATE') {
+    return reviewCreate(request, settings);
+  }
   if (request.kind.kind !== 'EmbeddingApproval' || request.operation !== 'UPDATE') {
     return { review: wrap({ uid, allowed: true }), outcome: 'ignored', detail: request.operation };
   }
@@ -91,6 +95,26 @@ export function reviewApprovalAdmission(
     ...(result.warnings.length === 0 ? {} : { warnings: result.warnings }),
   };
   return { review: wrap(response), outcome: 'stamped', detail: `${user.username}: ${result.status.phase}` };
+}
+
+// The spec names the caller and the payload an approval lets through, and who may
+// approve it. Anyone else allowed to create one could open an approval for a real
+// caller's payload with approvers of their own choosing: only the controller,
+// which builds the spec from the held request and the policy's rule, opens them.
+function reviewCreate(request: AdmissionRequest, settings: ApprovalStampSettings) {
+  const username = request.userInfo.username ?? '';
+  if (!settings.controllerUsernames.includes(username)) {
+    return denied(
+      request.uid,
+      403,
+      `EmbeddingApprovals are opened by the Veil controller only, for a request its sidecar holds; ${username || 'an anonymous user'} cannot create one`,
+    );
+  }
+  return {
+    review: wrap({ uid: request.uid, allowed: true }),
+    outcome: 'ignored' as const,
+    detail: 'created by the controller',
+  };
 }
 
 function denied(uid: string, code: number, message: string) {

@@ -1,6 +1,7 @@
 // Pod in, pod out: decides whether a pod gets the Veil sidecar and returns the pod
 // with it. Pure and synchronous; whatever needs the cluster is looked up by the
 // caller and passed in.
+import { isDeepStrictEqual } from 'node:util';
 import type { V1Container, V1Pod, V1Probe } from '@kubernetes/client-node';
 import {
   type PodOptions,
@@ -12,7 +13,7 @@ import {
 } from './annotations.ts';
 import { findConflict } from './conflicts.ts';
 import type { InjectionSettings } from './settings.ts';
-import { sidecarContainer, sidecarNames, sidecarVolumes } from './sidecar.ts';
+import { sidecarContainer, sidecarNames, sidecarVolumeNames, sidecarVolumes } from './sidecar.ts';
 import type { InjectionStatus } from './status.ts';
 import { findUpstream, type Upstream } from './upstream.ts';
 
@@ -42,11 +43,16 @@ export function inject(input: InjectionInput): InjectionResult {
   if (gate.kind === 'unchanged') return { outcome: 'unchanged', pod, reason: gate.reason };
   if (gate.kind === 'denied') return { outcome: 'denied', message: gate.message };
 
-  const options = readPodOptions(pod);
+  // The webhook never sees its own output (it is not reinvoked, and it guards
+  // rather than injects on UPDATE), so a pod that arrives looking injected was
+  // written by its author: a copy of an injected pod, perhaps with another
+  // bootstrap policy or sidecar environment. Veil's parts are rebuilt, never trusted.
+  const base = isInjected(pod) ? withoutVeil(pod) : pod;
+  const options = readPodOptions(base);
   if (!options.ok) return { outcome: 'denied', message: options.message };
-  const conflict = findConflict(pod, settings);
+  const conflict = findConflict(base, settings);
   if (conflict !== undefined) return { outcome: 'denied', message: conflict };
-  const upstream = findUpstream(pod, options.value.upstreamPort);
+  const upstream = findUpstream(base, options.value.upstreamPort);
   if (!upstream.ok) return { outcome: 'denied', message: upstream.message };
 
   const plan: Plan = {
@@ -57,7 +63,9 @@ export function inject(input: InjectionInput): InjectionResult {
     namespace: input.namespace,
     bootstrapPolicy: input.bootstrapPolicy,
   };
-  return { outcome: 'injected', pod: withSidecar(pod, plan), warnings: warningsFor(pod, plan) };
+  const injected = withSidecar(base, plan);
+  if (isDeepStrictEqual(injected, pod)) return { outcome: 'unchanged', pod, reason: 'already injected' };
+  return { outcome: 'injected', pod: injected, warnings: warningsFor(base, plan) };
 }
 
 export function isExcludedNamespace(namespace: string, settings: InjectionSettings): boolean {
@@ -87,15 +95,61 @@ function injectionGate(
   if (!choice.ok) return { kind: 'denied', message: choice.message };
   if (choice.value === false) return { kind: 'unchanged', reason: `opted out by ${veilAnnotations.inject}` };
   if (choice.value === undefined && !namespaceOptIn) return { kind: 'unchanged', reason: 'not opted in' };
-  if (podLabels(pod)[veilLabels.injected] !== 'true') return { kind: 'inject' };
   // The label alone proves nothing: anyone creating a pod can set it to dodge the
   // sidecar. An injected pod must actually carry a Veil sidecar.
-  return hasVeilSidecar(pod, settings)
-    ? { kind: 'unchanged', reason: 'already injected' }
+  return !isInjected(pod) || hasVeilSidecar(pod, settings)
+    ? { kind: 'inject' }
     : {
         kind: 'denied',
         message: `the pod is labelled ${veilLabels.injected}=true but has no Veil sidecar; remove the label and let the webhook inject it`,
       };
+}
+
+function isInjected(pod: V1Pod): boolean {
+  return podLabels(pod)[veilLabels.injected] === 'true';
+}
+
+/**
+ * An injected pod as it was before injection: the sidecar, its volumes, Veil's
+ * label and annotations go, and the model's port gets back the name the proxy
+ * took over (the sidecar's proxy port carries it), so `inject` builds it afresh.
+ */
+function withoutVeil(original: V1Pod): V1Pod {
+  const pod = JSON.parse(JSON.stringify(original)) as V1Pod;
+  const spec = pod.spec ?? { containers: [] };
+  const isSidecar = (c: V1Container) => c.name === sidecarNames.container;
+  const sidecar = [...(spec.initContainers ?? []), ...spec.containers].find(isSidecar);
+  const takenOver = sidecar?.ports?.[0]?.name;
+  spec.containers = spec.containers.filter((c) => !isSidecar(c));
+  const initContainers = spec.initContainers?.filter((c) => !isSidecar(c));
+  if (initContainers === undefined || initContainers.length === 0) delete spec.initContainers;
+  else spec.initContainers = initContainers;
+  const volumes = spec.volumes?.filter((v) => !veilVolumeNames.has(v.name));
+  if (volumes === undefined || volumes.length === 0) delete spec.volumes;
+  else spec.volumes = volumes;
+  if (takenOver !== undefined && takenOver !== sidecarNames.proxyPort) {
+    for (const container of spec.containers) giveBackPortName(container, takenOver);
+  }
+  const metadata = pod.metadata ?? {};
+  if (metadata.labels !== undefined) delete metadata.labels[veilLabels.injected];
+  if (metadata.annotations !== undefined) {
+    delete metadata.annotations[veilAnnotations.status];
+    delete metadata.annotations[veilAnnotations.bootstrapPolicy];
+  }
+  return pod;
+}
+
+const veilVolumeNames: ReadonlySet<string> = new Set(Object.values(sidecarVolumeNames));
+
+function giveBackPortName(container: V1Container, name: string): void {
+  const port = container.ports?.find((p) => p.name === sidecarNames.upstreamPort);
+  if (port === undefined) return;
+  port.name = name;
+  for (const probe of [container.startupProbe, container.readinessProbe, container.livenessProbe]) {
+    renamePort(probe, sidecarNames.upstreamPort, name);
+  }
+  renamePort(container.lifecycle?.postStart, sidecarNames.upstreamPort, name);
+  renamePort(container.lifecycle?.preStop, sidecarNames.upstreamPort, name);
 }
 
 function hasVeilSidecar(pod: V1Pod, settings: InjectionSettings): boolean {
@@ -177,14 +231,18 @@ function takeOverPortName(model: V1Container, portIndex: number, name: string): 
   if (port === undefined) return;
   port.name = sidecarNames.upstreamPort;
   for (const probe of [model.startupProbe, model.readinessProbe, model.livenessProbe])
-    renamePort(probe, name);
-  renamePort(model.lifecycle?.postStart, name);
-  renamePort(model.lifecycle?.preStop, name);
+    renamePort(probe, name, sidecarNames.upstreamPort);
+  renamePort(model.lifecycle?.postStart, name, sidecarNames.upstreamPort);
+  renamePort(model.lifecycle?.preStop, name, sidecarNames.upstreamPort);
 }
 
-function renamePort(handler: Pick<V1Probe, 'httpGet' | 'tcpSocket'> | undefined, name: string): void {
-  if (handler?.httpGet?.port === name) handler.httpGet.port = sidecarNames.upstreamPort;
-  if (handler?.tcpSocket?.port === name) handler.tcpSocket.port = sidecarNames.upstreamPort;
+function renamePort(
+  handler: Pick<V1Probe, 'httpGet' | 'tcpSocket'> | undefined,
+  from: string,
+  to: string,
+): void {
+  if (handler?.httpGet?.port === from) handler.httpGet.port = to;
+  if (handler?.tcpSocket?.port === from) handler.tcpSocket.port = to;
 }
 
 function statusFor(plan: Plan, volumes: string[]): InjectionStatus {

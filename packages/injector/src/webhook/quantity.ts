@@ -16,3 +16,30 @@ export const memoryQuantity = z
   .string()
   .regex(/^(\d+(\.\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/, 'must be a memory quantity such as 128Mi or 1Gi')
   .refine(positive, 'must be more than zero');
+
+const memoryFactors: Record<string, number> = {
+  '': 1,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  P: 1e15,
+  E: 1e18,
+  Ki: 2 ** 10,
+  Mi: 2 ** 20,
+  Gi: 2 ** 30,
+  Ti: 2 ** 40,
+  Pi: 2 ** 50,
+  Ei: 2 ** 60,
+};
+
+/** A CPU quantity that passed `cpuQuantity`, in millicores. */
+export function cpuMillicores(quantity: string): number {
+  return quantity.endsWith('m') ? Number.parseFloat(quantity) : Number.parseFloat(quantity) * 1000;
+}
+
+/** A memory quantity that passed `memoryQuantity`, in bytes. */
+export function memoryBytes(quantity: string): number {
+  const suffix = /[A-Za-z]*$/.exec(quantity)?.[0] ?? '';
+  return Number.parseFloat(quantity) * (memoryFactors[suffix] ?? Number.NaN);
+}

@@ -2,7 +2,7 @@
 // start, so a bad deployment fails before it admits a single pod.
 import { z } from 'zod';
 import { dataKey, dnsLabel, dnsSubdomain, portNumber } from './names.ts';
-import { cpuQuantity, memoryQuantity } from './quantity.ts';
+import { cpuMillicores, cpuQuantity, memoryBytes, memoryQuantity } from './quantity.ts';
 
 /** The data key, beside the public JWK, of the CA bundle sidecars verify the controller's certificate by. */
 export const controllerCaKey = 'ca.crt';
@@ -56,7 +56,7 @@ const s3Schema = z
   })
   .strict();
 
-const resourcesSchema = z
+const resourceAmountsSchema = z
   .object({
     requests: z
       .object({ cpu: cpuQuantity.default('50m'), memory: memoryQuantity.default('128Mi') })
@@ -68,6 +68,19 @@ const resourcesSchema = z
       .prefault({}),
   })
   .strict();
+
+// The API server refuses a pod whose request exceeds its limit: caught here, at
+// start, rather than as every opted-in pod being rejected.
+const resourcesSchema = resourceAmountsSchema.superRefine(({ requests, limits }, context) => {
+  const over = (what: string, key: 'cpu' | 'memory') =>
+    context.addIssue({
+      code: 'custom',
+      path: ['requests', key],
+      message: `the ${what} request (${requests[key]}) must be at most the ${what} limit (${limits[key]}): the API server refuses a pod whose request exceeds its limit`,
+    });
+  if (limits.cpu !== undefined && cpuMillicores(requests.cpu) > cpuMillicores(limits.cpu)) over('CPU', 'cpu');
+  if (memoryBytes(requests.memory) > memoryBytes(limits.memory)) over('memory', 'memory');
+});
 
 export const injectionSettingsSchema = z
   .object({

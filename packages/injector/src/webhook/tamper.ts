@@ -3,8 +3,13 @@
 // Veil's own marks therefore change through the injector only: an UPDATE that edits
 // them is refused. So is one that edits `veil.dev/policy`: the controller pushes
 // the policy it names, while the sidecar pulls the one it was injected with.
-import type { V1Pod } from '@kubernetes/client-node';
+// A container's image also stays mutable (`kubectl set image pod/…`), so the
+// sidecar container is held as it was injected: another image would be another
+// proxy, one that need not enforce or record anything.
+import { isDeepStrictEqual } from 'node:util';
+import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { podAnnotations, podLabels, veilAnnotations, veilLabels } from './annotations.ts';
+import { sidecarNames } from './sidecar.ts';
 
 const guardedAnnotations = [
   veilAnnotations.bootstrapPolicy,
@@ -21,7 +26,15 @@ export function vetPodUpdate(oldPod: V1Pod, newPod: V1Pod): string | undefined {
   const before = podAnnotations(oldPod);
   const after = podAnnotations(newPod);
   const changed = guardedAnnotations.find((key) => before[key] !== after[key]);
-  return changed === undefined
+  if (changed !== undefined) return `annotation ${changed} is set by the Veil injector and cannot be changed`;
+  return isDeepStrictEqual(veilContainers(oldPod), veilContainers(newPod))
     ? undefined
-    : `annotation ${changed} is set by the Veil injector and cannot be changed`;
+    : `container ${sidecarNames.container} is the Veil sidecar and cannot be changed`;
+}
+
+/** Wherever the sidecar went: an init container (native) or a regular one. */
+function veilContainers(pod: V1Pod): V1Container[] {
+  return [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].filter(
+    (c) => c.name === sidecarNames.container,
+  );
 }

@@ -148,6 +148,23 @@ test('an unreachable pod is retried until it answers, and asked before it is pus
   assert.equal(pod.puts.length, 0, 'it already had the version');
 });
 
+test('a pod whose restarted sidecar cannot be asked no longer counts as enforcing its old version', async () => {
+  const [pod] = await sidecars(1, 'sha256:v1');
+  assert.ok(pod);
+  const d = distributor();
+  d.setDesired('ml/default', version(1));
+  d.activate();
+  d.upsertPod(view(pod));
+  await until('in sync', () => d.podsOf('ml/default')[0]?.hash === 'sha256:v1');
+  await pod.stop();
+  d.upsertPod(view(pod, '1'));
+  await until('reported', () => d.podsOf('ml/default')[0]?.problem?.startsWith('unreachable') === true);
+  assert.equal(d.podsOf('ml/default')[0]?.hash, undefined);
+  await pod.start();
+  await until('reached', () => d.podsOf('ml/default')[0]?.problem === undefined);
+  assert.equal(d.podsOf('ml/default')[0]?.hash, 'sha256:v1');
+});
+
 test('a push whose answer is lost is not repeated: the pod is asked first', async () => {
   const [pod] = await sidecars(1, 'sha256:v1');
   assert.ok(pod);

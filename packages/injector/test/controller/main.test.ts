@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseInjectorConfig } from '../../src/main.ts';
+import { approvalSpec, now } from '../../../core/test/support/approvals.ts';
+import { approvalStampSettings, parseInjectorConfig } from '../../src/main.ts';
+import { reviewApprovalAdmission } from '../../src/webhook/approvals.ts';
 
 const required = {
   VEIL_SETTINGS_FILE: 'settings.json',
@@ -37,4 +39,37 @@ test('a bad configuration names the flag and variable at fault', () => {
     /--certs-renew-fraction \(VEIL_CERTS_RENEW_FRACTION\): at most 0\.5/,
   );
   assert.equal(parseInjectorConfig(['--certs-renew-fraction', '0.5'], required).certsRenewFraction, 0.5);
+});
+
+test('OIDC username prefixes reach the approvals webhook, so a prefixed requester cannot decide', () => {
+  const config = parseInjectorConfig(['--approval-requester-prefixes', 'oidc:, sso:'], {
+    ...required,
+    VEIL_APPROVAL_CONTROLLERS: 'system:serviceaccount:veil-system:veil-injector',
+  });
+  const settings = approvalStampSettings(config);
+  assert.deepEqual(settings.requesterUsernamePrefixes, ['oidc:', 'sso:']);
+  const oldObject = {
+    metadata: { name: 'a1' },
+    spec: approvalSpec(),
+    status: { phase: 'Pending', decisions: [] },
+  };
+  const review = reviewApprovalAdmission(
+    {
+      uid: 'u1',
+      kind: { group: 'veil.dev', version: 'v1alpha1', kind: 'EmbeddingApproval' },
+      resource: { group: 'veil.dev', version: 'v1alpha1', resource: 'embeddingapprovals' },
+      name: 'a1',
+      namespace: 'ml',
+      operation: 'UPDATE',
+      subResource: 'status',
+      userInfo: { username: `oidc:${approvalSpec().requester.subject}`, groups: ['approvers'] },
+      oldObject,
+      object: { ...oldObject, status: { decisions: [{ decision: 'approve', reason: 'mine' }] } },
+    },
+    settings,
+    now,
+  );
+  assert.equal(review.review.response.allowed, false);
+  assert.match(review.review.response.status?.message ?? '', /cannot decide on their own request/);
+  assert.deepEqual(approvalStampSettings(parseInjectorConfig([], required)).requesterUsernamePrefixes, []);
 });

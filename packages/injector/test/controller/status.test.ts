@@ -74,6 +74,21 @@ test('pods behind: Syncing, naming them and why', () => {
   assert.equal(ready?.message, `1 of 3 pods enforce ${hash}; waiting for b (refused: bad), c`);
 });
 
+test('a pod last seen on the version but now unreachable is not in sync', () => {
+  const status = policyStatus({
+    view: view(),
+    enforcedHash: hash,
+    pods: [pod('a', hash), pod('b', hash, 'unreachable: connection refused')],
+    now,
+  });
+  assert.equal(status.podsInSync, 1);
+  assert.equal(status.conditions?.[0]?.reason, 'Syncing');
+  assert.equal(
+    status.conditions?.[0]?.message,
+    `1 of 2 pods enforce ${hash}; waiting for b (unreachable: connection refused)`,
+  );
+});
+
 test('a long wait lists a few pods and counts the rest', () => {
   const pods = Array.from({ length: 9 }, (_, i) => pod(`p${i}`, undefined));
   const message = policyStatus({ view: view(), enforcedHash: hash, pods, now }).conditions?.[0]?.message;

@@ -81,3 +81,32 @@ test('the review refuses the requester deciding on their own request', () => {
     /approval ml\/a1: .*cannot decide on their own request/,
   );
 });
+
+test('only the controller creates an approval: anyone else would choose its approvers', () => {
+  const create = (username: string) =>
+    reviewApprovalAdmission(
+      {
+        uid: 'u3',
+        kind: { group: 'veil.dev', version: 'v1alpha1', kind: 'EmbeddingApproval' },
+        resource: { group: 'veil.dev', version: 'v1alpha1', resource: 'embeddingapprovals' },
+        name: 'forged',
+        namespace: 'ml',
+        operation: 'CREATE',
+        userInfo: { username, groups: ['approvers'] },
+        object: {
+          metadata: { name: 'forged' },
+          spec: { ...approvalSpec(), approvers: { groups: ['approvers'], count: 1 } },
+        },
+      },
+      { controllerUsernames: ['system:serviceaccount:veil-system:veil-injector'] },
+      now,
+    );
+  const forged = create('mallory');
+  assert.equal(forged.outcome, 'denied');
+  assert.equal(forged.review.response.allowed, false);
+  assert.equal(forged.review.response.status?.code, 403);
+  assert.match(forged.review.response.status?.message ?? '', /opened by the Veil controller only/);
+  const opened = create('system:serviceaccount:veil-system:veil-injector');
+  assert.equal(opened.review.response.allowed, true);
+  assert.equal(opened.review.response.patch, undefined);
+});

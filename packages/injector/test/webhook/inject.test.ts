@@ -240,12 +240,29 @@ test('inject leaves its input untouched', () => {
   assert.deepEqual(pod, before);
 });
 
-test('a sidecar of another release still counts as injected', () => {
+test("a pod created already injected is rebuilt: this release's sidecar, the real bootstrap policy", () => {
   const out = injected(modelPod());
-  const sidecar = sidecarOf(out);
-  sidecar.image = 'registry.example.com/veil/veil-sidecar:0.0.9';
-  const again = inject({ pod: out, namespace: 'ml', namespaceOptIn: false, settings, bootstrapPolicy: {} });
-  assert.equal(again.outcome, 'unchanged');
+  const copy = structuredClone(out);
+  sidecarOf(copy).image = 'registry.example.com/veil/veil-sidecar:0.0.9';
+  sidecarOf(copy).env?.push({ name: 'VEIL_S3_BUCKET', value: 'elsewhere' });
+  if (copy.metadata?.annotations) copy.metadata.annotations['veil.dev/bootstrap-policy'] = '{"spec":{}}';
+  const again = inject({
+    pod: copy,
+    namespace: 'ml',
+    namespaceOptIn: false,
+    settings,
+    bootstrapPolicy: { spec: {} },
+  });
+  assert.equal(again.outcome, 'injected');
+  assert.deepEqual(again.outcome === 'injected' ? again.pod : undefined, out);
+  const same = inject({
+    pod: out,
+    namespace: 'ml',
+    namespaceOptIn: false,
+    settings,
+    bootstrapPolicy: { spec: {} },
+  });
+  assert.equal(same.outcome, 'unchanged');
 });
 
 test('a look-alike sidecar of another image does not count as injected', () => {

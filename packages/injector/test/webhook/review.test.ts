@@ -195,6 +195,36 @@ test('an UPDATE removing the injected label is refused', async () => {
   assert.equal(review.response.allowed, false);
 });
 
+test("an UPDATE of the sidecar's image is refused, as an init container or a plain one", async () => {
+  for (const nativeSidecars of [true, false]) {
+    const deps = { ...dependencies(), settings: { ...settings, nativeSidecars } };
+    const before = inject({
+      pod: pod({ 'veil.dev/inject': 'true' }),
+      namespace: 'ml',
+      namespaceOptIn: false,
+      settings: deps.settings,
+      bootstrapPolicy: { spec: {} },
+    });
+    assert.equal(before.outcome, 'injected');
+    if (before.outcome !== 'injected') return;
+    const after = structuredClone(before.pod);
+    const containers = nativeSidecars ? after.spec?.initContainers : after.spec?.containers;
+    const sidecar = containers?.find((c) => c.name === 'veil-proxy');
+    assert.ok(sidecar);
+    sidecar.image = 'registry.example.com/veil/veil-sidecar:0.0.1-lenient';
+    const { review } = await reviewPodAdmission(podReview('ml', after, 'UPDATE', before.pod), deps);
+    assert.equal(review.response.allowed, false, `native sidecars ${nativeSidecars}`);
+    assert.match(review.response.status?.message ?? '', /container veil-proxy is the Veil sidecar/);
+
+    const model = structuredClone(before.pod);
+    const own = model.spec?.containers.find((c) => c.name === 'model');
+    assert.ok(own);
+    own.image = 'example/model:2';
+    const allowed = await reviewPodAdmission(podReview('ml', model, 'UPDATE', before.pod), deps);
+    assert.equal(allowed.review.response.allowed, true, "the model's own image may change");
+  }
+});
+
 test('an UPDATE of anything else is allowed, without a patch', async () => {
   const before = injectedPod();
   const after = structuredClone(before);

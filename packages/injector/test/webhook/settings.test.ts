@@ -43,6 +43,38 @@ test('settings refuse what would break pods or leak audit traffic', () => {
   }
 });
 
+test('a sidecar request above its limit is refused at start, naming both', () => {
+  const cases = [
+    [
+      { requests: { memory: '512Mi' } },
+      'requests.memory',
+      '(512Mi) must be at most the memory limit (256Mi)',
+    ],
+    [{ requests: { memory: '1G' }, limits: { memory: '0.5Gi' } }, 'requests.memory', '(1G)'],
+    [
+      { requests: { cpu: '0.5' }, limits: { cpu: '200m' } },
+      'requests.cpu',
+      '(0.5) must be at most the CPU limit (200m)',
+    ],
+  ] as const;
+  for (const [resources, path, words] of cases) {
+    const parsed = injectionSettingsSchema.safeParse({ ...testSettings, resources });
+    assert.equal(parsed.success, false, JSON.stringify(resources));
+    const issue = parsed.error?.issues[0];
+    assert.equal(issue?.path.join('.'), `resources.${path}`);
+    assert.ok(issue?.message.includes(words), issue?.message);
+  }
+  const fine = [
+    { requests: { memory: '256Mi' } },
+    { requests: { memory: '1Gi' }, limits: { memory: '1.5Gi' } },
+    { requests: { cpu: '1' }, limits: { cpu: '1000m' } },
+    { requests: { cpu: '4' } },
+  ];
+  for (const resources of fine) {
+    assert.equal(injectionSettingsSchema.safeParse({ ...testSettings, resources }).success, true);
+  }
+});
+
 function optionsOf(annotations: Record<string, string>) {
   return readPodOptions({ metadata: { annotations } });
 }

@@ -26,6 +26,8 @@ export type Progress = {
   advance(bytes: number): void;
   /** Final state, then a newline on a terminal; `note` is appended (e.g. "3 skipped"). */
   finish(note?: string): void;
+  /** The transfer failed: on a terminal the bar's line is ended, so the error starts a line of its own. */
+  abort(): void;
 };
 
 type State = { items: number; bytes: number; totalItems: number; totalBytes: number };
@@ -37,15 +39,23 @@ export function createProgress(options: ProgressOptions): Progress {
   const interval = tty ? (options.redrawIntervalMs ?? 100) : (options.logIntervalMs ?? 5_000);
   const state: State = { items: 0, bytes: 0, totalItems: 0, totalBytes: 0 };
   let last = Number.NEGATIVE_INFINITY;
+  /** A bar is on the terminal's current line, not yet ended by a newline. */
+  let lineOpen = false;
 
   const draw = (note?: string) => {
     last = now();
+    lineOpen = tty;
     if (tty) {
       const width = Math.max(10, Math.min(40, (output.columns ?? 80) - 60));
       output.write(`\r\x1b[K${barLine(label, state, width)}${note ? `  ${note}` : ''}`);
     } else {
       output.write(`${plainLine(label, state)}${note ? `, ${note}` : ''}\n`);
     }
+  };
+
+  const endLine = () => {
+    if (lineOpen) output.write('\n');
+    lineOpen = false;
   };
 
   return {
@@ -60,8 +70,9 @@ export function createProgress(options: ProgressOptions): Progress {
     },
     finish(note) {
       draw(note);
-      if (tty) output.write('\n');
+      endLine();
     },
+    abort: endLine,
   };
 }
 

@@ -25,12 +25,13 @@ const opened: OpenApproval = {
 const bob = { username: 'bob', groups: ['ml-approvers'] };
 const use = { requester: { issuer: requester.issuer, subject: 'alice' }, digest: 'sha256:aa' };
 
-function service(clock: { now: number }) {
+function service(clock: { now: number }, log?: (line: string) => void) {
   return new DevApprovals({
     namespace: 'local',
     policyName: 'default',
     rules,
     now: () => new Date(clock.now),
+    log,
   });
 }
 
@@ -110,4 +111,32 @@ test('shutting down releases held callers, who are then failed closed', async ()
   await approvals.close();
   await assert.rejects(waiting, /veil dev is shutting down/);
   await assert.rejects(approvals.open(opened), /shutting down/);
+});
+
+test("the log line of an approval shows the requester's strings escaped, never as terminal controls", async () => {
+  const lines: string[] = [];
+  const approvals = service({ now: Date.now() }, (line) => lines.push(line));
+  const hostile = 'demo\u001b]0;PWNED\u0007\u001b[2J';
+  const view = await approvals.open({
+    ...opened,
+    requester: { ...requester, subject: 'alice\u009b2J' },
+    request: { ...opened.request, model: hostile },
+  });
+  approvals.decide(
+    'local',
+    view.name,
+    { ...bob, username: 'bob\u001b[1A' },
+    { decision: 'deny', reason: 'no' },
+  );
+  await approvals.close();
+  assert.equal(lines.length, 2);
+  assert.ok(
+    lines.every((line) => !/\p{Cc}/u.test(line)),
+    lines.join('\n'),
+  );
+  assert.match(
+    lines[0] ?? '',
+    /opened: "alice\\u009b2J" asked "demo\\u001b\]0;PWNED\\u0007\\u001b\[2J" for 12/,
+  );
+  assert.match(lines[1] ?? '', /: "bob\\u001b\[1A" denied; now Denied$/);
 });

@@ -1,7 +1,7 @@
 // The auditor's commands over a local evidence store: the sidecar's embedded
 // default, the same keys as plain files with no versions or locks.
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -161,6 +161,40 @@ test('report on a local store writes JSON, HTML and one CSV per population', asy
   const html = await readFile(join(out, 'r.html'), 'utf8');
   assert.match(html, /<div class="verdict warn">VALID WITH WARNINGS<\/div>/);
   assert.match(html, /Local evidence directory .* \(not WORM storage\)/);
+});
+
+test('report on evidence with no stream says NO EVIDENCE, styled as a failure, and exits 1', async () => {
+  const empty = join(root, 'empty');
+  await mkdir(join(empty, 'v1'), { recursive: true });
+  const out = join(root, 'empty-report');
+  const { io, out: lines, err } = captureIo(now);
+  const args = [empty, '--json', join(out, 'r.json'), '--html', join(out, 'r.html')];
+  assert.equal(await runReport(args, io), 1);
+  assert.equal(lines[0], 'NO EVIDENCE: 0 streams, 0 batches, 0 records verified, 0 gaps');
+  assert.match(
+    err(),
+    /^veil: evidence report: no evidence stream found in .*empty: check the bucket and prefix\n$/,
+  );
+  const report = JSON.parse(await readFile(join(out, 'r.json'), 'utf8'));
+  assert.equal(report.verdict, 'NO EVIDENCE');
+  const html = await readFile(join(out, 'r.html'), 'utf8');
+  assert.match(html, /<div class="verdict bad">NO EVIDENCE<\/div>/);
+
+  const verified = captureIo(now);
+  assert.equal(await runVerify([empty, '--json'], verified.io), 1);
+  assert.equal(JSON.parse(verified.out.join('\n')).verdict, 'NO EVIDENCE');
+});
+
+test('report on INVALID evidence still writes the report, then exits 1 as verify does', async () => {
+  const copy = join(root, 'tampered-report');
+  await writeLocalStore(copy, built.objects);
+  await rm(join(copy, ...batchKey(built.prefix, 2).split('/')));
+  const out = join(root, 'invalid-report');
+  const { io, out: lines } = captureIo(now);
+  assert.equal(await runReport([copy, '--json', join(out, 'r.json')], io), 1);
+  assert.match(lines[0] ?? '', /^INVALID: /);
+  assert.equal(lines.at(-1), `wrote ${join(out, 'r.json')}`);
+  assert.equal(JSON.parse(await readFile(join(out, 'r.json'), 'utf8')).verdict, 'INVALID');
 });
 
 test("an approval's own records verify, and the report draws the approvals population from them", async () => {

@@ -2,7 +2,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CliError } from '../src/command.ts';
-import { runPull, runReport, runVerify } from '../src/commands/evidence.ts';
+import { devCommand } from '../src/commands/dev.ts';
+import {
+  evidenceReportCommand,
+  evidenceVerifyCommand,
+  runPull,
+  runReport,
+  runVerify,
+} from '../src/commands/evidence.ts';
 import { runSessionsShow } from '../src/commands/sessions.ts';
 import { inWindow, parseS3Url, timeWindow } from '../src/evidence/options.ts';
 import { captureIo } from './support/evidence.ts';
@@ -35,6 +42,14 @@ test('pull refuses an endpoint that is not an http(s) URL', async () => {
     runPull(['--bucket', 'b', '--out', 'd', '--endpoint', 'localhost'], io),
     /--endpoint must be an http\(s\) URL/,
   );
+});
+
+test('dev refuses an upstream that is not an http(s) URL, naming the flag', async () => {
+  await refused(
+    devCommand.run(['--upstream', 'notaurl']),
+    /^dev: --upstream must be an http\(s\) URL, not "notaurl"$/,
+  );
+  await refused(devCommand.run(['--upstream', 'ftp://model']), /--upstream must be an http\(s\) URL/);
 });
 
 test('pull refuses times that are neither RFC 3339 nor a date, and an empty window', async () => {
@@ -95,4 +110,16 @@ test('s3:// URLs give bucket and prefix, v1/ by default', () => {
     bucket: 'evidence',
     prefix: 'v1/prod-eu/',
   });
+});
+
+test('verify and report --help state their exit codes, no evidence stream among the failures', () => {
+  const oneLine = (help: string) => help.replace(/\s+/g, ' ');
+  assert.match(
+    oneLine(evidenceVerifyCommand.help),
+    /Exits 1 if any finding is INVALID or no evidence stream was found .*, 0 otherwise\./,
+  );
+  assert.match(
+    oneLine(evidenceReportCommand.help),
+    /NO EVIDENCE when no evidence stream was found\. Exits 1 on INVALID or NO EVIDENCE, as verify does, after writing the report all the same; 0 otherwise\./,
+  );
 });

@@ -43,6 +43,29 @@ test('on a terminal: one line redrawn in place at most once per interval, ended 
   assert.equal(writes[3], '\n');
 });
 
+test('abort ends a bar drawn on a terminal, and writes nothing where no line is open', () => {
+  const terminal = fakeOutput(true);
+  const drawn = createProgress({ output: terminal.output, label: 'pull', now: () => 0 });
+  drawn.start(2, 0);
+  drawn.abort();
+  drawn.abort();
+  assert.equal(terminal.writes.length, 2);
+  assert.equal(terminal.writes[1], '\n');
+
+  const undrawn = fakeOutput(true);
+  createProgress({ output: undrawn.output, label: 'pull' }).abort();
+  const finished = fakeOutput(true);
+  const done = createProgress({ output: finished.output, label: 'pull' });
+  done.start(0, 0);
+  done.finish();
+  done.abort();
+  const log = fakeOutput(false);
+  const plain = createProgress({ output: log.output, label: 'pull' });
+  plain.start(2, 0);
+  plain.abort();
+  assert.deepEqual([undrawn.writes.length, finished.writes.length, log.writes.length], [0, 3, 1]);
+});
+
 test('byte sizes are shown in binary units', () => {
   assert.equal(formatBytes(0), '0 B');
   assert.equal(formatBytes(1023), '1023 B');

@@ -3,7 +3,7 @@
 // the way the shipper does (COMPLIANCE lock, SHA-256 checksum, If-None-Match).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -18,6 +18,8 @@ import { type AuditRecord, sha256Base64 } from '@veil/core';
 import { CliError } from '../../../packages/cli/src/command.ts';
 import { runPull, runReport, runVerify } from '../../../packages/cli/src/commands/evidence.ts';
 import { runSessionsShow } from '../../../packages/cli/src/commands/sessions.ts';
+import { pullEvidence } from '../../../packages/cli/src/evidence/pull.ts';
+import { createProgress } from '../../../packages/cli/src/progress.ts';
 import {
   type BuiltStream,
   buildStream,
@@ -220,6 +222,32 @@ test('a second pull downloads nothing; after an interruption only the rest is fe
   const verified = captureIo(uploadedAt);
   assert.equal(await runVerify([dir], verified.io), 0);
   assert.deepEqual(verified.out, ['2 streams, 5 batches, 18 records verified, 0 gaps']);
+});
+
+test('a pull that fails half way on a terminal ends the bar line before the error is printed', async () => {
+  const good = join(work, 'bar-good');
+  await pull(good);
+  const batches = (dir: string) => join(dir, 'objects', ...streams[0]!.prefix.split('/'), 'batches');
+  const [first] = (await readdir(batches(good))).filter((f) => !f.endsWith('.meta.json')).sort();
+  assert.ok(first);
+  // A directory where a batch is to be written: the pull fails on it after it has begun.
+  const failing = join(work, 'bar-failing');
+  await mkdir(join(batches(failing), first, 'in-the-way'), { recursive: true });
+  const writes: string[] = [];
+  const output = { isTTY: true, columns: 100, write: (text: string) => writes.push(text) };
+  await assert.rejects(
+    pullEvidence({
+      client,
+      endpoint: s3.endpoint,
+      bucket: 'clean',
+      prefix: 'v1/',
+      window: { from: undefined, before: undefined },
+      out: failing,
+      progress: createProgress({ output, label: 'pull', redrawIntervalMs: 0 }),
+    }),
+  );
+  assert.ok(writes[0]?.startsWith('\r\x1b[Kpull ['), writes[0]);
+  assert.equal(writes.at(-1), '\n');
 });
 
 test('a window of object time selects whole streams', async () => {

@@ -21,6 +21,7 @@ import {
 } from '@veil/core';
 import { z } from 'zod';
 import { CliError } from '../command.ts';
+import { networkCode } from '../network.ts';
 
 export const approvalsPlural = 'embeddingapprovals';
 
@@ -97,16 +98,21 @@ export interface ApprovalsSource {
   ): Promise<Approval>;
 }
 
+/** The API server gave no answer: nothing was refused, and nothing was decided. */
+export class ApiUnreachableError extends CliError {}
+
 export class ApprovalsClient implements ApprovalsSource {
   readonly #api: CustomObjectsApi;
+  readonly #server: string;
 
   constructor(kubeConfig: KubeConfig) {
     this.#api = kubeConfig.makeApiClient(CustomObjectsApi);
+    this.#server = kubeConfig.getCurrentCluster()?.server ?? 'the API server';
   }
 
   /** In one namespace, or every namespace when `namespace` is undefined. */
   async list(namespace: string | undefined): Promise<Approval[]> {
-    const list = (await explain(() =>
+    const list = (await explain(this.#server, () =>
       namespace === undefined
         ? this.#api.listCustomObjectForAllNamespaces({
             group: GROUP,
@@ -129,7 +135,7 @@ export class ApprovalsClient implements ApprovalsSource {
 
   /** The approval as the API server stores it. */
   #read(namespace: string, name: string): Promise<unknown> {
-    return explain(() =>
+    return explain(this.#server, () =>
       this.#api.getNamespacedCustomObject({
         group: GROUP,
         version: VERSION,
@@ -162,7 +168,7 @@ export class ApprovalsClient implements ApprovalsSource {
           { op: 'add', path: '/status', value: { phase: 'Pending', decisions: [decision] } },
         ];
     return toApproval(
-      await explain(() =>
+      await explain(this.#server, () =>
         this.#api.patchNamespacedCustomObjectStatus(
           { group: GROUP, version: VERSION, namespace, plural: approvalsPlural, name, body: patch },
           setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
@@ -172,24 +178,34 @@ export class ApprovalsClient implements ApprovalsSource {
   }
 }
 
-/** Runs one API call, turning an API error into the API server's own message. */
-async function explain<T>(call: () => Promise<T>): Promise<T> {
+/**
+ * Runs one API call, turning an API error into the API server's own message,
+ * and any other failure, where no answer came, into `cannot reach <server>`.
+ */
+async function explain<T>(server: string, call: () => Promise<T>): Promise<T> {
   try {
     return await call();
   } catch (error) {
-    throw new CliError(apiMessage(error), 1);
+    if (error instanceof ApiException) throw new CliError(apiMessage(error), 1);
+    throw new ApiUnreachableError(`cannot reach ${server} (${networkCode(error) ?? rootMessage(error)})`, 1);
   }
 }
 
 /** The Status message the API server (or an admission webhook) answered with. */
-export function apiMessage(error: unknown): string {
-  if (error instanceof ApiException) {
-    const body: unknown = typeof error.body === 'string' ? safeJson(error.body) : error.body;
-    const message = (body as { message?: unknown } | undefined)?.message;
-    if (typeof message === 'string' && message !== '') return message;
-    return `the API server answered ${error.code}`;
+export function apiMessage(error: ApiException<unknown>): string {
+  const body: unknown = typeof error.body === 'string' ? safeJson(error.body) : error.body;
+  const message = (body as { message?: unknown } | undefined)?.message;
+  if (typeof message === 'string' && message !== '') return message;
+  return `the API server answered ${error.code}`;
+}
+
+/** The innermost cause's message: fetch says only "fetch failed", its cause says why. */
+function rootMessage(error: unknown): string {
+  let current = error;
+  for (let depth = 0; depth < 4 && current instanceof Error && current.cause !== undefined; depth++) {
+    current = current.cause;
   }
-  return error instanceof Error ? error.message : String(error);
+  return current instanceof Error ? current.message : String(current);
 }
 
 function safeJson(text: string): unknown {

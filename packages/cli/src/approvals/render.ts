@@ -1,4 +1,7 @@
 // How approvals read in a terminal: a table for `list`, a page for `show`.
+// Requesters and approvers wrote most of what is shown: every field goes
+// through printable().
+import { printable, quoted } from '../printable.ts';
 import type { Approval } from './client.ts';
 
 export function approvedCount(approval: Approval): number {
@@ -21,16 +24,18 @@ export function renderTable(approvals: readonly Approval[], allNamespaces: boole
     'APPROVALS',
     'EXPIRES',
   ];
-  const rows = approvals.map((a) => [
-    ...(allNamespaces ? [a.namespace] : []),
-    a.name,
-    a.status.phase,
-    requester(a),
-    a.spec.request.model,
-    String(a.spec.request.inputCount),
-    `${approvedCount(a)}/${a.spec.approvers.count}`,
-    a.spec.expiresAt,
-  ]);
+  const rows = approvals
+    .map((a) => [
+      ...(allNamespaces ? [a.namespace] : []),
+      a.name,
+      a.status.phase,
+      requester(a),
+      a.spec.request.model,
+      String(a.spec.request.inputCount),
+      `${approvedCount(a)}/${a.spec.approvers.count}`,
+      a.spec.expiresAt,
+    ])
+    .map((row) => row.map(printable));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   return [header, ...rows].map((row) =>
     row
@@ -41,24 +46,26 @@ export function renderTable(approvals: readonly Approval[], allNamespaces: boole
 }
 
 export function renderApproval(a: Approval): string[] {
+  const p = printable;
   const r = a.spec.request;
+  const caller = a.spec.requester;
   const lines = [
-    `Approval:   ${a.namespace}/${a.name}`,
-    `Phase:      ${a.status.phase}${a.status.decidedAt ? ` (decided ${a.status.decidedAt})` : ''}`,
-    `Requester:  ${a.spec.requester.subject} (issuer ${a.spec.requester.issuer}; groups ${a.spec.requester.groups.join(', ') || 'none'})`,
-    `Held by:    policy ${a.spec.policy}, rule ${a.spec.rule}, pod ${a.spec.pod.namespace}/${a.spec.pod.name}`,
-    `Request:    ${r.api} ${r.model}, ${r.inputCount} inputs, ${r.bytes} bytes${r.operation ? `, operation ${r.operation}` : ''}`,
-    `Digest:     ${r.digest}`,
-    ...(r.summary ? [`Summary:    ${r.summary}`] : []),
-    `Needs:      ${a.spec.approvers.count} distinct approver(s) from ${a.spec.approvers.groups.join(', ')}; the requester never approves`,
-    `Expires:    ${a.spec.expiresAt}${a.spec.singleUse ? ' (single use)' : ''}`,
-    ...(a.createdAt ? [`Requested:  ${a.createdAt}`] : []),
-    ...(a.status.usedAt ? [`Used:       ${a.status.usedAt}`] : []),
-    ...(a.status.message ? [`Message:    ${a.status.message}`] : []),
+    `Approval:   ${p(a.namespace)}/${p(a.name)}`,
+    `Phase:      ${p(a.status.phase)}${a.status.decidedAt ? ` (decided ${p(a.status.decidedAt)})` : ''}`,
+    `Requester:  ${p(caller.subject)} (issuer ${p(caller.issuer)}; groups ${caller.groups.map(p).join(', ') || 'none'})`,
+    `Held by:    policy ${p(a.spec.policy)}, rule ${p(a.spec.rule)}, pod ${p(a.spec.pod.namespace)}/${p(a.spec.pod.name)}`,
+    `Request:    ${p(r.api)} ${p(r.model)}, ${r.inputCount} inputs, ${r.bytes} bytes${r.operation ? `, operation ${p(r.operation)}` : ''}`,
+    `Digest:     ${p(r.digest)}`,
+    ...(r.summary ? [`Summary:    ${p(r.summary)}`] : []),
+    `Needs:      ${a.spec.approvers.count} distinct approver(s) from ${a.spec.approvers.groups.map(p).join(', ')}; the requester never approves`,
+    `Expires:    ${p(a.spec.expiresAt)}${a.spec.singleUse ? ' (single use)' : ''}`,
+    ...(a.createdAt ? [`Requested:  ${p(a.createdAt)}`] : []),
+    ...(a.status.usedAt ? [`Used:       ${p(a.status.usedAt)}`] : []),
+    ...(a.status.message ? [`Message:    ${p(a.status.message)}`] : []),
     `Decisions:  ${a.status.decisions.length === 0 ? 'none yet' : ''}`.trimEnd(),
   ];
   for (const d of a.status.decisions) {
-    lines.push(`  ${d.time}  ${d.decision.padEnd(7)}  ${d.approver}  "${d.reason}"`);
+    lines.push(`  ${p(d.time)}  ${p(d.decision).padEnd(7)}  ${p(d.approver)}  ${quoted(d.reason)}`);
   }
   return lines;
 }

@@ -4,6 +4,7 @@
 // issuer, which then knows who decides by that token.
 import type { KubeConfig } from '@kubernetes/client-node';
 import {
+  ApiUnreachableError,
   type Approval,
   ApprovalsClient,
   type ApprovalsSource,
@@ -14,6 +15,7 @@ import {
 import { APPROVER_TOKEN_ENV, DevApprovalsClient, DevConnectionError } from '../approvals/devclient.ts';
 import { approvedCount, renderApproval, renderTable } from '../approvals/render.ts';
 import { CliError, type Command, parseOptions } from '../command.ts';
+import { printable } from '../printable.ts';
 
 export type ApprovalsIo = {
   out(line: string): void;
@@ -125,7 +127,8 @@ export async function runApprovalsDecide(
   try {
     approval = await where.source.decide(ref.namespace, ref.name, { decision, reason });
   } catch (error) {
-    if (error instanceof DevConnectionError) {
+    // "refused" is for a decision the server turned down; no answer, or a token turned away, is said as such.
+    if (error instanceof DevConnectionError || error instanceof ApiUnreachableError) {
       throw new CliError(`${command}: ${error.message}`, error.exitCode);
     }
     if (error instanceof CliError) {
@@ -135,7 +138,7 @@ export async function runApprovalsDecide(
   }
   const mine = approval.status.decisions.at(-1);
   io.out(
-    `${decision === 'approve' ? 'Approved' : 'Denied'} ${ref.namespace}/${ref.name} as ${mine?.approver ?? '?'} at ${mine?.time ?? '?'}.`,
+    `${decision === 'approve' ? 'Approved' : 'Denied'} ${ref.namespace}/${ref.name} as ${printable(mine?.approver ?? '?')} at ${printable(mine?.time ?? '?')}.`,
   );
   io.out(
     `Phase: ${approval.status.phase} (${approvedCount(approval)} of ${approval.spec.approvers.count} approvals).`,

@@ -31,6 +31,16 @@ function port(value: string | undefined, name: string, fallback: number): number
   return n;
 }
 
+/** Checked before anything starts, so the user reads the flag, not the URL parser's "Invalid URL". */
+function upstreamUrl(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const url = URL.parse(value);
+  if (url === null || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    throw new CliError(`dev: --upstream must be an http(s) URL, not "${value}"`);
+  }
+  return value;
+}
+
 /**
  * A listen refused because the port is taken, as the flag that sets it: the
  * user's next step. Undefined for any other error.
@@ -237,7 +247,7 @@ Mint more tokens from another terminal, in the same folder:
       adminPort: port(values['admin-port'], 'admin-port', 8081),
       issuerPort: port(values['issuer-port'], 'issuer-port', 8082),
       approvalsPort: port(values['approvals-port'], 'approvals-port', 8083),
-      upstream: values.upstream,
+      upstream: upstreamUrl(values.upstream),
       api: api as DevOptions['api'],
       policyFile: values.policy,
       stateDir: values.state,

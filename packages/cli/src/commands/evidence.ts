@@ -13,7 +13,13 @@ import { pullEvidence } from '../evidence/pull.ts';
 import { createS3Client } from '../evidence/s3.ts';
 import { withEvidence } from '../evidence/source.ts';
 import { loadTrustedKeys } from '../evidence/trusted.ts';
-import { verdictOf, verificationJson, verificationLines, verifySet } from '../evidence/verification.ts';
+import {
+  exitCodeOf,
+  verdictOf,
+  verificationJson,
+  verificationLines,
+  verifySet,
+} from '../evidence/verification.ts';
 import { createProgress } from '../progress.ts';
 import { buildReport } from '../report/model.ts';
 import { writeReport } from '../report/write.ts';
@@ -92,14 +98,8 @@ export async function runVerify(args: string[], io: Io): Promise<number> {
   );
   if (options.json) io.out(JSON.stringify(verificationJson(result), null, 2));
   else for (const line of verificationLines(result)) io.out(line);
-  if (result.totals.streams === 0) {
-    // Nothing verified is no evidence: an auditor must not read it as a pass.
-    io.err.write(
-      `veil: evidence verify: no evidence stream found in ${target}: check the bucket and prefix\n`,
-    );
-    return 1;
-  }
-  return verdictOf(result.findings) === 'INVALID' ? 1 : 0;
+  if (result.totals.streams === 0) noEvidence('evidence verify', target, io);
+  return exitCodeOf(verdictOf(result));
 }
 
 export async function runReport(args: string[], io: Io): Promise<number> {
@@ -140,7 +140,13 @@ export async function runReport(args: string[], io: Io): Promise<number> {
   io.out(`${report.verdict}: ${report.summary}`);
   for (const population of report.populations) io.out(`${population.title}: ${population.count}`);
   for (const file of files) io.out(`wrote ${file}`);
-  return 0;
+  // Written all the same: the auditor needs the report of a failed verification too.
+  if (report.totals.streams === 0) noEvidence('evidence report', dir, io);
+  return exitCodeOf(report.verdict);
+}
+
+function noEvidence(command: string, target: string, io: Io): void {
+  io.err.write(`veil: ${command}: no evidence stream found in ${target}: check the bucket and prefix\n`);
 }
 
 function onePositional(command: string, positionals: string[], what: string): string {
@@ -183,7 +189,8 @@ Verifies a pulled directory, a local evidence store (the sidecar's embedded
 default, reported as not WORM), or a bucket directly (pulled into a temporary
 directory first). Prints one line per finding, "INVALID <stream> <key>: <what>"
 or "WARN ...", then "N streams, M batches, K records verified, G gaps".
-Exits 1 if any finding is INVALID, 0 otherwise.
+Exits 1 if any finding is INVALID or no evidence stream was found (NO
+EVIDENCE: nothing verified is no pass), 0 otherwise.
 
 Options:
 ${verificationHelp}
@@ -202,6 +209,10 @@ masking actions and approvals with their approvers, each counted per identity
 and per day. The HTML file is self-contained and opens offline. --csv-dir
 writes requests.csv, denials.csv, masking-actions.csv and approvals.csv.
 Name at least one output.
+
+The verdict is VALID, VALID WITH WARNINGS, INVALID, or NO EVIDENCE when no
+evidence stream was found. Exits 1 on INVALID or NO EVIDENCE, as verify does,
+after writing the report all the same; 0 otherwise.
 
 Options:
 ${verificationHelp}

@@ -19,6 +19,7 @@ import {
   useApprovalSchema,
 } from '@veil/core';
 import type { ApprovalsClient, ApprovalView, OpenApproval, UseResult } from '@veil/sidecar';
+import { printable } from '../printable.ts';
 
 /** Who expires approvals and records their use; decisions never come from it. */
 const CONTROLLER = 'system:veil-dev-controller';
@@ -84,7 +85,8 @@ export class DevApprovals implements ApprovalsClient {
     this.#approvals.set(key, approval);
     this.#armExpiry(key, approval);
     this.#options.log?.(
-      `approval ${key} opened: ${approval.spec.requester.subject} asked ${approval.spec.request.model} for ` +
+      // The caller chose its subject claim and the model name: they reach the developer's terminal printable.
+      `approval ${key} opened: ${printable(approval.spec.requester.subject)} asked ${printable(approval.spec.request.model)} for ` +
         `${approval.spec.request.inputCount} input(s) under rule ${rule.name}; needs ` +
         `${rule.approvers.count} of ${rule.approvers.groups.join(', ')} (veil approvals show ${key} --dev)`,
     );
@@ -202,7 +204,7 @@ export class DevApprovals implements ApprovalsClient {
     if (!written.ok) return { ok: false, status: 403, message: written.message };
     const status = written.approval.status;
     this.#options.log?.(
-      `approval ${key}: ${user.username} ${sent.decision === 'approve' ? 'approved' : 'denied'}; now ${status.phase}`,
+      `approval ${key}: ${printable(user.username)} ${sent.decision === 'approve' ? 'approved' : 'denied'}; now ${status.phase}`,
     );
     return { ok: true, approval: written.approval };
   }

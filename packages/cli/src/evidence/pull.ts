@@ -103,11 +103,21 @@ export async function pullEvidence(options: PullOptions): Promise<PullResult> {
     downloaded: 0,
     present: 0,
   };
-  const metas = await mapConcurrently(listed, concurrency, (entry) => pullEntry(entry, options, s3, result));
-  // The index says the pull is finished: it must not outlive a power loss as an empty file.
-  await writeAtomic(join(options.out, indexFile), metas.map((meta) => `${JSON.stringify(meta)}\n`).join(''), {
-    durable: true,
-  });
+  try {
+    const metas = await mapConcurrently(listed, concurrency, (entry) =>
+      pullEntry(entry, options, s3, result),
+    );
+    // The index says the pull is finished: it must not outlive a power loss as an empty file.
+    await writeAtomic(
+      join(options.out, indexFile),
+      metas.map((meta) => `${JSON.stringify(meta)}\n`).join(''),
+      { durable: true },
+    );
+  } catch (error) {
+    // The error is printed next: on a line of its own, not on the end of the bar.
+    options.progress.abort();
+    throw error;
+  }
   options.progress.finish(`${result.downloaded} downloaded, ${result.present} already present`);
   return result;
 }

@@ -2,6 +2,7 @@
 // failures into one line an auditor can act on.
 import { S3Client } from '@aws-sdk/client-s3';
 import { CliError } from '../command.ts';
+import { networkCode } from '../network.ts';
 
 export type S3Target = {
   /** Absent for AWS itself. */
@@ -40,16 +41,6 @@ const credentialCodes = new Set([
   'XAdminUserNotFound',
 ]);
 
-const networkCodes = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-]);
-
 /** A CliError naming what went wrong with `bucket` at `endpoint`; never echoes credentials. */
 export function describeS3Error(error: unknown, bucket: string, endpoint: string | undefined): CliError {
   const where = endpoint ?? 'AWS S3';
@@ -71,15 +62,4 @@ export function describeS3Error(error: unknown, bucket: string, endpoint: string
   if (network) return new CliError(`cannot reach ${where} (${network})`);
   if (e.name === 'TimeoutError') return new CliError(`${where} did not answer in time`);
   return new CliError(`S3 request to ${where} failed: ${code}: ${e.message}`);
-}
-
-function networkCode(error: unknown): string | undefined {
-  // Node wraps the socket error as `cause`, sometimes twice (AggregateError for dual-stack hosts).
-  let current: unknown = error;
-  for (let depth = 0; depth < 4 && current; depth++) {
-    const candidate = current as { code?: unknown; cause?: unknown; errors?: unknown[] };
-    if (typeof candidate.code === 'string' && networkCodes.has(candidate.code)) return candidate.code;
-    current = candidate.cause ?? candidate.errors?.[0];
-  }
-  return undefined;
 }

@@ -2,6 +2,7 @@
 // `<stream>:<seq>`, laid out for a person to read.
 import { type AuditRecord, matchCompletions, type StreamSummary } from '@veil/core';
 import { CliError } from '../command.ts';
+import { printable } from '../printable.ts';
 
 export type SessionRef = { id: string } | { stream: string; seq: number };
 
@@ -133,11 +134,6 @@ function aligned(rows: readonly (readonly string[])[], indent = ''): string[] {
       indent + row.map((c, i) => (i === row.length - 1 ? c : c.padEnd((widths[i] ?? 0) + 2))).join('')
     ).trimEnd(),
   );
-}
-
-// Record fields come from callers: a control character must not rewrite the terminal.
-function printable(text: string): string {
-  return /\p{Cc}/u.test(text) ? JSON.stringify(text) : text;
 }
 
 function shorten(text: string): string {

@@ -1,6 +1,6 @@
 // Runs the core verifier over evidence read from disk, and says what it found
 // the way `veil evidence verify` prints it.
-import { type Finding, formatFinding, summaryLine, type VerifyResult, verifyEvidence } from '@veil/core';
+import { formatFinding, summaryLine, type VerifyResult, verifyEvidence } from '@veil/core';
 import type { EvidenceSet } from './load.ts';
 
 export type VerificationOptions = {
@@ -9,7 +9,7 @@ export type VerificationOptions = {
   trustedKeys: readonly string[] | undefined;
 };
 
-export type Verdict = 'VALID' | 'VALID WITH WARNINGS' | 'INVALID';
+export type Verdict = 'VALID' | 'VALID WITH WARNINGS' | 'INVALID' | 'NO EVIDENCE';
 
 export function verifySet(set: EvidenceSet, options: VerificationOptions): VerifyResult {
   return verifyEvidence(set.objects, {
@@ -20,9 +20,17 @@ export function verifySet(set: EvidenceSet, options: VerificationOptions): Verif
   });
 }
 
-export function verdictOf(findings: readonly Finding[]): Verdict {
+/** Nothing verified is no evidence: an auditor must not read it as a pass. */
+export function verdictOf(result: Pick<VerifyResult, 'findings' | 'totals'>): Verdict {
+  const { findings } = result;
   if (findings.some((f) => f.level === 'INVALID')) return 'INVALID';
+  if (result.totals.streams === 0) return 'NO EVIDENCE';
   return findings.length > 0 ? 'VALID WITH WARNINGS' : 'VALID';
+}
+
+/** The exit code of `verify` and `report`: 1 unless the evidence verified. */
+export function exitCodeOf(verdict: Verdict): number {
+  return verdict === 'INVALID' || verdict === 'NO EVIDENCE' ? 1 : 0;
 }
 
 /** One line per finding, INVALID first, then the summary line. */
@@ -35,7 +43,7 @@ export function verificationLines(result: VerifyResult): string[] {
 /** What `verify --json` prints: everything but the records themselves. */
 export function verificationJson(result: VerifyResult) {
   return {
-    verdict: verdictOf(result.findings),
+    verdict: verdictOf(result),
     summary: summaryLine(result.totals),
     totals: result.totals,
     streams: result.streams,

@@ -19,7 +19,8 @@ export async function loadPolicyFile(file: string): Promise<LoadedPolicy> {
       ok: false,
       problems: [
         {
-          path: file,
+          // The caller prints the file name before each problem already.
+          path: '(file)',
           message:
             (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message,
         },
@@ -34,10 +35,18 @@ export async function loadPolicyFile(file: string): Promise<LoadedPolicy> {
   if (!document || document.errors.length > 0) {
     return {
       ok: false,
-      problems: (document?.errors ?? []).map((e) => ({ path: '(yaml)', message: e.message })),
+      problems: (document?.errors ?? []).map((e) => ({ path: '(yaml)', message: firstLine(e.message) })),
     };
   }
   return validatePolicy(document.toJS());
+}
+
+/**
+ * The parser's reason and position, without the excerpt of the file it adds
+ * below them: each problem is one "FILE: field.path: message" line.
+ */
+function firstLine(message: string): string {
+  return (message.split('\n')[0] ?? message).replace(/:$/, '');
 }
 
 export function validatePolicy(raw: unknown): LoadedPolicy {

@@ -19,7 +19,7 @@ export function escapeHtml(value: string): string {
 }
 
 export function renderHtml(report: Report): string {
-  const verdictClass = report.verdict === 'INVALID' ? 'bad' : report.verdict === 'VALID' ? 'good' : 'warn';
+  const verdictClass = verdictClasses[report.verdict];
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -44,6 +44,13 @@ ${populationsSection(report.populations)}
 </html>
 `;
 }
+
+const verdictClasses: Record<Report['verdict'], string> = {
+  VALID: 'good',
+  'VALID WITH WARNINGS': 'warn',
+  INVALID: 'bad',
+  'NO EVIDENCE': 'bad',
+};
 
 const css = `
 :root{--fg:#1b1f24;--muted:#5b6470;--line:#d6dbe1;--bg:#fff;--head:#f3f5f7;--good:#116329;--good-bg:#dafbe1;--bad:#a40e26;--bad-bg:#ffebe9;--warn:#7d4e00;--warn-bg:#fff8c5}

@@ -57,7 +57,7 @@ export function buildReport(
       from: bucket?.from ?? null,
       before: bucket?.before ?? null,
     },
-    verdict: verdictOf(result.findings),
+    verdict: verdictOf(result),
     summary: summaryLine(result.totals),
     totals: result.totals,
     minRetentionDays: options.minRetentionDays ?? null,

@@ -1,0 +1,19 @@
+// Text that others wrote (callers, requesters, approvers) printed to a terminal.
+
+/**
+ * The text as is, or, if it holds a control character, quoted with every one
+ * escaped: an escape sequence from a request must not clear or retitle the
+ * terminal of whoever reads it.
+ */
+export function printable(text: string): string {
+  return /\p{Cc}/u.test(text) ? quoted(text) : text;
+}
+
+/** The text in double quotes, every control character escaped. */
+export function quoted(text: string): string {
+  // JSON escapes C0 controls only; DEL and the C1 range (CSI is U+009B) are escaped here.
+  return JSON.stringify(text).replace(
+    /[\u007f-\u009f]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}

@@ -1,0 +1,80 @@
+// `veil approvals list` and `show` print what requesters and approvers wrote:
+// an escape sequence in it must reach the approver's terminal as text.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { approvalRuleSchema } from '@veil/core';
+import type { Approval } from '../src/approvals/client.ts';
+import { renderApproval, renderTable } from '../src/approvals/render.ts';
+import { DevApprovals } from '../src/dev/approvals.ts';
+
+const hostile = 'demo\u001b]0;PWNED\u0007\u001b[2J';
+
+/** A held request whose requester chose every string it could, denied by an approver who did too. */
+async function hostileApproval(): Promise<Approval> {
+  const approvals = new DevApprovals({
+    namespace: 'local',
+    policyName: 'default',
+    rules: [
+      approvalRuleSchema.parse({
+        name: 'bulk',
+        when: { minInputs: 10 },
+        approvers: { groups: ['ml-approvers'], count: 1 },
+      }),
+    ],
+  });
+  const view = await approvals.open({
+    policy: 'default',
+    rule: 'bulk',
+    pod: { name: 'veil-dev' },
+    requester: { issuer: 'http://127.0.0.1:1\u009b2J', subject: 'alice\u001b[1A', groups: ['ml\u0007'] },
+    request: {
+      api: 'openai',
+      model: hostile,
+      inputCount: 12,
+      bytes: 300,
+      digest: 'sha256:aa',
+      operation: 'op\u001bc',
+      summary: 'sum\u001b[2J',
+    },
+  });
+  approvals.decide(
+    'local',
+    view.name,
+    { username: 'bob\u001b[2K', groups: ['ml-approvers'] },
+    {
+      decision: 'deny',
+      reason: 'no\u001b[2J\u009b',
+    },
+  );
+  const approval = approvals.get('local', view.name);
+  await approvals.close();
+  assert.ok(approval);
+  return approval;
+}
+
+function assertPrintable(lines: readonly string[]): void {
+  for (const line of lines) assert.doesNotMatch(line, /\p{Cc}/u, JSON.stringify(line));
+}
+
+test('list shows every cell printable, the hostile ones quoted and escaped', async () => {
+  const lines = renderTable([await hostileApproval()], true);
+  assertPrintable(lines);
+  assert.ok(lines[1]?.includes('"alice\\u001b[1A"'), lines[1]);
+  assert.ok(lines[1]?.includes('"demo\\u001b]0;PWNED\\u0007\\u001b[2J"'), lines[1]);
+});
+
+test('show shows every field printable: request, requester, approvers and their reasons', async () => {
+  const lines = renderApproval(await hostileApproval());
+  assertPrintable(lines);
+  const text = lines.join('\n');
+  assert.match(
+    text,
+    /^Requester: {2}"alice\\u001b\[1A" \(issuer "http:\/\/127\.0\.0\.1:1\\u009b2J"; groups "ml\\u0007"\)$/m,
+  );
+  assert.match(
+    text,
+    /^Request: {4}openai "demo\\u001b\]0;PWNED\\u0007\\u001b\[2J", 12 inputs, 300 bytes, operation "op\\u001bc"$/m,
+  );
+  assert.match(text, /^Summary: {4}"sum\\u001b\[2J"$/m);
+  assert.match(text, / {2}deny {5}"bob\\u001b\[2K" {2}"no\\u001b\[2J\\u009b"$/m);
+});

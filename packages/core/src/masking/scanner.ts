@@ -5,6 +5,7 @@ import { textFeatures } from './finder.ts';
 import type { MaskOperator, Replace } from './operators.ts';
 import type { Hit } from './overlaps.ts';
 import { resolveOverlaps } from './overlaps.ts';
+import { hasHiddenForms, readingOf, readValue, writtenSpan } from './reading.ts';
 
 /** A finder bound to the rule that asked for it; earlier scanners win ties. */
 export interface Scanner {
@@ -30,10 +31,24 @@ function collectHits(text: string, scanners: readonly Scanner[]): Hit[] {
   return hits;
 }
 
+/**
+ * Hits in the text as the model reads it, as written spans. Added to the hits
+ * in the text as written, not put in their place: a character skipped in the
+ * reading may join a value to its neighbour and hide it there.
+ */
+function hitsInReading(text: string, scanners: readonly Scanner[]): Hit[] {
+  const reading = readingOf(text);
+  return collectHits(reading.text, scanners).map((hit) => ({
+    ...writtenSpan(reading, hit.start, hit.end),
+    scanner: hit.scanner,
+  }));
+}
+
 /** Where scanners match in text, overlaps merged; sorted and disjoint. */
 export function matchText(text: string, scanners: readonly Scanner[]): Hit[] {
   if (scanners.length === 0 || text.length === 0) return [];
   const hits = collectHits(text, scanners);
+  if (hasHiddenForms(text)) hits.push(...hitsInReading(text, scanners));
   return hits.length === 0 ? hits : resolveOverlaps(hits);
 }
 
@@ -53,7 +68,7 @@ export function maskText(
     const value = text.slice(hit.start, hit.end);
     masked +=
       text.slice(position, hit.start) +
-      scanner.replace(value, scanner.finder.label, scanner.finder.normalize(value));
+      scanner.replace(value, scanner.finder.label, scanner.finder.normalize(readValue(value)));
     position = hit.end;
     onMatch(scanner);
   }

@@ -868,6 +868,46 @@ function hardPositives(): CorpusEntry[] {
   return cases.map(([detector, template, value]) => frame(`hard-${detector}`, template, detector, value));
 }
 
+/**
+ * Values grouped with Unicode spaces, dashes or invisible characters, as
+ * locale-formatted documents write them; the model's tokenizer reads them as
+ * the plain value.
+ */
+function unicodeSpellings(): CorpusEntry[] {
+  const cases: [DetectorName, string, string][] = [
+    ['payment-card', 'Carte bancaire : {}', '4111\u00a01111\u00a01111\u00a01111'],
+    ['payment-card', 'Carte : {} exp. 12/27', '5500\u202f0000\u202f0000\u202f0004'],
+    ['payment-card', 'card {} on file', '4012\u20098888\u20098888\u20091881'],
+    ['payment-card', 'pay with {}', '4012\u200b8888\u200b8888\u200b1881'],
+    ['payment-card', 'Amex {}', '3782\u00a0822463\u00a010005'],
+    ['ssn', 'SSN {}', '123\u00a045\u00a06789'],
+    ['ssn', 'her number is {}', '536\u201390\u20134127'],
+    ['iban', 'IBAN : {}', 'FR76\u00a03000\u00a06000\u00a00112\u00a03456\u00a07890\u00a0189'],
+    ['iban', 'Konto {}', 'DE89\u202f3704\u202f0044\u202f0532\u202f0130\u202f00'],
+    ['phone', 'Tél. : {}', '01\u00a023\u00a045\u00a067\u00a089'],
+    ['phone', 'UK office {}', '+44\u00a020\u00a07946\u00a00958'],
+    ['phone', 'call {} now', '(415)\u00a0555\u20110132'],
+    ['email', 'write to {}', 'john\u200b@example.com'],
+    ['email', 'mail {} today', 'alice.smith@exa\u00admple.org'],
+    ['aws-key', 'key {}', 'AKIA\u200bIOSFODNN7EXAMPLE'],
+  ];
+  return cases.map(([detector, template, value]) => frame(`unicode-${detector}`, template, detector, value));
+}
+
+/** Numbers that locale formatting groups with the same characters, and no personal data. */
+function unicodeLookalikes(): CorpusEntry[] {
+  return [
+    'Montant : 1\u202f234\u00a0567,89\u00a0€',
+    'Population\u00a0: 12\u00a0345\u00a0678 habitants en 2021',
+    'Années 2019\u20132024, pages 123\u2013145',
+    'ISBN 978\u20110\u2011306\u201140615\u20117',
+    'Zeitraum 01.01.2024\u2009\u2013\u200931.12.2024',
+    'Invoice\u00a0No.\u00a04471\u00a02290\u00a01183',
+    'Preis: 1\u00a0299,00\u00a0€ inkl. MwSt.',
+    'Temperature \u221212\u00a0°C at 06:30',
+  ].map((text) => entry('unicode-lookalike', [text]));
+}
+
 /** Look-alikes a careful reader would still not call personal data. */
 function hardNegatives(): CorpusEntry[] {
   return [
@@ -896,6 +936,7 @@ export function buildCorpus(): CorpusEntry[] {
     ...gcpKeys(),
     ...githubTokens(),
     ...hardPositives(),
+    ...unicodeSpellings(),
   ];
   const fixedLookalikes = Object.entries(lookalikes).flatMap(([tag, texts]) =>
     texts.map((t) => entry(tag, [t])),
@@ -908,12 +949,17 @@ export function buildCorpus(): CorpusEntry[] {
     ...generatedLookalikes(),
     ...prose(),
     ...hardNegatives(),
+    ...unicodeLookalikes(),
   ];
   return [...positives, ...negatives];
 }
 
+// Unicode spaces, dashes and invisible characters, written as escapes so a reader of the file sees them.
+const unseen = /[\u00a0\u00ad\u2000-\u2015\u2028-\u202f\u205f-\u206f\u2212\u3000\ufeff]/g;
+const escaped = (ch: string): string => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`;
+
 export function serializeCorpus(corpus: readonly CorpusEntry[]): string {
-  return `[\n${corpus.map((e) => JSON.stringify(e)).join(',\n')}\n]\n`;
+  return `[\n${corpus.map((e) => JSON.stringify(e).replace(unseen, escaped)).join(',\n')}\n]\n`;
 }
 
 if (import.meta.main) {

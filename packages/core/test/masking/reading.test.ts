@@ -1,0 +1,144 @@
+// Values written with Unicode spaces, dashes or invisible characters, which the
+// model's tokenizer reads as the plain value: found, and masked in the text as
+// written.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { compileMasking, detectSpans } from '../../src/masking/index.ts';
+import { hasHiddenForms, readingOf, readValue, writtenSpan } from '../../src/masking/reading.ts';
+import type { DetectorName, MaskingRule } from '../../src/policy/schema.ts';
+import { detectorNames } from '../../src/policy/schema.ts';
+
+const options = { hashKey: new Uint8Array(32).fill(7) };
+
+function engineWith(operator: MaskingRule['operator'], patterns: MaskingRule['patterns'] = []) {
+  const rule: MaskingRule = {
+    name: 'all',
+    detectors: [...detectorNames],
+    patterns,
+    operator,
+    scopes: ['forward', 'response'],
+    responseFields: ['texts'],
+  };
+  return compileMasking([rule], options);
+}
+
+function masked(operator: MaskingRule['operator'], texts: string[]): string[] {
+  return engineWith(operator).maskTexts(texts, 'forward', 'input').texts;
+}
+
+/** Spellings that used to be missed, and the plain spelling the model reads. */
+const examples: [DetectorName, string, string][] = [
+  ['payment-card', '4111\u00a01111\u00a01111\u00a01111', '4111 1111 1111 1111'],
+  ['payment-card', '4111\u202f1111\u202f1111\u202f1111', '4111 1111 1111 1111'],
+  ['payment-card', '4111\u20091111\u20091111\u20091111', '4111 1111 1111 1111'],
+  ['payment-card', '4111\u200b1111\u200b1111\u200b1111', '4111111111111111'],
+  ['ssn', '123\u00a045\u00a06789', '123 45 6789'],
+  ['ssn', '123\u201345\u20136789', '123-45-6789'],
+  ['iban', 'DE89\u00a03704\u00a00044\u00a00532\u00a00130\u00a000', 'DE89 3704 0044 0532 0130 00'],
+  ['phone', '+44\u00a020\u00a07946\u00a00958', '+44 20 7946 0958'],
+  ['phone', '01\u202f23\u202f45\u202f67\u202f89', '01 23 45 67 89'],
+  ['email', 'john\u200b@example.com', 'john@example.com'],
+  ['aws-key', 'AKIA\u200bIOSFODNN7EXAMPLE', 'AKIAIOSFODNN7EXAMPLE'],
+];
+
+test('hidden forms are the Unicode space separators, dashes, format and control characters', () => {
+  const oracle = /[[\p{Zs}\p{Cf}\p{Cc}\u2010-\u2015\u2212]--[ \t\n\v\f\r\u0085]]/v;
+  const readAs = (ch: string): string => {
+    if (!oracle.test(ch)) return ch;
+    if (/\p{Zs}/v.test(ch)) return ' ';
+    return /[\u2010-\u2015\u2212]/.test(ch) ? '-' : '';
+  };
+  const wrong: string[] = [];
+  for (let code = 0; code <= 0x10ffff; code++) {
+    const ch = String.fromCodePoint(code);
+    if (hasHiddenForms(ch) !== oracle.test(ch) || readValue(ch) !== readAs(ch)) wrong.push(code.toString(16));
+  }
+  assert.deepEqual(wrong, []);
+});
+
+test('each example is found, its span covering the value as written', () => {
+  for (const [detector, value] of examples) {
+    const text = `ref: ${value} end`;
+    assert.deepEqual(
+      detectSpans(text),
+      [{ detector, start: 5, end: 5 + value.length }],
+      JSON.stringify(value),
+    );
+  }
+});
+
+test('each operator replaces the whole written value', () => {
+  const values = examples.map(([, value]) => `ref: ${value} end`);
+  const labels = examples.map(([detector]) => detector.toUpperCase().replace('-', '_'));
+  assert.deepEqual(
+    masked('redact', values),
+    labels.map((label) => `ref: [${label}] end`),
+  );
+  assert.deepEqual(
+    masked('drop', values),
+    values.map(() => 'ref:  end'),
+  );
+  assert.deepEqual(
+    masked('hash', values).map((text) => text.replace(/:[0-9a-f]{16}\]/, ']')),
+    labels.map((label) => `ref: [${label}] end`),
+  );
+  assert.deepEqual(masked('mask', [values[0] ?? '', values[3] ?? '', values[9] ?? '']), [
+    'ref: ****\u00a0****\u00a0****\u00a01111 end',
+    'ref: ****\u200b****\u200b****\u200b1111 end',
+    'ref: ****\u200b@******e.com end',
+  ]);
+});
+
+test('a hash token is the same whether or not the value was written with hidden forms', () => {
+  for (const [, hidden, plain] of examples) {
+    const [a, b] = masked('hash', [hidden, plain]);
+    assert.match(a ?? '', /^\[[A-Z_]+:[0-9a-f]{16}\]$/);
+    assert.equal(a, b, JSON.stringify(hidden));
+  }
+});
+
+test('characters skipped inside a value are masked with it, those around it are kept', () => {
+  assert.deepEqual(masked('redact', ['\u200bjohn\u200b@example.com\u200b', 'john\u{e0041}@example.com']), [
+    '\u200b[EMAIL]\u200b',
+    '[EMAIL]',
+  ]);
+});
+
+test('values the reading joins to a neighbour or puts after a dash are still found as written', () => {
+  assert.deepEqual(masked('redact', ['Card\u20134111 1111 1111 1111', '4111 1111 1111 1111\u200b2027']), [
+    'Card\u2013[PAYMENT_CARD]',
+    '[PAYMENT_CARD]\u200b2027',
+  ]);
+});
+
+test('user patterns see the reading too', () => {
+  const engine = engineWith('redact', [{ name: 'employee-id', regex: 'EMP-[0-9]{6}' }]);
+  const { texts } = engine.maskTexts(['id EMP\u2011123\u200b456 ok', 'id EMP-123456 ok'], 'forward', 'input');
+  assert.deepEqual(texts, ['id [EMPLOYEE_ID] ok', 'id [EMPLOYEE_ID] ok']);
+});
+
+test('response fields are masked over the written value', () => {
+  const { body } = engineWith('redact').maskResponse({ texts: ['card 4111\u00a01111\u00a01111\u00a01111'] });
+  assert.deepEqual(body, { texts: ['card [PAYMENT_CARD]'] });
+});
+
+test('a text without hidden forms is masked exactly as before', () => {
+  const text =
+    'Mail a.b@example.com,\tcard 4111 1111 1111 1111\nSSN 123-45-6789, IBAN DE89 3704 0044 0532 0130 00, ' +
+    'call +44 20 7946 0958, key AKIAIOSFODNN7EXAMPLE: “quoted” café 1’250…';
+  assert.equal(hasHiddenForms(text), false);
+  assert.deepEqual(masked('redact', [text]), [
+    'Mail [EMAIL],\tcard [PAYMENT_CARD]\nSSN [SSN], IBAN [IBAN], ' +
+      'call [PHONE], key [AWS_KEY]: “quoted” café 1’250…',
+  ]);
+});
+
+test('the reading maps its offsets back to the text as written', () => {
+  const text = 'a\u200b\u200bb\u{e0041}c\u00a0d\u2013e';
+  const reading = readingOf(text);
+  assert.equal(reading.text, 'abc d-e');
+  assert.deepEqual(writtenSpan(reading, 0, reading.text.length), { start: 0, end: text.length });
+  assert.deepEqual(writtenSpan(reading, 1, 3), { start: 3, end: 7 });
+  assert.equal(readValue(text), reading.text);
+  assert.equal(readValue('plain'), 'plain');
+});

@@ -6,14 +6,16 @@
  * terminal of whoever reads it.
  */
 export function printable(text: string): string {
-  return /\p{Cc}/u.test(text) ? quoted(text) : text;
+  return /[\p{Cc}\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/u.test(text) ? quoted(text) : text;
 }
 
 /** The text in double quotes, every control character escaped. */
 export function quoted(text: string): string {
-  // JSON escapes C0 controls only; DEL and the C1 range (CSI is U+009B) are escaped here.
+  // JSON escapes C0 controls only; DEL and the C1 range (CSI is U+009B) are
+  // escaped here, and the bidirectional controls, which reorder what follows
+  // them on the screen (a reason could show another approver's name).
   return JSON.stringify(text).replace(
-    /[\u007f-\u009f]/g,
+    /[\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g,
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
   );
 }

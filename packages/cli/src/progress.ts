@@ -41,6 +41,8 @@ export function createProgress(options: ProgressOptions): Progress {
   let last = Number.NEGATIVE_INFINITY;
   /** A bar is on the terminal's current line, not yet ended by a newline. */
   let lineOpen = false;
+  /** Work still under way when the transfer failed must not draw over its error. */
+  let aborted = false;
 
   const draw = (note?: string) => {
     last = now();
@@ -66,13 +68,16 @@ export function createProgress(options: ProgressOptions): Progress {
     advance(bytes) {
       state.items += 1;
       state.bytes += bytes;
-      if (now() - last >= interval) draw();
+      if (!aborted && now() - last >= interval) draw();
     },
     finish(note) {
       draw(note);
       endLine();
     },
-    abort: endLine,
+    abort() {
+      aborted = true;
+      endLine();
+    },
   };
 }
 

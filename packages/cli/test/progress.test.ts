@@ -45,10 +45,14 @@ test('on a terminal: one line redrawn in place at most once per interval, ended 
 
 test('abort ends a bar drawn on a terminal, and writes nothing where no line is open', () => {
   const terminal = fakeOutput(true);
-  const drawn = createProgress({ output: terminal.output, label: 'pull', now: () => 0 });
+  let clock = 0;
+  const drawn = createProgress({ output: terminal.output, label: 'pull', now: () => clock });
   drawn.start(2, 0);
   drawn.abort();
   drawn.abort();
+  // Downloads still under way when the pull failed draw nothing over its error.
+  clock = 1000;
+  drawn.advance(0);
   assert.equal(terminal.writes.length, 2);
   assert.equal(terminal.writes[1], '\n');
 

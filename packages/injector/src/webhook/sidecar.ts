@@ -142,9 +142,10 @@ export function sidecarVolumes(settings: InjectionSettings): V1Volume[] {
     },
     // The sidecar generates its own Ed25519 key here and publishes the public half in
     // its stream's genesis manifest, which is WORM-locked before any record is. The
-    // private key never leaves the pod; in memory it never reaches the node's disk;
-    // and it outlives a container restart, so a new incarnation can still sign what
-    // the last one left in the spool.
+    // private key never leaves the pod, and it outlives a container restart, so every
+    // incarnation of the pod signs with it. The shipper state on the spool volume
+    // keeps each stream's key too, so what a stream left in the spool can still be
+    // signed once the memory is gone (a node reboot): see docs/security.md.
     { name: sidecarVolumeNames.signingKey, emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } },
     // The pod's own service-account token, bound to the pod and good for the
     // controller alone: the sidecar presents it when it pulls its policy and when it

@@ -25,11 +25,7 @@ export type AuditRecorderOptions = {
   spoolDir: string;
   capacityBytes?: number;
   identity: StreamIdentity;
-  /**
-   * Registered by this stream's genesis manifest; generated when absent. A key
-   * given (the mounted key file's) is named in the shipper state, not kept
-   * there: a process shipping what this one leaves must be given it too.
-   */
+  /** Registered by this stream's genesis manifest; generated when absent. */
   signingKey?: SigningKey;
   store: EvidenceStore;
   settings: () => ShippingSettings;
@@ -96,14 +92,8 @@ export class AuditRecorder implements AuditSink {
   ): Promise<AuditRecorder> {
     const log = options.log ?? (() => undefined);
     const { nextSeq, shippedSeq } = spool.stats();
-    const state = await ShipState.open(
-      join(options.spoolDir, stateDirName),
-      shippedSeq + 1,
-      options.signingKey,
-    );
+    const state = await ShipState.open(join(options.spoolDir, stateDirName), shippedSeq + 1);
     checkStateMatchesSpool(state, spool);
-    // A stream whose key cannot be had fails the start, not every shipping attempt after it.
-    for (const stream of state.data.streams) state.signingKey(stream);
     const ref = streamRef(options.identity);
     const stream = streamId(ref);
     const nextRecordSeq = await openStream(state, spool, options, stream);
@@ -227,12 +217,10 @@ async function openStream(
   const signingKey = options.signingKey ?? generateSigningKey();
   const ref = streamRef(options.identity);
   const genesis = buildGenesis({ stream: ref, signingKey, createdAt: new Date() });
-  // A mounted key stays where it was mounted; only a generated one must be kept here.
-  const key = options.signingKey ? { mountedKeyId: signingKey.keyId } : exportSigningKey(signingKey);
   const data = state.data;
   await state.commit({
     ...data,
-    streams: [...data.streams, newStreamRecord(ref, key, genesis.manifest)],
+    streams: [...data.streams, newStreamRecord(ref, exportSigningKey(signingKey), genesis.manifest)],
     outbox: [...data.outbox, { manifest: genesis.manifest }],
   });
   return 0;

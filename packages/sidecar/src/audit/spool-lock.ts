@@ -3,9 +3,11 @@
 // answered requests would go unrecorded. The lock is a listening Unix socket
 // named after the directory: the kernel drops it with its process, however
 // that process ends, so a crash never leaves a stale lock to clear by hand.
-// On Linux the name lives in the abstract namespace (no file; shared by the
-// containers of a pod, as they share a network namespace); elsewhere it is a
-// socket file in the temporary directory, replaced when nothing answers on it.
+// On Linux the name lives in the abstract namespace (no file), which is a
+// network namespace's: the containers of one pod, or the processes of one
+// host, see it; another pod does not, which is why a spool is one pod's own
+// volume and never shared. Elsewhere it is a socket file in the temporary
+// directory, replaced when nothing answers on it.
 import { createHash } from 'node:crypto';
 import { stat, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server } from 'node:net';
@@ -48,7 +50,7 @@ export async function lockSpool(dir: string): Promise<SpoolLock> {
   };
 }
 
-/** The same directory reached by another path (a symlink, another mount of the volume) gets the same name. */
+/** The same directory reached by another path (a symlink, the volume mounted twice) gets the same name. */
 async function lockName(dir: string): Promise<string> {
   const { dev, ino } = await stat(dir, { bigint: true });
   const id = createHash('sha256').update(`${dev}:${ino}`).digest('hex').slice(0, 32);

@@ -9,6 +9,7 @@
 import { readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
+  type Ed25519PrivateJwk,
   ed25519PrivateJwkSchema,
   importSigningKey,
   type Manifest,
@@ -33,20 +34,9 @@ const streamRefSchema = z.strictObject({
   incarnation: segment,
 });
 
-/**
- * A stream's signing key: the mounted key file's, named by its key id (the
- * private half stays on the memory volume it was mounted from, off the node's
- * disk the spool is on), or a key generated for the stream, kept here whole.
- */
-const streamKeySchema = z.union([
-  ed25519PrivateJwkSchema,
-  z.strictObject({ mountedKeyId: z.string().min(1) }),
-]);
-export type StreamKey = z.infer<typeof streamKeySchema>;
-
 const streamRecordSchema = z.strictObject({
   ref: streamRefSchema,
-  key: streamKeySchema,
+  key: ed25519PrivateJwkSchema,
   /** The stream's latest manifest: the next one links to it. */
   head: manifestSchema,
   /** The seq the stream's next batch starts at. */
@@ -78,35 +68,24 @@ const outboxName = 'outbox';
 
 export class ShipState {
   readonly #dir: string;
-  readonly #mountedKey: SigningKey | undefined;
   readonly #keys = new Map<string, SigningKey>();
   #data: StateData;
   #saving: Promise<void> = Promise.resolve();
   /** False when no state was found: a new spool. */
   readonly found: boolean;
 
-  private constructor(dir: string, data: StateData, found: boolean, mountedKey: SigningKey | undefined) {
+  private constructor(dir: string, data: StateData, found: boolean) {
     this.#dir = dir;
-    this.#mountedKey = mountedKey;
     this.#data = data;
     this.found = found;
   }
 
-  /**
-   * Loads the state in `dir` (a new one cut from `cutSeq` if none) and drops
-   * outbox files it does not list. `mountedKey`: the key of the mounted key
-   * file, which streams recorded with `mountedKeyId` are signed with.
-   */
-  static async open(dir: string, cutSeq: number, mountedKey?: SigningKey): Promise<ShipState> {
+  /** Loads the state in `dir` (a new one cut from `cutSeq` if none) and drops outbox files it does not list. */
+  static async open(dir: string, cutSeq: number): Promise<ShipState> {
     // Lost to a crash, the state would leave the spool's records with no stream to ship them in.
     await mkdirDurable(join(dir, outboxName), 0o700);
     const loaded = await readState(join(dir, stateName));
-    const state = new ShipState(
-      dir,
-      loaded ?? { version: 1, cutSeq, streams: [], outbox: [] },
-      !!loaded,
-      mountedKey,
-    );
+    const state = new ShipState(dir, loaded ?? { version: 1, cutSeq, streams: [], outbox: [] }, !!loaded);
     await state.#dropStrayFiles();
     return state;
   }
@@ -121,14 +100,6 @@ export class ShipState {
 
   signingKey(stream: StreamRecord): SigningKey {
     const id = streamId(stream.ref);
-    if ('mountedKeyId' in stream.key) {
-      if (this.#mountedKey?.keyId !== stream.key.mountedKeyId) {
-        throw new AuditStateError(
-          `${id} is signed with key ${stream.key.mountedKeyId}, which the mounted signing key file no longer holds`,
-        );
-      }
-      return this.#mountedKey;
-    }
     let key = this.#keys.get(id);
     if (!key) {
       key = importSigningKey(stream.key);
@@ -168,7 +139,7 @@ export class ShipState {
   }
 }
 
-export function newStreamRecord(ref: StreamRef, key: StreamKey, genesis: Manifest): StreamRecord {
+export function newStreamRecord(ref: StreamRef, key: Ed25519PrivateJwk, genesis: Manifest): StreamRecord {
   return { ref, key, head: genesis, nextRecordSeq: 0 };
 }
 

@@ -1,5 +1,6 @@
 import type { RecordOutcome } from '@veil/core';
 import { type Dialect, DialectError, type ErrorCode } from '../dialects/index.ts';
+import { CallerGoneError } from './body.ts';
 import type { ProxyReply } from './pipeline.ts';
 
 export const JSON_HEADERS = { 'content-type': 'application/json' };
@@ -43,6 +44,9 @@ export function toRefusal(thrown: unknown): Refusal {
       thrown.param,
     );
   }
+  // Nobody hears this answer (499, as for a held caller gone): it is what the record says happened.
+  if (thrown instanceof CallerGoneError)
+    return new Refusal(499, 'invalid_request', 'invalid', thrown.message);
   // Anything unforeseen (a masking failure included) fails closed.
   return new Refusal(500, 'internal', 'unavailable', 'internal error; the request was not forwarded');
 }

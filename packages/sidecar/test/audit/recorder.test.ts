@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { setTimeout } from 'node:timers/promises';
 import { gunzipSync } from 'node:zlib';
-import { exportSigningKey, generateSigningKey, parseEvidenceKey, streamId } from '@veil/core';
+import { parseEvidenceKey, streamId } from '@veil/core';
 import { DirEvidenceStore } from '../../src/audit/dirstore.ts';
 import { AuditRecorder, type AuditRecorderOptions } from '../../src/audit/recorder.ts';
 import type { BatchSettings } from '../../src/audit/shipper.ts';
@@ -303,47 +303,6 @@ test('records an earlier process left are shipped under its own stream and key',
   assert.equal(later?.closed, true);
   assert.notEqual(earlier?.keyId, later?.keyId);
   assert.ok(result.findings.some((f) => f.code === 'unclosed-stream' && f.stream === earlier?.stream));
-});
-
-test('a mounted key is named in the shipper state, never kept there; a restart needs that key', async (t) => {
-  const s = await setup(t);
-  s.store.failing = () => true;
-  const key = generateSigningKey();
-  const first = await open(
-    s,
-    { maxRecords: 4 },
-    { signingKey: key, backoff: { baseMs: 60_000, capMs: 60_000 }, closeGraceMs: 0 },
-  );
-  await appendMany(first, 'before', 5);
-  const state = await readFile(join(s.spoolDir, 'shipper', 'state.json'), 'utf8');
-  assert.ok(!state.includes(exportSigningKey(key).d), 'the private half stays out of the state');
-  assert.ok(state.includes(`"mountedKeyId":"${key.keyId}"`));
-  const crashed = join(s.spoolDir, '..', 'crashed');
-  const rekeyed = join(s.spoolDir, '..', 'rekeyed');
-  await cp(s.spoolDir, crashed, { recursive: true });
-  await cp(s.spoolDir, rekeyed, { recursive: true });
-
-  const store = new ScriptedStore(new DirEvidenceStore(s.evidenceDir));
-  const restart = { identity: { cluster: 'test', pod, incarnation: 'inc-2' } };
-  await assert.rejects(
-    open({ ...s, spoolDir: rekeyed, store }, {}, { ...restart, signingKey: generateSigningKey() }),
-    /signed with key .* which the mounted signing key file no longer holds/,
-  );
-  const second = await open(
-    { ...s, spoolDir: crashed, store },
-    { maxRecords: 4 },
-    { ...restart, signingKey: key },
-  );
-  await second.close();
-  const result = await verifyDir(s.evidenceDir);
-  assert.deepEqual(invalid(result), []);
-  assert.deepEqual(
-    result.streams.map((stream) => [stream.records, stream.keyId]),
-    [
-      [5, key.keyId],
-      [0, key.keyId],
-    ],
-  );
 });
 
 test('a torn tail cut off on open is said in the log, not left silent', async (t) => {

@@ -46,7 +46,7 @@ describe('a caller that hangs up while being authenticated', () => {
         await sleep(100);
         assert.deepEqual(
           fixture.records().map((r) => [r.route, r.outcome, r.status, r.identity?.subject]),
-          [[path, 'unavailable', 500, 'alice']],
+          [[path, 'invalid', 499, 'alice']],
         );
         assert.equal(fixture.upstreamCalls.length, 0);
       } finally {

@@ -270,11 +270,7 @@ export class Distributor {
       this.#note(pod, pod.hash, undefined);
       return 'done';
     }
-    const outcome = await this.#options.client.push(
-      target,
-      { name: desired.name, spec: desired.spec },
-      signal,
-    );
+    const outcome = await this.#options.client.push(target, desired, signal);
     if (signal.aborted) return 'done';
     this.#options.onPush?.({ pod: pod.view, hash: desired.hash, outcome });
     switch (outcome.kind) {

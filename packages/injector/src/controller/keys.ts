@@ -1,5 +1,6 @@
 // The controller's Ed25519 signing key. It signs the short-lived token that
-// authorises one policy push to one sidecar; sidecars verify it against the
+// authorises one policy push to one sidecar, bound to the policy pushed (its name
+// and content hash) and usable once (its `jti`); sidecars verify it against the
 // public half, which the controller publishes next to them (see publish.ts).
 // The private JWK is read from a file: a mounted Secret in a cluster.
 import { randomUUID } from 'node:crypto';
@@ -34,7 +35,16 @@ export type PushClaims = {
   podUid: string;
   /** Which controller replica pushes; sidecars may log it. */
   subject: string;
+  /**
+   * The policy the push carries: its name and content hash (`policyHash` of the
+   * validated spec). The push goes over plain HTTP, so the token, not the
+   * transport, must say what it authorises.
+   */
+  policy: PushedPolicy;
 };
+
+/** The `policy` claim of a push token, which the sidecar compares with the body it receives. */
+export type PushedPolicy = { name: string; hash: string };
 
 export interface ControllerKey {
   /** Key id: the RFC 7638 thumbprint of the public key. */
@@ -74,7 +84,7 @@ export async function controllerKeyFromJwk(jwk: unknown): Promise<ControllerKey>
       // exp - iat never exceeds the maximum, the backdating included.
       const lifetime = Math.min(Math.max(issuedAtSkewSeconds + 1, lifetimeSeconds), maxTokenLifetimeSeconds);
       const issuedAt = Math.floor(Date.now() / 1000) - issuedAtSkewSeconds;
-      return new SignJWT({})
+      return new SignJWT({ policy: { name: claims.policy.name, hash: claims.policy.hash } })
         .setProtectedHeader({ alg: 'EdDSA', kid, typ: 'JWT' })
         .setIssuer(controllerIssuer)
         .setAudience(sidecarAudience(claims.podUid))

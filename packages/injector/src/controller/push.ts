@@ -1,8 +1,9 @@
 // Talks to one sidecar's admin port: `GET /v1/policy` (what it enforces now) and
 // `PUT /v1/policy` (enforce this), the latter with a push token for that pod only.
 // The admin port is plain HTTP on the pod network: the token, signed by the
-// controller, bound to the pod's UID and living a minute, is what authenticates
-// the push; the policy itself is no secret. See packages/injector/rbac.md.
+// controller, bound to the pod's UID and to the policy it carries (name and
+// content hash), used once and living a minute, is what authenticates the push;
+// the policy itself is no secret. See packages/injector/rbac.md.
 import { z } from 'zod';
 import type { ControllerKey } from './keys.ts';
 
@@ -13,7 +14,12 @@ export type SidecarTarget = {
   adminUrl: string;
 };
 
-export type PolicyDocument = { name: string; spec: unknown };
+export type PolicyDocument = {
+  name: string;
+  /** The content hash of the validated spec: the push token binds it, the sidecar ACKs it. */
+  hash: string;
+  spec: unknown;
+};
 
 export type PushOutcome =
   | { kind: 'ack'; hash: string }
@@ -58,12 +64,17 @@ export class SidecarClient {
   }
 
   async push(target: SidecarTarget, policy: PolicyDocument, signal?: AbortSignal): Promise<PushOutcome> {
-    const token = await this.#options.key.sign({ podUid: target.uid, subject: this.#options.identity });
+    const { name, hash, spec } = policy;
+    const token = await this.#options.key.sign({
+      podUid: target.uid,
+      subject: this.#options.identity,
+      policy: { name, hash },
+    });
     const response = await this.#call(target, {
       method: 'PUT',
       signal,
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify(policy),
+      body: JSON.stringify({ name, spec }),
     });
     if (response.kind === 'error') return response;
     const ack = ackSchema.safeParse(response.body);

@@ -81,7 +81,7 @@ test('a pod already enforcing the version is asked, never pushed', async () => {
   assert.ok(changes.includes('ml/default'));
 });
 
-test('a pod behind gets one push, with a token for that pod alone', async () => {
+test('a pod behind gets one push, with a token for that pod and that policy alone', async () => {
   const [pod] = await sidecars(1, 'sha256:v0');
   assert.ok(pod);
   const d = distributor();
@@ -95,6 +95,8 @@ test('a pod behind gets one push, with a token for that pod alone', async () => 
   assert.equal(claims.iss, 'veil-controller');
   assert.equal(claims.aud, `veil-sidecar:${pod.uid}`);
   assert.equal(claims.sub, 'controller-0');
+  assert.deepEqual(claims.policy, { name: 'default', hash: 'sha256:v1' }, 'bound to what it carries');
+  assert.deepEqual(pod.puts[0]?.spec, version(1).spec, 'the body is the spec alone');
   assert.ok((claims.exp ?? 0) - (claims.iat ?? 0) <= 60, 'lives a minute at most');
   assert.equal(pod.puts[0]?.name, 'default');
 });

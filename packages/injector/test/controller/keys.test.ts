@@ -11,6 +11,8 @@ import {
   maxTokenLifetimeSeconds,
 } from '../../src/controller/keys.ts';
 
+const policy = { name: 'default', hash: `sha256:${'a'.repeat(64)}` };
+
 let dir: string;
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'veil-keys-'));
@@ -19,10 +21,10 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-test('a push token names the controller, one pod, and lives at most a minute', async () => {
+test('a push token names the controller, one pod, the policy it carries, and lives at most a minute', async () => {
   const key = await controllerKeyFromJwk(await generateControllerJwk());
   for (const lifetime of [undefined, 30, 3600]) {
-    const token = await key.sign({ podUid: 'uid-1', subject: 'replica-a' }, lifetime);
+    const token = await key.sign({ podUid: 'uid-1', subject: 'replica-a', policy }, lifetime);
     const { payload } = await jwtVerify(token, await importJWK(key.publicJwk, 'EdDSA'), {
       issuer: 'veil-controller',
       audience: 'veil-sidecar:uid-1',
@@ -31,19 +33,20 @@ test('a push token names the controller, one pod, and lives at most a minute', a
       requiredClaims: ['exp', 'iat'],
     });
     assert.equal(payload.sub, 'replica-a');
+    assert.deepEqual(payload.policy, policy);
     assert.ok((payload.exp ?? 0) - (payload.iat ?? 0) <= maxTokenLifetimeSeconds);
     assert.ok((payload.exp ?? 0) > Date.now() / 1000, 'still valid when sent');
     assert.equal(typeof payload.jti, 'string');
     assert.deepEqual(decodeProtectedHeader(token), { alg: 'EdDSA', kid: key.kid, typ: 'JWT' });
   }
-  const a = decodeJwt(await key.sign({ podUid: 'uid-1', subject: 'x' }));
-  const b = decodeJwt(await key.sign({ podUid: 'uid-1', subject: 'x' }));
+  const a = decodeJwt(await key.sign({ podUid: 'uid-1', subject: 'x', policy }));
+  const b = decodeJwt(await key.sign({ podUid: 'uid-1', subject: 'x', policy }));
   assert.notEqual(a.jti, b.jti);
 });
 
 test('a token for one pod is refused by another', async () => {
   const key = await controllerKeyFromJwk(await generateControllerJwk());
-  const token = await key.sign({ podUid: 'uid-1', subject: 'x' });
+  const token = await key.sign({ podUid: 'uid-1', subject: 'x', policy });
   await assert.rejects(
     jwtVerify(token, await importJWK(key.publicJwk, 'EdDSA'), { audience: 'veil-sidecar:uid-2' }),
     /aud/,

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { importJWK, type JWK, jwtVerify } from 'jose';
 import { z } from 'zod';
 import type { PolicyStore } from '../policy/store.ts';
+import { SpentTokens } from './spenttokens.ts';
 
 export const CONTROLLER_ISSUER = 'veil-controller';
 
@@ -13,7 +14,24 @@ export function sidecarAudience(podUid: string): string {
 
 type VerifyKey = Awaited<ReturnType<typeof importJWK>>;
 
-const pushSchema = z.object({ name: z.string().min(1).max(253), spec: z.unknown() });
+const policyNameSchema = z.string().min(1).max(253);
+const pushSchema = z.object({ name: policyNameSchema, spec: z.unknown() });
+
+/** Older than this (from `iat`) a push token is refused, whatever its `exp`. */
+const maxTokenAgeSeconds = 300;
+
+/**
+ * What a verified push token must also carry: the name and content hash of the
+ * policy it authorises (the controller's `policy` claim), and a `jti` to spend.
+ */
+const pushClaimsSchema = z.object({
+  jti: z.string().min(1).max(128),
+  iat: z.number(),
+  exp: z.number(),
+  policy: z.object({ name: policyNameSchema, hash: z.string().regex(/^sha256:[0-9a-f]{64}$/) }),
+});
+
+const unbound = { status: 'nack', reason: 'the policy is not the one its push token names' } as const;
 
 export interface PolicyRoutesOptions {
   readonly store: PolicyStore;
@@ -24,13 +42,16 @@ export interface PolicyRoutesOptions {
 
 /**
  * `PUT /v1/policy` takes a policy from the controller: ACK with the content
- * hash, or NACK (422) with the reason while the last good policy stays.
+ * hash, or NACK (422) with the reason while the last good policy stays. The
+ * token authorises one push of one policy: a body other than the one it names,
+ * or a token presented twice, is refused (401) and nothing is applied.
  */
 export async function policyRoutes(app: FastifyInstance, options: PolicyRoutesOptions): Promise<void> {
   const keyFile = options.controllerKeyFile;
   // Read once at start, so a sidecar whose key file is broken says so at once.
   const key = keyFile ? new ControllerKeyFile(keyFile) : undefined;
   await key?.current();
+  const spent = new SpentTokens();
 
   app.get('/v1/policy', async (_request, reply) => {
     const policy = options.store.current();
@@ -48,21 +69,37 @@ export async function policyRoutes(app: FastifyInstance, options: PolicyRoutesOp
       return reply.code(503).send({ status: 'nack', reason: "the controller's key file cannot be read" });
     }
     const token = /^Bearer (.+)$/i.exec(request.headers.authorization ?? '')?.[1];
+    let payload: unknown;
     try {
       if (!token) throw new Error('missing token');
-      await jwtVerify(token, trusted, {
+      ({ payload } = await jwtVerify(token, trusted, {
         issuer: CONTROLLER_ISSUER,
         audience: sidecarAudience(options.podUid),
         algorithms: ['EdDSA', 'ES256'],
-        maxTokenAge: '5m',
+        maxTokenAge: maxTokenAgeSeconds,
         requiredClaims: ['exp', 'iat'],
-      });
+      }));
     } catch {
       return reply.code(401).send({ status: 'nack', reason: 'push not signed by the controller' });
     }
+    const claims = pushClaimsSchema.safeParse(payload);
+    if (!claims.success) {
+      return reply
+        .code(401)
+        .send({ status: 'nack', reason: 'the push token must carry a jti and the policy it authorises' });
+    }
+    const { jti, iat, exp, policy } = claims.data;
+    // Spent on first presentation, before the body is looked at: the token is
+    // the controller's for one request, whatever that request carries.
+    const spend = spent.spend(jti, Math.min(exp, iat + maxTokenAgeSeconds));
+    if (spend === 'replayed')
+      return reply.code(401).send({ status: 'nack', reason: 'push token already used' });
+    if (spend === 'full') return reply.code(503).send({ status: 'nack', reason: 'too many pushes; retry' });
     const body = pushSchema.safeParse(request.body);
     if (!body.success) return reply.code(400).send({ status: 'nack', reason: 'body must be {name, spec}' });
-    const result = await options.store.apply(body.data.name, body.data.spec);
+    if (body.data.name !== policy.name) return reply.code(401).send(unbound);
+    const result = await options.store.apply(body.data.name, body.data.spec, { expectedHash: policy.hash });
+    if (!result.ok && result.unbound) return reply.code(401).send(unbound);
     if (!result.ok) return reply.code(422).send({ status: 'nack', reason: result.reason });
     return { status: 'ack', hash: result.hash };
   });

@@ -1,14 +1,17 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { type PolicySpec, policySpecSchema } from '@veil/core';
+import { type PolicySpec, policyHash, policySpecSchema } from '@veil/core';
 import { z } from 'zod';
 import type { Authenticator } from '../auth/authenticator.ts';
 import { type ActivePolicy, type CompileOptions, compilePolicy } from './active.ts';
 
 export type ApplyResult =
   | { ok: true; hash: string; changed: boolean }
-  /** `superseded`: the policy in force was no longer the one `onlyOver` named, and nothing was applied. */
-  | { ok: false; reason: string; superseded?: true };
+  /**
+   * `superseded`: the policy in force was no longer the one `onlyOver` named;
+   * `unbound`: the spec's hash was not `expectedHash`. Nothing was applied.
+   */
+  | { ok: false; reason: string; superseded?: true; unbound?: true };
 
 export type ApplyOptions = {
   /**
@@ -17,6 +20,11 @@ export type ApplyOptions = {
    * while it was on its way.
    */
   readonly onlyOver?: ActivePolicy | undefined;
+  /**
+   * Apply only a spec with this content hash: a push's token names the hash of
+   * what the controller sent, and a body swapped on the way must not apply.
+   */
+  readonly expectedHash?: string;
 };
 
 const storedPolicySchema = z.object({ name: z.string().min(1), spec: z.unknown() });
@@ -90,6 +98,9 @@ export class PolicyStore {
         ok: false,
         reason: parsed.error.issues.map((i) => `${i.path.join('.') || '(spec)'}: ${i.message}`).join('; '),
       };
+    }
+    if (options.expectedHash !== undefined && policyHash(parsed.data) !== options.expectedHash) {
+      return { ok: false, reason: 'the policy is not the one its push token names', unbound: true };
     }
     let next: ActivePolicy;
     try {

@@ -1,25 +1,54 @@
 // The admin port: probes, Prometheus metrics and controller policy pushes
-// (ACK with the hash and enforced at once; NACK keeping the last good policy).
+// (ACK with the hash and enforced at once; NACK keeping the last good policy;
+// a token spent once, and only on the policy it names).
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type PolicySpec, policyHash } from '@veil/core';
-import { type CryptoKey, exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { type PolicySpec, policyHash, policySpecSchema } from '@veil/core';
+import { type CryptoKey, exportJWK, generateKeyPair, type JWTPayload, SignJWT } from 'jose';
 import { CONTROLLER_ISSUER, sidecarAudience } from '../../src/admin/policy.ts';
-import { call, POD_UID, type SidecarFixture, startSidecarFixture, testPolicy } from '../fixtures/sidecar.ts';
+import { startTestIssuer, type TestIssuer } from '../fixtures/issuer.ts';
+import {
+  AUDIENCE,
+  call,
+  POD_UID,
+  type SidecarFixture,
+  startSidecarFixture,
+  TEAM,
+  testPolicy,
+} from '../fixtures/sidecar.ts';
 
 const EMAIL = 'pat.lee@example.net';
 
-/** A controller token: signed with key, for the given audience. */
-function pushToken(key: CryptoKey, audience = sidecarAudience(POD_UID)): Promise<string> {
-  return new SignJWT({})
+type Push = { name: string; spec: unknown };
+
+/** The `policy` claim the controller signs for a body: its name and content hash. */
+function policyClaim(body: Push): { name: string; hash: string } {
+  const spec = policySpecSchema.safeParse(body.spec);
+  // A spec that fails validation has no content hash; any well-formed one stands in.
+  return { name: body.name, hash: spec.success ? policyHash(spec.data) : `sha256:${'0'.repeat(64)}` };
+}
+
+/** A controller token with exactly `claims` besides iss, aud, iat and exp. */
+function signedToken(
+  key: CryptoKey,
+  claims: JWTPayload,
+  audience = sidecarAudience(POD_UID),
+): Promise<string> {
+  return new SignJWT(claims)
     .setProtectedHeader({ alg: 'EdDSA' })
     .setIssuer(CONTROLLER_ISSUER)
     .setAudience(audience)
     .setIssuedAt()
     .setExpirationTime('2m')
     .sign(key);
+}
+
+/** A controller token for pushing `body`, as the controller mints one: a fresh jti, the body's policy claim. */
+function pushToken(key: CryptoKey, body: Push, audience = sidecarAudience(POD_UID)): Promise<string> {
+  return signedToken(key, { jti: randomUUID(), policy: policyClaim(body) }, audience);
 }
 
 /** `veil_requests_total` for one api and outcome, 0 when absent. */
@@ -123,7 +152,8 @@ describe('admin port', () => {
         ],
       },
     };
-    const answer = await push({ name: 'pushed', spec: next }, await pushToken(controller));
+    const pushed = { name: 'pushed', spec: next };
+    const answer = await push(pushed, await pushToken(controller, pushed));
     assert.equal(answer.status, 200, answer.text);
     assert.deepEqual(answer.json, { status: 'ack', hash: policyHash(next) });
 
@@ -140,10 +170,8 @@ describe('admin port', () => {
 
   it('NACKs a bad policy with 422 and the reason, the last good policy still enforced', async () => {
     const hashBefore = fixture.sidecar.store.current()?.hash;
-    const answer = await push(
-      { name: 'broken', spec: { ...basePolicy, limits: { maxInputsPerRequest: 0 } } },
-      await pushToken(controller),
-    );
+    const broken = { name: 'broken', spec: { ...basePolicy, limits: { maxInputsPerRequest: 0 } } };
+    const answer = await push(broken, await pushToken(controller, broken));
     assert.equal(answer.status, 422);
     assert.equal((answer.json as { status: string }).status, 'nack');
     assert.match((answer.json as { reason: string }).reason, /limits\.maxInputsPerRequest/);
@@ -154,7 +182,10 @@ describe('admin port', () => {
   });
 
   it('NACKs a body that is not {name, spec} with 400', async () => {
-    const answer = await push({ spec: basePolicy }, await pushToken(controller));
+    const answer = await push(
+      { spec: basePolicy },
+      await pushToken(controller, { name: 'x', spec: basePolicy }),
+    );
     assert.equal(answer.status, 400);
   });
 
@@ -162,8 +193,8 @@ describe('admin port', () => {
     const hashBefore = fixture.sidecar.store.current()?.hash;
     const open = { name: 'takeover', spec: basePolicy };
     const attempts = [
-      await pushToken(impostor),
-      await pushToken(controller, sidecarAudience('another-pod')),
+      await pushToken(impostor, open),
+      await pushToken(controller, open, sidecarAudience('another-pod')),
       undefined,
     ];
     for (const bearer of attempts) {
@@ -172,6 +203,72 @@ describe('admin port', () => {
       assert.deepEqual(answer.json, { status: 'nack', reason: 'push not signed by the controller' });
     }
     assert.equal(fixture.sidecar.store.current()?.hash, hashBefore);
+  });
+
+  it('refuses a token already used, even with the body it was signed for: an older policy stays out', async () => {
+    const older = { name: 'older', spec: basePolicy };
+    const olderToken = await pushToken(controller, older);
+    assert.equal((await push(older, olderToken)).status, 200);
+    const newer = { name: 'newer', spec: basePolicy };
+    assert.equal((await push(newer, await pushToken(controller, newer))).status, 200);
+
+    const replayed = await push(older, olderToken);
+    assert.equal(replayed.status, 401);
+    assert.deepEqual(replayed.json, { status: 'nack', reason: 'push token already used' });
+    assert.equal(fixture.sidecar.store.current()?.name, 'newer');
+  });
+
+  it('refuses a token on a body other than the one it names: an issuer of their own stays out', async () => {
+    const attacker: TestIssuer = await startTestIssuer();
+    try {
+      const before = fixture.sidecar.store.current();
+      const signedFor = { name: 'legit', spec: basePolicy };
+      const swaps = [
+        { name: 'legit', spec: testPolicy([attacker]) },
+        { name: 'renamed', spec: basePolicy },
+      ];
+      for (const swapped of swaps) {
+        const answer = await push(swapped, await pushToken(controller, signedFor));
+        assert.equal(answer.status, 401, answer.text);
+        assert.deepEqual(answer.json, {
+          status: 'nack',
+          reason: 'the policy is not the one its push token names',
+        });
+      }
+      // The token captured on its way is spent too: the body it names cannot follow it.
+      const captured = await pushToken(controller, signedFor);
+      assert.equal((await push(swaps[0], captured)).status, 401);
+      assert.equal((await push(signedFor, captured)).status, 401);
+
+      assert.equal(fixture.sidecar.store.current(), before, 'the old policy stays in force');
+      const intruder = await attacker.mint({ sub: 'mallory', aud: AUDIENCE, groups: [TEAM] });
+      assert.equal(
+        (await call(`${fixture.url}/v1/embeddings`, { model: 'm', input: 'x' }, { token: intruder })).status,
+        401,
+      );
+      assert.equal((await embed()).status, 200);
+    } finally {
+      await attacker.stop();
+    }
+  });
+
+  it('refuses a token without a jti or without the policy claim', async () => {
+    const before = fixture.sidecar.store.current();
+    const body = { name: 'unbound', spec: basePolicy };
+    const tokens = [
+      await signedToken(controller, {}),
+      await signedToken(controller, { jti: randomUUID() }),
+      await signedToken(controller, { policy: policyClaim(body) }),
+    ];
+    for (const bearer of tokens) {
+      const answer = await push(body, bearer);
+      assert.equal(answer.status, 401);
+      assert.deepEqual(answer.json, {
+        status: 'nack',
+        reason: 'the push token must carry a jti and the policy it authorises',
+      });
+    }
+    assert.equal(fixture.sidecar.store.current(), before);
   });
 
   it('takes a rotated controller key from its file without a restart, and then only that key', async () => {
@@ -186,14 +283,14 @@ describe('admin port', () => {
         JSON.stringify({ ...(await exportJWK(next.publicKey)), alg: 'EdDSA' }),
       );
       await rename(`${keyFile}.new`, keyFile);
-      const byOld = await push(pushed('by-old-key'), await pushToken(controller));
+      const byOld = await push(pushed('by-old-key'), await pushToken(controller, pushed('by-old-key')));
       assert.equal(byOld.status, 401);
-      const byNew = await push(pushed('by-new-key'), await pushToken(next.privateKey));
+      const byNew = await push(pushed('by-new-key'), await pushToken(next.privateKey, pushed('by-new-key')));
       assert.equal(byNew.status, 200, byNew.text);
       assert.equal(fixture.sidecar.store.current()?.name, 'by-new-key');
 
       await rm(keyFile);
-      const unreadable = await push(pushed('no-key'), await pushToken(next.privateKey));
+      const unreadable = await push(pushed('no-key'), await pushToken(next.privateKey, pushed('no-key')));
       assert.equal(unreadable.status, 503);
       assert.deepEqual(unreadable.json, {
         status: 'nack',
@@ -203,7 +300,10 @@ describe('admin port', () => {
     } finally {
       await writeFile(keyFile, original);
     }
-    assert.equal((await push(pushed('restored'), await pushToken(controller))).status, 200);
+    assert.equal(
+      (await push(pushed('restored'), await pushToken(controller, pushed('restored')))).status,
+      200,
+    );
   });
 
   it('refuses every push when no controller key is configured', async () => {
@@ -212,7 +312,7 @@ describe('admin port', () => {
       const answer = await call(
         `${closed.adminUrl}/v1/policy`,
         { name: 'x', spec: {} },
-        { method: 'PUT', token: await pushToken(controller) },
+        { method: 'PUT', token: await pushToken(controller, { name: 'x', spec: {} }) },
       );
       assert.equal(answer.status, 403);
     } finally {

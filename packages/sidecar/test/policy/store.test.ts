@@ -72,14 +72,28 @@ describe('PolicyStore', () => {
   });
 
   it('refuses a policy that validates but cannot be compiled', async () => {
+    // Valid by the schema, but this sidecar has no key long enough for the hash operator.
+    const store = newStore({ hashKey: randomBytes(8) });
+    await store.apply('default', spec(100));
+    const result = await store.apply('default', {
+      masking: { rules: [{ name: 'emails', detectors: ['email'], operator: 'hash', scopes: ['forward'] }] },
+    });
+    assert.equal(result.ok, false);
+    assert.match(result.ok ? '' : result.reason, /hash operator needs a hashKey/);
+    assert.equal(store.current()?.spec.limits.vectorsPerMinute, 100);
+  });
+
+  it('refuses a service-account issuer no key could be discovered from, naming the field', async () => {
     const store = newStore();
     await store.apply('default', spec(100));
-    // Valid by the schema, but a service-account issuer that is no URL leaves no way to find its keys.
     const result = await store.apply('default', {
       authentication: { serviceAccountTokens: { issuer: 'kubernetes/serviceaccount' } },
     });
     assert.equal(result.ok, false);
-    assert.match(result.ok ? '' : result.reason, /not a URL; set serviceAccountTokens\.jwksUri/);
+    assert.match(
+      result.ok ? '' : result.reason,
+      /^authentication\.serviceAccountTokens\.issuer: .*or set jwksUri$/,
+    );
     assert.equal(store.current()?.spec.limits.vectorsPerMinute, 100);
   });
 

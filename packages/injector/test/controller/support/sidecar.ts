@@ -1,6 +1,6 @@
 // A sidecar's admin port as the controller sees it: GET and PUT /v1/policy,
 // pushes verified like the real sidecar verifies them (issuer, audience bound
-// to the pod, EdDSA, exp and iat required). The real sidecar is exercised in
+// to the pod, EdDSA, exp and iat required, the `policy` claim naming the body). The real sidecar is exercised in
 // test/e2e/kube; this one lets a test make it slow, refuse, or go away.
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
@@ -85,6 +85,13 @@ export class FakeSidecar {
       name: string;
       spec: { hash: string };
     };
+    const bound = claims.policy as { name?: unknown; hash?: unknown } | undefined;
+    if (bound?.name !== body.name || bound.hash !== body.spec.hash) {
+      return {
+        status: 401,
+        body: { status: 'nack', reason: 'the policy is not the one its push token names' },
+      };
+    }
     this.puts.push({ name: body.name, spec: body.spec, claims });
     if (this.behaviour === 'hang') return { status: 0, body: undefined };
     if (this.behaviour === 'fail') return { status: 503, body: { error: 'starting' } };

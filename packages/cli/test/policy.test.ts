@@ -37,3 +37,28 @@ test('a YAML syntax error is one line with its position, without the excerpt', a
     assert.match(problem.message, /at line \d+, column \d+$/);
   }
 });
+
+test('a service-account issuer no sidecar could discover keys from is a problem of its field', async () => {
+  const file = join(root, 'issuer.yaml');
+  await writeFile(
+    file,
+    [
+      'apiVersion: veil.dev/v1alpha1',
+      'kind: EmbeddingPolicy',
+      'metadata: {name: default}',
+      'spec:',
+      '  authentication:',
+      '    serviceAccountTokens: {issuer: kubernetes/serviceaccount}',
+      '',
+    ].join('\n'),
+  );
+  assert.deepEqual(await loadPolicyFile(file), {
+    ok: false,
+    problems: [
+      {
+        path: 'spec.authentication.serviceAccountTokens.issuer',
+        message: 'must be an https URL (plain http only on loopback) to discover keys from; or set jwksUri',
+      },
+    ],
+  });
+});

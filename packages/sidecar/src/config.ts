@@ -1,3 +1,4 @@
+import { isTrustedUrl } from '@veil/core';
 import { z } from 'zod';
 
 const port = z.coerce.number().int().min(0).max(65_535);
@@ -9,10 +10,14 @@ const port = z.coerce.number().int().min(0).max(65_535);
  */
 const controllerEndpoint = z
   .url({ protocol: /^https?$/ })
-  .refine(
-    (url) => url.startsWith('https:') || /^http:\/\/(127\.0\.0\.1|localhost|\[::1\])(:|\/|$)/.test(url),
-    'must be https (plain http only on loopback)',
-  );
+  // `http://localhost:1@evil.example/` names the host evil.example: userinfo only hides where a URL goes.
+  .refine((value) => !hasUserinfo(value), 'must not carry user information')
+  .refine(isTrustedUrl, 'must be https (plain http only on loopback)');
+
+function hasUserinfo(value: string): boolean {
+  const url = URL.parse(value);
+  return url !== null && (url.username !== '' || url.password !== '');
+}
 
 /** The sidecar's settings, read from the environment the injector writes. */
 export const sidecarConfigSchema = z.object({

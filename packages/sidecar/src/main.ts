@@ -22,17 +22,19 @@ if (!env.VEIL_S3_BUCKET && !env.VEIL_AUDIT_DIR && env.VEIL_STATE_DIR) {
 }
 
 // In a pod, the kube-apiserver serves service-account issuer discovery and keys with
-// the cluster CA, and to authenticated service accounts only.
+// the cluster CA, and to authenticated service accounts only. Both go to the
+// in-cluster issuer names alone: the pod's token is its API-server credential.
 const serviceAccountDir = '/var/run/secrets/kubernetes.io/serviceaccount';
 const inClusterIssuers = ['https://kubernetes.default.svc.cluster.local', 'https://kubernetes.default.svc'];
 function inClusterAuth(): SidecarOptions['authOptions'] {
   if (!existsSync(`${serviceAccountDir}/ca.crt`) || !existsSync(`${serviceAccountDir}/token`))
     return undefined;
   const ca = readFileSync(`${serviceAccountDir}/ca.crt`, 'utf8');
+  // Projected tokens rotate: read anew for each request.
+  const token = async () => (await readFile(`${serviceAccountDir}/token`, 'utf8')).trim();
   return {
     issuerCa: Object.fromEntries(inClusterIssuers.map((issuer) => [issuer, ca])),
-    // Projected tokens rotate: read anew for each request.
-    serviceAccountCredentials: async () => (await readFile(`${serviceAccountDir}/token`, 'utf8')).trim(),
+    serviceAccountCredentials: Object.fromEntries(inClusterIssuers.map((issuer) => [issuer, token])),
   };
 }
 

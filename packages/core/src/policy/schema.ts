@@ -13,15 +13,26 @@ const name = z
 /** Glob over model names: `*` matches any run of characters. */
 const modelPattern = z.string().min(1).max(253);
 
-const httpsUrl = z
-  .string()
-  .url()
-  .refine(
-    (u) => u.startsWith('https://') || /^http:\/\/(127\.0\.0\.1|localhost|\[::1\])(:\d+)?(\/|$)/.test(u),
-    {
-      message: 'must be https (plain http is allowed only on loopback)',
-    },
-  );
+const loopbackHosts = new Set(['127.0.0.1', 'localhost', '[::1]']);
+
+/**
+ * The one rule for URLs that credentials or signing keys travel over: https, or
+ * plain http on loopback only (development and tests), never across the network.
+ */
+export function isTrustedTransport(url: URL): boolean {
+  if (url.protocol === 'https:') return true;
+  return url.protocol === 'http:' && loopbackHosts.has(url.hostname);
+}
+
+/** Judges the host the URL parser sees: a pattern over the raw text can be fooled by userinfo. */
+export function isTrustedUrl(value: string): boolean {
+  const url = URL.parse(value);
+  return url !== null && isTrustedTransport(url);
+}
+
+const httpsUrl = z.string().url().refine(isTrustedUrl, {
+  message: 'must be https (plain http is allowed only on loopback)',
+});
 
 export const jwtAlgorithms = [
   'RS256',
@@ -55,7 +66,16 @@ export const serviceAccountAuthSchema = z
     audiences: z.array(z.string().min(1)).min(1).default(['veil']),
     jwksUri: httpsUrl.optional().describe('Defaults to the API server issuer discovery'),
   })
-  .strict();
+  .strict()
+  // Without jwksUri the sidecar finds the keys by discovery at the issuer, so the
+  // issuer must be a URL it can reach; lint refuses here what every sidecar would.
+  .refine(
+    (serviceAccounts) => serviceAccounts.jwksUri !== undefined || isTrustedUrl(serviceAccounts.issuer),
+    {
+      path: ['issuer'],
+      message: 'must be an https URL (plain http only on loopback) to discover keys from; or set jwksUri',
+    },
+  );
 
 /** Indexes of the values an earlier one already took. */
 function repeats(values: readonly string[]): number[] {

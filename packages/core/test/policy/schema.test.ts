@@ -89,3 +89,21 @@ test('each issuer appears once, across OIDC and service-account tokens', () => {
   ]);
   assert.equal(paths({ oidc: [oidc], serviceAccountTokens: {} }), undefined);
 });
+
+test('a service-account issuer without jwksUri is an https URL to discover keys from', () => {
+  const problems = (serviceAccountTokens: object) =>
+    policySpecSchema
+      .safeParse({ authentication: { serviceAccountTokens } })
+      .error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+  const refused = [
+    'authentication.serviceAccountTokens.issuer: must be an https URL (plain http only on loopback) to discover keys from; or set jwksUri',
+  ];
+  assert.deepEqual(problems({ issuer: 'kubernetes/serviceaccount' }), refused);
+  assert.deepEqual(problems({ issuer: 'http://10.0.0.1' }), refused);
+  assert.deepEqual(problems({ issuer: 'http://localhost:1@evil.example' }), refused);
+  assert.equal(problems({}), undefined);
+  assert.equal(problems({ issuer: 'https://oidc.eks.eu-west-1.amazonaws.com/id/ABC' }), undefined);
+  assert.equal(problems({ issuer: 'http://127.0.0.1:6443' }), undefined);
+  const jwksUri = 'https://kubernetes.default.svc.cluster.local/openid/v1/jwks';
+  assert.equal(problems({ issuer: 'kubernetes/serviceaccount', jwksUri }), undefined);
+});

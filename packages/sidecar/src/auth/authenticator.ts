@@ -6,8 +6,7 @@ import { hash } from 'node:crypto';
 import { authenticationSchema, type PolicySpec } from '@veil/core';
 import type { Dispatcher } from 'undici';
 import { peekIssuer, readBearerToken } from './bearer.ts';
-import { isTrustedTransport } from './discovery.ts';
-import { createHttpClient, type HttpClient } from './httpclient.ts';
+import { createHttpClient, type HttpClient, type OriginCredentials } from './httpclient.ts';
 import { type AuthResult, authFailure, type Identity } from './identity.ts';
 import { createKeySource } from './jwks.ts';
 import { type TokenVerifier, toAuthError } from './jwt.ts';
@@ -28,13 +27,13 @@ export interface AuthenticatorOptions {
   /** PEM CA bundle per issuer URL, for issuers such as the kube-apiserver that serve HTTPS with their own CA. */
   issuerCa?: Readonly<Record<string, string>>;
   /**
-   * Bearer token presented to the service-account issuer when reading its
-   * discovery and JWKS: the kube-apiserver serves them to authenticated
-   * service accounts only. Sent only there (and to the jwks_uri that the
-   * issuer's own discovery names), never to OIDC issuers. Called per request,
-   * as projected tokens rotate.
+   * Bearer token per issuer URL, presented when reading that issuer's discovery
+   * and JWKS: the kube-apiserver serves them to authenticated service accounts
+   * only. Used only when the policy names the issuer in serviceAccountTokens,
+   * never for OIDC issuers, and sent only to the issuer's own origin. Called per
+   * request, as projected tokens rotate.
    */
-  serviceAccountCredentials?: () => string | Promise<string>;
+  serviceAccountCredentials?: Readonly<Record<string, () => string | Promise<string>>>;
   /** Minimum time between key set refreshes triggered by unknown kids. */
   jwksRefreshMinIntervalMs?: number;
   tokenCacheMaxEntries?: number;
@@ -71,6 +70,8 @@ export function createAuthenticator(
 ): Authenticator {
   const now = options.now ?? Date.now;
   const clients: HttpClient[] = [];
+  // Parsed again for configurations built past the policy schema: its rules (one
+  // issuer once, a discoverable service-account issuer) hold here too.
   const verifiers = buildVerifiers(authenticationSchema.parse(config), options, clients);
   const cache = createTokenCache({
     maxEntries: options.tokenCacheMaxEntries ?? DEFAULT_TOKEN_CACHE_MAX_ENTRIES,
@@ -135,11 +136,7 @@ function buildVerifiers(
   clients: HttpClient[],
 ): Map<string, TokenVerifier> {
   const refreshMinIntervalMs = options.jwksRefreshMinIntervalMs ?? DEFAULT_JWKS_REFRESH_MIN_INTERVAL_MS;
-  const keySource = (
-    issuer: string,
-    jwksUri: string | undefined,
-    credentials?: () => string | Promise<string>,
-  ) => {
+  const keySource = (issuer: string, jwksUri: string | undefined, credentials?: OriginCredentials) => {
     const http = createHttpClient({
       dispatcher: options.dispatcher,
       ca: options.issuerCa?.[issuer],
@@ -160,31 +157,22 @@ function buildVerifiers(
   }
   const serviceAccounts = config.serviceAccountTokens;
   if (serviceAccounts !== undefined) {
-    if (serviceAccounts.jwksUri === undefined) assertDiscoverable(serviceAccounts.issuer);
-    const keys = keySource(
-      serviceAccounts.issuer,
-      serviceAccounts.jwksUri,
-      options.serviceAccountCredentials,
-    );
+    const { issuer, jwksUri } = serviceAccounts;
+    const keys = keySource(issuer, jwksUri, issuerCredentials(issuer, options.serviceAccountCredentials));
     add(createServiceAccountVerifier(serviceAccounts, keys, config.clockSkewSeconds));
   }
   return verifiers;
 }
 
-function assertDiscoverable(issuer: string): void {
-  let url: URL;
-  try {
-    url = new URL(issuer);
-  } catch {
-    throw new AuthConfigError(
-      `service-account issuer ${issuer} is not a URL; set serviceAccountTokens.jwksUri`,
-    );
-  }
-  if (!isTrustedTransport(url)) {
-    throw new AuthConfigError(
-      `service-account issuer ${issuer} is not https; set serviceAccountTokens.jwksUri`,
-    );
-  }
+/** Only an issuer the caller vouched for by name gets the pod's token: a policy may name any issuer. */
+function issuerCredentials(
+  issuer: string,
+  credentials: AuthenticatorOptions['serviceAccountCredentials'],
+): OriginCredentials | undefined {
+  const token =
+    credentials !== undefined && Object.hasOwn(credentials, issuer) ? credentials[issuer] : undefined;
+  const origin = URL.parse(issuer)?.origin;
+  return token === undefined || origin === undefined ? undefined : { origin, token };
 }
 
 /** Identities are shared between cached requests, so none of them may change one. */

@@ -1,6 +1,7 @@
 // OpenID Connect discovery, reduced to what verification needs: where the
 // issuer publishes its keys. The document must name the configured issuer
 // exactly, so a proxy or a misrouted request cannot lend us another IdP's keys.
+import { isTrustedTransport } from '@veil/core';
 import { z } from 'zod';
 import type { HttpClient } from './httpclient.ts';
 import { AuthError } from './identity.ts';
@@ -12,12 +13,6 @@ const discoveryDocumentSchema = z.looseObject({
 
 export function discoveryUrl(issuer: string): URL {
   return new URL(`${issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`);
-}
-
-/** Plain http is accepted only on loopback, matching the policy schema's rule for configured URLs. */
-export function isTrustedTransport(url: URL): boolean {
-  if (url.protocol === 'https:') return true;
-  return url.protocol === 'http:' && ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
 }
 
 export async function discoverJwksUri(issuer: string, http: HttpClient): Promise<URL> {
@@ -37,5 +32,6 @@ export async function discoverJwksUri(issuer: string, http: HttpClient): Promise
   if (!isTrustedTransport(jwksUri)) {
     throw new AuthError('jwks_unavailable', `discovery at ${url.href} names a jwks_uri that is not https`);
   }
+  http.credit(jwksUri);
   return jwksUri;
 }

@@ -1,7 +1,8 @@
 // The one way the auth module reaches an identity provider: GET a JSON
 // document (discovery or JWKS) with undici, no redirects, a size cap and a
 // timeout. An issuer may bring its own CA (the kube-apiserver serves HTTPS with
-// the cluster CA) and, for the service-account issuer, a bearer credential.
+// the cluster CA) and, for the service-account issuer, a bearer credential sent
+// to that issuer's origin only.
 import { Agent, type Dispatcher, request } from 'undici';
 import { AuthError } from './identity.ts';
 
@@ -14,23 +15,40 @@ export interface HttpClientOptions {
   dispatcher?: Dispatcher;
   /** PEM bundle trusted for this issuer instead of the system roots. */
   ca?: string;
-  /** Returns a bearer token to present, read anew for each request because projected tokens rotate. */
-  credentials?: () => string | Promise<string>;
+  /** A bearer token to present, and to that origin only. */
+  credentials?: OriginCredentials;
+}
+
+export interface OriginCredentials {
+  /** Such as `https://kubernetes.default.svc`: a URL elsewhere gets no token, unless the issuer's own discovery names it (`credit`). */
+  origin: string;
+  /** Read anew for each request because projected tokens rotate. */
+  token: () => string | Promise<string>;
 }
 
 export interface HttpClient {
   /** Resolves the parsed body of a 200 answer; anything else throws AuthError('jwks_unavailable'). */
   getJson(url: string, signal?: AbortSignal): Promise<unknown>;
+  /**
+   * The issuer's own discovery document, read from its origin, named `url` for
+   * its keys: that origin gets the credential too (the kube-apiserver names its
+   * advertised address there, not the in-cluster name). A URL that only a
+   * policy names never does.
+   */
+  credit(url: URL): void;
   close(): Promise<void>;
 }
 
 export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
   const ownAgent = options.ca === undefined ? undefined : new Agent({ connect: { ca: options.ca } });
   const dispatcher = ownAgent ?? options.dispatcher;
+  const { credentials } = options;
+  const credited = new Set(credentials === undefined ? [] : [credentials.origin]);
   return {
     async getJson(url, signal = AbortSignal.timeout(REQUEST_TIMEOUT_MS)) {
       const headers: Record<string, string> = { accept: 'application/json, application/jwk-set+json' };
-      if (options.credentials) headers.authorization = `Bearer ${await options.credentials()}`;
+      if (credentials !== undefined && credited.has(URL.parse(url)?.origin ?? ''))
+        headers.authorization = `Bearer ${await credentials.token()}`;
       let response: Dispatcher.ResponseData;
       try {
         response = await request(url, {
@@ -47,6 +65,9 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
         throw new AuthError('jwks_unavailable', `GET ${url} answered HTTP ${response.statusCode}`);
       }
       return parseJson(url, await readCapped(url, response.body));
+    },
+    credit(url) {
+      if (credentials !== undefined) credited.add(url.origin);
     },
     async close() {
       await ownAgent?.close();

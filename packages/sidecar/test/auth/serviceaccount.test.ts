@@ -1,10 +1,13 @@
 // Kubernetes projected service-account tokens, with the local issuer standing
 // in for the API server's service-account issuer.
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { authenticationSchema } from '@veil/core';
+import { authenticationSchema, type PolicySpec } from '@veil/core';
 import type { JWTPayload } from 'jose';
-import { AuthConfigError, type Authenticator, createAuthenticator } from '../../src/auth/authenticator.ts';
+import { type Authenticator, createAuthenticator } from '../../src/auth/authenticator.ts';
 import { startTestIssuer, type TestIssuer } from '../fixtures/issuer.ts';
 import { AUDIENCE, bearer } from './config.ts';
 
@@ -37,7 +40,9 @@ describe('service-account tokens', () => {
       oidc: [{ issuer: idp.issuer, audiences: [AUDIENCE] }],
       serviceAccountTokens: { issuer: apiServer.issuer },
     });
-    auth = createAuthenticator(config, { serviceAccountCredentials: () => SIDECAR_TOKEN });
+    auth = createAuthenticator(config, {
+      serviceAccountCredentials: { [apiServer.issuer]: () => SIDECAR_TOKEN },
+    });
   });
 
   after(async () => {
@@ -122,12 +127,95 @@ describe('service-account tokens', () => {
   });
 });
 
+describe('the sidecar credential', () => {
+  const inCluster = 'https://kubernetes.default.svc.cluster.local';
+  const credentials = () => SIDECAR_TOKEN;
+
+  it('is not sent to a service-account issuer the policy names but the sidecar does not vouch for', async () => {
+    const outside = await startTestIssuer({ algorithm: 'RS256' });
+    const auth = createAuthenticator(
+      authenticationSchema.parse({ serviceAccountTokens: { issuer: outside.issuer } }),
+      { serviceAccountCredentials: { [inCluster]: credentials } },
+    );
+    try {
+      const result = await auth.authenticate(
+        bearer(await outside.mint(projectedClaims(outside, 'ns', 'sa'))),
+      );
+      assert.equal(result.ok ? result.identity.subject : result.reason, 'system:serviceaccount:ns:sa');
+      assert.deepEqual([outside.requests.discovery, outside.requests.jwks], [1, 1]);
+      assert.deepEqual(outside.requests.authorizations, [undefined, undefined]);
+    } finally {
+      await auth.close();
+      await outside.stop();
+    }
+  });
+
+  it("is sent to the jwks_uri the issuer's own discovery names, as the kube-apiserver names its advertised address", async () => {
+    const keys = await startTestIssuer({ algorithm: 'RS256' });
+    const issuer = await startDiscoveryStandIn(keys.jwksUri);
+    const auth = createAuthenticator(
+      authenticationSchema.parse({ serviceAccountTokens: { issuer: issuer.url } }),
+      { serviceAccountCredentials: { [issuer.url]: credentials } },
+    );
+    try {
+      const token = await keys.mint({ ...projectedClaims(keys, 'ns', 'sa'), iss: issuer.url });
+      const result = await auth.authenticate(bearer(token));
+      assert.equal(result.ok ? result.identity.subject : result.reason, 'system:serviceaccount:ns:sa');
+      assert.deepEqual(issuer.authorizations, [`Bearer ${SIDECAR_TOKEN}`]);
+      assert.deepEqual(keys.requests.authorizations, [`Bearer ${SIDECAR_TOKEN}`]);
+    } finally {
+      await auth.close();
+      await issuer.close();
+      await keys.stop();
+    }
+  });
+
+  it('is not sent to a jwksUri on another origin that only the policy names', async () => {
+    const keys = await startTestIssuer({ algorithm: 'RS256' });
+    const auth = createAuthenticator(
+      authenticationSchema.parse({ serviceAccountTokens: { issuer: inCluster, jwksUri: keys.jwksUri } }),
+      { serviceAccountCredentials: { [inCluster]: credentials } },
+    );
+    try {
+      const token = await keys.mint({ ...projectedClaims(keys, 'ns', 'sa'), iss: inCluster });
+      const result = await auth.authenticate(bearer(token));
+      assert.equal(result.ok ? result.identity.subject : result.reason, 'system:serviceaccount:ns:sa');
+      assert.deepEqual(keys.requests.authorizations, [undefined]);
+    } finally {
+      await auth.close();
+      await keys.stop();
+    }
+  });
+});
+
+/** An issuer whose discovery names keys served elsewhere; records the Authorization header it sees. */
+async function startDiscoveryStandIn(jwksUri: string) {
+  const authorizations: (string | undefined)[] = [];
+  const server = createServer((request, response) => {
+    authorizations.push(request.headers.authorization);
+    response.writeHead(200, { 'content-type': 'application/json' });
+    response.end(JSON.stringify({ issuer: url, jwks_uri: jwksUri }));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    url,
+    authorizations,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
 describe('authentication configuration', () => {
-  it('rejects a service-account issuer that cannot be discovered and has no jwksUri', () => {
-    const config = authenticationSchema.parse({
-      serviceAccountTokens: { issuer: 'kubernetes/serviceaccount' },
-    });
-    assert.throws(() => createAuthenticator(config), AuthConfigError);
+  it('rejects a service-account issuer that cannot be discovered and has no jwksUri, even past the schema', () => {
+    for (const issuer of ['kubernetes/serviceaccount', 'http://10.0.0.1']) {
+      const config: PolicySpec['authentication'] = {
+        oidc: [],
+        clockSkewSeconds: 30,
+        serviceAccountTokens: { issuer, audiences: ['veil'] },
+      };
+      assert.throws(() => createAuthenticator(config), /serviceAccountTokens.*or set jwksUri/s);
+    }
   });
 
   it('rejects an issuer configured twice, even in a configuration built past the schema', () => {

@@ -1,0 +1,38 @@
+// The controller endpoints the sidecar sends its service-account token to.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { configFromEnv } from '../src/config.ts';
+
+const base = { VEIL_UPSTREAM: 'http://127.0.0.1:9000' };
+
+test('controller endpoints are https, or plain http on loopback only', () => {
+  for (const url of [
+    'https://veil-controller.veil-system.svc:8444',
+    'http://127.0.0.1:8444',
+    'http://[::1]/',
+  ]) {
+    assert.equal(configFromEnv({ ...base, VEIL_CONTROLLER_URL: url }).controllerUrl, url);
+  }
+  assert.throws(() => configFromEnv({ ...base, VEIL_APPROVALS_URL: 'http://10.0.0.5:8445' }), /approvalsUrl/);
+  assert.throws(
+    () => configFromEnv({ ...base, VEIL_CONTROLLER_URL: 'http://localhost.evil.example' }),
+    /controllerUrl/,
+  );
+});
+
+test('a controller endpoint is judged by the host it names, not a loopback-looking prefix', () => {
+  for (const url of ['http://localhost:1@evil.example/', 'http://127.0.0.1:x@10.0.0.5:8444/']) {
+    assert.throws(
+      () => configFromEnv({ ...base, VEIL_CONTROLLER_URL: url }),
+      /controllerUrl: must not carry user information/,
+    );
+    assert.throws(
+      () => configFromEnv({ ...base, VEIL_APPROVALS_URL: url }),
+      /approvalsUrl: must be https \(plain http only on loopback\)/,
+    );
+  }
+  assert.throws(
+    () => configFromEnv({ ...base, VEIL_CONTROLLER_URL: 'https://user:secret@controller.example' }),
+    /user information/,
+  );
+});

@@ -117,10 +117,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv): SidecarConfig {
     hashKeyFile: env.VEIL_HASH_KEY_FILE || undefined,
     defaultModel: env.VEIL_DEFAULT_MODEL || undefined,
     upstreamTimeoutMs: env.VEIL_UPSTREAM_TIMEOUT_MS || undefined,
-    pod:
-      env.VEIL_POD_UID && env.VEIL_POD_NAME && env.VEIL_POD_NAMESPACE
-        ? { namespace: env.VEIL_POD_NAMESPACE, name: env.VEIL_POD_NAME, uid: env.VEIL_POD_UID }
-        : undefined,
+    pod: podFromEnv(env),
     cluster: env.VEIL_CLUSTER || undefined,
     s3Endpoint: env.VEIL_S3_ENDPOINT || undefined,
     s3Bucket: env.VEIL_S3_BUCKET || undefined,
@@ -138,6 +135,23 @@ export function configFromEnv(env: NodeJS.ProcessEnv): SidecarConfig {
     throw new Error(`invalid sidecar configuration: ${problems}`);
   }
   return parsed.data;
+}
+
+/**
+ * The pod, from all three of its variables, or the local default from none.
+ * One or two alone is a broken injection: the default would give every such
+ * pod one stream name and one push audience, so it is refused.
+ */
+function podFromEnv(env: NodeJS.ProcessEnv): { namespace: string; name: string; uid: string } | undefined {
+  const { VEIL_POD_NAMESPACE: namespace, VEIL_POD_NAME: name, VEIL_POD_UID: uid } = env;
+  if (namespace && name && uid) return { namespace, name, uid };
+  if (!namespace && !name && !uid) return undefined;
+  const missing = Object.entries({ VEIL_POD_NAMESPACE: namespace, VEIL_POD_NAME: name, VEIL_POD_UID: uid })
+    .filter(([, value]) => !value)
+    .map(([variable]) => variable);
+  throw new Error(
+    `invalid sidecar configuration: ${missing.join(', ')} must be set with the other pod variables`,
+  );
 }
 
 /** `true`/`1` and `false`/`0`; anything else is left to fail validation rather than guessed. */

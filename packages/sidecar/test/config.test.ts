@@ -1,4 +1,5 @@
-// The controller endpoints the sidecar sends its service-account token to.
+// The sidecar configuration read from its environment: the controller endpoints it sends its
+// service-account token to, and the pod it names its stream and push audience after.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { configFromEnv } from '../src/config.ts';
@@ -34,5 +35,19 @@ test('a controller endpoint is judged by the host it names, not a loopback-looki
   assert.throws(
     () => configFromEnv({ ...base, VEIL_CONTROLLER_URL: 'https://user:secret@controller.example' }),
     /user information/,
+  );
+});
+
+test('the pod comes from all three of its variables, or none: one or two alone is refused', () => {
+  assert.deepEqual(configFromEnv(base).pod, { namespace: 'local', name: 'veil-dev', uid: 'local' });
+  const pod = { VEIL_POD_NAMESPACE: 'ml', VEIL_POD_NAME: 'embed-0', VEIL_POD_UID: 'uid-1' };
+  assert.deepEqual(configFromEnv({ ...base, ...pod }).pod, {
+    namespace: 'ml',
+    name: 'embed-0',
+    uid: 'uid-1',
+  });
+  assert.throws(
+    () => configFromEnv({ ...base, VEIL_POD_NAMESPACE: 'ml', VEIL_POD_NAME: 'embed-0' }),
+    /VEIL_POD_UID must be set with the other pod variables/,
   );
 });

@@ -15,13 +15,18 @@
 // or one whose use was refused for its phase rather than for its caller or
 // payload. A replay by someone else never puts their name on the approval's trail.
 //
-// The payload digest binds an approval to one caller and one payload:
+// The payload digest binds an approval to one caller and one payload, under
+// the policy and rule that held it:
 //   "sha256:" + hex SHA-256 of
-//     JSON.stringify(["veil-approval-payload/v1", issuer, subject, model]) + "\n" + body
+//     JSON.stringify(["veil-approval-payload/v2", policy, rule, api, issuer, subject, model])
+//     + "\n" + body
 // where body is the exact bytes forwarded to the model, after forward masking.
 // The JSON header cannot contain a newline, so the encoding is unambiguous. The
 // retry must therefore send the same body; with `hash` forward masking it must
-// reach a sidecar holding the same hash key.
+// reach a sidecar holding the same hash key. Policy and rule are in it because
+// the controller takes the approvers from them: an approval granted under a
+// lax rule (another pod's policy, or a rule an opener chose) is no approval
+// for a request a stricter rule holds.
 import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { ApprovalRule, RecordOutcome } from '@veil/core';
@@ -70,10 +75,21 @@ export interface HoldRequest {
 
 export type Held = { reply: ProxyReply; outcome: RecordOutcome };
 
+/** What, besides the caller and the payload, an approval is for: see the header comment. */
+export type ApprovalScope = { policy: string; rule: string; api: string };
+
 /** See the header comment. */
-export function payloadDigest(identity: Identity, model: string, body: Buffer | string): string {
+export function payloadDigest(
+  scope: ApprovalScope,
+  identity: Identity,
+  model: string,
+  body: Buffer | string,
+): string {
   const hash = createHash('sha256');
-  hash.update(JSON.stringify(['veil-approval-payload/v1', identity.issuer, identity.subject, model]));
+  const { policy, rule, api } = scope;
+  hash.update(
+    JSON.stringify(['veil-approval-payload/v2', policy, rule, api, identity.issuer, identity.subject, model]),
+  );
   hash.update('\n');
   hash.update(body);
   return `sha256:${hash.digest('hex')}`;
@@ -106,7 +122,8 @@ export async function holdForApproval(hold: HoldRequest, trace: Trace): Promise<
       `approval required by rule ${rule.name}, but no controller is configured to hold it`,
     );
   }
-  const digest = payloadDigest(hold.identity, hold.model, hold.body);
+  const scope = { policy: hold.policyName, rule: rule.name, api: hold.api };
+  const digest = payloadDigest(scope, hold.identity, hold.model, hold.body);
   const presented = headerValue(hold.headers, APPROVAL_HEADER);
   if (presented !== undefined) return usePresented(client, hold, presented, digest, trace);
 

@@ -120,7 +120,8 @@ describe('approvals through a controller', () => {
       groups: [TEAM],
       kind: 'oidc' as const,
     };
-    assert.equal(opened.request.digest, payloadDigest(identity, 'text-embedding-3-small', sent));
+    const scope = { policy: opened.policy, rule: opened.rule, api: 'openai' };
+    assert.equal(opened.request.digest, payloadDigest(scope, identity, 'text-embedding-3-small', sent));
     const use = controller.uses.at(-1);
     assert.deepEqual(use, {
       id,
@@ -348,6 +349,22 @@ describe('approvals through a controller', () => {
       ['request', 'allowed', 200],
     ]);
     assert.equal(fixture.records().at(-2)?.identity?.subject, 'alice');
+  });
+
+  it('refuses an approval granted under another rule: its approvers were chosen for that rule', async () => {
+    const first = await call(url(fixture), body, { token, headers: { 'x-veil-operation': 'later' } });
+    assert.equal(first.status, 202);
+    const id = await controller.nextOpened();
+    controller.decide(id, 'approve', 'bob', 'fine');
+    const upstreamBefore = fixture.upstreamCalls.length;
+    // The same caller and payload, which the stricter `reindex` rule holds.
+    const elsewhere = await call(url(fixture), body, {
+      token,
+      headers: { 'x-veil-operation': 'reindex', 'x-veil-approval': id },
+    });
+    assert.equal(elsewhere.status, 403, elsewhere.text);
+    assert.match((elsewhere.json as OpenAiError).error.message, /another payload/);
+    assert.equal(fixture.upstreamCalls.length, upstreamBefore);
   });
 
   it('fails closed when an approval record cannot be made durable, and records the decision on the next try', async () => {

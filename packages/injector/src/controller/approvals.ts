@@ -355,15 +355,27 @@ function view(
 }
 
 /** Slack-compatible: counts, model and who asked; never inputs, not even the masked summary. */
-export function notification(stored: Stored): Notification {
+export function notification(stored: Pick<Stored, 'metadata' | 'spec'>): Notification {
   const { namespace, name } = stored.metadata;
   const { request, requester, approvers, expiresAt, rule } = stored.spec;
   const text =
-    `Embedding request held for approval: ${namespace}/${name}. ${requester.subject} asked ${request.model} ` +
+    `Embedding request held for approval: ${namespace}/${name}. ${callerText(requester.subject)} asked ${callerText(request.model)} ` +
     `(${request.api}) for ${request.inputCount} inputs (${request.bytes} bytes) under rule ${rule}; ` +
     `needs ${approvers.count} approver(s) from ${approvers.groups.join(', ')} before ${expiresAt}. ` +
     `Decide with: veil approvals approve ${namespace}/${name} --reason TEXT (or deny).`;
   return { text, blocks: [{ type: 'section', text: { type: 'mrkdwn', text } }] };
+}
+
+const maxCallerText = 200;
+
+/**
+ * A string the caller chose (its subject, the model it named), as text: Slack
+ * reads `<!channel>` and `<https://…|label>` in a message as a mention and a
+ * disguised link, so `&`, `<` and `>` are escaped, and a long one is cut.
+ */
+function callerText(value: string): string {
+  const cut = value.length > maxCallerText ? `${value.slice(0, maxCallerText)}…` : value;
+  return cut.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
 /**

@@ -146,3 +146,18 @@ describe('ollama vectors', () => {
     assertDialectError(() => ollama.vectors('ok', legacy), 502, /not an object/);
   });
 });
+
+describe('ollama model names', () => {
+  it('are read in their shortest spelling, as Ollama resolves them, so rules hold every spelling', () => {
+    for (const spelling of [
+      'secret-ft',
+      'secret-ft:latest',
+      'library/secret-ft',
+      'registry.ollama.ai/library/secret-ft:latest',
+    ]) {
+      assert.equal(ollama.parse({ model: spelling, input: 'hi' }, embed).model, 'secret-ft', spelling);
+      assert.equal(ollama.parse({ model: spelling, prompt: 'hi' }, legacy).model, 'secret-ft');
+    }
+    assert.equal(ollama.parse({ model: 'team/secret-ft:v2', input: 'hi' }, embed).model, 'team/secret-ft:v2');
+  });
+});

@@ -19,6 +19,12 @@ const pushSchema = z.object({ name: policyNameSchema, spec: z.unknown() });
 
 /** Older than this (from `iat`) a push token is refused, whatever its `exp`. */
 const maxTokenAgeSeconds = 300;
+/**
+ * How far the controller's clock and this node's may differ: the controller
+ * backdates `iat` by a few seconds only, so without it a node a little behind
+ * refuses every push as issued in the future.
+ */
+const clockToleranceSeconds = 30;
 
 /**
  * What a verified push token must also carry: the name and content hash of the
@@ -77,6 +83,7 @@ export async function policyRoutes(app: FastifyInstance, options: PolicyRoutesOp
         audience: sidecarAudience(options.podUid),
         algorithms: ['EdDSA', 'ES256'],
         maxTokenAge: maxTokenAgeSeconds,
+        clockTolerance: clockToleranceSeconds,
         requiredClaims: ['exp', 'iat'],
       }));
     } catch {
@@ -91,7 +98,8 @@ export async function policyRoutes(app: FastifyInstance, options: PolicyRoutesOp
     const { jti, iat, exp, policy } = claims.data;
     // Spent on first presentation, before the body is looked at: the token is
     // the controller's for one request, whatever that request carries.
-    const spend = spent.spend(jti, Math.min(exp, iat + maxTokenAgeSeconds));
+    // Kept while the token still verifies, the tolerance included.
+    const spend = spent.spend(jti, Math.min(exp, iat + maxTokenAgeSeconds) + clockToleranceSeconds);
     if (spend === 'replayed')
       return reply.code(401).send({ status: 'nack', reason: 'push token already used' });
     if (spend === 'full') return reply.code(503).send({ status: 'nack', reason: 'too many pushes; retry' });

@@ -271,6 +271,21 @@ describe('admin port', () => {
     assert.equal(fixture.sidecar.store.current(), before);
   });
 
+  it('takes a push from a controller whose clock runs a few seconds ahead, not a minute ahead', async () => {
+    const mint = (aheadSeconds: number) => {
+      const iat = Math.floor(Date.now() / 1000) + aheadSeconds;
+      return new SignJWT({ jti: randomUUID(), policy: policyClaim({ name: 'test', spec: basePolicy }) })
+        .setProtectedHeader({ alg: 'EdDSA' })
+        .setIssuer(CONTROLLER_ISSUER)
+        .setAudience(sidecarAudience(POD_UID))
+        .setIssuedAt(iat)
+        .setExpirationTime(iat + 60)
+        .sign(controller);
+    };
+    assert.equal((await push({ name: 'test', spec: basePolicy }, await mint(10))).status, 200);
+    assert.equal((await push({ name: 'test', spec: basePolicy }, await mint(60))).status, 401);
+  });
+
   it('takes a rotated controller key from its file without a restart, and then only that key', async () => {
     const keyFile = join(fixture.stateDir, 'controller.jwk');
     const original = await readFile(keyFile, 'utf8');

@@ -5,7 +5,9 @@
 import type { Cell } from './populations.ts';
 
 const formulaStart = /^[=+\-@\t\r]/;
-const needsQuotes = /[",\r\n]/;
+// `;` too: where it is the list separator (many European locales), an unquoted
+// `x;=1+2` opens as two cells, the second a formula.
+const needsQuotes = /[",;\r\n]/;
 
 export function csvCell(value: Cell): string {
   if (value === null) return '';

@@ -298,10 +298,14 @@ function approverText(a: Approver): string {
 }
 
 const asked: Column<Trail>[] = where.map(([name, cell]) => [name, (t: Trail) => cell(t.requester)]);
-/** When approvers decided it; an expiry is no decision of theirs (see expired_at). */
+/**
+ * When approvers decided it; an expiry is no decision of theirs (see
+ * expired_at). The request a lapsed approval refused carries the sweep's time
+ * as `decidedAt` too, so every record of an expiry is left out, not only its own.
+ */
 const decidedAt = (t: Trail): string | null =>
   t.records
-    .filter((r) => !(r.kind === 'approval.decided' && r.outcome === 'approval_expired'))
+    .filter((r) => r.outcome !== 'approval_expired')
     .map((r) => r.approval?.decidedAt)
     .filter((at): at is string => at !== undefined)
     .sort(compare)[0] ?? null;

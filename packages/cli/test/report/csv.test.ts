@@ -23,6 +23,8 @@ test('a text cell that starts like a spreadsheet formula is neutralised with a q
   assert.equal(csvCell('@SUM(A1)'), "'@SUM(A1)");
   assert.equal(csvCell('\t=1'), "'\t=1");
   assert.equal(csvCell('a=b'), 'a=b', 'only a leading character counts');
+  // Opened where `;` separates cells, the quotes keep it one cell, not `x` and a formula.
+  assert.equal(csvCell('may not use model x;=1+2'), '"may not use model x;=1+2"');
 });
 
 test('a document is a header and rows, each line ended by CRLF', () => {

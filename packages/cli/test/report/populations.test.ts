@@ -92,8 +92,9 @@ function trail(
       stream,
       ...request,
       time: `2025-06-01T${at}:00.000Z`,
-      // The controller keeps no decision time for an expiry, only the deadline.
-      approval: { id, requestedAt, approvers, ...(approvers.length > 0 ? { decidedAt } : {}) },
+      // As the sidecar copies the approval's view: decided once no longer pending,
+      // an expiry included (its sweep stamps the time).
+      approval: { id, requestedAt, approvers, ...(request.outcome === 'held' ? {} : { decidedAt }) },
     }),
   ];
 }

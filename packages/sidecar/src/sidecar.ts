@@ -65,7 +65,7 @@ export async function startSidecar(
   // audit stream, whose genesis is already on its way to the store.
   const undo: (() => unknown)[] = [];
   try {
-    const store = new Store({ hashKey, stateDir: config.stateDir, authOptions: options.authOptions });
+    const store = new Store({ hashKey, stateDir: config.stateDir, authOptions: options.authOptions, log });
     undo.push(() => store.close());
     const loaded = await store.load(config.bootstrapPolicyFile);
     const telemetry = await createTelemetry();

@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve, sep } from 'node:path';
 import { sha256Hex } from '@veil/core';
-import { createFileAtomic, mkdirDurable } from './files.ts';
+import { createFileAtomic, mkdirDurable } from '../files.ts';
 import { EvidenceConflictError, type EvidenceObject, type EvidenceStore } from './store.ts';
 
 export class DirEvidenceStore implements EvidenceStore {

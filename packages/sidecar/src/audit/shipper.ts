@@ -18,8 +18,8 @@ import {
   storeManifest,
   streamId,
 } from '@veil/core';
+import { writeFileAtomic } from '../files.ts';
 import { type BackoffOptions, backoffDelay, defaultBackoff } from './backoff.ts';
-import { writeFileAtomic } from './files.ts';
 import type { Spool } from './spool.ts';
 import { AuditStateError, type OutboxItem, type ShipState, type StateData } from './state.ts';
 import { EvidenceConflictError, type EvidenceStore } from './store.ts';

@@ -11,7 +11,7 @@
 import { type FileHandle, open, readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { mkdirDurable, syncDir, tempPathOf, writeFileAtomic } from './files.ts';
+import { mkdirDurable, syncDir, tempPathOf, writeFileAtomic } from '../files.ts';
 import { lockSpool, type SpoolLock } from './spool-lock.ts';
 
 /** The spool holds as much as it may: the sidecar refuses new requests (503) rather than drop a record. */

@@ -19,7 +19,7 @@ import {
   streamId,
 } from '@veil/core';
 import { z } from 'zod';
-import { mkdirDurable, tempPathOf, writeFileAtomic } from './files.ts';
+import { mkdirDurable, tempPathOf, writeFileAtomic } from '../files.ts';
 
 /** The state does not describe the spool it sits next to; nothing is guessed. */
 export class AuditStateError extends Error {

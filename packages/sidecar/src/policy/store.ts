@@ -1,8 +1,9 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { type PolicySpec, policyHash, policySpecSchema } from '@veil/core';
 import { z } from 'zod';
 import type { Authenticator } from '../auth/authenticator.ts';
+import { mkdirDurable, writeFileAtomic } from '../files.ts';
 import { type ActivePolicy, type CompileOptions, compilePolicy } from './active.ts';
 
 export type ApplyResult =
@@ -44,6 +45,8 @@ const retireLater: RetireScheduler = (close) => {
 
 export interface PolicyStoreOptions extends CompileOptions {
   readonly stateDir?: string;
+  /** Says why a last good policy found on disk was passed over. */
+  readonly log?: (message: string) => void;
   /** When a replaced authenticator is closed; tests inject their own. */
   readonly retire?: RetireScheduler;
 }
@@ -56,6 +59,7 @@ export interface PolicyStoreOptions extends CompileOptions {
 export class PolicyStore {
   #active: ActivePolicy | undefined;
   readonly #options: CompileOptions;
+  readonly #log: ((message: string) => void) | undefined;
   readonly #lastGoodFile: string | undefined;
   readonly #listeners = new Set<(policy: ActivePolicy) => void>();
   readonly #retire: RetireScheduler;
@@ -69,6 +73,7 @@ export class PolicyStore {
 
   constructor(options: PolicyStoreOptions) {
     this.#options = options;
+    this.#log = options.log;
     this.#retire = options.retire ?? retireLater;
     this.#lastGoodFile = options.stateDir ? join(options.stateDir, 'last-good-policy.json') : undefined;
   }
@@ -149,25 +154,41 @@ export class PolicyStore {
     ] as const) {
       if (!file) continue;
       const stored = await readStored(file);
-      if (stored && (await this.apply(stored.name, stored.spec)).ok) return source;
+      if (stored === 'absent') continue;
+      const applied = stored === 'unreadable' ? undefined : await this.apply(stored.name, stored.spec);
+      if (applied?.ok) return source;
+      // The bootstrap, written at admission, may be older than what was acknowledged since.
+      if (source === 'last-good') {
+        this.#log?.(
+          `the last good policy in ${file} is ${applied ? `refused (${applied.reason})` : 'unreadable'}; serving the bootstrap policy, if there is one, until the controller answers`,
+        );
+      }
     }
     return 'none';
   }
 
+  // Synced, as it is what a restarted sidecar serves: a node crash must not
+  // leave it torn, which would send the sidecar back to an older bootstrap.
   async #persist(name: string, spec: PolicySpec): Promise<void> {
     if (!this.#lastGoodFile) return;
-    await mkdir(dirname(this.#lastGoodFile), { recursive: true });
-    const temp = `${this.#lastGoodFile}.tmp`;
-    await writeFile(temp, JSON.stringify({ name, spec }));
-    await rename(temp, this.#lastGoodFile);
+    await mkdirDurable(dirname(this.#lastGoodFile));
+    await writeFileAtomic(this.#lastGoodFile, JSON.stringify({ name, spec }));
   }
 }
 
-async function readStored(file: string): Promise<z.infer<typeof storedPolicySchema> | undefined> {
+async function readStored(
+  file: string,
+): Promise<z.infer<typeof storedPolicySchema> | 'absent' | 'unreadable'> {
+  let text: string;
   try {
-    const parsed = storedPolicySchema.safeParse(JSON.parse(await readFile(file, 'utf8')));
-    return parsed.success ? parsed.data : undefined;
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'absent' : 'unreadable';
+  }
+  try {
+    const parsed = storedPolicySchema.safeParse(JSON.parse(text));
+    return parsed.success ? parsed.data : 'unreadable';
   } catch {
-    return undefined;
+    return 'unreadable';
   }
 }

@@ -140,10 +140,13 @@ describe('PolicyStore', () => {
     assert.equal(await fresh.load(bootstrap), 'bootstrap');
     assert.equal(fresh.current()?.name, 'bootstrap');
 
-    // A corrupt last-good file is passed over, not trusted.
+    // A corrupt last-good file is passed over, not trusted, and said: the bootstrap may be older.
     await writeFile(join(dir, 'state', 'last-good-policy.json'), '{"name": "x", "spec": ');
-    const afterCrash = newStore();
+    const logged: string[] = [];
+    const afterCrash = newStore({ log: (message) => logged.push(message) });
     assert.equal(await afterCrash.load(bootstrap), 'bootstrap');
+    assert.equal(logged.length, 1);
+    assert.match(logged[0] ?? '', /last-good-policy\.json is unreadable; serving the bootstrap policy/);
   });
 
   it('loads nothing from a bootstrap that is not a valid policy', async () => {

@@ -1,5 +1,6 @@
-// Crash-safe file writes for the audit state: a reader after a crash sees the
-// old content or the new, never a mix, and a write that returned survives.
+// Crash-safe file writes (the audit spool and state, the last good policy): a
+// reader after a crash sees the old content or the new, never a mix, and a
+// write that returned survives.
 import { link, mkdir, open, rename, unlink } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 

@@ -388,7 +388,7 @@ function verifyStream(layout: StreamLayout, options: VerifyOptions, report: Repo
       }
       continue;
     }
-    checkLink(entry, entries.get(seq - 1), genesis, state);
+    const signed = checkLink(entry, entries.get(seq - 1), genesis, state);
     if (close) {
       report('INVALID', stream, entry.key, 'after-close', `written after the closing manifest ${close.key}`);
     }
@@ -396,7 +396,7 @@ function verifyStream(layout: StreamLayout, options: VerifyOptions, report: Repo
     if (manifest.kind === 'batch') {
       const batchEntry = { ...entry, manifest };
       batches.push(batchEntry);
-      checkBatch(batchEntry, entries, state);
+      checkBatch(batchEntry, entries, state, signed);
     } else if (manifest.kind === 'close' && !close) {
       close = { ...entry, manifest };
     }
@@ -502,32 +502,38 @@ function checkGenesis(
 }
 
 /** Signature by the stream key, and the link to the manifest before. */
+/** Reports what is wrong with the manifest's link; true when it is signed by the stream's key. */
 function checkLink(
   entry: Entry<LinkedManifest>,
   previous: Entry | undefined,
   genesis: Entry<GenesisManifest> | undefined,
   state: StreamState,
-): void {
+): boolean {
   const { stream } = state.layout;
   const { manifest, key } = entry;
+  let signed = false;
   if (genesis) {
     if (manifest.keyId !== genesis.manifest.keyId) {
       state.report('INVALID', stream, key, 'unknown-key', `signed by ${manifest.keyId}, not the stream key`);
     } else if (!verifyManifestSignature(manifest, genesis.manifest.publicKey)) {
       state.report('INVALID', stream, key, 'signature-invalid', 'the signature does not verify');
+    } else {
+      signed = true;
     }
   }
-  if (!previous) return;
-  if (manifest.prev.key !== previous.key || manifest.prev.sha256 !== previous.sha256) {
+  if (previous && (manifest.prev.key !== previous.key || manifest.prev.sha256 !== previous.sha256)) {
     const message = `prev does not match the stored bytes of ${previous.key}`;
     state.report('INVALID', stream, key, 'chain-break', message);
   }
+  return signed;
 }
 
+/** `signed`: the manifest is the stream key's; only then can its batch's records be trusted. */
 function checkBatch(
   entry: Entry<BatchManifest>,
   entries: ReadonlyMap<number, Entry>,
   state: StreamState,
+  signed: boolean,
 ): void {
   const { stream, prefix, batches } = state.layout;
   const { report } = state;
@@ -575,17 +581,25 @@ function checkBatch(
     report('INVALID', stream, declared.key, 'batch-malformed', decoded.error);
     return;
   }
-  if (merkleRootHex(decoded.lines.map((line) => line.bytes)) !== declared.merkleRoot) {
+  const rooted = merkleRootHex(decoded.lines.map((line) => line.bytes)) === declared.merkleRoot;
+  if (!rooted) {
     report('INVALID', stream, declared.key, 'merkle-mismatch', `the Merkle root differs from ${entry.key}`);
   }
-  checkRecords(declared.key, entry.manifest, decoded.lines, state);
+  checkRecords(declared.key, entry.manifest, decoded.lines, state, signed && rooted);
 }
 
+/**
+ * Checks each record against its manifest. Only records the stream's key
+ * vouches for (`verified`: a signed manifest whose Merkle root they match) and
+ * of this stream become the result's records, which the populations and
+ * totals are drawn from: a forged batch is reported, never counted.
+ */
 function checkRecords(
   key: string,
   manifest: BatchManifest,
   lines: readonly DecodedLine[],
   state: StreamState,
+  verified: boolean,
 ): void {
   const { stream } = state.layout;
   const { report } = state;
@@ -607,7 +621,8 @@ function checkRecords(
     for (const problem of approvalRecordProblems(record)) {
       report('INVALID', stream, key, 'record-malformed', `line ${index + 1} (seq ${record.seq}): ${problem}`);
     }
-    if (record.stream !== stream) {
+    const ownStream = record.stream === stream;
+    if (!ownStream) {
       report(
         'INVALID',
         stream,
@@ -621,7 +636,7 @@ function checkRecords(
     }
     firstTime = firstTime === undefined ? record.time : earliest(firstTime, record.time);
     lastTime = lastTime === undefined ? record.time : latest(lastTime, record.time);
-    if (noteSeq(key, record.seq, line.bytes, state)) {
+    if (noteSeq(key, record.seq, line.bytes, state) && verified && ownStream) {
       state.records.push(record);
       state.keys.set(record, key);
     }

@@ -200,11 +200,17 @@ test('a gap in the record sequence is reported with the missing seqs', () => {
 test('a manifest signed by a key other than the stream key is unknown', () => {
   const intruder = generateSigningKey();
   const built = buildStream({ batches: clean, signer: (seq, own) => (seq === 2 ? intruder : own) });
-  const findings = verifyEvidence(built.objects, options).findings;
+  const result = verifyEvidence(built.objects, options);
   assert.deepEqual(
-    findings.map((f) => [f.code, f.key]),
+    result.findings.map((f) => [f.code, f.key]),
     [['unknown-key', manifestKey(built.prefix, 2)]],
   );
+  // Its batch's records are reported, never counted: the populations are drawn from verified records.
+  assert.deepEqual(
+    result.records.map((r) => r.seq),
+    [0, 1, 2, 5, 6, 7, 8],
+  );
+  assert.equal(result.totals.records, 7);
 });
 
 // ---- further checks -------------------------------------------------------------
@@ -270,6 +276,10 @@ test('a signed Merkle root that does not match the records is caught', () => {
       seq === 2 ? { ...batch, content: { ...batch.content, merkleRoot: '0'.repeat(64) } } : batch,
   });
   assert.deepEqual(codes(built.objects), ['INVALID merkle-mismatch']);
+  assert.deepEqual(
+    verifyEvidence(built.objects, options).records.map((r) => r.seq),
+    [0, 1, 2, 5, 6, 7, 8],
+  );
 });
 
 test('a signed record range that does not match the records is caught', () => {

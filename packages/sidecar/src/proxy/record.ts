@@ -154,7 +154,6 @@ export async function record(
   outcome: RecordOutcome,
   error: string | undefined,
 ): Promise<ProxyReply> {
-  deps.telemetry.requestDone(api, outcome, trace.masking, trace.latency.upstreamMs);
   const started = performance.now();
   const draft: AuditDraft = {
     ...requestDraft(api, route, trace),
@@ -166,11 +165,14 @@ export async function record(
   try {
     await deps.telemetry.span('record', () => putOnRecord(deps.sink, draft, trace.forwarded));
   } catch {
+    // Counted as what the caller got: the outcome on record never happened.
+    deps.telemetry.requestDone(api, 'unavailable', trace.masking, trace.latency.upstreamMs);
     return refusalReply(
       dialect,
       new Refusal(503, 'unavailable', 'unavailable', 'the request could not be recorded'),
     );
   }
+  deps.telemetry.requestDone(api, outcome, trace.masking, trace.latency.upstreamMs);
   deps.telemetry.recordingDone(trace.recordingMs + performance.now() - started);
   return reply;
 }

@@ -136,6 +136,21 @@ describe('admin port', () => {
     );
   });
 
+  it('counts a request its record failed as what the caller got: unavailable, not its outcome', async () => {
+    const before = (await call(`${fixture.adminUrl}/metrics`)).text;
+    fixture.sink.failWhen = (draft) => draft.outcome === 'allowed';
+    try {
+      assert.equal((await embed()).status, 503);
+    } finally {
+      fixture.sink.failWhen = undefined;
+    }
+    const after = (await call(`${fixture.adminUrl}/metrics`)).text;
+    const counted = (outcome: string) =>
+      requestsCounted(after, 'openai', outcome) - requestsCounted(before, 'openai', outcome);
+    assert.equal(counted('allowed'), 0);
+    assert.equal(counted('unavailable'), 1);
+  });
+
   it('ACKs a controller push with the hash and enforces its masking on the next request', async () => {
     const next: PolicySpec = {
       ...basePolicy,

@@ -23,7 +23,14 @@ const opened: OpenApproval = {
   request: { api: 'openai', model: 'demo', inputCount: 12, bytes: 300, digest: 'sha256:aa' },
 };
 const bob = { username: 'bob', groups: ['ml-approvers'] };
-const use = { requester: { issuer: requester.issuer, subject: 'alice' }, digest: 'sha256:aa' };
+// Everything approvers were shown, as the sidecar sends it with the digest.
+const use = {
+  requester: { issuer: requester.issuer, subject: 'alice' },
+  digest: 'sha256:aa',
+  policy: 'default',
+  rule: 'bulk',
+  request: { api: 'openai', model: 'demo', inputCount: 12, bytes: 300 },
+};
 
 function service(clock: { now: number }, log?: (line: string) => void) {
   return new DevApprovals({

@@ -149,6 +149,18 @@ function openBody() {
   };
 }
 
+/** A use of the approval `openBody` opens, as a sidecar holding that request sends it. */
+function useBody(requester: { issuer: string; subject: string }, payload = digest) {
+  const { api, model, inputCount, bytes } = openBody().request;
+  return {
+    requester,
+    digest: payload,
+    policy: 'default',
+    rule: 'bulk',
+    request: { api, model, inputCount, bytes },
+  };
+}
+
 test('open, long-poll, approve with the CLI, then use once for the same caller and payload', async () => {
   const namespace = await freshNamespace(cp, 'api');
   const token = await sidecarToken(cp, namespace);
@@ -189,30 +201,30 @@ test('open, long-poll, approve with the CLI, then use once for the same caller a
     [['bob', 'batch reviewed']],
   );
 
-  const other = await call(token, 'POST', `/v1/approvals/${namespace}/${name}/use`, {
-    requester: { issuer: alice.issuer, subject: 'mallory' },
-    digest,
-  });
+  const usePath = `/v1/approvals/${namespace}/${name}/use`;
+  const other = await call(token, 'POST', usePath, useBody({ issuer: alice.issuer, subject: 'mallory' }));
   assert.equal(other.status, 403);
   assert.equal(other.body.reason, 'identity');
-  const otherPayload = await call(token, 'POST', `/v1/approvals/${namespace}/${name}/use`, {
-    requester: alice,
-    digest: `${digest.slice(0, -1)}2`,
-  });
+  const otherPayload = await call(token, 'POST', usePath, useBody(alice, `${digest.slice(0, -1)}2`));
   assert.equal(otherPayload.status, 403);
   assert.equal(otherPayload.body.reason, 'digest');
+  // The digest of the real payload beside other counts than approvers were shown.
+  const shown = useBody(alice);
+  const moreInputs = await call(token, 'POST', usePath, {
+    ...shown,
+    request: { ...shown.request, inputCount: 25_000 },
+  });
+  assert.equal(moreInputs.status, 403);
+  assert.equal(moreInputs.body.reason, 'digest');
+  // A use that does not say what it holds is refused, not taken on the digest alone.
+  const oldShape = await call(token, 'POST', usePath, { requester: alice, digest });
+  assert.equal(oldShape.status, 400);
 
   const { groups: _groups, ...who } = alice;
-  const used = await call(token, 'POST', `/v1/approvals/${namespace}/${name}/use`, {
-    requester: who,
-    digest,
-  });
+  const used = await call(token, 'POST', usePath, useBody(who));
   assert.equal(used.status, 200);
   assert.ok(used.body.usedAt);
-  const again = await call(token, 'POST', `/v1/approvals/${namespace}/${name}/use`, {
-    requester: who,
-    digest,
-  });
+  const again = await call(token, 'POST', usePath, useBody(who));
   assert.equal(again.status, 409);
   assert.equal(again.body.reason, 'used');
 });
@@ -237,7 +249,7 @@ test('a stale approval expires and cannot be used; other namespaces and stranger
   const read = await call(token, 'GET', `/v1/approvals/${namespace}/${name}`);
   assert.equal(read.body.phase, 'Expired');
   const { groups: _groups, ...who } = alice;
-  const use = await call(token, 'POST', `/v1/approvals/${namespace}/${name}/use`, { requester: who, digest });
+  const use = await call(token, 'POST', `/v1/approvals/${namespace}/${name}/use`, useBody(who));
   assert.equal(use.status, 409);
   assert.equal(use.body.reason, 'Expired');
 });

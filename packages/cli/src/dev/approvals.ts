@@ -16,6 +16,7 @@ import {
   openApprovalSchema,
   type StoredApproval,
   stampApprovalStatus,
+  type UseApprovalRequest,
   useApprovalSchema,
 } from '@veil/core';
 import type { ApprovalsClient, ApprovalView, OpenApproval, UseResult } from '@veil/sidecar';
@@ -125,11 +126,7 @@ export class DevApprovals implements ApprovalsClient {
     return this.#view(approval);
   }
 
-  async use(
-    namespace: string,
-    name: string,
-    body: { requester: { issuer: string; subject: string }; digest: string },
-  ): Promise<UseResult> {
+  async use(namespace: string, name: string, body: UseApprovalRequest): Promise<UseResult> {
     this.#open();
     const presented = useApprovalSchema.safeParse(body);
     if (!presented.success) throw new DevApprovalsError('the use request is invalid');

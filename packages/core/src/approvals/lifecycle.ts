@@ -18,12 +18,26 @@ export const openApprovalSchema = z
   .strict();
 export type OpenApprovalRequest = z.infer<typeof openApprovalSchema>;
 
-/** What a sidecar sends to use an approval for the request in hand. */
+/**
+ * What a sidecar sends to use an approval for the request in hand: who asks, the
+ * digest of what it would forward, and everything about it approvers were shown.
+ * Strict, and only the operation optional (as at open), so a use in an older
+ * shape, which does not say what it holds, is refused.
+ */
 export const useApprovalSchema = z
   .object({
     // Groups may come along; only issuer and subject bind the approval.
     requester: z.object({ issuer: z.string().min(1), subject: z.string().min(1) }),
     digest: z.string().min(1),
+    policy: approvalSpecSchema.shape.policy,
+    rule: approvalSpecSchema.shape.rule,
+    request: approvalSpecSchema.shape.request.pick({
+      api: true,
+      model: true,
+      inputCount: true,
+      bytes: true,
+      operation: true,
+    }),
   })
   .strict();
 export type UseApprovalRequest = z.infer<typeof useApprovalSchema>;
@@ -64,6 +78,7 @@ export function expiryDue(spec: ApprovalSpec, status: ApprovalStatus, now: Date)
   return status.phase === 'Pending' && Date.parse(spec.expiresAt) <= now.getTime();
 }
 
+/** `digest`: another payload, by its digest or by anything approvers were shown of it. */
 export type UseRefusalReason = 'identity' | 'digest' | 'used' | Exclude<ApprovalStatus['phase'], 'Approved'>;
 
 export type UseCheck =
@@ -96,8 +111,9 @@ export function checkUse(
   ) {
     return refused(403, 'identity', `approval ${name} was granted to another caller`);
   }
-  if (spec.request.digest !== presented.digest) {
-    return refused(403, 'digest', `approval ${name} was granted for another payload`);
+  const differs = payloadDifference(spec, presented);
+  if (differs !== undefined) {
+    return refused(403, 'digest', `approval ${name} was granted for another payload (${differs} differs)`);
   }
   if (status.phase !== 'Approved') {
     return refused(409, status.phase, `approval ${name} is ${status.phase}`, true);
@@ -109,6 +125,21 @@ export function checkUse(
     return refused(409, 'used', `approval ${name} was already used at ${status.usedAt}`);
   }
   return { ok: true, markUsed: spec.singleUse };
+}
+
+/**
+ * The first thing the approval was granted for that the use does not match. The
+ * digest alone binds the payload, but approvers decided on the policy, rule and
+ * counts the opener wrote; an opener that wrote others (any workload of the
+ * namespace may call the approvals API) must not have them approve a payload
+ * they never saw described.
+ */
+function payloadDifference(spec: ApprovalSpec, presented: UseApprovalRequest): string | undefined {
+  if (spec.request.digest !== presented.digest) return 'digest';
+  if (spec.policy !== presented.policy) return 'policy';
+  if (spec.rule !== presented.rule) return 'rule';
+  const shown = useApprovalSchema.shape.request.keyof().options;
+  return shown.find((field) => spec.request[field] !== presented.request[field]);
 }
 
 function refused(status: 403 | 409, reason: UseRefusalReason, error: string, withApproval = false): UseCheck {

@@ -11,6 +11,8 @@ import {
   MAX_APPROVAL_SUMMARY,
   newApprovalSpec,
   openApprovalSchema,
+  type UseApprovalRequest,
+  useApprovalSchema,
 } from '@veil/core';
 
 const now = new Date('2030-01-01T12:00:00.000Z');
@@ -36,7 +38,13 @@ const open = openApprovalSchema.parse({
   },
 });
 const spec = newApprovalSpec(open, 'ml', rule, now);
-const alice = { requester: { issuer: 'https://idp.example.com', subject: 'alice' }, digest: 'sha256:ab' };
+const alice: UseApprovalRequest = {
+  requester: { issuer: 'https://idp.example.com', subject: 'alice' },
+  digest: 'sha256:ab',
+  policy: 'default',
+  rule: 'bulk',
+  request: { api: 'openai', model: 'm', inputCount: 500, bytes: 9000 },
+};
 const approved: ApprovalStatus = { phase: 'Approved', decisions: [], decidedAt: now.toISOString() };
 
 test('a new approval takes approvers, expiry and single use from the rule, not the sidecar', () => {
@@ -99,6 +107,40 @@ test('an approval is used only by its requester, for its payload, once approved 
   const used = checkUse('a1', { spec, status: { ...approved, usedAt: now.toISOString() } }, alice, now);
   assert.deepEqual(used.ok ? undefined : [used.status, used.reason], [409, 'used']);
   assert.match(used.ok ? '' : used.error, /already used/);
+});
+
+test('a use is refused as another payload unless it is what approvers were shown', () => {
+  // An opener may write any counts beside the digest of its real payload.
+  const differing: [string, UseApprovalRequest][] = [
+    ['policy', { ...alice, policy: 'lax' }],
+    ['rule', { ...alice, rule: 'small' }],
+    ['api', { ...alice, request: { ...alice.request, api: 'cohere' } }],
+    ['model', { ...alice, request: { ...alice.request, model: 'm2' } }],
+    ['inputCount', { ...alice, request: { ...alice.request, inputCount: 5000 } }],
+    ['bytes', { ...alice, request: { ...alice.request, bytes: 900_000 } }],
+    ['operation', { ...alice, request: { ...alice.request, operation: 'reindex' } }],
+  ];
+  for (const [field, presented] of differing) {
+    const check = checkUse('a1', { spec, status: approved }, presented, now);
+    assert.deepEqual(check.ok ? undefined : [check.status, check.reason], [403, 'digest'], field);
+    assert.match(check.ok ? '' : check.error, new RegExp(`another payload \\(${field} differs\\)`));
+  }
+  // An operation approvers were shown must be presented too.
+  const withOperation = { ...spec, request: { ...spec.request, operation: 'reindex' } };
+  const missing = checkUse('a1', { spec: withOperation, status: approved }, alice, now);
+  assert.deepEqual(missing.ok ? undefined : missing.reason, 'digest');
+  const presented = { ...alice, request: { ...alice.request, operation: 'reindex' } };
+  assert.equal(checkUse('a1', { spec: withOperation, status: approved }, presented, now).ok, true);
+});
+
+test('the use request is strict: one that does not say what it holds is refused', () => {
+  assert.equal(useApprovalSchema.safeParse(alice).success, true);
+  const { policy: _policy, rule: _rule, request: _request, ...oldShape } = alice;
+  assert.equal(useApprovalSchema.safeParse(oldShape).success, false);
+  const { bytes: _bytes, ...noBytes } = alice.request;
+  assert.equal(useApprovalSchema.safeParse({ ...alice, request: noBytes }).success, false);
+  const summary = { ...alice.request, summary: 'x' };
+  assert.equal(useApprovalSchema.safeParse({ ...alice, request: summary }).success, false);
 });
 
 test('an approval that is not single use may be used again', () => {

@@ -12,6 +12,9 @@
 // namespace could open or read approvals there. What it cannot do is approve:
 // decisions go through the API server and its stamping webhook, and consuming an
 // approval needs the requester identity and payload digest it was opened for.
+// Because an opener chooses what approvers are shown, a use must also present the
+// policy, rule and counts the sidecar actually holds, and checkUse refuses any
+// that differ from the approval's (see @veil/core's approvals/lifecycle.ts).
 //
 // Approver groups, count, expiry and notification come from the EmbeddingPolicy
 // the controller holds, never from the sidecar. The sidecar sends a masked summary

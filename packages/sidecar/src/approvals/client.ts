@@ -8,6 +8,7 @@
 // anything the sidecar cannot read is treated as the controller being
 // unavailable, and the request path then fails closed.
 import { readFile } from 'node:fs/promises';
+import type { UseApprovalRequest } from '@veil/core';
 import { type Dispatcher, request } from 'undici';
 import { z } from 'zod';
 import { ControllerAgent } from '../controllerca.ts';
@@ -70,11 +71,8 @@ export interface ApprovalsClient {
    * ends the wait early (the held caller went away), rejecting.
    */
   wait(namespace: string, name: string, waitSeconds: number, signal?: AbortSignal): Promise<ApprovalView>;
-  use(
-    namespace: string,
-    name: string,
-    body: { requester: { issuer: string; subject: string }; digest: string },
-  ): Promise<UseResult>;
+  /** `body`: what this request is, checked against what approvers were shown. */
+  use(namespace: string, name: string, body: UseApprovalRequest): Promise<UseResult>;
   close(): Promise<void>;
 }
 

@@ -29,7 +29,7 @@
 // for a request a stricter rule holds.
 import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { ApprovalRule, RecordOutcome } from '@veil/core';
+import type { ApprovalRule, RecordOutcome, UseApprovalRequest } from '@veil/core';
 import type { Identity } from '../auth/identity.ts';
 import type { ProxyReply } from '../proxy/pipeline.ts';
 import type { Trace } from '../proxy/record.ts';
@@ -249,12 +249,7 @@ async function consume(
     case 'Approved':
       break;
   }
-  const used = await ask(hold.rule, () =>
-    client.use(view.namespace, view.name, {
-      requester: { issuer: hold.identity.issuer, subject: hold.identity.subject },
-      digest,
-    }),
-  );
+  const used = await ask(hold.rule, () => client.use(view.namespace, view.name, useBody(hold, digest)));
   return afterUse(client, hold, view.namespace, view.name, used, trace);
 }
 
@@ -282,12 +277,7 @@ async function usePresented(
       APPROVAL_HEADER,
     );
   }
-  const used = await ask(hold.rule, () =>
-    client.use(namespace, name, {
-      requester: { issuer: hold.identity.issuer, subject: hold.identity.subject },
-      digest,
-    }),
-  );
+  const used = await ask(hold.rule, () => client.use(namespace, name, useBody(hold, digest)));
   if (!used.ok && used.reason === 'Pending' && used.approval !== undefined) {
     // Not decided yet: the caller is held again, or told again to come back.
     trace.approval = approvalRef(used.approval, trace.time);
@@ -297,6 +287,26 @@ async function usePresented(
     return consume(client, hold, decided, digest, trace);
   }
   return afterUse(client, hold, namespace, name, used, trace);
+}
+
+/**
+ * The request in hand as the approval was opened for it: the controller refuses
+ * an approval whose approvers were shown anything else.
+ */
+function useBody(hold: HoldRequest, digest: string): UseApprovalRequest {
+  return {
+    requester: { issuer: hold.identity.issuer, subject: hold.identity.subject },
+    digest,
+    policy: hold.policyName,
+    rule: hold.rule.name,
+    request: {
+      api: hold.api,
+      model: hold.model,
+      inputCount: hold.inputCount,
+      bytes: Buffer.byteLength(hold.body),
+      ...operation(hold.rule, hold.headers),
+    },
+  };
 }
 
 /** Refusals for the approval's phase: the controller checks caller and payload first. */

@@ -1,37 +1,21 @@
 // A stand-in for the controller's approvals API (our own service; the real one
 // runs in the e2e suite against a real API server): the same routes, answers
-// and refusals, approvals kept in memory and decided by the test.
+// and refusals, approvals kept in memory and decided by the test. Uses are
+// judged by core's checkUse, as the controller judges them.
 import { EventEmitter, once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import {
+  type ApprovalSpec,
+  approvalView,
+  checkUse,
+  type OpenApprovalRequest,
+  openApprovalSchema,
+  type StoredApproval,
+  useApprovalSchema,
+} from '@veil/core';
 
-export interface OpenedBody {
-  policy: string;
-  rule: string;
-  pod: { name: string };
-  requester: { issuer: string; subject: string; groups: string[] };
-  request: {
-    api: string;
-    model: string;
-    inputCount: number;
-    bytes: number;
-    operation?: string;
-    digest: string;
-    summary?: string;
-  };
-}
-
-interface Stored {
-  namespace: string;
-  name: string;
-  phase: 'Pending' | 'Approved' | 'Denied' | 'Expired';
-  expiresAt: string;
-  requestedAt: string;
-  decidedAt?: string;
-  usedAt?: string;
-  decisions: { approver: string; decision: 'approve' | 'deny'; reason: string; time: string }[];
-  opened: OpenedBody;
-}
+export type OpenedBody = OpenApprovalRequest;
 
 export interface ControllerStandIn {
   readonly url: string;
@@ -54,17 +38,15 @@ function seconds(date: Date): string {
 }
 
 export async function startControllerStandIn(namespace = 'test'): Promise<ControllerStandIn> {
-  const approvals = new Map<string, Stored>();
+  const approvals = new Map<string, StoredApproval>();
   const events = new EventEmitter();
   const opened: OpenedBody[] = [];
   const uses: { id: string; body: unknown }[] = [];
   const unseen: string[] = [];
   let counter = 0;
 
-  const view = (stored: Stored) => {
-    const { opened: _opened, ...rest } = stored;
-    return { ...rest, singleUse: true, holdTimeoutSeconds: undefined, mode: undefined };
-  };
+  // The stand-in holds no policies, so no rule as it stands now.
+  const view = (stored: StoredApproval) => approvalView(stored, undefined);
 
   async function readJson(request: IncomingMessage): Promise<unknown> {
     const chunks: Buffer[] = [];
@@ -83,18 +65,27 @@ export async function startControllerStandIn(namespace = 'test'): Promise<Contro
     }
     const url = new URL(request.url ?? '/', 'http://controller');
     if (request.method === 'POST' && url.pathname === '/v1/approvals') {
-      const body = (await readJson(request)) as OpenedBody;
-      opened.push(body);
+      const body = openApprovalSchema.safeParse(await readJson(request));
+      if (!body.success) return send(response, 400, { error: 'invalid approval request' });
+      opened.push(body.data);
       const name = `ea-${(++counter).toString(16).padStart(6, '0')}`;
       const now = new Date();
-      const stored: Stored = {
+      const spec: ApprovalSpec = {
+        requester: body.data.requester,
+        policy: body.data.policy,
+        rule: body.data.rule,
+        pod: { namespace, name: body.data.pod.name },
+        request: body.data.request,
+        approvers: { groups: ['ml-approvers'], count: 1 },
+        expiresAt: new Date(now.getTime() + 3_600_000).toISOString(),
+        singleUse: true,
+      };
+      const stored: StoredApproval = {
         namespace,
         name,
-        phase: 'Pending',
-        expiresAt: new Date(now.getTime() + 3_600_000).toISOString(),
-        requestedAt: seconds(now),
-        decisions: [],
-        opened: body,
+        createdAt: seconds(now),
+        spec,
+        status: { phase: 'Pending', decisions: [] },
       };
       approvals.set(`${namespace}/${name}`, stored);
       unseen.push(`${namespace}/${name}`);
@@ -107,7 +98,7 @@ export async function startControllerStandIn(namespace = 'test'): Promise<Contro
     if (!match || !stored) return send(response, 404, { error: `no EmbeddingApproval ${id}` });
     if (request.method === 'GET' && !match[3]) {
       const wait = Number(url.searchParams.get('wait') ?? '0');
-      if (stored.phase === 'Pending' && wait > 0) {
+      if (stored.status.phase === 'Pending' && wait > 0) {
         const timer = new AbortController();
         const decided = once(events, `decided ${id}`, { signal: timer.signal }).catch(() => undefined);
         const timeout = setTimeout(() => timer.abort(), wait * 1000);
@@ -118,35 +109,19 @@ export async function startControllerStandIn(namespace = 'test'): Promise<Contro
       return send(response, 200, view(stored));
     }
     if (request.method === 'POST' && match[3]) {
-      const body = (await readJson(request)) as {
-        requester: { issuer: string; subject: string };
-        digest: string;
-      };
+      const body = await readJson(request);
       uses.push({ id, body });
-      const { requester, request: held } = stored.opened;
-      if (requester.issuer !== body.requester.issuer || requester.subject !== body.requester.subject) {
-        return send(response, 403, {
-          error: `approval ${stored.name} was granted to another caller`,
-          reason: 'identity',
+      const presented = useApprovalSchema.safeParse(body);
+      if (!presented.success) return send(response, 400, { error: 'invalid use request' });
+      const check = checkUse(stored.name, stored, presented.data, new Date());
+      if (!check.ok) {
+        return send(response, check.status, {
+          error: check.error,
+          reason: check.reason,
+          ...(check.withApproval ? { approval: view(stored) } : {}),
         });
       }
-      if (held.digest !== body.digest) {
-        return send(response, 403, {
-          error: `approval ${stored.name} was granted for another payload`,
-          reason: 'digest',
-        });
-      }
-      if (stored.phase !== 'Approved') {
-        return send(response, 409, {
-          error: `approval ${stored.name} is ${stored.phase}`,
-          reason: stored.phase,
-          approval: view(stored),
-        });
-      }
-      if (stored.usedAt !== undefined) {
-        return send(response, 409, { error: `approval ${stored.name} was already used`, reason: 'used' });
-      }
-      stored.usedAt = new Date().toISOString();
+      if (check.markUsed) stored.status.usedAt = new Date().toISOString();
       return send(response, 200, view(stored));
     }
     return send(response, 404, { error: 'not found' });
@@ -172,15 +147,15 @@ export async function startControllerStandIn(namespace = 'test'): Promise<Contro
       const stored = approvals.get(id);
       if (!stored) throw new Error(`no approval ${id}`);
       const time = new Date().toISOString();
-      stored.decisions.push({ approver, decision, reason, time });
-      stored.phase = decision === 'approve' ? 'Approved' : 'Denied';
-      stored.decidedAt = time;
+      stored.status.decisions.push({ approver, groups: ['ml-approvers'], decision, reason, time });
+      stored.status.phase = decision === 'approve' ? 'Approved' : 'Denied';
+      stored.status.decidedAt = time;
       events.emit(`decided ${id}`);
     },
     expire(id) {
       const stored = approvals.get(id);
       if (!stored) throw new Error(`no approval ${id}`);
-      stored.phase = 'Expired';
+      stored.status.phase = 'Expired';
       events.emit(`decided ${id}`);
     },
     async close() {

@@ -125,7 +125,20 @@ describe('approvals through a controller', () => {
     const use = controller.uses.at(-1);
     assert.deepEqual(use, {
       id,
-      body: { requester: { issuer: fixture.issuer.issuer, subject: 'alice' }, digest: opened.request.digest },
+      body: {
+        requester: { issuer: fixture.issuer.issuer, subject: 'alice' },
+        digest: opened.request.digest,
+        // What the request is, checked against what approvers were shown.
+        policy: 'test',
+        rule: 'reindex',
+        request: {
+          api: 'openai',
+          model: 'text-embedding-3-small',
+          inputCount: 3,
+          bytes: Buffer.byteLength(sent),
+          operation: 'reindex',
+        },
+      },
     });
 
     assert.deepEqual(trail(fixture, recordsBefore), [
@@ -365,6 +378,53 @@ describe('approvals through a controller', () => {
     assert.equal(elsewhere.status, 403, elsewhere.text);
     assert.match((elsewhere.json as OpenAiError).error.message, /another payload/);
     assert.equal(fixture.upstreamCalls.length, upstreamBefore);
+  });
+
+  it('refuses an approval opened directly with made-up counts beside the real digest', async () => {
+    // Any workload of the namespace may call the approvals API: it opens an
+    // approval for this caller's real payload that shows approvers one input.
+    const sent = JSON.stringify(body);
+    const identity = {
+      issuer: fixture.issuer.issuer,
+      subject: 'alice',
+      groups: [TEAM],
+      kind: 'oidc' as const,
+    };
+    const scope = { policy: 'test', rule: 'later', api: 'openai' };
+    const forged = await fetch(`${controller.url}/v1/approvals`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${controller.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        policy: 'test',
+        rule: 'later',
+        pod: { name: 'embed-0' },
+        requester: { issuer: identity.issuer, subject: 'alice', groups: [TEAM] },
+        request: {
+          api: 'openai',
+          model: 'text-embedding-3-small',
+          inputCount: 1,
+          bytes: Buffer.byteLength(sent),
+          operation: 'later',
+          digest: payloadDigest(scope, identity, 'text-embedding-3-small', sent),
+          summary: '1 input(s)',
+        },
+      }),
+    });
+    assert.equal(forged.status, 201);
+    const id = await controller.nextOpened();
+    controller.decide(id, 'approve', 'bob', 'one input is fine');
+    const upstreamBefore = fixture.upstreamCalls.length;
+
+    const answer = await call(url(fixture), body, {
+      token,
+      headers: { 'x-veil-operation': 'later', 'x-veil-approval': id },
+    });
+    assert.equal(answer.status, 403, answer.text);
+    assert.match((answer.json as OpenAiError).error.message, /another payload/);
+    assert.equal(fixture.upstreamCalls.length, upstreamBefore);
+    const refused = fixture.records().at(-1);
+    assert.equal(refused?.outcome, 'approval_denied');
+    assert.equal(refused?.approval?.id, id);
   });
 
   it('fails closed when an approval record cannot be made durable, and records the decision on the next try', async () => {

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { approvalSpec, now } from '../../../core/test/support/approvals.ts';
 import { approvalStampSettings, parseInjectorConfig } from '../../src/main.ts';
 import { reviewApprovalAdmission } from '../../src/webhook/approvals.ts';
+import { approvalByUser } from '../webhook/support/approvals.ts';
 
 const required = {
   VEIL_SETTINGS_FILE: 'settings.json',
@@ -48,24 +49,8 @@ test('OIDC username prefixes reach the approvals webhook, so a prefixed requeste
   });
   const settings = approvalStampSettings(config);
   assert.deepEqual(settings.requesterUsernamePrefixes, ['oidc:', 'sso:']);
-  const oldObject = {
-    metadata: { name: 'a1' },
-    spec: approvalSpec(),
-    status: { phase: 'Pending', decisions: [] },
-  };
   const review = reviewApprovalAdmission(
-    {
-      uid: 'u1',
-      kind: { group: 'veil.dev', version: 'v1alpha1', kind: 'EmbeddingApproval' },
-      resource: { group: 'veil.dev', version: 'v1alpha1', resource: 'embeddingapprovals' },
-      name: 'a1',
-      namespace: 'ml',
-      operation: 'UPDATE',
-      subResource: 'status',
-      userInfo: { username: `oidc:${approvalSpec().requester.subject}`, groups: ['approvers'] },
-      oldObject,
-      object: { ...oldObject, status: { decisions: [{ decision: 'approve', reason: 'mine' }] } },
-    },
+    approvalByUser(`oidc:${approvalSpec().requester.subject}`),
     settings,
     now,
   );

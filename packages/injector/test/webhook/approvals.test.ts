@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { approvalSpec, now } from '../../../core/test/support/approvals.ts';
 import { reviewApprovalAdmission } from '../../src/webhook/approvals.ts';
+import { approvalByUser } from './support/approvals.ts';
 
 test('the review patches the status of a status update and refuses spec edits by others', () => {
   const base = {
@@ -53,24 +54,8 @@ test('the review patches the status of a status update and refuses spec edits by
 });
 
 test('the review refuses the requester deciding on their own request', () => {
-  const oldObject = {
-    metadata: { name: 'a1' },
-    spec: approvalSpec(),
-    status: { phase: 'Pending', decisions: [] },
-  };
   const mine = reviewApprovalAdmission(
-    {
-      uid: 'u2',
-      kind: { group: 'veil.dev', version: 'v1alpha1', kind: 'EmbeddingApproval' },
-      resource: { group: 'veil.dev', version: 'v1alpha1', resource: 'embeddingapprovals' },
-      name: 'a1',
-      namespace: 'ml',
-      operation: 'UPDATE',
-      subResource: 'status',
-      userInfo: { username: 'https://idp.example.com#alice', groups: ['approvers'] },
-      oldObject,
-      object: { ...oldObject, status: { decisions: [{ decision: 'approve', reason: 'mine' }] } },
-    },
+    approvalByUser('https://idp.example.com#alice', 'u2'),
     { controllerUsernames: [] },
     now,
   );

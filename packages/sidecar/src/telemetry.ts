@@ -1,7 +1,7 @@
 // OpenTelemetry for the sidecar: a trace per request with a span per step, and
 // metrics served in Prometheus format on the admin port. Exporters and
 // sampling come from the standard OTEL_* variables; traces go nowhere unless
-// OTEL_TRACES_EXPORTER names an exporter.
+// OTEL_TRACES_EXPORTER names an exporter (and OTEL_SDK_DISABLED is not true).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   type Counter,
@@ -44,7 +44,9 @@ let sdk: { exporter: PrometheusExporter; tracing: boolean } | undefined;
 async function startSdk(): Promise<{ exporter: PrometheusExporter; tracing: boolean }> {
   if (sdk) return sdk;
   const traces = process.env.OTEL_TRACES_EXPORTER;
-  const tracing = traces !== undefined && traces !== '' && traces !== 'none';
+  // The Node SDK, disabled, registers no metric reader either: /metrics would be empty.
+  const disabled = process.env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true';
+  const tracing = !disabled && traces !== undefined && traces !== '' && traces !== 'none';
   const exporter = new PrometheusExporter({ preventServerStart: true });
   if (tracing) {
     process.env.OTEL_LOGS_EXPORTER ??= 'none';

@@ -91,20 +91,15 @@ async function run(
   trace.policy = policy;
   refuseWhenSpoolFull(deps.sink);
 
-  trace.identity = await deps.telemetry.span('auth', () => authenticate(policy, request, trace));
+  const identity = await deps.telemetry.span('auth', () => authenticate(policy, request, trace));
+  trace.identity = identity;
   const body = await readJson(request, policy.spec.limits.maxBytesPerRequest);
   const parsed = dialect.parse(body.json, request.path);
-  trace.model = parsed.model || deps.defaultModel;
+  const model = parsed.model || deps.defaultModel;
+  trace.model = model;
   trace.inputCount = parsed.inputCount;
 
-  refuseTooManyInputs(policy, parsed.inputCount);
-  refuseWhenDenied(policy, trace.identity, trace.model);
-  const rate = policy.limiter.take(`${trace.identity.issuer} ${trace.identity.subject}`, parsed.inputCount);
-  if (!rate.ok) {
-    throw new Refusal(429, 'rate_limited', 'rate_limited', 'vectors-per-minute limit reached', {
-      'retry-after': String(rate.retryAfterSeconds),
-    });
-  }
+  deps.telemetry.span('policy', () => enforce(policy, identity, model, parsed));
 
   const forwardBody = deps.telemetry.span('mask', () =>
     mask(deps, policy, dialect, request.path, body, parsed, trace),
@@ -116,6 +111,18 @@ async function run(
   return deps.telemetry.span('upstream', () =>
     forward(deps, policy, dialect, request.path, forwardBody, trace),
   );
+}
+
+/** The policy's access rules and limits for this caller, model and request; throws a Refusal. */
+function enforce(policy: ActivePolicy, identity: Identity, model: string, parsed: ParsedEmbedRequest): void {
+  refuseTooManyInputs(policy, parsed.inputCount);
+  refuseWhenDenied(policy, identity, model);
+  const rate = policy.limiter.take(`${identity.issuer} ${identity.subject}`, parsed.inputCount);
+  if (!rate.ok) {
+    throw new Refusal(429, 'rate_limited', 'rate_limited', 'vectors-per-minute limit reached', {
+      'retry-after': String(rate.retryAfterSeconds),
+    });
+  }
 }
 
 /**

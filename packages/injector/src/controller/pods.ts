@@ -1,7 +1,7 @@
 // Injected pods as push targets: which policy each enforces and where its
 // sidecar's admin port answers.
 import { CoreV1Api, type KubeConfig, type V1Container, type V1Pod } from '@kubernetes/client-node';
-import { veilAnnotations, veilLabels } from '../webhook/annotations.ts';
+import { podContainers, veilAnnotations, veilLabels } from '../webhook/annotations.ts';
 import { sidecarNames } from '../webhook/sidecar.ts';
 import type { WatchedResource } from './informers.ts';
 import { policyKey } from './policies.ts';
@@ -45,12 +45,8 @@ export function podView(pod: V1Pod): PodView | undefined {
   };
 }
 
-function sidecarContainers(pod: V1Pod): V1Container[] {
-  return [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])];
-}
-
 function adminPort(pod: V1Pod): number {
-  const containers = sidecarContainers(pod);
+  const containers = podContainers(pod);
   // The proxy's own port first; a port of that name elsewhere would be an odd pod.
   const ordered = [
     ...containers.filter((c) => c.name === sidecarNames.container),

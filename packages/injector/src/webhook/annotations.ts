@@ -1,6 +1,6 @@
 // The pod annotations and labels of the Kubernetes contract, and how the webhook reads
 // them. Every value is validated here so that a denial names the annotation at fault.
-import type { V1Pod } from '@kubernetes/client-node';
+import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { z } from 'zod';
 import { dnsLabel, portName, portNumber } from './names.ts';
 import { cpuQuantity, memoryQuantity } from './quantity.ts';
@@ -57,6 +57,11 @@ export function podAnnotations(pod: V1Pod): Record<string, string> {
 
 export function podLabels(pod: V1Pod): Record<string, string> {
   return pod.metadata?.labels ?? {};
+}
+
+/** Every container of the pod, init containers (where a native sidecar runs) first. */
+export function podContainers(pod: V1Pod): V1Container[] {
+  return [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])];
 }
 
 /** `veil.dev/inject`: true opts in, false opts out, absent defers to the namespace. */

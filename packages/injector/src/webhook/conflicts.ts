@@ -2,6 +2,7 @@
 // use, or it would share the node's network. Refused, never patched around, so a pod
 // that must be audited does not start half-guarded.
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
+import { podContainers } from './annotations.ts';
 import type { InjectionSettings } from './settings.ts';
 import { sidecarNames, sidecarVolumeNames } from './sidecar.ts';
 
@@ -17,8 +18,7 @@ export function findConflict(pod: V1Pod, settings: InjectionSettings): string | 
   if (spec?.hostNetwork === true) {
     return "pods on the host network cannot be injected: the proxy's ports would be the node's";
   }
-  const containers: V1Container[] = [...(spec?.initContainers ?? []), ...(spec?.containers ?? [])];
-  for (const container of containers) {
+  for (const container of podContainers(pod)) {
     if (container.name === sidecarNames.container) {
       return `container name "${container.name}" is reserved for the Veil sidecar`;
     }

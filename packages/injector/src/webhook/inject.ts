@@ -5,6 +5,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { V1Container, V1Pod, V1Probe } from '@kubernetes/client-node';
 import {
   type PodOptions,
+  podContainers,
   podLabels,
   readInjectAnnotation,
   readPodOptions,
@@ -118,7 +119,7 @@ function withoutVeil(original: V1Pod): V1Pod {
   const pod = JSON.parse(JSON.stringify(original)) as V1Pod;
   const spec = pod.spec ?? { containers: [] };
   const isSidecar = (c: V1Container) => c.name === sidecarNames.container;
-  const sidecar = [...(spec.initContainers ?? []), ...spec.containers].find(isSidecar);
+  const sidecar = podContainers(pod).find(isSidecar);
   const takenOver = sidecar?.ports?.[0]?.name;
   spec.containers = spec.containers.filter((c) => !isSidecar(c));
   const initContainers = spec.initContainers?.filter((c) => !isSidecar(c));

@@ -12,26 +12,32 @@ export const cpuQuantity = z
   .regex(/^(\d+m|\d+(\.\d{1,3})?|\.\d{1,3})$/, 'must be a CPU quantity such as 100m or 0.5')
   .refine(positive, 'must be more than zero');
 
-export const memoryQuantity = z
-  .string()
-  .regex(/^(\d+(\.\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/, 'must be a memory quantity such as 128Mi or 1Gi')
-  .refine(positive, 'must be more than zero');
-
+/** Bytes per unit of each memory suffix the sidecar takes. */
 const memoryFactors: Record<string, number> = {
   '': 1,
-  k: 1e3,
-  M: 1e6,
-  G: 1e9,
-  T: 1e12,
-  P: 1e15,
-  E: 1e18,
   Ki: 2 ** 10,
   Mi: 2 ** 20,
   Gi: 2 ** 30,
   Ti: 2 ** 40,
   Pi: 2 ** 50,
   Ei: 2 ** 60,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  P: 1e15,
+  E: 1e18,
 };
+
+const memorySuffixes = Object.keys(memoryFactors).filter(Boolean).join('|');
+
+export const memoryQuantity = z
+  .string()
+  .regex(
+    new RegExp(`^(\\d+(\\.\\d+)?)(${memorySuffixes})?$`),
+    'must be a memory quantity such as 128Mi or 1Gi',
+  )
+  .refine(positive, 'must be more than zero');
 
 /** A CPU quantity that passed `cpuQuantity`, in millicores. */
 export function cpuMillicores(quantity: string): number {

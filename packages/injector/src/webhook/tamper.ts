@@ -8,7 +8,7 @@
 // proxy, one that need not enforce or record anything.
 import { isDeepStrictEqual } from 'node:util';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
-import { podAnnotations, podLabels, veilAnnotations, veilLabels } from './annotations.ts';
+import { podAnnotations, podContainers, podLabels, veilAnnotations, veilLabels } from './annotations.ts';
 import { sidecarNames } from './sidecar.ts';
 
 const guardedAnnotations = [
@@ -34,7 +34,5 @@ export function vetPodUpdate(oldPod: V1Pod, newPod: V1Pod): string | undefined {
 
 /** Wherever the sidecar went: an init container (native) or a regular one. */
 function veilContainers(pod: V1Pod): V1Container[] {
-  return [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].filter(
-    (c) => c.name === sidecarNames.container,
-  );
+  return podContainers(pod).filter((c) => c.name === sidecarNames.container);
 }

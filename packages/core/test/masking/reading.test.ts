@@ -39,14 +39,19 @@ const examples: [DetectorName, string, string][] = [
   ['phone', '01\u202f23\u202f45\u202f67\u202f89', '01 23 45 67 89'],
   ['email', 'john\u200b@example.com', 'john@example.com'],
   ['aws-key', 'AKIA\u200bIOSFODNN7EXAMPLE', 'AKIAIOSFODNN7EXAMPLE'],
+  ['ssn', '\uff11\uff12\uff13\uff0d\uff14\uff15\uff0d\uff16\uff17\uff18\uff19', '123-45-6789'],
+  ['payment-card', '\uff14\uff11\uff11\uff11 1111 1111 1111', '4111 1111 1111 1111'],
+  ['email', '\uff4a\uff4f\uff48\uff4e\uff20example\uff0ecom', 'john@example.com'],
 ];
 
-test('hidden forms are the Unicode space separators, dashes, format and control characters', () => {
-  const oracle = /[[\p{Zs}\p{Cf}\p{Cc}\u2010-\u2015\u2212]--[ \t\n\v\f\r\u0085]]/v;
+test('hidden forms are the Unicode space separators, dashes, full-width forms, format and control characters', () => {
+  const oracle = /[[\p{Zs}\p{Cf}\p{Cc}\u2010-\u2015\u2212\uff01-\uff5e]--[ \t\n\v\f\r\u0085]]/v;
   const readAs = (ch: string): string => {
     if (!oracle.test(ch)) return ch;
     if (/\p{Zs}/v.test(ch)) return ' ';
-    return /[\u2010-\u2015\u2212]/.test(ch) ? '-' : '';
+    if (/[\u2010-\u2015\u2212]/.test(ch)) return '-';
+    // Full-width forms read as NFKC reads them.
+    return /[\uff01-\uff5e]/.test(ch) ? ch.normalize('NFKC') : '';
   };
   const wrong: string[] = [];
   for (let code = 0; code <= 0x10ffff; code++) {

@@ -870,8 +870,9 @@ function hardPositives(): CorpusEntry[] {
 
 /**
  * Values grouped with Unicode spaces, dashes or invisible characters, as
- * locale-formatted documents write them; the model's tokenizer reads them as
- * the plain value.
+ * locale-formatted documents write them, or written in full-width forms, as
+ * Japanese and Chinese documents do; the model's tokenizer reads them as the
+ * plain value.
  */
 function unicodeSpellings(): CorpusEntry[] {
   const cases: [DetectorName, string, string][] = [
@@ -890,6 +891,10 @@ function unicodeSpellings(): CorpusEntry[] {
     ['email', 'write to {}', 'john\u200b@example.com'],
     ['email', 'mail {} today', 'alice.smith@exa\u00admple.org'],
     ['aws-key', 'key {}', 'AKIA\u200bIOSFODNN7EXAMPLE'],
+    ['ssn', '社会保障番号 {}', '\uff15\uff13\uff16\uff0d\uff19\uff10\uff0d\uff14\uff11\uff12\uff17'],
+    ['payment-card', 'カード番号：{}', '\uff14\uff11\uff11\uff11\u3000\uff11\uff11\uff11\uff11\u3000\uff11\uff11\uff11\uff11\u3000\uff11\uff11\uff11\uff11'],
+    ['email', 'メール：{}', '\uff4a\uff4f\uff48\uff4e\uff20\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45\uff0e\uff43\uff4f\uff4d'],
+    ['phone', '電話 {}', '\uff0b\uff14\uff14 \uff12\uff10 \uff17\uff19\uff14\uff16 \uff10\uff19\uff15\uff18'],
   ];
   return cases.map(([detector, template, value]) => frame(`unicode-${detector}`, template, detector, value));
 }
@@ -905,6 +910,8 @@ function unicodeLookalikes(): CorpusEntry[] {
     'Invoice\u00a0No.\u00a04471\u00a02290\u00a01183',
     'Preis: 1\u00a0299,00\u00a0€ inkl. MwSt.',
     'Temperature \u221212\u00a0°C at 06:30',
+    '注文番号：\uff14\uff14\uff17\uff11\uff0d\uff12\uff12\uff19\uff10',
+    '価格：\uff11\uff0c\uff12\uff19\uff18円（税込）、型番 \uff23\uff14',
   ].map((text) => entry('unicode-lookalike', [text]));
 }
 
@@ -954,8 +961,8 @@ export function buildCorpus(): CorpusEntry[] {
   return [...positives, ...negatives];
 }
 
-// Unicode spaces, dashes and invisible characters, written as escapes so a reader of the file sees them.
-const unseen = /[\u00a0\u00ad\u2000-\u2015\u2028-\u202f\u205f-\u206f\u2212\u3000\ufeff]/g;
+// Unicode spaces, dashes, invisible characters and full-width forms, written as escapes so a reader of the file sees them.
+const unseen = /[\u00a0\u00ad\u2000-\u2015\u2028-\u202f\u205f-\u206f\u2212\u3000\ufeff\uff01-\uff5e]/g;
 const escaped = (ch: string): string => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`;
 
 export function serializeCorpus(corpus: readonly CorpusEntry[]): string {

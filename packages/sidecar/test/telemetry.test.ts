@@ -7,7 +7,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import { eventually } from './audit/helpers.ts';
-import { call, type SidecarFixture, startSidecarFixture } from './fixtures/sidecar.ts';
+import { call, type SidecarFixture, startSidecarFixture, TEAM } from './fixtures/sidecar.ts';
 
 type OtlpSpan = {
   traceId: string;
@@ -43,7 +43,14 @@ before(async () => {
   process.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL = 'http/json';
   process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = `http://127.0.0.1:${port}/v1/traces`;
   process.env.OTEL_BSP_SCHEDULE_DELAY = '50';
-  fixture = await startSidecarFixture();
+  fixture = await startSidecarFixture({
+    policy: {
+      access: {
+        rules: [{ name: 'team', groups: [TEAM], models: ['*'] }],
+        allowRoutes: [{ method: 'GET', path: '/v1/models' }],
+      },
+    },
+  });
 });
 
 after(async () => {
@@ -75,4 +82,27 @@ test('a request is one trace: its steps are spans of it, and no token or input i
   const exported = received.bodies.join('\n');
   assert.ok(!exported.includes(token), 'no bearer token in what is exported');
   assert.ok(!exported.includes('jane.doe'), 'no input in what is exported');
+});
+
+test('an allow-listed route is one trace too, with its auth, policy, upstream and record steps', async () => {
+  const answer = await call(`${fixture.url}/v1/models`, undefined, {
+    token: await fixture.token(),
+    method: 'GET',
+  });
+  assert.equal(answer.status, 200, answer.text);
+
+  const steps = ['veil.auth', 'veil.policy', 'veil.upstream', 'veil.record'];
+  const inTrace = (root: OtlpSpan, name: string) =>
+    received.spans.some(
+      (s) => s.traceId === root.traceId && s.name === name && s.parentSpanId === root.spanId,
+    );
+  // The embedding request of the test before is the trace with a masking step.
+  const passthrough = () =>
+    received.spans.find(
+      (s) => s.name === 'veil.request' && !inTrace(s, 'veil.mask') && inTrace(s, 'veil.record'),
+    );
+  await eventually('the allow-listed request and its step spans', () => passthrough() !== undefined);
+  const root = passthrough();
+  assert.ok(root);
+  for (const name of steps) assert.ok(inTrace(root, name), `${name} is a step of the request's trace`);
 });

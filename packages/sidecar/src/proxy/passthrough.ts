@@ -71,26 +71,31 @@ export async function handlePassthrough(
   }
   try {
     refuseWhenSpoolFull(deps.sink);
-    const auth = await policy.authenticator.authenticate(request.authorization);
+    const auth = await deps.telemetry.span('auth', () =>
+      policy.authenticator.authenticate(request.authorization),
+    );
     if (!auth.ok) throw new Refusal(401, 'unauthenticated', 'unauthenticated', auth.message);
     trace.identity = auth.identity;
     // The route names no model: access is decided, and recorded, for the
     // default model name, as for a TEI request.
     trace.model = deps.defaultModel;
-    refuseWhenDenied(policy, auth.identity, deps.defaultModel);
+    deps.telemetry.span('policy', () => refuseWhenDenied(policy, auth.identity, deps.defaultModel));
     const body =
       method === 'GET' || method === 'HEAD'
         ? undefined
         : await readLimited(request, policy.spec.limits.maxBytesPerRequest);
-    recordForwarding(deps, 'passthrough', request.path, trace);
-    const started = performance.now();
-    const response = await deps.upstream.send(
-      method as Method,
-      request.url,
-      body,
-      forwardedHeaders(request.headers),
-    );
-    trace.latency.upstreamMs = elapsedMs(started);
+    const response = await deps.telemetry.span('upstream', async () => {
+      recordForwarding(deps, 'passthrough', request.path, trace);
+      const started = performance.now();
+      const answer = await deps.upstream.send(
+        method as Method,
+        request.url,
+        body,
+        forwardedHeaders(request.headers),
+      );
+      trace.latency.upstreamMs = elapsedMs(started);
+      return answer;
+    });
     const reply = {
       status: response.status,
       headers: { 'content-type': response.contentType ?? 'application/json' },

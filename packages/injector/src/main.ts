@@ -77,6 +77,13 @@ export const injectorConfigSchema = z
     approvalRequesterPrefixes: list.describe(
       'Comma-separated prefixes the API server puts before an OIDC subject to make a username (its --oidc-username-prefix), so that user is refused a decision on their own request',
     ),
+    approvalRetentionDays: z.coerce
+      .number()
+      .min(0)
+      .default(0)
+      .describe(
+        'Days a settled approval is kept past its expiry before the sweep deletes it; 0 keeps them all',
+      ),
     certsMode: z
       .enum(['files', 'self-managed'])
       .default('files')
@@ -127,6 +134,7 @@ const flags = {
   'log-level': ['logLevel', 'VEIL_LOG_LEVEL'],
   'approval-controllers': ['approvalControllers', 'VEIL_APPROVAL_CONTROLLERS'],
   'approval-requester-prefixes': ['approvalRequesterPrefixes', 'VEIL_APPROVAL_REQUESTER_PREFIXES'],
+  'approval-retention-days': ['approvalRetentionDays', 'VEIL_APPROVAL_RETENTION_DAYS'],
   kubeconfig: ['kubeconfig', 'VEIL_KUBECONFIG'],
   'certs-mode': ['certsMode', 'VEIL_CERTS_MODE'],
   'certs-secret': ['certsSecretName', 'VEIL_CERTS_SECRET'],
@@ -291,6 +299,8 @@ export async function startInjector(
             policy: (namespace, name) => controller.policy(namespace, name),
             authenticate: tokenReviewAuthenticator(kubeConfig.makeApiClient(AuthenticationV1Api)),
             log,
+            keepForMs:
+              config.approvalRetentionDays > 0 ? config.approvalRetentionDays * 86_400_000 : undefined,
           });
   } catch (error) {
     await pull?.close();

@@ -37,6 +37,8 @@ let approvals: ApprovalsApi | undefined;
 let bob: User;
 let agent: Agent;
 let clockOffsetMs = 0;
+/** How long the API keeps a settled approval past its expiry. */
+const KEEP_FOR_MS = 86_400_000;
 /** What the notification endpoint received: real HTTPS POSTs from the API's own notifier. */
 const notifications: Notification[] = [];
 let receiver: Server | undefined;
@@ -75,6 +77,7 @@ before(async () => {
       policy: (_namespace, name) =>
         name === 'default' ? { name, hash: 'h', spec: policySpecSchema.parse(policy) } : undefined,
       now: () => new Date(Date.now() + clockOffsetMs),
+      keepForMs: KEEP_FOR_MS,
       notify: httpsNotifier(agent),
     });
   } catch (error) {
@@ -242,7 +245,7 @@ test('a stale approval expires and cannot be used; other namespaces and stranger
 
   clockOffsetMs = 3_600_000;
   try {
-    assert.ok(((await approvals?.expireNow()) ?? 0) >= 1);
+    assert.ok(((await approvals?.sweepNow())?.expired ?? 0) >= 1);
   } finally {
     clockOffsetMs = 0;
   }
@@ -252,4 +255,30 @@ test('a stale approval expires and cannot be used; other namespaces and stranger
   const use = await call(token, 'POST', `/v1/approvals/${namespace}/${name}/use`, useBody(who));
   assert.equal(use.status, 409);
   assert.equal(use.body.reason, 'Expired');
+});
+
+test('a settled approval is deleted once kept its time past expiry, not before', async () => {
+  const namespace = await freshNamespace(cp, 'kept');
+  const token = await sidecarToken(cp, namespace);
+  const opened = await call(token, 'POST', '/v1/approvals', openBody());
+  const name = String(opened.body.name);
+  const expiresIn = Date.parse(String(opened.body.expiresAt)) - Date.now();
+  const stored = async () => (await call(token, 'GET', `/v1/approvals/${namespace}/${name}`)).status;
+
+  const sweepAt = async (offsetMs: number) => {
+    clockOffsetMs = offsetMs;
+    try {
+      return await approvals?.sweepNow();
+    } finally {
+      clockOffsetMs = 0;
+    }
+  };
+  // Long past its time, a Pending approval is first expired, never deleted unsettled.
+  await sweepAt(expiresIn + 2 * KEEP_FOR_MS);
+  assert.equal((await call(token, 'GET', `/v1/approvals/${namespace}/${name}`)).body.phase, 'Expired');
+  await sweepAt(expiresIn + KEEP_FOR_MS - 60_000);
+  assert.equal(await stored(), 200, 'kept until its time is up');
+  const swept = await sweepAt(expiresIn + KEEP_FOR_MS + 60_000);
+  assert.ok((swept?.removed ?? 0) >= 1);
+  assert.equal(await stored(), 404, 'deleted');
 });

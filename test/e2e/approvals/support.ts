@@ -218,13 +218,13 @@ export async function waitForApprovalWebhook(cp: ControlPlane, namespace: string
 
 /**
  * The controller's approvals API on loopback with a serving certificate from the
- * cluster's CA, callers known through TokenReview; expiry runs only when a test
- * asks for it (`expireNow`).
+ * cluster's CA, callers known through TokenReview; the sweep runs only when a
+ * test asks for it (`sweepNow`).
  */
 export async function startTestApprovalsApi(
   cp: ControlPlane,
   certName: string,
-  options: Pick<ApprovalsApiOptions, 'policy' | 'now' | 'notify'>,
+  options: Pick<ApprovalsApiOptions, 'policy' | 'now' | 'notify' | 'keepForMs'>,
 ): Promise<ApprovalsApi> {
   const cert = await cp.issueServingCert(certName);
   return startApprovalsApi({

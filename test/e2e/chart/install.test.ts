@@ -362,7 +362,7 @@ test('the chart RBAC grants the injector nothing beyond what it uses', async () 
     ['list', 'embeddingapprovals.veil.dev', ns.quiet, true],
     ['patch', 'embeddingapprovals.veil.dev/status', ns.ml, true],
     ['patch', 'embeddingapprovals.veil.dev', ns.ml, false],
-    ['delete', 'embeddingapprovals.veil.dev', ns.ml, false],
+    ['delete', 'embeddingapprovals.veil.dev', ns.quiet, true],
   ];
   for (const [verb, resource, namespace, allowed] of expected) {
     assert.equal(await canI(verb, resource, namespace, as), allowed, `${verb} ${resource} in ${namespace}`);

@@ -78,6 +78,20 @@ export function expiryDue(spec: ApprovalSpec, status: ApprovalStatus, now: Date)
   return status.phase === 'Pending' && Date.parse(spec.expiresAt) <= now.getTime();
 }
 
+/**
+ * A settled approval kept `keepForMs` past its expiry: the controller deletes it.
+ * Nothing can use it after its expiry, whatever its phase; a Pending one is
+ * marked Expired first, so a decision in flight is never lost to the sweep.
+ */
+export function removalDue(
+  spec: ApprovalSpec,
+  status: ApprovalStatus,
+  now: Date,
+  keepForMs: number,
+): boolean {
+  return status.phase !== 'Pending' && Date.parse(spec.expiresAt) + keepForMs <= now.getTime();
+}
+
 /** `digest`: another payload, by its digest or by anything approvers were shown of it. */
 export type UseRefusalReason = 'identity' | 'digest' | 'used' | Exclude<ApprovalStatus['phase'], 'Approved'>;
 

@@ -11,6 +11,7 @@ import {
   MAX_APPROVAL_SUMMARY,
   newApprovalSpec,
   openApprovalSchema,
+  removalDue,
   type UseApprovalRequest,
   useApprovalSchema,
 } from '@veil/core';
@@ -71,6 +72,20 @@ test('only a Pending approval past expiresAt is due to expire', () => {
   assert.equal(expiryDue(spec, { phase: 'Pending', decisions: [] }, now), false);
   assert.equal(expiryDue(spec, { phase: 'Pending', decisions: [] }, later), true);
   assert.equal(expiryDue(spec, approved, later), false);
+});
+
+test('a settled approval is due for removal once kept its time past expiresAt; a Pending one never is', () => {
+  const day = 86_400_000;
+  const expiry = Date.parse(spec.expiresAt);
+  const denied: ApprovalStatus = { phase: 'Denied', decisions: [] };
+  const expired: ApprovalStatus = { phase: 'Expired', decisions: [] };
+  const at = (ms: number) => new Date(expiry + ms);
+  for (const status of [approved, denied, expired]) {
+    assert.equal(removalDue(spec, status, at(day - 1), day), false, status.phase);
+    assert.equal(removalDue(spec, status, at(day), day), true, status.phase);
+  }
+  assert.equal(removalDue(spec, { phase: 'Pending', decisions: [] }, at(30 * day), day), false);
+  assert.equal(removalDue(spec, approved, at(0), 0), true, 'kept for nothing: removed at expiry');
 });
 
 test('an approval is used only by its requester, for its payload, once approved and in time', () => {

@@ -2,8 +2,8 @@
 //   POST /v1/approvals                         open: creates the EmbeddingApproval
 //   GET  /v1/approvals/<ns>/<name>?wait=S      the decision, long-polled up to S seconds
 //   POST /v1/approvals/<ns>/<name>/use         consume it for one requester and payload
-// plus a sweep that marks stale Pending approvals Expired, and a Slack-compatible
-// notification for each new one.
+// plus a sweep that marks stale Pending approvals Expired and deletes settled ones
+// kept their time past expiry, and a Slack-compatible notification for each new one.
 //
 // Authentication: the sidecar presents its pod's projected service-account token
 // (audience `veil-controller`, as for policy pulls) and the API server vouches for
@@ -35,6 +35,7 @@ import {
   newApprovalSpec,
   openApprovalSchema,
   policySpecSchema,
+  removalDue,
   useApprovalSchema,
   VERSION,
 } from '@veil/core';
@@ -67,14 +68,17 @@ export type ApprovalsApiOptions = {
   now?: () => Date;
   /** Sends one notification; defaults to `httpsNotifier()`. */
   notify?: (url: string, message: Notification) => Promise<void>;
-  /** How often stale approvals are expired; default 10 s. */
+  /** How often stale approvals are expired and old ones deleted; default 10 s. */
   expiryIntervalMs?: number;
+  /** How long a settled approval is kept past its expiry before it is deleted; undefined keeps it. */
+  keepForMs?: number;
 };
 
 export type ApprovalsApi = {
   url: string;
   port: number;
-  expireNow(): Promise<number>;
+  /** One sweep now: how many approvals it expired, and how many it deleted. */
+  sweepNow(): Promise<{ expired: number; removed: number }>;
   close(): Promise<void>;
 };
 
@@ -131,6 +135,29 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
     } catch {
       // Somebody decided, or another replica expired it, meanwhile: read what is stored.
       return (await read(stored.metadata.namespace, stored.metadata.name)) ?? stored;
+    }
+  }
+
+  /** Deletes a settled approval kept its time, unless it changed since it was read. */
+  async function removeIfDue(stored: Stored): Promise<boolean> {
+    const { keepForMs } = options;
+    if (keepForMs === undefined || !removalDue(stored.spec, stored.status, now(), keepForMs)) return false;
+    const { namespace, name, resourceVersion } = stored.metadata;
+    try {
+      await api.deleteNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        namespace,
+        plural,
+        name,
+        body: { preconditions: { resourceVersion } },
+      });
+      return true;
+    } catch (error) {
+      // Another replica's sweep deleted it, or it changed: the next sweep looks again.
+      const code = (error as { code?: number }).code;
+      if (code === 404 || code === 409) return false;
+      throw error;
     }
   }
 
@@ -276,7 +303,7 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
     return spec?.success ? spec.data.approvals.rules.find((r) => r.name === stored.spec.rule) : undefined;
   }
 
-  async function expireNow(): Promise<number> {
+  async function sweepNow(): Promise<{ expired: number; removed: number }> {
     const list = (await api.listCustomObjectForAllNamespaces({
       group: GROUP,
       version: VERSION,
@@ -285,6 +312,7 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
       items?: unknown[];
     };
     let expired = 0;
+    let removed = 0;
     for (const item of list.items ?? []) {
       let stored: Stored;
       try {
@@ -294,14 +322,18 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
       }
       const after = await expireIfDue(stored);
       if (after.status.phase === 'Expired' && stored.status.phase === 'Pending') expired++;
+      else if (await removeIfDue(after)) removed++;
     }
-    return expired;
+    return { expired, removed };
   }
 
   const sweep = setInterval(() => {
-    expireNow().then(
-      (count) => count > 0 && options.log.info('approvals expired', { count }),
-      (error) => options.log.warn('approval expiry sweep failed', { error: (error as Error).message }),
+    sweepNow().then(
+      ({ expired, removed }) => {
+        if (expired > 0) options.log.info('approvals expired', { count: expired });
+        if (removed > 0) options.log.info('settled approvals deleted', { count: removed });
+      },
+      (error) => options.log.warn('approval sweep failed', { error: (error as Error).message }),
     );
   }, options.expiryIntervalMs ?? 10_000);
   sweep.unref();
@@ -323,7 +355,7 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
   return {
     url: listener.url,
     port: listener.port,
-    expireNow,
+    sweepNow,
     close: async () => {
       clearInterval(sweep);
       await listener.close();

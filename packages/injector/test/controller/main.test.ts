@@ -42,6 +42,18 @@ test('a bad configuration names the flag and variable at fault', () => {
   assert.equal(parseInjectorConfig(['--certs-renew-fraction', '0.5'], required).certsRenewFraction, 0.5);
 });
 
+test('settled approvals are kept unless a retention in days is set', () => {
+  assert.equal(parseInjectorConfig([], required).approvalRetentionDays, 0);
+  assert.equal(
+    parseInjectorConfig([], { ...required, VEIL_APPROVAL_RETENTION_DAYS: '30' }).approvalRetentionDays,
+    30,
+  );
+  assert.throws(
+    () => parseInjectorConfig(['--approval-retention-days=-1'], required),
+    /--approval-retention-days \(VEIL_APPROVAL_RETENTION_DAYS\)/,
+  );
+});
+
 test('OIDC username prefixes reach the approvals webhook, so a prefixed requester cannot decide', () => {
   const config = parseInjectorConfig(['--approval-requester-prefixes', 'oidc:, sso:'], {
     ...required,

@@ -33,6 +33,8 @@ export type AuditRecorderOptions = {
   closeGraceMs: number;
   backoff?: BackoffOptions;
   log?: (message: string) => void;
+  /** What the spool measures how long records wait by; one that never steps back by default. */
+  spoolClock?: () => number;
 };
 
 export type AuditStats = ShipperStats & {
@@ -76,7 +78,12 @@ export class AuditRecorder implements AuditSink {
     const capacityBytes = options.capacityBytes ?? defaultCapacityBytes;
     // The active segment is never released: small ones let a small spool drain.
     const segmentBytes = Math.min(defaultSegmentBytes, Math.floor(capacityBytes / 8));
-    const spool = await Spool.open({ dir: options.spoolDir, capacityBytes, segmentBytes });
+    const spool = await Spool.open({
+      dir: options.spoolDir,
+      capacityBytes,
+      segmentBytes,
+      now: options.spoolClock,
+    });
     try {
       return await AuditRecorder.#start(spool, capacityBytes, options);
     } catch (error) {

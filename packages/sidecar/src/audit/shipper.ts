@@ -38,6 +38,7 @@ export type ShipperOptions = {
   stream: string;
   /** Spool seqs below this were written by an earlier process: overdue, shipped at once. */
   leftoverEnd: number;
+  /** The wall clock, for manifest times and lock retention; how long records wait is the spool's to tell. */
   now?: () => number;
   backoff?: BackoffOptions;
   log?: (message: string) => void;
@@ -206,15 +207,16 @@ export class Shipper {
     if (from < this.#leftoverEnd) return true;
     if (this.#uncut() >= batch.maxRecords) return true;
     if (this.#spool.bytesFrom(from) >= batch.maxBytes) return true;
-    const committed = this.#spool.committedAt(from);
-    return committed !== undefined && this.#now() - committed >= batch.maxAgeSeconds * 1000;
+    const age = this.#spool.committedAgeMs(from);
+    // A clock that went back tells nothing of the age: better a batch early than held for the step.
+    return age !== undefined && (age < 0 || age >= batch.maxAgeSeconds * 1000);
   }
 
   /** Until the oldest uncut record is due by age; a notify comes sooner when count or size is reached. */
   #idleMs(): number | undefined {
-    const committed = this.#spool.committedAt(this.#state.data.cutSeq);
-    if (committed === undefined) return undefined;
-    return Math.max(0, committed + this.#settings().batch.maxAgeSeconds * 1000 - this.#now());
+    const age = this.#spool.committedAgeMs(this.#state.data.cutSeq);
+    if (age === undefined) return undefined;
+    return age < 0 ? 0 : Math.max(0, this.#settings().batch.maxAgeSeconds * 1000 - age);
   }
 
   async #cut(force: boolean): Promise<boolean> {
@@ -228,10 +230,19 @@ export class Shipper {
     const { run, batch } = await (ahead ?? this.#compress(from, settings));
     const stream = this.#state.stream(run.stream);
     if (!stream) throw new AuditStateError(`the spool holds records of ${run.stream}, a stream with no key`);
-    if (batch.content.firstSeq !== stream.nextRecordSeq) {
-      throw new AuditStateError(
-        `${run.stream} continues at record ${batch.content.firstSeq}, not ${stream.nextRecordSeq}`,
+    const { firstSeq, lastSeq } = batch.content;
+    if (stream.head.kind === 'close' && firstSeq >= stream.nextRecordSeq) {
+      // A close comes only once every record acknowledged before it is cut: these
+      // were refused (a failed write whose bytes could not be cut off). The signed
+      // close ends the stream before them, and holding them would stop all shipping.
+      this.#log(
+        `audit: dropped records ${firstSeq} to ${lastSeq} of ${run.stream}, found after its closing manifest: refused when written, never acknowledged`,
       );
+      await this.#state.commit({ ...data, cutSeq: run.lastSpoolSeq + 1 });
+      return true;
+    }
+    if (firstSeq !== stream.nextRecordSeq) {
+      throw new AuditStateError(`${run.stream} continues at record ${firstSeq}, not ${stream.nextRecordSeq}`);
     }
     const manifest = buildBatchManifest({
       stream: stream.ref,

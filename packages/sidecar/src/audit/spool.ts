@@ -35,7 +35,7 @@ export type SpoolOptions = {
   segmentBytes?: number;
   /** Bytes on disk plus bytes waiting to be written, at most. */
   capacityBytes?: number;
-  /** Milliseconds since the epoch, for the age of the oldest unshipped record. */
+  /** Milliseconds, for how long records wait (ages only); by default a clock that never steps back. */
   now?: () => number;
 };
 
@@ -122,7 +122,7 @@ export class Spool {
       dir: options.dir,
       segmentBytes: options.segmentBytes ?? defaultSegmentBytes,
       capacityBytes: options.capacityBytes ?? defaultCapacityBytes,
-      now: options.now ?? Date.now,
+      now: options.now ?? monotonicNow,
     };
     if (!(resolved.segmentBytes > 0 && resolved.capacityBytes >= resolved.segmentBytes)) {
       throw new RangeError('the spool capacity must hold at least one segment');
@@ -234,11 +234,12 @@ export class Spool {
   }
 
   /**
-   * When record `seq` became durable (milliseconds since the epoch); undefined
-   * once released or before it is durable. For records found on open, a lower
-   * bound on their age: their segment's last write.
+   * How long ago record `seq` became durable, in milliseconds on the spool's
+   * clock; undefined once released or before it is durable. For records found
+   * on open, a lower bound: since their segment's last write. Negative only
+   * when that clock went back (the default one never does).
    */
-  committedAt(seq: number): number | undefined {
+  committedAgeMs(seq: number): number | undefined {
     if (seq <= this.#shippedSeq || seq >= this.#nextSeq) return undefined;
     // Commits run in seq order: the last one starting at or before seq holds it.
     let low = 0;
@@ -248,7 +249,8 @@ export class Spool {
       if ((this.#commits[middle]?.seq ?? 0) <= seq) low = middle;
       else high = middle - 1;
     }
-    return this.#commits[low]?.time;
+    const commit = this.#commits[low];
+    return commit === undefined ? undefined : this.#now() - commit.time;
   }
 
   stats(): SpoolStats {
@@ -290,10 +292,12 @@ export class Spool {
   async #commit(group: readonly Pending[]): Promise<void> {
     const data = Buffer.concat(group.map((pending) => pending.frame));
     const segment = this.#segments.at(-1) as Segment;
+    let before: { file: FileHandle; size: number } | undefined;
     try {
       if (this.#failure) throw this.#failure;
       const full = segment.size >= this.#segmentBytes && segment.offsets.length > 0;
       const target = full ? await this.#rotate() : segment;
+      before = { file: this.#active, size: target.size };
       await writeAll(this.#active, data);
       await this.#active.datasync();
       this.#syncs += 1;
@@ -314,6 +318,7 @@ export class Spool {
     } catch (error) {
       this.#pendingBytes -= data.length;
       this.#failure ??= new SpoolFailedError('an audit spool write failed', { cause: error });
+      if (before) await cutBack(before.file, before.size);
       for (const pending of group) pending.reject(this.#failure);
     }
   }
@@ -359,6 +364,15 @@ export class Spool {
       await unlink(segment.path);
     }
   }
+}
+
+/**
+ * The wall clock can step back (a time sync, a resumed VM): a commit time taken
+ * before the step would lie in the future, and its records would count as new,
+ * not due to be shipped, for as long as the step.
+ */
+function monotonicNow(): number {
+  return performance.timeOrigin + performance.now();
 }
 
 // ---- frames -------------------------------------------------------------------
@@ -431,6 +445,20 @@ async function writeAll(file: FileHandle, data: Buffer): Promise<void> {
     const { bytesWritten } = await file.write(data, written, data.length - written);
     written += bytesWritten;
   }
+}
+
+/**
+ * Cuts off what a failed commit wrote: its callers are refused, so its records
+ * must not be found by the next process to open the spool (after a clean close,
+ * they would follow the stream's closing manifest). The spool takes nothing
+ * more whether this works or not, as a cut that fails leaves the disk as
+ * unknown as the write did; the write's error is the one reported.
+ */
+async function cutBack(file: FileHandle, size: number): Promise<void> {
+  await file
+    .truncate(size)
+    .then(() => file.datasync())
+    .catch(() => undefined);
 }
 
 async function readExactly(file: FileHandle, buffer: Buffer, position: number): Promise<void> {
@@ -540,7 +568,8 @@ async function recover(options: Required<SpoolOptions>): Promise<OpenState> {
       throw new SpoolCorruptError(`${name} does not follow the segment before it`);
     }
     segments.push({ firstSeq, path, size: scan.size, offsets: scan.offsets });
-    commits.push({ seq: firstSeq, time: scan.modified });
+    // The last write's time is on the wall clock: its age there, counted back on the spool's clock.
+    commits.push({ seq: firstSeq, time: options.now() - Math.max(0, Date.now() - scan.modified) });
   }
   const last = segments.at(-1);
   const nextSeq = last ? last.firstSeq + last.offsets.length : shippedSeq + 1;

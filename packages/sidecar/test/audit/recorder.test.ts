@@ -8,7 +8,9 @@ import { parseEvidenceKey, streamId } from '@veil/core';
 import { DirEvidenceStore } from '../../src/audit/dirstore.ts';
 import { AuditRecorder, type AuditRecorderOptions } from '../../src/audit/recorder.ts';
 import type { BatchSettings } from '../../src/audit/shipper.ts';
+import { Spool } from '../../src/audit/spool.ts';
 import { AuditStateError } from '../../src/audit/state.ts';
+import { RecordEncoder } from '../../src/audit/stream.ts';
 import {
   type Defer,
   draft,
@@ -157,6 +159,19 @@ test('a batch is cut by age when neither count nor size is reached', async (t) =
   await appendMany(recorder, 'aged', 3);
   await eventually('a batch cut by age', () => recorder.stats().shippedRecords === 3);
   assert.equal(recorder.stats().recordsWaiting, 0);
+});
+
+test('a clock that steps back holds no record back from its batch', async (t) => {
+  const s = await setup(t);
+  let clock = 1_000_000;
+  const recorder = await open(s, { maxAgeSeconds: 10 }, { spoolClock: () => clock });
+  await appendMany(recorder, 'before', 1);
+  await setTimeout(100);
+  assert.equal(recorder.stats().shippedRecords, 0, 'not due yet');
+  // An hour back: the first record's commit time now lies in the future.
+  clock -= 3_600_000;
+  await appendMany(recorder, 'after', 1);
+  await eventually('both records shipped', () => recorder.stats().shippedRecords === 2, 2_000);
 });
 
 test('records stay in the spool until batch and manifest are both acknowledged', async (t) => {
@@ -397,6 +412,48 @@ test('close gives up after its grace period and leaves everything for the next p
   assert.deepEqual(
     result.streams.map((stream) => stream.closed),
     [true, true],
+  );
+});
+
+test('records found after their stream closed are dropped, said in the log, and hold no shipping up', async (t) => {
+  const s = await setup(t);
+  const first = await open(s, {});
+  await appendMany(first, 'shipped', 3);
+  await first.close();
+  // What a refused write left in the spool, had it not been cut off: a record past the stream's last.
+  const spool = await Spool.open({ dir: s.spoolDir });
+  await spool.append(
+    new RecordEncoder({ cluster: 'test', pod, incarnation: 'inc-1' }).encode(draft('refused'), 3),
+  );
+  await spool.close();
+
+  const logged: string[] = [];
+  const second = await open(
+    s,
+    {},
+    {
+      identity: { cluster: 'test', pod, incarnation: 'inc-2' },
+      closeGraceMs: 2_000,
+      log: (message) => logged.push(message),
+    },
+  );
+  await appendMany(second, 'after', 2);
+  await second.close();
+  assert.equal(second.stats().recordsWaiting, 0);
+  assert.ok(
+    logged.some((message) =>
+      /dropped records 3 to 3 of .*inc-1, found after its closing manifest/.test(message),
+    ),
+    logged.join('\n'),
+  );
+  const result = await verifyDir(s.evidenceDir);
+  assert.deepEqual(invalid(result), []);
+  assert.deepEqual(
+    result.streams.map((stream) => [stream.records, stream.closed]),
+    [
+      [3, true],
+      [2, true],
+    ],
   );
 });
 

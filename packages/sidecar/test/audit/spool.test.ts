@@ -10,11 +10,13 @@ import {
   stat,
   symlink,
   truncate,
+  utimes,
   writeFile,
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   frameLine,
   Spool,
@@ -315,6 +317,36 @@ test('stats report bytes, waiting records and the age of the oldest unshipped on
   assert.equal(spool.stats().oldestUnshippedAgeMs, null);
 });
 
+test('ages are measured on a clock that never steps back, not on the wall clock', async (t) => {
+  const wall = Date.now;
+  let step = 0;
+  t.mock.method(Date, 'now', () => wall() + step);
+  const spool = await Spool.open({ dir: await tempDir(t) });
+  t.after(() => spool.close());
+  await spool.append(line(0));
+  // An hour back, as a time sync may set it.
+  step = -3_600_000;
+  await spool.append(line(1));
+  await sleep(30);
+  const age = spool.stats().oldestUnshippedAgeMs ?? 0;
+  assert.ok(age >= 25 && age < 60_000, `the oldest record is ${age} ms old`);
+  assert.ok((spool.committedAgeMs(1) ?? 0) >= 25);
+});
+
+test('records found on open are as old as their segment, whatever clock the spool counts on', async (t) => {
+  const dir = await tempDir(t);
+  const first = await Spool.open({ dir });
+  await appendInTurn(first, 0, 2);
+  await first.close();
+  const minuteAgo = new Date(Date.now() - 60_000);
+  await utimes(join(dir, (await segments(dir))[0] as string), minuteAgo, minuteAgo);
+  const reopened = await Spool.open({ dir, now: () => 5_000 });
+  t.after(() => reopened.close());
+  const age = reopened.stats().oldestUnshippedAgeMs ?? 0;
+  assert.ok(age >= 60_000 && age < 70_000, `the oldest record is ${age} ms old`);
+  assert.equal(reopened.committedAgeMs(1), age);
+});
+
 test('a spool open in one process is refused to another until it ends, however it ends', async (t) => {
   const dir = await tempDir(t);
   const spoolModule = new URL('../../src/audit/spool.ts', import.meta.url).href;
@@ -381,6 +413,57 @@ test('a closed spool takes no more appends', async (t) => {
   assert.equal(spool.room(), 0);
 });
 
+test('a write that fails leaves none of its records for the next process to find', async (t) => {
+  const dir = await tempDir(t);
+  const spoolModule = new URL('../../src/audit/spool.ts', import.meta.url).href;
+  const padded = (seq: number) => JSON.stringify({ seq, pad: 'x'.repeat(3000) });
+  // A write past the file size limit fails (EFBIG) once it has written what
+  // fits: the first records of the group are whole in the file, as a disk
+  // that fills up leaves them.
+  const writer = spawn(
+    '/bin/sh',
+    [
+      '-c',
+      'ulimit -f 128 && exec "$0" "$@"',
+      process.execPath,
+      '--input-type=module',
+      '-e',
+      `const { Spool } = await import(${JSON.stringify(spoolModule)});
+       const spool = await Spool.open({ dir: process.argv[1] });
+       const padded = (seq) => JSON.stringify({ seq, pad: 'x'.repeat(3000) });
+       let acknowledged = 0;
+       let refusal;
+       for (let group = 0; refusal === undefined && group < 100; group++) {
+         const appends = Array.from({ length: 8 }, (_, i) => spool.append(padded(group * 8 + i)));
+         const results = await Promise.allSettled(appends);
+         acknowledged += results.filter((result) => result.status === 'fulfilled').length;
+         refusal = results.find((result) => result.status === 'rejected')?.reason;
+       }
+       const after = await spool.append(padded(-1)).then(() => 'taken', (error) => error.name);
+       await spool.close();
+       process.stdout.write(JSON.stringify({ acknowledged, refused: refusal?.name, cause: refusal?.cause?.code, after }));`,
+      dir,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  let output = '';
+  writer.stdout.on('data', (data) => {
+    output += String(data);
+  });
+  await once(writer, 'close');
+  const { acknowledged, ...failure } = JSON.parse(output);
+  assert.deepEqual(failure, { refused: 'SpoolFailedError', cause: 'EFBIG', after: 'SpoolFailedError' });
+  assert.ok(acknowledged > 0);
+
+  const reopened = await Spool.open({ dir });
+  t.after(() => reopened.close());
+  assert.deepEqual(reopened.recovery, { records: acknowledged, truncatedBytes: 0 });
+  assert.deepEqual(
+    await readAll(reopened),
+    Array.from({ length: acknowledged }, (_, seq) => padded(seq)),
+  );
+});
+
 test('a record being written still takes its room: no window lets appends overfill the spool', async (t) => {
   const dir = await tempDir(t);
   const frame = Buffer.byteLength(line(0)) + 8;
@@ -420,17 +503,17 @@ test('room, bytes from a seq and commit times tell the shipper what is due', asy
   assert.equal(spool.bytesFrom(0), frame * 5);
   assert.equal(spool.bytesFrom(3), frame * 2);
   assert.equal(spool.bytesFrom(5), 0);
-  assert.equal(spool.committedAt(2), 5_000);
-  assert.equal(spool.committedAt(3), 5_100);
-  assert.equal(spool.committedAt(4), 5_100);
-  assert.equal(spool.committedAt(5), undefined);
+  assert.equal(spool.committedAgeMs(2), 100);
+  assert.equal(spool.committedAgeMs(3), 0);
+  assert.equal(spool.committedAgeMs(4), 0);
+  assert.equal(spool.committedAgeMs(5), undefined);
   // Commits closer together than 100 ms share the first one's time.
   clock += 40;
   await spool.append(line(5));
-  assert.equal(spool.committedAt(5), 5_100);
+  assert.equal(spool.committedAgeMs(5), 40);
   await spool.release(3);
-  assert.equal(spool.committedAt(3), undefined);
-  assert.equal(spool.committedAt(4), 5_100);
+  assert.equal(spool.committedAgeMs(3), undefined);
+  assert.equal(spool.committedAgeMs(4), 40);
   await spool.close();
   assert.equal(spool.room(), 0);
 });

@@ -12,11 +12,11 @@ import {
 import type { CaBundleSource } from '../certs/cabundle.ts';
 import type { BackoffOptions } from './backoff.ts';
 import { type DesiredPolicy, Distributor, type PushEvent } from './distributor.ts';
-import { type Watched, watchResource } from './informers.ts';
+import { type InformerEvents, type Watched, watchResource } from './informers.ts';
 import type { ControllerKey } from './keys.ts';
 import { LeaderElector } from './leader.ts';
 import { type Log, silentLog } from './log.ts';
-import { podResource, podView } from './pods.ts';
+import { type PodView, podResource, podView } from './pods.ts';
 import {
   type EmbeddingPolicyObject,
   type PolicyView,
@@ -67,6 +67,40 @@ export type Controller = {
   /** Stops pushing at once; `release` (default true) hands the Lease back. */
   stop(options?: { release?: boolean }): Promise<void>;
 };
+
+/**
+ * Informer events of injected pods, turned into the distributor's push targets.
+ * The informer's cache is keyed by namespace/name: a pod deleted and re-created
+ * while the watch was down comes back from the relist as an update carrying a
+ * new UID, with no delete for the old one, which would otherwise stay a target
+ * for good.
+ */
+export function podTargets(
+  distributor: Pick<Distributor, 'upsertPod' | 'removePod'>,
+  onTarget: (view: PodView) => void,
+): InformerEvents<V1Pod> {
+  const uids = new Map<string, string>();
+  const untrack = (pod: V1Pod) => {
+    const key = `${pod.metadata?.namespace}/${pod.metadata?.name}`;
+    const uid = uids.get(key);
+    if (uid === undefined) return;
+    uids.delete(key);
+    distributor.removePod(uid);
+  };
+  return {
+    upsert(pod) {
+      const view = podView(pod);
+      if (view === undefined) return untrack(pod);
+      const key = `${view.namespace}/${view.name}`;
+      const previous = uids.get(key);
+      if (previous !== undefined && previous !== view.uid) distributor.removePod(previous);
+      uids.set(key, view.uid);
+      distributor.upsertPod(view);
+      onTarget(view);
+    },
+    remove: untrack,
+  };
+}
 
 /** Resolves once both caches hold a full list, then campaigns for the Lease. */
 export async function startController(options: ControllerOptions): Promise<Controller> {
@@ -154,18 +188,16 @@ export async function startController(options: ControllerOptions): Promise<Contr
   function removePolicy(object: EmbeddingPolicyObject): void {
     const { namespace, name } = object.metadata ?? {};
     if (!namespace || !name) return;
-    views.delete(policyKey(namespace, name));
-    distributor.forget(policyKey(namespace, name));
-  }
-
-  function upsertPod(pod: V1Pod): void {
-    const view = podView(pod);
-    if (view === undefined) {
-      if (pod.metadata?.uid) distributor.removePod(pod.metadata.uid);
-      return;
-    }
-    distributor.upsertPod(view);
-    void publisher?.ensure(view.namespace);
+    const key = policyKey(namespace, name);
+    views.delete(key);
+    distributor.forget(key);
+    // Nothing revokes a policy from a sidecar: an operator deleting one to cut
+    // access off must learn that its pods go on enforcing it.
+    const selecting = (pods?.list() ?? []).filter((pod) => podView(pod)?.policyKey === key).length;
+    log.warn('policy deleted: its pods keep enforcing the version they have, and new pods get none', {
+      policy: key,
+      pods: selecting,
+    });
   }
 
   const namespaces = options.namespaces ?? [];
@@ -183,10 +215,7 @@ export async function startController(options: ControllerOptions): Promise<Contr
       error: informerErrors('embeddingpolicies'),
     });
     pods = await watchResource(kubeConfig, podResource(kubeConfig), namespaces, {
-      upsert: upsertPod,
-      remove: (pod) => {
-        if (pod.metadata?.uid) distributor.removePod(pod.metadata.uid);
-      },
+      ...podTargets(distributor, (view) => void publisher?.ensure(view.namespace)),
       error: informerErrors('pods'),
     });
   } catch (error) {

@@ -10,7 +10,11 @@ export const readyConditionType = 'Ready';
 
 export type StatusInput = {
   view: PolicyView;
-  /** The hash sidecars should enforce: the spec's own when valid, else the last valid one known. */
+  /**
+   * The hash sidecars should enforce: the spec's own when valid, else the last
+   * valid one this replica saw, which it also gives new pods; undefined when it
+   * saw none since it started.
+   */
   enforcedHash: string | undefined;
   pods: readonly PodSync[];
   now: Date;
@@ -45,7 +49,14 @@ function readyCondition(input: StatusInput, hash: string | undefined, inSync: nu
     status = 'False';
     reason = 'Invalid';
     const kept = hash === undefined ? 'their previous policy' : `the previous version ${hash}`;
-    message = `the spec is invalid, so it is not pushed and sidecars keep ${kept}: ${view.verdict.problems.join('; ')}`;
+    const problems = view.verdict.problems.join('; ');
+    // The last valid spec lives in replicas' memory only: one that started after
+    // the spec went bad has none to write into new pods or answer their pulls
+    // with. Another replica may have it, hence "may".
+    message =
+      input.enforcedHash === undefined
+        ? `the spec is invalid, so it is not pushed; running pods keep ${kept}, but new pods may start without a policy until the spec is valid, as the controller has seen no valid version since it started: ${problems}`
+        : `the spec is invalid, so it is not pushed and sidecars keep ${kept}: ${problems}`;
   } else if (inSync === pods.length) {
     status = 'True';
     reason = 'Synced';

@@ -1,12 +1,19 @@
 // The controller against a real kube-apiserver: what its periodic resync repairs
-// when no pod or policy event would.
+// when no pod or policy event would, and what it tells operators.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { CoreV1Api } from '@kubernetes/client-node';
-import { eventually, freshNamespace, installCrds } from '../../../../test/e2e/kube/support/cluster.ts';
+import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { GROUP, VERSION } from '@veil/core';
+import {
+  applyPolicy,
+  eventually,
+  freshNamespace,
+  installCrds,
+} from '../../../../test/e2e/kube/support/cluster.ts';
 import { type ControlPlane, startControlPlane } from '../../../../test/harness/index.ts';
 import { startController } from '../../src/controller/controller.ts';
 import { controllerKeyFromJwk, generateControllerJwk } from '../../src/controller/keys.ts';
+import type { LogFields } from '../../src/controller/log.ts';
 
 let cp: ControlPlane;
 
@@ -58,6 +65,49 @@ test('a key ConfigMap deleted by hand comes back at the next resync', async () =
       5000,
     );
     assert.equal(back.data?.['jwk.json'], published.data?.['jwk.json']);
+  } finally {
+    await controller.stop();
+  }
+});
+
+test('deleting a policy warns that the pods selecting it keep enforcing it', async () => {
+  const namespace = await freshNamespace(cp, 'deleted');
+  const core = cp.kubeConfig().makeApiClient(CoreV1Api);
+  await applyPolicy(cp, namespace, 'default', {});
+  for (const name of ['embedder-0', 'embedder-1'])
+    await core.createNamespacedPod({
+      namespace,
+      body: {
+        metadata: { name, labels: { 'veil.dev/injected': 'true' } },
+        spec: { containers: [{ name: 'model', image: 'example.invalid/model:1' }] },
+      },
+    });
+  const warnings: { message: string; fields?: LogFields }[] = [];
+  const controller = await startController({
+    kubeConfig: cp.kubeConfig(),
+    identity: 'controller-0',
+    key: await controllerKeyFromJwk(await generateControllerJwk()),
+    namespace,
+    namespaces: [namespace],
+    log: { info: () => undefined, warn: (message, fields) => warnings.push({ message, fields }) },
+  });
+  try {
+    assert.ok(controller.policy(namespace, 'default'), 'the caches hold a full list once started');
+    await cp.kubeConfig().makeApiClient(CustomObjectsApi).deleteNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: 'embeddingpolicies',
+      namespace,
+      name: 'default',
+    });
+    const warned = await eventually('the deletion warning', async () =>
+      warnings.find((w) => w.message.startsWith('policy deleted')),
+    );
+    assert.equal(
+      warned.message,
+      'policy deleted: its pods keep enforcing the version they have, and new pods get none',
+    );
+    assert.deepEqual(warned.fields, { policy: `${namespace}/default`, pods: 2 });
   } finally {
     await controller.stop();
   }

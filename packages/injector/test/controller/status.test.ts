@@ -95,16 +95,34 @@ test('a long wait lists a few pods and counts the rest', () => {
   assert.match(message ?? '', /waiting for p0, p1, p2, p3, p4 and 4 more$/);
 });
 
+const bad = judge({
+  limits: { maxInputsPerRequest: 0 },
+  masking: {
+    rules: [
+      { name: 'x', patterns: [{ name: 'p', regex: '(?<=a)b' }], operator: 'redact', scopes: ['forward'] },
+    ],
+  },
+});
+
 test('an invalid spec: not Ready, every field path named, the enforced version kept', () => {
-  const bad = judge({
-    limits: { maxInputsPerRequest: 0 },
-    masking: {
-      rules: [
-        { name: 'x', patterns: [{ name: 'p', regex: '(?<=a)b' }], operator: 'redact', scopes: ['forward'] },
-      ],
-    },
-  });
   assert.equal(bad.valid, false);
+  const status = policyStatus({
+    view: view({ verdict: bad }),
+    enforcedHash: 'sha256:previous',
+    pods: [pod('a', 'sha256:previous'), pod('b', 'sha256:previous')],
+    now,
+  });
+  assert.equal(status.contentHash, 'sha256:previous');
+  assert.equal(status.sync, '2/2');
+  const [ready] = status.conditions ?? [];
+  assert.equal(ready?.reason, 'Invalid');
+  assert.equal(ready?.status, 'False');
+  assert.match(ready?.message ?? '', /spec\.limits\.maxInputsPerRequest: /);
+  assert.match(ready?.message ?? '', /spec\.masking\.rules\[0\]\.patterns\[0\]\.regex: /);
+  assert.match(ready?.message ?? '', /sidecars keep the previous version sha256:previous:/);
+});
+
+test('an invalid spec this replica never saw valid: running pods keep the stored version, new pods may get none', () => {
   const stored: PolicyStatus = { contentHash: 'sha256:previous', podsInSync: 2, podsTotal: 2, sync: '2/2' };
   const status = policyStatus({
     view: view({ verdict: bad, status: stored }),
@@ -116,10 +134,15 @@ test('an invalid spec: not Ready, every field path named, the enforced version k
   assert.equal(status.sync, '2/2');
   const [ready] = status.conditions ?? [];
   assert.equal(ready?.reason, 'Invalid');
-  assert.equal(ready?.status, 'False');
-  assert.match(ready?.message ?? '', /spec\.limits\.maxInputsPerRequest: /);
-  assert.match(ready?.message ?? '', /spec\.masking\.rules\[0\]\.patterns\[0\]\.regex: /);
-  assert.match(ready?.message ?? '', /sidecars keep the previous version sha256:previous/);
+  assert.match(
+    ready?.message ?? '',
+    /^the spec is invalid, so it is not pushed; running pods keep the previous version sha256:previous, but new pods may start without a policy until the spec is valid, as the controller has seen no valid version since it started: spec\.limits/,
+  );
+  const never = policyStatus({ view: view({ verdict: bad }), enforcedHash: undefined, pods: [], now });
+  assert.match(
+    never.conditions?.[0]?.message ?? '',
+    /running pods keep their previous policy, but new pods may start without a policy until the spec is valid/,
+  );
 });
 
 test('the transition time moves only when the condition flips; other conditions stay', () => {

@@ -6,3 +6,4 @@ export * from './masking/index.ts';
 export * from './policy/crd.ts';
 export * from './policy/hash.ts';
 export * from './policy/schema.ts';
+export * from './policy/sidecar-spec.ts';

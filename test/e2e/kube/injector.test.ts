@@ -42,8 +42,20 @@ after(async () => {
   await cp?.stop();
 });
 
+/** A credential: kept by the controller, never written into a pod or sent to a sidecar. */
+const notifyUrl = 'https://hooks.slack.example/services/T0/B0/secret';
 const spec = {
   masking: { rules: [{ name: 'emails', detectors: ['email'], operator: 'redact', scopes: ['forward'] }] },
+  approvals: {
+    rules: [
+      {
+        name: 'bulk',
+        when: { minInputs: 100 },
+        approvers: { groups: ['leads'] },
+        notify: { url: notifyUrl },
+      },
+    ],
+  },
 };
 
 test('an opted-in pod is stored with the sidecar and the bootstrap policy; another is stored unchanged', async () => {
@@ -71,6 +83,13 @@ test('an opted-in pod is stored with the sidecar and the bootstrap policy; anoth
   const bootstrap = JSON.parse(injected.metadata?.annotations?.['veil.dev/bootstrap-policy'] ?? 'null');
   assert.equal(bootstrap.name, 'default');
   assert.equal(policyHash(policySpecSchema.parse(bootstrap.spec)), policyHash(policySpecSchema.parse(spec)));
+  assert.ok(!JSON.stringify(injected).includes(notifyUrl), 'no notification URL in the pod');
+  const kept = policySpecSchema.parse(injector.controller.policy(namespace, 'default')?.spec);
+  assert.equal(
+    kept.approvals.rules[0]?.notify?.url,
+    notifyUrl,
+    'the controller keeps it for its notifications',
+  );
 
   const plain = await core.readNamespacedPod({ namespace, name: 'plain' });
   assert.equal(plain.metadata?.labels?.['veil.dev/injected'], undefined);
@@ -144,6 +163,7 @@ test('a sidecar pulls its policy with a service-account token of its own namespa
     assert.equal(ok.body.hash, policyHash(policySpecSchema.parse(spec)));
     // The API server applies the CRD's defaults, so the stored spec is the full one.
     assert.equal(policyHash(policySpecSchema.parse(ok.body.spec)), ok.body.hash);
+    assert.ok(!JSON.stringify(ok.body).includes(notifyUrl), 'no notification URL in a pull');
     assert.equal((await pull(`/v1/policies/${other}/default`, token)).status, 403);
     assert.equal((await pull(`/v1/policies/${namespace}/default`)).status, 401);
     assert.equal((await pull(`/v1/policies/${namespace}/default`, wrongAudience)).status, 401);

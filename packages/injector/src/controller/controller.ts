@@ -9,6 +9,7 @@ import {
   type KubeConfig,
   type V1Pod,
 } from '@kubernetes/client-node';
+import { sidecarPolicySpec } from '@veil/core';
 import type { CaBundleSource } from '../certs/cabundle.ts';
 import type { BackoffOptions } from './backoff.ts';
 import { type DesiredPolicy, Distributor, type PushEvent } from './distributor.ts';
@@ -266,7 +267,9 @@ export async function startController(options: ControllerOptions): Promise<Contr
   return {
     async bootstrapPolicy(namespace, name) {
       const desired = distributor.desired(policyKey(namespace, name));
-      return desired === undefined ? undefined : { name: desired.name, spec: desired.spec };
+      return desired === undefined
+        ? undefined
+        : { name: desired.name, spec: sidecarPolicySpec(desired.spec) };
     },
     policy: (namespace, name) => distributor.desired(policyKey(namespace, name)),
     isLeader: () => elector.isLeader(),

@@ -5,6 +5,7 @@
 // reads the policies of its own namespace only. Every replica answers, leader
 // or not: each keeps the same informer cache.
 import type { AuthenticationV1Api } from '@kubernetes/client-node';
+import { sidecarPolicySpec } from '@veil/core';
 import fastify from 'fastify';
 import { z } from 'zod';
 import { listenHttps, tlsOptions } from '../certs/listening.ts';
@@ -72,7 +73,7 @@ export async function startPullServer(options: PullServerOptions): Promise<PullS
     const policy = options.policy(namespace, name);
     if (policy === undefined)
       return reply.code(404).send({ error: `no valid EmbeddingPolicy ${namespace}/${name}` });
-    return { name: policy.name, hash: policy.hash, spec: policy.spec };
+    return { name: policy.name, hash: policy.hash, spec: sidecarPolicySpec(policy.spec) };
   });
 
   const listener = await listenHttps(app, {

@@ -4,6 +4,7 @@
 // controller, bound to the pod's UID and to the policy it carries (name and
 // content hash), used once and living a minute, is what authenticates the push;
 // the policy itself is no secret. See packages/injector/rbac.md.
+import { sidecarPolicySpec } from '@veil/core';
 import { z } from 'zod';
 import type { ControllerKey } from './keys.ts';
 
@@ -74,7 +75,7 @@ export class SidecarClient {
       method: 'PUT',
       signal,
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ name, spec }),
+      body: JSON.stringify({ name, spec: sidecarPolicySpec(spec) }),
     });
     if (response.kind === 'error') return response;
     const ack = ackSchema.safeParse(response.body);

@@ -101,6 +101,24 @@ test('a pod behind gets one push, with a token for that pod and that policy alon
   assert.equal(pod.puts[0]?.name, 'default');
 });
 
+test('a push leaves out the notification URLs of approval rules, which only the controller uses', async () => {
+  const [pod] = await sidecars(1, 'sha256:v0');
+  assert.ok(pod);
+  const rule = { name: 'bulk', approvers: { groups: ['leads'] } };
+  // The fake sidecar takes the hash a test spec carries for its own.
+  const hash = 'sha256:v1';
+  const spec = {
+    hash,
+    approvals: { rules: [{ ...rule, notify: { url: 'https://hooks.slack.example/T0/B0/x' } }] },
+  };
+  const d = distributor();
+  d.activate();
+  d.setDesired('ml/default', { name: 'default', hash, spec });
+  d.upsertPod(view(pod));
+  await until('acknowledged', () => d.podsOf('ml/default')[0]?.hash === hash);
+  assert.deepEqual(pod.puts[0]?.spec, { hash, approvals: { rules: [rule] } });
+});
+
 test('a burst of versions reaches each pod as one push of the last', async () => {
   const pods = await sidecars(3, 'sha256:v1');
   const d = distributor();

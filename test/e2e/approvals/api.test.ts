@@ -21,7 +21,10 @@ import {
 import { type ControlPlane, startControlPlane, type User } from '../../harness/index.ts';
 import { freshNamespace, installCrds } from '../kube/support/cluster.ts';
 import {
+  approvalSpec,
+  createApprovalWithoutStatus,
   deleteApprovalWebhook,
+  failApprovalWrites,
   grantApprovalAccess,
   registerApprovalWebhook,
   sidecarToken,
@@ -281,4 +284,81 @@ test('a settled approval is deleted once kept its time past expiry, not before',
   const swept = await sweepAt(expiresIn + KEEP_FOR_MS + 60_000);
   assert.ok((swept?.removed ?? 0) >= 1);
   assert.equal(await stored(), 404, 'deleted');
+});
+
+test('an open naming an API no sidecar holds requests in is refused, field by field', async () => {
+  const namespace = await freshNamespace(cp, 'api-name');
+  const token = await sidecarToken(cp, namespace);
+  const body = openBody();
+  const hostile = { ...body, request: { ...body.request, api: '<!channel> <https://evil.example|Approve>' } };
+  const refused = await call(token, 'POST', '/v1/approvals', hostile);
+  assert.equal(refused.status, 400);
+  assert.match(String(refused.body.error), /^invalid approval request: request\.api: /);
+  assert.doesNotMatch(String(refused.body.error), /[{[]/);
+});
+
+test('an approval whose first status was never written still expires', async () => {
+  const namespace = await freshNamespace(cp, 'bare');
+  const token = await sidecarToken(cp, namespace);
+  const spec = approvalSpec({
+    pod: { namespace, name: 'embed-0' },
+    expiresAt: new Date(Date.now() + 60_000).toISOString(),
+  });
+  const name = await createApprovalWithoutStatus(cp, namespace, spec);
+  clockOffsetMs = 3_600_000;
+  try {
+    assert.ok(((await approvals?.sweepNow())?.expired ?? 0) >= 1);
+  } finally {
+    clockOffsetMs = 0;
+  }
+  const stored = (await cp.kubeConfig().makeApiClient(CustomObjectsApi).getNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    namespace,
+    plural: 'embeddingapprovals',
+    name,
+  })) as { status?: { phase?: string; decisions?: unknown[] } };
+  assert.equal(stored.status?.phase, 'Expired');
+  assert.deepEqual(stored.status?.decisions, []);
+  assert.equal((await call(token, 'GET', `/v1/approvals/${namespace}/${name}`)).body.phase, 'Expired');
+});
+
+test('a write the API server fails neither spends an approval nor leaves one half made', async () => {
+  const namespace = await freshNamespace(cp, 'down');
+  const token = await sidecarToken(cp, namespace);
+  const opened = await call(token, 'POST', '/v1/approvals', openBody());
+  const name = String(opened.body.name);
+  await runApprovalsDecide('approve', [`${namespace}/${name}`, '--reason', 'fine'], {
+    out: () => undefined,
+    kubeConfig: () => cp.kubeConfig(bob.kubeconfig),
+  });
+  const usePath = `/v1/approvals/${namespace}/${name}/use`;
+  const { groups: _groups, ...who } = alice;
+  const listOpened = async () =>
+    (
+      (await cp.kubeConfig().makeApiClient(CustomObjectsApi).listNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        namespace,
+        plural: 'embeddingapprovals',
+        labelSelector: 'veil.dev/policy=default',
+      })) as { items: { metadata: { name: string } }[] }
+    ).items.map((item) => item.metadata.name);
+
+  const restore = await failApprovalWrites(cp, namespace);
+  try {
+    // Nothing was used: the sidecar is told to retry, not that it was used already.
+    const failed = await call(token, 'POST', usePath, useBody(who));
+    assert.equal(failed.status, 503, JSON.stringify(failed.body));
+    assert.equal(failed.body.reason, 'unavailable');
+    // An approval whose status cannot be written is not left behind.
+    const unopened = await call(token, 'POST', '/v1/approvals', openBody());
+    assert.ok(unopened.status >= 500, JSON.stringify(unopened.body));
+    assert.deepEqual(await listOpened(), [name]);
+  } finally {
+    await restore();
+  }
+  const used = await call(token, 'POST', usePath, useBody(who));
+  assert.equal(used.status, 200, JSON.stringify(used.body));
+  assert.ok(used.body.usedAt);
 });

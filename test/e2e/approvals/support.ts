@@ -147,32 +147,110 @@ export async function createApproval(
   namespace: string,
   spec: ApprovalSpec,
 ): Promise<string> {
-  const api = cp.kubeConfig().makeApiClient(CustomObjectsApi);
+  const name = await createApprovalWithoutStatus(cp, namespace, spec);
+  await cp
+    .kubeConfig()
+    .makeApiClient(CustomObjectsApi)
+    .patchNamespacedCustomObjectStatus(
+      {
+        group: GROUP,
+        version: VERSION,
+        namespace,
+        plural: 'embeddingapprovals',
+        name,
+        body: { status: { phase: 'Pending', decisions: [] } },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+  return name;
+}
+
+/** The object alone, as the controller leaves it when writing its first status fails. */
+export async function createApprovalWithoutStatus(
+  cp: ControlPlane,
+  namespace: string,
+  spec: ApprovalSpec,
+): Promise<string> {
   const name = `req-${randomBytes(4).toString('hex')}`;
-  await api.createNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    namespace,
-    plural: 'embeddingapprovals',
-    body: {
-      apiVersion: `${GROUP}/${VERSION}`,
-      kind: 'EmbeddingApproval',
-      metadata: { name, namespace },
-      spec,
-    },
-  });
-  await api.patchNamespacedCustomObjectStatus(
-    {
+  await cp
+    .kubeConfig()
+    .makeApiClient(CustomObjectsApi)
+    .createNamespacedCustomObject({
       group: GROUP,
       version: VERSION,
       namespace,
       plural: 'embeddingapprovals',
-      name,
-      body: { status: { phase: 'Pending', decisions: [] } },
-    },
-    setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-  );
+      body: {
+        apiVersion: `${GROUP}/${VERSION}`,
+        kind: 'EmbeddingApproval',
+        metadata: { name, namespace },
+        spec,
+      },
+    });
   return name;
+}
+
+/**
+ * Makes every status write to the approvals of `namespace` fail, as when a
+ * webhook or the API server errs: a webhook there that nothing answers, with
+ * failurePolicy Fail. Returns once it is in force, with what lifts it again
+ * (and returns once writes pass).
+ */
+export async function failApprovalWrites(cp: ControlPlane, namespace: string): Promise<() => Promise<void>> {
+  const probe = await createApproval(cp, namespace, approvalSpec());
+  const admission = cp.kubeConfig().makeApiClient(AdmissionregistrationV1Api);
+  const name = `veil-approvals-down-${randomBytes(3).toString('hex')}`;
+  await admission.createMutatingWebhookConfiguration({
+    body: {
+      metadata: { name },
+      webhooks: [
+        {
+          name: 'down.approvals.veil.dev',
+          admissionReviewVersions: ['v1'],
+          sideEffects: 'None',
+          failurePolicy: 'Fail',
+          timeoutSeconds: 1,
+          namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } },
+          clientConfig: {
+            url: 'https://127.0.0.1:1/down',
+            caBundle: (await readFile(cp.caCert)).toString('base64'),
+          },
+          rules: [
+            {
+              apiGroups: [GROUP],
+              apiVersions: [VERSION],
+              operations: ['UPDATE'],
+              resources: ['embeddingapprovals/status'],
+            },
+          ],
+        },
+      ],
+    },
+  });
+  const probeWrite = async (): Promise<boolean> => {
+    try {
+      await patchStatusAs(cp, cp.kubeconfig, namespace, probe, [
+        { op: 'add', path: '/status/message', value: randomBytes(4).toString('hex') },
+      ]);
+      return true;
+    } catch (error) {
+      if (/failed calling webhook/.test(String((error as { body?: unknown }).body ?? error))) return false;
+      throw error;
+    }
+  };
+  await until(async () => !(await probeWrite()), 'status writes to fail');
+  return async () => {
+    await admission.deleteMutatingWebhookConfiguration({ name });
+    await until(probeWrite, 'status writes to pass again');
+  };
+}
+
+async function until(condition: () => Promise<boolean>, what: string): Promise<void> {
+  const deadline = performance.now() + 30_000;
+  while (!(await condition())) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 /** A raw JSON Patch of the status as one user: what a hand-made kubectl call would send. */

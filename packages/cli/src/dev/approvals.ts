@@ -12,8 +12,10 @@ import {
   approvalView,
   checkUse,
   expiryDue,
+  markFailure,
   newApprovalSpec,
   openApprovalSchema,
+  openProblems,
   type StoredApproval,
   stampApprovalStatus,
   type UseApprovalRequest,
@@ -66,7 +68,7 @@ export class DevApprovals implements ApprovalsClient {
     this.#open();
     const parsed = openApprovalSchema.safeParse(body);
     if (!parsed.success)
-      throw new DevApprovalsError(`the approval request is invalid: ${parsed.error.message}`);
+      throw new DevApprovalsError(`the approval request is invalid: ${openProblems(parsed.error)}`);
     const rule =
       parsed.data.policy === this.#options.policyName
         ? this.#options.rules.find((r) => r.name === parsed.data.rule)
@@ -160,12 +162,24 @@ export class DevApprovals implements ApprovalsClient {
         { ...approval.status, usedAt: now.toISOString() },
         controller,
       );
-      if (!marked.ok) {
-        return { ok: false, status: 409, reason: 'used', message: marked.message, approval: undefined };
-      }
+      if (!marked.ok) return this.#markFailed(key, name, presented.data, now);
       return { ok: true, approval: this.#view(marked.approval) };
     }
     return { ok: true, approval: this.#view(approval) };
+  }
+
+  /** As the controller answers a use it could not mark: refused if no longer usable, else retried. */
+  #markFailed(key: string, name: string, presented: UseApprovalRequest, now: Date): UseResult {
+    const current = this.#current(key);
+    const failure = markFailure(name, current, presented, now);
+    if (failure.status === 503) throw new DevApprovalsError(failure.error);
+    return {
+      ok: false,
+      status: failure.status,
+      reason: failure.reason,
+      message: failure.error,
+      approval: failure.withApproval && current ? this.#view(current) : undefined,
+    };
   }
 
   async close(): Promise<void> {

@@ -18,6 +18,11 @@ export const openApprovalSchema = z
   .strict();
 export type OpenApprovalRequest = z.infer<typeof openApprovalSchema>;
 
+/** Why an open request is refused, field by field, in words the sidecar can pass on to its caller. */
+export function openProblems(error: z.ZodError): string {
+  return error.issues.map((issue) => `${issue.path.join('.') || '(body)'}: ${issue.message}`).join('; ');
+}
+
 /**
  * What a sidecar sends to use an approval for the request in hand: who asks, the
  * digest of what it would forward, and everything about it approvers were shown.
@@ -31,13 +36,10 @@ export const useApprovalSchema = z
     digest: z.string().min(1),
     policy: approvalSpecSchema.shape.policy,
     rule: approvalSpecSchema.shape.rule,
-    request: approvalSpecSchema.shape.request.pick({
-      api: true,
-      model: true,
-      inputCount: true,
-      bytes: true,
-      operation: true,
-    }),
+    request: approvalSpecSchema.shape.request
+      .pick({ model: true, inputCount: true, bytes: true, operation: true })
+      // Any other API than the approval's is another payload, refused as such.
+      .extend({ api: z.string().min(1) }),
   })
   .strict();
 export type UseApprovalRequest = z.infer<typeof useApprovalSchema>;
@@ -154,6 +156,36 @@ function payloadDifference(spec: ApprovalSpec, presented: UseApprovalRequest): s
   if (spec.rule !== presented.rule) return 'rule';
   const shown = useApprovalSchema.shape.request.keyof().options;
   return shown.find((field) => spec.request[field] !== presented.request[field]);
+}
+
+/** A use that could not be marked: refused as now unusable, or to be tried again. */
+export type MarkFailure =
+  | Extract<UseCheck, { ok: false }>
+  | { ok: false; status: 503; reason: 'unavailable'; error: string; withApproval: false };
+
+/**
+ * The answer to a use checkUse allowed but whose mark could not be written,
+ * judged again on the approval as read after the failure (undefined: it could
+ * not be read). A use that won the race meanwhile makes this one refused as
+ * `used`; otherwise the write failed for another reason (the API server or a
+ * webhook erred, something else changed the object) and nothing was used, so
+ * the caller is told to retry rather than refused.
+ */
+export function markFailure(
+  name: string,
+  current: { spec: ApprovalSpec; status: ApprovalStatus } | undefined,
+  presented: UseApprovalRequest,
+  now: Date,
+): MarkFailure {
+  const check = current === undefined ? undefined : checkUse(name, current, presented, now);
+  if (check !== undefined && !check.ok) return check;
+  return {
+    ok: false,
+    status: 503,
+    reason: 'unavailable',
+    error: `approval ${name} could not be marked used, and was not used; retry`,
+    withApproval: false,
+  };
 }
 
 function refused(status: 403 | 409, reason: UseRefusalReason, error: string, withApproval = false): UseCheck {

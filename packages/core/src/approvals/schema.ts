@@ -2,6 +2,7 @@
 // controller creates it; approvers decide through its status, and an admission
 // webhook stamps each decision with the API server's own view of who made it.
 import { z } from 'zod';
+import { apiDialects } from '../evidence/record.ts';
 
 const subject = z.string().min(1).max(512);
 
@@ -9,6 +10,13 @@ const subject = z.string().min(1).max(512);
 export const MAX_APPROVAL_SUMMARY = 2048;
 
 export const approvalPhases = ['Pending', 'Approved', 'Denied', 'Expired'] as const;
+
+/**
+ * The dialects a request can be held in: approval rules apply to embedding
+ * requests, never to a passthrough route or a request no dialect read. The
+ * name reaches approvers' notifications, so it is one of these, not free text.
+ */
+const approvalApiSchema = z.enum(apiDialects).exclude(['passthrough', 'unknown']);
 
 export const approvalSpecSchema = z
   .object({
@@ -21,7 +29,7 @@ export const approvalSpecSchema = z
     pod: z.object({ namespace: z.string().min(1), name: z.string().min(1) }).strict(),
     request: z
       .object({
-        api: z.string().min(1),
+        api: approvalApiSchema,
         model: z.string().min(1),
         inputCount: z.number().int().min(0),
         bytes: z.number().int().min(0),

@@ -5,12 +5,15 @@ import { test } from 'node:test';
 import {
   type ApprovalStatus,
   approvalRuleSchema,
+  approvalSpecSchema,
   approvalView,
   checkUse,
   expiryDue,
   MAX_APPROVAL_SUMMARY,
+  markFailure,
   newApprovalSpec,
   openApprovalSchema,
+  openProblems,
   removalDue,
   type UseApprovalRequest,
   useApprovalSchema,
@@ -65,6 +68,31 @@ test('the open request is strict: a sidecar cannot name its own approvers', () =
 test('the open request refuses a summary longer than an approval keeps', () => {
   const long = { ...open.request, summary: 'x'.repeat(MAX_APPROVAL_SUMMARY + 1) };
   assert.equal(openApprovalSchema.safeParse({ ...open, request: long }).success, false);
+});
+
+test('an approval names one of the dialects a request is held in, never text of the opener’s choosing', () => {
+  for (const api of ['openai', 'tei', 'ollama', 'cohere']) {
+    assert.equal(
+      openApprovalSchema.safeParse({ ...open, request: { ...open.request, api } }).success,
+      true,
+      api,
+    );
+  }
+  // Approvers' notifications show the API: free text there could mention a channel or disguise a link.
+  for (const api of ['<!channel> <https://evil.example|x>', 'passthrough', 'unknown', 'OpenAI']) {
+    const request = { ...open.request, api };
+    assert.equal(openApprovalSchema.safeParse({ ...open, request }).success, false, api);
+    assert.equal(approvalSpecSchema.safeParse({ ...spec, request }).success, false, api);
+  }
+});
+
+test('a refused open says which fields are wrong, in words, not as a dump of the schema’s issues', () => {
+  const long = { ...open.request, summary: 'x'.repeat(MAX_APPROVAL_SUMMARY + 1), api: 'soap' };
+  const parsed = openApprovalSchema.safeParse({ ...open, request: long });
+  assert.ok(!parsed.success);
+  const message = openProblems(parsed.error);
+  assert.match(message, /^request\.api: .+; request\.summary: .*2048/);
+  assert.doesNotMatch(message, /[{}[\]\n]|"code"/);
 });
 
 test('only a Pending approval past expiresAt is due to expire', () => {
@@ -156,6 +184,18 @@ test('the use request is strict: one that does not say what it holds is refused'
   assert.equal(useApprovalSchema.safeParse({ ...alice, request: noBytes }).success, false);
   const summary = { ...alice.request, summary: 'x' };
   assert.equal(useApprovalSchema.safeParse({ ...alice, request: summary }).success, false);
+});
+
+test('a use whose mark failed is refused only if another use won; otherwise it is to be retried', () => {
+  const usedMeanwhile = { spec, status: { ...approved, usedAt: now.toISOString() } };
+  const lost = markFailure('a1', usedMeanwhile, alice, now);
+  assert.deepEqual([lost.status, lost.reason], [409, 'used']);
+  // The API server or a webhook erred, or something else changed the object: nothing was used.
+  for (const current of [{ spec, status: approved }, undefined]) {
+    const failed = markFailure('a1', current, alice, now);
+    assert.deepEqual([failed.status, failed.reason], [503, 'unavailable']);
+    assert.match(failed.error, /not used; retry/);
+  }
 });
 
 test('an approval that is not single use may be used again', () => {

@@ -32,14 +32,16 @@ import {
   checkUse,
   expiryDue,
   GROUP,
+  markFailure,
   newApprovalSpec,
   openApprovalSchema,
+  openProblems,
   policySpecSchema,
   removalDue,
   useApprovalSchema,
   VERSION,
 } from '@veil/core';
-import fastify from 'fastify';
+import fastify, { type FastifyReply } from 'fastify';
 import { type Dispatcher, request } from 'undici';
 import { z } from 'zod';
 import { type HttpsListener, listenHttps, tlsOptions } from '../certs/listening.ts';
@@ -131,7 +133,10 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
   async function expireIfDue(stored: Stored): Promise<Stored> {
     if (!expiryDue(stored.spec, stored.status, now())) return stored;
     try {
-      return await patchStatus(stored, [{ op: 'replace', path: '/status/phase', value: 'Expired' }]);
+      // The whole status, as one opened without a status (its first write failed) has none to amend.
+      return await patchStatus(stored, [
+        { op: 'add', path: '/status', value: { ...stored.status, phase: 'Expired' } },
+      ]);
     } catch {
       // Somebody decided, or another replica expired it, meanwhile: read what is stored.
       return (await read(stored.metadata.namespace, stored.metadata.name)) ?? stored;
@@ -186,7 +191,7 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
     const who = (request as { caller?: Caller }).caller as Caller;
     const body = openApprovalSchema.safeParse(request.body);
     if (!body.success)
-      return reply.code(400).send({ error: `invalid approval request: ${body.error.message}` });
+      return reply.code(400).send({ error: `invalid approval request: ${openProblems(body.error)}` });
     const namespace = who.namespace;
     const desired = options.policy(namespace, body.data.policy);
     const spec = desired ? policySpecSchema.safeParse(desired.spec) : undefined;
@@ -197,26 +202,8 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
       });
     }
     const approvalSpec = newApprovalSpec(body.data, namespace, rule, now());
-    const name = `ea-${randomBytes(6).toString('hex')}`;
-    const object = await api.createNamespacedCustomObject({
-      group: GROUP,
-      version: VERSION,
-      namespace,
-      plural,
-      body: {
-        apiVersion: `${GROUP}/${VERSION}`,
-        kind: 'EmbeddingApproval',
-        metadata: {
-          name,
-          namespace,
-          labels: { 'veil.dev/policy': body.data.policy, 'veil.dev/rule': rule.name },
-        },
-        spec: approvalSpec,
-      },
-    });
-    const stored = await patchStatus(toStored(object), [
-      { op: 'add', path: '/status', value: { phase: 'Pending', decisions: [] } },
-    ]);
+    const stored = await create(namespace, approvalSpec);
+    const { name } = stored.metadata;
     options.log.info('approval opened', { namespace, name, rule: rule.name, caller: who.username });
     if (rule.notify) {
       notify(rule.notify.url, notification(stored)).catch((error) =>
@@ -273,13 +260,7 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
       return reply.code(404).send({ error: `no EmbeddingApproval ${namespace}/${name}` });
     stored = await expireIfDue(stored);
     const check = checkUse(name, stored, body.data, now());
-    if (!check.ok) {
-      return reply.code(check.status).send({
-        error: check.error,
-        reason: check.reason,
-        ...(check.withApproval ? { approval: view(stored, ruleOf(stored)) } : {}),
-      });
-    }
+    if (!check.ok) return refuseUse(reply, stored, check);
     if (check.markUsed) {
       try {
         // The resourceVersion test makes two concurrent uses race for one success.
@@ -287,15 +268,64 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
           { op: 'add', path: '/status/usedAt', value: now().toISOString() },
         ]);
       } catch (error) {
-        options.log.warn('approval use refused', { namespace, name, error: (error as Error).message });
-        return reply.code(409).send({
-          error: `approval ${name} changed while being used; it may be used already`,
-          reason: 'used',
-        });
+        options.log.warn('approval use not marked', { namespace, name, error: (error as Error).message });
+        const current = await read(namespace, name).catch(() => undefined);
+        return refuseUse(reply, current, markFailure(name, current, body.data, now()));
       }
     }
     return view(stored, ruleOf(stored));
   });
+
+  /** Creates the approval and its first status; one whose status cannot be written is deleted. */
+  async function create(namespace: string, spec: ApprovalSpec): Promise<Stored> {
+    const name = `ea-${randomBytes(6).toString('hex')}`;
+    const object = await api.createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace,
+      plural,
+      body: {
+        apiVersion: `${GROUP}/${VERSION}`,
+        kind: 'EmbeddingApproval',
+        metadata: {
+          name,
+          namespace,
+          labels: { 'veil.dev/policy': spec.policy, 'veil.dev/rule': spec.rule },
+        },
+        spec,
+      },
+    });
+    try {
+      return await patchStatus(toStored(object), [
+        { op: 'add', path: '/status', value: { phase: 'Pending', decisions: [] } },
+      ]);
+    } catch (error) {
+      // The sidecar is told to retry and opens another; failing this, the sweep expires it.
+      await api
+        .deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, name })
+        .catch((deleteError) =>
+          options.log.warn('approval without status not deleted', {
+            namespace,
+            name,
+            error: (deleteError as Error).message,
+          }),
+        );
+      throw error;
+    }
+  }
+
+  /** The answer to a use refused, with the approval when the refusal says the sidecar may wait on. */
+  function refuseUse(
+    reply: FastifyReply,
+    stored: Stored | undefined,
+    refusal: { status: number; error: string; reason: string; withApproval: boolean },
+  ) {
+    return reply.code(refusal.status).send({
+      error: refusal.error,
+      reason: refusal.reason,
+      ...(refusal.withApproval && stored ? { approval: view(stored, ruleOf(stored)) } : {}),
+    });
+  }
 
   function ruleOf(stored: Stored) {
     const desired = options.policy(stored.metadata.namespace, stored.spec.policy);
@@ -395,7 +425,7 @@ export function notification(stored: Pick<Stored, 'metadata' | 'spec'>): Notific
   const { request, requester, approvers, expiresAt, rule } = stored.spec;
   const text =
     `Embedding request held for approval: ${namespace}/${name}. ${callerText(requester.subject)} asked ${callerText(request.model)} ` +
-    `(${request.api}) for ${request.inputCount} inputs (${request.bytes} bytes) under rule ${rule}; ` +
+    `(${callerText(request.api)}) for ${request.inputCount} inputs (${request.bytes} bytes) under rule ${rule}; ` +
     `needs ${approvers.count} approver(s) from ${approvers.groups.join(', ')} before ${expiresAt}. ` +
     `Decide with: veil approvals approve ${namespace}/${name} --reason TEXT (or deny).`;
   return { text, blocks: [{ type: 'section', text: { type: 'mrkdwn', text } }] };
@@ -404,9 +434,10 @@ export function notification(stored: Pick<Stored, 'metadata' | 'spec'>): Notific
 const maxCallerText = 200;
 
 /**
- * A string the caller chose (its subject, the model it named), as text: Slack
- * reads `<!channel>` and `<https://…|label>` in a message as a mention and a
- * disguised link, so `&`, `<` and `>` are escaped, and a long one is cut.
+ * A string the caller chose (its subject, the model it named, the API it says
+ * it spoke), as text: Slack reads `<!channel>` and `<https://…|label>` in a
+ * message as a mention and a disguised link, so `&`, `<` and `>` are escaped,
+ * and a long one is cut.
  */
 function callerText(value: string): string {
   const cut = value.length > maxCallerText ? `${value.slice(0, maxCallerText)}…` : value;

@@ -98,14 +98,18 @@ export function payloadDigest(
 /**
  * What approvers are shown: counts and the model, plus the first input only as
  * the audit record itself keeps it (audit-masked text); never the raw input.
+ * Model and input are cut, so the summary stays within what an approval keeps
+ * (MAX_APPROVAL_SUMMARY) whatever the caller sent: one longer is never opened.
  */
 export function approvalSummary(trace: Trace, bytes: number): string {
-  const counts = `${trace.inputCount} input(s), ${bytes} bytes, model ${trace.model ?? '?'}`;
+  const counts = `${trace.inputCount} input(s), ${bytes} bytes, model ${preview(trace.model ?? '?')}`;
   const first = trace.inputs?.[0];
   if (first === undefined || !('masked' in first)) return counts;
-  const preview =
-    first.masked.length <= SUMMARY_PREVIEW ? first.masked : `${first.masked.slice(0, SUMMARY_PREVIEW)}…`;
-  return `${counts}; first input (audit-masked): ${JSON.stringify(preview)}`;
+  return `${counts}; first input (audit-masked): ${JSON.stringify(preview(first.masked))}`;
+}
+
+function preview(text: string): string {
+  return text.length <= SUMMARY_PREVIEW ? text : `${text.slice(0, SUMMARY_PREVIEW)}…`;
 }
 
 /**
@@ -238,10 +242,11 @@ async function consume(
         { [APPROVAL_HEADER]: id },
       );
     case 'Pending':
+      // Still open to a decision: the request is held, not refused for good.
       throw new Refusal(
         403,
         'approval_required',
-        'approval_expired',
+        'held',
         `approval ${id} was not decided within ${hold.rule.holdTimeoutSeconds} s; once it is approved, ` +
           `send the same request with ${APPROVAL_HEADER}: ${id}`,
         { [APPROVAL_HEADER]: id },
@@ -326,12 +331,7 @@ async function afterUse(
     await recordDecisions(hold, used.approval, trace);
     return undefined;
   }
-  // The record names the approval as the controller knows it, when it can be read.
-  const view = used.approval ?? (await client.wait(namespace, name, 0).catch(() => undefined));
-  if (view !== undefined) {
-    trace.approval = approvalRef(view, trace.time);
-    if (phaseRefusals.has(used.reason)) await recordDecisions(hold, view, trace, used.reason === 'Expired');
-  }
+  const view = await refusedView(client, hold, namespace, name, used, trace);
   switch (used.reason) {
     case 'Denied':
       throw view
@@ -360,6 +360,37 @@ async function afterUse(
       throw new Refusal(403, 'forbidden', 'approval_denied', `approval ${id} cannot be used: ${why}`);
     }
   }
+}
+
+/**
+ * The approval a use was refused for, as the record names it. Refused for its
+ * phase, the approval is this caller's (the controller checks caller and
+ * payload first): it is read, its decisions recorded. Refused for its caller
+ * or payload, or unknown, it is someone else's, so the record names its id
+ * only: its approvers decided on nothing this caller asked.
+ */
+async function refusedView(
+  client: ApprovalsClient,
+  hold: HoldRequest,
+  namespace: string,
+  name: string,
+  used: Extract<UseResult, { ok: false }>,
+  trace: Trace,
+): Promise<ApprovalView | undefined> {
+  if (!phaseRefusals.has(used.reason)) {
+    trace.approval = {
+      id: `${namespace}/${name}`.slice(0, MAX_SUBJECT),
+      approvers: [],
+      requestedAt: trace.time,
+    };
+    return undefined;
+  }
+  const view = used.approval ?? (await client.wait(namespace, name, 0).catch(() => undefined));
+  if (view !== undefined) {
+    trace.approval = approvalRef(view, trace.time);
+    await recordDecisions(hold, view, trace);
+  }
+  return view;
 }
 
 function deferred(view: ApprovalView): Held {
@@ -432,15 +463,10 @@ export function approvalRef(view: ApprovalView, fallbackRequestedAt: string): No
 
 /**
  * Records each decision on `view` not recorded yet, in the order the
- * controller lists them, then its expiry: when the phase says so, or when the
- * controller refused a use because the approval's time was up (`expired`).
+ * controller lists them, then its expiry once its phase says so: a use refused
+ * for lateness of an approval decided (or used) in time is no expiry of it.
  */
-async function recordDecisions(
-  hold: HoldRequest,
-  view: ApprovalView,
-  trace: Trace,
-  expired = false,
-): Promise<void> {
+async function recordDecisions(hold: HoldRequest, view: ApprovalView, trace: Trace): Promise<void> {
   const id = idOf(view).slice(0, MAX_SUBJECT);
   const requestedAt = isoMillis(view.requestedAt) ?? trace.time;
   const decidedAt = isoMillis(view.decidedAt);
@@ -461,7 +487,7 @@ async function recordDecisions(
       }),
     );
   }
-  if (view.phase !== 'Expired' && !expired) return;
+  if (view.phase !== 'Expired') return;
   // The controller keeps no time of expiry but the deadline itself. An
   // approval expires once, so its expiry is known by the approval alone.
   const expiredAt = isoMillis(view.expiresAt) ?? new Date().toISOString();

@@ -9,6 +9,7 @@ import {
   type ApprovalSpec,
   approvalView,
   checkUse,
+  markFailure,
   type OpenApprovalRequest,
   openApprovalSchema,
   type StoredApproval,
@@ -29,6 +30,10 @@ export interface ControllerStandIn {
   nextOpened(): Promise<string>;
   decide(id: string, decision: 'approve' | 'deny', approver: string, reason: string): void;
   expire(id: string): void;
+  /** Moves the approval's expiry into the past, its phase as it is. */
+  lapse(id: string): void;
+  /** The next use that would be marked fails to be, as when the API server errs. */
+  failNextMark(): void;
   close(): Promise<void>;
 }
 
@@ -44,6 +49,7 @@ export async function startControllerStandIn(namespace = 'test'): Promise<Contro
   const uses: { id: string; body: unknown }[] = [];
   const unseen: string[] = [];
   let counter = 0;
+  let failMark = false;
 
   // The stand-in holds no policies, so no rule as it stands now.
   const view = (stored: StoredApproval) => approvalView(stored, undefined);
@@ -121,6 +127,11 @@ export async function startControllerStandIn(namespace = 'test'): Promise<Contro
           ...(check.withApproval ? { approval: view(stored) } : {}),
         });
       }
+      if (check.markUsed && failMark) {
+        failMark = false;
+        const failure = markFailure(stored.name, stored, presented.data, new Date());
+        return send(response, failure.status, { error: failure.error, reason: failure.reason });
+      }
       if (check.markUsed) stored.status.usedAt = new Date().toISOString();
       return send(response, 200, view(stored));
     }
@@ -157,6 +168,14 @@ export async function startControllerStandIn(namespace = 'test'): Promise<Contro
       if (!stored) throw new Error(`no approval ${id}`);
       stored.status.phase = 'Expired';
       events.emit(`decided ${id}`);
+    },
+    lapse(id) {
+      const stored = approvals.get(id);
+      if (!stored) throw new Error(`no approval ${id}`);
+      stored.spec.expiresAt = new Date(Date.now() - 1000).toISOString();
+    },
+    failNextMark() {
+      failMark = true;
     },
     async close() {
       const closed = once(server, 'close');

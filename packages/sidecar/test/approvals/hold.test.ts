@@ -9,8 +9,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { AuditRecord } from '@veil/core';
-import { payloadDigest } from '../../src/approvals/hold.ts';
+import { type AuditRecord, MAX_APPROVAL_SUMMARY } from '@veil/core';
+import { approvalSummary, payloadDigest } from '../../src/approvals/hold.ts';
+import { newTrace } from '../../src/proxy/record.ts';
 import {
   AUDIENCE,
   call,
@@ -215,13 +216,14 @@ describe('approvals through a controller', () => {
     assert.match(error.message, new RegExp(`x-veil-approval: ${id}`));
     assert.equal(answer.headers['x-veil-approval'], id);
     const timedOut = fixture.records().at(-1);
-    assert.equal(timedOut?.outcome, 'approval_expired');
+    // Still open to a decision: held, as a caller who hung up is, not refused as expired.
+    assert.equal(timedOut?.outcome, 'held');
     assert.equal(timedOut?.approval?.id, id);
     assert.deepEqual(timedOut?.approval?.approvers, []);
     // Nobody decided, and the approval has not expired: no decision to record.
     assert.deepEqual(trail(fixture, recordsBefore), [
       ['approval.requested', 'held', null],
-      ['request', 'approval_expired', 403],
+      ['request', 'held', 403],
     ]);
 
     controller.decide(id, 'approve', 'bob', 'ok');
@@ -338,6 +340,9 @@ describe('approvals through a controller', () => {
     assert.equal(refused?.outcome, 'approval_denied');
     assert.equal(refused?.identity?.subject, 'mallory');
     assert.equal(refused?.approval?.id, id);
+    // Bob approved alice's request, not mallory's: her record does not name him.
+    assert.deepEqual(refused?.approval?.approvers, []);
+    assert.equal(refused?.approval?.decidedAt, undefined);
 
     const swapped = await call(
       url(fixture),
@@ -347,6 +352,7 @@ describe('approvals through a controller', () => {
     assert.equal(swapped.status, 403);
     assert.match((swapped.json as OpenAiError).error.message, /another payload/);
     assert.equal(fixture.upstreamCalls.length, upstreamBefore);
+    assert.deepEqual(fixture.records().at(-1)?.approval?.approvers, []);
 
     // The genuine caller still can.
     const genuine = await call(url(fixture), body, { token, headers });
@@ -362,6 +368,60 @@ describe('approvals through a controller', () => {
       ['request', 'allowed', 200],
     ]);
     assert.equal(fixture.records().at(-2)?.identity?.subject, 'alice');
+  });
+
+  it('a late replay of an approval used in time is refused, and records no expiry of it', async () => {
+    const first = await call(url(fixture), body, { token, headers: { 'x-veil-operation': 'later' } });
+    assert.equal(first.status, 202);
+    const id = await controller.nextOpened();
+    controller.decide(id, 'approve', 'bob', 'fine');
+    const headers = { 'x-veil-operation': 'later', 'x-veil-approval': id };
+    assert.equal((await call(url(fixture), body, { token, headers })).status, 200);
+
+    controller.lapse(id);
+    const recordsBefore = fixture.records().length;
+    const late = await call(url(fixture), body, { token, headers });
+    assert.equal(late.status, 403);
+    // It was approved and used before its time was up: it never expired undecided.
+    assert.deepEqual(trail(fixture, recordsBefore), [['request', 'approval_expired', 403]]);
+  });
+
+  it('a use the controller could not mark is answered 503 with Retry-After, and the approval is still good', async () => {
+    const first = await call(url(fixture), body, { token, headers: { 'x-veil-operation': 'later' } });
+    assert.equal(first.status, 202);
+    const id = await controller.nextOpened();
+    controller.decide(id, 'approve', 'bob', 'fine');
+    const headers = { 'x-veil-operation': 'later', 'x-veil-approval': id };
+    const upstreamBefore = fixture.upstreamCalls.length;
+
+    controller.failNextMark();
+    const recordsBefore = fixture.records().length;
+    const failed = await call(url(fixture), body, { token, headers });
+    assert.equal(failed.status, 503, failed.text);
+    assert.equal(failed.headers['retry-after'], '5');
+    assert.equal((failed.json as OpenAiError).error.code, 'unavailable');
+    assert.doesNotMatch((failed.json as OpenAiError).error.message, /already used/);
+    assert.equal(fixture.upstreamCalls.length, upstreamBefore);
+    assert.deepEqual(trail(fixture, recordsBefore), [['request', 'unavailable', 503]]);
+
+    const retry = await call(url(fixture), body, { token, headers });
+    assert.equal(retry.status, 200, retry.text);
+    assert.equal(fixture.upstreamCalls.length, upstreamBefore + 1);
+  });
+
+  it('opens an approval for a model whose name alone is longer than a summary may be', async () => {
+    const model = `m-${'x'.repeat(5000)}`;
+    const answer = await call(
+      url(fixture),
+      { ...body, model },
+      { token, headers: { 'x-veil-operation': 'later' } },
+    );
+    assert.equal(answer.status, 202, answer.text);
+    await controller.nextOpened();
+    const opened = controller.opened.at(-1);
+    assert.equal(opened?.request.model, model);
+    assert.ok((opened?.request.summary?.length ?? Infinity) <= MAX_APPROVAL_SUMMARY);
+    assert.match(opened?.request.summary ?? '', /model m-x{198}…/);
   });
 
   it('refuses an approval granted under another rule: its approvers were chosen for that rule', async () => {
@@ -527,5 +587,18 @@ describe('approvals without a controller fail closed', () => {
     // What no rule holds still flows.
     const plain = await call(url(fixture), body, { token });
     assert.equal(plain.status, 200);
+  });
+});
+
+describe('the summary approvers are shown', () => {
+  it('stays within what an approval keeps, however long the model name and however the input escapes', () => {
+    const trace = newTrace();
+    trace.model = 'm'.repeat(10_000);
+    trace.inputCount = Number.MAX_SAFE_INTEGER;
+    // Control characters are six characters each as JSON.
+    trace.inputs = [{ masked: '\u0001'.repeat(10_000) }];
+    const summary = approvalSummary(trace, Number.MAX_SAFE_INTEGER);
+    assert.ok(summary.length <= MAX_APPROVAL_SUMMARY, `${summary.length} characters`);
+    assert.match(summary, /model m+…; first input \(audit-masked\): "(\\u0001)+…"$/);
   });
 });

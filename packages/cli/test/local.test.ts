@@ -14,6 +14,7 @@ import {
   buildStream,
   captureIo,
   sampleRecord,
+  streamRef,
   writeLocalStore,
 } from './support/evidence.ts';
 
@@ -128,6 +129,36 @@ test('sessions show says clearly when the record is not there', async () => {
     runSessionsShow(['not-an-id', '--dir', store], io),
     /neither a ULID nor <stream>:<seq>/,
   );
+});
+
+test('sessions show names every stream:seq of an id more than one verified record carries', async () => {
+  // A second stream, self-signed like any, whose records take the first one's ids.
+  const copy = buildStream({
+    ref: streamRef('another-pod'),
+    batches: [[0, 1, 2]],
+    recordFor: (stream, seq, ref) => ({
+      ...sampleRecord(stream, seq, ref),
+      id: built.records.find((r) => r.seq === seq + 5)?.id ?? '',
+    }),
+  });
+  const both = join(root, 'two-streams');
+  await writeLocalStore(both, [...built.objects, ...copy.objects]);
+  const approved = built.records.find((r) => r.seq === 5);
+  assert.ok(approved);
+  const { io, out } = captureIo(now);
+  await assert.rejects(runSessionsShow([approved.id, '--dir', both], io), (error: Error) => {
+    assert.ok(error instanceof CliError);
+    assert.equal(error.exitCode, 1);
+    const places = [`${copy.stream}:0`, `${built.stream}:5`].sort().join(', ');
+    assert.equal(
+      error.message,
+      `sessions show: 2 verified records have id ${approved.id} (${places}): check their streams' keys (veil evidence verify --trusted-keys), then name one as <stream>:<seq>`,
+    );
+    return true;
+  });
+  assert.equal(out.length, 0);
+  assert.equal(await runSessionsShow([`${built.stream}:5`, '--dir', both], io), 0);
+  assert.ok(out.includes('approval ap-5'), out.join('\n'));
 });
 
 test('report on a local store writes JSON, HTML and one CSV per population', async () => {

@@ -12,6 +12,7 @@ import {
 } from '../src/commands/evidence.ts';
 import { runSessionsShow } from '../src/commands/sessions.ts';
 import { inWindow, parseS3Url, timeWindow } from '../src/evidence/options.ts';
+import { bucketInfoSchema } from '../src/evidence/store.ts';
 import { captureIo } from './support/evidence.ts';
 
 const { io } = captureIo(new Date('2025-06-01T00:00:00Z'));
@@ -102,6 +103,31 @@ test('a date --to includes that whole UTC day; an instant --to includes that ins
   assert.ok(inWindow(instants, new Date('2025-06-01T08:00:00.000Z')));
   assert.ok(inWindow(instants, new Date('2025-06-01T12:00:00.000Z')));
   assert.ok(!inWindow(instants, new Date('2025-06-01T12:00:00.001Z')));
+});
+
+test('a window kept in bucket.json reads back: times past what RFC 3339 can hold are refused', async () => {
+  for (const [from, to] of [
+    ['0000-01-01', '9999-12-30'],
+    ['0000-01-01T00:00:00Z', '9999-12-30T23:59:59.999Z'],
+    ['0000-01-01T00:00:00-01:00', '9999-12-31T00:59:59.999+01:00'],
+  ] as const) {
+    const window = timeWindow('t', from, to);
+    assert.equal(bucketInfoSchema.shape.from.parse(window.from?.toISOString()), window.from?.toISOString());
+    assert.equal(
+      bucketInfoSchema.shape.before.parse(window.before?.toISOString()),
+      window.before?.toISOString(),
+    );
+  }
+  const outside = /--(from|to) must be 0000-01-01 or later and before 9999-12-31/;
+  for (const [option, time] of [
+    ['--to', '9999-12-31'],
+    ['--to', '9999-12-31T00:00:00Z'],
+    ['--from', '9999-12-31T23:00:00-05:00'],
+    ['--from', '0000-01-01T00:00:00+01:00'],
+    ['--to', '0000-01-01T00:00:00+01:00'],
+  ] as const) {
+    await refused(runPull(['--bucket', 'b', '--out', 'd', option, time], io), outside);
+  }
 });
 
 test('s3:// URLs give bucket and prefix, v1/ by default', () => {

@@ -3,9 +3,20 @@
 // the way the shipper does (COMPLIANCE lock, SHA-256 checksum, If-None-Match).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import {
+  type FileHandle,
+  mkdir,
+  mkdtemp,
+  open,
+  readdir,
+  readFile,
+  readlink,
+  realpath,
+  rm,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
 import {
   CreateBucketCommand,
@@ -219,6 +230,107 @@ test('a second pull downloads nothing; after an interruption only the rest is fe
   await assert.rejects(runVerify([dir], unfinished.io), /holds an unfinished pull \(no index.ndjson\)/);
 
   assert.match((await pull(dir)).out[0] ?? '', /: 3 downloaded, 11 already present$/);
+  const verified = captureIo(uploadedAt);
+  assert.equal(await runVerify([dir], verified.io), 0);
+  assert.deepEqual(verified.out, ['2 streams, 5 batches, 18 records verified, 0 gaps']);
+});
+
+test('a listing of more than one page counts each version once', async () => {
+  // Listings come in pages of 1000; the gateway repeats the marker version at the top of the next page.
+  const built = buildStream({
+    ref: streamRef('pod-many'),
+    batches: Array.from({ length: 500 }, (_, i) => [i]),
+  });
+  assert.equal(built.objects.length, 1002);
+  await client.send(new CreateBucketCommand({ Bucket: 'many', ObjectLockEnabledForBucket: true }));
+  const retainUntil = new Date(uploadedAt.getTime() + retentionMs);
+  const lanes = 16;
+  await Promise.all(
+    Array.from({ length: lanes }, (_, lane) =>
+      upload(
+        client,
+        'many',
+        built.objects.filter((_, index) => index % lanes === lane),
+        { retainUntil },
+      ),
+    ),
+  );
+  const dir = join(work, 'many');
+  const captured = captureIo(uploadedAt);
+  assert.equal(
+    await runPull([...s3Args(), '--bucket', 'many', '--out', dir], captured.io),
+    0,
+    captured.err(),
+  );
+  assert.match(
+    captured.out[0] ?? '',
+    /^pulled 1002 object versions and 0 delete markers .*: 1002 downloaded, 0 already present$/,
+  );
+  const index = (await readFile(join(dir, 'index.ndjson'), 'utf8')).trim().split('\n');
+  assert.equal(index.length, 1002);
+  const verified = captureIo(uploadedAt);
+  assert.equal(await runVerify([dir], verified.io), 0);
+  assert.deepEqual(verified.out, ['1 streams, 500 batches, 500 records verified, 0 gaps']);
+});
+
+test('each saved file is synced before the index that says the pull is finished', async () => {
+  const dir = join(work, 'synced');
+  // Which file each sync was for, in order: the fd's name at the time (a file is synced before its rename).
+  const synced: string[] = [];
+  const probe = await open(cliMain, 'r');
+  const fileHandle = Object.getPrototypeOf(probe) as FileHandle;
+  await probe.close();
+  const { sync } = fileHandle;
+  fileHandle.sync = async function (this: FileHandle) {
+    synced.push(await readlink(`/proc/self/fd/${this.fd}`));
+    return sync.call(this);
+  };
+  try {
+    assert.equal((await pull(dir)).code, 0);
+  } finally {
+    fileHandle.sync = sync;
+  }
+  const root = await realpath(dir);
+  const index = synced.indexOf(join(root, 'index.ndjson.partial'));
+  assert.ok(index >= 0, synced.join('\n'));
+  const before = new Set(synced.slice(0, index));
+  const metas = (await readFile(join(dir, 'index.ndjson'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as { file: string });
+  assert.equal(metas.length, 14);
+  for (const { file } of metas) {
+    assert.ok(before.has(join(root, `${file}.partial`)), `${file} is not synced before the index`);
+    // Its name, and each directory's on the way, in the directory holding it.
+    for (let at = dirname(file); at !== '.'; at = dirname(at)) {
+      assert.ok(before.has(join(root, at)), `${at} is not synced before the index`);
+    }
+  }
+  assert.ok(before.has(root));
+});
+
+test('a saved file damaged after the pull is named as such, not as tampering, and a pull mends it', async () => {
+  const dir = join(work, 'damaged');
+  assert.equal((await pull(dir)).code, 0);
+  // What a power loss can leave of a file written but never synced: its name on no bytes.
+  const batches = join(dir, 'objects', ...streams[0]!.prefix.split('/'), 'batches');
+  const [first] = (await readdir(batches)).filter((f) => !f.endsWith('.meta.json')).sort();
+  assert.ok(first);
+  await writeFile(join(batches, first), '');
+  const damaged = captureIo(uploadedAt);
+  await assert.rejects(runVerify([dir], damaged.io), (error: Error) => {
+    assert.ok(error instanceof CliError);
+    assert.equal(error.exitCode, 2);
+    assert.match(
+      error.message,
+      /holds a damaged pull \(objects\/.*\/batches\/.* no longer has the SHA-256 it was pulled with\): run veil evidence pull again$/,
+    );
+    return true;
+  });
+  await rm(join(batches, first));
+  await assert.rejects(runVerify([dir], damaged.io), /holds a damaged pull \(objects\/.* is missing\)/);
+
+  assert.match((await pull(dir)).out[0] ?? '', /: 1 downloaded, 13 already present$/);
   const verified = captureIo(uploadedAt);
   assert.equal(await runVerify([dir], verified.io), 0);
   assert.deepEqual(verified.out, ['2 streams, 5 batches, 18 records verified, 0 gaps']);

@@ -36,7 +36,9 @@ Finds one audit record in pulled evidence (veil evidence pull) or a local
 evidence store and prints it: who called, what, the outcome, masking actions
 and approval with its approvers. ID is the record's ULID or <stream>:<seq>.
 A request forwarded to the model is recorded in two parts: either names it,
-and its full record is shown.
+and its full record is shown. A ULID that more than one verified record
+carries (a second stream, signed by a key of its own) is refused with exit
+code 1, naming each as <stream>:<seq>.
 
 Options:
   --dir DIR   the evidence directory (default: the current directory)`,

@@ -4,7 +4,7 @@
 // version, checksum or lock metadata: that one is verified as "not WORM".
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, sep } from 'node:path';
-import type { BucketLock, StoredObject } from '@veil/core';
+import { type BucketLock, type StoredObject, sha256Hex } from '@veil/core';
 import type { z } from 'zod';
 import { CliError } from '../command.ts';
 import {
@@ -63,8 +63,7 @@ async function loadPulled(dir: string): Promise<EvidenceSet> {
 }
 
 async function storedObject(dir: string, meta: ObjectMeta): Promise<StoredObject> {
-  // A file missing from the pull is left without bytes: the verifier reports it.
-  const bytes = meta.file === null ? undefined : await readFile(join(dir, meta.file)).catch(() => undefined);
+  const bytes = meta.file === null ? undefined : await pulledBytes(dir, meta.file, meta.sha256);
   const fullObject = meta.checksumType === null || meta.checksumType === 'FULL_OBJECT';
   return {
     key: meta.key,
@@ -77,6 +76,25 @@ async function storedObject(dir: string, meta: ObjectMeta): Promise<StoredObject
     ...(meta.lockMode ? { lockMode: meta.lockMode } : {}),
     ...(meta.retainUntil ? { retainUntil: new Date(meta.retainUntil) } : {}),
   };
+}
+
+/**
+ * The bytes of a pulled version, as the pull saved them. Bytes gone, or no
+ * longer those the pull recorded the SHA-256 of, were damaged on this disk (a
+ * power loss, a disk fault, an edit) after they left the bucket: they say
+ * nothing about the bucket, so no verdict is given on them.
+ */
+async function pulledBytes(dir: string, file: string, sha256: string | null): Promise<Buffer> {
+  const bytes = await readFile(join(dir, file)).catch(() => undefined);
+  if (bytes === undefined) throw damagedPull(dir, `${file} is missing`);
+  if (sha256 !== null && sha256Hex(bytes) !== sha256) {
+    throw damagedPull(dir, `${file} no longer has the SHA-256 it was pulled with`);
+  }
+  return bytes;
+}
+
+function damagedPull(dir: string, problem: string): CliError {
+  return new CliError(`${dir} holds a damaged pull (${problem}): run veil evidence pull again`);
 }
 
 async function loadLocal(root: string): Promise<EvidenceSet> {

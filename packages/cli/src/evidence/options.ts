@@ -63,14 +63,27 @@ export function validateOptions<S extends z.ZodType>(
 /** Object times selected: `from` ≤ t < `before`. */
 export type TimeWindow = { from: Date | undefined; before: Date | undefined };
 
+// The window is kept in bucket.json as RFC 3339, whose years have four digits,
+// and a window ends up to a day after its `--to`.
+const earliest = Date.parse('0000-01-01T00:00:00Z');
+const latest = Date.parse('9999-12-31T00:00:00Z');
+
 /** `--to` names the last instant, or the last whole day, that is still inside the window. */
 export function timeWindow(command: string, from: string | undefined, to: string | undefined): TimeWindow {
+  const start = (time: string) => Date.parse(time.length === 10 ? `${time}T00:00:00Z` : time);
+  for (const [option, time] of [
+    ['from', from],
+    ['to', to],
+  ] as const) {
+    if (time === undefined) continue;
+    const at = start(time);
+    if (!(at >= earliest && at < latest)) {
+      throw new CliError(`${command}: --${option} must be 0000-01-01 or later and before 9999-12-31`);
+    }
+  }
   const window = {
-    from: from === undefined ? undefined : new Date(from.length === 10 ? `${from}T00:00:00Z` : from),
-    before:
-      to === undefined
-        ? undefined
-        : new Date(to.length === 10 ? Date.parse(`${to}T00:00:00Z`) + dayMs : Date.parse(to) + 1),
+    from: from === undefined ? undefined : new Date(start(from)),
+    before: to === undefined ? undefined : new Date(start(to) + (to.length === 10 ? dayMs : 1)),
   };
   if (window.from && window.before && window.from >= window.before) {
     throw new CliError(`${command}: --from must come before --to`);

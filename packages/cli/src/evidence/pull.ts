@@ -107,11 +107,14 @@ export async function pullEvidence(options: PullOptions): Promise<PullResult> {
     const metas = await mapConcurrently(listed, concurrency, (entry) =>
       pullEntry(entry, options, s3, result),
     );
-    // The index says the pull is finished: it must not outlive a power loss as an empty file.
+    // The index says the pull is finished: it must not outlive a power loss as
+    // an empty file, nor outlive the files it lists. Their bytes were synced
+    // as each was written; their names are synced here, once a directory.
+    await syncDirs(options.out, metas);
     await writeAtomic(
       join(options.out, indexFile),
       metas.map((meta) => `${JSON.stringify(meta)}\n`).join(''),
-      { durable: true },
+      { sync: 'all' },
     );
   } catch (error) {
     // The error is printed next: on a line of its own, not on the end of the bar.
@@ -206,9 +209,14 @@ async function prepareDirectory(out: string, info: BucketInfo): Promise<void> {
 async function listVersions(client: S3Client, bucket: string, prefix: string): Promise<Listed[]> {
   const root = storePrefix(prefix);
   const byKey = new Map<string, Listed[]>();
+  const seen = new Set<string>();
   const add = (entry: Omit<Listed, 'key'>) => {
     // Another store's objects that merely share the listing prefix are not this evidence.
     if (!entry.objectKey.startsWith(root)) return;
+    // Some servers start a page with the version its marker named, which ended the page before.
+    const id = JSON.stringify([entry.objectKey, entry.versionId, entry.isDeleteMarker]);
+    if (seen.has(id)) return;
+    seen.add(id);
     const listed = { ...entry, key: entry.objectKey.slice(root.length) };
     const versions = byKey.get(listed.key);
     if (versions) versions.push(listed);
@@ -348,7 +356,7 @@ async function download(
       ? { mode: response.ObjectLockMode, retainUntil: response.ObjectLockRetainUntilDate }
       : await s3(() => retention(client, request));
   const file = objectFile(entry.key, entry.versionId);
-  await writeAtomic(join(out, file), bytes);
+  await writeAtomic(join(out, file), bytes, { sync: 'bytes' });
   const meta: ObjectMeta = {
     key: entry.key,
     versionId: entry.versionId,
@@ -430,13 +438,14 @@ async function readJson(file: string): Promise<unknown> {
 
 /**
  * Written under a temporary name and renamed: a file under its final name is
- * always whole. `durable` also syncs it and its directory, for a file whose
- * mere presence says something.
+ * always whole. `sync: 'bytes'` syncs the bytes before the rename, so that a
+ * power loss cannot leave the name on an empty file; `'all'` also syncs the
+ * directory, for a file whose mere presence says something.
  */
 async function writeAtomic(
   file: string,
   data: string | Uint8Array,
-  { durable = false }: { durable?: boolean } = {},
+  { sync = 'none' }: { sync?: 'none' | 'bytes' | 'all' } = {},
 ): Promise<void> {
   await mkdir(dirname(file), { recursive: true });
   // A fixed name: a pull resumed after a crash overwrites what the crash left.
@@ -444,12 +453,23 @@ async function writeAtomic(
   const handle = await open(partial, 'w');
   try {
     await handle.writeFile(data);
-    if (durable) await handle.sync();
+    if (sync !== 'none') await handle.sync();
   } finally {
     await handle.close();
   }
   await rename(partial, file);
-  if (durable) await syncDir(dirname(file));
+  if (sync === 'all') await syncDir(dirname(file));
+}
+
+/** Syncs each directory on the way from `out` to a saved file, for the names in it. */
+async function syncDirs(out: string, metas: readonly ObjectMeta[]): Promise<void> {
+  const dirs = new Set<string>();
+  for (const meta of metas) {
+    if (meta.file === null) continue;
+    for (let dir = dirname(meta.file); dir !== '.' && !dirs.has(dir); dir = dirname(dir)) dirs.add(dir);
+  }
+  for (const dir of dirs) await syncDir(join(out, dir));
+  await syncDir(out);
 }
 
 async function syncDir(dir: string): Promise<void> {

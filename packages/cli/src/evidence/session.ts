@@ -24,10 +24,27 @@ export function parseSessionRef(text: string): SessionRef {
 export function findRecord(records: readonly AuditRecord[], ref: SessionRef): AuditRecord | undefined {
   const found =
     'id' in ref
-      ? records.find((r) => r.id === ref.id)
+      ? onlyRecord(
+          records.filter((r) => r.id === ref.id),
+          ref.id,
+        )
       : records.find((r) => r.stream === ref.stream && r.seq === ref.seq);
   if (found?.outcome !== 'incomplete') return found;
   return matchCompletions(records.filter((r) => r.stream === found.stream)).completedBy.get(found) ?? found;
+}
+
+/**
+ * A ULID names one request, yet any stream may carry a record of that id: one
+ * signed by a key of its own, say. Which is the evidence is the auditor's call,
+ * never the listing order's.
+ */
+function onlyRecord(found: readonly AuditRecord[], id: string): AuditRecord | undefined {
+  if (found.length <= 1) return found[0];
+  const places = found.map((r) => printable(`${r.stream}:${r.seq}`)).join(', ');
+  throw new CliError(
+    `sessions show: ${found.length} verified records have id ${id} (${places}): check their streams' keys (veil evidence verify --trusted-keys), then name one as <stream>:<seq>`,
+    1,
+  );
 }
 
 /** The record as aligned `key  value` lines, then its masking actions and its approval. */

@@ -7,8 +7,8 @@
 //                        status and Object Lock configuration
 //     index.ndjson       one line per object version or delete marker (the same
 //                        metadata as the .meta.json files), per key newest first
-//                        as S3 lists them; written last, so its presence marks a
-//                        finished pull
+//                        as S3 lists them; written last, once every file it
+//                        lists is synced, so its presence marks a finished pull
 //     objects/<key>@<versionId>             the bytes of that version, as stored
 //     objects/<key>@<versionId>.meta.json   its metadata: key, versionId, isLatest,
 //                        isDeleteMarker, lastModified, size, checksumSHA256 (base64,

@@ -9,7 +9,7 @@
 // request population an auditor samples from. For the same reason a forwarded
 // request's first part is left out once a later record completes it: each
 // request is one member, through its full record.
-import { type AuditRecord, effectiveRecords } from '@veil/core';
+import { type AuditRecord, effectiveRecords, requesterUsernames } from '@veil/core';
 
 /** Outcomes where the caller was refused. */
 export const denialOutcomes: readonly AuditRecord['outcome'][] = [
@@ -209,6 +209,7 @@ const maskingColumns: Column<MaskingMember>[] = [
 ];
 
 type Approver = NonNullable<AuditRecord['approval']>['approvers'][number];
+type Identity = NonNullable<AuditRecord['identity']>;
 
 /** Everything the verified records say of one approval. */
 type Trail = {
@@ -328,9 +329,10 @@ const approvalColumns: Column<Trail>[] = [
   // Nobody may approve their own request: an auditor looks for exactly this.
   [
     'requester_among_approvers',
-    (t) =>
-      t.requester.identity !== null &&
-      deciders(t, 'approve').some((a) => a.subject === t.requester.identity?.subject),
+    (t) => {
+      const identity = t.requester.identity;
+      return identity !== null && deciders(t, 'approve').some((a) => mayBeRequester(a.subject, identity));
+    },
   ],
   [
     'request_outcomes',
@@ -342,6 +344,17 @@ const approvalColumns: Column<Trail>[] = [
   ],
   ['records', (t) => t.records.map((r) => `${r.stream}:${r.seq}`).join(' ')],
 ];
+
+/**
+ * Whether an approver's Kubernetes username may be the requester's own: one the
+ * webhook refuses whatever its settings (the subject, `<issuer>#<subject>`), or
+ * `<prefix>:<subject>`, the usual shape of an OIDC username prefix (`oidc:`).
+ * Which prefixes the cluster was told of the report cannot know, and one left
+ * out is exactly what lets a requester approve their own request.
+ */
+function mayBeRequester(approver: string, requester: Identity): boolean {
+  return requesterUsernames(requester).includes(approver) || approver.endsWith(`:${requester.subject}`);
+}
 
 const names = <T>(columns: readonly Column<T>[]): string[] => columns.map(([name]) => name);
 const row = <T>(columns: readonly Column<T>[], member: T): Cell[] => columns.map(([, cell]) => cell(member));

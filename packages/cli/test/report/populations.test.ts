@@ -287,6 +287,30 @@ test('approvals are one row per approval: requester, each decision with who, whe
   assert.ok(csv.includes(`"carol at 2025-06-01T10:01:00.000Z: ""no ticket; \\""urgent\\""\\nis not one"""`));
 });
 
+test('the requester is among the approvers under any username the cluster may give them', () => {
+  // Alice of https://a.example asks each time; the approver is known by their Kubernetes username.
+  const approvers = {
+    alice: true,
+    'https://a.example#alice': true,
+    'oidc:alice': true,
+    'https://b.example#alice': false,
+    malice: false,
+    'alice@example.com': false,
+  };
+  const approvals = buildPopulations(
+    Object.keys(approvers).map((subject) =>
+      record({ approval: approval(`by ${subject}`, [{ subject: 'carol' }, { subject }]) }),
+    ),
+  ).find((p) => p.name === 'approvals');
+  assert.ok(approvals);
+  const id = approvals.columns.indexOf('approval_id');
+  const among = approvals.columns.indexOf('requester_among_approvers');
+  assert.deepEqual(
+    Object.fromEntries(approvals.rows.map((row) => [String(row[id]).slice('by '.length), row[among]])),
+    approvers,
+  );
+});
+
 test('a forwarded request recorded in two parts is one member, through its full record', () => {
   const stream = 's/ns/pod/1';
   const first = record({ stream, outcome: 'incomplete', status: null, masking: [email] });

@@ -269,6 +269,31 @@ test('a manifest missing from the middle of the chain breaks it', () => {
   );
 });
 
+test('a manifest planted far past the chain costs one finding for the manifests it skips', () => {
+  const built = buildStream({ batches: clean });
+  const batch = built.manifests[1]?.manifest;
+  assert.ok(batch?.kind === 'batch');
+  // A walk over every seq up to the plant fails at the first, rather than running for ever at the second.
+  for (const seq of [100_000, Number.MAX_SAFE_INTEGER]) {
+    const key = manifestKey(built.prefix, seq);
+    const planted = storeManifest({
+      ...batch,
+      seq,
+      key,
+      batch: { ...batch.batch, key: batchKey(built.prefix, seq) },
+    });
+    const result = verifyEvidence([...built.objects, stored(key, planted.bytes, 99)], options);
+    const breaks = result.findings.filter((f) => f.code === 'chain-break');
+    assert.equal(breaks.length, 1);
+    assert.deepEqual(
+      breaks.map((f) => [f.key, f.message]),
+      [[manifestKey(built.prefix, 5), `manifests 5..${seq - 1} are missing`]],
+    );
+    assert.equal(result.totals.gaps, 1);
+    assert.equal(result.totals.records, 9);
+  }
+});
+
 test('a signed Merkle root that does not match the records is caught', () => {
   const built = buildStream({
     batches: clean,

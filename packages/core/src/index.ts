@@ -4,6 +4,7 @@ export * from './approvals/schema.ts';
 export * from './evidence/index.ts';
 export * from './masking/index.ts';
 export * from './policy/crd.ts';
+export * from './policy/glob.ts';
 export * from './policy/hash.ts';
 export * from './policy/schema.ts';
 export * from './policy/sidecar-spec.ts';

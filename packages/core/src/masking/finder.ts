@@ -82,7 +82,9 @@ export function scanAround(
 /**
  * Runs a global regex over text and keeps the spans `accept` returns. After a
  * rejected candidate the search resumes one character later, so a valid match
- * inside a longer invalid candidate is still found.
+ * inside a longer invalid candidate is still found. Each start inside it costs
+ * its length again: a regex whose candidates `accept` may reject must bound how
+ * far they reach, or near-misses make the scan quadratic.
  */
 export function scan(regex: RegExp, text: string, accept: (match: RegExpExecArray) => Span | null): Span[] {
   const spans: Span[] = [];

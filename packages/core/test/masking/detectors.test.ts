@@ -84,6 +84,18 @@ test('JWTs need a JSON header with alg; a trailing full stop is not a segment', 
   assert.deepEqual(found(`token ${bogus}.eyJzdWIiOiIxIn0.c2ln`), []);
 });
 
+test('a JWT fills its run of segments, and may end a longer one', () => {
+  const header = Buffer.from('{"alg":"HS256"}').toString('base64url');
+  const jws = `${header}.eyJzdWIiOiIxIn0.c2ln`;
+  const jwe = `${header}..aXY.Y2lwaGVy.dGFn`;
+  assert.deepEqual(found(`${jws}.x ${jws}.x.y.z ${header}..c2ln`, ['jwt']), []);
+  assert.deepEqual(found(`${jwe}. and ${jwe}`, ['jwt']), [`jwt:${jwe}`, `jwt:${jwe}`]);
+  assert.deepEqual(found(`eyJhYQ.${jws} and ${'eyJhYQ.'.repeat(6)}${jws}`, ['jwt']), [
+    `jwt:${jws}`,
+    `jwt:${jws}`,
+  ]);
+});
+
 test('a private key cut off before its END line is masked to the end of its body', () => {
   const key = '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7';
   assert.deepEqual(found(`${key}\n\n(cut here)`), [`private-key:${key}`]);

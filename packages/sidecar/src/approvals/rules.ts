@@ -1,6 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import type { ApprovalRule } from '@veil/core';
-import { globToRegExp } from '../enforce/access.ts';
+import { type ApprovalRule, globMatcher } from '@veil/core';
 
 /** What approval rules look at in a request. */
 export interface ApprovalSubject {
@@ -26,7 +25,7 @@ export function matchApprovalRule(
 function holds(when: ApprovalRule['when'], request: ApprovalSubject): boolean {
   const { minInputs, models, operation, groupsIn, groupsNotIn } = when;
   if (minInputs !== undefined && request.inputCount < minInputs) return false;
-  if (models !== undefined && !models.some((pattern) => globToRegExp(pattern).test(request.model))) {
+  if (models !== undefined && !models.some((glob) => globMatcher(glob)(request.model))) {
     return false;
   }
   if (operation !== undefined) {

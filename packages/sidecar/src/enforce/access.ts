@@ -1,4 +1,4 @@
-import type { AccessRule } from '@veil/core';
+import { type AccessRule, globMatcher } from '@veil/core';
 
 export interface Caller {
   readonly subject: string;
@@ -7,18 +7,12 @@ export interface Caller {
 
 export type AccessDecision = { allowed: true; rule: string } | { allowed: false; rule: string | null };
 
-/** `*` matches any run of characters; everything else is literal. */
-export function globToRegExp(pattern: string): RegExp {
-  const escaped = pattern.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*');
-  return new RegExp(`^${escaped}$`);
-}
-
 interface CompiledRule {
   readonly name: string;
   readonly allow: boolean;
   readonly groups: ReadonlySet<string>;
   readonly subjects: ReadonlySet<string>;
-  readonly models: readonly RegExp[];
+  readonly models: readonly ((model: string) => boolean)[];
 }
 
 /**
@@ -33,14 +27,14 @@ export function compileAccess(
     allow: rule.action === 'allow',
     groups: new Set(rule.groups),
     subjects: new Set(rule.subjects),
-    models: rule.models.map(globToRegExp),
+    models: rule.models.map(globMatcher),
   }));
   return (caller, model) => {
     let allowedBy: string | null = null;
     for (const rule of compiled) {
       const callerMatches =
         rule.subjects.has(caller.subject) || caller.groups.some((g) => rule.groups.has(g));
-      if (!callerMatches || !rule.models.some((m) => m.test(model))) continue;
+      if (!callerMatches || !rule.models.some((matches) => matches(model))) continue;
       if (!rule.allow) return { allowed: false, rule: rule.name };
       allowedBy ??= rule.name;
     }

@@ -38,6 +38,23 @@ describe('matchApprovalRule', () => {
     assert.equal(matchApprovalRule([finetunes], request({ model: 'base-ft-x' })), undefined);
   });
 
+  it('matches a long model name by no regex: the caller chooses it', () => {
+    const v2 = rule('v2', { models: ['*-*-v2'] });
+    const model = `${'-'.repeat(64 * 1024)}v2`;
+    const exec = RegExp.prototype.exec;
+    let runs = 0;
+    RegExp.prototype.exec = function (this: RegExp, input: string): RegExpExecArray | null {
+      if (input === model) runs++;
+      return exec.call(this, input);
+    };
+    try {
+      assert.equal(matchApprovalRule([v2], request({ model })), v2);
+    } finally {
+      RegExp.prototype.exec = exec;
+    }
+    assert.equal(runs, 0);
+  });
+
   it('matches the operation header by name in any case, value exactly', () => {
     const reindex = rule('reindex', { operation: { header: 'X-Veil-Operation', values: ['reindex'] } });
     assert.equal(

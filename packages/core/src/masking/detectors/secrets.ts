@@ -6,20 +6,19 @@ import { jwtHeaderValid } from '../validators.ts';
 
 const whole = (match: RegExpExecArray): Span => ({ start: match.index, end: match.index + match[0].length });
 
-// A header segment starts with base64url of `{"`; JWE compact tokens have five segments.
-const jwtRegex = /(?<![\w-])eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_.-]*/g;
+// A header segment starts with base64url of `{"`. A JWS compact token has three
+// segments, its payload never empty; a JWE token has five. The token must fill
+// its run of base64url and dots, so a candidate never reaches past a sixth
+// segment: one reaching to the end of the run cost a pass over the rest of the
+// text for every dot a rejected start was retried after.
+const jwtRegex =
+  /(?<![\w-])(eyJ[A-Za-z0-9_-]{2,})(?:\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*|(?:\.[A-Za-z0-9_-]*){4})(\.?)(?![A-Za-z0-9_.-])/g;
 
+/** A dot after the last segment ends the sentence ("token eyJ….eyJ….sig."), not the token. */
 function acceptJwt(match: RegExpExecArray): Span | null {
-  let value = match[0];
-  const segments = value.split('.');
-  // A dot ending the sentence, not a segment: "token eyJ….eyJ….sig."
-  if ((segments.length === 4 || segments.length === 6) && segments.at(-1) === '') {
-    segments.pop();
-    value = value.slice(0, -1);
-  }
-  if (segments.length === 3 && segments[1] === '') return null;
-  if ((segments.length !== 3 && segments.length !== 5) || !jwtHeaderValid(segments[0] ?? '')) return null;
-  return { start: match.index, end: match.index + value.length };
+  const [token, header = '', sentenceEnd = ''] = match;
+  if (!jwtHeaderValid(header)) return null;
+  return { start: match.index, end: match.index + token.length - sentenceEnd.length };
 }
 
 export const jwt: Finder = {

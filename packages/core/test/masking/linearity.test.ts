@@ -1,0 +1,54 @@
+// A rejected candidate is searched again from its second character, so a
+// detector whose candidates can reach to the end of the text does quadratic
+// work on text made of near-misses. The work is counted, not timed: every
+// regex run and every character it matched.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { detectSpans } from '../../src/masking/index.ts';
+import type { DetectorName } from '../../src/policy/schema.ts';
+
+/** Near-misses for each detector, each repeated to fill a text. */
+const nearMisses: Record<DetectorName, string[]> = {
+  jwt: ['eyJaa.', 'a.eyJaa', 'eyJhbGciOiJIUzI1NiJ9.', 'eyJaa.eyJaa.eyJaa '],
+  email: ['a@', 'a.a@a.', "'a@", '@a.'],
+  phone: ['+1 (1)(1)(1) 1 ', '123-456-7890, ', '012 345 6, ', '+1-1-'],
+  ssn: ['123-45-', '000-12-3456, ', 'SSN 000123456 '],
+  'payment-card': ['4111 ', '4111-', '4', '41 '],
+  iban: ['GB82 ', 'GB82WEST', 'DE89 3704 '],
+  ipv4: ['1.', '1.2.3.4.'],
+  ipv6: ['1:', '::', '1::1:', '1:2:3:4:5:6:7:8:'],
+  'private-key': ['-----BEGIN PRIVATE KEY-----', '-----BEGIN PRIVATE KEY-----\n-----END '],
+  'aws-key': ['AKIA', 'secret_key = ', `secretkey:${'A'.repeat(39)}`],
+  'gcp-key': ['AIza', `AIza${'a'.repeat(34)} `],
+  'github-token': ['ghp_', `ghp_${'a'.repeat(300)} `, ' github_pat__'],
+};
+
+/** Regex runs during `work`, plus the characters they matched. */
+function regexWork(work: () => void): number {
+  const exec = RegExp.prototype.exec;
+  let count = 0;
+  RegExp.prototype.exec = function (this: RegExp, input: string): RegExpExecArray | null {
+    const match = exec.call(this, input);
+    count += 1 + (match?.[0].length ?? 0);
+    return match;
+  };
+  try {
+    work();
+  } finally {
+    RegExp.prototype.exec = exec;
+  }
+  return count;
+}
+
+test('every detector does work linear in a text of near-misses', () => {
+  const length = 32 * 1024;
+  // A run of digits, so the detectors of numbers look at the rest.
+  const digits = '12345678 ';
+  for (const [name, units] of Object.entries(nearMisses) as [DetectorName, string[]][]) {
+    for (const unit of units) {
+      const text = `${digits}${unit.repeat(Math.ceil(length / unit.length))}`;
+      const work = regexWork(() => detectSpans(text, [name]));
+      assert.ok(work <= 64 * text.length, `${name} on ${JSON.stringify(unit)}: ${work} for ${text.length}`);
+    }
+  }
+});

@@ -7,6 +7,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { DEFAULT_MAX_PENDING_PER_CALLER } from '@veil/core';
 import type { Approval } from '../src/approvals/client.ts';
 import { CliError } from '../src/command.ts';
 import {
@@ -414,3 +415,26 @@ function freePort(): Promise<number> {
     });
   });
 }
+
+test('a caller with its quota of approvals Pending is answered 429 in its dialect, not 503; others are not', async () => {
+  tokens.erin = await mintDevToken({ sub: 'erin', groups: ['ml-readers'], approver: false, stateDir: state });
+  const ids: string[] = [];
+  for (let i = 0; i < DEFAULT_MAX_PENDING_PER_CALLER; i++) {
+    const held = await embed('erin', 'later');
+    assert.equal(held.status, 202);
+    ids.push(held.json.approval?.id ?? '');
+  }
+  const refused = await embed('erin', 'later');
+  assert.equal(refused.status, 429, JSON.stringify(refused.json));
+  assert.equal(refused.json.error?.code, 'rate_limited');
+  assert.match(refused.json.error?.message ?? '', /Pending in local, .*\(approvals\.maxPendingPerCaller\)/);
+
+  const other = await embed('carol', 'later');
+  assert.equal(other.status, 202);
+  await decide('deny', ids[0] as string, tokens.bob as string);
+  const freed = await embed('erin', 'later');
+  assert.equal(freed.status, 202);
+  for (const id of [...ids, other.json.approval?.id, freed.json.approval?.id]) {
+    seen.add(id?.split('/')[1] as string);
+  }
+});

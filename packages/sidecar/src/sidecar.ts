@@ -1,5 +1,6 @@
 import { type ApprovalsClient, controllerApprovalsClient } from './approvals/client.ts';
 import { RecordedDecisions } from './approvals/evidence.ts';
+import { HeldRequests } from './approvals/hold.ts';
 import { openAuditRecorder } from './audit/setup.ts';
 import type { AuditSink } from './audit/sink.ts';
 import type { SidecarConfig } from './config.ts';
@@ -107,6 +108,7 @@ export async function startSidecar(
       approvals,
       podName: config.pod.name,
       approvalDecisions: new RecordedDecisions(),
+      heldRequests: new HeldRequests(),
       stopping: stopping.signal,
     };
     const data = await buildDataServer(deps, config.api, telemetry);

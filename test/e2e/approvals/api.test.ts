@@ -62,6 +62,10 @@ const policy: PolicySpecInput = {
   },
 };
 
+/** The same rule, under a policy letting one requester have two approvals Pending. */
+const capped: PolicySpecInput = { ...policy, approvals: { ...policy.approvals, maxPendingPerCaller: 2 } };
+const policies: Record<string, PolicySpecInput> = { default: policy, capped };
+
 before(async () => {
   cp = await startControlPlane();
   try {
@@ -77,8 +81,10 @@ before(async () => {
       rule.notify.url = `https://127.0.0.1:${(receiver.address() as AddressInfo).port}/services/T000/B000`;
     agent = new Agent({ connect: { ca: await readFile(cp.caCert) } });
     approvals = await startTestApprovalsApi(cp, 'approvals-api', {
-      policy: (_namespace, name) =>
-        name === 'default' ? { name, hash: 'h', spec: policySpecSchema.parse(policy) } : undefined,
+      policy: (_namespace, name) => {
+        const spec = Object.hasOwn(policies, name) ? policies[name] : undefined;
+        return spec ? { name, hash: 'h', spec: policySpecSchema.parse(spec) } : undefined;
+      },
       now: () => new Date(Date.now() + clockOffsetMs),
       keepForMs: KEEP_FOR_MS,
       notify: httpsNotifier(agent),
@@ -361,4 +367,45 @@ test('a write the API server fails neither spends an approval nor leaves one hal
   const used = await call(token, 'POST', usePath, useBody(who));
   assert.equal(used.status, 200, JSON.stringify(used.body));
   assert.ok(used.body.usedAt);
+});
+
+test('one requester has at most maxPendingPerCaller approvals Pending in a namespace; beyond, 429', async () => {
+  const namespace = await freshNamespace(cp, 'quota');
+  const token = await sidecarToken(cp, namespace);
+  const open = (requester = alice) =>
+    call(token, 'POST', '/v1/approvals', { ...openBody(), policy: 'capped', requester });
+  const first = await open();
+  assert.equal(first.status, 201);
+  assert.equal((await open()).status, 201);
+
+  const refused = await open();
+  assert.equal(refused.status, 429);
+  assert.match(
+    String(refused.body.error),
+    /2 approval\(s\) Pending .*allows 2 \(approvals\.maxPendingPerCaller\)/,
+  );
+  // Other requesters of the namespace are not held back: another subject, or the same one elsewhere.
+  assert.equal((await open({ ...alice, subject: 'carol' })).status, 201);
+  assert.equal((await open({ ...alice, issuer: 'https://other.example.com' })).status, 201);
+  const stored = (await cp.kubeConfig().makeApiClient(CustomObjectsApi).listNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    namespace,
+    plural: 'embeddingapprovals',
+  })) as { items: unknown[] };
+  assert.equal(stored.items.length, 4, 'nothing is created for a refused open');
+
+  // A decision frees a place; so does an expiry.
+  await runApprovalsDecide('approve', [`${namespace}/${first.body.name}`, '--reason', 'fine'], {
+    out: () => undefined,
+    kubeConfig: () => cp.kubeConfig(bob.kubeconfig),
+  });
+  assert.equal((await open()).status, 201);
+  assert.equal((await open()).status, 429);
+  clockOffsetMs = 3_600_000;
+  try {
+    assert.equal((await open()).status, 201);
+  } finally {
+    clockOffsetMs = 0;
+  }
 });

@@ -132,6 +132,7 @@ export async function startDev(options: DevOptions = {}): Promise<RunningDev> {
       namespace: DEV_NAMESPACE,
       policyName,
       rules: spec.approvals.rules,
+      maxPendingPerCaller: spec.approvals.maxPendingPerCaller,
       log: options.log,
     });
     stops.push(() => approvals.close());

@@ -2,8 +2,9 @@
 // process instead of at the controller, plus what the local approvals API needs
 // to list them and record decisions. It plays the controller (open, long poll,
 // use, expiry) and the stamping webhook (who may decide) with the same rules from
-// @veil/core, so a held request behaves here as it does in a cluster. Approvals
-// live in memory: a restart of `veil dev` forgets them.
+// @veil/core, so a held request behaves here as it does in a cluster, the quota of
+// Pending approvals per requester included. Approvals live in memory: a restart
+// of `veil dev` forgets them.
 import { randomBytes } from 'node:crypto';
 import {
   type ApprovalRule,
@@ -11,6 +12,7 @@ import {
   type ApprovalUser,
   approvalView,
   checkUse,
+  DEFAULT_MAX_PENDING_PER_CALLER,
   expiryDue,
   markFailure,
   newApprovalSpec,
@@ -35,6 +37,8 @@ export interface DevApprovalsOptions {
   /** The policy `veil dev` enforces: its name and approval rules. */
   readonly policyName: string;
   readonly rules: readonly ApprovalRule[];
+  /** The policy's approvals.maxPendingPerCaller. */
+  readonly maxPendingPerCaller?: number;
   readonly now?: () => Date;
   /** One line per approval opened, decided or expired, for the developer's terminal. */
   readonly log?: (line: string) => void;
@@ -47,6 +51,12 @@ export type DecideResult =
 /** Thrown to the sidecar, which fails the held request closed (503). */
 export class DevApprovalsError extends Error {
   override name = 'DevApprovalsError';
+}
+
+/** Thrown to the sidecar for a requester with its quota of approvals Pending: 429, as in a cluster. */
+export class DevPendingQuotaError extends Error {
+  override name = 'DevPendingQuotaError';
+  readonly status = 429;
 }
 
 export class DevApprovals implements ApprovalsClient {
@@ -76,6 +86,7 @@ export class DevApprovals implements ApprovalsClient {
     if (rule === undefined) {
       throw new DevApprovalsError(`no approval rule ${parsed.data.rule} in policy ${parsed.data.policy}`);
     }
+    this.#refuseOverQuota(parsed.data.requester);
     const now = this.#now();
     const approval: StoredApproval = {
       namespace: this.namespace,
@@ -94,6 +105,26 @@ export class DevApprovals implements ApprovalsClient {
         `${rule.approvers.count} of ${rule.approvers.groups.join(', ')} (veil approvals show ${key} --dev)`,
     );
     return this.#view(approval);
+  }
+
+  /** As the controller refuses an open: the requester's Pending approvals, counted as they stand. */
+  #refuseOverQuota(requester: { issuer: string; subject: string }): void {
+    const limit = this.#options.maxPendingPerCaller ?? DEFAULT_MAX_PENDING_PER_CALLER;
+    const pending = this.list().filter(
+      ({ spec, status }) =>
+        status.phase === 'Pending' &&
+        spec.requester.issuer === requester.issuer &&
+        spec.requester.subject === requester.subject,
+    ).length;
+    if (pending < limit) return;
+    this.#options.log?.(
+      `approval refused: ${printable(requester.subject)} has ${pending} pending (approvals.maxPendingPerCaller: ${limit})`,
+    );
+    throw new DevPendingQuotaError(
+      `the requester has ${pending} approval(s) Pending in ${this.namespace}, and policy ` +
+        `${this.#options.policyName} allows ${limit} (approvals.maxPendingPerCaller); ` +
+        'try again once one is decided or expires',
+    );
   }
 
   async wait(

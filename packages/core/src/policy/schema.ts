@@ -239,6 +239,8 @@ export const approvalRuleSchema = z
   })
   .strict();
 
+export const DEFAULT_MAX_PENDING_PER_CALLER = 10;
+
 export const auditSchema = z
   .object({
     retentionDays: z.number().int().min(1).max(36_500).default(365),
@@ -283,12 +285,25 @@ export const policySpecSchema = z
       })
       .default({ rules: [] }),
     approvals: z
-      .object({ rules: z.array(approvalRuleSchema).default([]) })
+      .object({
+        rules: z.array(approvalRuleSchema).default([]),
+        // Each approval is kept past its expiry and each hold pins its body in memory:
+        // without a cap, one caller could flood the API server or the sidecar.
+        maxPendingPerCaller: z
+          .number()
+          .int()
+          .min(1)
+          .max(1000)
+          .default(DEFAULT_MAX_PENDING_PER_CALLER)
+          .describe(
+            'Approvals one caller may have Pending in a namespace, and requests one sidecar may hold for it at once; beyond it, 429',
+          ),
+      })
       .strict()
       // The sidecar names only the rule to the controller, which reads approvers and expiry from
       // the first rule of that name: a request a second one held would get the first one's.
       .superRefine(uniqueRuleNames)
-      .default({ rules: [] }),
+      .default({ rules: [], maxPendingPerCaller: DEFAULT_MAX_PENDING_PER_CALLER }),
     audit: auditSchema.default({
       retentionDays: 365,
       batch: { maxRecords: 10_000, maxBytes: 8 * 1024 * 1024, maxAgeSeconds: 10 },

@@ -33,4 +33,8 @@ test('the policy CRD carries the schema limits of the zod source', () => {
   const limits = (version?.schema.openAPIV3Schema as any).properties.spec.properties.limits.properties;
   assert.equal(limits.maxInputsPerRequest.minimum, 1);
   assert.equal(limits.maxInputsPerRequest.default, 256);
+  const approvals = (version?.schema.openAPIV3Schema as any).properties.spec.properties.approvals;
+  assert.deepEqual(approvals.default, { rules: [], maxPendingPerCaller: 10 });
+  const { minimum, maximum } = approvals.properties.maxPendingPerCaller;
+  assert.deepEqual([minimum, maximum], [1, 1000]);
 });

@@ -13,6 +13,8 @@ test('examples/policy.yaml is a valid EmbeddingPolicy that sets every top-level 
   for (const field of Object.keys(policySpecSchema.shape))
     assert.ok(field in raw.spec, `example lacks spec.${field}`);
   assert.ok(policy.spec.masking.rules.length > 0);
+  for (const field of Object.keys(policySpecSchema.shape.approvals.unwrap().shape))
+    assert.ok(field in raw.spec.approvals, `example lacks spec.approvals.${field}`);
 });
 
 test('an empty spec takes the documented defaults', () => {
@@ -20,6 +22,19 @@ test('an empty spec takes the documented defaults', () => {
   assert.equal(spec.limits.maxInputsPerRequest, 256);
   assert.equal(spec.audit.inputs, 'digest');
   assert.deepEqual(spec.access.rules, []);
+});
+
+test('one caller may have ten approvals Pending unless the policy says otherwise, from 1 to 1000', () => {
+  assert.equal(policySpecSchema.parse({}).approvals.maxPendingPerCaller, 10);
+  assert.equal(policySpecSchema.parse({ approvals: { rules: [] } }).approvals.maxPendingPerCaller, 10);
+  const paths = (maxPendingPerCaller: unknown) =>
+    policySpecSchema
+      .safeParse({ approvals: { maxPendingPerCaller } })
+      .error?.issues.map((i) => i.path.join('.'));
+  assert.equal(paths(1), undefined);
+  assert.equal(paths(1000), undefined);
+  for (const refused of [0, 1001, 2.5, '10'])
+    assert.deepEqual(paths(refused), ['approvals.maxPendingPerCaller'], String(refused));
 });
 
 test('problems carry field paths', () => {

@@ -19,7 +19,13 @@
 // Approver groups, count, expiry and notification come from the EmbeddingPolicy
 // the controller holds, never from the sidecar. The sidecar sends a masked summary
 // and counts only; the controller caps the summary and stores no inputs.
-import { randomBytes } from 'node:crypto';
+//
+// Every approval is kept past its expiry, so one requester (issuer and subject)
+// may have at most the policy's approvals.maxPendingPerCaller approvals Pending
+// in a namespace: an open beyond it is refused 429. Each approval carries a
+// label hashing its requester, by which they are counted; two opens at once may
+// both pass, so the cap holds about, not exactly.
+import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import {
@@ -51,6 +57,7 @@ import type { Log } from './log.ts';
 import type { Caller } from './pull.ts';
 
 const plural = 'embeddingapprovals';
+const requesterLabelName = 'veil.dev/requester';
 const dnsLabel = z
   .string()
   .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/)
@@ -195,10 +202,26 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
     const namespace = who.namespace;
     const desired = options.policy(namespace, body.data.policy);
     const spec = desired ? policySpecSchema.safeParse(desired.spec) : undefined;
-    const rule = spec?.success ? spec.data.approvals.rules.find((r) => r.name === body.data.rule) : undefined;
-    if (rule === undefined) {
+    const approvals = spec?.success ? spec.data.approvals : undefined;
+    const rule = approvals?.rules.find((r) => r.name === body.data.rule);
+    if (approvals === undefined || rule === undefined) {
       return reply.code(404).send({
         error: `no approval rule ${body.data.rule} in EmbeddingPolicy ${namespace}/${body.data.policy}`,
+      });
+    }
+    const pending = await pendingOf(namespace, body.data.requester);
+    if (pending >= approvals.maxPendingPerCaller) {
+      options.log.info('approval refused: too many pending', {
+        namespace,
+        rule: rule.name,
+        caller: who.username,
+        pending,
+      });
+      return reply.code(429).send({
+        error:
+          `the requester has ${pending} approval(s) Pending in ${namespace}, and EmbeddingPolicy ` +
+          `${body.data.policy} allows ${approvals.maxPendingPerCaller} (approvals.maxPendingPerCaller); ` +
+          'try again once one is decided or expires',
       });
     }
     const approvalSpec = newApprovalSpec(body.data, namespace, rule, now());
@@ -276,6 +299,18 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
     return view(stored, ruleOf(stored));
   });
 
+  /** The requester's approvals in the namespace still open to a decision. */
+  async function pendingOf(namespace: string, requester: Requester): Promise<number> {
+    const list = (await api.listNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace,
+      plural,
+      labelSelector: `${requesterLabelName}=${requesterLabel(requester)}`,
+    })) as { items?: unknown[] };
+    return (list.items ?? []).filter((item) => pendingFor(item, requester, now())).length;
+  }
+
   /** Creates the approval and its first status; one whose status cannot be written is deleted. */
   async function create(namespace: string, spec: ApprovalSpec): Promise<Stored> {
     const name = `ea-${randomBytes(6).toString('hex')}`;
@@ -290,7 +325,11 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
         metadata: {
           name,
           namespace,
-          labels: { 'veil.dev/policy': spec.policy, 'veil.dev/rule': spec.rule },
+          labels: {
+            'veil.dev/policy': spec.policy,
+            'veil.dev/rule': spec.rule,
+            [requesterLabelName]: requesterLabel(spec.requester),
+          },
         },
         spec,
       },
@@ -391,6 +430,33 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
       await listener.close();
     },
   };
+}
+
+type Requester = Pick<ApprovalSpec['requester'], 'issuer' | 'subject'>;
+
+/** A label value (hex, within the 63 characters allowed); a collision only lists more, never counts more. */
+function requesterLabel(requester: Requester): string {
+  return createHash('sha256')
+    .update(JSON.stringify([requester.issuer, requester.subject]))
+    .digest('hex')
+    .slice(0, 40);
+}
+
+/** Pending, unexpired, and this requester's: the label alone could be any requester's that hashes alike. */
+function pendingFor(item: unknown, requester: Requester, now: Date): boolean {
+  let stored: Stored;
+  try {
+    stored = toStored(item);
+  } catch {
+    return false;
+  }
+  const { issuer, subject } = stored.spec.requester;
+  return (
+    issuer === requester.issuer &&
+    subject === requester.subject &&
+    stored.status.phase === 'Pending' &&
+    !expiryDue(stored.spec, stored.status, now)
+  );
 }
 
 function toStored(object: unknown): Stored {

@@ -65,6 +65,11 @@ export type UseResult =
     };
 
 export interface ApprovalsClient {
+  /**
+   * Rejects with an error whose `status` is 429 (a PendingQuotaError, or alike)
+   * when the requester has as many approvals Pending as the policy allows; with
+   * any other, the controller is unavailable.
+   */
   open(body: OpenApproval): Promise<ApprovalView>;
   /**
    * The approval once decided, or as it stands after `waitSeconds`; `signal`
@@ -79,6 +84,17 @@ export interface ApprovalsClient {
 /** The controller could not be asked, or answered something unusable: fail closed. */
 export class ControllerUnavailableError extends Error {
   override name = 'ControllerUnavailableError';
+}
+
+/** The requester has as many approvals Pending as the policy allows: none is opened. */
+export class PendingQuotaError extends Error {
+  override name = 'PendingQuotaError';
+  readonly status = 429;
+}
+
+/** A refusal of `open` for the requester's quota, by any ApprovalsClient. */
+export function isPendingQuota(error: unknown): boolean {
+  return (error as { status?: unknown } | undefined)?.status === 429;
 }
 
 export interface ControllerClientOptions {
@@ -165,6 +181,12 @@ export async function controllerApprovalsClient(options: ControllerClientOptions
     throw new ControllerUnavailableError(`the controller refused to ${what} (${status}${error})`);
   }
 
+  function quotaMessage(json: unknown): string {
+    const said = errorSchema.safeParse(json);
+    const error = said.success ? said.data.error : undefined;
+    return (error ?? 'the caller has too many approvals Pending').slice(0, 200);
+  }
+
   function asView(status: number, json: unknown, what: string): ApprovalView {
     const view = approvalViewSchema.safeParse(json);
     if (!view.success)
@@ -175,6 +197,7 @@ export async function controllerApprovalsClient(options: ControllerClientOptions
   return {
     async open(body) {
       const { status, json } = await send('POST', '/v1/approvals', body, TIMEOUT_MS);
+      if (status === 429) throw new PendingQuotaError(quotaMessage(json));
       if (status !== 201 && status !== 200) refused(status, json, 'open the approval');
       return asView(status, json, 'the open');
     },

@@ -8,6 +8,10 @@
 // - `x-veil-approval: <namespace>/<name>`: the caller retries with an approval
 //   it was given; the sidecar consumes it for this caller and this payload.
 // - No controller, or one that cannot be asked: 503, never forwarded.
+// - One caller is held at most the policy's approvals.maxPendingPerCaller times
+//   at once in this sidecar (each hold pins its body in memory), and has about
+//   as many approvals Pending at the controller (each is kept past its expiry):
+//   beyond either, 429 with Retry-After, nothing opened or forwarded.
 //
 // Each approval opened, and each decision observed on it, is recorded before
 // the request goes on (see evidence.ts). A decision is observed only on an
@@ -34,7 +38,13 @@ import type { Identity } from '../auth/identity.ts';
 import type { ProxyReply } from '../proxy/pipeline.ts';
 import type { Trace } from '../proxy/record.ts';
 import { JSON_HEADERS, Refusal } from '../proxy/refusal.ts';
-import type { ApprovalsClient, ApprovalView, UseRefusalReason, UseResult } from './client.ts';
+import {
+  type ApprovalsClient,
+  type ApprovalView,
+  isPendingQuota,
+  type UseRefusalReason,
+  type UseResult,
+} from './client.ts';
 import { type RecordApproval, RecordedDecisions } from './evidence.ts';
 
 export const APPROVAL_HEADER = 'x-veil-approval';
@@ -45,6 +55,8 @@ const MAX_POLL_SECONDS = 60;
 const MAX_SUBJECT = 512;
 const MAX_REASON = 1024;
 const SUMMARY_PREVIEW = 200;
+/** A slot frees when people decide, which no clock predicts: a hint, not a promise. */
+const QUOTA_RETRY_AFTER_SECONDS = 30;
 
 const dnsLabel = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
@@ -64,6 +76,10 @@ export interface HoldRequest {
   readonly record: RecordApproval;
   /** The decisions this sidecar recorded already. */
   readonly decisions: RecordedDecisions;
+  /** The requests this sidecar holds, per caller. */
+  readonly held: HeldRequests;
+  /** The policy's approvals.maxPendingPerCaller. */
+  readonly maxPendingPerCaller: number;
   /** Aborts when the held caller goes away: the hold ends, and the approval is left unused. */
   readonly signal?: AbortSignal;
   /**
@@ -74,6 +90,31 @@ export interface HoldRequest {
 }
 
 export type Held = { reply: ProxyReply; outcome: RecordOutcome };
+
+/** How many requests this sidecar holds for each caller (issuer and subject) now. */
+export class HeldRequests {
+  readonly #counts = new Map<string, number>();
+
+  /** Takes one of the caller's `limit` slots; false when all are taken. */
+  take(identity: Identity, limit: number): boolean {
+    const key = callerKey(identity);
+    const count = this.#counts.get(key) ?? 0;
+    if (count >= limit) return false;
+    this.#counts.set(key, count + 1);
+    return true;
+  }
+
+  release(identity: Identity): void {
+    const key = callerKey(identity);
+    const count = (this.#counts.get(key) ?? 0) - 1;
+    if (count > 0) this.#counts.set(key, count);
+    else this.#counts.delete(key);
+  }
+}
+
+function callerKey(identity: Identity): string {
+  return JSON.stringify([identity.issuer, identity.subject]);
+}
 
 /** What, besides the caller and the payload, an approval is for: see the header comment. */
 export type ApprovalScope = { policy: string; rule: string; api: string };
@@ -130,7 +171,41 @@ export async function holdForApproval(hold: HoldRequest, trace: Trace): Promise<
   const digest = payloadDigest(scope, hold.identity, hold.model, hold.body);
   const presented = headerValue(hold.headers, APPROVAL_HEADER);
   if (presented !== undefined) return usePresented(client, hold, presented, digest, trace);
+  if (rule.mode === 'deferred') return deferred(await open(client, hold, digest, trace));
+  return inSlot(hold, async () => {
+    const opened = await open(client, hold, digest, trace);
+    const decided = await waitForDecision(client, hold, opened, trace);
+    return consume(client, hold, decided, digest, trace);
+  });
+}
 
+/** Runs one hold in a slot of the caller's, freed however the hold ends. */
+async function inSlot<T>(hold: HoldRequest, held: () => Promise<T>): Promise<T> {
+  if (!hold.held.take(hold.identity, hold.maxPendingPerCaller)) {
+    throw new Refusal(
+      429,
+      'rate_limited',
+      'rate_limited',
+      `approval required by rule ${hold.rule.name}, but ${hold.maxPendingPerCaller} request(s) of this caller ` +
+        'are held for approval already (approvals.maxPendingPerCaller); send this one once one of them is decided',
+      { 'retry-after': String(QUOTA_RETRY_AFTER_SECONDS) },
+    );
+  }
+  try {
+    return await held();
+  } finally {
+    hold.held.release(hold.identity);
+  }
+}
+
+/** Opens an approval for the request and records that it did. */
+async function open(
+  client: ApprovalsClient,
+  hold: HoldRequest,
+  digest: string,
+  trace: Trace,
+): Promise<ApprovalView> {
+  const { rule } = hold;
   const opened = await ask(rule, () =>
     client.open({
       policy: hold.policyName,
@@ -159,9 +234,7 @@ export async function holdForApproval(hold: HoldRequest, trace: Trace): Promise<
     approval: { ...trace.approval, approvers: [] },
   });
   await recordDecisions(hold, opened, trace);
-  if (rule.mode === 'deferred') return deferred(opened);
-  const decided = await waitForDecision(client, hold, opened, trace);
-  return consume(client, hold, decided, digest, trace);
+  return opened;
 }
 
 /**
@@ -288,8 +361,11 @@ async function usePresented(
     trace.approval = approvalRef(used.approval, trace.time);
     await recordDecisions(hold, used.approval, trace);
     if (hold.rule.mode === 'deferred') return deferred(used.approval);
-    const decided = await waitForDecision(client, hold, used.approval, trace);
-    return consume(client, hold, decided, digest, trace);
+    const pending = used.approval;
+    return inSlot(hold, async () => {
+      const decided = await waitForDecision(client, hold, pending, trace);
+      return consume(client, hold, decided, digest, trace);
+    });
   }
   return afterUse(client, hold, namespace, name, used, trace);
 }
@@ -416,12 +492,24 @@ function denied(view: ApprovalView): Refusal {
   return new Refusal(403, 'forbidden', 'approval_denied', `approval ${idOf(view)} was denied${by}`);
 }
 
-/** A controller that cannot be asked, or answers nonsense, fails the request closed. */
+/**
+ * A controller that cannot be asked, or answers nonsense, fails the request
+ * closed; one that refuses for the caller's quota tells the caller to slow down.
+ */
 async function ask<T>(rule: ApprovalRule, call: () => Promise<T>): Promise<T> {
   try {
     return await call();
   } catch (error) {
     const message = (error as Error).message ?? 'unknown error';
+    if (isPendingQuota(error)) {
+      throw new Refusal(
+        429,
+        'rate_limited',
+        'rate_limited',
+        `approval required by rule ${rule.name}, but ${message}`.slice(0, 240),
+        { 'retry-after': String(QUOTA_RETRY_AFTER_SECONDS) },
+      );
+    }
     throw new Refusal(
       503,
       'unavailable',

@@ -10,7 +10,7 @@ import type { Readable } from 'node:stream';
 import type { RecordOutcome } from '@veil/core';
 import type { ApprovalsClient } from '../approvals/client.ts';
 import type { RecordedDecisions } from '../approvals/evidence.ts';
-import { holdForApproval } from '../approvals/hold.ts';
+import { HeldRequests, holdForApproval } from '../approvals/hold.ts';
 import { matchApprovalRule } from '../approvals/rules.ts';
 import type { AuditSink } from '../audit/sink.ts';
 import type { Identity } from '../auth/identity.ts';
@@ -54,6 +54,8 @@ export interface PipelineDeps {
   readonly podName?: string;
   /** The approval decisions this sidecar recorded, kept across requests so each is recorded once. */
   readonly approvalDecisions: RecordedDecisions;
+  /** Requests held for approval now, per caller: the cap on them holds across requests. */
+  readonly heldRequests: HeldRequests;
   /** Aborts when the sidecar begins to stop: requests held for approval are answered at once. */
   readonly stopping?: AbortSignal;
 }
@@ -207,6 +209,8 @@ async function approve(
         headers: request.headers,
         record: (event) => recordApproval(deps, dialect.name, request.path, trace, event),
         decisions: deps.approvalDecisions,
+        held: deps.heldRequests,
+        maxPendingPerCaller: policy.spec.approvals.maxPendingPerCaller,
         ...(request.callerGone === undefined ? {} : { signal: request.callerGone() }),
         ...(deps.stopping === undefined ? {} : { stopping: deps.stopping }),
       },

@@ -26,8 +26,13 @@ export interface ControllerStandIn {
   readonly uses: { id: string; body: unknown }[];
   /** The bearer token it accepts; anything else is 401. */
   token: string;
-  /** Resolves with the id of the next approval opened (or the latest, if one is opened already and unseen). */
-  nextOpened(): Promise<string>;
+  /** When set, an open beyond this many Pending approvals of one requester is refused 429. */
+  maxPending: number | undefined;
+  /**
+   * Resolves with the id of the next approval opened (or the latest, if one is
+   * opened already and unseen); rejects once `signal` aborts first.
+   */
+  nextOpened(signal?: AbortSignal): Promise<string>;
   decide(id: string, decision: 'approve' | 'deny', approver: string, reason: string): void;
   expire(id: string): void;
   /** Moves the approval's expiry into the past, its phase as it is. */
@@ -54,6 +59,15 @@ export async function startControllerStandIn(namespace = 'test'): Promise<Contro
   // The stand-in holds no policies, so no rule as it stands now.
   const view = (stored: StoredApproval) => approvalView(stored, undefined);
 
+  function pendingOf(requester: { issuer: string; subject: string }): number {
+    return [...approvals.values()].filter(
+      ({ spec, status }) =>
+        status.phase === 'Pending' &&
+        spec.requester.issuer === requester.issuer &&
+        spec.requester.subject === requester.subject,
+    ).length;
+  }
+
   async function readJson(request: IncomingMessage): Promise<unknown> {
     const chunks: Buffer[] = [];
     for await (const chunk of request) chunks.push(chunk as Buffer);
@@ -73,6 +87,10 @@ export async function startControllerStandIn(namespace = 'test'): Promise<Contro
     if (request.method === 'POST' && url.pathname === '/v1/approvals') {
       const body = openApprovalSchema.safeParse(await readJson(request));
       if (!body.success) return send(response, 400, { error: 'invalid approval request' });
+      const pending = pendingOf(body.data.requester);
+      if (stand.maxPending !== undefined && pending >= stand.maxPending) {
+        return send(response, 429, { error: `the requester has ${pending} approval(s) Pending` });
+      }
       opened.push(body.data);
       const name = `ea-${(++counter).toString(16).padStart(6, '0')}`;
       const now = new Date();
@@ -150,8 +168,9 @@ export async function startControllerStandIn(namespace = 'test'): Promise<Contro
     opened,
     uses,
     token: 'sidecar-token-1',
-    async nextOpened() {
-      while (unseen.length === 0) await once(events, 'opened');
+    maxPending: undefined,
+    async nextOpened(signal) {
+      while (unseen.length === 0) await once(events, 'opened', { signal });
       return unseen.shift() as string;
     },
     decide(id, decision, approver, reason) {

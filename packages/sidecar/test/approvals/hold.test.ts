@@ -9,7 +9,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type AuditRecord, MAX_APPROVAL_SUMMARY } from '@veil/core';
+import { request } from 'undici';
 import { approvalSummary, payloadDigest } from '../../src/approvals/hold.ts';
 import { newTrace } from '../../src/proxy/record.ts';
 import {
@@ -546,6 +548,132 @@ describe('approvals through a controller', () => {
     const fresh = await call(url(fixture), body, { token, headers: { 'x-veil-operation': 'later' } });
     assert.equal(fresh.status, 202);
     await controller.nextOpened();
+  });
+});
+
+describe("one caller's held requests and Pending approvals are capped", () => {
+  let controller: ControllerStandIn;
+  let fixture: SidecarFixture;
+  let dir: string;
+  let token: string;
+  const reindex = { 'x-veil-operation': 'reindex' };
+
+  before(async () => {
+    controller = await startControllerStandIn();
+    dir = await mkdtemp(join(tmpdir(), 'veil-approvals-'));
+    await writeFile(join(dir, 'token'), controller.token);
+    fixture = await startSidecarFixture({
+      policy: { approvals: { ...policy.approvals, maxPendingPerCaller: 2 } },
+      config: { approvalsUrl: controller.url, controllerTokenFile: join(dir, 'token') },
+    });
+    token = await fixture.token();
+  });
+  after(async () => {
+    await fixture?.close();
+    await controller?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** A held request, once its approval is open: its answer is still to come. */
+  async function held(callerToken = token, headers = reindex) {
+    const answer = call(url(fixture), body, { token: callerToken, headers });
+    const answered = new AbortController();
+    answer.finally(() => answered.abort()).catch(() => undefined);
+    try {
+      return { answer, id: await controller.nextOpened(answered.signal) };
+    } catch {
+      const early = await answer;
+      throw new Error(`answered ${early.status} instead of held: ${early.text}`);
+    }
+  }
+
+  it('refuses a third concurrent hold 429 in dialect, opening nothing; another caller is held; a decision frees a slot', async () => {
+    const first = await held();
+    const second = await held();
+    const openedBefore = controller.opened.length;
+    const upstreamBefore = fixture.upstreamCalls.length;
+
+    const third = await call(url(fixture), body, { token, headers: reindex });
+    assert.equal(third.status, 429, third.text);
+    assert.ok(Number(third.headers['retry-after']) > 0);
+    const error = (third.json as OpenAiError).error;
+    assert.equal(error.code, 'rate_limited');
+    assert.match(error.message, /2 request\(s\) of this caller are held .*maxPendingPerCaller/);
+    assert.equal(controller.opened.length, openedBefore);
+    const refused = fixture.records().at(-1);
+    assert.equal(refused?.outcome, 'rate_limited');
+    assert.equal(refused?.status, 429);
+    assert.equal(refused?.identity?.subject, 'alice');
+
+    const mallory = await held(await fixture.token({ sub: 'mallory', aud: AUDIENCE }));
+    controller.decide(mallory.id, 'approve', 'bob', 'fine');
+    assert.equal((await mallory.answer).status, 200);
+
+    controller.decide(first.id, 'approve', 'bob', 'fine');
+    assert.equal((await first.answer).status, 200);
+    const fourth = await held();
+    controller.decide(second.id, 'approve', 'bob', 'fine');
+    controller.decide(fourth.id, 'approve', 'bob', 'fine');
+    assert.equal((await second.answer).status, 200);
+    assert.equal((await fourth.answer).status, 200);
+    assert.equal(fixture.upstreamCalls.length, upstreamBefore + 4);
+  });
+
+  it('frees the slot of a hold that times out, whose caller hangs up, or that fails', async () => {
+    const timedOut = await held(token, { 'x-veil-operation': 'quick' });
+    assert.equal((await timedOut.answer).status, 403);
+
+    const gone = new AbortController();
+    const hangingUp = request(url(fixture), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', ...reindex },
+      body: JSON.stringify(body),
+      signal: gone.signal,
+    }).catch(() => undefined);
+    await controller.nextOpened();
+    gone.abort();
+    await hangingUp;
+    while (fixture.records().at(-1)?.status !== 499) await sleep(10);
+
+    fixture.sink.failWhen = (draft) => draft.kind === 'approval.requested';
+    try {
+      const failed = await held();
+      assert.equal((await failed.answer).status, 503);
+    } finally {
+      fixture.sink.failWhen = undefined;
+    }
+
+    // Had any of the three kept its slot, one of these two would be refused.
+    const holds = [await held(), await held()];
+    for (const { id } of holds) controller.decide(id, 'approve', 'bob', 'fine');
+    for (const { answer } of holds) assert.equal((await answer).status, 200);
+  });
+
+  it("answers the controller's refusal for the caller's Pending approvals 429, recorded, not 503", async () => {
+    // A caller with nothing Pending yet: the holds before left some of alice's.
+    const carol = await fixture.token({ sub: 'carol', aud: AUDIENCE });
+    controller.maxPending = 1;
+    try {
+      const later = { 'x-veil-operation': 'later' };
+      assert.equal((await call(url(fixture), body, { token: carol, headers: later })).status, 202);
+      await controller.nextOpened();
+
+      const refused = await call(url(fixture), body, { token: carol, headers: later });
+      assert.equal(refused.status, 429, refused.text);
+      assert.ok(Number(refused.headers['retry-after']) > 0);
+      const error = (refused.json as OpenAiError).error;
+      assert.equal(error.code, 'rate_limited');
+      assert.match(error.message, /rule later, but the requester has 1 approval\(s\) Pending/);
+      const record = fixture.records().at(-1);
+      assert.equal(record?.outcome, 'rate_limited');
+      assert.equal(record?.status, 429);
+
+      const mallory = await fixture.token({ sub: 'mallory', aud: AUDIENCE });
+      assert.equal((await call(url(fixture), body, { token: mallory, headers: later })).status, 202);
+      await controller.nextOpened();
+    } finally {
+      controller.maxPending = undefined;
+    }
   });
 });
 

@@ -1,24 +1,20 @@
 import type { z } from 'zod';
 import { DialectError } from './types.ts';
 
-type Issue = z.core.$ZodIssue;
-
 /**
  * Validates a request body against a dialect's schema. The first problem becomes a 400 naming
  * the field, e.g. `'input[2]' must not be an empty string`, so a caller can fix it without docs.
  */
 export function readBody<S extends z.ZodType>(schema: S, body: unknown): z.output<S> {
   refuseCaseVariants(schema, body);
-  // The input is reported so a missing field reads "is required" rather than a type mismatch.
-  const result = schema.safeParse(body, { reportInput: true });
+  const result = schema.safeParse(body);
   if (result.success) return result.data;
   const first = result.error.issues[0];
   if (first === undefined) throw new DialectError(400, 'request body is invalid');
-  const issue = specific(first);
-  const field = fieldName(issue.path);
-  if (field === null) throw new DialectError(400, `request body ${issue.message}`);
-  // JSON carries no undefined, so an undefined input is an absent field.
-  const problem = first.input === undefined ? 'is required' : issue.message;
+  const field = fieldName(first.path);
+  if (field === null) throw new DialectError(400, `request body ${first.message}`);
+  // JSON carries no undefined, so an undefined value is an absent field.
+  const problem = valueAt(body, first.path) === undefined ? 'is required' : first.message;
   throw new DialectError(400, `'${field}' ${problem}`, { param: field });
 }
 
@@ -42,19 +38,14 @@ function refuseCaseVariants(schema: z.ZodType, body: unknown): void {
   }
 }
 
-/**
- * When a value has the type of exactly one branch of a union, that branch's own complaint
- * ("must not be an empty array") says more than the union's list of accepted shapes. A branch
- * fits when nothing in it is of the wrong type: only its checks failed.
- */
-function specific(issue: Issue): Issue {
-  if (issue.code !== 'invalid_union') return issue;
-  const fitting = issue.errors.filter(
-    (branch) => branch.length > 0 && branch.every((inner) => inner.code !== 'invalid_type'),
-  );
-  const inner = fitting.length === 1 ? fitting[0]?.[0] : undefined;
-  if (inner === undefined) return issue;
-  return specific({ ...inner, path: [...issue.path, ...inner.path] });
+/** The value at `path` in `body`; undefined where nothing is, inherited properties included. */
+function valueAt(body: unknown, path: readonly PropertyKey[]): unknown {
+  let value = body;
+  for (const key of path) {
+    if (typeof value !== 'object' || value === null || !Object.hasOwn(value, key)) return undefined;
+    value = (value as Record<PropertyKey, unknown>)[key];
+  }
+  return value;
 }
 
 function fieldName(path: readonly PropertyKey[]): string | null {

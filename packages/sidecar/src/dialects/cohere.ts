@@ -1,5 +1,15 @@
 import { z } from 'zod';
 import { readBody } from './body.ts';
+import {
+  anyText,
+  fault,
+  type ItemKind,
+  modelName,
+  type Reading,
+  readList,
+  readWith,
+  tooManyInputs,
+} from './fields.ts';
 import { putTexts } from './rewrite.ts';
 import type { Dialect, EmbeddingEncoding, ParsedEmbedRequest, VectorSummary } from './types.ts';
 import {
@@ -21,28 +31,43 @@ const encodings = ['float', 'int8', 'uint8', 'binary', 'ubinary', 'base64'] as c
 const imagesRefused = 'is not supported by Veil: images cannot be masked, send text in `texts`';
 const textInputTypes = ['search_document', 'search_query', 'classification', 'clustering'] as const;
 
+const textsShape = 'must be an array of strings';
+const encodingNames = `must be one of ${encodings.map((e) => `'${e}'`).join(', ')}`;
+
+function readTexts(value: unknown): Reading<string[]> {
+  if (!Array.isArray(value)) return fault(textsShape);
+  if (value.length === 0) return fault('must not be an empty array');
+  return tooManyInputs(value) ?? readList(value, anyText, (index) => fault('must be a string', index));
+}
+
+const encoding: ItemKind<EmbeddingEncoding> = {
+  name: 'an embedding type',
+  is: (item): item is EmbeddingEncoding => (encodings as readonly unknown[]).includes(item),
+};
+
+// Six types are all there are: a longer list repeats some, and is refused before its items are read.
+function readEncodings(value: unknown): Reading<EmbeddingEncoding[]> {
+  if (!Array.isArray(value)) return fault('must be an array');
+  if (value.length === 0) return fault('must not be an empty array');
+  if (value.length > encodings.length) return fault(`must hold at most ${encodings.length} types`);
+  return readList(value, encoding, (index) => fault(encodingNames, index));
+}
+
 // Image fields come first so that a request sending images hears why, not that `texts` is missing.
 const common = {
   images: z.never(imagesRefused).optional(),
-  texts: z
-    .array(z.string('must be a string'), 'must be an array of strings')
-    .min(1, 'must not be an empty array'),
+  texts: readWith(readTexts),
   input_type: z.enum(textInputTypes, `must be one of ${textInputTypes.map((t) => `'${t}'`).join(', ')}`),
-  embedding_types: z
-    .array(
-      z.enum(encodings, `must be one of ${encodings.map((e) => `'${e}'`).join(', ')}`),
-      'must be an array',
-    )
-    .min(1, 'must not be an empty array')
-    .nullish(),
+  embedding_types: readWith(readEncodings).nullish(),
   truncate: z.enum(['NONE', 'START', 'END'], "must be 'NONE', 'START' or 'END'").nullish(),
 };
 
-const cohereV2EmbedRequest = z.object(
+/** Exported so tests can count the issues a body costs. */
+export const cohereV2EmbedRequest = z.object(
   {
     inputs: z.never(imagesRefused).optional(),
     ...common,
-    model: z.string('must be a string').min(1, 'must not be empty'),
+    model: modelName.min(1, 'must not be empty'),
     output_dimension: z.int('must be a positive integer').min(1, 'must be a positive integer').nullish(),
     max_tokens: z.int('must be a positive integer').min(1, 'must be a positive integer').nullish(),
   },
@@ -53,7 +78,7 @@ type CohereV2EmbedRequest = z.infer<typeof cohereV2EmbedRequest>;
 const cohereV1EmbedRequest = z.object(
   {
     ...common,
-    model: z.string('must be a string').nullish(),
+    model: modelName.nullish(),
     input_type: common.input_type.nullish(),
   },
   'must be a JSON object',

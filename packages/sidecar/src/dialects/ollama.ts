@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { readBody } from './body.ts';
+import { modelName, readWith, textOrTexts } from './fields.ts';
 import { putTexts, type TextSlot } from './rewrite.ts';
 import type { Dialect, ParsedEmbedRequest, VectorSummary } from './types.ts';
 import { badUpstream, decodeAll, decodeNumbers, objectAt, summarize } from './vectors.ts';
@@ -7,27 +8,19 @@ import { badUpstream, decodeAll, decodeNumbers, objectAt, summarize } from './ve
 const embedPath = '/api/embed';
 const legacyPath = '/api/embeddings';
 
-const model = z.string('must be a string').min(1, 'must not be empty');
 const common = {
-  model,
+  model: modelName.min(1, 'must not be empty'),
   options: z.record(z.string(), z.unknown(), 'must be an object').nullish(),
   keep_alive: z.union([z.string(), z.number()], 'must be a duration string or a number of seconds').nullish(),
 };
 const inputShape = 'must be a string or an array of strings';
 
-const ollamaEmbedRequest = z.object(
+/** Exported so tests can count the issues a body costs. */
+export const ollamaEmbedRequest = z.object(
   {
     ...common,
     // Ollama takes a request without input as "load the model", so an absent input is no error.
-    input: z
-      .union(
-        [
-          z.string().transform((one) => ({ texts: [one], single: true })),
-          z.array(z.string(), inputShape).transform((texts) => ({ texts, single: false })),
-        ],
-        inputShape,
-      )
-      .nullish(),
+    input: readWith(textOrTexts('input', inputShape, 'allowed')).nullish(),
     truncate: z.boolean('must be a boolean').nullish(),
     dimensions: z.int('must be a positive integer').min(1, 'must be a positive integer').nullish(),
   },

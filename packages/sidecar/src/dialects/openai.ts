@@ -1,5 +1,17 @@
 import { z } from 'zod';
 import { readBody } from './body.ts';
+import {
+  anyText,
+  fault,
+  found,
+  type ItemKind,
+  modelName,
+  otherKind,
+  type Reading,
+  readInputList,
+  readList,
+  readWith,
+} from './fields.ts';
 import { putTexts, type TextSlot } from './rewrite.ts';
 import type { Dialect, ErrorCode, ParsedEmbedRequest, VectorSummary } from './types.ts';
 import {
@@ -13,31 +25,72 @@ import {
 
 const inputShape =
   'must be a string, an array of strings, an array of token ids or an array of token-id arrays';
-const text = z.string('must be a string').min(1, 'must not be an empty string');
-const tokenIds = z
-  .array(z.int('must be an integer token id').min(0, 'must be a non-negative token id'), 'must be an array')
-  .min(1, 'must not be an empty token array');
-// Each form carries what the rest of the pipeline needs, so nothing re-inspects the raw input.
-const arrayInput = z.union(
-  [
-    z.array(text).transform((texts) => ({ texts, tokenInputs: null, single: false })),
-    tokenIds.transform((tokens) => ({ texts: [], tokenInputs: [tokens], single: false })),
-    z.array(tokenIds).transform((tokenInputs) => ({ texts: [], tokenInputs, single: false })),
-  ],
-  inputShape,
-);
-const input = z.union(
-  [
-    text.transform((one) => ({ texts: [one], tokenInputs: null, single: true })),
-    z.array(z.unknown()).min(1, 'must not be an empty array').pipe(arrayInput),
-  ],
-  inputShape,
-);
 
-const openAIEmbedRequest = z.object(
+// Each form carries what the rest of the pipeline needs, so nothing re-inspects the raw input.
+interface Input {
+  texts: string[];
+  tokenInputs: number[][] | null;
+  single: boolean;
+}
+
+const text: ItemKind<string> = {
+  ...anyText,
+  check: (item) => (item === '' ? fault('must not be an empty string') : undefined),
+};
+
+const tokenId: ItemKind<number> = {
+  name: 'a token id',
+  is: (item): item is number => typeof item === 'number',
+  check: (item) => {
+    if (!Number.isSafeInteger(item)) return fault('must be an integer token id');
+    return item < 0 ? fault('must be a non-negative token id') : undefined;
+  },
+};
+
+const tokenIds: ItemKind<number[]> = {
+  name: 'a token-id array',
+  is: (item): item is number[] => Array.isArray(item),
+  check: (item) => {
+    if (item.length === 0) return fault('must not be an empty token array');
+    const tokens = readList(item, tokenId, (index) => fault('must be an integer token id', index));
+    return tokens.ok ? undefined : tokens;
+  },
+};
+
+/** The first item fixes the form, so a list is read once, whatever its length, not once a form. */
+function readArrayInput(items: readonly unknown[]): Reading<Input> {
+  const [first] = items;
+  if (typeof first === 'string') {
+    const texts = readInputList('input', inputShape, items, text);
+    return texts.ok ? found({ texts: texts.value, tokenInputs: null, single: false }) : texts;
+  }
+  // One token array is one input, however long: the body's size bounds it.
+  if (typeof first === 'number') {
+    const tokens = readList(items, tokenId, otherKind('input', inputShape, tokenId));
+    return tokens.ok ? found({ texts: [], tokenInputs: [tokens.value], single: false }) : tokens;
+  }
+  if (Array.isArray(first)) {
+    const tokenInputs = readInputList('input', inputShape, items, tokenIds);
+    return tokenInputs.ok ? found({ texts: [], tokenInputs: tokenInputs.value, single: false }) : tokenInputs;
+  }
+  return fault(inputShape);
+}
+
+function readInput(value: unknown): Reading<Input> {
+  if (typeof value === 'string') {
+    return value === ''
+      ? fault('must not be an empty string')
+      : found({ texts: [value], tokenInputs: null, single: true });
+  }
+  if (!Array.isArray(value)) return fault(inputShape);
+  return value.length === 0 ? fault('must not be an empty array') : readArrayInput(value);
+}
+
+/** Exported so tests can count the issues a body costs. */
+export const openAIEmbedRequest = z.object(
   {
-    model: z.string('must be a string').min(1, 'must not be empty'),
-    input,
+    model: modelName.min(1, 'must not be empty'),
+    input: readWith(readInput),
     encoding_format: z.enum(['float', 'base64'], "must be 'float' or 'base64'").nullish(),
     dimensions: z.int('must be a positive integer').min(1, 'must be a positive integer').nullish(),
     user: z.string('must be a string').nullish(),

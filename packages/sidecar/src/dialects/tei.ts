@@ -1,24 +1,17 @@
 import { z } from 'zod';
 import { readBody } from './body.ts';
+import { readWith, textOrTexts } from './fields.ts';
 import { putTexts, type TextSlot } from './rewrite.ts';
 import type { Dialect, ErrorCode, ParsedEmbedRequest, VectorSummary } from './types.ts';
 import { decodeAll, decodeNumbers, summarize } from './vectors.ts';
 
 const inputsShape = 'must be a string or an array of strings';
 
-const teiEmbedRequest = z.object(
+/** Exported so tests can count the issues a body costs. */
+export const teiEmbedRequest = z.object(
   {
     // TEI also takes token ids; Veil does not, since masking works on text.
-    inputs: z.union(
-      [
-        z.string().transform((one) => ({ texts: [one], single: true })),
-        z
-          .array(z.string(), inputsShape)
-          .min(1, 'must not be an empty array')
-          .transform((texts) => ({ texts, single: false })),
-      ],
-      inputsShape,
-    ),
+    inputs: readWith(textOrTexts('inputs', inputsShape, 'refused')),
     normalize: z.boolean('must be a boolean').nullish(),
     truncate: z.boolean('must be a boolean').nullish(),
     truncation_direction: z.enum(['Left', 'Right', 'left', 'right'], "must be 'Left' or 'Right'").nullish(),

@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { vectorsDigest } from '@veil/core';
+import { cohereV2EmbedRequest } from '../../src/dialects/cohere.ts';
 import { cohere } from '../../src/dialects/index.ts';
-import { assertDialectError, float32Base64 } from './expect.ts';
+import { assertDialectError, float32Base64, issueCount, jsonList, mebibyteList } from './expect.ts';
 
 const v2 = '/v2/embed';
 const v1 = '/v1/embed';
+const encodings = ['float', 'int8', 'uint8', 'binary', 'ubinary', 'base64'];
 const v2Body = { model: 'embed-v4.0', texts: ['a', 'b'], input_type: 'search_document' };
 
 describe('cohere parse', () => {
@@ -79,6 +81,49 @@ describe('cohere parse', () => {
       /^'embedding_types\[1\]' must be one of 'float', 'int8'/,
     );
     assertDialectError(() => cohere.parse({ ...v2Body, truncate: 'MIDDLE' }, v2), 400, /^'truncate' must be/);
+  });
+});
+
+describe('cohere parse of a long list', () => {
+  const parse = (extra: object) => () => cohere.parse({ ...v2Body, ...extra }, v2);
+
+  it('refuses 1 MiB of bad embedding types as too many types, with one issue', () => {
+    const types = mebibyteList('"fp16"');
+    assertDialectError(
+      parse({ embedding_types: types }),
+      400,
+      /^'embedding_types' must hold at most 6 types$/,
+    );
+    assert.equal(issueCount(cohereV2EmbedRequest, { ...v2Body, embedding_types: types }), 1);
+    assert.deepEqual(cohere.parse({ ...v2Body, embedding_types: [...encodings] }, v2).encodings, encodings);
+  });
+
+  it('refuses more texts than any policy allows before reading them', () => {
+    const texts = mebibyteList('1');
+    assertDialectError(parse({ texts }), 400, new RegExp(`^'texts' holds ${texts.length} inputs, more than`));
+    assert.equal(issueCount(cohereV2EmbedRequest, { ...v2Body, texts }), 1);
+  });
+
+  it('names only the first item that is not a string', () => {
+    const texts = jsonList(100_000, '1');
+    assertDialectError(parse({ texts }), 400, /^'texts\[0\]' must be a string$/);
+    assert.equal(issueCount(cohereV2EmbedRequest, { ...v2Body, texts }), 1);
+  });
+});
+
+describe('cohere model names', () => {
+  it('are refused past 256 characters, before they reach rules and records', () => {
+    assert.equal(cohere.parse({ ...v2Body, model: 'm'.repeat(256) }, v2).model.length, 256);
+    assertDialectError(
+      () => cohere.parse({ ...v2Body, model: 'm'.repeat(257) }, v2),
+      400,
+      /^'model' must be at most 256 characters$/,
+    );
+    assertDialectError(
+      () => cohere.parse({ texts: ['a'], model: 'm'.repeat(257) }, v1),
+      400,
+      /^'model' must be at most 256 characters$/,
+    );
   });
 });
 

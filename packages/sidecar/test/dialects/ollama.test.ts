@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { vectorsDigest } from '@veil/core';
 import { ollama } from '../../src/dialects/index.ts';
-import { assertDialectError } from './expect.ts';
+import { ollamaEmbedRequest } from '../../src/dialects/ollama.ts';
+import { assertDialectError, issueCount, jsonList, mebibyteList } from './expect.ts';
 
 const embed = '/api/embed';
 const legacy = '/api/embeddings';
@@ -71,6 +72,32 @@ describe('ollama parse', () => {
       400,
       /^'prompt' must be a string$/,
     );
+  });
+});
+
+describe('ollama parse of a long list', () => {
+  const body = (input: unknown) => ({ model: 'm', input });
+  const parse = (input: unknown) => () => ollama.parse(body(input), embed);
+
+  it('refuses 1 MiB of numbers by the first, with one issue', () => {
+    const numbers = mebibyteList('1');
+    assertDialectError(parse(numbers), 400, /^'input' must be a string or an array of strings$/);
+    assert.equal(issueCount(ollamaEmbedRequest, body(numbers)), 1);
+  });
+
+  it('refuses more texts than any policy allows before reading them', () => {
+    const mixed = ['a', ...mebibyteList('1')];
+    assertDialectError(parse(mixed), 400, new RegExp(`^'input' holds ${mixed.length} inputs, more than`));
+    assert.equal(issueCount(ollamaEmbedRequest, body(mixed)), 1);
+  });
+
+  it('names the one item that is not a string', () => {
+    assertDialectError(
+      parse(jsonList(100_000, '"a"', '1')),
+      400,
+      /^'input' must be a string or an array of strings: 'input\[99999\]' is not a string$/,
+    );
+    assert.equal(issueCount(ollamaEmbedRequest, body(jsonList(100_000, '"a"', '1'))), 1);
   });
 });
 
@@ -159,5 +186,15 @@ describe('ollama model names', () => {
       assert.equal(ollama.parse({ model: spelling, prompt: 'hi' }, legacy).model, 'secret-ft');
     }
     assert.equal(ollama.parse({ model: 'team/secret-ft:v2', input: 'hi' }, embed).model, 'team/secret-ft:v2');
+  });
+
+  it('are refused past 256 characters, before they reach rules and records', () => {
+    assert.equal(ollama.parse({ model: 'm'.repeat(256), input: 'hi' }, embed).model.length, 256);
+    for (const [body, path] of [
+      [{ model: 'm'.repeat(257), input: 'hi' }, embed],
+      [{ model: 'm'.repeat(257), prompt: 'hi' }, legacy],
+    ] as const) {
+      assertDialectError(() => ollama.parse(body, path), 400, /^'model' must be at most 256 characters$/);
+    }
   });
 });

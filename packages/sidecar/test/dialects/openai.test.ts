@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { vectorsDigest } from '@veil/core';
 import { openai } from '../../src/dialects/index.ts';
-import { assertDialectError, float32Base64 } from './expect.ts';
+import { openAIEmbedRequest } from '../../src/dialects/openai.ts';
+import { assertDialectError, float32Base64, issueCount, jsonList, mebibyteList } from './expect.ts';
+import { parseInSmallHeap } from './small-heap.ts';
 
 const path = '/v1/embeddings';
 
@@ -82,6 +84,78 @@ describe('openai parse', () => {
     assertDialectError(body({ dimensions: 0 }), 400, /^'dimensions' must be a positive integer$/);
     assertDialectError(body({ dimensions: 1.5 }), 400, /^'dimensions' must be a positive integer$/);
     assertDialectError(body({ user: 7 }), 400, /^'user' must be a string$/);
+  });
+});
+
+describe('openai parse of a 1 MiB list', () => {
+  const body = (input: unknown) => ({ model: 'm', input });
+  const parse = (input: unknown) => () => openai.parse(body(input), path);
+
+  it('reads half a million token ids as one input, in half the heap the sidecar has', async () => {
+    const tokens = mebibyteList('0');
+    const parsed = openai.parse(body(tokens), path);
+    assert.equal(parsed.inputCount, 1);
+    assert.equal(parsed.tokenInputs?.[0]?.length, tokens.length);
+    const json = JSON.stringify(body(tokens));
+    assert.deepEqual(await parseInSmallHeap({ api: 'openai', path, body: json }), { inputCount: 1 });
+  });
+
+  it('names only the bad token id at the end, with one issue', () => {
+    const tokens = mebibyteList('0', '-1');
+    const last = tokens.length - 1;
+    assertDialectError(
+      parse(tokens),
+      400,
+      new RegExp(`^'input\\[${last}\\]' must be a non-negative token id$`),
+    );
+    assert.equal(issueCount(openAIEmbedRequest, body(tokens)), 1);
+  });
+
+  it('refuses more token arrays than any policy allows before reading them', () => {
+    const inputs = mebibyteList('[0]');
+    assertDialectError(
+      parse(inputs),
+      400,
+      new RegExp(`^'input' holds ${inputs.length} inputs, more than the 100000 any policy allows$`),
+    );
+    assert.equal(issueCount(openAIEmbedRequest, body(inputs)), 1);
+  });
+
+  it('refuses a list of objects by its first item, with one issue', () => {
+    const objects = mebibyteList('{}');
+    assertDialectError(
+      parse(objects),
+      400,
+      /^'input' must be a string, an array of strings, an array of token ids or an array of token-id arrays$/,
+    );
+    assert.equal(issueCount(openAIEmbedRequest, body(objects)), 1);
+  });
+
+  it('names the one item whose kind differs from the first, with one issue', () => {
+    const mixed = jsonList(100_000, '"a"', '1');
+    const error = assertDialectError(parse(mixed), 400, /: 'input\[99999\]' is not a string$/);
+    assert.equal(error.param, 'input');
+    assert.equal(issueCount(openAIEmbedRequest, body(mixed)), 1);
+    assert.equal(issueCount(openAIEmbedRequest, body(jsonList(100_000, '[0]', '[0, -1]'))), 1);
+    assertDialectError(
+      parse(jsonList(3, '[1]', '[1, "2"]')),
+      400,
+      /^'input\[2\]\[1\]' must be an integer token id$/,
+    );
+    assertDialectError(parse([1, 'a']), 400, /: 'input\[1\]' is not a token id$/);
+    assertDialectError(parse([[1], 2]), 400, /: 'input\[1\]' is not a token-id array$/);
+  });
+});
+
+describe('openai model names', () => {
+  it('are refused past 256 characters, before they reach rules and records', () => {
+    assert.equal(openai.parse({ model: 'm'.repeat(256), input: 'x' }, path).model.length, 256);
+    const error = assertDialectError(
+      () => openai.parse({ model: 'm'.repeat(257), input: 'x' }, path),
+      400,
+      /^'model' must be at most 256 characters$/,
+    );
+    assert.equal(error.param, 'model');
   });
 });
 

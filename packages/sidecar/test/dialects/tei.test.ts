@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { vectorsDigest } from '@veil/core';
 import { tei } from '../../src/dialects/index.ts';
-import { assertDialectError } from './expect.ts';
+import { teiEmbedRequest } from '../../src/dialects/tei.ts';
+import { assertDialectError, issueCount, jsonList, mebibyteList } from './expect.ts';
 
 const path = '/embed';
 
@@ -54,6 +55,31 @@ describe('tei parse', () => {
       /^'truncation_direction' must be 'Left' or 'Right'$/,
     );
     assertDialectError(() => tei.parse({ inputs: 'a', dimensions: -3 }, path), 400, /^'dimensions' must be/);
+  });
+});
+
+describe('tei parse of a long list', () => {
+  const parse = (inputs: unknown) => () => tei.parse({ inputs }, path);
+
+  it('refuses 1 MiB of token ids by the first, with one issue', () => {
+    const tokens = mebibyteList('101');
+    assertDialectError(parse(tokens), 400, /^'inputs' must be a string or an array of strings$/);
+    assert.equal(issueCount(teiEmbedRequest, { inputs: tokens }), 1);
+  });
+
+  it('refuses more texts than any policy allows before reading them', () => {
+    const texts = mebibyteList('"a"');
+    assertDialectError(parse(texts), 400, new RegExp(`^'inputs' holds ${texts.length} inputs, more than`));
+    assert.equal(issueCount(teiEmbedRequest, { inputs: texts }), 1);
+  });
+
+  it('names the one item that is not a string', () => {
+    assertDialectError(
+      parse(jsonList(100_000, '"a"', '1')),
+      400,
+      /^'inputs' must be a string or an array of strings: 'inputs\[99999\]' is not a string$/,
+    );
+    assert.equal(tei.parse({ inputs: jsonList(100_000, '"a"') }, path).inputCount, 100_000);
   });
 });
 

@@ -60,6 +60,33 @@ export const sidecarConfigSchema = z.object({
     .max(600_000)
     .optional()
     .describe('How long the model may take to start and to finish its answer (default 60 s)'),
+  bodyIdleTimeoutMs: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(600_000)
+    .optional()
+    .describe(
+      'How long a request body being read may pause before the request is refused 408 (default 10 s)',
+    ),
+  bodyTimeoutMs: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(600_000)
+    .optional()
+    .describe(
+      'How long reading a whole request body may take before the request is refused 408 (default 30 s)',
+    ),
+  requestTimeoutMs: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(3_600_000)
+    .optional()
+    .describe(
+      "How long a caller may take to send a whole request, head and body, before its connection is closed: Node's backstop behind the body timeouts (default 60 s)",
+    ),
   pod: z
     .object({ namespace: z.string().min(1), name: z.string().min(1), uid: z.string().min(1) })
     .default({ namespace: 'local', name: 'veil-dev', uid: 'local' }),
@@ -117,6 +144,9 @@ export function configFromEnv(env: NodeJS.ProcessEnv): SidecarConfig {
     hashKeyFile: env.VEIL_HASH_KEY_FILE || undefined,
     defaultModel: env.VEIL_DEFAULT_MODEL || undefined,
     upstreamTimeoutMs: env.VEIL_UPSTREAM_TIMEOUT_MS || undefined,
+    bodyIdleTimeoutMs: env.VEIL_BODY_IDLE_TIMEOUT_MS || undefined,
+    bodyTimeoutMs: env.VEIL_BODY_TIMEOUT_MS || undefined,
+    requestTimeoutMs: env.VEIL_REQUEST_TIMEOUT_MS || undefined,
     pod: podFromEnv(env),
     cluster: env.VEIL_CLUSTER || undefined,
     s3Endpoint: env.VEIL_S3_ENDPOINT || undefined,

@@ -111,7 +111,7 @@ export async function startSidecar(
       heldRequests: new HeldRequests(),
       stopping: stopping.signal,
     };
-    const data = await buildDataServer(deps, config.api, telemetry);
+    const data = await buildDataServer(deps, config.api, telemetry, config);
     undo.push(() => data.close());
     const admin = await buildAdminServer(
       { store, podUid: config.pod.uid, controllerKeyFile: config.controllerKeyFile },

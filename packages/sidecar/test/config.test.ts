@@ -51,3 +51,18 @@ test('the pod comes from all three of its variables, or none: one or two alone i
     /VEIL_POD_UID must be set with the other pod variables/,
   );
 });
+
+test('how long a caller may take over a request comes from the environment, in milliseconds', () => {
+  const config = configFromEnv({
+    ...base,
+    VEIL_BODY_IDLE_TIMEOUT_MS: '5000',
+    VEIL_BODY_TIMEOUT_MS: '20000',
+    VEIL_REQUEST_TIMEOUT_MS: '45000',
+  });
+  assert.deepEqual(
+    [config.bodyIdleTimeoutMs, config.bodyTimeoutMs, config.requestTimeoutMs],
+    [5_000, 20_000, 45_000],
+  );
+  assert.throws(() => configFromEnv({ ...base, VEIL_BODY_IDLE_TIMEOUT_MS: '0' }), /bodyIdleTimeoutMs/);
+  assert.throws(() => configFromEnv({ ...base, VEIL_REQUEST_TIMEOUT_MS: 'soon' }), /requestTimeoutMs/);
+});

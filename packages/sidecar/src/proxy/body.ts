@@ -1,3 +1,4 @@
+import { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 
 export class BodyTooLargeError extends Error {
@@ -15,14 +16,41 @@ export class CallerGoneError extends Error {
   }
 }
 
+/** The caller stopped sending its body, or took too long over it. */
+export class BodyTimeoutError extends Error {}
+
+/** How long a body may take once it is read: between two chunks, and in all. */
+export interface BodyDeadlines {
+  readonly idleMs: number;
+  readonly totalMs: number;
+}
+
+/** A body stream that may say how long it may take; one that does not is read however long it takes. */
+type TimedBody = Readable & { readonly bodyDeadlines?: BodyDeadlines };
+
+/**
+ * The data server's request class (`http.createServer`'s `IncomingMessage`
+ * option): every body it receives carries the server's deadlines to whichever
+ * step reads it, however far from the server that step is.
+ */
+export function timedRequests(deadlines: BodyDeadlines): typeof IncomingMessage {
+  return class TimedRequest extends IncomingMessage {
+    get bodyDeadlines(): BodyDeadlines {
+      return deadlines;
+    }
+  };
+}
+
 /**
  * Reads a request body, giving up as soon as it passes limit so an oversized
  * upload is never buffered whole; a declared Content-Length over the limit is
  * refused before reading at all. The rest of an oversized body is discarded
  * unread rather than the socket destroyed, so the caller still gets its 413.
+ * A body that stalls, or trickles past its deadline, is given up the same way:
+ * what it holds would otherwise stay pinned for as long as the caller likes.
  */
 export function readBody(
-  stream: Readable,
+  stream: TimedBody,
   declaredLength: string | undefined,
   limit: number,
 ): Promise<Buffer> {
@@ -37,24 +65,55 @@ export function readBody(
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size <= limit) {
-        chunks.push(chunk);
-        return;
-      }
+    const deadlines = stream.bodyDeadlines;
+    const idle = deadlines && setTimeout(() => giveUp(stalled(deadlines.idleMs)), deadlines.idleMs);
+    const total = deadlines && setTimeout(() => giveUp(tooSlow(deadlines.totalMs)), deadlines.totalMs);
+    const stop = () => {
+      clearTimeout(idle);
+      clearTimeout(total);
       stream.off('data', onData);
       stream.off('end', onEnd);
+    };
+    const giveUp = (error: Error) => {
+      stop();
       stream.resume();
       chunks.length = 0;
-      reject(new BodyTooLargeError(limit));
+      reject(error);
     };
-    const onEnd = () => resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
+    const onData = (chunk: Buffer) => {
+      idle?.refresh();
+      size += chunk.length;
+      if (size <= limit) chunks.push(chunk);
+      else giveUp(new BodyTooLargeError(limit));
+    };
+    const onEnd = () => {
+      stop();
+      resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
+    };
     stream.on('data', onData);
     stream.once('end', onEnd);
-    stream.once('error', reject);
+    stream.once('error', (error) => {
+      stop();
+      reject(hungUp(error) ? new CallerGoneError() : error);
+    });
     // A stream destroyed without an error ends with 'close' alone; after 'end'
     // the promise is settled and this changes nothing.
-    stream.once('close', () => reject(new CallerGoneError()));
+    stream.once('close', () => {
+      stop();
+      reject(new CallerGoneError());
+    });
   });
+}
+
+function stalled(ms: number): BodyTimeoutError {
+  return new BodyTimeoutError(`no byte of the request body arrived for ${ms} ms`);
+}
+
+function tooSlow(ms: number): BodyTimeoutError {
+  return new BodyTimeoutError(`the request body did not arrive whole within ${ms} ms`);
+}
+
+/** Node destroys the body of a request whose connection closed mid-body with this error. */
+function hungUp(error: Error): boolean {
+  return (error as NodeJS.ErrnoException).code === 'ECONNRESET';
 }

@@ -1,6 +1,6 @@
 import type { RecordOutcome } from '@veil/core';
 import { type Dialect, DialectError, type ErrorCode } from '../dialects/index.ts';
-import { CallerGoneError } from './body.ts';
+import { BodyTimeoutError, CallerGoneError } from './body.ts';
 import type { ProxyReply } from './pipeline.ts';
 
 export const JSON_HEADERS = { 'content-type': 'application/json' };
@@ -47,6 +47,10 @@ export function toRefusal(thrown: unknown): Refusal {
   // Nobody hears this answer (499, as for a held caller gone): it is what the record says happened.
   if (thrown instanceof CallerGoneError)
     return new Refusal(499, 'invalid_request', 'invalid', thrown.message);
+  // The rest of the body may still come, or never: the connection is not kept
+  // for another request.
+  if (thrown instanceof BodyTimeoutError)
+    return new Refusal(408, 'invalid_request', 'invalid', thrown.message, { connection: 'close' });
   // Anything unforeseen (a masking failure included) fails closed.
   return new Refusal(500, 'internal', 'unavailable', 'internal error; the request was not forwarded');
 }

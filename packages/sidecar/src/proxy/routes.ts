@@ -1,3 +1,6 @@
+import { type IncomingMessage, STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import {
   type ApiName,
@@ -28,6 +31,7 @@ export async function proxyRoutes(app: FastifyInstance, options: ProxyRoutesOpti
   const { deps, api, telemetry } = options;
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));
+  app.addHook('onRequest', refuseWithoutHost(deps, api));
 
   for (const path of allEmbeddingPaths) {
     const dialect = dialectFor(api, path);
@@ -39,7 +43,7 @@ export async function proxyRoutes(app: FastifyInstance, options: ProxyRoutesOpti
           // The route's own path, not the one sent: Fastify routes `/api/embedding%73`
           // here decoded, and the dialect must read and forward the body as this route's.
           await handleEmbedding(deps, dialect, {
-            ...incoming(request),
+            ...incoming(request.raw),
             path,
             callerGone: callerGone(reply),
           }),
@@ -49,16 +53,19 @@ export async function proxyRoutes(app: FastifyInstance, options: ProxyRoutesOpti
     );
   }
   const otherRoutes = refusalDialect(api);
-  app.setErrorHandler(refuseUnreadable(deps, api));
-  app.all('/*', (request, reply) =>
+  const passthrough = (request: FastifyRequest, reply: FastifyReply) =>
     telemetry.span('request', async () =>
       send(
         reply,
-        await handlePassthrough(deps, incoming(request), request.method, otherRoutes),
+        await handlePassthrough(deps, incoming(request.raw), request.method, otherRoutes),
         deps.stopping,
       ),
-    ),
-  );
+    );
+  app.setErrorHandler(refuseUnreadable(deps, api, passthrough));
+  app.all('/*', passthrough);
+  // A method Fastify does not route (PROPFIND, M-SEARCH …) comes here rather
+  // than to `/*`, and is refused as any other route is.
+  app.setNotFoundHandler(passthrough);
 }
 
 /**
@@ -72,7 +79,7 @@ export function refuseUnroutable(deps: PipelineDeps, api: ApiName | 'auto') {
     const what =
       error.code === 'FST_ERR_BAD_URL' ? 'the request URL cannot be decoded' : 'the request cannot be read';
     // The raw URL stays out of the record: it is not known to be text.
-    refuseBeforeRoute(deps, reply, dialect, 'unknown', '(undecodable)', invalid(what));
+    void refuseBeforeRoute(deps, reply, dialect, 'unknown', '(undecodable)', invalid(what));
   };
 }
 
@@ -80,20 +87,145 @@ export function refuseUnroutable(deps: PipelineDeps, api: ApiName | 'auto') {
  * The routes' error handler. Fastify would answer a Content-Type it cannot
  * parse with its own 415 before the route runs: such a request is refused 400
  * in the dialect of the route it was sent to, before authentication, and
- * recorded like any other. Anything else here is a handler that failed before
+ * recorded like any other. A QUERY without a Content-Type, which Fastify
+ * refuses the same way (RFC 10008 wants one), goes to its route: QUERY is no
+ * method the proxy serves. Anything else here is a handler that failed before
  * its request was on record: a 500, recorded.
  */
-function refuseUnreadable(deps: PipelineDeps, api: ApiName | 'auto') {
-  return (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void => {
-    const routePath = request.routeOptions.url ?? '';
-    const dialect = dialectFor(api, routePath);
+function refuseUnreadable(
+  deps: PipelineDeps,
+  api: ApiName | 'auto',
+  passthrough: (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply>,
+) {
+  return (error: FastifyError, request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
+    if (error.code === 'FST_ERR_ROUTE_MISSING_CONTENT_TYPE') return passthrough(request, reply);
     const refusal =
       error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
         ? invalid('the request Content-Type cannot be parsed')
         : toRefusal(error);
-    if (dialect) refuseBeforeRoute(deps, reply, dialect, dialect.name, routePath, refusal);
-    else refuseBeforeRoute(deps, reply, refusalDialect(api), 'unknown', incoming(request).path, refusal);
+    return refuseOnRoute(deps, api, request, reply, refusal);
   };
+}
+
+/**
+ * HTTP/1.1 requires a Host header. Node would refuse a request without one
+ * itself, neither in dialect nor on record (server.ts turns that off): it is
+ * refused here instead, before anything else, and its connection closed as
+ * Node would.
+ */
+function refuseWithoutHost(deps: PipelineDeps, api: ApiName | 'auto') {
+  const refusal = new Refusal(400, 'invalid_request', 'invalid', 'the request has no Host header', {
+    connection: 'close',
+  });
+  return (request: FastifyRequest, reply: FastifyReply, done: () => void): void => {
+    if (request.headers.host !== undefined || request.raw.httpVersion !== '1.1') return done();
+    void refuseOnRoute(deps, api, request, reply, refusal);
+  };
+}
+
+/** Refuses a request before its handler runs, in the dialect of the route it was sent to. */
+function refuseOnRoute(
+  deps: PipelineDeps,
+  api: ApiName | 'auto',
+  request: FastifyRequest,
+  reply: FastifyReply,
+  refusal: Refusal,
+): Promise<FastifyReply> {
+  const routePath = request.routeOptions.url ?? '';
+  const dialect = dialectFor(api, routePath);
+  if (dialect) return refuseBeforeRoute(deps, reply, dialect, dialect.name, routePath, refusal);
+  return refuseBeforeRoute(deps, reply, refusalDialect(api), 'unknown', incoming(request.raw).path, refusal);
+}
+
+/**
+ * Fastify's `clientErrorHandler`: a request Node cannot parse (an ambiguous
+ * length, a control character in a header, headers past the size limit, an
+ * HTTP/2 preface) or whose head does not arrive in time never becomes a
+ * request a route sees. It is refused on record like a URL that does not
+ * decode, in the shape of the API served, and its connection closed: the
+ * parser cannot go on. What Node reports about a connection that carries no
+ * such request (the caller hung up or sent nothing, or a request in progress
+ * broke off, which that request's own record tells) only closes it.
+ */
+export function refuseMalformed(deps: PipelineDeps, api: ApiName | 'auto') {
+  const dialect = refusalDialect(api);
+  // The parser reports its error again for every chunk that arrives after it.
+  const refused = new WeakSet<Socket>();
+  return (error: Error & { code?: string }, socket: Socket): void => {
+    if (refused.has(socket)) return;
+    refused.add(socket);
+    if (!answerable(error, socket)) {
+      socket.destroy();
+      return;
+    }
+    const refusal = malformed(error.code);
+    void recordRefusal(deps, dialect, 'unknown', '(unparsed)', refusal).then((reply) =>
+      answerOnSocket(socket, reply),
+    );
+  };
+}
+
+function answerable(error: Error & { code?: string }, socket: Socket): boolean {
+  if (error.code === 'ECONNRESET' || error.code === 'HPE_INVALID_EOF_STATE') return false;
+  return socket.writable && socket.bytesRead > 0 && !requestInProgress(socket);
+}
+
+/**
+ * Whether the connection has a request Node already handed on and has not
+ * done with: its body still coming, or its answer not yet written. Node keeps
+ * both on the socket, and reads the second for the same purpose when it
+ * answers client errors itself.
+ */
+function requestInProgress(socket: Socket): boolean {
+  const { parser, _httpMessage } = socket as Socket & {
+    parser?: { incoming?: IncomingMessage | null } | null;
+    _httpMessage?: unknown;
+  };
+  const incoming = parser?.incoming;
+  return (incoming != null && !incoming.complete) || _httpMessage != null;
+}
+
+function malformed(code: string | undefined): Refusal {
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    return new Refusal(408, 'invalid_request', 'invalid', 'the request did not arrive in time');
+  }
+  if (code === 'HPE_HEADER_OVERFLOW') {
+    return new Refusal(431, 'too_large', 'too_large', 'the request headers are too large');
+  }
+  return invalid(`the request is not valid HTTP/1.1 (${code ?? 'unknown error'})`);
+}
+
+/**
+ * Node hands a CONNECT request (a tunnel, as through a forward proxy) to this
+ * listener rather than to a route, and without one closes its connection
+ * unanswered. It is refused on record as any method the proxy does not serve.
+ */
+export function refuseConnect(deps: PipelineDeps, api: ApiName | 'auto') {
+  const dialect = refusalDialect(api);
+  return (request: IncomingMessage, socket: Duplex): void => {
+    // Node has let go of the connection: nobody else would hear its errors.
+    socket.on('error', () => socket.destroy());
+    void handlePassthrough(deps, incoming(request), request.method ?? 'CONNECT', dialect).then((reply) =>
+      answerOnSocket(socket, reply),
+    );
+  };
+}
+
+/** Writes `reply` on a connection that has no response object, then closes it. */
+function answerOnSocket(socket: Duplex, reply: ProxyReply): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = typeof reply.body === 'string' ? Buffer.from(reply.body) : reply.body;
+  const head = [
+    `HTTP/1.1 ${reply.status} ${STATUS_CODES[reply.status] ?? ''}`,
+    ...Object.entries(reply.headers).map(([name, value]) => `${name}: ${value}`),
+    `content-length: ${body.length}`,
+    'connection: close',
+    '\r\n',
+  ].join('\r\n');
+  socket.end(Buffer.concat([Buffer.from(head, 'latin1'), body]), () => socket.destroy());
 }
 
 function invalid(message: string): Refusal {
@@ -108,10 +240,22 @@ function refuseBeforeRoute(
   api: ApiName | 'unknown',
   route: string,
   refusal: Refusal,
-): void {
+): Promise<FastifyReply> {
+  return recordRefusal(deps, dialect, api, route, refusal).then((result) =>
+    send(reply, result, deps.stopping),
+  );
+}
+
+function recordRefusal(
+  deps: PipelineDeps,
+  dialect: Dialect,
+  api: ApiName | 'unknown',
+  route: string,
+  refusal: Refusal,
+): Promise<ProxyReply> {
   const trace = newTrace();
   trace.policy = deps.policy();
-  void record(
+  return record(
     deps,
     dialect,
     api,
@@ -120,18 +264,18 @@ function refuseBeforeRoute(
     refusalReply(dialect, refusal),
     refusal.outcome,
     refusal.message,
-  ).then((result) => send(reply, result, deps.stopping));
+  );
 }
 
-function incoming(request: FastifyRequest) {
-  const authorization = request.headers.authorization;
+function incoming(request: IncomingMessage) {
+  const url = request.url ?? '/';
   return {
-    path: request.url.split('?')[0] ?? '/',
-    url: request.url,
-    authorization,
+    path: url.split('?')[0] ?? '/',
+    url,
+    authorization: request.headers.authorization,
     contentLength: request.headers['content-length'],
     headers: request.headers,
-    body: request.raw,
+    body: request,
   };
 }
 

@@ -1,7 +1,19 @@
 import assert from 'node:assert/strict';
 import { PassThrough, Readable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { BodyTooLargeError, CallerGoneError, readBody } from '../../src/proxy/body.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  type BodyDeadlines,
+  BodyTimeoutError,
+  BodyTooLargeError,
+  CallerGoneError,
+  readBody,
+} from '../../src/proxy/body.ts';
+
+/** A body stream that carries deadlines, as the data server's requests do. */
+function timed(bodyDeadlines: BodyDeadlines): PassThrough & { bodyDeadlines: BodyDeadlines } {
+  return Object.assign(new PassThrough(), { bodyDeadlines });
+}
 
 describe('readBody', () => {
   it('reads a body up to the limit whole, in order', async () => {
@@ -66,5 +78,50 @@ describe('readBody', () => {
     stream.write(Buffer.alloc(12));
     stream.destroy();
     await assert.rejects(reading, CallerGoneError);
+  });
+
+  it('takes a connection reset mid-body for the caller gone, not a failure of its own', async () => {
+    const stream = new PassThrough();
+    const reading = readBody(stream, '100', 1000);
+    stream.write(Buffer.alloc(12));
+    stream.destroy(Object.assign(new Error('aborted'), { code: 'ECONNRESET' }));
+    await assert.rejects(reading, CallerGoneError);
+  });
+
+  it('gives up on a body that stops arriving, and discards what comes after', async () => {
+    const stream = timed({ idleMs: 20, totalMs: 60_000 });
+    const reading = readBody(stream, '100', 1000);
+    stream.write(Buffer.alloc(12));
+    await assert.rejects(reading, (error: unknown) => {
+      assert.ok(error instanceof BodyTimeoutError);
+      assert.match(error.message, /no byte of the request body arrived for 20 ms/);
+      return true;
+    });
+    stream.end(Buffer.alloc(88));
+    await new Promise((resolve) => stream.once('end', resolve));
+  });
+
+  it('gives up on a body that keeps trickling past its whole deadline', async () => {
+    const stream = timed({ idleMs: 60_000, totalMs: 50 });
+    const reading = readBody(stream, undefined, 1_000_000);
+    const drip = setInterval(() => stream.write(Buffer.alloc(1)), 5);
+    // Unheld, so a read that never gives up fails the test rather than hanging it.
+    drip.unref();
+    try {
+      await assert.rejects(reading, /did not arrive whole within 50 ms/);
+    } finally {
+      clearInterval(drip);
+    }
+  });
+
+  it('waits as long as each pause stays short, however many there are', async () => {
+    const stream = timed({ idleMs: 400, totalMs: 60_000 });
+    const reading = readBody(stream, undefined, 100);
+    for (let sent = 0; sent < 10; sent += 1) {
+      stream.write(Buffer.from('a'));
+      await sleep(60);
+    }
+    stream.end();
+    assert.equal((await reading).toString(), 'a'.repeat(10));
   });
 });

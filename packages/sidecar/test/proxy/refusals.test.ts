@@ -228,6 +228,38 @@ describe('refusals', () => {
       assert.equal(record?.outcome, 'denied');
     });
 
+    it('refuses methods Fastify does not route as any other route: 404 in dialect, each on record', async () => {
+      for (const method of ['PROPFIND', 'SEARCH', 'LOCK', 'PURGE', 'M-SEARCH', 'REPORT', 'MKCOL', 'BIND']) {
+        const from = fixture.sink.lines.length;
+        const answer = await call(`${fixture.url}/v1/embeddings`, undefined, { method, token });
+        assert.equal(answer.status, 404, method);
+        assert.match(
+          (answer.json as { error: { message: string } }).error.message,
+          new RegExp(`^${method} /v1/embeddings is not an embedding route`),
+        );
+        assert.deepEqual(
+          fixture.sink
+            .records()
+            .slice(from)
+            .map((r) => [r.api, r.route, r.outcome, r.status]),
+          [['unknown', '/v1/embeddings', 'denied', 404]],
+        );
+      }
+    });
+
+    it('refuses QUERY without a Content-Type as a method it does not serve, not as a failure', async () => {
+      const response = await request(`${fixture.url}/v1/embeddings`, {
+        method: 'QUERY',
+        headers: { authorization: `Bearer ${token}` },
+        body: '{}',
+      });
+      const text = await response.body.text();
+      assert.equal(response.statusCode, 404, text);
+      assert.match(text, /QUERY \/v1\/embeddings is not an embedding route/);
+      const record = fixture.records().at(-1);
+      assert.deepEqual([record?.outcome, record?.status], ['denied', 404]);
+    });
+
     it('refuses a URL that does not decode in dialect, on record', async () => {
       const answer = await call(`${fixture.url}/v1/embeddings%zz`, { model: 'm', input: ['a'] }, { token });
       assert.equal(answer.status, 400);

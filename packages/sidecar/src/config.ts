@@ -2,6 +2,8 @@ import { isTrustedUrl } from '@veil/core';
 import { z } from 'zod';
 
 const port = z.coerce.number().int().min(0).max(65_535);
+/** An optional duration from the environment, in whole milliseconds up to `max`. */
+const milliseconds = (max: number) => z.coerce.number().int().min(1).max(max).optional();
 
 /**
  * The controller serves its pull endpoint and approvals API over HTTPS only, and the
@@ -53,40 +55,18 @@ export const sidecarConfigSchema = z.object({
       "Key (at least 16 bytes) for masking `hash` tokens and input digests, shared by a workload's sidecars; missing: a key of this process only, with a warning; unset: the same, silently",
     ),
   defaultModel: z.string().min(1).default('default'),
-  upstreamTimeoutMs: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(600_000)
-    .optional()
-    .describe('How long the model may take to start and to finish its answer (default 60 s)'),
-  bodyIdleTimeoutMs: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(600_000)
-    .optional()
-    .describe(
-      'How long a request body being read may pause before the request is refused 408 (default 10 s)',
-    ),
-  bodyTimeoutMs: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(600_000)
-    .optional()
-    .describe(
-      'How long reading a whole request body may take before the request is refused 408 (default 30 s)',
-    ),
-  requestTimeoutMs: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(3_600_000)
-    .optional()
-    .describe(
-      "How long a caller may take to send a whole request, head and body, before its connection is closed: Node's backstop behind the body timeouts (default 60 s)",
-    ),
+  upstreamTimeoutMs: milliseconds(600_000).describe(
+    'How long the model may take to start and to finish its answer (default 60 s)',
+  ),
+  bodyIdleTimeoutMs: milliseconds(600_000).describe(
+    'How long a request body being read may pause before the request is refused 408 (default 10 s)',
+  ),
+  bodyTimeoutMs: milliseconds(600_000).describe(
+    'How long reading a whole request body may take before the request is refused 408 (default 30 s)',
+  ),
+  requestTimeoutMs: milliseconds(3_600_000).describe(
+    "How long a caller may take to send a whole request, head and body, before its connection is closed: Node's backstop behind the body timeouts (default 60 s)",
+  ),
   pod: z
     .object({ namespace: z.string().min(1), name: z.string().min(1), uid: z.string().min(1) })
     .default({ namespace: 'local', name: 'veil-dev', uid: 'local' }),

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type ApprovalRule, approvalRuleSchema } from '@veil/core';
 import { type ApprovalSubject, matchApprovalRule } from '../../src/approvals/rules.ts';
+import { regexRunsOver } from '../fixtures/regex.ts';
 
 const rule = (name: string, when: unknown): ApprovalRule =>
   approvalRuleSchema.parse({ name, when, approvers: { groups: ['approvers'] } });
@@ -41,17 +42,7 @@ describe('matchApprovalRule', () => {
   it('matches a long model name by no regex: the caller chooses it', () => {
     const v2 = rule('v2', { models: ['*-*-v2'] });
     const model = `${'-'.repeat(64 * 1024)}v2`;
-    const exec = RegExp.prototype.exec;
-    let runs = 0;
-    RegExp.prototype.exec = function (this: RegExp, input: string): RegExpExecArray | null {
-      if (input === model) runs++;
-      return exec.call(this, input);
-    };
-    try {
-      assert.equal(matchApprovalRule([v2], request({ model })), v2);
-    } finally {
-      RegExp.prototype.exec = exec;
-    }
+    const runs = regexRunsOver(model, () => assert.equal(matchApprovalRule([v2], request({ model })), v2));
     assert.equal(runs, 0);
   });
 

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type AccessRule, accessRuleSchema } from '@veil/core';
 import { compileAccess } from '../../src/enforce/access.ts';
+import { regexRunsOver } from '../fixtures/regex.ts';
 
 const rule = (fields: Record<string, unknown>): AccessRule => accessRuleSchema.parse(fields);
 
@@ -37,17 +38,9 @@ describe('compileAccess', () => {
   it('matches a long model name by no regex: the caller chooses it', () => {
     const access = compileAccess([rule({ name: 'v2', groups: ['ml-team'], models: ['*-*-v2'] })]);
     const model = `${'-'.repeat(64 * 1024)}v2`;
-    const exec = RegExp.prototype.exec;
-    let runs = 0;
-    RegExp.prototype.exec = function (this: RegExp, input: string): RegExpExecArray | null {
-      if (input === model) runs++;
-      return exec.call(this, input);
-    };
-    try {
-      assert.deepEqual(access(alice, model), { allowed: true, rule: 'v2' });
-    } finally {
-      RegExp.prototype.exec = exec;
-    }
+    const runs = regexRunsOver(model, () =>
+      assert.deepEqual(access(alice, model), { allowed: true, rule: 'v2' }),
+    );
     assert.equal(runs, 0);
   });
 

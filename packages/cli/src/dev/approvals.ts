@@ -12,12 +12,14 @@ import {
   type ApprovalUser,
   approvalView,
   checkUse,
+  countsAsPending,
   DEFAULT_MAX_PENDING_PER_CALLER,
   expiryDue,
   markFailure,
   newApprovalSpec,
   openApprovalSchema,
   openProblems,
+  pendingQuotaRefusal,
   type StoredApproval,
   stampApprovalStatus,
   type UseApprovalRequest,
@@ -110,21 +112,14 @@ export class DevApprovals implements ApprovalsClient {
   /** As the controller refuses an open: the requester's Pending approvals, counted as they stand. */
   #refuseOverQuota(requester: { issuer: string; subject: string }): void {
     const limit = this.#options.maxPendingPerCaller ?? DEFAULT_MAX_PENDING_PER_CALLER;
-    const pending = this.list().filter(
-      ({ spec, status }) =>
-        status.phase === 'Pending' &&
-        spec.requester.issuer === requester.issuer &&
-        spec.requester.subject === requester.subject,
-    ).length;
-    if (pending < limit) return;
+    const now = this.#now();
+    const pending = this.list().filter((approval) => countsAsPending(approval, requester, now)).length;
+    const refusal = pendingQuotaRefusal(pending, limit, this.namespace, `policy ${this.#options.policyName}`);
+    if (refusal === undefined) return;
     this.#options.log?.(
       `approval refused: ${printable(requester.subject)} has ${pending} pending (approvals.maxPendingPerCaller: ${limit})`,
     );
-    throw new DevPendingQuotaError(
-      `the requester has ${pending} approval(s) Pending in ${this.namespace}, and policy ` +
-        `${this.#options.policyName} allows ${limit} (approvals.maxPendingPerCaller); ` +
-        'try again once one is decided or expires',
-    );
+    throw new DevPendingQuotaError(refusal);
   }
 
   async wait(

@@ -80,6 +80,38 @@ export function expiryDue(spec: ApprovalSpec, status: ApprovalStatus, now: Date)
   return status.phase === 'Pending' && Date.parse(spec.expiresAt) <= now.getTime();
 }
 
+/** An approval that counts against its requester's `approvals.maxPendingPerCaller`: theirs, Pending, in time. */
+export function countsAsPending(
+  approval: { spec: ApprovalSpec; status: ApprovalStatus },
+  requester: Pick<ApprovalSpec['requester'], 'issuer' | 'subject'>,
+  now: Date,
+): boolean {
+  const { spec, status } = approval;
+  return (
+    spec.requester.issuer === requester.issuer &&
+    spec.requester.subject === requester.subject &&
+    status.phase === 'Pending' &&
+    !expiryDue(spec, status, now)
+  );
+}
+
+/**
+ * Why an open is refused to a requester with `pending` approvals Pending under
+ * `policy` (as the caller of this function names it); undefined when it may open one.
+ */
+export function pendingQuotaRefusal(
+  pending: number,
+  limit: number,
+  namespace: string,
+  policy: string,
+): string | undefined {
+  if (pending < limit) return undefined;
+  return (
+    `the requester has ${pending} approval(s) Pending in ${namespace}, and ${policy} allows ${limit} ` +
+    '(approvals.maxPendingPerCaller); try again once one is decided or expires'
+  );
+}
+
 /**
  * A settled approval kept `keepForMs` past its expiry: the controller deletes it.
  * Nothing can use it after its expiry, whatever its phase; a Pending one is

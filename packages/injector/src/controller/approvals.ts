@@ -36,12 +36,14 @@ import {
   approvalStatusSchema,
   approvalView,
   checkUse,
+  countsAsPending,
   expiryDue,
   GROUP,
   markFailure,
   newApprovalSpec,
   openApprovalSchema,
   openProblems,
+  pendingQuotaRefusal,
   policySpecSchema,
   removalDue,
   useApprovalSchema,
@@ -210,19 +212,20 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
       });
     }
     const pending = await pendingOf(namespace, body.data.requester);
-    if (pending >= approvals.maxPendingPerCaller) {
+    const overQuota = pendingQuotaRefusal(
+      pending,
+      approvals.maxPendingPerCaller,
+      namespace,
+      `EmbeddingPolicy ${body.data.policy}`,
+    );
+    if (overQuota !== undefined) {
       options.log.info('approval refused: too many pending', {
         namespace,
         rule: rule.name,
         caller: who.username,
         pending,
       });
-      return reply.code(429).send({
-        error:
-          `the requester has ${pending} approval(s) Pending in ${namespace}, and EmbeddingPolicy ` +
-          `${body.data.policy} allows ${approvals.maxPendingPerCaller} (approvals.maxPendingPerCaller); ` +
-          'try again once one is decided or expires',
-      });
+      return reply.code(429).send({ error: overQuota });
     }
     const approvalSpec = newApprovalSpec(body.data, namespace, rule, now());
     const stored = await create(namespace, approvalSpec);
@@ -308,7 +311,11 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
       plural,
       labelSelector: `${requesterLabelName}=${requesterLabel(requester)}`,
     })) as { items?: unknown[] };
-    return (list.items ?? []).filter((item) => pendingFor(item, requester, now())).length;
+    // The label alone could be any requester's that hashes alike.
+    return (list.items ?? []).filter((item) => {
+      const stored = readStored(item);
+      return stored !== undefined && countsAsPending(stored, requester, now());
+    }).length;
   }
 
   /** Creates the approval and its first status; one whose status cannot be written is deleted. */
@@ -383,12 +390,8 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
     let expired = 0;
     let removed = 0;
     for (const item of list.items ?? []) {
-      let stored: Stored;
-      try {
-        stored = toStored(item);
-      } catch {
-        continue;
-      }
+      const stored = readStored(item);
+      if (stored === undefined) continue;
       const after = await expireIfDue(stored);
       if (after.status.phase === 'Expired' && stored.status.phase === 'Pending') expired++;
       else if (await removeIfDue(after)) removed++;
@@ -442,21 +445,13 @@ function requesterLabel(requester: Requester): string {
     .slice(0, 40);
 }
 
-/** Pending, unexpired, and this requester's: the label alone could be any requester's that hashes alike. */
-function pendingFor(item: unknown, requester: Requester, now: Date): boolean {
-  let stored: Stored;
+/** A listed approval as stored; undefined for one that is not valid (never made by this controller). */
+function readStored(item: unknown): Stored | undefined {
   try {
-    stored = toStored(item);
+    return toStored(item);
   } catch {
-    return false;
+    return undefined;
   }
-  const { issuer, subject } = stored.spec.requester;
-  return (
-    issuer === requester.issuer &&
-    subject === requester.subject &&
-    stored.status.phase === 'Pending' &&
-    !expiryDue(stored.spec, stored.status, now)
-  );
 }
 
 function toStored(object: unknown): Stored {

@@ -8,3 +8,4 @@ export * from './policy/glob.ts';
 export * from './policy/hash.ts';
 export * from './policy/schema.ts';
 export * from './policy/sidecar-spec.ts';
+export * from './sidecar/tuning.ts';

@@ -1,9 +1,7 @@
-import { isTrustedUrl } from '@veil/core';
+import { isTrustedUrl, sidecarTuningFromEnv, sidecarTuningSchema } from '@veil/core';
 import { z } from 'zod';
 
 const port = z.coerce.number().int().min(0).max(65_535);
-/** An optional duration from the environment, in whole milliseconds up to `max`. */
-const milliseconds = (max: number) => z.coerce.number().int().min(1).max(max).optional();
 
 /**
  * The controller serves its pull endpoint and approvals API over HTTPS only, and the
@@ -55,18 +53,7 @@ export const sidecarConfigSchema = z.object({
       "Key (at least 16 bytes) for masking `hash` tokens and input digests, shared by a workload's sidecars; missing: a key of this process only, with a warning; unset: the same, silently",
     ),
   defaultModel: z.string().min(1).default('default'),
-  upstreamTimeoutMs: milliseconds(600_000).describe(
-    'How long the model may take to start and to finish its answer (default 60 s)',
-  ),
-  bodyIdleTimeoutMs: milliseconds(600_000).describe(
-    'How long a request body being read may pause before the request is refused 408 (default 10 s)',
-  ),
-  bodyTimeoutMs: milliseconds(600_000).describe(
-    'How long reading a whole request body may take before the request is refused 408 (default 30 s)',
-  ),
-  requestTimeoutMs: milliseconds(3_600_000).describe(
-    "How long a caller may take to send a whole request, head and body, before its connection is closed: Node's backstop behind the body timeouts (default 60 s)",
-  ),
+  ...sidecarTuningSchema.shape,
   pod: z
     .object({ namespace: z.string().min(1), name: z.string().min(1), uid: z.string().min(1) })
     .default({ namespace: 'local', name: 'veil-dev', uid: 'local' }),
@@ -83,11 +70,6 @@ export const sidecarConfigSchema = z.object({
   s3ForcePathStyle: z.boolean().optional().describe('Path-style bucket URLs (most S3-compatible servers)'),
   s3Prefix: z.string().optional().describe('Put before every evidence key in the bucket'),
   spoolDir: z.string().optional().describe('Durable audit spool; default: `spool` next to auditDir'),
-  spoolCapacityBytes: z.coerce
-    .number()
-    .int()
-    .min(64 * 1024)
-    .optional(),
   retentionSeconds: z.coerce
     .number()
     .int()
@@ -95,11 +77,6 @@ export const sidecarConfigSchema = z.object({
     .optional()
     .describe("Object Lock retention, overriding the policy's retentionDays (tests)"),
   signingKeyFile: z.string().optional().describe('Ed25519 private JWK signing the manifests; else generated'),
-  auditCloseGraceSeconds: z.coerce
-    .number()
-    .min(0)
-    .optional()
-    .describe('On shutdown, how long to keep shipping and close the stream (default 20)'),
 });
 
 export type SidecarConfig = z.infer<typeof sidecarConfigSchema>;
@@ -123,10 +100,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv): SidecarConfig {
     controllerCaFile: env.VEIL_CONTROLLER_CA_FILE || undefined,
     hashKeyFile: env.VEIL_HASH_KEY_FILE || undefined,
     defaultModel: env.VEIL_DEFAULT_MODEL || undefined,
-    upstreamTimeoutMs: env.VEIL_UPSTREAM_TIMEOUT_MS || undefined,
-    bodyIdleTimeoutMs: env.VEIL_BODY_IDLE_TIMEOUT_MS || undefined,
-    bodyTimeoutMs: env.VEIL_BODY_TIMEOUT_MS || undefined,
-    requestTimeoutMs: env.VEIL_REQUEST_TIMEOUT_MS || undefined,
+    ...sidecarTuningFromEnv(env),
     pod: podFromEnv(env),
     cluster: env.VEIL_CLUSTER || undefined,
     s3Endpoint: env.VEIL_S3_ENDPOINT || undefined,
@@ -135,10 +109,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv): SidecarConfig {
     s3ForcePathStyle: flag(env.VEIL_S3_FORCE_PATH_STYLE),
     s3Prefix: env.VEIL_S3_PREFIX || undefined,
     spoolDir: env.VEIL_SPOOL_DIR || undefined,
-    spoolCapacityBytes: env.VEIL_SPOOL_CAPACITY_BYTES || undefined,
     retentionSeconds: env.VEIL_RETENTION_SECONDS || undefined,
     signingKeyFile: env.VEIL_SIGNING_KEY_FILE || undefined,
-    auditCloseGraceSeconds: env.VEIL_AUDIT_CLOSE_GRACE_SECONDS || undefined,
   });
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');

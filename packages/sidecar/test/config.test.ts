@@ -2,6 +2,7 @@
 // service-account token to, and the pod it names its stream and push audience after.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { sidecarTuningToEnv } from '@veil/core';
 import { configFromEnv } from '../src/config.ts';
 
 const base = { VEIL_UPSTREAM: 'http://127.0.0.1:9000' };
@@ -65,4 +66,20 @@ test('how long a caller may take over a request comes from the environment, in m
   );
   assert.throws(() => configFromEnv({ ...base, VEIL_BODY_IDLE_TIMEOUT_MS: '0' }), /bodyIdleTimeoutMs/);
   assert.throws(() => configFromEnv({ ...base, VEIL_REQUEST_TIMEOUT_MS: 'soon' }), /requestTimeoutMs/);
+});
+
+test('the tuning the injector writes is the tuning the sidecar reads', () => {
+  const tuning = {
+    upstreamTimeoutMs: 90_000,
+    bodyIdleTimeoutMs: 5_000,
+    bodyTimeoutMs: 20_000,
+    requestTimeoutMs: 45_000,
+    spoolCapacityBytes: 268_435_456,
+    auditCloseGraceSeconds: 25,
+  };
+  const env = Object.fromEntries(sidecarTuningToEnv(tuning).map(({ name, value }) => [name, value]));
+  const config = configFromEnv({ ...base, ...env });
+  for (const [key, value] of Object.entries(tuning)) {
+    assert.equal(config[key as keyof typeof tuning], value, key);
+  }
 });

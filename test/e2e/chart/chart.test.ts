@@ -157,6 +157,9 @@ describe('chart files', () => {
       [{ sidecar: { resources: { requests: { cpu: 1 } } } }, /\/sidecar\/resources\/requests\/cpu/],
       [{ sidecar: { resources: { limits: { memory: '256m' } } } }, /\/sidecar\/resources\/limits\/memory/],
       [{ certs: { selfManaged: { renewFraction: 0.6 } } }, /\/certs\/selfManaged\/renewFraction/],
+      [{ sidecar: { tuning: { bodyTimeoutMs: 0 } } }, /\/sidecar\/tuning\/bodyTimeoutMs/],
+      [{ sidecar: { tuning: { spoolCapacityBytes: '1Gi' } } }, /\/sidecar\/tuning\/spoolCapacityBytes/],
+      [{ sidecar: { tuning: { bodyTimeout: 1000 } } }, /additional propert.*bodyTimeout/],
       [{ certs: { selfManaged: { renewBeforeDays: 30 } } }, /additional propert.*renewBeforeDays/],
       [
         { oidc: { issuers: [{ issuer: 'http://login.example.com', audiences: ['veil'] }] } },

@@ -5,7 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { parseInjectorConfig } from '@veil/injector';
+import { injectionSettingsSchema, parseInjectorConfig } from '@veil/injector';
 import { one, render } from './support.ts';
 
 let dir: string;
@@ -61,4 +61,16 @@ test('a sidecar request above its limit fails the render, naming both', async ()
     { sidecar: { resources: { requests: { cpu: '1', memory: '0.25Gi' }, limits: { cpu: '1000m' } } } },
     { namespace: 'veil-system' },
   );
+});
+
+test("the sidecar's tuning reaches the injector's settings, and none by default", async () => {
+  const tuning = { bodyTimeoutMs: 20_000, spoolCapacityBytes: 268_435_456, auditCloseGraceSeconds: 25 };
+  const settingsOf = (rendered: Awaited<ReturnType<typeof render>>) =>
+    injectionSettingsSchema.parse(
+      JSON.parse(one(rendered.objects, 'ConfigMap', 'veil-injector-settings').data['settings.json']),
+    );
+  const rendered = await render(dir, { sidecar: { tuning } }, { namespace: 'veil-system' });
+  assert.deepEqual(settingsOf(rendered).tuning, tuning);
+  const defaults = await render(dir, {}, { namespace: 'veil-system' });
+  assert.deepEqual(settingsOf(defaults).tuning, {});
 });

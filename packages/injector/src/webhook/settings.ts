@@ -1,5 +1,6 @@
 // What the injector needs to know to build a sidecar: one zod schema, parsed once at
 // start, so a bad deployment fails before it admits a single pod.
+import { sidecarTuningSchema } from '@veil/core';
 import { z } from 'zod';
 import { dataKey, dnsLabel, dnsSubdomain, portNumber } from './names.ts';
 import { cpuMillicores, cpuQuantity, memoryBytes, memoryQuantity } from './quantity.ts';
@@ -110,6 +111,11 @@ export const injectionSettingsSchema = z
     hashKey: hashKeySchema.prefault({}),
     s3: s3Schema.optional().describe('Evidence storage; absent, the sidecar keeps its audit spool local'),
     resources: resourcesSchema.prefault({}),
+    tuning: sidecarTuningSchema
+      .prefault({})
+      .describe(
+        "Timeouts and audit spool settings written into every sidecar's environment; unset: the sidecar's defaults",
+      ),
   })
   .strict()
   .refine((s) => s.proxyPort !== s.adminPort, {

@@ -7,6 +7,7 @@ import type {
   V1ResourceRequirements,
   V1Volume,
 } from '@kubernetes/client-node';
+import { sidecarTuningToEnv } from '@veil/core';
 import { type PodOptions, veilAnnotations } from './annotations.ts';
 import { controllerCaKey, type InjectionSettings } from './settings.ts';
 import type { Upstream } from './upstream.ts';
@@ -204,6 +205,7 @@ function sidecarEnv({ settings, options, upstream }: SidecarSpec): V1EnvVar[] {
     plain('VEIL_HASH_KEY_FILE', `${mountPaths.hashKey}/${fileNames.hashKey}`),
     plain('VEIL_BOOTSTRAP_POLICY_FILE', `${mountPaths.bootstrap}/${fileNames.bootstrapPolicy}`),
     ...s3Env(settings.s3),
+    ...sidecarTuningToEnv(settings.tuning),
   ];
 }
 

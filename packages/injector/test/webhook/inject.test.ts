@@ -135,6 +135,33 @@ test('without S3 settings the sidecar gets no S3 environment', () => {
   );
 });
 
+test("the sidecar's tuning reaches its environment, and only what was set", () => {
+  const variables = (pod: V1Pod) =>
+    Object.fromEntries(
+      (sidecarOf(pod).env ?? [])
+        .filter((e) => /TIMEOUT|SPOOL_CAPACITY|GRACE/.test(e.name))
+        .map((e) => [e.name, e.value]),
+    );
+  assert.deepEqual(variables(injected(modelPod())), {});
+  const tuning = injectionSettingsSchema.parse({
+    ...testSettings,
+    tuning: { bodyTimeoutMs: 20_000, spoolCapacityBytes: 268_435_456, auditCloseGraceSeconds: 25 },
+  }).tuning;
+  const result = inject({
+    pod: modelPod(),
+    namespace: 'ml',
+    namespaceOptIn: false,
+    settings: { ...settings, tuning },
+    bootstrapPolicy: {},
+  });
+  assert.equal(result.outcome, 'injected');
+  assert.deepEqual(variables(result.outcome === 'injected' ? result.pod : modelPod()), {
+    VEIL_BODY_TIMEOUT_MS: '20000',
+    VEIL_SPOOL_CAPACITY_BYTES: '268435456',
+    VEIL_AUDIT_CLOSE_GRACE_SECONDS: '25',
+  });
+});
+
 test('the bootstrap policy is projected into the pod from its annotation', () => {
   const out = injected(modelPod());
   const annotation = out.metadata?.annotations?.['veil.dev/bootstrap-policy'];

@@ -23,6 +23,19 @@ test('settings defaults follow the contract', () => {
   assert.equal(settings.s3, undefined);
 });
 
+test('sidecar tuning the sidecar would refuse stops the injector at start, naming the setting', () => {
+  for (const [tuning, path] of [
+    [{ bodyTimeoutMs: 0 }, 'tuning.bodyTimeoutMs'],
+    [{ spoolCapacityBytes: 4096 }, 'tuning.spoolCapacityBytes'],
+    [{ upstreamTimeout: 1000 }, 'tuning'],
+  ] as const) {
+    const parsed = injectionSettingsSchema.safeParse({ ...testSettings, tuning });
+    assert.equal(parsed.success, false, JSON.stringify(tuning));
+    assert.equal(parsed.error?.issues[0]?.path.join('.'), path);
+  }
+  assert.deepEqual(injectionSettingsSchema.parse(testSettings).tuning, {});
+});
+
 test('settings refuse what would break pods or leak audit traffic', () => {
   const bad = [
     { adminPort: 15_080 },

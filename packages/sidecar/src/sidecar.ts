@@ -8,6 +8,7 @@ import { loadHashKey } from './hashkey.ts';
 import { type PolicyPuller, type PullOutcome, startPolicyPull } from './policy/pull.ts';
 import type { PolicyStore } from './policy/store.ts';
 import { PolicyStore as Store } from './policy/store.ts';
+import { BodyBudget, defaultBodyMemoryBytes } from './proxy/body-budget.ts';
 import type { PipelineDeps } from './proxy/pipeline.ts';
 import { buildAdminServer, buildDataServer } from './server.ts';
 import { createTelemetry } from './telemetry.ts';
@@ -97,6 +98,13 @@ export async function startSidecar(
           })
         : undefined);
     undo.push(() => approvals?.close());
+    const bodyBudget = new BodyBudget(config.bodyMemoryBytes ?? defaultBodyMemoryBytes);
+    const dropBodyGauge = telemetry.gauge(
+      'veil_request_body_bytes',
+      'Bytes of request bodies held now by requests not yet answered; past bodyMemoryBytes, new requests get 503',
+      () => bodyBudget.usedBytes,
+    );
+    undo.push(dropBodyGauge);
     const stopping = new AbortController();
     const deps: PipelineDeps = {
       policy: () => store.current(),
@@ -109,6 +117,7 @@ export async function startSidecar(
       podName: config.pod.name,
       approvalDecisions: new RecordedDecisions(),
       heldRequests: new HeldRequests(),
+      bodyBudget,
       stopping: stopping.signal,
     };
     const data = await buildDataServer(deps, config.api, telemetry, config);
@@ -146,6 +155,7 @@ export async function startSidecar(
       async close() {
         stopping.abort();
         dropHashKeyGauge();
+        dropBodyGauge();
         dropAuditGauges();
         await puller?.close();
         const drained = data.close();

@@ -74,6 +74,7 @@ test('the tuning the injector writes is the tuning the sidecar reads', () => {
     bodyIdleTimeoutMs: 5_000,
     bodyTimeoutMs: 20_000,
     requestTimeoutMs: 45_000,
+    bodyMemoryBytes: 8 * 1024 * 1024,
     spoolCapacityBytes: 268_435_456,
     auditCloseGraceSeconds: 25,
   };

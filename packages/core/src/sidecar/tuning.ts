@@ -21,6 +21,14 @@ export const sidecarTuningSchema = z
     requestTimeoutMs: milliseconds(3_600_000).describe(
       "How long a caller may take to send a whole request, head and body, before its connection is closed: Node's backstop behind the body timeouts (default 60 s)",
     ),
+    bodyMemoryBytes: z.coerce
+      .number()
+      .int()
+      .min(64 * 1024)
+      .optional()
+      .describe(
+        'Request bodies held at once, across all callers; past it new requests get 503 with Retry-After (default 16 MiB). A request alone may pass it',
+      ),
     spoolCapacityBytes: z.coerce
       .number()
       .int()
@@ -47,6 +55,7 @@ export const sidecarTuningEnv = {
   bodyIdleTimeoutMs: 'VEIL_BODY_IDLE_TIMEOUT_MS',
   bodyTimeoutMs: 'VEIL_BODY_TIMEOUT_MS',
   requestTimeoutMs: 'VEIL_REQUEST_TIMEOUT_MS',
+  bodyMemoryBytes: 'VEIL_BODY_MEMORY_BYTES',
   spoolCapacityBytes: 'VEIL_SPOOL_CAPACITY_BYTES',
   auditCloseGraceSeconds: 'VEIL_AUDIT_CLOSE_GRACE_SECONDS',
 } as const satisfies Record<keyof SidecarTuning, string>;

@@ -7,6 +7,7 @@ const tuning = {
   bodyIdleTimeoutMs: 5_000,
   bodyTimeoutMs: 20_000,
   requestTimeoutMs: 45_000,
+  bodyMemoryBytes: 8 * 1024 * 1024,
   spoolCapacityBytes: 256 * 1024 * 1024,
   auditCloseGraceSeconds: 12.5,
 };

@@ -1,5 +1,6 @@
 import { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
+import type { BodyLease } from './body-budget.ts';
 
 export class BodyTooLargeError extends Error {
   readonly limit: number;
@@ -48,11 +49,14 @@ export function timedRequests(deadlines: BodyDeadlines): typeof IncomingMessage 
  * unread rather than the socket destroyed, so the caller still gets its 413.
  * A body that stalls, or trickles past its deadline, is given up the same way:
  * what it holds would otherwise stay pinned for as long as the caller likes.
+ * Every chunk kept is taken from `lease`: a body the proxy has no room for is
+ * given up the same way (BodyBudgetError).
  */
 export function readBody(
   stream: TimedBody,
   declaredLength: string | undefined,
   limit: number,
+  lease: BodyLease,
 ): Promise<Buffer> {
   if (declaredLength !== undefined && Number(declaredLength) > limit) {
     stream.resume();
@@ -83,8 +87,9 @@ export function readBody(
     const onData = (chunk: Buffer) => {
       idle?.refresh();
       size += chunk.length;
-      if (size <= limit) chunks.push(chunk);
-      else giveUp(new BodyTooLargeError(limit));
+      if (size > limit) giveUp(new BodyTooLargeError(limit));
+      else if (!lease.take(chunk.length)) giveUp(lease.refusal());
+      else chunks.push(chunk);
     };
     const onEnd = () => {
       stop();

@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Dialect } from '../dialects/index.ts';
 import { UpstreamError } from '../upstream.ts';
 import { BodyTooLargeError, readBody } from './body.ts';
+import type { BodyLease } from './body-budget.ts';
 import {
   type IncomingEmbedRequest,
   type PipelineDeps,
@@ -69,6 +70,7 @@ export async function handlePassthrough(
       refusal.message,
     );
   }
+  const lease = deps.bodyBudget.lease();
   try {
     refuseWhenSpoolFull(deps.sink);
     const auth = await deps.telemetry.span('auth', () =>
@@ -83,7 +85,7 @@ export async function handlePassthrough(
     const body =
       method === 'GET' || method === 'HEAD'
         ? undefined
-        : await readLimited(request, policy.spec.limits.maxBytesPerRequest);
+        : await readLimited(request, policy.spec.limits.maxBytesPerRequest, lease);
     const response = await deps.telemetry.span('upstream', async () => {
       recordForwarding(deps, 'passthrough', request.path, trace);
       const started = performance.now();
@@ -101,10 +103,10 @@ export async function handlePassthrough(
       headers: { 'content-type': response.contentType ?? 'application/json' },
       body: response.body,
     };
-    return record(deps, dialect, 'passthrough', request.path, trace, reply, 'allowed', undefined);
+    return await record(deps, dialect, 'passthrough', request.path, trace, reply, 'allowed', undefined);
   } catch (thrown) {
     const refusal = thrown instanceof UpstreamError ? upstreamRefusal(thrown) : toRefusal(thrown);
-    return record(
+    return await record(
       deps,
       dialect,
       'passthrough',
@@ -114,6 +116,8 @@ export async function handlePassthrough(
       refusal.outcome,
       refusal.message,
     );
+  } finally {
+    lease.release();
   }
 }
 
@@ -124,9 +128,9 @@ function upstreamRefusal(error: UpstreamError): Refusal {
     : new Refusal(502, 'upstream_error', 'upstream_error', error.message);
 }
 
-async function readLimited(request: IncomingEmbedRequest, limit: number): Promise<Buffer> {
+async function readLimited(request: IncomingEmbedRequest, limit: number, lease: BodyLease): Promise<Buffer> {
   try {
-    return await readBody(request.body, request.contentLength, limit);
+    return await readBody(request.body, request.contentLength, limit, lease);
   } catch (error) {
     if (error instanceof BodyTooLargeError) throw new Refusal(413, 'too_large', 'too_large', error.message);
     throw error;

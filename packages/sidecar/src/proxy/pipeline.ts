@@ -19,6 +19,7 @@ import type { ActivePolicy } from '../policy/active.ts';
 import type { Telemetry } from '../telemetry.ts';
 import { type Upstream, UpstreamError } from '../upstream.ts';
 import { BodyTooLargeError, readBody } from './body.ts';
+import type { BodyBudget, BodyLease } from './body-budget.ts';
 import { recordedInputs } from './inputs.ts';
 import { elapsedMs, newTrace, record, recordApproval, recordForwarding, type Trace } from './record.ts';
 import { JSON_HEADERS, Refusal, refusalReply, toRefusal } from './refusal.ts';
@@ -56,6 +57,8 @@ export interface PipelineDeps {
   readonly approvalDecisions: RecordedDecisions;
   /** Requests held for approval now, per caller: the cap on them holds across requests. */
   readonly heldRequests: HeldRequests;
+  /** The request bodies held at once, across callers. */
+  readonly bodyBudget: BodyBudget;
   /** Aborts when the sidecar begins to stop: requests held for approval are answered at once. */
   readonly stopping?: AbortSignal;
 }
@@ -66,11 +69,12 @@ export async function handleEmbedding(
   request: IncomingEmbedRequest,
 ): Promise<ProxyReply> {
   const trace = newTrace();
+  const lease = deps.bodyBudget.lease();
   let reply: ProxyReply;
   let outcome: RecordOutcome;
   let error: string | undefined;
   try {
-    const upstream = await run(deps, dialect, request, trace);
+    const upstream = await run(deps, dialect, request, lease, trace);
     reply = upstream.reply;
     outcome = upstream.outcome;
   } catch (thrown) {
@@ -79,13 +83,18 @@ export async function handleEmbedding(
     outcome = refusal.outcome;
     error = refusal.message;
   }
-  return record(deps, dialect, dialect.name, request.path, trace, reply, outcome, error);
+  try {
+    return await record(deps, dialect, dialect.name, request.path, trace, reply, outcome, error);
+  } finally {
+    lease.release();
+  }
 }
 
 async function run(
   deps: PipelineDeps,
   dialect: Dialect,
   request: IncomingEmbedRequest,
+  lease: BodyLease,
   trace: Trace,
 ): Promise<{ reply: ProxyReply; outcome: RecordOutcome }> {
   const policy = deps.policy();
@@ -95,7 +104,7 @@ async function run(
 
   const identity = await deps.telemetry.span('auth', () => authenticate(policy, request, trace));
   trace.identity = identity;
-  const body = await readJson(request, policy.spec.limits.maxBytesPerRequest);
+  const body = await readJson(request, policy.spec.limits.maxBytesPerRequest, lease);
   const parsed = dialect.parse(body.json, request.path);
   const model = parsed.model || deps.defaultModel;
   trace.model = model;
@@ -236,10 +245,11 @@ async function authenticate(
 async function readJson(
   request: IncomingEmbedRequest,
   limit: number,
+  lease: BodyLease,
 ): Promise<{ bytes: Buffer; json: unknown }> {
   let bytes: Buffer;
   try {
-    bytes = await readBody(request.body, request.contentLength, limit);
+    bytes = await readBody(request.body, request.contentLength, limit, lease);
   } catch (error) {
     if (error instanceof BodyTooLargeError) {
       throw new Refusal(413, 'too_large', 'too_large', `request body is larger than ${limit} bytes`);

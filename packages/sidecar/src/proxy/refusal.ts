@@ -1,6 +1,7 @@
 import type { RecordOutcome } from '@veil/core';
 import { type Dialect, DialectError, type ErrorCode } from '../dialects/index.ts';
 import { BodyTimeoutError, CallerGoneError } from './body.ts';
+import { BodyBudgetError } from './body-budget.ts';
 import type { ProxyReply } from './pipeline.ts';
 
 export const JSON_HEADERS = { 'content-type': 'application/json' };
@@ -51,6 +52,9 @@ export function toRefusal(thrown: unknown): Refusal {
   // for another request.
   if (thrown instanceof BodyTimeoutError)
     return new Refusal(408, 'invalid_request', 'invalid', thrown.message, { connection: 'close' });
+  // Other callers' bodies fill the proxy's memory for now, not this caller's fault.
+  if (thrown instanceof BodyBudgetError)
+    return new Refusal(503, 'unavailable', 'unavailable', thrown.message, { 'retry-after': '1' });
   // Anything unforeseen (a masking failure included) fails closed.
   return new Refusal(500, 'internal', 'unavailable', 'internal error; the request was not forwarded');
 }

@@ -119,9 +119,41 @@ async function run(
     approve(deps, policy, dialect, request, forwardBody, trace),
   );
   if (held) return held;
+  const now = await underPolicyNow(deps, policy, dialect, request, body, parsed, trace);
   return deps.telemetry.span('upstream', () =>
-    forward(deps, policy, dialect, request.path, forwardBody, trace),
+    forward(deps, now.policy, dialect, request.path, now.forwardBody ?? forwardBody, trace),
   );
+}
+
+/**
+ * A hold for approval can last minutes, and the policy can change meanwhile:
+ * what is forwarded must be admitted, and masked, by the policy in force when
+ * it is forwarded. Cutting a caller off (`access.rules: []`, or their issuer
+ * removed) must also stop the requests they have waiting. Under a changed
+ * policy the caller is authenticated and checked again, and the body masked
+ * again; the approval granted stands.
+ */
+async function underPolicyNow(
+  deps: PipelineDeps,
+  policy: ActivePolicy,
+  dialect: Dialect,
+  request: IncomingEmbedRequest,
+  body: { bytes: Buffer; json: unknown },
+  parsed: ParsedEmbedRequest,
+  trace: Trace,
+): Promise<{ policy: ActivePolicy; forwardBody?: Buffer | string }> {
+  const now = deps.policy();
+  if (now?.hash === policy.hash) return { policy };
+  if (!now) throw new Refusal(503, 'unavailable', 'unavailable', 'no valid policy is loaded');
+  trace.policy = now;
+  const identity = await deps.telemetry.span('auth', () => authenticate(now, request, trace));
+  trace.identity = identity;
+  deps.telemetry.span('policy', () => refuseWhenDenied(now, identity, trace.model ?? deps.defaultModel));
+  trace.masking.length = 0;
+  const forwardBody = deps.telemetry.span('mask', () =>
+    mask(deps, now, dialect, request.path, body, parsed, trace),
+  );
+  return { policy: now, forwardBody };
 }
 
 /** The policy's access rules and limits for this caller, model and request; throws a Refusal. */

@@ -123,7 +123,12 @@ export async function startSidecar(
     const data = await buildDataServer(deps, config.api, telemetry, config);
     undo.push(() => data.close());
     const admin = await buildAdminServer(
-      { store, podUid: config.pod.uid, controllerKeyFile: config.controllerKeyFile },
+      {
+        store,
+        podUid: config.pod.uid,
+        policyName: config.policyName,
+        controllerKeyFile: config.controllerKeyFile,
+      },
       telemetry,
       () => sink.accepting(),
     );

@@ -34,6 +34,15 @@ const httpsUrl = z.string().url().refine(isTrustedUrl, {
   message: 'must be https (plain http is allowed only on loopback)',
 });
 
+/**
+ * IdPs name claims with URLs, dots included, so a claim name is never split
+ * into a path; a dotted name that is no URL (Keycloak's `realm_access.roles`)
+ * means a path, would match no claim and leave every caller without groups.
+ */
+function isLiteralClaimName(claim: string): boolean {
+  return !claim.includes('.') || /^[a-z][a-z0-9+.-]*:\/\//i.test(claim);
+}
+
 export const jwtAlgorithms = [
   'RS256',
   'RS384',
@@ -50,7 +59,15 @@ export const oidcIssuerSchema = z
   .object({
     issuer: httpsUrl.describe('Issuer URL; discovery is read from <issuer>/.well-known/openid-configuration'),
     audiences: z.array(z.string().min(1)).min(1).describe('Accepted `aud` values'),
-    groupsClaim: z.string().min(1).default('groups').describe('Claim holding the caller groups'),
+    groupsClaim: z
+      .string()
+      .min(1)
+      .refine(isLiteralClaimName, {
+        message:
+          'must name a top-level claim: a dotted name other than a URL, such as realm_access.roles, is a nested path and is not read; map the groups to a top-level claim at the IdP',
+      })
+      .default('groups')
+      .describe('Claim holding the caller groups'),
     jwksUri: httpsUrl.optional().describe('Overrides the jwks_uri found by discovery'),
     algorithms: z
       .array(z.enum(jwtAlgorithms))

@@ -105,6 +105,20 @@ test('each issuer appears once, across OIDC and service-account tokens', () => {
   assert.equal(paths({ oidc: [oidc], serviceAccountTokens: {} }), undefined);
 });
 
+test('groupsClaim names a top-level claim: a URL may hold dots, a nested path may not', () => {
+  const problems = (groupsClaim: string) =>
+    policySpecSchema
+      .safeParse({
+        authentication: { oidc: [{ issuer: 'https://login.example.com', audiences: ['veil'], groupsClaim }] },
+      })
+      .error?.issues.map((i) => i.path.join('.'));
+  assert.deepEqual(problems('realm_access.roles'), ['authentication.oidc.0.groupsClaim']);
+  assert.deepEqual(problems('resource_access.veil.roles'), ['authentication.oidc.0.groupsClaim']);
+  assert.equal(problems('groups'), undefined);
+  assert.equal(problems('cognito:groups'), undefined);
+  assert.equal(problems('https://veil.dev/groups'), undefined);
+});
+
 test('a service-account issuer without jwksUri is an https URL to discover keys from', () => {
   const problems = (serviceAccountTokens: object) =>
     policySpecSchema

@@ -42,13 +42,16 @@ const unbound = { status: 'nack', reason: 'the policy is not the one its push to
 export interface PolicyRoutesOptions {
   readonly store: PolicyStore;
   readonly podUid: string;
+  /** The policy this sidecar was configured to enforce (`VEIL_POLICY_NAME`): a push of any other is refused. */
+  readonly policyName: string;
   /** The controller's public JWK; without it pushes are refused. */
   readonly controllerKeyFile: string | undefined;
 }
 
 /**
  * `PUT /v1/policy` takes a policy from the controller: ACK with the content
- * hash, or NACK (422) with the reason while the last good policy stays. The
+ * hash, or NACK (422) with the reason while the last good policy stays; a
+ * policy other than the one this sidecar enforces is NACKed too. The
  * token authorises one push of one policy: a body other than the one it names,
  * or a token presented twice, is refused (401) and nothing is applied.
  */
@@ -106,7 +109,10 @@ export async function policyRoutes(app: FastifyInstance, options: PolicyRoutesOp
     const body = pushSchema.safeParse(request.body);
     if (!body.success) return reply.code(400).send({ status: 'nack', reason: 'body must be {name, spec}' });
     if (body.data.name !== policy.name) return reply.code(401).send(unbound);
-    const result = await options.store.apply(body.data.name, body.data.spec, { expectedHash: policy.hash });
+    const result = await options.store.apply(body.data.name, body.data.spec, {
+      expectedHash: policy.hash,
+      onlyNamed: options.policyName,
+    });
     if (!result.ok && result.unbound) return reply.code(401).send(unbound);
     if (!result.ok) return reply.code(422).send({ status: 'nack', reason: result.reason });
     return { status: 'ack', hash: result.hash };

@@ -35,7 +35,14 @@ export const authFailureCodeSchema = z.enum(authFailureCodes);
 
 export type AuthFailureCode = z.infer<typeof authFailureCodeSchema>;
 
-export type AuthFailure = { ok: false; reason: AuthFailureCode; message: string };
+export type AuthFailure = {
+  ok: false;
+  reason: AuthFailureCode;
+  /** For the caller, who may be anyone: it names no URL or network error of the issuer's. */
+  message: string;
+  /** For the audit record and logs: the full reason, the issuer's URLs and errors included. */
+  detail: string;
+};
 
 export type AuthResult = { ok: true; identity: Identity } | AuthFailure;
 
@@ -50,6 +57,16 @@ export class AuthError extends Error {
   }
 }
 
-export function authFailure(reason: AuthFailureCode, message: string): AuthFailure {
-  return { ok: false, reason, message };
+/**
+ * Failing to reach the issuer's keys is no fault of the token's, and its detail
+ * (internal URLs, addresses, network errors) would map the sidecar's network
+ * for anyone who sends a token: the caller learns only that the keys were
+ * unavailable. Every other reason is about the token the caller sent.
+ */
+export function authFailure(reason: AuthFailureCode, detail: string): AuthFailure {
+  const message =
+    reason === 'jwks_unavailable'
+      ? `the token could not be verified: the issuer's keys are unavailable (${reason})`
+      : detail;
+  return { ok: false, reason, message, detail };
 }

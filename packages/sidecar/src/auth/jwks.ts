@@ -1,12 +1,14 @@
-// One issuer's signing keys: the JWKS URI (configured, or found once by
-// discovery) and a jose remote key set that is cached and refreshed when a
-// token names a kid it does not hold. Refreshes are rate limited twice over:
-// jose's cooldown after a successful fetch, and a backoff after a failed one,
-// so neither a spray of random kids nor an IdP outage turns every request into
-// a request to the IdP.
+// One issuer's signing keys: the JWKS URI (configured, or found by discovery)
+// and a jose remote key set that is cached and refreshed when a token names a
+// kid it does not hold. Refreshes are rate limited twice over: jose's cooldown
+// after a successful fetch, and a backoff after a failed one, so neither a
+// spray of random kids nor an IdP outage turns every request into a request
+// to the IdP. A discovered URI is looked up again, at most once per refresh
+// interval, when the key set fails or lacks a kid: the IdP may have moved it.
 import {
   createRemoteJWKSet,
   customFetch,
+  errors,
   type FetchImplementation,
   type JWTVerifyGetKey,
   type RemoteJWKSet,
@@ -26,7 +28,7 @@ export interface KeySourceOptions {
   /** Skips discovery when set. */
   jwksUri?: string | undefined;
   http: HttpClient;
-  /** Minimum time between two key set fetches triggered by unknown kids. */
+  /** Minimum time between two key set fetches triggered by unknown kids, and between two discoveries. */
   refreshMinIntervalMs: number;
 }
 
@@ -35,32 +37,88 @@ export interface KeySource {
   readonly getKey: JWTVerifyGetKey;
 }
 
+interface KeySet {
+  readonly url: string;
+  readonly getKey: RemoteJWKSet;
+}
+
 export function createKeySource(options: KeySourceOptions): KeySource {
   const retryAfterFailureMs = Math.min(options.refreshMinIntervalMs, MAX_RETRY_AFTER_FAILURE_MS);
-  const { jwksUri } = options;
-  const locate = memoizeSuccess(
-    withFailureBackoff(
-      async () => (jwksUri === undefined ? discoverJwksUri(options.issuer, options.http) : new URL(jwksUri)),
+  // Each key set backs off on its own: a failure at a URL the IdP left must
+  // not hold back the first fetch at the one it moved to.
+  const keySetAt = (url: URL): KeySet => {
+    const fetchJwks: FetchImplementation = withFailureBackoff(
+      async (href, init) => Response.json(asJwkSet(href, await options.http.getJson(href, init.signal))),
       retryAfterFailureMs,
-    ),
-  );
-  const fetchJwks: FetchImplementation = withFailureBackoff(
-    async (url, init) => Response.json(asJwkSet(url, await options.http.getJson(url, init.signal))),
+    );
+    const getKey = createRemoteJWKSet(url, {
+      cooldownDuration: options.refreshMinIntervalMs,
+      cacheMaxAge: JWKS_MAX_AGE_MS,
+      timeoutDuration: REQUEST_TIMEOUT_MS,
+      [customFetch]: fetchJwks,
+    });
+    return { url: url.href, getKey };
+  };
+  if (options.jwksUri !== undefined) return keySetAt(new URL(options.jwksUri));
+  return discoveredKeySource(options, keySetAt, retryAfterFailureMs);
+}
+
+function discoveredKeySource(
+  options: KeySourceOptions,
+  keySetAt: (url: URL) => KeySet,
+  retryAfterFailureMs: number,
+): KeySource {
+  const discover = withFailureBackoff(
+    () => discoverJwksUri(options.issuer, options.http),
     retryAfterFailureMs,
   );
-  let keys: RemoteJWKSet | undefined;
+  let current: KeySet | undefined;
+  let discoveredAt = Number.NEGATIVE_INFINITY;
+  let pending: Promise<KeySet> | undefined;
+  // Concurrent callers share one discovery.
+  const locate = (): Promise<KeySet> => {
+    pending ??= (async () => {
+      discoveredAt = Date.now();
+      const url = await discover();
+      if (current?.url !== url.href) current = keySetAt(url);
+      return current;
+    })().finally(() => {
+      pending = undefined;
+    });
+    return pending;
+  };
+  // Joins a discovery under way, so callers failing alongside the one that
+  // started it see its answer too; starts one only when the interval allows.
+  const relocate = async (failed: KeySet): Promise<KeySet> => {
+    if (pending === undefined && Date.now() - discoveredAt < options.refreshMinIntervalMs) {
+      return current ?? failed;
+    }
+    // Discovery failing too says no more than the key set's own error.
+    return locate().catch(() => failed);
+  };
   return {
     async getKey(header, token) {
-      const url = await locate();
-      keys ??= createRemoteJWKSet(url, {
-        cooldownDuration: options.refreshMinIntervalMs,
-        cacheMaxAge: JWKS_MAX_AGE_MS,
-        timeoutDuration: REQUEST_TIMEOUT_MS,
-        [customFetch]: fetchJwks,
-      });
-      return keys(header, token);
+      const keySet = current ?? (await locate());
+      try {
+        return await keySet.getKey(header, token);
+      } catch (error) {
+        if (!mayHaveMoved(error)) throw error;
+        const moved = await relocate(keySet);
+        if (moved === keySet) throw error;
+        return moved.getKey(header, token);
+      }
     },
   };
+}
+
+/** The key set could not be read, or has no key for the token: both are what a moved jwks_uri looks like. */
+function mayHaveMoved(error: unknown): boolean {
+  if (error instanceof AuthError) return error.reason === 'jwks_unavailable';
+  return (
+    error instanceof errors.JWKSNoMatchingKey ||
+    error instanceof errors.JWKSTimeout ||
+    error instanceof errors.JWKSInvalid
+  );
 }
 
 /** Checked here, not by jose, so a malformed answer counts as a failed fetch and is backed off from. */
@@ -89,17 +147,5 @@ function withFailureBackoff<A extends unknown[], R>(
       failure = { at: Date.now(), error };
       throw error;
     }
-  };
-}
-
-/** Shares one call among concurrent callers and keeps its result once it succeeds. */
-function memoizeSuccess<R>(fn: () => Promise<R>): () => Promise<R> {
-  let pending: Promise<R> | undefined;
-  return () => {
-    pending ??= fn().catch((error: unknown) => {
-      pending = undefined;
-      throw error;
-    });
-    return pending;
   };
 }

@@ -41,10 +41,23 @@ export function createOidcVerifier(
  * rather than guessed at, because access rules match on groups.
  */
 export function groupsFrom(claims: JWTPayload, claim: string): string[] {
+  // A distributed claim (Azure AD's groups overage: too many groups, so only
+  // a reference to them is sent). Taken as "no groups", the caller would slip
+  // past every deny rule and approval rule that names one of its groups.
+  if (namesClaim(claims._claim_names, claim)) {
+    throw new AuthError(
+      'invalid_claims',
+      `the "${claim}" claim is only available by reference (_claim_names), not in the token`,
+    );
+  }
   const value = claims[claim];
   if (value === undefined) return [];
   if (typeof value === 'string') return [value];
   if (Array.isArray(value) && value.every((group): group is string => typeof group === 'string'))
     return [...value];
   throw new AuthError('invalid_claims', `"${claim}" claim must be a string or an array of strings`);
+}
+
+function namesClaim(claimNames: unknown, claim: string): boolean {
+  return typeof claimNames === 'object' && claimNames !== null && Object.hasOwn(claimNames, claim);
 }

@@ -5,21 +5,47 @@ interface Bucket {
   updatedMs: number;
 }
 
+export interface VectorRateLimiterOptions {
+  now?: () => number;
+  maxIdentities?: number;
+}
+
+/** Idle this long, a bucket has refilled to the full budget. */
+const REFILL_MS = 60_000;
+
 /**
  * Vectors per minute per identity, as a token bucket that refills
  * continuously: a caller may burst up to the full minute's budget, then is
- * paced. Idle buckets are forgotten so the map stays bounded.
+ * paced. The table of identities is bounded: idle buckets are forgotten, and
+ * past `maxIdentities` the least recently used caller is too.
  */
 export class VectorRateLimiter {
   readonly #perMinute: number;
   readonly #now: () => number;
+  /** In order of last use, least recent first: what `#makeRoom` relies on. */
   readonly #buckets = new Map<string, Bucket>();
   readonly #maxIdentities: number;
 
-  constructor(perMinute: number, options: { now?: () => number; maxIdentities?: number } = {}) {
+  constructor(perMinute: number, options: VectorRateLimiterOptions = {}) {
     this.#perMinute = perMinute;
     this.#now = options.now ?? Date.now;
     this.#maxIdentities = options.maxIdentities ?? 100_000;
+  }
+
+  /**
+   * The same callers at another rate, each keeping what it has spent (capped
+   * at the new budget): a new rate must not hand anyone a fresh budget, least
+   * of all the caller it was lowered to throttle.
+   */
+  withRate(perMinute: number): VectorRateLimiter {
+    const next = new VectorRateLimiter(perMinute, { now: this.#now, maxIdentities: this.#maxIdentities });
+    for (const [identity, bucket] of this.#buckets) {
+      next.#buckets.set(identity, {
+        tokens: Math.min(bucket.tokens, perMinute),
+        updatedMs: bucket.updatedMs,
+      });
+    }
+    return next;
   }
 
   take(identity: string, vectors: number): LimitDecision {
@@ -29,29 +55,35 @@ export class VectorRateLimiter {
       bucket.tokens -= vectors;
       return { ok: true };
     }
-    const perMs = this.#perMinute / 60_000;
-    const waitMs = vectors > this.#perMinute ? 60_000 : (vectors - bucket.tokens) / perMs;
+    const perMs = this.#perMinute / REFILL_MS;
+    const waitMs = vectors > this.#perMinute ? REFILL_MS : (vectors - bucket.tokens) / perMs;
     return { ok: false, retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)) };
   }
 
   #refill(identity: string, now: number): Bucket {
-    let bucket = this.#buckets.get(identity);
+    const bucket = this.#buckets.get(identity);
     if (!bucket) {
-      if (this.#buckets.size >= this.#maxIdentities) this.#evictFull(now);
-      bucket = { tokens: this.#perMinute, updatedMs: now };
-      this.#buckets.set(identity, bucket);
-      return bucket;
+      this.#makeRoom(now);
+      const fresh = { tokens: this.#perMinute, updatedMs: now };
+      this.#buckets.set(identity, fresh);
+      return fresh;
     }
+    this.#buckets.delete(identity);
+    this.#buckets.set(identity, bucket);
     const elapsed = Math.max(0, now - bucket.updatedMs);
-    bucket.tokens = Math.min(this.#perMinute, bucket.tokens + (elapsed * this.#perMinute) / 60_000);
+    bucket.tokens = Math.min(this.#perMinute, bucket.tokens + (elapsed * this.#perMinute) / REFILL_MS);
     bucket.updatedMs = now;
     return bucket;
   }
 
-  // A bucket idle for a minute is full again: dropping it changes nothing.
-  #evictFull(now: number): void {
-    for (const [key, bucket] of this.#buckets) {
-      if (now - bucket.updatedMs >= 60_000) this.#buckets.delete(key);
+  // Idle buckets lead the map and are full again: dropping them changes
+  // nothing. Past them, at the cap, the least recently used caller is dropped
+  // and starts afresh: the table, and the work per new identity, stay bounded.
+  #makeRoom(now: number): void {
+    for (const [identity, bucket] of this.#buckets) {
+      const idle = now - bucket.updatedMs >= REFILL_MS;
+      if (!idle && this.#buckets.size < this.#maxIdentities) return;
+      this.#buckets.delete(identity);
     }
   }
 }

@@ -23,8 +23,8 @@ export interface CompileOptions {
 
 /**
  * Compiles spec, reusing the previous policy's authenticator (and its JWKS
- * caches) and rate-limit buckets when their settings did not change, so a
- * policy push neither refetches keys nor hands every caller a fresh budget.
+ * caches) when its settings did not change, and its rate-limit buckets always,
+ * so a policy push neither refetches keys nor hands every caller a fresh budget.
  */
 export function compilePolicy(
   name: string,
@@ -38,7 +38,6 @@ export function compilePolicy(
   const authenticator = sameAuth
     ? previous.authenticator
     : createAuthenticator(spec.authentication, options.authOptions);
-  const sameRate = previous && previous.spec.limits.vectorsPerMinute === spec.limits.vectorsPerMinute;
   return {
     name,
     hash: policyHash(spec),
@@ -46,7 +45,13 @@ export function compilePolicy(
     authenticator,
     masking,
     access: compileAccess(spec.access.rules),
-    limiter: sameRate ? previous.limiter : new VectorRateLimiter(spec.limits.vectorsPerMinute),
+    limiter: limiterFor(spec.limits.vectorsPerMinute, previous),
     extraRoutes: new Set(spec.access.allowRoutes.map((r) => `${r.method} ${r.path}`)),
   };
+}
+
+function limiterFor(perMinute: number, previous: ActivePolicy | undefined): VectorRateLimiter {
+  if (previous === undefined) return new VectorRateLimiter(perMinute);
+  const samePerMinute = previous.spec.limits.vectorsPerMinute === perMinute;
+  return samePerMinute ? previous.limiter : previous.limiter.withRate(perMinute);
 }

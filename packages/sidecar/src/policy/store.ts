@@ -26,6 +26,12 @@ export type ApplyOptions = {
    * what the controller sent, and a body swapped on the way must not apply.
    */
   readonly expectedHash?: string;
+  /**
+   * Apply only a policy of this name, the one this sidecar was configured to
+   * enforce: the controller pushes each pod the policy its `veil.dev/policy`
+   * names, so another one means a fault or a compromise upstream.
+   */
+  readonly onlyNamed?: string;
 };
 
 const storedPolicySchema = z.object({ name: z.string().min(1), spec: z.unknown() });
@@ -106,6 +112,10 @@ export class PolicyStore {
     }
     if (options.expectedHash !== undefined && policyHash(parsed.data) !== options.expectedHash) {
       return { ok: false, reason: 'the policy is not the one its push token names', unbound: true };
+    }
+    // After the hash: a body swapped on its way is refused as such, whatever its name.
+    if (options.onlyNamed !== undefined && name !== options.onlyNamed) {
+      return { ok: false, reason: `this sidecar enforces policy ${options.onlyNamed}, not ${name}` };
     }
     let next: ActivePolicy;
     try {

@@ -11,7 +11,7 @@ import {
   refuseWhenSpoolFull,
 } from './pipeline.ts';
 import { elapsedMs, newTrace, record, recordForwarding } from './record.ts';
-import { Refusal, refusalReply, toRefusal } from './refusal.ts';
+import { Refusal, refusalReply, toRefusal, unauthenticated } from './refusal.ts';
 
 const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'HEAD'] as const;
 type Method = (typeof METHODS)[number];
@@ -67,7 +67,7 @@ export async function handlePassthrough(
       trace,
       refusalReply(dialect, refusal),
       refusal.outcome,
-      refusal.message,
+      refusal.detail,
     );
   }
   const lease = deps.bodyBudget.lease();
@@ -76,7 +76,7 @@ export async function handlePassthrough(
     const auth = await deps.telemetry.span('auth', () =>
       policy.authenticator.authenticate(request.authorization),
     );
-    if (!auth.ok) throw new Refusal(401, 'unauthenticated', 'unauthenticated', auth.message);
+    if (!auth.ok) throw unauthenticated(auth);
     trace.identity = auth.identity;
     // The route names no model: access is decided, and recorded, for the
     // default model name, as for a TEI request.
@@ -114,7 +114,7 @@ export async function handlePassthrough(
       trace,
       refusalReply(dialect, refusal),
       refusal.outcome,
-      refusal.message,
+      refusal.detail,
     );
   } finally {
     lease.release();

@@ -22,7 +22,7 @@ import { BodyTooLargeError, readBody } from './body.ts';
 import type { BodyBudget, BodyLease } from './body-budget.ts';
 import { recordedInputs } from './inputs.ts';
 import { elapsedMs, newTrace, record, recordApproval, recordForwarding, type Trace } from './record.ts';
-import { JSON_HEADERS, Refusal, refusalReply, toRefusal } from './refusal.ts';
+import { JSON_HEADERS, Refusal, refusalReply, toRefusal, unauthenticated } from './refusal.ts';
 
 export interface IncomingEmbedRequest {
   readonly path: string;
@@ -81,7 +81,7 @@ export async function handleEmbedding(
     const refusal = toRefusal(thrown);
     reply = refusalReply(dialect, refusal);
     outcome = refusal.outcome;
-    error = refusal.message;
+    error = refusal.detail;
   }
   try {
     return await record(deps, dialect, dialect.name, request.path, trace, reply, outcome, error);
@@ -270,7 +270,7 @@ async function authenticate(
   const started = performance.now();
   const result = await policy.authenticator.authenticate(request.authorization);
   trace.latency.authMs = elapsedMs(started);
-  if (!result.ok) throw new Refusal(401, 'unauthenticated', 'unauthenticated', result.message);
+  if (!result.ok) throw unauthenticated(result);
   return result.identity;
 }
 

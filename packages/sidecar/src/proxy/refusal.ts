@@ -15,6 +15,8 @@ export class Refusal {
   readonly headers: Record<string, string>;
   /** The request field at fault, for dialects whose errors name it. */
   readonly param: string | null;
+  /** What the record says; more than the caller is told where that would tell of the inside. */
+  readonly detail: string;
   constructor(
     status: number,
     code: ErrorCode,
@@ -22,6 +24,7 @@ export class Refusal {
     message: string,
     headers = {},
     param: string | null = null,
+    detail = message,
   ) {
     this.status = status;
     this.code = code;
@@ -29,7 +32,17 @@ export class Refusal {
     this.message = message;
     this.headers = headers;
     this.param = param;
+    this.detail = detail;
   }
+}
+
+/**
+ * A caller whose token did not pass. The caller hears the reason; the record
+ * also keeps what went wrong on the way to the issuer (its addresses, network
+ * errors), which is no business of an unauthenticated caller.
+ */
+export function unauthenticated(failure: { message: string; detail: string }): Refusal {
+  return new Refusal(401, 'unauthenticated', 'unauthenticated', failure.message, {}, null, failure.detail);
 }
 
 export function toRefusal(thrown: unknown): Refusal {

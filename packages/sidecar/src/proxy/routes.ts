@@ -263,7 +263,7 @@ function recordRefusal(
     trace,
     refusalReply(dialect, refusal),
     refusal.outcome,
-    refusal.message,
+    refusal.detail,
   );
 }
 

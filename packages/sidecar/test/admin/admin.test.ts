@@ -79,11 +79,18 @@ describe('admin port', () => {
     impostor = (await generateKeyPair('EdDSA', { crv: 'Ed25519' })).privateKey;
     fixture = await startSidecarFixture({
       controllerKey: { ...(await exportJWK(pair.publicKey)), alg: 'EdDSA' },
+      config: { policyName: 'test' },
     });
     basePolicy = testPolicy([fixture.issuer]);
     token = await fixture.token();
   });
   after(() => fixture.close());
+
+  /** The policy this sidecar enforces, in another version: its own rate. */
+  const version = (vectorsPerMinute: number): Push => ({
+    name: 'test',
+    spec: { ...basePolicy, limits: { ...basePolicy.limits, vectorsPerMinute } },
+  });
 
   it('answers /healthz', async () => {
     const answer = await call(`${fixture.adminUrl}/healthz`);
@@ -167,7 +174,7 @@ describe('admin port', () => {
         ],
       },
     };
-    const pushed = { name: 'pushed', spec: next };
+    const pushed = { name: 'test', spec: next };
     const answer = await push(pushed, await pushToken(controller, pushed));
     assert.equal(answer.status, 200, answer.text);
     assert.deepEqual(answer.json, { status: 'ack', hash: policyHash(next) });
@@ -176,16 +183,16 @@ describe('admin port', () => {
     assert.equal((await embed()).status, 200);
     assert.equal(fixture.upstreamCalls.length, before + 1);
     assert.ok(!JSON.stringify(fixture.upstreamCalls.at(-1)).includes(EMAIL), 'the model never sees it');
-    assert.deepEqual(fixture.records().at(-1)?.policy, { name: 'pushed', hash: policyHash(next) });
+    assert.deepEqual(fixture.records().at(-1)?.policy, { name: 'test', hash: policyHash(next) });
     const ready = await call(`${fixture.adminUrl}/readyz`);
-    assert.deepEqual((ready.json as { policy: unknown }).policy, { name: 'pushed', hash: policyHash(next) });
+    assert.deepEqual((ready.json as { policy: unknown }).policy, { name: 'test', hash: policyHash(next) });
     const current = await call(`${fixture.adminUrl}/v1/policy`);
-    assert.deepEqual(current.json, { name: 'pushed', hash: policyHash(next) });
+    assert.deepEqual(current.json, { name: 'test', hash: policyHash(next) });
   });
 
   it('NACKs a bad policy with 422 and the reason, the last good policy still enforced', async () => {
     const hashBefore = fixture.sidecar.store.current()?.hash;
-    const broken = { name: 'broken', spec: { ...basePolicy, limits: { maxInputsPerRequest: 0 } } };
+    const broken = { name: 'test', spec: { ...basePolicy, limits: { maxInputsPerRequest: 0 } } };
     const answer = await push(broken, await pushToken(controller, broken));
     assert.equal(answer.status, 422);
     assert.equal((answer.json as { status: string }).status, 'nack');
@@ -194,6 +201,18 @@ describe('admin port', () => {
 
     assert.equal((await embed()).status, 200);
     assert.ok(!JSON.stringify(fixture.upstreamCalls.at(-1)).includes(EMAIL), 'masking still on');
+  });
+
+  it('NACKs with 422 a policy other than the one this sidecar was configured with', async () => {
+    const hashBefore = fixture.sidecar.store.current()?.hash;
+    const other = { name: 'other-team', spec: basePolicy };
+    const answer = await push(other, await pushToken(controller, other));
+    assert.equal(answer.status, 422, answer.text);
+    assert.deepEqual(answer.json, {
+      status: 'nack',
+      reason: 'this sidecar enforces policy test, not other-team',
+    });
+    assert.equal(fixture.sidecar.store.current()?.hash, hashBefore);
   });
 
   it('NACKs a body that is not {name, spec} with 400', async () => {
@@ -221,16 +240,16 @@ describe('admin port', () => {
   });
 
   it('refuses a token already used, even with the body it was signed for: an older policy stays out', async () => {
-    const older = { name: 'older', spec: basePolicy };
+    const older = version(1000);
     const olderToken = await pushToken(controller, older);
     assert.equal((await push(older, olderToken)).status, 200);
-    const newer = { name: 'newer', spec: basePolicy };
+    const newer = version(2000);
     assert.equal((await push(newer, await pushToken(controller, newer))).status, 200);
 
     const replayed = await push(older, olderToken);
     assert.equal(replayed.status, 401);
     assert.deepEqual(replayed.json, { status: 'nack', reason: 'push token already used' });
-    assert.equal(fixture.sidecar.store.current()?.name, 'newer');
+    assert.equal(fixture.sidecar.store.current()?.hash, policyClaim(newer).hash);
   });
 
   it('refuses a token on a body other than the one it names: an issuer of their own stays out', async () => {
@@ -305,7 +324,6 @@ describe('admin port', () => {
     const keyFile = join(fixture.stateDir, 'controller.jwk');
     const original = await readFile(keyFile, 'utf8');
     const next = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
-    const pushed = (name: string) => ({ name, spec: basePolicy });
     try {
       // As the kubelet updates a mounted ConfigMap: the new content replaces the old at once.
       await writeFile(
@@ -313,27 +331,24 @@ describe('admin port', () => {
         JSON.stringify({ ...(await exportJWK(next.publicKey)), alg: 'EdDSA' }),
       );
       await rename(`${keyFile}.new`, keyFile);
-      const byOld = await push(pushed('by-old-key'), await pushToken(controller, pushed('by-old-key')));
+      const byOld = await push(version(3000), await pushToken(controller, version(3000)));
       assert.equal(byOld.status, 401);
-      const byNew = await push(pushed('by-new-key'), await pushToken(next.privateKey, pushed('by-new-key')));
+      const byNew = await push(version(4000), await pushToken(next.privateKey, version(4000)));
       assert.equal(byNew.status, 200, byNew.text);
-      assert.equal(fixture.sidecar.store.current()?.name, 'by-new-key');
+      assert.equal(fixture.sidecar.store.current()?.hash, policyClaim(version(4000)).hash);
 
       await rm(keyFile);
-      const unreadable = await push(pushed('no-key'), await pushToken(next.privateKey, pushed('no-key')));
+      const unreadable = await push(version(5000), await pushToken(next.privateKey, version(5000)));
       assert.equal(unreadable.status, 503);
       assert.deepEqual(unreadable.json, {
         status: 'nack',
         reason: "the controller's key file cannot be read",
       });
-      assert.equal(fixture.sidecar.store.current()?.name, 'by-new-key');
+      assert.equal(fixture.sidecar.store.current()?.hash, policyClaim(version(4000)).hash);
     } finally {
       await writeFile(keyFile, original);
     }
-    assert.equal(
-      (await push(pushed('restored'), await pushToken(controller, pushed('restored')))).status,
-      200,
-    );
+    assert.equal((await push(version(6000), await pushToken(controller, version(6000)))).status, 200);
   });
 
   it('refuses every push when no controller key is configured', async () => {

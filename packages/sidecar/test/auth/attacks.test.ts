@@ -197,6 +197,21 @@ describe('JWT attack matrix', () => {
     assert.deepEqual(result.identity.groups, []);
   });
 
+  it('refuses a token whose groups are only referenced (Azure AD groups overage)', async () => {
+    const overage = claims({
+      sub: 'dave',
+      [GROUPS_CLAIM]: undefined,
+      _claim_names: { [GROUPS_CLAIM]: 'src1' },
+      _claim_sources: { src1: { endpoint: 'https://graph.example.com/v1.0/users/dave/getMemberObjects' } },
+    });
+    const result = await auth.authenticate(bearer(await idp.mint(overage)));
+    assert.equal(result.ok ? 'ok' : result.reason, 'invalid_claims');
+    assert.match(result.ok ? '' : result.message, /only available by reference/);
+    // A reference to another claim leaves the groups claim as it is.
+    const otherClaim = claims({ sub: 'erin', _claim_names: { roles: 'src1' } });
+    assert.ok((await auth.authenticate(bearer(await idp.mint(otherClaim)))).ok);
+  });
+
   it('refuses forbidden algorithms before reading any key', async () => {
     const fresh = await startTestIssuer();
     const strict = createAuthenticator(oidcAuth(fresh.issuer));

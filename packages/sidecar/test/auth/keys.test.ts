@@ -1,9 +1,13 @@
 // Where keys come from and how often we ask: discovery, rotation, refresh on
-// unknown kid, rate limiting against kid spraying, outages, custom CAs.
+// unknown kid, rate limiting against kid spraying, outages, a moved key set,
+// custom CAs.
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import type { JWTPayload } from 'jose';
+import { type CryptoKey, exportJWK, generateKeyPair, type JWK, type JWTPayload, SignJWT } from 'jose';
 import { Agent, type Dispatcher } from 'undici';
 import { createAuthenticator } from '../../src/auth/authenticator.ts';
 import type { AuthResult } from '../../src/auth/identity.ts';
@@ -24,6 +28,59 @@ async function randomKidTokens(idp: TestIssuer, count: number): Promise<string[]
       foreignToken(claimsFor(idp, `sprayer-${i}`), { kid: crypto.randomUUID() }),
     ),
   );
+}
+
+/** An issuer that moves its key set to a new URL (with a new key), as an IdP may. */
+async function startMovingIssuer() {
+  const keySets = new Map<string, { keys: JWK[] }>();
+  const signers: { kid: string; key: CryptoKey }[] = [];
+  const requests = { discovery: 0, jwks: 0 };
+  let jwksPath = '';
+  let issuer = '';
+  const server = createServer((request, response) => {
+    if (request.url === '/.well-known/openid-configuration') {
+      requests.discovery += 1;
+      response.setHeader('content-type', 'application/json');
+      response.end(JSON.stringify({ issuer, jwks_uri: `${issuer}${jwksPath}` }));
+      return;
+    }
+    const keySet = keySets.get(request.url ?? '');
+    if (keySet) requests.jwks += 1;
+    response.statusCode = keySet ? 200 : 404;
+    response.setHeader('content-type', 'application/json');
+    response.end(JSON.stringify(keySet ?? {}));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const moving = {
+    issuer,
+    requests,
+    /** The key set now lives at `path` and holds only a new key; `keepOld` leaves the old URL answering. */
+    async moveTo(path: string, keepOld: boolean) {
+      const { privateKey, publicKey } = await generateKeyPair('ES256');
+      const kid = `key-${signers.length}`;
+      if (!keepOld) keySets.delete(jwksPath);
+      keySets.set(path, { keys: [{ ...(await exportJWK(publicKey)), kid, alg: 'ES256' }] });
+      signers.push({ kid, key: privateKey });
+      jwksPath = path;
+    },
+    /** A token signed with the newest key. */
+    mint(subject: string): Promise<string> {
+      const signer = signers.at(-1);
+      if (!signer) throw new Error('no key yet');
+      return new SignJWT({})
+        .setProtectedHeader({ alg: 'ES256', kid: signer.kid })
+        .setIssuer(issuer)
+        .setSubject(subject)
+        .setAudience(AUDIENCE)
+        .setExpirationTime('5m')
+        .sign(signer.key);
+    },
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+  await moving.moveTo('/keys/1', false);
+  return moving;
 }
 
 describe('key sets', () => {
@@ -139,6 +196,25 @@ describe('key sets', () => {
     }
   });
 
+  it("tells the caller only that the issuer's keys are unavailable, and keeps the detail for the record", async () => {
+    const down = await startTestIssuer();
+    const token = await down.mint(claimsFor(down));
+    await down.stop();
+    const auth = createAuthenticator(oidcAuth(down.issuer));
+    try {
+      const result = await auth.authenticate(bearer(token));
+      assert.ok(!result.ok);
+      assert.equal(
+        result.message,
+        "the token could not be verified: the issuer's keys are unavailable (jwks_unavailable)",
+      );
+      assert.ok(result.detail.includes(new URL(down.issuer).host), result.detail);
+      assert.match(result.detail, /ECONNREFUSED/);
+    } finally {
+      await auth.close();
+    }
+  });
+
   it('backs off after a failed fetch instead of trying the IdP on every request', async () => {
     const down = await startTestIssuer();
     const tokens = await Promise.all(
@@ -161,13 +237,47 @@ describe('key sets', () => {
     }
   });
 
+  it('follows the issuer to a new jwks_uri on an unknown kid, and when the old one fails', async () => {
+    const moving = await startMovingIssuer();
+    const auth = createAuthenticator(oidcAuth(moving.issuer), { jwksRefreshMinIntervalMs: 0 });
+    try {
+      assert.equal(reasonOf(await auth.authenticate(bearer(await moving.mint('a')))), 'ok');
+      // The old URL still answers, with the old keys only: an unknown kid.
+      await moving.moveTo('/keys/2', true);
+      assert.equal(reasonOf(await auth.authenticate(bearer(await moving.mint('b')))), 'ok');
+      // The old URL is gone: the key set cannot be read.
+      await moving.moveTo('/keys/3', false);
+      assert.equal(reasonOf(await auth.authenticate(bearer(await moving.mint('c')))), 'ok');
+      assert.equal(moving.requests.discovery, 3);
+    } finally {
+      await auth.close();
+      await moving.close();
+    }
+  });
+
+  it('looks the jwks_uri up again at most once per refresh interval', async () => {
+    const moving = await startMovingIssuer();
+    const auth = createAuthenticator(oidcAuth(moving.issuer));
+    try {
+      assert.equal(reasonOf(await auth.authenticate(bearer(await moving.mint('a')))), 'ok');
+      await moving.moveTo('/keys/2', false);
+      for (const subject of ['b', 'c', 'd']) {
+        assert.equal(reasonOf(await auth.authenticate(bearer(await moving.mint(subject)))), 'unknown_kid');
+      }
+      assert.equal(moving.requests.discovery, 1);
+    } finally {
+      await auth.close();
+      await moving.close();
+    }
+  });
+
   it('refuses keys from a discovery document that names another issuer', async () => {
     const aliased = idp.issuer.replace('127.0.0.1', 'localhost');
     const auth = createAuthenticator(oidcAuth(aliased));
     try {
       const result = await auth.authenticate(bearer(await idp.mint({ ...claimsFor(idp), iss: aliased })));
       assert.equal(reasonOf(result), 'jwks_unavailable');
-      assert.match(result.ok ? '' : result.message, /another issuer/);
+      assert.match(result.ok ? '' : result.detail, /another issuer/);
     } finally {
       await auth.close();
     }

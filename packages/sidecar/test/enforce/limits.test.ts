@@ -75,4 +75,33 @@ describe('VectorRateLimiter', () => {
     assert.equal(limiter.take('bob', 1).ok, false);
     assert.equal(limiter.take('alice', 10).ok, true);
   });
+
+  it('drops the least recently used caller when every bucket is in use, so the table stays bounded', () => {
+    const clock = manualClock();
+    const limiter = new VectorRateLimiter(10, { now: clock.now, maxIdentities: 2 });
+    limiter.take('alice', 10);
+    limiter.take('bob', 10);
+    // A refused request is a use too: bob is now the least recently used.
+    assert.equal(limiter.take('alice', 1).ok, false);
+    limiter.take('carol', 1);
+    assert.equal(limiter.take('alice', 1).ok, false, 'alice keeps her spent bucket');
+    assert.equal(limiter.take('bob', 10).ok, true, 'bob was forgotten to make room for carol');
+  });
+
+  it('carries every caller over to a new rate, capped at the new budget', () => {
+    const clock = manualClock();
+    const limiter = new VectorRateLimiter(60, { now: clock.now });
+    limiter.take('alice', 60);
+    limiter.take('bob', 10);
+    const lowered = limiter.withRate(30);
+    assert.equal(lowered.take('alice', 1).ok, false, 'a lower rate is no fresh budget');
+    assert.equal(lowered.take('bob', 30).ok, true, 'what bob had left, capped at the new budget');
+    assert.equal(lowered.take('bob', 1).ok, false);
+    // Back to the first rate: still what was spent, refilled at the rate now in force.
+    const restored = lowered.withRate(60);
+    assert.equal(restored.take('alice', 1).ok, false);
+    clock.advance(1_000);
+    assert.deepEqual(restored.take('alice', 1), { ok: true });
+    assert.equal(restored.take('carol', 60).ok, true, 'a new caller gets the new budget');
+  });
 });

@@ -172,6 +172,18 @@ describe('PolicyStore', () => {
     assert.notEqual(store.current()?.limiter, first?.limiter);
   });
 
+  it('keeps what each caller spent when the rate changes, either way', async () => {
+    const store = newStore();
+    // At two vectors a minute a spent bucket takes 30 s to allow one more: far beyond this test.
+    await store.apply('default', spec(2));
+    assert.equal(store.current()?.limiter.take('abuser', 2).ok, true);
+    await store.apply('default', spec(1));
+    assert.equal(store.current()?.limiter.take('abuser', 1).ok, false);
+    await store.apply('default', spec(2));
+    assert.equal(store.current()?.limiter.take('abuser', 1).ok, false);
+    assert.equal(store.current()?.limiter.take('someone-else', 2).ok, true);
+  });
+
   it('tells listeners of each new policy', async () => {
     const store = newStore();
     const heard: string[] = [];

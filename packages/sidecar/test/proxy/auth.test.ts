@@ -95,6 +95,17 @@ describe('JWT attacks through the proxy', () => {
     });
   }
 
+  it("tells the caller the issuer's keys are unavailable, and only the record where it looked", async () => {
+    const token = await unreachable.mint(claims({ iss: unreachable.issuer }));
+    const answer = await call(`${fixture.url}/v1/embeddings`, body, { token });
+    assert.equal(answer.status, 401);
+    const { host } = new URL(unreachable.issuer);
+    assert.match(answer.text, /the issuer's keys are unavailable/);
+    assert.ok(!answer.text.includes(host), answer.text);
+    assert.ok(!/ECONNREFUSED/.test(answer.text), answer.text);
+    assert.ok(fixture.records().at(-1)?.error?.includes(host), 'the record names where it looked');
+  });
+
   it('never calls the model for any of them', () => {
     assert.equal(fixture.upstreamCalls.length, 0);
   });

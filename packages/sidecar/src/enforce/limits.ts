@@ -60,6 +60,16 @@ export class VectorRateLimiter {
     return { ok: false, retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)) };
   }
 
+  /**
+   * Returns vectors taken for a request that then produced none (refused
+   * later on its way, or answered 202 to come back once approved): it was
+   * charged on its way in, before it was known whether the model would run.
+   */
+  giveBack(identity: string, vectors: number): void {
+    const bucket = this.#buckets.get(identity);
+    if (bucket) bucket.tokens = Math.min(this.#perMinute, bucket.tokens + vectors);
+  }
+
   #refill(identity: string, now: number): Bucket {
     const bucket = this.#buckets.get(identity);
     if (!bucket) {

@@ -110,18 +110,27 @@ async function run(
   trace.model = model;
   trace.inputCount = parsed.inputCount;
 
-  deps.telemetry.span('policy', () => enforce(policy, identity, model, parsed));
+  const charge = deps.telemetry.span('policy', () => enforce(policy, identity, model, parsed));
 
-  const forwardBody = deps.telemetry.span('mask', () =>
-    mask(deps, policy, dialect, request.path, body, parsed, trace),
-  );
-  const held = await deps.telemetry.span('approve', () =>
-    approve(deps, policy, dialect, request, forwardBody, trace),
-  );
-  if (held) return held;
-  const now = await underPolicyNow(deps, policy, dialect, request, body, parsed, trace);
+  let now: { policy: ActivePolicy; forwardBody: Buffer | string };
+  try {
+    const forwardBody = deps.telemetry.span('mask', () =>
+      mask(deps, policy, dialect, request.path, body, parsed, trace),
+    );
+    const held = await deps.telemetry.span('approve', () =>
+      approve(deps, policy, dialect, request, forwardBody, trace),
+    );
+    if (held) {
+      charge.giveBack();
+      return held;
+    }
+    now = await underPolicyNow(deps, policy, dialect, request, body, parsed, trace, forwardBody);
+  } catch (error) {
+    charge.giveBack();
+    throw error;
+  }
   return deps.telemetry.span('upstream', () =>
-    forward(deps, now.policy, dialect, request.path, now.forwardBody ?? forwardBody, trace),
+    forward(deps, now.policy, dialect, request.path, now.forwardBody, trace),
   );
 }
 
@@ -141,31 +150,44 @@ async function underPolicyNow(
   body: { bytes: Buffer; json: unknown },
   parsed: ParsedEmbedRequest,
   trace: Trace,
-): Promise<{ policy: ActivePolicy; forwardBody?: Buffer | string }> {
+  forwardBody: Buffer | string,
+): Promise<{ policy: ActivePolicy; forwardBody: Buffer | string }> {
   const now = deps.policy();
-  if (now?.hash === policy.hash) return { policy };
+  if (now?.hash === policy.hash) return { policy, forwardBody };
   if (!now) throw new Refusal(503, 'unavailable', 'unavailable', 'no valid policy is loaded');
   trace.policy = now;
   const identity = await deps.telemetry.span('auth', () => authenticate(now, request, trace));
   trace.identity = identity;
   deps.telemetry.span('policy', () => refuseWhenDenied(now, identity, trace.model ?? deps.defaultModel));
   trace.masking.length = 0;
-  const forwardBody = deps.telemetry.span('mask', () =>
+  const masked = deps.telemetry.span('mask', () =>
     mask(deps, now, dialect, request.path, body, parsed, trace),
   );
-  return { policy: now, forwardBody };
+  return { policy: now, forwardBody: masked };
+}
+
+/** Vectors taken from a caller's rate budget, to give back if the model is not called after all. */
+interface Charge {
+  giveBack(): void;
 }
 
 /** The policy's access rules and limits for this caller, model and request; throws a Refusal. */
-function enforce(policy: ActivePolicy, identity: Identity, model: string, parsed: ParsedEmbedRequest): void {
+function enforce(
+  policy: ActivePolicy,
+  identity: Identity,
+  model: string,
+  parsed: ParsedEmbedRequest,
+): Charge {
   refuseTooManyInputs(policy, parsed.inputCount);
   refuseWhenDenied(policy, identity, model);
-  const rate = policy.limiter.take(`${identity.issuer} ${identity.subject}`, parsed.inputCount);
+  const key = `${identity.issuer} ${identity.subject}`;
+  const rate = policy.limiter.take(key, parsed.inputCount);
   if (!rate.ok) {
     throw new Refusal(429, 'rate_limited', 'rate_limited', 'vectors-per-minute limit reached', {
       'retry-after': String(rate.retryAfterSeconds),
     });
   }
+  return { giveBack: () => policy.limiter.giveBack(key, parsed.inputCount) };
 }
 
 /**

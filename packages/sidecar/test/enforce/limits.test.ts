@@ -48,6 +48,17 @@ describe('VectorRateLimiter', () => {
     assert.equal(limiter.take('bob', 5).ok, true);
   });
 
+  it('takes back vectors given back, never past the minute budget', () => {
+    const clock = manualClock();
+    const limiter = new VectorRateLimiter(10, { now: clock.now });
+    assert.deepEqual(limiter.take('alice', 8), { ok: true });
+    limiter.giveBack('alice', 5);
+    assert.deepEqual(limiter.take('alice', 7), { ok: true });
+    limiter.giveBack('alice', 100);
+    assert.deepEqual(limiter.take('alice', 10), { ok: true });
+    assert.equal(limiter.take('alice', 1).ok, false);
+  });
+
   it('takes nothing from a refused request', () => {
     const clock = manualClock();
     const limiter = new VectorRateLimiter(10, { now: clock.now });

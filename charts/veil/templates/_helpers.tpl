@@ -104,11 +104,17 @@ veil-controller-key
 {{- fail "sidecar.proxyPort and sidecar.adminPort must differ" -}}
 {{- end -}}
 {{- $ports := list (int .Values.webhook.port) (int .Values.controller.port) -}}
+{{- $servicePorts := list 443 (int .Values.controller.port) -}}
 {{- if .Values.approvals.enabled -}}
 {{- $ports = append $ports (int .Values.approvals.port) -}}
+{{- $servicePorts = append $servicePorts (int .Values.approvals.port) -}}
 {{- end -}}
 {{- if ne (len $ports) (len (uniq $ports)) -}}
 {{- fail "webhook.port, controller.port and approvals.port must differ" -}}
+{{- end -}}
+{{- /* The Service exposes controller.port and approvals.port as they are, next to the webhook's 443. */ -}}
+{{- if ne (len $servicePorts) (len (uniq $servicePorts)) -}}
+{{- fail "controller.port and approvals.port must differ from 443, the port the Service gives the webhook" -}}
 {{- end -}}
 {{- with .Values.injector.leaderElection -}}
 {{- if gt (mulf .renewSeconds 2.0) (float64 .leaseDurationSeconds) -}}

@@ -215,6 +215,9 @@ describe('chart files', () => {
     const bad: [object, RegExp][] = [
       [{ sidecar: { adminPort: 15_080 } }, /proxyPort and sidecar.adminPort must differ/],
       [{ injector: { leaderElection: { renewSeconds: 10 } } }, /renewSeconds must be at most half/],
+      // The Service gives the webhook 443 and the other two their own numbers.
+      [{ controller: { port: 443 } }, /controller.port and approvals.port must differ from 443/],
+      [{ approvals: { port: 443 } }, /controller.port and approvals.port must differ from 443/],
       [
         { certs: { selfManaged: { caValidityDays: 30, validityDays: 60 } } },
         /validityDays must be at most caValidityDays/,
@@ -299,6 +302,14 @@ describe('server-side dry-run against kube-apiserver', () => {
     assert.equal(settingsOf(objects).s3, undefined);
     assert.equal(all(objects, 'NetworkPolicy').length, 0);
     assert.equal(all(objects, 'EmbeddingPolicy').length, 0);
+  });
+
+  test('the longest release name helm allows: every object is accepted', async () => {
+    const namespace = await freshNamespace('veil-long');
+    const release = `veil-${'r'.repeat(48)}`;
+    assert.equal(release.length, 53);
+    const rendered = await render(cp.dir, valueSets.defaults(), { namespace, release });
+    assertAllAccepted(rendered, await dryRunServer(rendered));
   });
 
   test('cert-manager: Issuer and Certificate are accepted where their CRDs exist, and the CA is injected', async () => {
@@ -610,7 +621,10 @@ describe('the chart matches the code', () => {
     assert.deepEqual(byName['guard.pods.veil.dev'].objectSelector.matchLabels, {
       [veilLabels.injected]: 'true',
     });
-    assert.deepEqual(byName['guard.pods.veil.dev'].rules[0].operations, ['UPDATE']);
+    // Creations of labelled pods too (the other entries see opted-in pods only), and
+    // status writes, which store the labels and annotations they carry.
+    assert.deepEqual(byName['guard.pods.veil.dev'].rules[0].operations, ['CREATE', 'UPDATE']);
+    assert.deepEqual(byName['guard.pods.veil.dev'].rules[0].resources, ['pods', 'pods/status']);
 
     // Approval decisions: every update of an approval and of its status is stamped.
     const approvals = one(rendered.objects, 'MutatingWebhookConfiguration', 'veil-approvals').webhooks[0];

@@ -100,13 +100,18 @@ async function canI(verb: string, resource: string, namespace: string, as: strin
   }
 }
 
-type PodSpec = { name: string; namespace: string; annotations?: Record<string, string> };
+type PodSpec = {
+  name: string;
+  namespace: string;
+  annotations?: Record<string, string>;
+  labels?: Record<string, string>;
+};
 
-function podBody({ name, namespace, annotations }: PodSpec): string {
+function podBody({ name, namespace, annotations, labels }: PodSpec): string {
   return JSON.stringify({
     apiVersion: 'v1',
     kind: 'Pod',
-    metadata: { name, namespace, annotations: annotations ?? {} },
+    metadata: { name, namespace, annotations: annotations ?? {}, labels: labels ?? {} },
     spec: {
       // What a cluster's ServiceAccount admission sets (disabled here, where no
       // controller creates the default ServiceAccount); the injected sidecar's
@@ -429,12 +434,38 @@ test('the webhook configuration sends exactly the opted-in pods to the injector'
     createPod({ name: 'typo', namespace: ns.ml, annotations: annotated('yes') }),
     /veil\.dev\/inject: must be "true" or "false"/,
   );
-  // Updates of an injected pod go through the guard.
+  // Updates of an injected pod go through the guard, and so do writes of its
+  // status, which store the metadata they carry.
   await assert.rejects(
     kubectl('label', 'pod', 'annotated', '-n', ns.ml, `${veilLabels.injected}-`),
     /cannot be removed from an injected pod/,
   );
+  const unlabel = [{ op: 'remove', path: `/metadata/labels/${veilLabels.injected.replace('/', '~1')}` }];
+  await assert.rejects(
+    kubectl(
+      'patch',
+      'pod',
+      'annotated',
+      '-n',
+      ns.ml,
+      '--subresource=status',
+      '--type=json',
+      '-p',
+      JSON.stringify(unlabel),
+    ),
+    /cannot be removed from an injected pod/,
+  );
   await kubectl('label', 'pod', 'plain', '-n', ns.ml, 'team=search');
+  // The label is the injector's alone: neither added later nor brought along by a
+  // pod that does not opt in.
+  await assert.rejects(
+    kubectl('label', 'pod', 'plain', '-n', ns.ml, `${veilLabels.injected}=true`),
+    /cannot be added to a pod it did not inject/,
+  );
+  await assert.rejects(
+    createPod({ name: 'labelled', namespace: ns.ml, labels: { [veilLabels.injected]: 'true' } }),
+    /labelled veil\.dev\/injected=true but has no Veil sidecar/,
+  );
 
   // Approval decisions go through the chart's approvals webhook and are stamped
   // with the API server's record of who sent them.
@@ -469,6 +500,20 @@ test('the webhook configuration sends exactly the opted-in pods to the injector'
     }
   });
   assert.equal(injected(await createPod({ name: 'plain-after', namespace: ns.ml })), false);
+  // The status of injected pods is still written (the kubelet's routine), as it
+  // leaves their metadata alone.
+  const ready = { status: { conditions: [{ type: 'Ready', status: 'True' }] } };
+  await kubectl(
+    'patch',
+    'pod',
+    'annotated',
+    '-n',
+    ns.ml,
+    '--subresource=status',
+    '--type=merge',
+    '-p',
+    JSON.stringify(ready),
+  );
 });
 
 /** An approval held for alice; bob, an approver, decides and claims to be someone else. */

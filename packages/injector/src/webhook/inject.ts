@@ -94,16 +94,24 @@ function injectionGate(
   }
   const choice = readInjectAnnotation(pod);
   if (!choice.ok) return { kind: 'denied', message: choice.message };
+  const optedIn = choice.value ?? namespaceOptIn;
+  const forged = findForgedLabel(pod, optedIn, settings);
+  if (forged !== undefined) return { kind: 'denied', message: forged };
   if (choice.value === false) return { kind: 'unchanged', reason: `opted out by ${veilAnnotations.inject}` };
-  if (choice.value === undefined && !namespaceOptIn) return { kind: 'unchanged', reason: 'not opted in' };
-  // The label alone proves nothing: anyone creating a pod can set it to dodge the
-  // sidecar. An injected pod must actually carry a Veil sidecar.
-  return !isInjected(pod) || hasVeilSidecar(pod, settings)
-    ? { kind: 'inject' }
-    : {
-        kind: 'denied',
-        message: `the pod is labelled ${veilLabels.injected}=true but has no Veil sidecar; remove the label and let the webhook inject it`,
-      };
+  return optedIn ? { kind: 'inject' } : { kind: 'unchanged', reason: 'not opted in' };
+}
+
+// The label alone proves nothing: anyone creating a pod can set it to dodge the
+// sidecar, and the controller takes every labelled pod for an injected one. So a
+// labelled pod must carry a Veil sidecar and be one Veil injects, opted in or not.
+function findForgedLabel(pod: V1Pod, optedIn: boolean, settings: InjectionSettings): string | undefined {
+  if (!isInjected(pod)) return undefined;
+  if (!hasVeilSidecar(pod, settings)) {
+    return `the pod is labelled ${veilLabels.injected}=true but has no Veil sidecar; remove the label and let the webhook inject it`;
+  }
+  return optedIn
+    ? undefined
+    : `the pod is labelled ${veilLabels.injected}=true but is not opted in to injection; remove the label, or opt the pod in`;
 }
 
 function isInjected(pod: V1Pod): boolean {
@@ -122,11 +130,11 @@ function withoutVeil(original: V1Pod): V1Pod {
   const sidecar = podContainers(pod).find(isSidecar);
   const takenOver = sidecar?.ports?.[0]?.name;
   spec.containers = spec.containers.filter((c) => !isSidecar(c));
-  const initContainers = spec.initContainers?.filter((c) => !isSidecar(c));
-  if (initContainers === undefined || initContainers.length === 0) delete spec.initContainers;
+  const initContainers = withoutItems(spec.initContainers, isSidecar);
+  if (initContainers === undefined) delete spec.initContainers;
   else spec.initContainers = initContainers;
-  const volumes = spec.volumes?.filter((v) => !veilVolumeNames.has(v.name));
-  if (volumes === undefined || volumes.length === 0) delete spec.volumes;
+  const volumes = withoutItems(spec.volumes, (v) => veilVolumeNames.has(v.name));
+  if (volumes === undefined) delete spec.volumes;
   else spec.volumes = volumes;
   if (takenOver !== undefined && takenOver !== sidecarNames.proxyPort) {
     for (const container of spec.containers) giveBackPortName(container, takenOver);
@@ -141,6 +149,16 @@ function withoutVeil(original: V1Pod): V1Pod {
 }
 
 const veilVolumeNames: ReadonlySet<string> = new Set(Object.values(sidecarVolumeNames));
+
+/**
+ * The list without Veil's items; undefined when only Veil's items made it. A list
+ * the pod's author left empty stays, as injection would keep it: dropping it would
+ * make a second pass differ from the first.
+ */
+function withoutItems<T>(list: T[] | undefined, isVeil: (item: T) => boolean): T[] | undefined {
+  const kept = list?.filter((item) => !isVeil(item));
+  return kept?.length === 0 && list?.length !== 0 ? undefined : kept;
+}
 
 function giveBackPortName(container: V1Container, name: string): void {
   const port = container.ports?.find((p) => p.name === sidecarNames.upstreamPort);

@@ -1,5 +1,6 @@
 // AdmissionReview v1 for pods: the request and response shapes, and the decision for
-// one review. CREATE injects; UPDATE guards Veil's marks; anything else passes.
+// one review. CREATE injects; UPDATE, of the pod or its status, guards Veil's marks;
+// anything else passes.
 import type { V1Pod } from '@kubernetes/client-node';
 import { z } from 'zod';
 import { readInjectAnnotation, readPodOptions, veilAnnotations, veilLabels } from './annotations.ts';
@@ -83,9 +84,11 @@ export async function reviewPodAdmission(
   deps: ReviewDependencies,
 ): Promise<ReviewResult> {
   const request = review.request;
-  if (request.kind.kind !== 'Pod' || request.subResource !== undefined) {
-    return allow(request.uid, 'ignored', `not a pod: ${request.kind.kind}`);
-  }
+  if (request.kind.kind !== 'Pod') return allow(request.uid, 'ignored', `not a pod: ${request.kind.kind}`);
+  // A status update stores the labels and annotations it carries, so it could
+  // strip or rewrite Veil's marks: it is vetted as any update is.
+  if (request.subResource === 'status' && request.operation === 'UPDATE') return admitUpdate(request);
+  if (request.subResource !== undefined) return allow(request.uid, 'ignored', `pods/${request.subResource}`);
   if (request.operation === 'CREATE') return admitCreate(request, deps);
   if (request.operation === 'UPDATE') return admitUpdate(request);
   return allow(request.uid, 'ignored', request.operation);

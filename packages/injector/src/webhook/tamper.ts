@@ -17,9 +17,15 @@ const guardedAnnotations = [
   veilAnnotations.policy,
 ] as const;
 
-/** A denial message when an update touches Veil's marks on an injected pod. */
+/** A denial message when an update touches Veil's marks on an injected pod, or forges them. */
 export function vetPodUpdate(oldPod: V1Pod, newPod: V1Pod): string | undefined {
-  if (podLabels(oldPod)[veilLabels.injected] !== 'true') return undefined;
+  if (podLabels(oldPod)[veilLabels.injected] !== 'true') {
+    // The controller finds injected pods by this label alone and pushes to them:
+    // only injection puts it on a pod.
+    return podLabels(newPod)[veilLabels.injected] === 'true'
+      ? `label ${veilLabels.injected} is set by the Veil injector and cannot be added to a pod it did not inject`
+      : undefined;
+  }
   if (podLabels(newPod)[veilLabels.injected] !== 'true') {
     return `label ${veilLabels.injected} cannot be removed from an injected pod`;
   }

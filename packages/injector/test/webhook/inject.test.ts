@@ -292,6 +292,23 @@ test("a pod created already injected is rebuilt: this release's sidecar, the rea
   assert.equal(same.outcome, 'unchanged');
 });
 
+test('a pod labelled injected that is not opted in is refused, even with a Veil sidecar', () => {
+  const out = injected(modelPod());
+  for (const [annotation, namespaceOptIn] of [
+    [undefined, false],
+    ['false', false],
+    ['false', true],
+  ] as const) {
+    const copy = structuredClone(out);
+    const annotations = copy.metadata?.annotations ?? {};
+    if (annotation === undefined) delete annotations['veil.dev/inject'];
+    else annotations['veil.dev/inject'] = annotation;
+    const result = inject({ pod: copy, namespace: 'ml', namespaceOptIn, settings, bootstrapPolicy: {} });
+    assert.equal(result.outcome, 'denied', `${annotation} in a namespace opted in: ${namespaceOptIn}`);
+    assert.match(result.outcome === 'denied' ? result.message : '', /is not opted in to injection/);
+  }
+});
+
 test('a look-alike sidecar of another image does not count as injected', () => {
   const out = injected(modelPod());
   sidecarOf(out).image = 'registry.example.com/someone/veil-sidecar:0.1.0';

@@ -129,13 +129,16 @@ test('the review namespace wins over a missing one in the pod', async () => {
   assert.equal(result.outcome, 'injected');
 });
 
-test('not a pod, a DELETE or a subresource: allowed untouched', async () => {
+test('not a pod, a DELETE or a subresource other than status: allowed untouched', async () => {
   const deps = dependencies();
   const notPod = podReview('ml', pod({ 'veil.dev/inject': 'true' }));
   notPod.request.kind = { group: 'apps', version: 'v1', kind: 'Deployment' };
   const deletion = podReview('ml', pod(), 'DELETE');
-  const subresource = podReview('ml', pod({ 'veil.dev/inject': 'true' }));
-  subresource.request.subResource = 'status';
+  const before = injectedPod();
+  const after = structuredClone(before);
+  if (after.metadata?.labels) delete after.metadata.labels['veil.dev/injected'];
+  const subresource = podReview('ml', after, 'UPDATE', before);
+  subresource.request.subResource = 'ephemeralcontainers';
   for (const review of [notPod, deletion, subresource]) {
     const { review: response, outcome } = await reviewPodAdmission(review, deps);
     assert.equal(outcome, 'ignored');
@@ -193,6 +196,48 @@ test('an UPDATE removing the injected label is refused', async () => {
   if (after.metadata?.labels) delete after.metadata.labels['veil.dev/injected'];
   const { review } = await reviewPodAdmission(podReview('ml', after, 'UPDATE', before), dependencies());
   assert.equal(review.response.allowed, false);
+});
+
+test('a status UPDATE is vetted as any update: it stores the labels and annotations it carries', async () => {
+  const before = injectedPod();
+  const unlabelled = structuredClone(before);
+  if (unlabelled.metadata?.labels) delete unlabelled.metadata.labels['veil.dev/injected'];
+  const rewritten = structuredClone(before);
+  if (rewritten.metadata?.annotations) rewritten.metadata.annotations['veil.dev/bootstrap-policy'] = '{}';
+  const renamed = structuredClone(before);
+  if (renamed.metadata?.annotations) renamed.metadata.annotations['veil.dev/policy'] = 'lenient';
+  for (const [after, message] of [
+    [unlabelled, /label veil\.dev\/injected cannot be removed/],
+    [rewritten, /veil\.dev\/bootstrap-policy/],
+    [renamed, /veil\.dev\/policy/],
+  ] as const) {
+    const review = podReview('ml', after, 'UPDATE', before);
+    review.request.subResource = 'status';
+    const { review: response, outcome } = await reviewPodAdmission(review, dependencies());
+    assert.equal(outcome, 'denied');
+    assert.equal(response.response.status?.code, 403);
+    assert.match(response.response.status?.message ?? '', message);
+  }
+
+  const ready = structuredClone(before);
+  ready.status = { phase: 'Running', conditions: [{ type: 'Ready', status: 'True' }] };
+  const review = podReview('ml', ready, 'UPDATE', before);
+  review.request.subResource = 'status';
+  const { review: response } = await reviewPodAdmission(review, dependencies());
+  assert.deepEqual(response.response, { uid: review.request.uid, allowed: true });
+});
+
+test('an UPDATE adding the injected label to a pod never injected is refused', async () => {
+  const plain = pod();
+  const labelled = structuredClone(plain);
+  if (labelled.metadata) labelled.metadata.labels = { 'veil.dev/injected': 'true' };
+  for (const subResource of [undefined, 'status']) {
+    const review = podReview('ml', labelled, 'UPDATE', plain);
+    if (subResource !== undefined) review.request.subResource = subResource;
+    const { review: response } = await reviewPodAdmission(review, dependencies());
+    assert.equal(response.response.allowed, false, `subresource ${subResource}`);
+    assert.match(response.response.status?.message ?? '', /cannot be added to a pod it did not inject/);
+  }
 });
 
 test("an UPDATE of the sidecar's image is refused, as an init container or a plain one", async () => {

@@ -165,9 +165,23 @@ export async function registerWebhook(cp: ControlPlane, webhookUrl: string): Pro
           {
             ...common,
             name: 'guard.pods.veil.dev',
-            rules: [rule('UPDATE')],
+            rules: [
+              { ...rule('CREATE'), operations: ['CREATE', 'UPDATE'], resources: ['pods', 'pods/status'] },
+            ],
             namespaceSelector: { matchExpressions: [notExcluded] },
             objectSelector: { matchLabels: { 'veil.dev/injected': 'true' } },
+            // As the chart's: status writes reach the guard only when they change labels or annotations.
+            matchConditions: [
+              {
+                name: 'metadata-changed',
+                expression:
+                  "!has(request.subResource) || request.subResource != 'status' || " +
+                  '(has(object.metadata.labels) ? object.metadata.labels : {}) != ' +
+                  '(has(oldObject.metadata.labels) ? oldObject.metadata.labels : {}) || ' +
+                  '(has(object.metadata.annotations) ? object.metadata.annotations : {}) != ' +
+                  '(has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {})',
+              },
+            ],
           },
         ],
       },

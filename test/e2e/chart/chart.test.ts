@@ -141,7 +141,7 @@ describe('chart files', () => {
     const pull = stdout.split('\n').find((line) => line.includes('veil evidence pull'));
     assert.equal(
       pull?.trim(),
-      `Auditors:  veil evidence pull --bucket ${values.s3.bucket} --endpoint ${values.s3.endpoint} --region ${values.s3.region} --path-style --out evidence/`,
+      `Auditors:  veil evidence pull --bucket ${values.s3.bucket} --endpoint ${values.s3.endpoint} --region ${values.s3.region} --path-style --prefix ${values.s3.prefix} --out evidence/`,
       stdout,
     );
   });
@@ -160,6 +160,8 @@ describe('chart files', () => {
       [{ sidecar: { tuning: { bodyTimeoutMs: 0 } } }, /\/sidecar\/tuning\/bodyTimeoutMs/],
       [{ sidecar: { tuning: { spoolCapacityBytes: '1Gi' } } }, /\/sidecar\/tuning\/spoolCapacityBytes/],
       [{ sidecar: { tuning: { bodyTimeout: 1000 } } }, /additional propert.*bodyTimeout/],
+      [{ sidecar: { otelEnv: { AWS_SECRET_ACCESS_KEY: 'x' } } }, /\/sidecar\/otelEnv/],
+      [{ s3: { prefix: 'a b' } }, /\/s3\/prefix/],
       [{ certs: { selfManaged: { renewBeforeDays: 30 } } }, /additional propert.*renewBeforeDays/],
       [
         { oidc: { issuers: [{ issuer: 'http://login.example.com', audiences: ['veil'] }] } },
@@ -379,6 +381,7 @@ describe('server-side dry-run against kube-apiserver', () => {
       region: 'eu-west-1',
       endpoint: 'https://s3.eu-west-1.example.com',
       forcePathStyle: true,
+      prefix: 'platform/',
       credentialsSecret: {
         name: 'veil-s3',
         accessKeyIdKey: 'AWS_ACCESS_KEY_ID',
@@ -387,6 +390,10 @@ describe('server-side dry-run against kube-apiserver', () => {
     });
     assert.equal(settings.cluster, 'prod-eu-1');
     assert.deepEqual(settings.hashKey, { secretName: 'embeddings-hash-key', key: 'hmac.key' });
+    assert.deepEqual(settings.otelEnv, {
+      OTEL_TRACES_EXPORTER: 'otlp',
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://otel.monitoring:4318',
+    });
     assert.equal(settings.sidecarImage, 'registry.example.com/veil/veil-sidecar:0.1.0');
     assert.equal(
       one(objects, 'Deployment').spec.template.spec.containers[0].image,

@@ -85,6 +85,7 @@ export const valueSets = {
       region: 'eu-west-1',
       endpoint: 'https://s3.eu-west-1.example.com',
       forcePathStyle: true,
+      prefix: 'platform/',
       credentialsSecret: { name: 'veil-s3' },
     },
     workloadNamespaces: workloads,
@@ -103,7 +104,10 @@ export const valueSets = {
         },
       ],
     },
-    sidecar: { hashKey: { secretName: 'embeddings-hash-key', key: 'hmac.key' } },
+    sidecar: {
+      hashKey: { secretName: 'embeddings-hash-key', key: 'hmac.key' },
+      otelEnv: { OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://otel.monitoring:4318' },
+    },
   }),
   selfManagedLifetimes: () => ({
     approvals: { enabled: false },

@@ -53,9 +53,22 @@ const s3Schema = z
       .optional()
       .describe('S3-compatible endpoint such as MinIO; AWS when absent'),
     forcePathStyle: z.boolean().default(false),
+    prefix: z
+      .string()
+      .max(256)
+      .regex(/^[A-Za-z0-9._/-]*$/, 'letters, digits, `.`, `_`, `-` and `/` only')
+      .optional()
+      .describe('Put before every evidence key (a `/` is added when missing); auditors pull with --prefix'),
     credentialsSecret: s3CredentialsSchema.optional(),
   })
   .strict();
+
+/** The OpenTelemetry SDK's own variables, passed to every sidecar as they are. */
+const otelEnvSchema = z
+  .record(z.string().regex(/^OTEL_[A-Z0-9_]+$/, 'must be an OTEL_* variable'), z.string())
+  .describe(
+    'Standard OTEL_* variables for the sidecars, such as OTEL_TRACES_EXPORTER and OTEL_EXPORTER_OTLP_ENDPOINT: traces are exported only when an exporter is named',
+  );
 
 const resourceAmountsSchema = z
   .object({
@@ -111,6 +124,7 @@ export const injectionSettingsSchema = z
     hashKey: hashKeySchema.prefault({}),
     s3: s3Schema.optional().describe('Evidence storage; absent, the sidecar keeps its audit spool local'),
     resources: resourcesSchema.prefault({}),
+    otelEnv: otelEnvSchema.default({}),
     tuning: sidecarTuningSchema
       .prefault({})
       .describe(

@@ -206,6 +206,7 @@ function sidecarEnv({ settings, options, upstream }: SidecarSpec): V1EnvVar[] {
     plain('VEIL_BOOTSTRAP_POLICY_FILE', `${mountPaths.bootstrap}/${fileNames.bootstrapPolicy}`),
     ...s3Env(settings.s3),
     ...sidecarTuningToEnv(settings.tuning),
+    ...Object.entries(settings.otelEnv).map(([name, value]) => plain(name, value)),
   ];
 }
 
@@ -214,6 +215,7 @@ function s3Env(s3: InjectionSettings['s3']): V1EnvVar[] {
   const env = [plain('VEIL_S3_BUCKET', s3.bucket), plain('VEIL_S3_REGION', s3.region)];
   if (s3.endpoint !== undefined) env.push(plain('VEIL_S3_ENDPOINT', s3.endpoint));
   env.push(plain('VEIL_S3_FORCE_PATH_STYLE', String(s3.forcePathStyle)));
+  if (s3.prefix) env.push(plain('VEIL_S3_PREFIX', s3.prefix));
   const secret = s3.credentialsSecret;
   if (secret !== undefined) {
     // The standard AWS names, so the SDK's default chain picks them up unchanged.

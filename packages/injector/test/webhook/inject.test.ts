@@ -135,6 +135,32 @@ test('without S3 settings the sidecar gets no S3 environment', () => {
   );
 });
 
+test('the OTEL_* variables and the evidence prefix reach the sidecar as set', () => {
+  const configured = injectionSettingsSchema.parse({
+    ...testSettings,
+    s3: { ...testSettings.s3, prefix: 'platform/' },
+    otelEnv: { OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://otel:4318' },
+  });
+  const result = inject({
+    pod: modelPod(),
+    namespace: 'ml',
+    namespaceOptIn: false,
+    settings: configured,
+    bootstrapPolicy: {},
+  });
+  assert.equal(result.outcome, 'injected');
+  const env = result.outcome === 'injected' ? (sidecarOf(result.pod).env ?? []) : [];
+  const valueOf = (name: string) => env.find((e) => e.name === name)?.value;
+  assert.equal(valueOf('VEIL_S3_PREFIX'), 'platform/');
+  assert.equal(valueOf('OTEL_TRACES_EXPORTER'), 'otlp');
+  assert.equal(valueOf('OTEL_EXPORTER_OTLP_ENDPOINT'), 'http://otel:4318');
+  const plainEnv = sidecarOf(injected(modelPod())).env ?? [];
+  assert.deepEqual(
+    plainEnv.filter((e) => e.name.startsWith('OTEL_') || e.name === 'VEIL_S3_PREFIX'),
+    [],
+  );
+});
+
 test("the sidecar's tuning reaches its environment, and only what was set", () => {
   const variables = (pod: V1Pod) =>
     Object.fromEntries(

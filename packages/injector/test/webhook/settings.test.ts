@@ -23,6 +23,18 @@ test('settings defaults follow the contract', () => {
   assert.equal(settings.s3, undefined);
 });
 
+test('only OTEL_* variables pass to the sidecars, and an evidence prefix only of key-safe characters', () => {
+  for (const [change, path] of [
+    [{ otelEnv: { AWS_SECRET_ACCESS_KEY: 'x' } }, 'otelEnv.AWS_SECRET_ACCESS_KEY'],
+    [{ otelEnv: { otel_traces_exporter: 'otlp' } }, 'otelEnv.otel_traces_exporter'],
+    [{ s3: { ...testSettings.s3, prefix: 'team a/' } }, 's3.prefix'],
+  ] as const) {
+    const parsed = injectionSettingsSchema.safeParse({ ...testSettings, ...change });
+    assert.equal(parsed.success, false, JSON.stringify(change));
+    assert.equal(parsed.error?.issues[0]?.path.join('.'), path);
+  }
+});
+
 test('sidecar tuning the sidecar would refuse stops the injector at start, naming the setting', () => {
   for (const [tuning, path] of [
     [{ bodyTimeoutMs: 0 }, 'tuning.bodyTimeoutMs'],

@@ -26,6 +26,8 @@ export function parseOptions<T extends NonNullable<ParseArgsConfig['options']>>(
   try {
     return parseArgs({ args, options, allowPositionals, strict: true });
   } catch (error) {
-    throw new CliError(`${command}: ${(error as Error).message} (see veil ${command} --help)`);
+    // Some of parseArgs' messages span lines (an ambiguous `--port -1`); errors are one line.
+    const message = (error as Error).message.replaceAll('\n', ' ');
+    throw new CliError(`${command}: ${message} (see veil ${command} --help)`);
   }
 }

@@ -11,6 +11,7 @@ import { devCommand, devTokenCommand } from './commands/dev.ts';
 import { evidencePullCommand, evidenceReportCommand, evidenceVerifyCommand } from './commands/evidence.ts';
 import { policyLintCommand } from './commands/policy.ts';
 import { sessionsShowCommand } from './commands/sessions.ts';
+import { fsReason } from './fserror.ts';
 
 const commands: Record<string, Command> = {
   'approvals list': approvalsListCommand,
@@ -81,4 +82,19 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * A reader that stops early (`veil evidence verify DIR | head -1`) closes the
+ * pipe: what the command would still print has nowhere to go, but its exit
+ * code, INVALID's 1 above all, still says what it found. So the command runs
+ * on, unheard, and exits as it would have.
+ */
+function keepRunningWithoutStdout(): void {
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') return;
+    console.error(`veil: cannot write the output: ${fsReason(error)}`);
+    process.exit(1);
+  });
+}
+
+keepRunningWithoutStdout();
 process.exitCode = await main(process.argv.slice(2));

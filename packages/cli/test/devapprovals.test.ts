@@ -222,7 +222,7 @@ test('nobody approves their own request, outsiders and proxy tokens are refused'
   );
   assert.match(
     await refusal(decide('approve', name, tokens.alice as string)),
-    /^approvals approve: veil dev refused the approver token: the token is not an approver token \(audience veil-dev-approvals\): mint one with `veil dev token --approver`$/,
+    /^approvals approve: veil dev refused the approver token: the token is not an approver token \(audience veil-dev-approvals\): mint one with `npx veil dev token --approver`$/,
   );
   assert.equal(progress.done, false, 'still held');
 
@@ -376,7 +376,7 @@ test('clear errors: no token, no veil dev running, flags that do not go together
   const { io } = capture();
   assert.match(
     await refusal(runApprovalsList(['--dev', '--state', state], io)),
-    /^an approver token is needed: pass --token TOKEN or set VEIL_APPROVER_TOKEN; mint one with `veil dev token --approver --sub bob --groups ml-approvers`$/,
+    /^an approver token is needed: pass --token TOKEN or set VEIL_APPROVER_TOKEN; mint one with `npx veil dev token --approver --sub bob --groups ml-approvers`$/,
   );
   assert.match(await refusal(runApprovalsList(['--token', 'x'], io)), /--state and --token go with --dev/);
   assert.match(

@@ -1,7 +1,8 @@
 // The auditor's commands over a local evidence store: the sidecar's embedded
 // default, the same keys as plain files with no versions or locks.
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -19,6 +20,7 @@ import {
 } from './support/evidence.ts';
 
 const now = new Date('2025-06-03T00:00:00.000Z');
+const veil = join(import.meta.dirname, '..', 'src', 'main.ts');
 let root: string;
 let built: BuiltStream;
 let store: string;
@@ -90,6 +92,39 @@ test('a directory that holds no evidence is refused clearly', async () => {
     return true;
   });
   await assert.rejects(runVerify([join(root, 'absent')], io), /no such directory/);
+});
+
+test('a path that is there but cannot be read as a folder is told as it is, never as missing', async () => {
+  const { io } = captureIo(now);
+  const file = join(root, 'a-file');
+  await writeFile(file, 'not evidence');
+  await assert.rejects(runVerify([file], io), { message: `${file}: not a directory` });
+  const loop = join(root, 'loop');
+  await symlink(loop, loop);
+  await assert.rejects(runSessionsShow([`${built.stream}:3`, '--dir', loop], io), {
+    message: `${loop}: too many symbolic links encountered (ELOOP)`,
+  });
+});
+
+test('an evidence folder the user may not read is refused as such', async () => {
+  const locked = join(root, 'locked');
+  await writeLocalStore(locked, built.objects);
+  await chmod(root, 0o755);
+  await chmod(locked, 0o000);
+  try {
+    // Root reads every folder: the CLI runs as an unprivileged user then.
+    const asUser = process.getuid?.() === 0 ? { uid: 65_534, gid: 65_534 } : {};
+    const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      execFile(process.execPath, [veil, 'evidence', 'verify', locked], asUser, (error, _stdout, stderr) =>
+        resolve({ code: error ? (error.code as number) : 0, stderr }),
+      );
+    });
+    assert.equal(result.code, 2, 'an error, not a verdict');
+    assert.equal(result.stderr.trim(), `veil: ${locked}: permission denied (EACCES)`);
+  } finally {
+    await chmod(locked, 0o700);
+    await chmod(root, 0o700);
+  }
 });
 
 test('sessions show prints one record by its ULID, aligned, with masking and approval', async () => {
@@ -214,6 +249,17 @@ test('report on evidence with no stream says NO EVIDENCE, styled as a failure, a
   const verified = captureIo(now);
   assert.equal(await runVerify([empty, '--json'], verified.io), 1);
   assert.equal(JSON.parse(verified.out.join('\n')).verdict, 'NO EVIDENCE');
+});
+
+test('a report file whose folder is a file is refused in one line naming that file', async () => {
+  const taken = join(root, 'taken.html');
+  await writeFile(taken, 'an earlier report');
+  const { io } = captureIo(now);
+  await assert.rejects(runReport([store, '--html', join(taken, 'x.html')], io), (error: Error) => {
+    assert.ok(error instanceof CliError, String(error));
+    assert.equal(error.message, `cannot write ${join(taken, 'x.html')}: ${taken} is not a directory`);
+    return true;
+  });
 });
 
 test('report on INVALID evidence still writes the report, then exits 1 as verify does', async () => {

@@ -17,11 +17,12 @@ import { captureIo } from './support/evidence.ts';
 
 const { io } = captureIo(new Date('2025-06-01T00:00:00Z'));
 
-async function refused(run: Promise<number>, message: RegExp): Promise<void> {
+async function refused(run: Promise<number>, message: RegExp | string): Promise<void> {
   await assert.rejects(run, (error: Error) => {
     assert.ok(error instanceof CliError, String(error));
     assert.equal(error.exitCode, 2);
-    assert.match(error.message, message);
+    if (typeof message === 'string') assert.equal(error.message, message);
+    else assert.match(error.message, message);
     return true;
   });
 }
@@ -51,6 +52,42 @@ test('dev refuses an upstream that is not an http(s) URL, naming the flag', asyn
     /^dev: --upstream must be an http\(s\) URL, not "notaurl"$/,
   );
   await refused(devCommand.run(['--upstream', 'ftp://model']), /--upstream must be an http\(s\) URL/);
+});
+
+// Should a flag be taken by mistake, veil dev stops at this policy, before it starts anything.
+const noPolicy = ['--policy', 'no-such-policy.tmp.yaml'];
+
+test("dev refuses an upstream with a path, query or fragment: it is the model's origin", async () => {
+  for (const upstream of [
+    'http://127.0.0.1:11434/v1',
+    'http://127.0.0.1:11434/?model=a',
+    'http://127.0.0.1:11434#top',
+  ]) {
+    await refused(
+      devCommand.run(['--upstream', upstream, ...noPolicy]),
+      `dev: --upstream is the model's origin (http://host:port), without a path: not "${upstream}"`,
+    );
+  }
+});
+
+test('dev takes port flags as digits only: no empty, blank, exponent, hex or negative port', async () => {
+  for (const [flag, value] of [
+    ['--port', ''],
+    ['--approvals-port', ' '],
+    ['--port', '1e4'],
+    ['--admin-port', '0x4728'],
+    ['--issuer-port', '-1'],
+    ['--port', '1.0'],
+    ['--port', '65536'],
+    ['--port', '000080808'],
+  ] as const) {
+    await refused(
+      devCommand.run([`${flag}=${value}`, ...noPolicy]),
+      `dev: ${flag} must be a port number, not "${value}"`,
+    );
+  }
+  // Without the `=`, parseArgs takes -1 for an option: still one line, naming the flag.
+  await refused(devCommand.run(['--port', '-1']), /^dev: Option '--port' argument is ambiguous\. [^\n]+$/);
 });
 
 test('pull refuses times that are neither RFC 3339 nor a date, and an empty window', async () => {

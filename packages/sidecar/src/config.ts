@@ -21,7 +21,15 @@ function hasUserinfo(value: string): boolean {
 
 /** The sidecar's settings, read from the environment the injector writes. */
 export const sidecarConfigSchema = z.object({
-  upstream: z.url().describe('The model on loopback, e.g. http://127.0.0.1:8000'),
+  upstream: z
+    .url({ protocol: /^https?$/ })
+    // Each caller's own path (/v1/embeddings, /embed…) goes to the model's origin, which has
+    // no path of its own. What is no URL at all is z.url()'s to report.
+    .refine((value) => {
+      const url = URL.parse(value);
+      return url === null || (url.pathname === '/' && url.search === '' && url.hash === '');
+    }, "must be the model's origin (http://host:port), without a path, query or fragment")
+    .describe('The model on loopback, e.g. http://127.0.0.1:8000'),
   api: z.enum(['openai', 'tei', 'ollama', 'cohere', 'auto']).default('auto'),
   host: z.string().default('0.0.0.0'),
   proxyPort: port.default(15080),

@@ -39,6 +39,24 @@ test('a controller endpoint is judged by the host it names, not a loopback-looki
   );
 });
 
+test("the upstream is the model's origin: a path, query or fragment is refused by name, not undici's 'invalid url'", () => {
+  for (const url of ['http://127.0.0.1:9000', 'http://127.0.0.1:9000/', 'https://[::1]:9000']) {
+    assert.equal(configFromEnv({ VEIL_UPSTREAM: url }).upstream, url);
+  }
+  for (const url of [
+    'http://127.0.0.1:11434/v1',
+    'http://127.0.0.1:9000/?model=a',
+    'http://127.0.0.1:9000#x',
+    'ftp://127.0.0.1:9000',
+  ]) {
+    assert.throws(() => configFromEnv({ VEIL_UPSTREAM: url }), /upstream: /, url);
+  }
+  assert.throws(
+    () => configFromEnv({ VEIL_UPSTREAM: 'http://127.0.0.1:11434/v1' }),
+    /^Error: invalid sidecar configuration: upstream: must be the model's origin \(http:\/\/host:port\), without a path, query or fragment$/,
+  );
+});
+
 test('the pod comes from all three of its variables, or none: one or two alone is refused', () => {
   assert.deepEqual(configFromEnv(base).pod, { namespace: 'local', name: 'veil-dev', uid: 'local' });
   const pod = { VEIL_POD_NAMESPACE: 'ml', VEIL_POD_NAME: 'embed-0', VEIL_POD_UID: 'uid-1' };

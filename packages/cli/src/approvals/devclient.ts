@@ -24,7 +24,7 @@ const errorSchema = z.object({ error: z.string() });
 /** veil dev could not be asked, or refused the token: no decision was looked at. */
 export class DevConnectionError extends CliError {}
 
-const mintHint = 'veil dev token --approver --sub bob --groups ml-approvers';
+const mintHint = 'npx veil dev token --approver --sub bob --groups ml-approvers';
 
 export class DevApprovalsClient implements ApprovalsSource {
   readonly #url: string;

@@ -163,7 +163,7 @@ Against \`veil dev\` instead of a cluster:
                       approvals API), not the Kubernetes API
   --state DIR         the state folder of that veil dev (default .veil)
   --token TOKEN       an approver token from it (default: $${APPROVER_TOKEN_ENV});
-                      mint one with: veil dev token --approver --sub bob --groups ml-approvers
+                      mint one with: npx veil dev token --approver --sub bob --groups ml-approvers
                       Its subject is the approver recorded with each decision.`;
 
 export const approvalsListCommand: Command = {

@@ -23,12 +23,13 @@ function defaultPolicyFile(): string {
   return join(import.meta.dirname, '..', '..', '..', '..', DEFAULT_POLICY);
 }
 
+/** Digits only: Number() alone takes '', ' ', 1e4 and 0x4728 as ports. 0 picks a free one. */
 function port(value: string | undefined, name: string, fallback: number): number {
   if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 65_535)
+  if (!/^\d{1,5}$/.test(value) || Number(value) > 65_535) {
     throw new CliError(`dev: --${name} must be a port number, not "${value}"`);
-  return n;
+  }
+  return Number(value);
 }
 
 /** Checked before anything starts, so the user reads the flag, not the URL parser's "Invalid URL". */
@@ -37,6 +38,12 @@ function upstreamUrl(value: string | undefined): string | undefined {
   const url = URL.parse(value);
   if (url === null || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
     throw new CliError(`dev: --upstream must be an http(s) URL, not "${value}"`);
+  }
+  // The proxy forwards each caller's own path (/v1/embeddings, /embed…) to the model's origin.
+  if (url.pathname !== '/' || url.search !== '' || url.hash !== '') {
+    throw new CliError(
+      `dev: --upstream is the model's origin (http://host:port), without a path: not "${value}"`,
+    );
   }
   return value;
 }
@@ -226,8 +233,8 @@ Options:
   --state DIR         where keys and evidence go (default .veil)
 
 Mint more tokens from another terminal, in the same folder:
-  veil dev token --sub bob --groups ml-readers
-  veil dev token --approver --sub bob --groups ml-approvers   (for veil approvals --dev)`,
+  npx veil dev token --sub bob --groups ml-readers
+  npx veil dev token --approver --sub bob --groups ml-approvers   (for veil approvals --dev)`,
   async run(args) {
     const { values } = parseOptions('dev', args, {
       port: { type: 'string' },
@@ -254,16 +261,7 @@ Mint more tokens from another terminal, in the same folder:
       stateDir: values.state,
       log: (line) => console.log(`veil dev: ${line}`),
     });
-    printBanner({
-      url: dev.info.url,
-      adminUrl: dev.info.adminUrl,
-      approvalsUrl: dev.info.approvals?.url ?? '',
-      model: dev.model,
-      policyFile: dev.policyFile,
-      hash: dev.policyHash,
-      token: dev.token,
-      auditDir: dev.auditDir,
-    });
+    console.log(devBanner(dev));
 
     await new Promise<void>((resolve) => {
       process.once('SIGINT', resolve);
@@ -276,39 +274,35 @@ Mint more tokens from another terminal, in the same folder:
   },
 };
 
-function printBanner(info: {
-  url: string;
-  adminUrl: string;
-  approvalsUrl: string;
-  model: string;
-  policyFile: string;
-  hash: string;
-  token: string;
-  auditDir: string;
-}): void {
-  console.log(`veil dev is running
+/**
+ * What `veil dev` prints once it runs. Its commands are `npx veil`: a fresh
+ * checkout has no `veil` on PATH. The policy hash is of the spec with veil
+ * dev's issuer added, so it is not the one `veil policy lint` prints.
+ */
+export function devBanner(dev: Omit<RunningDev, 'close'>): string {
+  return `veil dev is running
 
-  proxy     ${info.url}   (OpenAI, TEI, Ollama and Cohere embedding routes)
-  admin     ${info.adminUrl}   (/healthz /readyz /metrics)
-  approvals ${info.approvalsUrl}   (veil approvals list --dev)
-  model     ${info.model}
-  policy    ${info.policyFile}  ${info.hash}
-  evidence  ${info.auditDir}
+  proxy     ${dev.info.url}   (OpenAI, TEI, Ollama and Cohere embedding routes)
+  admin     ${dev.info.adminUrl}   (/healthz /readyz /metrics)
+  approvals ${dev.info.approvals?.url ?? ''}   (npx veil approvals list --dev)
+  model     ${dev.model}
+  policy    ${dev.policyFile}  ${dev.policyHash} (with veil dev's issuer added)
+  evidence  ${dev.auditDir}
 
 A token for sub=alice, groups=[ml-readers], valid 12 hours:
 
-export VEIL_TOKEN=${info.token}
+export VEIL_TOKEN=${dev.token}
 
 Try it:
 
-  curl -s ${info.url}/v1/embeddings -H "Authorization: Bearer $VEIL_TOKEN" \\
+  curl -s ${dev.info.url}/v1/embeddings -H "Authorization: Bearer $VEIL_TOKEN" \\
     -H 'content-type: application/json' \\
     -d '{"model":"demo","input":["mail me at jane@example.com"]}'
 
-More tokens:  veil dev token --sub bob --groups ml-readers
-Approvers:    export VEIL_APPROVER_TOKEN=$(veil dev token --approver --sub bob --groups ml-approvers)
-              veil approvals list --dev --pending   (docs/approvals.md, "Under veil dev")
-Stop:         Ctrl-C`);
+More tokens:  npx veil dev token --sub bob --groups ml-readers
+Approvers:    export VEIL_APPROVER_TOKEN=$(npx veil dev token --approver --sub bob --groups ml-approvers)
+              npx veil approvals list --dev --pending   (docs/approvals.md, "Under veil dev")
+Stop:         Ctrl-C`;
 }
 
 export interface DevTokenRequest {

@@ -161,7 +161,7 @@ function tokenProblem(error: unknown, issuer: string): string {
     if (error.claim === 'aud') {
       return (
         `the token is not an approver token (audience ${APPROVALS_AUDIENCE}): ` +
-        'mint one with `veil dev token --approver`'
+        'mint one with `npx veil dev token --approver`'
       );
     }
     if (error.claim === 'iss') return `the token was not issued by this veil dev (${issuer}): mint a new one`;

@@ -8,6 +8,7 @@ import { generateDevSigningKey } from '@veil/sidecar';
 import type { JWK } from 'jose';
 import { z } from 'zod';
 import { CliError } from '../command.ts';
+import { fsReason, isMissing } from '../fserror.ts';
 
 const devInfoSchema = z.object({
   issuer: z.url(),
@@ -26,26 +27,55 @@ export interface DevState {
   readonly auditDir: string;
 }
 
+/** A JWK veil dev can sign with: its private part is there. */
+const issuerKeySchema = z.looseObject({ kty: z.string(), d: z.string() });
+
+/** Created only where nothing is: a file that cannot be read must not be replaced by a new key. */
 async function readOrCreate(file: string, create: () => Promise<string | Buffer>): Promise<Buffer> {
   try {
     return await readFile(file);
-  } catch {
+  } catch (error) {
+    if (!isMissing(error)) throw unreadable(file, error);
     const content = await create();
     await writeFile(file, content, { mode: 0o600 });
     return Buffer.from(content);
   }
 }
 
+function unreadable(file: string, error: unknown): CliError {
+  return new CliError(`cannot read ${file}: ${fsReason(error)}`, 1);
+}
+
+/** The message names the file and the way out, not the JSON parser's position. */
+function parseStateFile<S extends z.ZodType>(
+  file: string,
+  text: string,
+  schema: S,
+  problem: string,
+): z.output<S> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new CliError(`${file} ${problem}`, 1);
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new CliError(`${file} ${problem}`, 1);
+  return parsed.data;
+}
+
+function parseIssuerKey(file: string, text: string): JWK {
+  return parseStateFile(file, text, issuerKeySchema, 'is not a JWK: delete it to make a new key');
+}
+
 export async function openDevState(dir: string): Promise<DevState> {
   const root = resolve(dir);
   await mkdir(root, { recursive: true, mode: 0o700 });
-  const issuerKey = JSON.parse(
-    (
-      await readOrCreate(join(root, 'dev-issuer.jwk'), async () =>
-        JSON.stringify(await generateDevSigningKey()),
-      )
-    ).toString('utf8'),
-  ) as JWK;
+  const issuerKeyFile = join(root, 'dev-issuer.jwk');
+  const issuerKeyText = await readOrCreate(issuerKeyFile, async () =>
+    JSON.stringify(await generateDevSigningKey()),
+  );
+  const issuerKey = parseIssuerKey(issuerKeyFile, issuerKeyText.toString('utf8'));
   const hashKeyFile = join(root, 'hash.key');
   await readOrCreate(hashKeyFile, async () => randomBytes(32));
   return { dir: root, issuerKey, hashKeyFile, auditDir: join(root, 'audit') };
@@ -56,11 +86,32 @@ export async function writeDevInfo(dir: string, info: DevInfo): Promise<void> {
 }
 
 export async function readDevInfo(dir: string): Promise<{ info: DevInfo; issuerKey: JWK }> {
+  const root = resolve(dir);
+  const infoFile = join(root, 'dev.json');
+  const issuerKeyFile = join(root, 'dev-issuer.jwk');
+  const [infoText, issuerKeyText] = await Promise.all([
+    readStateFile(root, infoFile),
+    readStateFile(root, issuerKeyFile),
+  ]);
+  return {
+    info: parseStateFile(
+      infoFile,
+      infoText,
+      devInfoSchema,
+      'is not veil dev state: restart veil dev to rewrite it',
+    ),
+    issuerKey: parseIssuerKey(issuerKeyFile, issuerKeyText),
+  };
+}
+
+/** Absent means no veil dev ran here; any other failure is told as it is. */
+async function readStateFile(root: string, file: string): Promise<string> {
   try {
-    const info = devInfoSchema.parse(JSON.parse(await readFile(join(dir, 'dev.json'), 'utf8')));
-    const issuerKey = JSON.parse(await readFile(join(dir, 'dev-issuer.jwk'), 'utf8')) as JWK;
-    return { info, issuerKey };
-  } catch {
-    throw new CliError(`no veil dev state in ${resolve(dir)}: start \`veil dev\` in this folder first`);
+    return await readFile(file, 'utf8');
+  } catch (error) {
+    if (isMissing(error)) {
+      throw new CliError(`no veil dev state in ${root}: start \`veil dev\` in this folder first`);
+    }
+    throw unreadable(file, error);
   }
 }

@@ -2,11 +2,13 @@
 // `veil evidence pull` (see store.ts), or a local evidence store, the sidecar's
 // embedded default, which keeps the same `v1/...` keys as plain files with no
 // version, checksum or lock metadata: that one is verified as "not WORM".
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, readdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, sep } from 'node:path';
 import { type BucketLock, type StoredObject, sha256Hex } from '@veil/core';
 import type { z } from 'zod';
 import { CliError } from '../command.ts';
+import { fsReason, isMissing } from '../fserror.ts';
 import {
   type BucketInfo,
   bucketFile,
@@ -28,11 +30,11 @@ export type EvidenceSet = {
 };
 
 export async function loadEvidence(dir: string): Promise<EvidenceSet> {
-  if (await isFile(join(dir, bucketFile))) return loadPulled(dir);
-  if (await isDirectory(join(dir, 'v1'))) return loadLocal(dir);
+  await readableDirectory(dir);
+  if ((await entryAt(join(dir, bucketFile))) === 'file') return loadPulled(dir);
+  if ((await entryAt(join(dir, 'v1'))) === 'directory') return loadLocal(dir);
   // The `v1` folder itself, named directly.
-  if (basename(dir) === 'v1' && (await isDirectory(dir))) return loadLocal(dirname(dir));
-  if (!(await isDirectory(dir))) throw new CliError(`${dir}: no such directory`);
+  if (basename(dir) === 'v1') return loadLocal(dirname(dir));
   throw new CliError(
     `${dir} is neither a pulled evidence directory (no ${bucketFile}) nor a local evidence store (no v1/)`,
   );
@@ -142,10 +144,24 @@ function parseFile<S extends z.ZodType>(dir: string, what: string, schema: S, te
   return result.data;
 }
 
-async function isFile(path: string): Promise<boolean> {
-  return (await stat(path).catch(() => undefined))?.isFile() === true;
+/** A folder that cannot be read is not a missing one: the user is told which it is. */
+async function readableDirectory(dir: string): Promise<void> {
+  const entry = await entryAt(dir);
+  if (entry === 'absent') throw new CliError(`${dir}: no such directory`);
+  if (entry !== 'directory') throw new CliError(`${dir}: not a directory`);
+  // stat needs no permission on the folder itself, reading what it holds does.
+  await access(dir, constants.R_OK | constants.X_OK).catch((error: unknown) => {
+    throw new CliError(`${dir}: ${fsReason(error)}`);
+  });
 }
 
-async function isDirectory(path: string): Promise<boolean> {
-  return (await stat(path).catch(() => undefined))?.isDirectory() === true;
+/** Only ENOENT is absent; any other failure is reported, naming the path and its code. */
+async function entryAt(path: string): Promise<'file' | 'directory' | 'other' | 'absent'> {
+  try {
+    const info = await stat(path);
+    return info.isFile() ? 'file' : info.isDirectory() ? 'directory' : 'other';
+  } catch (error) {
+    if (isMissing(error)) return 'absent';
+    throw new CliError(`${path}: ${fsReason(error)}`);
+  }
 }

@@ -9,21 +9,46 @@ const isRecord = (value: unknown): value is Record<string, unknown> =>
 
 const child = (field: string, key: string): string => (field === '' ? key : `${field}.${key}`);
 
-/** A string, or the strings of an array, at the end of a path. */
-function maskLeaf(node: unknown, field: string, maskString: MaskString): unknown {
-  if (typeof node === 'string') return maskString(node, field);
-  if (!Array.isArray(node)) return node;
+/** The array with each item mapped, copied only if an item changed. */
+function mapItems(node: readonly unknown[], map: (item: unknown, i: number) => unknown): readonly unknown[] {
   let copy: unknown[] | undefined;
   for (let i = 0; i < node.length; i++) {
     const item: unknown = node[i];
-    if (typeof item !== 'string') continue;
-    const masked = maskString(item, `${field}[${i}]`);
-    if (masked !== item) {
+    const mapped = map(item, i);
+    if (mapped !== item) {
       copy ??= node.slice();
-      copy[i] = masked;
+      copy[i] = mapped;
     }
   }
   return copy ?? node;
+}
+
+/** The object with each own value mapped, copied only if a value changed. */
+function mapValues(
+  node: Record<string, unknown>,
+  map: (value: unknown, key: string) => unknown,
+): Record<string, unknown> {
+  let copy: Record<string, unknown> | undefined;
+  for (const key of Object.keys(node)) {
+    const value = node[key];
+    const mapped = map(value, key);
+    if (mapped === value) continue;
+    copy ??= { ...node };
+    // Defined, not assigned: assigning a key named __proto__ would set the prototype.
+    Object.defineProperty(copy, key, { value: mapped, enumerable: true, writable: true, configurable: true });
+  }
+  return copy ?? node;
+}
+
+/**
+ * Every string at the end of a path, however deep in arrays and objects it
+ * sits: a named field is masked whole, whatever shape it has.
+ */
+function maskLeaf(node: unknown, field: string, maskString: MaskString): unknown {
+  if (typeof node === 'string') return maskString(node, field);
+  if (Array.isArray(node)) return mapItems(node, (item, i) => maskLeaf(item, `${field}[${i}]`, maskString));
+  if (isRecord(node)) return mapValues(node, (value, key) => maskLeaf(value, child(field, key), maskString));
+  return node;
 }
 
 /**
@@ -40,17 +65,9 @@ export function maskAtPath(
   const key = path[depth];
   if (key === undefined) return maskLeaf(node, field, maskString);
   if (Array.isArray(node)) {
-    let copy: unknown[] | undefined;
-    for (let i = 0; i < node.length; i++) {
-      const item: unknown = node[i];
-      if (!isRecord(item)) continue;
-      const masked = maskAtPath(item, path, depth, `${field}[${i}]`, maskString);
-      if (masked !== item) {
-        copy ??= node.slice();
-        copy[i] = masked;
-      }
-    }
-    return copy ?? node;
+    return mapItems(node, (item, i) =>
+      isRecord(item) ? maskAtPath(item, path, depth, `${field}[${i}]`, maskString) : item,
+    );
   }
   if (!isRecord(node) || !Object.hasOwn(node, key)) return node;
   const value = node[key];

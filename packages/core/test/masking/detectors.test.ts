@@ -16,6 +16,17 @@ test('email stops before sentence punctuation and skips quotes', () => {
   assert.deepEqual(found('@alice, a@b, user@localhost, x..y@example.com'), []);
 });
 
+test('email takes letters of any script, and punycode top-level labels', () => {
+  assert.deepEqual(found('to anna@müller.de, ivan@example.xn--p1ai and jöhn.smith@example.com'), [
+    'email:anna@müller.de',
+    'email:ivan@example.xn--p1ai',
+    'email:jöhn.smith@example.com',
+  ]);
+  assert.deepEqual(found('почта: иван@пример.рф.'), ['email:иван@пример.рф']);
+  assert.deepEqual(found('请联系support@example.com谢谢'), ['email:support@example.com']);
+  assert.deepEqual(found('Übergröße@Lager, Москва@2024, café@home-office, 見積もり@本社'), []);
+});
+
 test('IPv4: addresses yes, version strings no', () => {
   assert.deepEqual(found('hosts 10.0.0.1:8080, 192.168.1.20. and 1.2.3.4'), [
     'ipv4:10.0.0.1',
@@ -103,6 +114,25 @@ test('a private key cut off before its END line is masked to the end of its body
   assert.deepEqual(found('-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYI\n-----END PUBLIC KEY-----'), []);
 });
 
+test('a private key runs to its END line whatever its body holds', () => {
+  const concatenated =
+    '"-----BEGIN PRIVATE KEY-----\\n" +\n  "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\\n" +\n  "BKcwggSjAgEAAoIBAQC7\\n" +\n  "-----END PRIVATE KEY-----"';
+  assert.deepEqual(found(`const key = ${concatenated};`), [`private-key:${concatenated.slice(1, -1)}`]);
+  const starred = '-----BEGIN RSA PRIVATE KEY-----\nMIIEvQ*IBADANBg"kqhkiG9w0\n-----END RSA PRIVATE KEY-----';
+  assert.deepEqual(found(`key: ${starred} done`), [`private-key:${starred}`]);
+  for (const header of ['-----BEGIN PRIVATE  KEY-----', '-----BEGIN RSA\nPRIVATE\nKEY-----']) {
+    const key = `${header}\nMIIEvQIBADANBgkqhkiG9w0\n-----END PRIVATE KEY-----`;
+    assert.deepEqual(found(`key: ${key}`), [`private-key:${key}`]);
+  }
+});
+
+test('a private key cut off is not run on to an END line far behind it', () => {
+  const cut = '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0';
+  const key = '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0\n-----END PRIVATE KEY-----';
+  const text = `${cut}"} ${'lorem ipsum '.repeat(1500)}${key}`;
+  assert.deepEqual(found(text), [`private-key:${cut}`, `private-key:${key}`]);
+});
+
 test('cloud keys and tokens by their prefixes', () => {
   const aws = 'AKIAIOSFODNN7EXAMPLE';
   const secret = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
@@ -115,6 +145,21 @@ test('cloud keys and tokens by their prefixes', () => {
   assert.deepEqual(found(`key=${gcp}&q=1 AIzaShort`), [`gcp-key:${gcp}`]);
   const pat = `github_pat_${'A'.repeat(22)}_${'b'.repeat(59)}`;
   assert.deepEqual(found(`${pat} ghp_short`), [`github-token:${pat}`]);
+});
+
+test('fixed prefixes of secrets match in any case, as uncased models read them', () => {
+  const aws = 'akiaiosfodnn7example';
+  const github = `GHP_${'a1'.repeat(18)}`;
+  const gcp = `aiza${'x'.repeat(35)}`;
+  const pem = '-----begin rsa private key-----\nMIIEvQIBADANBgkqhkiG9w0\n-----end rsa private key-----';
+  assert.deepEqual(found(`${aws} ${github} ${gcp} ${pem}`), [
+    `aws-key:${aws}`,
+    `github-token:${github}`,
+    `gcp-key:${gcp}`,
+    `private-key:${pem}`,
+  ]);
+  // Names and words of twenty letters are not key ids.
+  assert.deepEqual(found('AsiaPacificSalesData asiaticlionsanctuary Akiaiosfodnn7example'), []);
 });
 
 test('only the requested detectors run', () => {

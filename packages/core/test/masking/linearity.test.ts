@@ -17,10 +17,16 @@ const nearMisses: Record<DetectorName, string[]> = {
   iban: ['GB82 ', 'GB82WEST', 'DE89 3704 '],
   ipv4: ['1.', '1.2.3.4.'],
   ipv6: ['1:', '::', '1::1:', '1:2:3:4:5:6:7:8:'],
-  'private-key': ['-----BEGIN PRIVATE KEY-----', '-----BEGIN PRIVATE KEY-----\n-----END '],
-  'aws-key': ['AKIA', 'secret_key = ', `secretkey:${'A'.repeat(39)}`],
+  'private-key': [
+    '-----BEGIN PRIVATE KEY-----',
+    '-----BEGIN PRIVATE KEY-----\n-----END ',
+    '-----BEGIN PRIVATE KEY-----"',
+    '-----END PRIVATE KEY-----"-----BEGIN PRIVATE KEY-----"',
+    `-----BEGIN ${' '.repeat(40)}PRIVATE`,
+  ],
+  'aws-key': ['AKIA', 'secret_key = ', `secretkey:${'A'.repeat(39)}`, 'AsiaPacificSalesData ', 'asia'],
   'gcp-key': ['AIza', `AIza${'a'.repeat(34)} `],
-  'github-token': ['ghp_', `ghp_${'a'.repeat(300)} `, ' github_pat__'],
+  'github-token': ['ghp_', `ghp_${'a'.repeat(300)} `, ' github_pat__', 'GHP_'],
 };
 
 /** Regex runs during `work`, plus the characters they matched. */

@@ -42,23 +42,63 @@ const examples: [DetectorName, string, string][] = [
   ['ssn', '\uff11\uff12\uff13\uff0d\uff14\uff15\uff0d\uff16\uff17\uff18\uff19', '123-45-6789'],
   ['payment-card', '\uff14\uff11\uff11\uff11 1111 1111 1111', '4111 1111 1111 1111'],
   ['email', '\uff4a\uff4f\uff48\uff4e\uff20example\uff0ecom', 'john@example.com'],
+  // Deleted by tokenizers: U+FFFD, private use, lone surrogates, \v, \f, U+0085.
+  ['payment-card', '4111\ufffd1111\ufffd1111\ufffd1111', '4111111111111111'],
+  ['email', 'john\ufffd@example.com', 'john@example.com'],
+  ['iban', 'DE89\ufffd3704\ufffd0044\ufffd0532\ufffd0130\ufffd00', 'DE89370400440532013000'],
+  ['aws-key', 'AKIA\ufffdIOSFODNN7EXAMPLE', 'AKIAIOSFODNN7EXAMPLE'],
+  ['phone', '+44\ufffd20\ufffd7946\ufffd0958', '+442079460958'],
+  ['payment-card', '4111\ue0001111\uf8ff1111\ue0001111', '4111111111111111'],
+  ['payment-card', '4111\u{f0000}1111\u{10fffd}1111\u{f0000}1111', '4111111111111111'],
+  ['payment-card', '4111\ud8001111\udc001111\udbff1111', '4111111111111111'],
+  ['payment-card', '4111\v1111\f1111\v1111', '4111111111111111'],
+  ['payment-card', '4111\x851111\x851111\x851111', '4111111111111111'],
+  // Read as spaces: tabs, line breaks, U+2028 and U+2029.
+  ['payment-card', '4111\t1111\t1111\t1111', '4111 1111 1111 1111'],
+  ['payment-card', '4111\n1111\n1111\n1111', '4111 1111 1111 1111'],
+  ['payment-card', '4111 1111\r\n1111 1111', '4111 1111 1111 1111'],
+  ['payment-card', '4111\u20281111\u20291111\r1111', '4111 1111 1111 1111'],
+  ['ssn', '123\n45\n6789', '123 45 6789'],
+  ['iban', 'DE89\t3704\t0044\t0532\t0130\t00', 'DE89 3704 0044 0532 0130 00'],
+  ['iban', 'DE89 3704 0044\n0532 0130 00', 'DE89 3704 0044 0532 0130 00'],
+  ['phone', '+44\t20\t7946\t0958', '+44 20 7946 0958'],
+  // Folded to ASCII by NFKC: mathematical, superscript and circled digits, small forms, one dot leader.
+  ['payment-card', '𝟒𝟏𝟏𝟏 𝟏𝟏𝟏𝟏 𝟏𝟏𝟏𝟏 𝟏𝟏𝟏𝟏', '4111 1111 1111 1111'],
+  ['ssn', '𝟏𝟐𝟑-𝟒𝟓-𝟔𝟕𝟖𝟗', '123-45-6789'],
+  ['ssn', '¹²³-⁴⁵-⁶⁷⁸⁹', '123-45-6789'],
+  ['ssn', '①②③-④⑤-⑥⑦⑧⑨', '123-45-6789'],
+  ['email', 'john\ufe6bexample.com', 'john@example.com'],
+  ['email', 'john@example\ufe52com', 'john@example.com'],
+  ['email', 'john@example\u2024com', 'john@example.com'],
 ];
 
-test('hidden forms are the Unicode space separators, dashes, full-width forms, format and control characters', () => {
-  const oracle = /[[\p{Zs}\p{Cf}\p{Cc}\u2010-\u2015\u2212\uff01-\uff5e]--[ \t\n\v\f\r\u0085]]/v;
-  const readAs = (ch: string): string => {
-    if (!oracle.test(ch)) return ch;
-    if (/\p{Zs}/v.test(ch)) return ' ';
-    if (/[\u2010-\u2015\u2212]/.test(ch)) return '-';
-    // Full-width forms read as NFKC reads them.
-    return /[\uff01-\uff5e]/.test(ch) ? ch.normalize('NFKC') : '';
-  };
+/** How a BERT-style tokenizer that also folds NFKC reads one character, by Unicode properties. */
+function readAs(ch: string): string {
+  if (/[\p{Zs}\t\n\r\u2028\u2029]/v.test(ch)) return ' ';
+  if (/[\u2010-\u2015\u2212]/.test(ch)) return '-';
+  if (/[\p{Cc}\p{Cf}\p{Co}\p{Cs}\p{Noncharacter_Code_Point}\ufffd]/v.test(ch)) return '';
+  const folded = ch.normalize('NFKC');
+  return folded.length === 1 && folded < '\x80' ? folded : ch;
+}
+
+test('hidden forms are read as tokenizers read them, by Unicode properties and NFKC', () => {
   const wrong: string[] = [];
   for (let code = 0; code <= 0x10ffff; code++) {
     const ch = String.fromCodePoint(code);
-    if (hasHiddenForms(ch) !== oracle.test(ch) || readValue(ch) !== readAs(ch)) wrong.push(code.toString(16));
+    const expected = readAs(ch);
+    // Once alone and once in a two-byte string, which takes the other test.
+    const hidden = hasHiddenForms(ch) && hasHiddenForms(`\u3042${ch}`);
+    if (hidden !== (expected !== ch) || readValue(ch) !== expected) wrong.push(code.toString(16));
   }
-  assert.deepEqual(wrong, []);
+  // A count and a sample: a diff of a long list would take minutes.
+  assert.equal(wrong.length, 0, `read otherwise: ${wrong.slice(0, 16).join(' ')}…`);
+});
+
+test('surrogates are read as pairs, and alone are skipped', () => {
+  const emoji = '\u{1f600}';
+  assert.equal(hasHiddenForms(`card ${emoji} \u3042`), false);
+  assert.equal(readValue(`a\ud83d${emoji}\ude00b`), `a${emoji}b`);
+  assert.equal(readValue(`a${emoji}\u{1d7cf}${emoji}b`), `a${emoji}1${emoji}b`);
 });
 
 test('each example is found, its span covering the value as written', () => {
@@ -129,13 +169,21 @@ test('response fields are masked over the written value', () => {
 
 test('a text without hidden forms is masked exactly as before', () => {
   const text =
-    'Mail a.b@example.com,\tcard 4111 1111 1111 1111\nSSN 123-45-6789, IBAN DE89 3704 0044 0532 0130 00, ' +
+    'Mail a.b@example.com, card 4111 1111 1111 1111; SSN 123-45-6789, IBAN DE89 3704 0044 0532 0130 00, ' +
     'call +44 20 7946 0958, key AKIAIOSFODNN7EXAMPLE: “quoted” café 1’250…';
   assert.equal(hasHiddenForms(text), false);
   assert.deepEqual(masked('redact', [text]), [
-    'Mail [EMAIL],\tcard [PAYMENT_CARD]\nSSN [SSN], IBAN [IBAN], ' +
+    'Mail [EMAIL], card [PAYMENT_CARD]; SSN [SSN], IBAN [IBAN], ' +
       'call [PHONE], key [AWS_KEY]: “quoted” café 1’250…',
   ]);
+});
+
+test('a character of two code units read as one is mapped back whole', () => {
+  const text = 'x \u{1d7d2}\u{1d7cf}\r\n\u{1d7cf}\u{1d7cf} y';
+  const reading = readingOf(text);
+  assert.equal(reading.text, 'x 41 11 y');
+  assert.deepEqual(writtenSpan(reading, 2, 7), { start: 2, end: text.length - 2 });
+  assert.deepEqual(writtenSpan(reading, 3, 4), { start: 4, end: 6 });
 });
 
 test('the reading maps its offsets back to the text as written', () => {

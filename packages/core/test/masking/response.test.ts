@@ -90,6 +90,30 @@ test('missing and non-string fields are left alone, inherited keys are never fol
   assert.equal(({} as Record<string, unknown>).polluted, undefined);
 });
 
+test('a named field holding arrays or objects is masked in every string below it', () => {
+  const engine = compileMasking([responseRule('echo', ['texts', 'meta'])], options);
+  const vector = [0.1, 0.2];
+  const body = {
+    texts: [['a@example.com', 'clean'], { quoted: { text: 'b@example.com' } }, [[['c@example.com']]]],
+    meta: { echo: ['d@example.com'], n: 2, vector },
+  };
+  const { body: masked, actions } = engine.maskResponse(body);
+  assert.deepEqual(masked, {
+    texts: [['[EMAIL]', 'clean'], { quoted: { text: '[EMAIL]' } }, [[['[EMAIL]']]]],
+    meta: { echo: ['[EMAIL]'], n: 2, vector },
+  });
+  assert.equal((masked as typeof body).meta.vector, vector, 'what holds no string is shared');
+  assert.deepEqual(body.texts[0], ['a@example.com', 'clean'], 'the original body is not modified');
+  assert.deepEqual(
+    actions.map((a) => a.field),
+    ['texts[0][0]', 'texts[1].quoted.text', 'texts[2][0][0][0]', 'meta.echo[0]'],
+  );
+  const parsed = JSON.parse('{"texts": {"__proto__": "e@example.com"}}') as { texts: object };
+  const viaProto = engine.maskResponse(parsed).body as { texts: object };
+  assert.equal(Object.getOwnPropertyDescriptor(viaProto.texts, '__proto__')?.value, '[EMAIL]');
+  assert.equal(Object.getPrototypeOf(viaProto.texts), Object.prototype);
+});
+
 test('only response-scoped rules touch responses and only their fields', () => {
   const engine = compileMasking(
     [

@@ -466,6 +466,18 @@ function privateKeys(): CorpusEntry[] {
   out.push(frame('private-key', 'export:\n{}', 'private-key', pgp));
   const truncated = `-----BEGIN RSA PRIVATE KEY-----\n${pemBody(5, '\n')}`;
   out.push(frame('private-key', 'chunk 3 of 4: {}', 'private-key', truncated));
+  // Fixed bodies: drawing them would change every value generated after them.
+  const body = [
+    'MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj',
+    'MZEfYyjiWA4R4/M2bS1GB4t7NXp98C3SC6dVMvDuictGeurT8jNbvJZHtCSuYEvu',
+    'NMoSfm76oqFvAp8Gy0iz5sxjZmSnXyCdPEovGhLa0VzMaQ8s+CLOyS56YyCFGeJZ',
+  ];
+  const concatenated = ['-----BEGIN PRIVATE KEY-----', ...body, '-----END PRIVATE KEY-----']
+    .map((line) => `"${line}\\n"`)
+    .join(' +\n  ');
+  out.push(frame('private-key', 'const key =\n  "{}";', 'private-key', concatenated.slice(1, -3)));
+  const spaced = `-----BEGIN RSA PRIVATE  KEY-----\n${body.join('\n')}\n-----END RSA PRIVATE  KEY-----`;
+  out.push(frame('private-key', 'pasted:\n{}\n', 'private-key', spaced));
   return out;
 }
 
@@ -899,6 +911,40 @@ function unicodeSpellings(): CorpusEntry[] {
   return cases.map(([detector, template, value]) => frame(`unicode-${detector}`, template, detector, value));
 }
 
+/**
+ * Characters tokenizers delete (U+FFFD from a bad decoding, private-use glyphs
+ * of a PDF extraction), or read as a space (tabs, line breaks), inside a value.
+ */
+function deletedAndBrokenSpellings(): CorpusEntry[] {
+  const cases: [DetectorName, string, string][] = [
+    ['payment-card', 'card {} on file', '5500\ufffd0000\ufffd0000\ufffd0004'],
+    ['email', 'write to {}', 'anna\ufffd@example.org'],
+    ['iban', 'IBAN {}', 'DE89\ufffd3704\ufffd0044\ufffd0532\ufffd0130\ufffd00'],
+    ['phone', 'UK office {}', '+44\ufffd20\ufffd7946\ufffd0958'],
+    ['payment-card', 'extracted: {}', '4012\ue0008888\ue0008888\ue0001881'],
+    ['aws-key', 'key {}', 'AKIA\ufffdIOSFODNN7EXAMPLE'],
+    ['payment-card', 'card on file: {}', '4111 1111\n1111 1111'],
+    ['iban', 'IBAN: {}', 'DE89 3704 0044\n0532 0130 00'],
+    ['payment-card', 'Karte\t{}', '4111\t1111\t1111\t1111'],
+    ['ssn', 'SSN\n{}', '536\n90\n4127'],
+    ['phone', 'Tel.\t{}', '+44\t20\t7946\t0958'],
+    ['payment-card', 'card {} exp 12/27', '3782 822463\r\n10005'],
+  ];
+  return cases.map(([detector, template, value]) => frame(`unicode-${detector}`, template, detector, value));
+}
+
+/** Values in characters NFKC folds to ASCII: mathematical, circled, small forms. */
+function nfkcSpellings(): CorpusEntry[] {
+  const cases: [DetectorName, string, string][] = [
+    ['payment-card', 'card {}', '𝟒𝟏𝟏𝟏 𝟏𝟏𝟏𝟏 𝟏𝟏𝟏𝟏 𝟏𝟏𝟏𝟏'],
+    ['ssn', 'SSN {}', '𝟓𝟑𝟔-𝟗𝟎-𝟒𝟏𝟐𝟕'],
+    ['ssn', 'her number is {}', '①②③-④⑤-⑥⑦⑧⑨'],
+    ['email', 'contact {}', 'john\ufe6bexample.com'],
+    ['email', 'mail {} today', 'alice.smith@example\ufe52org'],
+  ];
+  return cases.map(([detector, template, value]) => frame(`unicode-${detector}`, template, detector, value));
+}
+
 /** Numbers that locale formatting groups with the same characters, and no personal data. */
 function unicodeLookalikes(): CorpusEntry[] {
   return [
@@ -912,7 +958,50 @@ function unicodeLookalikes(): CorpusEntry[] {
     'Temperature \u221212\u00a0°C at 06:30',
     '注文番号：\uff14\uff14\uff17\uff11\uff0d\uff12\uff12\uff19\uff10',
     '価格：\uff11\uff0c\uff12\uff19\uff18円（税込）、型番 \uff23\uff14',
+    'Scores:\n12\n45\n7\n31',
+    'Years:\n2019\n2020\n2021\n2022',
+    'Lot numbers:\n4471\n2290\n1183\n5521',
+    'Rooms\t101\t102\t103\t104',
+    'id\tcount\tyear\n1042\t17\t2021\n1043\t9\t2022',
+    'Totals\r\n1200\r\n3400\r\n5600',
+    'Page 12\n34 56\n78 90',
+    'Invoice 4471\n2290 1183 items',
+    'Caf\ufffd au lait, 12\ufffd50 EUR',
+    'E = mc² and x³ + y³ = z³',
+    'footnotes¹² and ³⁴',
+    'Step ① then ② then ③',
+    '𝐁𝐨𝐥𝐝 heading 𝟐𝟎𝟐𝟒',
+    'H₂O and CO₂ at 25 °C',
+    'Area 1200 m² for 3456 €',
   ].map((text) => entry('unicode-lookalike', [text]));
+}
+
+/** Addresses with letters of other scripts, or a punycode top-level label. */
+function internationalEmails(): CorpusEntry[] {
+  const cases: [string, string][] = [
+    ['Schreiben Sie an {}.', 'anna@müller.de'],
+    ['mail {} today', 'ivan@example.xn--p1ai'],
+    ['From: {}', 'jöhn.smith@example.com'],
+    ['почта: {}.', 'иван@пример.рф'],
+    ['请联系{}谢谢', 'support@example.com'],
+    ['Contacto: {}', 'josé.garcía@correo.es'],
+  ];
+  return cases.map(([template, value]) => frame('email-international', template, 'email', value));
+}
+
+/** Secrets whose fixed prefix is in another case: uncased models read them as the secret. */
+function otherCaseSecrets(): CorpusEntry[] {
+  const cases: [DetectorName, string, string][] = [
+    ['aws-key', 'aws_access_key_id = {}', 'akia2e0a8f3b244c9986'],
+    ['github-token', 'TOKEN={}', 'GHP_K7d1Qm2Zx9Lp4Rt6Vw8Yb0Nc3Fh5Jg7Sa1De'],
+    ['gcp-key', 'key={}', 'aizaSyD4nq0TB8a1x2E3r4T5y6U7i8O9p0AsDfG'],
+    [
+      'private-key',
+      'key.pem:\n{}\n',
+      '-----begin ec private key-----\nMHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5oTNX1yB6PpW9oAoGCCqGSM49\n-----end ec private key-----',
+    ],
+  ];
+  return cases.map(([detector, template, value]) => frame(`case-${detector}`, template, detector, value));
 }
 
 /** Look-alikes a careful reader would still not call personal data. */
@@ -925,6 +1014,15 @@ function hardNegatives(): CorpusEntry[] {
     'Tx hash 0x5c504ed432cb51138bcf09aa5e8a410dd4a1e204ef84bfed1be16dfba1b22060',
     'bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq is a bitcoin address',
     'Coordinates 40.7128 N, 74.0060 W',
+    '-----\nNever paste your private key here.\n-----',
+    'Paste the -----BEGIN CERTIFICATE----- block, never the private key, then -----END CERTIFICATE-----.',
+    'Table AsiaPacificSalesData, column asiaticlionsanctuary',
+    'See docs/ghp_readme and AIZA notes',
+    'Übergröße@Lager, siehe Größe 42@Müller-Laden',
+    'Москва@2024 и Питер@весна',
+    '見積もり@本社、価格@東京',
+    'café@home-office, naïve@work',
+    'E-Mail: müller at beispiel dot de',
   ].map((text) => entry('hard-negative', [text]));
 }
 
@@ -944,6 +1042,10 @@ export function buildCorpus(): CorpusEntry[] {
     ...githubTokens(),
     ...hardPositives(),
     ...unicodeSpellings(),
+    ...deletedAndBrokenSpellings(),
+    ...nfkcSpellings(),
+    ...otherCaseSecrets(),
+    ...internationalEmails(),
   ];
   const fixedLookalikes = Object.entries(lookalikes).flatMap(([tag, texts]) =>
     texts.map((t) => entry(tag, [t])),
@@ -961,8 +1063,9 @@ export function buildCorpus(): CorpusEntry[] {
   return [...positives, ...negatives];
 }
 
-// Unicode spaces, dashes, invisible characters and full-width forms, written as escapes so a reader of the file sees them.
-const unseen = /[\u00a0\u00ad\u2000-\u2015\u2028-\u202f\u205f-\u206f\u2212\u3000\ufeff\uff01-\uff5e]/g;
+// Unicode spaces, dashes, invisible and private-use characters, U+FFFD, small and full-width forms, written as escapes so a reader of the file sees them.
+const unseen =
+  /[\u0085\u00a0\u00ad\u2000-\u2015\u2024\u2028-\u202f\u205f-\u206f\u2212\u3000\ue000-\uf8ff\ufe50-\ufe6b\ufeff\uff01-\uff5e\ufffd]/g;
 const escaped = (ch: string): string => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`;
 
 export function serializeCorpus(corpus: readonly CorpusEntry[]): string {

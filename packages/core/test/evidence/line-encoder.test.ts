@@ -158,6 +158,22 @@ test('a string checked by its value alone is checked once while it repeats; a re
   assert.equal(encode(undefined), undefined);
 });
 
+test('a bound or pattern checked inline still applies only where zod applies it', () => {
+  // zod's own condition on a check, which its public parameters do not offer.
+  const skipped = <T extends { _zod: { def: object } }>(check: T): T => {
+    Object.assign(check._zod.def, { when: () => false });
+    return check;
+  };
+  for (const [schema, value] of [
+    [z.number().check(skipped(z.gte(5))), 1],
+    [z.int().check(skipped(z.lte(5))), 9],
+    [z.string().check(skipped(z.regex(/^a$/))), 'b'],
+  ] as const) {
+    assert.equal(compileJsonEncoder(schema)(value), zodJson(schema, value));
+  }
+  assert.equal(compileJsonEncoder(z.number().min(5))(1), undefined);
+});
+
 test('a string with a refinement is checked every time: the refinement may look beyond the string', () => {
   let allowed = true;
   const encode = compileJsonEncoder(z.string().refine(() => allowed));

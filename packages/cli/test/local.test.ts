@@ -46,6 +46,7 @@ test('a local store verifies, reported as not WORM, and exits 0', async () => {
   assert.equal(await runVerify([store], io), 0);
   assert.deepEqual(out, [
     'WARN - -: evidence read from a local directory is not WORM storage',
+    'WARN - -: no --trusted-keys: stream keys are checked for consistency only, not for who made them',
     '1 streams, 3 batches, 10 records verified, 0 gaps',
   ]);
 });
@@ -79,7 +80,7 @@ test('verify --json carries each finding with its code', async () => {
   assert.equal(parsed.verdict, 'VALID WITH WARNINGS');
   assert.deepEqual(
     parsed.findings.map((f: { code: string }) => f.code),
-    ['not-worm'],
+    ['not-worm', 'keys-not-pinned'],
   );
   assert.equal(parsed.totals.records, 10);
 });
@@ -374,7 +375,7 @@ test('a request recorded in two parts is shown and counted once, by either part'
   assert.deepEqual([result.totals.records, result.totals.requests, result.totals.incomplete], [7, 6, 1]);
   assert.deepEqual(
     result.findings.map((f: { code: string }) => f.code),
-    ['not-worm', 'incomplete-record'],
+    ['not-worm', 'incomplete-record', 'keys-not-pinned'],
   );
 
   for (const ref of [`${split.stream}:2`, firstPartId, `${split.stream}:4`]) {

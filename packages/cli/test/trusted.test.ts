@@ -12,14 +12,44 @@ const key = generateSigningKey();
 
 test('key ids one a line, with comments and blank lines', () => {
   const text = `# prod-eu sidecars\n${key.keyId}\n\n  ${key.keyId.replace(/^./, 'A')}  # rotated\n`;
-  assert.deepEqual(parseTrustedKeys('f', text), [key.keyId, key.keyId.replace(/^./, 'A')]);
+  assert.deepEqual(parseTrustedKeys('f', text), [
+    { keyId: key.keyId },
+    { keyId: key.keyId.replace(/^./, 'A') },
+  ]);
 });
 
 test('a JWK set or an array of JWKs and key ids, as thumbprints', () => {
   assert.deepEqual(parseTrustedKeys('f', JSON.stringify({ keys: [{ ...key.publicJwk, kid: 'x' }] })), [
-    key.keyId,
+    { keyId: key.keyId },
   ]);
-  assert.deepEqual(parseTrustedKeys('f', JSON.stringify([key.publicJwk, key.keyId])), [key.keyId, key.keyId]);
+  assert.deepEqual(parseTrustedKeys('f', JSON.stringify([key.publicJwk, key.keyId])), [
+    { keyId: key.keyId },
+    { keyId: key.keyId },
+  ]);
+});
+
+test('a key may carry the streams it signs, in either form', () => {
+  const streams = 'prod-eu/ml/8a1f0c2e/*';
+  assert.deepEqual(parseTrustedKeys('f', `${key.keyId}  ${streams} # embedder\n${key.keyId}\n`), [
+    { keyId: key.keyId, streams },
+    { keyId: key.keyId },
+  ]);
+  const json = JSON.stringify({
+    keys: [
+      { key: key.publicJwk, streams },
+      { key: key.keyId, streams },
+    ],
+  });
+  assert.deepEqual(parseTrustedKeys('f', json), [
+    { keyId: key.keyId, streams },
+    { keyId: key.keyId, streams },
+  ]);
+  assert.throws(() => parseTrustedKeys('keys.txt', `${key.keyId} a b`), /entry 1 is not a key id/);
+  // Streams inside the JWK would be lost, leaving the key trusted for every stream.
+  assert.throws(
+    () => parseTrustedKeys('keys.json', JSON.stringify([{ ...key.publicJwk, streams }])),
+    /--trusted-keys keys.json: expected/,
+  );
 });
 
 test('anything else is refused naming the file', () => {
@@ -57,6 +87,24 @@ test('verify --trusted-keys refuses a stream signed by a key not in the file', a
         `INVALID ${built.stream} ${built.prefix}manifests/00000000000000000000.json: key ${key.keyId} is not among the trusted keys`,
       ),
       other.out.join('\n'),
+    );
+    assert.ok(!trusted.out.some((line) => line.includes('--trusted-keys')), trusted.out.join('\n'));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('verify without --trusted-keys warns that no key is pinned', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'veil-cli-trusted-'));
+  try {
+    await writeLocalStore(join(dir, 'store'), buildStream({ batches: [[0, 1]] }, key).objects);
+    const unpinned = captureIo(new Date());
+    assert.equal(await runVerify([join(dir, 'store')], unpinned.io), 0);
+    assert.ok(
+      unpinned.out.includes(
+        'WARN - -: no --trusted-keys: stream keys are checked for consistency only, not for who made them',
+      ),
+      unpinned.out.join('\n'),
     );
   } finally {
     await rm(dir, { recursive: true, force: true });

@@ -40,6 +40,10 @@ import {
 } from '../../../packages/cli/test/support/evidence.ts';
 import { freePort, type S3Server, startS3 } from '../../harness/index.ts';
 
+/** What verify says first when the auditor pins no stream keys, as here. */
+const notPinned =
+  'WARN - -: no --trusted-keys: stream keys are checked for consistency only, not for who made them';
+
 const cliMain = join(import.meta.dirname, '..', '..', '..', 'packages', 'cli', 'src', 'main.ts');
 /** Long enough to outlast the test; the server's data is removed with it. */
 const retentionMs = 120_000;
@@ -109,11 +113,14 @@ test('a clean evidence set pulls with its locks, verifies, and reports the recor
   assert.equal(pulled.code, 0);
   assert.equal(
     pulled.out[0],
-    `pulled 14 object versions and 0 delete markers from s3://clean/v1/ into ${dir}: 14 downloaded, 0 already present`,
+    `pulled 14 object versions and 0 delete markers from s3://clean/v1/ into ${dir}: 14 downloaded, 0 already present, 0 repaired`,
   );
   assert.equal(objectCount(), 14);
   assert.match(pulled.err(), /^pull: 0\/14 objects, 0 B\/[\d.]+ KiB \(0%\)\n/);
-  assert.match(pulled.err(), /pull: 14\/14 objects, .* \(100%\), 14 downloaded, 0 already present\n$/);
+  assert.match(
+    pulled.err(),
+    /pull: 14\/14 objects, .* \(100%\), 14 downloaded, 0 already present, 0 repaired\n$/,
+  );
 
   const bucket = JSON.parse(await readFile(join(dir, 'bucket.json'), 'utf8'));
   assert.equal(bucket.versioning, 'Enabled');
@@ -135,13 +142,26 @@ test('a clean evidence set pulls with its locks, verifies, and reports the recor
     assert.deepEqual(JSON.parse(await readFile(join(dir, `${meta.file}.meta.json`), 'utf8')), meta);
   }
 
+  // The auditor pins each stream's key to its stream, as one who collected them from the pods would.
+  const trusted = join(work, 'trusted-keys');
+  await writeFile(trusted, streams.map((s) => `${s.key.keyId} ${s.stream}\n`).join(''));
   const verified = captureIo(uploadedAt);
-  assert.equal(await runVerify([dir], verified.io), 0);
+  assert.equal(await runVerify([dir, '--trusted-keys', trusted], verified.io), 0);
   assert.deepEqual(verified.out, ['2 streams, 5 batches, 18 records verified, 0 gaps']);
 
   const reported = captureIo(uploadedAt);
   const files = { json: join(work, 'report.json'), html: join(work, 'report.html'), csv: join(work, 'csv') };
-  const args = [dir, '--json', files.json, '--html', files.html, '--csv-dir', files.csv];
+  const args = [
+    dir,
+    '--trusted-keys',
+    trusted,
+    '--json',
+    files.json,
+    '--html',
+    files.html,
+    '--csv-dir',
+    files.csv,
+  ];
   assert.equal(await runReport(args, reported.io), 0);
   const report = JSON.parse(await readFile(files.json, 'utf8'));
   const records = allRecords();
@@ -209,14 +229,20 @@ test('evidence a sidecar writes under a key prefix (VEIL_S3_PREFIX) pulls and ve
     assert.equal(await runPull(args, captured.io), 0, captured.err());
     const verified = captureIo(uploadedAt);
     assert.equal(await runVerify([dir], verified.io), 0, `${prefix}: ${verified.out.join('\n')}`);
-    assert.deepEqual(verified.out, ['2 streams, 5 batches, 18 records verified, 0 gaps'], prefix);
+    // The prefix is outside what the manifests sign: the output says which it was, first.
+    assert.equal(
+      verified.out[0],
+      'pulled from prefix team-a/ of s3://prefixed: the prefix is not signed, only the stream names under it (cluster/namespace/pod-uid/incarnation)',
+      prefix,
+    );
+    assert.equal(verified.out.at(-1), '2 streams, 5 batches, 18 records verified, 0 gaps', prefix);
   }
 });
 
 test('a second pull downloads nothing; after an interruption only the rest is fetched', async () => {
   const dir = join(work, 'resume');
-  assert.match((await pull(dir)).out[0] ?? '', /: 14 downloaded, 0 already present$/);
-  assert.match((await pull(dir)).out[0] ?? '', /: 0 downloaded, 14 already present$/);
+  assert.match((await pull(dir)).out[0] ?? '', /: 14 downloaded, 0 already present, 0 repaired$/);
+  assert.match((await pull(dir)).out[0] ?? '', /: 0 downloaded, 14 already present, 0 repaired$/);
 
   // An interruption leaves no index and some versions unsaved; a damaged file is fetched again too.
   await rm(join(dir, 'index.ndjson'));
@@ -229,10 +255,43 @@ test('a second pull downloads nothing; after an interruption only the rest is fe
   const unfinished = captureIo(uploadedAt);
   await assert.rejects(runVerify([dir], unfinished.io), /holds an unfinished pull \(no index.ndjson\)/);
 
-  assert.match((await pull(dir)).out[0] ?? '', /: 3 downloaded, 11 already present$/);
+  assert.match((await pull(dir)).out[0] ?? '', /: 3 downloaded, 11 already present, 0 repaired$/);
   const verified = captureIo(uploadedAt);
   assert.equal(await runVerify([dir], verified.io), 0);
-  assert.deepEqual(verified.out, ['2 streams, 5 batches, 18 records verified, 0 gaps']);
+  assert.deepEqual(verified.out, [notPinned, '2 streams, 5 batches, 18 records verified, 0 gaps']);
+});
+
+test('a pulled directory edited since is repaired by pulling again, not trusted as it stands', async () => {
+  const dir = join(work, 'edited');
+  assert.equal((await pull(dir)).code, 0);
+  // What a pull takes from the version itself; its lock is read afresh each time.
+  const content = async () =>
+    (await readFile(join(dir, 'index.ndjson'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((line) => {
+        const { lockMode, retainUntil, ...rest } = JSON.parse(line);
+        return rest;
+      });
+  const original = await content();
+  const batches = join(dir, 'objects', ...streams[0]!.prefix.split('/'), 'batches');
+  const [first, second] = (await readdir(batches)).filter((f) => !f.endsWith('.meta.json')).sort();
+  assert.ok(first && second);
+  const readMeta = async (file: string) =>
+    JSON.parse(await readFile(join(batches, `${file}.meta.json`), 'utf8'));
+  const writeMeta = (file: string, meta: unknown) =>
+    writeFile(join(batches, `${file}.meta.json`), JSON.stringify(meta));
+  // The first batch's time moved back a year; the second batch's bytes and metadata made the first's.
+  const firstMeta = await readMeta(first);
+  await writeMeta(first, { ...firstMeta, lastModified: '2024-06-01T00:00:00.000Z' });
+  const secondMeta = await readMeta(second);
+  const { sha256, checksumSHA256, size } = firstMeta;
+  await writeMeta(second, { ...secondMeta, sha256, checksumSHA256, size });
+  await writeFile(join(batches, second), await readFile(join(batches, first)));
+
+  assert.match((await pull(dir)).out[0] ?? '', /: 0 downloaded, 12 already present, 2 repaired$/);
+  assert.deepEqual(await content(), original);
+  assert.match((await pull(dir)).out[0] ?? '', /: 0 downloaded, 14 already present, 0 repaired$/);
 });
 
 test('a listing of more than one page counts each version once', async () => {
@@ -264,13 +323,13 @@ test('a listing of more than one page counts each version once', async () => {
   );
   assert.match(
     captured.out[0] ?? '',
-    /^pulled 1002 object versions and 0 delete markers .*: 1002 downloaded, 0 already present$/,
+    /^pulled 1002 object versions and 0 delete markers .*: 1002 downloaded, 0 already present, 0 repaired$/,
   );
   const index = (await readFile(join(dir, 'index.ndjson'), 'utf8')).trim().split('\n');
   assert.equal(index.length, 1002);
   const verified = captureIo(uploadedAt);
   assert.equal(await runVerify([dir], verified.io), 0);
-  assert.deepEqual(verified.out, ['1 streams, 500 batches, 500 records verified, 0 gaps']);
+  assert.deepEqual(verified.out, [notPinned, '1 streams, 500 batches, 500 records verified, 0 gaps']);
 });
 
 test('each saved file is synced before the index that says the pull is finished', async () => {
@@ -330,10 +389,10 @@ test('a saved file damaged after the pull is named as such, not as tampering, an
   await rm(join(batches, first));
   await assert.rejects(runVerify([dir], damaged.io), /holds a damaged pull \(objects\/.* is missing\)/);
 
-  assert.match((await pull(dir)).out[0] ?? '', /: 1 downloaded, 13 already present$/);
+  assert.match((await pull(dir)).out[0] ?? '', /: 1 downloaded, 13 already present, 0 repaired$/);
   const verified = captureIo(uploadedAt);
   assert.equal(await runVerify([dir], verified.io), 0);
-  assert.deepEqual(verified.out, ['2 streams, 5 batches, 18 records verified, 0 gaps']);
+  assert.deepEqual(verified.out, [notPinned, '2 streams, 5 batches, 18 records verified, 0 gaps']);
 });
 
 test('a pull that fails half way on a terminal ends the bar line before the error is printed', async () => {
@@ -371,6 +430,45 @@ test('a window of object time selects whole streams', async () => {
   const empty = captureIo(uploadedAt);
   assert.equal(await runVerify([join(work, 'window-none')], empty.io), 1);
   assert.match(empty.err(), /no evidence stream found in .*window-none/);
+  // What was left out of the pull is said where the verdict is read.
+  const verified = captureIo(uploadedAt);
+  assert.equal(await runVerify([join(work, 'window-all')], verified.io), 0);
+  assert.equal(
+    verified.out[0],
+    'pulled for 2000-01-01T00:00:00.000Z.. (upload time, end excluded): streams uploading only before or only after it were not checked',
+  );
+  assert.equal(verified.out.at(-1), '2 streams, 5 batches, 18 records verified, 0 gaps');
+});
+
+test('a stream that uploaded before and after a window, but not in it, is pulled whole', async () => {
+  const built = buildStream({
+    ref: streamRef('pod-pause'),
+    batches: [
+      [0, 1],
+      [2, 3],
+    ],
+  });
+  await client.send(new CreateBucketCommand({ Bucket: 'paused', ObjectLockEnabledForBucket: true }));
+  const retainUntil = new Date(uploadedAt.getTime() + retentionMs);
+  // The genesis and first batch, then, after an outage, the second batch with records from during it.
+  await upload(client, 'paused', built.objects.slice(0, 3), { retainUntil });
+  // The store keeps upload times to the second: the second part goes up in a later second.
+  await new Promise((resolve) => setTimeout(resolve, 1100));
+  await upload(client, 'paused', built.objects.slice(3), { retainUntil });
+  const { Versions = [] } = await client.send(new ListObjectVersionsCommand({ Bucket: 'paused' }));
+  const times = Versions.map((v) => v.LastModified?.getTime() ?? Number.NaN).sort((a, b) => a - b);
+  const before = times[2] ?? Number.NaN;
+  const after = times[3] ?? Number.NaN;
+  assert.ok(after - before >= 2, `${before} ${after}`);
+  const window = ['--from', new Date(before + 1).toISOString(), '--to', new Date(after - 1).toISOString()];
+  const dir = join(work, 'paused');
+  const captured = captureIo(uploadedAt);
+  const args = [...s3Args(), '--bucket', 'paused', '--out', dir, ...window];
+  assert.equal(await runPull(args, captured.io), 0, captured.err());
+  assert.match(captured.out[0] ?? '', /^pulled 6 object versions/);
+  const verified = captureIo(uploadedAt);
+  assert.equal(await runVerify([dir], verified.io), 0);
+  assert.equal(verified.out.at(-1), '1 streams, 2 batches, 4 records verified, 0 gaps');
 });
 
 test("a second pull reads each saved version's retention again: it may have been extended", async () => {
@@ -390,7 +488,7 @@ test("a second pull reads each saved version's retention again: it may have been
       Retention: { Mode: 'COMPLIANCE', RetainUntilDate: later },
     }),
   );
-  assert.match((await pull(dir)).out[0] ?? '', /: 0 downloaded, 14 already present$/);
+  assert.match((await pull(dir)).out[0] ?? '', /: 0 downloaded, 14 already present, 0 repaired$/);
   const index = (await readFile(join(dir, 'index.ndjson'), 'utf8'))
     .trim()
     .split('\n')
@@ -413,7 +511,7 @@ test('the server refuses to delete a locked version, and the evidence stays vali
   );
   const verified = captureIo(uploadedAt);
   assert.equal(await runVerify(['s3://clean/v1/', ...s3Args()], verified.io), 0);
-  assert.deepEqual(verified.out, ['2 streams, 5 batches, 18 records verified, 0 gaps']);
+  assert.deepEqual(verified.out, [notPinned, '2 streams, 5 batches, 18 records verified, 0 gaps']);
 });
 
 test('evidence in a bucket without Object Lock is INVALID', async () => {
@@ -463,7 +561,7 @@ function veil(
 test('the veil binary verifies a bucket directly, and names refused credentials', async () => {
   const ok = await veil(['evidence', 'verify', 's3://clean', ...s3Args()], process.env);
   assert.equal(ok.code, 0, ok.stderr);
-  assert.equal(ok.stdout, '2 streams, 5 batches, 18 records verified, 0 gaps\n');
+  assert.equal(ok.stdout, `${notPinned}\n2 streams, 5 batches, 18 records verified, 0 gaps\n`);
   assert.match(ok.stderr, /pull: 14\/14 objects/);
 
   const wrong = { ...process.env, AWS_ACCESS_KEY_ID: 'not-a-user', AWS_SECRET_ACCESS_KEY: 'not-a-secret' };

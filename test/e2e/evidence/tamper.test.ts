@@ -6,7 +6,8 @@
 // versions and delete markers, while the content checks catch what was forged
 // before the evidence reached the bucket.
 import assert from 'node:assert/strict';
-import { open } from 'node:fs/promises';
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import {
@@ -44,9 +45,11 @@ const retentionMs = 120_000;
 let s3: S3Server;
 let client: S3Client;
 let buckets = 0;
+let dir: string;
 const savedEnv = { ...process.env };
 
 before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'veil-tamper-'));
   s3 = await startS3();
   client = s3.client();
   process.env.AWS_ACCESS_KEY_ID = s3.credentials.accessKeyId;
@@ -56,6 +59,7 @@ before(async () => {
 });
 
 after(async () => {
+  await rm(dir, { recursive: true, force: true });
   client?.destroy();
   await s3?.destroy();
   for (const name of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_REGION', 'AWS_PROFILE']) {
@@ -94,9 +98,15 @@ async function putVersion(bucket: string, key: string, bytes: Uint8Array, lock?:
 
 type Verified = { code: number; lines: string[]; codes: string[]; records: number };
 
-/** `veil evidence verify s3://BUCKET`, as text and as JSON; `now` is when the evidence was uploaded. */
-async function verify({ bucket, now }: Published): Promise<Verified> {
-  const args = [`s3://${bucket}/v1/`, '--endpoint', s3.endpoint, '--path-style'];
+/**
+ * `veil evidence verify s3://BUCKET`, as text and as JSON; `now` is when the
+ * evidence was uploaded. The auditor pins the stream's key to its stream, as
+ * one who collected it from the pod would.
+ */
+async function verify({ bucket, now, built }: Published): Promise<Verified> {
+  const trusted = join(dir, `${bucket}.keys`);
+  await writeFile(trusted, `${built.key.keyId} ${built.stream}\n`);
+  const args = [`s3://${bucket}/v1/`, '--endpoint', s3.endpoint, '--path-style', '--trusted-keys', trusted];
   const text = captureIo(now);
   const code = await runVerify(args, text.io);
   const json = captureIo(now);

@@ -9,9 +9,9 @@ import {
   validateOptions,
   verifyOptionsSchema,
 } from '../evidence/options.ts';
-import { pullEvidence } from '../evidence/pull.ts';
+import { pullCounts, pullEvidence } from '../evidence/pull.ts';
 import { createS3Client } from '../evidence/s3.ts';
-import { withEvidence } from '../evidence/source.ts';
+import { scopeLines, withEvidence } from '../evidence/source.ts';
 import { loadTrustedKeys } from '../evidence/trusted.ts';
 import {
   exitCodeOf,
@@ -38,8 +38,10 @@ Credentials come from the AWS SDK default chain: AWS_ACCESS_KEY_ID and
 AWS_SECRET_ACCESS_KEY, AWS_PROFILE, SSO, or the instance role.`;
 
 const verificationHelp = `  --min-retention-days N   every version must be locked at least N days after it was written
-  --trusted-keys FILE      stream keys you trust: key ids (RFC 7638 thumbprints) one a line,
-                           or JSON: {"keys": [Ed25519 JWK...]} or an array of JWKs or key ids`;
+  --trusted-keys FILE      stream keys you trust: a key id (RFC 7638 thumbprint) a line, each
+                           optionally followed by the streams it may sign (prod-eu/ml/<pod-uid>/*),
+                           or JSON: {"keys": [...]} or an array of Ed25519 JWKs, key ids or
+                           {"key": JWK or key id, "streams": "pattern"}; without it, verify warns`;
 
 export async function runPull(args: string[], io: Io): Promise<number> {
   const { values } = parseOptions('evidence pull', args, {
@@ -69,7 +71,7 @@ export async function runPull(args: string[], io: Io): Promise<number> {
       now: io.now,
     });
     io.out(
-      `pulled ${result.versions} object versions and ${result.deleteMarkers} delete markers from s3://${options.bucket}/${options.prefix} into ${options.out}: ${result.downloaded} downloaded, ${result.present} already present`,
+      `pulled ${result.versions} object versions and ${result.deleteMarkers} delete markers from s3://${options.bucket}/${options.prefix} into ${options.out}: ${pullCounts(result)}`,
     );
     return 0;
   } finally {
@@ -93,11 +95,12 @@ export async function runVerify(args: string[], io: Io): Promise<number> {
   const target = onePositional('evidence verify', positionals, 'DIR or s3://BUCKET/PREFIX');
   const trustedKeys = options['trusted-keys'] ? await loadTrustedKeys(options['trusted-keys']) : undefined;
   const s3 = { endpoint: options.endpoint, region: options.region, pathStyle: options['path-style'] };
-  const result = await withEvidence('evidence verify', target, s3, io, async (set) =>
-    verifySet(set, { now: io.now(), minRetentionDays: options['min-retention-days'], trustedKeys }),
-  );
-  if (options.json) io.out(JSON.stringify(verificationJson(result), null, 2));
-  else for (const line of verificationLines(result)) io.out(line);
+  const { result, scope } = await withEvidence('evidence verify', target, s3, io, async (set) => ({
+    result: verifySet(set, { now: io.now(), minRetentionDays: options['min-retention-days'], trustedKeys }),
+    scope: scopeLines(set),
+  }));
+  if (options.json) io.out(JSON.stringify({ scope, ...verificationJson(result) }, null, 2));
+  else for (const line of [...scope, ...verificationLines(result)]) io.out(line);
   if (result.totals.streams === 0) noEvidence('evidence verify', target, io);
   return exitCodeOf(verdictOf(result));
 }
@@ -166,7 +169,9 @@ version with its checksum, Object Lock mode and retain-until, and saves them
 with the bucket's Object Lock configuration and versioning status in DIR:
   DIR/bucket.json, DIR/index.ndjson,
   DIR/objects/<key>@<versionId> and <key>@<versionId>.meta.json beside it.
-Run it again after an interruption: versions already saved whole are skipped.
+Run it again after an interruption: versions already saved whole, and agreeing
+with S3 (time, size, checksum), are skipped; any other is fetched again, and
+counted as repaired if the saved copy had been changed.
 
 Options:
   --bucket B        the evidence bucket (required)
@@ -174,9 +179,10 @@ Options:
   --prefix P        key prefix (default v1/); for sidecars writing under their own
                     prefix (VEIL_S3_PREFIX=team-a/), give team-a/ or team-a/v1/:
                     keys are saved without it, as the evidence layout names them
-  --from T          only streams with an object written at or after T
+  --from T          only streams uploading at or after T
   --to T            ... and at or before T (RFC 3339, or YYYY-MM-DD for the whole day)
-                    A stream with any object in the window is pulled whole, so it verifies.
+                    A stream whose uploads, first to last, overlap the window is pulled
+                    whole, so it verifies; verify names the window it was pulled for.
 ${s3Help}`,
   run: (args) => runPull(args, processIo),
 };
@@ -189,6 +195,8 @@ Verifies a pulled directory, a local evidence store (the sidecar's embedded
 default, reported as not WORM), or a bucket directly (pulled into a temporary
 directory first). Prints one line per finding, "INVALID <stream> <key>: <what>"
 or "WARN ...", then "N streams, M batches, K records verified, G gaps".
+A pulled directory's store prefix (not signed) and time window, if any, head
+the output.
 Exits 1 if any finding is INVALID or no evidence stream was found (NO
 EVIDENCE: nothing verified is no pass), 0 otherwise.
 

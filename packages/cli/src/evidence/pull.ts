@@ -1,7 +1,8 @@
 // `veil evidence pull`: every version and delete marker under a prefix, with
 // its lock and checksum, into the directory layout of store.ts. Versions are
-// immutable, so a version already saved whole is never fetched again: an
-// interrupted pull resumes where it stopped.
+// immutable, so a version already saved whole, and still agreeing with what S3
+// says of it, is never fetched again: an interrupted pull resumes where it
+// stopped, and a saved copy edited since is fetched again (repaired).
 import { createHash } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -11,6 +12,7 @@ import {
   type GetObjectCommandInput,
   GetObjectLockConfigurationCommand,
   GetObjectRetentionCommand,
+  HeadObjectCommand,
   ListObjectVersionsCommand,
   type ListObjectVersionsCommandOutput,
   type S3Client,
@@ -48,8 +50,10 @@ export type PullResult = {
   versions: number;
   deleteMarkers: number;
   downloaded: number;
-  /** Versions already saved whole by an earlier run. */
+  /** Versions already saved whole by an earlier run, agreeing with S3. */
   present: number;
+  /** Saved versions that disagreed with S3 (edited since they were pulled), fetched again. */
+  repaired: number;
 };
 
 /** One entry of ListObjectVersions: a version or a delete marker. */
@@ -102,6 +106,7 @@ export async function pullEvidence(options: PullOptions): Promise<PullResult> {
     deleteMarkers: listed.length - versions.length,
     downloaded: 0,
     present: 0,
+    repaired: 0,
   };
   try {
     const metas = await mapConcurrently(listed, concurrency, (entry) =>
@@ -121,8 +126,13 @@ export async function pullEvidence(options: PullOptions): Promise<PullResult> {
     options.progress.abort();
     throw error;
   }
-  options.progress.finish(`${result.downloaded} downloaded, ${result.present} already present`);
+  options.progress.finish(pullCounts(result));
   return result;
+}
+
+/** What a pull did with each version, as the pull prints it. */
+export function pullCounts(result: PullResult): string {
+  return `${result.downloaded} downloaded, ${result.present} already present, ${result.repaired} repaired`;
 }
 
 /** Saves one listed entry, or finds it saved whole by an earlier run; counts it in `result`. */
@@ -138,19 +148,70 @@ async function pullEntry(
     await writeAtomic(join(out, metaFile(entry.key, entry.versionId)), metaJson(meta));
     return meta;
   }
-  let meta = await savedMeta(out, entry);
-  if (meta) {
-    // A retention may have been extended, or a GOVERNANCE lock made COMPLIANCE, since.
-    const request = { Bucket: options.bucket, Key: entry.objectKey, VersionId: entry.versionId };
-    meta = { ...meta, ...lockMeta(await s3(() => retention(options.client, request))) };
-    await writeAtomic(join(out, metaFile(entry.key, entry.versionId)), metaJson(meta));
-    result.present += 1;
-  } else {
-    meta = await download(s3, options.client, options.bucket, entry, out);
+  const saved = await savedMeta(out, entry);
+  let meta: ObjectMeta;
+  if (saved) meta = await resumeSaved(saved, entry, options, s3, result);
+  else {
+    meta = await download(s3, options, entry);
     result.downloaded += 1;
   }
   progress.advance(entry.size ?? 0);
   return meta;
+}
+
+/**
+ * A version saved by an earlier run. Whoever held the directory since could
+ * have edited it, bytes and metadata alike, so it is kept only if it agrees
+ * with what S3 says of that version now; otherwise it is fetched again.
+ */
+async function resumeSaved(
+  saved: ObjectMeta,
+  entry: Listed,
+  options: PullOptions,
+  s3: S3Call,
+  result: PullResult,
+): Promise<ObjectMeta> {
+  const request = { Bucket: options.bucket, Key: entry.objectKey, VersionId: entry.versionId };
+  const head = await s3(() =>
+    options.client.send(new HeadObjectCommand({ ...request, ChecksumMode: 'ENABLED' })),
+  );
+  const stored = { checksumSHA256: head.ChecksumSHA256 ?? null, checksumType: head.ChecksumType ?? null };
+  if (!agreesWithS3(saved, entry, stored)) {
+    const fresh = await download(s3, options, entry);
+    // A version whose stored bytes fail S3's own checksum is fetched each time, and is no repair.
+    if (sameContent(saved, fresh)) result.present += 1;
+    else result.repaired += 1;
+    return fresh;
+  }
+  // A retention may have been extended, or a GOVERNANCE lock made COMPLIANCE, since.
+  const meta = { ...saved, ...lockMeta(await s3(() => retention(options.client, request))) };
+  await writeAtomic(join(options.out, metaFile(entry.key, entry.versionId)), metaJson(meta));
+  result.present += 1;
+  return meta;
+}
+
+/** Whether the saved metadata, and the bytes it hashes, match the listing's time and size and S3's checksum. */
+function agreesWithS3(
+  saved: ObjectMeta,
+  entry: Listed,
+  stored: Pick<ObjectMeta, 'checksumSHA256' | 'checksumType'>,
+): boolean {
+  const fullObject = stored.checksumType === null || stored.checksumType === 'FULL_OBJECT';
+  const savedBytes = saved.sha256 === null ? null : Buffer.from(saved.sha256, 'hex').toString('base64');
+  return (
+    saved.key === entry.key &&
+    saved.versionId === entry.versionId &&
+    (entry.lastModified === undefined || saved.lastModified === entry.lastModified.toISOString()) &&
+    (entry.size === null || saved.size === entry.size) &&
+    saved.checksumSHA256 === stored.checksumSHA256 &&
+    saved.checksumType === stored.checksumType &&
+    (stored.checksumSHA256 === null || !fullObject || savedBytes === stored.checksumSHA256)
+  );
+}
+
+function sameContent(a: ObjectMeta, b: ObjectMeta): boolean {
+  const fields = ['lastModified', 'size', 'checksumSHA256', 'checksumType', 'sha256'] as const;
+  return fields.every((field) => a[field] === b[field]);
 }
 
 async function versioningStatus(client: S3Client, bucket: string): Promise<BucketInfo['versioning']> {
@@ -292,14 +353,29 @@ async function* listPages(
 }
 
 /**
- * A window selects whole streams: every object of a stream with any object
- * written inside it, so the chain of each stream selected still verifies.
- * An object outside the evidence layout is selected by its own time.
+ * A window selects whole streams, so the chain of each stream selected still
+ * verifies: every stream whose uploads, from its first to its last, overlap
+ * the window. A stream that uploaded before and after the window but not in
+ * it is still taken: its batch uploaded after the window's end may hold
+ * records from inside it. A stream first uploaded after the window's end is
+ * not. An object outside the evidence layout is selected by its own times.
  */
 function selectWindow(listed: Listed[], window: TimeWindow): Listed[] {
   if (!window.from && !window.before) return listed;
   const groupOf = (entry: Listed) => parseEvidenceKey(entry.key)?.stream ?? `key:${entry.key}`;
-  const selected = new Set(listed.filter((e) => inWindow(window, e.lastModified)).map(groupOf));
+  const spans = new Map<string, { first: Date; last: Date }>();
+  for (const entry of listed) {
+    const time = entry.lastModified;
+    if (!time) continue;
+    const span = spans.get(groupOf(entry));
+    if (!span) spans.set(groupOf(entry), { first: time, last: time });
+    else if (time < span.first) span.first = time;
+    else if (time > span.last) span.last = time;
+  }
+  const overlaps = ({ first, last }: { first: Date; last: Date }) =>
+    inWindow({ from: window.from, before: undefined }, last) &&
+    inWindow({ from: undefined, before: window.before }, first);
+  const selected = new Set([...spans].filter(([, span]) => overlaps(span)).map(([group]) => group));
   return listed.filter((entry) => selected.has(groupOf(entry)));
 }
 
@@ -341,13 +417,8 @@ function lockMeta(lock: { mode: string | undefined; retainUntil: Date | undefine
   } satisfies Pick<ObjectMeta, 'lockMode' | 'retainUntil'>;
 }
 
-async function download(
-  s3: S3Call,
-  client: S3Client,
-  bucket: string,
-  entry: Listed,
-  out: string,
-): Promise<ObjectMeta> {
+async function download(s3: S3Call, options: PullOptions, entry: Listed): Promise<ObjectMeta> {
+  const { client, bucket, out } = options;
   const request: GetObjectCommandInput = { Bucket: bucket, Key: entry.objectKey, VersionId: entry.versionId };
   const response = await s3(() => client.send(new GetObjectCommand({ ...request, ChecksumMode: 'ENABLED' })));
   const bytes = await s3(() => readKeepingMismatch(client, request, response.Body));

@@ -7,7 +7,7 @@ import { createProgress } from '../progress.ts';
 import type { Io } from './io.ts';
 import { type EvidenceSet, loadEvidence } from './load.ts';
 import { parseS3Url } from './options.ts';
-import { pullEvidence } from './pull.ts';
+import { pullEvidence, storePrefix } from './pull.ts';
 import { createS3Client, type S3Target } from './s3.ts';
 
 export async function withEvidence<T>(
@@ -38,4 +38,27 @@ export async function withEvidence<T>(
     client.destroy();
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * What a pulled set leaves out or cannot vouch for, for the head of the
+ * verifier's output: the store prefix (VEIL_S3_PREFIX) it was pulled from,
+ * which no signature covers, and the time window it was pulled for.
+ */
+export function scopeLines(set: EvidenceSet): string[] {
+  const info = set.bucket;
+  if (!info) return [];
+  const lines: string[] = [];
+  const prefix = storePrefix(info.prefix);
+  if (prefix !== '') {
+    lines.push(
+      `pulled from prefix ${prefix} of s3://${info.bucket}: the prefix is not signed, only the stream names under it (cluster/namespace/pod-uid/incarnation)`,
+    );
+  }
+  if (info.from !== null || info.before !== null) {
+    lines.push(
+      `pulled for ${info.from ?? ''}..${info.before ?? ''} (upload time, end excluded): streams uploading only before or only after it were not checked`,
+    );
+  }
+  return lines;
 }

@@ -1,24 +1,43 @@
 // Runs the core verifier over evidence read from disk, and says what it found
 // the way `veil evidence verify` prints it.
-import { formatFinding, summaryLine, type VerifyResult, verifyEvidence } from '@veil/core';
+import {
+  type Finding,
+  formatFinding,
+  summaryLine,
+  type TrustedKey,
+  type VerifyResult,
+  verifyEvidence,
+} from '@veil/core';
 import type { EvidenceSet } from './load.ts';
 
 export type VerificationOptions = {
   now: Date;
   minRetentionDays: number | undefined;
-  trustedKeys: readonly string[] | undefined;
+  trustedKeys: readonly TrustedKey[] | undefined;
 };
 
 export type Verdict = 'VALID' | 'VALID WITH WARNINGS' | 'INVALID' | 'NO EVIDENCE';
 
 export function verifySet(set: EvidenceSet, options: VerificationOptions): VerifyResult {
-  return verifyEvidence(set.objects, {
+  const result = verifyEvidence(set.objects, {
     bucketLock: set.bucketLock,
     now: options.now,
     ...(options.minRetentionDays === undefined ? {} : { minRetentionDays: options.minRetentionDays }),
     ...(options.trustedKeys === undefined ? {} : { trustedKeys: options.trustedKeys }),
   });
+  if (options.trustedKeys === undefined) result.findings.push(keysNotPinned);
+  return result;
 }
+
+// Each genesis registers its own key, so a stream verifies against whatever key
+// wrote it: without keys collected independently, nothing says who that was.
+const keysNotPinned = {
+  level: 'WARN',
+  stream: '-',
+  key: '-',
+  code: 'keys-not-pinned',
+  message: 'no --trusted-keys: stream keys are checked for consistency only, not for who made them',
+} as const satisfies Finding;
 
 /** Nothing verified is no evidence: an auditor must not read it as a pass. */
 export function verdictOf(result: Pick<VerifyResult, 'findings' | 'totals'>): Verdict {

@@ -216,8 +216,10 @@ type Trail = {
   id: string;
   /** Its `approval.requested` record, or else the earliest record naming it: who asked. */
   requester: AuditRecord;
-  /** Every record naming it, earliest first. */
+  /** Every record the row is drawn from, earliest first. */
   records: AuditRecord[];
+  /** Other streams that also opened an approval of this id. */
+  conflicting: string[];
 };
 
 /**
@@ -233,17 +235,29 @@ function trails(records: readonly AuditRecord[]): Trail[] {
     named.push(record);
     byApproval.set(key, named);
   }
-  return [...byApproval.values()]
-    .map((named) => {
-      const ordered = named.sort(byTime);
-      const first = ordered[0] as AuditRecord;
-      return {
-        id: first.approval?.id ?? '',
-        requester: ordered.find((r) => r.kind === 'approval.requested') ?? first,
-        records: ordered,
-      };
-    })
-    .sort((a, b) => byTime(a.requester, b.requester));
+  return [...byApproval.values()].flatMap(trailsOf).sort((a, b) => byTime(a.requester, b.requester));
+}
+
+/**
+ * Only the pod that opens an approval records `approval.requested`; another pod
+ * serving its deferred caller records decisions and the request, so those
+ * records join in. Two streams that each opened the same id cannot both be
+ * right, and a stream key vouches for its own records only: each opener gets a
+ * row of its own, its requester read from its own stream (never from whichever
+ * claimed the earlier time), naming the other openers.
+ */
+function trailsOf(named: AuditRecord[]): Trail[] {
+  const ordered = named.sort(byTime);
+  const first = ordered[0] as AuditRecord;
+  const id = first.approval?.id ?? '';
+  const openers = [...new Set(ordered.filter((r) => r.kind === 'approval.requested').map((r) => r.stream))];
+  // Evidence of older sidecars: no approval records, so nothing to anchor on but the earliest.
+  if (openers.length === 0) return [{ id, requester: first, records: ordered, conflicting: [] }];
+  return openers.map((stream) => {
+    const own = ordered.filter((r) => r.stream === stream || !openers.includes(r.stream));
+    const requester = own.find((r) => r.kind === 'approval.requested' && r.stream === stream) as AuditRecord;
+    return { id, requester, records: own, conflicting: openers.filter((s) => s !== stream) };
+  });
 }
 
 function clusterOf(stream: string): string {
@@ -343,6 +357,8 @@ const approvalColumns: Column<Trail>[] = [
         .join(' '),
   ],
   ['records', (t) => t.records.map((r) => `${r.stream}:${r.seq}`).join(' ')],
+  // The same approval opened in another stream too: one of the rows is false, and the report cannot say which.
+  ['conflicting_streams', (t) => t.conflicting.join(' ')],
 ];
 
 /**

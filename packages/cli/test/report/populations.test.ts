@@ -311,6 +311,31 @@ test('the requester is among the approvers under any username the cluster may gi
   );
 });
 
+test("another stream opening the same approval earlier gets a row of its own, not the approval's requester", () => {
+  const mallory = { issuer: 'https://a.example', subject: 'mallory', groups: [] };
+  // Alice approves her own request (as oidc:alice), which the report must flag.
+  const honest = trail('ml/ea-9', '12:00', [{ outcome: 'allowed', subject: 'oidc:alice' }], {
+    outcome: 'allowed',
+    status: 200,
+  });
+  // Another pod's key writes an opening of the same id, earlier, in its own stream.
+  const forged = trail('ml/ea-9', '11:59', [], { outcome: 'held', status: 202 }, 'c/ns/pod3/0').map((r) => ({
+    ...r,
+    identity: mallory,
+  }));
+  const approvals = buildPopulations([...honest, ...forged]).find((p) => p.name === 'approvals');
+  assert.ok(approvals);
+  const pick = (...names: string[]) =>
+    approvals.rows.map((row) => names.map((name) => row[approvals.columns.indexOf(name)]));
+  assert.deepEqual(
+    pick('stream', 'requester_subject', 'approvers', 'requester_among_approvers', 'conflicting_streams'),
+    [
+      ['c/ns/pod3/0', 'mallory', '', false, 'c/ns/pod/0'],
+      ['c/ns/pod/0', 'alice', 'oidc:alice at 2025-06-01T12:00:30.000Z', true, 'c/ns/pod3/0'],
+    ],
+  );
+});
+
 test('a forwarded request recorded in two parts is one member, through its full record', () => {
   const stream = 's/ns/pod/1';
   const first = record({ stream, outcome: 'incomplete', status: null, masking: [email] });

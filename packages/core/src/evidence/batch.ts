@@ -164,8 +164,12 @@ function splitLines(text: Buffer): Uint8Array[] {
   return lines;
 }
 
+const carriageReturn = 0x0d;
+
 function decodeLine(bytes: Uint8Array): DecodedLine {
   if (bytes.length === 0) return { bytes, ok: false, error: 'empty line' };
+  // Lines end in "\n" alone: a reader splitting on "\r\n" would see other leaves than the Merkle root commits to.
+  if (bytes.includes(carriageReturn)) return { bytes, ok: false, error: 'a carriage return in the line' };
   let line: string;
   try {
     line = utf8.decode(bytes);

@@ -2,6 +2,8 @@
 // version, delete markers included) to findings. Each check has its own code so
 // an auditor can tell what failed; INVALID means the evidence cannot be relied
 // on, WARN that it can but something needs an explanation.
+
+import { globMatcher } from '../policy/glob.ts';
 import { type DecodedLine, decodeBatch } from './batch.ts';
 import { sha256Base64, sha256Hex } from './hash.ts';
 import { jwkThumbprint } from './keys.ts';
@@ -18,7 +20,7 @@ import {
 import { merkleRootHex } from './merkle.ts';
 import type { AuditRecord } from './record.ts';
 import { matchCompletions } from './requests.ts';
-import { verifyManifestSignature } from './signing.ts';
+import { canonicalJson, verifyManifestSignature } from './signing.ts';
 
 export type LockMode = 'COMPLIANCE' | 'GOVERNANCE';
 
@@ -44,9 +46,12 @@ export type VerifyOptions = {
   now: Date;
   /** Every object must be locked at least this long after it was written. */
   minRetentionDays?: number;
-  /** Key ids (RFC 7638 thumbprints) a genesis manifest may register. */
-  trustedKeys?: readonly string[];
+  /** The keys a genesis manifest may register; a key listed more than once may sign any of its streams. */
+  trustedKeys?: readonly TrustedKey[];
 };
+
+/** A key (RFC 7638 thumbprint) an auditor trusts, and the stream names (a glob) it may sign; any stream without one. */
+export type TrustedKey = { keyId: string; streams?: string };
 
 export const findingCodes = [
   'bucket-lock-missing',
@@ -65,6 +70,7 @@ export const findingCodes = [
   'manifest-malformed',
   'key-mismatch',
   'stream-mismatch',
+  'pod-mismatch',
   'missing-genesis',
   'key-id-mismatch',
   'untrusted-key',
@@ -87,6 +93,7 @@ export const findingCodes = [
   'close-mismatch',
   'unclosed-stream',
   'orphan-object',
+  'keys-not-pinned',
 ] as const;
 export type FindingCode = (typeof findingCodes)[number];
 export type FindingLevel = 'INVALID' | 'WARN';
@@ -148,6 +155,11 @@ export function verifyEvidence(objects: readonly StoredObject[], options: Verify
     findings.push({ level, stream, key, code, message });
   };
   checkBucket(options.bucketLock, report);
+  if (options.bucketLock === 'local' && options.minRetentionDays !== undefined) {
+    // Files lock nothing: a retention asked for cannot be shown, and silence would read as a pass.
+    const message = `evidence read from a local directory is retained by nothing, not ${options.minRetentionDays} days`;
+    report('INVALID', noStream, noStream, 'retention-too-short', message);
+  }
   const originals = new Map<string, StoredObject>();
   for (const [key, versions] of groupBy(objects, (object) => object.key)) {
     const original = checkVersions(key, versions, options, report);
@@ -372,7 +384,9 @@ function verifyStream(layout: StreamLayout, options: VerifyOptions, report: Repo
   const state: StreamState = { layout, options, report, seen: new Map(), records: [], keys: new Map() };
   const entries = readManifests(layout, report);
   // The schema gives a genesis manifest seq 0, and any other seq 1 or more.
-  const genesis = checkGenesis(entries.get(0) as Entry<GenesisManifest> | undefined, state);
+  const genesis = entries.get(0) as Entry<GenesisManifest> | undefined;
+  if (!genesis) missingGenesis(state);
+  const trusted = genesis !== undefined && checkGenesis(genesis, state);
   // Up to the last readable manifest: past it nothing tells what should exist.
   const lastManifestSeq = [...entries.keys()].reduce((max, seq) => Math.max(max, seq), -1);
   const batches: Entry<BatchManifest>[] = [];
@@ -397,7 +411,8 @@ function verifyStream(layout: StreamLayout, options: VerifyOptions, report: Repo
     const entry = entries.get(seq) as Entry<LinkedManifest> | undefined;
     // A manifest present but unreadable was reported when it was read.
     if (!entry) continue;
-    const signed = checkLink(entry, entries.get(seq - 1), genesis, state);
+    // A genesis that failed its own checks vouches for nothing, so nothing it keys is signed.
+    const signed = checkLink(entry, entries.get(seq - 1), genesis, state) && trusted;
     if (close) {
       report('INVALID', stream, entry.key, 'after-close', `written after the closing manifest ${close.key}`);
     }
@@ -453,6 +468,12 @@ function readManifests(layout: StreamLayout, report: Report): Map<number, Entry>
       continue;
     }
     const { value } = manifest;
+    if (!isCanonical(object.bytes, value)) {
+      const message =
+        'not stored as the RFC 8785 canonical JSON of its content: other parsers may read it otherwise';
+      report('INVALID', layout.stream, key, 'manifest-malformed', message);
+      continue;
+    }
     if (value.key !== key || manifestKey(layout.prefix, value.seq) !== key) {
       report('INVALID', layout.stream, key, 'key-mismatch', `the manifest was written for ${value.key}`);
       continue;
@@ -463,6 +484,15 @@ function readManifests(layout: StreamLayout, report: Report): Map<number, Entry>
     entries.set(seq, { key, manifest: value, sha256: sha256Hex(object.bytes) });
   }
   return entries;
+}
+
+/**
+ * The sidecar stores exactly the canonical JSON it signed. Any other bytes
+ * (a duplicate key, which JSON parsers resolve differently) could say one thing
+ * to this verifier and another to an auditor's own.
+ */
+function isCanonical(bytes: Uint8Array, manifest: Manifest): boolean {
+  return Buffer.compare(bytes, Buffer.from(canonicalJson(manifest), 'utf8')) === 0;
 }
 
 type Parsed<T> = { ok: true; value: T } | { ok: false; error: string };
@@ -480,19 +510,19 @@ function parseManifest(bytes: Uint8Array): Parsed<Manifest> {
   return { ok: false, error: `not a veil.manifest/v1 manifest: ${fields.join(', ')}` };
 }
 
-function checkGenesis(
-  entry: Entry<GenesisManifest> | undefined,
-  state: StreamState,
-): Entry<GenesisManifest> | undefined {
+function missingGenesis(state: StreamState): void {
   const { stream, prefix } = state.layout;
+  const message = 'no genesis manifest: the stream key is unknown, so no signature can be checked';
+  state.report('INVALID', stream, manifestKey(prefix, 0), 'missing-genesis', message);
+}
+
+/** True when the genesis's key may be relied on: its thumbprint, trust and signature all hold. */
+function checkGenesis(entry: Entry<GenesisManifest>, state: StreamState): boolean {
+  const { stream } = state.layout;
   const { report, options } = state;
-  if (!entry) {
-    const message = 'no genesis manifest: the stream key is unknown, so no signature can be checked';
-    report('INVALID', stream, manifestKey(prefix, 0), 'missing-genesis', message);
-    return undefined;
-  }
   const { manifest, key } = entry;
-  if (jwkThumbprint(manifest.publicKey) !== manifest.keyId) {
+  const thumbprinted = jwkThumbprint(manifest.publicKey) === manifest.keyId;
+  if (!thumbprinted) {
     report(
       'INVALID',
       stream,
@@ -501,16 +531,35 @@ function checkGenesis(
       'keyId is not the thumbprint of the registered public key',
     );
   }
-  if (options.trustedKeys && !options.trustedKeys.includes(manifest.keyId)) {
-    report('INVALID', stream, key, 'untrusted-key', `key ${manifest.keyId} is not among the trusted keys`);
-  }
-  if (!verifyManifestSignature(manifest, manifest.publicKey)) {
+  const trusted = options.trustedKeys === undefined || checkTrust(options.trustedKeys, entry, state);
+  const signed = verifyManifestSignature(manifest, manifest.publicKey);
+  if (!signed) {
     report('INVALID', stream, key, 'signature-invalid', 'the genesis signature does not verify');
   }
-  return entry;
+  return thumbprinted && trusted && signed;
 }
 
-/** Signature by the stream key, and the link to the manifest before. */
+/** A key collected from one pod must not vouch for another pod's stream: each key is bound to the streams listed for it. */
+function checkTrust(
+  trusted: readonly TrustedKey[],
+  entry: Entry<GenesisManifest>,
+  state: StreamState,
+): boolean {
+  const { keyId } = entry.manifest;
+  const { stream } = state.layout;
+  const listed = trusted.filter((t) => t.keyId === keyId);
+  if (listed.length === 0) {
+    state.report('INVALID', stream, entry.key, 'untrusted-key', `key ${keyId} is not among the trusted keys`);
+    return false;
+  }
+  if (!listed.some((t) => t.streams === undefined || globMatcher(t.streams)(stream))) {
+    const message = `key ${keyId} is trusted for ${listed.map((t) => t.streams).join(', ')}, not for this stream`;
+    state.report('INVALID', stream, entry.key, 'untrusted-key', message);
+    return false;
+  }
+  return true;
+}
+
 /** Reports what is wrong with the manifest's link; true when it is signed by the stream's key. */
 function checkLink(
   entry: Entry<LinkedManifest>,
@@ -640,12 +689,17 @@ function checkRecords(
         `line ${index + 1} (seq ${record.seq}) is of another stream`,
       );
     }
+    const ownPod = isStreamPod(record, stream);
+    if (!ownPod) {
+      const message = `line ${index + 1} (seq ${record.seq}) names pod ${record.pod.namespace}/${record.pod.uid}, not the stream's`;
+      report('INVALID', stream, key, 'pod-mismatch', message);
+    }
     if (record.seq !== declared.firstSeq + index) {
       problems.push(`line ${index + 1} has seq ${record.seq}, not ${declared.firstSeq + index}`);
     }
     firstTime = firstTime === undefined ? record.time : earliest(firstTime, record.time);
     lastTime = lastTime === undefined ? record.time : latest(lastTime, record.time);
-    if (noteSeq(key, record.seq, line.bytes, state) && verified && ownStream) {
+    if (noteSeq(key, record.seq, line.bytes, state) && verified && ownStream && ownPod) {
       state.records.push(record);
       state.keys.set(record, key);
     }
@@ -662,6 +716,16 @@ function checkRecords(
       `the records differ from ${manifest.key}: ${problems.join('; ')}`,
     );
   }
+}
+
+/**
+ * A sidecar names its stream after its own pod, so a record naming another pod
+ * is one key holder writing in another pod's name: its stream key vouches for
+ * its own pod only.
+ */
+function isStreamPod(record: AuditRecord, stream: string): boolean {
+  const [, namespace, podUid] = stream.split('/');
+  return record.pod.namespace === namespace && record.pod.uid === podUid;
 }
 
 /** What keeps an approval's own record from being read as one. */

@@ -59,6 +59,17 @@ test('malformed lines are reported in place, the others still decode', () => {
   assert.equal(Buffer.from(decoded.lines[4]?.bytes ?? []).toString(), lines[1]);
 });
 
+test('a line holding a carriage return is malformed, even where JSON allows one', () => {
+  // CRLF line ends, and a carriage return as JSON whitespace inside the line.
+  const bytes = Buffer.from(`${lines[0]}\r\n${lines[1]?.replace('{', '{\r')}\n${lines[2]}\n`);
+  const decoded = decodeBatch(gzipSync(bytes));
+  assert.ok(decoded.ok);
+  assert.deepEqual(
+    decoded.lines.map((l) => (l.ok ? 'ok' : l.error)),
+    ['a carriage return in the line', 'a carriage return in the line', 'ok'],
+  );
+});
+
 test('bytes that are not gzip, or inflate past the limit, are refused', () => {
   assert.deepEqual(decodeBatch(Buffer.from(lines[0] as string)), { ok: false, error: 'not gzip' });
   const bomb = gzipSync(Buffer.alloc(1 << 20, 0x20));

@@ -14,7 +14,7 @@ import {
   type VerifyOptions,
   verifyEvidence,
 } from '../../src/evidence/verify.ts';
-import { buildStream, now, objectAt, options, record, replaceAt, stored } from './fixtures.ts';
+import { buildStream, now, objectAt, options, record, ref, replaceAt, stored } from './fixtures.ts';
 
 const clean = [
   [0, 1, 2],
@@ -217,9 +217,38 @@ test('a manifest signed by a key other than the stream key is unknown', () => {
 
 test('a genesis key outside the trusted keys is refused', () => {
   const built = buildStream({ batches: clean });
-  assert.deepEqual(codes(built.objects, { ...options, trustedKeys: [built.key.keyId] }), []);
-  assert.deepEqual(codes(built.objects, { ...options, trustedKeys: ['someone-else'] }), [
+  assert.deepEqual(codes(built.objects, { ...options, trustedKeys: [{ keyId: built.key.keyId }] }), []);
+  assert.deepEqual(codes(built.objects, { ...options, trustedKeys: [{ keyId: 'someone-else' }] }), [
     'INVALID untrusted-key',
+  ]);
+});
+
+test('a trusted key signs only the streams listed for it', () => {
+  const built = buildStream({ batches: clean });
+  const keyId = built.key.keyId;
+  const own = { keyId, streams: `prod-eu/ml/${ref.podUid}/*` };
+  const elsewhere = { keyId, streams: 'prod-eu/payments/*' };
+  assert.deepEqual(codes(built.objects, { ...options, trustedKeys: [own] }), []);
+  assert.deepEqual(codes(built.objects, { ...options, trustedKeys: [elsewhere, own] }), []);
+  // One pod's key signing a genesis under another pod's path.
+  const result = verifyEvidence(built.objects, { ...options, trustedKeys: [elsewhere] });
+  assert.deepEqual(
+    result.findings.map((f) => [f.code, f.message]),
+    [['untrusted-key', `key ${keyId} is trusted for prod-eu/payments/*, not for this stream`]],
+  );
+});
+
+test('a manifest stored in other bytes than its canonical JSON is refused, though its signature verifies', () => {
+  const built = buildStream({ batches: clean });
+  const close = built.manifests.at(-1);
+  assert.ok(close?.manifest.kind === 'close');
+  // A duplicate key: this parser takes the last value, which was signed; another may take the first.
+  const text = Buffer.from(close.bytes).toString('utf8');
+  const doubled = `{"lastSeq":0,${text.slice(1)}`;
+  assert.equal(JSON.parse(doubled).lastSeq, close.manifest.lastSeq);
+  assert.deepEqual(codes(replaceAt(built.objects, close.key, Buffer.from(doubled))), [
+    'INVALID manifest-malformed',
+    'WARN unclosed-stream',
   ]);
 });
 
@@ -237,6 +266,40 @@ test('a genesis whose key id is not its key thumbprint is caught', () => {
   const forged = storeManifest({ ...unsigned, signature: signManifest(unsigned, built.key) });
   const found = codes(replaceAt(built.objects, genesis.key, forged.bytes));
   assert.ok(found.includes('INVALID key-id-mismatch'), found.join());
+});
+
+test('records of a stream whose genesis fails its checks are reported, never counted', () => {
+  const trustedKey = generateSigningKey();
+  // A key claiming a trusted key's id: every manifest verifies against the genesis's own public key.
+  const impostor = buildStream({ batches: clean }, { ...generateSigningKey(), keyId: trustedKey.keyId });
+  const foreign = buildStream({ batches: clean });
+  const unsigned = buildStream({ batches: clean });
+  const genesis = unsigned.manifests[0];
+  assert.ok(genesis);
+  const cases = [
+    { objects: impostor.objects, trustedKeys: [{ keyId: trustedKey.keyId }], code: 'key-id-mismatch' },
+    { objects: foreign.objects, trustedKeys: [{ keyId: trustedKey.keyId }], code: 'untrusted-key' },
+    {
+      objects: replaceAt(
+        unsigned.objects,
+        genesis.key,
+        storeManifest({ ...genesis.manifest, signature: 'A'.repeat(86) }).bytes,
+      ),
+      trustedKeys: [{ keyId: unsigned.key.keyId }],
+      // Its stored bytes changed, so the next manifest's link no longer matches them either.
+      code: 'signature-invalid',
+      also: ['INVALID chain-break'],
+    },
+  ];
+  for (const { objects, trustedKeys, code, also = [] } of cases) {
+    const result = verifyEvidence(objects, { ...options, trustedKeys });
+    assert.deepEqual(
+      result.findings.map((f) => `${f.level} ${f.code}`),
+      [`INVALID ${code}`, ...also],
+    );
+    assert.deepEqual([result.records, result.totals.records, result.totals.requests], [[], 0, 0], code);
+    assert.equal(result.streams[0]?.records, 0, code);
+  }
 });
 
 test('a batch its manifest describes but the bucket lacks is missing', () => {
@@ -325,6 +388,28 @@ test('records of another stream inside a batch are caught', () => {
     editBatch: (_seq, batch) => ({ ...batch, stream: batch.stream.replace(/x$/, '') }),
   });
   assert.deepEqual(codes(built.objects), ['INVALID stream-mismatch', 'INVALID stream-mismatch']);
+});
+
+test('records naming another pod than their stream are reported and not counted', () => {
+  const other = { namespace: 'payments', name: 'api-0', uid: '0b7e1c2d-9f3a-4e5b-8c6d-1a2b3c4d5e6f' };
+  const sameUid = { namespace: 'payments', name: 'embedder-0', uid: ref.podUid };
+  const built = buildStream({
+    batches: clean,
+    // A pod's own key writing, in its own stream, records credited to someone else's pod.
+    recordFor: (stream, seq) => ({
+      ...record(stream, seq),
+      ...(seq === 3 ? { pod: other } : seq === 6 ? { pod: sameUid } : {}),
+    }),
+  });
+  const result = verifyEvidence(built.objects, options);
+  assert.deepEqual(
+    result.findings.map((f) => `${f.level} ${f.code}`),
+    ['INVALID pod-mismatch', 'INVALID pod-mismatch'],
+  );
+  assert.deepEqual(
+    result.records.map((r) => r.seq),
+    [0, 1, 2, 4, 5, 7, 8],
+  );
 });
 
 test('incomplete records are counted and warned about', () => {
@@ -567,7 +652,13 @@ test('the bucket lock configuration is checked, and local evidence is not WORM',
     'INVALID bucket-lock-missing',
   ]);
   const local = built.objects.map(({ lockMode: _l, retainUntil: _r, ...rest }) => rest);
-  assert.deepEqual(codes(local, { ...options, bucketLock: 'local' }), ['WARN not-worm']);
+  const { minRetentionDays: _days, ...unbounded } = options;
+  assert.deepEqual(codes(local, { ...unbounded, bucketLock: 'local' }), ['WARN not-worm']);
+  // Asked for a retention, a directory shows none: no pass by silence.
+  assert.deepEqual(codes(local, { ...options, bucketLock: 'local' }), [
+    'WARN not-worm',
+    'INVALID retention-too-short',
+  ]);
 });
 
 test('every version must be locked in COMPLIANCE mode for long enough', () => {

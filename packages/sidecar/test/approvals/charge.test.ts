@@ -2,12 +2,9 @@
 // request charged on its way in and then not forwarded (answered 202 to come
 // back once approved, denied, refused later on its way) gives its charge back.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { call, type SidecarFixture, startSidecarFixture } from '../fixtures/sidecar.ts';
-import { type ControllerStandIn, startControllerStandIn } from './controller.ts';
+import { call, type SidecarFixture } from '../fixtures/sidecar.ts';
+import { type ControllerStandIn, type HeldFixture, startHeldFixture } from './controller.ts';
 
 const BUDGET = 3;
 const body = { model: 'm', input: ['one', 'two', 'three'] };
@@ -15,16 +12,12 @@ const body = { model: 'm', input: ['one', 'two', 'three'] };
 const WAIT = { timeout: 20_000 };
 
 describe('the rate budget of requests that wait for approval', () => {
+  let setup: HeldFixture;
   let controller: ControllerStandIn;
   let fixture: SidecarFixture;
-  let dir: string;
 
   before(async () => {
-    controller = await startControllerStandIn();
-    dir = await mkdtemp(join(tmpdir(), 'veil-charge-'));
-    const tokenFile = join(dir, 'token');
-    await writeFile(tokenFile, `${controller.token}\n`);
-    fixture = await startSidecarFixture({
+    setup = await startHeldFixture({
       policy: {
         limits: { vectorsPerMinute: BUDGET, maxInputsPerRequest: BUDGET },
         approvals: {
@@ -38,14 +31,10 @@ describe('the rate budget of requests that wait for approval', () => {
           ],
         },
       },
-      config: { approvalsUrl: controller.url, controllerTokenFile: tokenFile },
     });
+    ({ controller, fixture } = setup);
   });
-  after(async () => {
-    await fixture?.close();
-    await controller?.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  after(() => setup?.close());
 
   const url = () => `${fixture.url}/v1/embeddings`;
 

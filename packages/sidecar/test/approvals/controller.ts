@@ -3,8 +3,11 @@
 // and refusals, approvals kept in memory and decided by the test. Uses are
 // judged by core's checkUse, as the controller judges them.
 import { EventEmitter, once } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   type ApprovalSpec,
   approvalView,
@@ -15,6 +18,7 @@ import {
   type StoredApproval,
   useApprovalSchema,
 } from '@veil/core';
+import { type SidecarFixture, type SidecarFixtureOptions, startSidecarFixture } from '../fixtures/sidecar.ts';
 
 export type OpenedBody = OpenApprovalRequest;
 
@@ -204,4 +208,31 @@ export async function startControllerStandIn(namespace = 'test'): Promise<Contro
     },
   };
   return stand;
+}
+
+export interface HeldFixture {
+  readonly controller: ControllerStandIn;
+  readonly fixture: SidecarFixture;
+  close(): Promise<void>;
+}
+
+/** A sidecar whose approvals API is a stand-in, with the service-account token file it presents. */
+export async function startHeldFixture(options: SidecarFixtureOptions): Promise<HeldFixture> {
+  const controller = await startControllerStandIn();
+  const dir = await mkdtemp(join(tmpdir(), 'veil-approvals-'));
+  const tokenFile = join(dir, 'token');
+  await writeFile(tokenFile, `${controller.token}\n`);
+  const fixture = await startSidecarFixture({
+    ...options,
+    config: { ...options.config, approvalsUrl: controller.url, controllerTokenFile: tokenFile },
+  });
+  return {
+    controller,
+    fixture,
+    async close() {
+      await fixture.close();
+      await controller.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 }

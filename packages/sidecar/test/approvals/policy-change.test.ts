@@ -2,13 +2,10 @@
 // request is forwarded only if the policy in force when the approval comes
 // still admits the caller, and masked as that policy says.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { PolicySpecInput } from '@veil/core';
-import { call, type SidecarFixture, startSidecarFixture, testPolicy } from '../fixtures/sidecar.ts';
-import { type ControllerStandIn, startControllerStandIn } from './controller.ts';
+import { call, type SidecarFixture, testPolicy } from '../fixtures/sidecar.ts';
+import { type ControllerStandIn, type HeldFixture, startHeldFixture } from './controller.ts';
 
 const approvals = {
   rules: [
@@ -26,25 +23,15 @@ const held = { 'x-veil-operation': 'reindex' };
 const WAIT = { timeout: 20_000 };
 
 describe('a policy changed while a request is held', () => {
+  let setup: HeldFixture;
   let controller: ControllerStandIn;
   let fixture: SidecarFixture;
-  let dir: string;
 
   before(async () => {
-    controller = await startControllerStandIn();
-    dir = await mkdtemp(join(tmpdir(), 'veil-approvals-'));
-    const tokenFile = join(dir, 'token');
-    await writeFile(tokenFile, `${controller.token}\n`);
-    fixture = await startSidecarFixture({
-      policy: { approvals },
-      config: { approvalsUrl: controller.url, controllerTokenFile: tokenFile },
-    });
+    setup = await startHeldFixture({ policy: { approvals } });
+    ({ controller, fixture } = setup);
   });
-  after(async () => {
-    await fixture?.close();
-    await controller?.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  after(() => setup?.close());
 
   async function apply(overrides: PolicySpecInput): Promise<string> {
     const applied = await fixture.sidecar.store.apply('test', testPolicy([fixture.issuer], overrides));

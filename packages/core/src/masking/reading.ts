@@ -264,7 +264,7 @@ export function readingOf(text: string): Reading {
 
 /** A value as read: what the hash operator hashes, so every spelling gives one token. */
 export function readValue(value: string): string {
-  return readingOf(value).text;
+  return hasHiddenForms(value) ? readingOf(value).text : value;
 }
 
 /** The written offset of the character at `offset` in the reading. */

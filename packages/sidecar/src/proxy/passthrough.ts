@@ -10,7 +10,7 @@ import {
   refuseWhenDenied,
   refuseWhenSpoolFull,
 } from './pipeline.ts';
-import { elapsedMs, newTrace, record, recordForwarding } from './record.ts';
+import { elapsedMs, newTrace, record, recordForwarding, recordRefusal } from './record.ts';
 import { Refusal, refusalReply, toRefusal, unauthenticated } from './refusal.ts';
 
 const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'HEAD'] as const;
@@ -45,9 +45,7 @@ export async function handlePassthrough(
   /** The dialect its refusals speak (`refusalDialect`). */
   dialect: Dialect,
 ): Promise<ProxyReply> {
-  const trace = newTrace();
   const policy = deps.policy();
-  trace.policy = policy;
   const allowed =
     policy?.extraRoutes.has(`${method} ${request.path}`) && (METHODS as readonly string[]).includes(method);
   if (!policy || !allowed) {
@@ -59,17 +57,10 @@ export async function handlePassthrough(
           `${method} ${request.path} is not an embedding route this proxy serves`,
         )
       : new Refusal(503, 'unavailable', 'unavailable', 'no valid policy is loaded');
-    return record(
-      deps,
-      dialect,
-      'unknown',
-      request.path,
-      trace,
-      refusalReply(dialect, refusal),
-      refusal.outcome,
-      refusal.detail,
-    );
+    return recordRefusal(deps, dialect, 'unknown', request.path, refusal);
   }
+  const trace = newTrace();
+  trace.policy = policy;
   const lease = deps.bodyBudget.lease();
   try {
     refuseWhenSpoolFull(deps.sink);

@@ -143,6 +143,28 @@ export function recordForwarding(deps: PipelineDeps, api: RecordApi, route: stri
   trace.recordingMs += performance.now() - started;
 }
 
+/** A request refused before any step of its own ran, on record under the policy loaded now. */
+export function recordRefusal(
+  deps: PipelineDeps,
+  dialect: Dialect,
+  api: RecordApi,
+  route: string,
+  refusal: Refusal,
+): Promise<ProxyReply> {
+  const trace = newTrace();
+  trace.policy = deps.policy();
+  return record(
+    deps,
+    dialect,
+    api,
+    route,
+    trace,
+    refusalReply(dialect, refusal),
+    refusal.outcome,
+    refusal.detail,
+  );
+}
+
 /** The request's full record; resolves with `reply`, or with a 503 when the request is not on record. */
 export async function record(
   deps: PipelineDeps,

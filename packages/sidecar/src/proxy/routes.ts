@@ -12,8 +12,8 @@ import {
 import type { Telemetry } from '../telemetry.ts';
 import { handlePassthrough } from './passthrough.ts';
 import { handleEmbedding, type PipelineDeps, type ProxyReply } from './pipeline.ts';
-import { newTrace, record } from './record.ts';
-import { Refusal, refusalReply, toRefusal } from './refusal.ts';
+import { recordRefusal } from './record.ts';
+import { Refusal, toRefusal } from './refusal.ts';
 
 export interface ProxyRoutesOptions {
   readonly deps: PipelineDeps;
@@ -243,27 +243,6 @@ function refuseBeforeRoute(
 ): Promise<FastifyReply> {
   return recordRefusal(deps, dialect, api, route, refusal).then((result) =>
     send(reply, result, deps.stopping),
-  );
-}
-
-function recordRefusal(
-  deps: PipelineDeps,
-  dialect: Dialect,
-  api: ApiName | 'unknown',
-  route: string,
-  refusal: Refusal,
-): Promise<ProxyReply> {
-  const trace = newTrace();
-  trace.policy = deps.policy();
-  return record(
-    deps,
-    dialect,
-    api,
-    route,
-    trace,
-    refusalReply(dialect, refusal),
-    refusal.outcome,
-    refusal.detail,
   );
 }
 

@@ -77,6 +77,7 @@ export function readBody(
       clearTimeout(total);
       stream.off('data', onData);
       stream.off('end', onEnd);
+      stream.off('close', onClose);
     };
     const giveUp = (error: Error) => {
       stop();
@@ -95,18 +96,21 @@ export function readBody(
       stop();
       resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
     };
+    // A stream destroyed without an error ends with 'close' alone. Every body
+    // read whole closes too, after 'end': stop() has removed this listener by
+    // then, so a finished read builds no error (and captures no stack) for nobody.
+    const onClose = () => {
+      stop();
+      reject(new CallerGoneError());
+    };
     stream.on('data', onData);
     stream.once('end', onEnd);
+    // Kept after the read settles: a stream other than Node's request may throw an 'error' nobody listens to.
     stream.once('error', (error) => {
       stop();
       reject(hungUp(error) ? new CallerGoneError() : error);
     });
-    // A stream destroyed without an error ends with 'close' alone; after 'end'
-    // the promise is settled and this changes nothing.
-    stream.once('close', () => {
-      stop();
-      reject(new CallerGoneError());
-    });
+    stream.once('close', onClose);
   });
 }
 

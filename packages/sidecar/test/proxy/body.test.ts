@@ -32,6 +32,18 @@ describe('readBody', () => {
     assert.equal(body.toString(), 'abcd');
   });
 
+  it('leaves no listener behind on a body read whole, so its close builds no error', async () => {
+    // Closed by hand, so what listens for 'close' after the read can be seen.
+    const stream = new PassThrough({ autoDestroy: false });
+    const closing = stream.listenerCount('close');
+    const reading = readBody(stream, undefined, 10, unbounded());
+    stream.end(Buffer.from('abc'));
+    assert.equal((await reading).toString(), 'abc');
+    assert.equal(stream.listenerCount('close'), closing);
+    stream.destroy();
+    await new Promise((resolve) => stream.once('close', resolve));
+  });
+
   it('refuses a declared Content-Length over the limit before reading a byte', async () => {
     const stream = new PassThrough();
     let read = 0;

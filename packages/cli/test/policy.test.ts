@@ -20,7 +20,7 @@ after(async () => {
 test('a missing file is one problem of the file, without its name twice', async () => {
   assert.deepEqual(await loadPolicyFile(join(root, 'nope.yaml')), {
     ok: false,
-    problems: [{ path: '(file)', message: 'no such file' }],
+    problems: [{ path: '(file)', message: 'no such file or directory (ENOENT)' }],
   });
 });
 

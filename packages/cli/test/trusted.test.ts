@@ -5,10 +5,25 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { generateSigningKey } from '@veil/core';
 import { runVerify } from '../src/commands/evidence.ts';
-import { parseTrustedKeys } from '../src/evidence/trusted.ts';
+import { loadTrustedKeys, parseTrustedKeys } from '../src/evidence/trusted.ts';
 import { buildStream, captureIo, writeLocalStore } from './support/evidence.ts';
 
 const key = generateSigningKey();
+
+test('a --trusted-keys file that cannot be read is named with the reason, in words', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'veil-trusted-'));
+  try {
+    const missing = join(dir, 'missing.txt');
+    await assert.rejects(loadTrustedKeys(missing), {
+      message: `--trusted-keys ${missing}: no such file or directory (ENOENT)`,
+    });
+    await assert.rejects(loadTrustedKeys(dir), {
+      message: `--trusted-keys ${dir}: illegal operation on a directory (EISDIR)`,
+    });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
 
 test('key ids one a line, with comments and blank lines', () => {
   const text = `# prod-eu sidecars\n${key.keyId}\n\n  ${key.keyId.replace(/^./, 'A')}  # rotated\n`;

@@ -528,12 +528,20 @@ test('evidence in a bucket without Object Lock is INVALID', async () => {
   assert.equal(verified.out.at(-1), '1 streams, 1 batches, 3 records verified, 0 gaps');
 });
 
-test('a missing bucket and an unreachable endpoint are named clearly', async () => {
+test('a missing bucket, an --out that cannot be created and an unreachable endpoint are named clearly', async () => {
   const { io } = captureIo(uploadedAt);
   await assert.rejects(
     runPull([...s3Args(), '--bucket', 'absent', '--out', join(work, 'absent')], io),
     (error: Error) =>
       error instanceof CliError && error.message === `bucket "absent" does not exist at ${s3.endpoint}`,
+  );
+  const blocker = join(work, 'a-file');
+  await writeFile(blocker, 'not a folder');
+  await assert.rejects(
+    runPull([...s3Args(), '--bucket', 'clean', '--out', join(blocker, 'out')], io),
+    (error: Error) =>
+      error instanceof CliError &&
+      error.message === `cannot create ${join(blocker, 'out')}: not a directory (ENOTDIR)`,
   );
   const closed = `http://127.0.0.1:${await freePort()}`;
   await assert.rejects(

@@ -19,6 +19,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { parseEvidenceKey } from '@veil/core';
 import { CliError } from '../command.ts';
+import { fsReason } from '../fserror.ts';
 import type { Progress } from '../progress.ts';
 import { inWindow, type TimeWindow } from './options.ts';
 import { describeS3Error } from './s3.ts';
@@ -245,9 +246,7 @@ async function prepareDirectory(out: string, info: BucketInfo): Promise<void> {
   try {
     await mkdir(out, { recursive: true });
   } catch (error) {
-    throw new CliError(
-      `cannot create ${out}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-    );
+    throw new CliError(`cannot create ${out}: ${fsReason(error)}`);
   }
   const existing = await readJson(join(out, bucketFile));
   if (existing !== undefined) {

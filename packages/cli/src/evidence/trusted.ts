@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { ed25519PublicJwkSchema, jwkThumbprint, type TrustedKey } from '@veil/core';
 import { z } from 'zod';
 import { CliError } from '../command.ts';
+import { fsReason } from '../fserror.ts';
 
 const keyIdSchema = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'is not a key id (an RFC 7638 thumbprint)');
 // Stream names hold no whitespace, and a pattern with none stays one token of a text line.
@@ -32,7 +33,7 @@ export async function loadTrustedKeys(file: string): Promise<TrustedKey[]> {
   try {
     text = await readFile(file, 'utf8');
   } catch (error) {
-    throw new CliError(`--trusted-keys ${file}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`);
+    throw new CliError(`--trusted-keys ${file}: ${fsReason(error)}`);
   }
   return parseTrustedKeys(file, text);
 }

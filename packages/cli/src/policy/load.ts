@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { type EmbeddingPolicy, embeddingPolicySchema } from '@veil/core';
 import { parseAllDocuments } from 'yaml';
+import { fsReason } from '../fserror.ts';
 
 export interface PolicyProblem {
   readonly path: string;
@@ -21,8 +22,7 @@ export async function loadPolicyFile(file: string): Promise<LoadedPolicy> {
         {
           // The caller prints the file name before each problem already.
           path: '(file)',
-          message:
-            (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message,
+          message: fsReason(error),
         },
       ],
     };

@@ -84,6 +84,14 @@ export function streamId(ref: StreamRef): string {
   return segments.join('/');
 }
 
+/** The parts of a stream name; undefined for anything `streamId` would not have built. */
+export function parseStreamId(stream: string): StreamRef | undefined {
+  const segments = stream.split('/');
+  if (segments.length !== 4 || !segments.every((segment) => segmentPattern.test(segment))) return undefined;
+  const [cluster, namespace, podUid, incarnation] = segments as [string, string, string, string];
+  return { cluster, namespace, podUid, incarnation };
+}
+
 /** `v1/<cluster>/<namespace>/<pod-uid>/<incarnation>/` */
 export function streamPrefix(ref: StreamRef): string {
   return `v1/${streamId(ref)}/`;

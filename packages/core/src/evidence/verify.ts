@@ -16,6 +16,7 @@ import {
   manifestKey,
   manifestSchema,
   parseEvidenceKey,
+  parseStreamId,
 } from './manifest.ts';
 import { merkleRootHex } from './merkle.ts';
 import type { AuditRecord } from './record.ts';
@@ -724,8 +725,8 @@ function checkRecords(
  * its own pod only.
  */
 function isStreamPod(record: AuditRecord, stream: string): boolean {
-  const [, namespace, podUid] = stream.split('/');
-  return record.pod.namespace === namespace && record.pod.uid === podUid;
+  const ref = parseStreamId(stream);
+  return ref !== undefined && record.pod.namespace === ref.namespace && record.pod.uid === ref.podUid;
 }
 
 /** What keeps an approval's own record from being read as one. */

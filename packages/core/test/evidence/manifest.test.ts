@@ -11,6 +11,7 @@ import {
   manifestKey,
   manifestSchema,
   parseEvidenceKey,
+  parseStreamId,
   streamId,
   streamPrefix,
 } from '../../src/evidence/manifest.ts';
@@ -28,6 +29,20 @@ test('object keys follow the v1 layout with 20-digit sequence numbers', () => {
   assert.throws(() => manifestKey(prefix, -1), RangeError);
   assert.throws(() => streamPrefix({ ...ref, namespace: '../x' }), RangeError);
   assert.throws(() => streamPrefix({ ...ref, incarnation: '' }), RangeError);
+});
+
+test('stream names parse back into their parts; names streamId would not build do not', () => {
+  assert.deepEqual(parseStreamId(streamId(ref)), ref);
+  const name = streamId(ref);
+  for (const stream of [
+    '',
+    name.split('/').slice(1).join('/'),
+    `${name}/extra`,
+    name.replace(ref.namespace, '..'),
+    `/${name}`,
+  ]) {
+    assert.equal(parseStreamId(stream), undefined, stream);
+  }
 });
 
 test('evidence keys parse back; keys outside the layout do not', () => {

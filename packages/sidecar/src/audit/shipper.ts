@@ -239,6 +239,9 @@ export class Shipper {
         `audit: dropped records ${firstSeq} to ${lastSeq} of ${run.stream}, found after its closing manifest: refused when written, never acknowledged`,
       );
       await this.#state.commit({ ...data, cutSeq: run.lastSpoolSeq + 1 });
+      // Nothing is left to upload before them: released now, or the spool would
+      // count them as waiting (and log them at each start) until a later batch ships.
+      if (data.outbox.length === 0) await this.#spool.release(run.lastSpoolSeq);
       return true;
     }
     if (firstSeq !== stream.nextRecordSeq) {
@@ -350,8 +353,11 @@ export class Shipper {
       { key: manifest.key, bytes: manifest.bytes, sha256: manifest.sha256, retainUntil },
       signal,
     );
-    if (item.batch) await this.#spool.release(item.batch.spoolUpto);
     const data = this.#state.data;
+    // The last item out: every record cut so far is shipped, or was dropped after
+    // its stream's close by a process that stopped before anything else shipped.
+    const shippedUpto = data.outbox.length === 1 ? data.cutSeq - 1 : item.batch?.spoolUpto;
+    if (shippedUpto !== undefined && shippedUpto >= 0) await this.#spool.release(shippedUpto);
     await this.#state.commit({ ...data, streams: this.#liveStreams(data), outbox: data.outbox.slice(1) });
     if (item.batch) await this.#state.removeBatch(item.batch.file);
     if (described) {

@@ -457,6 +457,34 @@ test('records found after their stream closed are dropped, said in the log, and 
   );
 });
 
+test('records dropped after their stream closed count as waiting no longer, even when no record follows them', async (t) => {
+  const s = await setup(t);
+  const first = await open(s, {});
+  await appendMany(first, 'shipped', 3);
+  await first.close();
+  const spool = await Spool.open({ dir: s.spoolDir });
+  await spool.append(
+    new RecordEncoder({ cluster: 'test', pod, incarnation: 'inc-1' }).encode(draft('refused'), 3),
+  );
+  await spool.close();
+
+  const idle = await open(s, {}, { identity: { cluster: 'test', pod, incarnation: 'inc-2' } });
+  await eventually('the drop and the genesis shipped', () => idle.stats().recordsWaiting === 0);
+  await idle.close();
+  const logged: string[] = [];
+  const third = await open(
+    s,
+    {},
+    { identity: { cluster: 'test', pod, incarnation: 'inc-3' }, log: (message) => logged.push(message) },
+  );
+  assert.equal(third.stats().recordsWaiting, 0);
+  assert.deepEqual(
+    logged.filter((message) => message.includes('earlier processes')),
+    [],
+  );
+  await third.close();
+});
+
 test('a close that ships every record but not its manifests in time says so, not "0 records"', async (t) => {
   const s = await setup(t);
   const logged: string[] = [];

@@ -51,6 +51,8 @@ export type SpoolStats = {
   oldestUnshippedAgeMs: number | null;
   /** Data syncs done since open: fewer than appends under concurrency. */
   syncs: number;
+  /** Commit times kept to tell records' ages: at most `maxCommitTimes`, however many records wait. */
+  commitTimes: number;
   nextSeq: number;
   /** The last seq released, -1 for none. */
   shippedSeq: number;
@@ -74,6 +76,12 @@ export const lateSyncMs = 5;
 export const defaultCapacityBytes = 1024 * 1024 * 1024;
 /** A record's commit time is known to this much: ages and batch cuts by age need no finer. */
 const commitTimeResolutionMs = 100;
+/**
+ * The most commit times kept. Requests further apart than the resolution while
+ * the store is away would otherwise add one per record, up to a million for a
+ * full spool; past this, every other time is forgotten (see `thinCommits`).
+ */
+const maxCommitTimes = 4096;
 
 export class Spool {
   readonly #dir: string;
@@ -261,6 +269,7 @@ export class Spool {
       waiting,
       oldestUnshippedAgeMs: waiting > 0 && commit ? Math.max(0, this.#now() - commit.time) : null,
       syncs: this.#syncs,
+      commitTimes: this.#commits.length,
       nextSeq: this.#nextSeq,
       shippedSeq: this.#shippedSeq,
     };
@@ -323,15 +332,13 @@ export class Spool {
     }
   }
 
-  /**
-   * One entry per commit would grow by one per record while the store is away
-   * and requests come one at a time (a million for a full spool): commits
-   * closer together than `commitTimeResolutionMs` share the first one's time.
-   */
+  /** Commits closer together than `commitTimeResolutionMs` share the first one's time. */
   #noteCommit(seq: number): void {
     const time = this.#now();
     const last = this.#commits.at(-1);
-    if (last === undefined || time - last.time >= commitTimeResolutionMs) this.#commits.push({ seq, time });
+    if (last !== undefined && time - last.time < commitTimeResolutionMs) return;
+    this.#commits.push({ seq, time });
+    if (this.#commits.length > maxCommitTimes) thinCommits(this.#commits);
   }
 
   async #rotate(): Promise<Segment> {
@@ -592,6 +599,17 @@ async function recover(options: Required<SpoolOptions>): Promise<OpenState> {
   pruneCommits(commits, shippedSeq);
   const recovery = { records: nextSeq - shippedSeq - 1, truncatedBytes };
   return { segments, commits, active, nextSeq, shippedSeq, recovery };
+}
+
+/**
+ * Forgets every other commit time, the first kept: the records of one forgotten
+ * take the time of the commit before theirs, so they read older than they are.
+ * The oldest unshipped record's age stays exact, and a batch is cut early, never late.
+ */
+function thinCommits(commits: Commit[]): void {
+  let kept = 0;
+  for (let index = 0; index < commits.length; index += 2) commits[kept++] = commits[index] as Commit;
+  commits.length = kept;
 }
 
 /** Keeps the commit holding the oldest unshipped record, and those after it. */

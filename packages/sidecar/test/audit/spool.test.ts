@@ -317,6 +317,26 @@ test('stats report bytes, waiting records and the age of the oldest unshipped on
   assert.equal(spool.stats().oldestUnshippedAgeMs, null);
 });
 
+test('commit times stay bounded when records come one at a time and none ship, and no age reads younger than it is', async (t) => {
+  let clock = 1_000_000;
+  const spool = await Spool.open({ dir: await tempDir(t), now: () => clock });
+  t.after(() => spool.close());
+  const records = 10_000;
+  const spacingMs = 150;
+  for (let seq = 0; seq < records; seq++) {
+    await spool.append(line(seq));
+    clock += spacingMs;
+  }
+  const { commitTimes, oldestUnshippedAgeMs } = spool.stats();
+  assert.ok(commitTimes <= 4096, `${commitTimes} commit times kept for ${records} records`);
+  assert.equal(oldestUnshippedAgeMs, records * spacingMs, 'the oldest age stays exact');
+  for (const seq of [1, 4097, 7777, records - 1]) {
+    const trueAge = (records - seq) * spacingMs;
+    const age = spool.committedAgeMs(seq) ?? Number.NaN;
+    assert.ok(age >= trueAge && age <= records * spacingMs, `record ${seq}: ${age} ms, truly ${trueAge}`);
+  }
+});
+
 test('ages are measured on a clock that never steps back, not on the wall clock', async (t) => {
   const wall = Date.now;
   let step = 0;

@@ -8,6 +8,10 @@
 // ASCII character (full-width "１２３－４５－６７８９", mathematical "𝟏𝟐𝟑",
 // superscript and circled digits, small "﹫") are read as that character, as
 // NFKC-normalising tokenizers read them.
+// A combining mark is part of the letter before it, but after a digit, a
+// space or punctuation it joins nothing: tokenizers that strip accents drop
+// it and the others make it a token of its own, so "4111\u0301 1111…" reaches
+// the model as a card number and is read without the mark.
 
 // The ranges are spelled out as code points and looked up in a table per code
 // unit, not matched with Unicode property classes: every text takes the
@@ -184,31 +188,79 @@ const latin1Form = new RegExp(unitClass(within(codes, 0, 0xff)));
 const wideForm = /[^\0-\xff]/;
 const astralForm = new RegExp(astralAlternatives(within(codes, 0x10000, 0x10ffff)).join('|'), 'y');
 const visible = 0;
-const hidden = 1;
-const surrogate = 2;
+/** Read as written, but a mark after it joins nothing: ASCII but letters. */
+const unjoined = 1;
+const hidden = 2;
+const surrogate = 3;
+const mark = 4;
 
-/** What each code unit is: hidden, visible, or a surrogate, whose pair decides. */
+/** What each code unit is: visible, unjoined, hidden, a mark, or a surrogate, whose pair decides. */
 function codeUnitKinds(): Uint8Array {
   const kinds = new Uint8Array(0x10000).fill(visible);
+  for (let code = 0; code < 0x80; code++) {
+    if (!/[A-Za-z]/.test(String.fromCharCode(code))) kinds[code] = unjoined;
+  }
   for (const [first, last] of within(codes, 0, 0xffff)) kinds.fill(hidden, first, last + 1);
   return kinds.fill(surrogate, 0xd800, 0xe000);
 }
 
 const kinds = codeUnitKinds();
 
-/** Code units in the hidden form at i, a surrogate or hidden code unit; 0 for a pair read as written. */
+const markClass = /[\p{Mn}\p{Me}]/u;
+const astralMark = /[\p{Mn}\p{Me}]/uy;
+/** Emoji and the other symbols from U+1F000 up to the variation selectors hold no marks: they skip the property test. */
+const mayBeAstralMark = (code: number): boolean => code < 0x1f000 || code >= 0xe0100;
+// Marks lie in hundreds of small ranges: found by their property once, at load.
+for (let code = 0x300; code <= 0xffff; code++) {
+  if (kinds[code] === visible && markClass.test(String.fromCharCode(code))) kinds[code] = mark;
+}
+
+/**
+ * Whether a mark after `before` ('' at the start) joins nothing and is left
+ * out: after ASCII other than a letter, but for U+0338, which makes `<`, `=`
+ * and `>` the ≮, ≠ and ≯ that NFC composes.
+ */
+function joinsNothing(before: string, combining: string): boolean {
+  if (before === '') return true;
+  if (before >= '\x80' || /[A-Za-z]/.test(before)) return false;
+  return !(combining === '\u0338' && /[<=>]/.test(before));
+}
+
+/**
+ * Code units of the form at i, a surrogate, hidden code unit or mark; 0 for
+ * a pair read as written. Whether a mark is left out depends on what comes
+ * before it, which the caller decides.
+ */
 function formLength(text: string, i: number): number {
-  if (kinds[text.charCodeAt(i)] === hidden) return text.startsWith('\r\n', i) ? 2 : 1;
+  const kind = kinds[text.charCodeAt(i)];
+  if (kind === hidden) return text.startsWith('\r\n', i) ? 2 : 1;
+  if (kind === mark) return 1;
   // A surrogate that is not half of a pair: tokenizers drop it.
   if ((text.codePointAt(i) ?? 0) <= 0xffff) return 1;
   astralForm.lastIndex = i;
-  return astralForm.test(text) ? 2 : 0;
+  if (astralForm.test(text)) return 2;
+  if (!mayBeAstralMark(text.codePointAt(i) ?? 0)) return 0;
+  astralMark.lastIndex = i;
+  return astralMark.test(text) ? 2 : 0;
 }
 
-/** Calls `visit` with each hidden form and its offset, in order, until it returns false. */
-function eachHiddenForm(text: string, visit: (form: string, offset: number) => boolean): void {
+const isMark = (form: string): boolean =>
+  kinds[form.charCodeAt(0)] === mark || (form.length === 2 && markClass.test(form));
+
+/**
+ * Calls `visit` with each hidden form, and each mark that may be left out,
+ * and its offset, in order, until it returns false.
+ */
+function eachForm(text: string, visit: (form: string, offset: number) => boolean): void {
+  // Marks on a letter, or on a character of another script read as written,
+  // are kept: the common case of scripts that write vowels and accents so.
+  let onLetter = false;
   for (let i = 0; i < text.length; i++) {
-    if (kinds[text.charCodeAt(i)] === visible) continue;
+    const kind = kinds[text.charCodeAt(i)] ?? visible;
+    if (kind === visible) onLetter = true;
+    else if (kind === unjoined) onLetter = false;
+    if (kind < hidden || (kind === mark && onLetter)) continue;
+    onLetter = false;
     const length = formLength(text, i);
     if (length > 0 && !visit(text.slice(i, i + length), i)) return;
     // Past the form, or past the low half of a pair read as written.
@@ -227,28 +279,53 @@ export interface Reading {
   written: string;
   at: number[];
   shift: number[];
+  /** Whether a character left out sat between two digits. */
+  joinsDigits: boolean;
 }
 
 /** One fast test, so that texts without hidden forms take no other step. */
 export function hasHiddenForms(text: string): boolean {
   if (!wideForm.test(text)) return latin1Form.test(text);
   let found = false;
-  eachHiddenForm(text, () => {
-    found = true;
-    return false;
+  // A mark after a hidden form is never the first found, so what is written before it decides.
+  eachForm(text, (form, offset) => {
+    found = !isMark(form) || joinsNothing(text.charAt(offset - 1), form);
+    return !found;
   });
   return found;
 }
 
 const asRead = (form: string): string => readForms.get(form) ?? '';
 
-export function readingOf(text: string): Reading {
+const isDigit = (ch: string): boolean => ch >= '0' && ch <= '9';
+
+/** The character at i, folded as read; '' at the end. */
+function charAsRead(text: string, i: number): string {
+  const code = text.codePointAt(i);
+  if (code === undefined) return '';
+  const ch = String.fromCodePoint(code);
+  return readForms.get(ch) ?? ch;
+}
+
+/**
+ * With `breaks`, a character left out between two digits is read as a space:
+ * "4111\u200b1111 1111 1111" is read by tokenizers as "41111111 1111 1111",
+ * which holds the card's digits but not its grouping, and by people as the
+ * card grouped in fours.
+ */
+export function readingOf(text: string, breaks = false): Reading {
   const at: number[] = [];
   const shift: number[] = [];
   let read = '';
   let from = 0;
-  eachHiddenForm(text, (form, offset) => {
-    const replacement = asRead(form);
+  let joinsDigits = false;
+  eachForm(text, (form, offset) => {
+    const before = offset > from ? text.charAt(offset - 1) : read.charAt(read.length - 1);
+    let replacement = !isMark(form) ? asRead(form) : joinsNothing(before, form) ? '' : form;
+    if (replacement === '' && isDigit(before) && isDigit(charAsRead(text, offset + form.length))) {
+      joinsDigits = true;
+      if (breaks) replacement = ' ';
+    }
     read += text.slice(from, offset) + replacement;
     from = offset + form.length;
     // Most forms are read one for one: only skipped characters, astral
@@ -259,7 +336,7 @@ export function readingOf(text: string): Reading {
     }
     return true;
   });
-  return { text: read + text.slice(from), written: text, at, shift };
+  return { text: read + text.slice(from), written: text, at, shift, joinsDigits };
 }
 
 /** A value as read: what the hash operator hashes, so every spelling gives one token. */

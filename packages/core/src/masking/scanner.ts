@@ -5,6 +5,7 @@ import { textFeatures } from './finder.ts';
 import type { MaskOperator, Replace } from './operators.ts';
 import type { Hit } from './overlaps.ts';
 import { resolveOverlaps } from './overlaps.ts';
+import type { Reading } from './reading.ts';
 import { hasHiddenForms, readingOf, readValue, writtenSpan } from './reading.ts';
 
 /** A finder bound to the rule that asked for it; earlier scanners win ties. */
@@ -31,17 +32,24 @@ function collectHits(text: string, scanners: readonly Scanner[]): Hit[] {
   return hits;
 }
 
-/**
- * Hits in the text as the model reads it, as written spans. Added to the hits
- * in the text as written, not put in their place: a character skipped in the
- * reading may join a value to its neighbour and hide it there.
- */
-function hitsInReading(text: string, scanners: readonly Scanner[]): Hit[] {
-  const reading = readingOf(text);
+function hitsIn(reading: Reading, scanners: readonly Scanner[]): Hit[] {
   return collectHits(reading.text, scanners).map((hit) => ({
     ...writtenSpan(reading, hit.start, hit.end),
     scanner: hit.scanner,
   }));
+}
+
+/**
+ * Hits in the text as the model reads it, as written spans. Added to the hits
+ * in the text as written, not put in their place: a character skipped in the
+ * reading may join a value to its neighbour and hide it there. Where one
+ * joined two digits, the reading with a space in its place is scanned too.
+ */
+function hitsInReading(text: string, scanners: readonly Scanner[]): Hit[] {
+  const reading = readingOf(text);
+  const hits = hitsIn(reading, scanners);
+  if (reading.joinsDigits) hits.push(...hitsIn(readingOf(text, true), scanners));
+  return hits;
 }
 
 /** Where scanners match in text, overlaps merged; sorted and disjoint. */

@@ -27,6 +27,21 @@ test('email takes letters of any script, and punycode top-level labels', () => {
   assert.deepEqual(found('Übergröße@Lager, Москва@2024, café@home-office, 見積もり@本社'), []);
 });
 
+test('email local parts in scripts written without spaces take the run of their letters', () => {
+  assert.deepEqual(found('联系：用户@例子.广告。メール ユーザー@例え.テスト まで, ติดต่อ ผู้ใช้@ตัวอย่าง.ไทย ครับ'), [
+    'email:用户@例子.广告',
+    'email:ユーザー@例え.テスト',
+    'email:ผู้ใช้@ตัวอย่าง.ไทย',
+  ]);
+  // Nothing tells where in running text the address starts: the run is masked whole.
+  assert.deepEqual(found('请联系用户123@163.com谢谢'), ['email:请联系用户123@163.com']);
+  assert.deepEqual(found('see .用户@例子.广告'), ['email:用户@例子.广告']);
+  // Marks of Latin letters that those scripts share stay in Latin local parts.
+  assert.deepEqual(found('jo\u0303ao@example.com'), ['email:jo\u0303ao@example.com']);
+  // Unit prices, and "@" for a place, are not addresses.
+  assert.deepEqual(found('単価＠１００円．合計：４００円、単価@120円.送料@500円、渋谷@カフェ。'), []);
+});
+
 test('IPv4: addresses yes, version strings no', () => {
   assert.deepEqual(found('hosts 10.0.0.1:8080, 192.168.1.20. and 1.2.3.4'), [
     'ipv4:10.0.0.1',
@@ -55,6 +70,14 @@ test('payment cards need a valid Luhn digit and shed trailing numbers', () => {
     'payment-card:4111111111111111',
     'payment-card:5500000000000004',
   ]);
+});
+
+test('payment cards grouped by dashes between spaces, as typeset, are found', () => {
+  assert.deepEqual(found('card 4111 - 1111 - 1111 - 1111, Amex 3782 – 822463 – 10005.'), [
+    'payment-card:4111 - 1111 - 1111 - 1111',
+    'payment-card:3782 – 822463 – 10005',
+  ]);
+  assert.deepEqual(found('4111 - 1111 - 1111 - 1112, 4111 - 1111-1111 1111, 4000 - 1500 - 250 - 99'), []);
 });
 
 test('payment cards after other numbers of their run are found', () => {

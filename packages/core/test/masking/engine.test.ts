@@ -142,6 +142,44 @@ test('hash tokens match across spellings so masked queries find masked documents
   assert.notEqual(other.maskTexts(['alice@example.com'], 'forward', 'input').texts[0], texts[3]);
 });
 
+test('hash tokens of secrets match whatever the case of the parts the key does not depend on', () => {
+  const engine = compileMasking(
+    [rule({ name: 'h', detectors: ['aws-key', 'gcp-key', 'github-token', 'private-key'], operator: 'hash' })],
+    options,
+  );
+  const gcp = `SyD4nq0TB8a1x2E3r4T5y6U7i8O9p0AsDfG`;
+  const github = 'K7d1Qm2Zx9Lp4Rt6Vw8Yb0Nc3Fh5Jg7Sa1De';
+  const body = '\nMHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5oTNX1yB6PpW9oAoGCCqGSM49\n';
+  const pairs = [
+    ['AKIAIOSFODNN7EXAMPLE', 'akiaiosfodnn7example'],
+    [`AIza${gcp}`, `aiza${gcp}`],
+    [`ghp_${github}`, `GHP_${github}`],
+    [
+      `-----BEGIN EC PRIVATE KEY-----${body}-----END EC PRIVATE KEY-----`,
+      `-----begin ec private  key-----${body}-----end ec private key-----`,
+    ],
+  ];
+  for (const pair of pairs) {
+    const [a, b] = engine.maskTexts(pair, 'forward', 'input').texts;
+    assert.match(a ?? '', /^\[[A-Z_]+:[0-9a-f]{16}\]$/);
+    assert.equal(a, b, pair[1]);
+  }
+  // Past the prefix a key is case-sensitive: another case is another key.
+  const [upper, lower] = engine.maskTexts(
+    [`AIza${gcp.toUpperCase()}`, `AIza${gcp.toLowerCase()}`],
+    'forward',
+    'input',
+  ).texts;
+  assert.notEqual(upper, lower);
+  const secret = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
+  const secrets = engine.maskTexts(
+    [`secret_key=${secret}`, `secret_key=${secret.toUpperCase()}`],
+    'forward',
+    'input',
+  ).texts;
+  assert.notEqual(secrets[0], secrets[1]);
+});
+
 test('texts without matches come back unchanged and the input is not modified', () => {
   const engine = compileMasking([rule({ name: 'all', detectors: ['email', 'phone', 'ipv4'] })], options);
   const input = ['plain prose about version 1.2.3', ''];

@@ -10,10 +10,10 @@ import type { DetectorName } from '../../src/policy/schema.ts';
 /** Near-misses for each detector, each repeated to fill a text. */
 const nearMisses: Record<DetectorName, string[]> = {
   jwt: ['eyJaa.', 'a.eyJaa', 'eyJhbGciOiJIUzI1NiJ9.', 'eyJaa.eyJaa.eyJaa '],
-  email: ['a@', 'a.a@a.', "'a@", '@a.'],
+  email: ['a@', 'a.a@a.', "'a@", '@a.', '用@', '用户@例.', '.用@例.广1'],
   phone: ['+1 (1)(1)(1) 1 ', '123-456-7890, ', '012 345 6, ', '+1-1-'],
   ssn: ['123-45-', '000-12-3456, ', 'SSN 000123456 '],
-  'payment-card': ['4111 ', '4111-', '4', '41 '],
+  'payment-card': ['4111 ', '4111-', '4', '41 ', '4111 - ', '4111\u200b', '4\u0301'],
   iban: ['GB82 ', 'GB82WEST', 'DE89 3704 '],
   ipv4: ['1.', '1.2.3.4.'],
   ipv6: ['1:', '::', '1::1:', '1:2:3:4:5:6:7:8:'],

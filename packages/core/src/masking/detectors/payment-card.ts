@@ -1,4 +1,5 @@
-// Payment card numbers: 13-19 digits, bare or in groups split by spaces or dashes,
+// Payment card numbers: 13-19 digits, bare or in groups split by spaces, dashes
+// or dashes between spaces ("4111 – 1111 – …", as typeset text writes them),
 // with an issuer prefix (2-6) and a valid Luhn check digit. A run of groups may
 // hold a card among other numbers ("4111 1111 1111 1111 2027"), so windows of
 // whole groups are tried, longest first.
@@ -12,6 +13,8 @@ const run = /(?<![\w.#/+-])\d[\d -]{11,46}\d(?!\w|[.,]\d)/g;
 // Digits that continue "DE89 …" or "GB82 WEST …" belong to an IBAN (perhaps a
 // mistyped one), not a card.
 const ibanHead = /(?<![A-Za-z0-9])[A-Z]{2}\d{2} (?:[A-Z0-9]{4} )?(?:[A-Z0-9]{4} )?$/i;
+
+const cardSeparators = new Set([' ', '-', ' - ']);
 
 /** Visa 4, Mastercard 2/5, Amex 34/37, Diners 30/36/38/39, JCB 35, Discover and UnionPay 6. */
 const issuerPrefix = /^(?:[2456]|3[0456789])/;
@@ -40,7 +43,7 @@ function windowValid(
   const count = (digitsBefore[to + 1] ?? 0) - (digitsBefore[from] ?? 0);
   if (count < 13 || count > 19) return false;
   const separators = parsed.separators.slice(from, to);
-  if (separators.some((s) => s !== ' ' && s !== '-') || new Set(separators).size > 1) return false;
+  if (separators.some((s) => !cardSeparators.has(s)) || new Set(separators).size > 1) return false;
   const groups = parsed.groups.slice(from, to + 1);
   if (!groupingValid(groups.map((g) => g.end - g.start))) return false;
   const digits = groups.map((g) => candidate.slice(g.start, g.end)).join('');

@@ -78,10 +78,13 @@ export const privateKey: Finder = {
   label: 'PRIVATE_KEY',
   mayMatch: (text) => text.includes('-----'),
   find: findPrivateKeys,
-  normalize: identity,
+  // The key hashes alike whatever the case and spacing of its BEGIN and END lines.
+  normalize: (value) =>
+    value.replace(/-----(?:BEGIN|END)\s[^-]*-----/gi, (line) => line.toUpperCase().replace(/\s+/g, ' ')),
 };
 
 const awsKeyId = /(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])/gi;
+const awsKeyIdShape = /^(?:AKIA|ASIA)[A-Z0-9]{16}$/i;
 // A secret access key is 40 characters of base64 with nothing distinctive, so it
 // is only recognised after a label naming it.
 const awsSecret =
@@ -111,7 +114,8 @@ export const awsKey: Finder = {
     [...scan(awsKeyId, text, acceptAwsKeyId), ...scan(awsSecret, text, acceptAwsSecret)].sort(
       (a, b) => a.start - b.start,
     ),
-  normalize: identity,
+  // Key ids are upper case, so one read in lower case is the same key; a secret is not.
+  normalize: (value) => (awsKeyIdShape.test(value) ? value.toUpperCase() : value),
 };
 
 // Fixed prefixes match in any case: uncased models read `aiza…` and `GHP_…` as
@@ -123,7 +127,8 @@ export const gcpKey: Finder = {
   label: 'GCP_KEY',
   mayMatch: (text) => /AIza/i.test(text),
   find: (text) => scan(gcpRegex, text, whole),
-  normalize: identity,
+  // Only the prefix: the rest of a key is case-sensitive, and another case of it another key.
+  normalize: (value) => `AIza${value.slice(4)}`,
 };
 
 const githubPrefix = /gh[pousr]_|github_pat_/i;
@@ -134,5 +139,5 @@ export const githubToken: Finder = {
   label: 'GITHUB_TOKEN',
   mayMatch: (text) => text.includes('_') && githubPrefix.test(text),
   find: (text) => scan(githubRegex, text, whole),
-  normalize: identity,
+  normalize: (value) => value.replace(githubPrefix, (prefix) => prefix.toLowerCase()),
 };

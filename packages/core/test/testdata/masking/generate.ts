@@ -1004,6 +1004,48 @@ function otherCaseSecrets(): CorpusEntry[] {
   return cases.map(([detector, template, value]) => frame(`case-${detector}`, template, detector, value));
 }
 
+/**
+ * Combining marks after a digit, a space or punctuation, which join nothing
+ * (tokenizers that strip accents drop them), and a character left out where a
+ * group break was.
+ */
+function markSpellings(): CorpusEntry[] {
+  const cases: [DetectorName, string, string][] = [
+    ['payment-card', 'card {} on file', '4111\u03011111 1111 1111'],
+    ['payment-card', 'Karte {} gültig bis 12/27', '5500\u0300 0000\u0300 0000\u0300 0004'],
+    ['payment-card', 'pay with {}', '4012\u200b8888 8888 1881'],
+    ['ssn', 'SSN {} on file', '536-90\u0301-4127'],
+    ['iban', 'IBAN {}', 'DE89 3704\u0308 0044 0532 0130 00'],
+    ['phone', 'UK office {}', '+44 20\u0301 7946 0958'],
+    ['email', 'write to {}', 'john@\u0301example.com'],
+    ['aws-key', 'key {} leaked', 'AKIAIOSFODNN7\u0301EXAMPLE'],
+    ['ipv4', 'server at {}', '192.168.\u03011.20'],
+  ];
+  return cases.map(([detector, template, value]) => frame(`mark-${detector}`, template, detector, value));
+}
+
+/** Card numbers grouped by dashes between spaces, as typeset text writes them. */
+function spacedDashCards(): CorpusEntry[] {
+  const cases: [string, string][] = [
+    ['Card number: {}', '4111 - 1111 - 1111 - 1111'],
+    ['charged to {} on Friday', '5500 \u2013 0000 \u2013 0000 \u2013 0004'],
+    ['Amex {}', '3782 - 822463 - 10005'],
+  ];
+  return cases.map(([template, value]) => frame('payment-card-spaced-dash', template, 'payment-card', value));
+}
+
+/** Addresses whose local part is in a script written without spaces. */
+function unspacedEmails(): CorpusEntry[] {
+  const cases: [string, string][] = [
+    ['联系：{}。', '用户@例子.广告'],
+    ['メール {} まで', 'ユーザー@例え.テスト'],
+    ['ติดต่อ {} ครับ', 'ผู้ใช้@ตัวอย่าง.ไทย'],
+    ['宛先：{}', '二ノ宮@黒川.日本'],
+    ['邮箱 {}', '张伟2024@163.com'],
+  ];
+  return cases.map(([template, value]) => frame('email-unspaced', template, 'email', value));
+}
+
 /** Look-alikes a careful reader would still not call personal data. */
 function hardNegatives(): CorpusEntry[] {
   return [
@@ -1023,6 +1065,17 @@ function hardNegatives(): CorpusEntry[] {
     '見積もり@本社、価格@東京',
     'café@home-office, naïve@work',
     'E-Mail: müller at beispiel dot de',
+    '単価＠１００円．合計：４００円',
+    '単価@120円.送料@500円.',
+    '渋谷@カフェ。最高',
+    'Meet me @ the cafe.Then we go',
+    'Rooms 1\ufe0f\u20e3 2\ufe0f\u20e3 3\ufe0f\u20e3 4\ufe0f\u20e3',
+    'Lot 4471\u0301 2290\u0301 1183\u0301 5521',
+    'Tie\u0302\u0301ng Vie\u0323\u0302t 2024, pho\u031b\u0309 12 50',
+    'Budget 4000 - 1500 - 250 - 99 = 2151',
+    'Card 4111 - 1111 - 1111 - 1112 fails Luhn',
+    'Net 500 - 25 - 1200 = -725',
+    'Score 3 - 2 - 1 after extra time',
   ].map((text) => entry('hard-negative', [text]));
 }
 
@@ -1046,6 +1099,9 @@ export function buildCorpus(): CorpusEntry[] {
     ...nfkcSpellings(),
     ...otherCaseSecrets(),
     ...internationalEmails(),
+    ...markSpellings(),
+    ...spacedDashCards(),
+    ...unspacedEmails(),
   ];
   const fixedLookalikes = Object.entries(lookalikes).flatMap(([tag, texts]) =>
     texts.map((t) => entry(tag, [t])),
@@ -1063,9 +1119,9 @@ export function buildCorpus(): CorpusEntry[] {
   return [...positives, ...negatives];
 }
 
-// Unicode spaces, dashes, invisible and private-use characters, U+FFFD, small and full-width forms, written as escapes so a reader of the file sees them.
+// Unicode spaces, dashes, invisible and private-use characters, U+FFFD, small and full-width forms, combining marks of symbols and Latin, written as escapes so a reader of the file sees them.
 const unseen =
-  /[\u0085\u00a0\u00ad\u2000-\u2015\u2024\u2028-\u202f\u205f-\u206f\u2212\u3000\ue000-\uf8ff\ufe50-\ufe6b\ufeff\uff01-\uff5e\ufffd]/g;
+  /[\u0085\u00a0\u00ad\u0300-\u036f\u2000-\u2015\u2024\u2028-\u202f\u205f-\u206f\u20d0-\u20ff\u2212\u3000\ue000-\uf8ff\ufe00-\ufe0f\ufe50-\ufe6b\ufeff\uff01-\uff5e\ufffd]/g;
 const escaped = (ch: string): string => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`;
 
 export function serializeCorpus(corpus: readonly CorpusEntry[]): string {

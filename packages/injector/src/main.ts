@@ -275,6 +275,9 @@ export async function startInjector(
       host: config.host,
       port: config.webhookPort,
       namespaceLabels: async (name) => (await core.readNamespace({ name })).metadata?.labels ?? {},
+      // From the API server, not the controller's informer: a pod the informer has
+      // not seen yet would pass for one Veil did not inject.
+      readPod: (namespace, name) => core.readNamespacedPod({ namespace, name }),
       bootstrapPolicy: (namespace, name) => controller.bootstrapPolicy(namespace, name),
       watchedNamespaces: config.namespaces,
       approvals: approvalStampSettings(config),

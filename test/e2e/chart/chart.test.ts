@@ -12,6 +12,7 @@ import {
   injectionSettingsSchema,
   isExcludedNamespace,
   parseInjectorConfig,
+  sidecarNames,
   veilAnnotations,
   veilLabels,
 } from '@veil/injector';
@@ -428,6 +429,20 @@ describe('server-side dry-run against kube-apiserver', () => {
       'namespaces',
       'tokenreviews',
     ]);
+    // The webhooks that read pods call in only where the injector may read them.
+    const webhooks = one(objects, 'MutatingWebhookConfiguration', 'veil').webhooks;
+    for (const name of ['exec.pods.veil.dev', 'binding.pods.veil.dev']) {
+      const webhook = webhooks.find((w: { name: string }) => w.name === name);
+      assert.deepEqual(webhook.namespaceSelector.matchExpressions.at(-1), {
+        key: 'kubernetes.io/metadata.name',
+        operator: 'In',
+        values: workloads,
+      });
+    }
+    for (const role of roles) {
+      const pods = role.rules.find((r: { resources: string[] }) => r.resources.includes('pods'));
+      assert.deepEqual(pods.verbs, ['get', 'list', 'watch']);
+    }
     const env = envOf(one(objects, 'Deployment'));
     assert.equal(env.VEIL_WATCH_NAMESPACES, workloads.join(','));
     // The proxy port admits only the listed peers; the admin port the injector and the metrics scrapers.
@@ -603,6 +618,8 @@ describe('the chart matches the code', () => {
       'inject.pods.veil.dev',
       'namespace.pods.veil.dev',
       'guard.pods.veil.dev',
+      'exec.pods.veil.dev',
+      'binding.pods.veil.dev',
     ]);
     for (const webhook of config.webhooks) {
       assert.equal(webhook.failurePolicy, 'Fail');
@@ -631,7 +648,25 @@ describe('the chart matches the code', () => {
     // Creations of labelled pods too (the other entries see opted-in pods only), and
     // status writes, which store the labels and annotations they carry.
     assert.deepEqual(byName['guard.pods.veil.dev'].rules[0].operations, ['CREATE', 'UPDATE']);
-    assert.deepEqual(byName['guard.pods.veil.dev'].rules[0].resources, ['pods', 'pods/status']);
+    // Debug containers are an update of their own subresource.
+    assert.deepEqual(byName['guard.pods.veil.dev'].rules[0].resources, [
+      'pods',
+      'pods/status',
+      'pods/ephemeralcontainers',
+    ]);
+    // exec and attach: the options carry no pod labels, so no objectSelector; a
+    // condition lets through only what may reach the sidecar.
+    const exec = byName['exec.pods.veil.dev'];
+    assert.deepEqual(exec.rules[0].operations, ['CONNECT']);
+    assert.deepEqual(exec.rules[0].resources, ['pods/exec', 'pods/attach']);
+    assert.equal(exec.objectSelector, undefined);
+    assert.ok(exec.matchConditions[0].expression.includes(`'${sidecarNames.container}'`));
+    // Bindings at both of the paths that take them, and only those carrying Veil's keys.
+    const binding = byName['binding.pods.veil.dev'];
+    assert.deepEqual(binding.rules[0].operations, ['CREATE']);
+    assert.deepEqual(binding.rules[0].resources, ['pods/binding', 'bindings']);
+    assert.equal(binding.objectSelector, undefined);
+    assert.ok(binding.matchConditions[0].expression.includes("'veil.dev/'"));
 
     // Approval decisions: every update of an approval and of its status is stamped.
     const approvals = one(rendered.objects, 'MutatingWebhookConfiguration', 'veil-approvals').webhooks[0];

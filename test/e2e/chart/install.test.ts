@@ -135,6 +135,19 @@ async function createPod(pod: PodSpec): Promise<Manifest> {
   return JSON.parse((await kubectl('create', '-f', file, '-o', 'json')).stdout) as Manifest;
 }
 
+/** Binds the pod in ns.ml to node-1 through the bindings resource, as kubectl creates one. */
+async function createBinding(pod: string, annotations: Record<string, string>): Promise<void> {
+  const file = join(cp.dir, `binding-${pod}.json`);
+  const binding = {
+    apiVersion: 'v1',
+    kind: 'Binding',
+    metadata: { name: pod, namespace: ns.ml, annotations },
+    target: { apiVersion: 'v1', kind: 'Node', name: 'node-1' },
+  };
+  await writeFile(file, JSON.stringify(binding));
+  await kubectl('create', '-f', file);
+}
+
 function injected(pod: Manifest): boolean {
   const sidecar = (pod.spec.initContainers ?? []).some((c: { name: string }) => c.name === 'veil-proxy');
   return sidecar && pod.metadata.labels?.[veilLabels.injected] === 'true';
@@ -338,6 +351,7 @@ test('the chart RBAC grants the injector nothing beyond what it uses', async () 
   const as = `system:serviceaccount:${release}:veil-install-injector`;
   const expected: [string, string, string, boolean][] = [
     ['get', 'namespaces', ns.ml, true],
+    ['get', 'pods', ns.ml, true],
     ['watch', 'pods', ns.ml, true],
     ['patch', 'embeddingpolicies.veil.dev/default', ns.ml, false],
     ['patch', 'embeddingpolicies.veil.dev/status', ns.ml, true],
@@ -466,6 +480,26 @@ test('the webhook configuration sends exactly the opted-in pods to the injector'
     createPod({ name: 'labelled', namespace: ns.ml, labels: { [veilLabels.injected]: 'true' } }),
     /labelled veil\.dev\/injected=true but has no Veil sidecar/,
   );
+  // The sidecar is out of reach of exec and of debug containers, and Veil's marks
+  // of bindings; the model is not. No kubelet here: what admission lets through
+  // fails next for want of a node.
+  await assert.rejects(
+    kubectl('exec', 'annotated', '-n', ns.ml, '-c', 'veil-proxy', '--', 'node'),
+    /exec\.pods\.veil\.dev.*pods\/exec into container veil-proxy is refused/,
+  );
+  await assert.rejects(
+    kubectl('exec', 'annotated', '-n', ns.ml, '-c', 'model', '--', 'sh'),
+    /does not have a host assigned/,
+  );
+  await assert.rejects(
+    kubectl('debug', 'annotated', '-n', ns.ml, '--image=busybox', '--target=veil-proxy'),
+    /targets veil-proxy, the Veil sidecar/,
+  );
+  await kubectl('debug', 'annotated', '-n', ns.ml, '--image=busybox', '--target=model');
+  await assert.rejects(
+    createBinding('annotated', { [veilAnnotations.bootstrapPolicy]: '{"name":"lenient","spec":{}}' }),
+    /binding\.pods\.veil\.dev.*veil\.dev\/bootstrap-policy is set by the Veil injector/,
+  );
 
   // Approval decisions go through the chart's approvals webhook and are stamped
   // with the API server's record of who sent them.
@@ -500,6 +534,17 @@ test('the webhook configuration sends exactly the opted-in pods to the injector'
     }
   });
   assert.equal(injected(await createPod({ name: 'plain-after', namespace: ns.ml })), false);
+  // Neither an exec into the model nor the scheduler's bindings wait on the injector.
+  await assert.rejects(
+    kubectl('exec', 'annotated', '-n', ns.ml, '-c', 'model', '--', 'sh'),
+    /does not have a host assigned/,
+  );
+  await assert.rejects(
+    kubectl('exec', 'annotated', '-n', ns.ml, '-c', 'veil-proxy', '--', 'node'),
+    /failed calling webhook "exec\.pods\.veil\.dev"/,
+  );
+  await createBinding('annotated', { 'scheduler.example.com/score': '7' });
+  assert.equal((await json('get', 'pod', 'annotated', '-n', ns.ml)).spec.nodeName, 'node-1');
   // The status of injected pods is still written (the kubelet's routine), as it
   // leaves their metadata alone.
   const ready = { status: { conditions: [{ type: 'Ready', status: 'True' }] } };

@@ -3,7 +3,7 @@
 // public key, and the pull endpoint with TokenReview.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { AuthenticationV1Api, CoreV1Api } from '@kubernetes/client-node';
+import { AuthenticationV1Api, CoreV1Api, type V1EphemeralContainer } from '@kubernetes/client-node';
 import { policyHash, policySpecSchema } from '@veil/core';
 import { pullAudience, type RunningInjector } from '@veil/injector';
 import { Agent, request } from 'undici';
@@ -119,6 +119,151 @@ test('a pod in a namespace labelled for injection is injected; one opting out is
   });
   assert.equal(out.metadata?.labels?.['veil.dev/injected'], undefined);
   assert.equal(out.spec?.initContainers, undefined);
+});
+
+/** Whether client-node's error carries the API server's refusal matching `pattern`. */
+function refusedWith(pattern: RegExp) {
+  return (error: unknown) => {
+    const status = JSON.parse(String((error as { body?: unknown }).body)) as { message?: string };
+    return pattern.test(status.message ?? '');
+  };
+}
+
+/**
+ * A CONNECT as kubectl would open it, as the admin. Admission runs before the
+ * API server looks for the pod's node; with no kubelet here, a request it
+ * admits then fails for want of one.
+ */
+async function connect(
+  namespace: string,
+  pod: string,
+  subresource: 'exec' | 'attach',
+  container?: string,
+): Promise<{ status: number; message: string }> {
+  const options: { ca?: Buffer; cert?: Buffer; key?: Buffer } = {};
+  await cp.kubeConfig().applyToHTTPSOptions(options);
+  const dispatcher = new Agent({ connect: { ca: options.ca, cert: options.cert, key: options.key } });
+  const query = new URLSearchParams({ stdout: 'true', stderr: 'true' });
+  if (subresource === 'exec') query.append('command', 'node');
+  if (container !== undefined) query.set('container', container);
+  try {
+    const response = await request(
+      `${cp.server}/api/v1/namespaces/${namespace}/pods/${pod}/${subresource}?${query}`,
+      { method: 'POST', dispatcher },
+    );
+    const body = (await response.body.json()) as { message?: string };
+    return { status: response.statusCode, message: body.message ?? '' };
+  } finally {
+    await dispatcher.close();
+  }
+}
+
+test("an injected pod's sidecar is out of reach of exec, attach, debug containers and bindings; its model is not", async () => {
+  const namespace = await freshNamespace(cp, 'reach');
+  await waitForWebhook(cp, namespace);
+  const core = cp.kubeConfig().makeApiClient(CoreV1Api);
+  const name = 'embedder';
+  const pod = await core.createNamespacedPod({
+    namespace,
+    body: modelPod(name, { 'veil.dev/inject': 'true' }),
+  });
+  assert.equal(pod.metadata?.labels?.['veil.dev/injected'], 'true');
+
+  for (const subresource of ['exec', 'attach'] as const) {
+    const refused = await connect(namespace, name, subresource, 'veil-proxy');
+    assert.equal(refused.status, 403, refused.message);
+    assert.match(refused.message, /"exec\.pods\.veil\.dev" denied the request/);
+    assert.match(refused.message, new RegExp(`pods/${subresource} into container veil-proxy is refused`));
+  }
+  // The model, named or as the pod's only container, is admitted (and fails only
+  // for want of a node).
+  for (const container of ['model', undefined]) {
+    const admitted = await connect(namespace, name, 'exec', container);
+    assert.equal(admitted.status, 400, admitted.message);
+    assert.match(admitted.message, /does not have a host assigned/);
+  }
+
+  const debug = (container: V1EphemeralContainer) =>
+    core.replaceNamespacedPodEphemeralcontainers({
+      namespace,
+      name,
+      body: { ...pod, spec: { containers: [], ...pod.spec, ephemeralContainers: [container] } },
+    });
+  await assert.rejects(
+    debug({ name: 'debugger', image: 'busybox', targetContainerName: 'veil-proxy' }),
+    refusedWith(/ephemeral container debugger targets veil-proxy/),
+  );
+  await assert.rejects(
+    debug({
+      name: 'debugger',
+      image: 'busybox',
+      volumeMounts: [{ name: 'veil-signing-key', mountPath: '/k' }],
+    }),
+    refusedWith(/ephemeral container debugger mounts veil-signing-key/),
+  );
+  const debugged = await debug({ name: 'debugger', image: 'busybox', targetContainerName: 'model' });
+  assert.deepEqual(
+    debugged.spec?.ephemeralContainers?.map((c) => c.name),
+    ['debugger'],
+  );
+
+  const stored = await core.readNamespacedPod({ namespace, name });
+  const annotations = stored.metadata?.annotations ?? {};
+  const binding = (metadata: { annotations?: Record<string, string>; labels?: Record<string, string> }) => ({
+    metadata: { name, ...metadata },
+    target: { apiVersion: 'v1', kind: 'Node', name: 'node-1' },
+  });
+  await assert.rejects(
+    core.createNamespacedPodBinding({
+      namespace,
+      name,
+      body: binding({ annotations: { 'veil.dev/bootstrap-policy': '{"name":"lenient","spec":{}}' } }),
+    }),
+    refusedWith(/"binding\.pods\.veil\.dev" denied the request: annotation veil\.dev\/bootstrap-policy/),
+  );
+  // The older bindings resource binds the same way.
+  await assert.rejects(
+    core.createNamespacedBinding({
+      namespace,
+      body: binding({ annotations: { 'veil.dev/policy': 'lenient' } }),
+    }),
+    refusedWith(/annotation veil\.dev\/policy is set by the Veil injector/),
+  );
+  const unbound = await core.readNamespacedPod({ namespace, name });
+  assert.equal(unbound.spec?.nodeName, undefined);
+  assert.deepEqual(unbound.metadata?.annotations, annotations);
+
+  await core.createNamespacedPodBinding({
+    namespace,
+    name,
+    body: binding({ annotations: { 'scheduler.example.com/score': '7' } }),
+  });
+  const bound = await core.readNamespacedPod({ namespace, name });
+  assert.equal(bound.spec?.nodeName, 'node-1');
+  assert.equal(
+    bound.metadata?.annotations?.['veil.dev/bootstrap-policy'],
+    annotations['veil.dev/bootstrap-policy'],
+  );
+});
+
+test('a binding cannot forge the injected label on a pod Veil did not inject', async () => {
+  const namespace = await freshNamespace(cp, 'forge');
+  await waitForWebhook(cp, namespace);
+  const core = cp.kubeConfig().makeApiClient(CoreV1Api);
+  await core.createNamespacedPod({ namespace, body: modelPod('plain') });
+  await assert.rejects(
+    core.createNamespacedPodBinding({
+      namespace,
+      name: 'plain',
+      body: {
+        metadata: { name: 'plain', labels: { 'veil.dev/injected': 'true' } },
+        target: { apiVersion: 'v1', kind: 'Node', name: 'node-1' },
+      },
+    }),
+    refusedWith(/cannot be added to a pod it did not inject/),
+  );
+  const stored = await core.readNamespacedPod({ namespace, name: 'plain' });
+  assert.equal(stored.metadata?.labels?.['veil.dev/injected'], undefined);
 });
 
 test('the leader publishes its public key where injected pods mount it', async () => {

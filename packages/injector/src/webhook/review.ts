@@ -1,8 +1,10 @@
 // AdmissionReview v1 for pods: the request and response shapes, and the decision for
 // one review. CREATE injects; UPDATE, of the pod or its status, guards Veil's marks;
-// anything else passes.
+// exec, attach, debug containers and bindings are kept away from the sidecar and
+// the marks; anything else passes.
 import type { V1Pod } from '@kubernetes/client-node';
 import { z } from 'zod';
+import { vetBinding, vetConnect, vetEphemeralContainers } from './access.ts';
 import { readInjectAnnotation, readPodOptions, veilAnnotations, veilLabels } from './annotations.ts';
 import { inject, injectionWanted, isExcludedNamespace } from './inject.ts';
 import { encodePatch, podPatch } from './patch.ts';
@@ -62,6 +64,21 @@ const podObjectSchema = z.looseObject({
   spec: z.looseObject({ containers: z.array(z.looseObject({ name: z.string() })).min(1) }),
 });
 
+/** PodExecOptions and PodAttachOptions alike: only the container is read. */
+const connectOptionsSchema = z.looseObject({ container: z.string().optional() });
+
+const bindingSchema = z.looseObject({
+  metadata: z
+    .looseObject({
+      labels: z.record(z.string(), z.string()).optional(),
+      annotations: z.record(z.string(), z.string()).optional(),
+    })
+    .optional(),
+});
+
+/** Whose containers a CONNECT may reach: the options name a container, not a pod. */
+const connectSubResources: ReadonlySet<string> = new Set(['exec', 'attach']);
+
 export type ReviewDependencies = {
   settings: InjectionSettings;
   /** The labels of a namespace; the review carries none. */
@@ -70,6 +87,11 @@ export type ReviewDependencies = {
   bootstrapPolicy: (namespace: string, name: string) => Promise<object | undefined>;
   /** The namespaces the controller watches; empty or absent: every namespace. */
   watchedNamespaces?: readonly string[];
+  /**
+   * The pod `name` in `namespace` as the API server holds it, for reviews that
+   * carry no pod (exec, attach, bindings); absent, those reviews are refused.
+   */
+  readPod?: (namespace: string, name: string) => Promise<V1Pod>;
 };
 
 export type ReviewResult = {
@@ -84,10 +106,18 @@ export async function reviewPodAdmission(
   deps: ReviewDependencies,
 ): Promise<ReviewResult> {
   const request = review.request;
+  if (request.operation === 'CONNECT' && connectSubResources.has(request.subResource ?? '')) {
+    return admitConnect(request, deps);
+  }
+  // Served at pods/binding and at the older bindings resource alike.
+  if (request.kind.kind === 'Binding' && request.operation === 'CREATE') return admitBinding(request, deps);
   if (request.kind.kind !== 'Pod') return allow(request.uid, 'ignored', `not a pod: ${request.kind.kind}`);
   // A status update stores the labels and annotations it carries, so it could
   // strip or rewrite Veil's marks: it is vetted as any update is.
   if (request.subResource === 'status' && request.operation === 'UPDATE') return admitUpdate(request);
+  if (request.subResource === 'ephemeralcontainers' && request.operation === 'UPDATE') {
+    return admitEphemeralContainers(request);
+  }
   if (request.subResource !== undefined) return allow(request.uid, 'ignored', `pods/${request.subResource}`);
   if (request.operation === 'CREATE') return admitCreate(request, deps);
   if (request.operation === 'UPDATE') return admitUpdate(request);
@@ -144,6 +174,68 @@ function admitUpdate(request: AdmissionRequest): ReviewResult {
     return deny(request.uid, 400, 'the review carries no valid pod');
   const refusal = vetPodUpdate(oldPod, pod);
   return refusal === undefined ? allow(request.uid, 'unchanged', 'update') : deny(request.uid, 403, refusal);
+}
+
+async function admitConnect(request: AdmissionRequest, deps: ReviewDependencies): Promise<ReviewResult> {
+  const options = connectOptionsSchema.safeParse(request.object);
+  if (!options.success)
+    return deny(request.uid, 400, `the review carries no valid pods/${request.subResource}`);
+  const pod = await lookUpPod(request, deps);
+  if (!pod.ok) return pod.result;
+  const refusal = vetConnect(pod.value, request.subResource ?? '', options.data.container);
+  return refusal === undefined
+    ? allow(request.uid, 'unchanged', `pods/${request.subResource}`)
+    : deny(request.uid, 403, refusal);
+}
+
+function admitEphemeralContainers(request: AdmissionRequest): ReviewResult {
+  const pod = asPod(request.object);
+  const oldPod = asPod(request.oldObject);
+  if (pod === undefined || oldPod === undefined)
+    return deny(request.uid, 400, 'the review carries no valid pod');
+  const refusal = vetEphemeralContainers(oldPod, pod);
+  return refusal === undefined
+    ? allow(request.uid, 'unchanged', 'pods/ephemeralcontainers')
+    : deny(request.uid, 403, refusal);
+}
+
+async function admitBinding(request: AdmissionRequest, deps: ReviewDependencies): Promise<ReviewResult> {
+  const binding = bindingSchema.safeParse(request.object);
+  if (!binding.success) return deny(request.uid, 400, 'the review carries no valid binding');
+  const pod = await lookUpPod(request, deps);
+  if (!pod.ok) return pod.result;
+  const refusal = vetBinding(pod.value, binding.data.metadata ?? {});
+  return refusal === undefined ? allow(request.uid, 'unchanged', 'binding') : deny(request.uid, 403, refusal);
+}
+
+// Fail closed: a request the sidecar's safety depends on is never let through
+// on a pod the webhook could not see.
+async function lookUpPod(
+  request: AdmissionRequest,
+  deps: ReviewDependencies,
+): Promise<{ ok: true; value: V1Pod } | { ok: false; result: ReviewResult }> {
+  const { namespace, name } = request;
+  if (namespace === undefined || name === undefined) {
+    return { ok: false, result: deny(request.uid, 400, 'the review names no pod') };
+  }
+  if (deps.readPod === undefined) {
+    return {
+      ok: false,
+      result: deny(request.uid, 500, `the Veil injector cannot read pod ${namespace}/${name}`),
+    };
+  }
+  try {
+    return { ok: true, value: await deps.readPod(namespace, name) };
+  } catch (error) {
+    return {
+      ok: false,
+      result: deny(
+        request.uid,
+        500,
+        `the Veil injector could not read pod ${namespace}/${name}: ${messageOf(error)}`,
+      ),
+    };
+  }
 }
 
 // The namespace is asked only when the pod does not decide for itself, so pods that

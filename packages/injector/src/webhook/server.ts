@@ -1,6 +1,7 @@
-// The admission webhooks over HTTPS: `POST /mutate-pods` (pod injection) and
-// `POST /mutate-approvals` (approval identity stamping) for AdmissionReviews,
-// `GET /healthz` for probes. Certificates are reloaded from disk as they rotate.
+// The admission webhooks over HTTPS: `POST /mutate-pods` (pod injection, and the
+// guards on injected pods) and `POST /mutate-approvals` (approval identity
+// stamping) for AdmissionReviews, `GET /healthz` for probes. Certificates are
+// reloaded from disk as they rotate.
 import fastify, { type RouteShorthandOptions } from 'fastify';
 import { type HttpsListener, listenHttps, tlsOptions } from '../certs/listening.ts';
 import { type CertificateFiles, readCertificatePair } from '../certs/reload.ts';
@@ -41,6 +42,7 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     namespaceLabels: options.namespaceLabels,
     bootstrapPolicy: options.bootstrapPolicy,
     watchedNamespaces: options.watchedNamespaces,
+    readPod: options.readPod,
   };
   const log = options.log ?? silentLog;
   const initial = await readCertificatePair(options.tls);

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
 import { inject } from '../../src/webhook/inject.ts';
 import {
+  type AdmissionReviewRequest,
   admissionReviewResponseSchema,
   type ReviewDependencies,
   reviewPodAdmission,
@@ -129,7 +130,7 @@ test('the review namespace wins over a missing one in the pod', async () => {
   assert.equal(result.outcome, 'injected');
 });
 
-test('not a pod, a DELETE or a subresource other than status: allowed untouched', async () => {
+test('not a pod, a DELETE, a subresource unguarded or a CONNECT other than exec and attach: allowed untouched', async () => {
   const deps = dependencies();
   const notPod = podReview('ml', pod({ 'veil.dev/inject': 'true' }));
   notPod.request.kind = { group: 'apps', version: 'v1', kind: 'Deployment' };
@@ -138,8 +139,9 @@ test('not a pod, a DELETE or a subresource other than status: allowed untouched'
   const after = structuredClone(before);
   if (after.metadata?.labels) delete after.metadata.labels['veil.dev/injected'];
   const subresource = podReview('ml', after, 'UPDATE', before);
-  subresource.request.subResource = 'ephemeralcontainers';
-  for (const review of [notPod, deletion, subresource]) {
+  subresource.request.subResource = 'resize';
+  const portForward = connectReview('portforward', { kind: 'PodPortForwardOptions', ports: [8080] });
+  for (const review of [notPod, deletion, subresource, portForward]) {
     const { review: response, outcome } = await reviewPodAdmission(review, deps);
     assert.equal(outcome, 'ignored');
     assert.deepEqual(response.response, { uid: review.request.uid, allowed: true });
@@ -282,4 +284,117 @@ test('an UPDATE of anything else is allowed, without a patch', async () => {
   if (relabelled.metadata) relabelled.metadata.annotations = { 'veil.dev/bootstrap-policy': '{}' };
   const second = await reviewPodAdmission(podReview('ml', relabelled, 'UPDATE', plain), dependencies());
   assert.equal(second.review.response.allowed, true, 'pods never injected are not guarded');
+});
+
+/** A CONNECT review as the API server sends it: the options, and no pod. */
+function connectReview(subResource: string, options: Record<string, unknown>): AdmissionReviewRequest {
+  const review = podReview('ml', pod());
+  review.request = {
+    ...review.request,
+    kind: { group: '', version: 'v1', kind: String(options.kind) },
+    subResource,
+    name: 'embedder',
+    operation: 'CONNECT',
+    object: { apiVersion: 'v1', ...options },
+  };
+  return review;
+}
+
+function execReview(container?: string): AdmissionReviewRequest {
+  return connectReview('exec', {
+    kind: 'PodExecOptions',
+    stdin: true,
+    stdout: true,
+    tty: true,
+    command: ['node', '-e', 'console.log(process.env)'],
+    ...(container === undefined ? {} : { container }),
+  });
+}
+
+function withPod(found: V1Pod | Error): ReviewDependencies & { calls: Calls; read: string[] } {
+  const read: string[] = [];
+  return {
+    ...dependencies(),
+    read,
+    readPod: async (namespace, name) => {
+      read.push(`${namespace}/${name}`);
+      if (found instanceof Error) throw found;
+      return found;
+    },
+  };
+}
+
+test("a CONNECT to exec or attach into an injected pod's sidecar is refused, with the pod read from the API", async () => {
+  const deps = withPod(injectedPod());
+  const attach = connectReview('attach', { kind: 'PodAttachOptions', stdin: true, container: 'veil-proxy' });
+  for (const review of [execReview('veil-proxy'), attach]) {
+    const { review: response, outcome } = await reviewPodAdmission(review, deps);
+    assert.equal(outcome, 'denied');
+    assert.equal(response.response.status?.code, 403);
+    assert.match(response.response.status?.message ?? '', /into container veil-proxy is refused/);
+  }
+  assert.deepEqual(deps.read, ['ml/embedder', 'ml/embedder']);
+  for (const review of [execReview('model'), execReview()]) {
+    const { review: response } = await reviewPodAdmission(review, deps);
+    assert.deepEqual(response.response, { uid: review.request.uid, allowed: true });
+  }
+});
+
+test('a CONNECT whose pod cannot be read is refused', async () => {
+  for (const deps of [withPod(new Error('pods "embedder" is forbidden')), dependencies()]) {
+    const { review, outcome } = await reviewPodAdmission(execReview('model'), deps);
+    assert.equal(outcome, 'denied');
+    assert.equal(review.response.status?.code, 500);
+    assert.match(
+      review.response.status?.message ?? '',
+      /could not read pod ml\/embedder|cannot read pod ml\/embedder/,
+    );
+  }
+});
+
+test('a debug container targeting the sidecar is refused through pods/ephemeralcontainers', async () => {
+  const before = injectedPod();
+  const after = structuredClone(before);
+  if (after.spec) after.spec.ephemeralContainers = [{ name: 'debugger', targetContainerName: 'veil-proxy' }];
+  const review = podReview('ml', after, 'UPDATE', before);
+  review.request.subResource = 'ephemeralcontainers';
+  const { review: response } = await reviewPodAdmission(review, dependencies());
+  assert.equal(response.response.allowed, false);
+  assert.match(response.response.status?.message ?? '', /debugger targets veil-proxy/);
+
+  const onModel = structuredClone(before);
+  if (onModel.spec) onModel.spec.ephemeralContainers = [{ name: 'debugger', targetContainerName: 'model' }];
+  const allowed = podReview('ml', onModel, 'UPDATE', before);
+  allowed.request.subResource = 'ephemeralcontainers';
+  assert.equal((await reviewPodAdmission(allowed, dependencies())).review.response.allowed, true);
+});
+
+test("a Binding rewriting an injected pod's Veil annotations is refused, at pods/binding and at bindings", async () => {
+  const binding = (annotations: Record<string, string>) => {
+    const review = podReview('ml', pod());
+    review.request = {
+      ...review.request,
+      kind: { group: '', version: 'v1', kind: 'Binding' },
+      name: 'embedder',
+      object: {
+        apiVersion: 'v1',
+        kind: 'Binding',
+        metadata: { name: 'embedder', annotations },
+        target: { kind: 'Node', name: 'node-1' },
+      },
+    };
+    return review;
+  };
+  const deps = withPod(injectedPod());
+  const subresource = binding({ 'veil.dev/bootstrap-policy': '{"spec":{"access":{"rules":[]}},"x":1}' });
+  subresource.request.subResource = 'binding';
+  const legacy = binding({ 'veil.dev/policy': 'lenient' });
+  legacy.request.resource = { group: '', version: 'v1', resource: 'bindings' };
+  for (const review of [subresource, legacy]) {
+    const { review: response } = await reviewPodAdmission(review, deps);
+    assert.equal(response.response.allowed, false);
+    assert.equal(response.response.status?.code, 403);
+  }
+  const plain = binding({ 'scheduler.example.com/score': '7' });
+  assert.equal((await reviewPodAdmission(plain, deps)).review.response.allowed, true);
 });

@@ -95,7 +95,8 @@ export async function startTestInjector(
  * The MutatingWebhookConfiguration the chart installs (charts/veil/templates/
  * webhooks.yaml), pointed at a URL: opt-in by annotation through a CEL match
  * condition, by namespace label through a selector, never the injector's own
- * namespace or kube-system; failurePolicy Fail.
+ * namespace or kube-system; the guard on injected pods, exec and attach into
+ * the sidecar, and bindings carrying Veil's keys; failurePolicy Fail.
  */
 export async function registerWebhook(cp: ControlPlane, webhookUrl: string): Promise<string> {
   const name = `veil-injector-${randomBytes(3).toString('hex')}`;
@@ -166,7 +167,11 @@ export async function registerWebhook(cp: ControlPlane, webhookUrl: string): Pro
             ...common,
             name: 'guard.pods.veil.dev',
             rules: [
-              { ...rule('CREATE'), operations: ['CREATE', 'UPDATE'], resources: ['pods', 'pods/status'] },
+              {
+                ...rule('CREATE'),
+                operations: ['CREATE', 'UPDATE'],
+                resources: ['pods', 'pods/status', 'pods/ephemeralcontainers'],
+              },
             ],
             namespaceSelector: { matchExpressions: [notExcluded] },
             objectSelector: { matchLabels: { 'veil.dev/injected': 'true' } },
@@ -180,6 +185,33 @@ export async function registerWebhook(cp: ControlPlane, webhookUrl: string): Pro
                   '(has(oldObject.metadata.labels) ? oldObject.metadata.labels : {}) || ' +
                   '(has(object.metadata.annotations) ? object.metadata.annotations : {}) != ' +
                   '(has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {})',
+              },
+            ],
+          },
+          {
+            ...common,
+            name: 'exec.pods.veil.dev',
+            rules: [{ ...rule('CONNECT'), resources: ['pods/exec', 'pods/attach'] }],
+            namespaceSelector: { matchExpressions: [notExcluded] },
+            matchConditions: [
+              {
+                name: 'sidecar-or-default',
+                expression:
+                  "!has(object.container) || object.container == '' || object.container == 'veil-proxy'",
+              },
+            ],
+          },
+          {
+            ...common,
+            name: 'binding.pods.veil.dev',
+            rules: [{ ...rule('CREATE'), resources: ['pods/binding', 'bindings'] }],
+            namespaceSelector: { matchExpressions: [notExcluded] },
+            matchConditions: [
+              {
+                name: 'veil-keys',
+                expression:
+                  "(has(object.metadata.labels) && object.metadata.labels.exists(k, k.startsWith('veil.dev/'))) || " +
+                  "(has(object.metadata.annotations) && object.metadata.annotations.exists(k, k.startsWith('veil.dev/')))",
               },
             ],
           },

@@ -16,6 +16,8 @@ export interface InjectorLaunch {
 
 export interface InjectorReady {
   readonly webhookUrl: string;
+  /** The pull endpoint, where sidecars also get their admin-port certificates. */
+  readonly pullUrl: string;
 }
 
 /** What the controller's pushes of one version came to: acknowledgement times and the other outcomes. */
@@ -70,4 +72,8 @@ async function handle(command: Command): Promise<unknown> {
   }
 }
 
-serveAsChild({ webhookUrl: injector.webhook.url } satisfies InjectorReady, () => injector.close(), handle);
+serveAsChild(
+  { webhookUrl: injector.webhook.url, pullUrl: injector.pull.url } satisfies InjectorReady,
+  () => injector.close(),
+  handle,
+);

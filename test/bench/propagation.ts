@@ -161,6 +161,7 @@ export async function propagation(plan: PropagationPlan): Promise<PropagationRes
         namespace,
         count: plan.standIns,
         adminPort,
+        controller: { url: injector.ready.pullUrl, caFile: cp.caCert },
       } satisfies StandInsLaunch),
     },
     cpus: plan.cpus.others,

@@ -17,6 +17,8 @@ export interface StandInsLaunch {
   readonly count: number;
   /** The injector settings' adminPort, which the webhook writes into every pod. */
   readonly adminPort: number;
+  /** The injector's pull endpoint and the CA file of its certificate. */
+  readonly controller: { readonly url: string; readonly caFile: string };
 }
 
 export interface StandInsReady {
@@ -38,6 +40,7 @@ try {
     count: launch.count,
     adminPort: launch.adminPort,
     modelUrl: model.url,
+    controller: launch.controller,
   });
 } catch (error) {
   await model.close();

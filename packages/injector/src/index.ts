@@ -1,3 +1,4 @@
+export * from './certs/podcerts.ts';
 export * from './certs/reload.ts';
 export * from './certs/selfmanaged.ts';
 export * from './certs/x509.ts';

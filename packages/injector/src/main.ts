@@ -289,6 +289,10 @@ export async function startInjector(
       port: config.pullPort,
       policy: (namespace, name) => controller.policy(namespace, name),
       authenticate: tokenReviewAuthenticator(kubeConfig.makeApiClient(AuthenticationV1Api)),
+      certificates: {
+        authority: key.authority,
+        injectedPod: (namespace, name) => controller.injectedPod(namespace, name),
+      },
       log,
     });
     approvals =

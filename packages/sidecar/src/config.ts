@@ -43,7 +43,7 @@ export const sidecarConfigSchema = z.object({
   controllerUrl: controllerEndpoint
     .optional()
     .describe(
-      "The controller's policy pull endpoint; unset: no pull, the last good or bootstrap policy serves",
+      "The controller's policy pull endpoint, which also certifies the admin port for pushes; unset: no pull and no pushes, the last good or bootstrap policy serves",
     ),
   approvalsUrl: controllerEndpoint
     .optional()

@@ -1,5 +1,8 @@
+import { createServer } from 'node:http';
+import type { SecureContext } from 'node:tls';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { healthRoutes } from './admin/health.ts';
+import { acceptTls } from './admin/listener.ts';
 import { metricsRoutes } from './admin/metrics.ts';
 import { type PolicyRoutesOptions, policyRoutes } from './admin/policy.ts';
 import type { SidecarConfig } from './config.ts';
@@ -63,13 +66,25 @@ export async function buildDataServer(
   return app;
 }
 
-/** The admin port: probes, metrics and policy pushes; never exposed through the Service. */
+/**
+ * The admin port: probes, metrics and policy pushes; never exposed through the
+ * Service. Plain HTTP and TLS on the same port, TLS with `tlsContext()`.
+ */
 export async function buildAdminServer(
   policy: PolicyRoutesOptions,
   telemetry: Telemetry,
   recording: () => boolean,
+  tlsContext: () => SecureContext | undefined,
 ): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false, bodyLimit: 4 * 1024 * 1024 });
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 4 * 1024 * 1024,
+    serverFactory: (handler) => {
+      const server = createServer(handler);
+      acceptTls(server, tlsContext);
+      return server;
+    },
+  });
   await app.register(healthRoutes, { store: policy.store, recording });
   await app.register(metricsRoutes, { telemetry });
   await app.register(policyRoutes, policy);

@@ -1,3 +1,4 @@
+import { type AdminCertificate, startAdminCertificate } from './admin/certificate.ts';
 import { type ApprovalsClient, controllerApprovalsClient } from './approvals/client.ts';
 import { RecordedDecisions } from './approvals/evidence.ts';
 import { HeldRequests } from './approvals/hold.ts';
@@ -32,6 +33,12 @@ export interface RunningSidecar {
   readonly sharedHashKey: boolean;
   /** The start-up pull from the controller; undefined without a controller URL and token. */
   readonly pull: Promise<PullOutcome> | undefined;
+  /**
+   * True once the admin port holds a certificate from the controller (pushes
+   * need one), false if closed before; undefined when this sidecar takes no
+   * pushes or knows no controller to ask.
+   */
+  readonly adminCertificate: Promise<boolean> | undefined;
   close(): Promise<void>;
 }
 
@@ -40,7 +47,7 @@ export interface SidecarOptions {
   readonly sink?: AuditSink;
   /** Options for the caller authenticator (custom CA, clock), mostly for tests. */
   readonly authOptions?: ConstructorParameters<typeof Store>[0]['authOptions'];
-  /** Backoff of the start-up pull's retries (tests make it short). */
+  /** Backoff of the start-up pull's retries, and of the admin certificate's (tests make it short). */
   readonly pullBackoff?: { baseMs: number; capMs: number };
   /** Where the sidecar reports what it does in the background; stderr by default. */
   readonly log?: (message: string) => void;
@@ -122,6 +129,24 @@ export async function startSidecar(
     };
     const data = await buildDataServer(deps, config.api, telemetry, config);
     undo.push(() => data.close());
+    // Pushes are verified with the controller's key and arrive over TLS, with a
+    // certificate the controller issues to this pod on request.
+    let certificate: AdminCertificate | undefined;
+    if (config.controllerKeyFile && config.controllerUrl && config.controllerTokenFile) {
+      certificate = startAdminCertificate({
+        url: config.controllerUrl,
+        tokenFile: config.controllerTokenFile,
+        caFile: config.controllerCaFile,
+        controllerKeyFile: config.controllerKeyFile,
+        backoff: options.pullBackoff,
+        log,
+      });
+      undo.push(() => certificate?.close());
+    } else if (config.controllerKeyFile) {
+      log(
+        'pushes need a certificate from the controller, and no controller URL and token are set: none will be accepted',
+      );
+    }
     const admin = await buildAdminServer(
       {
         store,
@@ -131,6 +156,7 @@ export async function startSidecar(
       },
       telemetry,
       () => sink.accepting(),
+      () => certificate?.context(),
     );
     undo.push(() => admin.close());
     const url = await data.listen({ host: config.host, port: config.proxyPort });
@@ -157,12 +183,14 @@ export async function startSidecar(
       loaded,
       sharedHashKey,
       pull: puller?.done,
+      adminCertificate: certificate?.ready,
       async close() {
         stopping.abort();
         dropHashKeyGauge();
         dropBodyGauge();
         dropAuditGauges();
         await puller?.close();
+        await certificate?.close();
         const drained = data.close();
         if (await settlesWithin(drained, requestDrainMs)) {
           await upstream.close();

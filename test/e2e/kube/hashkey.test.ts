@@ -68,7 +68,16 @@ async function hashingNamespace(prefix: string): Promise<string> {
 }
 
 async function podsIn(namespace: string, prefix: string): Promise<StandIn[]> {
-  const started = await startStandIns({ cp, namespace, count: 2, adminPort, modelUrl: model.url, prefix });
+  const controller = { url: injector?.pull.url ?? '', caFile: cp.caCert };
+  const started = await startStandIns({
+    cp,
+    namespace,
+    count: 2,
+    adminPort,
+    modelUrl: model.url,
+    controller,
+    prefix,
+  });
   standIns.push(...started);
   return started;
 }

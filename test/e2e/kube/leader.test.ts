@@ -79,7 +79,14 @@ test('only the leader pushes; when it is killed the other replica takes over', a
   const namespace = await freshNamespace(cp, 'leader');
   await waitForWebhook(cp, namespace);
   await applyPolicy(cp, namespace, 'default', spec(100));
-  const pods = await startStandIns({ cp, namespace, count: 4, adminPort, modelUrl: model.url });
+  const pods = await startStandIns({
+    cp,
+    namespace,
+    count: 4,
+    adminPort,
+    modelUrl: model.url,
+    controller: { url: second.pullUrl, caFile: cp.caCert },
+  });
   standIns.push(...pods);
   await waitForHash(pods, hashOf(spec(100)));
 

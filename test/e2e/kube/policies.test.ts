@@ -100,7 +100,8 @@ function spec(maskEmployeeIds: boolean) {
 const hashOf = (value: unknown) => policyHash(policySpecSchema.parse(value));
 
 async function standInsFor(namespace: string, count: number): Promise<StandIn[]> {
-  const started = await startStandIns({ cp, namespace, count, adminPort, modelUrl: model.url });
+  const controller = { url: injector?.pull.url ?? '', caFile: cp.caCert };
+  const started = await startStandIns({ cp, namespace, count, adminPort, modelUrl: model.url, controller });
   standIns.push(...started);
   return started;
 }
@@ -207,6 +208,9 @@ test('a burst of edits reaches each pod as one push of the last version', async 
   await eventually('the policy in the cache', async () => injector?.controller.policy(namespace, 'default'));
   const pods = await standInsFor(namespace, 5);
   await waitForHash(pods, hashOf(spec(false)));
+  // The controller has asked every pod what it enforces: a pod it first reaches
+  // mid-burst would rightly get the version of that moment at once.
+  await statusSettles(namespace, hashOf(spec(false)), 5);
   // Pushes before the burst (a pod admitted before its policy was cached gets one) are not its to count.
   const before = pods.map((pod) => pod.puts().length);
   const limits = (n: number) => ({ ...spec(true), limits: { maxInputsPerRequest: 100 + n } });

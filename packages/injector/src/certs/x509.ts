@@ -1,5 +1,7 @@
-// Just enough X.509 to run a webhook's own PKI: a self-signed CA and serving
-// certificates it signs, ECDSA P-256 with SHA-256. Node can parse certificates
+// Just enough X.509 to run a webhook's own PKI (a self-signed CA and serving
+// certificates it signs, ECDSA P-256 with SHA-256) and the sidecars' admin-port
+// PKI (a CA whose key is the controller's Ed25519 signing key, issuing
+// certificates for public keys the sidecars send). Node can parse certificates
 // but not build them, and the injector image has no openssl, so the DER is
 // written here by hand (RFC 5280; only the fields a TLS client checks).
 import {
@@ -7,6 +9,7 @@ import {
   createPrivateKey,
   createPublicKey,
   generateKeyPairSync,
+  type KeyObject,
   randomBytes,
   sign,
   X509Certificate,
@@ -77,6 +80,25 @@ function time(date: Date): Buffer {
 // --- Certificates ------------------------------------------------------------
 
 const ecdsaWithSha256 = sequence(oid('1.2.840.10045.4.3.2'));
+// RFC 8410: the parameters are absent, and Ed25519 hashes by itself.
+const ed25519 = sequence(oid('1.3.101.112'));
+
+/** The signature algorithm a key signs certificates with, and how. */
+function signer(key: KeyObject): { algorithm: Buffer; sign(tbs: Buffer): Buffer } {
+  if (key.asymmetricKeyType === 'ed25519') return { algorithm: ed25519, sign: (tbs) => sign(null, tbs, key) };
+  if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1')
+    return { algorithm: ecdsaWithSha256, sign: (tbs) => sign('sha256', tbs, key) };
+  throw new Error('certificates are signed with an Ed25519 or a P-256 key only');
+}
+
+/** Whether certificates may be issued for `key`: the key types TLS peers here all accept. */
+export function isCertifiableKey(key: KeyObject): boolean {
+  return (
+    key.type === 'public' &&
+    (key.asymmetricKeyType === 'ed25519' ||
+      (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1'))
+  );
+}
 
 const name = (commonName: string) => sequence(set(sequence(oid('2.5.4.3'), utf8String(commonName))));
 
@@ -86,30 +108,38 @@ function extension(id: string, critical: boolean, value: Uint8Array): Buffer {
 
 /** The key identifier of RFC 5280 4.2.1.2 (1): SHA-1 of the public key's bits. */
 function keyIdentifier(spki: Buffer): Buffer {
-  // For P-256 the SPKI is a fixed 26-byte prefix (algorithm, bit string header) and the point.
+  // Ed25519's SPKI is a fixed 12-byte prefix and the 32-byte key; P-256's a
+  // fixed 26-byte prefix (algorithm, bit string header) and the 65-byte point.
+  const bits = spki.length === 44 ? 32 : 65;
   return createHash('sha1')
-    .update(spki.subarray(spki.length - 65))
+    .update(spki.subarray(spki.length - bits))
     .digest();
 }
 
-type Signer = { commonName: string; key: string; spki: Buffer };
+type Signer = { commonName: string; key: KeyObject; spki: Buffer };
 
 function build(options: {
   subject: string;
   issuer: Signer | 'self';
   validity: Validity;
   spki: Buffer;
-  signingKey: string;
+  signingKey: KeyObject;
   extensions: Buffer[];
+  /** Random when absent. */
+  serial?: Buffer;
 }): string {
-  const serial = randomBytes(16);
-  serial[0] = (serial[0] ?? 0) & 0x7f || 0x01;
+  let serial = options.serial;
+  if (serial === undefined) {
+    serial = randomBytes(16);
+    serial[0] = (serial[0] ?? 0) & 0x7f || 0x01;
+  }
   const issuerSpki = options.issuer === 'self' ? options.spki : options.issuer.spki;
   const issuerName = options.issuer === 'self' ? options.subject : options.issuer.commonName;
+  const algorithm = signer(options.signingKey);
   const tbs = sequence(
     explicit(0, integer(2)),
     integer(serial),
-    ecdsaWithSha256,
+    algorithm.algorithm,
     name(issuerName),
     sequence(time(options.validity.notBefore), time(options.validity.notAfter)),
     name(options.subject),
@@ -123,8 +153,7 @@ function build(options: {
       ),
     ),
   );
-  const signature = sign('sha256', tbs, options.signingKey);
-  const der = sequence(tbs, ecdsaWithSha256, bitString(signature));
+  const der = sequence(tbs, algorithm.algorithm, bitString(algorithm.sign(tbs)));
   const lines = der.toString('base64').match(/.{1,64}/g) ?? [];
   return `-----BEGIN CERTIFICATE-----\n${lines.join('\n')}\n-----END CERTIFICATE-----\n`;
 }
@@ -137,6 +166,12 @@ function newKey(): { key: string; spki: Buffer } {
   };
 }
 
+const caExtensions = () => [
+  extension('2.5.29.19', true, sequence(boolean(true), integer(0))),
+  // digitalSignature, keyCertSign, cRLSign
+  extension('2.5.29.15', true, bitString(Buffer.from([0x86]), 1)),
+];
+
 /** A self-signed CA that may sign end-entity certificates only (pathLen 0). */
 export function createCertificateAuthority(commonName: string, validity: Validity): CertificateAndKey {
   const { key, spki } = newKey();
@@ -145,14 +180,32 @@ export function createCertificateAuthority(commonName: string, validity: Validit
     issuer: 'self',
     validity,
     spki,
-    signingKey: key,
-    extensions: [
-      extension('2.5.29.19', true, sequence(boolean(true), integer(0))),
-      // digitalSignature, keyCertSign, cRLSign
-      extension('2.5.29.15', true, bitString(Buffer.from([0x86]), 1)),
-    ],
+    signingKey: createPrivateKey(key),
+    extensions: caExtensions(),
   });
   return { cert, key };
+}
+
+/**
+ * A self-signed CA for an existing Ed25519 or P-256 private key, with the serial
+ * given. Built from fixed inputs with an Ed25519 key (whose signatures are
+ * deterministic), it comes out byte for byte the same wherever it is built.
+ */
+export function certificateAuthorityForKey(
+  key: KeyObject,
+  commonName: string,
+  serial: Buffer,
+  validity: Validity,
+): string {
+  return build({
+    subject: commonName,
+    issuer: 'self',
+    validity,
+    spki: createPublicKey(key).export({ type: 'spki', format: 'der' }),
+    signingKey: key,
+    extensions: caExtensions(),
+    serial,
+  });
 }
 
 /** A TLS server certificate for `dnsNames`, signed by `ca`. */
@@ -161,13 +214,31 @@ export function issueServingCertificate(
   dnsNames: readonly string[],
   validity: Validity,
 ): CertificateAndKey {
-  if (dnsNames.length === 0) throw new Error('a serving certificate needs at least one DNS name');
   const { key, spki } = newKey();
-  const caSpki = createPublicKey(createPrivateKey(ca.key)).export({ type: 'spki', format: 'der' });
+  const cert = issueServerCertificate(
+    { cert: ca.cert, key: createPrivateKey(ca.key) },
+    createPublicKey({ key: spki, format: 'der', type: 'spki' }),
+    dnsNames,
+    validity,
+  );
+  return { cert, key };
+}
+
+/** A TLS server certificate for someone else's public key (P-256 or Ed25519), signed by `ca`. */
+export function issueServerCertificate(
+  ca: { cert: string; key: KeyObject },
+  publicKey: KeyObject,
+  dnsNames: readonly string[],
+  validity: Validity,
+): string {
+  if (dnsNames.length === 0) throw new Error('a serving certificate needs at least one DNS name');
+  if (!isCertifiableKey(publicKey)) throw new Error('only P-256 and Ed25519 public keys are certified');
+  const spki = publicKey.export({ type: 'spki', format: 'der' });
+  const caSpki = createPublicKey(ca.key).export({ type: 'spki', format: 'der' });
   // The issuer name must repeat the CA's subject byte for byte; CAs made here have a plain CN.
   const commonName = /^CN=([^\n,+=]+)$/.exec(new X509Certificate(ca.cert).subject)?.[1];
   if (commonName === undefined) throw new Error('the CA was not made by createCertificateAuthority');
-  const cert = build({
+  return build({
     subject: dnsNames[0] as string,
     issuer: { commonName, key: ca.key, spki: caSpki },
     validity,
@@ -181,5 +252,4 @@ export function issueServingCertificate(
       extension('2.5.29.17', false, sequence(...dnsNames.map((dns) => tlv(0x82, Buffer.from(dns, 'ascii'))))),
     ],
   });
-  return { cert, key };
 }

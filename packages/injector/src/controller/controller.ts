@@ -11,6 +11,7 @@ import {
 } from '@kubernetes/client-node';
 import { sidecarPolicySpec } from '@veil/core';
 import type { CaBundleSource } from '../certs/cabundle.ts';
+import { veilLabels } from '../webhook/annotations.ts';
 import type { BackoffOptions } from './backoff.ts';
 import { type DesiredPolicy, Distributor, type PushEvent } from './distributor.ts';
 import { type InformerEvents, type Watched, watchResource } from './informers.ts';
@@ -64,6 +65,8 @@ export type Controller = {
   bootstrapPolicy(namespace: string, name: string): Promise<object | undefined>;
   /** The last valid version of a policy, as pushed. */
   policy(namespace: string, name: string): DesiredPolicy | undefined;
+  /** An injected pod, as the informer last saw it; undefined when it is not one. */
+  injectedPod(namespace: string, name: string): V1Pod | undefined;
   isLeader(): boolean;
   /** Stops pushing at once; `release` (default true) hands the Lease back. */
   stop(options?: { release?: boolean }): Promise<void>;
@@ -215,8 +218,15 @@ export async function startController(options: ControllerOptions): Promise<Contr
       remove: removePolicy,
       error: informerErrors('embeddingpolicies'),
     });
+    const targets = {
+      upsertPod: (view: PodView) => distributor.upsertPod(view),
+      removePod(uid: string) {
+        distributor.removePod(uid);
+        client.forget(uid);
+      },
+    };
     pods = await watchResource(kubeConfig, podResource(kubeConfig), namespaces, {
-      ...podTargets(distributor, (view) => void publisher?.ensure(view.namespace)),
+      ...podTargets(targets, (view) => void publisher?.ensure(view.namespace)),
       error: informerErrors('pods'),
     });
   } catch (error) {
@@ -272,6 +282,15 @@ export async function startController(options: ControllerOptions): Promise<Contr
         : { name: desired.name, spec: sidecarPolicySpec(desired.spec) };
     },
     policy: (namespace, name) => distributor.desired(policyKey(namespace, name)),
+    injectedPod: (namespace, name) =>
+      pods
+        ?.list()
+        .find(
+          (pod) =>
+            pod.metadata?.namespace === namespace &&
+            pod.metadata.name === name &&
+            pod.metadata.labels?.[veilLabels.injected] === 'true',
+        ),
     isLeader: () => elector.isLeader(),
     async stop(stopOptions = {}) {
       clearInterval(republish);
@@ -280,6 +299,7 @@ export async function startController(options: ControllerOptions): Promise<Contr
       distributor.deactivate();
       writer.deactivate();
       await Promise.all([policies?.stop(), pods?.stop()]);
+      await client.close();
     },
   };
 }

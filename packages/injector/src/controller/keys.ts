@@ -2,11 +2,14 @@
 // authorises one policy push to one sidecar, bound to the policy pushed (its name
 // and content hash) and usable once (its `jti`); sidecars verify it against the
 // public half, which the controller publishes next to them (see publish.ts).
+// The same key is the CA of the sidecars' admin-port certificates
+// (certs/podcerts.ts), so pushes go over TLS without another secret.
 // The private JWK is read from a file: a mounted Secret in a cluster.
-import { randomUUID } from 'node:crypto';
+import { createPrivateKey, randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type JWK, SignJWT } from 'jose';
 import { z } from 'zod';
+import { type PodCertificateAuthority, podCertificateAuthority } from '../certs/podcerts.ts';
 
 /** The `iss` sidecars require of a push (the sidecar's CONTROLLER_ISSUER). */
 export const controllerIssuer = 'veil-controller';
@@ -37,8 +40,8 @@ export type PushClaims = {
   subject: string;
   /**
    * The policy the push carries: its name and content hash (`policyHash` of the
-   * validated spec). The push goes over plain HTTP, so the token, not the
-   * transport, must say what it authorises.
+   * validated spec). TLS shows the controller which pod answers; the token
+   * shows the sidecar what the push authorises, the transport having no say.
    */
   policy: PushedPolicy;
 };
@@ -53,6 +56,8 @@ export interface ControllerKey {
   readonly publicJwk: JWK;
   /** A push token for one pod; `exp - iat` is `lifetimeSeconds`, at most 60. */
   sign(claims: PushClaims, lifetimeSeconds?: number): Promise<string>;
+  /** The CA of the sidecars' admin ports, built from this key. */
+  readonly authority: PodCertificateAuthority;
 }
 
 /** Reads the private JWK from `file`; fails on anything but an Ed25519 private key. */
@@ -77,9 +82,14 @@ export async function controllerKeyFromJwk(jwk: unknown): Promise<ControllerKey>
   const privateKey = await importJWK({ kty, crv, x, d }, 'EdDSA');
   const kid = await calculateJwkThumbprint({ kty, crv, x });
   const publicJwk: JWK = { kty, crv, x, kid, alg: 'EdDSA', use: 'sig' };
+  const authority = podCertificateAuthority(
+    createPrivateKey({ key: { kty, crv, x, d }, format: 'jwk' }),
+    kid,
+  );
   return {
     kid,
     publicJwk,
+    authority,
     async sign(claims, lifetimeSeconds = maxTokenLifetimeSeconds) {
       // exp - iat never exceeds the maximum, the backdating included.
       const lifetime = Math.min(Math.max(issuedAtSkewSeconds + 1, lifetimeSeconds), maxTokenLifetimeSeconds);

@@ -15,7 +15,7 @@ export type PodView = {
   name: string;
   /** `<namespace>/<policy>`: the pod's own namespace and its `veil.dev/policy`. */
   policyKey: string;
-  /** `http://<pod IP>:<veil-admin port>`; undefined until the pod has an IP. */
+  /** `https://<pod IP>:<veil-admin port>`; undefined until the pod has an IP. */
   adminUrl: string | undefined;
   /**
    * Changes when the sidecar may have restarted (its restart count) or moved:
@@ -40,7 +40,7 @@ export function podView(pod: V1Pod): PodView | undefined {
     namespace,
     name,
     policyKey: policyKey(namespace, annotations?.[veilAnnotations.policy] || 'default'),
-    adminUrl: ip ? `http://${ip.includes(':') ? `[${ip}]` : ip}:${adminPort(pod)}` : undefined,
+    adminUrl: ip ? `https://${ip.includes(':') ? `[${ip}]` : ip}:${adminPort(pod)}` : undefined,
     incarnation: `${ip ?? ''}#${restarts}`,
   };
 }

@@ -4,12 +4,22 @@
 // audience below) that the API server vouches for through a TokenReview; a pod
 // reads the policies of its own namespace only. Every replica answers, leader
 // or not: each keeps the same informer cache.
-import type { AuthenticationV1Api } from '@kubernetes/client-node';
+//
+// `POST /v1/certificates` on the same port certifies a sidecar's admin port: the
+// token must be bound to a pod (a projected token carries the pod's name and UID,
+// which the TokenReview returns), and that pod must be an injected pod of the
+// token's namespace. The answer is a short-lived certificate for the public key
+// sent, naming the pod's UID, from the CA the controller trusts pushes by.
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import type { AuthenticationV1Api, V1Pod } from '@kubernetes/client-node';
 import { sidecarPolicySpec } from '@veil/core';
-import fastify from 'fastify';
+import fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { listenHttps, tlsOptions } from '../certs/listening.ts';
+import type { PodCertificateAuthority } from '../certs/podcerts.ts';
 import { type CertificateFiles, readCertificatePair } from '../certs/reload.ts';
+import { isCertifiableKey } from '../certs/x509.ts';
+import { veilLabels } from '../webhook/annotations.ts';
 import { controllerTokenAudience } from '../webhook/sidecar.ts';
 import type { DesiredPolicy } from './distributor.ts';
 import type { Log } from './log.ts';
@@ -17,7 +27,12 @@ import type { Log } from './log.ts';
 /** The audience a pull token must carry: the one the injector projects each sidecar a token for. */
 export const pullAudience = controllerTokenAudience;
 
-export type Caller = { username: string; namespace: string };
+export type Caller = {
+  username: string;
+  namespace: string;
+  /** The pod a projected token is bound to, as the API server says. */
+  pod?: { name: string; uid: string };
+};
 
 export type PullServerOptions = {
   tls: CertificateFiles;
@@ -29,6 +44,12 @@ export type PullServerOptions = {
   policy(namespace: string, name: string): DesiredPolicy | undefined;
   /** Who presented `token`, or undefined when nobody the cluster knows. */
   authenticate(token: string): Promise<Caller | undefined>;
+  /** Admin-port certificates for injected pods; without it there is no `/v1/certificates`. */
+  certificates?: {
+    authority: PodCertificateAuthority;
+    /** An injected pod from the informer cache; undefined when there is none of that name. */
+    injectedPod(namespace: string, name: string): V1Pod | undefined;
+  };
   log: Log;
 };
 
@@ -45,15 +66,14 @@ const paramsSchema = z.object({
     .max(63),
 });
 
+const certificateRequestSchema = z.object({ publicKey: z.string().min(1).max(4096) });
+
 export async function startPullServer(options: PullServerOptions): Promise<PullServer> {
   const initial = await readCertificatePair(options.tls);
   const app = fastify({ https: { ...tlsOptions, ...initial }, logger: false });
 
-  app.get('/healthz', async () => 'ok');
-  app.get('/v1/policies/:namespace/:name', async (request, reply) => {
-    const params = paramsSchema.safeParse(request.params);
-    if (!params.success) return reply.code(400).send({ error: 'namespace and name must be DNS labels' });
-    const { namespace, name } = params.data;
+  /** The caller, or undefined once the reply is sent. */
+  async function authenticate(request: FastifyRequest, reply: FastifyReply): Promise<Caller | undefined> {
     const token = /^Bearer (.+)$/i.exec(request.headers.authorization ?? '')?.[1];
     let caller: Caller | undefined;
     try {
@@ -61,9 +81,20 @@ export async function startPullServer(options: PullServerOptions): Promise<PullS
     } catch (error) {
       // Fail closed: no answer without a verdict from the API server.
       options.log.warn('token review failed', { error: (error as Error).message });
-      return reply.code(503).send({ error: 'cannot verify the token now; retry' });
+      await reply.code(503).send({ error: 'cannot verify the token now; retry' });
+      return undefined;
     }
-    if (caller === undefined) return reply.code(401).send({ error: 'a service-account token is required' });
+    if (caller === undefined) await reply.code(401).send({ error: 'a service-account token is required' });
+    return caller;
+  }
+
+  app.get('/healthz', async () => 'ok');
+  app.get('/v1/policies/:namespace/:name', async (request, reply) => {
+    const params = paramsSchema.safeParse(request.params);
+    if (!params.success) return reply.code(400).send({ error: 'namespace and name must be DNS labels' });
+    const { namespace, name } = params.data;
+    const caller = await authenticate(request, reply);
+    if (caller === undefined) return reply;
     if (caller.namespace !== namespace) {
       options.log.warn('pull refused', { caller: caller.username, namespace, name });
       return reply
@@ -75,6 +106,45 @@ export async function startPullServer(options: PullServerOptions): Promise<PullS
       return reply.code(404).send({ error: `no valid EmbeddingPolicy ${namespace}/${name}` });
     return { name: policy.name, hash: policy.hash, spec: sidecarPolicySpec(policy.spec) };
   });
+
+  const certificates = options.certificates;
+  if (certificates !== undefined) {
+    app.post('/v1/certificates', async (request, reply) => {
+      const body = certificateRequestSchema.safeParse(request.body);
+      const publicKey = body.success ? parsePublicKey(body.data.publicKey) : undefined;
+      if (publicKey === undefined)
+        return reply
+          .code(400)
+          .send({ error: 'the body must be {"publicKey": "<SPKI PEM of a P-256 or Ed25519 public key>"}' });
+      const caller = await authenticate(request, reply);
+      if (caller === undefined) return reply;
+      if (caller.pod === undefined)
+        return reply
+          .code(403)
+          .send({ error: `${caller.username}: the token is not bound to a pod (use its projected token)` });
+      const pod = certificates.injectedPod(caller.namespace, caller.pod.name);
+      if (
+        pod?.metadata?.uid !== caller.pod.uid ||
+        pod.metadata.namespace !== caller.namespace ||
+        pod.metadata.labels?.[veilLabels.injected] !== 'true'
+      ) {
+        options.log.warn('certificate refused', {
+          caller: caller.username,
+          pod: `${caller.namespace}/${caller.pod.name}`,
+          uid: caller.pod.uid,
+        });
+        return reply.code(403).send({
+          error: `pod ${caller.namespace}/${caller.pod.name} is not an injected pod the controller knows`,
+        });
+      }
+      const issued = certificates.authority.issue(publicKey, caller.pod.uid);
+      return {
+        certificate: issued.cert,
+        ca: certificates.authority.caCert,
+        notAfter: issued.notAfter.toISOString(),
+      };
+    });
+  }
 
   const listener = await listenHttps(app, {
     files: options.tls,
@@ -98,6 +168,27 @@ export function tokenReviewAuthenticator(
     const username = review.status?.user?.username;
     if (!review.status?.authenticated || username === undefined) return undefined;
     const namespace = serviceAccountUser.exec(username)?.[1];
-    return namespace === undefined ? undefined : { username, namespace };
+    if (namespace === undefined) return undefined;
+    const extra = review.status.user?.extra ?? {};
+    const name = extra[podNameExtra];
+    const uid = extra[podUidExtra];
+    return name?.length === 1 && uid?.length === 1 && name[0] && uid[0]
+      ? { username, namespace, pod: { name: name[0], uid: uid[0] } }
+      : { username, namespace };
   };
+}
+
+// What the API server adds to a TokenReview's user for a token bound to a pod.
+const podNameExtra = 'authentication.kubernetes.io/pod-name';
+const podUidExtra = 'authentication.kubernetes.io/pod-uid';
+
+/** A P-256 or Ed25519 public key from SPKI PEM; undefined for anything else, private keys included. */
+function parsePublicKey(pem: string): KeyObject | undefined {
+  if (!pem.trimStart().startsWith('-----BEGIN PUBLIC KEY-----')) return undefined;
+  try {
+    const key = createPublicKey({ key: pem, format: 'pem' });
+    return isCertifiableKey(key) ? key : undefined;
+  } catch {
+    return undefined;
+  }
 }

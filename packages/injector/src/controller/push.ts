@@ -1,17 +1,21 @@
 // Talks to one sidecar's admin port: `GET /v1/policy` (what it enforces now) and
 // `PUT /v1/policy` (enforce this), the latter with a push token for that pod only.
-// The admin port is plain HTTP on the pod network: the token, signed by the
-// controller, bound to the pod's UID and to the policy it carries (name and
-// content hash), used once and living a minute, is what authenticates the push;
-// the policy itself is no secret. See packages/injector/rbac.md.
+// Both go over TLS, and the sidecar must show a certificate from the controller's
+// own CA (certs/podcerts.ts) naming the pod's UID: an answer from anyone else on
+// the pod network, another pod included, is a failed delivery, never an ACK. The
+// token, signed by the controller, bound to the pod's UID and to the policy it
+// carries (name and content hash), used once and living a minute, is what
+// authorises the push at the sidecar. See docs/security.md.
 import { sidecarPolicySpec } from '@veil/core';
+import { Agent, type Dispatcher, request } from 'undici';
 import { z } from 'zod';
+import { podServerName } from '../certs/podcerts.ts';
 import type { ControllerKey } from './keys.ts';
 
 export type SidecarTarget = {
-  /** The pod UID: the audience of the push token. */
+  /** The pod UID: the audience of the push token and the name its certificate must carry. */
   uid: string;
-  /** `http://<pod IP>:<veil-admin port>` */
+  /** `https://<pod IP>:<veil-admin port>` */
   adminUrl: string;
 };
 
@@ -47,10 +51,41 @@ export type SidecarClientOptions = {
 export class SidecarClient {
   readonly #options: SidecarClientOptions;
   readonly #timeoutMs: number;
+  /** Pod UID: a connection pool that accepts that pod's certificate only. */
+  readonly #agents = new Map<string, Agent>();
 
   constructor(options: SidecarClientOptions) {
     this.#options = options;
     this.#timeoutMs = options.timeoutMs ?? 5000;
+  }
+
+  /** Drops the connections kept to a pod that is gone. */
+  forget(uid: string): void {
+    const agent = this.#agents.get(uid);
+    this.#agents.delete(uid);
+    agent?.close().catch(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    const agents = [...this.#agents.values()];
+    this.#agents.clear();
+    await Promise.all(agents.map((agent) => agent.close().catch(() => undefined)));
+  }
+
+  #agent(uid: string): Agent {
+    let agent = this.#agents.get(uid);
+    if (agent === undefined) {
+      agent = new Agent({
+        connect: {
+          ca: this.#options.key.authority.caCert,
+          // Node checks the certificate against the server name, not the IP dialled.
+          servername: podServerName(uid),
+          timeout: this.#timeoutMs,
+        },
+      });
+      this.#agents.set(uid, agent);
+    }
+    return agent;
   }
 
   async read(target: SidecarTarget, signal?: AbortSignal): Promise<ReadOutcome> {
@@ -95,12 +130,18 @@ export class SidecarClient {
     const timeout = AbortSignal.timeout(this.#timeoutMs);
     const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
     try {
-      // The built-in fetch keeps connections alive between pushes to the same pod.
-      const response = await fetch(`${target.adminUrl}/v1/policy`, { ...options, signal });
-      const text = await response.text();
-      return { kind: 'response', status: response.status, body: parseJson(text) };
+      const response: Dispatcher.ResponseData = await request(`${target.adminUrl}/v1/policy`, {
+        method: options.method,
+        headers: options.headers,
+        body: options.body,
+        signal,
+        dispatcher: this.#agent(target.uid),
+      });
+      const text = await response.body.text();
+      return { kind: 'response', status: response.statusCode, body: parseJson(text) };
     } catch (error) {
-      return { kind: 'error', reason: (error as Error).message };
+      const { code, message } = error as NodeJS.ErrnoException;
+      return { kind: 'error', reason: code ? `${code}: ${message}` : message };
     }
   }
 }

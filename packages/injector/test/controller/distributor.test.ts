@@ -24,7 +24,7 @@ function version(n: number): DesiredPolicy {
 async function sidecars(count: number, hash?: string): Promise<FakeSidecar[]> {
   const started = await Promise.all(
     Array.from({ length: count }, async (_, i) => {
-      const sidecar = new FakeSidecar(`uid-${i}-${Math.random().toString(36).slice(2)}`, key.publicJwk, hash);
+      const sidecar = new FakeSidecar(`uid-${i}-${Math.random().toString(36).slice(2)}`, key, hash);
       await sidecar.start();
       return sidecar;
     }),

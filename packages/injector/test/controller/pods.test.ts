@@ -37,7 +37,7 @@ test('an injected pod is pushed at its veil-admin port, for the policy it names'
     namespace: 'ml',
     name: 'embedder-1',
     policyKey: 'ml/embeddings',
-    adminUrl: 'http://10.0.0.7:15090',
+    adminUrl: 'https://10.0.0.7:15090',
     incarnation: '10.0.0.7#0',
   });
 });
@@ -50,7 +50,7 @@ test('the admin port follows the injector settings, IPv6 is bracketed, no policy
   admin.containerPort = 25_090;
   delete pod.metadata?.annotations?.['veil.dev/policy'];
   const view = podView(pod);
-  assert.equal(view?.adminUrl, 'http://[fd00::7]:25090');
+  assert.equal(view?.adminUrl, 'https://[fd00::7]:25090');
   assert.equal(view?.policyKey, 'ml/default');
 });
 

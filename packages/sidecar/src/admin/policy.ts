@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import type { TLSSocket } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
 import { importJWK, type JWK, jwtVerify } from 'jose';
 import { z } from 'zod';
@@ -49,7 +50,8 @@ export interface PolicyRoutesOptions {
 }
 
 /**
- * `PUT /v1/policy` takes a policy from the controller: ACK with the content
+ * `PUT /v1/policy` takes a policy from the controller, over TLS only (see
+ * certificate.ts): ACK with the content
  * hash, or NACK (422) with the reason while the last good policy stays; a
  * policy other than the one this sidecar enforces is NACKed too. The
  * token authorises one push of one policy: a body other than the one it names,
@@ -70,6 +72,9 @@ export async function policyRoutes(app: FastifyInstance, options: PolicyRoutesOp
 
   app.put('/v1/policy', async (request, reply) => {
     if (!key) return reply.code(403).send({ status: 'nack', reason: 'this sidecar accepts no pushes' });
+    // Fail closed: the controller pushes over TLS only, where it knows it reached this pod.
+    if (!(request.raw.socket as TLSSocket).encrypted)
+      return reply.code(403).send({ status: 'nack', reason: 'pushes must use HTTPS' });
     let trusted: VerifyKey;
     try {
       trusted = await key.current();

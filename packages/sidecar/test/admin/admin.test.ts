@@ -1,6 +1,7 @@
 // The admin port: probes, Prometheus metrics and controller policy pushes
 // (ACK with the hash and enforced at once; NACK keeping the last good policy;
-// a token spent once, and only on the policy it names).
+// a token spent once, and only on the policy it names). Pushes go over TLS,
+// verified as the controller verifies them; tls.test.ts covers the transport.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
@@ -69,16 +70,19 @@ describe('admin port', () => {
   let token: string;
   let basePolicy: PolicySpec;
 
-  const push = (body: unknown, bearer: string | undefined) =>
-    call(`${fixture.adminUrl}/v1/policy`, body, { method: 'PUT', token: bearer });
+  const push = (body: unknown, bearer: string | undefined) => {
+    const tls = fixture.adminTls;
+    if (tls === undefined) throw new Error('the fixture has no admin certificate');
+    return call(`${tls.url}/v1/policy`, body, { method: 'PUT', token: bearer, dispatcher: tls.dispatcher });
+  };
   const embed = () => call(`${fixture.url}/v1/embeddings`, { model: 'm', input: `mail ${EMAIL}` }, { token });
 
   before(async () => {
-    const pair = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
+    const pair = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
     controller = pair.privateKey;
     impostor = (await generateKeyPair('EdDSA', { crv: 'Ed25519' })).privateKey;
     fixture = await startSidecarFixture({
-      controllerKey: { ...(await exportJWK(pair.publicKey)), alg: 'EdDSA' },
+      controllerKey: { ...(await exportJWK(pair.privateKey)), alg: 'EdDSA' },
       config: { policyName: 'test' },
     });
     basePolicy = testPolicy([fixture.issuer]);

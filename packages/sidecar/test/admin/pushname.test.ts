@@ -1,45 +1,30 @@
 // A push names the policy it carries, and the sidecar enforces one policy, the
 // one it was configured with: a push of any other is NACKed, whatever its token.
 import assert from 'node:assert/strict';
-import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { policyHash, policySpecSchema } from '@veil/core';
-import Fastify, { type FastifyInstance } from 'fastify';
 import { type CryptoKey, exportJWK, generateKeyPair, SignJWT } from 'jose';
-import { CONTROLLER_ISSUER, policyRoutes, sidecarAudience } from '../../src/admin/policy.ts';
-import { PolicyStore } from '../../src/policy/store.ts';
+import { CONTROLLER_ISSUER, sidecarAudience } from '../../src/admin/policy.ts';
+import { call, POD_UID, type SidecarFixture, startSidecarFixture } from '../fixtures/sidecar.ts';
 
-const POD_UID = 'pod-push-name';
 const spec = policySpecSchema.parse({});
 
 describe('a push naming another policy', () => {
-  let dir: string;
   let controller: CryptoKey;
-  let store: PolicyStore;
-  let app: FastifyInstance;
+  let fixture: SidecarFixture;
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'veil-push-name-'));
-    const pair = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
+    const pair = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
     controller = pair.privateKey;
-    const controllerKeyFile = join(dir, 'controller.jwk');
-    await writeFile(
-      controllerKeyFile,
-      JSON.stringify({ ...(await exportJWK(pair.publicKey)), alg: 'EdDSA' }),
-    );
-    store = new PolicyStore({ hashKey: randomBytes(32) });
-    app = Fastify({ logger: false });
-    await app.register(policyRoutes, { store, podUid: POD_UID, policyName: 'team-a', controllerKeyFile });
+    fixture = await startSidecarFixture({
+      controllerKey: { ...(await exportJWK(pair.privateKey)), alg: 'EdDSA' },
+      config: { policyName: 'team-a' },
+      noPolicy: true,
+    });
   });
 
-  after(async () => {
-    await app.close();
-    await store.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  after(() => fixture.close());
 
   /** Pushes `name` with a token the controller signed for exactly that name and spec. */
   async function push(name: string) {
@@ -50,27 +35,24 @@ describe('a push naming another policy', () => {
       .setIssuedAt()
       .setExpirationTime('1m')
       .sign(controller);
-    return app.inject({
-      method: 'PUT',
-      url: '/v1/policy',
-      headers: { authorization: `Bearer ${token}` },
-      payload: { name, spec },
-    });
+    const tls = fixture.adminTls;
+    assert.ok(tls);
+    return call(`${tls.url}/v1/policy`, { name, spec }, { method: 'PUT', token, dispatcher: tls.dispatcher });
   }
 
   it('is NACKed with the reason, and nothing is applied', async () => {
     const answer = await push('team-b');
-    assert.equal(answer.statusCode, 422);
-    assert.deepEqual(answer.json(), {
+    assert.equal(answer.status, 422);
+    assert.deepEqual(answer.json, {
       status: 'nack',
       reason: 'this sidecar enforces policy team-a, not team-b',
     });
-    assert.equal(store.current(), undefined);
+    assert.equal(fixture.sidecar.store.current(), undefined);
   });
 
   it('while the configured policy is ACKed', async () => {
     const answer = await push('team-a');
-    assert.equal(answer.statusCode, 200, answer.body);
-    assert.equal(store.current()?.name, 'team-a');
+    assert.equal(answer.status, 200, answer.text);
+    assert.equal(fixture.sidecar.store.current()?.name, 'team-a');
   });
 });

@@ -11,6 +11,8 @@ export type Replica = {
   process: Managed;
   logFile: string;
   webhookUrl: string;
+  /** Its pull endpoint, which also certifies sidecars' admin ports. */
+  pullUrl: string;
   /** Log lines so far, parsed. */
   log(): Promise<{ message: string; [field: string]: unknown }[]>;
 };
@@ -55,5 +57,5 @@ export async function startReplica(
     60_000,
     100,
   );
-  return { identity, process, logFile, webhookUrl: String(ready.webhook), log };
+  return { identity, process, logFile, webhookUrl: String(ready.webhook), pullUrl: String(ready.pull), log };
 }

@@ -5,19 +5,27 @@
 //    would: phase Running and a pod IP. Every stand-in gets an address of its
 //    own on the loopback network (127.0.x.y: all of 127/8 is loopback on
 //    Linux), so the controller addresses each one exactly as in a cluster,
-//    http://<pod IP>:<the veil-admin port the webhook wrote>, with no test hook;
+//    https://<pod IP>:<the veil-admin port the webhook wrote>, with no test hook;
 //  - a real sidecar (startSidecar) runs for it with the files a kubelet would
 //    mount: the bootstrap policy from the pod's annotation, the controller's
-//    public key from the ConfigMap the controller published, and the Secret
+//    public key from the ConfigMap the controller published, the Secret
 //    volumes the webhook mounted into the sidecar, read from the API when the
 //    stand-in starts as the kubelet reads them when the pod does (an optional
-//    Secret that does not exist leaves its directory empty);
+//    Secret that does not exist leaves its directory empty), and the pod's
+//    projected token for the controller, minted through the TokenRequest API
+//    bound to the pod as the kubelet mints it; with it the sidecar pulls its
+//    policy and gets its admin-port certificate from the controller;
 //  - in front of the sidecar's admin port sits a recording pass-through, which
 //    counts each PUT and reads (without trusting) the `sub` of its token:
-//    which controller replica pushed.
+//    which controller replica pushed. Pushes are TLS, so the front terminates
+//    it with a certificate of its own for the pod, which it gets from the
+//    controller as the sidecar does (it holds the pod's token, as anything in
+//    the pod would), and passes each request on to the sidecar over TLS,
+//    checking the sidecar's certificate as the controller does.
+import { generateKeyPairSync } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdir, writeFile } from 'node:fs/promises';
-import { createServer, request as httpRequest, type Server } from 'node:http';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { createServer, request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import {
@@ -28,9 +36,10 @@ import {
   type V1Pod,
   type V1Secret,
 } from '@kubernetes/client-node';
-import { sidecarNames } from '@veil/injector';
+import { podServerName, pullAudience, sidecarNames } from '@veil/injector';
 import { type RunningSidecar, sidecarConfigSchema, startSidecar } from '@veil/sidecar';
 import { decodeJwt } from 'jose';
+import { Agent, request } from 'undici';
 import type { ControlPlane } from '../../../harness/index.ts';
 import { eventually } from './cluster.ts';
 import { modelPod } from './injector.ts';
@@ -58,6 +67,8 @@ export type StandInOptions = {
   /** The injector settings' adminPort: what the webhook writes as veil-admin. */
   adminPort: number;
   modelUrl: string;
+  /** The controller's pull endpoint (an injector's `pull.url`) and the CA file its certificate is checked by. */
+  controller: { url: string; caFile: string };
   annotations?: Record<string, string>;
   prefix?: string;
 };
@@ -104,6 +115,12 @@ export async function startStandIns(options: StandInOptions): Promise<StandIn[]>
     await Promise.all(started.map((s) => s.close()));
     throw error;
   }
+  // A sidecar without its certificate yet fails the controller's pushes, which
+  // are then retried: waited for, so that tests count deliveries, not retries.
+  for (const standIn of started) {
+    if (!(await standIn.sidecar.adminCertificate))
+      throw new Error(`${standIn.name} got no admin certificate`);
+  }
   // The kubelet's part, once the sidecars listen: the pods run, with their IPs.
   await Promise.all(
     started.map((s) =>
@@ -140,12 +157,18 @@ async function startStandIn(
   const mountsDir = join(podDir, 'mounts');
   await mountSecretVolumes(core, options.namespace, pod, container, mountsDir);
   const hashKeyPath = container.env?.find((e) => e.name === 'VEIL_HASH_KEY_FILE')?.value;
+  const tokenFile = join(podDir, 'controller-token');
+  await writeFile(tokenFile, await podToken(core, options.namespace, pod));
   const log: string[] = [];
   // The pod's port first: the sidecar's own ports are picked by the kernel and
   // must not take it.
   const admin: AdminRequest[] = [];
   const target: { url?: URL } = {};
-  const front = await recordingFront(ip, options.adminPort, target, admin);
+  const front = await recordingFront(ip, options.adminPort, target, admin, {
+    ...options.controller,
+    tokenFile,
+    uid,
+  });
   let sidecar: RunningSidecar;
   try {
     sidecar = await startSidecar(
@@ -161,12 +184,17 @@ async function startStandIn(
         stateDir: join(podDir, 'state'),
         auditDir: join(podDir, 'audit'),
         controllerKeyFile: keyFile,
+        controllerUrl: options.controller.url,
+        controllerTokenFile: tokenFile,
+        controllerCaFile: options.controller.caFile,
         hashKeyFile: hashKeyPath === undefined ? undefined : join(mountsDir, hashKeyPath),
         pod: { namespace: options.namespace, name, uid },
         cluster: 'e2e',
         auditCloseGraceSeconds: 0,
       }),
       {
+        // The pod may reach the controller's cache a moment after the sidecar first asks.
+        pullBackoff: { baseMs: 50, capMs: 1_000 },
         log: (message) => {
           log.push(message);
           console.error(`veil-sidecar ${name}: ${message}`);
@@ -247,24 +275,85 @@ async function readSecret(core: CoreV1Api, namespace: string, name: string): Pro
   }
 }
 
+/**
+ * The kubelet's part for the projected token the injector mounts for the
+ * controller: one bound to the pod, so the API server names the pod when the
+ * controller reviews it. The test API server has no controller-manager to make
+ * the pod's service account, so it is made here.
+ */
+async function podToken(core: CoreV1Api, namespace: string, pod: V1Pod): Promise<string> {
+  const account = pod.spec?.serviceAccountName ?? 'default';
+  try {
+    await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: account } } });
+  } catch (error) {
+    if ((error as { code?: number }).code !== 409) throw error;
+  }
+  const { status } = await core.createNamespacedServiceAccountToken({
+    namespace,
+    name: account,
+    body: {
+      spec: {
+        audiences: [pullAudience],
+        expirationSeconds: 3600,
+        boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.metadata?.name, uid: pod.metadata?.uid },
+      },
+    },
+  });
+  if (!status?.token) throw new Error(`no token for ${pod.metadata?.name}`);
+  return status.token;
+}
+
+type FrontIdentity = { url: string; caFile: string; tokenFile: string; uid: string };
+
+/** A certificate for the pod's admin port from the controller, and the CA it trusts admin ports by. */
+async function podCertificate(identity: FrontIdentity): Promise<{ key: string; cert: string; ca: string }> {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const agent = new Agent({ connect: { ca: await readFile(identity.caFile, 'utf8') } });
+  try {
+    const token = await readFile(identity.tokenFile, 'utf8');
+    return await eventually(`a certificate for pod ${identity.uid}`, async () => {
+      const response = await request(`${identity.url}/v1/certificates`, {
+        method: 'POST',
+        dispatcher: agent,
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ publicKey: publicKey.export({ type: 'spki', format: 'pem' }) }),
+      });
+      const body = (await response.body.json()) as { certificate?: string; ca?: string };
+      if (response.statusCode !== 200 || !body.certificate || !body.ca) return undefined;
+      return {
+        key: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+        cert: body.certificate,
+        ca: body.ca,
+      };
+    });
+  } finally {
+    await agent.close();
+  }
+}
+
 async function recordingFront(
   host: string,
   port: number,
   target: { url?: URL },
   log: AdminRequest[],
-): Promise<Server> {
-  const server = createServer((request, response) => {
+  identity: FrontIdentity,
+) {
+  const { key, cert, ca } = await podCertificate(identity);
+  const servername = podServerName(identity.uid);
+  const server = createServer({ key, cert }, (request, response) => {
     const token = /^Bearer (.+)$/i.exec(request.headers.authorization ?? '')?.[1];
     log.push({ method: request.method ?? '', subject: token ? subjectOf(token) : undefined });
     // Like a sidecar still starting: nothing listens yet.
     if (target.url === undefined) return request.socket.destroy();
-    const upstream = httpRequest(
+    const upstream = httpsRequest(
       {
         host: target.url.hostname,
         port: target.url.port,
         path: request.url,
         method: request.method,
         headers: request.headers,
+        ca,
+        servername,
       },
       (answer) => {
         response.writeHead(answer.statusCode ?? 502, answer.headers);

@@ -1,11 +1,16 @@
 // A sidecar's admin port as the controller sees it: GET and PUT /v1/policy,
 // pushes verified like the real sidecar verifies them (issuer, audience bound
-// to the pod, EdDSA, exp and iat required, the `policy` claim naming the body). The real sidecar is exercised in
-// test/e2e/kube; this one lets a test make it slow, refuse, or go away.
+// to the pod, EdDSA, exp and iat required, the `policy` claim naming the body),
+// over TLS with a certificate the controller's CA issued for its pod. The real
+// sidecar is exercised in test/e2e/kube; this one lets a test make it slow,
+// refuse, go away, or show another pod's certificate.
+import { generateKeyPairSync } from 'node:crypto';
 import { once } from 'node:events';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { type CryptoKey, importJWK, type JWK, type JWTPayload, jwtVerify } from 'jose';
+import type { ControllerKey } from '../../../src/controller/keys.ts';
 
 /** ack; nack (422); hang (never answer); fail (503); lost (apply, then answer 503 as if the answer got lost). */
 export type Behaviour = 'ack' | 'nack' | 'hang' | 'fail' | 'lost';
@@ -19,24 +24,34 @@ export class FakeSidecar {
   readonly puts: ReceivedPush[] = [];
   gets = 0;
   #server: Server | undefined;
+  /** Whose certificate it shows: its own pod's unless a test says otherwise. */
+  certificateOf: string;
   #key: CryptoKey | Uint8Array | undefined;
+  #controller: ControllerKey;
   #publicJwk: JWK;
   #port = 0;
 
-  constructor(uid: string, publicJwk: JWK, hash?: string) {
+  constructor(uid: string, controller: ControllerKey, hash?: string) {
     this.uid = uid;
-    this.#publicJwk = publicJwk;
+    this.certificateOf = uid;
+    this.#controller = controller;
+    this.#publicJwk = controller.publicJwk;
     this.hash = hash;
   }
 
   get adminUrl(): string {
-    return `http://127.0.0.1:${this.#port}`;
+    return `https://127.0.0.1:${this.#port}`;
   }
 
   /** Listens on its old port again after stop(), as a restarted sidecar would. */
   async start(): Promise<void> {
     this.#key ??= await importJWK(this.#publicJwk, 'EdDSA');
-    const server = createServer((request, response) => {
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const tls = {
+      key: privateKey.export({ type: 'pkcs8', format: 'pem' }),
+      cert: this.#controller.authority.issue(publicKey, this.certificateOf).cert,
+    };
+    const server = createServer(tls, (request, response) => {
       this.#handle(request)
         .then(({ status, body }) => {
           if (status === 0) return; // hang: never answer

@@ -1,7 +1,7 @@
 import { createServer } from 'node:http';
 import type { SecureContext } from 'node:tls';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { healthRoutes } from './admin/health.ts';
+import { healthRoutes, type RecordingHealth } from './admin/health.ts';
 import { acceptTls } from './admin/listener.ts';
 import { metricsRoutes } from './admin/metrics.ts';
 import { type PolicyRoutesOptions, policyRoutes } from './admin/policy.ts';
@@ -73,7 +73,7 @@ export async function buildDataServer(
 export async function buildAdminServer(
   policy: PolicyRoutesOptions,
   telemetry: Telemetry,
-  recording: () => boolean,
+  recording: RecordingHealth,
   tlsContext: () => SecureContext | undefined,
 ): Promise<FastifyInstance> {
   const app = Fastify({

@@ -155,7 +155,7 @@ export async function startSidecar(
         controllerKeyFile: config.controllerKeyFile,
       },
       telemetry,
-      () => sink.accepting(),
+      sink,
       () => certificate?.context(),
     );
     undo.push(() => admin.close());

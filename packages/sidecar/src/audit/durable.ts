@@ -53,6 +53,10 @@ export class DurableSink implements AuditSink {
     return !this.#closed && this.#spool.room() > this.#reserveBytes;
   }
 
+  failed(): boolean {
+    return this.#spool.failed();
+  }
+
   append(draft: AuditDraft, until: AppendUntil = 'durable'): Promise<void> {
     if (this.#closed) throw new Error('the audit sink is closed');
     const frame = frameLine(this.#encoder.encode(draft, this.#nextSeq));

@@ -144,6 +144,10 @@ export class AuditRecorder implements AuditSink {
     return this.#sink.accepting();
   }
 
+  failed(): boolean {
+    return this.#sink.failed();
+  }
+
   append(draft: AuditDraft, until?: AppendUntil): Promise<void> {
     return this.#sink.append(draft, until);
   }

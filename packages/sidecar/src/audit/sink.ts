@@ -25,5 +25,11 @@ export interface AuditSink {
    * proxy/record.ts's to say.
    */
   append(draft: AuditDraft, until?: AppendUntil): Promise<void>;
+  /**
+   * True once a write has failed: the sink takes no record again in this
+   * process, and only a restart, whose recovery cuts the failed write off,
+   * serves again. Absent: it never fails so.
+   */
+  failed?(): boolean;
   close(): Promise<void>;
 }

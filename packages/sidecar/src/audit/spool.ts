@@ -224,6 +224,11 @@ export class Spool {
     return run;
   }
 
+  /** Whether a write failed: the spool then refuses every record until it is opened again. */
+  failed(): boolean {
+    return this.#failure !== undefined;
+  }
+
   /** Bytes still free for new records: 0 once failed or closed. */
   room(): number {
     if (this.#closed || this.#failure) return 0;

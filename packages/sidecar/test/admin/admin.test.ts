@@ -102,6 +102,18 @@ describe('admin port', () => {
     assert.deepEqual(answer.json, { status: 'ok' });
   });
 
+  it('fails /healthz once a spool write has failed, so the kubelet restarts it to recover its spool', async () => {
+    fixture.sink.broken = true;
+    try {
+      const answer = await call(`${fixture.adminUrl}/healthz`);
+      assert.equal(answer.status, 503);
+      assert.equal((answer.json as { status?: string }).status, 'failing');
+    } finally {
+      fixture.sink.broken = false;
+    }
+    assert.equal((await call(`${fixture.adminUrl}/healthz`)).status, 200);
+  });
+
   it('is not ready while the audit spool is full, and requests are refused meanwhile', async () => {
     fixture.sink.full = true;
     try {

@@ -460,8 +460,9 @@ test('a write that fails leaves none of its records for the next process to find
          refusal = results.find((result) => result.status === 'rejected')?.reason;
        }
        const after = await spool.append(padded(-1)).then(() => 'taken', (error) => error.name);
+       const failed = spool.failed();
        await spool.close();
-       process.stdout.write(JSON.stringify({ acknowledged, refused: refusal?.name, cause: refusal?.cause?.code, after }));`,
+       process.stdout.write(JSON.stringify({ acknowledged, refused: refusal?.name, cause: refusal?.cause?.code, after, failed }));`,
       dir,
     ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
@@ -472,12 +473,18 @@ test('a write that fails leaves none of its records for the next process to find
   });
   await once(writer, 'close');
   const { acknowledged, ...failure } = JSON.parse(output);
-  assert.deepEqual(failure, { refused: 'SpoolFailedError', cause: 'EFBIG', after: 'SpoolFailedError' });
+  assert.deepEqual(failure, {
+    refused: 'SpoolFailedError',
+    cause: 'EFBIG',
+    after: 'SpoolFailedError',
+    failed: true,
+  });
   assert.ok(acknowledged > 0);
 
   const reopened = await Spool.open({ dir });
   t.after(() => reopened.close());
   assert.deepEqual(reopened.recovery, { records: acknowledged, truncatedBytes: 0 });
+  assert.equal(reopened.failed(), false, 'a new process recovers and records again');
   assert.deepEqual(
     await readAll(reopened),
     Array.from({ length: acknowledged }, (_, seq) => padded(seq)),

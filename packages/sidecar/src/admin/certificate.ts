@@ -21,6 +21,9 @@ import { ControllerAgent } from '../controllerca.ts';
 
 const defaultCertificateBackoff: BackoffOptions = { baseMs: 1_000, capMs: 60_000 };
 
+/** However short a certificate's life, no sooner than this after the last fetch. */
+const minRenewalMs = 60_000;
+
 const issuedSchema = z.object({ certificate: z.string().min(1), ca: z.string().min(1) });
 
 /** A certificate and its chain are a few kilobytes. */
@@ -51,6 +54,7 @@ export interface AdminCertificate {
   close(): Promise<void>;
 }
 
+/** `renewAt` on this process's monotonic clock (`performance.now()`). */
 type Held = { context: SecureContext; renewAt: number; caKey: string };
 
 /** Starts fetching at once and returns without waiting for the controller. */
@@ -92,11 +96,13 @@ export function startAdminCertificate(options: AdminCertificateOptions): AdminCe
     // A certificate for another key, or not from the CA sent with it, would fail every handshake.
     if (!leaf.checkPrivateKey(privateKey) || !leaf.verify(ca.publicKey))
       throw new Error('the controller answered a certificate that does not fit this key and its CA');
-    const from = leaf.validFromDate.getTime();
-    const to = leaf.validToDate.getTime();
+    // Half its life from now, by this clock: its validity dates are the
+    // controller's, and a node whose clock runs hours apart would otherwise see
+    // it due at once (fetching again and again) or only once expired.
+    const life = leaf.validToDate.getTime() - leaf.validFromDate.getTime();
     return {
       context: createSecureContext({ key, cert: parsed.data.certificate }),
-      renewAt: from + (to - from) / 2,
+      renewAt: performance.now() + Math.max(minRenewalMs, life / 2),
       caKey: rawKey(ca.publicKey),
     };
   }
@@ -124,8 +130,10 @@ export function startAdminCertificate(options: AdminCertificateOptions): AdminCe
         if (await keyRotated(next)) throw new Error("the controller's CA is not yet its published key");
         if (failures > 0) log(`admin certificate: obtained after ${failures} failed attempts`);
         failures = 0;
-        while (Date.now() < next.renewAt) {
-          await sleep(Math.min(keyCheckMs, next.renewAt - Date.now()), undefined, { signal: stop.signal });
+        while (performance.now() < next.renewAt) {
+          await sleep(Math.min(keyCheckMs, next.renewAt - performance.now()), undefined, {
+            signal: stop.signal,
+          });
           if (await keyRotated(next)) {
             log("admin certificate: the controller's key changed; fetching a certificate from the new one");
             break;

@@ -166,6 +166,25 @@ describe('admin certificate', () => {
     }
   });
 
+  it('is renewed by this clock, not the dates of a controller whose clock is hours behind', async () => {
+    const certificates = await startCertificateStandIn((await controllerKey()).jwk, POD_UID);
+    // Dated 13 hours back: by this clock past half its life the moment it arrives.
+    certificates.skew(-13 * 3600 * 1000);
+    const certificate = startAdminCertificate({
+      url: certificates.url,
+      tokenFile: join(dir, 'token'),
+      backoff: { baseMs: 5, capMs: 20 },
+    });
+    try {
+      assert.equal(await certificate.ready, true);
+      await sleep(300);
+      assert.equal(certificates.issued(), 1, 'one certificate, not a fetch after each');
+    } finally {
+      await certificate.close();
+      await certificates.close();
+    }
+  });
+
   it("is fetched again from the new CA when the controller's key file names a new key", async () => {
     const first = await controllerKey();
     const second = await controllerKey();

@@ -287,7 +287,7 @@ export async function startInjector(
       tls,
       host: config.host,
       port: config.pullPort,
-      policy: (namespace, name) => controller.policy(namespace, name),
+      lookup: (namespace, name) => controller.lookup(namespace, name),
       authenticate: tokenReviewAuthenticator(kubeConfig.makeApiClient(AuthenticationV1Api)),
       certificates: {
         authority: key.authority,

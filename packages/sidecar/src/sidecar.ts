@@ -28,7 +28,7 @@ export interface RunningSidecar {
   readonly store: PolicyStore;
   readonly sink: AuditSink;
   /** Where the policy in force at start came from. */
-  readonly loaded: 'last-good' | 'bootstrap' | 'none';
+  readonly loaded: 'last-good' | 'bootstrap' | 'none' | 'revoked';
   /** Whether hash tokens and input digests use the workload's shared key rather than one of this process. */
   readonly sharedHashKey: boolean;
   /** The start-up pull from the controller; undefined without a controller URL and token. */
@@ -153,6 +153,7 @@ export async function startSidecar(
         podUid: config.pod.uid,
         policyName: config.policyName,
         controllerKeyFile: config.controllerKeyFile,
+        log,
       },
       telemetry,
       sink,

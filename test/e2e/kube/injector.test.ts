@@ -287,7 +287,18 @@ test('a sidecar pulls its policy with a service-account token of its own namespa
   const namespace = await freshNamespace(cp, 'pull');
   const other = await freshNamespace(cp, 'pull-other');
   await applyPolicy(cp, namespace, 'default', spec);
+  // RE2 has no look-behind: valid for the API server's schema, invalid for Veil.
+  await applyPolicy(cp, namespace, 'broken', {
+    masking: {
+      rules: [
+        { name: 'x', patterns: [{ name: 'x', regex: '(?<=a)b' }], operator: 'redact', scopes: ['forward'] },
+      ],
+    },
+  });
   await eventually('the policy in the cache', async () => injector.controller.policy(namespace, 'default'));
+  await eventually('the broken policy in the cache', async () =>
+    injector.controller.lookup(namespace, 'broken').kind === 'unavailable' ? true : undefined,
+  );
   const tokenFor = await createServiceAccount(cp, namespace, 'embedder');
   const token = await tokenFor(pullAudience);
   const wrongAudience = await tokenFor('veil');
@@ -312,7 +323,16 @@ test('a sidecar pulls its policy with a service-account token of its own namespa
     assert.equal((await pull(`/v1/policies/${other}/default`, token)).status, 403);
     assert.equal((await pull(`/v1/policies/${namespace}/default`)).status, 401);
     assert.equal((await pull(`/v1/policies/${namespace}/default`, wrongAudience)).status, 401);
-    assert.equal((await pull(`/v1/policies/${namespace}/missing`, token)).status, 404);
+    // A policy that does not exist says so: on that answer a sidecar drops what it has.
+    assert.deepEqual(await pull(`/v1/policies/${namespace}/missing`, token), {
+      status: 404,
+      body: { status: 'absent', error: `EmbeddingPolicy ${namespace}/missing does not exist` },
+    });
+    // One that exists with no valid version is no such answer: the sidecar keeps what it has.
+    assert.deepEqual(await pull(`/v1/policies/${namespace}/broken`, token), {
+      status: 503,
+      body: { error: `this replica knows no valid version of ${namespace}/broken; retry` },
+    });
     // The API server agrees the token is good: the 401 above is the audience, not the token.
     const review = await cp
       .kubeConfig()

@@ -285,6 +285,66 @@ test('a bad policy is reported with its field path and never pushed; sidecars ke
   assert.doesNotMatch(await embedThrough(pods[0] as StandIn, 'EMP-654321'), /EMP-654321/);
 });
 
+/** What a caller gets from `standIn` now: the status of an embedding call and of its pod's readiness probe. */
+async function serving(standIn: StandIn): Promise<{ embed: number; ready: number; reason: unknown }> {
+  const token = await issuer.mint({ sub: 'alice', aud: 'veil', groups: ['ml-team'] });
+  const embed = await fetch(`${standIn.sidecar.url}/v1/embeddings`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'embed-small', input: 'hello' }),
+  });
+  await embed.arrayBuffer();
+  const ready = await fetch(`${standIn.sidecar.adminUrl}/readyz`);
+  const body = (await ready.json()) as { reason?: unknown };
+  return { embed: embed.status, ready: ready.status, reason: body.reason };
+}
+
+test('deleting a policy cuts its pods off, across a restart too; re-creating it restores them', async () => {
+  const namespace = await freshNamespace(cp, 'revoke');
+  await applyPolicy(cp, namespace, 'default', spec(false));
+  await eventually('the policy in the cache', async () => injector?.controller.policy(namespace, 'default'));
+  const pods = await standInsFor(namespace, 3);
+  const first = hashOf(spec(false));
+  await waitForHash(pods, first);
+  await statusSettles(namespace, first, 3);
+  const api = cp.kubeConfig().makeApiClient(CustomObjectsApi);
+  const target = { group: GROUP, version: VERSION, plural: 'embeddingpolicies', namespace, name: 'default' };
+  const cutOff = { embed: 503, ready: 503, reason: 'no valid policy' };
+
+  // Deleted and re-created at once: it ends enforced, in its new version.
+  await api.deleteNamespacedCustomObject(target);
+  await applyPolicy(cp, namespace, 'default', spec(true));
+  const second = hashOf(spec(true));
+  await waitForHash(pods, second);
+  await statusSettles(namespace, second, 3);
+  for (const pod of pods) assert.doesNotMatch(await embedThrough(pod, 'EMP-111111'), /EMP-111111/);
+
+  await api.deleteNamespacedCustomObject(target);
+  await eventually(
+    'every pod cut off',
+    async () => {
+      const states = await Promise.all(pods.map(serving));
+      return states.every((s) => s.embed === 503 && s.ready === 503) ? states : undefined;
+    },
+    30_000,
+  );
+  for (const pod of pods) assert.deepEqual(await serving(pod), cutOff, pod.name);
+
+  // Its container restarted: the bootstrap written at admission does not come back.
+  const [restarted] = pods;
+  assert.ok(restarted);
+  await restarted.restart();
+  assert.equal(restarted.sidecar.loaded, 'revoked');
+  assert.deepEqual(await restarted.sidecar.pull, { kind: 'absent' });
+  assert.deepEqual(await serving(restarted), cutOff);
+
+  // Re-created: the controller's push restores every pod, the restarted one included.
+  await applyPolicy(cp, namespace, 'default', spec(false));
+  await waitForHash(pods, first);
+  await statusSettles(namespace, first, 3);
+  for (const pod of pods) assert.match(await embedThrough(pod, 'EMP-222222'), /EMP-222222/);
+});
+
 test('a restarted controller converges status without pushing again', async () => {
   const namespace = await freshNamespace(cp, 'restart');
   await applyPolicy(cp, namespace, 'default', spec(false));

@@ -27,6 +27,7 @@ import {
   policyView,
 } from './policies.ts';
 import { KeyPublisher } from './publish.ts';
+import type { PolicyLookup } from './pull.ts';
 import { SidecarClient } from './push.ts';
 import { policyStatus } from './status.ts';
 import { type StatusPlan, StatusWriter } from './statuswriter.ts';
@@ -65,6 +66,8 @@ export type Controller = {
   bootstrapPolicy(namespace: string, name: string): Promise<object | undefined>;
   /** The last valid version of a policy, as pushed. */
   policy(namespace: string, name: string): DesiredPolicy | undefined;
+  /** What the pull endpoint answers: the last valid version, a policy known not to exist, or neither. */
+  lookup(namespace: string, name: string): PolicyLookup;
   /** An injected pod, as the informer last saw it; undefined when it is not one. */
   injectedPod(namespace: string, name: string): V1Pod | undefined;
   isLeader(): boolean;
@@ -120,6 +123,7 @@ export async function startController(options: ControllerOptions): Promise<Contr
   const distributor = new Distributor({
     client,
     ...options.push,
+    policyExists: (key) => views.has(key),
     onPodChange: (key) => writer.schedule(key),
     onPush: (event) => {
       if (event.outcome.kind !== 'ack') {
@@ -132,6 +136,15 @@ export async function startController(options: ControllerOptions): Promise<Contr
         });
       }
       options.onPush?.(event);
+    },
+    onRevoke: (event) => {
+      const fields = {
+        pod: `${event.pod.namespace}/${event.pod.name}`,
+        policy: event.pod.policyKey,
+        outcome: event.outcome.kind,
+      };
+      if (event.outcome.kind === 'ack') log.info('deleted policy revoked', fields);
+      else log.warn('revocation not acknowledged', { ...fields, reason: event.outcome.reason });
     },
   });
 
@@ -153,7 +166,13 @@ export async function startController(options: ControllerOptions): Promise<Contr
   const writer = new StatusWriter({
     api: kubeConfig.makeApiClient(CustomObjectsApi),
     plan,
-    observe: (object) => upsertPolicy(object),
+    // Only for a policy still cached: a write's answer arriving after the
+    // policy's deletion must not bring it back, and a re-created one comes
+    // from the informer.
+    observe: (object) => {
+      const { namespace, name, uid } = object.metadata ?? {};
+      if (namespace && name && views.get(policyKey(namespace, name))?.uid === uid) upsertPolicy(object);
+    },
     log,
   });
 
@@ -194,11 +213,9 @@ export async function startController(options: ControllerOptions): Promise<Contr
     if (!namespace || !name) return;
     const key = policyKey(namespace, name);
     views.delete(key);
-    distributor.forget(key);
-    // Nothing revokes a policy from a sidecar: an operator deleting one to cut
-    // access off must learn that its pods go on enforcing it.
+    distributor.deleted(key);
     const selecting = (pods?.list() ?? []).filter((pod) => podView(pod)?.policyKey === key).length;
-    log.warn('policy deleted: its pods keep enforcing the version they have, and new pods get none', {
+    log.warn('policy deleted: it is revoked from its pods, which serve nothing until it is re-created', {
       policy: key,
       pods: selecting,
     });
@@ -282,6 +299,18 @@ export async function startController(options: ControllerOptions): Promise<Contr
         : { name: desired.name, spec: sidecarPolicySpec(desired.spec) };
     },
     policy: (namespace, name) => distributor.desired(policyKey(namespace, name)),
+    lookup(namespace, name) {
+      const key = policyKey(namespace, name);
+      const desired = distributor.desired(key);
+      if (desired !== undefined) return { kind: 'valid', policy: desired };
+      if (namespaces.length > 0 && !namespaces.includes(namespace))
+        return { kind: 'unavailable', reason: `this controller does not watch namespace ${namespace}` };
+      if (views.has(key))
+        return { kind: 'unavailable', reason: `this replica knows no valid version of ${key}` };
+      if (!policies?.synced())
+        return { kind: 'unavailable', reason: 'the policy cache is not in sync with the API server' };
+      return { kind: 'absent' };
+    },
     injectedPod: (namespace, name) =>
       pods
         ?.list()

@@ -3,10 +3,17 @@
 // controller that restarts, or takes over from another, pushes only where a
 // pod differs. Edits are debounced per policy; failures are retried with
 // backoff; a bad version never gets here, so sidecars keep their last good one.
+// A policy that does not exist (deleted, or gone before this controller
+// started) is revoked from every pod still enforcing it: deleting a policy
+// cuts its pods off. Deletions are debounced with edits, and each pod acts on
+// the state its policy is in when its turn comes, so a policy deleted and
+// re-created within the debounce is never revoked, and one re-created later
+// is pushed after the revocation, never before it.
 import { type BackoffOptions, backoffDelay } from './backoff.ts';
 import { Limiter } from './limiter.ts';
 import type { PodView } from './pods.ts';
-import type { PushOutcome, SidecarClient } from './push.ts';
+import { policyNameOf } from './policies.ts';
+import type { PushOutcome, RevokeOutcome, SidecarClient, SidecarTarget } from './push.ts';
 
 export type DesiredPolicy = { name: string; hash: string; spec: unknown };
 
@@ -23,8 +30,15 @@ export type PodSync = {
 
 export type PushEvent = { pod: PodView; hash: string; outcome: PushOutcome };
 
+export type RevokeEvent = { pod: PodView; name: string; outcome: RevokeOutcome };
+
 export type DistributorOptions = {
-  client: Pick<SidecarClient, 'read' | 'push'>;
+  client: Pick<SidecarClient, 'read' | 'push' | 'revoke'>;
+  /**
+   * Whether the policy exists, valid or not, in a cache that has listed:
+   * a pod whose policy does not is told to drop whatever it enforces.
+   */
+  policyExists(policyKey: string): boolean;
   /** Quiet time after an edit before pushing; default 100 ms. */
   debounceMs?: number;
   /** A stream of edits still pushes at least this often; default 1 s. */
@@ -37,6 +51,7 @@ export type DistributorOptions = {
   /** What a pod enforces, or why it does not, changed. */
   onPodChange?(policyKey: string): void;
   onPush?(event: PushEvent): void;
+  onRevoke?(event: RevokeEvent): void;
 };
 
 type PodState = {
@@ -82,7 +97,16 @@ export class Distributor {
     if (previous?.hash !== desired.hash || previous.name !== desired.name) this.#debounced(policyKey);
   }
 
-  /** The policy is gone; its pods keep enforcing what they have. */
+  /**
+   * The policy was deleted: once edits pause, its pods are told to drop it,
+   * unless it exists again by then.
+   */
+  deleted(policyKey: string): void {
+    this.#desired.delete(policyKey);
+    this.#debounced(policyKey);
+  }
+
+  /** A policy replaced by another of the same name: its version is not pushed any more. */
   forget(policyKey: string): void {
     this.#desired.delete(policyKey);
     clearTimeout(this.#debounce.get(policyKey)?.timer);
@@ -265,8 +289,11 @@ export class Distributor {
       pod.known = true;
       this.#note(pod, read.kind === 'policy' ? read.hash : undefined, undefined, first);
     }
+    // Edits still coming in: the debounce kicks the pod once they pause.
+    if (this.#debounce.has(policyKey)) return 'done';
     const desired = this.#desired.get(policyKey);
-    if (desired === undefined || pod.hash === desired.hash) {
+    if (desired === undefined) return this.#revoke(pod, target, signal);
+    if (pod.hash === desired.hash) {
       this.#note(pod, pod.hash, undefined);
       return 'done';
     }
@@ -288,6 +315,32 @@ export class Distributor {
         // The push may have landed before the failure: ask before pushing again.
         pod.known = false;
         this.#note(pod, pod.hash, `push failed: ${outcome.reason}`);
+        return 'failed';
+    }
+  }
+
+  /** No valid version to push: a pod enforcing a policy that does not exist any more is told to drop it. */
+  async #revoke(pod: PodState, target: SidecarTarget, signal: AbortSignal): Promise<Step> {
+    const { policyKey } = pod.view;
+    // An invalid policy that exists leaves its pods with their last good version.
+    if (pod.hash === undefined || this.#options.policyExists(policyKey)) {
+      this.#note(pod, pod.hash, undefined);
+      return 'done';
+    }
+    const name = policyNameOf(policyKey);
+    const outcome = await this.#options.client.revoke(target, name, signal);
+    if (signal.aborted) return 'done';
+    this.#options.onRevoke?.({ pod: pod.view, name, outcome });
+    switch (outcome.kind) {
+      case 'ack':
+        this.#note(pod, undefined, undefined);
+        return 'done';
+      case 'nack':
+        this.#note(pod, pod.hash, `revocation refused: ${outcome.reason}`);
+        return 'failed';
+      case 'error':
+        pod.known = false;
+        this.#note(pod, pod.hash, `revocation failed: ${outcome.reason}`);
         return 'failed';
     }
   }

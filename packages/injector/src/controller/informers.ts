@@ -28,6 +28,11 @@ export type InformerEvents<T> = {
 
 export type Watched<T> = {
   list(): T[];
+  /**
+   * Every informer's last list succeeded and no watch has failed since: what the
+   * cache lacks, the API server lacks too, as of the last event.
+   */
+  synced(): boolean;
   stop(): Promise<void>;
 };
 
@@ -51,13 +56,19 @@ export async function watchResource<T extends KubernetesObject>(
   }
   return {
     list: () => running.flatMap((r) => [...r.cache.list()]),
+    synced: () => running.every((r) => r.synced()),
     stop: async () => {
       await Promise.all(running.map((r) => r.stop()));
     },
   };
 }
 
-type Running<T> = { cache: ObjectCache<T>; started: Promise<void>; stop(): Promise<void> };
+type Running<T> = {
+  cache: ObjectCache<T>;
+  started: Promise<void>;
+  synced(): boolean;
+  stop(): Promise<void>;
+};
 
 function restarting<T extends KubernetesObject>(
   kubeConfig: KubeConfig,
@@ -75,6 +86,7 @@ function restarting<T extends KubernetesObject>(
   let stopped = false;
   let failures = 0;
   let failedNow = false;
+  let listed = false;
   let retry: NodeJS.Timeout | undefined;
   let markSynced: () => void = () => undefined;
   const synced = new Promise<void>((resolve) => {
@@ -87,13 +99,18 @@ function restarting<T extends KubernetesObject>(
     await informer.start().catch(() => {
       failedNow = true;
     });
-    if (!failedNow && !stopped) markSynced();
+    if (!failedNow && !stopped) {
+      listed = true;
+      markSynced();
+    }
   };
   informer.on('add', (object) => events.upsert(object));
   informer.on('update', (object) => events.upsert(object));
   informer.on('delete', (object) => events.remove(object));
   informer.on('error', (error) => {
     failedNow = true;
+    // Until the relist, anything created or deleted meanwhile is missing from the cache.
+    listed = false;
     if (stopped) return;
     events.error?.(error);
     clearTimeout(retry);
@@ -112,6 +129,7 @@ function restarting<T extends KubernetesObject>(
   return {
     cache: informer,
     started: synced,
+    synced: () => listed && !stopped,
     async stop() {
       stopped = true;
       markSynced();

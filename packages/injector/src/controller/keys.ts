@@ -1,6 +1,7 @@
 // The controller's Ed25519 signing key. It signs the short-lived token that
 // authorises one policy push to one sidecar, bound to the policy pushed (its name
-// and content hash) and usable once (its `jti`); sidecars verify it against the
+// and content hash) or to the revocation of a deleted policy (its name), and
+// usable once (its `jti`); sidecars verify it against the
 // public half, which the controller publishes next to them (see publish.ts).
 // The same key is the CA of the sidecars' admin-port certificates
 // (certs/podcerts.ts), so pushes go over TLS without another secret.
@@ -38,23 +39,37 @@ export type PushClaims = {
   podUid: string;
   /** Which controller replica pushes; sidecars may log it. */
   subject: string;
-  /**
-   * The policy the push carries: its name and content hash (`policyHash` of the
-   * validated spec). TLS shows the controller which pod answers; the token
-   * shows the sidecar what the push authorises, the transport having no say.
-   */
-  policy: PushedPolicy;
-};
+} & (
+  | {
+      /**
+       * The policy the push carries: its name and content hash (`policyHash` of the
+       * validated spec). TLS shows the controller which pod answers; the token
+       * shows the sidecar what the push authorises, the transport having no say.
+       */
+      policy: PushedPolicy;
+    }
+  | {
+      /**
+       * The policy a revocation drops: its name only, as a deleted policy has no
+       * version left to name. A sidecar takes a revocation only with this claim,
+       * and a push only with `policy`, so neither token stands in for the other.
+       */
+      revoke: RevokedPolicy;
+    }
+);
 
 /** The `policy` claim of a push token, which the sidecar compares with the body it receives. */
 export type PushedPolicy = { name: string; hash: string };
+
+/** The `revoke` claim of a revocation token, which the sidecar compares with the policy it enforces. */
+export type RevokedPolicy = { name: string };
 
 export interface ControllerKey {
   /** Key id: the RFC 7638 thumbprint of the public key. */
   readonly kid: string;
   /** What sidecars verify pushes with: `{kty, crv, x, kid, alg, use}`, never `d`. */
   readonly publicJwk: JWK;
-  /** A push token for one pod; `exp - iat` is `lifetimeSeconds`, at most 60. */
+  /** A push (or revocation) token for one pod; `exp - iat` is `lifetimeSeconds`, at most 60. */
   sign(claims: PushClaims, lifetimeSeconds?: number): Promise<string>;
   /** The CA of the sidecars' admin ports, built from this key. */
   readonly authority: PodCertificateAuthority;
@@ -94,7 +109,11 @@ export async function controllerKeyFromJwk(jwk: unknown): Promise<ControllerKey>
       // exp - iat never exceeds the maximum, the backdating included.
       const lifetime = Math.min(Math.max(issuedAtSkewSeconds + 1, lifetimeSeconds), maxTokenLifetimeSeconds);
       const issuedAt = Math.floor(Date.now() / 1000) - issuedAtSkewSeconds;
-      return new SignJWT({ policy: { name: claims.policy.name, hash: claims.policy.hash } })
+      const bound =
+        'policy' in claims
+          ? { policy: { name: claims.policy.name, hash: claims.policy.hash } }
+          : { revoke: { name: claims.revoke.name } };
+      return new SignJWT(bound)
         .setProtectedHeader({ alg: 'EdDSA', kid, typ: 'JWT' })
         .setIssuer(controllerIssuer)
         .setAudience(sidecarAudience(claims.podUid))

@@ -39,6 +39,11 @@ export function policyKey(namespace: string, name: string): string {
   return `${namespace}/${name}`;
 }
 
+/** The name part of a `policyKey`: a namespace never holds a slash. */
+export function policyNameOf(key: string): string {
+  return key.slice(key.indexOf('/') + 1);
+}
+
 /** The view of a stored object; undefined for one without the metadata every stored object has. */
 export function policyView(object: EmbeddingPolicyObject): PolicyView | undefined {
   const { namespace, name, uid, resourceVersion, generation } = object.metadata ?? {};

@@ -1,5 +1,10 @@
 // `GET /v1/policies/<namespace>/<name>` over HTTPS: where a starting sidecar, or
 // one that missed a push, fetches the current valid version of its policy.
+// A policy that does not exist is a 404 whose body says so (`status: absent`),
+// on which the sidecar drops the policy it has: that answer is given only from
+// a cache in sync with the API server. A policy that exists with no valid
+// version here, or a cache that cannot vouch for an absence, is a 503: the
+// sidecar keeps what it has and asks again.
 // The caller authenticates with a service-account token (projected, with the
 // audience below) that the API server vouches for through a TokenReview; a pod
 // reads the policies of its own namespace only. Every replica answers, leader
@@ -40,8 +45,8 @@ export type PullServerOptions = {
   host?: string;
   /** Defaults to 8444; 0 picks a free port. */
   port?: number;
-  /** The last valid version of a policy, or undefined when there is none. */
-  policy(namespace: string, name: string): DesiredPolicy | undefined;
+  /** The last valid version of a policy, or why there is none. */
+  lookup(namespace: string, name: string): PolicyLookup;
   /** Who presented `token`, or undefined when nobody the cluster knows. */
   authenticate(token: string): Promise<Caller | undefined>;
   /** Admin-port certificates for injected pods; without it there is no `/v1/certificates`. */
@@ -52,6 +57,16 @@ export type PullServerOptions = {
   };
   log: Log;
 };
+
+export type PolicyLookup =
+  | { kind: 'valid'; policy: DesiredPolicy }
+  /** Not in a cache that has listed every policy of the namespace and missed no event since. */
+  | { kind: 'absent' }
+  /** It exists without a valid version here, or its absence cannot be vouched for now. */
+  | { kind: 'unavailable'; reason: string };
+
+/** The `status` of the 404 body that tells a sidecar its policy does not exist. */
+export const absentStatus = 'absent';
 
 export type PullServer = { url: string; port: number; close(): Promise<void> };
 
@@ -101,10 +116,19 @@ export async function startPullServer(options: PullServerOptions): Promise<PullS
         .code(403)
         .send({ error: `${caller.username} may read policies of ${caller.namespace} only` });
     }
-    const policy = options.policy(namespace, name);
-    if (policy === undefined)
-      return reply.code(404).send({ error: `no valid EmbeddingPolicy ${namespace}/${name}` });
-    return { name: policy.name, hash: policy.hash, spec: sidecarPolicySpec(policy.spec) };
+    const found = options.lookup(namespace, name);
+    switch (found.kind) {
+      case 'absent':
+        return reply
+          .code(404)
+          .send({ status: absentStatus, error: `EmbeddingPolicy ${namespace}/${name} does not exist` });
+      case 'unavailable':
+        return reply.code(503).send({ error: `${found.reason}; retry` });
+      case 'valid': {
+        const { policy } = found;
+        return { name: policy.name, hash: policy.hash, spec: sidecarPolicySpec(policy.spec) };
+      }
+    }
   });
 
   const certificates = options.certificates;

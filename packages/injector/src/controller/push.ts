@@ -1,11 +1,12 @@
-// Talks to one sidecar's admin port: `GET /v1/policy` (what it enforces now) and
-// `PUT /v1/policy` (enforce this), the latter with a push token for that pod only.
+// Talks to one sidecar's admin port: `GET /v1/policy` (what it enforces now),
+// `PUT /v1/policy` (enforce this) and `DELETE /v1/policy` (the policy was
+// deleted: enforce nothing), the last two with a push token for that pod only.
 // Both go over TLS, and the sidecar must show a certificate from the controller's
 // own CA (certs/podcerts.ts) naming the pod's UID: an answer from anyone else on
 // the pod network, another pod included, is a failed delivery, never an ACK. The
 // token, signed by the controller, bound to the pod's UID and to the policy it
-// carries (name and content hash), used once and living a minute, is what
-// authorises the push at the sidecar. See docs/security.md.
+// carries (name and content hash) or revokes (name), used once and living a
+// minute, is what authorises the push at the sidecar. See docs/security.md.
 import { sidecarPolicySpec } from '@veil/core';
 import { Agent, type Dispatcher, request } from 'undici';
 import { z } from 'zod';
@@ -31,6 +32,11 @@ export type PushOutcome =
   | { kind: 'nack'; reason: string }
   | { kind: 'error'; reason: string };
 
+export type RevokeOutcome =
+  | { kind: 'ack' }
+  | { kind: 'nack'; reason: string }
+  | { kind: 'error'; reason: string };
+
 export type ReadOutcome =
   | { kind: 'policy'; name: string; hash: string }
   | { kind: 'none' }
@@ -38,6 +44,7 @@ export type ReadOutcome =
 
 const ackSchema = z.object({ status: z.literal('ack'), hash: z.string().min(1) });
 const nackSchema = z.object({ status: z.literal('nack'), reason: z.string() });
+const revokedSchema = z.object({ status: z.literal('ack'), revoked: z.string() });
 const currentSchema = z.object({ name: z.string(), hash: z.string().min(1) });
 
 export type SidecarClientOptions = {
@@ -123,9 +130,35 @@ export class SidecarClient {
     return { kind: 'error', reason: `PUT /v1/policy answered ${response.status}${detail}` };
   }
 
+  /** Tells the sidecar that `name` no longer exists: it drops it and its saved copy. */
+  async revoke(target: SidecarTarget, name: string, signal?: AbortSignal): Promise<RevokeOutcome> {
+    const token = await this.#options.key.sign({
+      podUid: target.uid,
+      subject: this.#options.identity,
+      revoke: { name },
+    });
+    const response = await this.#call(target, {
+      method: 'DELETE',
+      signal,
+      headers: { authorization: `Bearer ${token}` },
+    });
+    if (response.kind === 'error') return response;
+    const ack = revokedSchema.safeParse(response.body);
+    if (response.status === 200 && ack.success && ack.data.revoked === name) return { kind: 'ack' };
+    const nack = nackSchema.safeParse(response.body);
+    if (response.status === 422 && nack.success) return { kind: 'nack', reason: nack.data.reason };
+    const detail = nack.success ? `: ${nack.data.reason}` : '';
+    return { kind: 'error', reason: `DELETE /v1/policy answered ${response.status}${detail}` };
+  }
+
   async #call(
     target: SidecarTarget,
-    options: { method: 'GET' | 'PUT'; signal?: AbortSignal; headers?: Record<string, string>; body?: string },
+    options: {
+      method: 'GET' | 'PUT' | 'DELETE';
+      signal?: AbortSignal;
+      headers?: Record<string, string>;
+      body?: string;
+    },
   ): Promise<{ kind: 'response'; status: number; body: unknown } | { kind: 'error'; reason: string }> {
     const timeout = AbortSignal.timeout(this.#timeoutMs);
     const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;

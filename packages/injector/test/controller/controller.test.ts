@@ -9,6 +9,7 @@ import {
   eventually,
   freshNamespace,
   installCrds,
+  kubectl,
 } from '../../../../test/e2e/kube/support/cluster.ts';
 import { type ControlPlane, startControlPlane } from '../../../../test/harness/index.ts';
 import { startController } from '../../src/controller/controller.ts';
@@ -70,10 +71,18 @@ test('a key ConfigMap deleted by hand comes back at the next resync', async () =
   }
 });
 
-test('deleting a policy warns that the pods selecting it keep enforcing it', async () => {
+test('deleting a policy says it is revoked, and the pull endpoint then knows it does not exist', async () => {
   const namespace = await freshNamespace(cp, 'deleted');
   const core = cp.kubeConfig().makeApiClient(CoreV1Api);
   await applyPolicy(cp, namespace, 'default', {});
+  // RE2 has no look-behind: valid for the API server's schema, invalid for Veil.
+  await applyPolicy(cp, namespace, 'broken', {
+    masking: {
+      rules: [
+        { name: 'x', patterns: [{ name: 'x', regex: '(?<=a)b' }], operator: 'redact', scopes: ['forward'] },
+      ],
+    },
+  });
   for (const name of ['embedder-0', 'embedder-1'])
     await core.createNamespacedPod({
       namespace,
@@ -93,6 +102,17 @@ test('deleting a policy warns that the pods selecting it keep enforcing it', asy
   });
   try {
     assert.ok(controller.policy(namespace, 'default'), 'the caches hold a full list once started');
+    assert.equal(controller.lookup(namespace, 'default').kind, 'valid');
+    // It exists, with no valid version: a sidecar asking keeps what it has.
+    assert.deepEqual(controller.lookup(namespace, 'broken'), {
+      kind: 'unavailable',
+      reason: `this replica knows no valid version of ${namespace}/broken`,
+    });
+    assert.deepEqual(controller.lookup(namespace, 'never-made'), { kind: 'absent' });
+    assert.deepEqual(controller.lookup('unwatched', 'default'), {
+      kind: 'unavailable',
+      reason: 'this controller does not watch namespace unwatched',
+    });
     await cp.kubeConfig().makeApiClient(CustomObjectsApi).deleteNamespacedCustomObject({
       group: GROUP,
       version: VERSION,
@@ -105,9 +125,40 @@ test('deleting a policy warns that the pods selecting it keep enforcing it', asy
     );
     assert.equal(
       warned.message,
-      'policy deleted: its pods keep enforcing the version they have, and new pods get none',
+      'policy deleted: it is revoked from its pods, which serve nothing until it is re-created',
     );
     assert.deepEqual(warned.fields, { policy: `${namespace}/default`, pods: 2 });
+    assert.deepEqual(controller.lookup(namespace, 'default'), { kind: 'absent' });
+  } finally {
+    await controller.stop();
+  }
+});
+
+test('while its policy watch is down, the controller vouches for no absence', async () => {
+  const namespace = await freshNamespace(cp, 'unsynced');
+  await applyPolicy(cp, namespace, 'default', {});
+  const controller = await startController({
+    kubeConfig: cp.kubeConfig(),
+    identity: 'controller-0',
+    key: await controllerKeyFromJwk(await generateControllerJwk()),
+    namespace,
+    namespaces: [namespace],
+  });
+  try {
+    assert.deepEqual(controller.lookup(namespace, 'never-made'), { kind: 'absent' });
+    // The resource itself gone: the watch ends and every relist fails until it is back.
+    await kubectl(cp, 'delete', 'crd', 'embeddingpolicies.veil.dev', '--wait=true');
+    const unsure = await eventually('the cache out of sync', async () => {
+      const found = controller.lookup(namespace, 'never-made');
+      return found.kind === 'unavailable' ? found : undefined;
+    });
+    assert.equal(unsure.reason, 'the policy cache is not in sync with the API server');
+    await installCrds(cp);
+    await eventually(
+      'the cache in sync again',
+      async () => (controller.lookup(namespace, 'never-made').kind === 'absent' ? true : undefined),
+      60_000,
+    );
   } finally {
     await controller.stop();
   }

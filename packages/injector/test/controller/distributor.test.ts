@@ -44,9 +44,11 @@ function view(sidecar: FakeSidecar, incarnation = '0'): PodView {
   };
 }
 
-function distributor(changes: string[] = []): Distributor {
+/** `exists`: whether the controller's cache holds the policy (valid or not). */
+function distributor(changes: string[] = [], exists: () => boolean = () => true): Distributor {
   const made = new Distributor({
     client,
+    policyExists: exists,
     debounceMs: 20,
     maxDebounceMs: 200,
     retry: { initialMs: 10, maxMs: 40 },
@@ -239,4 +241,107 @@ test('a removed pod is forgotten, and its policy told', async () => {
   d.removePod(pod.uid);
   assert.deepEqual(d.podsOf('ml/default'), []);
   assert.deepEqual(changes, ['ml/default']);
+});
+
+test('a deleted policy is revoked from its pods, with a token for that pod and that name alone', async () => {
+  const [pod] = await sidecars(1, 'sha256:v1');
+  assert.ok(pod);
+  let exists = true;
+  const d = distributor([], () => exists);
+  d.setDesired('ml/default', version(1));
+  d.activate();
+  d.upsertPod(view(pod));
+  await until('in sync', () => d.podsOf('ml/default')[0]?.unchecked === false);
+  exists = false;
+  d.deleted('ml/default');
+  await until('revoked', () => pod.deletes.length === 1 && d.podsOf('ml/default')[0]?.hash === undefined);
+  const claims = pod.deletes[0]?.claims;
+  assert.ok(claims);
+  assert.equal(claims.iss, 'veil-controller');
+  assert.equal(claims.aud, `veil-sidecar:${pod.uid}`);
+  assert.equal(claims.sub, 'controller-0');
+  assert.deepEqual(claims.revoke, { name: 'default' }, 'bound to the name, not to a hash');
+  assert.equal(claims.policy, undefined, 'no push token');
+  assert.equal(typeof claims.jti, 'string');
+  assert.ok((claims.exp ?? 0) - (claims.iat ?? 0) <= 60, 'lives a minute at most');
+  assert.equal(pod.hash, undefined);
+  assert.equal(d.podsOf('ml/default')[0]?.problem, undefined);
+  assert.deepEqual(pod.changes, ['DELETE default']);
+});
+
+test('a policy deleted and re-created within the debounce is never revoked: the new version is pushed', async () => {
+  const [pod] = await sidecars(1, 'sha256:v1');
+  assert.ok(pod);
+  let exists = true;
+  const d = distributor([], () => exists);
+  d.setDesired('ml/default', version(1));
+  d.activate();
+  d.upsertPod(view(pod));
+  await until('in sync', () => d.podsOf('ml/default')[0]?.unchecked === false);
+  exists = false;
+  d.deleted('ml/default');
+  // A resync or a restarted sidecar inside the window waits for the debounce too.
+  d.upsertPod(view(pod, '1'));
+  exists = true;
+  d.setDesired('ml/default', version(2));
+  await until('v2', () => d.podsOf('ml/default')[0]?.hash === 'sha256:v2');
+  assert.deepEqual(pod.changes, ['PUT sha256:v2']);
+  assert.equal(pod.deletes.length, 0);
+});
+
+test('a policy re-created after its revocation went out is pushed again, after it', async () => {
+  const [pod] = await sidecars(1, 'sha256:v1');
+  assert.ok(pod);
+  let exists = true;
+  const d = distributor([], () => exists);
+  d.setDesired('ml/default', version(1));
+  d.activate();
+  d.upsertPod(view(pod));
+  await until('in sync', () => d.podsOf('ml/default')[0]?.unchecked === false);
+  // Its answer lost: the controller cannot tell the revocation landed until it asks.
+  pod.behaviour = 'lost';
+  exists = false;
+  d.deleted('ml/default');
+  await until('revocation landed', () => pod.changes.length === 1);
+  pod.behaviour = 'ack';
+  exists = true;
+  d.setDesired('ml/default', version(1));
+  await until('v1 again', () => pod.hash === 'sha256:v1' && d.podsOf('ml/default')[0]?.hash === 'sha256:v1');
+  assert.deepEqual(pod.changes, ['DELETE default', 'PUT sha256:v1']);
+});
+
+test('a pod enforcing a policy that does not exist is revoked once this controller leads', async () => {
+  const [pod] = await sidecars(1, 'sha256:v1');
+  assert.ok(pod);
+  const d = distributor([], () => false);
+  d.upsertPod(view(pod));
+  d.activate();
+  await until('revoked', () => pod.changes.length === 1 && d.podsOf('ml/default')[0]?.hash === undefined);
+  assert.deepEqual(pod.changes, ['DELETE default']);
+});
+
+test('a pod whose policy exists without a valid version keeps what it enforces', async () => {
+  const [pod] = await sidecars(1, 'sha256:v1');
+  assert.ok(pod);
+  const d = distributor([], () => true);
+  d.activate();
+  d.upsertPod(view(pod));
+  await until('checked', () => d.podsOf('ml/default')[0]?.unchecked === false);
+  assert.equal(pod.deletes.length, 0);
+  assert.equal(d.podsOf('ml/default')[0]?.hash, 'sha256:v1');
+});
+
+test('a refused revocation says why and is retried until taken', async () => {
+  const [pod] = await sidecars(1, 'sha256:v1');
+  assert.ok(pod);
+  pod.behaviour = 'nack';
+  const d = distributor([], () => false);
+  d.activate();
+  d.upsertPod(view(pod));
+  await until('retried', () => pod.deletes.length >= 2);
+  assert.equal(d.podsOf('ml/default')[0]?.problem, 'revocation refused: enforces default, not default');
+  assert.equal(d.podsOf('ml/default')[0]?.hash, 'sha256:v1');
+  pod.behaviour = 'ack';
+  await until('taken', () => d.podsOf('ml/default')[0]?.hash === undefined);
+  assert.equal(d.podsOf('ml/default')[0]?.problem, undefined);
 });

@@ -110,8 +110,13 @@ test('a pod re-created under its name while the watch was down replaces the old 
         ? { kind: 'error', reason: 'connect ECONNREFUSED' }
         : { kind: 'policy', name: 'default', hash },
     push: async () => ({ kind: 'error' as const, reason: 'not expected' }),
+    revoke: async () => ({ kind: 'error' as const, reason: 'not expected' }),
   };
-  const distributor = new Distributor({ client, retry: { initialMs: 10, maxMs: 40 } });
+  const distributor = new Distributor({
+    client,
+    policyExists: () => true,
+    retry: { initialMs: 10, maxMs: 40 },
+  });
   distributor.setDesired('ml/default', { name: 'default', hash, spec: {} });
   distributor.activate();
   const targeted: string[] = [];

@@ -78,3 +78,25 @@ test('a plain-HTTP server answering an ACK at the address is a delivery error', 
   assert.equal(pushed.kind, 'error');
   assert.equal(requests, 0);
 });
+
+test('a revocation goes to its own pod only, and is taken only with the name it carries', async () => {
+  const pod = await sidecar('pod-f', { certificateOf: 'pod-f' });
+  pod.hash = 'sha256:v1';
+  assert.deepEqual(await client.revoke({ uid: 'pod-f', adminUrl: pod.adminUrl }, 'default'), { kind: 'ack' });
+  assert.deepEqual(
+    pod.deletes.map((d) => d.claims.revoke),
+    [{ name: 'default' }],
+  );
+  assert.equal(pod.hash, undefined);
+
+  const impostor = await sidecar('pod-g', { certificateOf: 'pod-h' });
+  const revoked = await client.revoke({ uid: 'pod-g', adminUrl: impostor.adminUrl }, 'default');
+  assert.equal(revoked.kind, 'error');
+  assert.equal(impostor.deletes.length, 0);
+
+  pod.behaviour = 'nack';
+  assert.deepEqual(await client.revoke({ uid: 'pod-f', adminUrl: pod.adminUrl }, 'other'), {
+    kind: 'nack',
+    reason: 'enforces default, not other',
+  });
+});

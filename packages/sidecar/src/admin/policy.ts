@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { TLSSocket } from 'node:tls';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { importJWK, type JWK, jwtVerify } from 'jose';
 import { z } from 'zod';
 import type { PolicyStore } from '../policy/store.ts';
@@ -27,16 +27,20 @@ const maxTokenAgeSeconds = 300;
  */
 const clockToleranceSeconds = 30;
 
-/**
- * What a verified push token must also carry: the name and content hash of the
- * policy it authorises (the controller's `policy` claim), and a `jti` to spend.
- */
-const pushClaimsSchema = z.object({
+/** What every verified token, push or revocation, carries besides its signature: a `jti` to spend. */
+const tokenClaimsSchema = z.object({
   jti: z.string().min(1).max(128),
   iat: z.number(),
   exp: z.number(),
+});
+
+/** A push token also names the policy it authorises: the controller's `policy` claim. */
+const pushClaimsSchema = z.object({
   policy: z.object({ name: policyNameSchema, hash: z.string().regex(/^sha256:[0-9a-f]{64}$/) }),
 });
+
+/** A revocation token names the policy it drops, and nothing else: the controller's `revoke` claim. */
+const revokeClaimsSchema = z.object({ revoke: z.object({ name: policyNameSchema }) });
 
 const unbound = { status: 'nack', reason: 'the policy is not the one its push token names' } as const;
 
@@ -47,6 +51,7 @@ export interface PolicyRoutesOptions {
   readonly policyName: string;
   /** The controller's public JWK; without it pushes are refused. */
   readonly controllerKeyFile: string | undefined;
+  readonly log?: (message: string) => void;
 }
 
 /**
@@ -56,6 +61,13 @@ export interface PolicyRoutesOptions {
  * policy other than the one this sidecar enforces is NACKed too. The
  * token authorises one push of one policy: a body other than the one it names,
  * or a token presented twice, is refused (401) and nothing is applied.
+ *
+ * `DELETE /v1/policy` is the controller saying the policy was deleted: with a
+ * token whose `revoke` claim names the policy this sidecar enforces, it drops
+ * it, leaving nothing in force (every request 503, not ready) across restarts
+ * too, and ACKs; a revocation of another policy is NACKed (422). Its token is
+ * verified and spent as a push's is; a push token does not revoke, nor a
+ * revocation token push.
  */
 export async function policyRoutes(app: FastifyInstance, options: PolicyRoutesOptions): Promise<void> {
   const keyFile = options.controllerKeyFile;
@@ -70,17 +82,34 @@ export async function policyRoutes(app: FastifyInstance, options: PolicyRoutesOp
     return { name: policy.name, hash: policy.hash };
   });
 
-  app.put('/v1/policy', async (request, reply) => {
-    if (!key) return reply.code(403).send({ status: 'nack', reason: 'this sidecar accepts no pushes' });
+  /**
+   * The request's token, verified, carrying the claims `bound` requires, and
+   * spent; or undefined once the refusal is sent. Spent on first presentation,
+   * before the body is looked at: the token is the controller's for one
+   * request, whatever that request carries.
+   */
+  async function verifiedToken<T>(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    bound: z.ZodType<T>,
+    missing: string,
+  ): Promise<T | undefined> {
+    if (!key) {
+      await reply.code(403).send({ status: 'nack', reason: 'this sidecar accepts no pushes' });
+      return undefined;
+    }
     // Fail closed: the controller pushes over TLS only, where it knows it reached this pod.
-    if (!(request.raw.socket as TLSSocket).encrypted)
-      return reply.code(403).send({ status: 'nack', reason: 'pushes must use HTTPS' });
+    if (!(request.raw.socket as TLSSocket).encrypted) {
+      await reply.code(403).send({ status: 'nack', reason: 'pushes must use HTTPS' });
+      return undefined;
+    }
     let trusted: VerifyKey;
     try {
       trusted = await key.current();
     } catch {
       // Unavailable, not refused: the controller tries again, and the file may be back by then.
-      return reply.code(503).send({ status: 'nack', reason: "the controller's key file cannot be read" });
+      await reply.code(503).send({ status: 'nack', reason: "the controller's key file cannot be read" });
+      return undefined;
     }
     const token = /^Bearer (.+)$/i.exec(request.headers.authorization ?? '')?.[1];
     let payload: unknown;
@@ -95,22 +124,38 @@ export async function policyRoutes(app: FastifyInstance, options: PolicyRoutesOp
         requiredClaims: ['exp', 'iat'],
       }));
     } catch {
-      return reply.code(401).send({ status: 'nack', reason: 'push not signed by the controller' });
+      await reply.code(401).send({ status: 'nack', reason: 'push not signed by the controller' });
+      return undefined;
     }
-    const claims = pushClaimsSchema.safeParse(payload);
-    if (!claims.success) {
-      return reply
-        .code(401)
-        .send({ status: 'nack', reason: 'the push token must carry a jti and the policy it authorises' });
+    const claims = tokenClaimsSchema.safeParse(payload);
+    const purpose = bound.safeParse(payload);
+    if (!claims.success || !purpose.success) {
+      await reply.code(401).send({ status: 'nack', reason: missing });
+      return undefined;
     }
-    const { jti, iat, exp, policy } = claims.data;
-    // Spent on first presentation, before the body is looked at: the token is
-    // the controller's for one request, whatever that request carries.
+    const { jti, iat, exp } = claims.data;
     // Kept while the token still verifies, the tolerance included.
     const spend = spent.spend(jti, Math.min(exp, iat + maxTokenAgeSeconds) + clockToleranceSeconds);
-    if (spend === 'replayed')
-      return reply.code(401).send({ status: 'nack', reason: 'push token already used' });
-    if (spend === 'full') return reply.code(503).send({ status: 'nack', reason: 'too many pushes; retry' });
+    if (spend === 'replayed') {
+      await reply.code(401).send({ status: 'nack', reason: 'push token already used' });
+      return undefined;
+    }
+    if (spend === 'full') {
+      await reply.code(503).send({ status: 'nack', reason: 'too many pushes; retry' });
+      return undefined;
+    }
+    return purpose.data;
+  }
+
+  app.put('/v1/policy', async (request, reply) => {
+    const claims = await verifiedToken(
+      request,
+      reply,
+      pushClaimsSchema,
+      'the push token must carry a jti and the policy it authorises',
+    );
+    if (claims === undefined) return reply;
+    const { policy } = claims;
     const body = pushSchema.safeParse(request.body);
     if (!body.success) return reply.code(400).send({ status: 'nack', reason: 'body must be {name, spec}' });
     if (body.data.name !== policy.name) return reply.code(401).send(unbound);
@@ -121,6 +166,22 @@ export async function policyRoutes(app: FastifyInstance, options: PolicyRoutesOp
     if (!result.ok && result.unbound) return reply.code(401).send(unbound);
     if (!result.ok) return reply.code(422).send({ status: 'nack', reason: result.reason });
     return { status: 'ack', hash: result.hash };
+  });
+
+  app.delete('/v1/policy', async (request, reply) => {
+    const claims = await verifiedToken(
+      request,
+      reply,
+      revokeClaimsSchema,
+      'the revocation token must carry a jti and the policy it revokes',
+    );
+    if (claims === undefined) return reply;
+    const { name } = claims.revoke;
+    const result = await options.store.revoke(name, { onlyNamed: options.policyName });
+    if (!result.ok) return reply.code(422).send({ status: 'nack', reason: result.reason });
+    if (result.changed)
+      options.log?.(`policy ${name} revoked by the controller: it was deleted; serving nothing`);
+    return { status: 'ack', revoked: name };
   });
 }
 

@@ -8,6 +8,9 @@
 // controller answers. What it answers goes through the store like a push does, so
 // a policy the sidecar cannot use is refused and the last good one stays. A push
 // that lands first supersedes the pull: it is the controller's newer word.
+// The controller saying the policy does not exist (a 404 that says so, given
+// only from a cache in sync) is a revocation: what was loaded at start, saved or
+// bootstrap, is dropped. Any other failure keeps it serving.
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Dispatcher, request } from 'undici';
@@ -23,6 +26,11 @@ const pulledSchema = z.object({
   spec: z.unknown(),
 });
 
+/** The controller's 404 for a policy that does not exist, as opposed to any other 404. */
+const absentSchema = z.object({ status: z.literal('absent') });
+
+type Answer = { kind: 'policy'; policy: z.infer<typeof pulledSchema> } | { kind: 'absent' };
+
 /** A policy is a few kilobytes; anything far bigger is not one. */
 const maxAnswerBytes = 1024 * 1024;
 
@@ -35,6 +43,8 @@ export type PullOutcome =
   | { readonly kind: 'refused'; readonly reason: string }
   /** A push applied a policy before the pull could; the pull's answer was not used. */
   | { readonly kind: 'superseded' }
+  /** The policy does not exist: nothing is in force, nor saved to come back at a restart. */
+  | { readonly kind: 'absent' }
   /** Closed before any attempt succeeded. */
   | { readonly kind: 'stopped' };
 
@@ -60,7 +70,7 @@ export interface PolicyPullOptions {
 }
 
 export interface PolicyPuller {
-  /** Settles once the pull is over: applied, refused, superseded or stopped. Never rejects. */
+  /** Settles once the pull is over: applied, refused, superseded, absent or stopped. Never rejects. */
   readonly done: Promise<PullOutcome>;
   /** Stops retrying and waits for the attempt under way. */
   close(): Promise<void>;
@@ -82,8 +92,17 @@ export function startPolicyPull(options: PolicyPullOptions): PolicyPuller {
       if (stop.signal.aborted) return { kind: 'stopped' };
       if (options.store.current() !== loaded) return { kind: 'superseded' };
       try {
-        const pulled = await fetchPolicy(options, await agent.get(), timeoutMs);
+        const answer = await fetchPolicy(options, await agent.get(), timeoutMs);
         if (stop.signal.aborted) return { kind: 'stopped' };
+        if (answer.kind === 'absent') {
+          const revoked = await options.store.revoke(options.policyName, { onlyOver: loaded });
+          if (!revoked.ok) return { kind: 'superseded' };
+          log(
+            `policy pull: the controller says policy ${options.policyName} does not exist (deleted?): ${loaded ? 'the policy loaded at start is dropped; ' : ''}serving nothing until it is created`,
+          );
+          return { kind: 'absent' };
+        }
+        const pulled = answer.policy;
         const applied = await options.store.apply(pulled.name, pulled.spec, { onlyOver: loaded });
         if (!applied.ok && applied.superseded) return { kind: 'superseded' };
         if (!applied.ok) {
@@ -128,7 +147,7 @@ async function fetchPolicy(
   options: PolicyPullOptions,
   agent: Dispatcher,
   timeoutMs: number,
-): Promise<z.infer<typeof pulledSchema>> {
+): Promise<Answer> {
   const token = await readToken(options.tokenFile);
   const base = options.url.replace(/\/+$/, '');
   const path = `/v1/policies/${encodeURIComponent(options.namespace)}/${encodeURIComponent(options.policyName)}`;
@@ -146,24 +165,30 @@ async function fetchPolicy(
     throw new PullUnavailableError(`the controller could not be reached (${code})`);
   }
   const text = await readLimited(response.body);
+  if (response.statusCode === 404 && absentSchema.safeParse(parseJson(text)).success)
+    return { kind: 'absent' };
   if (response.statusCode !== 200) {
-    // 401/403: the token is not (yet) one the controller accepts; 404: no valid
-    // version yet; 5xx: the controller cannot answer now. All may change.
+    // 401/403: the token is not (yet) one the controller accepts; another 404:
+    // not the controller's answer; 5xx: the controller cannot answer now. All may change.
     throw new PullUnavailableError(`the controller answered ${response.statusCode}: ${text.slice(0, 160)}`);
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    throw new PullUnavailableError('the controller answered 200 without JSON');
-  }
+  const json = parseJson(text);
+  if (json === undefined) throw new PullUnavailableError('the controller answered 200 without JSON');
   const pulled = pulledSchema.safeParse(json);
   if (!pulled.success) throw new PullUnavailableError('the controller answered 200 with no policy in it');
   if (pulled.data.name !== options.policyName)
     throw new PullUnavailableError(
       `the controller answered policy ${pulled.data.name}, not ${options.policyName}`,
     );
-  return pulled.data;
+  return { kind: 'policy', policy: pulled.data };
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }
 
 async function readToken(file: string): Promise<string> {

@@ -14,6 +14,14 @@ export type ApplyResult =
    */
   | { ok: false; reason: string; superseded?: true; unbound?: true };
 
+export type RevokeResult =
+  /** `changed`: a policy was in force until now. */
+  | { ok: true; changed: boolean }
+  /** `superseded`: as for an apply; nothing was dropped. */
+  | { ok: false; reason: string; superseded?: true };
+
+export type RevokeOptions = Pick<ApplyOptions, 'onlyOver' | 'onlyNamed'>;
+
 export type ApplyOptions = {
   /**
    * Apply only if this is still the policy in force when the apply's turn comes
@@ -34,7 +42,12 @@ export type ApplyOptions = {
   readonly onlyNamed?: string;
 };
 
-const storedPolicySchema = z.object({ name: z.string().min(1), spec: z.unknown() });
+const storedPolicySchema = z.union([
+  // What a revocation leaves in place of the last good policy: the bootstrap,
+  // written when the pod was admitted, is older and must not come back either.
+  z.object({ name: z.string().min(1), revoked: z.literal(true) }),
+  z.object({ name: z.string().min(1), spec: z.unknown() }),
+]);
 
 /**
  * How long a replaced authenticator stays open: requests that began under the
@@ -60,7 +73,9 @@ export interface PolicyStoreOptions extends CompileOptions {
 /**
  * Holds the policy the request path enforces. A bad policy is refused and the
  * last good one stays in force; each good one is persisted so a restarted
- * sidecar serves at once, even with the controller down.
+ * sidecar serves at once, even with the controller down. A revocation (the
+ * policy was deleted) leaves nothing in force, and a restart serves nothing
+ * either until a policy is applied again.
  */
 export class PolicyStore {
   #active: ActivePolicy | undefined;
@@ -140,6 +155,31 @@ export class PolicyStore {
     return { ok: true, hash: next.hash, changed: true };
   }
 
+  /** Drops the policy in force, if `name` may be revoked, and replaces its saved copy by a revocation. */
+  revoke(name: string, options: RevokeOptions = {}): Promise<RevokeResult> {
+    const revoked = this.#applying.then(() => this.#revokeNow(name, options));
+    this.#applying = revoked.catch(() => undefined);
+    return revoked;
+  }
+
+  async #revokeNow(name: string, options: RevokeOptions): Promise<RevokeResult> {
+    if ('onlyOver' in options && options.onlyOver !== this.#active) {
+      return { ok: false, reason: 'another policy was applied meanwhile', superseded: true };
+    }
+    if (options.onlyNamed !== undefined && name !== options.onlyNamed) {
+      return { ok: false, reason: `this sidecar enforces policy ${options.onlyNamed}, not ${name}` };
+    }
+    const previous = this.#active;
+    // Out of force before the file is touched: a write that fails must not leave it serving.
+    this.#active = undefined;
+    if (previous) this.#retireLater(previous.authenticator);
+    if (this.#lastGoodFile) {
+      await mkdirDurable(dirname(this.#lastGoodFile));
+      await writeFileAtomic(this.#lastGoodFile, JSON.stringify({ name, revoked: true }));
+    }
+    return { ok: true, changed: previous !== undefined };
+  }
+
   /** Closes the authenticators, the one in force and those being retired. */
   async close(): Promise<void> {
     const open = [...this.#retiring, ...(this.#active ? [this.#active.authenticator] : [])];
@@ -156,8 +196,11 @@ export class PolicyStore {
     });
   }
 
-  /** Loads the persisted last good policy, else the bootstrap file; returns where it came from. */
-  async load(bootstrapFile?: string): Promise<'last-good' | 'bootstrap' | 'none'> {
+  /**
+   * Loads the persisted last good policy, else the bootstrap file; returns where
+   * it came from, or `revoked` when the policy was revoked since the pod started.
+   */
+  async load(bootstrapFile?: string): Promise<'last-good' | 'bootstrap' | 'none' | 'revoked'> {
     for (const [source, file] of [
       ['last-good', this.#lastGoodFile],
       ['bootstrap', bootstrapFile],
@@ -165,6 +208,12 @@ export class PolicyStore {
       if (!file) continue;
       const stored = await readStored(file);
       if (stored === 'absent') continue;
+      if (stored !== 'unreadable' && 'revoked' in stored) {
+        this.#log?.(
+          `policy ${stored.name} was revoked (deleted) before this start: serving nothing until the controller pushes a policy`,
+        );
+        return 'revoked';
+      }
       const applied = stored === 'unreadable' ? undefined : await this.apply(stored.name, stored.spec);
       if (applied?.ok) return source;
       // The bootstrap, written at admission, may be older than what was acknowledged since.

@@ -80,7 +80,7 @@ describe('policy pull', () => {
     return controller;
   }
 
-  function pull(url: string, store: PolicyStore, policyName = 'embeddings') {
+  function pull(url: string, store: PolicyStore, policyName = 'embeddings', log = (_: string) => undefined) {
     const puller = startPolicyPull({
       url,
       tokenFile,
@@ -88,7 +88,7 @@ describe('policy pull', () => {
       policyName,
       store,
       backoff: fast,
-      log: () => undefined,
+      log,
     });
     cleanup.push(() => puller.close());
     return puller;
@@ -135,6 +135,37 @@ describe('policy pull', () => {
     assert.equal(calls, 5);
     assert.equal(store.current()?.name, 'embeddings');
     assert.equal(store.current()?.hash, policyHash(policySpecSchema.parse(spec(300))));
+  });
+
+  it('drops the loaded policy, and its saved copy, when the controller says the policy does not exist', async () => {
+    let calls = 0;
+    const store = newStore();
+    await store.apply('embeddings', spec(100));
+    const loaded = store.current();
+    const kept: boolean[] = [];
+    const controller = await standIn((_, response) => {
+      calls += 1;
+      kept.push(store.current() === loaded);
+      // Cannot answer now, and a 404 that is not the controller's word: neither drops anything.
+      if (calls === 1) return answer(response, 503, { error: 'the policy cache is not in sync; retry' });
+      if (calls === 2) return answer(response, 404, { error: 'not found' });
+      answer(response, 404, { status: 'absent', error: 'EmbeddingPolicy ml/embeddings does not exist' });
+    });
+    const logged: string[] = [];
+    const outcome = await pull(controller.url, store, 'embeddings', (message) => void logged.push(message))
+      .done;
+
+    assert.deepEqual(outcome, { kind: 'absent' });
+    assert.deepEqual(kept, [true, true, true]);
+    assert.equal(store.current(), undefined);
+    const saved = JSON.parse(await readFile(join(dir, 'state', 'last-good-policy.json'), 'utf8'));
+    assert.deepEqual(saved, { name: 'embeddings', revoked: true });
+    assert.equal(logged.filter((m) => m.includes('does not exist')).length, 1, logged.join('\n'));
+    const bootstrap = join(dir, 'bootstrap.json');
+    await writeFile(bootstrap, JSON.stringify({ name: 'embeddings', spec: spec(100) }));
+    const restarted = newStore();
+    assert.equal(await restarted.load(bootstrap), 'revoked');
+    assert.equal(restarted.current(), undefined);
   });
 
   it('refuses a policy the store cannot use and keeps the last good one', async () => {

@@ -133,6 +133,40 @@ describe('PolicyStore', () => {
     assert.equal(restarted.current()?.spec.limits.vectorsPerMinute, 200);
   });
 
+  it('drops a revoked policy, and a restart on the same state serves neither it nor the bootstrap', async () => {
+    const store = newStore();
+    await store.apply('default', spec(100));
+    const bootstrap = join(dir, 'bootstrap.json');
+    await writeFile(bootstrap, JSON.stringify({ name: 'default', spec: spec(50) }));
+    assert.deepEqual(await store.revoke('default', { onlyNamed: 'default' }), { ok: true, changed: true });
+    assert.equal(store.current(), undefined);
+    const saved = await readFile(join(dir, 'state', 'last-good-policy.json'), 'utf8');
+    assert.deepEqual(JSON.parse(saved), { name: 'default', revoked: true });
+    assert.deepEqual(await store.revoke('default'), { ok: true, changed: false }, 'once is enough');
+
+    const restarted = newStore();
+    assert.equal(await restarted.load(bootstrap), 'revoked');
+    assert.equal(restarted.current(), undefined);
+
+    // Re-created and pushed: saved again, and a restart serves it.
+    const applied = await restarted.apply('default', spec(200));
+    const again = newStore();
+    assert.equal(await again.load(bootstrap), 'last-good');
+    assert.equal(again.current()?.hash, applied.ok ? applied.hash : '');
+  });
+
+  it('refuses to revoke another policy, or over a policy applied meanwhile', async () => {
+    const store = newStore();
+    await store.apply('default', spec(100));
+    const loaded = store.current();
+    const other = await store.revoke('other', { onlyNamed: 'default' });
+    assert.deepEqual(other, { ok: false, reason: 'this sidecar enforces policy default, not other' });
+    await store.apply('default', spec(200));
+    const late = await store.revoke('default', { onlyOver: loaded });
+    assert.equal(!late.ok && late.superseded, true);
+    assert.equal(store.current()?.spec.limits.vectorsPerMinute, 200);
+  });
+
   it('falls back to the bootstrap file when there is no usable last good policy', async () => {
     const bootstrap = join(dir, 'bootstrap.json');
     await writeFile(bootstrap, JSON.stringify({ name: 'bootstrap', spec: spec(50) }));

@@ -56,6 +56,8 @@ export type StandIn = {
   /** What its sidecar logged (also written to stderr). */
   log: string[];
   puts(): AdminRequest[];
+  /** Stops its sidecar and starts another on the same files and state, as a container restart does. */
+  restart(): Promise<void>;
   close(): Promise<void>;
 };
 
@@ -169,9 +171,8 @@ async function startStandIn(
     tokenFile,
     uid,
   });
-  let sidecar: RunningSidecar;
-  try {
-    sidecar = await startSidecar(
+  const launch = () =>
+    startSidecar(
       sidecarConfigSchema.parse({
         upstream: options.modelUrl,
         api: 'openai',
@@ -201,12 +202,15 @@ async function startStandIn(
         },
       },
     );
+  let sidecar: RunningSidecar;
+  try {
+    sidecar = await launch();
   } catch (error) {
     front.close();
     throw error;
   }
   target.url = new URL(sidecar.adminUrl);
-  return {
+  const standIn: StandIn = {
     name,
     uid,
     ip,
@@ -214,12 +218,19 @@ async function startStandIn(
     admin,
     log,
     puts: () => admin.filter((r) => r.method === 'PUT'),
+    async restart() {
+      target.url = undefined;
+      await standIn.sidecar.close();
+      standIn.sidecar = await launch();
+      target.url = new URL(standIn.sidecar.adminUrl);
+    },
     async close() {
       front.closeAllConnections();
       front.close();
-      await sidecar.close();
+      await standIn.sidecar.close();
     },
   };
+  return standIn;
 }
 
 function sidecarContainerOf(pod: V1Pod): V1Container {

@@ -1,6 +1,7 @@
-// A sidecar's admin port as the controller sees it: GET and PUT /v1/policy,
-// pushes verified like the real sidecar verifies them (issuer, audience bound
-// to the pod, EdDSA, exp and iat required, the `policy` claim naming the body),
+// A sidecar's admin port as the controller sees it: GET, PUT and DELETE
+// /v1/policy, pushes verified like the real sidecar verifies them (issuer,
+// audience bound to the pod, EdDSA, exp and iat required, the `policy` claim
+// naming the body, the `revoke` claim naming the policy revoked),
 // over TLS with a certificate the controller's CA issued for its pod. The real
 // sidecar is exercised in test/e2e/kube; this one lets a test make it slow,
 // refuse, go away, or show another pod's certificate.
@@ -17,11 +18,16 @@ export type Behaviour = 'ack' | 'nack' | 'hang' | 'fail' | 'lost';
 
 export type ReceivedPush = { name: string; spec: unknown; claims: JWTPayload };
 
+export type ReceivedRevocation = { name: string; claims: JWTPayload };
+
 export class FakeSidecar {
   readonly uid: string;
   hash: string | undefined;
   behaviour: Behaviour = 'ack';
   readonly puts: ReceivedPush[] = [];
+  readonly deletes: ReceivedRevocation[] = [];
+  /** Every PUT and DELETE taken, in order: `PUT <hash>`, `DELETE <name>`. */
+  readonly changes: string[] = [];
   gets = 0;
   #server: Server | undefined;
   /** Whose certificate it shows: its own pod's unless a test says otherwise. */
@@ -96,6 +102,20 @@ export class FakeSidecar {
     } catch {
       return { status: 401, body: { status: 'nack', reason: 'push not signed by the controller' } };
     }
+    if (request.method === 'DELETE') {
+      const revoked = claims.revoke as { name?: unknown } | undefined;
+      if (typeof revoked?.name !== 'string' || 'policy' in claims)
+        return { status: 401, body: { status: 'nack', reason: 'not a revocation token' } };
+      this.deletes.push({ name: revoked.name, claims });
+      if (this.behaviour === 'hang') return { status: 0, body: undefined };
+      if (this.behaviour === 'fail') return { status: 503, body: { error: 'starting' } };
+      if (this.behaviour === 'nack')
+        return { status: 422, body: { status: 'nack', reason: `enforces default, not ${revoked.name}` } };
+      this.hash = undefined;
+      this.changes.push(`DELETE ${revoked.name}`);
+      if (this.behaviour === 'lost') return { status: 503, body: { error: 'gateway' } };
+      return { status: 200, body: { status: 'ack', revoked: revoked.name } };
+    }
     const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
       name: string;
       spec: { hash: string };
@@ -114,6 +134,7 @@ export class FakeSidecar {
       return { status: 422, body: { status: 'nack', reason: 'masking.rules: no' } };
     // Test specs carry the hash they stand for, so the fake needs no schema.
     this.hash = body.spec.hash;
+    this.changes.push(`PUT ${this.hash}`);
     if (this.behaviour === 'lost') return { status: 503, body: { error: 'gateway' } };
     return { status: 200, body: { status: 'ack', hash: this.hash } };
   }

@@ -160,6 +160,9 @@ export class SidecarClient {
       body?: string;
     },
   ): Promise<{ kind: 'response'; status: number; body: unknown } | { kind: 'error'; reason: string }> {
+    // Aborted while its token was signed: the pod may be gone, and forgotten
+    // already, and a pool made for it now would be kept until the controller stops.
+    if (options.signal?.aborted) return { kind: 'error', reason: 'aborted' };
     const timeout = AbortSignal.timeout(this.#timeoutMs);
     const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
     try {
@@ -170,13 +173,33 @@ export class SidecarClient {
         signal,
         dispatcher: this.#agent(target.uid),
       });
-      const text = await response.body.text();
-      return { kind: 'response', status: response.statusCode, body: parseJson(text) };
+      return {
+        kind: 'response',
+        status: response.statusCode,
+        body: parseJson(await readLimited(response.body)),
+      };
     } catch (error) {
       const { code, message } = error as NodeJS.ErrnoException;
       return { kind: 'error', reason: code ? `${code}: ${message}` : message };
     }
   }
+}
+
+/** An ACK or NACK is a few hundred bytes: a sidecar cannot make the controller hold more. */
+const maxAnswerBytes = 64 * 1024;
+
+async function readLimited(body: Dispatcher.ResponseData['body']): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += (chunk as Buffer).length;
+    if (size > maxAnswerBytes) {
+      body.destroy();
+      throw new Error(`the sidecar's answer exceeds ${maxAnswerBytes} bytes`);
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 function parseJson(text: string): unknown {

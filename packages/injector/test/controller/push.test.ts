@@ -6,6 +6,7 @@ import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, test } from 'node:test';
+import { Agent } from 'undici';
 import { controllerKeyFromJwk, generateControllerJwk } from '../../src/controller/keys.ts';
 import { SidecarClient } from '../../src/controller/push.ts';
 import { FakeSidecar } from './support/sidecar.ts';
@@ -99,4 +100,35 @@ test('a revocation goes to its own pod only, and is taken only with the name it 
     kind: 'nack',
     reason: 'enforces default, not other',
   });
+});
+
+test('a push aborted while its token is signed, its pod forgotten meanwhile, leaves no connection pool behind', async (t) => {
+  const pod = await sidecar('pod-gone');
+  const gone = new AbortController();
+  const slowKey = {
+    ...key,
+    authority: key.authority,
+    // Signing yields, as WebCrypto's does: the pod goes away in between.
+    sign: async (claims: Parameters<typeof key.sign>[0]) => {
+      const token = await key.sign(claims);
+      gone.abort();
+      ownClient.forget('pod-gone');
+      return token;
+    },
+  };
+  const ownClient = new SidecarClient({ key: slowKey, identity: 'controller-0', timeoutMs: 2000 });
+  const pushed = await ownClient.push({ uid: 'pod-gone', adminUrl: pod.adminUrl }, policy, gone.signal);
+  assert.equal(pushed.kind, 'error');
+  const closing = t.mock.method(Agent.prototype, 'close');
+  await ownClient.close();
+  assert.equal(closing.mock.callCount(), 0, 'no pool was made for the forgotten pod');
+  assert.equal(pod.puts.length, 0);
+});
+
+test("a sidecar's answer is read up to 64 KiB, no further", async () => {
+  const pod = await sidecar('pod-verbose');
+  pod.padding = 'x'.repeat(200 * 1024);
+  const pushed = await client.push({ uid: 'pod-verbose', adminUrl: pod.adminUrl }, policy);
+  assert.equal(pushed.kind, 'error');
+  assert.match((pushed as { reason: string }).reason, /exceeds 65536 bytes/);
 });

@@ -29,6 +29,8 @@ export class FakeSidecar {
   /** Every PUT and DELETE taken, in order: `PUT <hash>`, `DELETE <name>`. */
   readonly changes: string[] = [];
   gets = 0;
+  /** Added to every answer, for a sidecar that answers more than an ACK. */
+  padding: string | undefined;
   #server: Server | undefined;
   /** Whose certificate it shows: its own pod's unless a test says otherwise. */
   certificateOf: string;
@@ -61,7 +63,8 @@ export class FakeSidecar {
       this.#handle(request)
         .then(({ status, body }) => {
           if (status === 0) return; // hang: never answer
-          response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+          const answer = this.padding === undefined ? body : { ...(body as object), padding: this.padding };
+          response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
         })
         .catch(() => response.writeHead(500).end());
     });

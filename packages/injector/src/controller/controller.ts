@@ -311,15 +311,10 @@ export async function startController(options: ControllerOptions): Promise<Contr
         return { kind: 'unavailable', reason: 'the policy cache is not in sync with the API server' };
       return { kind: 'absent' };
     },
-    injectedPod: (namespace, name) =>
-      pods
-        ?.list()
-        .find(
-          (pod) =>
-            pod.metadata?.namespace === namespace &&
-            pod.metadata.name === name &&
-            pod.metadata.labels?.[veilLabels.injected] === 'true',
-        ),
+    injectedPod: (namespace, name) => {
+      const pod = pods?.get(namespace, name);
+      return pod?.metadata?.labels?.[veilLabels.injected] === 'true' ? pod : undefined;
+    },
     isLeader: () => elector.isLeader(),
     async stop(stopOptions = {}) {
       clearInterval(republish);

@@ -28,6 +28,8 @@ export type InformerEvents<T> = {
 
 export type Watched<T> = {
   list(): T[];
+  /** One object by name, from the cache's index: no copy of the whole cache. */
+  get(namespace: string, name: string): T | undefined;
   /**
    * Every informer's last list succeeded and no watch has failed since: what the
    * cache lacks, the API server lacks too, as of the last event.
@@ -56,6 +58,13 @@ export async function watchResource<T extends KubernetesObject>(
   }
   return {
     list: () => running.flatMap((r) => [...r.cache.list()]),
+    get: (namespace, name) => {
+      for (const r of running) {
+        const found = r.cache.get(name, namespace);
+        if (found !== undefined) return found;
+      }
+      return undefined;
+    },
     synced: () => running.every((r) => r.synced()),
     stop: async () => {
       await Promise.all(running.map((r) => r.stop()));

@@ -297,7 +297,7 @@ test('a sidecar pulls its policy with a service-account token of its own namespa
   });
   await eventually('the policy in the cache', async () => injector.controller.policy(namespace, 'default'));
   await eventually('the broken policy in the cache', async () =>
-    injector.controller.lookup(namespace, 'broken').kind === 'unavailable' ? true : undefined,
+    (await injector.controller.lookup(namespace, 'broken')).kind === 'unavailable' ? true : undefined,
   );
   const tokenFor = await createServiceAccount(cp, namespace, 'embedder');
   const token = await tokenFor(pullAudience);

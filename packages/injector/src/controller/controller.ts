@@ -9,7 +9,7 @@ import {
   type KubeConfig,
   type V1Pod,
 } from '@kubernetes/client-node';
-import { sidecarPolicySpec } from '@veil/core';
+import { GROUP, sidecarPolicySpec, VERSION } from '@veil/core';
 import type { CaBundleSource } from '../certs/cabundle.ts';
 import { veilLabels } from '../webhook/annotations.ts';
 import type { BackoffOptions } from './backoff.ts';
@@ -23,6 +23,8 @@ import {
   type EmbeddingPolicyObject,
   type PolicyView,
   policyKey,
+  policyNameOf,
+  policyPlural,
   policyResource,
   policyView,
 } from './policies.ts';
@@ -67,7 +69,7 @@ export type Controller = {
   /** The last valid version of a policy, as pushed. */
   policy(namespace: string, name: string): DesiredPolicy | undefined;
   /** What the pull endpoint answers: the last valid version, a policy known not to exist, or neither. */
-  lookup(namespace: string, name: string): PolicyLookup;
+  lookup(namespace: string, name: string): Promise<PolicyLookup>;
   /** An injected pod, as the informer last saw it; undefined when it is not one. */
   injectedPod(namespace: string, name: string): V1Pod | undefined;
   isLeader(): boolean;
@@ -120,10 +122,34 @@ export async function startController(options: ControllerOptions): Promise<Contr
     timeoutMs: options.push?.timeoutMs,
   });
 
+  const objects = kubeConfig.makeApiClient(CustomObjectsApi);
+  /**
+   * Whether the API server itself says the policy does not exist. A cache can
+   * lack a policy that exists (its watch down or behind, another replica's
+   * admission ahead of this one), so nothing is revoked, and no sidecar told to
+   * drop its policy, on this replica's cache alone.
+   */
+  async function confirmedGone(key: string): Promise<boolean> {
+    if (views.has(key) || !policies?.synced()) return false;
+    const namespace = key.slice(0, key.indexOf('/'));
+    try {
+      await objects.getNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: policyPlural,
+        namespace,
+        name: policyNameOf(key),
+      });
+      return false;
+    } catch (error) {
+      return (error as { code?: number }).code === 404;
+    }
+  }
+
   const distributor = new Distributor({
     client,
     ...options.push,
-    policyExists: (key) => views.has(key),
+    policyExists: async (key) => !(await confirmedGone(key)),
     onPodChange: (key) => writer.schedule(key),
     onPush: (event) => {
       if (event.outcome.kind !== 'ack') {
@@ -299,7 +325,7 @@ export async function startController(options: ControllerOptions): Promise<Contr
         : { name: desired.name, spec: sidecarPolicySpec(desired.spec) };
     },
     policy: (namespace, name) => distributor.desired(policyKey(namespace, name)),
-    lookup(namespace, name) {
+    async lookup(namespace, name) {
       const key = policyKey(namespace, name);
       const desired = distributor.desired(key);
       if (desired !== undefined) return { kind: 'valid', policy: desired };
@@ -309,6 +335,8 @@ export async function startController(options: ControllerOptions): Promise<Contr
         return { kind: 'unavailable', reason: `this replica knows no valid version of ${key}` };
       if (!policies?.synced())
         return { kind: 'unavailable', reason: 'the policy cache is not in sync with the API server' };
+      if (!(await confirmedGone(key)))
+        return { kind: 'unavailable', reason: `this replica has not seen ${key} yet` };
       return { kind: 'absent' };
     },
     injectedPod: (namespace, name) => {

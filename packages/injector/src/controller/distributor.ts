@@ -35,10 +35,10 @@ export type RevokeEvent = { pod: PodView; name: string; outcome: RevokeOutcome }
 export type DistributorOptions = {
   client: Pick<SidecarClient, 'read' | 'push' | 'revoke'>;
   /**
-   * Whether the policy exists, valid or not, in a cache that has listed:
-   * a pod whose policy does not is told to drop whatever it enforces.
+   * Whether the policy exists, valid or not: a pod whose policy does not is
+   * told to drop whatever it enforces. Only a sure "no" revokes.
    */
-  policyExists(policyKey: string): boolean;
+  policyExists(policyKey: string): boolean | Promise<boolean>;
   /** Quiet time after an edit before pushing; default 100 ms. */
   debounceMs?: number;
   /** A stream of edits still pushes at least this often; default 1 s. */
@@ -185,6 +185,10 @@ export class Distributor {
       pod.attempt = 0;
       this.#kick(pod);
     }
+    // A deletion seen while another replica led, or before this one started, is
+    // debounced as if seen now: the policy may be re-created within it.
+    const withoutVersion = new Set([...this.#pods.values()].map((pod) => pod.view.policyKey));
+    for (const policyKey of withoutVersion) if (!this.#desired.has(policyKey)) this.#debounced(policyKey);
   }
 
   /** Leadership lost, or shutting down: nothing more goes out, in flight or planned. */
@@ -323,7 +327,7 @@ export class Distributor {
   async #revoke(pod: PodState, target: SidecarTarget, signal: AbortSignal): Promise<Step> {
     const { policyKey } = pod.view;
     // An invalid policy that exists leaves its pods with their last good version.
-    if (pod.hash === undefined || this.#options.policyExists(policyKey)) {
+    if (pod.hash === undefined || (await this.#options.policyExists(policyKey))) {
       this.#note(pod, pod.hash, undefined);
       return 'done';
     }

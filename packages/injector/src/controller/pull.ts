@@ -46,7 +46,7 @@ export type PullServerOptions = {
   /** Defaults to 8444; 0 picks a free port. */
   port?: number;
   /** The last valid version of a policy, or why there is none. */
-  lookup(namespace: string, name: string): PolicyLookup;
+  lookup(namespace: string, name: string): Promise<PolicyLookup>;
   /** Who presented `token`, or undefined when nobody the cluster knows. */
   authenticate(token: string): Promise<Caller | undefined>;
   /** Admin-port certificates for injected pods; without it there is no `/v1/certificates`. */
@@ -116,7 +116,7 @@ export async function startPullServer(options: PullServerOptions): Promise<PullS
         .code(403)
         .send({ error: `${caller.username} may read policies of ${caller.namespace} only` });
     }
-    const found = options.lookup(namespace, name);
+    const found = await options.lookup(namespace, name);
     switch (found.kind) {
       case 'absent':
         return reply

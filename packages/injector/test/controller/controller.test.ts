@@ -102,14 +102,14 @@ test('deleting a policy says it is revoked, and the pull endpoint then knows it 
   });
   try {
     assert.ok(controller.policy(namespace, 'default'), 'the caches hold a full list once started');
-    assert.equal(controller.lookup(namespace, 'default').kind, 'valid');
+    assert.equal((await controller.lookup(namespace, 'default')).kind, 'valid');
     // It exists, with no valid version: a sidecar asking keeps what it has.
-    assert.deepEqual(controller.lookup(namespace, 'broken'), {
+    assert.deepEqual(await controller.lookup(namespace, 'broken'), {
       kind: 'unavailable',
       reason: `this replica knows no valid version of ${namespace}/broken`,
     });
-    assert.deepEqual(controller.lookup(namespace, 'never-made'), { kind: 'absent' });
-    assert.deepEqual(controller.lookup('unwatched', 'default'), {
+    assert.deepEqual(await controller.lookup(namespace, 'never-made'), { kind: 'absent' });
+    assert.deepEqual(await controller.lookup('unwatched', 'default'), {
       kind: 'unavailable',
       reason: 'this controller does not watch namespace unwatched',
     });
@@ -128,7 +128,7 @@ test('deleting a policy says it is revoked, and the pull endpoint then knows it 
       'policy deleted: it is revoked from its pods, which serve nothing until it is re-created',
     );
     assert.deepEqual(warned.fields, { policy: `${namespace}/default`, pods: 2 });
-    assert.deepEqual(controller.lookup(namespace, 'default'), { kind: 'absent' });
+    assert.deepEqual(await controller.lookup(namespace, 'default'), { kind: 'absent' });
   } finally {
     await controller.stop();
   }
@@ -145,18 +145,18 @@ test('while its policy watch is down, the controller vouches for no absence', as
     namespaces: [namespace],
   });
   try {
-    assert.deepEqual(controller.lookup(namespace, 'never-made'), { kind: 'absent' });
+    assert.deepEqual(await controller.lookup(namespace, 'never-made'), { kind: 'absent' });
     // The resource itself gone: the watch ends and every relist fails until it is back.
     await kubectl(cp, 'delete', 'crd', 'embeddingpolicies.veil.dev', '--wait=true');
     const unsure = await eventually('the cache out of sync', async () => {
-      const found = controller.lookup(namespace, 'never-made');
+      const found = await controller.lookup(namespace, 'never-made');
       return found.kind === 'unavailable' ? found : undefined;
     });
     assert.equal(unsure.reason, 'the policy cache is not in sync with the API server');
     await installCrds(cp);
     await eventually(
       'the cache in sync again',
-      async () => (controller.lookup(namespace, 'never-made').kind === 'absent' ? true : undefined),
+      async () => ((await controller.lookup(namespace, 'never-made')).kind === 'absent' ? true : undefined),
       60_000,
     );
   } finally {

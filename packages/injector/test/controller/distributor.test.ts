@@ -320,6 +320,49 @@ test('a pod enforcing a policy that does not exist is revoked once this controll
   assert.deepEqual(pod.changes, ['DELETE default']);
 });
 
+test('a deletion found on winning leadership is debounced too: re-created within it, it is never revoked', async () => {
+  const [pod] = await sidecars(1, 'sha256:v1');
+  assert.ok(pod);
+  let exists = false;
+  // A debounce far longer than asking the pod takes: the re-creation lands inside it.
+  const d = new Distributor({
+    client,
+    policyExists: () => exists,
+    debounceMs: 500,
+    maxDebounceMs: 1000,
+    retry: { initialMs: 10, maxMs: 40 },
+  });
+  running.distributors.push(d);
+  d.upsertPod(view(pod));
+  d.activate();
+  await until('asked', () => d.podsOf('ml/default')[0]?.unchecked === false);
+  exists = true;
+  d.setDesired('ml/default', version(1));
+  await sleep(700);
+  assert.equal(pod.deletes.length, 0);
+  assert.deepEqual(pod.changes, []);
+  assert.equal(d.podsOf('ml/default')[0]?.hash, 'sha256:v1');
+});
+
+test('whether the policy exists may take an API call: a "no" answered later still revokes', async () => {
+  const [pod] = await sidecars(1, 'sha256:v1');
+  assert.ok(pod);
+  const asked = new Distributor({
+    client,
+    policyExists: async () => {
+      await sleep(5);
+      return false;
+    },
+    debounceMs: 20,
+    retry: { initialMs: 10, maxMs: 40 },
+  });
+  running.distributors.push(asked);
+  asked.upsertPod(view(pod));
+  asked.activate();
+  await until('revoked', () => pod.changes.length === 1);
+  assert.deepEqual(pod.changes, ['DELETE default']);
+});
+
 test('a pod whose policy exists without a valid version keeps what it enforces', async () => {
   const [pod] = await sidecars(1, 'sha256:v1');
   assert.ok(pod);

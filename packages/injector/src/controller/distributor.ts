@@ -332,7 +332,7 @@ export class Distributor {
       return 'done';
     }
     const name = policyNameOf(policyKey);
-    const outcome = await this.#options.client.revoke(target, name, signal);
+    const outcome = await this.#options.client.revoke(target, { name, hash: pod.hash }, signal);
     if (signal.aborted) return 'done';
     this.#options.onRevoke?.({ pod: pod.view, name, outcome });
     switch (outcome.kind) {
@@ -340,6 +340,8 @@ export class Distributor {
         this.#note(pod, undefined, undefined);
         return 'done';
       case 'nack':
+        // It may enforce a version this leader has not seen (pushed by another): ask again.
+        pod.known = false;
         this.#note(pod, pod.hash, `revocation refused: ${outcome.reason}`);
         return 'failed';
       case 'error':

@@ -50,9 +50,11 @@ export type PushClaims = {
     }
   | {
       /**
-       * The policy a revocation drops: its name only, as a deleted policy has no
-       * version left to name. A sidecar takes a revocation only with this claim,
-       * and a push only with `policy`, so neither token stands in for the other.
+       * The policy a revocation drops: its name, and the version the controller
+       * last saw the pod enforce, so a revocation that arrives late cannot drop a
+       * version pushed after it (the policy re-created). A sidecar takes a
+       * revocation only with this claim, and a push only with `policy`, so
+       * neither token stands in for the other.
        */
       revoke: RevokedPolicy;
     }
@@ -62,7 +64,7 @@ export type PushClaims = {
 export type PushedPolicy = { name: string; hash: string };
 
 /** The `revoke` claim of a revocation token, which the sidecar compares with the policy it enforces. */
-export type RevokedPolicy = { name: string };
+export type RevokedPolicy = { name: string; hash: string };
 
 export interface ControllerKey {
   /** Key id: the RFC 7638 thumbprint of the public key. */
@@ -112,7 +114,7 @@ export async function controllerKeyFromJwk(jwk: unknown): Promise<ControllerKey>
       const bound =
         'policy' in claims
           ? { policy: { name: claims.policy.name, hash: claims.policy.hash } }
-          : { revoke: { name: claims.revoke.name } };
+          : { revoke: { name: claims.revoke.name, hash: claims.revoke.hash } };
       return new SignJWT(bound)
         .setProtectedHeader({ alg: 'EdDSA', kid, typ: 'JWT' })
         .setIssuer(controllerIssuer)

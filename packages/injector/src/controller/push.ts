@@ -11,7 +11,7 @@ import { sidecarPolicySpec } from '@veil/core';
 import { Agent, type Dispatcher, request } from 'undici';
 import { z } from 'zod';
 import { podServerName } from '../certs/podcerts.ts';
-import type { ControllerKey } from './keys.ts';
+import type { ControllerKey, RevokedPolicy } from './keys.ts';
 
 export type SidecarTarget = {
   /** The pod UID: the audience of the push token and the name its certificate must carry. */
@@ -130,12 +130,13 @@ export class SidecarClient {
     return { kind: 'error', reason: `PUT /v1/policy answered ${response.status}${detail}` };
   }
 
-  /** Tells the sidecar that `name` no longer exists: it drops it and its saved copy. */
-  async revoke(target: SidecarTarget, name: string, signal?: AbortSignal): Promise<RevokeOutcome> {
+  /** Tells the sidecar that the policy no longer exists: it drops the version named, and its saved copy. */
+  async revoke(target: SidecarTarget, revoked: RevokedPolicy, signal?: AbortSignal): Promise<RevokeOutcome> {
+    const { name } = revoked;
     const token = await this.#options.key.sign({
       podUid: target.uid,
       subject: this.#options.identity,
-      revoke: { name },
+      revoke: revoked,
     });
     const response = await this.#call(target, {
       method: 'DELETE',

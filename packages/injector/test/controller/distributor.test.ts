@@ -243,7 +243,7 @@ test('a removed pod is forgotten, and its policy told', async () => {
   assert.deepEqual(changes, ['ml/default']);
 });
 
-test('a deleted policy is revoked from its pods, with a token for that pod and that name alone', async () => {
+test('a deleted policy is revoked from its pods, with a token for that pod, that name and the version seen', async () => {
   const [pod] = await sidecars(1, 'sha256:v1');
   assert.ok(pod);
   let exists = true;
@@ -260,7 +260,11 @@ test('a deleted policy is revoked from its pods, with a token for that pod and t
   assert.equal(claims.iss, 'veil-controller');
   assert.equal(claims.aud, `veil-sidecar:${pod.uid}`);
   assert.equal(claims.sub, 'controller-0');
-  assert.deepEqual(claims.revoke, { name: 'default' }, 'bound to the name, not to a hash');
+  assert.deepEqual(
+    claims.revoke,
+    { name: 'default', hash: 'sha256:v1' },
+    'bound to the version the pod enforced',
+  );
   assert.equal(claims.policy, undefined, 'no push token');
   assert.equal(typeof claims.jti, 'string');
   assert.ok((claims.exp ?? 0) - (claims.iat ?? 0) <= 60, 'lives a minute at most');

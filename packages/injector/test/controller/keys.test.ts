@@ -44,11 +44,11 @@ test('a push token names the controller, one pod, the policy it carries, and liv
   assert.notEqual(a.jti, b.jti);
 });
 
-test('a revocation token binds the name of the policy revoked, and is a push token in all else', async () => {
+test('a revocation token binds the name and the version revoked, and is a push token in all else', async () => {
   const key = await controllerKeyFromJwk(await generateControllerJwk());
   for (const lifetime of [undefined, 3600]) {
     const token = await key.sign(
-      { podUid: 'uid-1', subject: 'replica-a', revoke: { name: 'default' } },
+      { podUid: 'uid-1', subject: 'replica-a', revoke: { name: 'default', hash: 'sha256:v1' } },
       lifetime,
     );
     const { payload } = await jwtVerify(token, await importJWK(key.publicJwk, 'EdDSA'), {
@@ -58,13 +58,17 @@ test('a revocation token binds the name of the policy revoked, and is a push tok
       maxTokenAge: '5m',
       requiredClaims: ['exp', 'iat', 'jti'],
     });
-    assert.deepEqual(payload.revoke, { name: 'default' });
-    assert.equal(payload.policy, undefined, 'names no version: it cannot push one');
+    assert.deepEqual(payload.revoke, { name: 'default', hash: 'sha256:v1' });
+    assert.equal(payload.policy, undefined, 'it cannot push a version');
     assert.equal(payload.sub, 'replica-a');
     assert.ok((payload.exp ?? 0) - (payload.iat ?? 0) <= maxTokenLifetimeSeconds);
   }
-  const a = decodeJwt(await key.sign({ podUid: 'uid-1', subject: 'x', revoke: { name: 'default' } }));
-  const b = decodeJwt(await key.sign({ podUid: 'uid-1', subject: 'x', revoke: { name: 'default' } }));
+  const a = decodeJwt(
+    await key.sign({ podUid: 'uid-1', subject: 'x', revoke: { name: 'default', hash: 'sha256:v1' } }),
+  );
+  const b = decodeJwt(
+    await key.sign({ podUid: 'uid-1', subject: 'x', revoke: { name: 'default', hash: 'sha256:v1' } }),
+  );
   assert.notEqual(a.jti, b.jti);
   const push = decodeJwt(await key.sign({ podUid: 'uid-1', subject: 'x', policy }));
   assert.equal(push.revoke, undefined, 'a push token revokes nothing');

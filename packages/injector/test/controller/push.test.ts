@@ -83,23 +83,32 @@ test('a plain-HTTP server answering an ACK at the address is a delivery error', 
 test('a revocation goes to its own pod only, and is taken only with the name it carries', async () => {
   const pod = await sidecar('pod-f', { certificateOf: 'pod-f' });
   pod.hash = 'sha256:v1';
-  assert.deepEqual(await client.revoke({ uid: 'pod-f', adminUrl: pod.adminUrl }, 'default'), { kind: 'ack' });
+  assert.deepEqual(
+    await client.revoke({ uid: 'pod-f', adminUrl: pod.adminUrl }, { name: 'default', hash: 'sha256:v1' }),
+    { kind: 'ack' },
+  );
   assert.deepEqual(
     pod.deletes.map((d) => d.claims.revoke),
-    [{ name: 'default' }],
+    [{ name: 'default', hash: 'sha256:v1' }],
   );
   assert.equal(pod.hash, undefined);
 
   const impostor = await sidecar('pod-g', { certificateOf: 'pod-h' });
-  const revoked = await client.revoke({ uid: 'pod-g', adminUrl: impostor.adminUrl }, 'default');
+  const revoked = await client.revoke(
+    { uid: 'pod-g', adminUrl: impostor.adminUrl },
+    { name: 'default', hash: 'sha256:v1' },
+  );
   assert.equal(revoked.kind, 'error');
   assert.equal(impostor.deletes.length, 0);
 
   pod.behaviour = 'nack';
-  assert.deepEqual(await client.revoke({ uid: 'pod-f', adminUrl: pod.adminUrl }, 'other'), {
-    kind: 'nack',
-    reason: 'enforces default, not other',
-  });
+  assert.deepEqual(
+    await client.revoke({ uid: 'pod-f', adminUrl: pod.adminUrl }, { name: 'other', hash: 'sha256:v1' }),
+    {
+      kind: 'nack',
+      reason: 'enforces default, not other',
+    },
+  );
 });
 
 test('a push aborted while its token is signed, its pod forgotten meanwhile, leaves no connection pool behind', async (t) => {

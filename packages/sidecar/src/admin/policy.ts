@@ -16,6 +16,7 @@ export function sidecarAudience(podUid: string): string {
 type VerifyKey = Awaited<ReturnType<typeof importJWK>>;
 
 const policyNameSchema = z.string().min(1).max(253);
+const policyHashSchema = z.string().regex(/^sha256:[0-9a-f]{64}$/);
 const pushSchema = z.object({ name: policyNameSchema, spec: z.unknown() });
 
 /** Older than this (from `iat`) a push token is refused, whatever its `exp`. */
@@ -35,12 +36,13 @@ const tokenClaimsSchema = z.object({
 });
 
 /** A push token also names the policy it authorises: the controller's `policy` claim. */
-const pushClaimsSchema = z.object({
-  policy: z.object({ name: policyNameSchema, hash: z.string().regex(/^sha256:[0-9a-f]{64}$/) }),
-});
+const pushClaimsSchema = z.object({ policy: z.object({ name: policyNameSchema, hash: policyHashSchema }) });
 
-/** A revocation token names the policy it drops, and nothing else: the controller's `revoke` claim. */
-const revokeClaimsSchema = z.object({ revoke: z.object({ name: policyNameSchema }) });
+/**
+ * A revocation token names the policy it drops and the version it saw in force:
+ * a revocation arriving after a newer version was pushed drops nothing.
+ */
+const revokeClaimsSchema = z.object({ revoke: z.object({ name: policyNameSchema, hash: policyHashSchema }) });
 
 const unbound = { status: 'nack', reason: 'the policy is not the one its push token names' } as const;
 
@@ -176,8 +178,8 @@ export async function policyRoutes(app: FastifyInstance, options: PolicyRoutesOp
       'the revocation token must carry a jti and the policy it revokes',
     );
     if (claims === undefined) return reply;
-    const { name } = claims.revoke;
-    const result = await options.store.revoke(name, { onlyNamed: options.policyName });
+    const { name, hash } = claims.revoke;
+    const result = await options.store.revoke(name, { onlyNamed: options.policyName, onlyHash: hash });
     if (!result.ok) return reply.code(422).send({ status: 'nack', reason: result.reason });
     if (result.changed)
       options.log?.(`policy ${name} revoked by the controller: it was deleted; serving nothing`);

@@ -20,7 +20,10 @@ export type RevokeResult =
   /** `superseded`: as for an apply; nothing was dropped. */
   | { ok: false; reason: string; superseded?: true };
 
-export type RevokeOptions = Pick<ApplyOptions, 'onlyOver' | 'onlyNamed'>;
+export type RevokeOptions = Pick<ApplyOptions, 'onlyOver' | 'onlyNamed'> & {
+  /** Drop only this version: another in force was applied after the revocation was decided. */
+  readonly onlyHash?: string;
+};
 
 export type ApplyOptions = {
   /**
@@ -170,6 +173,12 @@ export class PolicyStore {
       return { ok: false, reason: `this sidecar enforces policy ${options.onlyNamed}, not ${name}` };
     }
     const previous = this.#active;
+    if (options.onlyHash !== undefined && previous !== undefined && previous.hash !== options.onlyHash) {
+      return {
+        ok: false,
+        reason: `this sidecar enforces ${previous.hash}, not the ${options.onlyHash} revoked`,
+      };
+    }
     // Out of force before the file is touched: a write that fails must not leave it serving.
     this.#active = undefined;
     if (previous) this.#retireLater(previous.authenticator);

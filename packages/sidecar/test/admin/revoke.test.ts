@@ -22,7 +22,7 @@ function signed(key: CryptoKey, claims: JWTPayload): Promise<string> {
     .sign(key);
 }
 
-const revokeToken = (key: CryptoKey, name: string) => signed(key, { revoke: { name } });
+const revokeToken = (key: CryptoKey, name: string, hash: string) => signed(key, { revoke: { name, hash } });
 
 describe('a revocation', () => {
   let fixture: SidecarFixture;
@@ -66,7 +66,7 @@ describe('a revocation', () => {
     assert.equal((await embed()).status, 200);
     assert.ok(JSON.parse(await readFile(savedFile(), 'utf8')).spec, 'saved before');
 
-    const answer = await revoke(await revokeToken(controller, 'test'));
+    const answer = await revoke(await revokeToken(controller, 'test', policyHash(policy)));
     assert.equal(answer.status, 200, answer.text);
     assert.deepEqual(answer.json, { status: 'ack', revoked: 'test' });
     assert.equal(fixture.sidecar.store.current(), undefined);
@@ -85,15 +85,28 @@ describe('a revocation', () => {
   it('of another policy is NACKed like a push of one, and nothing is dropped', async () => {
     const before = fixture.sidecar.store.current();
     assert.ok(before);
-    const answer = await revoke(await revokeToken(controller, 'other'));
+    const answer = await revoke(await revokeToken(controller, 'other', policyHash(policy)));
     assert.equal(answer.status, 422);
     assert.deepEqual(answer.json, { status: 'nack', reason: 'this sidecar enforces policy test, not other' });
     assert.equal(fixture.sidecar.store.current(), before);
     assert.equal((await embed()).status, 200);
   });
 
+  it('of a version older than the one enforced is NACKed: a late revocation drops no newer push', async () => {
+    const newer: PolicySpec = { ...policy, limits: { ...policy.limits, maxInputsPerRequest: 7 } };
+    assert.equal((await push(newer)).status, 200);
+    const late = await revoke(await revokeToken(controller, 'test', policyHash(policy)));
+    assert.equal(late.status, 422);
+    assert.deepEqual(late.json, {
+      status: 'nack',
+      reason: `this sidecar enforces ${policyHash(newer)}, not the ${policyHash(policy)} revoked`,
+    });
+    assert.equal(fixture.sidecar.store.current()?.hash, policyHash(newer));
+    assert.equal((await push(policy)).status, 200);
+  });
+
   it('with a token already used is refused: a captured revocation cannot cut a re-created policy off', async () => {
-    const token = await revokeToken(controller, 'test');
+    const token = await revokeToken(controller, 'test', policyHash(policy));
     assert.equal((await revoke(token)).status, 200);
     assert.equal((await push(policy)).status, 200);
     const replayed = await revoke(token);
@@ -103,7 +116,7 @@ describe('a revocation', () => {
   });
 
   it('over plain HTTP is refused, spending nothing; the same one over TLS is taken', async () => {
-    const token = await revokeToken(controller, 'test');
+    const token = await revokeToken(controller, 'test', policyHash(policy));
     const plain = await call(`${fixture.adminUrl}/v1/policy`, undefined, { method: 'DELETE', token });
     assert.equal(plain.status, 403);
     assert.deepEqual(plain.json, { status: 'nack', reason: 'pushes must use HTTPS' });
@@ -124,8 +137,11 @@ describe('a revocation', () => {
       reason: 'the revocation token must carry a jti and the policy it revokes',
     });
     const impostor = (await generateKeyPair('EdDSA', { crv: 'Ed25519' })).privateKey;
-    assert.equal((await revoke(await revokeToken(impostor, 'test'))).status, 401);
-    const otherPod = await new SignJWT({ jti: randomUUID(), revoke: { name: 'test' } })
+    assert.equal((await revoke(await revokeToken(impostor, 'test', policyHash(policy)))).status, 401);
+    const otherPod = await new SignJWT({
+      jti: randomUUID(),
+      revoke: { name: 'test', hash: policyHash(policy) },
+    })
       .setProtectedHeader({ alg: 'EdDSA' })
       .setIssuer(CONTROLLER_ISSUER)
       .setAudience(sidecarAudience('another-pod'))
@@ -139,7 +155,11 @@ describe('a revocation', () => {
     const pushed = await call(
       `${tls().url}/v1/policy`,
       { name: 'test', spec: policy },
-      { method: 'PUT', token: await revokeToken(controller, 'test'), dispatcher: tls().dispatcher },
+      {
+        method: 'PUT',
+        token: await revokeToken(controller, 'test', policyHash(policy)),
+        dispatcher: tls().dispatcher,
+      },
     );
     assert.equal(pushed.status, 401);
     assert.deepEqual(pushed.json, {

@@ -106,14 +106,19 @@ export class FakeSidecar {
       return { status: 401, body: { status: 'nack', reason: 'push not signed by the controller' } };
     }
     if (request.method === 'DELETE') {
-      const revoked = claims.revoke as { name?: unknown } | undefined;
-      if (typeof revoked?.name !== 'string' || 'policy' in claims)
+      const revoked = claims.revoke as { name?: unknown; hash?: unknown } | undefined;
+      if (typeof revoked?.name !== 'string' || typeof revoked.hash !== 'string' || 'policy' in claims)
         return { status: 401, body: { status: 'nack', reason: 'not a revocation token' } };
       this.deletes.push({ name: revoked.name, claims });
       if (this.behaviour === 'hang') return { status: 0, body: undefined };
       if (this.behaviour === 'fail') return { status: 503, body: { error: 'starting' } };
       if (this.behaviour === 'nack')
         return { status: 422, body: { status: 'nack', reason: `enforces default, not ${revoked.name}` } };
+      if (this.hash !== undefined && this.hash !== revoked.hash)
+        return {
+          status: 422,
+          body: { status: 'nack', reason: `enforces ${this.hash}, not ${revoked.hash}` },
+        };
       this.hash = undefined;
       this.changes.push(`DELETE ${revoked.name}`);
       if (this.behaviour === 'lost') return { status: 503, body: { error: 'gateway' } };

@@ -18,6 +18,7 @@ import { request } from 'undici';
 import { z } from 'zod';
 import { type BackoffOptions, backoffDelay } from '../audit/backoff.ts';
 import { ControllerAgent } from '../controllerca.ts';
+import { parseJson, readControllerAnswer, readControllerToken } from '../controllercall.ts';
 
 const defaultCertificateBackoff: BackoffOptions = { baseMs: 1_000, capMs: 60_000 };
 
@@ -76,7 +77,7 @@ export function startAdminCertificate(options: AdminCertificateOptions): AdminCe
   });
 
   async function fetchCertificate(): Promise<Held> {
-    const token = await readToken(options.tokenFile);
+    const token = await readControllerToken(options.tokenFile);
     const response = await request(`${options.url.replace(/\/+$/, '')}/v1/certificates`, {
       method: 'POST',
       dispatcher: await agent.get(),
@@ -86,7 +87,7 @@ export function startAdminCertificate(options: AdminCertificateOptions): AdminCe
       bodyTimeout: timeoutMs,
       signal: stop.signal,
     });
-    const text = await readLimited(response.body);
+    const text = await readControllerAnswer(response.body, maxAnswerBytes);
     if (response.statusCode !== 200)
       throw new Error(`the controller answered ${response.statusCode}: ${text.slice(0, 160)}`);
     const parsed = issuedSchema.safeParse(parseJson(text));
@@ -173,38 +174,4 @@ export function startAdminCertificate(options: AdminCertificateOptions): AdminCe
 function rawKey(publicKey: KeyObject): string {
   const jwk = publicKey.export({ format: 'jwk' });
   return typeof jwk.x === 'string' ? jwk.x : '';
-}
-
-async function readToken(file: string): Promise<string> {
-  try {
-    const text = (await readFile(file, 'utf8')).trim();
-    if (text === '') throw new Error('empty');
-    return text;
-  } catch (error) {
-    throw new Error(
-      `the service-account token for the controller cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
-    );
-  }
-}
-
-async function readLimited(body: AsyncIterable<Buffer> & { destroy(): unknown }): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += chunk.length;
-    if (size > maxAnswerBytes) {
-      body.destroy();
-      throw new Error(`the controller's answer exceeds ${maxAnswerBytes} bytes`);
-    }
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
 }

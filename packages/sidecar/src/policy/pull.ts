@@ -11,12 +11,12 @@
 // The controller saying the policy does not exist (a 404 that says so, given
 // only from a cache in sync) is a revocation: what was loaded at start, saved or
 // bootstrap, is dropped. Any other failure keeps it serving.
-import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Dispatcher, request } from 'undici';
 import { z } from 'zod';
 import { type BackoffOptions, backoffDelay } from '../audit/backoff.ts';
 import { ControllerAgent } from '../controllerca.ts';
+import { parseJson, readControllerAnswer, readControllerToken } from '../controllercall.ts';
 import type { PolicyStore } from './store.ts';
 
 /** The controller's answer; unknown fields are ignored, the spec is the store's to validate. */
@@ -148,7 +148,7 @@ async function fetchPolicy(
   agent: Dispatcher,
   timeoutMs: number,
 ): Promise<Answer> {
-  const token = await readToken(options.tokenFile);
+  const token = await readControllerToken(options.tokenFile);
   const base = options.url.replace(/\/+$/, '');
   const path = `/v1/policies/${encodeURIComponent(options.namespace)}/${encodeURIComponent(options.policyName)}`;
   let response: Dispatcher.ResponseData;
@@ -164,7 +164,7 @@ async function fetchPolicy(
     const code = (error as { code?: string }).code ?? (error as Error).message;
     throw new PullUnavailableError(`the controller could not be reached (${code})`);
   }
-  const text = await readLimited(response.body);
+  const text = await readControllerAnswer(response.body, maxAnswerBytes);
   if (response.statusCode === 404 && absentSchema.safeParse(parseJson(text)).success)
     return { kind: 'absent' };
   if (response.statusCode !== 200) {
@@ -181,43 +181,4 @@ async function fetchPolicy(
       `the controller answered policy ${pulled.data.name}, not ${options.policyName}`,
     );
   return { kind: 'policy', policy: pulled.data };
-}
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
-
-async function readToken(file: string): Promise<string> {
-  try {
-    const text = (await readFile(file, 'utf8')).trim();
-    if (text === '') throw new Error('empty');
-    return text;
-  } catch (error) {
-    throw new PullUnavailableError(
-      `the service-account token for the controller cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
-    );
-  }
-}
-
-async function readLimited(body: Dispatcher.ResponseData['body']): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  try {
-    for await (const chunk of body) {
-      size += (chunk as Buffer).length;
-      if (size > maxAnswerBytes) {
-        body.destroy();
-        throw new PullUnavailableError(`the controller's answer exceeds ${maxAnswerBytes} bytes`);
-      }
-      chunks.push(chunk as Buffer);
-    }
-  } catch (error) {
-    if (error instanceof PullUnavailableError) throw error;
-    throw new PullUnavailableError(`the controller's answer was cut (${(error as Error).message})`);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }

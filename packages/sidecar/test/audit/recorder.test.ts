@@ -415,17 +415,24 @@ test('close gives up after its grace period and leaves everything for the next p
   );
 });
 
-test('records found after their stream closed are dropped, said in the log, and hold no shipping up', async (t) => {
-  const s = await setup(t);
+/**
+ * A stream of three records, closed, then what a refused write left in the
+ * spool had it not been cut off: a record past the stream's last.
+ */
+async function closedWithRefusedRecord(s: Awaited<ReturnType<typeof setup>>): Promise<void> {
   const first = await open(s, {});
   await appendMany(first, 'shipped', 3);
   await first.close();
-  // What a refused write left in the spool, had it not been cut off: a record past the stream's last.
   const spool = await Spool.open({ dir: s.spoolDir });
   await spool.append(
     new RecordEncoder({ cluster: 'test', pod, incarnation: 'inc-1' }).encode(draft('refused'), 3),
   );
   await spool.close();
+}
+
+test('records found after their stream closed are dropped, said in the log, and hold no shipping up', async (t) => {
+  const s = await setup(t);
+  await closedWithRefusedRecord(s);
 
   const logged: string[] = [];
   const second = await open(
@@ -459,14 +466,7 @@ test('records found after their stream closed are dropped, said in the log, and 
 
 test('records dropped after their stream closed count as waiting no longer, even when no record follows them', async (t) => {
   const s = await setup(t);
-  const first = await open(s, {});
-  await appendMany(first, 'shipped', 3);
-  await first.close();
-  const spool = await Spool.open({ dir: s.spoolDir });
-  await spool.append(
-    new RecordEncoder({ cluster: 'test', pod, incarnation: 'inc-1' }).encode(draft('refused'), 3),
-  );
-  await spool.close();
+  await closedWithRefusedRecord(s);
 
   const idle = await open(s, {}, { identity: { cluster: 'test', pod, incarnation: 'inc-2' } });
   await eventually('the drop and the genesis shipped', () => idle.stats().recordsWaiting === 0);

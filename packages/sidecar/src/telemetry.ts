@@ -12,6 +12,12 @@ import {
   trace,
 } from '@opentelemetry/api';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import {
+  defaultResource,
+  detectResources,
+  envDetector,
+  resourceFromAttributes,
+} from '@opentelemetry/resources';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import type { MaskingAction } from '@veil/core';
 
@@ -57,7 +63,12 @@ async function startSdk(): Promise<{ exporter: PrometheusExporter; tracing: bool
       metricReaders: [exporter],
     }).start();
   } else {
-    metrics.setGlobalMeterProvider(new MeterProvider({ readers: [exporter] }));
+    // As the Node SDK names its resource: the service from OTEL_SERVICE_NAME and
+    // OTEL_RESOURCE_ATTRIBUTES, else veil-sidecar, so metrics say whose they are.
+    const resource = defaultResource()
+      .merge(resourceFromAttributes({ 'service.name': 'veil-sidecar' }))
+      .merge(detectResources({ detectors: [envDetector] }));
+    metrics.setGlobalMeterProvider(new MeterProvider({ readers: [exporter], resource }));
   }
   sdk = { exporter, tracing };
   return sdk;

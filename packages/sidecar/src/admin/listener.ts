@@ -22,11 +22,15 @@ export function acceptTls(server: Server, context: () => SecureContext | undefin
     for (const listener of serve) listener.call(server, socket);
   };
   server.on('connection', (socket: Socket) => {
-    socket.setTimeout(firstBytesTimeoutMs, () => socket.destroy());
+    // Removed with the timer it serves: HTTP sets timeouts of its own on this socket later.
+    const silent = () => socket.destroy();
+    socket.setTimeout(firstBytesTimeoutMs);
+    socket.once('timeout', silent);
     socket.once('data', (first: Buffer) => {
       socket.pause();
       socket.unshift(first);
       socket.setTimeout(0);
+      socket.off('timeout', silent);
       if (first[0] !== handshakeRecord) {
         hand(socket);
         process.nextTick(() => socket.resume());
@@ -38,9 +42,14 @@ export function acceptTls(server: Server, context: () => SecureContext | undefin
         return;
       }
       const tls = new TLSSocket(socket, { isServer: true, secureContext });
-      tls.setTimeout(firstBytesTimeoutMs, () => tls.destroy());
+      const handshaking = () => tls.destroy();
+      tls.setTimeout(firstBytesTimeoutMs);
+      tls.once('timeout', handshaking);
       tls.on('error', () => tls.destroy());
-      tls.once('secure', () => tls.setTimeout(0));
+      tls.once('secure', () => {
+        tls.setTimeout(0);
+        tls.off('timeout', handshaking);
+      });
       // At once, not when the handshake is done: HTTP then reads the socket, and
       // so sees a client that hangs up halfway.
       hand(tls as unknown as Socket);

@@ -83,21 +83,28 @@ const ecdsaWithSha256 = sequence(oid('1.2.840.10045.4.3.2'));
 // RFC 8410: the parameters are absent, and Ed25519 hashes by itself.
 const ed25519 = sequence(oid('1.3.101.112'));
 
-/** The signature algorithm a key signs certificates with, and how. */
-function signer(key: KeyObject): { algorithm: Buffer; sign(tbs: Buffer): Buffer } {
-  if (key.asymmetricKeyType === 'ed25519') return { algorithm: ed25519, sign: (tbs) => sign(null, tbs, key) };
-  if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1')
-    return { algorithm: ecdsaWithSha256, sign: (tbs) => sign('sha256', tbs, key) };
-  throw new Error('certificates are signed with an Ed25519 or a P-256 key only');
+/** The key types certificates here are signed with and issued for: those TLS peers here all accept. */
+function keyType(key: KeyObject): 'ed25519' | 'p256' | undefined {
+  if (key.asymmetricKeyType === 'ed25519') return 'ed25519';
+  if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') return 'p256';
+  return undefined;
 }
 
-/** Whether certificates may be issued for `key`: the key types TLS peers here all accept. */
+/** The signature algorithm a key signs certificates with, and how. */
+function signer(key: KeyObject): { algorithm: Buffer; sign(tbs: Buffer): Buffer } {
+  switch (keyType(key)) {
+    case 'ed25519':
+      return { algorithm: ed25519, sign: (tbs) => sign(null, tbs, key) };
+    case 'p256':
+      return { algorithm: ecdsaWithSha256, sign: (tbs) => sign('sha256', tbs, key) };
+    default:
+      throw new Error('certificates are signed with an Ed25519 or a P-256 key only');
+  }
+}
+
+/** Whether certificates may be issued for `key`: a public key of a type `keyType` knows. */
 export function isCertifiableKey(key: KeyObject): boolean {
-  return (
-    key.type === 'public' &&
-    (key.asymmetricKeyType === 'ed25519' ||
-      (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1'))
-  );
+  return key.type === 'public' && keyType(key) !== undefined;
 }
 
 const name = (commonName: string) => sequence(set(sequence(oid('2.5.4.3'), utf8String(commonName))));

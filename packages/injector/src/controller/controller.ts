@@ -23,7 +23,7 @@ import {
   type EmbeddingPolicyObject,
   type PolicyView,
   policyKey,
-  policyNameOf,
+  policyKeyParts,
   policyPlural,
   policyResource,
   policyView,
@@ -131,14 +131,12 @@ export async function startController(options: ControllerOptions): Promise<Contr
    */
   async function confirmedGone(key: string): Promise<boolean> {
     if (views.has(key) || !policies?.synced()) return false;
-    const namespace = key.slice(0, key.indexOf('/'));
     try {
       await objects.getNamespacedCustomObject({
         group: GROUP,
         version: VERSION,
         plural: policyPlural,
-        namespace,
-        name: policyNameOf(key),
+        ...policyKeyParts(key),
       });
       return false;
     } catch (error) {

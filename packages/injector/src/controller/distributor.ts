@@ -12,7 +12,7 @@
 import { type BackoffOptions, backoffDelay } from './backoff.ts';
 import { Limiter } from './limiter.ts';
 import type { PodView } from './pods.ts';
-import { policyNameOf } from './policies.ts';
+import { policyKeyParts } from './policies.ts';
 import type { PushOutcome, RevokeOutcome, SidecarClient, SidecarTarget } from './push.ts';
 
 export type DesiredPolicy = { name: string; hash: string; spec: unknown };
@@ -331,7 +331,7 @@ export class Distributor {
       this.#note(pod, pod.hash, undefined);
       return 'done';
     }
-    const name = policyNameOf(policyKey);
+    const { name } = policyKeyParts(policyKey);
     const outcome = await this.#options.client.revoke(target, { name, hash: pod.hash }, signal);
     if (signal.aborted) return 'done';
     this.#options.onRevoke?.({ pod: pod.view, name, outcome });

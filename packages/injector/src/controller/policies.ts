@@ -39,9 +39,10 @@ export function policyKey(namespace: string, name: string): string {
   return `${namespace}/${name}`;
 }
 
-/** The name part of a `policyKey`: a namespace never holds a slash. */
-export function policyNameOf(key: string): string {
-  return key.slice(key.indexOf('/') + 1);
+/** The parts of a `policyKey`: a namespace never holds a slash. */
+export function policyKeyParts(key: string): { namespace: string; name: string } {
+  const slash = key.indexOf('/');
+  return { namespace: key.slice(0, slash), name: key.slice(slash + 1) };
 }
 
 /** The view of a stored object; undefined for one without the metadata every stored object has. */

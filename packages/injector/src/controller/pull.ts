@@ -24,7 +24,6 @@ import { listenHttps, tlsOptions } from '../certs/listening.ts';
 import type { PodCertificateAuthority } from '../certs/podcerts.ts';
 import { type CertificateFiles, readCertificatePair } from '../certs/reload.ts';
 import { isCertifiableKey } from '../certs/x509.ts';
-import { veilLabels } from '../webhook/annotations.ts';
 import { controllerTokenAudience } from '../webhook/sidecar.ts';
 import type { DesiredPolicy } from './distributor.ts';
 import type { Log } from './log.ts';
@@ -146,12 +145,9 @@ export async function startPullServer(options: PullServerOptions): Promise<PullS
         return reply
           .code(403)
           .send({ error: `${caller.username}: the token is not bound to a pod (use its projected token)` });
+      // The injected pod of that name must be the one the token is bound to, not an earlier pod of the name.
       const pod = certificates.injectedPod(caller.namespace, caller.pod.name);
-      if (
-        pod?.metadata?.uid !== caller.pod.uid ||
-        pod.metadata.namespace !== caller.namespace ||
-        pod.metadata.labels?.[veilLabels.injected] !== 'true'
-      ) {
+      if (pod?.metadata?.uid !== caller.pod.uid) {
         options.log.warn('certificate refused', {
           caller: caller.username,
           pod: `${caller.namespace}/${caller.pod.name}`,

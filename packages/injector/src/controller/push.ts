@@ -122,12 +122,7 @@ export class SidecarClient {
     if (response.kind === 'error') return response;
     const ack = ackSchema.safeParse(response.body);
     if (response.status === 200 && ack.success) return { kind: 'ack', hash: ack.data.hash };
-    const nack = nackSchema.safeParse(response.body);
-    // Only a 422 says the sidecar judged the policy itself; a refused token or a
-    // crashing sidecar is a failure to deliver, retried like a network error.
-    if (response.status === 422 && nack.success) return { kind: 'nack', reason: nack.data.reason };
-    const detail = nack.success ? `: ${nack.data.reason}` : '';
-    return { kind: 'error', reason: `PUT /v1/policy answered ${response.status}${detail}` };
+    return notAcknowledged('PUT', response);
   }
 
   /** Tells the sidecar that the policy no longer exists: it drops the version named, and its saved copy. */
@@ -146,10 +141,7 @@ export class SidecarClient {
     if (response.kind === 'error') return response;
     const ack = revokedSchema.safeParse(response.body);
     if (response.status === 200 && ack.success && ack.data.revoked === name) return { kind: 'ack' };
-    const nack = nackSchema.safeParse(response.body);
-    if (response.status === 422 && nack.success) return { kind: 'nack', reason: nack.data.reason };
-    const detail = nack.success ? `: ${nack.data.reason}` : '';
-    return { kind: 'error', reason: `DELETE /v1/policy answered ${response.status}${detail}` };
+    return notAcknowledged('DELETE', response);
   }
 
   async #call(
@@ -184,6 +176,21 @@ export class SidecarClient {
       return { kind: 'error', reason: code ? `${code}: ${message}` : message };
     }
   }
+}
+
+/**
+ * A NACK, or why the answer is none. Only a 422 says the sidecar judged what it
+ * was sent; a refused token or a crashing sidecar is a failure to deliver,
+ * retried like a network error.
+ */
+function notAcknowledged(
+  method: 'PUT' | 'DELETE',
+  response: { status: number; body: unknown },
+): { kind: 'nack'; reason: string } | { kind: 'error'; reason: string } {
+  const nack = nackSchema.safeParse(response.body);
+  if (response.status === 422 && nack.success) return { kind: 'nack', reason: nack.data.reason };
+  const detail = nack.success ? `: ${nack.data.reason}` : '';
+  return { kind: 'error', reason: `${method} /v1/policy answered ${response.status}${detail}` };
 }
 
 /** An ACK or NACK is a few hundred bytes: a sidecar cannot make the controller hold more. */

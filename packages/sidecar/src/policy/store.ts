@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { type PolicySpec, policyHash, policySpecSchema } from '@veil/core';
+import { policyHash, policySpecSchema } from '@veil/core';
 import { z } from 'zod';
 import type { Authenticator } from '../auth/authenticator.ts';
 import { mkdirDurable, writeFileAtomic } from '../files.ts';
@@ -112,9 +112,14 @@ export class PolicyStore {
 
   /** Validates and compiles raw; persists it when it is new. */
   apply(name: string, raw: unknown, options: ApplyOptions = {}): Promise<ApplyResult> {
-    const applied = this.#applying.then(() => this.#applyNow(name, raw, options));
-    this.#applying = applied.catch(() => undefined);
-    return applied;
+    return this.#inTurn(() => this.#applyNow(name, raw, options));
+  }
+
+  /** Applies and revocations run one at a time, in the order asked. */
+  #inTurn<T>(change: () => Promise<T>): Promise<T> {
+    const done = this.#applying.then(change);
+    this.#applying = done.catch(() => undefined);
+    return done;
   }
 
   async #applyNow(name: string, raw: unknown, options: ApplyOptions): Promise<ApplyResult> {
@@ -147,7 +152,7 @@ export class PolicyStore {
     const previous = this.#active;
     const newAuthenticator = previous?.authenticator !== next.authenticator;
     try {
-      await this.#persist(name, parsed.data);
+      await this.#persist({ name, spec: parsed.data });
     } catch (error) {
       if (newAuthenticator) await next.authenticator.close().catch(() => undefined);
       throw error;
@@ -160,9 +165,7 @@ export class PolicyStore {
 
   /** Drops the policy in force, if `name` may be revoked, and replaces its saved copy by a revocation. */
   revoke(name: string, options: RevokeOptions = {}): Promise<RevokeResult> {
-    const revoked = this.#applying.then(() => this.#revokeNow(name, options));
-    this.#applying = revoked.catch(() => undefined);
-    return revoked;
+    return this.#inTurn(() => this.#revokeNow(name, options));
   }
 
   async #revokeNow(name: string, options: RevokeOptions): Promise<RevokeResult> {
@@ -182,10 +185,7 @@ export class PolicyStore {
     // Out of force before the file is touched: a write that fails must not leave it serving.
     this.#active = undefined;
     if (previous) this.#retireLater(previous.authenticator);
-    if (this.#lastGoodFile) {
-      await mkdirDurable(dirname(this.#lastGoodFile));
-      await writeFileAtomic(this.#lastGoodFile, JSON.stringify({ name, revoked: true }));
-    }
+    await this.#persist({ name, revoked: true });
     return { ok: true, changed: previous !== undefined };
   }
 
@@ -237,10 +237,10 @@ export class PolicyStore {
 
   // Synced, as it is what a restarted sidecar serves: a node crash must not
   // leave it torn, which would send the sidecar back to an older bootstrap.
-  async #persist(name: string, spec: PolicySpec): Promise<void> {
+  async #persist(stored: z.input<typeof storedPolicySchema>): Promise<void> {
     if (!this.#lastGoodFile) return;
     await mkdirDurable(dirname(this.#lastGoodFile));
-    await writeFileAtomic(this.#lastGoodFile, JSON.stringify({ name, spec }));
+    await writeFileAtomic(this.#lastGoodFile, JSON.stringify(stored));
   }
 }
 

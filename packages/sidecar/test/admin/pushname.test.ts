@@ -1,12 +1,11 @@
 // A push names the policy it carries, and the sidecar enforces one policy, the
 // one it was configured with: a push of any other is NACKed, whatever its token.
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { policyHash, policySpecSchema } from '@veil/core';
-import { type CryptoKey, exportJWK, generateKeyPair, SignJWT } from 'jose';
-import { CONTROLLER_ISSUER, sidecarAudience } from '../../src/admin/policy.ts';
-import { call, POD_UID, type SidecarFixture, startSidecarFixture } from '../fixtures/sidecar.ts';
+import { type CryptoKey, exportJWK, generateKeyPair } from 'jose';
+import { controllerToken } from '../fixtures/controllertoken.ts';
+import { call, type SidecarFixture, startSidecarFixture } from '../fixtures/sidecar.ts';
 
 const spec = policySpecSchema.parse({});
 
@@ -28,13 +27,7 @@ describe('a push naming another policy', () => {
 
   /** Pushes `name` with a token the controller signed for exactly that name and spec. */
   async function push(name: string) {
-    const token = await new SignJWT({ jti: randomUUID(), policy: { name, hash: policyHash(spec) } })
-      .setProtectedHeader({ alg: 'EdDSA' })
-      .setIssuer(CONTROLLER_ISSUER)
-      .setAudience(sidecarAudience(POD_UID))
-      .setIssuedAt()
-      .setExpirationTime('1m')
-      .sign(controller);
+    const token = await controllerToken(controller, { policy: { name, hash: policyHash(spec) } });
     const tls = fixture.adminTls;
     assert.ok(tls);
     return call(`${tls.url}/v1/policy`, { name, spec }, { method: 'PUT', token, dispatcher: tls.dispatcher });

@@ -8,21 +8,13 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type PolicySpec, policyHash } from '@veil/core';
-import { type CryptoKey, exportJWK, generateKeyPair, type JWTPayload, SignJWT } from 'jose';
+import { type CryptoKey, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { CONTROLLER_ISSUER, sidecarAudience } from '../../src/admin/policy.ts';
-import { call, POD_UID, type SidecarFixture, startSidecarFixture, testPolicy } from '../fixtures/sidecar.ts';
+import { controllerToken } from '../fixtures/controllertoken.ts';
+import { call, type SidecarFixture, startSidecarFixture, testPolicy } from '../fixtures/sidecar.ts';
 
-function signed(key: CryptoKey, claims: JWTPayload): Promise<string> {
-  return new SignJWT({ jti: randomUUID(), ...claims })
-    .setProtectedHeader({ alg: 'EdDSA' })
-    .setIssuer(CONTROLLER_ISSUER)
-    .setAudience(sidecarAudience(POD_UID))
-    .setIssuedAt()
-    .setExpirationTime('1m')
-    .sign(key);
-}
-
-const revokeToken = (key: CryptoKey, name: string, hash: string) => signed(key, { revoke: { name, hash } });
+const revokeToken = (key: CryptoKey, name: string, hash: string) =>
+  controllerToken(key, { revoke: { name, hash } });
 
 describe('a revocation', () => {
   let fixture: SidecarFixture;
@@ -42,7 +34,7 @@ describe('a revocation', () => {
       { name: 'test', spec },
       {
         method: 'PUT',
-        token: await signed(controller, { policy: { name: 'test', hash: policyHash(spec) } }),
+        token: await controllerToken(controller, { policy: { name: 'test', hash: policyHash(spec) } }),
         dispatcher: tls().dispatcher,
       },
     );
@@ -129,7 +121,9 @@ describe('a revocation', () => {
   it('needs a revocation token: a push token does not revoke, nor one of another key or pod', async () => {
     const before = fixture.sidecar.store.current();
     assert.ok(before);
-    const pushToken = await signed(controller, { policy: { name: 'test', hash: policyHash(policy) } });
+    const pushToken = await controllerToken(controller, {
+      policy: { name: 'test', hash: policyHash(policy) },
+    });
     const asPush = await revoke(pushToken);
     assert.equal(asPush.status, 401);
     assert.deepEqual(asPush.json, {

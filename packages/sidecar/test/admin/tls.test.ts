@@ -4,7 +4,6 @@
 // fetched at start without holding it up, and fetched again when the
 // controller's key is rotated.
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,11 +11,11 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createServer, type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { policyHash } from '@veil/core';
-import { type CryptoKey, exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
+import { type CryptoKey, exportJWK, generateKeyPair, type JWK } from 'jose';
 import { startAdminCertificate } from '../../src/admin/certificate.ts';
-import { CONTROLLER_ISSUER, sidecarAudience } from '../../src/admin/policy.ts';
 import { sidecarConfigSchema } from '../../src/config.ts';
 import { startSidecar } from '../../src/sidecar.ts';
+import { controllerToken } from '../fixtures/controllertoken.ts';
 import { POD_TOKEN, startCertificateStandIn } from '../fixtures/podcerts.ts';
 import { call, POD_UID, type SidecarFixture, startSidecarFixture, testPolicy } from '../fixtures/sidecar.ts';
 
@@ -26,13 +25,7 @@ async function controllerKey(): Promise<{ privateKey: CryptoKey; jwk: JWK }> {
 }
 
 function pushToken(key: CryptoKey, policy: { name: string; hash: string }): Promise<string> {
-  return new SignJWT({ jti: randomUUID(), policy })
-    .setProtectedHeader({ alg: 'EdDSA' })
-    .setIssuer(CONTROLLER_ISSUER)
-    .setAudience(sidecarAudience(POD_UID))
-    .setIssuedAt()
-    .setExpirationTime('1m')
-    .sign(key);
+  return controllerToken(key, { policy });
 }
 
 async function until(what: string, check: () => Promise<boolean>): Promise<void> {

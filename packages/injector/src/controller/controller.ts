@@ -123,6 +123,7 @@ export async function startController(options: ControllerOptions): Promise<Contr
   });
 
   const objects = kubeConfig.makeApiClient(CustomObjectsApi);
+  const goneAsked = new Map<string, Promise<boolean>>();
   /**
    * Whether the API server itself says the policy does not exist. A cache can
    * lack a policy that exists (its watch down or behind, another replica's
@@ -131,6 +132,16 @@ export async function startController(options: ControllerOptions): Promise<Contr
    */
   async function confirmedGone(key: string): Promise<boolean> {
     if (views.has(key) || !policies?.synced()) return false;
+    // Every pod of a deleted policy asks at once: they share the request under way.
+    let asking = goneAsked.get(key);
+    if (asking === undefined) {
+      asking = apiServerSaysGone(key).finally(() => goneAsked.delete(key));
+      goneAsked.set(key, asking);
+    }
+    return asking;
+  }
+
+  async function apiServerSaysGone(key: string): Promise<boolean> {
     try {
       await objects.getNamespacedCustomObject({
         group: GROUP,

@@ -156,10 +156,12 @@ export class Distributor {
     this.#options.onPodChange?.(pod.view.policyKey);
   }
 
+  /** The pods that count towards the policy's status: reachable, and not on their way out. */
   podsOf(policyKey: string): PodSync[] {
     const pods: PodSync[] = [];
     for (const pod of this.#pods.values()) {
-      if (pod.view.policyKey !== policyKey || pod.view.adminUrl === undefined) continue;
+      const { view } = pod;
+      if (view.policyKey !== policyKey || view.adminUrl === undefined || view.terminating) continue;
       pods.push({
         uid: pod.view.uid,
         name: pod.view.name,

@@ -22,6 +22,12 @@ export type PodView = {
    * what it enforces must then be asked again.
    */
   incarnation: string;
+  /**
+   * Deleted and draining: its sidecar still answers callers until it stops, so
+   * it still gets new versions and revocations, but it no longer counts
+   * towards a policy's status.
+   */
+  terminating: boolean;
 };
 
 /** The push target a pod is, or undefined for one that is gone or finished. */
@@ -29,8 +35,7 @@ export function podView(pod: V1Pod): PodView | undefined {
   const { uid, namespace, name, annotations, labels, deletionTimestamp } = pod.metadata ?? {};
   if (!uid || !namespace || !name) return undefined;
   if (labels?.[veilLabels.injected] !== 'true') return undefined;
-  // A terminating pod's sidecar is draining; a finished pod's is gone.
-  if (deletionTimestamp) return undefined;
+  // A finished pod's sidecar is gone.
   const phase = pod.status?.phase;
   if (phase === 'Succeeded' || phase === 'Failed') return undefined;
   const ip = pod.status?.podIP;
@@ -42,6 +47,7 @@ export function podView(pod: V1Pod): PodView | undefined {
     policyKey: policyKey(namespace, annotations?.[veilAnnotations.policy] || 'default'),
     adminUrl: ip ? `https://${ip.includes(':') ? `[${ip}]` : ip}:${adminPort(pod)}` : undefined,
     incarnation: `${ip ?? ''}#${restarts}`,
+    terminating: Boolean(deletionTimestamp),
   };
 }
 

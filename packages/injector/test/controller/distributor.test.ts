@@ -33,7 +33,7 @@ async function sidecars(count: number, hash?: string): Promise<FakeSidecar[]> {
   return started;
 }
 
-function view(sidecar: FakeSidecar, incarnation = '0'): PodView {
+function view(sidecar: FakeSidecar, incarnation = '0', terminating = false): PodView {
   return {
     uid: sidecar.uid,
     namespace: 'ml',
@@ -41,6 +41,7 @@ function view(sidecar: FakeSidecar, incarnation = '0'): PodView {
     policyKey: 'ml/default',
     adminUrl: sidecar.adminUrl,
     incarnation,
+    terminating,
   };
 }
 
@@ -271,6 +272,28 @@ test('a deleted policy is revoked from its pods, with a token for that pod, that
   assert.equal(pod.hash, undefined);
   assert.equal(d.podsOf('ml/default')[0]?.problem, undefined);
   assert.deepEqual(pod.changes, ['DELETE default']);
+});
+
+test('a terminating pod, still serving while it drains, gets new versions and revocations but is left out of the status', async () => {
+  const [staying, draining] = await sidecars(2, 'sha256:v1');
+  assert.ok(staying && draining);
+  let exists = true;
+  const d = distributor([], () => exists);
+  d.setDesired('ml/default', version(1));
+  d.activate();
+  d.upsertPod(view(staying));
+  d.upsertPod(view(draining, '0', true));
+  await until('checked', () => d.podsOf('ml/default')[0]?.unchecked === false);
+  assert.deepEqual(
+    d.podsOf('ml/default').map((p) => p.uid),
+    [staying.uid],
+  );
+  d.setDesired('ml/default', version(2));
+  await until('pushed to both', () => staying.hash === 'sha256:v2' && draining.hash === 'sha256:v2');
+  exists = false;
+  d.deleted('ml/default');
+  await until('revoked from both', () => staying.deletes.length === 1 && draining.deletes.length === 1);
+  assert.equal(draining.hash, undefined);
 });
 
 test('a policy deleted and re-created within the debounce is never revoked: the new version is pushed', async () => {

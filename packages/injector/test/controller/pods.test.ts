@@ -39,6 +39,7 @@ test('an injected pod is pushed at its veil-admin port, for the policy it names'
     policyKey: 'ml/embeddings',
     adminUrl: 'https://10.0.0.7:15090',
     incarnation: '10.0.0.7#0',
+    terminating: false,
   });
 });
 
@@ -66,13 +67,16 @@ test('a sidecar restart changes the incarnation, so it is asked again', () => {
   );
 });
 
-test('finished, terminating and uninjected pods are no targets', () => {
+test('finished and uninjected pods are no targets', () => {
   const base = running(golden, '10.0.0.7');
   assert.equal(podView({ ...base, status: { ...base.status, phase: 'Succeeded' } }), undefined);
   assert.equal(podView({ ...base, status: { ...base.status, phase: 'Failed' } }), undefined);
-  assert.equal(
-    podView({ ...base, metadata: { ...base.metadata, deletionTimestamp: new Date() } }),
-    undefined,
-  );
   assert.equal(podView({ ...base, metadata: { ...base.metadata, labels: {} } }), undefined);
+});
+
+test('a terminating pod is still a target, since its sidecar serves until it stops, and says so', () => {
+  const base = running(golden, '10.0.0.7');
+  const view = podView({ ...base, metadata: { ...base.metadata, deletionTimestamp: new Date() } });
+  assert.equal(view?.adminUrl, 'https://10.0.0.7:15090');
+  assert.equal(view?.terminating, true);
 });

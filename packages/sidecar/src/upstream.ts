@@ -3,6 +3,8 @@ import { type Dispatcher, errors, Pool } from 'undici';
 export interface UpstreamResponse {
   readonly status: number;
   readonly contentType: string | undefined;
+  /** The model's `Retry-After`, as sent; only an error answer's is ever passed on. */
+  readonly retryAfter: string | undefined;
   readonly body: Buffer;
 }
 
@@ -74,6 +76,7 @@ class WholeAnswer implements Dispatcher.DispatchHandler {
   readonly #chunks: Buffer[] = [];
   #status = 0;
   #contentType: string | undefined;
+  #retryAfter: string | undefined;
 
   constructor(resolve: (response: UpstreamResponse) => void, reject: (error: UpstreamError) => void) {
     this.#resolve = resolve;
@@ -86,8 +89,8 @@ class WholeAnswer implements Dispatcher.DispatchHandler {
   /** Called for an informational answer (1xx) too: the final one follows and overwrites it. */
   onResponseStart(_controller: unknown, statusCode: number, headers: Record<string, unknown>): void {
     this.#status = statusCode;
-    const contentType = headers['content-type'];
-    this.#contentType = Array.isArray(contentType) ? contentType[0] : (contentType as string | undefined);
+    this.#contentType = firstValue(headers['content-type']);
+    this.#retryAfter = firstValue(headers['retry-after']);
   }
 
   onResponseData(_controller: unknown, chunk: Buffer): void {
@@ -99,6 +102,7 @@ class WholeAnswer implements Dispatcher.DispatchHandler {
     this.#resolve({
       status: this.#status,
       contentType: this.#contentType,
+      retryAfter: this.#retryAfter,
       body: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks),
     });
   }
@@ -106,6 +110,10 @@ class WholeAnswer implements Dispatcher.DispatchHandler {
   onResponseError(_controller: unknown, error: Error): void {
     this.#reject(new UpstreamError(classify(error)));
   }
+}
+
+function firstValue(header: unknown): string | undefined {
+  return Array.isArray(header) ? header[0] : (header as string | undefined);
 }
 
 function classify(error: unknown): UpstreamFailure {

@@ -3,6 +3,14 @@
 // sidecar validate with it, and `veil policy lint` reports its errors.
 import { z } from 'zod';
 import { maskingRuleProblems } from '../masking/patterns.ts';
+import { embeddingRouteProblem } from './routes.ts';
+
+export {
+  embeddingRouteProblem,
+  normalizeRoutePath,
+  serverEmbeddingPaths,
+  veilEmbeddingPaths,
+} from './routes.ts';
 
 const name = z
   .string()
@@ -147,7 +155,11 @@ export const extraRouteSchema = z
     method: z.enum(['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'HEAD']),
     path: z.string().startsWith('/'),
   })
-  .strict();
+  .strict()
+  .superRefine((route, ctx) => {
+    const problem = embeddingRouteProblem(route.method, route.path);
+    if (problem) ctx.addIssue({ code: 'custom', path: ['path'], message: problem });
+  });
 
 export const accessSchema = z
   .object({

@@ -1,10 +1,12 @@
 // The request path, one way, once a policy is loaded and the spool has room:
-// auth → body (read, then parsed in the route's dialect) → input limits →
-// access → rate limit → mask → approve → forward → record. Each step either
-// hands its result on or ends the request with a refusal; every ending, good or
-// bad, ends in the request's audit record, and the caller hears nothing before
-// the request is durably on record. A forwarded request's record comes in two
-// parts (see record.ts), the first made durable while the model works.
+// auth → body (read, then parsed in the route's dialect) → access → input
+// limits → rate limit → mask → approve → forward → record. Only the bytes
+// limit comes before access: the model access is judged for is named in the
+// body. Each step either hands its result on or ends the request with a
+// refusal; every ending, good or bad, ends in the request's audit record, and
+// the caller hears nothing before the request is durably on record. A
+// forwarded request's record comes in two parts (see record.ts), the first
+// made durable while the model works.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { RecordOutcome } from '@veil/core';
@@ -23,6 +25,7 @@ import type { BodyBudget, BodyLease } from './body-budget.ts';
 import { recordedInputs } from './inputs.ts';
 import { elapsedMs, newTrace, record, recordApproval, recordForwarding, type Trace } from './record.ts';
 import { JSON_HEADERS, Refusal, refusalReply, toRefusal, unauthenticated } from './refusal.ts';
+import { upstreamStatusRefusal } from './upstream-status.ts';
 
 export interface IncomingEmbedRequest {
   readonly path: string;
@@ -139,8 +142,9 @@ async function run(
  * what is forwarded must be admitted, and masked, by the policy in force when
  * it is forwarded. Cutting a caller off (`access.rules: []`, or their issuer
  * removed) must also stop the requests they have waiting. Under a changed
- * policy the caller is authenticated and checked again, and the body masked
- * again; the approval granted stands.
+ * policy the caller is authenticated and checked again, held to its input
+ * and size limits (lowered limits bind what is still waiting), and the body
+ * masked again; the approval granted stands.
  */
 async function underPolicyNow(
   deps: PipelineDeps,
@@ -158,7 +162,10 @@ async function underPolicyNow(
   trace.policy = now;
   const identity = await deps.telemetry.span('auth', () => authenticate(now, request, trace));
   trace.identity = identity;
-  deps.telemetry.span('policy', () => refuseWhenDenied(now, identity, trace.model ?? deps.defaultModel));
+  deps.telemetry.span('policy', () => {
+    refuseWhenDenied(now, identity, trace.model ?? deps.defaultModel);
+    refuseOverLimits(now, parsed.inputCount, body.bytes.length);
+  });
   trace.masking.length = 0;
   const masked = deps.telemetry.span('mask', () =>
     mask(deps, now, dialect, request.path, body, parsed, trace),
@@ -178,8 +185,9 @@ function enforce(
   model: string,
   parsed: ParsedEmbedRequest,
 ): Charge {
-  refuseTooManyInputs(policy, parsed.inputCount);
+  // A caller denied the model learns that, not the policy's limits.
   refuseWhenDenied(policy, identity, model);
+  refuseTooManyInputs(policy, parsed.inputCount);
   const key = `${identity.issuer} ${identity.subject}`;
   const rate = policy.limiter.take(key, parsed.inputCount);
   if (!rate.ok) {
@@ -207,6 +215,20 @@ export function refuseWhenDenied(policy: ActivePolicy, identity: Identity, model
   if (!policy.access(identity, model).allowed) {
     throw new Refusal(403, 'forbidden', 'denied', `${identity.subject} may not use model ${model}`);
   }
+}
+
+/**
+ * The limits of a policy other than the one the body was read under: the
+ * bytes already read are measured against it as the reading would have.
+ */
+function refuseOverLimits(policy: ActivePolicy, inputCount: number, bodyBytes: number): void {
+  const limit = policy.spec.limits.maxBytesPerRequest;
+  if (bodyBytes > limit) throw tooLargeBody(limit);
+  refuseTooManyInputs(policy, inputCount);
+}
+
+function tooLargeBody(limit: number): Refusal {
+  return new Refusal(413, 'too_large', 'too_large', `request body is larger than ${limit} bytes`);
 }
 
 /**
@@ -305,9 +327,7 @@ async function readJson(
   try {
     bytes = await readBody(request.body, request.contentLength, limit, lease);
   } catch (error) {
-    if (error instanceof BodyTooLargeError) {
-      throw new Refusal(413, 'too_large', 'too_large', `request body is larger than ${limit} bytes`);
-    }
+    if (error instanceof BodyTooLargeError) throw tooLargeBody(limit);
     throw error;
   }
   try {
@@ -377,13 +397,7 @@ async function forward(
   } finally {
     trace.latency.upstreamMs = elapsedMs(started);
   }
-  if (response.status < 200 || response.status >= 300) {
-    // The model speaks the caller's dialect: pass its own error through.
-    return {
-      reply: { status: response.status, headers: JSON_HEADERS, body: response.body },
-      outcome: 'upstream_error',
-    };
-  }
+  if (response.status < 200 || response.status >= 300) throw upstreamStatusRefusal(response);
   let parsed: unknown;
   try {
     parsed = JSON.parse(response.body.toString('utf8'));

@@ -62,8 +62,12 @@ const common = {
   truncate: z.enum(['NONE', 'START', 'END'], "must be 'NONE', 'START' or 'END'").nullish(),
 };
 
-/** Exported so tests can count the issues a body costs. */
-export const cohereV2EmbedRequest = z.object(
+/**
+ * Every top-level field Veil reads, and so every one a body may carry, as for v1 below: another
+ * (v1 has no `inputs`) is refused, not forwarded unchecked. Exported so tests can count the
+ * issues a body costs.
+ */
+export const cohereV2EmbedRequest = z.strictObject(
   {
     inputs: z.never(imagesRefused).optional(),
     ...common,
@@ -75,7 +79,7 @@ export const cohereV2EmbedRequest = z.object(
 );
 type CohereV2EmbedRequest = z.infer<typeof cohereV2EmbedRequest>;
 
-const cohereV1EmbedRequest = z.object(
+const cohereV1EmbedRequest = z.strictObject(
   {
     ...common,
     model: modelName.nullish(),

@@ -15,8 +15,12 @@ const common = {
 };
 const inputShape = 'must be a string or an array of strings';
 
-/** Exported so tests can count the issues a body costs. */
-export const ollamaEmbedRequest = z.object(
+/**
+ * Every top-level field Veil reads, and so every one a body may carry, as for the legacy route
+ * below: another is refused, not forwarded unchecked. Exported so tests can count the issues a
+ * body costs.
+ */
+export const ollamaEmbedRequest = z.strictObject(
   {
     ...common,
     // Ollama takes a request without input as "load the model", so an absent input is no error.
@@ -27,7 +31,7 @@ export const ollamaEmbedRequest = z.object(
   'must be a JSON object',
 );
 
-const ollamaLegacyEmbedRequest = z.object(
+const ollamaLegacyEmbedRequest = z.strictObject(
   { ...common, prompt: z.string('must be a string') },
   'must be a JSON object',
 );

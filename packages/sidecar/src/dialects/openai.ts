@@ -86,8 +86,12 @@ function readInput(value: unknown): Reading<Input> {
   return value.length === 0 ? fault('must not be an empty array') : readArrayInput(value);
 }
 
-/** Exported so tests can count the issues a body costs. */
-export const openAIEmbedRequest = z.object(
+/**
+ * Every top-level field Veil reads, and so every one a body may carry: another (vLLM's
+ * `messages`, `embed_dtype`, `endianness`) is refused, not forwarded unchecked. Exported so
+ * tests can count the issues a body costs.
+ */
+export const openAIEmbedRequest = z.strictObject(
   {
     model: modelName.min(1, 'must not be empty'),
     input: readWith(readInput),

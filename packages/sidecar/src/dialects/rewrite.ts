@@ -8,7 +8,8 @@ export interface TextSlot {
 
 /**
  * A copy of `body` with `texts` in the slot, shaped as the caller sent them. A count that differs
- * from what the body carries would misalign vectors and inputs, so it is refused.
+ * from what the body carries would misalign vectors and inputs, so it is refused. The other fields
+ * are kept as sent: the dialect's strict schema let through only options that carry no text.
  */
 export function putTexts(
   body: unknown,

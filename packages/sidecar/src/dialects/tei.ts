@@ -7,8 +7,11 @@ import { decodeAll, decodeNumbers, summarize } from './vectors.ts';
 
 const inputsShape = 'must be a string or an array of strings';
 
-/** Exported so tests can count the issues a body costs. */
-export const teiEmbedRequest = z.object(
+/**
+ * Every top-level field Veil reads, and so every one a body may carry: another is refused, not
+ * forwarded unchecked. Exported so tests can count the issues a body costs.
+ */
+export const teiEmbedRequest = z.strictObject(
   {
     // TEI also takes token ids; Veil does not, since masking works on text.
     inputs: readWith(textOrTexts('inputs', inputsShape, 'refused')),

@@ -85,12 +85,15 @@ export interface DialectErrorOptions {
   code?: ErrorCode;
   /** The request field at fault, e.g. 'input[2]'. */
   param?: string | null;
+  /** What the audit record says, where the message quotes something of the caller's own. */
+  detail?: string;
 }
 
 export class DialectError extends Error {
   readonly status: number;
   readonly code: ErrorCode;
   readonly param: string | null;
+  readonly detail: string;
 
   constructor(status: number, message: string, options: DialectErrorOptions = {}) {
     super(message);
@@ -98,5 +101,6 @@ export class DialectError extends Error {
     this.status = status;
     this.code = options.code ?? errorCodeForStatus(status);
     this.param = options.param ?? null;
+    this.detail = options.detail ?? message;
   }
 }

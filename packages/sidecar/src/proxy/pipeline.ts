@@ -343,14 +343,14 @@ function mask(
   policy: ActivePolicy,
   dialect: Dialect,
   path: string,
-  request: { bytes: Buffer; json: unknown },
+  request: { json: unknown },
   parsed: ParsedEmbedRequest,
   trace: Trace,
-): Buffer | string {
+): string {
   const started = performance.now();
   const engine = policy.masking;
   let texts: readonly string[] = parsed.texts;
-  let body: Buffer | string = request.bytes;
+  let json = request.json;
   if (engine.hasScope('forward')) {
     if (parsed.tokenInputs) {
       // Token ids cannot be inspected without the model's tokenizer: refuse
@@ -361,7 +361,7 @@ function mask(
     trace.masking.push(...forward.actions.map((a) => ({ ...a, scope: 'forward' as const })));
     if (forward.actions.length > 0) {
       texts = forward.texts;
-      body = JSON.stringify(dialect.withTexts(request.json, path, forward.texts));
+      json = dialect.withTexts(request.json, path, forward.texts);
     }
   }
   const audit = engine.hasScope('audit') ? engine.maskTexts(texts, 'audit', 'input') : undefined;
@@ -372,6 +372,11 @@ function mask(
     parsed.tokenInputs,
     deps.hashKey,
   );
+  // The body as Veil read it, never the bytes as sent: where a key comes twice
+  // (`{"model":"denied","model":"allowed"}`), Veil's parser keeps the last and
+  // a model server may keep the first, and would then embed text, or use a
+  // model, that Veil never judged.
+  const body = JSON.stringify(json);
   trace.latency.maskMs = elapsedMs(started);
   return body;
 }

@@ -56,6 +56,7 @@ export function toRefusal(thrown: unknown): Refusal {
       thrown.message,
       {},
       thrown.param,
+      thrown.detail,
     );
   }
   // Nobody hears this answer (499, as for a held caller gone): it is what the record says happened.

@@ -161,14 +161,20 @@ describe('openai model names', () => {
 
 describe('openai withTexts', () => {
   it('keeps a string a string and every other field', () => {
-    const body = { model: 'm', input: 'mail bob@example.com', dimensions: 64, user: 'u', extra: { a: 1 } };
+    const body = {
+      model: 'm',
+      input: 'mail bob@example.com',
+      dimensions: 64,
+      user: 'u',
+      encoding_format: null,
+    };
     const rewritten = openai.withTexts(body, path, ['mail [EMAIL]']);
     assert.deepEqual(rewritten, {
       model: 'm',
       input: 'mail [EMAIL]',
       dimensions: 64,
       user: 'u',
-      extra: { a: 1 },
+      encoding_format: null,
     });
     assert.equal(body.input, 'mail bob@example.com', 'the original body is left alone');
   });

@@ -136,7 +136,10 @@ test('sessions show prints one record by its ULID, aligned, with masking and app
   assert.equal(await runSessionsShow([approved.id.toLowerCase(), '--dir', store], io), 0);
   assert.ok(out.includes(`id        ${approved.id}`), out.join('\n'));
   assert.ok(out.includes('caller    bob (issuer https://issuer.example)'), out.join('\n'));
-  assert.ok(out.includes('evidence  its stream verified'), out.join('\n'));
+  assert.ok(
+    out.includes('evidence  its stream verified (keys not pinned: pass --trusted-keys)'),
+    out.join('\n'),
+  );
   assert.ok(out.includes('approval ap-5'), out.join('\n'));
   assert.ok(
     out.some((line) => /^ {4}carol +2025-06-02T00:00:02\.500Z +-$/.test(line)),
@@ -195,6 +198,63 @@ test('sessions show names every stream:seq of an id more than one verified recor
   assert.equal(out.length, 0);
   assert.equal(await runSessionsShow([`${built.stream}:5`, '--dir', both], io), 0);
   assert.ok(out.includes('approval ap-5'), out.join('\n'));
+});
+
+test('sessions show checks stream keys against --trusted-keys, as verify does', async () => {
+  const trusted = join(root, 'trusted.txt');
+  await writeFile(trusted, `${built.key.keyId} ${built.stream}\n`);
+  const pinned = captureIo(now);
+  assert.equal(
+    await runSessionsShow([`${built.stream}:5`, '--dir', store, '--trusted-keys', trusted], pinned.io),
+    0,
+  );
+  assert.ok(pinned.out.includes('evidence  its stream verified'), pinned.out.join('\n'));
+  // A stream whose key is not the one trusted vouches for no record.
+  const other = join(root, 'other-key.txt');
+  await writeFile(other, `${buildStream({ batches: [] }).key.keyId}\n`);
+  const { io } = captureIo(now);
+  await assert.rejects(
+    runSessionsShow([`${built.stream}:5`, '--dir', store, '--trusted-keys', other], io),
+    (error: Error) => {
+      assert.ok(error instanceof CliError);
+      assert.match(error.message, /no verified record .*:5 in .* \(0 records, 0 requests\)/);
+      return true;
+    },
+  );
+  await assert.rejects(
+    runSessionsShow([`${built.stream}:5`, '--dir', store, '--trusted-keys', join(root, 'absent.txt')], io),
+    /--trusted-keys .*absent\.txt: no such file or directory/,
+  );
+});
+
+test('sessions show does not call a record verified when the evidence around it is INVALID', async () => {
+  // A second stream with a batch changed: the first stream verifies, the evidence does not.
+  const broken = buildStream({ ref: streamRef('broken-pod'), batches: [[0, 1], [2]] });
+  const both = join(root, 'one-broken');
+  await writeLocalStore(both, [...built.objects, ...broken.objects]);
+  const file = join(both, ...batchKey(broken.prefix, 2).split('/'));
+  const bytes = await readFile(file);
+  bytes[30] = (bytes[30] ?? 0) ^ 0x01;
+  await writeFile(file, bytes);
+  const { io, out } = captureIo(now);
+  assert.equal(await runSessionsShow([`${built.stream}:5`, '--dir', both], io), 0);
+  assert.ok(
+    out.includes(
+      'evidence  its stream verified, but the evidence has INVALID findings: run veil evidence verify (keys not pinned: pass --trusted-keys)',
+    ),
+    out.join('\n'),
+  );
+});
+
+test('a local store asked for a retention marks every stream INVALID, not only the verdict', async () => {
+  const { io, out } = captureIo(now);
+  assert.equal(await runVerify([store, '--json', '--min-retention-days', '30'], io), 1);
+  const parsed = JSON.parse(out.join('\n'));
+  assert.equal(parsed.verdict, 'INVALID');
+  assert.deepEqual(
+    parsed.streams.map((s: { valid: boolean }) => s.valid),
+    [false],
+  );
 });
 
 test('report on a local store writes JSON, HTML and one CSV per population', async () => {

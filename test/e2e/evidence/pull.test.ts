@@ -3,6 +3,7 @@
 // the way the shipper does (COMPLIANCE lock, SHA-256 checksum, If-None-Match).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import {
   type FileHandle,
   mkdir,
@@ -22,6 +23,7 @@ import {
   CreateBucketCommand,
   DeleteObjectCommand,
   ListObjectVersionsCommand,
+  PutObjectCommand,
   PutObjectRetentionCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
@@ -40,9 +42,11 @@ import {
 } from '../../../packages/cli/test/support/evidence.ts';
 import { freePort, type S3Server, startS3 } from '../../harness/index.ts';
 
-/** What verify says first when the auditor pins no stream keys, as here. */
+/** What verify says when the auditor pins no stream keys, as here. */
 const notPinned =
   'WARN - -: no --trusted-keys: stream keys are checked for consistency only, not for who made them';
+/** What verify says first when the auditor asks for no minimum retention, as here. */
+const unchecked = 'WARN - -: retention length not checked: pass --min-retention-days';
 
 const cliMain = join(import.meta.dirname, '..', '..', '..', 'packages', 'cli', 'src', 'main.ts');
 /** Long enough to outlast the test; the server's data is removed with it. */
@@ -146,22 +150,14 @@ test('a clean evidence set pulls with its locks, verifies, and reports the recor
   const trusted = join(work, 'trusted-keys');
   await writeFile(trusted, streams.map((s) => `${s.key.keyId} ${s.stream}\n`).join(''));
   const verified = captureIo(uploadedAt);
-  assert.equal(await runVerify([dir, '--trusted-keys', trusted], verified.io), 0);
+  // The locks here last seconds: any length passes, yet it is checked, so no finding says it was not.
+  const checked = ['--trusted-keys', trusted, '--min-retention-days', '0'];
+  assert.equal(await runVerify([dir, ...checked], verified.io), 0);
   assert.deepEqual(verified.out, ['2 streams, 5 batches, 18 records verified, 0 gaps']);
 
   const reported = captureIo(uploadedAt);
   const files = { json: join(work, 'report.json'), html: join(work, 'report.html'), csv: join(work, 'csv') };
-  const args = [
-    dir,
-    '--trusted-keys',
-    trusted,
-    '--json',
-    files.json,
-    '--html',
-    files.html,
-    '--csv-dir',
-    files.csv,
-  ];
+  const args = [dir, ...checked, '--json', files.json, '--html', files.html, '--csv-dir', files.csv];
   assert.equal(await runReport(args, reported.io), 0);
   const report = JSON.parse(await readFile(files.json, 'utf8'));
   const records = allRecords();
@@ -207,8 +203,9 @@ test('a clean evidence set pulls with its locks, verifies, and reports the recor
   const record = streams[1]?.records[3];
   assert.ok(record);
   const shown = captureIo(uploadedAt);
-  assert.equal(await runSessionsShow([record.id, '--dir', dir], shown.io), 0);
+  assert.equal(await runSessionsShow([record.id, '--dir', dir, '--trusted-keys', trusted], shown.io), 0);
   assert.ok(shown.out.includes(`seq       3`), shown.out.join('\n'));
+  assert.ok(shown.out.includes('evidence  its stream verified'), shown.out.join('\n'));
   assert.ok(shown.out.includes(`stream    ${record.stream}`), shown.out.join('\n'));
 });
 
@@ -258,7 +255,7 @@ test('a second pull downloads nothing; after an interruption only the rest is fe
   assert.match((await pull(dir)).out[0] ?? '', /: 3 downloaded, 11 already present, 0 repaired$/);
   const verified = captureIo(uploadedAt);
   assert.equal(await runVerify([dir], verified.io), 0);
-  assert.deepEqual(verified.out, [notPinned, '2 streams, 5 batches, 18 records verified, 0 gaps']);
+  assert.deepEqual(verified.out, [unchecked, notPinned, '2 streams, 5 batches, 18 records verified, 0 gaps']);
 });
 
 test('a pulled directory edited since is repaired by pulling again, not trusted as it stands', async () => {
@@ -329,7 +326,11 @@ test('a listing of more than one page counts each version once', async () => {
   assert.equal(index.length, 1002);
   const verified = captureIo(uploadedAt);
   assert.equal(await runVerify([dir], verified.io), 0);
-  assert.deepEqual(verified.out, [notPinned, '1 streams, 500 batches, 500 records verified, 0 gaps']);
+  assert.deepEqual(verified.out, [
+    unchecked,
+    notPinned,
+    '1 streams, 500 batches, 500 records verified, 0 gaps',
+  ]);
 });
 
 test('each saved file is synced before the index that says the pull is finished', async () => {
@@ -392,7 +393,7 @@ test('a saved file damaged after the pull is named as such, not as tampering, an
   assert.match((await pull(dir)).out[0] ?? '', /: 1 downloaded, 13 already present, 0 repaired$/);
   const verified = captureIo(uploadedAt);
   assert.equal(await runVerify([dir], verified.io), 0);
-  assert.deepEqual(verified.out, [notPinned, '2 streams, 5 batches, 18 records verified, 0 gaps']);
+  assert.deepEqual(verified.out, [unchecked, notPinned, '2 streams, 5 batches, 18 records verified, 0 gaps']);
 });
 
 test('a pull that fails half way on a terminal ends the bar line before the error is printed', async () => {
@@ -401,8 +402,11 @@ test('a pull that fails half way on a terminal ends the bar line before the erro
   const batches = (dir: string) => join(dir, 'objects', ...streams[0]!.prefix.split('/'), 'batches');
   const [first] = (await readdir(batches(good))).filter((f) => !f.endsWith('.meta.json')).sort();
   assert.ok(first);
-  // A directory where a batch is to be written: the pull fails on it after it has begun.
+  // A directory where a batch is to be written again: the pull fails on it after it has begun.
   const failing = join(work, 'bar-failing');
+  await pull(failing);
+  await rm(join(batches(failing), first));
+  await rm(join(batches(failing), `${first}.meta.json`));
   await mkdir(join(batches(failing), first, 'in-the-way'), { recursive: true });
   const writes: string[] = [];
   const output = { isTTY: true, columns: 100, write: (text: string) => writes.push(text) };
@@ -511,7 +515,7 @@ test('the server refuses to delete a locked version, and the evidence stays vali
   );
   const verified = captureIo(uploadedAt);
   assert.equal(await runVerify(['s3://clean/v1/', ...s3Args()], verified.io), 0);
-  assert.deepEqual(verified.out, [notPinned, '2 streams, 5 batches, 18 records verified, 0 gaps']);
+  assert.deepEqual(verified.out, [unchecked, notPinned, '2 streams, 5 batches, 18 records verified, 0 gaps']);
 });
 
 test('evidence in a bucket without Object Lock is INVALID', async () => {
@@ -526,6 +530,89 @@ test('evidence in a bucket without Object Lock is INVALID', async () => {
   );
   assert.equal(notLocked.length, built.objects.length);
   assert.equal(verified.out.at(-1), '1 streams, 1 batches, 3 records verified, 0 gaps');
+
+  // Its records are intact, yet the bucket protects none of them: no stream reads as valid.
+  const dir = join(work, 'unlocked');
+  const pulled = captureIo(uploadedAt);
+  assert.equal(await runPull([...s3Args(), '--bucket', 'unlocked', '--out', dir], pulled.io), 0);
+  const json = join(work, 'unlocked-report.json');
+  assert.equal(await runReport([dir, '--json', json], captureIo(uploadedAt).io), 1);
+  const report = JSON.parse(await readFile(json, 'utf8'));
+  assert.deepEqual(
+    report.streams.map((s: { valid: boolean }) => s.valid),
+    [false],
+  );
+  const shown = captureIo(uploadedAt);
+  assert.equal(await runSessionsShow([`${built.stream}:1`, '--dir', dir], shown.io), 0);
+  assert.ok(
+    shown.out.includes(
+      'evidence  its stream has INVALID findings: run veil evidence verify (keys not pinned: pass --trusted-keys)',
+    ),
+    shown.out.join('\n'),
+  );
+});
+
+test('a version stored without a SHA-256 is warned of, and a same-size edit of its saved copy is repaired', async () => {
+  await client.send(new CreateBucketCommand({ Bucket: 'unchecked', ObjectLockEnabledForBucket: true }));
+  const built = buildStream({ ref: streamRef('pod-unchecked'), batches: [[0, 1, 2], [3]] });
+  const retainUntil = new Date(uploadedAt.getTime() + retentionMs);
+  for (const object of built.objects) {
+    await client.send(
+      new PutObjectCommand({
+        Bucket: 'unchecked',
+        Key: object.key,
+        Body: object.bytes,
+        ObjectLockMode: 'COMPLIANCE',
+        ObjectLockRetainUntilDate: retainUntil,
+      }),
+    );
+  }
+  const dir = join(work, 'unchecked');
+  const pulled = await pull(dir, '--bucket', 'unchecked');
+  assert.match(pulled.out[0] ?? '', /: 6 downloaded, 0 already present, 0 repaired$/);
+  const verified = captureIo(uploadedAt);
+  assert.equal(await runVerify([dir, '--min-retention-days', '0'], verified.io), 0);
+  const missing = verified.out.filter((line) =>
+    /^WARN \S+ \S+: version \S+ was stored without a full-object SHA-256 checksum$/.test(line),
+  );
+  assert.equal(missing.length, built.objects.length, verified.out.join('\n'));
+
+  // Bytes and metadata edited together, the size kept: S3 holds no SHA-256 to tell them apart.
+  const batches = join(dir, 'objects', ...built.prefix.split('/'), 'batches');
+  const [first] = (await readdir(batches)).filter((f) => !f.endsWith('.meta.json')).sort();
+  assert.ok(first);
+  const original = await readFile(join(batches, first));
+  const edited = Buffer.from(original);
+  edited[20] = (edited[20] ?? 0) ^ 0x01;
+  const metaPath = join(batches, `${first}.meta.json`);
+  const meta = JSON.parse(await readFile(metaPath, 'utf8'));
+  await writeFile(join(batches, first), edited);
+  await writeFile(
+    metaPath,
+    JSON.stringify({ ...meta, sha256: createHash('sha256').update(edited).digest('hex') }),
+  );
+
+  assert.match(
+    (await pull(dir, '--bucket', 'unchecked')).out[0] ?? '',
+    /: 0 downloaded, 5 already present, 1 repaired$/,
+  );
+  assert.deepEqual(await readFile(join(batches, first)), original);
+});
+
+test('a pull into a folder that holds something other than a pull is refused, and the folder left as it was', async () => {
+  const dir = join(work, 'not-a-pull');
+  await mkdir(dir);
+  await writeFile(join(dir, 'index.ndjson'), 'notes of my own\n');
+  const { io } = captureIo(uploadedAt);
+  await assert.rejects(
+    runPull([...s3Args(), '--bucket', 'clean', '--out', dir], io),
+    (error: Error) =>
+      error instanceof CliError &&
+      error.message ===
+        `${dir} is not empty and holds no earlier pull (no bucket.json): pull into an empty directory`,
+  );
+  assert.deepEqual(await readdir(dir), ['index.ndjson']);
+  assert.equal(await readFile(join(dir, 'index.ndjson'), 'utf8'), 'notes of my own\n');
 });
 
 test('a missing bucket, an --out that cannot be created and an unreachable endpoint are named clearly', async () => {
@@ -569,7 +656,7 @@ function veil(
 test('the veil binary verifies a bucket directly, and names refused credentials', async () => {
   const ok = await veil(['evidence', 'verify', 's3://clean', ...s3Args()], process.env);
   assert.equal(ok.code, 0, ok.stderr);
-  assert.equal(ok.stdout, `${notPinned}\n2 streams, 5 batches, 18 records verified, 0 gaps\n`);
+  assert.equal(ok.stdout, `${unchecked}\n${notPinned}\n2 streams, 5 batches, 18 records verified, 0 gaps\n`);
   assert.match(ok.stderr, /pull: 14\/14 objects/);
 
   const wrong = { ...process.env, AWS_ACCESS_KEY_ID: 'not-a-user', AWS_SECRET_ACCESS_KEY: 'not-a-secret' };

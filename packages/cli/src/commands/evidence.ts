@@ -37,7 +37,8 @@ const s3Help = `  --endpoint URL    S3 endpoint (default: AWS S3 itself)
 Credentials come from the AWS SDK default chain: AWS_ACCESS_KEY_ID and
 AWS_SECRET_ACCESS_KEY, AWS_PROFILE, SSO, or the instance role.`;
 
-const verificationHelp = `  --min-retention-days N   every version must be locked at least N days after it was written
+const verificationHelp = `  --min-retention-days N   every version must be locked at least N days after it was written;
+                           without it, any COMPLIANCE lock passes and verify warns so
   --trusted-keys FILE      stream keys you trust: a key id (RFC 7638 thumbprint) a line, each
                            optionally followed by the streams it may sign (prod-eu/ml/<pod-uid>/*),
                            or JSON: {"keys": [...]} or an array of Ed25519 JWKs, key ids or
@@ -171,7 +172,9 @@ with the bucket's Object Lock configuration and versioning status in DIR:
   DIR/objects/<key>@<versionId> and <key>@<versionId>.meta.json beside it.
 Run it again after an interruption: versions already saved whole, and agreeing
 with S3 (time, size, checksum), are skipped; any other is fetched again, and
-counted as repaired if the saved copy had been changed.
+counted as repaired if the saved copy had been changed. A version S3 holds
+no SHA-256 for is fetched again each time. DIR must be empty or an earlier
+pull of the same bucket and prefix.
 
 Options:
   --bucket B        the evidence bucket (required)

@@ -37,6 +37,11 @@ export const verifyOptionsSchema = s3OptionsSchema.extend({
   json: z.boolean().default(false),
 });
 
+export const sessionsShowOptionsSchema = z.object({
+  dir: z.string().min(1).default('.'),
+  'trusted-keys': z.string().min(1).optional(),
+});
+
 export const reportOptionsSchema = s3OptionsSchema.extend({
   html: z.string().min(1).optional(),
   json: z.string().min(1).optional(),

@@ -4,7 +4,7 @@
 // says of it, is never fetched again: an interrupted pull resumes where it
 // stopped, and a saved copy edited since is fetched again (repaired).
 import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
   GetBucketVersioningCommand,
@@ -20,6 +20,7 @@ import {
 import { parseEvidenceKey } from '@veil/core';
 import { CliError } from '../command.ts';
 import { fsReason } from '../fserror.ts';
+import { printable } from '../printable.ts';
 import type { Progress } from '../progress.ts';
 import { inWindow, type TimeWindow } from './options.ts';
 import { describeS3Error } from './s3.ts';
@@ -81,6 +82,8 @@ export async function pullEvidence(options: PullOptions): Promise<PullResult> {
     try {
       return await request();
     } catch (error) {
+      // Already worded for the auditor: a listing or a body that cannot be trusted.
+      if (error instanceof CliError) throw error;
       throw describeS3Error(error, bucket, endpoint);
     }
   };
@@ -191,7 +194,12 @@ async function resumeSaved(
   return meta;
 }
 
-/** Whether the saved metadata, and the bytes it hashes, match the listing's time and size and S3's checksum. */
+/**
+ * Whether the saved metadata, and the bytes it hashes, match the listing's time
+ * and size and S3's full-object SHA-256. Without that checksum S3 says nothing
+ * of the bytes, and a same-size edit would pass: such a version is never
+ * taken as saved, but fetched again and compared.
+ */
 function agreesWithS3(
   saved: ObjectMeta,
   entry: Listed,
@@ -206,7 +214,9 @@ function agreesWithS3(
     (entry.size === null || saved.size === entry.size) &&
     saved.checksumSHA256 === stored.checksumSHA256 &&
     saved.checksumType === stored.checksumType &&
-    (stored.checksumSHA256 === null || !fullObject || savedBytes === stored.checksumSHA256)
+    stored.checksumSHA256 !== null &&
+    fullObject &&
+    savedBytes === stored.checksumSHA256
   );
 }
 
@@ -249,7 +259,8 @@ async function prepareDirectory(out: string, info: BucketInfo): Promise<void> {
     throw new CliError(`cannot create ${out}: ${fsReason(error)}`);
   }
   const existing = await readJson(join(out, bucketFile));
-  if (existing !== undefined) {
+  if (existing === undefined) await refuseOtherContent(out);
+  else {
     const earlier = bucketInfoSchema.safeParse(existing);
     const same =
       earlier.success &&
@@ -263,6 +274,25 @@ async function prepareDirectory(out: string, info: BucketInfo): Promise<void> {
   // Until the new index is written, the directory is an unfinished pull.
   await rm(join(out, indexFile), { force: true });
   await writeAtomic(join(out, bucketFile), `${JSON.stringify(info, null, 2)}\n`);
+}
+
+/**
+ * A folder that holds no bucket.json is no pull: whatever it holds is someone
+ * else's, and a pull would mix its files in with them. Only a first pull cut
+ * short before its bucket.json was renamed into place is taken as one.
+ */
+async function refuseOtherContent(out: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(out);
+  } catch (error) {
+    throw new CliError(`cannot read ${out}: ${fsReason(error)}`);
+  }
+  if (names.some((name) => name !== `${bucketFile}.partial`)) {
+    throw new CliError(
+      `${out} is not empty and holds no earlier pull (no ${bucketFile}): pull into an empty directory`,
+    );
+  }
 }
 
 /** Every version and delete marker, grouped by key, newest first within a key. */
@@ -328,27 +358,54 @@ export function storePrefix(prefix: string): string {
   return prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`;
 }
 
-async function* listPages(
-  client: S3Client,
-  bucket: string,
-  prefix: string,
-): AsyncGenerator<ListObjectVersionsCommandOutput> {
-  let keyMarker: string | undefined;
-  let versionIdMarker: string | undefined;
-  do {
-    const page = await client.send(
+/** The markers a ListObjectVersions request starts after; none for the first page. */
+export type ListMarkers = { keyMarker: string | undefined; versionIdMarker: string | undefined };
+
+export type VersionPage = Pick<
+  ListObjectVersionsCommandOutput,
+  'IsTruncated' | 'NextKeyMarker' | 'NextVersionIdMarker' | 'Versions' | 'DeleteMarkers'
+>;
+
+function listPages(client: S3Client, bucket: string, prefix: string): AsyncGenerator<VersionPage> {
+  return pagesOf(({ keyMarker, versionIdMarker }) =>
+    client.send(
       new ListObjectVersionsCommand({
         Bucket: bucket,
         Prefix: prefix,
         KeyMarker: keyMarker,
         VersionIdMarker: versionIdMarker,
       }),
-    );
+    ),
+  );
+}
+
+/**
+ * Every page of a listing, each asked for after the markers of the one before.
+ * A truncated page that names no marker, or the same markers again, would end
+ * the pull with part of the bucket or never end it: either is refused, since a
+ * pull that stops quietly reads as the whole evidence.
+ */
+export async function* pagesOf(
+  fetchPage: (markers: ListMarkers) => Promise<VersionPage>,
+): AsyncGenerator<VersionPage> {
+  let markers: ListMarkers = { keyMarker: undefined, versionIdMarker: undefined };
+  for (let number = 1; ; number += 1) {
+    const page = await fetchPage(markers);
     yield page;
     if (!page.IsTruncated) return;
-    keyMarker = page.NextKeyMarker;
-    versionIdMarker = page.NextVersionIdMarker;
-  } while (keyMarker !== undefined);
+    const next = { keyMarker: page.NextKeyMarker, versionIdMarker: page.NextVersionIdMarker };
+    if (next.keyMarker === undefined) {
+      throw new CliError(
+        `the bucket listing is cut short: page ${number} says more follows but names no NextKeyMarker to continue from`,
+      );
+    }
+    if (next.keyMarker === markers.keyMarker && next.versionIdMarker === markers.versionIdMarker) {
+      throw new CliError(
+        `the bucket listing does not advance: page ${number} names the same NextKeyMarker and NextVersionIdMarker as the page before`,
+      );
+    }
+    markers = next;
+  }
 }
 
 /**
@@ -421,6 +478,7 @@ async function download(s3: S3Call, options: PullOptions, entry: Listed): Promis
   const request: GetObjectCommandInput = { Bucket: bucket, Key: entry.objectKey, VersionId: entry.versionId };
   const response = await s3(() => client.send(new GetObjectCommand({ ...request, ChecksumMode: 'ENABLED' })));
   const bytes = await s3(() => readKeepingMismatch(client, request, response.Body));
+  checkSize(entry, bytes);
   const lock =
     response.ObjectLockMode !== undefined
       ? { mode: response.ObjectLockMode, retainUntil: response.ObjectLockRetainUntilDate }
@@ -442,6 +500,14 @@ async function download(s3: S3Call, options: PullOptions, entry: Listed): Promis
   };
   await writeAtomic(join(out, metaFile(entry.key, entry.versionId)), metaJson(meta));
   return meta;
+}
+
+/** A body cut short, or longer than listed, is no copy of the version: nothing of it is saved. */
+function checkSize(entry: Listed, bytes: Uint8Array): void {
+  if (entry.size === null || bytes.length === entry.size) return;
+  throw new CliError(
+    `${printable(entry.key)} version ${printable(entry.versionId)}: received ${bytes.length} bytes where the listing says ${entry.size}; nothing saved: pull again`,
+  );
 }
 
 /**

@@ -3,6 +3,7 @@
 import { type AuditRecord, matchCompletions, type StreamSummary } from '@veil/core';
 import { CliError } from '../command.ts';
 import { printable } from '../printable.ts';
+import type { Verdict } from './verification.ts';
 
 export type SessionRef = { id: string } | { stream: string; seq: number };
 
@@ -47,12 +48,29 @@ function onlyRecord(found: readonly AuditRecord[], id: string): AuditRecord | un
   );
 }
 
+/** What the verification said of the evidence a record was read from. */
+export type RecordEvidence = {
+  /** The summary of the record's stream. */
+  stream: StreamSummary | undefined;
+  /** The verdict on the whole evidence set: a record of a sound stream in a failed set is no pass. */
+  verdict: Verdict;
+  /** Whether the stream keys were checked against keys the auditor trusts. */
+  keysPinned: boolean;
+};
+
+/** The `evidence` line: whether the record may be relied on, and how far it was checked. */
+export function evidenceLine(evidence: RecordEvidence): string {
+  const verdict = !evidence.stream?.valid
+    ? 'its stream has INVALID findings: run veil evidence verify'
+    : evidence.verdict === 'INVALID'
+      ? 'its stream verified, but the evidence has INVALID findings: run veil evidence verify'
+      : 'its stream verified';
+  return evidence.keysPinned ? verdict : `${verdict} (keys not pinned: pass --trusted-keys)`;
+}
+
 /** The record as aligned `key  value` lines, then its masking actions and its approval. */
-export function renderRecord(record: AuditRecord, stream: StreamSummary | undefined): string[] {
+export function renderRecord(record: AuditRecord, evidence: RecordEvidence): string[] {
   const r = record;
-  const verified = stream?.valid
-    ? 'its stream verified'
-    : 'its stream has INVALID findings: run veil evidence verify';
   const fields: [string, string][] = [
     ['id', r.id],
     ['time', r.time],
@@ -83,7 +101,7 @@ export function renderRecord(record: AuditRecord, stream: StreamSummary | undefi
     ['latency', latency(r.latency)],
     ['vectors', r.vectors ? `${r.vectors.count} × ${r.vectors.dimensions}, digest ${r.vectors.digest}` : '-'],
     ...(r.error ? [['error', r.error] as [string, string]] : []),
-    ['evidence', verified],
+    ['evidence', evidenceLine(evidence)],
   ];
   const lines = aligned(fields.map(([k, v]) => [k, v]));
   lines.push('');

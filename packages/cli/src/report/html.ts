@@ -165,6 +165,7 @@ function streamsSection(streams: readonly StreamSummary[]): string {
 
 const statusLabels: Record<RetentionStatus, string> = {
   locked: 'locked (COMPLIANCE)',
+  'too-short': 'locked (COMPLIANCE), too short',
   governance: 'locked (GOVERNANCE only)',
   expired: 'lock expired',
   'not-locked': 'not locked',
@@ -185,7 +186,7 @@ function retentionSection(report: Report): string {
     .filter((s) => r.counts[s] > 0)
     .map((s): Cell[] => [statusLabels[s], r.counts[s]]);
   // Whatever is not safely locked comes first: that is what an auditor looks at.
-  const order = (e: RetentionEntry) => (retentionStatuses.indexOf(e.status) === 0 ? 1 : 0);
+  const order = (e: RetentionEntry) => (e.status === 'locked' ? 1 : 0);
   const objects = [...r.objects].sort((a, b) => order(a) - order(b));
   return `<section id="retention">
 <h2>Retention</h2>

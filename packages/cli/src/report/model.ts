@@ -63,7 +63,7 @@ export function buildReport(
     minRetentionDays: options.minRetentionDays ?? null,
     findings: result.findings,
     streams: result.streams,
-    retention: retentionOf(set, options.now),
+    retention: retentionOf(set, options.now, options.minRetentionDays),
     populations: buildPopulations(result.records),
   };
 }

@@ -95,6 +95,8 @@ export const findingCodes = [
   'unclosed-stream',
   'orphan-object',
   'keys-not-pinned',
+  'retention-not-checked',
+  'checksum-missing',
 ] as const;
 export type FindingCode = (typeof findingCodes)[number];
 export type FindingLevel = 'INVALID' | 'WARN';
@@ -121,7 +123,7 @@ export type StreamSummary = {
   closed: boolean;
   /** Requests recorded up to their forwarding and no further: a first part nothing completes. */
   incomplete: number;
-  /** No INVALID finding names this stream. */
+  /** No INVALID finding names this stream or the bucket as a whole. */
   valid: boolean;
 };
 
@@ -156,11 +158,7 @@ export function verifyEvidence(objects: readonly StoredObject[], options: Verify
     findings.push({ level, stream, key, code, message });
   };
   checkBucket(options.bucketLock, report);
-  if (options.bucketLock === 'local' && options.minRetentionDays !== undefined) {
-    // Files lock nothing: a retention asked for cannot be shown, and silence would read as a pass.
-    const message = `evidence read from a local directory is retained by nothing, not ${options.minRetentionDays} days`;
-    report('INVALID', noStream, noStream, 'retention-too-short', message);
-  }
+  checkRetentionAsked(options, report);
   const originals = new Map<string, StoredObject>();
   for (const [key, versions] of groupBy(objects, (object) => object.key)) {
     const original = checkVersions(key, versions, options, report);
@@ -177,8 +175,11 @@ export function verifyEvidence(objects: readonly StoredObject[], options: Verify
     gaps += result.gaps;
     requests += result.requests;
   }
+  // A bucket that locks nothing fails every stream in it, not the verdict alone.
+  const bucketInvalid = findings.some((f) => f.level === 'INVALID' && isBucketWide(f));
   for (const summary of streams) {
-    summary.valid = !findings.some((f) => f.level === 'INVALID' && f.stream === summary.stream);
+    summary.valid =
+      !bucketInvalid && !findings.some((f) => f.level === 'INVALID' && f.stream === summary.stream);
   }
   const totals: VerifyTotals = {
     streams: streams.length,
@@ -207,6 +208,11 @@ export function summaryLine(totals: VerifyTotals): string {
   return totals.incomplete > 0 ? `${line}, ${totals.incomplete} incomplete` : line;
 }
 
+/** A finding about the bucket or the evidence set as a whole, not about one object in it. */
+export function isBucketWide(finding: Finding): boolean {
+  return finding.stream === noStream && finding.key === noStream;
+}
+
 // ---- bucket and object versions ---------------------------------------------
 
 function checkBucket(lock: VerifyOptions['bucketLock'], report: Report): void {
@@ -230,6 +236,21 @@ function checkBucket(lock: VerifyOptions['bucketLock'], report: Report): void {
     report('INVALID', noStream, noStream, 'bucket-lock-disabled', 'Object Lock is not enabled on the bucket');
   } else if (lock.mode !== undefined && lock.mode !== 'COMPLIANCE') {
     report('WARN', noStream, noStream, 'bucket-lock-default', `the bucket default retention is ${lock.mode}`);
+  }
+}
+
+/** Says when no retention length was asked for, or none can be shown: silence would read as a pass. */
+function checkRetentionAsked(options: VerifyOptions, report: Report): void {
+  const days = options.minRetentionDays;
+  if (options.bucketLock === 'local') {
+    if (days === undefined) return;
+    // Files lock nothing: a retention asked for cannot be shown.
+    const message = `evidence read from a local directory is retained by nothing, not ${days} days`;
+    report('INVALID', noStream, noStream, 'retention-too-short', message);
+  } else if (days === undefined) {
+    // Any COMPLIANCE lock passes then, even one of a second.
+    const message = 'retention length not checked: pass --min-retention-days';
+    report('WARN', noStream, noStream, 'retention-not-checked', message);
   }
 }
 
@@ -277,7 +298,10 @@ function checkVersions(
     );
   }
   for (const version of data) {
-    if (options.bucketLock !== 'local') checkLock(stream, key, version, options, report);
+    if (options.bucketLock !== 'local') {
+      checkLock(stream, key, version, options, report);
+      checkChecksumStored(stream, key, version, report);
+    }
     if (version.bytes && version.checksumSha256 !== undefined) {
       if (version.checksumSha256 !== sha256Base64(version.bytes)) {
         report(
@@ -311,18 +335,35 @@ function checkLock(
     );
     return;
   }
-  const retainUntil = version.retainUntil.getTime();
-  if (options.minRetentionDays !== undefined) {
-    const written = (version.lastModified ?? options.now).getTime();
-    if (retainUntil < written + options.minRetentionDays * dayMs) {
-      const until = version.retainUntil.toISOString();
-      const message = `${describe(version)} is retained until ${until}, less than ${options.minRetentionDays} days`;
-      report('INVALID', stream, key, 'retention-too-short', message);
-    }
+  if (
+    options.minRetentionDays !== undefined &&
+    retainedTooShort(version, options.minRetentionDays, options.now)
+  ) {
+    const until = version.retainUntil.toISOString();
+    const message = `${describe(version)} is retained until ${until}, less than ${options.minRetentionDays} days`;
+    report('INVALID', stream, key, 'retention-too-short', message);
   }
-  if (retainUntil <= options.now.getTime()) {
+  if (version.retainUntil.getTime() <= options.now.getTime()) {
     report('WARN', stream, key, 'retention-expired', `${describe(version)} is no longer locked`);
   }
+}
+
+/**
+ * Whether a version's lock ends sooner than `minRetentionDays` after it was
+ * written (`now` when its time is unknown). Shared with the report, so its
+ * retention table says what the findings say.
+ */
+export function retainedTooShort(version: StoredObject, minRetentionDays: number, now: Date): boolean {
+  if (version.retainUntil === undefined) return false;
+  const written = (version.lastModified ?? now).getTime();
+  return version.retainUntil.getTime() < written + minRetentionDays * dayMs;
+}
+
+/** DESIGN puts a SHA-256 on every PUT: without one, nothing the store holds vouches for the bytes. */
+function checkChecksumStored(stream: string, key: string, version: StoredObject, report: Report): void {
+  if (version.checksumSha256 !== undefined) return;
+  const message = `${describe(version)} was stored without a full-object SHA-256 checksum`;
+  report('WARN', stream, key, 'checksum-missing', message);
 }
 
 function describe(version: StoredObject): string {
@@ -431,7 +472,6 @@ function verifyStream(layout: StreamLayout, options: VerifyOptions, report: Repo
   checkClose(close, batches, state);
   checkOrphans(entries, close, lastManifestSeq, state);
   const first = batches[0]?.manifest.batch;
-  const last = batches.at(-1)?.manifest.batch;
   const times = batches.map((b) => b.manifest.batch);
   return {
     summary: {
@@ -442,7 +482,7 @@ function verifyStream(layout: StreamLayout, options: VerifyOptions, report: Repo
       batches: batches.length,
       records: state.records.length,
       firstSeq: first?.firstSeq ?? null,
-      lastSeq: last?.lastSeq ?? null,
+      lastSeq: highestSeq(batches),
       firstTime: times.length ? times.map((b) => b.firstTime).reduce(earliest) : null,
       lastTime: times.length ? times.map((b) => b.lastTime).reduce(latest) : null,
       closed: close !== undefined,
@@ -832,14 +872,16 @@ function checkClose(
     );
     return;
   }
-  const lastSeq = batches.reduce<number | null>(
-    (max, b) => Math.max(max ?? -1, b.manifest.batch.lastSeq),
-    null,
-  );
+  const lastSeq = highestSeq(batches);
   if (close.manifest.lastSeq !== lastSeq) {
     const message = `closes at seq ${close.manifest.lastSeq}, but the batches end at ${lastSeq}`;
     state.report('INVALID', stream, close.key, 'close-mismatch', message);
   }
+}
+
+/** The last record seq the batches declare: the highest, whatever order the chain holds them in. */
+function highestSeq(batches: readonly Entry<BatchManifest>[]): number | null {
+  return batches.reduce<number | null>((max, b) => Math.max(max ?? -1, b.manifest.batch.lastSeq), null);
 }
 
 /** A batch no manifest describes. Past the last manifest of an unclosed stream it is a crash between two uploads. */

@@ -675,7 +675,74 @@ test('every version must be locked in COMPLIANCE mode for long enough', () => {
   const expired = built.objects.map((o) =>
     o.key === key ? { ...o, retainUntil: new Date(now.getTime() - 1) } : o,
   );
-  assert.deepEqual(codes(expired, { ...options, minRetentionDays: undefined }), ['WARN retention-expired']);
+  assert.deepEqual(codes(expired, { ...options, minRetentionDays: 0 }), ['WARN retention-expired']);
+});
+
+test('without a minimum retention, the length of a lock is not checked, and a warning says so', () => {
+  const built = buildStream({ batches: clean });
+  const key = batchKey(built.prefix, 1);
+  const oneSecond = built.objects.map((o) =>
+    o.key === key ? { ...o, retainUntil: new Date(now.getTime() + 1000) } : o,
+  );
+  const { minRetentionDays: _days, ...unbounded } = options;
+  const result = verifyEvidence(oneSecond, unbounded);
+  assert.deepEqual(
+    result.findings.map((f) => [f.level, f.code, f.stream, f.message]),
+    [['WARN', 'retention-not-checked', '-', 'retention length not checked: pass --min-retention-days']],
+  );
+  assert.equal(result.streams[0]?.valid, true);
+  assert.deepEqual(codes(oneSecond), ['INVALID retention-too-short']);
+});
+
+test('a version stored without a full-object SHA-256 checksum is a warning', () => {
+  const built = buildStream({ batches: clean });
+  const key = batchKey(built.prefix, 2);
+  const unchecked = built.objects.map((o): StoredObject => {
+    if (o.key !== key) return o;
+    const { checksumSha256: _sha, ...rest } = o;
+    return rest;
+  });
+  const result = verifyEvidence(unchecked, options);
+  assert.deepEqual(
+    result.findings.map((f) => [f.level, f.code, f.key]),
+    [['WARN', 'checksum-missing', key]],
+  );
+  assert.equal(result.totals.records, 9);
+  // A plain directory stores no checksum at all: not-worm already says so.
+  const local = unchecked.map(({ lockMode: _l, retainUntil: _r, checksumSha256: _c, ...rest }) => rest);
+  assert.deepEqual(codes(local, { ...options, minRetentionDays: undefined, bucketLock: 'local' }), [
+    'WARN not-worm',
+  ]);
+});
+
+test('an INVALID finding about the bucket as a whole leaves no stream valid', () => {
+  const built = buildStream({ batches: clean });
+  for (const bucketLock of [{ enabled: false }, undefined] as const) {
+    const result = verifyEvidence(built.objects, { ...options, bucketLock });
+    assert.equal(result.findings[0]?.level, 'INVALID');
+    assert.deepEqual(
+      result.streams.map((s) => s.valid),
+      [false],
+    );
+  }
+  const local = built.objects.map(({ lockMode: _l, retainUntil: _r, ...rest }) => rest);
+  const asked = verifyEvidence(local, { ...options, bucketLock: 'local' });
+  assert.deepEqual(
+    asked.streams.map((s) => s.valid),
+    [false],
+  );
+  // A WARN about the bucket leaves the streams valid.
+  const governed = verifyEvidence(built.objects, {
+    ...options,
+    bucketLock: { enabled: true, mode: 'GOVERNANCE' },
+  });
+  assert.deepEqual(codes(built.objects, { ...options, bucketLock: { enabled: true, mode: 'GOVERNANCE' } }), [
+    'WARN bucket-lock-default',
+  ]);
+  assert.deepEqual(
+    governed.streams.map((s) => s.valid),
+    [true],
+  );
 });
 
 test('findings print as one line each', () => {
@@ -692,6 +759,21 @@ test('findings print as one line each', () => {
   );
   const forged = { ...finding, key: 'x\nINVALID nothing: fine' };
   assert.equal(formatFinding(forged), 'INVALID prod/ml/uid/0 "x\\nINVALID nothing: fine": SHA-256 differs');
+});
+
+test("a stream's last seq is the highest its batches hold, as the closing manifest is checked against", () => {
+  const built = buildStream({
+    batches: [
+      [0, 1, 2],
+      [6, 7, 8],
+      [3, 4, 5],
+    ],
+    closeLastSeq: 8,
+  });
+  const result = verifyEvidence(built.objects, options);
+  // Out of order is a gap where it shows, yet the close at 8 matches: no close-mismatch.
+  assert.deepEqual(codes(built.objects), ['INVALID seq-gap']);
+  assert.deepEqual([result.streams[0]?.firstSeq, result.streams[0]?.lastSeq], [0, 8]);
 });
 
 test('a stream with an INVALID finding is marked invalid in its summary', () => {

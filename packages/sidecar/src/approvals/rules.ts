@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { type ApprovalRule, globMatcher } from '@veil/core';
+import { type ApprovalRule, modelMatcher } from '@veil/core';
 
 /** What approval rules look at in a request. */
 export interface ApprovalSubject {
@@ -25,7 +25,7 @@ export function matchApprovalRule(
 function holds(when: ApprovalRule['when'], request: ApprovalSubject): boolean {
   const { minInputs, models, operation, groupsIn, groupsNotIn } = when;
   if (minInputs !== undefined && request.inputCount < minInputs) return false;
-  if (models !== undefined && !models.some((glob) => globMatcher(glob)(request.model))) {
+  if (models !== undefined && !models.some((pattern) => modelMatcher(pattern)(request.model))) {
     return false;
   }
   if (operation !== undefined) {

@@ -1,3 +1,4 @@
+import { canonicalModelName } from '@veil/core';
 import { z } from 'zod';
 import { readBody } from './body.ts';
 import { modelName, readWith, textOrTexts } from './fields.ts';
@@ -36,25 +37,12 @@ const ollamaLegacyEmbedRequest = z.strictObject(
   'must be a JSON object',
 );
 
-/**
- * The model in its shortest spelling: Ollama resolves `x`, `x:latest`,
- * `library/x` and `registry.ollama.ai/library/x:latest` to one model, so
- * access and approval rules match this form, and one listing `x` holds them
- * all. The body goes to the model as the caller wrote it.
- */
-export function ollamaModelName(name: string): string {
-  return name
-    .replace(/^registry\.ollama\.ai\//, '')
-    .replace(/^library\//, '')
-    .replace(/:latest$/, '');
-}
-
 function read(body: unknown, path: string): { parsed: ParsedEmbedRequest; slot: TextSlot | null } {
   if (path === legacyPath) {
     const request = readBody(ollamaLegacyEmbedRequest, body);
     return {
       parsed: {
-        model: ollamaModelName(request.model),
+        model: canonicalModelName(request.model),
         texts: [request.prompt],
         tokenInputs: null,
         inputCount: 1,
@@ -65,7 +53,7 @@ function read(body: unknown, path: string): { parsed: ParsedEmbedRequest; slot: 
   const request = readBody(ollamaEmbedRequest, body);
   const texts = request.input?.texts ?? [];
   const parsed: ParsedEmbedRequest = {
-    model: ollamaModelName(request.model),
+    model: canonicalModelName(request.model),
     texts,
     tokenInputs: null,
     inputCount: texts.length,

@@ -1,4 +1,4 @@
-import { type AccessRule, globMatcher } from '@veil/core';
+import { type AccessRule, modelMatcher } from '@veil/core';
 
 export interface Caller {
   readonly subject: string;
@@ -27,7 +27,7 @@ export function compileAccess(
     allow: rule.action === 'allow',
     groups: new Set(rule.groups),
     subjects: new Set(rule.subjects),
-    models: rule.models.map(globMatcher),
+    models: rule.models.map(modelMatcher),
   }));
   return (caller, model) => {
     let allowedBy: string | null = null;

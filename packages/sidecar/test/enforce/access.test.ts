@@ -26,6 +26,17 @@ describe('compileAccess', () => {
     assert.equal(access(alice, 'm').allowed, false);
   });
 
+  it('holds a deny rule on a model for every spelling Ollama resolves to it, on every route', () => {
+    const access = compileAccess([
+      rule({ name: 'team', groups: ['ml-team'] }),
+      rule({ name: 'no-secret', action: 'deny', groups: ['ml-team'], models: ['secret-embed'] }),
+    ]);
+    for (const model of ['secret-embed', 'secret-embed:latest', 'library/secret-embed']) {
+      assert.deepEqual(access(alice, model), { allowed: false, rule: 'no-secret' }, model);
+    }
+    assert.deepEqual(access(alice, 'other-embed:latest'), { allowed: true, rule: 'team' });
+  });
+
   it('matches models by glob', () => {
     const access = compileAccess([
       rule({ name: 'small', groups: ['ml-team'], models: ['*-small', 'bge-*'] }),

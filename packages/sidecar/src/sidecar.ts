@@ -1,6 +1,8 @@
+import { join } from 'node:path';
 import { type AdminCertificate, startAdminCertificate } from './admin/certificate.ts';
 import { type ApprovalsClient, controllerApprovalsClient } from './approvals/client.ts';
 import { RecordedDecisions } from './approvals/evidence.ts';
+import { ApprovalFollower, FOLLOW_FILE } from './approvals/follow.ts';
 import { HeldRequests } from './approvals/hold.ts';
 import { openAuditRecorder } from './audit/setup.ts';
 import type { AuditSink } from './audit/sink.ts';
@@ -105,6 +107,18 @@ export async function startSidecar(
           })
         : undefined);
     undo.push(() => approvals?.close());
+    const approvalDecisions = new RecordedDecisions();
+    // Every approval this sidecar opens is followed to its end, whoever waits on it.
+    const follower =
+      approvals &&
+      (await ApprovalFollower.start({
+        client: approvals,
+        sink,
+        decisions: approvalDecisions,
+        stateFile: config.stateDir ? join(config.stateDir, FOLLOW_FILE) : undefined,
+        log,
+      }));
+    undo.push(() => follower?.close());
     const bodyBudget = new BodyBudget(config.bodyMemoryBytes ?? defaultBodyMemoryBytes);
     const dropBodyGauge = telemetry.gauge(
       'veil_request_body_bytes',
@@ -116,13 +130,13 @@ export async function startSidecar(
     const deps: PipelineDeps = {
       policy: () => store.current(),
       upstream,
-      sink,
+      sink: follower ? follower.watch(sink) : sink,
       telemetry,
       defaultModel: config.defaultModel,
       hashKey,
       approvals,
       podName: config.pod.name,
-      approvalDecisions: new RecordedDecisions(),
+      approvalDecisions,
       heldRequests: new HeldRequests(),
       bodyBudget,
       stopping: stopping.signal,
@@ -201,6 +215,7 @@ export async function startSidecar(
           await upstream.destroy();
           await settlesWithin(drained, requestDrainMs);
         }
+        await follower?.close();
         await admin.close();
         await sink.close();
         await approvals?.close();

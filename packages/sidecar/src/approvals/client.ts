@@ -73,7 +73,9 @@ export interface ApprovalsClient {
   open(body: OpenApproval): Promise<ApprovalView>;
   /**
    * The approval once decided, or as it stands after `waitSeconds`; `signal`
-   * ends the wait early (the held caller went away), rejecting.
+   * ends the wait early (the held caller went away), rejecting. Rejects with
+   * an error whose `status` is 404 (an ApprovalGoneError, or alike) when the
+   * approval does not exist.
    */
   wait(namespace: string, name: string, waitSeconds: number, signal?: AbortSignal): Promise<ApprovalView>;
   /** `body`: what this request is, checked against what approvers were shown. */
@@ -84,6 +86,17 @@ export interface ApprovalsClient {
 /** The controller could not be asked, or answered something unusable: fail closed. */
 export class ControllerUnavailableError extends Error {
   override name = 'ControllerUnavailableError';
+}
+
+/** The controller has no such approval (any more): the sweep deleted it, or it never was. */
+export class ApprovalGoneError extends ControllerUnavailableError {
+  override name = 'ApprovalGoneError';
+  readonly status = 404;
+}
+
+/** A refusal of `wait` because the approval does not exist, by any ApprovalsClient. */
+export function isApprovalGone(error: unknown): boolean {
+  return (error as { status?: unknown } | undefined)?.status === 404;
 }
 
 /** The requester has as many approvals Pending as the policy allows: none is opened. */
@@ -211,6 +224,7 @@ export async function controllerApprovalsClient(options: ControllerClientOptions
         wait * 1000 + TIMEOUT_MS,
         signal,
       );
+      if (status === 404) throw new ApprovalGoneError(`the controller has no approval ${namespace}/${name}`);
       if (status !== 200) refused(status, json, `return approval ${namespace}/${name}`);
       return asView(status, json, 'the long poll');
     },

@@ -1,9 +1,14 @@
 // The approval's own audit trail. Besides the one `request` record of each
 // request, the sidecar records `approval.requested` when it opens an approval
-// and one `approval.decided` per decision it observes (an approve, a deny, or
-// the approval expiring), so that an auditor sees who asked, who decided what
-// and when, even for a request whose caller never came back.
+// and one `approval.decided` per decision on it (an approve, a deny, or the
+// approval expiring). A request waiting on the approval records what it sees;
+// besides, the sidecar that opened the approval follows it until it is settled
+// (follow.ts), across restarts of the sidecar in the same pod, so every
+// decision is on record even when its caller never came back. An approval
+// opened by a pod that is gone before it is settled has its remaining
+// decisions recorded only by a request that presents it later.
 import type { AuditRecordInput } from '@veil/core';
+import type { ApprovalView } from './client.ts';
 
 export type ApprovalRecordRef = NonNullable<AuditRecordInput['approval']>;
 
@@ -27,7 +32,9 @@ const DEFAULT_LIMIT = 10_000;
 
 /**
  * The decisions this sidecar has recorded, so each is recorded once however
- * many requests observe it: a hold polling again, a deferred caller retrying.
+ * many observe it: a hold polling again, a deferred caller retrying, the
+ * follower (follow.ts), which also seeds it at start with what an earlier
+ * start recorded of the approvals it still follows.
  * A second observer of a decision still being recorded waits for that same
  * record, so no request goes on before the record of what let it is durable;
  * a record that failed is forgotten, so the next observer tries again.
@@ -64,4 +71,63 @@ export class RecordedDecisions {
   static key(approvalId: string, approver: string, decision: string, time: string): string {
     return JSON.stringify([approvalId, approver, decision, time]);
   }
+}
+
+/** The record schema's limits on an approver's subject (and an approval id) and reason. */
+export const MAX_SUBJECT = 512;
+export const MAX_REASON = 1024;
+
+/** One event a view of an approval implies, under the key that makes it recorded once. */
+export interface DecisionEvent {
+  readonly key: string;
+  readonly event: ApprovalEvent;
+}
+
+/**
+ * The `approval.decided` events `view` implies: each decision in the order the
+ * controller lists them, then its expiry once its phase says so (a use refused
+ * for lateness of an approval decided, or used, in time is no expiry of it).
+ */
+export function decisionEvents(view: ApprovalView, fallbackRequestedAt: string): DecisionEvent[] {
+  const id = `${view.namespace}/${view.name}`.slice(0, MAX_SUBJECT);
+  const requestedAt = isoMillis(view.requestedAt) ?? fallbackRequestedAt;
+  const decidedAt = isoMillis(view.decidedAt);
+  const events: DecisionEvent[] = [];
+  for (const decision of view.decisions) {
+    const time = isoMillis(decision.time);
+    if (time === undefined) continue;
+    const approver = {
+      subject: decision.approver.slice(0, MAX_SUBJECT),
+      time,
+      ...(decision.reason ? { reason: decision.reason.slice(0, MAX_REASON) } : {}),
+    };
+    events.push({
+      key: RecordedDecisions.key(id, approver.subject, decision.decision, time),
+      event: {
+        kind: 'approval.decided',
+        outcome: decision.decision === 'approve' ? 'allowed' : 'approval_denied',
+        approval: { id, approvers: [approver], requestedAt, ...(decidedAt ? { decidedAt } : {}) },
+      },
+    });
+  }
+  if (view.phase !== 'Expired') return events;
+  // The controller keeps no time of expiry but the deadline itself. An
+  // approval expires once, so its expiry is known by the approval alone.
+  const expiredAt = isoMillis(view.expiresAt) ?? new Date().toISOString();
+  events.push({
+    key: RecordedDecisions.key(id, '', 'expire', ''),
+    event: {
+      kind: 'approval.decided',
+      outcome: 'approval_expired',
+      approval: { id, approvers: [], requestedAt, decidedAt: expiredAt },
+    },
+  });
+  return events;
+}
+
+/** The record wants RFC 3339 UTC with milliseconds; the API server writes seconds. */
+export function isoMillis(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const time = Date.parse(value);
+  return Number.isNaN(time) ? undefined : new Date(time).toISOString();
 }

@@ -14,10 +14,12 @@
 //   beyond either, 429 with Retry-After, nothing opened or forwarded.
 //
 // Each approval opened, and each decision observed on it, is recorded before
-// the request goes on (see evidence.ts). A decision is observed only on an
-// approval the controller confirms is this caller's: one this request opened,
-// or one whose use was refused for its phase rather than for its caller or
-// payload. A replay by someone else never puts their name on the approval's trail.
+// the request goes on (see evidence.ts); besides, the sidecar follows each
+// approval it opened until it is settled, whoever still waits (follow.ts). A
+// decision is observed only on an approval the controller confirms is this
+// caller's: one this request opened, or one whose use was refused for its
+// phase rather than for its caller or payload. A replay by someone else never
+// puts their name on the approval's trail.
 //
 // The payload digest binds an approval to one caller and one payload, under
 // the policy and rule that held it:
@@ -45,15 +47,19 @@ import {
   type UseRefusalReason,
   type UseResult,
 } from './client.ts';
-import { type RecordApproval, RecordedDecisions } from './evidence.ts';
+import {
+  decisionEvents,
+  isoMillis,
+  MAX_REASON,
+  MAX_SUBJECT,
+  type RecordApproval,
+  type RecordedDecisions,
+} from './evidence.ts';
 
 export const APPROVAL_HEADER = 'x-veil-approval';
 
 /** Longest single long poll; a hold is a series of them up to its timeout. */
 const MAX_POLL_SECONDS = 60;
-/** The record schema's limits on an approver's subject and reason. */
-const MAX_SUBJECT = 512;
-const MAX_REASON = 1024;
 const SUMMARY_PREVIEW = 200;
 /** A slot frees when people decide, which no clock predicts: a hint, not a promise. */
 const QUOTA_RETRY_AFTER_SECONDS = 30;
@@ -549,50 +555,11 @@ export function approvalRef(view: ApprovalView, fallbackRequestedAt: string): No
   };
 }
 
-/**
- * Records each decision on `view` not recorded yet, in the order the
- * controller lists them, then its expiry once its phase says so: a use refused
- * for lateness of an approval decided (or used) in time is no expiry of it.
- */
+/** Records each decision on `view` (and its expiry) not recorded yet by this sidecar. */
 async function recordDecisions(hold: HoldRequest, view: ApprovalView, trace: Trace): Promise<void> {
-  const id = idOf(view).slice(0, MAX_SUBJECT);
-  const requestedAt = isoMillis(view.requestedAt) ?? trace.time;
-  const decidedAt = isoMillis(view.decidedAt);
-  for (const decision of view.decisions) {
-    const time = isoMillis(decision.time);
-    if (time === undefined) continue;
-    const approver = {
-      subject: decision.approver.slice(0, MAX_SUBJECT),
-      time,
-      ...(decision.reason ? { reason: decision.reason.slice(0, MAX_REASON) } : {}),
-    };
-    const key = RecordedDecisions.key(id, approver.subject, decision.decision, time);
-    await hold.decisions.once(key, () =>
-      hold.record({
-        kind: 'approval.decided',
-        outcome: decision.decision === 'approve' ? 'allowed' : 'approval_denied',
-        approval: { id, approvers: [approver], requestedAt, ...(decidedAt ? { decidedAt } : {}) },
-      }),
-    );
+  for (const { key, event } of decisionEvents(view, trace.time)) {
+    await hold.decisions.once(key, () => hold.record(event));
   }
-  if (view.phase !== 'Expired') return;
-  // The controller keeps no time of expiry but the deadline itself. An
-  // approval expires once, so its expiry is known by the approval alone.
-  const expiredAt = isoMillis(view.expiresAt) ?? new Date().toISOString();
-  await hold.decisions.once(RecordedDecisions.key(id, '', 'expire', ''), () =>
-    hold.record({
-      kind: 'approval.decided',
-      outcome: 'approval_expired',
-      approval: { id, approvers: [], requestedAt, decidedAt: expiredAt },
-    }),
-  );
-}
-
-/** The record wants RFC 3339 UTC with milliseconds; the API server writes seconds. */
-function isoMillis(value: string | undefined): string | undefined {
-  if (value === undefined) return undefined;
-  const time = Date.parse(value);
-  return Number.isNaN(time) ? undefined : new Date(time).toISOString();
 }
 
 function headerValue(headers: IncomingHttpHeaders, name: string): string | undefined {

@@ -63,6 +63,13 @@ function trail(fixture: SidecarFixture, from: number): [AuditRecord['kind'], str
     .map((r) => [r.kind, r.outcome, r.status]);
 }
 
+/** Once the sidecar following approval `id` has recorded a decision on it. */
+async function decidedOnRecord(fixture: SidecarFixture, id: string): Promise<void> {
+  const recorded = () =>
+    fixture.records().some((r) => r.kind === 'approval.decided' && r.approval?.id === id);
+  while (!recorded()) await sleep(10);
+}
+
 /** The approvers of an approval record as [subject, reason]. */
 const approvers = (record: AuditRecord | undefined) =>
   record?.approval?.approvers.map((a) => [a.subject, a.reason]);
@@ -311,7 +318,7 @@ describe('approvals through a controller', () => {
     assert.equal(fixture.records().at(-1)?.outcome, 'approval_denied');
     assert.equal(fixture.upstreamCalls.length, upstreamBefore + 1);
 
-    // Bob's decision was seen twice but is on the trail once, where the retry observed it.
+    // Bob's decision was seen by the retry and by the sidecar following the approval, and is on the trail once.
     assert.deepEqual(trail(fixture, recordsBefore), [
       ['approval.requested', 'held', null],
       ['request', 'held', 202],
@@ -331,6 +338,7 @@ describe('approvals through a controller', () => {
     assert.equal(first.status, 202);
     const id = await controller.nextOpened();
     controller.decide(id, 'approve', 'bob', 'fine');
+    await decidedOnRecord(fixture, id);
     const upstreamBefore = fixture.upstreamCalls.length;
     const headers = { 'x-veil-operation': 'later', 'x-veil-approval': id };
 
@@ -359,17 +367,17 @@ describe('approvals through a controller', () => {
     // The genuine caller still can.
     const genuine = await call(url(fixture), body, { token, headers });
     assert.equal(genuine.status, 200, genuine.text);
-    // The decision is recorded once the controller confirms the approval is the
-    // caller's, never on a replay: mallory is not made its requester.
+    // The decision is recorded once, by the sidecar following the approval it
+    // opened, under its requester: a replay never makes mallory its requester.
     assert.deepEqual(trail(fixture, recordsBefore), [
       ['approval.requested', 'held', null],
       ['request', 'held', 202],
-      ['request', 'approval_denied', 403],
-      ['request', 'approval_denied', 403],
       ['approval.decided', 'allowed', null],
+      ['request', 'approval_denied', 403],
+      ['request', 'approval_denied', 403],
       ['request', 'allowed', 200],
     ]);
-    assert.equal(fixture.records().at(-2)?.identity?.subject, 'alice');
+    assert.equal(fixture.records().at(-4)?.identity?.subject, 'alice');
   });
 
   it('a late replay of an approval used in time is refused, and records no expiry of it', async () => {
@@ -393,6 +401,7 @@ describe('approvals through a controller', () => {
     assert.equal(first.status, 202);
     const id = await controller.nextOpened();
     controller.decide(id, 'approve', 'bob', 'fine');
+    await decidedOnRecord(fixture, id);
     const headers = { 'x-veil-operation': 'later', 'x-veil-approval': id };
     const upstreamBefore = fixture.upstreamCalls.length;
 

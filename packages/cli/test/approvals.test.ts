@@ -71,3 +71,19 @@ function freePort(): Promise<number> {
     });
   });
 }
+
+test('an ID naming one namespace and -n another is refused before anything is sent', async () => {
+  for (const decision of ['approve', 'deny'] as const) {
+    const error = await failure(
+      runApprovalsDecide(
+        decision,
+        ['ns1/ea-x', '-n', 'ns2', '--reason', 'planned', '--kubeconfig', kubeconfig],
+        io,
+      ),
+    );
+    assert.equal(
+      error.message,
+      `approvals ${decision}: "ns1/ea-x" names namespace ns1 but -n names ns2: give the namespace once`,
+    );
+  }
+});

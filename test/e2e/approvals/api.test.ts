@@ -22,14 +22,17 @@ import { type ControlPlane, startControlPlane, type User } from '../../harness/i
 import { freshNamespace, installCrds } from '../kube/support/cluster.ts';
 import {
   approvalSpec,
+  createApproval,
   createApprovalWithoutStatus,
   deleteApprovalWebhook,
   failApprovalWrites,
   grantApprovalAccess,
+  podToken,
   registerApprovalWebhook,
   sidecarToken,
   startApprovalWebhook,
   startTestApprovalsApi,
+  testPod,
   waitForApprovalWebhook,
 } from './support.ts';
 
@@ -64,6 +67,8 @@ const policy: PolicySpecInput = {
 
 /** The same rule, under a policy letting one requester have two approvals Pending. */
 const capped: PolicySpecInput = { ...policy, approvals: { ...policy.approvals, maxPendingPerCaller: 2 } };
+/** A policy a test edits between opening an approval and using it. */
+let edited: PolicySpecInput = policy;
 const policies: Record<string, PolicySpecInput> = { default: policy, capped };
 
 before(async () => {
@@ -82,7 +87,7 @@ before(async () => {
     agent = new Agent({ connect: { ca: await readFile(cp.caCert) } });
     approvals = await startTestApprovalsApi(cp, 'approvals-api', {
       policy: (_namespace, name) => {
-        const spec = Object.hasOwn(policies, name) ? policies[name] : undefined;
+        const spec = name === 'edited' ? edited : Object.hasOwn(policies, name) ? policies[name] : undefined;
         return spec ? { name, hash: 'h', spec: policySpecSchema.parse(spec) } : undefined;
       },
       now: () => new Date(Date.now() + clockOffsetMs),
@@ -128,12 +133,13 @@ async function startNotificationReceiver(cert: { cert: string; key: string }): P
   return server;
 }
 
-async function call(token: string, method: 'GET' | 'POST', path: string, body?: unknown) {
+/** A call to the approvals API; without a token when `token` is undefined. */
+async function call(token: string | undefined, method: 'GET' | 'POST', path: string, body?: unknown) {
   const response = await request(`${approvals?.url}${path}`, {
     method,
     dispatcher: agent,
     headers: {
-      authorization: `Bearer ${token}`,
+      ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
       ...(body === undefined ? {} : { 'content-type': 'application/json' }),
     },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
@@ -408,4 +414,148 @@ test('one requester has at most maxPendingPerCaller approvals Pending in a names
   } finally {
     clockOffsetMs = 0;
   }
+});
+
+test('a percent-encoded path is checked as the route it matches: 401 without a token, no handler reached', async () => {
+  const namespace = await freshNamespace(cp, 'encoded');
+  const name = await createApproval(cp, namespace, approvalSpec({ pod: { namespace, name: 'embed-0' } }));
+  const { groups: _groups, ...who } = alice;
+  const encoded: ['GET' | 'POST', string, unknown][] = [
+    ['GET', `/%761/approvals/${namespace}/${name}`, undefined],
+    ['GET', `/v1/%61pprovals/${namespace}/${name}`, undefined],
+    ['POST', '/%761/approvals', {}],
+    ['POST', `/v1/approvals/${namespace}/${name}/%75se`, useBody(who)],
+  ];
+  for (const [method, path, body] of encoded) {
+    const answer = await call(undefined, method, path, body);
+    assert.equal(answer.status, 401, `${method} ${path}: ${JSON.stringify(answer.body)}`);
+    assert.equal(answer.body.error, 'a service-account token is required');
+  }
+  // A route the encoding names is served as itself once a token is presented.
+  const token = await sidecarToken(cp, namespace);
+  const read = await call(token, 'GET', `/%761/approvals/${namespace}/${name}`);
+  assert.equal(read.status, 200, JSON.stringify(read.body));
+  assert.equal(read.body.phase, 'Pending');
+});
+
+test("only an injected pod's bound token may call; an approval names that pod, and any injected pod of the namespace may use it", async () => {
+  const namespace = await freshNamespace(cp, 'podbound');
+  const opener = await testPod(cp, namespace);
+  const token = await podToken(cp, opener);
+  const opened = await call(token, 'POST', '/v1/approvals', { ...openBody(), pod: { name: 'payments-0' } });
+  assert.equal(opened.status, 201, JSON.stringify(opened.body));
+  const name = String(opened.body.name);
+  const stored = (await cp.kubeConfig().makeApiClient(CustomObjectsApi).getNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    namespace,
+    plural: 'embeddingapprovals',
+    name,
+  })) as { spec: { pod: { namespace: string; name: string } } };
+  assert.deepEqual(stored.spec.pod, { namespace, name: opener.metadata?.name });
+
+  const { groups: _groups, ...who } = alice;
+  const unbound = await podToken(cp, opener, false);
+  const plain = await podToken(cp, await testPod(cp, namespace, false));
+  const refusals: [string, string, RegExp][] = [
+    ['unbound', unbound, /the token is not bound to a pod/],
+    ['not injected', plain, /is not an injected pod/],
+  ];
+  for (const [what, stranger, error] of refusals) {
+    const answers = [
+      await call(stranger, 'POST', '/v1/approvals', openBody()),
+      await call(stranger, 'GET', `/v1/approvals/${namespace}/${name}`),
+      await call(stranger, 'POST', `/v1/approvals/${namespace}/${name}/use`, useBody(who)),
+    ];
+    for (const answer of answers) {
+      assert.equal(answer.status, 403, `${what}: ${JSON.stringify(answer.body)}`);
+      assert.match(String(answer.body.error), error);
+    }
+  }
+
+  await runApprovalsDecide('approve', [`${namespace}/${name}`, '--reason', 'fine'], {
+    out: () => undefined,
+    kubeConfig: () => cp.kubeConfig(bob.kubeconfig),
+  });
+  // The retry after a restart comes from another pod of the Deployment.
+  const successor = await sidecarToken(cp, namespace);
+  assert.equal((await call(successor, 'GET', `/v1/approvals/${namespace}/${name}`)).body.phase, 'Approved');
+  const used = await call(successor, 'POST', `/v1/approvals/${namespace}/${name}/use`, useBody(who));
+  assert.equal(used.status, 200, JSON.stringify(used.body));
+});
+
+test('an approval is used only under the rule it was opened under', async () => {
+  const namespace = await freshNamespace(cp, 'rulehash');
+  const token = await sidecarToken(cp, namespace);
+  const bulk = { name: 'bulk', when: { minInputs: 100 }, approvers: { groups: ['approvers'], count: 1 } };
+  const original: PolicySpecInput = { ...policy, approvals: { rules: [bulk] } };
+  edited = original;
+  const { groups: _groups, ...who } = alice;
+  const openApproved = async (subject: string): Promise<string> => {
+    const opened = await call(token, 'POST', '/v1/approvals', {
+      ...openBody(),
+      policy: 'edited',
+      requester: { ...alice, subject },
+    });
+    assert.equal(opened.status, 201, JSON.stringify(opened.body));
+    const name = String(opened.body.name);
+    await runApprovalsDecide('approve', [`${namespace}/${name}`, '--reason', 'fine'], {
+      out: () => undefined,
+      kubeConfig: () => cp.kubeConfig(bob.kubeconfig),
+    });
+    return name;
+  };
+  const use = (name: string, subject: string) =>
+    call(token, 'POST', `/v1/approvals/${namespace}/${name}/use`, {
+      ...useBody({ ...who, subject }),
+      policy: 'edited',
+    });
+  const first = await openApproved('alice');
+  const second = await openApproved('carol');
+
+  try {
+    // v2 of the policy: the same rule name now asks two approvers from security.
+    edited = {
+      ...policy,
+      approvals: { rules: [{ ...bulk, approvers: { groups: ['security'], count: 2 } }] },
+    };
+    const changed = await use(first, 'alice');
+    assert.equal(changed.status, 409, JSON.stringify(changed.body));
+    assert.equal(changed.body.reason, 'rule');
+    assert.match(String(changed.body.error), /rule bulk of EmbeddingPolicy edited has changed/);
+
+    edited = { ...policy, approvals: { rules: [] } };
+    const gone = await use(second, 'carol');
+    assert.equal(gone.status, 409, JSON.stringify(gone.body));
+    assert.equal(gone.body.reason, 'rule');
+    assert.match(String(gone.body.error), /no longer exists/);
+
+    // The rule as it was, defaults spelled out or not, is the rule approvers decided under.
+    edited = { ...policy, approvals: { rules: policySpecSchema.parse(original).approvals.rules } };
+    assert.equal((await use(first, 'alice')).status, 200);
+  } finally {
+    edited = policy;
+  }
+});
+
+test('an approval that records no rule hash (opened before it was recorded) is refused, not used', async () => {
+  const namespace = await freshNamespace(cp, 'nohash');
+  const token = await sidecarToken(cp, namespace);
+  const spec = approvalSpec({ pod: { namespace, name: 'embed-0' } });
+  const name = await createApproval(cp, namespace, spec);
+  await runApprovalsDecide('approve', [`${namespace}/${name}`, '--reason', 'fine'], {
+    out: () => undefined,
+    kubeConfig: () => cp.kubeConfig(bob.kubeconfig),
+  });
+  const { api, model, inputCount, bytes, digest: payload } = spec.request;
+  const used = await call(token, 'POST', `/v1/approvals/${namespace}/${name}/use`, {
+    requester: { issuer: spec.requester.issuer, subject: spec.requester.subject },
+    digest: payload,
+    policy: spec.policy,
+    rule: spec.rule,
+    request: { api, model, inputCount, bytes },
+  });
+  assert.equal(used.status, 409, JSON.stringify(used.body));
+  assert.equal(used.body.reason, 'rule');
+  assert.match(String(used.body.error), /does not record which version of rule bulk/);
 });

@@ -1,16 +1,18 @@
 // What the approval e2e tests share: the stamping webhook served in-process and
 // registered with the real API server, approvers' RBAC, EmbeddingApprovals
 // created the way the controller creates them, the controller's approvals API,
-// and the token a sidecar presents to it.
+// and the pod-bound token a sidecar presents to it.
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import {
   AdmissionregistrationV1Api,
   AuthenticationV1Api,
+  CoreV1Api,
   CustomObjectsApi,
   PatchStrategy,
   RbacAuthorizationV1Api,
   setHeaderOptions,
+  type V1Pod,
 } from '@kubernetes/client-node';
 import { type ApprovalSpec, GROUP, VERSION } from '@veil/core';
 import { pullAudience, silentLog, startWebhookServer, type WebhookServer } from '@veil/injector';
@@ -21,7 +23,6 @@ import {
 } from '../../../packages/injector/src/controller/approvals.ts';
 import { tokenReviewAuthenticator } from '../../../packages/injector/src/controller/pull.ts';
 import type { ControlPlane } from '../../harness/index.ts';
-import { createServiceAccount } from '../kube/support/cluster.ts';
 
 export const controllerUsername = 'admin';
 
@@ -317,8 +318,63 @@ export async function startTestApprovalsApi(
   });
 }
 
-/** A projected-style token of a fresh service account in `namespace`, as a sidecar holds for the controller. */
+/**
+ * A pod of `namespace` with its service account, as stored: an injected one
+ * unless `injected` is false. No injection webhook runs in these tests, so the
+ * pod carries the label the webhook would have set.
+ */
+export async function testPod(cp: ControlPlane, namespace: string, injected = true): Promise<V1Pod> {
+  const core = cp.kubeConfig().makeApiClient(CoreV1Api);
+  await core
+    .createNamespacedServiceAccount({ namespace, body: { metadata: { name: 'model' } } })
+    .catch((error: { code?: number }) => {
+      if (error.code !== 409) throw error;
+    });
+  return core.createNamespacedPod({
+    namespace,
+    body: {
+      metadata: {
+        name: `embed-${randomBytes(3).toString('hex')}`,
+        labels: injected ? { 'veil.dev/injected': 'true' } : {},
+      },
+      spec: {
+        serviceAccountName: 'model',
+        containers: [{ name: 'model', image: 'example.invalid/model:1' }],
+      },
+    },
+  });
+}
+
+/**
+ * A token of the pod's service account for the controller, as the kubelet
+ * projects it into the pod: bound to the pod unless `bound` is false.
+ */
+export async function podToken(cp: ControlPlane, pod: V1Pod, bound = true): Promise<string> {
+  const { status } = await cp
+    .kubeConfig()
+    .makeApiClient(CoreV1Api)
+    .createNamespacedServiceAccountToken({
+      namespace: pod.metadata?.namespace ?? '',
+      name: pod.spec?.serviceAccountName ?? '',
+      body: {
+        spec: {
+          audiences: [pullAudience],
+          expirationSeconds: 600,
+          ...(bound && {
+            boundObjectRef: {
+              apiVersion: 'v1',
+              kind: 'Pod',
+              name: pod.metadata?.name,
+              uid: pod.metadata?.uid,
+            },
+          }),
+        },
+      },
+    });
+  return status?.token ?? '';
+}
+
+/** The token a sidecar holds for the controller: that of a new injected pod in `namespace`. */
 export async function sidecarToken(cp: ControlPlane, namespace: string): Promise<string> {
-  const tokenFor = await createServiceAccount(cp, namespace, 'model');
-  return tokenFor(pullAudience);
+  return podToken(cp, await testPod(cp, namespace));
 }

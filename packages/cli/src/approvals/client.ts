@@ -17,6 +17,7 @@ import {
   approvalSpecSchema,
   approvalStatusSchema,
   GROUP,
+  openProblems,
   VERSION,
 } from '@veil/core';
 import { z } from 'zod';
@@ -25,13 +26,27 @@ import { networkCode } from '../network.ts';
 
 export const approvalsPlural = 'embeddingapprovals';
 
+/** The phase shown for a status this CLI cannot read: never taken for Pending. */
+export const unreadablePhase = 'Unreadable';
+
+/** A status as shown: as stored, or marked unreadable (no decisions, and a message saying why). */
+export type ShownStatus = Omit<ApprovalStatus, 'phase'> & {
+  phase: ApprovalStatus['phase'] | typeof unreadablePhase;
+};
+
 export type Approval = {
   namespace: string;
   name: string;
   createdAt: string | undefined;
   spec: ApprovalSpec;
-  status: ApprovalStatus;
+  status: ShownStatus;
 };
+
+/** An object listed that this CLI cannot read, by name, with what in it is not readable. */
+export type UnreadableApproval = { namespace: string; name: string; problem: string };
+
+/** A listing: the approvals read, and any object that could not be, kept apart rather than failing the rest. */
+export type ApprovalList = { approvals: Approval[]; unreadable: UnreadableApproval[] };
 
 const storedSchema = z.looseObject({
   metadata: z.looseObject({
@@ -62,18 +77,33 @@ export function contextNamespace(kubeConfig: KubeConfig): string {
   return kubeConfig.getContextObject(kubeConfig.getCurrentContext())?.namespace ?? 'default';
 }
 
-/** `NAME` in the given namespace, or `NAMESPACE/NAME`. */
-export function parseApprovalRef(text: string, namespace: string): { namespace: string; name: string } {
+/**
+ * `NAME` in the default namespace, or `NAMESPACE/NAME`. `explicit` is the
+ * namespace the user named with -n, if any: an ID naming another one is refused,
+ * not settled silently for either.
+ */
+export function parseApprovalRef(
+  text: string,
+  defaultNamespace: string,
+  explicit?: string,
+): { namespace: string; name: string } {
   const parts = text.split('/');
-  if (parts.length === 1 && parts[0]) return { namespace, name: parts[0] };
-  if (parts.length === 2 && parts[0] && parts[1]) return { namespace: parts[0], name: parts[1] };
+  if (parts.length === 1 && parts[0]) return { namespace: explicit ?? defaultNamespace, name: parts[0] };
+  if (parts.length === 2 && parts[0] && parts[1]) {
+    if (explicit !== undefined && explicit !== parts[0]) {
+      throw new CliError(
+        `"${text}" names namespace ${parts[0]} but -n names ${explicit}: give the namespace once`,
+      );
+    }
+    return { namespace: parts[0], name: parts[1] };
+  }
   throw new CliError(`"${text}" is not an approval ID: give NAME or NAMESPACE/NAME`);
 }
 
-function toApproval(object: unknown): Approval {
+/** The approval as stored, or what makes it unreadable here (a newer CRD, or a hand-made object). */
+export function readApproval(object: unknown): Approval | UnreadableApproval {
   const parsed = storedSchema.safeParse(object);
-  if (!parsed.success)
-    throw new CliError('the API server returned an EmbeddingApproval this CLI cannot read', 1);
+  if (!parsed.success) return { ...objectName(object), problem: openProblems(parsed.error) };
   const status = approvalStatusSchema.safeParse(parsed.data.status ?? {});
   const created = parsed.data.metadata.creationTimestamp;
   return {
@@ -81,14 +111,42 @@ function toApproval(object: unknown): Approval {
     name: parsed.data.metadata.name,
     createdAt: created instanceof Date ? created.toISOString() : created,
     spec: parsed.data.spec,
-    status: status.success ? status.data : { phase: 'Pending', decisions: [] },
+    status: status.success
+      ? status.data
+      : {
+          phase: unreadablePhase,
+          decisions: [],
+          message: `this CLI cannot read the status (${openProblems(status.error)}); see it with kubectl`,
+        },
   };
+}
+
+/** Its namespace and name, as far as it has them: what a problem with it is reported under. */
+function objectName(object: unknown): { namespace: string; name: string } {
+  const metadata = (object as { metadata?: { namespace?: unknown; name?: unknown } } | undefined)?.metadata;
+  const text = (value: unknown) => (typeof value === 'string' && value !== '' ? value : '?');
+  return { namespace: text(metadata?.namespace), name: text(metadata?.name) };
+}
+
+function isUnreadable(read: Approval | UnreadableApproval): read is UnreadableApproval {
+  return 'problem' in read;
+}
+
+function toApproval(object: unknown): Approval {
+  const read = readApproval(object);
+  if (isUnreadable(read)) {
+    throw new CliError(
+      `EmbeddingApproval ${read.namespace}/${read.name} is not one this CLI can read (${read.problem})`,
+      1,
+    );
+  }
+  return read;
 }
 
 /** Where approvals are read and decided: the API server, or a running `veil dev`. */
 export interface ApprovalsSource {
   /** In one namespace, or every namespace when `namespace` is undefined. */
-  list(namespace: string | undefined): Promise<Approval[]>;
+  list(namespace: string | undefined): Promise<ApprovalList>;
   get(namespace: string, name: string): Promise<Approval>;
   /** Appends one decision; who decided is the authenticated caller, never the body. */
   decide(
@@ -111,7 +169,7 @@ export class ApprovalsClient implements ApprovalsSource {
   }
 
   /** In one namespace, or every namespace when `namespace` is undefined. */
-  async list(namespace: string | undefined): Promise<Approval[]> {
+  async list(namespace: string | undefined): Promise<ApprovalList> {
     const list = (await explain(this.#server, () =>
       namespace === undefined
         ? this.#api.listCustomObjectForAllNamespaces({
@@ -126,7 +184,13 @@ export class ApprovalsClient implements ApprovalsSource {
             plural: approvalsPlural,
           }),
     )) as { items?: unknown[] };
-    return (list.items ?? []).map(toApproval);
+    const listed: ApprovalList = { approvals: [], unreadable: [] };
+    for (const item of list.items ?? []) {
+      const read = readApproval(item);
+      if (isUnreadable(read)) listed.unreadable.push(read);
+      else listed.approvals.push(read);
+    }
+    return listed;
   }
 
   async get(namespace: string, name: string): Promise<Approval> {

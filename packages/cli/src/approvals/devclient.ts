@@ -6,7 +6,7 @@ import { approvalSpecSchema, approvalStatusSchema } from '@veil/core';
 import { z } from 'zod';
 import { CliError } from '../command.ts';
 import { readDevInfo } from '../dev/state.ts';
-import type { Approval, ApprovalsSource } from './client.ts';
+import type { Approval, ApprovalList, ApprovalsSource } from './client.ts';
 
 /** Where `veil approvals … --dev` looks for the approver token when --token is not given. */
 export const APPROVER_TOKEN_ENV = 'VEIL_APPROVER_TOKEN';
@@ -56,9 +56,13 @@ export class DevApprovalsClient implements ApprovalsSource {
     return new DevApprovalsClient(info.approvals.url, token.trim(), resolve(dir), info.approvals.namespace);
   }
 
-  async list(namespace: string | undefined): Promise<Approval[]> {
+  /** All readable: an answer this CLI cannot read fails as a whole, veil dev being of the same version. */
+  async list(namespace: string | undefined): Promise<ApprovalList> {
     const { items } = listSchema.parse(await this.#call('GET', '/v1/approvals', undefined, listSchema));
-    return items.filter((a) => namespace === undefined || a.namespace === namespace).map(toApproval);
+    return {
+      approvals: items.filter((a) => namespace === undefined || a.namespace === namespace).map(toApproval),
+      unreadable: [],
+    };
   }
 
   async get(namespace: string, name: string): Promise<Approval> {

@@ -2,7 +2,7 @@
 // Requesters and approvers wrote most of what is shown: every field goes
 // through printable().
 import { printable, quoted } from '../printable.ts';
-import type { Approval } from './client.ts';
+import type { Approval, UnreadableApproval } from './client.ts';
 
 export function approvedCount(approval: Approval): number {
   return new Set(approval.status.decisions.filter((d) => d.decision === 'approve').map((d) => d.approver))
@@ -68,4 +68,9 @@ export function renderApproval(a: Approval): string[] {
     lines.push(`  ${p(d.time)}  ${p(d.decision).padEnd(7)}  ${p(d.approver)}  ${quoted(d.reason)}`);
   }
   return lines;
+}
+
+/** An object a listing could not read: named, so it can be looked at with kubectl. */
+export function unreadableLine(bad: UnreadableApproval): string {
+  return `Cannot read EmbeddingApproval ${printable(bad.namespace)}/${printable(bad.name)}: ${printable(bad.problem)}`;
 }

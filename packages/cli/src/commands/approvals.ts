@@ -13,7 +13,7 @@ import {
   parseApprovalRef,
 } from '../approvals/client.ts';
 import { APPROVER_TOKEN_ENV, DevApprovalsClient, DevConnectionError } from '../approvals/devclient.ts';
-import { approvedCount, renderApproval, renderTable } from '../approvals/render.ts';
+import { approvedCount, renderApproval, renderTable, unreadableLine } from '../approvals/render.ts';
 import { CliError, type Command, parseOptions } from '../command.ts';
 import { printable } from '../printable.ts';
 
@@ -83,7 +83,8 @@ export async function runApprovalsList(args: string[], io: ApprovalsIo): Promise
   const where = await connect('approvals list', values, io);
   const all = values['all-namespaces'] === true;
   const namespace = all ? undefined : (values.namespace ?? where.namespace);
-  let approvals = await where.source.list(namespace);
+  const listed = await where.source.list(namespace);
+  let approvals = listed.approvals;
   if (values.pending) approvals = approvals.filter((a) => a.status.phase === 'Pending');
   approvals.sort(
     (a, b) => (a.createdAt ?? '').localeCompare(b.createdAt ?? '') || a.name.localeCompare(b.name),
@@ -92,16 +93,18 @@ export async function runApprovalsList(args: string[], io: ApprovalsIo): Promise
     io.out(
       `No ${values.pending ? 'pending ' : ''}approvals ${all ? 'in any namespace' : `in namespace ${namespace}`}.`,
     );
-    return 0;
+  } else {
+    for (const line of renderTable(approvals, all)) io.out(line);
   }
-  for (const line of renderTable(approvals, all)) io.out(line);
-  return 0;
+  // Listed, not fatal: one object this CLI cannot read must not hide the others from approvers.
+  for (const bad of listed.unreadable) io.out(unreadableLine(bad));
+  return listed.unreadable.length > 0 ? 1 : 0;
 }
 
 export async function runApprovalsShow(args: string[], io: ApprovalsIo): Promise<number> {
   const { values, positionals } = parseOptions('approvals show', args, common, true);
   const where = await connect('approvals show', values, io);
-  const ref = oneRef('approvals show', positionals, values.namespace ?? where.namespace);
+  const ref = oneRef('approvals show', positionals, where.namespace, values.namespace);
   const approval = await where.source.get(ref.namespace, ref.name);
   for (const line of renderApproval(approval)) io.out(line);
   return 0;
@@ -122,7 +125,7 @@ export async function runApprovalsDecide(
   const reason = values.reason?.trim();
   if (!reason) throw new CliError(`${command}: --reason TEXT is required: it goes into the audit evidence`);
   const where = await connect(command, values, io);
-  const ref = oneRef(command, positionals, values.namespace ?? where.namespace);
+  const ref = oneRef(command, positionals, where.namespace, values.namespace);
   let approval: Approval;
   try {
     approval = await where.source.decide(ref.namespace, ref.name, { decision, reason });
@@ -146,12 +149,23 @@ export async function runApprovalsDecide(
   return approval;
 }
 
-function oneRef(command: string, positionals: string[], namespace: string) {
+/** The one approval ID given; `explicit` is the -n namespace, if any. */
+function oneRef(
+  command: string,
+  positionals: string[],
+  defaultNamespace: string,
+  explicit: string | undefined,
+) {
   const [text, ...rest] = positionals;
   if (text === undefined || rest.length > 0) {
     throw new CliError(`${command}: name exactly one approval ID (see veil ${command} --help)`);
   }
-  return parseApprovalRef(text, namespace);
+  try {
+    return parseApprovalRef(text, defaultNamespace, explicit);
+  } catch (error) {
+    if (error instanceof CliError) throw new CliError(`${command}: ${error.message}`, error.exitCode);
+    throw error;
+  }
 }
 
 const sourceOptions = `  --kubeconfig FILE   the kubeconfig (default: KUBECONFIG, then ~/.kube/config)

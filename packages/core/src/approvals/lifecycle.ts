@@ -2,7 +2,9 @@
 // payload, read back while people decide, used once, or expired. The controller
 // keeps approvals as Kubernetes objects and `veil dev` keeps them in memory; both
 // apply these functions, so the two agree on what a sidecar may do with one.
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { canonicalJson } from '../evidence/signing.ts';
 import type { ApprovalRule } from '../policy/schema.ts';
 import { type ApprovalSpec, type ApprovalStatus, approvalSpecSchema } from './schema.ts';
 
@@ -178,8 +180,8 @@ export function checkUse(
 /**
  * The first thing the approval was granted for that the use does not match. The
  * digest alone binds the payload, but approvers decided on the policy, rule and
- * counts the opener wrote; an opener that wrote others (any workload of the
- * namespace may call the approvals API) must not have them approve a payload
+ * counts the opener wrote; an opener that wrote others (any injected pod of
+ * the namespace may call the approvals API) must not have them approve a payload
  * they never saw described.
  */
 function payloadDifference(spec: ApprovalSpec, presented: UseApprovalRequest): string | undefined {
@@ -188,6 +190,51 @@ function payloadDifference(spec: ApprovalSpec, presented: UseApprovalRequest): s
   if (spec.rule !== presented.rule) return 'rule';
   const shown = useApprovalSchema.shape.request.keyof().options;
   return shown.find((field) => spec.request[field] !== presented.request[field]);
+}
+
+/**
+ * The content of an approval rule as a hash (SHA-256 of its RFC 8785 canonical
+ * JSON, defaults applied), recorded when an approval is opened: a rule is known
+ * by its name, and a name outlives edits to what it demands.
+ */
+export function approvalRuleHash(rule: ApprovalRule): string {
+  return `sha256:${createHash('sha256').update(canonicalJson(rule), 'utf8').digest('hex')}`;
+}
+
+/** A use refused because the rule the approval was opened under has changed since, or is gone. */
+export type RuleRefusal = { ok: false; status: 409; reason: 'rule'; error: string; withApproval: false };
+
+/**
+ * Why an approval cannot be used under the rule now in force, or undefined when
+ * that rule is the one it was opened under. Approvers granted it under the rule
+ * as it was (how many, from which groups, for what); once the rule is edited or
+ * removed, the grant no longer says what the policy now demands. `recorded` is
+ * the hash taken at opening; an approval without one (opened before hashes were
+ * recorded) cannot be matched and is refused too.
+ */
+export function ruleChangeRefusal(
+  name: string,
+  spec: Pick<ApprovalSpec, 'policy' | 'rule'>,
+  recorded: string | undefined,
+  current: ApprovalRule | undefined,
+): RuleRefusal | undefined {
+  const where = `rule ${spec.rule} of EmbeddingPolicy ${spec.policy}`;
+  const why =
+    current === undefined
+      ? `${where} no longer exists`
+      : recorded === undefined
+        ? `approval ${name} does not record which version of ${where} it was opened under`
+        : recorded !== approvalRuleHash(current)
+          ? `${where} has changed since approval ${name} was opened`
+          : undefined;
+  if (why === undefined) return undefined;
+  return {
+    ok: false,
+    status: 409,
+    reason: 'rule',
+    error: `approval ${name} cannot be used: ${why}; send the request again without the approval to ask anew`,
+    withApproval: false,
+  };
 }
 
 /** A use that could not be marked: refused as now unusable, or to be tried again. */

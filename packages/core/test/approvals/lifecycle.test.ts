@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
   type ApprovalStatus,
+  approvalRuleHash,
   approvalRuleSchema,
   approvalSpecSchema,
   approvalView,
@@ -15,6 +16,7 @@ import {
   openApprovalSchema,
   openProblems,
   removalDue,
+  ruleChangeRefusal,
   type UseApprovalRequest,
   useApprovalSchema,
 } from '@veil/core';
@@ -228,4 +230,44 @@ test('the view carries the decision and the rule as it stands, nothing the sidec
     { approver: 'bob', decision: 'deny', reason: 'no', time: now.toISOString() },
   ]);
   assert.equal('summary' in view, false);
+});
+
+test('a rule hash is of the rule’s content: any change to it shows, key order does not', () => {
+  const hash = approvalRuleHash(rule);
+  assert.match(hash, /^sha256:[0-9a-f]{64}$/);
+  const reordered = approvalRuleSchema.parse({
+    singleUse: true,
+    expiresAfterSeconds: 600,
+    approvers: { count: 2, groups: ['approvers'] },
+    when: { minInputs: 100 },
+    name: 'bulk',
+  });
+  assert.equal(approvalRuleHash(reordered), hash);
+  const changes = [
+    { ...rule, approvers: { groups: ['security'], count: 2 } },
+    { ...rule, approvers: { ...rule.approvers, count: 1 } },
+    { ...rule, when: { minInputs: 1000 } },
+    { ...rule, expiresAfterSeconds: 60 },
+    { ...rule, singleUse: false },
+  ];
+  for (const changed of changes) assert.notEqual(approvalRuleHash(approvalRuleSchema.parse(changed)), hash);
+});
+
+test('an approval is usable only under the rule it was opened under; a changed, gone or unrecorded one refuses', () => {
+  const recorded = approvalRuleHash(rule);
+  assert.equal(ruleChangeRefusal('ea-1', spec, recorded, rule), undefined);
+
+  const stricter = approvalRuleSchema.parse({ ...rule, approvers: { groups: ['security'], count: 2 } });
+  const cases: [string | undefined, typeof rule | undefined, RegExp][] = [
+    [recorded, stricter, /rule bulk of EmbeddingPolicy default has changed since approval ea-1 was opened/],
+    [recorded, undefined, /rule bulk of EmbeddingPolicy default no longer exists/],
+    [undefined, rule, /approval ea-1 does not record which version of rule bulk/],
+  ];
+  for (const [hash, current, error] of cases) {
+    const refusal = ruleChangeRefusal('ea-1', spec, hash, current);
+    assert.equal(refusal?.status, 409);
+    assert.equal(refusal?.reason, 'rule');
+    assert.equal(refusal?.withApproval, false);
+    assert.match(refusal?.error ?? '', error);
+  }
 });

@@ -7,14 +7,24 @@
 //
 // Authentication: the sidecar presents its pod's projected service-account token
 // (audience `veil-controller`, as for policy pulls) and the API server vouches for
-// it through a TokenReview. Limits of that choice: a caller is known by namespace
-// and service account, not by pod, so any workload of that service account in the
-// namespace could open or read approvals there. What it cannot do is approve:
-// decisions go through the API server and its stamping webhook, and consuming an
-// approval needs the requester identity and payload digest it was opened for.
-// Because an opener chooses what approvers are shown, a use must also present the
-// policy, rule and counts the sidecar actually holds, and checkUse refuses any
-// that differ from the approval's (see @veil/core's approvals/lifecycle.ts).
+// it through a TokenReview. Only an injected pod may call: the token must be bound
+// to a pod (the TokenReview names it and its UID), and that pod, read from the API
+// server, must carry the injected label and the same UID. Every route but
+// /healthz is checked, by the route it matched, before its body is read. An
+// approval is opened for the pod the token names, never one the body names. It is
+// read and used by any injected pod of its namespace, not only the one that
+// opened it: a retry after a restart comes from another pod of the Deployment.
+// What a caller cannot do is approve: decisions go through the API server and
+// its stamping webhook, and consuming an approval needs the requester identity
+// and payload digest it was opened for. Because an opener chooses what approvers
+// are shown, a use must also present the policy, rule and counts the sidecar
+// actually holds, and checkUse refuses any that differ from the approval's (see
+// @veil/core's approvals/lifecycle.ts).
+//
+// An approval holds under the rule it was opened under: the hash of that rule's
+// content is recorded in an annotation at opening, and a use is refused (409,
+// reason `rule`) once the policy's rule differs or is gone. An approval without
+// the annotation (opened before it was recorded) is refused the same way.
 //
 // Approver groups, count, expiry and notification come from the EmbeddingPolicy
 // the controller holds, never from the sidecar. The sidecar sends a masked summary
@@ -27,11 +37,18 @@
 // both pass, so the cap holds about, not exactly.
 import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  type KubeConfig,
+  PatchStrategy,
+  setHeaderOptions,
+} from '@kubernetes/client-node';
 import {
   type ApprovalSpec,
   type ApprovalStatus,
   type ApprovalView,
+  approvalRuleHash,
   approvalSpecSchema,
   approvalStatusSchema,
   approvalView,
@@ -46,20 +63,24 @@ import {
   pendingQuotaRefusal,
   policySpecSchema,
   removalDue,
+  ruleChangeRefusal,
   useApprovalSchema,
   VERSION,
 } from '@veil/core';
-import fastify, { type FastifyReply } from 'fastify';
+import fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import { type Dispatcher, request } from 'undici';
 import { z } from 'zod';
 import { type HttpsListener, listenHttps, tlsOptions } from '../certs/listening.ts';
 import { type CertificateFiles, readCertificatePair } from '../certs/reload.ts';
+import { veilLabels } from '../webhook/annotations.ts';
 import type { DesiredPolicy } from './distributor.ts';
 import type { Log } from './log.ts';
 import type { Caller } from './pull.ts';
 
 const plural = 'embeddingapprovals';
 const requesterLabelName = 'veil.dev/requester';
+/** The hash of the rule an approval was opened under (see approvalRuleHash). */
+export const ruleHashAnnotation = 'veil.dev/rule-hash';
 const dnsLabel = z
   .string()
   .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/)
@@ -88,8 +109,8 @@ export type ApprovalsApiOptions = {
 export type ApprovalsApi = {
   url: string;
   port: number;
-  /** One sweep now: how many approvals it expired, and how many it deleted. */
-  sweepNow(): Promise<{ expired: number; removed: number }>;
+  /** One sweep now: how many approvals it expired, deleted, and failed to handle. */
+  sweepNow(): Promise<SweepCounts>;
   close(): Promise<void>;
 };
 
@@ -98,7 +119,13 @@ const maxWaitSeconds = 600;
 const pollMs = 250;
 
 type Stored = {
-  metadata: { name: string; namespace: string; creationTimestamp?: string | Date; resourceVersion?: string };
+  metadata: {
+    name: string;
+    namespace: string;
+    creationTimestamp?: string | Date;
+    resourceVersion?: string;
+    annotations?: Record<string, string>;
+  };
   spec: ApprovalSpec;
   status: ApprovalStatus;
 };
@@ -175,29 +202,68 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
     }
   }
 
-  async function caller(authorization: string | undefined): Promise<Caller | 'unavailable' | undefined> {
-    const token = /^Bearer (.+)$/i.exec(authorization ?? '')?.[1];
-    if (!token) return undefined;
+  const core = options.kubeConfig.makeApiClient(CoreV1Api);
+  const callers = new WeakMap<FastifyRequest, PodCaller>();
+
+  /** Whether the pod a token is bound to is, as the API server has it now, an injected pod of that UID. */
+  async function isInjectedPod(namespace: string, pod: { name: string; uid: string }): Promise<boolean> {
     try {
-      return await options.authenticate(token);
+      const stored = await core.readNamespacedPod({ namespace, name: pod.name });
+      return stored.metadata?.uid === pod.uid && stored.metadata?.labels?.[veilLabels.injected] === 'true';
     } catch (error) {
-      options.log.warn('token review failed', { error: (error as Error).message });
-      return 'unavailable';
+      if ((error as { code?: number }).code === 404) return false;
+      throw error;
     }
   }
 
-  app.get('/healthz', async () => 'ok');
-
-  app.addHook('preHandler', async (request, reply) => {
-    if (!request.url.startsWith('/v1/approvals')) return;
-    const who = await caller(request.headers.authorization);
-    if (who === 'unavailable') return reply.code(503).send({ error: 'cannot verify the token now; retry' });
+  /** Lets an injected pod's bound token through; answers anything else (401, 403, or 503 when it cannot tell). */
+  async function authenticatePod(
+    request: FastifyRequest,
+    reply: FastifyReply,
+  ): Promise<FastifyReply | undefined> {
+    const token = /^Bearer (.+)$/i.exec(request.headers.authorization ?? '')?.[1];
+    let who: Caller | undefined;
+    let injected = false;
+    try {
+      who = token ? await options.authenticate(token) : undefined;
+      injected = who?.pod !== undefined && (await isInjectedPod(who.namespace, who.pod));
+    } catch (error) {
+      // Fail closed: no answer without a verdict from the API server.
+      options.log.warn('approvals caller not verified', { error: (error as Error).message });
+      return reply.code(503).send({ error: 'cannot verify the caller now; retry' });
+    }
     if (who === undefined) return reply.code(401).send({ error: 'a service-account token is required' });
-    (request as { caller?: Caller }).caller = who;
+    if (who.pod === undefined || !injected) {
+      options.log.warn('approvals caller refused', { caller: who.username, pod: who.pod?.name });
+      return reply.code(403).send({
+        error:
+          who.pod === undefined
+            ? `${who.username}: the token is not bound to a pod (use its projected token)`
+            : `pod ${who.namespace}/${who.pod.name} is not an injected pod`,
+      });
+    }
+    callers.set(request, { username: who.username, namespace: who.namespace, pod: who.pod });
+    return undefined;
+  }
+
+  function callerOf(request: FastifyRequest): PodCaller {
+    const who = callers.get(request);
+    if (who === undefined) throw new Error(`${request.routeOptions.url} ran without its caller check`);
+    return who;
+  }
+
+  // By the route matched, not the raw URL: the router decodes the path
+  // (`/%761/approvals` is `/v1/approvals`), a prefix test on the URL does not.
+  // Every route added after this hook is checked unless named here.
+  app.addHook('onRoute', (route) => {
+    if (unauthenticatedRoutes.has(route.url)) return;
+    route.onRequest = [authenticatePod, ...[route.onRequest ?? []].flat()];
   });
 
+  app.get('/healthz', async () => 'ok');
+
   app.post('/v1/approvals', async (request, reply) => {
-    const who = (request as { caller?: Caller }).caller as Caller;
+    const who = callerOf(request);
     const body = openApprovalSchema.safeParse(request.body);
     if (!body.success)
       return reply.code(400).send({ error: `invalid approval request: ${openProblems(body.error)}` });
@@ -227,8 +293,13 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
       });
       return reply.code(429).send({ error: overQuota });
     }
-    const approvalSpec = newApprovalSpec(body.data, namespace, rule, now());
-    const stored = await create(namespace, approvalSpec);
+    // The pod is the one the token is bound to: what approvers are shown of it is not the opener's word.
+    const opened = { ...body.data, pod: { name: who.pod.name } };
+    const stored = await create(
+      namespace,
+      newApprovalSpec(opened, namespace, rule, now()),
+      approvalRuleHash(rule),
+    );
     const { name } = stored.metadata;
     options.log.info('approval opened', { namespace, name, rule: rule.name, caller: who.username });
     if (rule.notify) {
@@ -244,7 +315,7 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
   });
 
   app.get('/v1/approvals/:namespace/:name', async (request, reply) => {
-    const who = (request as { caller?: Caller }).caller as Caller;
+    const who = callerOf(request);
     const params = z.object({ namespace: dnsLabel, name: dnsLabel }).safeParse(request.params);
     if (!params.success) return reply.code(400).send({ error: 'namespace and name must be DNS labels' });
     const { namespace, name } = params.data;
@@ -273,7 +344,7 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
   });
 
   app.post('/v1/approvals/:namespace/:name/use', async (request, reply) => {
-    const who = (request as { caller?: Caller }).caller as Caller;
+    const who = callerOf(request);
     const params = z.object({ namespace: dnsLabel, name: dnsLabel }).safeParse(request.params);
     const body = useApprovalSchema.safeParse(request.body);
     if (!params.success || !body.success) return reply.code(400).send({ error: 'invalid use request' });
@@ -287,6 +358,16 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
     stored = await expireIfDue(stored);
     const check = checkUse(name, stored, body.data, now());
     if (!check.ok) return refuseUse(reply, stored, check);
+    const ruleChanged = ruleChangeRefusal(
+      name,
+      stored.spec,
+      stored.metadata.annotations?.[ruleHashAnnotation],
+      ruleOf(stored),
+    );
+    if (ruleChanged !== undefined) {
+      options.log.info('approval use refused: rule changed', { namespace, name, rule: stored.spec.rule });
+      return refuseUse(reply, stored, ruleChanged);
+    }
     if (check.markUsed) {
       try {
         // The resourceVersion test makes two concurrent uses race for one success.
@@ -319,7 +400,7 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
   }
 
   /** Creates the approval and its first status; one whose status cannot be written is deleted. */
-  async function create(namespace: string, spec: ApprovalSpec): Promise<Stored> {
+  async function create(namespace: string, spec: ApprovalSpec, ruleHash: string): Promise<Stored> {
     const name = `ea-${randomBytes(6).toString('hex')}`;
     const object = await api.createNamespacedCustomObject({
       group: GROUP,
@@ -337,6 +418,7 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
             'veil.dev/rule': spec.rule,
             [requesterLabelName]: requesterLabel(spec.requester),
           },
+          annotations: { [ruleHashAnnotation]: ruleHash },
         },
         spec,
       },
@@ -379,7 +461,14 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
     return spec?.success ? spec.data.approvals.rules.find((r) => r.name === stored.spec.rule) : undefined;
   }
 
-  async function sweepNow(): Promise<{ expired: number; removed: number }> {
+  /** One approval's turn in a sweep. */
+  async function sweepOne(stored: Stored): Promise<SweepOutcome> {
+    const after = await expireIfDue(stored);
+    if (after.status.phase === 'Expired' && stored.status.phase === 'Pending') return 'expired';
+    return (await removeIfDue(after)) ? 'removed' : 'kept';
+  }
+
+  async function sweepNow(): Promise<SweepCounts> {
     const list = (await api.listCustomObjectForAllNamespaces({
       group: GROUP,
       version: VERSION,
@@ -387,23 +476,22 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
     })) as {
       items?: unknown[];
     };
-    let expired = 0;
-    let removed = 0;
-    for (const item of list.items ?? []) {
-      const stored = readStored(item);
-      if (stored === undefined) continue;
-      const after = await expireIfDue(stored);
-      if (after.status.phase === 'Expired' && stored.status.phase === 'Pending') expired++;
-      else if (await removeIfDue(after)) removed++;
-    }
-    return { expired, removed };
+    const items = (list.items ?? []).flatMap((item) => readStored(item) ?? []);
+    return sweepEach(items, sweepOne, (stored, error) =>
+      options.log.warn('approval not swept', {
+        namespace: stored.metadata.namespace,
+        name: stored.metadata.name,
+        error: (error as Error).message,
+      }),
+    );
   }
 
   const sweep = setInterval(() => {
     sweepNow().then(
-      ({ expired, removed }) => {
+      ({ expired, removed, failed }) => {
         if (expired > 0) options.log.info('approvals expired', { count: expired });
         if (removed > 0) options.log.info('settled approvals deleted', { count: removed });
+        if (failed > 0) options.log.warn('approvals left for the next sweep', { count: failed });
       },
       (error) => options.log.warn('approval sweep failed', { error: (error as Error).message }),
     );
@@ -435,7 +523,39 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
   };
 }
 
+/** What a sweep did with one approval. */
+export type SweepOutcome = 'expired' | 'removed' | 'kept';
+export type SweepCounts = { expired: number; removed: number; failed: number };
+
+/**
+ * Gives each item its turn in order. One whose turn fails is reported and
+ * counted, and the rest still get theirs: one approval the API server keeps
+ * refusing must not hold back the expiry or deletion of every other.
+ */
+export async function sweepEach<T>(
+  items: readonly T[],
+  step: (item: T) => Promise<SweepOutcome>,
+  failed: (item: T, error: unknown) => void,
+): Promise<SweepCounts> {
+  const counts: SweepCounts = { expired: 0, removed: 0, failed: 0 };
+  for (const item of items) {
+    try {
+      const outcome = await step(item);
+      if (outcome !== 'kept') counts[outcome]++;
+    } catch (error) {
+      counts.failed++;
+      failed(item, error);
+    }
+  }
+  return counts;
+}
+
 type Requester = Pick<ApprovalSpec['requester'], 'issuer' | 'subject'>;
+
+/** A caller the API serves: an injected pod, known by the token bound to it. */
+type PodCaller = { username: string; namespace: string; pod: { name: string; uid: string } };
+
+const unauthenticatedRoutes = new Set(['/healthz']);
 
 /** A label value (hex, within the 63 characters allowed); a collision only lists more, never counts more. */
 function requesterLabel(requester: Requester): string {

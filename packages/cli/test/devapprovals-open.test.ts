@@ -63,3 +63,13 @@ test('a requester with maxPendingPerCaller approvals Pending gets no other (429)
   await approvals.open(opened);
   await approvals.close();
 });
+
+test('waiting on an approval veil dev does not hold is a 404, as in a cluster, so a follower drops it', async () => {
+  const approvals = new DevApprovals({ namespace: 'local', policyName: 'default', rules });
+  await assert.rejects(approvals.wait('local', 'ea-missing', 0), (error: unknown) => {
+    assert.equal((error as { status?: unknown }).status, 404);
+    assert.match((error as Error).message, /no approval local\/ea-missing/);
+    return true;
+  });
+  await approvals.close();
+});

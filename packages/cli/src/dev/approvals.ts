@@ -55,6 +55,12 @@ export class DevApprovalsError extends Error {
   override name = 'DevApprovalsError';
 }
 
+/** Thrown to the sidecar for an approval that does not exist: 404, so a follower drops it, as in a cluster. */
+export class DevApprovalGoneError extends DevApprovalsError {
+  override name = 'DevApprovalGoneError';
+  readonly status = 404;
+}
+
 /** Thrown to the sidecar for a requester with its quota of approvals Pending: 429, as in a cluster. */
 export class DevPendingQuotaError extends Error {
   override name = 'DevPendingQuotaError';
@@ -131,7 +137,7 @@ export class DevApprovals implements ApprovalsClient {
     this.#open();
     const key = keyOf(namespace, name);
     let approval = this.#current(key);
-    if (approval === undefined) throw new DevApprovalsError(`no approval ${key}`);
+    if (approval === undefined) throw new DevApprovalGoneError(`no approval ${key}`);
     if (approval.status.phase === 'Pending' && waitSeconds > 0) {
       await new Promise<void>((resolve) => {
         const waiter = {

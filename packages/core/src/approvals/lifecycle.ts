@@ -69,6 +69,7 @@ export function newApprovalSpec(
     requester: open.requester,
     policy: open.policy,
     rule: rule.name,
+    ruleHash: approvalRuleHash(rule),
     pod: { namespace, name: open.pod.name },
     request: open.request,
     approvers: { groups: rule.approvers.groups, count: rule.approvers.count },
@@ -208,16 +209,16 @@ export type RuleRefusal = { ok: false; status: 409; reason: 'rule'; error: strin
  * Why an approval cannot be used under the rule now in force, or undefined when
  * that rule is the one it was opened under. Approvers granted it under the rule
  * as it was (how many, from which groups, for what); once the rule is edited or
- * removed, the grant no longer says what the policy now demands. `recorded` is
- * the hash taken at opening; an approval without one (opened before hashes were
- * recorded) cannot be matched and is refused too.
+ * removed, the grant no longer says what the policy now demands. The spec's
+ * `ruleHash` is taken at opening; an approval without one (opened before hashes
+ * were recorded) cannot be matched and is refused too.
  */
 export function ruleChangeRefusal(
   name: string,
-  spec: Pick<ApprovalSpec, 'policy' | 'rule'>,
-  recorded: string | undefined,
+  spec: Pick<ApprovalSpec, 'policy' | 'rule' | 'ruleHash'>,
   current: ApprovalRule | undefined,
 ): RuleRefusal | undefined {
+  const recorded = spec.ruleHash;
   const where = `rule ${spec.rule} of EmbeddingPolicy ${spec.policy}`;
   const why =
     current === undefined

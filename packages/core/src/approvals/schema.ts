@@ -26,6 +26,13 @@ export const approvalSpecSchema = z
       .describe('The authenticated caller whose request is held'),
     policy: z.string().min(1).max(253),
     rule: z.string().min(1).max(63),
+    ruleHash: z
+      .string()
+      .regex(/^sha256:[0-9a-f]{64}$/)
+      .optional()
+      .describe(
+        'Hash of the rule when the approval was opened: a use under another version of the rule is refused',
+      ),
     pod: z.object({ namespace: z.string().min(1), name: z.string().min(1) }).strict(),
     request: z
       .object({

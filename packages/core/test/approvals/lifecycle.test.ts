@@ -255,7 +255,7 @@ test('a rule hash is of the rule’s content: any change to it shows, key order 
 
 test('an approval is usable only under the rule it was opened under; a changed, gone or unrecorded one refuses', () => {
   const recorded = approvalRuleHash(rule);
-  assert.equal(ruleChangeRefusal('ea-1', spec, recorded, rule), undefined);
+  assert.equal(ruleChangeRefusal('ea-1', { ...spec, ruleHash: recorded }, rule), undefined);
 
   const stricter = approvalRuleSchema.parse({ ...rule, approvers: { groups: ['security'], count: 2 } });
   const cases: [string | undefined, typeof rule | undefined, RegExp][] = [
@@ -264,7 +264,7 @@ test('an approval is usable only under the rule it was opened under; a changed, 
     [undefined, rule, /approval ea-1 does not record which version of rule bulk/],
   ];
   for (const [hash, current, error] of cases) {
-    const refusal = ruleChangeRefusal('ea-1', spec, hash, current);
+    const refusal = ruleChangeRefusal('ea-1', { ...spec, ruleHash: hash }, current);
     assert.equal(refusal?.status, 409);
     assert.equal(refusal?.reason, 'rule');
     assert.equal(refusal?.withApproval, false);

@@ -48,7 +48,6 @@ import {
   type ApprovalSpec,
   type ApprovalStatus,
   type ApprovalView,
-  approvalRuleHash,
   approvalSpecSchema,
   approvalStatusSchema,
   approvalView,
@@ -79,8 +78,6 @@ import type { Caller } from './pull.ts';
 
 const plural = 'embeddingapprovals';
 const requesterLabelName = 'veil.dev/requester';
-/** The hash of the rule an approval was opened under (see approvalRuleHash). */
-export const ruleHashAnnotation = 'veil.dev/rule-hash';
 const dnsLabel = z
   .string()
   .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/)
@@ -295,11 +292,7 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
     }
     // The pod is the one the token is bound to: what approvers are shown of it is not the opener's word.
     const opened = { ...body.data, pod: { name: who.pod.name } };
-    const stored = await create(
-      namespace,
-      newApprovalSpec(opened, namespace, rule, now()),
-      approvalRuleHash(rule),
-    );
+    const stored = await create(namespace, newApprovalSpec(opened, namespace, rule, now()));
     const { name } = stored.metadata;
     options.log.info('approval opened', { namespace, name, rule: rule.name, caller: who.username });
     if (rule.notify) {
@@ -358,12 +351,7 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
     stored = await expireIfDue(stored);
     const check = checkUse(name, stored, body.data, now());
     if (!check.ok) return refuseUse(reply, stored, check);
-    const ruleChanged = ruleChangeRefusal(
-      name,
-      stored.spec,
-      stored.metadata.annotations?.[ruleHashAnnotation],
-      ruleOf(stored),
-    );
+    const ruleChanged = ruleChangeRefusal(name, stored.spec, ruleOf(stored));
     if (ruleChanged !== undefined) {
       options.log.info('approval use refused: rule changed', { namespace, name, rule: stored.spec.rule });
       return refuseUse(reply, stored, ruleChanged);
@@ -400,7 +388,7 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
   }
 
   /** Creates the approval and its first status; one whose status cannot be written is deleted. */
-  async function create(namespace: string, spec: ApprovalSpec, ruleHash: string): Promise<Stored> {
+  async function create(namespace: string, spec: ApprovalSpec): Promise<Stored> {
     const name = `ea-${randomBytes(6).toString('hex')}`;
     const object = await api.createNamespacedCustomObject({
       group: GROUP,
@@ -418,7 +406,6 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
             'veil.dev/rule': spec.rule,
             [requesterLabelName]: requesterLabel(spec.requester),
           },
-          annotations: { [ruleHashAnnotation]: ruleHash },
         },
         spec,
       },

@@ -51,7 +51,16 @@ export interface OpenApproval {
 }
 
 /** Why the controller refused a use; `Pending`, `Denied`, `Expired` are the approval's phase. */
-export type UseRefusalReason = 'identity' | 'digest' | 'used' | 'Pending' | 'Denied' | 'Expired' | 'unknown';
+/** `rule`: the policy's rule has changed, or is gone, since the approval was opened. */
+export type UseRefusalReason =
+  | 'identity'
+  | 'digest'
+  | 'used'
+  | 'rule'
+  | 'Pending'
+  | 'Denied'
+  | 'Expired'
+  | 'unknown';
 
 export type UseResult =
   | { ok: true; approval: ApprovalView }
@@ -123,7 +132,7 @@ export interface ControllerClientOptions {
 const TIMEOUT_MS = 10_000;
 
 const errorSchema = z.object({ error: z.string().optional(), reason: z.string().optional() }).loose();
-const useReasons = new Set<string>(['identity', 'digest', 'used', 'Pending', 'Denied', 'Expired']);
+const useReasons = new Set<string>(['identity', 'digest', 'used', 'rule', 'Pending', 'Denied', 'Expired']);
 
 export async function controllerApprovalsClient(options: ControllerClientOptions): Promise<ApprovalsClient> {
   // The CA file is read on every call: a missing one fails that call closed, not the start.

@@ -428,6 +428,13 @@ async function afterUse(
       );
     case 'Pending':
       throw new Refusal(403, 'approval_required', 'approval_denied', `approval ${id} is not decided yet`);
+    case 'rule':
+      throw new Refusal(
+        403,
+        'approval_required',
+        'approval_denied',
+        `approval ${id} was granted under a version of its rule the policy no longer holds; send the request again without ${APPROVAL_HEADER} to ask anew`,
+      );
     default: {
       const why =
         used.reason === 'identity'

@@ -15,6 +15,7 @@ import {
   markFailure,
   type OpenApprovalRequest,
   openApprovalSchema,
+  ruleChangeRefusal,
   type StoredApproval,
   useApprovalSchema,
 } from '@veil/core';
@@ -43,6 +44,8 @@ export interface ControllerStandIn {
   lapse(id: string): void;
   /** The next use that would be marked fails to be, as when the API server errs. */
   failNextMark(): void;
+  /** The policy no longer holds the approval's rule: uses are refused as the controller refuses them. */
+  dropRule(id: string): void;
   close(): Promise<void>;
 }
 
@@ -57,6 +60,7 @@ export async function startControllerStandIn(namespace = 'test'): Promise<Contro
   const opened: OpenedBody[] = [];
   const uses: { id: string; body: unknown }[] = [];
   const unseen: string[] = [];
+  const droppedRules = new Set<string>();
   let counter = 0;
   let failMark = false;
 
@@ -149,6 +153,11 @@ export async function startControllerStandIn(namespace = 'test'): Promise<Contro
           ...(check.withApproval ? { approval: view(stored) } : {}),
         });
       }
+      const ruleRefusal = droppedRules.has(id)
+        ? ruleChangeRefusal(stored.name, stored.spec, undefined)
+        : undefined;
+      if (ruleRefusal)
+        return send(response, ruleRefusal.status, { error: ruleRefusal.error, reason: ruleRefusal.reason });
       if (check.markUsed && failMark) {
         failMark = false;
         const failure = markFailure(stored.name, stored, presented.data, new Date());
@@ -196,6 +205,9 @@ export async function startControllerStandIn(namespace = 'test'): Promise<Contro
       const stored = approvals.get(id);
       if (!stored) throw new Error(`no approval ${id}`);
       stored.spec.expiresAt = new Date(Date.now() - 1000).toISOString();
+    },
+    dropRule(id) {
+      droppedRules.add(id);
     },
     failNextMark() {
       failMark = true;

@@ -452,6 +452,26 @@ describe('approvals through a controller', () => {
     assert.equal(fixture.upstreamCalls.length, upstreamBefore);
   });
 
+  it('refuses an approval whose rule the policy no longer holds, telling the caller to ask anew', async () => {
+    const first = await call(url(fixture), body, { token, headers: { 'x-veil-operation': 'later' } });
+    assert.equal(first.status, 202);
+    const id = await controller.nextOpened();
+    controller.decide(id, 'approve', 'bob', 'fine');
+    controller.dropRule(id);
+    const upstreamBefore = fixture.upstreamCalls.length;
+    const retry = await call(url(fixture), body, {
+      token,
+      headers: { 'x-veil-operation': 'later', 'x-veil-approval': id },
+    });
+    assert.equal(retry.status, 403, retry.text);
+    assert.match(
+      (retry.json as OpenAiError).error.message,
+      /a version of its rule the policy no longer holds; send the request again without x-veil-approval/,
+    );
+    assert.equal(fixture.upstreamCalls.length, upstreamBefore);
+    assert.equal(fixture.records().at(-1)?.outcome, 'approval_denied');
+  });
+
   it('refuses an approval opened directly with made-up counts beside the real digest', async () => {
     // Any workload of the namespace may call the approvals API: it opens an
     // approval for this caller's real payload that shows approvers one input.

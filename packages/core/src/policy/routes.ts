@@ -72,13 +72,19 @@ function normalizeOnce(path: string): string {
   return collapsed.length > 1 ? collapsed.replace(/\/$/, '') : collapsed;
 }
 
-/** A path with a malformed escape is kept as it is: no server reads one as another route. */
+/**
+ * Each run of escapes decoded on its own: one malformed escape (`%zz`, or a
+ * run that is no UTF-8) stays as written and does not keep the valid ones
+ * beside it (`%2F`) from being read.
+ */
 function safeDecode(path: string): string {
-  try {
-    return decodeURIComponent(path);
-  } catch {
-    return path;
-  }
+  return path.replace(/(?:%[0-9a-f]{2})+/gi, (run) => {
+    try {
+      return decodeURIComponent(run);
+    } catch {
+      return run;
+    }
+  });
 }
 
 /** Why a route may not be allow-listed, or undefined when it may. */

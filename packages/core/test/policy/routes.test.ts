@@ -82,4 +82,9 @@ describe('normalizeRoutePath', () => {
     assert.equal(normalizeRoutePath('/'), '/');
     assert.equal(normalizeRoutePath('/bad%zzescape'), '/bad%zzescape');
   });
+
+  it('reads the valid escapes of a path that also holds a malformed one', () => {
+    assert.equal(normalizeRoutePath('/%zz/..%2Fembed_all'), '/embed_all');
+    assert.equal(normalizeRoutePath('/%C0/%2Fpooling'), '/%c0/pooling');
+  });
 });

@@ -6,9 +6,10 @@ import { DialectError } from './types.ts';
  * the field, e.g. `'input[2]' must not be an empty string`, so a caller can fix it without docs.
  *
  * The schemas are strict: they list every top-level field Veil checks, and a body with any other
- * is refused, naming it. Veil masks and counts only the fields it knows, and forwards the body
- * as sent, so a field it does not know (vLLM's `messages` beside OpenAI's `input`) would reach
- * the model unmasked, or change what the model answers behind the record's back.
+ * is refused, naming it. Veil masks and counts only the fields it knows, and forwards every
+ * other field as it came, so a field it does not know (vLLM's `messages` beside OpenAI's
+ * `input`) would reach the model unmasked, or change what the model answers behind the
+ * record's back.
  */
 export function readBody<S extends z.ZodType>(schema: S, body: unknown): z.output<S> {
   refuseUncheckedNames(schema, body);

@@ -13,9 +13,14 @@ export const MAX_INPUTS = 100_000;
  */
 export const MAX_MODEL_NAME = 256;
 
+/**
+ * Printable ASCII only: Ollama compares names with Unicode case folding, so `ſecret-embed` is
+ * `secret-embed` to it, and a rule matching names could not tell every such spelling.
+ */
 export const modelName = z
   .string('must be a string')
-  .max(MAX_MODEL_NAME, `must be at most ${MAX_MODEL_NAME} characters`);
+  .max(MAX_MODEL_NAME, `must be at most ${MAX_MODEL_NAME} characters`)
+  .regex(/^[\x20-\x7e]*$/, 'must be printable ASCII');
 
 /** One problem with a field, `at` a path inside it (`[2]` is its third item). */
 export interface Fault {

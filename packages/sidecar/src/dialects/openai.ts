@@ -98,6 +98,11 @@ export const openAIEmbedRequest = z.strictObject(
     encoding_format: z.enum(['float', 'base64'], "must be 'float' or 'base64'").nullish(),
     dimensions: z.int('must be a positive integer').min(1, 'must be a positive integer').nullish(),
     user: z.string('must be a string').nullish(),
+    // Options of OpenAI-compatible servers that carry no text: NVIDIA NIM's (its asymmetric
+    // models need `input_type`) and vLLM's prompt truncation.
+    input_type: z.enum(['query', 'passage'], "must be 'query' or 'passage'").nullish(),
+    truncate: z.enum(['NONE', 'START', 'END'], "must be 'NONE', 'START' or 'END'").nullish(),
+    truncate_prompt_tokens: z.int('must be an integer').min(-1, 'must be -1 or more').nullish(),
   },
   'must be a JSON object',
 );

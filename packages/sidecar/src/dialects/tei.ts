@@ -11,15 +11,22 @@ const inputsShape = 'must be a string or an array of strings';
  * Every top-level field Veil reads, and so every one a body may carry: another is refused, not
  * forwarded unchecked. Exported so tests can count the issues a body costs.
  */
+const options = {
+  normalize: z.boolean('must be a boolean').nullish(),
+  truncate: z.boolean('must be a boolean').nullish(),
+  truncation_direction: z.enum(['Left', 'Right', 'left', 'right'], "must be 'Left' or 'Right'").nullish(),
+  prompt_name: z.string('must be a string').nullish(),
+  dimensions: z.int('must be a positive integer').min(1, 'must be a positive integer').nullish(),
+};
+
 export const teiEmbedRequest = z.strictObject(
   {
     // TEI also takes token ids; Veil does not, since masking works on text.
     inputs: readWith(textOrTexts('inputs', inputsShape, 'refused')),
-    normalize: z.boolean('must be a boolean').nullish(),
-    truncate: z.boolean('must be a boolean').nullish(),
-    truncation_direction: z.enum(['Left', 'Right', 'left', 'right'], "must be 'Left' or 'Right'").nullish(),
-    prompt_name: z.string('must be a string').nullish(),
-    dimensions: z.int('must be a positive integer').min(1, 'must be a positive integer').nullish(),
+    ...options,
+    // LangChain's Hugging Face embeddings send their model kwargs here, as the Inference API
+    // takes them; TEI ignores the field. It may hold TEI's own options, nothing else.
+    parameters: z.strictObject(options, 'must be a JSON object').nullish(),
   },
   'must be a JSON object',
 );

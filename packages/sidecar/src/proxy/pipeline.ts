@@ -115,7 +115,7 @@ async function run(
 
   const charge = deps.telemetry.span('policy', () => enforce(policy, identity, model, parsed));
 
-  let now: { policy: ActivePolicy; forwardBody: Buffer | string };
+  let now: { policy: ActivePolicy; forwardBody: string };
   try {
     const forwardBody = deps.telemetry.span('mask', () =>
       mask(deps, policy, dialect, request.path, body, parsed, trace),
@@ -154,8 +154,8 @@ async function underPolicyNow(
   body: { bytes: Buffer; json: unknown },
   parsed: ParsedEmbedRequest,
   trace: Trace,
-  forwardBody: Buffer | string,
-): Promise<{ policy: ActivePolicy; forwardBody: Buffer | string }> {
+  forwardBody: string,
+): Promise<{ policy: ActivePolicy; forwardBody: string }> {
   const now = deps.policy();
   if (now?.hash === policy.hash) return { policy, forwardBody };
   if (!now) throw new Refusal(503, 'unavailable', 'unavailable', 'no valid policy is loaded');
@@ -265,7 +265,7 @@ async function approve(
   policy: ActivePolicy,
   dialect: Dialect,
   request: IncomingEmbedRequest,
-  forwardBody: Buffer | string,
+  forwardBody: string,
   trace: Trace,
 ): Promise<{ reply: ProxyReply; outcome: RecordOutcome } | undefined> {
   const identity = trace.identity;
@@ -337,7 +337,7 @@ async function readJson(
   }
 }
 
-/** Returns the body to forward: the caller's own bytes unless forward masking changed something. */
+/** Returns the body to forward: as Veil read it, with the texts forward masking changed. */
 function mask(
   deps: PipelineDeps,
   policy: ActivePolicy,
@@ -386,7 +386,7 @@ async function forward(
   policy: ActivePolicy,
   dialect: Dialect,
   path: string,
-  body: Buffer | string,
+  body: string,
   trace: Trace,
 ): Promise<{ reply: ProxyReply; outcome: RecordOutcome }> {
   recordForwarding(deps, dialect.name, path, trace);

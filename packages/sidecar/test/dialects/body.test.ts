@@ -21,11 +21,20 @@ const routes: readonly Route[] = [
   {
     dialect: openai,
     path: '/v1/embeddings',
-    full: { model: 'm', input: ['a', 'b'], encoding_format: 'base64', dimensions: 64, user: 'u-1' },
+    full: {
+      model: 'm',
+      input: ['a', 'b'],
+      encoding_format: 'base64',
+      dimensions: 64,
+      user: 'u-1',
+      input_type: 'query',
+      truncate: 'START',
+      truncate_prompt_tokens: 512,
+    },
     field: 'input',
     texts: ['a', 'b'],
-    // vLLM's: chat messages to embed, the vectors' dtype and byte order, its own truncation.
-    foreign: ['messages', 'embed_dtype', 'endianness', 'truncate_prompt_tokens', 'add_special_tokens'],
+    // vLLM's: chat messages to embed, the vectors' dtype and byte order, token handling, scheduling.
+    foreign: ['messages', 'embed_dtype', 'endianness', 'add_special_tokens', 'priority'],
   },
   {
     dialect: openai,
@@ -176,6 +185,42 @@ describe('refusing fields', () => {
       () => openai.parse(body, '/v1/embeddings'),
       400,
       /^field "messages" is not one Veil can check; remove it$/,
+    );
+  });
+
+  it('refuses a model named outside printable ASCII, which Ollama would fold into another', () => {
+    assertDialectError(
+      () => openai.parse({ model: 'ſecret-embed', input: 'ok' }, '/v1/embeddings'),
+      400,
+      /model.*must be printable ASCII/,
+    );
+    assertDialectError(
+      () => ollama.parse({ model: 'ſecret-embed', input: 'ok' }, '/api/embed'),
+      400,
+      /model.*must be printable ASCII/,
+    );
+  });
+
+  it('takes the text-free options of OpenAI-compatible servers and LangChain’s TEI parameters', () => {
+    const nim = {
+      model: 'm',
+      input: 'ok',
+      input_type: 'passage',
+      truncate: 'END',
+      truncate_prompt_tokens: -1,
+    };
+    assert.equal(openai.parse(nim, '/v1/embeddings').inputCount, 1);
+    const langchain = { inputs: ['ok'], parameters: { truncate: true } };
+    assert.equal(tei.parse(langchain, '/embed').inputCount, 1);
+    assertDialectError(
+      () => tei.parse({ inputs: ['ok'], parameters: { text: 'SSN 123-45-6789' } }, '/embed'),
+      400,
+      /parameters/,
+    );
+    assertDialectError(
+      () => openai.parse({ ...nim, input_type: 'SSN 123-45-6789' }, '/v1/embeddings'),
+      400,
+      /input_type/,
     );
   });
 

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { type AdminCertificate, startAdminCertificate } from './admin/certificate.ts';
 import { type ApprovalsClient, controllerApprovalsClient } from './approvals/client.ts';
 import { RecordedDecisions } from './approvals/evidence.ts';
-import { ApprovalFollower, FOLLOW_FILE } from './approvals/follow.ts';
+import { ApprovalFollower, FOLLOW_FILE, type FollowerOptions } from './approvals/follow.ts';
 import { HeldRequests } from './approvals/hold.ts';
 import { openAuditRecorder } from './audit/setup.ts';
 import type { AuditSink } from './audit/sink.ts';
@@ -58,6 +58,8 @@ export interface SidecarOptions {
    * keeps approvals in its own process). The sidecar closes it on close.
    */
   readonly approvals?: ApprovalsClient;
+  /** How the approvals this sidecar opens are followed (tests ask often, or cap low); false follows none. */
+  readonly follow?: Pick<FollowerOptions, 'pollMs' | 'maxFollowed'> | false;
 }
 
 /**
@@ -110,14 +112,16 @@ export async function startSidecar(
     const approvalDecisions = new RecordedDecisions();
     // Every approval this sidecar opens is followed to its end, whoever waits on it.
     const follower =
-      approvals &&
-      (await ApprovalFollower.start({
-        client: approvals,
-        sink,
-        decisions: approvalDecisions,
-        stateFile: config.stateDir ? join(config.stateDir, FOLLOW_FILE) : undefined,
-        log,
-      }));
+      approvals === undefined || options.follow === false
+        ? undefined
+        : await ApprovalFollower.start({
+            ...options.follow,
+            client: approvals,
+            sink,
+            decisions: approvalDecisions,
+            stateFile: config.stateDir ? join(config.stateDir, FOLLOW_FILE) : undefined,
+            log,
+          });
     undo.push(() => follower?.close());
     const bodyBudget = new BodyBudget(config.bodyMemoryBytes ?? defaultBodyMemoryBytes);
     const dropBodyGauge = telemetry.gauge(

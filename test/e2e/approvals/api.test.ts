@@ -67,8 +67,8 @@ const policy: PolicySpecInput = {
 
 /** The same rule, under a policy letting one requester have two approvals Pending. */
 const capped: PolicySpecInput = { ...policy, approvals: { ...policy.approvals, maxPendingPerCaller: 2 } };
-/** A policy a test edits between opening an approval and using it. */
-let edited: PolicySpecInput = policy;
+/** A policy a test edits between opening an approval and using it; undefined: no valid version known. */
+let edited: PolicySpecInput | undefined = policy;
 const policies: Record<string, PolicySpecInput> = { default: policy, capped };
 
 before(async () => {
@@ -558,4 +558,45 @@ test('an approval that records no rule hash (opened before it was recorded) is r
   assert.equal(used.status, 409, JSON.stringify(used.body));
   assert.equal(used.body.reason, 'rule');
   assert.match(String(used.body.error), /does not record which version of rule bulk/);
+});
+
+test('a replica that knows no valid version of an existing policy answers 503 to a use; once the policy is gone, 409 rule', async () => {
+  const namespace = await freshNamespace(cp, 'rulenone');
+  const token = await sidecarToken(cp, namespace);
+  const { groups: _groups, ...who } = alice;
+  const opened = await call(token, 'POST', '/v1/approvals', { ...openBody(), policy: 'edited' });
+  assert.equal(opened.status, 201, JSON.stringify(opened.body));
+  const name = String(opened.body.name);
+  await runApprovalsDecide('approve', [`${namespace}/${name}`, '--reason', 'fine'], {
+    out: () => undefined,
+    kubeConfig: () => cp.kubeConfig(bob.kubeconfig),
+  });
+  const use = () =>
+    call(token, 'POST', `/v1/approvals/${namespace}/${name}/use`, { ...useBody(who), policy: 'edited' });
+  const objects = cp.kubeConfig().makeApiClient(CustomObjectsApi);
+  const where = { group: GROUP, version: VERSION, namespace, plural: 'embeddingpolicies' };
+  // The policy exists at the API server, but this replica holds no valid version of it (its latest edit, say).
+  await objects.createNamespacedCustomObject({
+    ...where,
+    body: {
+      apiVersion: `${GROUP}/${VERSION}`,
+      kind: 'EmbeddingPolicy',
+      metadata: { name: 'edited' },
+      spec: policySpecSchema.parse(policy),
+    },
+  });
+  edited = undefined;
+  try {
+    const unknown = await use();
+    assert.equal(unknown.status, 503, JSON.stringify(unknown.body));
+    assert.match(String(unknown.body.error), /retry/);
+
+    await objects.deleteNamespacedCustomObject({ ...where, name: 'edited' });
+    const gone = await use();
+    assert.equal(gone.status, 409, JSON.stringify(gone.body));
+    assert.equal(gone.body.reason, 'rule');
+    assert.match(String(gone.body.error), /no longer exists/);
+  } finally {
+    edited = policy;
+  }
 });

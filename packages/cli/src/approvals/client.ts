@@ -14,10 +14,10 @@ import {
 import {
   type ApprovalSpec,
   type ApprovalStatus,
-  approvalSpecSchema,
   approvalStatusSchema,
   GROUP,
   openProblems,
+  storedApprovalSpecSchema,
   VERSION,
 } from '@veil/core';
 import { z } from 'zod';
@@ -55,7 +55,7 @@ const storedSchema = z.looseObject({
     creationTimestamp: z.union([z.string(), z.date()]).optional(),
     resourceVersion: z.string().optional(),
   }),
-  spec: approvalSpecSchema,
+  spec: storedApprovalSpecSchema,
   status: z.unknown().optional(),
 });
 

@@ -2,7 +2,7 @@
 // dev/approvalsapi.ts), with an approver token from its issuer. The same calls as
 // the Kubernetes client, so `veil approvals … --dev` prints the same thing.
 import { join, resolve } from 'node:path';
-import { approvalSpecSchema, approvalStatusSchema } from '@veil/core';
+import { approvalStatusSchema, storedApprovalSpecSchema } from '@veil/core';
 import { z } from 'zod';
 import { CliError } from '../command.ts';
 import { readDevInfo } from '../dev/state.ts';
@@ -15,7 +15,7 @@ const approvalSchema = z.object({
   namespace: z.string().min(1),
   name: z.string().min(1),
   createdAt: z.string().optional(),
-  spec: approvalSpecSchema,
+  spec: storedApprovalSpecSchema,
   status: approvalStatusSchema,
 });
 const listSchema = z.object({ items: z.array(approvalSchema) });

@@ -53,6 +53,14 @@ export const approvalSpecSchema = z
   })
   .strict();
 
+/**
+ * The spec as a reader takes a stored approval: as strict, except that a spec
+ * key it does not know is dropped. A newer controller may add a field (as it
+ * added ruleHash); a reader that refused the object for it could neither list
+ * nor decide the approval. Writes use approvalSpecSchema.
+ */
+export const storedApprovalSpecSchema = z.object(approvalSpecSchema.shape);
+
 export const approvalDecisionSchema = z
   .object({
     approver: subject,

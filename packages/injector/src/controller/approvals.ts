@@ -22,9 +22,12 @@
 // @veil/core's approvals/lifecycle.ts).
 //
 // An approval holds under the rule it was opened under: the hash of that rule's
-// content is recorded in an annotation at opening, and a use is refused (409,
-// reason `rule`) once the policy's rule differs or is gone. An approval without
-// the annotation (opened before it was recorded) is refused the same way.
+// content is recorded in spec.ruleHash at opening (the spec only the controller
+// may change), and a use is refused (409, reason `rule`) once the policy's rule
+// differs or is gone. An approval without it (opened before it was recorded) is
+// refused the same way. A replica that knows no valid version of a policy that
+// still exists (a fresh one while the latest edit is invalid) cannot tell, and
+// answers 503: another replica, or this one later, can.
 //
 // Approver groups, count, expiry and notification come from the EmbeddingPolicy
 // the controller holds, never from the sidecar. The sidecar sends a masked summary
@@ -45,10 +48,10 @@ import {
   setHeaderOptions,
 } from '@kubernetes/client-node';
 import {
+  type ApprovalRule,
   type ApprovalSpec,
   type ApprovalStatus,
   type ApprovalView,
-  approvalSpecSchema,
   approvalStatusSchema,
   approvalView,
   checkUse,
@@ -63,6 +66,7 @@ import {
   policySpecSchema,
   removalDue,
   ruleChangeRefusal,
+  storedApprovalSpecSchema,
   useApprovalSchema,
   VERSION,
 } from '@veil/core';
@@ -74,6 +78,7 @@ import { type CertificateFiles, readCertificatePair } from '../certs/reload.ts';
 import { veilLabels } from '../webhook/annotations.ts';
 import type { DesiredPolicy } from './distributor.ts';
 import type { Log } from './log.ts';
+import { policyPlural } from './policies.ts';
 import type { Caller } from './pull.ts';
 
 const plural = 'embeddingapprovals';
@@ -115,13 +120,12 @@ const maxWaitSeconds = 600;
 /** How often a long poll re-reads the approval. */
 const pollMs = 250;
 
-type Stored = {
+export type Stored = {
   metadata: {
     name: string;
     namespace: string;
     creationTimestamp?: string | Date;
     resourceVersion?: string;
-    annotations?: Record<string, string>;
   };
   spec: ApprovalSpec;
   status: ApprovalStatus;
@@ -351,7 +355,18 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
     stored = await expireIfDue(stored);
     const check = checkUse(name, stored, body.data, now());
     if (!check.ok) return refuseUse(reply, stored, check);
-    const ruleChanged = ruleChangeRefusal(name, stored.spec, ruleOf(stored));
+    const current = await ruleNow(stored);
+    if (current.kind === 'unknown') {
+      options.log.warn('approval use deferred: no valid version of its policy here', {
+        namespace,
+        name,
+        policy: stored.spec.policy,
+      });
+      return reply.code(503).send({
+        error: `the controller cannot check approval ${name} against EmbeddingPolicy ${stored.spec.policy} now; retry`,
+      });
+    }
+    const ruleChanged = ruleChangeRefusal(name, stored.spec, current.rule);
     if (ruleChanged !== undefined) {
       options.log.info('approval use refused: rule changed', { namespace, name, rule: stored.spec.rule });
       return refuseUse(reply, stored, ruleChanged);
@@ -442,10 +457,41 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
     });
   }
 
-  function ruleOf(stored: Stored) {
+  /** The approval's rule in the valid version of its policy this replica holds; undefined without one. */
+  function ruleOf(stored: Stored): ApprovalRule | undefined {
     const desired = options.policy(stored.metadata.namespace, stored.spec.policy);
-    const spec = desired ? policySpecSchema.safeParse(desired.spec) : undefined;
-    return spec?.success ? spec.data.approvals.rules.find((r) => r.name === stored.spec.rule) : undefined;
+    return desired === undefined ? undefined : ruleIn(desired, stored.spec.rule);
+  }
+
+  /**
+   * The approval's rule as it stands, for a use. It is known to be gone only
+   * when the valid version this replica holds lacks it, or the API server has
+   * no such policy. A policy that exists without a valid version here (or that
+   * cannot be read now) leaves it unknown: refusing the use as if the rule were
+   * gone would depend on the replica asked.
+   */
+  async function ruleNow(stored: Stored): Promise<RuleNow> {
+    const { namespace } = stored.metadata;
+    const desired = options.policy(namespace, stored.spec.policy);
+    if (desired !== undefined) return { kind: 'known', rule: ruleIn(desired, stored.spec.rule) };
+    try {
+      await api.getNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        namespace,
+        plural: policyPlural,
+        name: stored.spec.policy,
+      });
+      return { kind: 'unknown' };
+    } catch (error) {
+      if ((error as { code?: number }).code === 404) return { kind: 'known', rule: undefined };
+      options.log.warn('policy of an approval not read', {
+        namespace,
+        policy: stored.spec.policy,
+        error: (error as Error).message,
+      });
+      return { kind: 'unknown' };
+    }
   }
 
   /** One approval's turn in a sweep. */
@@ -539,6 +585,15 @@ export async function sweepEach<T>(
 
 type Requester = Pick<ApprovalSpec['requester'], 'issuer' | 'subject'>;
 
+/** An approval's rule now: known (undefined once gone), or unknown to this replica. */
+type RuleNow = { kind: 'known'; rule: ApprovalRule | undefined } | { kind: 'unknown' };
+
+/** `name` among the approval rules of a valid policy version. */
+function ruleIn(desired: DesiredPolicy, name: string): ApprovalRule | undefined {
+  const spec = policySpecSchema.safeParse(desired.spec);
+  return spec.success ? spec.data.approvals.rules.find((r) => r.name === name) : undefined;
+}
+
 /** A caller the API serves: an injected pod, known by the token bound to it. */
 type PodCaller = { username: string; namespace: string; pod: { name: string; uid: string } };
 
@@ -552,8 +607,11 @@ function requesterLabel(requester: Requester): string {
     .slice(0, 40);
 }
 
-/** A listed approval as stored; undefined for one that is not valid (never made by this controller). */
-function readStored(item: unknown): Stored | undefined {
+/**
+ * A listed approval as stored; undefined for one that is not valid (never made
+ * by this controller). A spec field a newer controller added is dropped.
+ */
+export function readStored(item: unknown): Stored | undefined {
   try {
     return toStored(item);
   } catch {
@@ -565,7 +623,7 @@ function toStored(object: unknown): Stored {
   const o = object as { metadata: Stored['metadata']; spec: unknown; status?: unknown };
   return {
     metadata: o.metadata,
-    spec: approvalSpecSchema.parse(o.spec),
+    spec: storedApprovalSpecSchema.parse(o.spec),
     status: approvalStatusSchema.parse(o.status ?? {}),
   };
 }

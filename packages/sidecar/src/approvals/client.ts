@@ -134,6 +134,16 @@ const TIMEOUT_MS = 10_000;
 const errorSchema = z.object({ error: z.string().optional(), reason: z.string().optional() }).loose();
 const useReasons = new Set<string>(['identity', 'digest', 'used', 'rule', 'Pending', 'Denied', 'Expired']);
 
+/**
+ * Whether a 404 is the controller's own answer for an approval it does not
+ * have: a 404 for a wrong path (a misconfigured URL, a proxy in between) must
+ * not pass for every approval being gone, or the follower would drop them all.
+ */
+function isGoneAnswer(json: unknown, namespace: string, name: string): boolean {
+  const said = errorSchema.safeParse(json);
+  return said.success && said.data.error === `no EmbeddingApproval ${namespace}/${name}`;
+}
+
 export async function controllerApprovalsClient(options: ControllerClientOptions): Promise<ApprovalsClient> {
   // The CA file is read on every call: a missing one fails that call closed, not the start.
   const agent = new ControllerAgent({
@@ -233,7 +243,8 @@ export async function controllerApprovalsClient(options: ControllerClientOptions
         wait * 1000 + TIMEOUT_MS,
         signal,
       );
-      if (status === 404) throw new ApprovalGoneError(`the controller has no approval ${namespace}/${name}`);
+      if (status === 404 && isGoneAnswer(json, namespace, name))
+        throw new ApprovalGoneError(`the controller has no approval ${namespace}/${name}`);
       if (status !== 200) refused(status, json, `return approval ${namespace}/${name}`);
       return asView(status, json, 'the long poll');
     },

@@ -101,28 +101,59 @@ export function decisionEvents(view: ApprovalView, fallbackRequestedAt: string):
       time,
       ...(decision.reason ? { reason: decision.reason.slice(0, MAX_REASON) } : {}),
     };
-    events.push({
-      key: RecordedDecisions.key(id, approver.subject, decision.decision, time),
-      event: {
+    events.push(
+      keyed({
         kind: 'approval.decided',
         outcome: decision.decision === 'approve' ? 'allowed' : 'approval_denied',
         approval: { id, approvers: [approver], requestedAt, ...(decidedAt ? { decidedAt } : {}) },
-      },
-    });
+      }),
+    );
   }
   if (view.phase !== 'Expired') return events;
   // The controller keeps no time of expiry but the deadline itself. An
   // approval expires once, so its expiry is known by the approval alone.
   const expiredAt = isoMillis(view.expiresAt) ?? new Date().toISOString();
-  events.push({
-    key: RecordedDecisions.key(id, '', 'expire', ''),
-    event: {
+  events.push(
+    keyed({
       kind: 'approval.decided',
       outcome: 'approval_expired',
       approval: { id, approvers: [], requestedAt, decidedAt: expiredAt },
-    },
-  });
+    }),
+  );
   return events;
+}
+
+/** The decision an `approval.decided` record's outcome stands for. */
+const outcomeDecisions: ReadonlyMap<string, 'approve' | 'deny'> = new Map([
+  ['allowed', 'approve'],
+  ['approval_denied', 'deny'],
+]);
+
+function keyed(event: ApprovalEvent): DecisionEvent {
+  const key = decisionKey(event);
+  if (key === undefined) throw new Error(`no decision key for a ${event.kind} event`);
+  return { key, event };
+}
+
+/**
+ * The RecordedDecisions key of an `approval.decided` record (one approver, or
+ * none for the expiry); undefined for any other. Computed from the record
+ * alone, so a decision a request recorded is known by the same key as the
+ * follower's (see ApprovalFollower.watch).
+ */
+export function decisionKey(record: {
+  readonly kind?: string | undefined;
+  readonly outcome: string;
+  readonly approval?: ApprovalRecordRef | undefined;
+}): string | undefined {
+  if (record.kind !== 'approval.decided' || record.approval === undefined) return undefined;
+  const { id, approvers } = record.approval;
+  if (record.outcome === 'approval_expired')
+    return approvers.length === 0 ? RecordedDecisions.key(id, '', 'expire', '') : undefined;
+  const decision = outcomeDecisions.get(record.outcome);
+  const [approver, ...more] = approvers;
+  if (decision === undefined || approver === undefined || more.length > 0) return undefined;
+  return RecordedDecisions.key(id, approver.subject, decision, approver.time);
 }
 
 /** The record wants RFC 3339 UTC with milliseconds; the API server writes seconds. */

@@ -5,12 +5,17 @@
 // lost once the controller's sweep deletes the settled approval.
 //
 // - Each `approval.requested` record this sidecar makes durable adds its
-//   approval to the list (`watch`). A few workers long-poll the controller for
-//   them, the same GET a hold uses; with more approvals than workers they poll
-//   without waiting, each approval at most every SHORT_POLL_MS.
+//   approval to the list (`watch`). A few workers ask the controller after
+//   them, the GET a hold uses but without waiting, each approval at most every
+//   `pollMs`: nobody waits on the follower, and a long poll would cost the
+//   controller a read of the approval from the API server every quarter
+//   second for each approval, for as long as it is open (hours, deferred).
 // - Each decision is recorded once, shared with the requests that observe it
 //   through RecordedDecisions, in the same `approval.decided` shape a request
-//   records (its request's identity, policy, api, route, model and counts).
+//   records (its request's identity, policy, api, route, model and counts). A
+//   decision a request recorded is on the list's record too (`watch`).
+// - Past `maxFollowed` approvals, a new one is not followed (and this is
+//   logged): its request goes on, as an approval opened by a pod that is gone.
 // - An approval leaves the list once it is settled (Approved, Denied, Expired)
 //   and all its decisions are recorded, or when the controller has no such
 //   approval any more.
@@ -28,21 +33,19 @@ import {
   type ApprovalEvent,
   type DecisionEvent,
   decisionEvents,
+  decisionKey,
   type RecordedDecisions,
 } from './evidence.ts';
 
 /** The name of the list's file in the sidecar's state directory. */
 export const FOLLOW_FILE = 'approvals-followed.json';
 
-/** Past this many approvals followed at once, opening another fails closed. */
+/** The most approvals followed at once (the default, and the most the list's file holds). */
 export const MAX_FOLLOWED = 2_000;
 /** More than any approval gets: its approvers' count, at most one decision each, and its expiry. */
 const MAX_RECORDED = 256;
 const DEFAULT_WORKERS = 4;
-/** A long poll's wait; the controller answers at once when the approval is settled. */
-const LONG_POLL_SECONDS = 60;
-/** How often each approval is asked after when there are more than workers. */
-const SHORT_POLL_MS = 30_000;
+const DEFAULT_POLL_MS = 30_000;
 const DEFAULT_BACKOFF = { baseMs: 1_000, capMs: 60_000 };
 
 const dnsLabel = z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/);
@@ -183,6 +186,10 @@ export interface FollowerOptions {
   readonly stateFile?: string;
   readonly log: (message: string) => void;
   readonly workers?: number;
+  /** How often each approval is asked after; default 30 s (tests make it short). */
+  readonly pollMs?: number;
+  /** Past this many approvals, a new one is not followed; default (and at most) MAX_FOLLOWED. */
+  readonly maxFollowed?: number;
   readonly backoff?: { baseMs: number; capMs: number };
 }
 
@@ -195,6 +202,8 @@ export class ApprovalFollower {
   readonly #sleepers = new Set<() => void>();
   #workers: Promise<void>[] = [];
   #saving: Promise<void> = Promise.resolve();
+  /** Whether the last approval to follow found the list full: logged once per streak. */
+  #full = false;
 
   private constructor(options: FollowerOptions) {
     this.#options = options;
@@ -220,8 +229,11 @@ export class ApprovalFollower {
 
   /**
    * `sink`, but an `approval.requested` record is durable only once its
-   * approval is also on the list: a request whose approval cannot be followed
-   * fails closed, as one whose record cannot be written does.
+   * approval is also on the list (or the list is full): a request whose
+   * approval's place on the list cannot be saved fails closed, as one whose
+   * record cannot be written does. A durable `approval.decided` record of an
+   * approval followed goes on the list's record, so the follower does not
+   * record it again after a restart.
    */
   watch(sink: AuditSink): AuditSink {
     return {
@@ -229,23 +241,54 @@ export class ApprovalFollower {
       append: (draft, until) => {
         const appended = sink.append(draft, until);
         const followed = followedFromDraft(draft);
-        return followed === undefined ? appended : appended.then(() => this.follow(followed));
+        if (followed !== undefined) return appended.then(() => this.follow(followed));
+        const key = decisionKey(draft);
+        if (key === undefined || (until ?? 'durable') !== 'durable' || draft.approval === undefined)
+          return appended;
+        const { id } = draft.approval;
+        return appended.then(() => this.#onRecord(id, key));
       },
       ...(sink.failed === undefined ? {} : { failed: () => sink.failed?.() ?? false }),
       close: () => sink.close(),
     };
   }
 
-  /** Adds an approval to the list and saves it; also once stopped, so the next start follows it. */
+  /**
+   * Adds an approval to the list and saves it; also once stopped, so the next
+   * start follows it. A full list is no failure: the approval is open at the
+   * controller already, and failing its request would leave it Pending, counted
+   * against its caller, with an id nobody was told.
+   */
   async follow(followed: Followed): Promise<void> {
     const id = followedId(followed);
     if (!this.#slots.has(id)) {
-      if (this.#slots.size >= MAX_FOLLOWED)
-        throw new Error(`${MAX_FOLLOWED} approvals are followed already; approval ${id} cannot be`);
+      const max = Math.min(this.#options.maxFollowed ?? MAX_FOLLOWED, MAX_FOLLOWED);
+      if (this.#slots.size >= max) {
+        if (!this.#full)
+          this.#options.log(
+            `${max} approvals are followed already: approval ${id}, and any opened before one settles, is not followed`,
+          );
+        this.#full = true;
+        return;
+      }
+      this.#full = false;
       this.#slots.set(id, { followed, dueAt: 0, failures: 0 });
       this.#wake();
     }
     await this.#save();
+  }
+
+  /** A decision a request recorded, on the list's record of its approval. */
+  async #onRecord(id: string, key: string): Promise<void> {
+    const slot = this.#slots.get(id);
+    if (slot === undefined || slot.followed.recorded.includes(key)) return;
+    slot.followed.recorded.push(key);
+    try {
+      await this.#save();
+    } catch (error) {
+      // The record is durable: the request goes on; at worst a restart records the decision again.
+      this.#options.log(`the list of approvals followed could not be saved (${(error as Error).message})`);
+    }
   }
 
   /** Stops asking the controller; the list's file keeps what is left. */
@@ -276,15 +319,9 @@ export class ApprovalFollower {
     const slot = this.#slots.get(id);
     if (slot === undefined) return;
     const { namespace, name } = slot.followed;
-    const longPoll = this.#slots.size <= (this.#options.workers ?? DEFAULT_WORKERS);
     let view: ApprovalView;
     try {
-      view = await this.#options.client.wait(
-        namespace,
-        name,
-        longPoll ? LONG_POLL_SECONDS : 0,
-        this.#stop.signal,
-      );
+      view = await this.#options.client.wait(namespace, name, 0, this.#stop.signal);
     } catch (error) {
       if (this.#stop.signal.aborted) return;
       if (isApprovalGone(error)) {
@@ -303,7 +340,7 @@ export class ApprovalFollower {
     }
     slot.failures = 0;
     if (isSettled(view)) await this.#drop(id);
-    else slot.dueAt = performance.now() + (longPoll ? 0 : SHORT_POLL_MS);
+    else slot.dueAt = performance.now() + (this.#options.pollMs ?? DEFAULT_POLL_MS);
   }
 
   /** Records what is not on record yet, saving the list after each so a restart does not repeat it. */
@@ -313,7 +350,8 @@ export class ApprovalFollower {
       await this.#options.decisions.once(key, async () =>
         this.#options.sink.append(decidedDraft(followed, event, new Date())),
       );
-      followed.recorded.push(key);
+      // A request may have put it on record meanwhile (#onRecord).
+      if (!followed.recorded.includes(key)) followed.recorded.push(key);
       await this.#save();
     }
   }

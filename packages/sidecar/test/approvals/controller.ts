@@ -29,6 +29,8 @@ export interface ControllerStandIn {
   readonly opened: OpenedBody[];
   /** Every use request received, in order, with the approval it named. */
   readonly uses: { id: string; body: unknown }[];
+  /** The approvals asked after (GET) without waiting, by id, as often as answered. */
+  readonly asked: string[];
   /** The bearer token it accepts; anything else is 401. */
   token: string;
   /** When set, an open beyond this many Pending approvals of one requester is refused 429. */
@@ -58,6 +60,7 @@ export async function startControllerStandIn(namespace = 'test'): Promise<Contro
   const approvals = new Map<string, StoredApproval>();
   const events = new EventEmitter();
   const opened: OpenedBody[] = [];
+  const asked: string[] = [];
   const uses: { id: string; body: unknown }[] = [];
   const unseen: string[] = [];
   const droppedRules = new Set<string>();
@@ -127,7 +130,9 @@ export async function startControllerStandIn(namespace = 'test'): Promise<Contro
     const match = /^\/v1\/approvals\/([^/]+)\/([^/]+)(\/use)?$/.exec(url.pathname);
     const id = match ? `${match[1]}/${match[2]}` : '';
     const stored = approvals.get(id);
-    if (!match || !stored) return send(response, 404, { error: `no EmbeddingApproval ${id}` });
+    // As the controller answers: a route it has not, apart from an approval it has not.
+    if (!match) return send(response, 404, { error: 'not found' });
+    if (!stored) return send(response, 404, { error: `no EmbeddingApproval ${id}` });
     if (request.method === 'GET' && !match[3]) {
       const wait = Number(url.searchParams.get('wait') ?? '0');
       if (stored.status.phase === 'Pending' && wait > 0) {
@@ -138,6 +143,7 @@ export async function startControllerStandIn(namespace = 'test'): Promise<Contro
         clearTimeout(timeout);
         timer.abort();
       }
+      if (wait === 0) asked.push(id);
       return send(response, 200, view(stored));
     }
     if (request.method === 'POST' && match[3]) {
@@ -180,6 +186,7 @@ export async function startControllerStandIn(namespace = 'test'): Promise<Contro
     url: `http://127.0.0.1:${port}`,
     opened,
     uses,
+    asked,
     token: 'sidecar-token-1',
     maxPending: undefined,
     async nextOpened(signal) {

@@ -3,11 +3,17 @@
 // record, which approval to ask after next), then a sidecar against the
 // stand-in controller, across a restart.
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ApprovalView } from '../../src/approvals/client.ts';
+import {
+  type ApprovalView,
+  ControllerUnavailableError,
+  controllerApprovalsClient,
+  isApprovalGone,
+} from '../../src/approvals/client.ts';
 import {
   backoffMs,
   decidedDraft,
@@ -24,7 +30,7 @@ import type { AuditDraft } from '../../src/audit/sink.ts';
 import { sidecarConfigSchema } from '../../src/config.ts';
 import { startSidecar } from '../../src/sidecar.ts';
 import { call, MemorySink } from '../fixtures/sidecar.ts';
-import { type HeldFixture, startHeldFixture } from './controller.ts';
+import { type HeldFixture, startControllerStandIn, startHeldFixture } from './controller.ts';
 
 const requestedDraft: AuditDraft = {
   time: '2026-03-01T10:00:00.000Z',
@@ -289,4 +295,127 @@ describe('a sidecar following the approvals it opened', () => {
       await restarted.close();
     }
   });
+});
+
+describe('a sidecar that asks after its approvals seldom', () => {
+  let held: HeldFixture;
+
+  // Asked once at opening, then not within the test: what is on record is the requests' doing.
+  before(async () => {
+    held = await startHeldFixture({ policy, follow: { pollMs: 3_600_000 } });
+  });
+  after(() => held.close());
+
+  it('does not record again after a restart a decision a retry recorded', async () => {
+    const { fixture, controller } = held;
+    const token = await fixture.token();
+    const opened = await call(`${fixture.url}/v1/embeddings`, body, {
+      token,
+      headers: { 'x-veil-operation': 'later' },
+    });
+    assert.equal(opened.status, 202, opened.text);
+    const id = await controller.nextOpened();
+    const stateDir = join(fixture.stateDir, 'policy');
+    const file = join(stateDir, FOLLOW_FILE);
+    // Asked after once, Pending, before the decision: the follower has nothing to record.
+    await until(() => controller.asked.includes(id), 'the follower asked after the approval');
+    controller.decide(id, 'deny', 'bob', 'not now');
+    const retry = await call(`${fixture.url}/v1/embeddings`, body, {
+      token,
+      headers: { 'x-veil-operation': 'later', 'x-veil-approval': id },
+    });
+    assert.equal(retry.status, 403, retry.text);
+    const recordedByRetry = fixture.sink
+      .records()
+      .filter((r) => r.kind === 'approval.decided' && r.approval?.id === id);
+    assert.equal(recordedByRetry.length, 1);
+    await fixture.sidecar.close();
+    // Without waiting, and once per pollMs: not asked again within the test.
+    assert.deepEqual(
+      controller.asked.filter((asked) => asked === id),
+      [id],
+    );
+
+    const tokenFile = join(fixture.stateDir, 'restarted-token');
+    await writeFile(tokenFile, controller.token);
+    const sink = new MemorySink();
+    const restarted = await startSidecar(
+      sidecarConfigSchema.parse({
+        upstream: 'http://127.0.0.1:9',
+        host: '127.0.0.1',
+        proxyPort: 0,
+        adminHost: '127.0.0.1',
+        adminPort: 0,
+        stateDir,
+        pod: { namespace: 'test', name: 'embed-0', uid: 'pod-0123' },
+        approvalsUrl: controller.url,
+        controllerTokenFile: tokenFile,
+      }),
+      { sink, log: () => undefined },
+    );
+    try {
+      // The restarted follower asks at once, finds the approval Denied, and lets it go.
+      await until(
+        async () => parseFollowState(await readFile(file, 'utf8')).length === 0,
+        'the list emptied',
+      );
+      assert.deepEqual(
+        sink.records().filter((r) => r.kind === 'approval.decided'),
+        [],
+        'the deny the retry recorded is not recorded again',
+      );
+    } finally {
+      await restarted.close();
+    }
+  });
+});
+
+describe('a sidecar whose list of approvals followed is full', () => {
+  let held: HeldFixture;
+
+  before(async () => {
+    held = await startHeldFixture({ policy, follow: { pollMs: 50, maxFollowed: 1 } });
+  });
+  after(() => held.close());
+
+  it('still gives the caller the approval it opened, and follows it not', async () => {
+    const { fixture, controller } = held;
+    const token = await fixture.token();
+    const open = () =>
+      call(`${fixture.url}/v1/embeddings`, body, { token, headers: { 'x-veil-operation': 'later' } });
+    assert.equal((await open()).status, 202);
+    const first = await controller.nextOpened();
+    const second = await open();
+    assert.equal(second.status, 202, second.text);
+    const unfollowed = await controller.nextOpened();
+    assert.match(second.text, new RegExp(unfollowed));
+    const file = join(fixture.stateDir, 'policy', FOLLOW_FILE);
+    assert.deepEqual(
+      parseFollowState(await readFile(file, 'utf8')).map((f) => `${f.namespace}/${f.name}`),
+      [first],
+    );
+  });
+});
+
+test("only the controller's own answer for an approval it has not says the approval is gone", async () => {
+  const controller = await startControllerStandIn();
+  const dir = await mkdtemp(join(tmpdir(), 'veil-approvals-'));
+  const tokenFile = join(dir, 'token');
+  await writeFile(tokenFile, controller.token);
+  const right = await controllerApprovalsClient({ url: controller.url, tokenFile });
+  // A wrong path, as a mistyped URL or a proxy in between gives: a 404, but no word on the approval.
+  const wrong = await controllerApprovalsClient({ url: `${controller.url}/veil`, tokenFile });
+  try {
+    await assert.rejects(right.wait('test', 'ea-none', 0), (error) => isApprovalGone(error));
+    await assert.rejects(
+      wrong.wait('test', 'ea-none', 0),
+      (error) =>
+        !isApprovalGone(error) && error instanceof ControllerUnavailableError && /404/.test(error.message),
+    );
+  } finally {
+    await right.close();
+    await wrong.close();
+    await controller.close();
+    await rm(dir, { recursive: true, force: true });
+  }
 });

@@ -22,7 +22,12 @@ import {
   startSidecarFixture,
   TEAM,
 } from '../fixtures/sidecar.ts';
-import { type ControllerStandIn, startControllerStandIn } from './controller.ts';
+import {
+  type ControllerStandIn,
+  type HeldFixture,
+  startControllerStandIn,
+  startHeldFixture,
+} from './controller.ts';
 
 const policy = {
   approvals: {
@@ -332,54 +337,6 @@ describe('approvals through a controller', () => {
     assert.deepEqual(approvers(decided), [['bob', 'fine']]);
   });
 
-  it('refuses a replay of an approval by another caller or with another payload', async () => {
-    const recordsBefore = fixture.records().length;
-    const first = await call(url(fixture), body, { token, headers: { 'x-veil-operation': 'later' } });
-    assert.equal(first.status, 202);
-    const id = await controller.nextOpened();
-    controller.decide(id, 'approve', 'bob', 'fine');
-    await decidedOnRecord(fixture, id);
-    const upstreamBefore = fixture.upstreamCalls.length;
-    const headers = { 'x-veil-operation': 'later', 'x-veil-approval': id };
-
-    const mallory = await fixture.token({ sub: 'mallory', aud: AUDIENCE });
-    const replay = await call(url(fixture), body, { token: mallory, headers });
-    assert.equal(replay.status, 403);
-    assert.match((replay.json as OpenAiError).error.message, /another caller/);
-    const refused = fixture.records().at(-1);
-    assert.equal(refused?.outcome, 'approval_denied');
-    assert.equal(refused?.identity?.subject, 'mallory');
-    assert.equal(refused?.approval?.id, id);
-    // Bob approved alice's request, not mallory's: her record does not name him.
-    assert.deepEqual(refused?.approval?.approvers, []);
-    assert.equal(refused?.approval?.decidedAt, undefined);
-
-    const swapped = await call(
-      url(fixture),
-      { ...body, input: ['other', 'payload', 'here'] },
-      { token, headers },
-    );
-    assert.equal(swapped.status, 403);
-    assert.match((swapped.json as OpenAiError).error.message, /another payload/);
-    assert.equal(fixture.upstreamCalls.length, upstreamBefore);
-    assert.deepEqual(fixture.records().at(-1)?.approval?.approvers, []);
-
-    // The genuine caller still can.
-    const genuine = await call(url(fixture), body, { token, headers });
-    assert.equal(genuine.status, 200, genuine.text);
-    // The decision is recorded once, by the sidecar following the approval it
-    // opened, under its requester: a replay never makes mallory its requester.
-    assert.deepEqual(trail(fixture, recordsBefore), [
-      ['approval.requested', 'held', null],
-      ['request', 'held', 202],
-      ['approval.decided', 'allowed', null],
-      ['request', 'approval_denied', 403],
-      ['request', 'approval_denied', 403],
-      ['request', 'allowed', 200],
-    ]);
-    assert.equal(fixture.records().at(-4)?.identity?.subject, 'alice');
-  });
-
   it('a late replay of an approval used in time is refused, and records no expiry of it', async () => {
     const first = await call(url(fixture), body, { token, headers: { 'x-veil-operation': 'later' } });
     assert.equal(first.status, 202);
@@ -450,6 +407,8 @@ describe('approvals through a controller', () => {
     assert.equal(elsewhere.status, 403, elsewhere.text);
     assert.match((elsewhere.json as OpenAiError).error.message, /another payload/);
     assert.equal(fixture.upstreamCalls.length, upstreamBefore);
+    // The follower records bob's approve; in this test, not amid the next one's trail.
+    await decidedOnRecord(fixture, id);
   });
 
   it('refuses an approval whose rule the policy no longer holds, telling the caller to ask anew', async () => {
@@ -470,6 +429,7 @@ describe('approvals through a controller', () => {
     );
     assert.equal(fixture.upstreamCalls.length, upstreamBefore);
     assert.equal(fixture.records().at(-1)?.outcome, 'approval_denied');
+    await decidedOnRecord(fixture, id);
   });
 
   it('refuses an approval opened directly with made-up counts beside the real digest', async () => {
@@ -578,6 +538,65 @@ describe('approvals through a controller', () => {
     const fresh = await call(url(fixture), body, { token, headers: { 'x-veil-operation': 'later' } });
     assert.equal(fresh.status, 202);
     await controller.nextOpened();
+  });
+});
+
+// Without the follower, which would record the decision before any replay:
+// then a replay recording it too would be hidden by the once-only record.
+describe('a replay of an approval, with nobody following it', () => {
+  let held: HeldFixture;
+  let token: string;
+
+  before(async () => {
+    held = await startHeldFixture({ policy, follow: false });
+    token = await held.fixture.token();
+  });
+  after(() => held?.close());
+
+  it('is refused for another caller or another payload, and records no decision', async () => {
+    const { fixture, controller } = held;
+    const recordsBefore = fixture.records().length;
+    const first = await call(url(fixture), body, { token, headers: { 'x-veil-operation': 'later' } });
+    assert.equal(first.status, 202);
+    const id = await controller.nextOpened();
+    controller.decide(id, 'approve', 'bob', 'fine');
+    const upstreamBefore = fixture.upstreamCalls.length;
+    const headers = { 'x-veil-operation': 'later', 'x-veil-approval': id };
+
+    const mallory = await fixture.token({ sub: 'mallory', aud: AUDIENCE });
+    const replay = await call(url(fixture), body, { token: mallory, headers });
+    assert.equal(replay.status, 403);
+    assert.match((replay.json as OpenAiError).error.message, /another caller/);
+    const refused = fixture.records().at(-1);
+    assert.equal(refused?.outcome, 'approval_denied');
+    assert.equal(refused?.identity?.subject, 'mallory');
+    assert.equal(refused?.approval?.id, id);
+    // Bob approved alice's request, not mallory's: her record does not name him.
+    assert.deepEqual(refused?.approval?.approvers, []);
+    assert.equal(refused?.approval?.decidedAt, undefined);
+
+    const swapped = await call(
+      url(fixture),
+      { ...body, input: ['other', 'payload', 'here'] },
+      { token, headers },
+    );
+    assert.equal(swapped.status, 403);
+    assert.match((swapped.json as OpenAiError).error.message, /another payload/);
+    assert.equal(fixture.upstreamCalls.length, upstreamBefore);
+    assert.deepEqual(fixture.records().at(-1)?.approval?.approvers, []);
+
+    // The genuine caller still can, and its request is the first to record bob's decision.
+    const genuine = await call(url(fixture), body, { token, headers });
+    assert.equal(genuine.status, 200, genuine.text);
+    assert.deepEqual(trail(fixture, recordsBefore), [
+      ['approval.requested', 'held', null],
+      ['request', 'held', 202],
+      ['request', 'approval_denied', 403],
+      ['request', 'approval_denied', 403],
+      ['approval.decided', 'allowed', null],
+      ['request', 'allowed', 200],
+    ]);
+    assert.equal(fixture.records().at(-2)?.identity?.subject, 'alice');
   });
 });
 

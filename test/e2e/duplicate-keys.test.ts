@@ -4,9 +4,6 @@
 // get the body as Veil read it, so it never embeds text, or uses a model, that
 // Veil did not judge.
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { PolicySpecInput } from '@veil/core';
 import {
@@ -14,48 +11,28 @@ import {
   type SidecarFixture,
   startSidecarFixture,
 } from '../../packages/sidecar/test/fixtures/sidecar.ts';
+import { ScriptedModel } from './support/scripted-model.ts';
 
 const SSN = '123-45-6789';
 
-/** An OpenAI-compatible model that keeps every body as the bytes it received. */
-class RawModel {
-  readonly bodies: string[] = [];
-  readonly #server: Server = createServer((request, response) => {
-    const chunks: Buffer[] = [];
-    request.on('data', (chunk: Buffer) => chunks.push(chunk));
-    request.on('end', () => {
-      this.bodies.push(Buffer.concat(chunks).toString('utf8'));
-      response.writeHead(200, { 'content-type': 'application/json' });
-      response.end(
-        JSON.stringify({
-          object: 'list',
-          model: 'm',
-          data: [{ object: 'embedding', index: 0, embedding: [0.25, 0.5, 0.75] }],
-          usage: { prompt_tokens: 1, total_tokens: 1 },
-        }),
-      );
-    });
-  });
-
-  async start(): Promise<string> {
-    this.#server.listen(0, '127.0.0.1');
-    await once(this.#server, 'listening');
-    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
-  }
-
-  async close(): Promise<void> {
-    this.#server.closeAllConnections();
-    this.#server.close();
-    await once(this.#server, 'close');
-  }
-}
+/** An OpenAI-compatible answer to a one-input request. */
+const embedding = {
+  status: 200,
+  headers: { 'content-type': 'application/json' },
+  body: JSON.stringify({
+    object: 'list',
+    model: 'm',
+    data: [{ object: 'embedding', index: 0, embedding: [0.25, 0.5, 0.75] }],
+    usage: { prompt_tokens: 1, total_tokens: 1 },
+  }),
+};
 
 const policy: PolicySpecInput = {
   masking: { rules: [{ name: 'pii', detectors: ['ssn'], operator: 'redact', scopes: ['forward'] }] },
 };
 
 describe('a key named twice in a request body', () => {
-  const model = new RawModel();
+  const model = new ScriptedModel(embedding);
   let fixture: SidecarFixture;
   let token: string;
 

@@ -3,9 +3,6 @@
 // OpenAI's format, never the model's raw answer; the record says what the
 // caller got.
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import OpenAI from 'openai';
 import {
@@ -13,36 +10,7 @@ import {
   type SidecarFixture,
   startSidecarFixture,
 } from '../../packages/sidecar/test/fixtures/sidecar.ts';
-
-interface ModelAnswer {
-  readonly status: number;
-  readonly headers: Record<string, string>;
-  readonly body: string;
-}
-
-/** A model whose answer to every request is whatever the test set last. */
-class ScriptedModel {
-  answer: ModelAnswer = { status: 200, headers: {}, body: '' };
-  readonly #server: Server = createServer((request, response) => {
-    request.resume();
-    request.on('end', () => {
-      response.writeHead(this.answer.status, this.answer.headers);
-      response.end(this.answer.body);
-    });
-  });
-
-  async start(): Promise<string> {
-    this.#server.listen(0, '127.0.0.1');
-    await once(this.#server, 'listening');
-    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
-  }
-
-  async close(): Promise<void> {
-    this.#server.closeAllConnections();
-    this.#server.close();
-    await once(this.#server, 'close');
-  }
-}
+import { ScriptedModel } from './support/scripted-model.ts';
 
 /** Resolves to the error a call rejects with; fails when it resolves. */
 async function failure(pending: Promise<unknown>): Promise<unknown> {

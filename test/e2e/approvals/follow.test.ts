@@ -4,35 +4,17 @@
 // server, real TokenReview, real stamping webhook) and records who decided
 // what, and why, as an auditor's report lists it.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CustomObjectsApi } from '@kubernetes/client-node';
-import { type AuditRecord, GROUP, type PolicySpec, VERSION } from '@veil/core';
-import type { WebhookServer } from '@veil/injector';
+import { type AuditRecord, GROUP, VERSION } from '@veil/core';
 import { request } from 'undici';
 import { runApprovalsDecide } from '../../../packages/cli/src/commands/approvals.ts';
 import { buildPopulations } from '../../../packages/cli/src/report/populations.ts';
 import type { ApprovalsApi } from '../../../packages/injector/src/controller/approvals.ts';
-import {
-  call,
-  type SidecarFixture,
-  startSidecarFixture,
-  testPolicy,
-} from '../../../packages/sidecar/test/fixtures/sidecar.ts';
-import { type ControlPlane, startControlPlane, type User } from '../../harness/index.ts';
-import { freshNamespace, installCrds } from '../kube/support/cluster.ts';
-import {
-  deleteApprovalWebhook,
-  grantApprovalAccess,
-  registerApprovalWebhook,
-  sidecarToken,
-  startApprovalWebhook,
-  startTestApprovalsApi,
-  waitForApprovalWebhook,
-} from './support.ts';
+import { call, type SidecarFixture } from '../../../packages/sidecar/test/fixtures/sidecar.ts';
+import type { ControlPlane, User } from '../../harness/index.ts';
+import { type HeldSidecarWorld, startHeldSidecar } from './support.ts';
 
 const approvalsPolicy = {
   approvals: {
@@ -54,58 +36,19 @@ const approvalsPolicy = {
 };
 const body = { model: 'text-embedding-3-small', input: ['first document', 'second document', 'third'] };
 
+let world: HeldSidecarWorld | undefined;
 let cp: ControlPlane;
-let webhook: WebhookServer | undefined;
-let webhookName: string | undefined;
-let approvals: ApprovalsApi | undefined;
-let fixture: SidecarFixture | undefined;
-let dir: string | undefined;
 let bob: User;
 let namespace: string;
-let sidecarPolicy: PolicySpec | undefined;
+let approvals: ApprovalsApi;
+let fixture: SidecarFixture;
 
 before(async () => {
-  cp = await startControlPlane();
-  try {
-    await installCrds(cp);
-    bob = await cp.addUser('bob', ['approvers']);
-    await grantApprovalAccess(cp, ['approvers']);
-    webhook = await startApprovalWebhook(cp);
-    webhookName = await registerApprovalWebhook(cp, webhook.url);
-    await waitForApprovalWebhook(cp, await freshNamespace(cp, 'probe'));
-    approvals = await startTestApprovalsApi(cp, 'approvals-follow', {
-      policy: (_namespace, name) =>
-        name === 'test' && sidecarPolicy ? { name, hash: 'h', spec: sidecarPolicy } : undefined,
-      notify: async () => undefined,
-    });
-    namespace = await freshNamespace(cp, 'follow');
-    dir = await mkdtemp(join(tmpdir(), 'veil-follow-'));
-    await writeFile(join(dir, 'token'), await sidecarToken(cp, namespace));
-    fixture = await startSidecarFixture({
-      policy: approvalsPolicy,
-      config: {
-        approvalsUrl: approvals.url,
-        controllerTokenFile: join(dir, 'token'),
-        controllerCaFile: cp.caCert,
-      },
-    });
-    sidecarPolicy = testPolicy([fixture.issuer], approvalsPolicy);
-  } catch (error) {
-    await teardown();
-    throw error;
-  }
+  world = await startHeldSidecar('follow', approvalsPolicy);
+  ({ cp, bob, namespace, approvals, fixture } = world);
 });
 
-after(teardown);
-
-async function teardown(): Promise<void> {
-  await fixture?.close();
-  await approvals?.close();
-  if (webhookName) await deleteApprovalWebhook(cp, webhookName).catch(() => undefined);
-  await webhook?.close();
-  if (dir) await rm(dir, { recursive: true, force: true });
-  await cp?.stop();
-}
+after(() => world?.close());
 
 type Listed = { items: { metadata: { name: string }; status?: { phase?: string } }[] };
 

@@ -3,33 +3,16 @@
 // (real API server, real TokenReview of a service-account token, real stamping
 // webhook), an approver approves with the CLI, and the call completes.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { CustomObjectsApi } from '@kubernetes/client-node';
-import { GROUP, type PolicySpec, VERSION } from '@veil/core';
-import type { WebhookServer } from '@veil/injector';
+import { GROUP, VERSION } from '@veil/core';
 import OpenAI, { PermissionDeniedError } from 'openai';
 import { runApprovalsDecide } from '../../../packages/cli/src/commands/approvals.ts';
 import { buildPopulations } from '../../../packages/cli/src/report/populations.ts';
 import type { ApprovalsApi } from '../../../packages/injector/src/controller/approvals.ts';
-import {
-  type SidecarFixture,
-  startSidecarFixture,
-  testPolicy,
-} from '../../../packages/sidecar/test/fixtures/sidecar.ts';
-import { type ControlPlane, startControlPlane, type User } from '../../harness/index.ts';
-import { freshNamespace, installCrds } from '../kube/support/cluster.ts';
-import {
-  deleteApprovalWebhook,
-  grantApprovalAccess,
-  registerApprovalWebhook,
-  sidecarToken,
-  startApprovalWebhook,
-  startTestApprovalsApi,
-  waitForApprovalWebhook,
-} from './support.ts';
+import { type SidecarFixture } from '../../../packages/sidecar/test/fixtures/sidecar.ts';
+import type { ControlPlane, User } from '../../harness/index.ts';
+import { type HeldSidecarWorld, startHeldSidecar } from './support.ts';
 
 const approvalsPolicy = {
   approvals: {
@@ -44,64 +27,23 @@ const approvalsPolicy = {
   },
 };
 
+let world: HeldSidecarWorld | undefined;
 let cp: ControlPlane;
-let webhook: WebhookServer | undefined;
-let webhookName: string | undefined;
-let approvals: ApprovalsApi | undefined;
-let fixture: SidecarFixture | undefined;
-let dir: string | undefined;
 let bob: User;
 let namespace: string;
-/** The policy the sidecar enforces, as the controller holds it (approval rules included). */
-let sidecarPolicy: PolicySpec | undefined;
+let approvals: ApprovalsApi;
+let fixture: SidecarFixture;
 /** Moves the controller's clock forward, so an approval can expire while a call is held. */
 let clockOffsetMs = 0;
 
 before(async () => {
-  cp = await startControlPlane();
-  try {
-    await installCrds(cp);
-    bob = await cp.addUser('bob', ['approvers']);
-    await grantApprovalAccess(cp, ['approvers']);
-    webhook = await startApprovalWebhook(cp);
-    webhookName = await registerApprovalWebhook(cp, webhook.url);
-    await waitForApprovalWebhook(cp, await freshNamespace(cp, 'probe'));
-    approvals = await startTestApprovalsApi(cp, 'approvals-hold', {
-      policy: (_namespace, name) =>
-        name === 'test' && sidecarPolicy ? { name, hash: 'h', spec: sidecarPolicy } : undefined,
-      now: () => new Date(Date.now() + clockOffsetMs),
-      notify: async () => undefined,
-    });
-
-    namespace = await freshNamespace(cp, 'hold');
-    dir = await mkdtemp(join(tmpdir(), 'veil-hold-'));
-    await writeFile(join(dir, 'token'), await sidecarToken(cp, namespace));
-
-    fixture = await startSidecarFixture({
-      policy: approvalsPolicy,
-      config: {
-        approvalsUrl: approvals.url,
-        controllerTokenFile: join(dir, 'token'),
-        controllerCaFile: cp.caCert,
-      },
-    });
-    sidecarPolicy = testPolicy([fixture.issuer], approvalsPolicy);
-  } catch (error) {
-    await teardown();
-    throw error;
-  }
+  world = await startHeldSidecar('hold', approvalsPolicy, {
+    now: () => new Date(Date.now() + clockOffsetMs),
+  });
+  ({ cp, bob, namespace, approvals, fixture } = world);
 });
 
-after(teardown);
-
-async function teardown(): Promise<void> {
-  await fixture?.close();
-  await approvals?.close();
-  if (webhookName) await deleteApprovalWebhook(cp, webhookName).catch(() => undefined);
-  await webhook?.close();
-  if (dir) await rm(dir, { recursive: true, force: true });
-  await cp?.stop();
-}
+after(() => world?.close());
 
 type Listed = { items: { metadata: { name: string }; status?: { phase?: string; usedAt?: string } }[] };
 
@@ -210,7 +152,7 @@ test('an approval that expires while the call is held ends it with 403 in the SD
   // Past the rule's expiry (the default, an hour) on the controller's clock.
   clockOffsetMs = 2 * 3600 * 1000;
   try {
-    assert.ok(((await approvals?.sweepNow())?.expired ?? 0) >= 1);
+    assert.ok((await approvals.sweepNow()).expired >= 1);
   } finally {
     clockOffsetMs = 0;
   }

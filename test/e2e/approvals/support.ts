@@ -3,7 +3,9 @@
 // created the way the controller creates them, the controller's approvals API,
 // and the pod-bound token a sidecar presents to it.
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   AdmissionregistrationV1Api,
   AuthenticationV1Api,
@@ -14,7 +16,7 @@ import {
   setHeaderOptions,
   type V1Pod,
 } from '@kubernetes/client-node';
-import { type ApprovalSpec, GROUP, VERSION } from '@veil/core';
+import { type ApprovalSpec, GROUP, type PolicySpec, type PolicySpecInput, VERSION } from '@veil/core';
 import { pullAudience, silentLog, startWebhookServer, type WebhookServer } from '@veil/injector';
 import {
   type ApprovalsApi,
@@ -22,7 +24,13 @@ import {
   startApprovalsApi,
 } from '../../../packages/injector/src/controller/approvals.ts';
 import { tokenReviewAuthenticator } from '../../../packages/injector/src/controller/pull.ts';
-import type { ControlPlane } from '../../harness/index.ts';
+import {
+  type SidecarFixture,
+  startSidecarFixture,
+  testPolicy,
+} from '../../../packages/sidecar/test/fixtures/sidecar.ts';
+import { type ControlPlane, startControlPlane, type User } from '../../harness/index.ts';
+import { freshNamespace, installCrds } from '../kube/support/cluster.ts';
 
 export const controllerUsername = 'admin';
 
@@ -377,4 +385,71 @@ export async function podToken(cp: ControlPlane, pod: V1Pod, bound = true): Prom
 /** The token a sidecar holds for the controller: that of a new injected pod in `namespace`. */
 export async function sidecarToken(cp: ControlPlane, namespace: string): Promise<string> {
   return podToken(cp, await testPod(cp, namespace));
+}
+
+/** A sidecar that holds requests at a real approvals API, with all that stands behind it. */
+export interface HeldSidecarWorld {
+  readonly cp: ControlPlane;
+  /** An approver (group `approvers`). */
+  readonly bob: User;
+  /** Where the sidecar's pod, and so its approvals, live. */
+  readonly namespace: string;
+  readonly approvals: ApprovalsApi;
+  readonly fixture: SidecarFixture;
+  close(): Promise<void>;
+}
+
+/**
+ * A control plane with the CRDs, the stamping webhook in force and an approver;
+ * the controller's approvals API serving policy `test` (the sidecar's policy
+ * with `approvalsPolicy`'s rules, as the controller would hold it); and a
+ * sidecar presenting an injected pod's bound token. `name` tells the parts of
+ * one test file apart.
+ */
+export async function startHeldSidecar(
+  name: string,
+  approvalsPolicy: PolicySpecInput,
+  options: Pick<ApprovalsApiOptions, 'now'> = {},
+): Promise<HeldSidecarWorld> {
+  const cp = await startControlPlane();
+  const undo: (() => Promise<unknown>)[] = [() => cp.stop()];
+  const close = async (): Promise<void> => {
+    for (const step of undo.reverse()) await step().catch(() => undefined);
+  };
+  try {
+    await installCrds(cp);
+    const bob = await cp.addUser('bob', ['approvers']);
+    await grantApprovalAccess(cp, ['approvers']);
+    const webhook = await startApprovalWebhook(cp);
+    undo.push(() => webhook.close());
+    const webhookName = await registerApprovalWebhook(cp, webhook.url);
+    undo.push(() => deleteApprovalWebhook(cp, webhookName));
+    await waitForApprovalWebhook(cp, await freshNamespace(cp, 'probe'));
+    let sidecarPolicy: PolicySpec | undefined;
+    const approvals = await startTestApprovalsApi(cp, `approvals-${name}`, {
+      policy: (_namespace, policy) =>
+        policy === 'test' && sidecarPolicy ? { name: policy, hash: 'h', spec: sidecarPolicy } : undefined,
+      notify: async () => undefined,
+      ...options,
+    });
+    undo.push(() => approvals.close());
+    const namespace = await freshNamespace(cp, name);
+    const dir = await mkdtemp(join(tmpdir(), `veil-${name}-`));
+    undo.push(() => rm(dir, { recursive: true, force: true }));
+    await writeFile(join(dir, 'token'), await sidecarToken(cp, namespace));
+    const fixture = await startSidecarFixture({
+      policy: approvalsPolicy,
+      config: {
+        approvalsUrl: approvals.url,
+        controllerTokenFile: join(dir, 'token'),
+        controllerCaFile: cp.caCert,
+      },
+    });
+    undo.push(() => fixture.close());
+    sidecarPolicy = testPolicy([fixture.issuer], approvalsPolicy);
+    return { cp, bob, namespace, approvals, fixture, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
 }

@@ -1,6 +1,6 @@
 // A hold for approval lasts minutes, and the policy can change meanwhile: the
 // request is forwarded only if the policy in force when the approval comes
-// still admits the caller, and masked as that policy says.
+// still admits the caller and its size, and masked as that policy says.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { PolicySpecInput } from '@veil/core';
@@ -42,11 +42,11 @@ describe('a policy changed while a request is held', () => {
   }
 
   /** Sends a held request, changes the policy while it waits, approves it: the answer. */
-  async function approvedAfter(overrides: PolicySpecInput) {
+  async function approvedAfter(overrides: PolicySpecInput, input: string[] = [secret]) {
     await apply({ approvals });
     const pending = call(
       `${fixture.url}/v1/embeddings`,
-      { model: 'm', input: [secret] },
+      { model: 'm', input },
       { token: await fixture.token(), headers: held },
     );
     const id = await controller.nextOpened();
@@ -89,5 +89,31 @@ describe('a policy changed while a request is held', () => {
       record?.masking.map((m) => [m.detector, m.scope]),
       [['email', 'forward']],
     );
+  });
+
+  for (const [what, limits] of [
+    ['maxInputsPerRequest', { maxInputsPerRequest: 2 }],
+    ['vectorsPerMinute', { vectorsPerMinute: 2 }],
+    ['maxBytesPerRequest', { maxBytesPerRequest: 1024 }],
+  ] as const) {
+    it(`refuses 413, never forwards, what the new ${what} no longer admits`, WAIT, async () => {
+      const calls = fixture.upstreamCalls.length;
+      const { answer } = await approvedAfter({ approvals, limits }, [
+        'a'.repeat(400),
+        'b'.repeat(400),
+        'c'.repeat(400),
+      ]);
+      assert.equal(answer.status, 413, answer.text);
+      assert.equal(fixture.upstreamCalls.length, calls);
+      const record = fixture.records().at(-1);
+      assert.deepEqual([record?.kind, record?.outcome, record?.status], ['request', 'too_large', 413]);
+    });
+  }
+
+  it('forwards what the new limits still admit', WAIT, async () => {
+    const calls = fixture.upstreamCalls.length;
+    const { answer } = await approvedAfter({ approvals, limits: { maxInputsPerRequest: 2 } }, ['a', 'b']);
+    assert.equal(answer.status, 200, answer.text);
+    assert.equal(fixture.upstreamCalls.length, calls + 1);
   });
 });

@@ -54,10 +54,12 @@ export const approvalSpecSchema = z
   .strict();
 
 /**
- * The spec as a reader takes a stored approval: as strict, except that a spec
- * key it does not know is dropped. A newer controller may add a field (as it
- * added ruleHash); a reader that refused the object for it could neither list
- * nor decide the approval. Writes use approvalSpecSchema.
+ * The spec as the CLI shows a stored approval: as strict, except that a spec
+ * key it does not know is dropped, so an approval a newer controller opened
+ * (with a field it added, as it added ruleHash) can still be listed and shown.
+ * Whatever acts on an approval (the controller using it, the webhook stamping
+ * a decision) reads it with approvalSpecSchema: a field it cannot check may be
+ * a condition of the approval, so it fails closed.
  */
 export const storedApprovalSpecSchema = z.object(approvalSpecSchema.shape);
 

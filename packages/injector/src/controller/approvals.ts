@@ -52,6 +52,7 @@ import {
   type ApprovalSpec,
   type ApprovalStatus,
   type ApprovalView,
+  approvalSpecSchema,
   approvalStatusSchema,
   approvalView,
   checkUse,
@@ -66,7 +67,6 @@ import {
   policySpecSchema,
   removalDue,
   ruleChangeRefusal,
-  storedApprovalSpecSchema,
   useApprovalSchema,
   VERSION,
 } from '@veil/core';
@@ -619,11 +619,16 @@ export function readStored(item: unknown): Stored | undefined {
   }
 }
 
+/**
+ * Strictly, unlike the CLI: a spec field this controller does not know may be
+ * a condition of the approval's use it cannot check, so such an approval is
+ * refused, never used as if the field were not there.
+ */
 function toStored(object: unknown): Stored {
   const o = object as { metadata: Stored['metadata']; spec: unknown; status?: unknown };
   return {
     metadata: o.metadata,
-    spec: storedApprovalSpecSchema.parse(o.spec),
+    spec: approvalSpecSchema.parse(o.spec),
     status: approvalStatusSchema.parse(o.status ?? {}),
   };
 }

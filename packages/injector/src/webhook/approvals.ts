@@ -9,8 +9,8 @@ import { isDeepStrictEqual } from 'node:util';
 import {
   type ApprovalStampSettings,
   type ApprovalUser,
+  approvalSpecSchema,
   stampApprovalStatus,
-  storedApprovalSpecSchema,
 } from '@veil/core';
 import { z } from 'zod';
 import type { AdmissionRequest, AdmissionResponse, AdmissionReviewResponse } from './review.ts';
@@ -74,8 +74,8 @@ export function reviewApprovalAdmission(
   if (request.subResource !== 'status') {
     return { review: wrap({ uid, allowed: true }), outcome: 'ignored', detail: request.subResource };
   }
-  // Read leniently: a spec field a newer controller added must not block every decision.
-  const spec = storedApprovalSpecSchema.safeParse(oldObject.data.spec);
+  // Strictly: a spec field this replica does not know may constrain who may decide.
+  const spec = approvalSpecSchema.safeParse(oldObject.data.spec);
   if (!spec.success) return denied(uid, 400, 'the stored EmbeddingApproval has no valid spec');
   const result = stampApprovalStatus({
     spec: spec.data,

@@ -96,7 +96,7 @@ test('only the controller creates an approval: anyone else would choose its appr
   assert.equal(opened.review.response.patch, undefined);
 });
 
-test('a decision on an approval whose stored spec has a field this replica does not know is stamped', () => {
+test('a decision on an approval whose stored spec has a field this replica does not know is refused', () => {
   const oldObject = {
     metadata: { name: 'a1' },
     spec: { ...approvalSpec(), reviewTicket: 'SEC-1234' },
@@ -121,6 +121,7 @@ test('a decision on an approval whose stored spec has a field this replica does 
     { controllerUsernames: [] },
     now,
   );
-  assert.equal(stamped.outcome, 'stamped', stamped.detail);
-  assert.equal(stamped.review.response.allowed, true);
+  // The field may constrain who may decide: a replica that cannot check it fails closed.
+  assert.equal(stamped.review.response.allowed, false);
+  assert.equal(stamped.review.response.status?.code, 400);
 });

@@ -55,6 +55,7 @@ export const injectorConfigSchema = z
     leaseDurationSeconds: z.coerce.number().int().min(1).default(15),
     leaseRenewSeconds: seconds.default(5),
     pushDebounceMs: z.coerce.number().int().min(0).default(100),
+    pushMaxDebounceMs: z.coerce.number().int().min(0).default(1000),
     resyncSeconds: seconds.default(60),
     logLevel: z.enum(['info', 'warn']).default('info'),
     kubeconfig: z
@@ -130,6 +131,7 @@ const flags = {
   'lease-duration': ['leaseDurationSeconds', 'VEIL_LEASE_DURATION_SECONDS'],
   'lease-renew': ['leaseRenewSeconds', 'VEIL_LEASE_RENEW_SECONDS'],
   'push-debounce-ms': ['pushDebounceMs', 'VEIL_PUSH_DEBOUNCE_MS'],
+  'push-max-debounce-ms': ['pushMaxDebounceMs', 'VEIL_PUSH_MAX_DEBOUNCE_MS'],
   resync: ['resyncSeconds', 'VEIL_RESYNC_SECONDS'],
   'log-level': ['logLevel', 'VEIL_LOG_LEVEL'],
   'approval-controllers': ['approvalControllers', 'VEIL_APPROVAL_CONTROLLERS'],
@@ -227,7 +229,11 @@ export async function startInjector(
       durationSeconds: config.leaseDurationSeconds,
       renewIntervalMs: config.leaseRenewSeconds * 1000,
     },
-    push: { debounceMs: config.pushDebounceMs, resyncMs: config.resyncSeconds * 1000 },
+    push: {
+      debounceMs: config.pushDebounceMs,
+      maxDebounceMs: config.pushMaxDebounceMs,
+      resyncMs: config.resyncSeconds * 1000,
+    },
     log,
     onPush: extras.onPush,
     onLeadershipChange: (leading) => {

@@ -35,10 +35,16 @@ import { type StandIn, startStandIns, waitForHash } from './support/standins.ts'
 
 // The lease a deployment runs with: here the controller shares its process
 // with up to 50 sidecars, and a short lease would lapse under that load. The
-// push debounce is longer than the default 100 ms: the burst test's five edits
-// must reach the controller within one window, and on a busy machine the API
-// server's writes can come several hundred ms apart.
-const controllerSettings = { leaseDurationSeconds: 15, leaseRenewSeconds: 5, pushDebounceMs: 1000 };
+// push debounce is longer than the default 100 ms, and so is the longest a
+// stream of edits waits: the burst test's five edits must reach the controller
+// within one window, and on a busy machine the API server's writes can come
+// several hundred ms apart, more than a second from first to last.
+const controllerSettings = {
+  leaseDurationSeconds: 15,
+  leaseRenewSeconds: 5,
+  pushDebounceMs: 1000,
+  pushMaxDebounceMs: 5000,
+};
 
 let cp: ControlPlane;
 let files: InjectorFiles;

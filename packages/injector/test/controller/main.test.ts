@@ -25,6 +25,12 @@ test('the environment configures the injector, flags override it, defaults fill 
   assert.equal(config.webhookPort, 8443);
   assert.equal(config.pullPort, 8444);
   assert.equal(config.pushDebounceMs, 100);
+  assert.equal(config.pushMaxDebounceMs, 1000);
+  const slower = parseInjectorConfig(['--push-max-debounce-ms', '5000'], {
+    ...required,
+    VEIL_PUSH_DEBOUNCE_MS: '1000',
+  });
+  assert.deepEqual([slower.pushDebounceMs, slower.pushMaxDebounceMs], [1000, 5000]);
 });
 
 test('a bad configuration names the flag and variable at fault', () => {

@@ -59,6 +59,21 @@ function distributor(changes: string[] = [], exists: () => boolean = () => true)
   return made;
 }
 
+/**
+ * A leading distributor with version 1 of ml/default desired, once it has
+ * asked the pods counted in the status what they enforce. `policy.exists` is
+ * whether the policy exists, for the test to switch.
+ */
+async function leadingOver(...views: PodView[]): Promise<{ d: Distributor; policy: { exists: boolean } }> {
+  const policy = { exists: true };
+  const d = distributor([], () => policy.exists);
+  d.setDesired('ml/default', version(1));
+  d.activate();
+  for (const podView of views) d.upsertPod(podView);
+  await until('checked', () => d.podsOf('ml/default')[0]?.unchecked === false);
+  return { d, policy };
+}
+
 async function until(what: string, probe: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   while (!probe()) {
@@ -247,13 +262,8 @@ test('a removed pod is forgotten, and its policy told', async () => {
 test('a deleted policy is revoked from its pods, with a token for that pod, that name and the version seen', async () => {
   const [pod] = await sidecars(1, 'sha256:v1');
   assert.ok(pod);
-  let exists = true;
-  const d = distributor([], () => exists);
-  d.setDesired('ml/default', version(1));
-  d.activate();
-  d.upsertPod(view(pod));
-  await until('in sync', () => d.podsOf('ml/default')[0]?.unchecked === false);
-  exists = false;
+  const { d, policy } = await leadingOver(view(pod));
+  policy.exists = false;
   d.deleted('ml/default');
   await until('revoked', () => pod.deletes.length === 1 && d.podsOf('ml/default')[0]?.hash === undefined);
   const claims = pod.deletes[0]?.claims;
@@ -277,20 +287,14 @@ test('a deleted policy is revoked from its pods, with a token for that pod, that
 test('a terminating pod, still serving while it drains, gets new versions and revocations but is left out of the status', async () => {
   const [staying, draining] = await sidecars(2, 'sha256:v1');
   assert.ok(staying && draining);
-  let exists = true;
-  const d = distributor([], () => exists);
-  d.setDesired('ml/default', version(1));
-  d.activate();
-  d.upsertPod(view(staying));
-  d.upsertPod(view(draining, '0', true));
-  await until('checked', () => d.podsOf('ml/default')[0]?.unchecked === false);
+  const { d, policy } = await leadingOver(view(staying), view(draining, '0', true));
   assert.deepEqual(
     d.podsOf('ml/default').map((p) => p.uid),
     [staying.uid],
   );
   d.setDesired('ml/default', version(2));
   await until('pushed to both', () => staying.hash === 'sha256:v2' && draining.hash === 'sha256:v2');
-  exists = false;
+  policy.exists = false;
   d.deleted('ml/default');
   await until('revoked from both', () => staying.deletes.length === 1 && draining.deletes.length === 1);
   assert.equal(draining.hash, undefined);
@@ -299,17 +303,12 @@ test('a terminating pod, still serving while it drains, gets new versions and re
 test('a policy deleted and re-created within the debounce is never revoked: the new version is pushed', async () => {
   const [pod] = await sidecars(1, 'sha256:v1');
   assert.ok(pod);
-  let exists = true;
-  const d = distributor([], () => exists);
-  d.setDesired('ml/default', version(1));
-  d.activate();
-  d.upsertPod(view(pod));
-  await until('in sync', () => d.podsOf('ml/default')[0]?.unchecked === false);
-  exists = false;
+  const { d, policy } = await leadingOver(view(pod));
+  policy.exists = false;
   d.deleted('ml/default');
   // A resync or a restarted sidecar inside the window waits for the debounce too.
   d.upsertPod(view(pod, '1'));
-  exists = true;
+  policy.exists = true;
   d.setDesired('ml/default', version(2));
   await until('v2', () => d.podsOf('ml/default')[0]?.hash === 'sha256:v2');
   assert.deepEqual(pod.changes, ['PUT sha256:v2']);
@@ -319,19 +318,14 @@ test('a policy deleted and re-created within the debounce is never revoked: the 
 test('a policy re-created after its revocation went out is pushed again, after it', async () => {
   const [pod] = await sidecars(1, 'sha256:v1');
   assert.ok(pod);
-  let exists = true;
-  const d = distributor([], () => exists);
-  d.setDesired('ml/default', version(1));
-  d.activate();
-  d.upsertPod(view(pod));
-  await until('in sync', () => d.podsOf('ml/default')[0]?.unchecked === false);
+  const { d, policy } = await leadingOver(view(pod));
   // Its answer lost: the controller cannot tell the revocation landed until it asks.
   pod.behaviour = 'lost';
-  exists = false;
+  policy.exists = false;
   d.deleted('ml/default');
   await until('revocation landed', () => pod.changes.length === 1);
   pod.behaviour = 'ack';
-  exists = true;
+  policy.exists = true;
   d.setDesired('ml/default', version(1));
   await until('v1 again', () => pod.hash === 'sha256:v1' && d.podsOf('ml/default')[0]?.hash === 'sha256:v1');
   assert.deepEqual(pod.changes, ['DELETE default', 'PUT sha256:v1']);

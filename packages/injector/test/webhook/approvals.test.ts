@@ -97,27 +97,8 @@ test('only the controller creates an approval: anyone else would choose its appr
 });
 
 test('a decision on an approval whose stored spec has a field this replica does not know is refused', () => {
-  const oldObject = {
-    metadata: { name: 'a1' },
-    spec: { ...approvalSpec(), reviewTicket: 'SEC-1234' },
-    status: { phase: 'Pending', decisions: [] },
-  };
   const stamped = reviewApprovalAdmission(
-    {
-      uid: 'u4',
-      kind: { group: 'veil.dev', version: 'v1alpha1', kind: 'EmbeddingApproval' },
-      resource: { group: 'veil.dev', version: 'v1alpha1', resource: 'embeddingapprovals' },
-      name: 'a1',
-      namespace: 'ml',
-      operation: 'UPDATE' as const,
-      userInfo: { username: 'bob', groups: ['approvers'] },
-      subResource: 'status',
-      oldObject,
-      object: {
-        ...oldObject,
-        status: { decisions: [{ decision: 'approve', reason: 'ok', approver: 'bob' }] },
-      },
-    },
+    approvalByUser('bob', 'u4', { ...approvalSpec(), reviewTicket: 'SEC-1234' }),
     { controllerUsernames: [] },
     now,
   );

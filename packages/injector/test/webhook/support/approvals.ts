@@ -10,11 +10,15 @@ const target = {
   namespace: 'ml',
 };
 
-/** `username` approving the pending approval ml/a1 (alice's request) through its status. */
-export function approvalByUser(username: string, uid = 'u1'): AdmissionRequest {
+/** `username` approving the pending approval ml/a1 (alice's request, or `spec`) through its status. */
+export function approvalByUser(
+  username: string,
+  uid = 'u1',
+  spec: object = approvalSpec(),
+): AdmissionRequest {
   const oldObject = {
     metadata: { name: 'a1' },
-    spec: approvalSpec(),
+    spec,
     status: { phase: 'Pending', decisions: [] },
   };
   return {

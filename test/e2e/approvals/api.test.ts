@@ -19,7 +19,7 @@ import {
   type Notification,
 } from '../../../packages/injector/src/controller/approvals.ts';
 import { type ControlPlane, startControlPlane, type User } from '../../harness/index.ts';
-import { freshNamespace, installCrds } from '../kube/support/cluster.ts';
+import { freshNamespace, installCrds, podToken } from '../kube/support/cluster.ts';
 import {
   approvalSpec,
   createApproval,
@@ -27,7 +27,6 @@ import {
   deleteApprovalWebhook,
   failApprovalWrites,
   grantApprovalAccess,
-  podToken,
   registerApprovalWebhook,
   sidecarToken,
   startApprovalWebhook,

@@ -17,7 +17,7 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import { type ApprovalSpec, GROUP, type PolicySpec, type PolicySpecInput, VERSION } from '@veil/core';
-import { pullAudience, silentLog, startWebhookServer, type WebhookServer } from '@veil/injector';
+import { silentLog, startWebhookServer, type WebhookServer } from '@veil/injector';
 import {
   type ApprovalsApi,
   type ApprovalsApiOptions,
@@ -30,7 +30,7 @@ import {
   testPolicy,
 } from '../../../packages/sidecar/test/fixtures/sidecar.ts';
 import { type ControlPlane, startControlPlane, type User } from '../../harness/index.ts';
-import { freshNamespace, installCrds } from '../kube/support/cluster.ts';
+import { freshNamespace, installCrds, podToken } from '../kube/support/cluster.ts';
 
 export const controllerUsername = 'admin';
 
@@ -351,35 +351,6 @@ export async function testPod(cp: ControlPlane, namespace: string, injected = tr
       },
     },
   });
-}
-
-/**
- * A token of the pod's service account for the controller, as the kubelet
- * projects it into the pod: bound to the pod unless `bound` is false.
- */
-export async function podToken(cp: ControlPlane, pod: V1Pod, bound = true): Promise<string> {
-  const { status } = await cp
-    .kubeConfig()
-    .makeApiClient(CoreV1Api)
-    .createNamespacedServiceAccountToken({
-      namespace: pod.metadata?.namespace ?? '',
-      name: pod.spec?.serviceAccountName ?? '',
-      body: {
-        spec: {
-          audiences: [pullAudience],
-          expirationSeconds: 600,
-          ...(bound && {
-            boundObjectRef: {
-              apiVersion: 'v1',
-              kind: 'Pod',
-              name: pod.metadata?.name,
-              uid: pod.metadata?.uid,
-            },
-          }),
-        },
-      },
-    });
-  return status?.token ?? '';
 }
 
 /** The token a sidecar holds for the controller: that of a new injected pod in `namespace`. */

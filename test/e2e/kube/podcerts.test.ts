@@ -8,10 +8,10 @@ import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
 import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
-import { podServerName, pullAudience, type RunningInjector } from '@veil/injector';
+import { podServerName, type RunningInjector } from '@veil/injector';
 import { Agent, request } from 'undici';
 import { type ControlPlane, freePort, startControlPlane } from '../../harness/index.ts';
-import { freshNamespace, installCrds } from './support/cluster.ts';
+import { freshNamespace, installCrds, podToken } from './support/cluster.ts';
 import {
   deleteWebhook,
   ensureInjectorNamespace,
@@ -61,29 +61,6 @@ async function pod(namespace: string, name: string, inject: boolean): Promise<V1
   });
 }
 
-/** A token of the pod's service account for the controller; bound to the pod unless `bound` is false. */
-async function tokenFor(target: V1Pod, bound = true): Promise<string> {
-  const { status } = await core.createNamespacedServiceAccountToken({
-    namespace: target.metadata?.namespace ?? '',
-    name: target.spec?.serviceAccountName ?? 'default',
-    body: {
-      spec: {
-        audiences: [pullAudience],
-        expirationSeconds: 600,
-        ...(bound && {
-          boundObjectRef: {
-            apiVersion: 'v1',
-            kind: 'Pod',
-            name: target.metadata?.name,
-            uid: target.metadata?.uid,
-          },
-        }),
-      },
-    },
-  });
-  return status?.token ?? '';
-}
-
 const publicKeyPem = () =>
   generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
     .publicKey.export({ type: 'spki', format: 'pem' })
@@ -117,7 +94,7 @@ test("an injected pod's bound token gets a certificate for its key, naming its U
   assert.equal(injected.metadata?.labels?.['veil.dev/injected'], 'true');
   const uid = injected.metadata?.uid ?? '';
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-  const answer = await askOnceKnown(await tokenFor(injected), {
+  const answer = await askOnceKnown(await podToken(cp, injected), {
     publicKey: publicKey.export({ type: 'spki', format: 'pem' }),
   });
   assert.equal(answer.status, 200, JSON.stringify(answer.json));
@@ -143,14 +120,14 @@ test('refuses a token not bound to a pod, a pod not injected, and an injected po
   assert.equal(twin.metadata?.labels?.['veil.dev/injected'], 'true');
   const injected = await pod(namespace, 'injected', true);
   // Known to the controller before the refusals are looked at.
-  assert.equal((await askOnceKnown(await tokenFor(injected))).status, 200);
-  assert.equal((await askOnceKnown(await tokenFor(twin))).status, 200);
+  assert.equal((await askOnceKnown(await podToken(cp, injected))).status, 200);
+  assert.equal((await askOnceKnown(await podToken(cp, twin))).status, 200);
 
-  const unbound = await ask(await tokenFor(injected, false));
+  const unbound = await ask(await podToken(cp, injected, false));
   assert.equal(unbound.status, 403);
   assert.match(unbound.json.error ?? '', /not bound to a pod/);
 
-  const notInjected = await ask(await tokenFor(plain));
+  const notInjected = await ask(await podToken(cp, plain));
   assert.equal(notInjected.status, 403);
   assert.match(notInjected.json.error ?? '', new RegExp(`pod ${namespace}/embedder is not an injected pod`));
 
@@ -160,7 +137,7 @@ test('refuses a token not bound to a pod, a pod not injected, and an injected po
 
 test('refuses a body that is not a P-256 or Ed25519 public key with 400', async () => {
   const namespace = await freshNamespace(cp, 'certs-body');
-  const token = await tokenFor(await pod(namespace, 'embedder', true));
+  const token = await podToken(cp, await pod(namespace, 'embedder', true));
   const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({
     type: 'spki',
     format: 'pem',

@@ -1,14 +1,15 @@
 // What every Kubernetes e2e test here needs from the real API server: kubectl,
-// the Veil CRDs, a fresh namespace per test, service-account tokens, and
-// polling without wall-clock assertions.
+// the Veil CRDs, a fresh namespace per test, service-account tokens (pod-bound
+// ones too), and polling without wall-clock assertions.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
 import { GROUP, VERSION } from '@veil/core';
+import { pullAudience } from '@veil/injector';
 import { stringify } from 'yaml';
 import { type ControlPlane, infraBinary } from '../../../harness/index.ts';
 
@@ -77,6 +78,35 @@ export async function createServiceAccount(
     });
     return status?.token ?? '';
   };
+}
+
+/**
+ * A token of the pod's service account for the controller, as the kubelet
+ * projects it into the pod: bound to the pod unless `bound` is false.
+ */
+export async function podToken(cp: ControlPlane, pod: V1Pod, bound = true): Promise<string> {
+  const { status } = await cp
+    .kubeConfig()
+    .makeApiClient(CoreV1Api)
+    .createNamespacedServiceAccountToken({
+      namespace: pod.metadata?.namespace ?? '',
+      name: pod.spec?.serviceAccountName ?? 'default',
+      body: {
+        spec: {
+          audiences: [pullAudience],
+          expirationSeconds: 600,
+          ...(bound && {
+            boundObjectRef: {
+              apiVersion: 'v1',
+              kind: 'Pod',
+              name: pod.metadata?.name,
+              uid: pod.metadata?.uid,
+            },
+          }),
+        },
+      },
+    });
+  return status?.token ?? '';
 }
 
 /** `kubectl apply -f` of an EmbeddingPolicy, the way an ML team changes one. */

@@ -78,6 +78,15 @@ export function newApprovalSpec(
   };
 }
 
+/**
+ * The approvals API's error for an approval it does not hold. The sidecar
+ * reads exactly this to know the approval is gone: any other 404 (a wrong
+ * URL, a proxy between) is a failure, not an answer about the approval.
+ */
+export function missingApprovalError(namespace: string, name: string): string {
+  return `no EmbeddingApproval ${namespace}/${name}`;
+}
+
 /** A Pending approval whose time is up: the controller marks it Expired. */
 export function expiryDue(spec: ApprovalSpec, status: ApprovalStatus, now: Date): boolean {
   return status.phase === 'Pending' && Date.parse(spec.expiresAt) <= now.getTime();

@@ -60,6 +60,7 @@ import {
   expiryDue,
   GROUP,
   markFailure,
+  missingApprovalError,
   newApprovalSpec,
   openApprovalSchema,
   openProblems,
@@ -335,8 +336,7 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
       await sleep(Math.min(pollMs, Math.max(0, deadline - performance.now())));
       stored = await read(namespace, name);
     }
-    if (stored === undefined)
-      return reply.code(404).send({ error: `no EmbeddingApproval ${namespace}/${name}` });
+    if (stored === undefined) return reply.code(404).send({ error: missingApprovalError(namespace, name) });
     return view(stored, ruleOf(stored));
   });
 
@@ -350,8 +350,7 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
       return reply.code(403).send({ error: `${who.username} may use approvals of ${who.namespace} only` });
     }
     let stored = await read(namespace, name);
-    if (stored === undefined)
-      return reply.code(404).send({ error: `no EmbeddingApproval ${namespace}/${name}` });
+    if (stored === undefined) return reply.code(404).send({ error: missingApprovalError(namespace, name) });
     stored = await expireIfDue(stored);
     const check = checkUse(name, stored, body.data, now());
     if (!check.ok) return refuseUse(reply, stored, check);

@@ -8,7 +8,7 @@
 // anything the sidecar cannot read is treated as the controller being
 // unavailable, and the request path then fails closed.
 import { readFile } from 'node:fs/promises';
-import type { UseApprovalRequest } from '@veil/core';
+import { missingApprovalError, type UseApprovalRequest } from '@veil/core';
 import { type Dispatcher, request } from 'undici';
 import { z } from 'zod';
 import { ControllerAgent } from '../controllerca.ts';
@@ -141,7 +141,7 @@ const useReasons = new Set<string>(['identity', 'digest', 'used', 'rule', 'Pendi
  */
 function isGoneAnswer(json: unknown, namespace: string, name: string): boolean {
   const said = errorSchema.safeParse(json);
-  return said.success && said.data.error === `no EmbeddingApproval ${namespace}/${name}`;
+  return said.success && said.data.error === missingApprovalError(namespace, name);
 }
 
 export async function controllerApprovalsClient(options: ControllerClientOptions): Promise<ApprovalsClient> {

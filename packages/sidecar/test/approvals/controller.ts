@@ -13,6 +13,7 @@ import {
   approvalView,
   checkUse,
   markFailure,
+  missingApprovalError,
   type OpenApprovalRequest,
   openApprovalSchema,
   ruleChangeRefusal,
@@ -132,7 +133,7 @@ export async function startControllerStandIn(namespace = 'test'): Promise<Contro
     const stored = approvals.get(id);
     // As the controller answers: a route it has not, apart from an approval it has not.
     if (!match) return send(response, 404, { error: 'not found' });
-    if (!stored) return send(response, 404, { error: `no EmbeddingApproval ${id}` });
+    if (!stored) return send(response, 404, { error: missingApprovalError(match[1] ?? '', match[2] ?? '') });
     if (request.method === 'GET' && !match[3]) {
       const wait = Number(url.searchParams.get('wait') ?? '0');
       if (stored.status.phase === 'Pending' && wait > 0) {

@@ -80,7 +80,9 @@ export function canonicalModelName(name: string): string {
 /** The name written out in full, which two spellings of one model share. */
 function fullModelName(name: string): string {
   const parsed = parseModelName(name);
-  return parsed === undefined ? name.toLowerCase() : (spellings(parsed).at(-1) as string);
+  if (parsed === undefined) return name.toLowerCase();
+  const { host, namespace, model, tag } = parsed;
+  return `${host}/${namespace}/${model}:${tag}`;
 }
 
 /**

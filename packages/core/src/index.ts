@@ -7,6 +7,7 @@ export * from './policy/crd.ts';
 export * from './policy/glob.ts';
 export * from './policy/hash.ts';
 export * from './policy/models.ts';
+export * from './policy/routes.ts';
 export * from './policy/schema.ts';
 export * from './policy/sidecar-spec.ts';
 export * from './sidecar/tuning.ts';

@@ -5,13 +5,6 @@ import { z } from 'zod';
 import { maskingRuleProblems } from '../masking/patterns.ts';
 import { embeddingRouteProblem } from './routes.ts';
 
-export {
-  embeddingRouteProblem,
-  normalizeRoutePath,
-  serverEmbeddingPaths,
-  veilEmbeddingPaths,
-} from './routes.ts';
-
 const name = z
   .string()
   .min(1)

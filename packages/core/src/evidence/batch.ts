@@ -131,7 +131,7 @@ export function encodeBatch(lines: readonly string[]): EncodedBatch {
 export type DecodedLine = { bytes: Uint8Array } & ParsedRecordLine;
 export type DecodedBatch = { ok: true; lines: DecodedLine[] } | { ok: false; error: string };
 
-/** Large enough for any batch the policy allows (256 MiB), small enough to stop a gzip bomb. */
+/** Large enough for any batch a policy allows or ever allowed (256 MiB before 16 MiB), small enough to stop a gzip bomb. */
 export const defaultMaxBatchBytes = 512 * 1024 * 1024;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });

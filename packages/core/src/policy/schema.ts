@@ -263,6 +263,14 @@ export const approvalRuleSchema = z
 
 export const DEFAULT_MAX_PENDING_PER_CALLER = 10;
 
+/**
+ * A sidecar holds a batch being cut about twice over (its NDJSON, then the
+ * gzip beside it) on top of its working set, under a memory limit of 256 MiB
+ * by default: a larger batch would have it killed mid-cut, and, as leftovers
+ * are due at once on the next start, killed again.
+ */
+const MAX_BATCH_BYTES = 16 * 1024 * 1024;
+
 export const auditSchema = z
   .object({
     retentionDays: z.number().int().min(1).max(36_500).default(365),
@@ -273,7 +281,7 @@ export const auditSchema = z
           .number()
           .int()
           .min(1024)
-          .max(256 * 1024 * 1024)
+          .max(MAX_BATCH_BYTES)
           .default(8 * 1024 * 1024),
         maxAgeSeconds: z.number().min(0.1).max(3600).default(10),
       })

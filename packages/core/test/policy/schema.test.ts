@@ -37,6 +37,16 @@ test('one caller may have ten approvals Pending unless the policy says otherwise
     assert.deepEqual(paths(refused), ['approvals.maxPendingPerCaller'], String(refused));
 });
 
+test('a batch may hold up to 16 MiB, what a sidecar can cut within its memory', () => {
+  const paths = (maxBytes: unknown) =>
+    policySpecSchema.safeParse({ audit: { batch: { maxBytes } } }).error?.issues.map((i) => i.path.join('.'));
+  assert.equal(policySpecSchema.parse({}).audit.batch.maxBytes, 8 * 1024 * 1024);
+  assert.equal(paths(1024), undefined);
+  assert.equal(paths(16 * 1024 * 1024), undefined);
+  for (const refused of [1023, 16 * 1024 * 1024 + 1, 256 * 1024 * 1024])
+    assert.deepEqual(paths(refused), ['audit.batch.maxBytes'], String(refused));
+});
+
 test('problems carry field paths', () => {
   const result = policySpecSchema.safeParse({
     limits: { maxInputsPerRequest: 0 },

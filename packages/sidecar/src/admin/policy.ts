@@ -62,7 +62,8 @@ export interface PolicyRoutesOptions {
  * hash, or NACK (422) with the reason while the last good policy stays; a
  * policy other than the one this sidecar enforces is NACKed too. The
  * token authorises one push of one policy: a body other than the one it names,
- * or a token presented twice, is refused (401) and nothing is applied.
+ * or a token presented twice, is refused (401) and nothing is applied. TLS and
+ * the token are checked before the body is read.
  *
  * `DELETE /v1/policy` is the controller saying the policy was deleted: with a
  * token whose `revoke` claim names the policy this sidecar enforces, it drops
@@ -149,15 +150,30 @@ export async function policyRoutes(app: FastifyInstance, options: PolicyRoutesOp
     return purpose.data;
   }
 
-  app.put('/v1/policy', async (request, reply) => {
-    const claims = await verifiedToken(
-      request,
-      reply,
-      pushClaimsSchema,
-      'the push token must carry a jti and the policy it authorises',
-    );
-    if (claims === undefined) return reply;
-    const { policy } = claims;
+  /**
+   * Checks the token when the request arrives, before its body is read: the
+   * body may be megabytes of JSON, and only the controller gets it parsed.
+   */
+  function tokenGate<T>(bound: z.ZodType<T>, missing: string): TokenGate<T> {
+    const verified = new WeakMap<FastifyRequest, T>();
+    return {
+      async onRequest(request, reply) {
+        const claims = await verifiedToken(request, reply, bound, missing);
+        if (claims === undefined) return reply;
+        verified.set(request, claims);
+        return undefined;
+      },
+      claimsOf(request) {
+        const claims = verified.get(request);
+        if (claims === undefined) throw new Error('a policy request reached its handler unverified');
+        return claims;
+      },
+    };
+  }
+
+  const push = tokenGate(pushClaimsSchema, 'the push token must carry a jti and the policy it authorises');
+  app.put('/v1/policy', { onRequest: push.onRequest }, async (request, reply) => {
+    const { policy } = push.claimsOf(request);
     const body = pushSchema.safeParse(request.body);
     if (!body.success) return reply.code(400).send({ status: 'nack', reason: 'body must be {name, spec}' });
     if (body.data.name !== policy.name) return reply.code(401).send(unbound);
@@ -170,21 +186,24 @@ export async function policyRoutes(app: FastifyInstance, options: PolicyRoutesOp
     return { status: 'ack', hash: result.hash };
   });
 
-  app.delete('/v1/policy', async (request, reply) => {
-    const claims = await verifiedToken(
-      request,
-      reply,
-      revokeClaimsSchema,
-      'the revocation token must carry a jti and the policy it revokes',
-    );
-    if (claims === undefined) return reply;
-    const { name, hash } = claims.revoke;
+  const revocation = tokenGate(
+    revokeClaimsSchema,
+    'the revocation token must carry a jti and the policy it revokes',
+  );
+  app.delete('/v1/policy', { onRequest: revocation.onRequest }, async (request, reply) => {
+    const { name, hash } = revocation.claimsOf(request).revoke;
     const result = await options.store.revoke(name, { onlyNamed: options.policyName, onlyHash: hash });
     if (!result.ok) return reply.code(422).send({ status: 'nack', reason: result.reason });
     if (result.changed)
       options.log?.(`policy ${name} revoked by the controller: it was deleted; serving nothing`);
     return { status: 'ack', revoked: name };
   });
+}
+
+/** A route's token check, run as its onRequest hook, and the claims it let through. */
+interface TokenGate<T> {
+  onRequest(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined>;
+  claimsOf(request: FastifyRequest): T;
 }
 
 /**

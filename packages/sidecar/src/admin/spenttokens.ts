@@ -5,9 +5,14 @@ export type Spend = 'spent' | 'replayed' | 'full';
 const defaultCapacity = 1024;
 
 /**
- * The `jti`s of the push tokens this sidecar has accepted. Pushes cross the pod
- * network in the clear, so a token seen there could be sent again while it is
- * still valid; each is remembered until it is not, and refused meanwhile.
+ * The `jti`s of the push tokens this sidecar has accepted. Pushes come over TLS,
+ * but a token that leaks elsewhere (a proxy log, a dump of the controller)
+ * could be sent again while it is still valid; each is remembered until it is
+ * not, and refused meanwhile. The record is in memory only: for the ~90 s a
+ * token verifies, a restarted container would take it once more. Refusing
+ * tokens issued before the start would close that, but would also refuse the
+ * controller's pushes in the first seconds after it: the controller backdates
+ * `iat`, and its clock and this node's may differ by up to the tolerance.
  */
 export class SpentTokens {
   /** jti → the last second (epoch) at which the token still verifies. */

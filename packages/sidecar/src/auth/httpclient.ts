@@ -48,7 +48,7 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
     async getJson(url, signal = AbortSignal.timeout(REQUEST_TIMEOUT_MS)) {
       const headers: Record<string, string> = { accept: 'application/json, application/jwk-set+json' };
       if (credentials !== undefined && credited.has(URL.parse(url)?.origin ?? ''))
-        headers.authorization = `Bearer ${await credentials.token()}`;
+        headers.authorization = `Bearer ${await credentialFor(url, credentials)}`;
       let response: Dispatcher.ResponseData;
       try {
         response = await request(url, {
@@ -73,6 +73,16 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
       await ownAgent?.close();
     },
   };
+}
+
+/** A projected token that cannot be read leaves the issuer's keys out of reach, as a failed request does. */
+async function credentialFor(url: string, credentials: OriginCredentials): Promise<string> {
+  try {
+    return await credentials.token();
+  } catch (cause) {
+    const detail = `GET ${url}: the credential could not be read: ${describe(cause)}`;
+    throw new AuthError('jwks_unavailable', detail, { cause });
+  }
 }
 
 async function readCapped(url: string, body: AsyncIterable<Uint8Array>): Promise<string> {

@@ -61,12 +61,16 @@ export class AuthError extends Error {
  * Failing to reach the issuer's keys is no fault of the token's, and its detail
  * (internal URLs, addresses, network errors) would map the sidecar's network
  * for anyone who sends a token: the caller learns only that the keys were
- * unavailable. Every other reason is about the token the caller sent.
+ * unavailable. A failure nobody classified is told as such, its cause kept for
+ * the record. Every other reason is about the token the caller sent.
  */
 export function authFailure(reason: AuthFailureCode, detail: string): AuthFailure {
-  const message =
-    reason === 'jwks_unavailable'
-      ? `the token could not be verified: the issuer's keys are unavailable (${reason})`
-      : detail;
-  return { ok: false, reason, message, detail };
+  return { ok: false, reason, message: callerMessage(reason, detail), detail };
+}
+
+function callerMessage(reason: AuthFailureCode, detail: string): string {
+  if (reason === 'jwks_unavailable')
+    return `the token could not be verified: the issuer's keys are unavailable (${reason})`;
+  if (reason === 'verification_failed') return `the token could not be verified (${reason})`;
+  return detail;
 }

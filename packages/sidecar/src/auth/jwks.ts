@@ -121,8 +121,13 @@ function mayHaveMoved(error: unknown): boolean {
   );
 }
 
-/** Checked here, not by jose, so a malformed answer counts as a failed fetch and is backed off from. */
-const jwkSetSchema = z.looseObject({ keys: z.array(z.unknown()) });
+/**
+ * Checked here as strictly as jose checks a key set (an object whose `keys` are
+ * all objects), so a malformed answer counts as a failed fetch and is backed off
+ * from: one jose refuses after a successful fetch starts no cooldown, and every
+ * token naming the issuer would fetch the key set again.
+ */
+const jwkSetSchema = z.looseObject({ keys: z.array(z.looseObject({})) });
 
 function asJwkSet(url: string, document: unknown): unknown {
   if (!jwkSetSchema.safeParse(document).success) {

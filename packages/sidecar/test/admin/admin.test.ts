@@ -255,6 +255,28 @@ describe('admin port', () => {
     assert.equal(fixture.sidecar.store.current()?.hash, hashBefore);
   });
 
+  it('refuses an unauthenticated push or revocation before reading its body, however large', async () => {
+    const tls = fixture.adminTls;
+    assert.ok(tls);
+    // Not JSON: parsed, it would be a 400; refused first, it is never parsed.
+    const junk = 'x'.repeat(3 * 1024 * 1024);
+    const forged = await pushToken(impostor, { name: 'test', spec: basePolicy });
+    for (const method of ['PUT', 'DELETE']) {
+      for (const bearer of [undefined, forged]) {
+        const answer = await call(`${tls.url}/v1/policy`, junk, {
+          method,
+          token: bearer,
+          dispatcher: tls.dispatcher,
+        });
+        assert.equal(answer.status, 401, `${method}: ${answer.text}`);
+        assert.deepEqual(answer.json, { status: 'nack', reason: 'push not signed by the controller' });
+      }
+      const plain = await call(`${fixture.adminUrl}/v1/policy`, junk, { method, token: forged });
+      assert.equal(plain.status, 403, `${method}: ${plain.text}`);
+      assert.deepEqual(plain.json, { status: 'nack', reason: 'pushes must use HTTPS' });
+    }
+  });
+
   it('refuses a token already used, even with the body it was signed for: an older policy stays out', async () => {
     const older = version(1000);
     const olderToken = await pushToken(controller, older);

@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { JWTPayload } from 'jose';
 import { type Authenticator, createAuthenticator } from '../../src/auth/authenticator.ts';
-import type { AuthFailureCode } from '../../src/auth/identity.ts';
+import { type AuthFailureCode, authFailure } from '../../src/auth/identity.ts';
+import { toAuthError } from '../../src/auth/jwt.ts';
 import {
   foreignToken,
   hmacWithPublicKey,
@@ -228,6 +229,14 @@ describe('JWT attack matrix', () => {
       await strict.close();
       await fresh.stop();
     }
+  });
+
+  it('keeps the cause of a failure nobody classified for the record, and tells the caller only that it failed', () => {
+    const { reason, message } = toAuthError(new RangeError('modulus out of range'));
+    const failure = authFailure(reason, message);
+    assert.equal(failure.reason, 'verification_failed');
+    assert.equal(failure.detail, 'token could not be verified: RangeError: modulus out of range');
+    assert.equal(failure.message, 'the token could not be verified (verification_failed)');
   });
 
   it('tolerates clock skew up to clockSkewSeconds and no further', async () => {

@@ -2,6 +2,7 @@
 // unknown kid, rate limiting against kid spraying, outages, a moved key set,
 // custom CAs.
 import assert from 'node:assert/strict';
+import { generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
 import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
@@ -18,11 +19,11 @@ function reasonOf(result: AuthResult): string {
   return result.ok ? 'ok' : result.reason;
 }
 
-function claimsFor(idp: TestIssuer, subject = 'alice'): JWTPayload {
+function claimsFor(idp: { issuer: string }, subject = 'alice'): JWTPayload {
   return { iss: idp.issuer, sub: subject, aud: AUDIENCE };
 }
 
-async function randomKidTokens(idp: TestIssuer, count: number): Promise<string[]> {
+async function randomKidTokens(idp: { issuer: string }, count: number): Promise<string[]> {
   return Promise.all(
     Array.from({ length: count }, (_, i) =>
       foreignToken(claimsFor(idp, `sprayer-${i}`), { kid: crypto.randomUUID() }),
@@ -81,6 +82,25 @@ async function startMovingIssuer() {
   };
   await moving.moveTo('/keys/1', false);
   return moving;
+}
+
+/** An issuer URL whose key set is whatever `keySet` says, as a broken or unusual IdP may publish. */
+async function startKeySetServer(keySet: unknown) {
+  const requests = { jwks: 0 };
+  const server = createServer((_request, response) => {
+    requests.jwks += 1;
+    response.setHeader('content-type', 'application/json');
+    response.end(JSON.stringify(keySet));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    issuer,
+    jwksUri: `${issuer}/jwks`,
+    requests,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
 }
 
 describe('key sets', () => {
@@ -237,6 +257,24 @@ describe('key sets', () => {
     }
   });
 
+  it('backs off from a key set whose entries are not objects, as from a failed fetch', async () => {
+    for (const keySet of [{ keys: [null] }, { keys: [1] }]) {
+      const broken = await startKeySetServer(keySet);
+      const auth = createAuthenticator(oidcAuth(broken.issuer, { jwksUri: broken.jwksUri }));
+      try {
+        for (const token of await randomKidTokens(broken, 20)) {
+          const result = await auth.authenticate(bearer(token));
+          assert.equal(reasonOf(result), 'jwks_unavailable');
+          assert.match(result.ok ? '' : result.detail, /did not answer a JWK set/);
+        }
+        assert.equal(broken.requests.jwks, 1, `${JSON.stringify(keySet)} was fetched once per backoff`);
+      } finally {
+        await auth.close();
+        await broken.close();
+      }
+    }
+  });
+
   it('follows the issuer to a new jwks_uri on an unknown kid, and when the old one fails', async () => {
     const moving = await startMovingIssuer();
     const auth = createAuthenticator(oidcAuth(moving.issuer), { jwksRefreshMinIntervalMs: 0 });
@@ -304,6 +342,128 @@ describe('key sets', () => {
     } finally {
       await auth.close();
       await realm.stop();
+    }
+  });
+});
+
+describe('key sets with several keys for one token', () => {
+  const kid = 'shared-kid';
+
+  async function esKey(): Promise<{ privateKey: CryptoKey; jwk: JWK }> {
+    const { privateKey, publicKey } = await generateKeyPair('ES256');
+    return { privateKey, jwk: { ...(await exportJWK(publicKey)), alg: 'ES256', use: 'sig' } };
+  }
+
+  function signed(issuer: string, key: CryptoKey, keyId: string | undefined): Promise<string> {
+    return new SignJWT(claimsFor({ issuer }))
+      .setProtectedHeader({ alg: 'ES256', ...(keyId === undefined ? {} : { kid: keyId }) })
+      .setExpirationTime('5m')
+      .sign(key);
+  }
+
+  it('tries each key published under a duplicate kid, and refuses a token none of them signed', async () => {
+    const [decoy, real] = [await esKey(), await esKey()];
+    const issuer = await startKeySetServer({ keys: [decoy.jwk, real.jwk].map((jwk) => ({ ...jwk, kid })) });
+    const auth = createAuthenticator(oidcAuth(issuer.issuer, { jwksUri: issuer.jwksUri }));
+    try {
+      assert.equal(
+        reasonOf(await auth.authenticate(bearer(await signed(issuer.issuer, real.privateKey, kid)))),
+        'ok',
+      );
+      const forged = await auth.authenticate(
+        bearer(await signed(issuer.issuer, (await esKey()).privateKey, kid)),
+      );
+      assert.equal(reasonOf(forged), 'bad_signature');
+      assert.match(
+        forged.ok ? '' : forged.detail,
+        /none of the 2 published keys that match the token's header verifies/,
+      );
+    } finally {
+      await auth.close();
+      await issuer.close();
+    }
+  });
+
+  it('tries each key of its algorithm for a token without a kid', async () => {
+    const [first, second] = [await esKey(), await esKey()];
+    const issuer = await startKeySetServer({ keys: [first.jwk, second.jwk] });
+    const auth = createAuthenticator(oidcAuth(issuer.issuer, { jwksUri: issuer.jwksUri }));
+    try {
+      for (const key of [first, second]) {
+        const result = await auth.authenticate(
+          bearer(await signed(issuer.issuer, key.privateKey, undefined)),
+        );
+        assert.equal(reasonOf(result), 'ok');
+      }
+    } finally {
+      await auth.close();
+      await issuer.close();
+    }
+  });
+
+  it('keeps the verdict of the key that verified: an expired token under a duplicate kid is expired', async () => {
+    const [decoy, real] = [await esKey(), await esKey()];
+    const issuer = await startKeySetServer({ keys: [decoy.jwk, real.jwk].map((jwk) => ({ ...jwk, kid })) });
+    const auth = createAuthenticator(oidcAuth(issuer.issuer, { jwksUri: issuer.jwksUri }, 0));
+    try {
+      const expired = await new SignJWT(claimsFor({ issuer: issuer.issuer }))
+        .setProtectedHeader({ alg: 'ES256', kid })
+        .setExpirationTime(Math.floor(Date.now() / 1000) - 600)
+        .sign(real.privateKey);
+      assert.equal(reasonOf(await auth.authenticate(bearer(expired))), 'expired');
+    } finally {
+      await auth.close();
+      await issuer.close();
+    }
+  });
+});
+
+describe('keys that cannot be used', () => {
+  /** An RS256 token signed with node's crypto: jose refuses to sign with an RSA key under 2048 bits. */
+  function rs256(privateKey: KeyObject, payload: JWTPayload, kid: string): string {
+    const encode = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+    const input = `${encode({ alg: 'RS256', kid })}.${encode(payload)}`;
+    return `${input}.${sign('sha256', Buffer.from(input), privateKey).toString('base64url')}`;
+  }
+
+  it('says in the record that the issuer published an RSA key under 2048 bits, and not to the caller', async () => {
+    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 1024 });
+    const jwk = { ...publicKey.export({ format: 'jwk' }), kid: 'weak', alg: 'RS256', use: 'sig' };
+    const issuer = await startKeySetServer({ keys: [jwk] });
+    const auth = createAuthenticator(oidcAuth(issuer.issuer, { jwksUri: issuer.jwksUri }));
+    try {
+      const exp = Math.floor(Date.now() / 1000) + 300;
+      const result = await auth.authenticate(
+        bearer(rs256(privateKey, { ...claimsFor(issuer), exp }, 'weak')),
+      );
+      assert.ok(!result.ok);
+      assert.equal(result.reason, 'jwks_unavailable');
+      assert.match(
+        result.detail,
+        /cannot be used: TypeError: RS256 requires key modulusLength to be 2048 bits/,
+      );
+      assert.doesNotMatch(result.message, /2048|TypeError/);
+    } finally {
+      await auth.close();
+      await issuer.close();
+    }
+  });
+
+  it('says in the record that a published key cannot be imported', async () => {
+    // A private member no key could have: the JWK cannot be imported at all.
+    const jwk = { ...(await exportJWK((await generateKeyPair('ES256')).publicKey)), d: '!' };
+    const issuer = await startKeySetServer({ keys: [{ ...jwk, kid: 'broken', alg: 'ES256' }] });
+    const auth = createAuthenticator(oidcAuth(issuer.issuer, { jwksUri: issuer.jwksUri }));
+    try {
+      const result = await auth.authenticate(
+        bearer(await foreignToken(claimsFor(issuer), { kid: 'broken' })),
+      );
+      assert.ok(!result.ok);
+      assert.equal(result.reason, 'jwks_unavailable');
+      assert.match(result.detail, /the issuer's key for this token cannot be used: DataError/);
+    } finally {
+      await auth.close();
+      await issuer.close();
     }
   });
 });

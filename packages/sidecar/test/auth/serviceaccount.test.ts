@@ -170,6 +170,26 @@ describe('the sidecar credential', () => {
     }
   });
 
+  it('that cannot be read leaves the keys unavailable, and the record says why', async () => {
+    const keys = await startTestIssuer({ algorithm: 'RS256' });
+    const unreadable = () => {
+      throw new Error('the projected token file is missing');
+    };
+    const auth = createAuthenticator(
+      authenticationSchema.parse({ serviceAccountTokens: { issuer: keys.issuer } }),
+      { serviceAccountCredentials: { [keys.issuer]: unreadable } },
+    );
+    try {
+      const result = await auth.authenticate(bearer(await keys.mint(projectedClaims(keys, 'ns', 'sa'))));
+      assert.ok(!result.ok);
+      assert.equal(result.reason, 'jwks_unavailable');
+      assert.match(result.detail, /the credential could not be read: the projected token file is missing/);
+    } finally {
+      await auth.close();
+      await keys.stop();
+    }
+  });
+
   it('is not sent to a jwksUri on another origin that only the policy names', async () => {
     const keys = await startTestIssuer({ algorithm: 'RS256' });
     const auth = createAuthenticator(

@@ -190,11 +190,12 @@ function leftForNextProcess(waiting: number): string {
 
 /**
  * A write a crash interrupted was never acknowledged, so cutting it loses
- * nothing answered; but the same cut follows a record damaged on disk, which
- * only the operator can tell apart: it is said, not left silent.
+ * nothing answered; but the same cut follows damage to the last records on
+ * disk (damage with whole records after it is refused, not cut), which only
+ * the operator can tell apart: it is said, not left silent.
  */
 function tornTail(bytes: number): string {
-  return `audit spool: cut ${bytes} bytes off the end of the last segment, from the first record that fails its checksum: a write a crash interrupted (never acknowledged), unless the disk damaged it`;
+  return `audit spool: cut ${bytes} bytes off the end of the last segment, from the first record that fails its checksum, with no whole record after it: a write a crash interrupted (never acknowledged), unless the disk damaged the last records`;
 }
 
 function checkStateMatchesSpool(state: ShipState, spool: Spool): void {

@@ -70,6 +70,8 @@ const headerBytes = 8;
 const segmentPattern = /^(\d{20})\.seg$/;
 const watermarkName = 'shipped';
 const readChunkBytes = 1024 * 1024;
+const openBrace = 0x7b;
+const closeBrace = 0x7d;
 export const defaultSegmentBytes = 64 * 1024 * 1024;
 /** How long a record that is not urgent waits for another append's sync before it starts one. */
 export const lateSyncMs = 5;
@@ -370,10 +372,12 @@ export class Spool {
     while (this.#segments.length > 1) {
       const segment = this.#segments[0] as Segment;
       if (segment.firstSeq + segment.offsets.length - 1 > uptoSeq) break;
+      await this.#reader.close(segment);
+      // Forgotten only once gone from the disk: a segment whose unlink fails
+      // still takes its room, and the next release tries it again.
+      await unlinkIfPresent(segment.path);
       this.#segments.shift();
       this.#diskBytes -= segment.size;
-      await this.#reader.close(segment);
-      await unlink(segment.path);
     }
   }
 }
@@ -556,39 +560,22 @@ type OpenState = {
   recovery: SpoolRecovery;
 };
 
+/**
+ * Nothing on disk changes until every check has passed: an open that is
+ * refused leaves the spool as it found it, for the operator and the auditor.
+ */
 async function recover(options: Required<SpoolOptions>): Promise<OpenState> {
   const { dir } = options;
-  await unlink(tempPathOf(join(dir, watermarkName))).catch(() => undefined);
   const shippedSeq = await readWatermark(dir);
-  const names = (await readdir(dir)).filter((name) => segmentPattern.test(name)).sort();
-  const segments: Segment[] = [];
-  const commits: Commit[] = [];
-  let truncatedBytes = 0;
-  for (const [index, name] of names.entries()) {
-    const firstSeq = Number(segmentPattern.exec(name)?.[1]);
-    const path = join(dir, name);
-    const scan = await scanSegment(path);
-    const last = index === names.length - 1;
-    if (scan.size !== scan.fileSize) {
-      // Only the last write can be torn: damage anywhere else is not a crash.
-      if (!last) throw new SpoolCorruptError(`${name} is damaged before its end`);
-      truncatedBytes = scan.fileSize - scan.size;
-      await truncateTail(path, scan.size);
-    }
-    const previous = segments.at(-1);
-    if (previous && previous.firstSeq + previous.offsets.length !== firstSeq) {
-      throw new SpoolCorruptError(`${name} does not follow the segment before it`);
-    }
-    segments.push({ firstSeq, path, size: scan.size, offsets: scan.offsets });
-    // The last write's time is on the wall clock: its age there, counted back on the spool's clock.
-    commits.push({ seq: firstSeq, time: options.now() - Math.max(0, Date.now() - scan.modified) });
-  }
+  const { segments, commits, torn } = await scanSegments(options);
   const last = segments.at(-1);
   const nextSeq = last ? last.firstSeq + last.offsets.length : shippedSeq + 1;
   const first = segments[0];
   if (nextSeq <= shippedSeq || (first && first.firstSeq > shippedSeq + 1)) {
     throw new SpoolCorruptError('the segments do not cover the records after the shipped watermark');
   }
+  await unlink(tempPathOf(join(dir, watermarkName))).catch(() => undefined);
+  if (torn) await truncateTail(torn.path, torn.size);
   // Segments fully shipped whose deletion a crash interrupted; the last one is kept for appending.
   while (segments.length > 1 && nextOf(segments[0] as Segment) <= shippedSeq + 1) {
     await unlink((segments.shift() as Segment).path);
@@ -602,8 +589,55 @@ async function recover(options: Required<SpoolOptions>): Promise<OpenState> {
     active = await createSegment(dir, segment.path);
   }
   pruneCommits(commits, shippedSeq);
-  const recovery = { records: nextSeq - shippedSeq - 1, truncatedBytes };
+  const recovery = {
+    records: nextSeq - shippedSeq - 1,
+    truncatedBytes: torn ? torn.fileSize - torn.size : 0,
+  };
   return { segments, commits, active, nextSeq, shippedSeq, recovery };
+}
+
+/** The torn tail of the last segment, if any: its whole records end at `size`. */
+type TornTail = { path: string; size: number; fileSize: number };
+
+/** Reads every segment, changing none; `segments` hold each one's whole records, a torn tail left out. */
+async function scanSegments(
+  options: Required<SpoolOptions>,
+): Promise<{ segments: Segment[]; commits: Commit[]; torn: TornTail | undefined }> {
+  const names = (await readdir(options.dir)).filter((name) => segmentPattern.test(name)).sort();
+  const segments: Segment[] = [];
+  const commits: Commit[] = [];
+  let torn: TornTail | undefined;
+  for (const [index, name] of names.entries()) {
+    const firstSeq = Number(segmentPattern.exec(name)?.[1]);
+    const path = join(options.dir, name);
+    const scan = await scanSegment(path);
+    if (scan.size !== scan.fileSize) {
+      // Only the last write can be torn, and nothing whole follows a torn write.
+      if (index !== names.length - 1 || scan.wholeAfter > 0) throw damagedSegment(name, scan);
+      torn = { path, size: scan.size, fileSize: scan.fileSize };
+    }
+    const previous = segments.at(-1);
+    if (previous && nextOf(previous) !== firstSeq) {
+      throw new SpoolCorruptError(`${name} does not follow the segment before it`);
+    }
+    segments.push({ firstSeq, path, size: scan.size, offsets: scan.offsets });
+    // The last write's time is on the wall clock: its age there, counted back on the spool's clock.
+    commits.push({ seq: firstSeq, time: options.now() - Math.max(0, Date.now() - scan.modified) });
+  }
+  return { segments, commits, torn };
+}
+
+/**
+ * Records after the damage may have been answered: cutting them would lose
+ * evidence without a trace, so the open is refused and the operator keeps the
+ * spool for the auditor.
+ */
+function damagedSegment(name: string, scan: Scan): SpoolCorruptError {
+  return new SpoolCorruptError(
+    `${name} is damaged at byte ${scan.size} of ${scan.fileSize}, with ${scan.wholeAfter} whole records after the damage: ` +
+      'not a write a crash interrupted, so nothing is cut; stop the pod, move the contents of its spool volume aside ' +
+      '(keep them for the auditor) and start it again',
+  );
 }
 
 /**
@@ -626,38 +660,113 @@ function nextOf(segment: Segment): number {
   return segment.firstSeq + segment.offsets.length;
 }
 
-type Scan = { offsets: number[]; size: number; fileSize: number; modified: number };
+/** `wholeAfter`: whole frames with good checksums found past `size`, which ends the first run of them. */
+type Scan = { offsets: number[]; size: number; fileSize: number; modified: number; wholeAfter: number };
 
 /** Walks the frames of a segment; `size` ends at the last whole frame with a good checksum. */
 async function scanSegment(path: string): Promise<Scan> {
   const file = await open(path, 'r');
   try {
     const { size: fileSize, mtimeMs } = await file.stat();
-    const offsets: number[] = [];
-    let window = Buffer.alloc(0);
-    let windowStart = 0;
-    let offset = 0;
-    const bytesAt = async (at: number, length: number): Promise<Buffer | undefined> => {
-      if (at + length > fileSize) return undefined;
-      if (at < windowStart || at + length > windowStart + window.length) {
-        window = Buffer.allocUnsafe(Math.min(Math.max(length, readChunkBytes), fileSize - at));
-        windowStart = at;
-        await readExactly(file, window, at);
-      }
-      return window.subarray(at - windowStart, at - windowStart + length);
-    };
-    for (;;) {
-      const header = await bytesAt(offset, headerBytes);
-      if (!header) break;
-      const length = header.readUInt32LE(0);
-      const frame = await bytesAt(offset, headerBytes + length);
-      if (!frame || frame.readUInt32LE(4) !== frameChecksum(frame, 0, length)) break;
-      offsets.push(offset);
-      offset += headerBytes + length;
-    }
-    return { offsets, size: offset, fileSize, modified: mtimeMs };
+    const frames = new FrameWindow(file, fileSize);
+    const { offsets, end } = await frameRun(frames, 0);
+    const wholeAfter = end < fileSize ? await wholeFramesAfter(frames, end) : 0;
+    return { offsets, size: end, fileSize, modified: mtimeMs, wholeAfter };
   } finally {
     await file.close();
+  }
+}
+
+/** The frames that follow one another from `from`, and where the run of them ends. */
+async function frameRun(frames: FrameWindow, from: number): Promise<{ offsets: number[]; end: number }> {
+  const offsets: number[] = [];
+  let end = from;
+  for (let bytes = await frames.frameAt(end); bytes !== undefined; bytes = await frames.frameAt(end)) {
+    offsets.push(end);
+    end += bytes;
+  }
+  return { offsets, end };
+}
+
+/**
+ * Counts the whole frames past the bad point `from`, looked for at every byte:
+ * damage can leave a wrong length to skip by. A crash tears only the last
+ * write, so its torn frame is followed by the file's end, zeros or garbage,
+ * which pass no checksum (zeros fail it: the checksum of a zero length is not
+ * zero). Whole frames after it would take a disk that wrote one write's pages
+ * out of order; they cannot be told from answered records after damage, so
+ * they are refused too, not cut.
+ */
+async function wholeFramesAfter(frames: FrameWindow, from: number): Promise<number> {
+  let count = 0;
+  for (let at = await frames.nextPossibleFrame(from + 1); at !== undefined; ) {
+    const run = await frameRun(frames, at);
+    count += run.offsets.length;
+    at = await frames.nextPossibleFrame(run.end + 1);
+  }
+  return count;
+}
+
+/** Reads a segment through a window of at least `readChunkBytes`, so a scan reads each byte about once. */
+class FrameWindow {
+  readonly fileSize: number;
+  readonly #file: FileHandle;
+  #window = Buffer.alloc(0);
+  #windowStart = 0;
+
+  constructor(file: FileHandle, fileSize: number) {
+    this.#file = file;
+    this.fileSize = fileSize;
+  }
+
+  /** The bytes the whole frame at `at` takes, when there is one with a good checksum. */
+  async frameAt(at: number): Promise<number | undefined> {
+    const header = await this.#bytesAt(at, headerBytes);
+    if (!header) return undefined;
+    const length = header.readUInt32LE(0);
+    const frame = await this.#bytesAt(at, headerBytes + length);
+    if (!frame || frame.readUInt32LE(4) !== frameChecksum(frame, 0, length)) return undefined;
+    return headerBytes + length;
+  }
+
+  /**
+   * The first offset from `from` on where a frame may start: its length fits
+   * the file and its line reads as a JSON object, as every record does. Looking
+   * past damage, garbage often reads as a length that fits: each such spot
+   * then costs a byte or two, not a checksum (and a window) over up to the
+   * whole segment, and the bytes are walked without a wait between them.
+   */
+  async nextPossibleFrame(from: number): Promise<number | undefined> {
+    for (let at = from; at + headerBytes + 1 <= this.fileSize; at++) {
+      if (at < this.#windowStart || at + headerBytes + 1 > this.#windowStart + this.#window.length) {
+        await this.#bytesAt(at, headerBytes + 1);
+      }
+      const index = at - this.#windowStart;
+      const length = this.#window.readUInt32LE(index);
+      if (length < 2 || at + headerBytes + length > this.fileSize) continue;
+      if (this.#window[index + headerBytes] !== openBrace) continue;
+      if ((await this.#byteAt(at + headerBytes + length - 1)) === closeBrace) return at;
+    }
+    return undefined;
+  }
+
+  async #byteAt(at: number): Promise<number> {
+    if (at >= this.#windowStart && at < this.#windowStart + this.#window.length) {
+      return this.#window[at - this.#windowStart] as number;
+    }
+    const one = Buffer.alloc(1);
+    await readExactly(this.#file, one, at);
+    return one[0] as number;
+  }
+
+  async #bytesAt(at: number, length: number): Promise<Buffer | undefined> {
+    if (at + length > this.fileSize) return undefined;
+    if (at < this.#windowStart || at + length > this.#windowStart + this.#window.length) {
+      this.#window = Buffer.allocUnsafe(Math.min(Math.max(length, readChunkBytes), this.fileSize - at));
+      this.#windowStart = at;
+      await readExactly(this.#file, this.#window, at);
+    }
+    return this.#window.subarray(at - this.#windowStart, at - this.#windowStart + length);
   }
 }
 
@@ -669,4 +778,10 @@ async function truncateTail(path: string, size: number): Promise<void> {
   } finally {
     await file.close();
   }
+}
+
+async function unlinkIfPresent(path: string): Promise<void> {
+  await unlink(path).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'ENOENT') throw error;
+  });
 }

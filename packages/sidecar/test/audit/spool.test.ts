@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import {
   appendFile,
+  mkdir,
   mkdtemp,
   readdir,
   readFile,
@@ -225,6 +227,118 @@ test('damage before the last segment is refused, not guessed at', async (t) => {
   await assert.rejects(Spool.open({ dir, segmentBytes: 300 }), SpoolCorruptError);
 });
 
+/** Every segment file's bytes, by name: what an open that refuses must leave as it was. */
+async function segmentBytes(dir: string): Promise<Map<string, Buffer>> {
+  const files = new Map<string, Buffer>();
+  for (const name of await segments(dir)) files.set(name, await readFile(join(dir, name)));
+  return files;
+}
+
+const frameBytes = (seq: number) => Buffer.byteLength(line(seq)) + 8;
+
+test('damage in the last segment with whole records after it is refused, and no byte of it changes', async (t) => {
+  const recordThree = 3 * frameBytes(0);
+  const cases: [string, (bytes: Buffer) => void][] = [
+    [
+      'flipped payload bit',
+      (bytes) => {
+        bytes[recordThree + 20] = (bytes[recordThree + 20] ?? 0) ^ 0x01;
+      },
+    ],
+    // A wrong length cannot be skipped by: the records after it are found all the same.
+    [
+      'damaged length',
+      (bytes) => {
+        bytes[recordThree + 1] = 0x7f;
+      },
+    ],
+    [
+      'zeroed record',
+      (bytes) => {
+        bytes.fill(0, recordThree, recordThree + frameBytes(3));
+      },
+    ],
+  ];
+  for (const [name, damage] of cases) {
+    const dir = await tempDir(t);
+    const spool = await Spool.open({ dir });
+    await appendInTurn(spool, 0, 10);
+    await spool.close();
+    const path = join(dir, (await segments(dir))[0] as string);
+    const bytes = await readFile(path);
+    damage(bytes);
+    await writeFile(path, bytes);
+    const before = await segmentBytes(dir);
+
+    await assert.rejects(Spool.open({ dir }), (error: Error) => {
+      assert.ok(error instanceof SpoolCorruptError, name);
+      assert.match(
+        error.message,
+        new RegExp(
+          `^00000000000000000000\\.seg is damaged at byte ${recordThree} of ${bytes.length}, with 6 whole records after the damage`,
+        ),
+        name,
+      );
+      assert.match(
+        error.message,
+        /move the contents of its spool volume aside \(keep them for the auditor\)/,
+        name,
+      );
+      return true;
+    });
+    assert.deepEqual(await segmentBytes(dir), before, name);
+  }
+});
+
+test('a torn last frame is cut, whether the file ends in it or in zeros or garbage after it, and the sequence goes on', async (t) => {
+  const cases: [string, Buffer][] = [
+    ['partial last frame', Buffer.alloc(0)],
+    ['partial last frame then zeros', Buffer.alloc(8192)],
+    // About one spot in 256 of it reads as a length that fits the file: each
+    // must not cost a checksum over megabytes, or the open never ends.
+    ['partial last frame then random bytes', randomBytes(16 * 1024 * 1024)],
+  ];
+  for (const [name, after] of cases) {
+    const dir = await tempDir(t);
+    const spool = await Spool.open({ dir });
+    await appendInTurn(spool, 0, 10);
+    await spool.close();
+    const path = join(dir, (await segments(dir))[0] as string);
+    const whole = 9 * frameBytes(0);
+    await truncate(path, whole + 30);
+    await appendFile(path, after);
+
+    const reopened = await Spool.open({ dir });
+    assert.deepEqual(reopened.recovery, { records: 9, truncatedBytes: 30 + after.length }, name);
+    assert.equal((await stat(path)).size, whole, name);
+    assert.equal((await reopened.append(line(9))).seq, 9, name);
+    assert.deepEqual(
+      await readAll(reopened),
+      Array.from({ length: 10 }, (_, i) => line(i)),
+      name,
+    );
+    await reopened.close();
+  }
+});
+
+test('an open refused because the segments miss shipped records leaves every segment as it was', async (t) => {
+  const dir = await tempDir(t);
+  const spool = await Spool.open({ dir });
+  await appendInTurn(spool, 0, 10);
+  await spool.release(8);
+  await spool.close();
+  // Torn-looking, but inside records already shipped: not a crash, and nothing to cut.
+  const path = join(dir, (await segments(dir))[0] as string);
+  await truncate(path, 7 * frameBytes(0) + 30);
+  const before = await segmentBytes(dir);
+
+  await assert.rejects(
+    Spool.open({ dir }),
+    /the segments do not cover the records after the shipped watermark/,
+  );
+  assert.deepEqual(await segmentBytes(dir), before);
+});
+
 test('segments rotate by size and reads cross them', async (t) => {
   const dir = await tempDir(t);
   const spool = await Spool.open({ dir, segmentBytes: 300 });
@@ -281,6 +395,29 @@ test('release persists the watermark and deletes only fully shipped segments', a
   assert.equal(reopened.stats().shippedSeq, 6);
   assert.equal(reopened.recovery.records, 5);
   assert.equal((await reopened.append(line(12))).seq, 12);
+});
+
+test('a shipped segment whose deletion fails still takes its room, and the next release deletes it', async (t) => {
+  const dir = await tempDir(t);
+  const spool = await Spool.open({ dir, segmentBytes: 300 });
+  t.after(() => spool.close());
+  await appendInTurn(spool, 0, 12);
+  const bytes = spool.stats().bytes;
+  const names = await segments(dir);
+  const [first, second] = names.map((name) => join(dir, name));
+  const kept = await readFile(first as string);
+  // A directory in its place: unlink refuses it, as a failing disk would.
+  await rm(first as string);
+  await mkdir(first as string);
+  await assert.rejects(spool.release(6), { code: 'EISDIR' });
+  assert.equal(spool.stats().bytes, bytes, 'the segment still on disk still takes its room');
+
+  await rm(first as string, { recursive: true });
+  await writeFile(first as string, kept);
+  const secondSize = (await stat(second as string)).size;
+  await spool.release(7);
+  assert.deepEqual(await segments(dir), names.slice(2));
+  assert.equal(spool.stats().bytes, bytes - kept.length - secondSize);
 });
 
 test('a full spool refuses appends and drops nothing it took', async (t) => {

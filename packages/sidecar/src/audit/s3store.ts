@@ -2,8 +2,23 @@
 // SHA-256 the server checks, and is conditional (If-None-Match: *) so a retry
 // never makes a second version. Credentials come from the AWS SDK's default
 // chain (environment, web identity, instance metadata).
-import { HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { EvidenceConflictError, type EvidenceObject, type EvidenceStore } from './store.ts';
+import {
+  GetObjectCommand,
+  HeadObjectCommand,
+  type HeadObjectCommandOutput,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
+import { sha256Hex } from '@veil/core';
+import {
+  EvidenceConflictError,
+  EvidenceNotLockedError,
+  type EvidenceObject,
+  type EvidenceStore,
+  EvidenceStoreSetupError,
+  retentionMarginMs,
+  type StoreSetupProblem,
+} from './store.ts';
 
 export type S3StoreOptions = {
   bucket: string;
@@ -40,6 +55,18 @@ export class S3EvidenceStore implements EvidenceStore {
 
   async put(object: EvidenceObject, signal?: AbortSignal): Promise<void> {
     const key = this.#prefix + object.key;
+    try {
+      await this.#putOnce(key, object, signal);
+    } catch (error) {
+      throw this.#setupErrorOr(error, key);
+    }
+  }
+
+  close(): void {
+    this.#client.destroy();
+  }
+
+  async #putOnce(key: string, object: EvidenceObject, signal: AbortSignal | undefined): Promise<void> {
     const checksum = Buffer.from(object.sha256, 'hex').toString('base64');
     try {
       await this.#client.send(
@@ -58,19 +85,115 @@ export class S3EvidenceStore implements EvidenceStore {
     } catch (error) {
       if (!isPreconditionFailed(error)) throw error;
       // The key exists: an earlier attempt whose answer was lost, or a conflict.
-      const head = await this.#client.send(
-        new HeadObjectCommand({ Bucket: this.#bucket, Key: key, ChecksumMode: 'ENABLED' }),
-        { abortSignal: signal },
-      );
-      if (head.ChecksumSHA256 !== checksum) {
-        throw new EvidenceConflictError(`${key} already holds other bytes`);
-      }
+      await this.#checkExisting(key, object, checksum, signal);
     }
   }
 
-  close(): void {
-    this.#client.destroy();
+  /** Resolves when the stored object is this one, locked as asked; rejects naming what differs. */
+  async #checkExisting(
+    key: string,
+    object: EvidenceObject,
+    checksum: string,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    const head = await this.#client.send(
+      new HeadObjectCommand({ Bucket: this.#bucket, Key: key, ChecksumMode: 'ENABLED' }),
+      { abortSignal: signal },
+    );
+    const otherBytes = await this.#otherBytes(key, object, head, checksum, signal);
+    if (otherBytes) throw new EvidenceConflictError(`${key} already holds other bytes (${otherBytes})`);
+    // A server may store the object even as it refuses the lock (a bucket without
+    // Object Lock): the same bytes unlocked are no evidence, only an unlocked copy.
+    const unlocked = lockShortfall(head, object.retainUntil, Date.now());
+    if (unlocked) throw new EvidenceNotLockedError(`${key} holds these bytes but ${unlocked}`);
   }
+
+  /** How the stored bytes are known to differ; undefined when they are the same. */
+  async #otherBytes(
+    key: string,
+    object: EvidenceObject,
+    head: HeadObjectCommandOutput,
+    checksum: string,
+    signal: AbortSignal | undefined,
+  ): Promise<string | undefined> {
+    if (head.ChecksumSHA256 !== undefined) {
+      return head.ChecksumSHA256 === checksum ? undefined : 'its stored SHA-256 differs';
+    }
+    // Some S3-compatible stores keep no checksum: the bytes themselves tell.
+    const size = object.bytes.length;
+    if (head.ContentLength !== size) {
+      return `no stored SHA-256; ${head.ContentLength ?? 'unknown'} bytes, not ${size}`;
+    }
+    const stored = size === 0 ? new Uint8Array() : await this.#readUpTo(key, size + 1, signal);
+    if (stored.length !== size) return `no stored SHA-256; ${stored.length} bytes read back, not ${size}`;
+    return sha256Hex(stored) === object.sha256
+      ? undefined
+      : 'no stored SHA-256; its bytes read back hash differently';
+  }
+
+  /** At most `limit` bytes from the start of the object: what is hashed never outgrows the evidence. */
+  async #readUpTo(key: string, limit: number, signal: AbortSignal | undefined): Promise<Uint8Array> {
+    const got = await this.#client.send(
+      new GetObjectCommand({ Bucket: this.#bucket, Key: key, Range: `bytes=0-${limit - 1}` }),
+      { abortSignal: signal },
+    );
+    const bytes = (await got.Body?.transformToByteArray()) ?? new Uint8Array();
+    return bytes.subarray(0, limit);
+  }
+
+  #setupErrorOr(error: unknown, key: string): unknown {
+    if (!(error instanceof Error)) return error;
+    const code = errorCode(error);
+    const problem = setupProblems.get(code);
+    if (!problem || (problem === 'no-object-lock' && !/object\s*lock/i.test(error.message))) return error;
+    const status = httpStatus(error);
+    return new EvidenceStoreSetupError(
+      problem,
+      code,
+      `s3://${this.#bucket}/${key} was refused: ${code}${status ? ` (HTTP ${status})` : ''}: ${error.message.slice(0, 200)}`,
+      { cause: error },
+    );
+  }
+}
+
+/**
+ * Refusals that last until an operator changes the bucket or the credentials.
+ * An `InvalidRequest` counts only when it names Object Lock (checked above).
+ */
+const setupProblems = new Map<string, StoreSetupProblem>([
+  ['InvalidRequest', 'no-object-lock'],
+  ['NoSuchBucket', 'no-bucket'],
+  ['AccessDenied', 'credentials'],
+  ['InvalidAccessKeyId', 'credentials'],
+  ['SignatureDoesNotMatch', 'credentials'],
+  ['ExpiredToken', 'credentials'],
+  ['InvalidToken', 'credentials'],
+  // Versity's gateway's name for an unknown access key.
+  ['XAdminUserNotFound', 'credentials'],
+  // The SDK's default chain found no credentials at all.
+  ['CredentialsProviderError', 'credentials'],
+]);
+
+/**
+ * Why the stored object's lock is not the one asked for; undefined when it is.
+ * The retention counts from when the object was written, as an auditor counts
+ * it: a retry long after the attempt that stored it asks for a later date than
+ * that attempt locked, and the margin added to every lock absorbs the rest.
+ */
+function lockShortfall(head: HeadObjectCommandOutput, retainUntil: Date, now: number): string | undefined {
+  if (head.ObjectLockMode !== 'COMPLIANCE') {
+    return head.ObjectLockMode
+      ? `is locked in ${head.ObjectLockMode} mode, not COMPLIANCE`
+      : // S3 shows the lock only to credentials that may s3:GetObjectRetention.
+        'shows no lock (not locked, or the credentials may not s3:GetObjectRetention)';
+  }
+  const until = head.ObjectLockRetainUntilDate;
+  if (!until) return 'is locked with no retain-until date';
+  const written = head.LastModified?.getTime() ?? now;
+  const held = until.getTime() - written;
+  const asked = retainUntil.getTime() - now;
+  if (held >= asked - retentionMarginMs) return undefined;
+  return `is locked only until ${until.toISOString()}, ${Math.ceil((asked - held) / 1000)} s short of the retention asked, counted from its writing`;
 }
 
 function normalisePrefix(prefix: string | undefined): string {
@@ -79,6 +202,16 @@ function normalisePrefix(prefix: string | undefined): string {
   return trimmed.endsWith('/') ? trimmed : `${trimmed}/`;
 }
 
+function httpStatus(error: unknown): number | undefined {
+  return (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+}
+
+/** The S3 error code where the server sent one, else the SDK's error name. */
+function errorCode(error: Error): string {
+  const code = (error as { Code?: unknown }).Code;
+  return typeof code === 'string' ? code : error.name;
+}
+
 function isPreconditionFailed(error: unknown): boolean {
-  return (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 412;
+  return httpStatus(error) === 412;
 }

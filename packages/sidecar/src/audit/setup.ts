@@ -107,6 +107,16 @@ function registerGauges(telemetry: Telemetry, recorder: AuditRecorder): () => vo
       'Whether shipping is stuck on an evidence key that already holds other bytes (1): retrying cannot resolve it',
       () => (recorder.stats().conflict ? 1 : 0),
     ),
+    telemetry.gauge(
+      'veil_audit_store_not_locked',
+      'Whether shipping is stuck on an evidence key holding its bytes without the COMPLIANCE lock asked for (1): an operator must lock or remove it',
+      () => (recorder.stats().notLocked ? 1 : 0),
+    ),
+    telemetry.gauge(
+      'veil_audit_store_misconfigured',
+      'Whether the evidence store refuses uploads for its set-up (1): no Object Lock on the bucket, no such bucket, or credentials refused; the log names which',
+      () => (recorder.stats().misconfigured ? 1 : 0),
+    ),
   ];
   return () => {
     for (const drop of drops) drop();

@@ -22,7 +22,14 @@ import { writeFileAtomic } from '../files.ts';
 import { type BackoffOptions, backoffDelay, defaultBackoff } from './backoff.ts';
 import type { Spool } from './spool.ts';
 import { AuditStateError, type OutboxItem, type ShipState, type StateData } from './state.ts';
-import { EvidenceConflictError, type EvidenceStore } from './store.ts';
+import {
+  EvidenceConflictError,
+  EvidenceNotLockedError,
+  type EvidenceStore,
+  EvidenceStoreSetupError,
+  retentionMarginMs,
+  type StoreSetupProblem,
+} from './store.ts';
 
 export type BatchSettings = { maxRecords: number; maxBytes: number; maxAgeSeconds: number };
 
@@ -54,20 +61,19 @@ export type ShipperStats = {
    * replaced, so retrying cannot end this, unlike an outage: it needs an operator.
    */
   conflict: boolean;
+  /**
+   * The last attempt found its key holding these bytes without the COMPLIANCE
+   * lock asked for (stored by a server that refused the lock): shipping does
+   * not go past it until an operator locks or removes it.
+   */
+  notLocked: boolean;
+  /** What the store's set-up lacks, when the last attempt was refused for it; shipping resumes once it is fixed. */
+  misconfigured: StoreSetupProblem | undefined;
 };
 
 type Sleeper = { wake: () => void; byNotify: boolean };
 
 const gzipAsync = promisify(gzip);
-
-/**
- * Added to every lock. An auditor counts the retention from when the store
- * wrote the object (its Last-Modified, after the upload, by the store's
- * clock), so a lock of exactly the policy's days from our clock would fall
- * short by the upload time and any skew: `verify --min-retention-days` with the
- * policy's days would fail correct evidence.
- */
-const lockMarginMs = 10 * 60 * 1000;
 
 /**
  * Compresses a batch's NDJSON on the thread pool. zlib hands its output back a
@@ -99,7 +105,16 @@ export class Shipper {
   readonly #backoff: BackoffOptions;
   readonly #log: (message: string) => void;
   readonly #stop = new AbortController();
-  readonly #stats: ShipperStats = { shippedRecords: 0, shippedBatches: 0, failures: 0, conflict: false };
+  readonly #stats: ShipperStats = {
+    shippedRecords: 0,
+    shippedBatches: 0,
+    failures: 0,
+    conflict: false,
+    notLocked: false,
+    misconfigured: undefined,
+  };
+  /** What the last failed attempt failed of, so that a new error is logged when it comes. */
+  #lastError: string | undefined;
   #loop: Promise<void> | undefined;
   /**
    * The next batch, read and compressed while the one before uploads (and kept
@@ -160,28 +175,47 @@ export class Shipper {
     while (!this.#stop.signal.aborted) {
       try {
         if (await this.#step()) {
-          if (this.#stats.failures > 0)
-            this.#log(`audit shipping resumed after ${this.#stats.failures} failures`);
-          this.#stats.failures = 0;
-          this.#stats.conflict = false;
+          this.#succeeded();
           continue;
         }
         if (this.#closing) return;
         await this.#sleep(this.#idleMs(), true);
       } catch (error) {
         if (this.#stop.signal.aborted) return;
-        this.#stats.failures += 1;
-        this.#stats.conflict = error instanceof EvidenceConflictError;
-        if (this.#stats.failures === 1 || this.#stats.failures % 20 === 0) {
-          this.#log(
-            `audit shipping to ${this.#store.description} failed (${this.#stats.failures}x): ${describe(error)}${
-              this.#stats.conflict ? conflictHint : ''
-            }`,
-          );
-        }
+        this.#failed(error);
         await this.#sleep(backoffDelay(this.#stats.failures, this.#backoff), false);
       }
     }
+  }
+
+  #succeeded(): void {
+    const stats = this.#stats;
+    if (stats.failures > 0) this.#log(`audit shipping resumed after ${inARow(stats.failures)}`);
+    stats.failures = 0;
+    stats.conflict = false;
+    stats.notLocked = false;
+    stats.misconfigured = undefined;
+    this.#lastError = undefined;
+  }
+
+  /**
+   * Counts the failure and logs it when it is the first, another error than the
+   * one before, or every 20th in a row: an error that lasts is not logged at
+   * every retry, one that changes always is.
+   */
+  #failed(error: unknown): void {
+    const stats = this.#stats;
+    stats.failures += 1;
+    stats.conflict = error instanceof EvidenceConflictError;
+    stats.notLocked = error instanceof EvidenceNotLockedError;
+    stats.misconfigured = error instanceof EvidenceStoreSetupError ? error.problem : undefined;
+    const signature = errorSignature(error);
+    const changed = signature !== this.#lastError;
+    this.#lastError = signature;
+    if (!changed && stats.failures % 20 !== 0) return;
+    this.#log(
+      `audit shipping to ${this.#store.description} failed (${inARow(stats.failures)}): ${describe(error)}${hint(error)}`,
+    );
   }
 
   /** One unit of work; false when there is none now. */
@@ -339,7 +373,7 @@ export class Shipper {
 
   async #upload(item: OutboxItem): Promise<void> {
     const signal = this.#stop.signal;
-    const retainUntil = new Date(this.#now() + this.#settings().retentionMs + lockMarginMs);
+    const retainUntil = new Date(this.#now() + this.#settings().retentionMs + retentionMarginMs);
     const manifest = storeManifest(item.manifest);
     const described = item.manifest.kind === 'batch' ? item.manifest.batch : undefined;
     if (item.batch && described) {
@@ -397,8 +431,41 @@ export class Shipper {
   }
 }
 
-const conflictHint =
-  '; evidence is never replaced, so retrying cannot resolve this (see "When a part is down" in the operations guide)';
+const seeGuide = '(see "When a part is down" in the operations guide)';
+
+const setupHints: Record<StoreSetupProblem, string> = {
+  'no-object-lock': 'enable Object Lock on the bucket',
+  'no-bucket': 'check the bucket name, or create the bucket with Object Lock',
+  credentials:
+    'check the credentials, and that they may s3:PutObject, s3:PutObjectRetention, s3:GetObject and s3:GetObjectRetention on the evidence keys',
+};
+
+/** What an operator must do, for errors that retrying alone cannot end. */
+function hint(error: unknown): string {
+  if (error instanceof EvidenceConflictError) {
+    return `; evidence is never replaced, so retrying cannot resolve this ${seeGuide}`;
+  }
+  if (error instanceof EvidenceNotLockedError) {
+    return `; a configuration error: the object is no evidence until it is locked. Enable Object Lock on the bucket and put a COMPLIANCE retention on that object (or, when it is locked, let the credentials s3:GetObjectRetention); shipping retries it meanwhile ${seeGuide}`;
+  }
+  if (error instanceof EvidenceStoreSetupError) {
+    return `; a configuration error (${error.problem}): ${setupHints[error.problem]}; shipping retries until it is fixed ${seeGuide}`;
+  }
+  return '';
+}
+
+/** The same words in failure and resumption lines, so their counts read as one count. */
+function inARow(failures: number): string {
+  return `${failures} ${failures === 1 ? 'failure' : 'failures'} in a row`;
+}
+
+/** Tells errors apart by kind, not by message: a message may carry a request id or a time. */
+function errorSignature(error: unknown): string {
+  if (!(error instanceof Error)) return 'unknown';
+  const code = (error as { code?: unknown }).code;
+  const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+  return `${error.name}/${typeof code === 'string' ? code : ''}/${status ?? ''}`;
+}
 
 type StreamRun = { stream: string; builder: BatchBuilder; lastSpoolSeq: number };
 type CutBatch = { run: StreamRun; batch: EncodedBatch };

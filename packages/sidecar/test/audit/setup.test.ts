@@ -133,10 +133,14 @@ test('the spool gauges read the open recorder and are removed once it is done wi
     'veil_audit_shipping_failures',
     'veil_audit_spool_bytes',
     'veil_audit_store_conflict',
+    'veil_audit_store_misconfigured',
+    'veil_audit_store_not_locked',
   ]);
   await recorder.append(draft('m1'));
   assert.ok((readers.get('veil_audit_spool_bytes')?.() ?? 0) > 0);
   assert.equal(readers.get('veil_audit_store_conflict')?.(), 0);
+  assert.equal(readers.get('veil_audit_store_not_locked')?.(), 0);
+  assert.equal(readers.get('veil_audit_store_misconfigured')?.(), 0);
   dropGauges();
   assert.equal(readers.size, 0);
 });

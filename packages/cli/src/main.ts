@@ -1,6 +1,9 @@
 #!/usr/bin/env node
-import { CliError, type Command } from './command.ts';
 // `veil`: the command table and help. Each command lives in commands/.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { CliError, type Command } from './command.ts';
 import {
   approvalsApproveCommand,
   approvalsDenyCommand,
@@ -27,21 +30,39 @@ const commands: Record<string, Command> = {
   'sessions show': sessionsShowCommand,
 };
 
+function commandLines(names: string[]): string[] {
+  const width = Math.max(...names.map((name) => name.length));
+  return names.map((name) => `  veil ${name.padEnd(width)}  ${commands[name]?.summary ?? ''}`);
+}
+
 function usage(): string {
-  const width = Math.max(...Object.keys(commands).map((name) => name.length));
-  const lines = Object.entries(commands).map(
-    ([name, command]) => `  veil ${name.padEnd(width)}  ${command.summary}`,
-  );
   return [
     'veil — SOC 2 grade control for embedding models',
     '',
     'Usage: veil <command> [options]',
     '',
     'Commands:',
-    ...lines,
+    ...commandLines(Object.keys(commands)),
     '',
-    'Run `veil <command> --help` for the options of one command.',
+    'Run `veil <command> --help` for the options of one command, `veil --version` for the version.',
+    'Exit codes: 0 success, 1 a failure the command found or met, 2 a usage error',
+    "and, for some commands, input they cannot read or reach: each command's help says which.",
     'Set VEIL_DEBUG=1 to see the stack trace of an unexpected error.',
+  ].join('\n');
+}
+
+/** The commands under a first word that is not a command itself (`evidence`, `approvals`). */
+function groupUsage(group: string): string | undefined {
+  if (commands[group]) return undefined;
+  const names = Object.keys(commands).filter((name) => name.startsWith(`${group} `));
+  if (names.length === 0) return undefined;
+  return [
+    `Usage: veil ${group} <command> [options]`,
+    '',
+    'Commands:',
+    ...commandLines(names),
+    '',
+    `Run \`veil ${group} <command> --help\` for the options of one command.`,
   ].join('\n');
 }
 
@@ -54,13 +75,57 @@ function resolve(argv: string[]): { command: Command; args: string[] } | undefin
   return undefined;
 }
 
-async function main(argv: string[]): Promise<number> {
-  if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
+const isHelp = (arg: string | undefined): boolean => arg === '--help' || arg === '-h';
+
+async function version(): Promise<string> {
+  const text = await readFile(join(import.meta.dirname, '..', 'package.json'), 'utf8');
+  return z.object({ version: z.string() }).parse(JSON.parse(text)).version;
+}
+
+/** `veil help [COMMAND…]`: the help of that command or group; exit 2 for a name that is neither. */
+function help(words: string[]): number {
+  if (words.length === 0) {
     console.log(usage());
-    return argv.length === 0 ? 1 : 0;
+    return 0;
+  }
+  const name = words.join(' ');
+  const text = commands[name]?.help ?? groupUsage(name);
+  if (text === undefined) {
+    console.error(`veil: unknown command "${name}"\n\n${usage()}`);
+    return 2;
+  }
+  console.log(text);
+  return 0;
+}
+
+/** `veil evidence --help` (exit 0) or `veil evidence` alone (exit 2: nothing ran) lists that group. */
+function listGroup(argv: string[]): number | undefined {
+  const [name, ...rest] = argv;
+  const text = name === undefined ? undefined : groupUsage(name);
+  if (text === undefined || rest.length > 1 || (rest.length === 1 && !isHelp(rest[0]))) return undefined;
+  if (rest.length === 0) {
+    console.error(text);
+    return 2;
+  }
+  console.log(text);
+  return 0;
+}
+
+async function main(argv: string[]): Promise<number> {
+  if (argv.length === 0) {
+    console.log(usage());
+    return 1;
+  }
+  if (isHelp(argv[0])) return help([]);
+  if (argv[0] === 'help') return help(argv.slice(1));
+  if (argv[0] === '--version') {
+    console.log(await version());
+    return 0;
   }
   const found = resolve(argv);
   if (!found) {
+    const listed = listGroup(argv);
+    if (listed !== undefined) return listed;
     console.error(`veil: unknown command "${argv.join(' ')}"\n\n${usage()}`);
     return 2;
   }

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { CliError } from '../src/command.ts';
 import { approvalsListCommand } from '../src/commands/approvals.ts';
-import { devBanner, devCommand, mintDevToken } from '../src/commands/dev.ts';
+import { devBanner, devCommand, devTokenCommand, mintDevToken } from '../src/commands/dev.ts';
 import { openDevState } from '../src/dev/state.ts';
 
 let root: string;
@@ -113,4 +113,20 @@ test("the banner's commands run from a fresh checkout, and its policy hash says 
     assert.ok(commands.length > 0);
     for (const command of commands) assert.match(command, /^npx veil /, text);
   }
+});
+
+test('a --state that is a file, or lies under one, is named as not a directory', async () => {
+  const file = join(root, 'a-file');
+  await writeFile(file, 'not a folder');
+  await refused(openDevState(file), `--state ${file} is not a directory`);
+  await refused(openDevState(join(file, 'state')), `--state ${join(file, 'state')} is not a directory`);
+});
+
+test('dev token says it mints from the keys in the folder: veil dev need not be running', () => {
+  const help = devTokenCommand.help.replace(/\s+/g, ' ');
+  assert.doesNotMatch(`${devTokenCommand.summary} ${help}`, /from the running/);
+  assert.match(
+    help,
+    /`veil dev` need not be running: the token is valid for any `veil dev` run on that folder/,
+  );
 });

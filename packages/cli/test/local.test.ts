@@ -300,7 +300,7 @@ test('report on evidence with no stream says NO EVIDENCE, styled as a failure, a
   assert.equal(lines[0], 'NO EVIDENCE: 0 streams, 0 batches, 0 records verified, 0 gaps');
   assert.match(
     err(),
-    /^veil: evidence report: no evidence stream found in .*empty: check the bucket and prefix\n$/,
+    /^veil: evidence report: no evidence stream found in .*empty: its v1\/ folder holds no stream: check it is the folder the sidecar writes its evidence to \(\.veil\/audit for veil dev\)\n$/,
   );
   const report = JSON.parse(await readFile(join(out, 'r.json'), 'utf8'));
   assert.equal(report.verdict, 'NO EVIDENCE');
@@ -310,6 +310,7 @@ test('report on evidence with no stream says NO EVIDENCE, styled as a failure, a
   const verified = captureIo(now);
   assert.equal(await runVerify([empty, '--json'], verified.io), 1);
   assert.equal(JSON.parse(verified.out.join('\n')).verdict, 'NO EVIDENCE');
+  assert.match(verified.err(), /in .*empty: its v1\/ folder holds no stream: check it is the folder/);
 });
 
 test('a report file whose folder is a file is refused in one line naming that file', async () => {
@@ -331,6 +332,15 @@ test('report on INVALID evidence still writes the report, then exits 1 as verify
   const { io, out: lines } = captureIo(now);
   assert.equal(await runReport([copy, '--json', join(out, 'r.json')], io), 1);
   assert.match(lines[0] ?? '', /^INVALID: /);
+  // The console says why, as verify does, one line per INVALID finding.
+  assert.ok(
+    lines.some((line) => line.startsWith(`INVALID ${built.stream} ${batchKey(built.prefix, 2)}: `)),
+    lines.join('\n'),
+  );
+  assert.ok(
+    lines.every((line) => !line.startsWith('WARN ')),
+    'warnings stay in the report',
+  );
   assert.equal(lines.at(-1), `wrote ${join(out, 'r.json')}`);
   assert.equal(JSON.parse(await readFile(join(out, 'r.json'), 'utf8')).verdict, 'INVALID');
 });

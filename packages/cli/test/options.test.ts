@@ -2,15 +2,23 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CliError } from '../src/command.ts';
-import { devCommand } from '../src/commands/dev.ts';
 import {
+  approvalsApproveCommand,
+  approvalsDenyCommand,
+  approvalsListCommand,
+  approvalsShowCommand,
+} from '../src/commands/approvals.ts';
+import { devCommand, devTokenCommand } from '../src/commands/dev.ts';
+import {
+  evidencePullCommand,
   evidenceReportCommand,
   evidenceVerifyCommand,
   runPull,
   runReport,
   runVerify,
 } from '../src/commands/evidence.ts';
-import { runSessionsShow } from '../src/commands/sessions.ts';
+import { policyLintCommand } from '../src/commands/policy.ts';
+import { runSessionsShow, sessionsShowCommand } from '../src/commands/sessions.ts';
 import { inWindow, parseS3Url, timeWindow } from '../src/evidence/options.ts';
 import { bucketInfoSchema } from '../src/evidence/store.ts';
 import { captureIo } from './support/evidence.ts';
@@ -86,8 +94,6 @@ test('dev takes port flags as digits only: no empty, blank, exponent, hex or neg
       `dev: ${flag} must be a port number, not "${value}"`,
     );
   }
-  // Without the `=`, parseArgs takes -1 for an option: still one line, naming the flag.
-  await refused(devCommand.run(['--port', '-1']), /^dev: Option '--port' argument is ambiguous\. [^\n]+$/);
 });
 
 test('pull refuses times that are neither RFC 3339 nor a date, and an empty window', async () => {
@@ -103,7 +109,10 @@ test('pull refuses times that are neither RFC 3339 nor a date, and an empty wind
 });
 
 test('unknown options and missing values are usage errors naming the command', async () => {
-  await refused(runPull(['--bucket'], io), /^evidence pull: .*--bucket.*argument/);
+  await refused(
+    runPull(['--bucket'], io),
+    'evidence pull: --bucket needs a value (see veil evidence pull --help)',
+  );
   await refused(runVerify(['dir', '--frobnicate'], io), /^evidence verify: Unknown option '--frobnicate'/);
 });
 
@@ -179,10 +188,76 @@ test('verify and report --help state their exit codes, no evidence stream among 
   const oneLine = (help: string) => help.replace(/\s+/g, ' ');
   assert.match(
     oneLine(evidenceVerifyCommand.help),
-    /Exits 1 if any finding is INVALID or no evidence stream was found .*, 0 otherwise\./,
+    /Exits 1 if any finding is INVALID or no evidence stream was found .*; 2 on a usage error or evidence that cannot be read \(S3 unreachable, a missing bucket, refused credentials, a damaged or unfinished pull, .*\); 0 otherwise\./,
   );
   assert.match(
     oneLine(evidenceReportCommand.help),
-    /NO EVIDENCE when no evidence stream was found\. Exits 1 on INVALID or NO EVIDENCE, as verify does, after writing the report all the same; 0 otherwise\./,
+    /NO EVIDENCE when no evidence stream was found\. Exits 1 on INVALID or NO EVIDENCE, as verify does, after writing the report all the same, or when a report file cannot be written; 2 on a usage error or evidence that cannot be read, as verify does; 0 otherwise\./,
   );
+});
+
+test("every command's help states its exit codes, 2 included", () => {
+  const commands = [
+    approvalsListCommand,
+    approvalsShowCommand,
+    approvalsApproveCommand,
+    approvalsDenyCommand,
+    devCommand,
+    devTokenCommand,
+    evidencePullCommand,
+    evidenceVerifyCommand,
+    evidenceReportCommand,
+    policyLintCommand,
+    sessionsShowCommand,
+  ];
+  for (const command of commands) {
+    const help = command.help.replace(/\s+/g, ' ');
+    assert.match(help, /[Ee]xits 0 |; 0 otherwise/, command.help);
+    assert.match(help, /[;,] (exits )?2 on a usage error/, command.help);
+  }
+});
+
+test('an option given twice is refused naming it: the last value would silently win', async () => {
+  await refused(
+    runVerify(['dir', '--min-retention-days', '365', '--min-retention-days', '30'], io),
+    'evidence verify: --min-retention-days is given more than once (see veil evidence verify --help)',
+  );
+  await refused(
+    runReport(['dir', '--html', 'r.html', '--trusted-keys', 'a', '--trusted-keys=b'], io),
+    /^evidence report: --trusted-keys is given more than once/,
+  );
+  await refused(
+    devTokenCommand.run(['--approver', '--sub', 'bob', '--approver']),
+    /^dev token: --approver is given more than once/,
+  );
+});
+
+test('a flag left without its value says so, naming the flag', async () => {
+  await refused(
+    devCommand.run(['--port', '--admin-port', '18491']),
+    'dev: --port needs a value (see veil dev --help)',
+  );
+  await refused(runVerify(['dir', '--trusted-keys'], io), /^evidence verify: --trusted-keys needs a value /);
+  await refused(runVerify(['dir', '--json=yes'], io), /^evidence verify: --json takes no value /);
+});
+
+test("a negative number reaches the option's own check", async () => {
+  await refused(
+    runVerify(['dir', '--min-retention-days', '-1'], io),
+    'evidence verify: --min-retention-days must be a whole number of days (see veil evidence verify --help)',
+  );
+  await refused(devCommand.run(['--port', '-1']), 'dev: --port must be a port number, not "-1"');
+  await refused(
+    devTokenCommand.run(['--lifetime', '-5']),
+    'dev token: --lifetime is whole seconds, 1 to 604800',
+  );
+});
+
+test('dev token takes --lifetime as digits only, as the port flags', async () => {
+  for (const lifetime of ['1e3', '0x10', ' 7', '7 ', '', '1.0', '0', '604801']) {
+    await refused(
+      devTokenCommand.run([`--lifetime=${lifetime}`]),
+      'dev token: --lifetime is whole seconds, 1 to 604800',
+    );
+  }
 });

@@ -105,9 +105,11 @@ const s3Args = () => ['--endpoint', s3.endpoint, '--path-style'];
 const objectCount = () => streams.reduce((n, s) => n + s.objects.length, 0);
 const allRecords = (): AuditRecord[] => streams.flatMap((s) => s.records);
 
+/** Pulls the bucket `clean` unless `extra` names another. */
 async function pull(out: string, ...extra: string[]) {
   const captured = captureIo(uploadedAt);
-  const code = await runPull([...s3Args(), '--bucket', 'clean', '--out', out, ...extra], captured.io);
+  const bucket = extra.includes('--bucket') ? [] : ['--bucket', 'clean'];
+  const code = await runPull([...s3Args(), ...bucket, '--out', out, ...extra], captured.io);
   return { code, ...captured };
 }
 

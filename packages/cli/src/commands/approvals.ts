@@ -180,12 +180,19 @@ Against \`veil dev\` instead of a cluster:
                       mint one with: npx veil dev token --approver --sub bob --groups ml-approvers
                       Its subject is the approver recorded with each decision.`;
 
+function exitCodes(done: string, failure: string): string {
+  return `Exits 0 when ${done}; 1 ${failure}, if the API server or veil dev cannot be
+reached or refuses the request, or if veil dev's state cannot be read; 2 on a
+usage error, a kubeconfig that cannot be read, or (with --dev) no veil dev state.`;
+}
+
 export const approvalsListCommand: Command = {
   summary: 'list EmbeddingApprovals (held requests)',
   help: `Usage: veil approvals list [--pending] [-n NS | -A] [--kubeconfig FILE | --dev [--state DIR] [--token T]]
 
 Lists held embedding requests: who asked, which model, how many inputs, how
 many approvals they have and need, and when they expire.
+${exitCodes('listed', 'if one of them cannot be read (the others are listed)')}
 
 Options:
   --pending            only approvals still waiting for a decision
@@ -199,6 +206,7 @@ export const approvalsShowCommand: Command = {
   help: `Usage: veil approvals show ID [-n NS] [--kubeconfig FILE | --dev [--state DIR] [--token T]]
 
 ID is NAME (in the namespace) or NAMESPACE/NAME.
+${exitCodes('shown', 'if it cannot be read')}
 
 Options:
 ${sourceOptions}`,
@@ -214,6 +222,7 @@ Records your decision on a held request. The API server (or, with --dev, the
 approver token) says who you are, and the time is recorded; nobody decides on
 their own request, each approver decides once, and only members of the
 approver groups decide. Any deny denies the request.
+${exitCodes('recorded', 'if the decision is refused')}
 
 Options:
   --reason TEXT       why (required; part of the audit evidence)

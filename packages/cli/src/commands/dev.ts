@@ -23,13 +23,29 @@ function defaultPolicyFile(): string {
   return join(import.meta.dirname, '..', '..', '..', '..', DEFAULT_POLICY);
 }
 
-/** Digits only: Number() alone takes '', ' ', 1e4 and 0x4728 as ports. 0 picks a free one. */
+/** Digits only, at most `max`: Number() alone takes '', ' 7', 1e4 and 0x4728. Undefined otherwise. */
+function wholeNumber(value: string, max: number): number | undefined {
+  if (!/^\d{1,9}$/.test(value)) return undefined;
+  const number = Number(value);
+  return number <= max ? number : undefined;
+}
+
+/** 0 picks a free port. */
 function port(value: string | undefined, name: string, fallback: number): number {
   if (value === undefined) return fallback;
-  if (!/^\d{1,5}$/.test(value) || Number(value) > 65_535) {
-    throw new CliError(`dev: --${name} must be a port number, not "${value}"`);
+  const number = wholeNumber(value, 65_535);
+  if (number === undefined) throw new CliError(`dev: --${name} must be a port number, not "${value}"`);
+  return number;
+}
+
+const maxLifetime = 7 * 86_400;
+
+function lifetimeSeconds(value: string): number {
+  const seconds = wholeNumber(value, maxLifetime);
+  if (seconds === undefined || seconds < 1) {
+    throw new CliError(`dev token: --lifetime is whole seconds, 1 to ${maxLifetime}`);
   }
-  return Number(value);
+  return seconds;
 }
 
 /** Checked before anything starts, so the user reads the flag, not the URL parser's "Invalid URL". */
@@ -221,6 +237,8 @@ Requests an approval rule holds wait for decisions made with
 \`veil approvals … --dev\` against a local approvals API. Prints a ready bearer
 token and example calls. Keys, tokens' issuer and the audit trail live in
 ./.veil/. Stop with Ctrl-C.
+Exits 0 once stopped; 1 if it cannot start (an invalid policy, a port in use,
+a state folder in use, unreadable or not a folder); 2 on a usage error.
 
 Options:
   --port N            proxy port (default 8080)
@@ -316,7 +334,7 @@ export interface DevTokenRequest {
   readonly stateDir?: string;
 }
 
-/** A token the running `veil dev` in `stateDir` accepts, signed with its issuer key. */
+/** A token any `veil dev` run on `stateDir` accepts, signed with the issuer key kept there. */
 export async function mintDevToken(request: DevTokenRequest): Promise<string> {
   const { info, issuerKey } = await readDevInfo(request.stateDir ?? '.veil');
   if (request.approver && info.approvals === undefined) {
@@ -334,11 +352,14 @@ export async function mintDevToken(request: DevTokenRequest): Promise<string> {
 }
 
 export const devTokenCommand: Command = {
-  summary: 'print a bearer token from the running `veil dev` issuer (for scripts)',
+  summary: 'print a bearer token that `veil dev` in this folder accepts (for scripts)',
   help: `Usage: veil dev token [--approver] [--sub NAME] [--groups G1,G2] [--lifetime SECONDS] [--state DIR]
 
-Mints a token that the \`veil dev\` started in this folder accepts, and prints
-only the token.
+Mints a token with the issuer key \`veil dev\` keeps in its state folder, and
+prints only the token. \`veil dev\` need not be running: the token is valid for
+any \`veil dev\` run on that folder, now or later, with the same --issuer-port.
+Exits 0 with the token; 1 if the state folder cannot be read or is damaged;
+2 on a usage error or when no veil dev ever ran on that folder.
 
 A caller token (the default) is for the proxy. Defaults: --sub alice
 --groups ml-readers.
@@ -354,7 +375,7 @@ Options:
   --sub NAME          the subject (who the token says you are)
   --groups G1,G2      the groups claim
   --lifetime SECONDS  how long it is valid (default 3600, at most 604800)
-  --state DIR         the state folder of the running veil dev (default .veil)`,
+  --state DIR         the state folder of veil dev (default .veil)`,
   async run(args) {
     const { values } = parseOptions('dev token', args, {
       approver: { type: 'boolean', default: false },
@@ -363,10 +384,7 @@ Options:
       lifetime: { type: 'string', default: '3600' },
       state: { type: 'string', default: '.veil' },
     });
-    const lifetime = Number(values.lifetime);
-    if (!Number.isInteger(lifetime) || lifetime < 1 || lifetime > 7 * 86_400) {
-      throw new CliError('dev token: --lifetime is whole seconds, 1 to 604800');
-    }
+    const lifetime = lifetimeSeconds(values.lifetime);
     const sub = values.sub ?? (values.approver ? 'bob' : 'alice');
     if (sub.trim() === '') throw new CliError('dev token: --sub must not be empty');
     const groups = (values.groups ?? (values.approver ? 'ml-approvers' : 'ml-readers'))

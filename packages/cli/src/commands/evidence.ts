@@ -1,7 +1,9 @@
 // `veil evidence pull | verify | report`: the auditor's commands. Each is a
 // thin shell: options in, evidence/ and report/ do the work, lines out.
+import { type Finding, formatFinding } from '@veil/core';
 import { CliError, type Command, parseOptions } from '../command.ts';
 import { type Io, processIo } from '../evidence/io.ts';
+import type { EvidenceSet } from '../evidence/load.ts';
 import {
   pullOptionsSchema,
   reportOptionsSchema,
@@ -37,8 +39,8 @@ const s3Help = `  --endpoint URL    S3 endpoint (default: AWS S3 itself)
 Credentials come from the AWS SDK default chain: AWS_ACCESS_KEY_ID and
 AWS_SECRET_ACCESS_KEY, AWS_PROFILE, SSO, or the instance role.`;
 
-const verificationHelp = `  --min-retention-days N   every version must be locked at least N days after it was written;
-                           without it, any COMPLIANCE lock passes and verify warns so
+const verificationHelp = `  --min-retention-days N   every version must be locked at least N days (0 to 36500) after it
+                           was written; without it, any COMPLIANCE lock passes and verify warns so
   --trusted-keys FILE      stream keys you trust: a key id (RFC 7638 thumbprint) a line, each
                            optionally followed by the streams it may sign (prod-eu/ml/<pod-uid>/*),
                            or JSON: {"keys": [...]} or an array of Ed25519 JWKs, key ids or
@@ -96,13 +98,14 @@ export async function runVerify(args: string[], io: Io): Promise<number> {
   const target = onePositional('evidence verify', positionals, 'DIR or s3://BUCKET/PREFIX');
   const trustedKeys = options['trusted-keys'] ? await loadTrustedKeys(options['trusted-keys']) : undefined;
   const s3 = { endpoint: options.endpoint, region: options.region, pathStyle: options['path-style'] };
-  const { result, scope } = await withEvidence('evidence verify', target, s3, io, async (set) => ({
+  const { result, scope, hint } = await withEvidence('evidence verify', target, s3, io, async (set) => ({
     result: verifySet(set, { now: io.now(), minRetentionDays: options['min-retention-days'], trustedKeys }),
     scope: scopeLines(set),
+    hint: noEvidenceHint(target, set),
   }));
   if (options.json) io.out(JSON.stringify({ scope, ...verificationJson(result) }, null, 2));
   else for (const line of [...scope, ...verificationLines(result)]) io.out(line);
-  if (result.totals.streams === 0) noEvidence('evidence verify', target, io);
+  if (result.totals.streams === 0) noEvidence('evidence verify', target, hint, io);
   return exitCodeOf(verdictOf(result));
 }
 
@@ -129,7 +132,7 @@ export async function runReport(args: string[], io: Io): Promise<number> {
   const now = io.now();
   const minRetentionDays = options['min-retention-days'];
   const s3 = { endpoint: options.endpoint, region: options.region, pathStyle: options['path-style'] };
-  const { report, files } = await withEvidence('evidence report', dir, s3, io, async (set) => {
+  const { report, files, hint } = await withEvidence('evidence report', dir, s3, io, async (set) => {
     const report = buildReport(set, verifySet(set, { now, minRetentionDays, trustedKeys }), {
       now,
       minRetentionDays,
@@ -139,18 +142,40 @@ export async function runReport(args: string[], io: Io): Promise<number> {
       json: options.json,
       csvDir: options['csv-dir'],
     });
-    return { report, files };
+    return { report, files, hint: noEvidenceHint(dir, set) };
   });
   io.out(`${report.verdict}: ${report.summary}`);
+  for (const line of invalidLines(report.findings)) io.out(line);
   for (const population of report.populations) io.out(`${population.title}: ${population.count}`);
   for (const file of files) io.out(`wrote ${file}`);
   // Written all the same: the auditor needs the report of a failed verification too.
-  if (report.totals.streams === 0) noEvidence('evidence report', dir, io);
+  if (report.totals.streams === 0) noEvidence('evidence report', dir, hint, io);
   return exitCodeOf(report.verdict);
 }
 
-function noEvidence(command: string, target: string, io: Io): void {
-  io.err.write(`veil: ${command}: no evidence stream found in ${target}: check the bucket and prefix\n`);
+/** Enough of the INVALID findings for the console to say why; the report has them all. */
+const invalidShown = 20;
+
+function invalidLines(findings: readonly Finding[]): string[] {
+  const invalid = findings.filter((finding) => finding.level === 'INVALID');
+  const lines = invalid.slice(0, invalidShown).map(formatFinding);
+  if (invalid.length > invalidShown) {
+    lines.push(`… and ${invalid.length - invalidShown} more INVALID findings: see the report`);
+  }
+  return lines;
+}
+
+function noEvidence(command: string, target: string, hint: string, io: Io): void {
+  io.err.write(`veil: ${command}: no evidence stream found in ${target}: ${hint}\n`);
+}
+
+/** Where to look next: the bucket, the pull that made the folder, or the folder itself. */
+function noEvidenceHint(target: string, set: EvidenceSet): string {
+  if (target.startsWith('s3://')) return 'check the bucket and prefix';
+  if (set.bucket) {
+    return `it was pulled from s3://${set.bucket.bucket}/${set.bucket.prefix}: check that bucket and prefix, and the pull's --from and --to`;
+  }
+  return 'its v1/ folder holds no stream: check it is the folder the sidecar writes its evidence to (.veil/audit for veil dev)';
 }
 
 function onePositional(command: string, positionals: string[], what: string): string {
@@ -175,6 +200,9 @@ with S3 (time, size, checksum), are skipped; any other is fetched again, and
 counted as repaired if the saved copy had been changed. A version S3 holds
 no SHA-256 for is fetched again each time. DIR must be empty or an earlier
 pull of the same bucket and prefix.
+Exits 0 once every version is saved; 2 on a usage error and on a failed pull:
+S3 unreachable, a missing bucket, refused credentials or access, a DIR that
+cannot be written or holds another pull, a listing or a body S3 cut short.
 
 Options:
   --bucket B        the evidence bucket (required)
@@ -201,7 +229,9 @@ or "WARN ...", then "N streams, M batches, K records verified, G gaps".
 A pulled directory's store prefix (not signed) and time window, if any, head
 the output.
 Exits 1 if any finding is INVALID or no evidence stream was found (NO
-EVIDENCE: nothing verified is no pass), 0 otherwise.
+EVIDENCE: nothing verified is no pass); 2 on a usage error or evidence that
+cannot be read (S3 unreachable, a missing bucket, refused credentials, a damaged
+or unfinished pull, a --trusted-keys file that cannot be read or parsed); 0 otherwise.
 
 Options:
 ${verificationHelp}
@@ -223,7 +253,8 @@ Name at least one output.
 
 The verdict is VALID, VALID WITH WARNINGS, INVALID, or NO EVIDENCE when no
 evidence stream was found. Exits 1 on INVALID or NO EVIDENCE, as verify does,
-after writing the report all the same; 0 otherwise.
+after writing the report all the same, or when a report file cannot be written;
+2 on a usage error or evidence that cannot be read, as verify does; 0 otherwise.
 
 Options:
 ${verificationHelp}

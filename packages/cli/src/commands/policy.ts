@@ -8,8 +8,9 @@ export const policyLintCommand: Command = {
 
 Validates each EmbeddingPolicy manifest (YAML or JSON) against the v1alpha1
 schema, including RE2 compilation of user masking patterns. Prints one line per
-problem as "FILE: field.path: message" and exits 1 if any file has problems;
-prints the content hash of each valid policy.`,
+problem as "FILE: field.path: message" and exits 1 if any file has problems
+(or cannot be read); prints the content hash of each valid policy and exits 0
+when all are valid; exits 2 on a usage error (no FILE).`,
   async run(args) {
     const { positionals } = parseOptions('policy lint', args, {}, true);
     if (positionals.length === 0)

@@ -51,6 +51,8 @@ carries (a second stream, signed by a key of its own) is refused with exit
 code 1, naming each as <stream>:<seq>. Its evidence line says whether the
 record's stream, and the evidence as a whole, verified, and whether the stream
 keys were pinned.
+Exits 0 when the record is shown; 1 when no verified record, or more than one,
+carries ID; 2 on a usage error or evidence that cannot be read.
 
 Options:
   --dir DIR            the evidence directory (default: the current directory)

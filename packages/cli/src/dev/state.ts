@@ -37,13 +37,30 @@ async function readOrCreate(file: string, create: () => Promise<string | Buffer>
   } catch (error) {
     if (!isMissing(error)) throw unreadable(file, error);
     const content = await create();
-    await writeFile(file, content, { mode: 0o600 });
+    await writeFile(file, content, { mode: 0o600 }).catch((error: unknown) => {
+      throw unwritable(file, error);
+    });
     return Buffer.from(content);
   }
 }
 
 function unreadable(file: string, error: unknown): CliError {
   return new CliError(`cannot read ${file}: ${fsReason(error)}`, 1);
+}
+
+function unwritable(file: string, error: unknown): CliError {
+  return new CliError(`cannot write ${file}: ${fsReason(error)}`, 1);
+}
+
+/** A file where the folder should be (or on its path) is named as that, not as mkdir's EEXIST. */
+async function makeStateDir(root: string): Promise<void> {
+  try {
+    await mkdir(root, { recursive: true, mode: 0o700 });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' || code === 'ENOTDIR') throw new CliError(`--state ${root} is not a directory`, 1);
+    throw new CliError(`cannot create --state ${root}: ${fsReason(error)}`, 1);
+  }
 }
 
 /** The message names the file and the way out, not the JSON parser's position. */
@@ -70,7 +87,7 @@ function parseIssuerKey(file: string, text: string): JWK {
 
 export async function openDevState(dir: string): Promise<DevState> {
   const root = resolve(dir);
-  await mkdir(root, { recursive: true, mode: 0o700 });
+  await makeStateDir(root);
   const issuerKeyFile = join(root, 'dev-issuer.jwk');
   const issuerKeyText = await readOrCreate(issuerKeyFile, async () =>
     JSON.stringify(await generateDevSigningKey()),
@@ -82,7 +99,10 @@ export async function openDevState(dir: string): Promise<DevState> {
 }
 
 export async function writeDevInfo(dir: string, info: DevInfo): Promise<void> {
-  await writeFile(join(dir, 'dev.json'), `${JSON.stringify(info, null, 2)}\n`);
+  const file = join(dir, 'dev.json');
+  await writeFile(file, `${JSON.stringify(info, null, 2)}\n`).catch((error: unknown) => {
+    throw unwritable(file, error);
+  });
 }
 
 export async function readDevInfo(dir: string): Promise<{ info: DevInfo; issuerKey: JWK }> {

@@ -1,5 +1,7 @@
 // The evidence a command reads: a directory, or `s3://BUCKET/PREFIX` pulled
-// into a temporary directory first (removed afterwards, whatever happens).
+// into a temporary directory first (removed afterwards, whatever happens,
+// Ctrl-C included).
+import { rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +23,7 @@ export async function withEvidence<T>(
   const { bucket, prefix } = parseS3Url(command, target);
   const dir = await mkdtemp(join(tmpdir(), 'veil-evidence-'));
   const client = createS3Client(s3);
+  const stopWatching = removeOnSignal(command, dir, io);
   try {
     await pullEvidence({
       client,
@@ -35,9 +38,32 @@ export async function withEvidence<T>(
     const set = await loadEvidence(dir);
     return await use({ ...set, dir: target });
   } finally {
+    stopWatching();
     client.destroy();
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+const signalExitCodes = { SIGINT: 130, SIGTERM: 143 } as const;
+
+/**
+ * A signal's default action ends the process without running `finally`, which
+ * would leave the partial copies behind: they are removed first, and the
+ * process then exits as the shell reports a death by that signal (128 + its number).
+ */
+function removeOnSignal(command: string, dir: string, io: Io): () => void {
+  const handlers = Object.entries(signalExitCodes).map(([signal, code]) => {
+    const handler = () => {
+      rmSync(dir, { recursive: true, force: true });
+      io.err.write(`\nveil: ${command}: interrupted (${signal}); the temporary copy was removed\n`);
+      process.exit(code);
+    };
+    process.once(signal, handler);
+    return () => process.off(signal, handler);
+  });
+  return () => {
+    for (const off of handlers) off();
+  };
 }
 
 /**

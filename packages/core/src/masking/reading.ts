@@ -7,7 +7,8 @@
 // are mapped back to the text as written. Characters that NFKC folds to one
 // ASCII character (full-width "１２３－４５－６７８９", mathematical "𝟏𝟐𝟑",
 // superscript and circled digits, small "﹫") are read as that character, as
-// NFKC-normalising tokenizers read them.
+// NFKC-normalising tokenizers read them; those it folds to a dash or space
+// (small "﹘" to "—") are read as that one is.
 // A combining mark is part of the letter before it, but after a digit, a
 // space or punctuation it joins nothing: tokenizers that strip accents drop
 // it and the others make it a token of its own, so "4111\u0301 1111…" reaches
@@ -115,12 +116,15 @@ function eachCode(ranges: readonly Range[], visit: (ch: string) => void): void {
  */
 function readFormsTable(): Map<string, string> {
   const forms = new Map<string, string>([['\r\n', ' ']]);
-  eachCode(foldBlocks, (ch) => {
-    const folded = ch.normalize('NFKC');
-    if (folded.length === 1 && folded < '\x80') forms.set(ch, folded);
-  });
   eachCode(spaces, (ch) => forms.set(ch, ' '));
   eachCode(dashes, (ch) => forms.set(ch, '-'));
+  // NFKC folds some forms to a dash or space above ("﹘" to "—", "⁻" to "−"),
+  // which tokenizers then read as that one is read: as '-'.
+  eachCode(foldBlocks, (ch) => {
+    const folded = ch.normalize('NFKC');
+    const read = folded.length === 1 && folded < '\x80' ? folded : forms.get(folded);
+    if (read !== undefined) forms.set(ch, read);
+  });
   return forms;
 }
 
@@ -317,16 +321,20 @@ export function readingOf(text: string, breaks = false): Reading {
   const at: number[] = [];
   const shift: number[] = [];
   let read = '';
+  // The last code unit of `read`, kept apart: reading it back from the string
+  // being built would flatten it at every form, quadratic in a run of forms.
+  let lastRead = '';
   let from = 0;
   let joinsDigits = false;
   eachForm(text, (form, offset) => {
-    const before = offset > from ? text.charAt(offset - 1) : read.charAt(read.length - 1);
+    const before = offset > from ? text.charAt(offset - 1) : lastRead;
     let replacement = !isMark(form) ? asRead(form) : joinsNothing(before, form) ? '' : form;
     if (replacement === '' && isDigit(before) && isDigit(charAsRead(text, offset + form.length))) {
       joinsDigits = true;
       if (breaks) replacement = ' ';
     }
     read += text.slice(from, offset) + replacement;
+    lastRead = replacement === '' ? before : replacement.charAt(replacement.length - 1);
     from = offset + form.length;
     // Most forms are read one for one: only skipped characters, astral
     // characters folded to ASCII and CR LF shift offsets.

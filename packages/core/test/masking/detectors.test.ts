@@ -88,6 +88,49 @@ test('payment cards after other numbers of their run are found', () => {
   assert.deepEqual(found('2024-4111 1111 1111 1111'), ['payment-card:4111 1111 1111 1111']);
 });
 
+test('payment cards after a card label and #, ., -, _ or /; after anything else such punctuation makes a code', () => {
+  assert.deepEqual(
+    found(
+      'Card #4111111111111111; Acct#4111 1111 1111 1111; Card No.5500000000000004; card-4012888888881881',
+    ),
+    [
+      'payment-card:4111111111111111',
+      'payment-card:4111 1111 1111 1111',
+      'payment-card:5500000000000004',
+      'payment-card:4012888888881881',
+    ],
+  );
+  assert.deepEqual(found('cc_4111111111111111 GET /card/4111000000000008'), [
+    'payment-card:4111111111111111',
+    'payment-card:4111000000000008',
+  ]);
+  assert.deepEqual(
+    found('Order #4111111111111111 SKU-4111111111111111 v4.111.111 x_4111111111111111 0.4111111111111111'),
+    [],
+  );
+  assert.deepEqual(found('Card #4111111111111112 discard-4111111111111111 scc_4111111111111111'), []);
+});
+
+test('payment cards of RuPay, Troy and UATP; 1 opens only a 15-digit UATP card', () => {
+  assert.deepEqual(found('RuPay 8100 0000 0000 0002, Troy 9792 0000 0000 0003, UATP 1234 00000 000004'), [
+    'payment-card:8100 0000 0000 0002',
+    'payment-card:9792 0000 0000 0003',
+    'payment-card:1234 00000 000004',
+  ]);
+  assert.deepEqual(found('ts 1000 0000 0000 0008 and 1000000000009 and 7100 0000 0000 0004'), []);
+});
+
+test('up to three spaces in a row split a value as one does', () => {
+  assert.deepEqual(found('card 4111  0000   0000  0008, SSN 123  45  6789'), [
+    'payment-card:4111  0000   0000  0008',
+    'ssn:123  45  6789',
+  ]);
+  assert.deepEqual(found('IBAN DE89  3704  0044 0532   0130 00'), ['iban:DE89  3704  0044 0532   0130 00']);
+  assert.deepEqual(found('card 4111    0000 0000 0008, 123    45 6789, DE89    3704 0044 0532 0130 00'), []);
+  // The spaces break digit groups only, and both breaks of an SSN are alike.
+  assert.deepEqual(found('DE89 37 04 0044 0532 0130 00, 123  45-6789'), []);
+});
+
 test('IBANs in either case, and digits of a mistyped IBAN are not a card', () => {
   assert.deepEqual(found('iban gb82 west 1234 5698 7654 32'), ['iban:gb82 west 1234 5698 7654 32']);
   assert.deepEqual(found('IBAN DE89 3704 0044 0532 0130 01'), []);
@@ -100,6 +143,15 @@ test('SSNs: grouped anywhere, bare only after a label', () => {
     'ssn:123-45-6789',
   ]);
   assert.deepEqual(found('000-12-3456 666-12-3456 900-12-3456 123-00-4567 123-45-0000'), []);
+});
+
+test('SSNs after a label and #; after # alone a grouped number is an order number', () => {
+  assert.deepEqual(found('SSN#123-45-6789, SS#234-56-7890, SSN #345 67 8901'), [
+    'ssn:123-45-6789',
+    'ssn:234-56-7890',
+    'ssn:345 67 8901',
+  ]);
+  assert.deepEqual(found('Order #123-45-6789, lesson#234-56-7890, #1234-56-7890'), []);
 });
 
 test('phones: plausible numbering plans only', () => {

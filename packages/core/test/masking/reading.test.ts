@@ -70,6 +70,10 @@ const examples: [DetectorName, string, string][] = [
   ['email', 'john\ufe6bexample.com', 'john@example.com'],
   ['email', 'john@example\ufe52com', 'john@example.com'],
   ['email', 'john@example\u2024com', 'john@example.com'],
+  // Folded by NFKC to a dash the reading folds to '-': small and presentation em and en dashes, super- and subscript minus.
+  ['ssn', '123\ufe5845\ufe586789', '123-45-6789'],
+  ['ssn', '123\u207b45\u208b6789', '123-45-6789'],
+  ['payment-card', '4111\ufe311111\ufe321111\ufe581111', '4111-1111-1111-1111'],
   // Combining marks after a digit, a space or punctuation join nothing: left out.
   ['payment-card', '4111\u03011111\u03011111\u03011111', '4111111111111111'],
   ['payment-card', '4111 1111\u0300 1111 1111', '4111 1111 1111 1111'],
@@ -81,13 +85,20 @@ const examples: [DetectorName, string, string][] = [
   ['ipv4', '192.168.\u{1d167}1.20', '192.168.1.20'],
 ];
 
+const readAsSpace = /[\p{Zs}\t\n\r\u2028\u2029]/v;
+const readAsDash = /[\u2010-\u2015\u2212]/;
+
 /** How a BERT-style tokenizer that also folds NFKC reads one character, by Unicode properties. */
 function readAs(ch: string): string {
-  if (/[\p{Zs}\t\n\r\u2028\u2029]/v.test(ch)) return ' ';
-  if (/[\u2010-\u2015\u2212]/.test(ch)) return '-';
+  if (readAsSpace.test(ch)) return ' ';
+  if (readAsDash.test(ch)) return '-';
   if (/[\p{Cc}\p{Cf}\p{Co}\p{Cs}\p{Noncharacter_Code_Point}\ufffd]/v.test(ch)) return '';
   const folded = ch.normalize('NFKC');
-  return folded.length === 1 && folded < '\x80' ? folded : ch;
+  if (folded.length !== 1) return ch;
+  // What NFKC folds to is read in turn: "﹘" folds to "—", read as '-'.
+  if (readAsSpace.test(folded)) return ' ';
+  if (readAsDash.test(folded)) return '-';
+  return folded < '\x80' ? folded : ch;
 }
 
 const markProperty = /[\p{Mn}\p{Me}]/v;

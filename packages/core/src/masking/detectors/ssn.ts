@@ -1,16 +1,22 @@
 // US Social Security numbers. The written forms 123-45-6789 and 123 45 6789 are
 // found anywhere; a bare nine-digit run only right after an "SSN" style label
 // ("SSN: ", "SSN is "), since bare runs are mostly order, routing and ZIP+4 numbers.
+// Up to three spaces count as one, as tokenizers read any run of white space as
+// one. After '#' a grouped number is an order or ticket number, unless an SSN
+// label comes before the '#' ("SSN#123-45-6789", "SS #…").
 import type { Finder, Span } from '../finder.ts';
 import { scan } from '../finder.ts';
 import { ssnValid } from '../validators.ts';
 
-const grouped = /(?<![\w.#/-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\w-]|\.\d)/g;
+const grouped =
+  /(?:(?<![\w.#/-])|(?<=(?<![A-Za-z])ssn? ?#))(\d{3})(-| {1,3})(\d{2})(-| {1,3})(\d{4})(?![\w-]|\.\d)/gi;
 const bare = /(?<![\w./-])(\d{3})(\d{2})(\d{4})(?![\w-]|\.\d)/g;
 const label = /(?:\bssn|\bss#|social[ -]security(?:[ -]n(?:o|umber))?)(?:\W{1,4}(?:is|was))?\W{0,4}$/i;
 
 function acceptGrouped(match: RegExpExecArray): Span | null {
-  const [value, area = '', , group = '', serial = ''] = match;
+  const [value, area = '', first = '', group = '', second = '', serial = ''] = match;
+  // Both breaks dashes or both spaces: "123-45 6789" is no written form of an SSN.
+  if (first.charAt(0) !== second.charAt(0)) return null;
   return ssnValid(area, group, serial) ? { start: match.index, end: match.index + value.length } : null;
 }
 

@@ -1034,6 +1034,40 @@ function spacedDashCards(): CorpusEntry[] {
   return cases.map(([template, value]) => frame('payment-card-spaced-dash', template, 'payment-card', value));
 }
 
+const withLuhn = (payload: string): string => payload + luhnCheckDigit(payload);
+
+/**
+ * Values after a label and '#', '.', '-', '_' or '/'; split by runs of white
+ * space, which tokenizers read as one; dashes that NFKC folds to a dash read as
+ * '-'; and the issuers RuPay, Troy and UATP.
+ */
+function labelledAndSpacedSpellings(): CorpusEntry[] {
+  const cases: [DetectorName, string, string][] = [
+    ['ssn', 'SSN#{} on file', '536-90-4127'],
+    ['ssn', 'SS#{}', '123-45-6789'],
+    ['ssn', 'Employee SSN #{}', '219-09-9998'],
+    ['ssn', 'SSN {} on file', '123  45  6789'],
+    ['ssn', 'her number is {}', '123\ufe5845\ufe586789'],
+    ['ssn', 'SSN {}', '536\u207b90\u208b4127'],
+    ['payment-card', 'Card #{}', '4111111111111111'],
+    ['payment-card', 'Acct#{} on file', '4111 1111 1111 1111'],
+    ['payment-card', 'Card No.{}', '5500000000000004'],
+    ['payment-card', 'card-{}', '4012888888881881'],
+    ['payment-card', 'cc_{}&cvv=123', '4111111111111111'],
+    ['payment-card', 'GET /card/{} HTTP/1.1', '4111000000000008'],
+    ['payment-card', 'charged to {} on Friday', '4111  0000  0000  0008'],
+    ['payment-card', 'Carte : {}', '5500\u00a0 0000\u00a0 0000\u00a0 0004'],
+    ['payment-card', 'card {}', '4111\ufe581111\ufe581111\ufe581111'],
+    ['payment-card', 'RuPay {}', groupsOf(withLuhn('810000000000000'), 4, ' ')],
+    ['payment-card', 'RuPay card {}', groupsOf(withLuhn('508500000000123'), 4, ' ')],
+    ['payment-card', 'Troy {}', groupsOf(withLuhn('979200000000001'), 4, ' ')],
+    ['payment-card', 'UATP {}', formatCard(withLuhn('12340000000001'), [4, 5, 6], ' ')],
+    ['iban', 'IBAN: {}', 'DE89  3704  0044 0532 0130 00'],
+    ['iban', 'Account: {}', 'GB82\u00a0 WEST 1234 5698 7654 32'],
+  ];
+  return cases.map(([detector, template, value]) => frame(`labelled-spaced-${detector}`, template, detector, value));
+}
+
 /** Addresses whose local part is in a script written without spaces. */
 function unspacedEmails(): CorpusEntry[] {
   const cases: [string, string][] = [
@@ -1076,6 +1110,17 @@ function hardNegatives(): CorpusEntry[] {
     'Card 4111 - 1111 - 1111 - 1112 fails Luhn',
     'Net 500 - 25 - 1200 = -725',
     'Score 3 - 2 - 1 after extra time',
+    // Numbers after '#', '.' or '-' with no card or SSN label before it.
+    'Order #1234-56-7890 shipped',
+    'Ticket #536-90-4127 reopened',
+    'Upgrade to v4.111.111 today',
+    'SKU-4111111111111112 is out of stock',
+    'Invoice #4111 1111 1111 1112 paid',
+    'ratio 0.4111111111111111 of the total',
+    'Lot  4471  2290  1183  5521',
+    'Tracking 1234 5678 9012 3452',
+    'Serial 1234567890123',
+    'Timestamp 1000000000009 ms',
   ].map((text) => entry('hard-negative', [text]));
 }
 
@@ -1102,6 +1147,7 @@ export function buildCorpus(): CorpusEntry[] {
     ...markSpellings(),
     ...spacedDashCards(),
     ...unspacedEmails(),
+    ...labelledAndSpacedSpellings(),
   ];
   const fixedLookalikes = Object.entries(lookalikes).flatMap(([tag, texts]) =>
     texts.map((t) => entry(tag, [t])),

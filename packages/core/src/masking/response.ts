@@ -42,12 +42,14 @@ function mapValues(
 
 /**
  * Every string at the end of a path, however deep in arrays and objects it
- * sits: a named field is masked whole, whatever shape it has.
+ * sits: a named field is masked whole, whatever shape it has. Below it, the
+ * recorded field writes each key as `*`: those keys are the model's, and a
+ * model could put anything in a key, a value included.
  */
 function maskLeaf(node: unknown, field: string, maskString: MaskString): unknown {
   if (typeof node === 'string') return maskString(node, field);
   if (Array.isArray(node)) return mapItems(node, (item, i) => maskLeaf(item, `${field}[${i}]`, maskString));
-  if (isRecord(node)) return mapValues(node, (value, key) => maskLeaf(value, child(field, key), maskString));
+  if (isRecord(node)) return mapValues(node, (value) => maskLeaf(value, child(field, '*'), maskString));
   return node;
 }
 

@@ -205,6 +205,39 @@ export const userPatternSchema = z
   })
   .strict();
 
+/**
+ * Where the four APIs answer vectors: OpenAI's `data[].embedding`, Ollama's
+ * `embeddings` and `embedding`, Cohere's `embeddings` (a matrix, or one per
+ * type: `embeddings.base64` holds strings). TEI answers a bare matrix, which
+ * no path reaches. A response rule on one of them, or on a field holding one,
+ * would mask inside vectors, base64 ones included: vectors are never touched.
+ */
+export const vectorResponseFields = ['data.embedding', 'embeddings', 'embedding'] as const;
+
+/** Whether masking the response field at `path` would reach a vector, or reach below one. */
+function reachesVectors(path: string): boolean {
+  return vectorResponseFields.some(
+    (vector) => path === vector || vector.startsWith(`${path}.`) || path.startsWith(`${vector}.`),
+  );
+}
+
+// Field names only, as response masking matches them: an array is crossed item
+// by item without being named, so an index (`data.0.text`, `texts[0]`) would
+// match nothing.
+const responseFieldPattern = /^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$/;
+
+const responseField = z
+  .string()
+  .max(256)
+  .regex(responseFieldPattern, {
+    error: (issue) =>
+      `${JSON.stringify(issue.input)} can match no field: a path is field names joined by dots, each a letter or _ then letters, digits, _ or -, with no index (arrays are crossed item by item)`,
+  })
+  .refine((path) => !reachesVectors(path), {
+    error: (issue) =>
+      `${JSON.stringify(issue.input)} reaches vectors (${vectorResponseFields.join(', ')} in the APIs' responses), which response masking never touches: name the text fields instead`,
+  });
+
 export const maskingRuleSchema = z
   .object({
     name,
@@ -213,7 +246,7 @@ export const maskingRuleSchema = z
     operator: z.enum(['redact', 'mask', 'hash', 'drop']),
     scopes: z.array(z.enum(maskingScopes)).min(1),
     responseFields: z
-      .array(z.string().min(1))
+      .array(responseField)
       .default([])
       .describe('Dotted paths of response fields masked under the response scope, e.g. texts'),
   })

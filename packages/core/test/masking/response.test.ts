@@ -106,7 +106,7 @@ test('a named field holding arrays or objects is masked in every string below it
   assert.deepEqual(body.texts[0], ['a@example.com', 'clean'], 'the original body is not modified');
   assert.deepEqual(
     actions.map((a) => a.field),
-    ['texts[0][0]', 'texts[1].quoted.text', 'texts[2][0][0][0]', 'meta.echo[0]'],
+    ['texts[0][0]', 'texts[1].*.*', 'texts[2][0][0][0]', 'meta.*[0]'],
   );
   const parsed = JSON.parse('{"texts": {"__proto__": "e@example.com"}}') as { texts: object };
   const viaProto = engine.maskResponse(parsed).body as { texts: object };
@@ -142,4 +142,23 @@ test('response failures fail closed', () => {
     () => engine.maskResponse(body),
     (error: unknown) => error instanceof MaskingError && !error.message.includes('a@example.com'),
   );
+});
+
+test('the record names the field the rule names, never a key the model chose', () => {
+  const engine = compileMasking([responseRule('echo', ['texts'])], options);
+  const body = {
+    texts: [{ 'a@example.com': 'b@example.com' }, { nested: { 'c@example.com': 'd@example.com' } }],
+  };
+  const { body: masked, actions } = engine.maskResponse(body, 'response');
+  assert.deepEqual(masked, {
+    texts: [{ 'a@example.com': '[EMAIL]' }, { nested: { 'c@example.com': '[EMAIL]' } }],
+  });
+  assert.deepEqual(
+    actions.map((a) => [a.field, a.count]),
+    [
+      ['response.texts[0].*', 1],
+      ['response.texts[1].*.*', 1],
+    ],
+  );
+  assert.ok(!JSON.stringify(actions).includes('@example.com'));
 });

@@ -146,3 +146,48 @@ test('a service-account issuer without jwksUri is an https URL to discover keys 
   const jwksUri = 'https://kubernetes.default.svc.cluster.local/openid/v1/jwks';
   assert.equal(problems({ issuer: 'kubernetes/serviceaccount', jwksUri }), undefined);
 });
+
+test('a response field is refused, by name, when it can match nothing or reaches vectors', () => {
+  const problems = (field: string) =>
+    policySpecSchema
+      .safeParse({
+        masking: {
+          rules: [
+            {
+              name: 'r',
+              detectors: ['email'],
+              operator: 'redact',
+              scopes: ['response'],
+              responseFields: [field],
+            },
+          ],
+        },
+      })
+      .error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+  for (const accepted of ['texts', 'meta.api_version', 'data.text', 'results.document-text'])
+    assert.equal(problems(accepted), undefined, accepted);
+  for (const unmatchable of ['data.0.text', 'texts[0]', 'a..b', '.texts', 'texts.', '', 'a b', '0'])
+    assert.deepEqual(
+      problems(unmatchable),
+      [
+        `masking.rules.0.responseFields.0: ${JSON.stringify(unmatchable)} can match no field: a path is field names joined by dots, each a letter or _ then letters, digits, _ or -, with no index (arrays are crossed item by item)`,
+      ],
+      unmatchable,
+    );
+  // OpenAI's data[].embedding, Cohere's embeddings.base64 (strings), Ollama's embedding(s).
+  for (const vectors of [
+    'data',
+    'data.embedding',
+    'embeddings',
+    'embeddings.base64',
+    'embedding',
+    'embedding.x',
+  ])
+    assert.match(
+      problems(vectors)?.join('\n') ?? '',
+      new RegExp(
+        `^masking\\.rules\\.0\\.responseFields\\.0: "${vectors.replace('.', '\\.')}" reaches vectors`,
+      ),
+      vectors,
+    );
+});

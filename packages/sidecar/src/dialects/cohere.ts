@@ -136,6 +136,16 @@ function vectorsByType(embeddings: Record<string, unknown>): VectorSummary {
   return summarize(first);
 }
 
+/** `texts` as the caller sent them, wherever the response has the field at all; its shape stays. */
+function withCallerTexts(responseBody: unknown, texts: readonly string[]): unknown {
+  const body = objectAt(responseBody, 'the body');
+  if (!Object.hasOwn(body, 'texts')) return body;
+  const echoed = body.texts;
+  const same =
+    Array.isArray(echoed) && echoed.length === texts.length && echoed.every((text, i) => text === texts[i]);
+  return same ? body : { ...body, texts: [...texts] };
+}
+
 export const cohere: Dialect = {
   name: 'cohere',
   paths: [v2Path, v1Path],
@@ -150,4 +160,5 @@ export const cohere: Dialect = {
     if (Array.isArray(embeddings)) return summarize(decodeAll(embeddings, 'embeddings', decodeNumbers));
     return vectorsByType(objectAt(embeddings, "'embeddings'"));
   },
+  withCallerTexts,
 };

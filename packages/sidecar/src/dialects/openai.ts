@@ -157,4 +157,6 @@ export const openai: Dialect = {
   vectors(responseBody): VectorSummary {
     return summarize(decodeAll(objectAt(responseBody, 'the body').data, 'data', decodeItem));
   },
+  // Often an e-mail address.
+  optionTextFields: ['user'],
 };

@@ -53,6 +53,16 @@ export interface Dialect {
   errorBody(status: number, code: ErrorCode, message: string, param?: string | null): unknown;
   /** Count and dimensions of the vectors in a successful upstream response body (parsed JSON); throws DialectError(502) if it is not a valid embedding response. */
   vectors(responseBody: unknown, path: string): VectorSummary;
+  /**
+   * Top-level request fields of caller text besides the inputs (OpenAI's `user`): forward rules
+   * mask them as they mask the inputs, as the model must see no value such a rule masks.
+   */
+  readonly optionTextFields?: readonly string[];
+  /**
+   * For an API whose responses echo the texts embedded (Cohere): the response body with the
+   * caller's own texts in their place, or the same object when they are already there.
+   */
+  withCallerTexts?(responseBody: unknown, texts: readonly string[]): unknown;
 }
 
 /** The code a status means when the thrower names none. */

@@ -9,7 +9,7 @@
 // made durable while the model works.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
-import type { RecordOutcome } from '@veil/core';
+import type { MaskingEngine, RecordOutcome } from '@veil/core';
 import type { ApprovalsClient } from '../approvals/client.ts';
 import type { RecordedDecisions } from '../approvals/evidence.ts';
 import { HeldRequests, holdForApproval } from '../approvals/hold.ts';
@@ -133,7 +133,7 @@ async function run(
     throw error;
   }
   return deps.telemetry.span('upstream', () =>
-    forward(deps, now.policy, dialect, request.path, now.forwardBody, trace),
+    forward(deps, now.policy, dialect, request.path, now.forwardBody, parsed.texts, trace),
   );
 }
 
@@ -360,9 +360,11 @@ function mask(
     const forward = engine.maskTexts(texts, 'forward', 'input');
     trace.masking.push(...forward.actions.map((a) => ({ ...a, scope: 'forward' as const })));
     if (forward.actions.length > 0) {
+      refuseEmptied(texts, forward.texts);
       texts = forward.texts;
       json = dialect.withTexts(request.json, path, forward.texts);
     }
+    json = withOptionsMasked(engine, json, dialect.optionTextFields ?? [], trace);
   }
   const audit = engine.hasScope('audit') ? engine.maskTexts(texts, 'audit', 'input') : undefined;
   if (audit) trace.masking.push(...audit.actions.map((a) => ({ ...a, scope: 'audit' as const })));
@@ -381,12 +383,46 @@ function mask(
   return body;
 }
 
+/**
+ * A text masking left empty (`drop` on a whole input) would be embedded as ""
+ * (or refused by the model after forwarding): every such input would get one
+ * and the same vector. The caller hears which input, never its value; the
+ * record keeps the masking actions.
+ */
+function refuseEmptied(sent: readonly string[], masked: readonly string[]): void {
+  const emptied = masked.findIndex((text, i) => text !== sent[i] && text.trim() === '');
+  if (emptied === -1) return;
+  const field = `input[${emptied}]`;
+  throw new Refusal(400, 'invalid_request', 'invalid', `${field}: masking removed the whole text`, {}, field);
+}
+
+/** The body with its option fields of caller text masked by the forward rules, each recorded by its name. */
+function withOptionsMasked(
+  engine: MaskingEngine,
+  json: unknown,
+  fields: readonly string[],
+  trace: Trace,
+): unknown {
+  if (typeof json !== 'object' || json === null) return json;
+  let masked: Record<string, unknown> = json as Record<string, unknown>;
+  for (const field of fields) {
+    const value = masked[field];
+    if (typeof value !== 'string') continue;
+    const result = engine.maskTexts([value], 'forward', field);
+    if (result.actions.length === 0) continue;
+    trace.masking.push(...result.actions.map((a) => ({ ...a, field, scope: 'forward' as const })));
+    masked = { ...masked, [field]: result.texts[0] };
+  }
+  return masked;
+}
+
 async function forward(
   deps: PipelineDeps,
   policy: ActivePolicy,
   dialect: Dialect,
   path: string,
   body: string,
+  callerTexts: readonly string[],
   trace: Trace,
 ): Promise<{ reply: ProxyReply; outcome: RecordOutcome }> {
   recordForwarding(deps, dialect.name, path, trace);
@@ -415,11 +451,16 @@ async function forward(
       'the model returned an invalid embedding response',
     );
   }
+  // Texts a model echoes are the ones it embedded, masked: a hash token handed
+  // back would let a caller make tokens of guessed values. The caller gets its
+  // own texts, which it sent and knows, and response rules apply to those.
+  const echoed = dialect.withCallerTexts?.(parsed, callerTexts) ?? parsed;
   if (!policy.masking.hasScope('response')) {
-    return { reply: { status: 200, headers: JSON_HEADERS, body: response.body }, outcome: 'allowed' };
+    const replyBody = echoed === parsed ? response.body : JSON.stringify(echoed);
+    return { reply: { status: 200, headers: JSON_HEADERS, body: replyBody }, outcome: 'allowed' };
   }
-  const masked = policy.masking.maskResponse(parsed, 'response');
+  const masked = policy.masking.maskResponse(echoed, 'response');
   trace.masking.push(...masked.actions.map((a) => ({ ...a, scope: 'response' as const })));
-  const replyBody = masked.actions.length > 0 ? JSON.stringify(masked.body) : response.body;
+  const replyBody = masked.body === parsed ? response.body : JSON.stringify(masked.body);
   return { reply: { status: 200, headers: JSON_HEADERS, body: replyBody }, outcome: 'allowed' };
 }

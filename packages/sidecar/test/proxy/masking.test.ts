@@ -4,8 +4,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { compileMasking, type MaskingRule, maskingRuleSchema } from '@veil/core';
-import { call, type SidecarFixture, startSidecarFixture } from '../fixtures/sidecar.ts';
+import { compileMasking, type MaskingRule, maskingRuleSchema, vectorsDigest } from '@veil/core';
+import { call, type SidecarFixture, startSidecarFixture, testPolicy } from '../fixtures/sidecar.ts';
 
 const EMAIL = 'jane.doe@example.com';
 const SSN = '123-45-6789';
@@ -115,6 +115,23 @@ describe('masking through the proxy', () => {
       for (const line of fixture.sink.lines) assertNoRaw('a record', line);
     });
 
+    it("masks OpenAI's `user` as the inputs, so the model never reads an address there", async () => {
+      const answer = await call(
+        `${fixture.url}/v1/embeddings`,
+        { model: 'm', input: ['hello'], user: EMAIL },
+        { token },
+      );
+      assert.equal(answer.status, 200, answer.text);
+      assert.deepEqual(fixture.upstreamCalls.at(-1)?.body, { model: 'm', input: ['hello'], user: '[EMAIL]' });
+      assert.deepEqual(
+        fixture
+          .records()
+          .at(-1)
+          ?.masking.map((action) => [action.scope, action.rule, action.field, action.count]),
+        [['forward', 'pii', 'user', 1]],
+      );
+    });
+
     it('refuses token-array inputs it cannot inspect, without forwarding them', async () => {
       const calls = fixture.upstreamCalls.length;
       const answer = await call(
@@ -125,6 +142,79 @@ describe('masking through the proxy', () => {
       assert.equal(answer.status, 400);
       assert.match(answer.text, /token-array inputs cannot be masked/);
       assert.equal(fixture.upstreamCalls.length, calls);
+    });
+  });
+
+  describe('a rule that removes a whole text', () => {
+    let fixture: SidecarFixture;
+    let token: string;
+    const dropped = rule({
+      name: 'dropped',
+      detectors: ['email'],
+      operator: 'drop',
+      scopes: ['forward', 'audit'],
+    });
+    before(async () => {
+      fixture = await startSidecarFixture({
+        policy: { masking: { rules: [dropped] }, audit: { inputs: 'masked' } },
+      });
+      token = await fixture.token();
+    });
+    after(() => fixture.close());
+
+    const cases = [
+      {
+        path: '/v1/embeddings',
+        body: { model: 'm', input: ['hello', ` ${EMAIL}`] },
+        error: {
+          error: {
+            message: 'input[1]: masking removed the whole text',
+            type: 'invalid_request_error',
+            param: 'input[1]',
+            code: 'invalid_request',
+          },
+        },
+      },
+      {
+        path: '/v2/embed',
+        body: { model: 'm', texts: ['hello', ` ${EMAIL}`], input_type: 'search_query' },
+        error: { message: 'input[1]: masking removed the whole text' },
+      },
+      {
+        path: '/embed',
+        body: { inputs: ['hello', ` ${EMAIL}`] },
+        error: { error: 'input[1]: masking removed the whole text', error_type: 'Validation' },
+      },
+      {
+        path: '/api/embed',
+        body: { model: 'm', input: ['hello', ` ${EMAIL}`] },
+        error: { error: 'input[1]: masking removed the whole text' },
+      },
+    ];
+    for (const { path, body, error } of cases) {
+      it(`refuses it on ${path} before the model embeds an empty text`, async () => {
+        const calls = fixture.upstreamCalls.length;
+        const answer = await call(`${fixture.url}${path}`, body, { token });
+        assert.equal(answer.status, 400);
+        assert.deepEqual(answer.json, error);
+        assert.equal(fixture.upstreamCalls.length, calls, 'the model was not called');
+        const record = fixture.records().at(-1);
+        assert.equal(record?.outcome, 'invalid');
+        assert.deepEqual(
+          record?.masking.map((action) => [action.scope, action.rule, action.field, action.operator]),
+          [['forward', 'dropped', 'input[1]', 'drop']],
+        );
+        for (const line of fixture.sink.lines) assertNoRaw('a record', line);
+      });
+    }
+
+    it('forwards a text it only shortens', async () => {
+      const answer = await call(`${fixture.url}/v1/embeddings`, { model: 'm', input: texts[0] }, { token });
+      assert.equal(answer.status, 200, answer.text);
+      assert.deepEqual(fixture.upstreamCalls.at(-1)?.body, {
+        model: 'm',
+        input: 'Contact  about the refund',
+      });
     });
   });
 
@@ -203,5 +293,97 @@ describe('masking through the proxy', () => {
         assert.equal(record?.vectors?.count, 2);
       });
     }
+
+    it('refuses a rule on the vectors, so base64 vectors reach the caller as the model made them', async () => {
+      const onVectors = {
+        name: 'numbers',
+        patterns: [{ name: 'digits', regex: '[0-9]{3}' }],
+        operator: 'redact',
+        scopes: ['response'],
+        responseFields: ['data'],
+      };
+      const spec = { ...testPolicy([fixture.issuer]), masking: { rules: [onVectors] } };
+      const applied = await fixture.sidecar.store.apply('test', spec);
+      assert.equal(applied.ok, false);
+      assert.match(applied.ok ? '' : applied.reason, /responseFields\.0: "data" reaches vectors/);
+      const token = await fixture.token();
+      const answer = await call(
+        `${fixture.url}/v1/embeddings`,
+        { model: 'm', input: ['hello world', 'another text'], encoding_format: 'base64' },
+        { token },
+      );
+      assert.equal(answer.status, 200, answer.text);
+      const embeddings = (answer.json as { data: { embedding: string }[] }).data.map((item) => {
+        const bytes = Buffer.from(item.embedding, 'base64');
+        assert.equal(bytes.toString('base64'), item.embedding, 'the vector is plain base64');
+        return Array.from({ length: bytes.length / 4 }, (_, i) => bytes.readFloatLE(i * 4));
+      });
+      const record = fixture.records().at(-1);
+      assert.deepEqual(record?.masking, []);
+      assert.equal(record?.vectors?.digest, vectorsDigest(embeddings), 'the caller got the vectors recorded');
+    });
+  });
+
+  describe("Cohere's echoed texts", () => {
+    const hashed = rule({ name: 'hashed', detectors: ['email'], operator: 'hash', scopes: ['forward'] });
+    const sent = (path: string) => ({
+      model: 'embed-v4.0',
+      texts: [EMAIL, EMAIL.toUpperCase(), 'nothing here'],
+      ...(path === '/v2/embed' && { input_type: 'search_query' }),
+    });
+
+    describe('under a forward rule alone', () => {
+      let fixture: SidecarFixture;
+      before(async () => {
+        fixture = await startSidecarFixture({ policy: { masking: { rules: [hashed] } } });
+      });
+      after(() => fixture.close());
+
+      for (const path of ['/v2/embed', '/v1/embed']) {
+        it(`are the caller's own on ${path}, never the hash tokens the model embedded`, async () => {
+          const token = await fixture.token();
+          const answer = await call(`${fixture.url}${path}`, sent(path), { token });
+          assert.equal(answer.status, 200, answer.text);
+          const upstream = fixture.upstreamCalls.at(-1)?.body as { texts: string[] };
+          assert.match(upstream.texts[0] ?? '', /^\[EMAIL:[0-9a-f]{16}\]$/);
+          assert.deepEqual((answer.json as { texts: string[] }).texts, sent(path).texts);
+          assert.ok(!answer.text.includes('[EMAIL'), 'no hash token in the answer');
+          assert.equal(fixture.records().at(-1)?.vectors?.count, 3);
+        });
+      }
+    });
+
+    describe('under a response rule on texts too', () => {
+      let fixture: SidecarFixture;
+      const echoed = rule({
+        name: 'echoed',
+        detectors: ['email'],
+        scopes: ['response'],
+        responseFields: ['texts'],
+      });
+      before(async () => {
+        fixture = await startSidecarFixture({ policy: { masking: { rules: [hashed, echoed] } } });
+      });
+      after(() => fixture.close());
+
+      it("masks the caller's texts by that rule", async () => {
+        const token = await fixture.token();
+        const answer = await call(`${fixture.url}/v2/embed`, sent('/v2/embed'), { token });
+        assert.equal(answer.status, 200, answer.text);
+        assert.deepEqual((answer.json as { texts: string[] }).texts, ['[EMAIL]', '[EMAIL]', 'nothing here']);
+        assert.deepEqual(
+          fixture
+            .records()
+            .at(-1)
+            ?.masking.map((action) => [action.scope, action.rule, action.field]),
+          [
+            ['forward', 'hashed', 'input[0]'],
+            ['forward', 'hashed', 'input[1]'],
+            ['response', 'echoed', 'response.texts[0]'],
+            ['response', 'echoed', 'response.texts[1]'],
+          ],
+        );
+      });
+    });
   });
 });

@@ -537,6 +537,54 @@ test('an approval is used only under the rule it was opened under', async () => 
   }
 });
 
+test('a Pending approval whose rule changed is marked Expired by the sweep, saying why; a decided one keeps its phase', async () => {
+  const namespace = await freshNamespace(cp, 'ruleswept');
+  const token = await sidecarToken(cp, namespace);
+  const bulk = { name: 'bulk', when: { minInputs: 100 }, approvers: { groups: ['approvers'], count: 1 } };
+  edited = { ...policy, approvals: { rules: [bulk] } };
+  const open = async (subject: string): Promise<string> => {
+    const opened = await call(token, 'POST', '/v1/approvals', {
+      ...openBody(),
+      policy: 'edited',
+      requester: { ...alice, subject },
+    });
+    assert.equal(opened.status, 201, JSON.stringify(opened.body));
+    return String(opened.body.name);
+  };
+  const stored = async (name: string) =>
+    (await cp.kubeConfig().makeApiClient(CustomObjectsApi).getNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace,
+      plural: 'embeddingapprovals',
+      name,
+    })) as { status?: { phase?: string; message?: string } };
+  const pending = await open('alice');
+  const approved = await open('carol');
+  await runApprovalsDecide('approve', [`${namespace}/${approved}`, '--reason', 'fine'], {
+    out: () => undefined,
+    kubeConfig: () => cp.kubeConfig(bob.kubeconfig),
+  });
+
+  try {
+    // The rule unchanged, nothing is due.
+    await approvals?.sweepNow();
+    assert.equal((await stored(pending)).status?.phase, 'Pending');
+
+    edited = {
+      ...policy,
+      approvals: { rules: [{ ...bulk, approvers: { groups: ['security'], count: 2 } }] },
+    };
+    assert.ok(((await approvals?.sweepNow())?.expired ?? 0) >= 1);
+    const expired = (await stored(pending)).status;
+    assert.equal(expired?.phase, 'Expired');
+    assert.match(String(expired?.message), /rule bulk of EmbeddingPolicy edited has changed since approval/);
+    assert.equal((await stored(approved)).status?.phase, 'Approved');
+  } finally {
+    edited = policy;
+  }
+});
+
 test('an approval that records no rule hash (opened before it was recorded) is refused, not used', async () => {
   const namespace = await freshNamespace(cp, 'nohash');
   const token = await sidecarToken(cp, namespace);

@@ -2,8 +2,9 @@
 //   POST /v1/approvals                         open: creates the EmbeddingApproval
 //   GET  /v1/approvals/<ns>/<name>?wait=S      the decision, long-polled up to S seconds
 //   POST /v1/approvals/<ns>/<name>/use         consume it for one requester and payload
-// plus a sweep that marks stale Pending approvals Expired and deletes settled ones
-// kept their time past expiry, and a Slack-compatible notification for each new one.
+// plus a sweep that marks Pending approvals Expired once stale or once their rule
+// changed, and deletes settled ones kept their time past expiry, and a
+// Slack-compatible notification for each new one.
 //
 // Authentication: the sidecar presents its pod's projected service-account token
 // (audience `veil-controller`, as for policy pulls) and the API server vouches for
@@ -168,17 +169,38 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
   }
 
   /** Marks a Pending approval Expired once its time is up; returns the current state. */
-  async function expireIfDue(stored: Stored): Promise<Stored> {
-    if (!expiryDue(stored.spec, stored.status, now())) return stored;
+  function expireIfDue(stored: Stored): Promise<Stored> {
+    return expire(stored, expiryDue(stored.spec, stored.status, now()) ? {} : undefined);
+  }
+
+  /** Marks a Pending approval Expired, with `due.message` if any; undefined: not due, nothing to do. */
+  async function expire(stored: Stored, due: { message?: string } | undefined): Promise<Stored> {
+    if (due === undefined) return stored;
     try {
       // The whole status, as one opened without a status (its first write failed) has none to amend.
-      return await patchStatus(stored, [
-        { op: 'add', path: '/status', value: { ...stored.status, phase: 'Expired' } },
-      ]);
+      const status = { ...stored.status, phase: 'Expired', ...due };
+      return await patchStatus(stored, [{ op: 'add', path: '/status', value: status }]);
     } catch {
       // Somebody decided, or another replica expired it, meanwhile: read what is stored.
       return (await read(stored.metadata.namespace, stored.metadata.name)) ?? stored;
     }
+  }
+
+  /**
+   * Why the sweep marks a Pending approval Expired, or undefined while it may
+   * still be used: its time is up, or the rule it was opened under has changed
+   * or gone in the valid version of the policy this replica holds. A use would
+   * then be refused (409, reason `rule`, as reads and uses answer meanwhile),
+   * so approvers would decide in vain, and the requester is to ask anew; the
+   * message says why. Without a valid version here, only time expires it.
+   */
+  function sweepExpiry(stored: Stored): { message?: string } | undefined {
+    if (stored.status.phase !== 'Pending') return undefined;
+    if (expiryDue(stored.spec, stored.status, now())) return {};
+    const desired = options.policy(stored.metadata.namespace, stored.spec.policy);
+    if (desired === undefined) return undefined;
+    const refusal = ruleChangeRefusal(stored.metadata.name, stored.spec, ruleIn(desired, stored.spec.rule));
+    return refusal === undefined ? undefined : { message: refusal.error };
   }
 
   /** Deletes a settled approval kept its time, unless it changed since it was read. */
@@ -495,7 +517,7 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
 
   /** One approval's turn in a sweep. */
   async function sweepOne(stored: Stored): Promise<SweepOutcome> {
-    const after = await expireIfDue(stored);
+    const after = await expire(stored, sweepExpiry(stored));
     if (after.status.phase === 'Expired' && stored.status.phase === 'Pending') return 'expired';
     return (await removeIfDue(after)) ? 'removed' : 'kept';
   }

@@ -121,13 +121,19 @@ veil-controller-key
 {{- fail "injector.leaderElection.renewSeconds must be at most half of leaseDurationSeconds" -}}
 {{- end -}}
 {{- end -}}
-{{- $requests := .Values.sidecar.resources.requests | default dict -}}
-{{- $limits := .Values.sidecar.resources.limits | default dict -}}
-{{- range $resource := list "cpu" "memory" -}}
-{{- $request := get $requests $resource -}}
-{{- $limit := get $limits $resource -}}
-{{- if and $request $limit (gt (include "veil.quantity" $request | float64) (include "veil.quantity" $limit | float64)) -}}
-{{- fail (printf "sidecar.resources.requests.%s (%v) must be at most sidecar.resources.limits.%s (%v): the API server would refuse every injected pod" $resource $request $resource $limit) -}}
+{{- include "veil.validateResources" (list "sidecar" .Values.sidecar.resources "the API server would refuse every injected pod") -}}
+{{- include "veil.validateResources" (list "injector" .Values.injector.resources "the API server would refuse the injector's pods") -}}
+{{- with .Values.injector.podDisruptionBudget -}}
+{{- if .enabled -}}
+{{- $replicas := int $.Values.injector.replicas -}}
+{{- $minAvailable := .minAvailable -}}
+{{- if kindIs "string" $minAvailable -}}
+{{- /* A percentage, rounded up as the disruption controller does. */ -}}
+{{- $minAvailable = ceil (divf (mul $replicas (trimSuffix "%" $minAvailable | int)) 100) -}}
+{{- end -}}
+{{- if ge (int $minAvailable) $replicas -}}
+{{- fail (printf "injector.podDisruptionBudget.minAvailable (%v) keeps all %d of injector.replicas available: no replica could ever be evicted and node drains would block; raise the replicas, lower minAvailable, or set injector.podDisruptionBudget.enabled=false" .minAvailable $replicas) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- with .Values.certs.selfManaged -}}
@@ -137,6 +143,21 @@ veil-controller-key
 {{- end -}}
 {{- end -}}
 
+
+{{/* Fails when a request is above its limit: list <values path> <resources> <consequence>. */}}
+{{- define "veil.validateResources" -}}
+{{- $path := index . 0 -}}
+{{- $requests := (index . 1).requests | default dict -}}
+{{- $limits := (index . 1).limits | default dict -}}
+{{- $consequence := index . 2 -}}
+{{- range $resource := list "cpu" "memory" -}}
+{{- $request := get $requests $resource -}}
+{{- $limit := get $limits $resource -}}
+{{- if and $request $limit (gt (include "veil.quantity" $request | float64) (include "veil.quantity" $limit | float64)) -}}
+{{- fail (printf "%s.resources.requests.%s (%v) must be at most %s.resources.limits.%s (%v): %s" $path $resource $request $path $resource $limit $consequence) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 
 {{/* A resource quantity (cores or bytes) as a plain number, so two can be compared. */}}
 {{- define "veil.quantity" -}}

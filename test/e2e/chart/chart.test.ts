@@ -169,6 +169,13 @@ describe('chart files', () => {
         /\/oidc\/issuers\/0\/issuer/,
       ],
       [{ injector: { replica: 3 } }, /additional propert.*replica/],
+      // The chart adds the tag or digest itself: one in the repository makes an unpullable image.
+      [{ images: { sidecar: { repository: 'veil sidecar:1' } } }, /\/images\/sidecar\/repository/],
+      [{ images: { injector: { repository: 'veil-injector:0.1.0' } } }, /\/images\/injector\/repository/],
+      [
+        { images: { sidecar: { repository: `veil-sidecar@sha256:${'a'.repeat(64)}` } } },
+        /\/images\/sidecar\/repository/,
+      ],
       [{ typo: true }, /additional propert.*typo/],
     ];
     for (const [values, message] of bad) {
@@ -305,6 +312,61 @@ describe('server-side dry-run against kube-apiserver', () => {
     assert.equal(settingsOf(objects).s3, undefined);
     assert.equal(all(objects, 'NetworkPolicy').length, 0);
     assert.equal(all(objects, 'EmbeddingPolicy').length, 0);
+  });
+
+  test('helm uninstall keeps the default policy and the NetworkPolicy, which upgrades still update', async () => {
+    const release = 'veil-keep';
+    const namespace = await freshNamespace('veil-keep');
+    const workload = await freshNamespace('veil-keep-ml');
+    const values = (retentionDays: number, team: string) => ({
+      workloadNamespaces: [workload],
+      defaultPolicy: { spec: { audit: { retentionDays } } },
+      networkPolicy: { proxyFrom: [{ namespaceSelector: { matchLabels: { team } } }] },
+    });
+    const helmRelease = async (verb: 'install' | 'upgrade', retentionDays: number, team: string) => {
+      const file = join(cp.dir, `keep-${verb}.json`);
+      await writeFile(file, JSON.stringify(values(retentionDays, team)));
+      // No cluster here runs the signing-key hook's Job: skip hooks, install the rest.
+      await helm([
+        verb,
+        release,
+        chartDir,
+        '--kubeconfig',
+        cp.kubeconfig,
+        '-n',
+        namespace,
+        '--no-hooks',
+        '-f',
+        file,
+      ]);
+    };
+    const kept = async () => {
+      const policy = JSON.parse(
+        (await kubectl('get', 'embeddingpolicy', 'default', '-n', workload, '-o', 'json')).stdout,
+      );
+      const network = JSON.parse(
+        (await kubectl('get', 'networkpolicy', `${release}-injected-pods`, '-n', workload, '-o', 'json'))
+          .stdout,
+      );
+      return {
+        retentionDays: policy.spec.audit.retentionDays,
+        team: network.spec.ingress[0].from[0].namespaceSelector.matchLabels.team,
+      };
+    };
+
+    await helmRelease('install', 365, 'search');
+    assert.deepEqual(await kept(), { retentionDays: 365, team: 'search' });
+    await helmRelease('upgrade', 30, 'ranking');
+    assert.deepEqual(await kept(), { retentionDays: 30, team: 'ranking' });
+
+    await helm(['uninstall', release, '--kubeconfig', cp.kubeconfig, '-n', namespace]);
+    assert.deepEqual(await kept(), { retentionDays: 30, team: 'ranking' });
+    const gone = await kubectl('get', 'deployment,mutatingwebhookconfiguration', '-A', '-o', 'name');
+    assert.doesNotMatch(gone.stdout, new RegExp(`${release}`));
+    // A new install under the same name and namespace takes them back.
+    await helmRelease('install', 365, 'search');
+    assert.deepEqual(await kept(), { retentionDays: 365, team: 'search' });
+    await helm(['uninstall', release, '--kubeconfig', cp.kubeconfig, '-n', namespace]);
   });
 
   test('the longest release name helm allows: every object is accepted', async () => {

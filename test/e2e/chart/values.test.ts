@@ -63,6 +63,49 @@ test('a sidecar request above its limit fails the render, naming both', async ()
   );
 });
 
+test('an injector request above its limit fails the render, naming both', async () => {
+  await assert.rejects(
+    render(dir, { injector: { resources: { requests: { memory: '512Mi' } } } }, { namespace: 'veil-system' }),
+    /injector\.resources\.requests\.memory \(512Mi\) must be at most injector\.resources\.limits\.memory \(384Mi\)/,
+  );
+  await assert.rejects(
+    render(
+      dir,
+      { injector: { resources: { requests: { cpu: '1' }, limits: { cpu: '500m', memory: '384Mi' } } } },
+      { namespace: 'veil-system' },
+    ),
+    /injector\.resources\.requests\.cpu \(1\) must be at most injector\.resources\.limits\.cpu \(500m\)/,
+  );
+});
+
+test('a PodDisruptionBudget that would keep every injector replica fails the render', async () => {
+  const blocking = [
+    { replicas: 1, podDisruptionBudget: { enabled: true, minAvailable: 1 } },
+    { replicas: 2, podDisruptionBudget: { enabled: true, minAvailable: 3 } },
+    // Rounded up: 51% of 2 replicas is both.
+    { replicas: 2, podDisruptionBudget: { enabled: true, minAvailable: '51%' } },
+  ];
+  for (const injector of blocking) {
+    await assert.rejects(
+      render(dir, { injector }, { namespace: 'veil-system' }),
+      /injector\.podDisruptionBudget\.minAvailable \(\S+\) keeps all \d+ of injector\.replicas available/,
+      JSON.stringify(injector),
+    );
+  }
+  const single = await render(
+    dir,
+    { injector: { replicas: 1, podDisruptionBudget: { enabled: false, minAvailable: 1 } } },
+    { namespace: 'veil-system' },
+  );
+  assert.equal(single.objects.filter((o) => o.kind === 'PodDisruptionBudget').length, 0);
+  const half = await render(
+    dir,
+    { injector: { replicas: 2, podDisruptionBudget: { enabled: true, minAvailable: '50%' } } },
+    { namespace: 'veil-system' },
+  );
+  assert.equal(one(half.objects, 'PodDisruptionBudget').spec.minAvailable, '50%');
+});
+
 test("the sidecar's tuning reaches the injector's settings, and none by default", async () => {
   const tuning = { bodyTimeoutMs: 20_000, spoolCapacityBytes: 268_435_456, auditCloseGraceSeconds: 25 };
   const settingsOf = (rendered: Awaited<ReturnType<typeof render>>) =>

@@ -6,10 +6,9 @@
 // injected pod each is refused; the model's containers stay open to all three.
 import type { V1EphemeralContainer, V1Pod } from '@kubernetes/client-node';
 import { podLabels, veilLabels } from './annotations.ts';
-import { sidecarNames, sidecarVolumeNames } from './sidecar.ts';
+import { sidecarVolumeUsed } from './conflicts.ts';
+import { sidecarNames } from './sidecar.ts';
 import { vetPodUpdate } from './tamper.ts';
-
-const sidecarVolumes: ReadonlySet<string> = new Set(Object.values(sidecarVolumeNames));
 
 /**
  * The container an exec or attach reaches. Without a name, the API server picks
@@ -51,8 +50,8 @@ function reachesSidecar(container: V1EphemeralContainer): string | undefined {
   if (container.targetContainerName === sidecarNames.container) {
     return `targets ${sidecarNames.container}, the Veil sidecar: it would see the sidecar's processes, their environment and files`;
   }
-  const mounted = container.volumeMounts?.find((m) => sidecarVolumes.has(m.name));
-  return mounted === undefined ? undefined : `mounts ${mounted.name}, a volume of the Veil sidecar`;
+  const mounted = sidecarVolumeUsed(container);
+  return mounted === undefined ? undefined : `mounts ${mounted}, a volume of the Veil sidecar`;
 }
 
 export type BindingMetadata = {

@@ -12,7 +12,7 @@ import {
   veilAnnotations,
   veilLabels,
 } from './annotations.ts';
-import { findConflict } from './conflicts.ts';
+import { findConflict, findPortNameClash } from './conflicts.ts';
 import type { InjectionSettings } from './settings.ts';
 import { sidecarContainer, sidecarNames, sidecarVolumeNames, sidecarVolumes } from './sidecar.ts';
 import type { InjectionStatus } from './status.ts';
@@ -55,6 +55,8 @@ export function inject(input: InjectionInput): InjectionResult {
   if (conflict !== undefined) return { outcome: 'denied', message: conflict };
   const upstream = findUpstream(base, options.value.upstreamPort);
   if (!upstream.ok) return { outcome: 'denied', message: upstream.message };
+  const clash = findPortNameClash(base, upstream.value);
+  if (clash !== undefined) return { outcome: 'denied', message: clash };
 
   const plan: Plan = {
     settings,

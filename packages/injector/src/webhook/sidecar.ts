@@ -231,12 +231,31 @@ function sidecarResources(settings: InjectionSettings, options: PodOptions): V1R
   const cpu = options.sidecarCpu;
   const memory = options.sidecarMemory;
   return {
-    requests: { cpu: cpu ?? requests.cpu, memory: memory ?? requests.memory },
+    requests: {
+      cpu: cpu ?? requests.cpu,
+      memory: memory ?? requests.memory,
+      'ephemeral-storage': spoolStorageRequest(settings),
+    },
     limits: {
       ...(limits.cpu === undefined ? {} : { cpu: cpu ?? limits.cpu }),
       memory: memory ?? limits.memory,
     },
   };
+}
+
+/** The sidecar's default spool capacity (VEIL_SPOOL_CAPACITY_BYTES unset). */
+const defaultSpoolCapacityBytes = 1024 * 1024 * 1024;
+/** The shipper's and the policy's state files, and room for the filesystem's own blocks. */
+const spoolStateAllowanceMiB = 64;
+
+// Under disk pressure the kubelet evicts first the pods using more ephemeral storage
+// than they request, and eviction deletes the spool's unshipped records. Requesting
+// what a full spool holds keeps the spool alone from putting the pod in that first
+// rank (the model's own disk use still counts against the pod). Never a
+// limit or an emptyDir sizeLimit: going over either evicts the pod itself.
+function spoolStorageRequest(settings: InjectionSettings): string {
+  const capacity = settings.tuning.spoolCapacityBytes ?? defaultSpoolCapacityBytes;
+  return `${Math.ceil(capacity / (1024 * 1024)) + spoolStateAllowanceMiB}Mi`;
 }
 
 // The admin port serves plain HTTP on the pod network: a policy push is

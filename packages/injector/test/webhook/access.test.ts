@@ -68,7 +68,7 @@ test("a container named veil-proxy in a pod Veil did not inject is not Veil's to
   assert.equal(vetConnect(pod, 'exec', 'veil-proxy'), undefined);
 });
 
-test('a debug container targeting the sidecar, or mounting any of its volumes, is refused', () => {
+test('a debug container targeting the sidecar, or mounting any of its volumes or devices, is refused', () => {
   const before = injected();
   const targeting = withEphemeral(before, {
     name: 'debugger',
@@ -83,7 +83,14 @@ test('a debug container targeting the sidecar, or mounting any of its volumes, i
       targetContainerName: 'model',
       volumeMounts: [{ name: volume, mountPath: '/mnt' }],
     });
-    assert.match(vetEphemeralContainers(before, mounting) ?? '', new RegExp(`mounts ${volume}`));
+    const refused = new RegExp(`ephemeral container debugger mounts ${volume}, a volume of the Veil sidecar`);
+    assert.match(vetEphemeralContainers(before, mounting) ?? '', refused);
+    const attaching = withEphemeral(before, {
+      name: 'debugger',
+      image: 'busybox',
+      volumeDevices: [{ name: volume, devicePath: '/dev/xvda' }],
+    });
+    assert.match(vetEphemeralContainers(before, attaching) ?? '', refused);
   }
 });
 

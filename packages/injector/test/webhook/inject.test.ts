@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { inject } from '../../src/webhook/inject.ts';
 import { injectionSettingsSchema } from '../../src/webhook/settings.ts';
+import { sidecarVolumeNames } from '../../src/webhook/sidecar.ts';
 import { injectionStatusSchema } from '../../src/webhook/status.ts';
 import { testSettings } from './support/settings.ts';
 
@@ -188,6 +189,31 @@ test("the sidecar's tuning reaches its environment, and only what was set", () =
   });
 });
 
+test('the sidecar requests the ephemeral storage a full spool holds, and sets no limit on it', () => {
+  const storage = (native: boolean, spoolCapacityBytes?: number) => {
+    const tuning = spoolCapacityBytes === undefined ? {} : { spoolCapacityBytes };
+    const result = inject({
+      pod: modelPod(),
+      namespace: 'ml',
+      namespaceOptIn: false,
+      settings: { ...settings, nativeSidecars: native, tuning },
+      bootstrapPolicy: {},
+    });
+    assert.equal(result.outcome, 'injected');
+    const resources = result.outcome === 'injected' ? sidecarOf(result.pod).resources : undefined;
+    assert.equal(resources?.limits?.['ephemeral-storage'], undefined);
+    return resources?.requests?.['ephemeral-storage'];
+  };
+  for (const native of [true, false]) {
+    // 1 GiB of spool by default, and 64 MiB for the state files beside it.
+    assert.equal(storage(native), '1088Mi');
+    assert.equal(storage(native, 268_435_456), '320Mi');
+    assert.equal(storage(native, 100 * 1024 * 1024 + 1), '165Mi');
+  }
+  const volumes = injected(modelPod()).spec?.volumes ?? [];
+  assert.deepEqual(volumes.find((v) => v.name === 'veil-spool')?.emptyDir, {});
+});
+
 test('the bootstrap policy is projected into the pod from its annotation', () => {
   const out = injected(modelPod());
   const annotation = out.metadata?.annotations?.['veil.dev/bootstrap-policy'];
@@ -371,6 +397,78 @@ test('names the sidecar needs are refused when the pod already uses them', () =>
     assert.equal(result.outcome, 'denied');
     assert.match(result.outcome === 'denied' ? result.message : '', /reserved for the Veil sidecar/);
   }
+});
+
+function refusal(pod: V1Pod): string {
+  const result = inject({ pod, namespace: 'ml', namespaceOptIn: false, settings, bootstrapPolicy: {} });
+  assert.equal(result.outcome, 'denied');
+  return result.outcome === 'denied' ? result.message : '';
+}
+
+test("a container that mounts one of the sidecar's volumes is refused, whatever its kind", () => {
+  // The volume is left out of the pod: injection would add it and the mount would resolve.
+  const kinds: Record<string, (pod: V1Pod, container: V1Container) => void> = {
+    container: (pod, c) => pod.spec?.containers.push(c),
+    'init container': (pod, c) => {
+      if (pod.spec) pod.spec.initContainers = [c];
+    },
+    'ephemeral container': (pod, c) => {
+      if (pod.spec) pod.spec.ephemeralContainers = [c];
+    },
+  };
+  for (const volume of Object.values(sidecarVolumeNames)) {
+    for (const [kind, add] of Object.entries(kinds)) {
+      const mounting = modelPod();
+      add(mounting, {
+        name: 'thief',
+        image: 'busybox',
+        volumeMounts: [{ name: volume, mountPath: '/steal' }],
+      });
+      const attaching = modelPod();
+      add(attaching, {
+        name: 'thief',
+        image: 'busybox',
+        volumeDevices: [{ name: volume, devicePath: '/dev/x' }],
+      });
+      for (const pod of [mounting, attaching]) {
+        assert.match(refusal(pod), new RegExp(`^container "thief" mounts volume "${volume}"`), kind);
+      }
+    }
+  }
+  const model = modelPod();
+  const modelContainer = model.spec?.containers[0];
+  if (modelContainer) modelContainer.volumeMounts = [{ name: 'veil-signing-key', mountPath: '/steal' }];
+  assert.match(refusal(model), /^container "model" mounts volume "veil-signing-key"/);
+});
+
+test('a pod publishing any port on the node (hostPort) is refused', () => {
+  const onModel = modelPod();
+  const port = onModel.spec?.containers[0]?.ports?.[0];
+  if (port) port.hostPort = 8080;
+  assert.match(refusal(onModel), /^container "model" publishes port 8080 on the node \(hostPort 8080\)/);
+  const onOther = modelPod();
+  onOther.spec?.containers.push({
+    name: 'metrics',
+    image: 'x',
+    ports: [{ containerPort: 9100, hostPort: 19100 }],
+  });
+  assert.match(refusal(onOther), /^container "metrics" publishes port 9100 on the node \(hostPort 19100\)/);
+});
+
+test('another container declaring the port name the proxy takes over is refused, naming both', () => {
+  for (const place of ['containers', 'initContainers'] as const) {
+    const pod = modelPod();
+    const other = { name: 'exporter', image: 'x', ports: [{ name: 'http', containerPort: 9100 }] };
+    if (pod.spec) pod.spec[place] = [...(pod.spec[place] ?? []), other];
+    assert.match(refusal(pod), /^containers "model" and "exporter" both declare a port named "http"/, place);
+  }
+  const distinct = modelPod();
+  distinct.spec?.containers.push({
+    name: 'exporter',
+    image: 'x',
+    ports: [{ name: 'metrics', containerPort: 9100 }],
+  });
+  injected(distinct);
 });
 
 test('an existing default-container annotation is kept with plain sidecars', () => {

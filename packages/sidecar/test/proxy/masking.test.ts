@@ -31,6 +31,14 @@ const pii = (scopes: MaskingRule['scopes']) =>
     scopes,
   });
 
+/** E-mail addresses masked in the texts a Cohere response echoes. */
+const echoed = rule({
+  name: 'echoed',
+  detectors: ['email'],
+  scopes: ['response'],
+  responseFields: ['texts'],
+});
+
 /** What the masking engine makes of texts under rules: what the model must receive. */
 function masked(rules: MaskingRule[], scope: 'forward' | 'audit'): string[] {
   // Redaction needs no key; one is given because the engine takes one.
@@ -261,12 +269,6 @@ describe('masking through the proxy', () => {
 
   describe('response scope', () => {
     let fixture: SidecarFixture;
-    const echoed = rule({
-      name: 'echoed',
-      detectors: ['email'],
-      scopes: ['response'],
-      responseFields: ['texts'],
-    });
     before(async () => {
       fixture = await startSidecarFixture({ policy: { masking: { rules: [echoed] } } });
     });
@@ -355,12 +357,6 @@ describe('masking through the proxy', () => {
 
     describe('under a response rule on texts too', () => {
       let fixture: SidecarFixture;
-      const echoed = rule({
-        name: 'echoed',
-        detectors: ['email'],
-        scopes: ['response'],
-        responseFields: ['texts'],
-      });
       before(async () => {
         fixture = await startSidecarFixture({ policy: { masking: { rules: [hashed, echoed] } } });
       });

@@ -1,7 +1,14 @@
-import { isTrustedUrl, sidecarTuningFromEnv, sidecarTuningSchema } from '@veil/core';
+import {
+  isTrustedUrl,
+  requestAboveBodyTimeout,
+  sidecarTuningEnv,
+  sidecarTuningFromEnv,
+  sidecarTuningSchema,
+  wholeNumber,
+} from '@veil/core';
 import { z } from 'zod';
 
-const port = z.coerce.number().int().min(0).max(65_535);
+const port = wholeNumber(0, 65_535);
 
 /**
  * The controller serves its pull endpoint and approvals API over HTTPS only, and the
@@ -78,10 +85,8 @@ export const sidecarConfigSchema = z.object({
   s3ForcePathStyle: z.boolean().optional().describe('Path-style bucket URLs (most S3-compatible servers)'),
   s3Prefix: z.string().optional().describe('Put before every evidence key in the bucket'),
   spoolDir: z.string().optional().describe('Durable audit spool; default: `spool` next to auditDir'),
-  retentionSeconds: z.coerce
-    .number()
-    .int()
-    .min(1)
+  // The longest retentionDays a policy may ask for.
+  retentionSeconds: wholeNumber(1, 36_500 * 86_400)
     .optional()
     .describe("Object Lock retention, overriding the policy's retentionDays (tests)"),
   signingKeyFile: z.string().optional().describe('Ed25519 private JWK signing the manifests; else generated'),
@@ -90,41 +95,68 @@ export const sidecarConfigSchema = z.object({
 export type SidecarConfig = z.infer<typeof sidecarConfigSchema>;
 export type SidecarConfigInput = z.input<typeof sidecarConfigSchema>;
 
+/** The environment variable that carries each setting read from one (the tuning's are core's). */
+const configEnv = {
+  upstream: 'VEIL_UPSTREAM',
+  api: 'VEIL_API',
+  host: 'VEIL_HOST',
+  proxyPort: 'VEIL_PROXY_PORT',
+  adminPort: 'VEIL_ADMIN_PORT',
+  policyName: 'VEIL_POLICY_NAME',
+  bootstrapPolicyFile: 'VEIL_BOOTSTRAP_POLICY_FILE',
+  stateDir: 'VEIL_STATE_DIR',
+  auditDir: 'VEIL_AUDIT_DIR',
+  controllerKeyFile: 'VEIL_CONTROLLER_KEY_FILE',
+  controllerUrl: 'VEIL_CONTROLLER_URL',
+  approvalsUrl: 'VEIL_APPROVALS_URL',
+  controllerTokenFile: 'VEIL_CONTROLLER_TOKEN_FILE',
+  controllerCaFile: 'VEIL_CONTROLLER_CA_FILE',
+  hashKeyFile: 'VEIL_HASH_KEY_FILE',
+  defaultModel: 'VEIL_DEFAULT_MODEL',
+  cluster: 'VEIL_CLUSTER',
+  s3Endpoint: 'VEIL_S3_ENDPOINT',
+  s3Bucket: 'VEIL_S3_BUCKET',
+  s3Region: 'VEIL_S3_REGION',
+  s3ForcePathStyle: 'VEIL_S3_FORCE_PATH_STYLE',
+  s3Prefix: 'VEIL_S3_PREFIX',
+  spoolDir: 'VEIL_SPOOL_DIR',
+  retentionSeconds: 'VEIL_RETENTION_SECONDS',
+  signingKeyFile: 'VEIL_SIGNING_KEY_FILE',
+} as const satisfies Partial<Record<keyof SidecarConfig, string>>;
+
+const variableOf: Readonly<Record<string, string>> = { ...configEnv, ...sidecarTuningEnv };
+
+/**
+ * What the environment must hold beyond each setting alone. Not part of
+ * `sidecarConfigSchema`, which tests use to set up what no environment may
+ * (a request timeout below the body timeout, to reach Node's backstop).
+ */
+const envConfigSchema = sidecarConfigSchema.superRefine(
+  requestAboveBodyTimeout((key) => sidecarTuningEnv[key]),
+);
+
 export function configFromEnv(env: NodeJS.ProcessEnv): SidecarConfig {
-  const parsed = sidecarConfigSchema.safeParse({
-    upstream: env.VEIL_UPSTREAM,
-    api: env.VEIL_API || undefined,
-    host: env.VEIL_HOST || undefined,
-    proxyPort: env.VEIL_PROXY_PORT || undefined,
-    adminPort: env.VEIL_ADMIN_PORT || undefined,
-    policyName: env.VEIL_POLICY_NAME || undefined,
-    bootstrapPolicyFile: env.VEIL_BOOTSTRAP_POLICY_FILE || undefined,
-    stateDir: env.VEIL_STATE_DIR || undefined,
-    auditDir: env.VEIL_AUDIT_DIR || undefined,
-    controllerKeyFile: env.VEIL_CONTROLLER_KEY_FILE || undefined,
-    controllerUrl: env.VEIL_CONTROLLER_URL || undefined,
-    approvalsUrl: env.VEIL_APPROVALS_URL || undefined,
-    controllerTokenFile: env.VEIL_CONTROLLER_TOKEN_FILE || undefined,
-    controllerCaFile: env.VEIL_CONTROLLER_CA_FILE || undefined,
-    hashKeyFile: env.VEIL_HASH_KEY_FILE || undefined,
-    defaultModel: env.VEIL_DEFAULT_MODEL || undefined,
+  const raw: Record<string, unknown> = {};
+  for (const [key, variable] of Object.entries(configEnv)) raw[key] = env[variable] || undefined;
+  const parsed = envConfigSchema.safeParse({
+    ...raw,
     ...sidecarTuningFromEnv(env),
-    pod: podFromEnv(env),
-    cluster: env.VEIL_CLUSTER || undefined,
-    s3Endpoint: env.VEIL_S3_ENDPOINT || undefined,
-    s3Bucket: env.VEIL_S3_BUCKET || undefined,
-    s3Region: env.VEIL_S3_REGION || undefined,
     s3ForcePathStyle: flag(env.VEIL_S3_FORCE_PATH_STYLE),
-    s3Prefix: env.VEIL_S3_PREFIX || undefined,
-    spoolDir: env.VEIL_SPOOL_DIR || undefined,
-    retentionSeconds: env.VEIL_RETENTION_SECONDS || undefined,
-    signingKeyFile: env.VEIL_SIGNING_KEY_FILE || undefined,
+    pod: podFromEnv(env),
   });
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    const problems = parsed.error.issues.map(describeIssue).join('; ');
     throw new Error(`invalid sidecar configuration: ${problems}`);
   }
   return parsed.data;
+}
+
+/** The issue under the variable that carries the bad setting, and the setting's name; never its value. */
+function describeIssue(issue: z.core.$ZodIssue): string {
+  if (issue.path.length === 0) return issue.message;
+  const setting = issue.path.join('.');
+  const variable = variableOf[String(issue.path[0])];
+  return `${variable === undefined ? setting : `${variable} (${setting})`}: ${issue.message}`;
 }
 
 /**

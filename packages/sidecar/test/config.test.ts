@@ -26,11 +26,11 @@ test('a controller endpoint is judged by the host it names, not a loopback-looki
   for (const url of ['http://localhost:1@evil.example/', 'http://127.0.0.1:x@10.0.0.5:8444/']) {
     assert.throws(
       () => configFromEnv({ ...base, VEIL_CONTROLLER_URL: url }),
-      /controllerUrl: must not carry user information/,
+      /VEIL_CONTROLLER_URL \(controllerUrl\): must not carry user information/,
     );
     assert.throws(
       () => configFromEnv({ ...base, VEIL_APPROVALS_URL: url }),
-      /approvalsUrl: must be https \(plain http only on loopback\)/,
+      /VEIL_APPROVALS_URL \(approvalsUrl\): must be https \(plain http only on loopback\)/,
     );
   }
   assert.throws(
@@ -49,11 +49,11 @@ test("the upstream is the model's origin: a path, query or fragment is refused b
     'http://127.0.0.1:9000#x',
     'ftp://127.0.0.1:9000',
   ]) {
-    assert.throws(() => configFromEnv({ VEIL_UPSTREAM: url }), /upstream: /, url);
+    assert.throws(() => configFromEnv({ VEIL_UPSTREAM: url }), /VEIL_UPSTREAM \(upstream\): /, url);
   }
   assert.throws(
     () => configFromEnv({ VEIL_UPSTREAM: 'http://127.0.0.1:11434/v1' }),
-    /^Error: invalid sidecar configuration: upstream: must be the model's origin \(http:\/\/host:port\), without a path, query or fragment$/,
+    /^Error: invalid sidecar configuration: VEIL_UPSTREAM \(upstream\): must be the model's origin \(http:\/\/host:port\), without a path, query or fragment$/,
   );
 });
 
@@ -84,6 +84,84 @@ test('how long a caller may take over a request comes from the environment, in m
   );
   assert.throws(() => configFromEnv({ ...base, VEIL_BODY_IDLE_TIMEOUT_MS: '0' }), /bodyIdleTimeoutMs/);
   assert.throws(() => configFromEnv({ ...base, VEIL_REQUEST_TIMEOUT_MS: 'soon' }), /requestTimeoutMs/);
+});
+
+test('a bad number is refused under its variable, with the bounds, and never echoed', () => {
+  assert.throws(
+    () => configFromEnv({ ...base, VEIL_PROXY_PORT: '99999' }),
+    /^Error: invalid sidecar configuration: VEIL_PROXY_PORT \(proxyPort\): must be a whole number from 0 to 65535$/,
+  );
+  assert.throws(
+    () => configFromEnv({ ...base, VEIL_SPOOL_CAPACITY_BYTES: '9007199254740991' }),
+    /VEIL_SPOOL_CAPACITY_BYTES \(spoolCapacityBytes\): must be a whole number from 65536 to 1099511627776$/,
+  );
+  assert.throws(
+    () => configFromEnv({ ...base, VEIL_AUDIT_CLOSE_GRACE_SECONDS: '1e9' }),
+    /^Error: invalid sidecar configuration: VEIL_AUDIT_CLOSE_GRACE_SECONDS \(auditCloseGraceSeconds\): must be a number of seconds from 0 to 3600$/,
+  );
+});
+
+test('an integer setting is plain decimal digits: hex, exponents, signs and spaces are refused', () => {
+  for (const value of ['0x10', '1e3', '+16', '-1', ' 16', '16.0', '1_000']) {
+    assert.throws(
+      () => configFromEnv({ ...base, VEIL_UPSTREAM_TIMEOUT_MS: value }),
+      /VEIL_UPSTREAM_TIMEOUT_MS \(upstreamTimeoutMs\): must be a whole number from 1 to 600000/,
+      value,
+    );
+  }
+  assert.throws(() => configFromEnv({ ...base, VEIL_ADMIN_PORT: '0x50' }), /VEIL_ADMIN_PORT/);
+  assert.equal(configFromEnv({ ...base, VEIL_UPSTREAM_TIMEOUT_MS: '16' }).upstreamTimeoutMs, 16);
+});
+
+test('sizes and durations past what a sidecar can use are refused', () => {
+  for (const [variable, value] of [
+    ['VEIL_BODY_MEMORY_BYTES', '1000000000000000'],
+    ['VEIL_SPOOL_CAPACITY_BYTES', '9007199254740991'],
+    ['VEIL_AUDIT_CLOSE_GRACE_SECONDS', '1000000000'],
+    ['VEIL_RETENTION_SECONDS', '1000000000000'],
+  ] as const) {
+    assert.throws(
+      () => configFromEnv({ ...base, [variable]: value }),
+      new RegExp(`${variable} \\(`),
+      variable,
+    );
+  }
+  const largest = configFromEnv({
+    ...base,
+    VEIL_BODY_MEMORY_BYTES: '1073741824',
+    VEIL_SPOOL_CAPACITY_BYTES: '1099511627776',
+    VEIL_AUDIT_CLOSE_GRACE_SECONDS: '3600',
+    VEIL_RETENTION_SECONDS: '3153600000',
+  });
+  assert.deepEqual(
+    [
+      largest.bodyMemoryBytes,
+      largest.spoolCapacityBytes,
+      largest.auditCloseGraceSeconds,
+      largest.retentionSeconds,
+    ],
+    [1_073_741_824, 1_099_511_627_776, 3_600, 3_153_600_000],
+  );
+  assert.equal(
+    configFromEnv({ ...base, VEIL_AUDIT_CLOSE_GRACE_SECONDS: '12.5' }).auditCloseGraceSeconds,
+    12.5,
+  );
+});
+
+test('a request timeout not above the body timeout is refused, naming both variables', () => {
+  assert.throws(
+    () => configFromEnv({ ...base, VEIL_REQUEST_TIMEOUT_MS: '1000', VEIL_BODY_TIMEOUT_MS: '30000' }),
+    /^Error: invalid sidecar configuration: VEIL_REQUEST_TIMEOUT_MS must be above VEIL_BODY_TIMEOUT_MS: /,
+  );
+  assert.throws(
+    () => configFromEnv({ ...base, VEIL_REQUEST_TIMEOUT_MS: '20000' }),
+    /VEIL_REQUEST_TIMEOUT_MS must be above VEIL_BODY_TIMEOUT_MS \(30000 when unset\)/,
+  );
+  assert.throws(
+    () => configFromEnv({ ...base, VEIL_BODY_TIMEOUT_MS: '60000' }),
+    /VEIL_REQUEST_TIMEOUT_MS \(60000 when unset\) must be above VEIL_BODY_TIMEOUT_MS/,
+  );
+  assert.equal(configFromEnv({ ...base, VEIL_BODY_TIMEOUT_MS: '59999' }).bodyTimeoutMs, 59_999);
 });
 
 test('the tuning the injector writes is the tuning the sidecar reads', () => {

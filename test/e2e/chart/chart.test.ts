@@ -160,6 +160,11 @@ describe('chart files', () => {
       [{ certs: { selfManaged: { renewFraction: 0.6 } } }, /\/certs\/selfManaged\/renewFraction/],
       [{ sidecar: { tuning: { bodyTimeoutMs: 0 } } }, /\/sidecar\/tuning\/bodyTimeoutMs/],
       [{ sidecar: { tuning: { spoolCapacityBytes: '1Gi' } } }, /\/sidecar\/tuning\/spoolCapacityBytes/],
+      [
+        { sidecar: { tuning: { auditCloseGraceSeconds: 3601 } } },
+        /\/sidecar\/tuning\/auditCloseGraceSeconds/,
+      ],
+      [{ sidecar: { tuning: { bodyMemoryBytes: 2 ** 30 + 1 } } }, /\/sidecar\/tuning\/bodyMemoryBytes/],
       [{ sidecar: { tuning: { bodyTimeout: 1000 } } }, /additional propert.*bodyTimeout/],
       [{ sidecar: { otelEnv: { AWS_SECRET_ACCESS_KEY: 'x' } } }, /\/sidecar\/otelEnv/],
       [{ s3: { prefix: 'a b' } }, /\/s3\/prefix/],

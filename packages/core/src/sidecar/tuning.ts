@@ -4,48 +4,97 @@
 // refuse is refused when the injector starts, not as pods that crash.
 import { z } from 'zod';
 
-/** A duration in whole milliseconds up to `max`; from the environment, a string of digits. */
-const milliseconds = (max: number) => z.coerce.number().int().min(1).max(max).optional();
+/** A number that may come as the text of an environment variable. */
+type FromEnvironment = z.ZodPreprocess<z.ZodNumber>;
+
+/**
+ * A whole number from min to max. From the environment, plain decimal digits
+ * only: Number() would also read `0x10`, `1e3` or ` 7 ` as numbers.
+ */
+export function wholeNumber(min: number, max: number): FromEnvironment {
+  const message = `must be a whole number from ${min} to ${max}`;
+  return z.preprocess(
+    (value) => (typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value),
+    z.number({ error: message }).int(message).min(min, message).max(max, message),
+  );
+}
+
+/** A number of seconds up to max; from the environment, decimal digits with an optional fraction. */
+function seconds(max: number): FromEnvironment {
+  const message = `must be a number of seconds from 0 to ${max}`;
+  return z.preprocess(
+    (value) => (typeof value === 'string' && /^\d+(\.\d+)?$/.test(value) ? Number(value) : value),
+    z.number({ error: message }).min(0, message).max(max, message),
+  );
+}
+
+const MiB = 1024 * 1024;
+
+/** What the sidecar uses for a timeout left unset. */
+const defaultBodyTimeoutMs = 30_000;
+const defaultRequestTimeoutMs = 60_000;
 
 export const sidecarTuningSchema = z
   .object({
-    upstreamTimeoutMs: milliseconds(600_000).describe(
-      'How long the model may take to start and to finish its answer (default 60 s)',
-    ),
-    bodyIdleTimeoutMs: milliseconds(600_000).describe(
-      'How long a request body being read may pause before the request is refused 408 (default 10 s)',
-    ),
-    bodyTimeoutMs: milliseconds(600_000).describe(
-      'How long reading a whole request body may take before the request is refused 408 (default 30 s)',
-    ),
-    requestTimeoutMs: milliseconds(3_600_000).describe(
-      "How long a caller may take to send a whole request, head and body, before its connection is closed: Node's backstop behind the body timeouts (default 60 s)",
-    ),
-    bodyMemoryBytes: z.coerce
-      .number()
-      .int()
-      .min(64 * 1024)
+    upstreamTimeoutMs: wholeNumber(1, 600_000)
+      .optional()
+      .describe('How long the model may take to start and to finish its answer (default 60 s)'),
+    bodyIdleTimeoutMs: wholeNumber(1, 600_000)
       .optional()
       .describe(
-        'Request bodies held at once, across all callers; past it new requests get 503 with Retry-After (default 16 MiB). A request alone may pass it',
+        'How long a request body being read may pause before the request is refused 408 (default 10 s)',
       ),
-    spoolCapacityBytes: z.coerce
-      .number()
-      .int()
-      .min(64 * 1024)
+    bodyTimeoutMs: wholeNumber(1, 600_000)
       .optional()
       .describe(
-        'The audit spool: once this many bytes wait to be shipped, new requests get 503 (default 1 GiB)',
+        `How long reading a whole request body may take before the request is refused 408 (default ${defaultBodyTimeoutMs / 1000} s)`,
       ),
-    auditCloseGraceSeconds: z.coerce
-      .number()
-      .min(0)
+    requestTimeoutMs: wholeNumber(1, 3_600_000)
       .optional()
       .describe(
-        "On shutdown, how long to keep shipping and close the stream (default 20); keep it under the pod's terminationGracePeriodSeconds",
+        `How long a caller may take to send a whole request, head and body, before its connection is closed: Node's backstop behind the body timeouts, so above bodyTimeoutMs (default ${defaultRequestTimeoutMs / 1000} s)`,
+      ),
+    // Held in the sidecar's memory: far past any memory limit it is given.
+    bodyMemoryBytes: wholeNumber(64 * 1024, 1024 * MiB)
+      .optional()
+      .describe(
+        'Request bodies held at once, across all callers; past it new requests get 503 with Retry-After (default 16 MiB, at most 1 GiB). A request alone may pass it',
+      ),
+    // Requested as node disk (ephemeral storage) by every injected pod.
+    spoolCapacityBytes: wholeNumber(64 * 1024, 1024 * 1024 * MiB)
+      .optional()
+      .describe(
+        'The audit spool: once this many bytes wait to be shipped, new requests get 503 (default 1 GiB, at most 1 TiB)',
+      ),
+    // A pod's termination grace is its ceiling; an hour is past any sensible
+    // one and far below the 2^31 ms a Node timer can wait.
+    auditCloseGraceSeconds: seconds(3_600)
+      .optional()
+      .describe(
+        "On shutdown, how long to keep shipping and close the stream (default 20, at most 3600); keep it under the pod's terminationGracePeriodSeconds",
       ),
   })
-  .strict();
+  .strict()
+  .superRefine(requestAboveBodyTimeout((key) => key));
+
+/**
+ * Refuses a request timeout at or below the body timeout: Node would close
+ * the connection before the body timeout answers 408 on record. `nameOf`
+ * says what each setting is called where it was given.
+ */
+export function requestAboveBodyTimeout(nameOf: (key: keyof SidecarTuning) => string) {
+  return (tuning: Pick<SidecarTuning, 'bodyTimeoutMs' | 'requestTimeoutMs'>, ctx: z.RefinementCtx): void => {
+    const body = tuning.bodyTimeoutMs ?? defaultBodyTimeoutMs;
+    const request = tuning.requestTimeoutMs ?? defaultRequestTimeoutMs;
+    if (request > body) return;
+    const unset = (value: number | undefined, fallback: number) =>
+      value === undefined ? ` (${fallback} when unset)` : '';
+    ctx.addIssue({
+      code: 'custom',
+      message: `${nameOf('requestTimeoutMs')}${unset(tuning.requestTimeoutMs, defaultRequestTimeoutMs)} must be above ${nameOf('bodyTimeoutMs')}${unset(tuning.bodyTimeoutMs, defaultBodyTimeoutMs)}: the request timeout is the backstop behind the body timeout`,
+    });
+  };
+}
 
 export type SidecarTuning = z.infer<typeof sidecarTuningSchema>;
 

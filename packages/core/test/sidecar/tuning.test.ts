@@ -36,10 +36,36 @@ test('values the sidecar cannot use are refused, naming the setting', () => {
     [{ auditCloseGraceSeconds: -1 }, 'auditCloseGraceSeconds'],
     [{ bodyIdleTimeoutMs: 'soon' }, 'bodyIdleTimeoutMs'],
     [{ spoolCapacity: 1 }, ''],
+    [{ upstreamTimeoutMs: '0x10' }, 'upstreamTimeoutMs'],
+    [{ bodyMemoryBytes: '1e15' }, 'bodyMemoryBytes'],
+    [{ bodyMemoryBytes: 2 ** 30 + 1 }, 'bodyMemoryBytes'],
+    [{ spoolCapacityBytes: Number.MAX_SAFE_INTEGER }, 'spoolCapacityBytes'],
+    [{ auditCloseGraceSeconds: 3_600.5 }, 'auditCloseGraceSeconds'],
+    [{ auditCloseGraceSeconds: '1e9' }, 'auditCloseGraceSeconds'],
   ];
   for (const [value, path] of bad) {
     const parsed = sidecarTuningSchema.safeParse(value);
     assert.equal(parsed.success, false, JSON.stringify(value));
     assert.equal(parsed.error?.issues[0]?.path.join('.'), path, JSON.stringify(value));
   }
+});
+
+test('the request timeout must stay above the body timeout, the defaults counted', () => {
+  for (const value of [
+    { requestTimeoutMs: 1_000, bodyTimeoutMs: 30_000 },
+    { requestTimeoutMs: 30_000, bodyTimeoutMs: 30_000 },
+    { requestTimeoutMs: 20_000 },
+    { bodyTimeoutMs: 90_000 },
+  ]) {
+    const parsed = sidecarTuningSchema.safeParse(value);
+    assert.equal(parsed.success, false, JSON.stringify(value));
+    assert.match(
+      parsed.error?.issues[0]?.message ?? '',
+      /^requestTimeoutMs( \(60000 when unset\))? must be above bodyTimeoutMs( \(30000 when unset\))?: /,
+    );
+  }
+  assert.equal(
+    sidecarTuningSchema.safeParse({ requestTimeoutMs: 30_001, bodyTimeoutMs: 30_000 }).success,
+    true,
+  );
 });

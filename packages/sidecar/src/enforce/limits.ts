@@ -20,7 +20,7 @@ const REFILL_MS = 60_000;
  * past `maxIdentities` the least recently used caller is too.
  */
 export class VectorRateLimiter {
-  readonly #perMinute: number;
+  #perMinute: number;
   readonly #now: () => number;
   /** In order of last use, least recent first: what `#makeRoom` relies on. */
   readonly #buckets = new Map<string, Bucket>();
@@ -33,19 +33,19 @@ export class VectorRateLimiter {
   }
 
   /**
-   * The same callers at another rate, each keeping what it has spent (capped
+   * Changes the rate for every caller, each keeping what it has spent (capped
    * at the new budget): a new rate must not hand anyone a fresh budget, least
-   * of all the caller it was lowered to throttle.
+   * of all the caller it was lowered to throttle. One table for all rates, so
+   * requests begun under the old rate still charge, and give back to, the
+   * buckets in force.
    */
-  withRate(perMinute: number): VectorRateLimiter {
-    const next = new VectorRateLimiter(perMinute, { now: this.#now, maxIdentities: this.#maxIdentities });
-    for (const [identity, bucket] of this.#buckets) {
-      next.#buckets.set(identity, {
-        tokens: Math.min(bucket.tokens, perMinute),
-        updatedMs: bucket.updatedMs,
-      });
-    }
-    return next;
+  setRate(perMinute: number): void {
+    if (perMinute === this.#perMinute) return;
+    const now = this.#now();
+    // Time already passed refills at the rate it passed under.
+    for (const bucket of this.#buckets.values()) this.#bringUpTo(bucket, now);
+    this.#perMinute = perMinute;
+    for (const bucket of this.#buckets.values()) bucket.tokens = Math.min(perMinute, bucket.tokens);
   }
 
   take(identity: string, vectors: number): LimitDecision {
@@ -80,10 +80,14 @@ export class VectorRateLimiter {
     }
     this.#buckets.delete(identity);
     this.#buckets.set(identity, bucket);
+    this.#bringUpTo(bucket, now);
+    return bucket;
+  }
+
+  #bringUpTo(bucket: Bucket, now: number): void {
     const elapsed = Math.max(0, now - bucket.updatedMs);
     bucket.tokens = Math.min(this.#perMinute, bucket.tokens + (elapsed * this.#perMinute) / REFILL_MS);
     bucket.updatedMs = now;
-    return bucket;
   }
 
   // Idle buckets lead the map and are full again: dropping them changes

@@ -23,15 +23,17 @@ export interface CompileOptions {
 
 /**
  * Compiles spec, reusing the previous policy's authenticator (and its JWKS
- * caches) when its settings did not change, and its rate-limit buckets always,
- * so a policy push neither refetches keys nor hands every caller a fresh budget.
+ * caches) when its settings did not change, so a policy push does not refetch
+ * keys. The rate-limit buckets are given: the store keeps one table for every
+ * policy, so a push hands no caller a fresh budget (see `enterForce`).
  */
 export function compilePolicy(
   name: string,
   spec: PolicySpec,
   options: CompileOptions,
-  previous?: ActivePolicy,
+  shared: { readonly previous?: ActivePolicy | undefined; readonly limiter: VectorRateLimiter },
 ): ActivePolicy {
+  const { previous, limiter } = shared;
   const masking = compileMasking(spec.masking.rules, { hashKey: options.hashKey });
   const sameAuth =
     previous && JSON.stringify(previous.spec.authentication) === JSON.stringify(spec.authentication);
@@ -45,13 +47,15 @@ export function compilePolicy(
     authenticator,
     masking,
     access: compileAccess(spec.access.rules),
-    limiter: limiterFor(spec.limits.vectorsPerMinute, previous),
+    limiter,
     extraRoutes: new Set(spec.access.allowRoutes.map((r) => `${r.method} ${r.path}`)),
   };
 }
 
-function limiterFor(perMinute: number, previous: ActivePolicy | undefined): VectorRateLimiter {
-  if (previous === undefined) return new VectorRateLimiter(perMinute);
-  const samePerMinute = previous.spec.limits.vectorsPerMinute === perMinute;
-  return samePerMinute ? previous.limiter : previous.limiter.withRate(perMinute);
+/**
+ * Sets the shared buckets to policy's rate, as it comes into force: not when
+ * it is compiled, as the one it replaces may stay in force if it is refused.
+ */
+export function enterForce(policy: ActivePolicy): void {
+  policy.limiter.setRate(policy.spec.limits.vectorsPerMinute);
 }

@@ -3,8 +3,9 @@ import { dirname, join } from 'node:path';
 import { policyHash, policySpecSchema } from '@veil/core';
 import { z } from 'zod';
 import type { Authenticator } from '../auth/authenticator.ts';
+import { VectorRateLimiter } from '../enforce/limits.ts';
 import { mkdirDurable, writeFileAtomic } from '../files.ts';
-import { type ActivePolicy, type CompileOptions, compilePolicy } from './active.ts';
+import { type ActivePolicy, type CompileOptions, compilePolicy, enterForce } from './active.ts';
 
 export type ApplyResult =
   | { ok: true; hash: string; changed: boolean }
@@ -71,6 +72,8 @@ export interface PolicyStoreOptions extends CompileOptions {
   readonly log?: (message: string) => void;
   /** When a replaced authenticator is closed; tests inject their own. */
   readonly retire?: RetireScheduler;
+  /** The rate limiter's clock; tests inject their own. */
+  readonly now?: () => number;
 }
 
 /**
@@ -87,6 +90,7 @@ export class PolicyStore {
   readonly #lastGoodFile: string | undefined;
   readonly #listeners = new Set<(policy: ActivePolicy) => void>();
   readonly #retire: RetireScheduler;
+  readonly #now: (() => number) | undefined;
   /** Authenticators replaced by a push but not closed yet. */
   readonly #retiring = new Set<Authenticator>();
   /**
@@ -94,11 +98,18 @@ export class PolicyStore {
    * left in force, and writes the last good file alone.
    */
   #applying: Promise<unknown> = Promise.resolve();
+  /**
+   * Every policy's rate-limit buckets, for the store's lifetime: requests still
+   * charge and give back to them after the policy they began under is
+   * replaced or revoked, and a policy applied again finds what each caller spent.
+   */
+  #limiter: VectorRateLimiter | undefined;
 
   constructor(options: PolicyStoreOptions) {
     this.#options = options;
     this.#log = options.log;
     this.#retire = options.retire ?? retireLater;
+    this.#now = options.now;
     this.#lastGoodFile = options.stateDir ? join(options.stateDir, 'last-good-policy.json') : undefined;
   }
 
@@ -140,9 +151,13 @@ export class PolicyStore {
     if (options.onlyNamed !== undefined && name !== options.onlyNamed) {
       return { ok: false, reason: `this sidecar enforces policy ${options.onlyNamed}, not ${name}` };
     }
+    this.#limiter ??= new VectorRateLimiter(parsed.data.limits.vectorsPerMinute, { now: this.#now });
     let next: ActivePolicy;
     try {
-      next = compilePolicy(name, parsed.data, this.#options, this.#active);
+      next = compilePolicy(name, parsed.data, this.#options, {
+        previous: this.#active,
+        limiter: this.#limiter,
+      });
     } catch (error) {
       return { ok: false, reason: (error as Error).message };
     }
@@ -157,6 +172,7 @@ export class PolicyStore {
       if (newAuthenticator) await next.authenticator.close().catch(() => undefined);
       throw error;
     }
+    enterForce(next);
     this.#active = next;
     if (previous && newAuthenticator) this.#retireLater(previous.authenticator);
     for (const listener of this.#listeners) listener(next);

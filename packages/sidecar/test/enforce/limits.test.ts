@@ -99,20 +99,31 @@ describe('VectorRateLimiter', () => {
     assert.equal(limiter.take('bob', 10).ok, true, 'bob was forgotten to make room for carol');
   });
 
-  it('carries every caller over to a new rate, capped at the new budget', () => {
+  it('keeps every caller at a new rate, capped at the new budget', () => {
     const clock = manualClock();
     const limiter = new VectorRateLimiter(60, { now: clock.now });
     limiter.take('alice', 60);
     limiter.take('bob', 10);
-    const lowered = limiter.withRate(30);
-    assert.equal(lowered.take('alice', 1).ok, false, 'a lower rate is no fresh budget');
-    assert.equal(lowered.take('bob', 30).ok, true, 'what bob had left, capped at the new budget');
-    assert.equal(lowered.take('bob', 1).ok, false);
+    limiter.setRate(30);
+    assert.equal(limiter.take('alice', 1).ok, false, 'a lower rate is no fresh budget');
+    assert.equal(limiter.take('bob', 30).ok, true, 'what bob had left, capped at the new budget');
+    assert.equal(limiter.take('bob', 1).ok, false);
     // Back to the first rate: still what was spent, refilled at the rate now in force.
-    const restored = lowered.withRate(60);
-    assert.equal(restored.take('alice', 1).ok, false);
+    limiter.setRate(60);
+    assert.equal(limiter.take('alice', 1).ok, false);
     clock.advance(1_000);
-    assert.deepEqual(restored.take('alice', 1), { ok: true });
-    assert.equal(restored.take('carol', 60).ok, true, 'a new caller gets the new budget');
+    assert.deepEqual(limiter.take('alice', 1), { ok: true });
+    assert.equal(limiter.take('carol', 60).ok, true, 'a new caller gets the new budget');
+  });
+
+  it('refills the time before a rate change at the rate it passed under', () => {
+    const clock = manualClock();
+    const limiter = new VectorRateLimiter(60, { now: clock.now });
+    limiter.take('alice', 60);
+    clock.advance(10_000);
+    limiter.setRate(600);
+    // Ten seconds at one vector a second: 10, not the new rate's 100.
+    assert.equal(limiter.take('alice', 11).ok, false);
+    assert.equal(limiter.take('alice', 10).ok, true);
   });
 });

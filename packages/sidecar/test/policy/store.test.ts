@@ -194,7 +194,7 @@ describe('PolicyStore', () => {
     assert.equal(store.current(), undefined);
   });
 
-  it('keeps the rate buckets and the authenticator when their settings do not change', async () => {
+  it('keeps the rate buckets always, and the authenticator when its settings do not change', async () => {
     const store = newStore();
     await store.apply('default', spec(100));
     const first = store.current();
@@ -203,7 +203,7 @@ describe('PolicyStore', () => {
     assert.equal(store.current()?.limiter, first?.limiter);
     assert.equal(store.current()?.authenticator, first?.authenticator);
     await store.apply('default', spec(300));
-    assert.notEqual(store.current()?.limiter, first?.limiter);
+    assert.equal(store.current()?.limiter, first?.limiter);
   });
 
   it('keeps what each caller spent when the rate changes, either way', async () => {
@@ -216,6 +216,45 @@ describe('PolicyStore', () => {
     await store.apply('default', spec(2));
     assert.equal(store.current()?.limiter.take('abuser', 1).ok, false);
     assert.equal(store.current()?.limiter.take('someone-else', 2).ok, true);
+  });
+
+  it('counts what is spent under the old rate while a lower one is being applied', async () => {
+    // A stopped clock: nothing refills while the apply writes its file.
+    const store = newStore({ now: () => 1_000_000 });
+    await store.apply('default', spec(100));
+    const old = store.current();
+    assert.ok(old);
+    let settled = false;
+    const lowering = store.apply('default', spec(50)).finally(() => {
+      settled = true;
+    });
+    // The apply has compiled by now and is writing its file: requests begun
+    // under the old policy still charge it.
+    await new Promise(setImmediate);
+    assert.equal(settled, false, 'the apply is still writing its file');
+    assert.equal(old.limiter.take('abuser', 100).ok, true);
+    assert.equal((await lowering).ok, true);
+    assert.equal(store.current()?.limiter.take('abuser', 1).ok, false, 'no fresh budget');
+  });
+
+  it('takes back a give-back for a request begun under the policy replaced', async () => {
+    const store = newStore();
+    await store.apply('default', spec(2));
+    const old = store.current();
+    assert.ok(old);
+    assert.equal(old.limiter.take('caller', 2).ok, true);
+    await store.apply('default', spec(3));
+    old.limiter.giveBack('caller', 2);
+    assert.equal(store.current()?.limiter.take('caller', 2).ok, true);
+  });
+
+  it('keeps what each caller spent across a revocation', async () => {
+    const store = newStore();
+    await store.apply('default', spec(2));
+    assert.equal(store.current()?.limiter.take('abuser', 2).ok, true);
+    await store.revoke('default');
+    await store.apply('default', spec(2));
+    assert.equal(store.current()?.limiter.take('abuser', 1).ok, false);
   });
 
   it('tells listeners of each new policy', async () => {

@@ -30,6 +30,9 @@ function seconds(max: number): FromEnvironment {
 
 const MiB = 1024 * 1024;
 
+/** The spool's capacity when `spoolCapacityBytes` is unset: the sidecar's, and the disk the injector requests for it. */
+export const DEFAULT_SPOOL_CAPACITY_BYTES = 1024 * MiB;
+
 /** What the sidecar uses for a timeout left unset. */
 const defaultBodyTimeoutMs = 30_000;
 const defaultRequestTimeoutMs = 60_000;

@@ -7,7 +7,7 @@ import type {
   V1ResourceRequirements,
   V1Volume,
 } from '@kubernetes/client-node';
-import { sidecarTuningToEnv } from '@veil/core';
+import { DEFAULT_SPOOL_CAPACITY_BYTES, sidecarTuningToEnv } from '@veil/core';
 import { type PodOptions, veilAnnotations } from './annotations.ts';
 import { controllerCaKey, type InjectionSettings } from './settings.ts';
 import type { Upstream } from './upstream.ts';
@@ -243,8 +243,6 @@ function sidecarResources(settings: InjectionSettings, options: PodOptions): V1R
   };
 }
 
-/** The sidecar's default spool capacity (VEIL_SPOOL_CAPACITY_BYTES unset). */
-const defaultSpoolCapacityBytes = 1024 * 1024 * 1024;
 /** The shipper's and the policy's state files, and room for the filesystem's own blocks. */
 const spoolStateAllowanceMiB = 64;
 
@@ -254,7 +252,7 @@ const spoolStateAllowanceMiB = 64;
 // rank (the model's own disk use still counts against the pod). Never a
 // limit or an emptyDir sizeLimit: going over either evicts the pod itself.
 function spoolStorageRequest(settings: InjectionSettings): string {
-  const capacity = settings.tuning.spoolCapacityBytes ?? defaultSpoolCapacityBytes;
+  const capacity = settings.tuning.spoolCapacityBytes ?? DEFAULT_SPOOL_CAPACITY_BYTES;
   return `${Math.ceil(capacity / (1024 * 1024)) + spoolStateAllowanceMiB}Mi`;
 }
 

@@ -6,6 +6,7 @@
 import { join } from 'node:path';
 import {
   buildGenesis,
+  DEFAULT_SPOOL_CAPACITY_BYTES,
   exportSigningKey,
   generateSigningKey,
   readEnvelope,
@@ -16,7 +17,7 @@ import type { BackoffOptions } from './backoff.ts';
 import { DurableSink } from './durable.ts';
 import { Shipper, type ShipperStats, type ShippingSettings } from './shipper.ts';
 import type { AppendUntil, AuditDraft, AuditSink } from './sink.ts';
-import { defaultCapacityBytes, defaultSegmentBytes, Spool } from './spool.ts';
+import { defaultSegmentBytes, Spool } from './spool.ts';
 import { AuditStateError, newStreamRecord, ShipState } from './state.ts';
 import type { EvidenceStore } from './store.ts';
 import { RecordEncoder, type StreamIdentity, streamRef } from './stream.ts';
@@ -75,7 +76,7 @@ export class AuditRecorder implements AuditSink {
   }
 
   static async open(options: AuditRecorderOptions): Promise<AuditRecorder> {
-    const capacityBytes = options.capacityBytes ?? defaultCapacityBytes;
+    const capacityBytes = options.capacityBytes ?? DEFAULT_SPOOL_CAPACITY_BYTES;
     // The active segment is never released: small ones let a small spool drain.
     const segmentBytes = Math.min(defaultSegmentBytes, Math.floor(capacityBytes / 8));
     const spool = await Spool.open({

@@ -11,6 +11,7 @@
 import { type FileHandle, open, readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
+import { DEFAULT_SPOOL_CAPACITY_BYTES } from '@veil/core';
 import { mkdirDurable, syncDir, tempPathOf, writeFileAtomic } from '../files.ts';
 import { lockSpool, type SpoolLock } from './spool-lock.ts';
 
@@ -75,7 +76,6 @@ const closeBrace = 0x7d;
 export const defaultSegmentBytes = 64 * 1024 * 1024;
 /** How long a record that is not urgent waits for another append's sync before it starts one. */
 export const lateSyncMs = 5;
-export const defaultCapacityBytes = 1024 * 1024 * 1024;
 /** A record's commit time is known to this much: ages and batch cuts by age need no finer. */
 const commitTimeResolutionMs = 100;
 /**
@@ -131,7 +131,7 @@ export class Spool {
     const resolved: Required<SpoolOptions> = {
       dir: options.dir,
       segmentBytes: options.segmentBytes ?? defaultSegmentBytes,
-      capacityBytes: options.capacityBytes ?? defaultCapacityBytes,
+      capacityBytes: options.capacityBytes ?? DEFAULT_SPOOL_CAPACITY_BYTES,
       now: options.now ?? monotonicNow,
     };
     if (!(resolved.segmentBytes > 0 && resolved.capacityBytes >= resolved.segmentBytes)) {

@@ -1,5 +1,6 @@
 import { createServer } from 'node:http';
 import type { SecureContext } from 'node:tls';
+import { DEFAULT_BODY_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS } from '@veil/core';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { healthRoutes, type RecordingHealth } from './admin/health.ts';
 import { acceptTls } from './admin/listener.ts';
@@ -30,7 +31,7 @@ export async function buildDataServer(
   telemetry: Telemetry,
   timeouts: RequestTimeouts = {},
 ): Promise<FastifyInstance> {
-  const requestTimeout = timeouts.requestTimeoutMs ?? 60_000;
+  const requestTimeout = timeouts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   // A request that arrives on a kept-alive connection while the sidecar stops is
   // still served and recorded (its connection then closes): Fastify's own 503
   // would be neither in the caller's dialect nor on record. So would Node's own
@@ -42,7 +43,7 @@ export async function buildDataServer(
     http: {
       IncomingMessage: timedRequests({
         idleMs: timeouts.bodyIdleTimeoutMs ?? 10_000,
-        totalMs: timeouts.bodyTimeoutMs ?? 30_000,
+        totalMs: timeouts.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS,
       }),
       requireHostHeader: false,
       // Node takes the smaller of the two for the head and the larger for the

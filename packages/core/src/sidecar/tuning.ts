@@ -34,8 +34,8 @@ const MiB = 1024 * 1024;
 export const DEFAULT_SPOOL_CAPACITY_BYTES = 1024 * MiB;
 
 /** What the sidecar uses for a timeout left unset. */
-const defaultBodyTimeoutMs = 30_000;
-const defaultRequestTimeoutMs = 60_000;
+export const DEFAULT_BODY_TIMEOUT_MS = 30_000;
+export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
 
 export const sidecarTuningSchema = z
   .object({
@@ -50,12 +50,12 @@ export const sidecarTuningSchema = z
     bodyTimeoutMs: wholeNumber(1, 600_000)
       .optional()
       .describe(
-        `How long reading a whole request body may take before the request is refused 408 (default ${defaultBodyTimeoutMs / 1000} s)`,
+        `How long reading a whole request body may take before the request is refused 408 (default ${DEFAULT_BODY_TIMEOUT_MS / 1000} s)`,
       ),
     requestTimeoutMs: wholeNumber(1, 3_600_000)
       .optional()
       .describe(
-        `How long a caller may take to send a whole request, head and body, before its connection is closed: Node's backstop behind the body timeouts, so above bodyTimeoutMs (default ${defaultRequestTimeoutMs / 1000} s)`,
+        `How long a caller may take to send a whole request, head and body, before its connection is closed: Node's backstop behind the body timeouts, so above bodyTimeoutMs (default ${DEFAULT_REQUEST_TIMEOUT_MS / 1000} s)`,
       ),
     // Held in the sidecar's memory: far past any memory limit it is given.
     bodyMemoryBytes: wholeNumber(64 * 1024, 1024 * MiB)
@@ -87,14 +87,14 @@ export const sidecarTuningSchema = z
  */
 export function requestAboveBodyTimeout(nameOf: (key: keyof SidecarTuning) => string) {
   return (tuning: Pick<SidecarTuning, 'bodyTimeoutMs' | 'requestTimeoutMs'>, ctx: z.RefinementCtx): void => {
-    const body = tuning.bodyTimeoutMs ?? defaultBodyTimeoutMs;
-    const request = tuning.requestTimeoutMs ?? defaultRequestTimeoutMs;
+    const body = tuning.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS;
+    const request = tuning.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     if (request > body) return;
     const unset = (value: number | undefined, fallback: number) =>
       value === undefined ? ` (${fallback} when unset)` : '';
     ctx.addIssue({
       code: 'custom',
-      message: `${nameOf('requestTimeoutMs')}${unset(tuning.requestTimeoutMs, defaultRequestTimeoutMs)} must be above ${nameOf('bodyTimeoutMs')}${unset(tuning.bodyTimeoutMs, defaultBodyTimeoutMs)}: the request timeout is the backstop behind the body timeout`,
+      message: `${nameOf('requestTimeoutMs')}${unset(tuning.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS)} must be above ${nameOf('bodyTimeoutMs')}${unset(tuning.bodyTimeoutMs, DEFAULT_BODY_TIMEOUT_MS)}: the request timeout is the backstop behind the body timeout`,
     });
   };
 }

@@ -4,15 +4,26 @@ import { existsSync, readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { exportSigningKey, generateSigningKey } from '@veil/core';
-import { configFromEnv } from './config.ts';
-import { type RunningSidecar, type SidecarOptions, startSidecar } from './sidecar.ts';
+import { configFromEnv, type SidecarConfig } from './config.ts';
+import { type RunningSidecar, requestDrainMs, type SidecarOptions, startSidecar } from './sidecar.ts';
+
+/** The audit recorder's close grace when none is set (audit/setup.ts). */
+const defaultAuditCloseGraceSeconds = 20;
+
+/** What closing takes besides the drain and the recorder's grace: the other closers, and the spool's own close. */
+const closeMarginMs = 3_000;
 
 /**
- * Less than the pod's default 30 s termination grace, so the kubelet never has to
- * kill; more than the data port's drain (twice 2 s at most) and the audit
- * recorder's own close grace (20 s by default) together.
+ * How long a close may take before the process exits anyway: the data port's
+ * drain (twice requestDrainMs at most), then the audit recorder's own close
+ * grace, and a margin. By default 27 s, under the pod's default 30 s
+ * termination grace, so the kubelet never has to kill; a longer recorder grace
+ * moves it along, so that its closing manifest is never cut short here.
  */
-const shutdownGraceMs = 25_000;
+function shutdownGraceMs(config: SidecarConfig): number {
+  const auditGraceMs = (config.auditCloseGraceSeconds ?? defaultAuditCloseGraceSeconds) * 1000;
+  return 2 * requestDrainMs + auditGraceMs + closeMarginMs;
+}
 
 // Without a bucket, evidence stays in the pod: on its writable state volume, never
 // in the working directory (read-only in the image).
@@ -49,9 +60,12 @@ async function ensureSigningKey(file: string | undefined): Promise<void> {
 }
 
 let sidecar: RunningSidecar;
+let closeWithinMs: number;
 try {
   await ensureSigningKey(env.VEIL_SIGNING_KEY_FILE);
-  sidecar = await startSidecar(configFromEnv(env), { authOptions: inClusterAuth() });
+  const config = configFromEnv(env);
+  closeWithinMs = shutdownGraceMs(config);
+  sidecar = await startSidecar(config, { authOptions: inClusterAuth() });
 } catch (error) {
   console.error(`veil-sidecar: ${(error as Error).message}`);
   process.exit(1);
@@ -64,9 +78,9 @@ async function stop(signal: NodeJS.Signals): Promise<void> {
   stopping = true;
   console.log(`veil-sidecar: ${signal}, closing`);
   const timer = setTimeout(() => {
-    console.error(`veil-sidecar: not closed after ${shutdownGraceMs} ms, exiting`);
+    console.error(`veil-sidecar: not closed after ${closeWithinMs} ms, exiting`);
     process.exit(1);
-  }, shutdownGraceMs);
+  }, closeWithinMs);
   try {
     await sidecar.close();
     console.log('veil-sidecar: closed');

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
 import { type AdminCertificate, startAdminCertificate } from './admin/certificate.ts';
 import { type ApprovalsClient, controllerApprovalsClient } from './approvals/client.ts';
 import { RecordedDecisions } from './approvals/evidence.ts';
@@ -12,17 +13,20 @@ import { type PolicyPuller, type PullOutcome, startPolicyPull } from './policy/p
 import type { PolicyStore } from './policy/store.ts';
 import { PolicyStore as Store } from './policy/store.ts';
 import { BodyBudget, defaultBodyMemoryBytes } from './proxy/body-budget.ts';
+import { InFlight } from './proxy/in-flight.ts';
 import type { PipelineDeps } from './proxy/pipeline.ts';
 import { buildAdminServer, buildDataServer } from './server.ts';
 import { createTelemetry } from './telemetry.ts';
 import { Upstream } from './upstream.ts';
 
 /**
- * On close, how long requests in flight may take to finish (held ones are
- * answered at once). Short, so the audit recorder always gets its own close
- * grace within the pod's termination grace.
+ * On close, how long requests in flight, and their model calls, may take to
+ * finish (held ones are answered at once). Short, so the audit recorder always
+ * gets its own close grace within the pod's termination grace. A close takes
+ * twice this at most before the recorder's turn: the drain, then as long again
+ * for the requests whose model calls it cut off to be recorded.
  */
-const requestDrainMs = 2_000;
+export const requestDrainMs = 2_000;
 
 export interface RunningSidecar {
   readonly url: string;
@@ -92,11 +96,7 @@ export async function startSidecar(
       ? { recorder: options.sink, dropGauges: () => undefined }
       : await openAuditRecorder(config, { telemetry, policy: () => store.current() });
     undo.push(() => sink.close(), dropAuditGauges);
-    const upstream = new Upstream({
-      url: config.upstream,
-      headersTimeoutMs: config.upstreamTimeoutMs,
-      bodyTimeoutMs: config.upstreamTimeoutMs,
-    });
+    const upstream = new Upstream({ url: config.upstream, timeoutMs: config.upstreamTimeoutMs });
     undo.push(() => upstream.close());
     // Both or nothing: without a token the controller would refuse every call anyway.
     const approvals: ApprovalsClient | undefined =
@@ -144,6 +144,7 @@ export async function startSidecar(
       heldRequests: new HeldRequests(),
       bodyBudget,
       stopping: stopping.signal,
+      inFlight: new InFlight(),
     };
     const data = await buildDataServer(deps, config.api, telemetry, config);
     undo.push(() => data.close());
@@ -210,15 +211,7 @@ export async function startSidecar(
         dropAuditGauges();
         await puller?.close();
         await certificate?.close();
-        const drained = data.close();
-        if (await settlesWithin(drained, requestDrainMs)) {
-          await upstream.close();
-        } else {
-          // Their records then say so (upstream_error), while the sink still takes them.
-          log(`stopping: model calls still under way after ${requestDrainMs} ms are cut off`);
-          await upstream.destroy();
-          await settlesWithin(drained, requestDrainMs);
-        }
+        await drain(data, deps.inFlight, upstream, log);
         await follower?.close();
         await admin.close();
         await sink.close();
@@ -230,6 +223,31 @@ export async function startSidecar(
     await closeAll(undo.reverse());
     throw error;
   }
+}
+
+/**
+ * Lets requests in flight, and the model calls they made, finish within the
+ * drain, then cuts the calls still under way off. A call's caller may be gone
+ * already: its request then no longer holds the data port's close open, and
+ * only the drain bounds its call. Model calls are let go on only once the
+ * requests are done, so a request already in flight can still make its own.
+ */
+async function drain(
+  data: FastifyInstance,
+  inFlight: InFlight,
+  upstream: Upstream,
+  log: (message: string) => void,
+): Promise<void> {
+  const until = performance.now() + requestDrainMs;
+  const drained = Promise.all([data.close(), inFlight.idle()]);
+  const inTime =
+    (await settlesWithin(drained, requestDrainMs)) &&
+    (await settlesWithin(upstream.close(), until - performance.now()));
+  if (inTime) return;
+  // Their records then say so (upstream_error), while the sink still takes them.
+  log(`stopping: model calls still under way after ${requestDrainMs} ms are cut off`);
+  await upstream.destroy();
+  await settlesWithin(drained, requestDrainMs);
 }
 
 /** Runs every closer in turn, whatever any of them throws. */

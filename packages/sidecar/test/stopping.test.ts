@@ -12,7 +12,13 @@ import { sidecarConfigSchema } from '../src/config.ts';
 import { startSidecar } from '../src/sidecar.ts';
 import { startControllerStandIn } from './approvals/controller.ts';
 import { eventually, verifyDir } from './audit/helpers.ts';
-import { call, POD_UID, startSidecarFixture, startStallingServer } from './fixtures/sidecar.ts';
+import {
+  call,
+  POD_UID,
+  rawConnection,
+  startSidecarFixture,
+  startStallingServer,
+} from './fixtures/sidecar.ts';
 
 const body = { model: 'm', input: ['a', 'b'] };
 
@@ -80,6 +86,49 @@ describe('a stopping sidecar', () => {
       assert.equal((await answer).status, 502);
       const record = fixture.records().at(-1);
       assert.deepEqual([record?.outcome, record?.status], ['upstream_error', 502]);
+    } finally {
+      await fixture.close();
+      await stalling.close();
+    }
+  });
+
+  it('cuts off a model call whose caller hung up within the drain, and closes its audit stream', {
+    timeout: 30_000,
+  }, async () => {
+    const stalling = await startStallingServer();
+    const fixture = await startSidecarFixture({
+      upstream: stalling.url,
+      upstreamTimeoutMs: 600_000,
+      policy: {
+        access: {
+          rules: [{ name: 'team', groups: ['ml-team'] }],
+          allowRoutes: [{ method: 'POST', path: '/v1/tokenize' }],
+        },
+      },
+    });
+    try {
+      const token = await fixture.token();
+      for (const path of ['/v1/embeddings', '/v1/tokenize']) {
+        const { socket } = await rawConnection(fixture.url);
+        const sent = JSON.stringify(body);
+        const calls = stalling.received() + 1;
+        socket.write(
+          `POST ${path} HTTP/1.1\r\nhost: veil.test\r\nauthorization: Bearer ${token}\r\n` +
+            `content-type: application/json\r\ncontent-length: ${sent.length}\r\n\r\n${sent}`,
+        );
+        await eventually('the model to get the request', () => stalling.received() === calls);
+        socket.destroy();
+      }
+      // The model never answers: only the drain can end its calls.
+      await fixture.sidecar.close();
+      assert.equal(fixture.sink.accepting(), false, 'the audit stream is closed');
+      assert.deepEqual(
+        fixture
+          .records()
+          .map((r) => r.route)
+          .sort(),
+        ['/v1/embeddings', '/v1/tokenize'],
+      );
     } finally {
       await fixture.close();
       await stalling.close();

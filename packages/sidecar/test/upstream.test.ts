@@ -6,6 +6,9 @@ import { after, describe, it } from 'node:test';
 import { Upstream, UpstreamError, type UpstreamOptions } from '../src/upstream.ts';
 import { closedPortUrl } from './fixtures/sidecar.ts';
 
+/** Fails a test whose call never ends, rather than hanging the file. */
+const WAIT = { timeout: 10_000 };
+
 async function serve(handler: RequestListener): Promise<{ url: string; close: () => Promise<void> }> {
   const server = createServer(handler);
   server.listen(0, '127.0.0.1');
@@ -94,7 +97,7 @@ describe('upstream client', () => {
         response.writeHead(200, { 'content-type': 'application/json' });
         response.write('{"data":[');
       },
-      { bodyTimeoutMs: 200 },
+      { timeoutMs: 200 },
     );
     await assert.rejects(stalled.post('/v1/embeddings', '{}', {}), (error: unknown) => {
       assert.ok(error instanceof UpstreamError);
@@ -110,6 +113,89 @@ describe('upstream client', () => {
       assert.match(error.message, /could not be reached \(ECONNREFUSED\)/);
       return true;
     });
+  });
+
+  it(
+    "gives up on a model that keeps sending a little at a time once the call's time is up",
+    WAIT,
+    async () => {
+      const trickling = await upstreamFor(
+        (request, response) => {
+          request.resume();
+          response.writeHead(200, { 'content-type': 'application/json' });
+          const drip = setInterval(() => response.write(' '), 20);
+          response.on('close', () => clearInterval(drip));
+        },
+        { timeoutMs: 300 },
+      );
+      await assert.rejects(trickling.post('/v1/embeddings', '{}', {}), (error: unknown) => {
+        assert.ok(error instanceof UpstreamError);
+        assert.deepEqual([error.kind, error.message], ['timeout', 'the model did not answer in time']);
+        return true;
+      });
+    },
+  );
+
+  it(
+    'stops reading an answer past its bound, fails the call as too large and drops the connection',
+    WAIT,
+    async () => {
+      let dropped: Promise<unknown> | undefined;
+      const upstream = await upstreamFor((request, response) => {
+        request.resume();
+        dropped = once(response, 'close');
+        response.writeHead(200, { 'content-type': 'application/json' });
+        // Four times the bound, and then the model would go on as long as it is let.
+        const piece = Buffer.alloc(64 * 1024, 32);
+        const more = () => {
+          while (!response.destroyed && response.write(piece));
+        };
+        response.on('drain', more);
+        more();
+      });
+      await assert.rejects(
+        upstream.post('/v1/embeddings', '{}', {}, { maxBytes: 256 * 1024 }),
+        (error: unknown) => {
+          assert.ok(error instanceof UpstreamError);
+          assert.deepEqual(
+            [error.kind, error.message],
+            ['too_large', "the model's answer is larger than 262144 bytes"],
+          );
+          return true;
+        },
+      );
+      await dropped;
+    },
+  );
+
+  it('calls a call off when its signal aborts: the model sees its connection closed', WAIT, async () => {
+    let received!: () => void;
+    const arrived = new Promise<void>((resolve) => {
+      received = resolve;
+    });
+    let dropped: Promise<unknown> | undefined;
+    const upstream = await upstreamFor((request) => {
+      request.resume();
+      dropped = once(request.socket, 'close');
+      received();
+    });
+    const callerGone = new AbortController();
+    const answer = upstream.post('/v1/embeddings', '{}', {}, { signal: callerGone.signal });
+    await arrived;
+    callerGone.abort();
+    await assert.rejects(answer, (error: unknown) => {
+      assert.ok(error instanceof UpstreamError);
+      assert.deepEqual(
+        [error.kind, error.message],
+        ['cancelled', 'the caller went away before the model answered'],
+      );
+      return true;
+    });
+    await dropped;
+    await assert.rejects(
+      upstream.post('/v1/embeddings', '{}', {}, { signal: callerGone.signal }),
+      /went away/,
+    );
   });
 
   it('refuses a call once closed with the same error, not by throwing', async () => {

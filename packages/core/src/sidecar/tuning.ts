@@ -41,7 +41,7 @@ export const sidecarTuningSchema = z
   .object({
     upstreamTimeoutMs: wholeNumber(1, 600_000)
       .optional()
-      .describe('How long the model may take to start and to finish its answer (default 60 s)'),
+      .describe('How long the model may take, in all, to start and to finish its answer (default 60 s)'),
     bodyIdleTimeoutMs: wholeNumber(1, 600_000)
       .optional()
       .describe(

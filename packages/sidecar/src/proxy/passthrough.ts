@@ -7,11 +7,13 @@ import {
   type IncomingEmbedRequest,
   type PipelineDeps,
   type ProxyReply,
+  refuseEncodedBody,
   refuseWhenDenied,
   refuseWhenSpoolFull,
 } from './pipeline.ts';
 import { elapsedMs, newTrace, record, recordForwarding, recordRefusal } from './record.ts';
 import { Refusal, refusalReply, toRefusal, unauthenticated } from './refusal.ts';
+import { upstreamFailureRefusal } from './upstream-status.ts';
 
 const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'HEAD'] as const;
 type Method = (typeof METHODS)[number];
@@ -62,6 +64,7 @@ export async function handlePassthrough(
   const trace = newTrace();
   trace.policy = policy;
   const lease = deps.bodyBudget.lease();
+  deps.inFlight.enter();
   try {
     refuseWhenSpoolFull(deps.sink);
     const auth = await deps.telemetry.span('auth', () =>
@@ -80,11 +83,15 @@ export async function handlePassthrough(
     const response = await deps.telemetry.span('upstream', async () => {
       recordForwarding(deps, 'passthrough', request.path, trace);
       const started = performance.now();
+      // The route's answers are not known to be embeddings: only the sidecar's own bound holds them.
       const answer = await deps.upstream.send(
         method as Method,
         request.url,
         body,
         forwardedHeaders(request.headers),
+        {
+          signal: request.callerGone?.(),
+        },
       );
       trace.latency.upstreamMs = elapsedMs(started);
       return answer;
@@ -96,7 +103,7 @@ export async function handlePassthrough(
     };
     return await record(deps, dialect, 'passthrough', request.path, trace, reply, 'allowed', undefined);
   } catch (thrown) {
-    const refusal = thrown instanceof UpstreamError ? upstreamRefusal(thrown) : toRefusal(thrown);
+    const refusal = thrown instanceof UpstreamError ? upstreamFailureRefusal(thrown) : toRefusal(thrown);
     return await record(
       deps,
       dialect,
@@ -109,17 +116,13 @@ export async function handlePassthrough(
     );
   } finally {
     lease.release();
+    deps.inFlight.leave();
   }
 }
 
-/** A model that took too long is a 504, as on the embedding routes; one out of reach a 502. */
-function upstreamRefusal(error: UpstreamError): Refusal {
-  return error.kind === 'timeout'
-    ? new Refusal(504, 'upstream_timeout', 'upstream_error', error.message)
-    : new Refusal(502, 'upstream_error', 'upstream_error', error.message);
-}
-
 async function readLimited(request: IncomingEmbedRequest, limit: number, lease: BodyLease): Promise<Buffer> {
+  // Only content-type and accept go to the model: a compressed body would reach it as if plain.
+  refuseEncodedBody(request.headers);
   try {
     return await readBody(request.body, request.contentLength, limit, lease);
   } catch (error) {

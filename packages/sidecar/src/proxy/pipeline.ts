@@ -22,10 +22,11 @@ import type { Telemetry } from '../telemetry.ts';
 import { type Upstream, UpstreamError } from '../upstream.ts';
 import { BodyTooLargeError, readBody } from './body.ts';
 import type { BodyBudget, BodyLease } from './body-budget.ts';
+import type { InFlight } from './in-flight.ts';
 import { recordedInputs } from './inputs.ts';
 import { elapsedMs, newTrace, record, recordApproval, recordForwarding, type Trace } from './record.ts';
 import { JSON_HEADERS, Refusal, refusalReply, toRefusal, unauthenticated } from './refusal.ts';
-import { upstreamStatusRefusal } from './upstream-status.ts';
+import { upstreamFailureRefusal, upstreamStatusRefusal } from './upstream-status.ts';
 
 export interface IncomingEmbedRequest {
   readonly path: string;
@@ -34,7 +35,7 @@ export interface IncomingEmbedRequest {
   /** All request headers, lower-cased names: approval rules match on them. */
   readonly headers: IncomingHttpHeaders;
   readonly body: Readable;
-  /** A signal that aborts when the caller goes away before it is answered (it ends a hold). */
+  /** A signal that aborts when the caller goes away before it is answered (it ends a hold, and calls off the model's call). */
   readonly callerGone?: () => AbortSignal;
 }
 
@@ -64,6 +65,8 @@ export interface PipelineDeps {
   readonly bodyBudget: BodyBudget;
   /** Aborts when the sidecar begins to stop: requests held for approval are answered at once. */
   readonly stopping?: AbortSignal;
+  /** The requests that may call the model, until each is on record. */
+  readonly inFlight: InFlight;
 }
 
 export async function handleEmbedding(
@@ -73,6 +76,7 @@ export async function handleEmbedding(
 ): Promise<ProxyReply> {
   const trace = newTrace();
   const lease = deps.bodyBudget.lease();
+  deps.inFlight.enter();
   let reply: ProxyReply;
   let outcome: RecordOutcome;
   let error: string | undefined;
@@ -90,6 +94,7 @@ export async function handleEmbedding(
     return await record(deps, dialect, dialect.name, request.path, trace, reply, outcome, error);
   } finally {
     lease.release();
+    deps.inFlight.leave();
   }
 }
 
@@ -107,6 +112,7 @@ async function run(
 
   const identity = await deps.telemetry.span('auth', () => authenticate(policy, request, trace));
   trace.identity = identity;
+  refuseEncodedBody(request.headers);
   const body = await readJson(request, policy.spec.limits.maxBytesPerRequest, lease);
   const parsed = dialect.parse(body.json, request.path);
   const model = parsed.model || deps.defaultModel;
@@ -133,7 +139,7 @@ async function run(
     throw error;
   }
   return deps.telemetry.span('upstream', () =>
-    forward(deps, now.policy, dialect, request.path, now.forwardBody, parsed.texts, trace),
+    forward(deps, now.policy, dialect, request, now.forwardBody, parsed.texts, trace),
   );
 }
 
@@ -208,6 +214,25 @@ export function refuseWhenSpoolFull(sink: AuditSink): void {
       'retry-after': '5',
     });
   }
+}
+
+/**
+ * Neither Fastify nor the proxy decodes a compressed body, and one the proxy
+ * cannot read can be neither judged nor masked: it is refused before it is
+ * read, rather than as JSON it cannot be.
+ */
+export function refuseEncodedBody(headers: IncomingHttpHeaders): void {
+  const encoding = headers['content-encoding'];
+  if (encoding === undefined) return;
+  const coding = encoding.trim().toLowerCase();
+  if (coding === '' || coding === 'identity') return;
+  throw new Refusal(
+    415,
+    'invalid_request',
+    'invalid',
+    'compressed request bodies are not accepted: send the body without a Content-Encoding',
+    { 'accept-encoding': 'identity' },
+  );
 }
 
 /** Access is deny by default, and a matching deny rule wins (enforce/access.ts). */
@@ -416,24 +441,37 @@ function withOptionsMasked(
   return masked;
 }
 
+/**
+ * The most answer an embedding call takes, below the sidecar's own bound
+ * (maxAnswerBytes): 1 MiB a vector (16384 floats as
+ * JSON text, at 25 bytes each, come to 400 KiB, and Cohere sends a vector once
+ * in each type asked for), the texts echoed back (each character of the body
+ * sent, escaped, six bytes at most), and 1 MiB for the rest of the answer.
+ */
+function answerLimit(inputCount: number, forwardBody: string): number {
+  return (inputCount + 1) * 1024 * 1024 + 6 * forwardBody.length;
+}
+
 async function forward(
   deps: PipelineDeps,
   policy: ActivePolicy,
   dialect: Dialect,
-  path: string,
+  request: IncomingEmbedRequest,
   body: string,
   callerTexts: readonly string[],
   trace: Trace,
 ): Promise<{ reply: ProxyReply; outcome: RecordOutcome }> {
+  const { path } = request;
   recordForwarding(deps, dialect.name, path, trace);
   const started = performance.now();
   let response: Awaited<ReturnType<Upstream['post']>>;
   try {
-    response = await deps.upstream.post(path, body, JSON_HEADERS);
+    response = await deps.upstream.post(path, body, JSON_HEADERS, {
+      signal: request.callerGone?.(),
+      maxBytes: answerLimit(trace.inputCount, body),
+    });
   } catch (error) {
-    if (error instanceof UpstreamError && error.kind === 'timeout') {
-      throw new Refusal(504, 'upstream_timeout', 'upstream_error', error.message);
-    }
+    if (error instanceof UpstreamError) throw upstreamFailureRefusal(error);
     throw new Refusal(502, 'upstream_error', 'upstream_error', (error as Error).message);
   } finally {
     trace.latency.upstreamMs = elapsedMs(started);

@@ -57,7 +57,12 @@ export async function proxyRoutes(app: FastifyInstance, options: ProxyRoutesOpti
     telemetry.span('request', async () =>
       send(
         reply,
-        await handlePassthrough(deps, incoming(request.raw), request.method, otherRoutes),
+        await handlePassthrough(
+          deps,
+          { ...incoming(request.raw), callerGone: callerGone(reply) },
+          request.method,
+          otherRoutes,
+        ),
         deps.stopping,
       ),
     );
@@ -260,7 +265,8 @@ function incoming(request: IncomingMessage) {
 
 /**
  * A signal that aborts when the connection closes before the answer is sent:
- * the caller hung up. Made on first use, since only held requests need one.
+ * the caller hung up. Made on first use, since only held requests and model
+ * calls need one.
  */
 function callerGone(reply: FastifyReply): () => AbortSignal {
   let signal: AbortSignal | undefined;

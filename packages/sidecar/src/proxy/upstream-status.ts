@@ -4,9 +4,10 @@
 // with TEI's errors), its Content-Type is anyone's guess, and its message may
 // quote the inputs back. The caller gets an error in its own dialect instead,
 // so its SDK raises the usual error, and the record says `upstream_error`
-// with the status the caller got.
+// with the status the caller got. So does a call that brought no answer at
+// all (upstreamFailureRefusal), on every route.
 import type { ErrorCode } from '../dialects/index.ts';
-import type { UpstreamResponse } from '../upstream.ts';
+import type { UpstreamError, UpstreamResponse } from '../upstream.ts';
 import { Refusal } from './refusal.ts';
 
 /**
@@ -49,4 +50,21 @@ function retryAfterHeader(value: string | undefined): Record<string, string> {
   const trimmed = value?.trim();
   if (trimmed === undefined || !retryAfterForms.some((form) => form.test(trimmed))) return {};
   return { 'retry-after': trimmed };
+}
+
+/**
+ * A call that brought no answer to pass on: a model too slow is a 504, one
+ * out of reach or answering past the call's bound a 502. A call the caller's
+ * hang-up ended is answered to nobody (499, as for a caller gone mid-body):
+ * it is what the record says happened.
+ */
+export function upstreamFailureRefusal(error: UpstreamError): Refusal {
+  switch (error.kind) {
+    case 'timeout':
+      return new Refusal(504, 'upstream_timeout', 'upstream_error', error.message);
+    case 'cancelled':
+      return new Refusal(499, 'invalid_request', 'invalid', error.message);
+    default:
+      return new Refusal(502, 'upstream_error', 'upstream_error', error.message);
+  }
 }

@@ -1,11 +1,12 @@
-// A caller that hangs up mid-body while its token is still being verified: the
-// request is on record all the same, and its handler ends.
+// A caller that hangs up mid-body while its token is still being verified, or
+// while the model works on its request: the request is on record all the
+// same, and its handler ends (the model's call called off).
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { eventually } from '../audit/helpers.ts';
-import { startSidecarFixture } from '../fixtures/sidecar.ts';
+import { rawConnection, startSidecarFixture, startStallingServer } from '../fixtures/sidecar.ts';
 
 /** Sends the headers and 12 of the 100 bytes declared, then hangs up at once. */
 function hangUpMidBody(url: string, path: string, token: string): void {
@@ -51,6 +52,58 @@ describe('a caller that hangs up while being authenticated', () => {
         assert.equal(fixture.upstreamCalls.length, 0);
       } finally {
         await fixture.close();
+      }
+    });
+  }
+});
+
+describe('a caller that hangs up while the model works', () => {
+  for (const [path, api] of [
+    ['/v1/embeddings', 'openai'],
+    ['/v1/tokenize', 'passthrough'],
+  ] as const) {
+    it(`has its model call called off, on record once, on ${path}`, { timeout: 20_000 }, async () => {
+      // A model that never answers, and all the time in the world to: only the hang-up can end the call.
+      const stalling = await startStallingServer();
+      const fixture = await startSidecarFixture({
+        upstream: stalling.url,
+        upstreamTimeoutMs: 600_000,
+        policy: {
+          access: {
+            rules: [{ name: 'team', groups: ['ml-team'] }],
+            allowRoutes: [{ method: 'POST', path: '/v1/tokenize' }],
+          },
+        },
+      });
+      try {
+        const body = '{"model":"m","input":"x"}';
+        const { socket } = await rawConnection(fixture.url);
+        socket.write(
+          [
+            `POST ${path} HTTP/1.1`,
+            'host: veil.test',
+            `authorization: Bearer ${await fixture.token()}`,
+            'content-type: application/json',
+            `content-length: ${body.length}`,
+            '',
+            body,
+          ].join('\r\n'),
+        );
+        await eventually('the model to get the request', () => stalling.received() === 1);
+        socket.destroy();
+        // The first part of the record is written as the request goes out; the full one once it ends.
+        await eventually(
+          'the full record of the request',
+          () => fixture.records()[0]?.outcome !== 'incomplete',
+          10_000,
+        );
+        assert.deepEqual(
+          fixture.records().map((r) => [r.api, r.outcome, r.status, r.error]),
+          [[api, 'invalid', 499, 'the caller went away before the model answered']],
+        );
+      } finally {
+        await fixture.close();
+        await stalling.close();
       }
     });
   }

@@ -6,6 +6,7 @@ import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import { gzipSync } from 'node:zlib';
 import { request } from 'undici';
 import {
   call,
@@ -41,7 +42,10 @@ describe('refusals', () => {
             { name: 'team', groups: ['ml-team'] },
             { name: 'not-mallory', action: 'deny', subjects: ['mallory'] },
           ],
-          allowRoutes: [{ method: 'GET', path: '/v1/models' }],
+          allowRoutes: [
+            { method: 'GET', path: '/v1/models' },
+            { method: 'POST', path: '/v1/tokenize' },
+          ],
         },
       },
     });
@@ -145,6 +149,51 @@ describe('refusals', () => {
         );
       }
       assert.equal(fixture.upstreamCalls.length, modelCalls);
+    });
+
+    it('refuses a compressed body 415 in dialect, on record, unread and unforwarded, embedding or passthrough', async () => {
+      const from = fixture.records().length;
+      const calls = fixture.upstreamCalls.length;
+      const gzipped = gzipSync(JSON.stringify({ model: 'm', input: 'x' }));
+      for (const path of ['/v1/embeddings', '/v1/tokenize']) {
+        const answer = await request(`${fixture.url}${path}`, {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${token}`,
+            'content-type': 'application/json',
+            'content-encoding': 'gzip',
+          },
+          body: gzipped,
+        });
+        assert.equal(answer.statusCode, 415, path);
+        assert.equal(answer.headers['accept-encoding'], 'identity');
+        assert.deepEqual(await answer.body.json(), {
+          error: {
+            message: 'compressed request bodies are not accepted: send the body without a Content-Encoding',
+            type: 'invalid_request_error',
+            param: null,
+            code: 'invalid_request',
+          },
+        });
+      }
+      assert.deepEqual(
+        fixture
+          .records()
+          .slice(from)
+          .map((r) => [r.api, r.outcome, r.status, r.identity?.subject]),
+        [
+          ['openai', 'invalid', 415, 'alice'],
+          ['passthrough', 'invalid', 415, 'alice'],
+        ],
+      );
+      assert.equal(fixture.upstreamCalls.length, calls);
+      // Identity is no compression: such a body is read as any other.
+      const identity = await call(`${fixture.url}/v1/embeddings`, 'not json', {
+        token,
+        headers: { 'content-encoding': 'Identity' },
+      });
+      assert.equal(identity.status, 400);
+      assert.match(identity.text, /not valid JSON/);
     });
 
     it('answers wrong types 400 naming the field', async () => {

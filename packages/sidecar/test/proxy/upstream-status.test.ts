@@ -6,6 +6,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { upstreamStatusRefusal } from '../../src/proxy/upstream-status.ts';
+import { maxAnswerBytes } from '../../src/upstream.ts';
 import { call, type SidecarFixture, startSidecarFixture } from '../fixtures/sidecar.ts';
 
 describe('upstreamStatusRefusal', () => {
@@ -61,6 +62,8 @@ interface ScriptedAnswer {
   readonly status: number;
   readonly headers?: Record<string, string>;
   readonly body: string;
+  /** After the body, a space every this many ms: the answer never ends. */
+  readonly trickleMs?: number;
 }
 
 /** A model whose every answer is the one the test set last. */
@@ -74,7 +77,13 @@ async function startScriptedModel(): Promise<{
     request.resume();
     request.on('end', () => {
       response.writeHead(answer.status, answer.headers ?? {});
-      response.end(answer.body);
+      if (answer.trickleMs === undefined) {
+        response.end(answer.body);
+        return;
+      }
+      response.write(answer.body);
+      const drip = setInterval(() => response.write(' '), answer.trickleMs);
+      response.on('close', () => clearInterval(drip));
     });
   });
   server.listen(0, '127.0.0.1');
@@ -154,5 +163,93 @@ describe("the model's error answers through the sidecar", () => {
     assert.equal(answer.status, 429);
     assert.equal(answer.headers['retry-after'], '3');
     assert.equal((answer.json as { error: { type: string } }).error.type, 'rate_limit_error');
+  });
+});
+
+describe('a model answer past its bounds through the sidecar', () => {
+  let model: Awaited<ReturnType<typeof startScriptedModel>>;
+  let fixture: SidecarFixture;
+  let token: string;
+  const WAIT = { timeout: 30_000 };
+
+  before(async () => {
+    model = await startScriptedModel();
+    fixture = await startSidecarFixture({
+      upstream: model.url,
+      upstreamTimeoutMs: 500,
+      policy: {
+        access: {
+          rules: [{ name: 'team', groups: ['ml-team'], models: ['*'] }],
+          allowRoutes: [{ method: 'POST', path: '/v1/tokenize' }],
+        },
+      },
+    });
+    token = await fixture.token();
+  });
+  after(async () => {
+    await fixture?.close();
+    await model?.close();
+  });
+
+  function lastRecord(): [string | undefined, number | null | undefined, string | null | undefined] {
+    const record = fixture.records().at(-1);
+    return [record?.outcome, record?.status, record?.error];
+  }
+
+  it(
+    'answers a model still sending when upstreamTimeoutMs is up 504 in dialect, on record, embedding or passthrough',
+    WAIT,
+    async () => {
+      model.set({ status: 200, headers: { 'content-type': 'application/json' }, body: '[[', trickleMs: 50 });
+      const tei = await call(`${fixture.url}/embed`, { inputs: 'x' }, { token });
+      assert.equal(tei.status, 504, tei.text);
+      assert.deepEqual(tei.json, { error: 'the model did not answer in time', error_type: 'Backend' });
+      assert.deepEqual(lastRecord(), ['upstream_error', 504, 'the model did not answer in time']);
+      const tokenize = await call(`${fixture.url}/v1/tokenize`, { prompt: 'x' }, { token });
+      assert.equal(tokenize.status, 504, tokenize.text);
+      assert.deepEqual(lastRecord(), ['upstream_error', 504, 'the model did not answer in time']);
+    },
+  );
+
+  it(
+    "answers an embedding answer larger than its inputs could need 502 in the caller's dialect, on record",
+    WAIT,
+    async () => {
+      const vectors = JSON.stringify({
+        object: 'list',
+        data: [{ object: 'embedding', index: 0, embedding: [0.25, 0.5] }],
+        model: 'm',
+      });
+      const answer = (padding: number) => ({
+        status: 200,
+        headers: { 'content-type': 'application/json' },
+        body: vectors + ' '.repeat(padding),
+      });
+      model.set(answer(1024 * 1024));
+      const within = await call(`${fixture.url}/v1/embeddings`, { model: 'm', input: 'x' }, { token });
+      assert.equal(within.status, 200, 'an answer within the bound of one input is served');
+      model.set(answer(3 * 1024 * 1024));
+      const past = await call(`${fixture.url}/v1/embeddings`, { model: 'm', input: 'x' }, { token });
+      assert.equal(past.status, 502, past.text);
+      const message = (past.json as { error: { message: string; code: string } }).error;
+      assert.equal(message.code, 'upstream_error');
+      assert.match(message.message, /^the model's answer is larger than \d+ bytes$/);
+      assert.deepEqual(lastRecord(), ['upstream_error', 502, message.message]);
+    },
+  );
+
+  it('answers a passthrough answer larger than the sidecar holds 502, on record', WAIT, async () => {
+    model.set({
+      status: 200,
+      headers: { 'content-type': 'text/plain' },
+      body: 'x'.repeat(maxAnswerBytes + 1),
+    });
+    const tokenize = await call(`${fixture.url}/v1/tokenize`, { prompt: 'x' }, { token });
+    assert.equal(tokenize.status, 502, tokenize.text.slice(0, 200));
+    assert.deepEqual(lastRecord(), [
+      'upstream_error',
+      502,
+      `the model's answer is larger than ${maxAnswerBytes} bytes`,
+    ]);
   });
 });

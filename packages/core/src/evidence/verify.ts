@@ -370,8 +370,14 @@ function describe(version: StoredObject): string {
   return version.versionId === undefined ? 'the object' : `version ${version.versionId}`;
 }
 
+/**
+ * Oldest first. S3 keeps Last-Modified to the second, so a version written
+ * within the second of the one before ties with it: of two, the latest is the
+ * later (its predecessor, the evidence, is not the latest).
+ */
 function byLastModified(a: StoredObject, b: StoredObject): number {
-  return (a.lastModified?.getTime() ?? 0) - (b.lastModified?.getTime() ?? 0);
+  const byTime = (a.lastModified?.getTime() ?? 0) - (b.lastModified?.getTime() ?? 0);
+  return byTime !== 0 ? byTime : Number(a.isLatest) - Number(b.isLatest);
 }
 
 // ---- layout -----------------------------------------------------------------

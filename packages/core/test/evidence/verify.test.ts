@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { encodeBatch } from '../../src/evidence/batch.ts';
-import { sha256Hex } from '../../src/evidence/hash.ts';
+import { sha256Base64, sha256Hex } from '../../src/evidence/hash.ts';
 import { generateSigningKey } from '../../src/evidence/keys.ts';
 import { batchKey, linkTo, manifestKey, storeManifest } from '../../src/evidence/manifest.ts';
 import { signManifest } from '../../src/evidence/signing.ts';
@@ -82,6 +82,23 @@ test('a batch written again as a new version is flagged; the original is what ge
   const forged = encodeBatch(built.lines.get(2) ?? []).bytes;
   const replacement = { ...stored(key, forged, 99), versionId: 'v-new' };
   // Listed newest first, as S3 lists versions.
+  const objects = [replacement, ...built.objects.map((o) => (o.key === key ? { ...o, isLatest: false } : o))];
+  assert.deepEqual(codes(objects), ['INVALID replaced-object']);
+  assert.equal(verifyEvidence(objects, options).totals.records, 9);
+});
+
+test('a batch written again within the same second is told from the original by which is latest', () => {
+  const built = buildStream({ batches: clean });
+  const key = batchKey(built.prefix, 1);
+  const original = objectAt(built.objects, key);
+  const forged = encodeBatch(built.lines.get(2) ?? []).bytes;
+  // S3 keeps Last-Modified to the second: both versions read the same time.
+  const replacement = {
+    ...original,
+    bytes: forged,
+    checksumSha256: sha256Base64(forged),
+    versionId: 'v-new',
+  };
   const objects = [replacement, ...built.objects.map((o) => (o.key === key ? { ...o, isLatest: false } : o))];
   assert.deepEqual(codes(objects), ['INVALID replaced-object']);
   assert.equal(verifyEvidence(objects, options).totals.records, 9);

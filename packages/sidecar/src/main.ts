@@ -4,11 +4,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { exportSigningKey, generateSigningKey } from '@veil/core';
+import { defaultCloseGraceSeconds } from './audit/setup.ts';
 import { configFromEnv, type SidecarConfig } from './config.ts';
 import { type RunningSidecar, requestDrainMs, type SidecarOptions, startSidecar } from './sidecar.ts';
-
-/** The audit recorder's close grace when none is set (audit/setup.ts). */
-const defaultAuditCloseGraceSeconds = 20;
 
 /** What closing takes besides the drain and the recorder's grace: the other closers, and the spool's own close. */
 const closeMarginMs = 3_000;
@@ -21,7 +19,7 @@ const closeMarginMs = 3_000;
  * moves it along, so that its closing manifest is never cut short here.
  */
 function shutdownGraceMs(config: SidecarConfig): number {
-  const auditGraceMs = (config.auditCloseGraceSeconds ?? defaultAuditCloseGraceSeconds) * 1000;
+  const auditGraceMs = (config.auditCloseGraceSeconds ?? defaultCloseGraceSeconds) * 1000;
   return 2 * requestDrainMs + auditGraceMs + closeMarginMs;
 }
 

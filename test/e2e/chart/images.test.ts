@@ -253,6 +253,6 @@ describe('the sidecar entry point', () => {
     const { child, output } = await start({ VEIL_PROXY_PORT: '0', VEIL_ADMIN_PORT: '0' });
     const [code] = await once(child, 'exit');
     assert.equal(code, 1);
-    assert.match(output(), /veil-sidecar: invalid sidecar configuration: upstream/);
+    assert.match(output(), /veil-sidecar: invalid sidecar configuration: VEIL_UPSTREAM \(upstream\)/);
   });
 });

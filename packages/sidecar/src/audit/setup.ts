@@ -16,7 +16,7 @@ import { newIncarnation } from './stream.ts';
 const defaultAuditDir = '.veil/audit';
 const dayMs = 86_400_000;
 /** Within the sidecar's own shutdown grace, itself within the pod's default 30 s. */
-const defaultCloseGraceSeconds = 20;
+export const defaultCloseGraceSeconds = 20;
 /** What applies while no valid policy is loaded. */
 const defaultAudit = auditSchema.parse({});
 

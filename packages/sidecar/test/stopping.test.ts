@@ -15,7 +15,7 @@ import { eventually, verifyDir } from './audit/helpers.ts';
 import {
   call,
   POD_UID,
-  rawConnection,
+  startBehindStallingModel,
   startSidecarFixture,
   startStallingServer,
 } from './fixtures/sidecar.ts';
@@ -95,30 +95,9 @@ describe('a stopping sidecar', () => {
   it('cuts off a model call whose caller hung up within the drain, and closes its audit stream', {
     timeout: 30_000,
   }, async () => {
-    const stalling = await startStallingServer();
-    const fixture = await startSidecarFixture({
-      upstream: stalling.url,
-      upstreamTimeoutMs: 600_000,
-      policy: {
-        access: {
-          rules: [{ name: 'team', groups: ['ml-team'] }],
-          allowRoutes: [{ method: 'POST', path: '/v1/tokenize' }],
-        },
-      },
-    });
+    const { fixture, stalling, sendThenHangUp } = await startBehindStallingModel();
     try {
-      const token = await fixture.token();
-      for (const path of ['/v1/embeddings', '/v1/tokenize']) {
-        const { socket } = await rawConnection(fixture.url);
-        const sent = JSON.stringify(body);
-        const calls = stalling.received() + 1;
-        socket.write(
-          `POST ${path} HTTP/1.1\r\nhost: veil.test\r\nauthorization: Bearer ${token}\r\n` +
-            `content-type: application/json\r\ncontent-length: ${sent.length}\r\n\r\n${sent}`,
-        );
-        await eventually('the model to get the request', () => stalling.received() === calls);
-        socket.destroy();
-      }
+      for (const path of ['/v1/embeddings', '/v1/tokenize']) await sendThenHangUp(path, JSON.stringify(body));
       // The model never answers: only the drain can end its calls.
       await fixture.sidecar.close();
       assert.equal(fixture.sink.accepting(), false, 'the audit stream is closed');

@@ -6,7 +6,7 @@ import { connect } from 'node:net';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { eventually } from '../audit/helpers.ts';
-import { rawConnection, startSidecarFixture, startStallingServer } from '../fixtures/sidecar.ts';
+import { startBehindStallingModel, startSidecarFixture } from '../fixtures/sidecar.ts';
 
 /** Sends the headers and 12 of the 100 bytes declared, then hangs up at once. */
 function hangUpMidBody(url: string, path: string, token: string): void {
@@ -63,34 +63,9 @@ describe('a caller that hangs up while the model works', () => {
     ['/v1/tokenize', 'passthrough'],
   ] as const) {
     it(`has its model call called off, on record once, on ${path}`, { timeout: 20_000 }, async () => {
-      // A model that never answers, and all the time in the world to: only the hang-up can end the call.
-      const stalling = await startStallingServer();
-      const fixture = await startSidecarFixture({
-        upstream: stalling.url,
-        upstreamTimeoutMs: 600_000,
-        policy: {
-          access: {
-            rules: [{ name: 'team', groups: ['ml-team'] }],
-            allowRoutes: [{ method: 'POST', path: '/v1/tokenize' }],
-          },
-        },
-      });
+      const { fixture, stalling, sendThenHangUp } = await startBehindStallingModel();
       try {
-        const body = '{"model":"m","input":"x"}';
-        const { socket } = await rawConnection(fixture.url);
-        socket.write(
-          [
-            `POST ${path} HTTP/1.1`,
-            'host: veil.test',
-            `authorization: Bearer ${await fixture.token()}`,
-            'content-type: application/json',
-            `content-length: ${body.length}`,
-            '',
-            body,
-          ].join('\r\n'),
-        );
-        await eventually('the model to get the request', () => stalling.received() === 1);
-        socket.destroy();
+        await sendThenHangUp(path, '{"model":"m","input":"x"}');
         // The first part of the record is written as the request goes out; the full one once it ends.
         await eventually(
           'the full record of the request',

@@ -212,7 +212,7 @@ export const userPatternSchema = z
  * no path reaches. A response rule on one of them, or on a field holding one,
  * would mask inside vectors, base64 ones included: vectors are never touched.
  */
-export const vectorResponseFields = ['data.embedding', 'embeddings', 'embedding'] as const;
+const vectorResponseFields = ['data.embedding', 'embeddings', 'embedding'] as const;
 
 /** Whether masking the response field at `path` would reach a vector, or reach below one. */
 function reachesVectors(path: string): boolean {

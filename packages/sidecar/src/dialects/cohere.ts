@@ -104,6 +104,7 @@ function summarizeRequest(
     texts: request.texts,
     tokenInputs: null,
     inputCount: request.texts.length,
+    textsAt: { field: 'texts', single: false },
   };
   if (dimensions !== null) parsed.dimensions = dimensions;
   if (request.embedding_types != null) parsed.encodings = request.embedding_types;
@@ -151,7 +152,8 @@ export const cohere: Dialect = {
   paths: [v2Path, v1Path],
   parse: read,
   withTexts(body, path, texts) {
-    return putTexts(body, { field: 'texts', single: false }, read(body, path).texts.length, texts);
+    const parsed = read(body, path);
+    return putTexts(body, parsed.textsAt, parsed.texts.length, texts);
   },
   errorBody: (_status, _code, message) => ({ message }),
   vectors(responseBody): VectorSummary {

@@ -2,7 +2,7 @@ import { canonicalModelName } from '@veil/core';
 import { z } from 'zod';
 import { readBody } from './body.ts';
 import { modelName, readWith, textOrTexts } from './fields.ts';
-import { putTexts, type TextSlot } from './rewrite.ts';
+import { putTexts } from './rewrite.ts';
 import type { Dialect, ParsedEmbedRequest, VectorSummary } from './types.ts';
 import { badUpstream, decodeAll, decodeNumbers, objectAt, summarize } from './vectors.ts';
 
@@ -37,17 +37,15 @@ const ollamaLegacyEmbedRequest = z.strictObject(
   'must be a JSON object',
 );
 
-function read(body: unknown, path: string): { parsed: ParsedEmbedRequest; slot: TextSlot | null } {
+function read(body: unknown, path: string): ParsedEmbedRequest {
   if (path === legacyPath) {
     const request = readBody(ollamaLegacyEmbedRequest, body);
     return {
-      parsed: {
-        model: canonicalModelName(request.model),
-        texts: [request.prompt],
-        tokenInputs: null,
-        inputCount: 1,
-      },
-      slot: { field: 'prompt', single: true },
+      model: canonicalModelName(request.model),
+      texts: [request.prompt],
+      tokenInputs: null,
+      inputCount: 1,
+      textsAt: { field: 'prompt', single: true },
     };
   }
   const request = readBody(ollamaEmbedRequest, body);
@@ -57,9 +55,10 @@ function read(body: unknown, path: string): { parsed: ParsedEmbedRequest; slot: 
     texts,
     tokenInputs: null,
     inputCount: texts.length,
+    textsAt: request.input == null ? null : { field: 'input', single: request.input.single },
   };
   if (request.dimensions != null) parsed.dimensions = request.dimensions;
-  return { parsed, slot: request.input == null ? null : { field: 'input', single: request.input.single } };
+  return parsed;
 }
 
 function legacyVectors(responseBody: unknown): VectorSummary {
@@ -74,10 +73,10 @@ function legacyVectors(responseBody: unknown): VectorSummary {
 export const ollama: Dialect = {
   name: 'ollama',
   paths: [embedPath, legacyPath],
-  parse: (body, path) => read(body, path).parsed,
+  parse: read,
   withTexts(body, path, texts) {
-    const { parsed, slot } = read(body, path);
-    return putTexts(body, slot, parsed.texts.length, texts);
+    const parsed = read(body, path);
+    return putTexts(body, parsed.textsAt, parsed.texts.length, texts);
   },
   errorBody: (_status, _code, message) => ({ error: message }),
   vectors(responseBody, path): VectorSummary {

@@ -12,7 +12,7 @@ import {
   readList,
   readWith,
 } from './fields.ts';
-import { putTexts, type TextSlot } from './rewrite.ts';
+import { putTexts } from './rewrite.ts';
 import type { Dialect, ErrorCode, ParsedEmbedRequest, VectorSummary } from './types.ts';
 import {
   decodeAll,
@@ -107,7 +107,7 @@ export const openAIEmbedRequest = z.strictObject(
   'must be a JSON object',
 );
 
-function read(body: unknown): { parsed: ParsedEmbedRequest; slot: TextSlot | null } {
+function read(body: unknown): ParsedEmbedRequest {
   const request = readBody(openAIEmbedRequest, body);
   const { texts, tokenInputs, single } = request.input;
   const parsed: ParsedEmbedRequest = {
@@ -115,10 +115,11 @@ function read(body: unknown): { parsed: ParsedEmbedRequest; slot: TextSlot | nul
     texts,
     tokenInputs,
     inputCount: tokenInputs === null ? texts.length : tokenInputs.length,
+    textsAt: tokenInputs === null ? { field: 'input', single } : null,
   };
   if (request.dimensions != null) parsed.dimensions = request.dimensions;
   if (request.encoding_format != null) parsed.encodings = [request.encoding_format];
-  return { parsed, slot: tokenInputs === null ? { field: 'input', single } : null };
+  return parsed;
 }
 
 // The SDK picks its error class from the status; the type is for callers that branch on it.
@@ -146,10 +147,10 @@ const decodeItem: VectorDecoder = (item) => {
 export const openai: Dialect = {
   name: 'openai',
   paths: ['/v1/embeddings', '/embeddings'],
-  parse: (body) => read(body).parsed,
+  parse: read,
   withTexts(body, _path, texts) {
-    const { parsed, slot } = read(body);
-    return putTexts(body, slot, parsed.texts.length, texts);
+    const parsed = read(body);
+    return putTexts(body, parsed.textsAt, parsed.texts.length, texts);
   },
   errorBody: (_status, code, message, param = null) => ({
     error: { message, type: errorTypes[code], param, code },

@@ -1,10 +1,4 @@
-import { DialectError } from './types.ts';
-
-/** Where a request body carries its texts: the field, and whether it holds one string or an array. */
-export interface TextSlot {
-  field: string;
-  single: boolean;
-}
+import { DialectError, type TextSlot } from './types.ts';
 
 /**
  * A copy of `body` with `texts` in the slot, shaped as the caller sent them. A count that differs

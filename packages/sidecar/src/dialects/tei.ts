@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { readBody } from './body.ts';
 import { readWith, textOrTexts } from './fields.ts';
-import { putTexts, type TextSlot } from './rewrite.ts';
+import { putTexts } from './rewrite.ts';
 import type { Dialect, ErrorCode, ParsedEmbedRequest, VectorSummary } from './types.ts';
 import { decodeAll, decodeNumbers, summarize } from './vectors.ts';
 
@@ -31,12 +31,18 @@ export const teiEmbedRequest = z.strictObject(
   'must be a JSON object',
 );
 
-function read(body: unknown): { parsed: ParsedEmbedRequest; slot: TextSlot } {
+function read(body: unknown): ParsedEmbedRequest {
   const request = readBody(teiEmbedRequest, body);
   const { texts, single } = request.inputs;
-  const parsed: ParsedEmbedRequest = { model: '', texts, tokenInputs: null, inputCount: texts.length };
+  const parsed: ParsedEmbedRequest = {
+    model: '',
+    texts,
+    tokenInputs: null,
+    inputCount: texts.length,
+    textsAt: { field: 'inputs', single },
+  };
   if (request.dimensions != null) parsed.dimensions = request.dimensions;
-  return { parsed, slot: { field: 'inputs', single } };
+  return parsed;
 }
 
 // TEI's own types where one fits (its clients read the status first); plain names elsewhere.
@@ -57,10 +63,10 @@ const errorTypes: Record<ErrorCode, string> = {
 export const tei: Dialect = {
   name: 'tei',
   paths: ['/embed'],
-  parse: (body) => read(body).parsed,
+  parse: read,
   withTexts(body, _path, texts) {
-    const { parsed, slot } = read(body);
-    return putTexts(body, slot, parsed.texts.length, texts);
+    const parsed = read(body);
+    return putTexts(body, parsed.textsAt, parsed.texts.length, texts);
   },
   errorBody: (_status, code, message) => ({ error: message, error_type: errorTypes[code] }),
   vectors(responseBody): VectorSummary {

@@ -16,6 +16,20 @@ export interface ParsedEmbedRequest {
   dimensions?: number;
   /** Vector encodings the caller asked for; absent when it left the API's default. */
   encodings?: readonly EmbeddingEncoding[];
+  /** Where the body carries its texts; null when it carries none (token arrays, or no input). */
+  textsAt: TextSlot | null;
+}
+
+/** Where a request body carries its texts: the field, and whether it holds one string or an array. */
+export interface TextSlot {
+  field: string;
+  single: boolean;
+}
+
+/** An input as the caller's API names it: `texts[2]`, or `prompt` where the field holds one text. */
+export function inputParam(slot: TextSlot | null, index: number): string {
+  if (slot === null) return `input[${index}]`;
+  return slot.single ? slot.field : `${slot.field}[${index}]`;
 }
 
 export interface VectorSummary {

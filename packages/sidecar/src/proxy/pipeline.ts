@@ -16,7 +16,7 @@ import { HeldRequests, holdForApproval } from '../approvals/hold.ts';
 import { matchApprovalRule } from '../approvals/rules.ts';
 import type { AuditSink } from '../audit/sink.ts';
 import type { Identity } from '../auth/identity.ts';
-import type { Dialect, ParsedEmbedRequest } from '../dialects/index.ts';
+import { type Dialect, inputParam, type ParsedEmbedRequest, type TextSlot } from '../dialects/index.ts';
 import type { ActivePolicy } from '../policy/active.ts';
 import type { Telemetry } from '../telemetry.ts';
 import { type Upstream, UpstreamError } from '../upstream.ts';
@@ -385,7 +385,7 @@ function mask(
     const forward = engine.maskTexts(texts, 'forward', 'input');
     trace.masking.push(...forward.actions.map((a) => ({ ...a, scope: 'forward' as const })));
     if (forward.actions.length > 0) {
-      refuseEmptied(texts, forward.texts);
+      refuseEmptied(texts, forward.texts, parsed.textsAt);
       texts = forward.texts;
       json = dialect.withTexts(request.json, path, forward.texts);
     }
@@ -414,10 +414,10 @@ function mask(
  * and the same vector. The caller hears which input, never its value; the
  * record keeps the masking actions.
  */
-function refuseEmptied(sent: readonly string[], masked: readonly string[]): void {
+function refuseEmptied(sent: readonly string[], masked: readonly string[], slot: TextSlot | null): void {
   const emptied = masked.findIndex((text, i) => text !== sent[i] && text.trim() === '');
   if (emptied === -1) return;
-  const field = `input[${emptied}]`;
+  const field = inputParam(slot, emptied);
   throw new Refusal(400, 'invalid_request', 'invalid', `${field}: masking removed the whole text`, {}, field);
 }
 
@@ -436,9 +436,19 @@ function withOptionsMasked(
     const result = engine.maskTexts([value], 'forward', field);
     if (result.actions.length === 0) continue;
     trace.masking.push(...result.actions.map((a) => ({ ...a, field, scope: 'forward' as const })));
-    masked = { ...masked, [field]: result.texts[0] };
+    masked = withField(masked, field, result.texts[0] ?? '');
   }
   return masked;
+}
+
+/**
+ * An option masking emptied is left out: these options are optional, and the
+ * model learns nothing from an empty one that it would from its absence.
+ */
+function withField(body: Record<string, unknown>, field: string, text: string): Record<string, unknown> {
+  if (text.trim() !== '') return { ...body, [field]: text };
+  const { [field]: _emptied, ...rest } = body;
+  return rest;
 }
 
 /**

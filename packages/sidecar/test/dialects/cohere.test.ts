@@ -23,6 +23,7 @@ describe('cohere parse', () => {
       inputCount: 2,
       dimensions: 512,
       encodings: ['float', 'int8'],
+      textsAt: { field: 'texts', single: false },
     });
   });
 
@@ -32,6 +33,7 @@ describe('cohere parse', () => {
       texts: ['a'],
       tokenInputs: null,
       inputCount: 1,
+      textsAt: { field: 'texts', single: false },
     });
     assert.equal(cohere.parse({ texts: ['a'], model: 'embed-english-v3.0' }, v1).model, 'embed-english-v3.0');
   });

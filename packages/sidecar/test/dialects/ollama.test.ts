@@ -15,6 +15,7 @@ describe('ollama parse', () => {
       texts: ['hi'],
       tokenInputs: null,
       inputCount: 1,
+      textsAt: { field: 'input', single: true },
     });
     const parsed = ollama.parse(
       {
@@ -32,7 +33,9 @@ describe('ollama parse', () => {
   });
 
   it('reads a request without input as no inputs, as Ollama loads the model for it', () => {
-    assert.deepEqual(ollama.parse({ model: 'm', keep_alive: 0 }, embed).texts, []);
+    const parsed = ollama.parse({ model: 'm', keep_alive: 0 }, embed);
+    assert.deepEqual(parsed.texts, []);
+    assert.equal(parsed.textsAt, null);
   });
 
   it('reads the legacy /api/embeddings prompt', () => {
@@ -41,6 +44,7 @@ describe('ollama parse', () => {
       texts: ['hello'],
       tokenInputs: null,
       inputCount: 1,
+      textsAt: { field: 'prompt', single: true },
     });
   });
 

@@ -15,6 +15,7 @@ describe('openai parse', () => {
       texts: ['hello'],
       tokenInputs: null,
       inputCount: 1,
+      textsAt: { field: 'input', single: true },
     });
   });
 
@@ -27,6 +28,7 @@ describe('openai parse', () => {
     assert.equal(parsed.inputCount, 2);
     assert.equal(parsed.dimensions, 256);
     assert.deepEqual(parsed.encodings, ['base64']);
+    assert.deepEqual(parsed.textsAt, { field: 'input', single: false });
   });
 
   it('reads one token array and an array of token arrays', () => {
@@ -34,6 +36,7 @@ describe('openai parse', () => {
     assert.deepEqual(one.tokenInputs, [[1, 2, 3]]);
     assert.deepEqual(one.texts, []);
     assert.equal(one.inputCount, 1);
+    assert.equal(one.textsAt, null);
     const many = openai.parse({ model: 'm', input: [[1, 2], [3]] }, path);
     assert.deepEqual(many.tokenInputs, [[1, 2], [3]]);
     assert.equal(many.inputCount, 2);

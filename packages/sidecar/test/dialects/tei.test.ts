@@ -14,6 +14,7 @@ describe('tei parse', () => {
       texts: ['hello'],
       tokenInputs: null,
       inputCount: 1,
+      textsAt: { field: 'inputs', single: true },
     });
     const parsed = tei.parse(
       {

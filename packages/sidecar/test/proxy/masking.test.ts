@@ -186,21 +186,40 @@ describe('masking through the proxy', () => {
       {
         path: '/v2/embed',
         body: { model: 'm', texts: ['hello', ` ${EMAIL}`], input_type: 'search_query' },
-        error: { message: 'input[1]: masking removed the whole text' },
+        error: { message: 'texts[1]: masking removed the whole text' },
       },
       {
         path: '/embed',
         body: { inputs: ['hello', ` ${EMAIL}`] },
-        error: { error: 'input[1]: masking removed the whole text', error_type: 'Validation' },
+        error: { error: 'inputs[1]: masking removed the whole text', error_type: 'Validation' },
       },
       {
         path: '/api/embed',
         body: { model: 'm', input: ['hello', ` ${EMAIL}`] },
         error: { error: 'input[1]: masking removed the whole text' },
       },
+      {
+        path: '/api/embeddings',
+        body: { model: 'm', prompt: EMAIL },
+        error: { error: 'prompt: masking removed the whole text' },
+        field: 'input[0]',
+      },
+      {
+        path: '/v1/embeddings',
+        body: { model: 'm', input: EMAIL },
+        error: {
+          error: {
+            message: 'input: masking removed the whole text',
+            type: 'invalid_request_error',
+            param: 'input',
+            code: 'invalid_request',
+          },
+        },
+        field: 'input[0]',
+      },
     ];
-    for (const { path, body, error } of cases) {
-      it(`refuses it on ${path} before the model embeds an empty text`, async () => {
+    for (const { path, body, error, field = 'input[1]' } of cases) {
+      it(`refuses it on ${path} (${JSON.stringify(error)}) before the model embeds an empty text`, async () => {
         const calls = fixture.upstreamCalls.length;
         const answer = await call(`${fixture.url}${path}`, body, { token });
         assert.equal(answer.status, 400);
@@ -210,11 +229,28 @@ describe('masking through the proxy', () => {
         assert.equal(record?.outcome, 'invalid');
         assert.deepEqual(
           record?.masking.map((action) => [action.scope, action.rule, action.field, action.operator]),
-          [['forward', 'dropped', 'input[1]', 'drop']],
+          [['forward', 'dropped', field, 'drop']],
         );
         for (const line of fixture.sink.lines) assertNoRaw('a record', line);
       });
     }
+
+    it("leaves out OpenAI's `user` when the rule removes all of it", async () => {
+      const answer = await call(
+        `${fixture.url}/v1/embeddings`,
+        { model: 'm', input: 'hello', user: EMAIL },
+        { token },
+      );
+      assert.equal(answer.status, 200, answer.text);
+      assert.deepEqual(fixture.upstreamCalls.at(-1)?.body, { model: 'm', input: 'hello' });
+      assert.deepEqual(
+        fixture
+          .records()
+          .at(-1)
+          ?.masking.map((action) => [action.scope, action.field, action.operator]),
+        [['forward', 'user', 'drop']],
+      );
+    });
 
     it('forwards a text it only shortens', async () => {
       const answer = await call(`${fixture.url}/v1/embeddings`, { model: 'm', input: texts[0] }, { token });

@@ -1,7 +1,7 @@
 import { canonicalModelName } from '@veil/core';
 import { z } from 'zod';
 import { readBody } from './body.ts';
-import { modelName, readWith, textOrTexts } from './fields.ts';
+import { fault, found, modelName, type Reading, readWith, textOrTexts } from './fields.ts';
 import { putTexts } from './rewrite.ts';
 import type { Dialect, ParsedEmbedRequest, VectorSummary } from './types.ts';
 import { badUpstream, decodeAll, decodeNumbers, objectAt, summarize } from './vectors.ts';
@@ -9,10 +9,35 @@ import { badUpstream, decodeAll, decodeNumbers, objectAt, summarize } from './ve
 const embedPath = '/api/embed';
 const legacyPath = '/api/embeddings';
 
+/**
+ * Ollama's model options are numbers and switches (`num_ctx`, `seed`, `use_mmap`), null where a
+ * client leaves one unset. None carries text for an embedding (`stop` is for generation): a
+ * string here would reach the model server unmasked, to be logged or quoted in its errors.
+ */
+function readModelOptions(value: unknown): Reading<Record<string, number | boolean | null>> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return fault('must be an object');
+  for (const [name, option] of Object.entries(value)) {
+    if (!/^[a-z][a-z0-9_]{0,63}$/.test(name)) {
+      return fault('must name its options in lower-case letters, digits and _, as Ollama does');
+    }
+    if (option !== null && typeof option !== 'number' && typeof option !== 'boolean') {
+      return fault('must hold numbers, booleans or null only: no model option of an embedding is text');
+    }
+  }
+  return found(value as Record<string, number | boolean | null>);
+}
+
+/** A Go duration (`5m`, `1h30m`, `-1s`), as Ollama reads `keep_alive`; free text would reach it unmasked. */
+const goDuration = /^(?:0|-?(?:\d+(?:\.\d+)?(?:ns|us|µs|μs|ms|s|m|h))+)$/;
+
+const keepAliveShape = "must be a duration ('5m', '1h30m') or a number of seconds";
+
 const common = {
   model: modelName.min(1, 'must not be empty'),
-  options: z.record(z.string(), z.unknown(), 'must be an object').nullish(),
-  keep_alive: z.union([z.string(), z.number()], 'must be a duration string or a number of seconds').nullish(),
+  options: readWith(readModelOptions).nullish(),
+  keep_alive: z
+    .union([z.string().max(64, keepAliveShape).regex(goDuration, keepAliveShape), z.number()], keepAliveShape)
+    .nullish(),
 };
 const inputShape = 'must be a string or an array of strings';
 

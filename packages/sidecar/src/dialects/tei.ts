@@ -15,7 +15,11 @@ const options = {
   normalize: z.boolean('must be a boolean').nullish(),
   truncate: z.boolean('must be a boolean').nullish(),
   truncation_direction: z.enum(['Left', 'Right', 'left', 'right'], "must be 'Left' or 'Right'").nullish(),
-  prompt_name: z.string('must be a string').nullish(),
+  // A key of the model's configured prompts; free text here would reach TEI unmasked.
+  prompt_name: z
+    .string('must be a string')
+    .regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'must be the name of a configured prompt (letters, digits, _ . : -)')
+    .nullish(),
   dimensions: z.int('must be a positive integer').min(1, 'must be a positive integer').nullish(),
 };
 

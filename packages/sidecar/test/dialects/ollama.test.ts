@@ -38,6 +38,34 @@ describe('ollama parse', () => {
     assert.equal(parsed.textsAt, null);
   });
 
+  it('takes model options of numbers and switches, null where unset, as LangChain sends them', () => {
+    const options = { num_ctx: 2048, temperature: 0.5, use_mmap: true, stop: null, tfs_z: null };
+    assert.deepEqual(ollama.parse({ model: 'm', input: 'x', options, keep_alive: '1h30m' }, embed).texts, [
+      'x',
+    ]);
+    assert.deepEqual(ollama.parse({ model: 'm', prompt: 'x', keep_alive: -1 }, legacy).texts, ['x']);
+  });
+
+  it('refuses text in the options and keep_alive, which would reach the model server unmasked', () => {
+    const refused: [Record<string, unknown>, RegExp][] = [
+      [{ options: { stop: ['ssn 123-45-6789'] } }, /^'options' must hold numbers, booleans or null only/],
+      [{ options: { seed: 'bob@example.com' } }, /^'options' must hold numbers, booleans or null only/],
+      [{ options: { seed: { deep: [1] } } }, /^'options' must hold numbers, booleans or null only/],
+      [{ options: { 'bob@example.com': 1 } }, /^'options' must name its options in lower-case letters/],
+      [{ keep_alive: 'bob@example.com' }, /^'keep_alive' must be a duration \('5m', '1h30m'\) or a number/],
+      [{ keep_alive: '5 minutes' }, /^'keep_alive' must be a duration/],
+    ];
+    for (const [fields, message] of refused) {
+      for (const [path, body] of [
+        [embed, { model: 'm', input: 'x', ...fields }],
+        [legacy, { model: 'm', prompt: 'x', ...fields }],
+      ] as const) {
+        const error = assertDialectError(() => ollama.parse(body, path), 400, message);
+        assert.ok(!error.message.includes('bob@'), 'the message does not quote the caller');
+      }
+    }
+  });
+
   it('reads the legacy /api/embeddings prompt', () => {
     assert.deepEqual(ollama.parse({ model: 'm', prompt: 'hello', options: {} }, legacy), {
       model: 'm',
@@ -64,6 +92,11 @@ describe('ollama parse', () => {
       () => ollama.parse({ model: 'm', input: 'x', options: 3 }, embed),
       400,
       /^'options' must be an object$/,
+    );
+    assertDialectError(
+      () => ollama.parse({ model: 'm', input: 'x', keep_alive: [] }, embed),
+      400,
+      /^'keep_alive' must be a duration/,
     );
     assertDialectError(
       () => ollama.parse({ model: 'm', input: 'x', truncate: 1 }, embed),

@@ -57,6 +57,17 @@ describe('tei parse', () => {
     );
     assertDialectError(() => tei.parse({ inputs: 'a', dimensions: -3 }, path), 400, /^'dimensions' must be/);
   });
+
+  it('takes a prompt name, never free text that would reach TEI unmasked', () => {
+    assert.deepEqual(tei.parse({ inputs: 'a', prompt_name: 's2p_query' }, path).texts, ['a']);
+    for (const prompt_name of ['john@example.com', 'SSN 123-45-6789', '', 'x'.repeat(129)]) {
+      assertDialectError(
+        () => tei.parse({ inputs: 'a', prompt_name }, path),
+        400,
+        /^'prompt_name' must be the name of a configured prompt/,
+      );
+    }
+  });
 });
 
 describe('tei parse of a long list', () => {

@@ -502,13 +502,17 @@ async function forward(
   // Texts a model echoes are the ones it embedded, masked: a hash token handed
   // back would let a caller make tokens of guessed values. The caller gets its
   // own texts, which it sent and knows, and response rules apply to those.
-  const echoed = dialect.withCallerTexts?.(parsed, callerTexts) ?? parsed;
-  if (!policy.masking.hasScope('response')) {
-    const replyBody = echoed === parsed ? response.body : JSON.stringify(echoed);
-    return { reply: { status: 200, headers: JSON_HEADERS, body: replyBody }, outcome: 'allowed' };
+  let answer = dialect.withCallerTexts?.(parsed, callerTexts) ?? parsed;
+  if (policy.masking.hasScope('response')) {
+    const masked = policy.masking.maskResponse(answer, 'response');
+    trace.masking.push(...masked.actions.map((a) => ({ ...a, scope: 'response' as const })));
+    answer = masked.body;
   }
-  const masked = policy.masking.maskResponse(echoed, 'response');
-  trace.masking.push(...masked.actions.map((a) => ({ ...a, scope: 'response' as const })));
-  const replyBody = masked.body === parsed ? response.body : JSON.stringify(masked.body);
+  if (answer === parsed) {
+    return { reply: { status: 200, headers: JSON_HEADERS, body: response.body }, outcome: 'allowed' };
+  }
+  const replyBody = JSON.stringify(answer);
+  // JSON writes -0 as 0, another float32: the record digests the vectors the caller gets.
+  trace.vectors = dialect.vectors(JSON.parse(replyBody), path);
   return { reply: { status: 200, headers: JSON_HEADERS, body: replyBody }, outcome: 'allowed' };
 }

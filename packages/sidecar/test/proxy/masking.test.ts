@@ -3,6 +3,9 @@
 // and the caller never reads one masked in a response field.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { compileMasking, type MaskingRule, maskingRuleSchema, vectorsDigest } from '@veil/core';
 import { call, type SidecarFixture, startSidecarFixture, testPolicy } from '../fixtures/sidecar.ts';
@@ -389,6 +392,40 @@ describe('masking through the proxy', () => {
           assert.equal(fixture.records().at(-1)?.vectors?.count, 3);
         });
       }
+    });
+
+    describe('from a model whose vectors hold -0', () => {
+      // JSON.stringify writes -0 as 0, a float32 of other bytes: the answer the
+      // sidecar writes anew, with the caller's texts, must match its record.
+      const model = createServer((_request, response) => {
+        response.setHeader('content-type', 'application/json');
+        response.end('{"id":"a","texts":["[EMAIL]"],"embeddings":{"float":[[1.0,-0.0,0.25]]},"meta":{}}');
+      });
+      let fixture: SidecarFixture;
+      before(async () => {
+        model.listen(0, '127.0.0.1');
+        await once(model, 'listening');
+        const { port } = model.address() as AddressInfo;
+        fixture = await startSidecarFixture({
+          api: 'cohere',
+          upstream: `http://127.0.0.1:${port}`,
+          policy: { masking: { rules: [hashed] } },
+        });
+      });
+      after(async () => {
+        await fixture.close();
+        model.close();
+      });
+
+      it('records the digest of the vectors the caller gets', async () => {
+        const token = await fixture.token();
+        const body = { model: 'embed-v4.0', texts: [EMAIL], input_type: 'search_query' };
+        const answer = await call(`${fixture.url}/v2/embed`, body, { token });
+        assert.equal(answer.status, 200, answer.text);
+        const reply = answer.json as { texts: string[]; embeddings: { float: number[][] } };
+        assert.deepEqual(reply.texts, [EMAIL]);
+        assert.equal(fixture.records().at(-1)?.vectors?.digest, vectorsDigest(reply.embeddings.float));
+      });
     });
 
     describe('under a response rule on texts too', () => {

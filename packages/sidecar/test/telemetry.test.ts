@@ -7,7 +7,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import { eventually } from './audit/helpers.ts';
-import { call, type SidecarFixture, startSidecarFixture, TEAM } from './fixtures/sidecar.ts';
+import { call, exchange, type SidecarFixture, startSidecarFixture, TEAM } from './fixtures/sidecar.ts';
 
 type OtlpSpan = {
   traceId: string;
@@ -105,4 +105,27 @@ test('an allow-listed route is one trace too, with its auth, policy, upstream an
   const root = passthrough();
   assert.ok(root);
   for (const name of steps) assert.ok(inTrace(root, name), `${name} is a step of the request's trace`);
+});
+
+test('a request refused before any route (no Host, an undecodable URL, bad HTTP, CONNECT) is one trace too', async () => {
+  const roots = () => received.spans.filter((span) => span.name === 'veil.request').length;
+  const from = roots();
+  const refused = [
+    'GET /v1/embeddings HTTP/1.1\r\nconnection: close\r\n\r\n',
+    'GET /v1/embeddings%zz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n',
+    'GET /v1/embeddings HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n',
+    'CONNECT example.com:443 HTTP/1.1\r\nhost: example.com:443\r\n\r\n',
+  ];
+  for (const request of refused) {
+    const answer = await exchange(fixture.url, request);
+    assert.ok(answer.status !== undefined && answer.status >= 400, answer.text);
+  }
+  await eventually('a request span for each', () => roots() >= from + refused.length);
+  const requests = new Set(received.spans.filter((s) => s.name === 'veil.request').map((s) => s.traceId));
+  const records = received.spans.filter((span) => span.name === 'veil.record');
+  assert.deepEqual(
+    records.filter((span) => !requests.has(span.traceId)),
+    [],
+    "every record is in a request's trace",
+  );
 });

@@ -30,10 +30,19 @@ export function dialectFor(api: ApiName | 'auto', path: string): Dialect | undef
   return dialect;
 }
 
+/** With `auto`, where each other API keeps its routes; the rest are OpenAI's. */
+const byPrefix: readonly (readonly [string, Dialect])[] = [
+  ['/api/', ollama],
+  ['/v2/', cohere],
+  ['/embed', tei],
+];
+
 /**
  * The dialect a refusal outside the embedding routes speaks: the API the proxy
- * serves, or with `auto` OpenAI's, the most widely understood.
+ * serves; with `auto`, the API among whose routes `path` lies (`/api/tags` is
+ * Ollama's), else OpenAI's, the most widely understood.
  */
-export function refusalDialect(api: ApiName | 'auto'): Dialect {
-  return dialects.find((dialect) => dialect.name === api) ?? openai;
+export function refusalDialect(api: ApiName | 'auto', path = ''): Dialect {
+  if (api !== 'auto') return dialects.find((dialect) => dialect.name === api) ?? openai;
+  return byPrefix.find(([prefix]) => path.startsWith(prefix))?.[1] ?? openai;
 }

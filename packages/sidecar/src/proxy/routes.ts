@@ -52,20 +52,21 @@ export async function proxyRoutes(app: FastifyInstance, options: ProxyRoutesOpti
       ),
     );
   }
-  const otherRoutes = refusalDialect(api);
   const passthrough = (request: FastifyRequest, reply: FastifyReply) =>
-    telemetry.span('request', async () =>
-      send(
-        reply,
-        await handlePassthrough(
-          deps,
-          { ...incoming(request.raw), callerGone: callerGone(reply) },
-          request.method,
-          otherRoutes,
-        ),
-        deps.stopping,
-      ),
-    );
+    telemetry.span('request', async () => {
+      const call = { ...incoming(request.raw), callerGone: callerGone(reply) };
+      const embedding = dialectFor(api, call.path);
+      const answer = embedding
+        ? await recordRefusal(
+            deps,
+            embedding,
+            embedding.name,
+            call.path,
+            wrongMethod(request.method, call.path),
+          )
+        : await handlePassthrough(deps, call, request.method, refusalDialect(api, call.path));
+      return send(reply, answer, deps.stopping);
+    });
   app.setErrorHandler(refuseUnreadable(deps, api, passthrough));
   app.all('/*', passthrough);
   // A method Fastify does not route (PROPFIND, M-SEARCH …) comes here rather
@@ -79,10 +80,10 @@ export async function proxyRoutes(app: FastifyInstance, options: ProxyRoutesOpti
  * other request, rather than answered by Fastify alone.
  */
 export function refuseUnroutable(deps: PipelineDeps, api: ApiName | 'auto') {
-  const dialect = refusalDialect(api);
-  return (error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void => {
+  return (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void => {
     const what =
       error.code === 'FST_ERR_BAD_URL' ? 'the request URL cannot be decoded' : 'the request cannot be read';
+    const dialect = refusalDialect(api, incoming(request.raw).path);
     // The raw URL stays out of the record: it is not known to be text.
     void refuseBeforeRoute(deps, reply, dialect, 'unknown', '(undecodable)', invalid(what));
   };
@@ -139,7 +140,8 @@ function refuseOnRoute(
   const routePath = request.routeOptions.url ?? '';
   const dialect = dialectFor(api, routePath);
   if (dialect) return refuseBeforeRoute(deps, reply, dialect, dialect.name, routePath, refusal);
-  return refuseBeforeRoute(deps, reply, refusalDialect(api), 'unknown', incoming(request.raw).path, refusal);
+  const { path } = incoming(request.raw);
+  return refuseBeforeRoute(deps, reply, refusalDialect(api, path), 'unknown', path, refusal);
 }
 
 /**
@@ -164,9 +166,9 @@ export function refuseMalformed(deps: PipelineDeps, api: ApiName | 'auto') {
       return;
     }
     const refusal = malformed(error.code);
-    void recordRefusal(deps, dialect, 'unknown', '(unparsed)', refusal).then((reply) =>
-      answerOnSocket(socket, reply),
-    );
+    void deps.telemetry
+      .span('request', () => recordRefusal(deps, dialect, 'unknown', '(unparsed)', refusal))
+      .then((reply) => answerOnSocket(socket, reply));
   };
 }
 
@@ -210,9 +212,9 @@ export function refuseConnect(deps: PipelineDeps, api: ApiName | 'auto') {
   return (request: IncomingMessage, socket: Duplex): void => {
     // Node has let go of the connection: nobody else would hear its errors.
     socket.on('error', () => socket.destroy());
-    void handlePassthrough(deps, incoming(request), request.method ?? 'CONNECT', dialect).then((reply) =>
-      answerOnSocket(socket, reply),
-    );
+    void deps.telemetry
+      .span('request', () => handlePassthrough(deps, incoming(request), request.method ?? 'CONNECT', dialect))
+      .then((reply) => answerOnSocket(socket, reply));
   };
 }
 
@@ -237,6 +239,13 @@ function invalid(message: string): Refusal {
   return new Refusal(400, 'invalid_request', 'invalid', message);
 }
 
+/** An embedding route asked with another method than POST: the route is there, the method is not. */
+function wrongMethod(method: string, path: string): Refusal {
+  return new Refusal(405, 'invalid_request', 'invalid', `${method} ${path}: this route takes only POST`, {
+    allow: 'POST',
+  });
+}
+
 /** Answers a request no route handled with `refusal`, once it is on record. */
 function refuseBeforeRoute(
   deps: PipelineDeps,
@@ -246,8 +255,8 @@ function refuseBeforeRoute(
   route: string,
   refusal: Refusal,
 ): Promise<FastifyReply> {
-  return recordRefusal(deps, dialect, api, route, refusal).then((result) =>
-    send(reply, result, deps.stopping),
+  return deps.telemetry.span('request', () =>
+    recordRefusal(deps, dialect, api, route, refusal).then((result) => send(reply, result, deps.stopping)),
   );
 }
 

@@ -280,19 +280,51 @@ describe('refusals', () => {
     it('refuses methods Fastify does not route as any other route: 404 in dialect, each on record', async () => {
       for (const method of ['PROPFIND', 'SEARCH', 'LOCK', 'PURGE', 'M-SEARCH', 'REPORT', 'MKCOL', 'BIND']) {
         const from = fixture.sink.lines.length;
-        const answer = await call(`${fixture.url}/v1/embeddings`, undefined, { method, token });
+        const answer = await call(`${fixture.url}/v1/files`, undefined, { method, token });
         assert.equal(answer.status, 404, method);
         assert.match(
           (answer.json as { error: { message: string } }).error.message,
-          new RegExp(`^${method} /v1/embeddings is not an embedding route`),
+          new RegExp(`^${method} /v1/files is not an embedding route`),
         );
         assert.deepEqual(
           fixture.sink
             .records()
             .slice(from)
             .map((r) => [r.api, r.route, r.outcome, r.status]),
-          [['unknown', '/v1/embeddings', 'denied', 404]],
+          [['unknown', '/v1/files', 'denied', 404]],
         );
+      }
+    });
+
+    it('answers an embedding route asked with another method 405, Allow: POST, in its dialect, on record', async () => {
+      const routes = [
+        [
+          '/v1/embeddings',
+          'openai',
+          (json: unknown) => (json as { error: { message: string } }).error.message,
+        ],
+        ['/api/embed', 'ollama', (json: unknown) => (json as { error: string }).error],
+        ['/v2/embed', 'cohere', (json: unknown) => (json as { message: string }).message],
+      ] as const;
+      for (const [path, api, message] of routes) {
+        for (const method of ['GET', 'PUT', 'DELETE', 'PROPFIND']) {
+          const from = fixture.sink.lines.length;
+          const response = await request(`${fixture.url}${path}`, {
+            method,
+            headers: { authorization: `Bearer ${token}` },
+          });
+          const text = await response.body.text();
+          assert.equal(response.statusCode, 405, `${method} ${path}`);
+          assert.equal(response.headers.allow, 'POST');
+          assert.equal(message(JSON.parse(text)), `${method} ${path}: this route takes only POST`);
+          assert.deepEqual(
+            fixture.sink
+              .records()
+              .slice(from)
+              .map((r) => [r.api, r.route, r.outcome, r.status]),
+            [[api, path, 'invalid', 405]],
+          );
+        }
       }
     });
 
@@ -303,10 +335,10 @@ describe('refusals', () => {
         body: '{}',
       });
       const text = await response.body.text();
-      assert.equal(response.statusCode, 404, text);
-      assert.match(text, /QUERY \/v1\/embeddings is not an embedding route/);
+      assert.equal(response.statusCode, 405, text);
+      assert.match(text, /QUERY \/v1\/embeddings: this route takes only POST/);
       const record = fixture.records().at(-1);
-      assert.deepEqual([record?.outcome, record?.status], ['denied', 404]);
+      assert.deepEqual([record?.outcome, record?.status], ['invalid', 405]);
     });
 
     it('refuses a URL that does not decode in dialect, on record', async () => {
@@ -315,6 +347,24 @@ describe('refusals', () => {
       assert.match((answer.json as { error: { message: string } }).error.message, /URL cannot be decoded/);
       const record = fixture.records().at(-1);
       assert.deepEqual([record?.outcome, record?.status, record?.route], ['invalid', 400, '(undecodable)']);
+    });
+
+    it('with auto, answers other routes in the shape of the API whose routes they sit among', async () => {
+      const shapes = [
+        ['/api/tags', { error: 'GET /api/tags is not an embedding route this proxy serves' }],
+        ['/v2/rerank', { message: 'GET /v2/rerank is not an embedding route this proxy serves' }],
+        [
+          '/embed_sparse',
+          { error: 'GET /embed_sparse is not an embedding route this proxy serves', error_type: 'NotFound' },
+        ],
+      ] as const;
+      for (const [path, shape] of shapes) {
+        const answer = await call(`${fixture.url}${path}`, undefined, { token });
+        assert.equal(answer.status, 404);
+        assert.deepEqual(answer.json, shape);
+      }
+      const openai = await call(`${fixture.url}/v1/files`, undefined, { token });
+      assert.equal((openai.json as { error: { type: string } }).error.type, 'invalid_request_error');
     });
 
     it('answers other routes in the shape of the API the proxy serves', async () => {

@@ -34,7 +34,7 @@ export function dialectFor(api: ApiName | 'auto', path: string): Dialect | undef
 const byPrefix: readonly (readonly [string, Dialect])[] = [
   ['/api/', ollama],
   ['/v2/', cohere],
-  ['/embed', tei],
+  ['/embed_', tei],
 ];
 
 /**

@@ -64,7 +64,11 @@ export type ControllerOptions = {
 };
 
 export type Controller = {
-  /** What the webhook writes into a new pod: `{name, spec}` of the last valid version. */
+  /**
+   * What the webhook writes into a new pod: `{name, spec}` of the last valid
+   * version. Rejects while the policy cache is out of sync: the webhook then
+   * refuses the pod (fail closed) rather than admit it on a copy that may be stale.
+   */
   bootstrapPolicy(namespace: string, name: string): Promise<object | undefined>;
   /** The last valid version of a policy, as pushed. */
   policy(namespace: string, name: string): DesiredPolicy | undefined;
@@ -110,6 +114,8 @@ export function podTargets(
     remove: untrack,
   };
 }
+
+const outOfSync = 'the policy cache is not in sync with the API server';
 
 /** Resolves once both caches hold a full list, then campaigns for the Lease. */
 export async function startController(options: ControllerOptions): Promise<Controller> {
@@ -328,6 +334,10 @@ export async function startController(options: ControllerOptions): Promise<Contr
 
   return {
     async bootstrapPolicy(namespace, name) {
+      // A cache that missed events may hold a policy since edited or deleted:
+      // the webhook then refuses the pod rather than write that copy into it.
+      if (!policies?.synced())
+        throw new Error(`${outOfSync}: EmbeddingPolicy ${namespace}/${name} cannot be vouched for now`);
       const desired = distributor.desired(policyKey(namespace, name));
       return desired === undefined
         ? undefined
@@ -336,14 +346,14 @@ export async function startController(options: ControllerOptions): Promise<Contr
     policy: (namespace, name) => distributor.desired(policyKey(namespace, name)),
     async lookup(namespace, name) {
       const key = policyKey(namespace, name);
-      const desired = distributor.desired(key);
-      if (desired !== undefined) return { kind: 'valid', policy: desired };
       if (namespaces.length > 0 && !namespaces.includes(namespace))
         return { kind: 'unavailable', reason: `this controller does not watch namespace ${namespace}` };
+      // Out of sync, the cache vouches neither way: what it holds may have been edited or deleted.
+      if (!policies?.synced()) return { kind: 'unavailable', reason: outOfSync };
+      const desired = distributor.desired(key);
+      if (desired !== undefined) return { kind: 'valid', policy: desired };
       if (views.has(key))
         return { kind: 'unavailable', reason: `this replica knows no valid version of ${key}` };
-      if (!policies?.synced())
-        return { kind: 'unavailable', reason: 'the policy cache is not in sync with the API server' };
       if (!(await confirmedGone(key)))
         return { kind: 'unavailable', reason: `this replica has not seen ${key} yet` };
       return { kind: 'absent' };

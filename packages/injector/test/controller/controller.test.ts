@@ -1,6 +1,9 @@
 // The controller against a real kube-apiserver: what its periodic resync repairs
 // when no pod or policy event would, and what it tells operators.
 import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { GROUP, VERSION } from '@veil/core';
@@ -161,5 +164,93 @@ test('while its policy watch is down, the controller vouches for no absence', as
     );
   } finally {
     await controller.stop();
+  }
+});
+
+/**
+ * A TCP relay to the API server that can be cut and restored: one replica
+ * loses its connection while the API server, and every other client, carry on.
+ */
+async function severableKubeconfig(
+  controlPlane: ControlPlane,
+): Promise<{ file: string; cut(): void; restore(): void; close(): Promise<void> }> {
+  const target = new URL(controlPlane.server);
+  const open = new Set<Socket>();
+  let severed = false;
+  const relay: Server = createServer((client) => {
+    if (severed) return client.destroy();
+    const upstream = connect(Number(target.port), target.hostname);
+    for (const socket of [client, upstream]) {
+      open.add(socket);
+      socket.on('close', () => open.delete(socket));
+    }
+    client.pipe(upstream).pipe(client);
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+  });
+  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  const { port } = relay.address() as { port: number };
+  const file = join(controlPlane.dir, `severable-${port}.kubeconfig`);
+  const text = await readFile(controlPlane.kubeconfig, 'utf8');
+  await writeFile(file, text.replace(controlPlane.server, `https://127.0.0.1:${port}`));
+  return {
+    file,
+    cut() {
+      severed = true;
+      for (const socket of open) socket.destroy();
+    },
+    restore() {
+      severed = false;
+    },
+    close: () => new Promise<void>((resolve) => relay.close(() => resolve())),
+  };
+}
+
+test('a cache out of sync vouches for no presence', async () => {
+  const namespace = await freshNamespace(cp, 'unsynced-presence');
+  await applyPolicy(cp, namespace, 'default', {});
+  const link = await severableKubeconfig(cp);
+  const controller = await startController({
+    kubeConfig: cp.kubeConfig(link.file),
+    identity: 'controller-0',
+    key: await controllerKeyFromJwk(await generateControllerJwk()),
+    namespace,
+    namespaces: [namespace],
+  });
+  try {
+    assert.equal((await controller.lookup(namespace, 'default')).kind, 'valid');
+    assert.ok(await controller.bootstrapPolicy(namespace, 'default'));
+    link.cut();
+    // Deleted while this replica cannot hear of it: its cache still holds the policy.
+    await cp.kubeConfig().makeApiClient(CustomObjectsApi).deleteNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: 'embeddingpolicies',
+      namespace,
+      name: 'default',
+    });
+    const unsure = await eventually('the cache out of sync', async () => {
+      const found = await controller.lookup(namespace, 'never-made');
+      return found.kind === 'unavailable' ? found : undefined;
+    });
+    assert.equal(unsure.reason, 'the policy cache is not in sync with the API server');
+    assert.ok(controller.policy(namespace, 'default'), 'the stale copy is still cached');
+    assert.deepEqual(await controller.lookup(namespace, 'default'), {
+      kind: 'unavailable',
+      reason: 'the policy cache is not in sync with the API server',
+    });
+    await assert.rejects(controller.bootstrapPolicy(namespace, 'default'), {
+      message: `the policy cache is not in sync with the API server: EmbeddingPolicy ${namespace}/default cannot be vouched for now`,
+    });
+    link.restore();
+    await eventually(
+      'the cache in sync again',
+      async () => ((await controller.lookup(namespace, 'default')).kind === 'absent' ? true : undefined),
+      60_000,
+    );
+    assert.equal(await controller.bootstrapPolicy(namespace, 'default'), undefined);
+  } finally {
+    await controller.stop();
+    await link.close();
   }
 });

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { importJWK, type JWK, jwtVerify } from 'jose';
@@ -7,6 +8,9 @@ import type { PolicyStore } from '../policy/store.ts';
 import { SpentTokens } from './spenttokens.ts';
 
 export const CONTROLLER_ISSUER = 'veil-controller';
+
+/** Beside the last good policy: the spent push tokens, so a restart does not reopen them to a replay. */
+export const spentTokensFile = 'spent-push-tokens.json';
 
 /** A push is for one pod: a token minted for another cannot be replayed here. */
 export function sidecarAudience(podUid: string): string {
@@ -62,7 +66,8 @@ export interface PolicyRoutesOptions {
  * hash, or NACK (422) with the reason while the last good policy stays; a
  * policy other than the one this sidecar enforces is NACKed too. The
  * token authorises one push of one policy: a body other than the one it names,
- * or a token presented twice, is refused (401) and nothing is applied. TLS and
+ * or a token presented twice (before a restart too, when the store has a
+ * state folder), is refused (401) and nothing is applied. TLS and
  * the token are checked before the body is read.
  *
  * `DELETE /v1/policy` is the controller saying the policy was deleted: with a
@@ -77,7 +82,10 @@ export async function policyRoutes(app: FastifyInstance, options: PolicyRoutesOp
   // Read once at start, so a sidecar whose key file is broken says so at once.
   const key = keyFile ? new ControllerKeyFile(keyFile) : undefined;
   await key?.current();
-  const spent = new SpentTokens();
+  const stateDir = options.store.stateDir;
+  const spent = await SpentTokens.open({
+    file: stateDir === undefined ? undefined : join(stateDir, spentTokensFile),
+  });
 
   app.get('/v1/policy', async (_request, reply) => {
     const policy = options.store.current();
@@ -138,13 +146,19 @@ export async function policyRoutes(app: FastifyInstance, options: PolicyRoutesOp
     }
     const { jti, iat, exp } = claims.data;
     // Kept while the token still verifies, the tolerance included.
-    const spend = spent.spend(jti, Math.min(exp, iat + maxTokenAgeSeconds) + clockToleranceSeconds);
+    const spend = await spent.spend(jti, Math.min(exp, iat + maxTokenAgeSeconds) + clockToleranceSeconds);
     if (spend === 'replayed') {
       await reply.code(401).send({ status: 'nack', reason: 'push token already used' });
       return undefined;
     }
     if (spend === 'full') {
       await reply.code(503).send({ status: 'nack', reason: 'too many pushes; retry' });
+      return undefined;
+    }
+    if (spend === 'unrecorded') {
+      // Fail closed: a token not on record would verify again after a restart.
+      options.log?.('a push token could not be recorded as spent in the state folder; the push is refused');
+      await reply.code(503).send({ status: 'nack', reason: 'the push token cannot be recorded; retry' });
       return undefined;
     }
     return purpose.data;

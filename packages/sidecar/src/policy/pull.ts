@@ -7,7 +7,7 @@
 // it runs, and it keeps trying in the background, with backoff, until the
 // controller answers. What it answers goes through the store like a push does, so
 // a policy the sidecar cannot use is refused and the last good one stays. A push
-// that lands first supersedes the pull: it is the controller's newer word.
+// or revocation that lands first supersedes the pull: it is the controller's newer word.
 // The controller saying the policy does not exist (a 404 that says so, given
 // only from a cache in sync) is a revocation: what was loaded at start, saved or
 // bootstrap, is dropped. Any other failure keeps it serving.
@@ -41,7 +41,7 @@ export type PullOutcome =
   | { readonly kind: 'applied'; readonly hash: string; readonly changed: boolean }
   /** The controller answered a policy the store refused; the last good one stays. */
   | { readonly kind: 'refused'; readonly reason: string }
-  /** A push applied a policy before the pull could; the pull's answer was not used. */
+  /** A push or revocation landed before the pull's answer could; that answer was not used. */
   | { readonly kind: 'superseded' }
   /** The policy does not exist: nothing is in force, nor saved to come back at a restart. */
   | { readonly kind: 'absent' }
@@ -81,8 +81,9 @@ export function startPolicyPull(options: PolicyPullOptions): PolicyPuller {
   const stop = new AbortController();
   const log = options.log ?? (() => undefined);
   const backoff = options.backoff ?? defaultPullBackoff;
-  // Pushes replace the store's policy object; anything else here means one landed.
-  const loaded = options.store.current();
+  // Any push or revocation since the start moves the revision: the controller's newer word.
+  const loaded = options.store.revision();
+  const loadedPolicy = options.store.current() !== undefined;
   const timeoutMs = options.timeoutMs ?? 10_000;
   // The CA file is read on every attempt: it may appear, or rotate, after the start.
   const agent = new ControllerAgent({ caFile: options.caFile, connectTimeoutMs: timeoutMs });
@@ -90,7 +91,7 @@ export function startPolicyPull(options: PolicyPullOptions): PolicyPuller {
   async function run(): Promise<PullOutcome> {
     for (let failures = 0; ; ) {
       if (stop.signal.aborted) return { kind: 'stopped' };
-      if (options.store.current() !== loaded) return { kind: 'superseded' };
+      if (options.store.revision() !== loaded) return { kind: 'superseded' };
       try {
         const answer = await fetchPolicy(options, await agent.get(), timeoutMs);
         if (stop.signal.aborted) return { kind: 'stopped' };
@@ -98,7 +99,7 @@ export function startPolicyPull(options: PolicyPullOptions): PolicyPuller {
           const revoked = await options.store.revoke(options.policyName, { onlyOver: loaded });
           if (!revoked.ok) return { kind: 'superseded' };
           log(
-            `policy pull: the controller says policy ${options.policyName} does not exist (deleted?): ${loaded ? 'the policy loaded at start is dropped; ' : ''}serving nothing until it is created`,
+            `policy pull: the controller says policy ${options.policyName} does not exist (deleted?): ${loadedPolicy ? 'the policy loaded at start is dropped; ' : ''}serving nothing until it is created`,
           );
           return { kind: 'absent' };
         }

@@ -28,11 +28,12 @@ export type RevokeOptions = Pick<ApplyOptions, 'onlyOver' | 'onlyNamed'> & {
 
 export type ApplyOptions = {
   /**
-   * Apply only if this is still the policy in force when the apply's turn comes
-   * (undefined: none is): the pull's answer must not replace a push that landed
-   * while it was on its way.
+   * Apply only if the store's `revision()` is still this when the apply's turn
+   * comes: the pull's answer must not replace a push, or a revocation, that
+   * landed while it was on its way. A revision, not the policy in force: a push
+   * then a revocation leave nothing in force, as before, yet both are newer.
    */
-  readonly onlyOver?: ActivePolicy | undefined;
+  readonly onlyOver?: number;
   /**
    * Apply only a spec with this content hash: a push's token names the hash of
    * what the controller sent, and a body swapped on the way must not apply.
@@ -85,9 +86,13 @@ export interface PolicyStoreOptions extends CompileOptions {
  */
 export class PolicyStore {
   #active: ActivePolicy | undefined;
+  /** Goes up on every apply that changes the policy in force and on every revocation. */
+  #revision = 0;
   readonly #options: CompileOptions;
   readonly #log: ((message: string) => void) | undefined;
   readonly #lastGoodFile: string | undefined;
+  /** Where the sidecar keeps its state: the last good policy, and what else must outlive a restart. */
+  readonly stateDir: string | undefined;
   readonly #listeners = new Set<(policy: ActivePolicy) => void>();
   readonly #retire: RetireScheduler;
   readonly #now: (() => number) | undefined;
@@ -110,11 +115,17 @@ export class PolicyStore {
     this.#log = options.log;
     this.#retire = options.retire ?? retireLater;
     this.#now = options.now;
-    this.#lastGoodFile = options.stateDir ? join(options.stateDir, 'last-good-policy.json') : undefined;
+    this.stateDir = options.stateDir || undefined;
+    this.#lastGoodFile = this.stateDir ? join(this.stateDir, 'last-good-policy.json') : undefined;
   }
 
   current(): ActivePolicy | undefined {
     return this.#active;
+  }
+
+  /** How many changes (applies in force, revocations) the store has seen; see `onlyOver`. */
+  revision(): number {
+    return this.#revision;
   }
 
   onChange(listener: (policy: ActivePolicy) => void): void {
@@ -134,7 +145,7 @@ export class PolicyStore {
   }
 
   async #applyNow(name: string, raw: unknown, options: ApplyOptions): Promise<ApplyResult> {
-    if ('onlyOver' in options && options.onlyOver !== this.#active) {
+    if (options.onlyOver !== undefined && options.onlyOver !== this.#revision) {
       return { ok: false, reason: 'another policy was applied meanwhile', superseded: true };
     }
     const parsed = policySpecSchema.safeParse(raw);
@@ -174,6 +185,7 @@ export class PolicyStore {
     }
     enterForce(next);
     this.#active = next;
+    this.#revision += 1;
     if (previous && newAuthenticator) this.#retireLater(previous.authenticator);
     for (const listener of this.#listeners) listener(next);
     return { ok: true, hash: next.hash, changed: true };
@@ -185,7 +197,7 @@ export class PolicyStore {
   }
 
   async #revokeNow(name: string, options: RevokeOptions): Promise<RevokeResult> {
-    if ('onlyOver' in options && options.onlyOver !== this.#active) {
+    if (options.onlyOver !== undefined && options.onlyOver !== this.#revision) {
       return { ok: false, reason: 'another policy was applied meanwhile', superseded: true };
     }
     if (options.onlyNamed !== undefined && name !== options.onlyNamed) {
@@ -200,6 +212,7 @@ export class PolicyStore {
     }
     // Out of force before the file is touched: a write that fails must not leave it serving.
     this.#active = undefined;
+    this.#revision += 1;
     if (previous) this.#retireLater(previous.authenticator);
     await this.#persist({ name, revoked: true });
     return { ok: true, changed: previous !== undefined };

@@ -4,7 +4,8 @@
 // verified as the controller verifies them; tls.test.ts covers the transport.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type PolicySpec, policyHash, policySpecSchema } from '@veil/core';
@@ -400,6 +401,40 @@ describe('admin port', () => {
       assert.equal(answer.status, 403);
     } finally {
       await closed.close();
+    }
+  });
+});
+
+describe('a restarted sidecar', () => {
+  it('still refuses a push token spent before the restart', async () => {
+    const pair = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
+    const controllerKey = { ...(await exportJWK(pair.privateKey)), alg: 'EdDSA' };
+    const stateDir = await mkdtemp(join(tmpdir(), 'veil-restarted-'));
+    const start = () => startSidecarFixture({ controllerKey, config: { policyName: 'test', stateDir } });
+    const pushTo = (fixture: SidecarFixture, body: Push, bearer: string) => {
+      const tls = fixture.adminTls;
+      if (tls === undefined) throw new Error('the fixture has no admin certificate');
+      return call(`${tls.url}/v1/policy`, body, { method: 'PUT', token: bearer, dispatcher: tls.dispatcher });
+    };
+    try {
+      const first = await start();
+      const body: Push = { name: 'test', spec: testPolicy([first.issuer]) };
+      const once = await pushToken(pair.privateKey, body);
+      try {
+        assert.equal((await pushTo(first, body, once)).status, 200);
+      } finally {
+        await first.close();
+      }
+      const restarted = await start();
+      try {
+        const replayed = await pushTo(restarted, body, once);
+        assert.equal(replayed.status, 401);
+        assert.deepEqual(replayed.json, { status: 'nack', reason: 'push token already used' });
+      } finally {
+        await restarted.close();
+      }
+    } finally {
+      await rm(stateDir, { recursive: true, force: true });
     }
   });
 });

@@ -205,6 +205,30 @@ describe('policy pull', () => {
     assert.equal(store.current()?.hash, policyHash(policySpecSchema.parse(spec(500))));
   });
 
+  it('gives way to a push then a revocation that land while the pull is under way, with nothing loaded at start', async () => {
+    let release: () => void = () => undefined;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const controller = await standIn(async (_, response) => {
+      await released;
+      answer(response, 200, { name: 'embeddings', spec: spec(1) });
+    });
+    const store = newStore();
+    const puller = pull(controller.url, store);
+    while (controller.seen.length === 0) await new Promise((resolve) => setImmediate(resolve));
+
+    await store.apply('embeddings', spec(500)); // the push
+    const revoked = await store.revoke('embeddings', { onlyNamed: 'embeddings' }); // the policy deleted
+    assert.deepEqual(revoked, { ok: true, changed: true });
+    release();
+
+    assert.deepEqual(await puller.done, { kind: 'superseded' });
+    assert.equal(store.current(), undefined, 'the deleted policy stays out of force');
+    const saved = JSON.parse(await readFile(join(dir, 'state', 'last-good-policy.json'), 'utf8'));
+    assert.deepEqual(saved, { name: 'embeddings', revoked: true });
+  });
+
   it('stops retrying when closed, leaving the loaded policy in force', async () => {
     const store = newStore();
     await store.apply('embeddings', spec(100));

@@ -113,12 +113,12 @@ describe('PolicyStore', () => {
   it('applies over a given policy only while that one is still in force', async () => {
     const store = newStore();
     await store.apply('default', spec(1));
-    const seen = store.current();
+    const seen = store.revision();
     await store.apply('default', spec(2));
     const late = await store.apply('default', spec(3), { onlyOver: seen });
     assert.equal(!late.ok && late.superseded, true);
     assert.equal(store.current()?.hash, policyHash(policySpecSchema.parse(spec(2))));
-    const current = await store.apply('default', spec(3), { onlyOver: store.current() });
+    const current = await store.apply('default', spec(3), { onlyOver: store.revision() });
     assert.equal(current.ok, true);
   });
 
@@ -158,7 +158,7 @@ describe('PolicyStore', () => {
   it('refuses to revoke another policy, or over a policy applied meanwhile', async () => {
     const store = newStore();
     await store.apply('default', spec(100));
-    const loaded = store.current();
+    const loaded = store.revision();
     const other = await store.revoke('other', { onlyNamed: 'default' });
     assert.deepEqual(other, { ok: false, reason: 'this sidecar enforces policy default, not other' });
     await store.apply('default', spec(200));

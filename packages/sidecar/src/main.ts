@@ -7,6 +7,7 @@ import { exportSigningKey, generateSigningKey } from '@veil/core';
 import { defaultCloseGraceSeconds } from './audit/setup.ts';
 import { configFromEnv, type SidecarConfig } from './config.ts';
 import { type RunningSidecar, requestDrainMs, type SidecarOptions, startSidecar } from './sidecar.ts';
+import { shutdownTelemetry } from './telemetry.ts';
 
 /** What closing takes besides the drain and the recorder's grace: the other closers, and the spool's own close. */
 const closeMarginMs = 3_000;
@@ -57,24 +58,23 @@ async function ensureSigningKey(file: string | undefined): Promise<void> {
   });
 }
 
-let sidecar: RunningSidecar;
-let closeWithinMs: number;
-try {
+type Started = { sidecar: RunningSidecar; closeWithinMs: number };
+
+async function start(): Promise<Started> {
   await ensureSigningKey(env.VEIL_SIGNING_KEY_FILE);
   const config = configFromEnv(env);
-  closeWithinMs = shutdownGraceMs(config);
-  sidecar = await startSidecar(config, { authOptions: inClusterAuth() });
-} catch (error) {
-  console.error(`veil-sidecar: ${(error as Error).message}`);
-  process.exit(1);
+  const sidecar = await startSidecar(config, { authOptions: inClusterAuth() });
+  return { sidecar, closeWithinMs: shutdownGraceMs(config) };
 }
-console.log(`veil-sidecar: proxy ${sidecar.url}, admin ${sidecar.adminUrl}`);
 
 let stopping = false;
-async function stop(signal: NodeJS.Signals): Promise<void> {
+async function stop(signal: NodeJS.Signals, starting: Promise<Started>): Promise<void> {
   if (stopping) return;
   stopping = true;
   console.log(`veil-sidecar: ${signal}, closing`);
+  // A signal during the start waits for it: what it opened (the audit stream
+  // above all) is then closed as usual. A failed start exits by itself.
+  const { sidecar, closeWithinMs } = await starting;
   const timer = setTimeout(() => {
     console.error(`veil-sidecar: not closed after ${closeWithinMs} ms, exiting`);
     process.exit(1);
@@ -89,8 +89,19 @@ async function stop(signal: NodeJS.Signals): Promise<void> {
   } finally {
     clearTimeout(timer);
   }
-  // Telemetry and keep-alive handles may linger: the process is done.
+  // Last, so the spans of the close itself go out too.
+  await shutdownTelemetry();
+  // Keep-alive handles may linger: the process is done.
   process.exit();
 }
-process.once('SIGTERM', (signal) => void stop(signal));
-process.once('SIGINT', (signal) => void stop(signal));
+
+const starting: Promise<Started> = start().catch((error: unknown) => {
+  console.error(`veil-sidecar: ${(error as Error).message}`);
+  process.exit(1);
+});
+// In the same tick as the start: no signal is left to Node's default handling,
+// which would end the process with the audit stream open.
+process.once('SIGTERM', (signal) => void stop(signal, starting));
+process.once('SIGINT', (signal) => void stop(signal, starting));
+const { sidecar } = await starting;
+console.log(`veil-sidecar: proxy ${sidecar.url}, admin ${sidecar.adminUrl}`);

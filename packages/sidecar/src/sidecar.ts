@@ -85,7 +85,7 @@ export async function startSidecar(
     const store = new Store({ hashKey, stateDir: config.stateDir, authOptions: options.authOptions, log });
     undo.push(() => store.close());
     const loaded = await store.load(config.bootstrapPolicyFile);
-    const telemetry = await createTelemetry();
+    const telemetry = await createTelemetry(log);
     const dropHashKeyGauge = telemetry.gauge(
       'veil_shared_hash_key',
       "1 when hash tokens and input digests use the workload's shared key; 0 when they use a key of this process only, which matches no other pod's",
@@ -175,7 +175,11 @@ export async function startSidecar(
         log,
       },
       telemetry,
-      sink,
+      {
+        accepting: () => sink.accepting(),
+        failed: () => sink.failed?.() ?? false,
+        stopping: stopping.signal,
+      },
       () => certificate?.context(),
     );
     undo.push(() => admin.close());

@@ -1,7 +1,8 @@
 // OpenTelemetry for the sidecar: a trace per request with a span per step, and
-// metrics served in Prometheus format on the admin port. Exporters and
-// sampling come from the standard OTEL_* variables; traces go nowhere unless
-// OTEL_TRACES_EXPORTER names an exporter (and OTEL_SDK_DISABLED is not true).
+// metrics served in Prometheus format on the admin port (OTEL_METRICS_EXPORTER
+// and OTEL_LOGS_EXPORTER are not used). Trace exporters and sampling come from
+// the standard OTEL_* variables; traces go nowhere unless OTEL_TRACES_EXPORTER
+// names an exporter (and OTEL_SDK_DISABLED is not true).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   type Counter,
@@ -16,6 +17,7 @@ import {
   defaultResource,
   detectResources,
   envDetector,
+  type Resource,
   resourceFromAttributes,
 } from '@opentelemetry/resources';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
@@ -41,14 +43,34 @@ export interface Telemetry {
   serveMetrics(request: IncomingMessage, response: ServerResponse): void;
 }
 
-let sdk: { exporter: PrometheusExporter; tracing: boolean } | undefined;
+type Providers = {
+  exporter: PrometheusExporter;
+  tracing: boolean;
+  /** The Node SDK when traces are exported: shut down last, so the spans it still holds go out. */
+  nodeSdk?: { shutdown(): Promise<void> };
+};
+
+let sdk: Providers | undefined;
+
+/** Metrics are served here only; an OTLP metrics exporter asked for would be silently missing. */
+const servedMetricsExporters = new Set(['', 'prometheus', 'none']);
+
+/**
+ * The service's resource below what the environment says: the SDK's defaults,
+ * then veil-sidecar as the service name, so OTEL_SERVICE_NAME and
+ * OTEL_RESOURCE_ATTRIBUTES name it with traces on or off alike.
+ */
+function baseResource(): Resource {
+  return defaultResource().merge(resourceFromAttributes({ 'service.name': 'veil-sidecar' }));
+}
 
 // The providers are process-global: start them once, however many sidecars a
 // process (a test, `veil dev`) runs. The full Node SDK, with its exporters, is
 // loaded only when traces are exported: it costs tens of MiB that a sidecar
 // serving only Prometheus metrics does not need.
-async function startSdk(): Promise<{ exporter: PrometheusExporter; tracing: boolean }> {
+async function startSdk(log: (message: string) => void): Promise<Providers> {
   if (sdk) return sdk;
+  warnUnusedMetricsExporter(log);
   const traces = process.env.OTEL_TRACES_EXPORTER;
   // The Node SDK, disabled, registers no metric reader either: /metrics would be empty.
   const disabled = process.env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true';
@@ -58,24 +80,49 @@ async function startSdk(): Promise<{ exporter: PrometheusExporter; tracing: bool
     process.env.OTEL_LOGS_EXPORTER ??= 'none';
     process.env.OTEL_METRICS_EXPORTER ??= 'none';
     const { NodeSDK } = await import('@opentelemetry/sdk-node');
-    new NodeSDK({
-      serviceName: process.env.OTEL_SERVICE_NAME ?? 'veil-sidecar',
-      metricReaders: [exporter],
-    }).start();
+    // No serviceName: the SDK would put it above OTEL_RESOURCE_ATTRIBUTES.
+    const nodeSdk = new NodeSDK({ resource: baseResource(), metricReaders: [exporter] });
+    nodeSdk.start();
+    sdk = { exporter, tracing, nodeSdk };
   } else {
-    // As the Node SDK names its resource: the service from OTEL_SERVICE_NAME and
-    // OTEL_RESOURCE_ATTRIBUTES, else veil-sidecar, so metrics say whose they are.
-    const resource = defaultResource()
-      .merge(resourceFromAttributes({ 'service.name': 'veil-sidecar' }))
-      .merge(detectResources({ detectors: [envDetector] }));
+    // As the Node SDK names its resource: the environment's attributes over the base.
+    const resource = baseResource().merge(detectResources({ detectors: [envDetector] }));
     metrics.setGlobalMeterProvider(new MeterProvider({ readers: [exporter], resource }));
+    sdk = { exporter, tracing };
   }
-  sdk = { exporter, tracing };
   return sdk;
 }
 
-export async function createTelemetry(): Promise<Telemetry> {
-  const { exporter, tracing } = await startSdk();
+function warnUnusedMetricsExporter(log: (message: string) => void): void {
+  const asked = process.env.OTEL_METRICS_EXPORTER?.trim().toLowerCase() ?? '';
+  if (servedMetricsExporters.has(asked)) return;
+  log(
+    'OTEL_METRICS_EXPORTER is ignored: metrics are served in Prometheus format at /metrics on the admin port',
+  );
+}
+
+/**
+ * Shuts the telemetry of the process down, exporting the spans still held,
+ * within `timeoutMs`: a collector that does not answer must not hold the exit.
+ * For a process that is done: its providers are global and stay shut down.
+ */
+export async function shutdownTelemetry(timeoutMs = 2_000): Promise<void> {
+  const nodeSdk = sdk?.nodeSdk;
+  if (nodeSdk === undefined) return;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, timeoutMs);
+  });
+  try {
+    await Promise.race([nodeSdk.shutdown().catch(() => undefined), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** `log` hears once of OTEL_* settings the sidecar does not honour. */
+export async function createTelemetry(log: (message: string) => void): Promise<Telemetry> {
+  const { exporter, tracing } = await startSdk(log);
   const tracer = trace.getTracer('veil-sidecar');
   const meter = metrics.getMeter('veil-sidecar');
   const requests: Counter = meter.createCounter('veil_requests', {

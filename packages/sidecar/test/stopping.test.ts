@@ -92,6 +92,28 @@ describe('a stopping sidecar', () => {
     }
   });
 
+  it('is not ready from the moment its close starts, while the admin port still answers', {
+    timeout: 30_000,
+  }, async () => {
+    const stalling = await startStallingServer();
+    const fixture = await startSidecarFixture({ upstream: stalling.url, upstreamTimeoutMs: 600_000 });
+    try {
+      assert.equal((await call(`${fixture.adminUrl}/readyz`)).status, 200);
+      const answer = call(`${fixture.url}/v1/embeddings`, body, { token: await fixture.token() });
+      await eventually('the model to get the request', () => stalling.received() === 1);
+      // The model never answers: the close waits out the drain, its data port already shut.
+      const closing = fixture.sidecar.close();
+      const ready = await call(`${fixture.adminUrl}/readyz`);
+      assert.equal(ready.status, 503, ready.text);
+      assert.equal(JSON.parse(ready.text).reason, 'stopping');
+      await closing;
+      await answer;
+    } finally {
+      await fixture.close();
+      await stalling.close();
+    }
+  });
+
   it('cuts off a model call whose caller hung up within the drain, and closes its audit stream', {
     timeout: 30_000,
   }, async () => {

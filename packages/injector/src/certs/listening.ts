@@ -1,6 +1,7 @@
 import type { Server } from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
+import type { Log } from '../controller/log.ts';
 import { type CertificateFiles, type CertificatePair, CertificateReloader } from './reload.ts';
 
 /** What every HTTPS port of the injector accepts. */
@@ -26,6 +27,8 @@ export interface ListenOptions {
    * under way, they are cut.
    */
   readonly closeGraceMs: number;
+  /** Hears of every certificate served anew or refused on this port. */
+  readonly log?: Log;
 }
 
 /** Starts an HTTPS fastify app whose certificate files are reloaded when they change. */
@@ -42,8 +45,10 @@ export async function listenHttps(app: FastifyInstance, options: ListenOptions):
     certificates.close();
     throw error;
   }
+  const where = listeningUrl(app.server);
+  if (options.log) logCertificates(certificates, options.log, where.url);
   return {
-    ...listeningUrl(app.server),
+    ...where,
     certificates,
     async close() {
       certificates.close();
@@ -53,6 +58,14 @@ export async function listenHttps(app: FastifyInstance, options: ListenOptions):
       clearTimeout(cut);
     },
   };
+}
+
+/** The URL names the port: one process serves several, each logging alike. */
+function logCertificates(certificates: CertificateReloader, log: Log, url: string): void {
+  certificates.on('reloaded', (fingerprint) => log.info('serving a new certificate', { url, fingerprint }));
+  certificates.on('rejected', (error) =>
+    log.warn('certificate files not usable: the certificate served stays', { url, error: error.message }),
+  );
 }
 
 /** Where an HTTPS server that just started listening can be reached, for tests and logs. */

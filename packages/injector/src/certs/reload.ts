@@ -29,7 +29,10 @@ export type CertificateReloadOptions = CertificateFiles & {
 type ReloaderEvents = {
   /** A new pair is being served; the SHA-256 fingerprint of its certificate. */
   reloaded: [fingerprint256: string];
-  /** The files changed but do not form a usable pair (yet): the previous pair stays. */
+  /**
+   * The files changed but do not form a usable pair (yet), or their certificate
+   * is not valid now: the previous pair stays.
+   */
   rejected: [error: Error];
 };
 
@@ -84,7 +87,9 @@ export class CertificateReloader extends EventEmitter<ReloaderEvents> {
       // Half-way through a rotation the key may not match the certificate yet; building
       // a context first catches that before the server would serve it.
       createSecureContext({ ...this.#options.tlsOptions, ...pair });
-      fingerprint = new X509Certificate(pair.cert).fingerprint256;
+      const certificate = new X509Certificate(pair.cert);
+      assertValidNow(certificate, this.#options.certFile);
+      fingerprint = certificate.fingerprint256;
     } catch (error) {
       this.emit('rejected', error instanceof Error ? error : new Error(String(error)));
       return false;
@@ -94,6 +99,21 @@ export class CertificateReloader extends EventEmitter<ReloaderEvents> {
     this.emit('reloaded', fingerprint);
     return true;
   }
+}
+
+/**
+ * Clients refuse a certificate outside its validity, so serving one would cut
+ * every client off until the next good pair. One that merely expires sooner
+ * than the pair served is taken: a CA may issue shorter-lived replacements.
+ */
+function assertValidNow(certificate: X509Certificate, certFile: string): void {
+  const now = Date.now();
+  const notBefore = new Date(certificate.validFrom);
+  const notAfter = new Date(certificate.validTo);
+  if (now < notBefore.getTime())
+    throw new Error(`the certificate in ${certFile} is not valid before ${notBefore.toISOString()}`);
+  if (now > notAfter.getTime())
+    throw new Error(`the certificate in ${certFile} expired at ${notAfter.toISOString()}`);
 }
 
 function digest(pair: CertificatePair): string {

@@ -561,6 +561,7 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
       host: options.host,
       port: options.port ?? 8445,
       closeGraceMs: 1000,
+      log: options.log,
     });
   } catch (error) {
     clearInterval(sweep);

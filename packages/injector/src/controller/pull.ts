@@ -172,6 +172,7 @@ export async function startPullServer(options: PullServerOptions): Promise<PullS
     host: options.host,
     port: options.port ?? 8444,
     closeGraceMs: 5000,
+    log: options.log,
   });
   return { url: listener.url, port: listener.port, close: () => listener.close() };
 }

@@ -86,18 +86,12 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     return result.review;
   });
 
-  const listener = await listenHttps(app, {
+  return listenHttps(app, {
     files: options.tls,
     initial,
     host: options.host,
     port: options.port ?? 8443,
     closeGraceMs: 3000,
+    log,
   });
-  listener.certificates.on('reloaded', (fingerprint) =>
-    log.info('serving a new certificate', { fingerprint }),
-  );
-  listener.certificates.on('rejected', (error) =>
-    log.warn('certificate files not usable yet', { error: error.message }),
-  );
-  return listener;
 }

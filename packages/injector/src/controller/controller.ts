@@ -165,6 +165,7 @@ export async function startController(options: ControllerOptions): Promise<Contr
     client,
     ...options.push,
     policyExists: async (key) => !(await confirmedGone(key)),
+    cacheInSync: () => policies?.synced() ?? false,
     onPodChange: (key) => writer.schedule(key),
     onPush: (event) => {
       if (event.outcome.kind !== 'ack') {

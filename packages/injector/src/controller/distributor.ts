@@ -39,6 +39,13 @@ export type DistributorOptions = {
    * told to drop whatever it enforces. Only a sure "no" revokes.
    */
   policyExists(policyKey: string): boolean | Promise<boolean>;
+  /**
+   * Whether the policy cache holds what the API server holds. A cache whose
+   * watch failed may push a version since replaced over the newer one a pod
+   * took from another replica: nothing is pushed until it has listed again.
+   * Always in sync when absent.
+   */
+  cacheInSync?(): boolean;
   /** Quiet time after an edit before pushing; default 100 ms. */
   debounceMs?: number;
   /** A stream of edits still pushes at least this often; default 1 s. */
@@ -302,6 +309,10 @@ export class Distributor {
     if (pod.hash === desired.hash) {
       this.#note(pod, pod.hash, undefined);
       return 'done';
+    }
+    if (this.#options.cacheInSync?.() === false) {
+      this.#note(pod, pod.hash, 'not pushed: the policy cache is not in sync with the API server');
+      return 'failed';
     }
     const outcome = await this.#options.client.push(target, desired, signal);
     if (signal.aborted) return 'done';

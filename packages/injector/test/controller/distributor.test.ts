@@ -99,6 +99,33 @@ test('a pod already enforcing the version is asked, never pushed', async () => {
   assert.ok(changes.includes('ml/default'));
 });
 
+test('nothing is pushed while the policy cache is out of sync: the version may be stale', async () => {
+  const [pod] = await sidecars(1, 'sha256:v2');
+  assert.ok(pod);
+  const cache = { synced: false };
+  const d = new Distributor({
+    client,
+    policyExists: () => true,
+    cacheInSync: () => cache.synced,
+    debounceMs: 20,
+    retry: { initialMs: 10, maxMs: 40 },
+  });
+  running.distributors.push(d);
+  d.setDesired('ml/default', version(1));
+  d.activate();
+  d.upsertPod(view(pod));
+  await until(
+    'asked again after waiting',
+    () => pod.gets >= 1 && d.podsOf('ml/default')[0]?.problem !== undefined,
+  );
+  await sleep(100);
+  assert.equal(pod.puts.length, 0, 'no version from a cache out of sync');
+  assert.match(d.podsOf('ml/default')[0]?.problem ?? '', /policy cache is not in sync/);
+  cache.synced = true;
+  await until('pushed once in sync', () => d.podsOf('ml/default')[0]?.hash === 'sha256:v1');
+  assert.equal(pod.puts.length, 1);
+});
+
 test('a pod behind gets one push, with a token for that pod and that policy alone', async () => {
   const [pod] = await sidecars(1, 'sha256:v0');
   assert.ok(pod);

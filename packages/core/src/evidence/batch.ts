@@ -129,7 +129,16 @@ export function encodeBatch(lines: readonly string[]): EncodedBatch {
 }
 
 export type DecodedLine = { bytes: Uint8Array } & ParsedRecordLine;
-export type DecodedBatch = { ok: true; lines: DecodedLine[] } | { ok: false; error: string };
+/** `more`: the text held lines past `maxLines`, which were neither split off nor decoded. */
+export type DecodedBatch = { ok: true; lines: DecodedLine[]; more: boolean } | { ok: false; error: string };
+export type BatchText = { ok: true; text: Buffer } | { ok: false; error: string };
+
+/**
+ * How much of a batch to read. A batch is read before anything in it is
+ * trusted, so a few kilobytes of gzip must not become millions of lines:
+ * `maxLines` is what its manifest declares, plus one to tell a batch with more.
+ */
+export type BatchLimits = { maxBytes?: number; maxLines?: number };
 
 /** Large enough for any batch a policy allows or ever allowed (256 MiB before 16 MiB), small enough to stop a gzip bomb. */
 export const defaultMaxBatchBytes = 512 * 1024 * 1024;
@@ -137,36 +146,52 @@ export const defaultMaxBatchBytes = 512 * 1024 * 1024;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** Decodes a stored batch; a bad line is reported in place, never thrown. */
-export function decodeBatch(bytes: Uint8Array, maxBytes = defaultMaxBatchBytes): DecodedBatch {
-  let text: Buffer;
+export function decodeBatch(bytes: Uint8Array, limits: BatchLimits = {}): DecodedBatch {
+  const inflated = inflateBatch(bytes, limits.maxBytes);
+  if (!inflated.ok) return inflated;
+  const lines: DecodedLine[] = [];
+  const { more } = forEachLine(inflated.text, (line) => lines.push(decodeLine(line)), limits.maxLines);
+  return { ok: true, lines, more };
+}
+
+/** The NDJSON a stored batch is the gzip of, refused past `maxBytes`. */
+export function inflateBatch(bytes: Uint8Array, maxBytes = defaultMaxBatchBytes): BatchText {
   try {
-    text = gunzipSync(bytes, { maxOutputLength: maxBytes });
+    return { ok: true, text: gunzipSync(bytes, { maxOutputLength: maxBytes }) };
   } catch (error) {
     const tooLarge = error instanceof RangeError;
     return { ok: false, error: tooLarge ? `larger than ${maxBytes} bytes uncompressed` : 'not gzip' };
   }
-  return { ok: true, lines: splitLines(text).map(decodeLine) };
 }
 
-function splitLines(text: Buffer): Uint8Array[] {
-  const lines: Uint8Array[] = [];
+/**
+ * Hands each line of `text` (its bytes, without the newline) to `visit`, up to
+ * `maxLines` of them, one at a time: nothing is kept of a line `visit` lets go.
+ * `more` tells whether lines were left past the limit.
+ */
+export function forEachLine(
+  text: Buffer,
+  visit: (line: Uint8Array, index: number) => void,
+  maxLines = Number.POSITIVE_INFINITY,
+): { lines: number; more: boolean } {
   let start = 0;
+  let lines = 0;
   while (start < text.length) {
-    const end = text.indexOf(0x0a, start);
-    if (end === -1) {
-      // A last line without its newline still counts: dropping it would hide a record.
-      lines.push(text.subarray(start));
-      break;
-    }
-    lines.push(text.subarray(start, end));
+    if (lines >= maxLines) return { lines, more: true };
+    // A last line without its newline still counts: dropping it would hide a record.
+    const newline = text.indexOf(0x0a, start);
+    const end = newline === -1 ? text.length : newline;
+    visit(text.subarray(start, end), lines);
+    lines += 1;
     start = end + 1;
   }
-  return lines;
+  return { lines, more: false };
 }
 
 const carriageReturn = 0x0d;
 
-function decodeLine(bytes: Uint8Array): DecodedLine {
+/** One record line, checked to be a v1 record in its canonical encoding; a bad line is described, never thrown. */
+export function decodeLine(bytes: Uint8Array): DecodedLine {
   if (bytes.length === 0) return { bytes, ok: false, error: 'empty line' };
   // Lines end in "\n" alone: a reader splitting on "\r\n" would see other leaves than the Merkle root commits to.
   if (bytes.includes(carriageReturn)) return { bytes, ok: false, error: 'a carriage return in the line' };

@@ -5,6 +5,7 @@ export * from './ids.ts';
 export * from './keys.ts';
 export * from './manifest.ts';
 export * from './merkle.ts';
+export * from './printable.ts';
 export * from './record.ts';
 export * from './requests.ts';
 export * from './signing.ts';

@@ -151,7 +151,13 @@ export function encodeRecordLine(record: AuditRecordInput): string {
 
 export type ParsedRecordLine = { ok: true; record: AuditRecord } | { ok: false; error: string };
 
-/** Parses one line; the error names the failing fields, never their values. */
+/**
+ * Parses one line, which must be exactly what `encodeRecordLine` writes for its
+ * record: any other spelling (a duplicate member, which JSON parsers resolve
+ * differently, an escape where none is needed, members out of order) could say
+ * one thing to this verifier and another to an auditor's own. The error names
+ * the failing fields, never their values.
+ */
 export function parseRecordLine(line: string): ParsedRecordLine {
   let value: unknown;
   try {
@@ -160,9 +166,17 @@ export function parseRecordLine(line: string): ParsedRecordLine {
     return { ok: false, error: 'not JSON' };
   }
   const result = auditRecordSchema.safeParse(value);
-  if (result.success) return { ok: true, record: result.data };
-  const fields = result.error.issues.map((issue) => issue.path.join('.') || '(record)');
-  return { ok: false, error: `invalid fields: ${[...new Set(fields)].join(', ')}` };
+  if (!result.success) {
+    const fields = result.error.issues.map((issue) => issue.path.join('.') || '(record)');
+    return { ok: false, error: `invalid fields: ${[...new Set(fields)].join(', ')}` };
+  }
+  if (encodeValidRecord(result.data) !== line) {
+    return {
+      ok: false,
+      error: 'not the canonical encoding of its record: other parsers may read it otherwise',
+    };
+  }
+  return { ok: true, record: result.data };
 }
 
 /**

@@ -4,7 +4,7 @@
 // on, WARN that it can but something needs an explanation.
 
 import { globMatcher } from '../policy/glob.ts';
-import { type DecodedLine, decodeBatch } from './batch.ts';
+import { type DecodedLine, decodeLine, forEachLine, inflateBatch } from './batch.ts';
 import { sha256Base64, sha256Hex } from './hash.ts';
 import { jwkThumbprint } from './keys.ts';
 import {
@@ -18,7 +18,8 @@ import {
   parseEvidenceKey,
   parseStreamId,
 } from './manifest.ts';
-import { merkleRootHex } from './merkle.ts';
+import { MerkleTree } from './merkle.ts';
+import { printable } from './printable.ts';
 import type { AuditRecord } from './record.ts';
 import { matchCompletions } from './requests.ts';
 import { canonicalJson, verifyManifestSignature } from './signing.ts';
@@ -192,15 +193,9 @@ export function verifyEvidence(objects: readonly StoredObject[], options: Verify
   return { findings, streams, totals, records };
 }
 
-/** `INVALID <stream> <key>: <message>` */
+/** `INVALID <stream> <key>: <message>`. Keys and manifest fields come from the bucket: a control character in one must not forge a line of output. */
 export function formatFinding(finding: Finding): string {
   return `${finding.level} ${printable(finding.stream)} ${printable(finding.key)}: ${printable(finding.message)}`;
-}
-
-// Keys and manifest fields come from the bucket: a control character in one must
-// not forge a second line of output.
-function printable(text: string): string {
-  return /\p{Cc}/u.test(text) ? JSON.stringify(text) : text;
 }
 
 export function summaryLine(totals: VerifyTotals): string {
@@ -254,14 +249,24 @@ function checkRetentionAsked(options: VerifyOptions, report: Report): void {
   }
 }
 
-/** Whether every later version holds the first one's bytes (compared in place, as `noteSeq` compares records). */
+/** Whether every later version holds the first one's bytes. */
 function copiesOfFirst(data: readonly StoredObject[]): boolean {
-  const first = data[0]?.bytes;
+  const [first, ...later] = data;
+  return first !== undefined && later.every((version) => sameBytes(first, version));
+}
+
+/**
+ * Compared in place (as `noteSeq` compares records); where neither version's
+ * bytes were fetched (a pull keeps none of a key outside the evidence layout),
+ * by the SHA-256 S3 stored with each.
+ */
+function sameBytes(a: StoredObject, b: StoredObject): boolean {
+  if (a.bytes !== undefined && b.bytes !== undefined) return Buffer.compare(a.bytes, b.bytes) === 0;
   return (
-    first !== undefined &&
-    data
-      .slice(1)
-      .every((version) => version.bytes !== undefined && Buffer.compare(version.bytes, first) === 0)
+    a.bytes === undefined &&
+    b.bytes === undefined &&
+    a.checksumSha256 !== undefined &&
+    a.checksumSha256 === b.checksumSha256
   );
 }
 
@@ -445,6 +450,7 @@ function verifyStream(layout: StreamLayout, options: VerifyOptions, report: Repo
   const present = [...layout.manifests.keys()]
     .filter((seq) => seq >= 1 && seq <= lastManifestSeq)
     .sort((a, b) => a - b);
+  const owners = batchOwners(entries);
   let expected = 1;
   for (const seq of present) {
     if (seq > expected) {
@@ -468,7 +474,7 @@ function verifyStream(layout: StreamLayout, options: VerifyOptions, report: Repo
     if (manifest.kind === 'batch') {
       const batchEntry = { ...entry, manifest };
       batches.push(batchEntry);
-      checkBatch(batchEntry, entries, state, signed);
+      checkBatch(batchEntry, owners, state, signed);
     } else if (manifest.kind === 'close' && !close) {
       close = { ...entry, manifest };
     }
@@ -499,6 +505,21 @@ function verifyStream(layout: StreamLayout, options: VerifyOptions, report: Repo
     requests: requests.count,
     gaps,
   };
+}
+
+/**
+ * Each batch manifest by the SHA-256 it declares (the first read, of two that
+ * declare one), built once per stream: whose batch a misplaced one holds.
+ */
+function batchOwners(entries: ReadonlyMap<number, Entry>): Map<string, Entry<BatchManifest>> {
+  const owners = new Map<string, Entry<BatchManifest>>();
+  for (const entry of entries.values()) {
+    const { manifest } = entry;
+    if (manifest.kind === 'batch' && !owners.has(manifest.batch.sha256)) {
+      owners.set(manifest.batch.sha256, { ...entry, manifest });
+    }
+  }
+  return owners;
 }
 
 /** Parses each manifest and binds it to its object key; a manifest that fails is left out of the chain. */
@@ -633,10 +654,15 @@ function checkLink(
   return signed;
 }
 
-/** `signed`: the manifest is the stream key's; only then can its batch's records be trusted. */
+/**
+ * `signed`: the manifest is the stream key's, and the key is trusted; only then
+ * are its batch's records read. A batch anyone could have written is reported
+ * by its manifest's finding and never decoded: a few kilobytes of gzip can
+ * inflate to millions of lines.
+ */
 function checkBatch(
   entry: Entry<BatchManifest>,
-  entries: ReadonlyMap<number, Entry>,
+  owners: ReadonlyMap<string, Entry<BatchManifest>>,
   state: StreamState,
   signed: boolean,
 ): void {
@@ -665,10 +691,8 @@ function checkBatch(
   }
   const sha256 = sha256Hex(object.bytes);
   if (sha256 !== declared.sha256) {
-    const owner = [...entries.values()].find(
-      (e) => e.manifest.kind === 'batch' && e.manifest.batch.sha256 === sha256,
-    );
-    if (owner?.manifest.kind === 'batch') {
+    const owner = owners.get(sha256);
+    if (owner) {
       report(
         'INVALID',
         stream,
@@ -681,88 +705,160 @@ function checkBatch(
     }
     return;
   }
-  const decoded = decodeBatch(object.bytes);
-  if (!decoded.ok) {
-    report('INVALID', stream, declared.key, 'batch-malformed', decoded.error);
+  if (!signed) return;
+  const inflated = inflateBatch(object.bytes);
+  if (!inflated.ok) {
+    report('INVALID', stream, declared.key, 'batch-malformed', inflated.error);
     return;
   }
-  const rooted = merkleRootHex(decoded.lines.map((line) => line.bytes)) === declared.merkleRoot;
-  if (!rooted) {
-    report('INVALID', stream, declared.key, 'merkle-mismatch', `the Merkle root differs from ${entry.key}`);
-  }
-  checkRecords(declared.key, entry.manifest, decoded.lines, state, signed && rooted);
+  checkRecords(declared.key, entry.manifest, inflated.text, state);
+}
+
+/** How many lines of a batch showed one problem, and the first few of them. */
+type LineProblems = { count: number; shown: string[] };
+
+/** Lines named in a finding about many: enough to find them, few enough to keep a finding one line. */
+const shownLines = 5;
+
+function countProblem(problems: LineProblems, problem: string): void {
+  problems.count += 1;
+  if (problems.shown.length < shownLines) problems.shown.push(problem);
 }
 
 /**
- * Checks each record against its manifest. Only records the stream's key
- * vouches for (`verified`: a signed manifest whose Merkle root they match) and
- * of this stream become the result's records, which the populations and
- * totals are drawn from: a forged batch is reported, never counted.
+ * One finding per code for a batch's lines, however many lines share it: a
+ * million bad lines are one finding that counts them, not a million findings.
  */
-function checkRecords(
-  key: string,
-  manifest: BatchManifest,
-  lines: readonly DecodedLine[],
-  state: StreamState,
-  verified: boolean,
-): void {
-  const { stream } = state.layout;
+class LineFindings {
+  readonly #problems = new Map<FindingCode, LineProblems>();
+
+  add(code: FindingCode, problem: string): void {
+    const problems = this.#problems.get(code) ?? { count: 0, shown: [] };
+    countProblem(problems, problem);
+    this.#problems.set(code, problems);
+  }
+
+  report(key: string, state: StreamState): void {
+    for (const [code, { count, shown }] of this.#problems) {
+      const more = count > shown.length ? '; …' : '';
+      const message = count === 1 ? `${shown[0]}` : `${count} lines: ${shown.join('; ')}${more}`;
+      state.report('INVALID', state.layout.stream, key, code, message);
+    }
+  }
+}
+
+/** What the lines of a batch add up to, checked against its manifest once all are read. */
+type BatchTally = {
+  tree: MerkleTree;
+  findings: LineFindings;
+  /** Records of this stream and pod, first seen here: counted once the Merkle root is known to match. */
+  candidates: AuditRecord[];
+  /** Lines whose seq is not the one their place in the batch gives. */
+  misplaced: LineProblems;
+  firstTime?: string;
+  lastTime?: string;
+};
+
+/**
+ * Checks each record of a signed batch against its manifest, reading at most
+ * one line more than the manifest declares. Only records the stream's key
+ * vouches for (its signed Merkle root matches them) and of this stream become
+ * the result's records, which the populations and totals are drawn from: a
+ * forged batch is reported, never counted.
+ */
+function checkRecords(key: string, manifest: BatchManifest, text: Buffer, state: StreamState): void {
   const { report } = state;
   const declared = manifest.batch;
-  const problems: string[] = [];
-  if (lines.length !== declared.records)
-    problems.push(`${lines.length} lines for ${declared.records} records`);
-  if (declared.lastSeq - declared.firstSeq + 1 !== declared.records) {
-    problems.push(`seq ${declared.firstSeq}..${declared.lastSeq} for ${declared.records} records`);
+  const tally: BatchTally = {
+    tree: new MerkleTree(),
+    findings: new LineFindings(),
+    candidates: [],
+    misplaced: { count: 0, shown: [] },
+  };
+  const read = forEachLine(
+    text,
+    (bytes, index) => checkLine(key, decodeLine(bytes), index, declared, tally, state),
+    declared.records + 1,
+  );
+  const rooted = tally.tree.rootHex() === declared.merkleRoot;
+  if (!rooted) {
+    report(
+      'INVALID',
+      state.layout.stream,
+      key,
+      'merkle-mismatch',
+      `the Merkle root differs from ${manifest.key}`,
+    );
   }
-  let firstTime: string | undefined;
-  let lastTime: string | undefined;
-  lines.forEach((line, index) => {
-    if (!line.ok) {
-      report('INVALID', stream, key, 'record-malformed', `line ${index + 1}: ${line.error}`);
-      return;
-    }
-    const { record } = line;
-    for (const problem of approvalRecordProblems(record)) {
-      report('INVALID', stream, key, 'record-malformed', `line ${index + 1} (seq ${record.seq}): ${problem}`);
-    }
-    const ownStream = record.stream === stream;
-    if (!ownStream) {
-      report(
-        'INVALID',
-        stream,
-        key,
-        'stream-mismatch',
-        `line ${index + 1} (seq ${record.seq}) is of another stream`,
-      );
-    }
-    const ownPod = isStreamPod(record, stream);
-    if (!ownPod) {
-      const message = `line ${index + 1} (seq ${record.seq}) names pod ${record.pod.namespace}/${record.pod.uid}, not the stream's`;
-      report('INVALID', stream, key, 'pod-mismatch', message);
-    }
-    if (record.seq !== declared.firstSeq + index) {
-      problems.push(`line ${index + 1} has seq ${record.seq}, not ${declared.firstSeq + index}`);
-    }
-    firstTime = firstTime === undefined ? record.time : earliest(firstTime, record.time);
-    lastTime = lastTime === undefined ? record.time : latest(lastTime, record.time);
-    if (noteSeq(key, record.seq, line.bytes, state) && verified && ownStream && ownPod) {
+  tally.findings.report(key, state);
+  if (rooted) {
+    for (const record of tally.candidates) {
       state.records.push(record);
       state.keys.set(record, key);
     }
-  });
+  }
+  const problems: string[] = [];
+  if (read.more) problems.push(`more than ${read.lines} lines for ${declared.records} records`);
+  else if (read.lines !== declared.records)
+    problems.push(`${read.lines} lines for ${declared.records} records`);
+  if (declared.lastSeq - declared.firstSeq + 1 !== declared.records) {
+    problems.push(`seq ${declared.firstSeq}..${declared.lastSeq} for ${declared.records} records`);
+  }
+  const { misplaced } = tally;
+  problems.push(...misplaced.shown);
+  if (misplaced.count > misplaced.shown.length)
+    problems.push(`${misplaced.count - misplaced.shown.length} more such lines`);
+  const { firstTime, lastTime } = tally;
   if (firstTime !== undefined && (firstTime !== declared.firstTime || lastTime !== declared.lastTime)) {
     problems.push(`record times ${firstTime}..${lastTime}, not ${declared.firstTime}..${declared.lastTime}`);
   }
   if (problems.length > 0) {
     report(
       'INVALID',
-      stream,
+      state.layout.stream,
       key,
       'batch-range-mismatch',
       `the records differ from ${manifest.key}: ${problems.join('; ')}`,
     );
   }
+}
+
+/** Checks one line of a batch; nothing of a bad line is kept but its place in a finding. */
+function checkLine(
+  key: string,
+  line: DecodedLine,
+  index: number,
+  declared: BatchManifest['batch'],
+  tally: BatchTally,
+  state: StreamState,
+): void {
+  const { stream } = state.layout;
+  tally.tree.add(line.bytes);
+  if (!line.ok) {
+    tally.findings.add('record-malformed', `line ${index + 1}: ${line.error}`);
+    return;
+  }
+  const { record } = line;
+  for (const problem of approvalRecordProblems(record)) {
+    tally.findings.add('record-malformed', `line ${index + 1} (seq ${record.seq}): ${problem}`);
+  }
+  const ownStream = record.stream === stream;
+  if (!ownStream)
+    tally.findings.add('stream-mismatch', `line ${index + 1} (seq ${record.seq}) is of another stream`);
+  const ownPod = isStreamPod(record, stream);
+  if (!ownPod) {
+    const problem = `line ${index + 1} (seq ${record.seq}) names pod ${record.pod.namespace}/${record.pod.uid}, not the stream's`;
+    tally.findings.add('pod-mismatch', problem);
+  }
+  if (record.seq !== declared.firstSeq + index) {
+    countProblem(
+      tally.misplaced,
+      `line ${index + 1} has seq ${record.seq}, not ${declared.firstSeq + index}`,
+    );
+  }
+  tally.firstTime = tally.firstTime === undefined ? record.time : earliest(tally.firstTime, record.time);
+  tally.lastTime = tally.lastTime === undefined ? record.time : latest(tally.lastTime, record.time);
+  if (noteSeq(key, record.seq, line.bytes, state) && ownStream && ownPod) tally.candidates.push(record);
 }
 
 /**
@@ -823,7 +919,8 @@ function checkCompletions(state: StreamState): { count: number; incomplete: numb
 function noteSeq(key: string, seq: number, bytes: Uint8Array, state: StreamState): boolean {
   const earlier = state.seen.get(seq);
   if (!earlier) {
-    state.seen.set(seq, bytes);
+    // A copy: the line is a view of its whole inflated batch, which must not outlive its reading.
+    state.seen.set(seq, new Uint8Array(bytes));
     return true;
   }
   if (Buffer.compare(earlier, bytes) === 0) {

@@ -73,7 +73,10 @@ test('a line holding a carriage return is malformed, even where JSON allows one'
 test('bytes that are not gzip, or inflate past the limit, are refused', () => {
   assert.deepEqual(decodeBatch(Buffer.from(lines[0] as string)), { ok: false, error: 'not gzip' });
   const bomb = gzipSync(Buffer.alloc(1 << 20, 0x20));
-  assert.deepEqual(decodeBatch(bomb, 1024), { ok: false, error: 'larger than 1024 bytes uncompressed' });
+  assert.deepEqual(decodeBatch(bomb, { maxBytes: 1024 }), {
+    ok: false,
+    error: 'larger than 1024 bytes uncompressed',
+  });
 });
 
 test('only consecutive records of one stream make a batch', () => {

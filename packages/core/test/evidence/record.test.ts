@@ -90,6 +90,29 @@ test('a parse error names the fields, not their values', () => {
   assert.deepEqual(parseRecordLine('{"id"'), { ok: false, error: 'not JSON' });
 });
 
+test('a line is a record only in the canonical encoding of that record', () => {
+  const line = encodeRecordLine(record(stream, 0));
+  assert.equal(parseRecordLine(line).ok, true);
+  assert.equal(parseRecordLine(encodeRecordLine(fullRecord(stream, 1))).ok, true);
+  const fields = JSON.parse(line) as Record<string, unknown>;
+  const respellings = {
+    // JSON.parse keeps the last of two members, other parsers the first or refuse.
+    'a duplicate member': line.replace('"outcome":"allowed"', '"outcome":"denied","outcome":"allowed"'),
+    'an escape where none is needed': line.replace('"route":"/v1/', '"route":"\\/v1/'),
+    'members out of order': JSON.stringify({ seq: fields.seq, ...fields }),
+    'whitespace between tokens': line.replace('{"id":', '{ "id":'),
+    'a default left out': line.replace(',"masking":[]', ''),
+  };
+  for (const [what, respelled] of Object.entries(respellings)) {
+    assert.notEqual(respelled, line, what);
+    assert.deepEqual(
+      parseRecordLine(respelled),
+      { ok: false, error: 'not the canonical encoding of its record: other parsers may read it otherwise' },
+      what,
+    );
+  }
+});
+
 test('the vectors digest is SHA-256 over float32 little-endian bytes, in order', () => {
   // 1.0f is 00 00 80 3f; -2.0f is 00 00 00 c0.
   const bytes = Buffer.from('0000803f000000c0', 'hex');

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import { encodeBatch } from '../../src/evidence/batch.ts';
+import { type BatchContent, encodeBatch } from '../../src/evidence/batch.ts';
 import { sha256Base64, sha256Hex } from '../../src/evidence/hash.ts';
 import { generateSigningKey } from '../../src/evidence/keys.ts';
 import { batchKey, linkTo, manifestKey, storeManifest } from '../../src/evidence/manifest.ts';
@@ -178,6 +178,18 @@ test('an object outside the layout is foreign', () => {
   const built = buildStream({ batches: clean });
   const extra = stored('notes/readme.txt', Buffer.from('hello'), 50);
   assert.deepEqual(codes([...built.objects, extra]), ['WARN foreign-object']);
+});
+
+test('versions of a foreign object pulled without their bytes are told apart by their stored SHA-256', () => {
+  const built = buildStream({ batches: clean });
+  const version = (text: string, index: number): StoredObject => {
+    const { bytes: _left, ...meta } = stored('notes/readme.txt', Buffer.from(text), index);
+    return { ...meta, isLatest: false };
+  };
+  const again = [version('hello', 50), { ...version('hello', 51), isLatest: true }];
+  assert.deepEqual(codes([...built.objects, ...again]), ['WARN rewritten-object', 'WARN foreign-object']);
+  const other = [version('hello', 50), { ...version('bye', 51), isLatest: true }];
+  assert.deepEqual(codes([...built.objects, ...other]), ['INVALID replaced-object', 'WARN foreign-object']);
 });
 
 test('a record removed with the Merkle root recomputed but not re-signed fails the signature', () => {
@@ -404,7 +416,13 @@ test('records of another stream inside a batch are caught', () => {
     // A shipper that did not look: the manifest claims the batch for this stream.
     editBatch: (_seq, batch) => ({ ...batch, stream: batch.stream.replace(/x$/, '') }),
   });
-  assert.deepEqual(codes(built.objects), ['INVALID stream-mismatch', 'INVALID stream-mismatch']);
+  // One finding for the batch, however many of its lines are another stream's.
+  assert.deepEqual(
+    verifyEvidence(built.objects, options).findings.map((f) => `${f.level} ${f.code} ${f.key}: ${f.message}`),
+    [
+      `INVALID stream-mismatch ${batchKey(built.prefix, 2)}: 2 lines: line 1 (seq 3) is of another stream; line 2 (seq 4) is of another stream`,
+    ],
+  );
 });
 
 test('records naming another pod than their stream are reported and not counted', () => {
@@ -643,6 +661,116 @@ test('an unreadable manifest, batch or record line is reported', () => {
   assert.ok(found.includes('INVALID record-malformed'), found.join());
 });
 
+/** Gzip of `count` lines of "x": a few kilobytes that inflate to far more lines than any manifest declares. */
+function lineBomb(count: number): Buffer {
+  return gzipSync(Buffer.alloc(count * 2, 'x\n'), { level: 9 });
+}
+
+/** The clean stream with batch `seq` replaced by `bytes`, its manifest signed for them (and for `content`). */
+function withBatch(seq: number, bytes: Uint8Array, content: Partial<BatchContent> = {}, spec = {}) {
+  const built = buildStream({
+    batches: clean,
+    editBatch: (s, batch) =>
+      s === seq
+        ? { ...batch, bytes, content: { ...batch.content, sha256: sha256Hex(bytes), ...content } }
+        : batch,
+    ...spec,
+  });
+  return { ...built, objects: replaceAt(built.objects, batchKey(built.prefix, seq), bytes) };
+}
+
+test('a batch whose manifest no trusted key signed is reported by that finding and never read', () => {
+  const untrusted = withBatch(2, lineBomb(100_000));
+  assert.deepEqual(codes(untrusted.objects, { ...options, trustedKeys: [{ keyId: 'someone-else' }] }), [
+    'INVALID untrusted-key',
+  ]);
+  const intruder = generateSigningKey();
+  const unknown = withBatch(
+    2,
+    lineBomb(100_000),
+    {},
+    { signer: (seq: number, own: typeof intruder) => (seq === 2 ? intruder : own) },
+  );
+  assert.deepEqual(codes(unknown.objects), ['INVALID unknown-key']);
+});
+
+test('a signed batch is read no further than one line past the records its manifest declares', () => {
+  // Batch 2 declares 2 records.
+  const bomb = withBatch(2, lineBomb(100_000));
+  const result = verifyEvidence(bomb.objects, options);
+  assert.deepEqual(
+    result.findings.map((f) => `${f.level} ${f.code} ${f.message}`),
+    [
+      `INVALID merkle-mismatch the Merkle root differs from ${manifestKey(bomb.prefix, 2)}`,
+      'INVALID record-malformed 3 lines: line 1: not JSON; line 2: not JSON; line 3: not JSON',
+      `INVALID batch-range-mismatch the records differ from ${manifestKey(bomb.prefix, 2)}: more than 3 lines for 2 records`,
+    ],
+  );
+  assert.equal(result.totals.records, 7);
+});
+
+test('the malformed lines of a batch are one finding that counts them and names the first few', () => {
+  const bad = withBatch(2, lineBomb(1000), { records: 1000, lastSeq: 1002 });
+  const malformed = verifyEvidence(bad.objects, options).findings.filter(
+    (f) => f.code === 'record-malformed',
+  );
+  assert.deepEqual(
+    malformed.map((f) => `${f.key}: ${f.message}`),
+    [
+      `${batchKey(bad.prefix, 2)}: 1000 lines: line 1: not JSON; line 2: not JSON; line 3: not JSON; line 4: not JSON; line 5: not JSON; …`,
+    ],
+  );
+});
+
+test('a record line not in the canonical encoding of its record is malformed and not counted', () => {
+  const lines = buildStream({ batches: clean }).lines.get(2) ?? [];
+  // Read as allowed here, as denied by a parser that keeps the first of two members.
+  const twice = lines.map((line, i) =>
+    i === 0 ? line.replace('"outcome":"allowed"', '"outcome":"denied","outcome":"allowed"') : line,
+  );
+  const batch = encodeBatch(twice);
+  const forged = withBatch(2, batch.bytes, batch.content);
+  const result = verifyEvidence(forged.objects, options);
+  assert.deepEqual(
+    result.findings.filter((f) => f.code === 'record-malformed').map((f) => f.message),
+    ['line 1: not the canonical encoding of its record: other parsers may read it otherwise'],
+  );
+  assert.deepEqual(
+    result.records.map((r) => r.seq),
+    [0, 1, 2, 4, 5, 6, 7, 8],
+  );
+});
+
+test('which batch a misplaced one holds is looked up, not found by walking every manifest each time', () => {
+  /** How often verifying walks a map's values, for a stream of `count` batches none of which matches its manifest. */
+  const walks = (count: number): number => {
+    const built = buildStream({ batches: Array.from({ length: count }, (_, i) => [i]) });
+    const junk = built.manifests
+      .slice(1, -1)
+      .reduce(
+        (objects, m) =>
+          m.manifest.kind === 'batch'
+            ? replaceAt(objects, m.manifest.batch.key, Buffer.from('junk'))
+            : objects,
+        built.objects,
+      );
+    const values = Map.prototype.values;
+    let calls = 0;
+    Map.prototype.values = function (this: Map<unknown, unknown>) {
+      calls += 1;
+      return values.call(this);
+    };
+    try {
+      const found = codes(junk);
+      assert.equal(found.filter((c) => c === 'INVALID batch-checksum-mismatch').length, count);
+    } finally {
+      Map.prototype.values = values;
+    }
+    return calls;
+  };
+  assert.equal(walks(200), walks(10));
+});
+
 test('the close manifest must end where the batches end', () => {
   const built = buildStream({ batches: clean, closeLastSeq: 7 });
   assert.deepEqual(codes(built.objects), ['INVALID close-mismatch']);
@@ -776,6 +904,12 @@ test('findings print as one line each', () => {
   );
   const forged = { ...finding, key: 'x\nINVALID nothing: fine' };
   assert.equal(formatFinding(forged), 'INVALID prod/ml/uid/0 "x\\nINVALID nothing: fine": SHA-256 differs');
+  // CSI (U+009B) clears the screen; U+202E shows "DILAV" as VALID.
+  const reordered = { ...finding, key: 'v1/\u009b2J\u009bH\u202eDILAV 0 streams' };
+  assert.equal(
+    formatFinding(reordered),
+    'INVALID prod/ml/uid/0 "v1/\\u009b2J\\u009bH\\u202eDILAV 0 streams": SHA-256 differs',
+  );
 });
 
 test("a stream's last seq is the highest its batches hold, as the closing manifest is checked against", () => {

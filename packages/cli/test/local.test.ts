@@ -128,6 +128,54 @@ test('an evidence folder the user may not read is refused as such', async () => 
   }
 });
 
+type CliRun = { code: number | null; stdout: string; stderr: string };
+
+/** The veil binary in a child process: as `nobody` when the tests run as root, which reads every file. */
+function runVeil(command: string, args: readonly string[], asUser = false): Promise<CliRun> {
+  const user = asUser && process.getuid?.() === 0 ? { uid: 65_534, gid: 65_534 } : {};
+  return new Promise((resolve) => {
+    execFile(command, args, user, (error, stdout, stderr) =>
+      resolve({ code: error ? (error.code as number) : 0, stdout, stderr }),
+    );
+  });
+}
+
+test('a store of more files than the process may hold open at once verifies', async () => {
+  // 2 manifests and 1 batch per one-record batch: over 600 files, under a limit of 256 descriptors.
+  const large = buildStream({
+    ref: streamRef('pod-many'),
+    batches: Array.from({ length: 300 }, (_, i) => [i]),
+  });
+  const many = join(root, 'many');
+  await writeLocalStore(many, large.objects);
+  assert.ok(large.objects.length > 600);
+  const limited = 'ulimit -n 256 && exec "$0" "$@"';
+  const result = await runVeil('bash', ['-c', limited, process.execPath, veil, 'evidence', 'verify', many]);
+  assert.equal(result.stderr, '');
+  assert.equal(result.code, 0);
+  assert.equal(
+    result.stdout.trim().split('\n').at(-1),
+    '1 streams, 300 batches, 300 records verified, 0 gaps',
+  );
+});
+
+test('an evidence file that cannot be read is an error naming it and its code, exit 2', async () => {
+  const unreadable = join(root, 'unreadable');
+  await writeLocalStore(unreadable, built.objects);
+  const file = join(unreadable, ...batchKey(built.prefix, 2).split('/'));
+  await chmod(root, 0o755);
+  await chmod(file, 0o000);
+  try {
+    const result = await runVeil(process.execPath, [veil, 'evidence', 'verify', unreadable], true);
+    assert.equal(result.code, 2, 'an error, not a verdict');
+    assert.equal(result.stdout, '');
+    assert.equal(result.stderr.trim(), `veil: ${file}: permission denied (EACCES)`);
+  } finally {
+    await chmod(file, 0o644);
+    await chmod(root, 0o700);
+  }
+});
+
 test('sessions show prints one record by its ULID, aligned, with masking and approval', async () => {
   // seq 5: bob, approved by carol; seq 3 is masked and denied.
   const approved = built.records.find((r) => r.seq === 5);

@@ -14,6 +14,7 @@ import {
   readlink,
   realpath,
   rm,
+  stat,
   writeFile,
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -27,11 +28,12 @@ import {
   PutObjectRetentionCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { type AuditRecord, sha256Base64 } from '@veil/core';
+import { type AuditRecord, batchKey, sha256Base64 } from '@veil/core';
 import { CliError } from '../../../packages/cli/src/command.ts';
 import { runPull, runReport, runVerify } from '../../../packages/cli/src/commands/evidence.ts';
 import { runSessionsShow } from '../../../packages/cli/src/commands/sessions.ts';
 import { pullEvidence } from '../../../packages/cli/src/evidence/pull.ts';
+import { maxObjectBytes } from '../../../packages/cli/src/evidence/store.ts';
 import { createProgress } from '../../../packages/cli/src/progress.ts';
 import {
   type BuiltStream,
@@ -391,6 +393,15 @@ test('a saved file damaged after the pull is named as such, not as tampering, an
   });
   await rm(join(batches, first));
   await assert.rejects(runVerify([dir], damaged.io), /holds a damaged pull \(objects\/.* is missing\)/);
+  // A file there but unreadable is no missing one: the error is told with its code.
+  await mkdir(join(batches, first));
+  await assert.rejects(runVerify([dir], damaged.io), (error: Error) => {
+    assert.ok(error instanceof CliError);
+    assert.equal(error.exitCode, 2);
+    assert.match(error.message, /: cannot read objects\/.*\/batches\/.*: .* \(EISDIR\)$/);
+    return true;
+  });
+  await rm(join(batches, first), { recursive: true });
 
   assert.match((await pull(dir)).out[0] ?? '', /: 1 downloaded, 13 already present, 0 repaired$/);
   const verified = captureIo(uploadedAt);
@@ -518,6 +529,60 @@ test('the server refuses to delete a locked version, and the evidence stays vali
   const verified = captureIo(uploadedAt);
   assert.equal(await runVerify(['s3://clean/v1/', ...s3Args()], verified.io), 0);
   assert.deepEqual(verified.out, [unchecked, notPinned, '2 streams, 5 batches, 18 records verified, 0 gaps']);
+});
+
+/** Every file under `dir`, with its size. */
+async function filesUnder(dir: string): Promise<{ path: string; size: number }[]> {
+  const entries = await readdir(dir, { withFileTypes: true, recursive: true });
+  const files = entries.filter((entry) => entry.isFile()).map((entry) => join(entry.parentPath, entry.name));
+  return Promise.all(files.map(async (path) => ({ path, size: (await stat(path)).size })));
+}
+
+test('a pull fetches no object outside the evidence layout, and refuses one too large to be evidence', async () => {
+  await client.send(new CreateBucketCommand({ Bucket: 'planted', ObjectLockEnabledForBucket: true }));
+  const built = buildStream({ ref: streamRef('pod-planted'), batches: [[0, 1, 2]] });
+  await upload(client, 'planted', built.objects, {
+    retainUntil: new Date(uploadedAt.getTime() + retentionMs),
+  });
+  // What anyone allowed to write under the prefix could leave there.
+  const note = 'a note left under the evidence prefix, not evidence';
+  await client.send(new PutObjectCommand({ Bucket: 'planted', Key: 'v1/notes.txt', Body: note }));
+  const huge = batchKey(built.prefix, 9);
+  await client.send(
+    new PutObjectCommand({ Bucket: 'planted', Key: huge, Body: Buffer.alloc(maxObjectBytes + 1) }),
+  );
+
+  const dir = join(work, 'planted');
+  const pulled = await pull(dir, '--bucket', 'planted');
+  assert.equal(pulled.code, 0);
+  assert.match(
+    pulled.out[0] ?? '',
+    new RegExp(
+      `: ${built.objects.length} downloaded, 0 already present, 0 repaired, 1 outside the evidence layout \\(metadata only\\), 1 refused as larger than any batch or manifest \\(${maxObjectBytes} bytes\\)$`,
+    ),
+  );
+  const files = await filesUnder(dir);
+  assert.ok(
+    files.every(({ size }) => size < 1024 * 1024),
+    'the oversized version was not saved',
+  );
+  for (const { path } of files)
+    assert.ok(!(await readFile(path, 'utf8')).includes(note), `${path} holds the note`);
+
+  const verified = captureIo(uploadedAt);
+  assert.equal(await runVerify([dir], verified.io), 1);
+  assert.ok(
+    verified.out.includes('WARN - v1/notes.txt: not an object of the evidence layout'),
+    verified.out.join('\n'),
+  );
+  const refused = new RegExp(
+    `^INVALID ${built.stream} ${huge}: version \\S+ is larger than any batch or manifest \\(${maxObjectBytes} bytes\\): not fetched$`,
+  );
+  assert.ok(
+    verified.out.some((line) => refused.test(line)),
+    verified.out.join('\n'),
+  );
+  assert.equal(verified.out.at(-1), '1 streams, 1 batches, 3 records verified, 0 gaps');
 });
 
 test('evidence in a bucket without Object Lock is INVALID', async () => {

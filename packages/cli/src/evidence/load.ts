@@ -9,14 +9,21 @@ import { type BucketLock, type StoredObject, sha256Hex } from '@veil/core';
 import type { z } from 'zod';
 import { CliError } from '../command.ts';
 import { fsReason, isMissing } from '../fserror.ts';
+import { printable } from '../printable.ts';
+import { mapConcurrently } from './concurrently.ts';
 import {
   type BucketInfo,
   bucketFile,
   bucketInfoSchema,
   indexFile,
+  isRefused,
+  maxObjectBytes,
   type ObjectMeta,
   objectMetaSchema,
 } from './store.ts';
+
+/** Files read at once: well under any limit of open files, enough to keep a disk busy. */
+const readConcurrency = 32;
 
 export type EvidenceSet = {
   kind: 'pulled' | 'local';
@@ -41,8 +48,9 @@ export async function loadEvidence(dir: string): Promise<EvidenceSet> {
 }
 
 async function loadPulled(dir: string): Promise<EvidenceSet> {
-  const bucket = parseFile(dir, bucketFile, bucketInfoSchema, await readFile(join(dir, bucketFile), 'utf8'));
-  const indexText = await readFile(join(dir, indexFile), 'utf8').catch(() => {
+  const bucket = parseFile(dir, bucketFile, bucketInfoSchema, await readText(dir, bucketFile));
+  const indexText = await readText(dir, indexFile).catch((error: unknown) => {
+    if (!isMissing(error)) throw error;
     throw new CliError(`${dir} holds an unfinished pull (no ${indexFile}): run veil evidence pull again`);
   });
   const metas = indexText
@@ -50,7 +58,7 @@ async function loadPulled(dir: string): Promise<EvidenceSet> {
     .filter((line) => line.trim() !== '')
     .map((line, index) => parseFile(dir, `${indexFile} line ${index + 1}`, objectMetaSchema, line));
   // The index lists each key newest first; the verifier takes the first of equal times as the original.
-  const objects = await Promise.all(metas.reverse().map((meta) => storedObject(dir, meta)));
+  const objects = await mapConcurrently(metas.reverse(), readConcurrency, (meta) => storedObject(dir, meta));
   const lock = bucket.objectLock;
   return {
     kind: 'pulled',
@@ -64,7 +72,21 @@ async function loadPulled(dir: string): Promise<EvidenceSet> {
   };
 }
 
+/** A file of the pull's own; an error other than its absence is told with its code. */
+async function readText(dir: string, file: string): Promise<string> {
+  try {
+    return await readFile(join(dir, file), 'utf8');
+  } catch (error) {
+    if (isMissing(error)) throw error;
+    throw new CliError(`${dir}: cannot read ${file}: ${fsReason(error)}`);
+  }
+}
+
 async function storedObject(dir: string, meta: ObjectMeta): Promise<StoredObject> {
+  if (isRefused(meta) && (meta.size === null || meta.size <= maxObjectBytes)) {
+    // A pull saves an evidence key without its bytes only when it is too large: this one lost them here.
+    throw damagedPull(dir, `${printable(meta.key)} version ${printable(meta.versionId)} has no bytes saved`);
+  }
   const bytes = meta.file === null ? undefined : await pulledBytes(dir, meta.file, meta.sha256);
   const fullObject = meta.checksumType === null || meta.checksumType === 'FULL_OBJECT';
   return {
@@ -87,8 +109,14 @@ async function storedObject(dir: string, meta: ObjectMeta): Promise<StoredObject
  * nothing about the bucket, so no verdict is given on them.
  */
 async function pulledBytes(dir: string, file: string, sha256: string | null): Promise<Buffer> {
-  const bytes = await readFile(join(dir, file)).catch(() => undefined);
-  if (bytes === undefined) throw damagedPull(dir, `${file} is missing`);
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(join(dir, file));
+  } catch (error) {
+    // Only a file gone is damage; any other failure (EMFILE, EIO, EISDIR …) is this machine's, and told as it is.
+    if (isMissing(error)) throw damagedPull(dir, `${file} is missing`);
+    throw new CliError(`${dir}: cannot read ${file}: ${fsReason(error)}`);
+  }
   if (sha256 !== null && sha256Hex(bytes) !== sha256) {
     throw damagedPull(dir, `${file} no longer has the SHA-256 it was pulled with`);
   }
@@ -101,24 +129,30 @@ function damagedPull(dir: string, problem: string): CliError {
 
 async function loadLocal(root: string): Promise<EvidenceSet> {
   const files = await listFiles(join(root, 'v1'));
-  const objects = await Promise.all(
-    files.map(async (file): Promise<StoredObject> => {
-      const [bytes, info] = await Promise.all([readFile(file), stat(file)]);
-      return {
-        key: relative(root, file).split(sep).join('/'),
-        isLatest: true,
-        isDeleteMarker: false,
-        bytes,
-        lastModified: info.mtime,
-      };
-    }),
-  );
+  const objects = await mapConcurrently(files, readConcurrency, (file) => localObject(root, file));
   return { kind: 'local', dir: root, bucket: null, bucketLock: 'local', objects };
+}
+
+async function localObject(root: string, file: string): Promise<StoredObject> {
+  try {
+    const [bytes, info] = await Promise.all([readFile(file), stat(file)]);
+    return {
+      key: relative(root, file).split(sep).join('/'),
+      isLatest: true,
+      isDeleteMarker: false,
+      bytes,
+      lastModified: info.mtime,
+    };
+  } catch (error) {
+    throw new CliError(`${file}: ${fsReason(error)}`);
+  }
 }
 
 /** Regular files under `dir`; symbolic links are not followed, so nothing outside is read. */
 async function listFiles(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { withFileTypes: true });
+  const entries = await readdir(dir, { withFileTypes: true }).catch((error: unknown) => {
+    throw new CliError(`${dir}: ${fsReason(error)}`);
+  });
   const nested = await Promise.all(
     entries.map(async (entry) => {
       const path = join(dir, entry.name);

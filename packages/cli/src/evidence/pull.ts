@@ -2,14 +2,19 @@
 // its lock and checksum, into the directory layout of store.ts. Versions are
 // immutable, so a version already saved whole, and still agreeing with what S3
 // says of it, is never fetched again: an interrupted pull resumes where it
-// stopped, and a saved copy edited since is fetched again (repaired).
+// stopped, and a saved copy edited since is fetched again (repaired). Only
+// the bytes the verifier reads are fetched, and none larger than a sidecar
+// writes: anyone who may write under the prefix could otherwise plant an object
+// that exhausts the auditor's memory on every pull.
 import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { Readable } from 'node:stream';
 import {
   GetBucketVersioningCommand,
   GetObjectCommand,
   type GetObjectCommandInput,
+  type GetObjectCommandOutput,
   GetObjectLockConfigurationCommand,
   GetObjectRetentionCommand,
   HeadObjectCommand,
@@ -22,6 +27,7 @@ import { CliError } from '../command.ts';
 import { fsReason } from '../fserror.ts';
 import { printable } from '../printable.ts';
 import type { Progress } from '../progress.ts';
+import { mapConcurrently } from './concurrently.ts';
 import { inWindow, type TimeWindow } from './options.ts';
 import { describeS3Error } from './s3.ts';
 import {
@@ -29,6 +35,7 @@ import {
   bucketFile,
   bucketInfoSchema,
   indexFile,
+  maxObjectBytes,
   metaFile,
   type ObjectLockInfo,
   type ObjectMeta,
@@ -56,6 +63,10 @@ export type PullResult = {
   present: number;
   /** Saved versions that disagreed with S3 (edited since they were pulled), fetched again. */
   repaired: number;
+  /** Versions of keys outside the evidence layout: their metadata saved, never their bytes. */
+  foreign: number;
+  /** Versions of evidence keys larger than maxObjectBytes: their metadata saved, their bytes refused. */
+  refused: number;
 };
 
 /** One entry of ListObjectVersions: a version or a delete marker. */
@@ -103,7 +114,7 @@ export async function pullEvidence(options: PullOptions): Promise<PullResult> {
   const versions = listed.filter((entry) => !entry.isDeleteMarker);
   options.progress.start(
     versions.length,
-    versions.reduce((total, entry) => total + (entry.size ?? 0), 0),
+    versions.filter(isFetched).reduce((total, entry) => total + (entry.size ?? 0), 0),
   );
   const result: PullResult = {
     versions: versions.length,
@@ -111,6 +122,8 @@ export async function pullEvidence(options: PullOptions): Promise<PullResult> {
     downloaded: 0,
     present: 0,
     repaired: 0,
+    foreign: 0,
+    refused: 0,
   };
   try {
     const metas = await mapConcurrently(listed, concurrency, (entry) =>
@@ -136,7 +149,19 @@ export async function pullEvidence(options: PullOptions): Promise<PullResult> {
 
 /** What a pull did with each version, as the pull prints it. */
 export function pullCounts(result: PullResult): string {
-  return `${result.downloaded} downloaded, ${result.present} already present, ${result.repaired} repaired`;
+  const counts = [
+    `${result.downloaded} downloaded, ${result.present} already present, ${result.repaired} repaired`,
+  ];
+  if (result.foreign > 0) counts.push(`${result.foreign} outside the evidence layout (metadata only)`);
+  if (result.refused > 0) {
+    counts.push(`${result.refused} refused as larger than any batch or manifest (${maxObjectBytes} bytes)`);
+  }
+  return counts.join(', ');
+}
+
+/** Whether the verifier needs, and may be given, the bytes of a listed version. */
+function isFetched(entry: Listed): boolean {
+  return parseEvidenceKey(entry.key) !== null && (entry.size === null || entry.size <= maxObjectBytes);
 }
 
 /** Saves one listed entry, or finds it saved whole by an earlier run; counts it in `result`. */
@@ -150,6 +175,13 @@ async function pullEntry(
   if (entry.isDeleteMarker) {
     const meta = markerMeta(entry);
     await writeAtomic(join(out, metaFile(entry.key, entry.versionId)), metaJson(meta));
+    return meta;
+  }
+  if (!isFetched(entry)) {
+    const meta = await metadataOnly(s3, options, entry);
+    if (parseEvidenceKey(entry.key) === null) result.foreign += 1;
+    else result.refused += 1;
+    progress.advance(0);
     return meta;
   }
   const saved = await savedMeta(out, entry);
@@ -477,12 +509,10 @@ async function download(s3: S3Call, options: PullOptions, entry: Listed): Promis
   const { client, bucket, out } = options;
   const request: GetObjectCommandInput = { Bucket: bucket, Key: entry.objectKey, VersionId: entry.versionId };
   const response = await s3(() => client.send(new GetObjectCommand({ ...request, ChecksumMode: 'ENABLED' })));
+  refuseUnlistedSize(entry, response);
   const bytes = await s3(() => readKeepingMismatch(client, request, response.Body));
   checkSize(entry, bytes);
-  const lock =
-    response.ObjectLockMode !== undefined
-      ? { mode: response.ObjectLockMode, retainUntil: response.ObjectLockRetainUntilDate }
-      : await s3(() => retention(client, request));
+  const lock = await lockOf(s3, client, request, response);
   const file = objectFile(entry.key, entry.versionId);
   await writeAtomic(join(out, file), bytes, { sync: 'bytes' });
   const meta: ObjectMeta = {
@@ -500,6 +530,57 @@ async function download(s3: S3Call, options: PullOptions, entry: Listed): Promis
   };
   await writeAtomic(join(out, metaFile(entry.key, entry.versionId)), metaJson(meta));
   return meta;
+}
+
+/**
+ * A version the verifier reads no bytes of: a key outside the evidence layout
+ * (only its key is reported, and its lock checked) or one too large to be
+ * evidence. Its time, size, stored checksum and lock come from a HEAD.
+ */
+async function metadataOnly(s3: S3Call, options: PullOptions, entry: Listed): Promise<ObjectMeta> {
+  const { client, bucket, out } = options;
+  const request: GetObjectCommandInput = { Bucket: bucket, Key: entry.objectKey, VersionId: entry.versionId };
+  const head = await s3(() => client.send(new HeadObjectCommand({ ...request, ChecksumMode: 'ENABLED' })));
+  const meta: ObjectMeta = {
+    key: entry.key,
+    versionId: entry.versionId,
+    isLatest: entry.isLatest,
+    isDeleteMarker: false,
+    lastModified: (entry.lastModified ?? head.LastModified)?.toISOString() ?? null,
+    size: entry.size ?? head.ContentLength ?? null,
+    checksumSHA256: head.ChecksumSHA256 ?? null,
+    checksumType: head.ChecksumType ?? null,
+    ...lockMeta(await lockOf(s3, client, request, head)),
+    sha256: null,
+    file: null,
+  };
+  // Bytes an earlier pull saved of it are no longer part of the directory.
+  await rm(join(out, objectFile(entry.key, entry.versionId)), { force: true });
+  await writeAtomic(join(out, metaFile(entry.key, entry.versionId)), metaJson(meta));
+  return meta;
+}
+
+/** The lock a GET or HEAD answered with; asked for directly when the answer left it off. */
+async function lockOf(
+  s3: S3Call,
+  client: S3Client,
+  request: GetObjectCommandInput,
+  answer: Pick<GetObjectCommandOutput, 'ObjectLockMode' | 'ObjectLockRetainUntilDate'>,
+): Promise<{ mode: string | undefined; retainUntil: Date | undefined }> {
+  if (answer.ObjectLockMode !== undefined) {
+    return { mode: answer.ObjectLockMode, retainUntil: answer.ObjectLockRetainUntilDate };
+  }
+  return s3(() => retention(client, request));
+}
+
+/** A listing without sizes cannot keep an oversized version from being fetched: its GET does. */
+function refuseUnlistedSize(entry: Listed, response: GetObjectCommandOutput): void {
+  const length = response.ContentLength;
+  if (entry.size !== null || length === undefined || length <= maxObjectBytes) return;
+  if (response.Body instanceof Readable) response.Body.destroy();
+  throw new CliError(
+    `${printable(entry.key)} version ${printable(entry.versionId)}: ${length} bytes, larger than any batch or manifest (${maxObjectBytes} bytes), and the listing gave no size to skip it by; nothing saved`,
+  );
 }
 
 /** A body cut short, or longer than listed, is no copy of the version: nothing of it is saved. */
@@ -615,29 +696,4 @@ async function syncDir(dir: string): Promise<void> {
   } finally {
     await handle.close();
   }
-}
-
-/** Like Promise.all over `items.map(work)`, with at most `limit` at a time; results in input order. */
-async function mapConcurrently<T, R>(
-  items: readonly T[],
-  limit: number,
-  work: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  let failed = false;
-  const worker = async () => {
-    // After one failure the others stop taking work: the pull is reported failed at once.
-    while (next < items.length && !failed) {
-      const index = next++;
-      try {
-        results[index] = await work(items[index] as T);
-      } catch (error) {
-        failed = true;
-        throw error;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
 }

@@ -14,7 +14,11 @@
 //                        isDeleteMarker, lastModified, size, checksumSHA256 (base64,
 //                        as S3 stores it), lockMode, retainUntil, sha256 (hex, of
 //                        the bytes saved) and file (the bytes' path in DIR); a
-//                        delete marker has only this file
+//                        delete marker has only this file, and so does a version
+//                        saved without its bytes (file and sha256 null): every
+//                        version of a key outside the evidence layout, which the
+//                        verifier only warns of, and a version of an evidence key
+//                        larger than maxObjectBytes, which it reports INVALID
 //
 // Key segments are percent-encoded wherever they are not plain ([A-Za-z0-9._-]),
 // `.` and `..` included, so no key can name a path outside objects/; version
@@ -22,6 +26,7 @@
 // Bytes and metadata are written to a temporary name and renamed, so a file
 // under its final name is always whole: an interrupted pull resumes from there.
 import { createHash } from 'node:crypto';
+import { defaultMaxBatchBytes, parseEvidenceKey } from '@veil/core';
 import { z } from 'zod';
 
 export const pullFormat = 'veil.pull/v1';
@@ -82,6 +87,20 @@ export const objectMetaSchema = z
     message: 'is not the file of this key and version',
   });
 export type ObjectMeta = z.infer<typeof objectMetaSchema>;
+
+/**
+ * The largest version of an evidence key a pull fetches. The verifier reads no
+ * batch of more than core's defaultMaxBatchBytes uncompressed, which gzip
+ * stores with well under a thousandth of overhead, and a manifest is a few
+ * hundred bytes: a larger version is nothing a sidecar wrote, and fetching it
+ * whole would only exhaust memory.
+ */
+export const maxObjectBytes = defaultMaxBatchBytes + defaultMaxBatchBytes / 1024 + 1024;
+
+/** A version of an evidence key saved without its bytes: refused as larger than maxObjectBytes. */
+export function isRefused(meta: ObjectMeta): boolean {
+  return !meta.isDeleteMarker && meta.file === null && parseEvidenceKey(meta.key) !== null;
+}
 
 // Keeps a path segment at most this long, well inside the 255 bytes file
 // systems allow, leaving room for `@<versionId>.meta.json`.

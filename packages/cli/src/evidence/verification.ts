@@ -3,12 +3,15 @@
 import {
   type Finding,
   formatFinding,
+  parseEvidenceKey,
+  type StoredObject,
   summaryLine,
   type TrustedKey,
   type VerifyResult,
   verifyEvidence,
 } from '@veil/core';
 import type { EvidenceSet } from './load.ts';
+import { maxObjectBytes } from './store.ts';
 
 export type VerificationOptions = {
   now: Date;
@@ -26,7 +29,34 @@ export function verifySet(set: EvidenceSet, options: VerificationOptions): Verif
     ...(options.trustedKeys === undefined ? {} : { trustedKeys: options.trustedKeys }),
   });
   if (options.trustedKeys === undefined) result.findings.push(keysNotPinned);
+  reportRefused(set, result);
   return result;
+}
+
+/**
+ * A version of an evidence key that a pull refused to fetch (see store.ts) is
+ * nothing a sidecar wrote. Core reports only what it misses of it, and an
+ * unreferenced batch past the last manifest only as an upload cut short: the
+ * version is named INVALID here, with why its bytes are absent.
+ */
+function reportRefused(set: EvidenceSet, result: VerifyResult): void {
+  if (set.kind !== 'pulled') return;
+  for (const object of set.objects.filter(isRefused)) {
+    const stream = parseEvidenceKey(object.key)?.stream ?? '-';
+    const version = object.versionId === undefined ? 'the object' : `version ${object.versionId}`;
+    result.findings.push({
+      level: 'INVALID',
+      stream,
+      key: object.key,
+      code: 'missing-bytes',
+      message: `${version} is larger than any batch or manifest (${maxObjectBytes} bytes): not fetched`,
+    });
+    for (const summary of result.streams) if (summary.stream === stream) summary.valid = false;
+  }
+}
+
+function isRefused(object: StoredObject): boolean {
+  return !object.isDeleteMarker && object.bytes === undefined && parseEvidenceKey(object.key) !== null;
 }
 
 // Each genesis registers its own key, so a stream verifies against whatever key

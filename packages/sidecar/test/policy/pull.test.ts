@@ -80,6 +80,21 @@ describe('policy pull', () => {
     return controller;
   }
 
+  /** A controller that answers version 1 once released, and a pull from it that is under way. */
+  async function pullHeldBack(store: PolicyStore) {
+    let release: () => void = () => undefined;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const controller = await standIn(async (_, response) => {
+      await released;
+      answer(response, 200, { name: 'embeddings', spec: spec(1) });
+    });
+    const puller = pull(controller.url, store);
+    while (controller.seen.length === 0) await new Promise((resolve) => setImmediate(resolve));
+    return { puller, release };
+  }
+
   function pull(url: string, store: PolicyStore, policyName = 'embeddings', log = (_: string) => undefined) {
     const puller = startPolicyPull({
       url,
@@ -185,18 +200,9 @@ describe('policy pull', () => {
   });
 
   it('gives way to a push that lands while the pull is under way', async () => {
-    let release: () => void = () => undefined;
-    const released = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    const controller = await standIn(async (_, response) => {
-      await released;
-      answer(response, 200, { name: 'embeddings', spec: spec(1) });
-    });
     const store = newStore();
     await store.apply('embeddings', spec(100));
-    const puller = pull(controller.url, store);
-    while (controller.seen.length === 0) await new Promise((resolve) => setImmediate(resolve));
+    const { puller, release } = await pullHeldBack(store);
 
     await store.apply('embeddings', spec(500)); // the push
     release();
@@ -206,17 +212,8 @@ describe('policy pull', () => {
   });
 
   it('gives way to a push then a revocation that land while the pull is under way, with nothing loaded at start', async () => {
-    let release: () => void = () => undefined;
-    const released = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    const controller = await standIn(async (_, response) => {
-      await released;
-      answer(response, 200, { name: 'embeddings', spec: spec(1) });
-    });
     const store = newStore();
-    const puller = pull(controller.url, store);
-    while (controller.seen.length === 0) await new Promise((resolve) => setImmediate(resolve));
+    const { puller, release } = await pullHeldBack(store);
 
     await store.apply('embeddings', spec(500)); // the push
     const revoked = await store.revoke('embeddings', { onlyNamed: 'embeddings' }); // the policy deleted

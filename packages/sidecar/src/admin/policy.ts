@@ -83,8 +83,11 @@ export async function policyRoutes(app: FastifyInstance, options: PolicyRoutesOp
   const key = keyFile ? new ControllerKeyFile(keyFile) : undefined;
   await key?.current();
   const stateDir = options.store.stateDir;
+  // Only a sidecar that takes pushes keeps a record of their tokens.
   const spent = await SpentTokens.open({
-    file: stateDir === undefined ? undefined : join(stateDir, spentTokensFile),
+    file: key === undefined || stateDir === undefined ? undefined : join(stateDir, spentTokensFile),
+    clockToleranceSeconds,
+    log: options.log,
   });
 
   app.get('/v1/policy', async (_request, reply) => {
@@ -102,9 +105,9 @@ export async function policyRoutes(app: FastifyInstance, options: PolicyRoutesOp
   async function verifiedToken<T>(
     request: FastifyRequest,
     reply: FastifyReply,
-    bound: z.ZodType<T>,
-    missing: string,
+    gate: GateOptions<T>,
   ): Promise<T | undefined> {
+    const { bound, missing } = gate;
     if (!key) {
       await reply.code(403).send({ status: 'nack', reason: 'this sidecar accepts no pushes' });
       return undefined;
@@ -146,16 +149,24 @@ export async function policyRoutes(app: FastifyInstance, options: PolicyRoutesOp
     }
     const { jti, iat, exp } = claims.data;
     // Kept while the token still verifies, the tolerance included.
-    const spend = await spent.spend(jti, Math.min(exp, iat + maxTokenAgeSeconds) + clockToleranceSeconds);
+    const until = Math.min(exp, iat + maxTokenAgeSeconds) + clockToleranceSeconds;
+    const spend = await spent.spend({ jti, until, issuedAt: iat });
     if (spend === 'replayed') {
       await reply.code(401).send({ status: 'nack', reason: 'push token already used' });
+      return undefined;
+    }
+    if (spend === 'forgotten') {
+      await reply.code(401).send({
+        status: 'nack',
+        reason: 'push token issued before a restart that lost the record of spent ones; retry with a new one',
+      });
       return undefined;
     }
     if (spend === 'full') {
       await reply.code(503).send({ status: 'nack', reason: 'too many pushes; retry' });
       return undefined;
     }
-    if (spend === 'unrecorded') {
+    if (spend === 'unrecorded' && !gate.appliesWhenUnrecorded) {
       // Fail closed: a token not on record would verify again after a restart.
       options.log?.('a push token could not be recorded as spent in the state folder; the push is refused');
       await reply.code(503).send({ status: 'nack', reason: 'the push token cannot be recorded; retry' });
@@ -168,11 +179,11 @@ export async function policyRoutes(app: FastifyInstance, options: PolicyRoutesOp
    * Checks the token when the request arrives, before its body is read: the
    * body may be megabytes of JSON, and only the controller gets it parsed.
    */
-  function tokenGate<T>(bound: z.ZodType<T>, missing: string): TokenGate<T> {
+  function tokenGate<T>(gate: GateOptions<T>): TokenGate<T> {
     const verified = new WeakMap<FastifyRequest, T>();
     return {
       async onRequest(request, reply) {
-        const claims = await verifiedToken(request, reply, bound, missing);
+        const claims = await verifiedToken(request, reply, gate);
         if (claims === undefined) return reply;
         verified.set(request, claims);
         return undefined;
@@ -185,7 +196,10 @@ export async function policyRoutes(app: FastifyInstance, options: PolicyRoutesOp
     };
   }
 
-  const push = tokenGate(pushClaimsSchema, 'the push token must carry a jti and the policy it authorises');
+  const push = tokenGate({
+    bound: pushClaimsSchema,
+    missing: 'the push token must carry a jti and the policy it authorises',
+  });
   app.put('/v1/policy', { onRequest: push.onRequest }, async (request, reply) => {
     const { policy } = push.claimsOf(request);
     const body = pushSchema.safeParse(request.body);
@@ -200,10 +214,13 @@ export async function policyRoutes(app: FastifyInstance, options: PolicyRoutesOp
     return { status: 'ack', hash: result.hash };
   });
 
-  const revocation = tokenGate(
-    revokeClaimsSchema,
-    'the revocation token must carry a jti and the policy it revokes',
-  );
+  const revocation = tokenGate({
+    bound: revokeClaimsSchema,
+    missing: 'the revocation token must carry a jti and the policy it revokes',
+    // Replayed, a revocation can only take the policy out of force again, never
+    // put an old one back: refusing it would leave a deleted policy serving.
+    appliesWhenUnrecorded: true,
+  });
   app.delete('/v1/policy', { onRequest: revocation.onRequest }, async (request, reply) => {
     const { name, hash } = revocation.claimsOf(request).revoke;
     const result = await options.store.revoke(name, { onlyNamed: options.policyName, onlyHash: hash });
@@ -212,6 +229,14 @@ export async function policyRoutes(app: FastifyInstance, options: PolicyRoutesOp
       options.log?.(`policy ${name} revoked by the controller: it was deleted; serving nothing`);
     return { status: 'ack', revoked: name };
   });
+}
+
+/** What a route's token must carry, and whether it applies though its spending could not be saved. */
+interface GateOptions<T> {
+  readonly bound: z.ZodType<T>;
+  /** The refusal when the token lacks the claims. */
+  readonly missing: string;
+  readonly appliesWhenUnrecorded?: boolean;
 }
 
 /** A route's token check, run as its onRequest hook, and the claims it let through. */

@@ -4,12 +4,13 @@
 // token is checked, bound and spent as a push's is.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type PolicySpec, policyHash } from '@veil/core';
 import { type CryptoKey, exportJWK, generateKeyPair, SignJWT } from 'jose';
-import { CONTROLLER_ISSUER, sidecarAudience } from '../../src/admin/policy.ts';
+import { CONTROLLER_ISSUER, sidecarAudience, spentTokensFile } from '../../src/admin/policy.ts';
+import { tempPathOf } from '../../src/files.ts';
 import { controllerToken } from '../fixtures/controllertoken.ts';
 import { call, type SidecarFixture, startSidecarFixture, testPolicy } from '../fixtures/sidecar.ts';
 
@@ -105,6 +106,25 @@ describe('a revocation', () => {
     assert.equal(replayed.status, 401);
     assert.deepEqual(replayed.json, { status: 'nack', reason: 'push token already used' });
     assert.equal(fixture.sidecar.store.current()?.hash, policyHash(policy));
+  });
+
+  it('applies though its token cannot be put on record, where a push is refused', async () => {
+    assert.ok(fixture.sidecar.store.current());
+    // A directory where the record of spent tokens is written first: every save fails.
+    const blocked = tempPathOf(join(fixture.stateDir, 'policy', spentTokensFile));
+    await mkdir(blocked);
+    try {
+      const answer = await revoke(await revokeToken(controller, 'test', policyHash(policy)));
+      assert.equal(answer.status, 200, answer.text);
+      assert.equal(fixture.sidecar.store.current(), undefined, 'the deleted policy serves no more');
+      const refused = await push(policy);
+      assert.equal(refused.status, 503);
+      assert.deepEqual(refused.json, { status: 'nack', reason: 'the push token cannot be recorded; retry' });
+      assert.equal(fixture.sidecar.store.current(), undefined);
+    } finally {
+      await rm(blocked, { recursive: true });
+    }
+    assert.equal((await push(policy)).status, 200);
   });
 
   it('over plain HTTP is refused, spending nothing; the same one over TLS is taken', async () => {

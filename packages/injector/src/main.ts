@@ -310,6 +310,7 @@ export async function startInjector(
             host: config.host,
             port: config.approvalsPort,
             policy: (namespace, name) => controller.policy(namespace, name),
+            policiesInSync: () => controller.policiesInSync(),
             authenticate: tokenReviewAuthenticator(kubeConfig.makeApiClient(AuthenticationV1Api)),
             log,
             keepForMs:

@@ -69,6 +69,8 @@ const capped: PolicySpecInput = { ...policy, approvals: { ...policy.approvals, m
 /** A policy a test edits between opening an approval and using it; undefined: no valid version known. */
 let edited: PolicySpecInput | undefined = policy;
 const policies: Record<string, PolicySpecInput> = { default: policy, capped };
+/** Whether the API's policy cache is in sync with the API server, for a test to switch. */
+let cacheInSync = true;
 
 before(async () => {
   cp = await startControlPlane();
@@ -89,6 +91,7 @@ before(async () => {
         const spec = name === 'edited' ? edited : Object.hasOwn(policies, name) ? policies[name] : undefined;
         return spec ? { name, hash: 'h', spec: policySpecSchema.parse(spec) } : undefined;
       },
+      policiesInSync: () => cacheInSync,
       now: () => new Date(Date.now() + clockOffsetMs),
       keepForMs: KEEP_FOR_MS,
       notify: httpsNotifier(agent),
@@ -646,4 +649,30 @@ test('a replica that knows no valid version of an existing policy answers 503 to
   } finally {
     edited = policy;
   }
+});
+
+test('a replica whose policy cache is out of sync opens and uses no approval: its rule may have changed since', async () => {
+  const namespace = await freshNamespace(cp, 'unsynced');
+  const token = await sidecarToken(cp, namespace);
+  const { groups: _groups, ...who } = alice;
+  const opened = await call(token, 'POST', '/v1/approvals', openBody());
+  assert.equal(opened.status, 201, JSON.stringify(opened.body));
+  const name = String(opened.body.name);
+  await runApprovalsDecide('approve', [`${namespace}/${name}`, '--reason', 'fine'], {
+    out: () => undefined,
+    kubeConfig: () => cp.kubeConfig(bob.kubeconfig),
+  });
+  cacheInSync = false;
+  try {
+    const use = await call(token, 'POST', `/v1/approvals/${namespace}/${name}/use`, useBody(who));
+    assert.equal(use.status, 503, JSON.stringify(use.body));
+    assert.match(String(use.body.error), /retry/);
+    const another = await call(token, 'POST', '/v1/approvals', openBody());
+    assert.equal(another.status, 503, JSON.stringify(another.body));
+    assert.match(String(another.body.error), /not in sync with the API server/);
+  } finally {
+    cacheInSync = true;
+  }
+  const used = await call(token, 'POST', `/v1/approvals/${namespace}/${name}/use`, useBody(who));
+  assert.equal(used.status, 200, JSON.stringify(used.body));
 });

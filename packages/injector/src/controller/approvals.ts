@@ -99,6 +99,13 @@ export type ApprovalsApiOptions = {
   /** Defaults to 8445; 0 picks a free port. */
   port?: number;
   policy(namespace: string, name: string): DesiredPolicy | undefined;
+  /**
+   * Whether `policy` answers from a cache in sync with the API server. Out of
+   * sync, the version it holds may have been edited or deleted since: no
+   * approval is opened, used or expired on its rules meanwhile. Always in sync
+   * when absent.
+   */
+  policiesInSync?(): boolean;
   authenticate(token: string): Promise<Caller | undefined>;
   log: Log;
   now?: () => Date;
@@ -137,6 +144,7 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
   const api = options.kubeConfig.makeApiClient(CustomObjectsApi);
   const now = options.now ?? (() => new Date());
   const notify = options.notify ?? httpsNotifier();
+  const inSync = options.policiesInSync ?? (() => true);
   const initial = await readCertificatePair(options.tls);
   const app = fastify({ https: { ...tlsOptions, ...initial }, logger: false });
 
@@ -197,6 +205,7 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
   function sweepExpiry(stored: Stored): { message?: string } | undefined {
     if (stored.status.phase !== 'Pending') return undefined;
     if (expiryDue(stored.spec, stored.status, now())) return {};
+    if (!inSync()) return undefined;
     const desired = options.policy(stored.metadata.namespace, stored.spec.policy);
     if (desired === undefined) return undefined;
     const refusal = ruleChangeRefusal(stored.metadata.name, stored.spec, ruleIn(desired, stored.spec.rule));
@@ -292,6 +301,7 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
     if (!body.success)
       return reply.code(400).send({ error: `invalid approval request: ${openProblems(body.error)}` });
     const namespace = who.namespace;
+    if (!inSync()) return reply.code(503).send({ error: outOfSync(namespace, body.data.policy) });
     const desired = options.policy(namespace, body.data.policy);
     const spec = desired ? policySpecSchema.safeParse(desired.spec) : undefined;
     const approvals = spec?.success ? spec.data.approvals : undefined;
@@ -378,7 +388,7 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
     if (!check.ok) return refuseUse(reply, stored, check);
     const current = await ruleNow(stored);
     if (current.kind === 'unknown') {
-      options.log.warn('approval use deferred: no valid version of its policy here', {
+      options.log.warn('approval use deferred: no valid version of its policy known here now', {
         namespace,
         name,
         policy: stored.spec.policy,
@@ -493,6 +503,7 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
    */
   async function ruleNow(stored: Stored): Promise<RuleNow> {
     const { namespace } = stored.metadata;
+    if (!inSync()) return { kind: 'unknown' };
     const desired = options.policy(namespace, stored.spec.policy);
     if (desired !== undefined) return { kind: 'known', rule: ruleIn(desired, stored.spec.rule) };
     try {
@@ -717,4 +728,8 @@ export function httpsNotifier(
       throw new Error(`the notification endpoint answered ${response.statusCode}`);
     }
   };
+}
+
+function outOfSync(namespace: string, policy: string): string {
+  return `the controller's policy cache is not in sync with the API server, so EmbeddingPolicy ${namespace}/${policy} cannot be read now; retry`;
 }

@@ -72,6 +72,8 @@ export type Controller = {
   bootstrapPolicy(namespace: string, name: string): Promise<object | undefined>;
   /** The last valid version of a policy, as pushed. */
   policy(namespace: string, name: string): DesiredPolicy | undefined;
+  /** Whether the policy cache holds what the API server holds (see `policy`). */
+  policiesInSync(): boolean;
   /** What the pull endpoint answers: the last valid version, a policy known not to exist, or neither. */
   lookup(namespace: string, name: string): Promise<PolicyLookup>;
   /** An injected pod, as the informer last saw it; undefined when it is not one. */
@@ -345,6 +347,7 @@ export async function startController(options: ControllerOptions): Promise<Contr
         : { name: desired.name, spec: sidecarPolicySpec(desired.spec) };
     },
     policy: (namespace, name) => distributor.desired(policyKey(namespace, name)),
+    policiesInSync: () => policies?.synced() ?? false,
     async lookup(namespace, name) {
       const key = policyKey(namespace, name);
       if (namespaces.length > 0 && !namespaces.includes(namespace))

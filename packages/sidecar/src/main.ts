@@ -58,27 +58,38 @@ async function ensureSigningKey(file: string | undefined): Promise<void> {
   });
 }
 
-type Started = { sidecar: RunningSidecar; closeWithinMs: number };
+function fail(error: unknown): never {
+  console.error(`veil-sidecar: ${(error as Error).message}`);
+  process.exit(1);
+}
 
-async function start(): Promise<Started> {
+let config: SidecarConfig;
+try {
+  config = configFromEnv(env);
+} catch (error) {
+  fail(error);
+}
+const closeWithinMs = shutdownGraceMs(config);
+
+async function start(): Promise<RunningSidecar> {
   await ensureSigningKey(env.VEIL_SIGNING_KEY_FILE);
-  const config = configFromEnv(env);
-  const sidecar = await startSidecar(config, { authOptions: inClusterAuth() });
-  return { sidecar, closeWithinMs: shutdownGraceMs(config) };
+  return startSidecar(config, { authOptions: inClusterAuth() });
 }
 
 let stopping = false;
-async function stop(signal: NodeJS.Signals, starting: Promise<Started>): Promise<void> {
+async function stop(signal: NodeJS.Signals, starting: Promise<RunningSidecar>): Promise<void> {
   if (stopping) return;
   stopping = true;
   console.log(`veil-sidecar: ${signal}, closing`);
-  // A signal during the start waits for it: what it opened (the audit stream
-  // above all) is then closed as usual. A failed start exits by itself.
-  const { sidecar, closeWithinMs } = await starting;
-  const timer = setTimeout(() => {
+  // From the signal on, the start included: one that never finishes (a volume
+  // that hangs) must not hold the exit past the deadline either.
+  setTimeout(() => {
     console.error(`veil-sidecar: not closed after ${closeWithinMs} ms, exiting`);
     process.exit(1);
   }, closeWithinMs);
+  // A signal during the start waits for it: what it opened (the audit stream
+  // above all) is then closed as usual. A failed start exits by itself.
+  const sidecar = await starting;
   try {
     await sidecar.close();
     console.log('veil-sidecar: closed');
@@ -86,22 +97,17 @@ async function stop(signal: NodeJS.Signals, starting: Promise<Started>): Promise
   } catch (error) {
     console.error(`veil-sidecar: close failed: ${(error as Error).message}`);
     process.exitCode = 1;
-  } finally {
-    clearTimeout(timer);
   }
-  // Last, so the spans of the close itself go out too.
+  // Last, so the spans of the close itself go out too; within the deadline still.
   await shutdownTelemetry();
   // Keep-alive handles may linger: the process is done.
   process.exit();
 }
 
-const starting: Promise<Started> = start().catch((error: unknown) => {
-  console.error(`veil-sidecar: ${(error as Error).message}`);
-  process.exit(1);
-});
+const starting: Promise<RunningSidecar> = start().catch(fail);
 // In the same tick as the start: no signal is left to Node's default handling,
 // which would end the process with the audit stream open.
 process.once('SIGTERM', (signal) => void stop(signal, starting));
 process.once('SIGINT', (signal) => void stop(signal, starting));
-const { sidecar } = await starting;
+const sidecar = await starting;
 console.log(`veil-sidecar: proxy ${sidecar.url}, admin ${sidecar.adminUrl}`);

@@ -65,3 +65,31 @@ test('SIGTERM during the start: the start finishes, then the sidecar closes its 
     await sidecar.close();
   }
 });
+
+test('SIGTERM during a start that does not finish: the close deadline runs from the signal', {
+  timeout: 60_000,
+}, async () => {
+  let followFile = '';
+  // Deadline: twice the 2 s drain, the 1 s close grace and the 3 s margin.
+  const env = { VEIL_APPROVALS_URL: 'http://127.0.0.1:1', VEIL_AUDIT_CLOSE_GRACE_SECONDS: '1' };
+  const sidecar = await startEntryPoint(env, async (stateDir) => {
+    followFile = join(stateDir, FOLLOW_FILE);
+    execFileSync('mkfifo', [followFile]);
+    await writeFile(join(stateDir, 'token'), 'unused');
+    return { VEIL_CONTROLLER_TOKEN_FILE: join(stateDir, 'token') };
+  });
+  try {
+    const pipe = await open(followFile, 'w');
+    try {
+      sidecar.child.kill('SIGTERM');
+      await eventually('the deadline', () => sidecar.output().includes('not closed after 8000 ms, exiting'));
+    } finally {
+      // The start's read holds a thread the exit waits for: let it go.
+      await pipe.writeFile('{"approvals":[]}').catch(() => undefined);
+      await pipe.close();
+    }
+    assert.deepEqual(await sidecar.exited, { code: 1, signal: null }, sidecar.output());
+  } finally {
+    await sidecar.close();
+  }
+});

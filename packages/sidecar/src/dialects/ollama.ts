@@ -27,8 +27,8 @@ function readModelOptions(value: unknown): Reading<Record<string, number | boole
   return found(value as Record<string, number | boolean | null>);
 }
 
-/** A Go duration (`5m`, `1h30m`, `-1s`), as Ollama reads `keep_alive`; free text would reach it unmasked. */
-const goDuration = /^(?:0|-?(?:\d+(?:\.\d+)?(?:ns|us|µs|μs|ms|s|m|h))+)$/;
+/** A Go duration (`5m`, `1h30m`, `-1s`, `.5h`), as Ollama reads `keep_alive`; free text would reach it unmasked. */
+const goDuration = /^[-+]?(?:0|(?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+)$/;
 
 const keepAliveShape = "must be a duration ('5m', '1h30m') or a number of seconds";
 

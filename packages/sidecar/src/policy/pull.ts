@@ -81,7 +81,7 @@ export function startPolicyPull(options: PolicyPullOptions): PolicyPuller {
   const stop = new AbortController();
   const log = options.log ?? (() => undefined);
   const backoff = options.backoff ?? defaultPullBackoff;
-  // Any push or revocation since the start moves the revision: the controller's newer word.
+  // A push that changed the policy, or a revocation, since the start moves the revision: the controller's newer word.
   const loaded = options.store.revision();
   const loadedPolicy = options.store.current() !== undefined;
   const timeoutMs = options.timeoutMs ?? 10_000;

@@ -55,15 +55,10 @@ export async function proxyRoutes(app: FastifyInstance, options: ProxyRoutesOpti
   const passthrough = (request: FastifyRequest, reply: FastifyReply) =>
     telemetry.span('request', async () => {
       const call = { ...incoming(request.raw), callerGone: callerGone(reply) };
-      const embedding = dialectFor(api, call.path);
+      const route = decodedPath(call.path);
+      const embedding = dialectFor(api, route);
       const answer = embedding
-        ? await recordRefusal(
-            deps,
-            embedding,
-            embedding.name,
-            call.path,
-            wrongMethod(request.method, call.path),
-          )
+        ? await recordRefusal(deps, embedding, embedding.name, route, wrongMethod(request.method, route))
         : await handlePassthrough(deps, call, request.method, refusalDialect(api, call.path));
       return send(reply, answer, deps.stopping);
     });
@@ -237,6 +232,15 @@ function answerOnSocket(socket: Duplex, reply: ProxyReply): void {
 
 function invalid(message: string): Refusal {
   return new Refusal(400, 'invalid_request', 'invalid', message);
+}
+
+/** The path as Fastify routes it: `/api/embedding%73` is the route `/api/embeddings`. */
+function decodedPath(path: string): string {
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return path;
+  }
 }
 
 /** An embedding route asked with another method than POST: the route is there, the method is not. */

@@ -44,6 +44,10 @@ describe('ollama parse', () => {
       'x',
     ]);
     assert.deepEqual(ollama.parse({ model: 'm', prompt: 'x', keep_alive: -1 }, legacy).texts, ['x']);
+    // Every form Go's time.ParseDuration takes.
+    for (const keep_alive of ['0', '-0', '+5m', '.5h', '5.m', '1.5h30m', '300ms', '-1s', '2µs']) {
+      assert.deepEqual(ollama.parse({ model: 'm', input: 'x', keep_alive }, embed).texts, ['x'], keep_alive);
+    }
   });
 
   it('refuses text in the options and keep_alive, which would reach the model server unmasked', () => {
@@ -54,6 +58,8 @@ describe('ollama parse', () => {
       [{ options: { 'bob@example.com': 1 } }, /^'options' must name its options in lower-case letters/],
       [{ keep_alive: 'bob@example.com' }, /^'keep_alive' must be a duration \('5m', '1h30m'\) or a number/],
       [{ keep_alive: '5 minutes' }, /^'keep_alive' must be a duration/],
+      [{ keep_alive: '5' }, /^'keep_alive' must be a duration/],
+      [{ keep_alive: '.m' }, /^'keep_alive' must be a duration/],
     ];
     for (const [fields, message] of refused) {
       for (const [path, body] of [

@@ -306,6 +306,16 @@ describe('refusals', () => {
         ['/api/embed', 'ollama', (json: unknown) => (json as { error: string }).error],
         ['/v2/embed', 'cohere', (json: unknown) => (json as { message: string }).message],
       ] as const;
+      // Fastify routes the POST of a percent-encoded path as the route it decodes to.
+      const encoded = await request(`${fixture.url}/api/embedding%73`, {
+        method: 'GET',
+        headers: { authorization: `Bearer ${token}` },
+      });
+      assert.equal(encoded.statusCode, 405);
+      assert.equal(
+        ((await encoded.body.json()) as { error: string }).error,
+        'GET /api/embeddings: this route takes only POST',
+      );
       for (const [path, api, message] of routes) {
         for (const method of ['GET', 'PUT', 'DELETE', 'PROPFIND']) {
           const from = fixture.sink.lines.length;

@@ -43,8 +43,8 @@ async function hostileApproval(): Promise<Approval> {
     { username: 'bob\u001b[2K', groups: ['ml-approvers'] },
     {
       decision: 'deny',
-      // U+202E turns what follows around on the screen.
-      reason: 'no\u001b[2J\u009b\u202e',
+      // U+202E turns what follows around on the screen, U+2028 starts a line, U+200B and U+FEFF hide.
+      reason: 'no\u001b[2J\u009b\u202e\u2028\ufeff\u200b',
     },
   );
   const approval = approvals.get('local', view.name);
@@ -54,8 +54,7 @@ async function hostileApproval(): Promise<Approval> {
 }
 
 function assertPrintable(lines: readonly string[]): void {
-  for (const line of lines)
-    assert.doesNotMatch(line, /[\p{Cc}\u202a-\u202e\u2066-\u2069]/u, JSON.stringify(line));
+  for (const line of lines) assert.doesNotMatch(line, /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u, JSON.stringify(line));
 }
 
 test('list shows every cell printable, the hostile ones quoted and escaped', async () => {
@@ -78,5 +77,5 @@ test('show shows every field printable: request, requester, approvers and their 
     /^Request: {4}openai "demo\\u001b\]0;PWNED\\u0007\\u001b\[2J", 12 inputs, 300 bytes, operation "op\\u001bc"$/m,
   );
   assert.match(text, /^Summary: {4}"sum\\u001b\[2J"$/m);
-  assert.match(text, / {2}deny {5}"bob\\u001b\[2K" {2}"no\\u001b\[2J\\u009b\\u202e"$/m);
+  assert.match(text, / {2}deny {5}"bob\\u001b\[2K" {2}"no\\u001b\[2J\\u009b\\u202e\\u2028\\ufeff\\u200b"$/m);
 });

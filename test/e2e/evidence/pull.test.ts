@@ -28,12 +28,12 @@ import {
   PutObjectRetentionCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { type AuditRecord, batchKey, sha256Base64 } from '@veil/core';
+import { type AuditRecord, batchKey, manifestKey, maxManifestBytes, sha256Base64 } from '@veil/core';
 import { CliError } from '../../../packages/cli/src/command.ts';
 import { runPull, runReport, runVerify } from '../../../packages/cli/src/commands/evidence.ts';
 import { runSessionsShow } from '../../../packages/cli/src/commands/sessions.ts';
 import { pullEvidence } from '../../../packages/cli/src/evidence/pull.ts';
-import { maxObjectBytes } from '../../../packages/cli/src/evidence/store.ts';
+import { maxBatchObjectBytes } from '../../../packages/cli/src/evidence/store.ts';
 import { createProgress } from '../../../packages/cli/src/progress.ts';
 import {
   type BuiltStream,
@@ -549,8 +549,12 @@ test('a pull fetches no object outside the evidence layout, and refuses one too 
   await client.send(new PutObjectCommand({ Bucket: 'planted', Key: 'v1/notes.txt', Body: note }));
   const huge = batchKey(built.prefix, 9);
   await client.send(
-    new PutObjectCommand({ Bucket: 'planted', Key: huge, Body: Buffer.alloc(maxObjectBytes + 1) }),
+    new PutObjectCommand({ Bucket: 'planted', Key: huge, Body: Buffer.alloc(maxBatchObjectBytes + 1) }),
   );
+  // Far smaller than any batch, far larger than any manifest: parsed, its brackets exhaust the heap.
+  const nested = manifestKey(built.prefix, 9);
+  const brackets = Buffer.from(`${'['.repeat(maxManifestBytes)}${']'.repeat(maxManifestBytes)}`);
+  await client.send(new PutObjectCommand({ Bucket: 'planted', Key: nested, Body: brackets }));
 
   const dir = join(work, 'planted');
   const pulled = await pull(dir, '--bucket', 'planted');
@@ -558,7 +562,7 @@ test('a pull fetches no object outside the evidence layout, and refuses one too 
   assert.match(
     pulled.out[0] ?? '',
     new RegExp(
-      `: ${built.objects.length} downloaded, 0 already present, 0 repaired, 1 outside the evidence layout \\(metadata only\\), 1 refused as larger than any batch or manifest \\(${maxObjectBytes} bytes\\)$`,
+      `: ${built.objects.length} downloaded, 0 already present, 0 repaired, 1 outside the evidence layout \\(metadata only\\), 2 refused as larger than any manifest \\(${maxManifestBytes} bytes\\) or batch \\(${maxBatchObjectBytes} bytes\\) can be$`,
     ),
   );
   const files = await filesUnder(dir);
@@ -575,14 +579,65 @@ test('a pull fetches no object outside the evidence layout, and refuses one too 
     verified.out.includes('WARN - v1/notes.txt: not an object of the evidence layout'),
     verified.out.join('\n'),
   );
-  const refused = new RegExp(
-    `^INVALID ${built.stream} ${huge}: version \\S+ is larger than any batch or manifest \\(${maxObjectBytes} bytes\\): not fetched$`,
+  const refusedBatch = new RegExp(
+    `^INVALID ${built.stream} ${huge}: version \\S+ is ${maxBatchObjectBytes + 1} bytes, larger than any batch can be \\(${maxBatchObjectBytes} bytes\\): not fetched$`,
   );
   assert.ok(
-    verified.out.some((line) => refused.test(line)),
+    verified.out.some((line) => refusedBatch.test(line)),
     verified.out.join('\n'),
   );
+  // One finding for the key, though core misses the manifest's bytes too.
+  const refusedManifest = new RegExp(
+    `^INVALID ${built.stream} ${nested}: version \\S+ is ${brackets.length} bytes, larger than any manifest can be \\(${maxManifestBytes} bytes\\): not fetched$`,
+  );
+  const aboutManifest = verified.out.filter(
+    (line) => line.includes(` ${nested}: `) && line.endsWith('not fetched'),
+  );
+  assert.equal(aboutManifest.length, 1, verified.out.join('\n'));
+  assert.match(aboutManifest[0] ?? '', refusedManifest);
   assert.equal(verified.out.at(-1), '1 streams, 1 batches, 3 records verified, 0 gaps');
+});
+
+test('a version too large to be evidence is refused by its download length when the listing gives no size', async () => {
+  await client.send(new CreateBucketCommand({ Bucket: 'sizeless', ObjectLockEnabledForBucket: true }));
+  const built = buildStream({ ref: streamRef('pod-sizeless'), batches: [[0, 1]] });
+  await upload(client, 'sizeless', built.objects, {
+    retainUntil: new Date(uploadedAt.getTime() + retentionMs),
+  });
+  const planted = manifestKey(built.prefix, 9);
+  const body = Buffer.alloc(maxManifestBytes + 1, '[');
+  await client.send(new PutObjectCommand({ Bucket: 'sizeless', Key: planted, Body: body }));
+  // A store whose listing leaves the sizes out, as some S3-compatible ones do.
+  const sizeless = s3.client();
+  sizeless.middlewareStack.add(
+    (next) => async (args) => {
+      const answer = await next(args);
+      const output = answer.output as { Versions?: { Size?: number }[] };
+      for (const version of output.Versions ?? []) delete version.Size;
+      return answer;
+    },
+    { step: 'initialize', name: 'dropListedSizes' },
+  );
+  const out = join(work, 'sizeless');
+  try {
+    const result = await pullEvidence({
+      client: sizeless,
+      endpoint: s3.endpoint,
+      bucket: 'sizeless',
+      prefix: 'v1/',
+      window: { from: undefined, before: undefined },
+      out,
+      progress: createProgress({ output: captureIo(uploadedAt).io.err, label: 'pull' }),
+    });
+    assert.equal(result.refused, 1);
+    assert.equal(result.downloaded, built.objects.length);
+  } finally {
+    sizeless.destroy();
+  }
+  const index = (await readFile(join(out, 'index.ndjson'), 'utf8')).trim().split('\n');
+  const meta = index.map((line) => JSON.parse(line)).find((m) => m.key === planted);
+  assert.equal(meta?.file, null);
+  assert.equal(meta?.size, body.length);
 });
 
 test('evidence in a bucket without Object Lock is INVALID', async () => {

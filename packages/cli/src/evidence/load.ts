@@ -17,7 +17,7 @@ import {
   bucketInfoSchema,
   indexFile,
   isRefused,
-  maxObjectBytes,
+  maxEvidenceBytes,
   type ObjectMeta,
   objectMetaSchema,
 } from './store.ts';
@@ -34,6 +34,8 @@ export type EvidenceSet = {
   bucketLock: BucketLock | 'local';
   /** Object versions and delete markers, each key's versions oldest first. */
   objects: StoredObject[];
+  /** Versions of evidence keys a pull refused as too large to be evidence: among `objects`, without bytes. */
+  refused: ObjectMeta[];
 };
 
 export async function loadEvidence(dir: string): Promise<EvidenceSet> {
@@ -59,6 +61,7 @@ async function loadPulled(dir: string): Promise<EvidenceSet> {
     .map((line, index) => parseFile(dir, `${indexFile} line ${index + 1}`, objectMetaSchema, line));
   // The index lists each key newest first; the verifier takes the first of equal times as the original.
   const objects = await mapConcurrently(metas.reverse(), readConcurrency, (meta) => storedObject(dir, meta));
+  const refused = metas.filter(isRefused);
   const lock = bucket.objectLock;
   return {
     kind: 'pulled',
@@ -69,6 +72,7 @@ async function loadPulled(dir: string): Promise<EvidenceSet> {
       ...(lock.mode ? { mode: lock.mode } : {}),
     },
     objects,
+    refused,
   };
 }
 
@@ -83,7 +87,7 @@ async function readText(dir: string, file: string): Promise<string> {
 }
 
 async function storedObject(dir: string, meta: ObjectMeta): Promise<StoredObject> {
-  if (isRefused(meta) && (meta.size === null || meta.size <= maxObjectBytes)) {
+  if (isRefused(meta) && (meta.size === null || meta.size <= (maxEvidenceBytes(meta.key) ?? 0))) {
     // A pull saves an evidence key without its bytes only when it is too large: this one lost them here.
     throw damagedPull(dir, `${printable(meta.key)} version ${printable(meta.versionId)} has no bytes saved`);
   }
@@ -130,7 +134,7 @@ function damagedPull(dir: string, problem: string): CliError {
 async function loadLocal(root: string): Promise<EvidenceSet> {
   const files = await listFiles(join(root, 'v1'));
   const objects = await mapConcurrently(files, readConcurrency, (file) => localObject(root, file));
-  return { kind: 'local', dir: root, bucket: null, bucketLock: 'local', objects };
+  return { kind: 'local', dir: root, bucket: null, bucketLock: 'local', objects, refused: [] };
 }
 
 async function localObject(root: string, file: string): Promise<StoredObject> {

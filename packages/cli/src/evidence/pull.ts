@@ -22,7 +22,7 @@ import {
   type ListObjectVersionsCommandOutput,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { parseEvidenceKey } from '@veil/core';
+import { maxManifestBytes, parseEvidenceKey } from '@veil/core';
 import { CliError } from '../command.ts';
 import { fsReason } from '../fserror.ts';
 import { printable } from '../printable.ts';
@@ -35,7 +35,8 @@ import {
   bucketFile,
   bucketInfoSchema,
   indexFile,
-  maxObjectBytes,
+  maxBatchObjectBytes,
+  maxEvidenceBytes,
   metaFile,
   type ObjectLockInfo,
   type ObjectMeta,
@@ -65,7 +66,7 @@ export type PullResult = {
   repaired: number;
   /** Versions of keys outside the evidence layout: their metadata saved, never their bytes. */
   foreign: number;
-  /** Versions of evidence keys larger than maxObjectBytes: their metadata saved, their bytes refused. */
+  /** Versions of evidence keys larger than maxEvidenceBytes allows: their metadata saved, their bytes refused. */
   refused: number;
 };
 
@@ -154,14 +155,17 @@ export function pullCounts(result: PullResult): string {
   ];
   if (result.foreign > 0) counts.push(`${result.foreign} outside the evidence layout (metadata only)`);
   if (result.refused > 0) {
-    counts.push(`${result.refused} refused as larger than any batch or manifest (${maxObjectBytes} bytes)`);
+    counts.push(
+      `${result.refused} refused as larger than any manifest (${maxManifestBytes} bytes) or batch (${maxBatchObjectBytes} bytes) can be`,
+    );
   }
   return counts.join(', ');
 }
 
 /** Whether the verifier needs, and may be given, the bytes of a listed version. */
 function isFetched(entry: Listed): boolean {
-  return parseEvidenceKey(entry.key) !== null && (entry.size === null || entry.size <= maxObjectBytes);
+  const limit = maxEvidenceBytes(entry.key);
+  return limit !== null && (entry.size === null || entry.size <= limit);
 }
 
 /** Saves one listed entry, or finds it saved whole by an earlier run; counts it in `result`. */
@@ -177,28 +181,39 @@ async function pullEntry(
     await writeAtomic(join(out, metaFile(entry.key, entry.versionId)), metaJson(meta));
     return meta;
   }
-  if (!isFetched(entry)) {
-    const meta = await metadataOnly(s3, options, entry);
-    if (parseEvidenceKey(entry.key) === null) result.foreign += 1;
-    else result.refused += 1;
-    progress.advance(0);
-    return meta;
-  }
+  if (!isFetched(entry)) return withoutBytes(entry, options, s3, result);
   const saved = await savedMeta(out, entry);
-  let meta: ObjectMeta;
+  let meta: ObjectMeta | null;
   if (saved) meta = await resumeSaved(saved, entry, options, s3, result);
   else {
     meta = await download(s3, options, entry);
-    result.downloaded += 1;
+    if (meta !== null) result.downloaded += 1;
   }
+  // Refused on the length its GET answered with, as it would have been on a listed size.
+  if (meta === null) return withoutBytes(entry, options, s3, result);
   progress.advance(entry.size ?? 0);
+  return meta;
+}
+
+/** Saves the metadata of a version whose bytes the verifier does not read; counts it as foreign or refused. */
+async function withoutBytes(
+  entry: Listed,
+  options: PullOptions,
+  s3: S3Call,
+  result: PullResult,
+): Promise<ObjectMeta> {
+  const meta = await metadataOnly(s3, options, entry);
+  if (parseEvidenceKey(entry.key) === null) result.foreign += 1;
+  else result.refused += 1;
+  options.progress.advance(0);
   return meta;
 }
 
 /**
  * A version saved by an earlier run. Whoever held the directory since could
  * have edited it, bytes and metadata alike, so it is kept only if it agrees
- * with what S3 says of that version now; otherwise it is fetched again.
+ * with what S3 says of that version now; otherwise it is fetched again (null:
+ * refused as too large, see `download`).
  */
 async function resumeSaved(
   saved: ObjectMeta,
@@ -206,7 +221,7 @@ async function resumeSaved(
   options: PullOptions,
   s3: S3Call,
   result: PullResult,
-): Promise<ObjectMeta> {
+): Promise<ObjectMeta | null> {
   const request = { Bucket: options.bucket, Key: entry.objectKey, VersionId: entry.versionId };
   const head = await s3(() =>
     options.client.send(new HeadObjectCommand({ ...request, ChecksumMode: 'ENABLED' })),
@@ -214,6 +229,7 @@ async function resumeSaved(
   const stored = { checksumSHA256: head.ChecksumSHA256 ?? null, checksumType: head.ChecksumType ?? null };
   if (!agreesWithS3(saved, entry, stored)) {
     const fresh = await download(s3, options, entry);
+    if (fresh === null) return null;
     // A version whose stored bytes fail S3's own checksum is fetched each time, and is no repair.
     if (sameContent(saved, fresh)) result.present += 1;
     else result.repaired += 1;
@@ -505,11 +521,12 @@ function lockMeta(lock: { mode: string | undefined; retainUntil: Date | undefine
   } satisfies Pick<ObjectMeta, 'lockMode' | 'retainUntil'>;
 }
 
-async function download(s3: S3Call, options: PullOptions, entry: Listed): Promise<ObjectMeta> {
+/** Fetches and saves a version; null, and nothing saved, when its GET answers with more bytes than evidence can be. */
+async function download(s3: S3Call, options: PullOptions, entry: Listed): Promise<ObjectMeta | null> {
   const { client, bucket, out } = options;
   const request: GetObjectCommandInput = { Bucket: bucket, Key: entry.objectKey, VersionId: entry.versionId };
   const response = await s3(() => client.send(new GetObjectCommand({ ...request, ChecksumMode: 'ENABLED' })));
-  refuseUnlistedSize(entry, response);
+  if (isUnlistedOversize(entry, response)) return null;
   const bytes = await s3(() => readKeepingMismatch(client, request, response.Body));
   checkSize(entry, bytes);
   const lock = await lockOf(s3, client, request, response);
@@ -573,14 +590,16 @@ async function lockOf(
   return s3(() => retention(client, request));
 }
 
-/** A listing without sizes cannot keep an oversized version from being fetched: its GET does. */
-function refuseUnlistedSize(entry: Listed, response: GetObjectCommandOutput): void {
+/**
+ * A listing without sizes cannot keep an oversized version from being fetched:
+ * its GET's length does, and its body is dropped unread.
+ */
+function isUnlistedOversize(entry: Listed, response: GetObjectCommandOutput): boolean {
   const length = response.ContentLength;
-  if (entry.size !== null || length === undefined || length <= maxObjectBytes) return;
+  const limit = maxEvidenceBytes(entry.key);
+  if (entry.size !== null || length === undefined || limit === null || length <= limit) return false;
   if (response.Body instanceof Readable) response.Body.destroy();
-  throw new CliError(
-    `${printable(entry.key)} version ${printable(entry.versionId)}: ${length} bytes, larger than any batch or manifest (${maxObjectBytes} bytes), and the listing gave no size to skip it by; nothing saved`,
-  );
+  return true;
 }
 
 /** A body cut short, or longer than listed, is no copy of the version: nothing of it is saved. */

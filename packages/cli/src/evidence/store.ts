@@ -18,7 +18,7 @@
 //                        saved without its bytes (file and sha256 null): every
 //                        version of a key outside the evidence layout, which the
 //                        verifier only warns of, and a version of an evidence key
-//                        larger than maxObjectBytes, which it reports INVALID
+//                        larger than maxEvidenceBytes allows, which it reports INVALID
 //
 // Key segments are percent-encoded wherever they are not plain ([A-Za-z0-9._-]),
 // `.` and `..` included, so no key can name a path outside objects/; version
@@ -26,7 +26,7 @@
 // Bytes and metadata are written to a temporary name and renamed, so a file
 // under its final name is always whole: an interrupted pull resumes from there.
 import { createHash } from 'node:crypto';
-import { defaultMaxBatchBytes, parseEvidenceKey } from '@veil/core';
+import { defaultMaxBatchBytes, maxManifestBytes, parseEvidenceKey } from '@veil/core';
 import { z } from 'zod';
 
 export const pullFormat = 'veil.pull/v1';
@@ -89,15 +89,21 @@ export const objectMetaSchema = z
 export type ObjectMeta = z.infer<typeof objectMetaSchema>;
 
 /**
- * The largest version of an evidence key a pull fetches. The verifier reads no
- * batch of more than core's defaultMaxBatchBytes uncompressed, which gzip
- * stores with well under a thousandth of overhead, and a manifest is a few
- * hundred bytes: a larger version is nothing a sidecar wrote, and fetching it
- * whole would only exhaust memory.
+ * The largest batch object a pull fetches. The verifier reads no batch of more
+ * than core's defaultMaxBatchBytes uncompressed, which gzip stores with well
+ * under a thousandth of overhead: a larger version is nothing a sidecar wrote,
+ * and fetching it whole would only exhaust memory.
  */
-export const maxObjectBytes = defaultMaxBatchBytes + defaultMaxBatchBytes / 1024 + 1024;
+export const maxBatchObjectBytes = defaultMaxBatchBytes + defaultMaxBatchBytes / 1024 + 1024;
 
-/** A version of an evidence key saved without its bytes: refused as larger than maxObjectBytes. */
+/** The largest version of `key` a pull fetches: core's manifest cap, or a batch's; null outside the evidence layout. */
+export function maxEvidenceBytes(key: string): number | null {
+  const kind = parseEvidenceKey(key)?.kind;
+  if (kind === undefined) return null;
+  return kind === 'manifest' ? maxManifestBytes : maxBatchObjectBytes;
+}
+
+/** A version of an evidence key saved without its bytes: refused as larger than maxEvidenceBytes allows. */
 export function isRefused(meta: ObjectMeta): boolean {
   return !meta.isDeleteMarker && meta.file === null && parseEvidenceKey(meta.key) !== null;
 }

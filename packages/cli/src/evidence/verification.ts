@@ -4,14 +4,13 @@ import {
   type Finding,
   formatFinding,
   parseEvidenceKey,
-  type StoredObject,
   summaryLine,
   type TrustedKey,
   type VerifyResult,
   verifyEvidence,
 } from '@veil/core';
 import type { EvidenceSet } from './load.ts';
-import { maxObjectBytes } from './store.ts';
+import { maxEvidenceBytes, type ObjectMeta } from './store.ts';
 
 export type VerificationOptions = {
   now: Date;
@@ -35,28 +34,47 @@ export function verifySet(set: EvidenceSet, options: VerificationOptions): Verif
 
 /**
  * A version of an evidence key that a pull refused to fetch (see store.ts) is
- * nothing a sidecar wrote. Core reports only what it misses of it, and an
- * unreferenced batch past the last manifest only as an upload cut short: the
- * version is named INVALID here, with why its bytes are absent.
+ * nothing a sidecar wrote. Core reports only that it misses the bytes of a
+ * manifest or of a batch a manifest describes, and an unreferenced batch past
+ * the last manifest only as an upload cut short: each such key is one INVALID
+ * finding here, in place of core's, saying why its bytes are absent.
  */
 function reportRefused(set: EvidenceSet, result: VerifyResult): void {
-  if (set.kind !== 'pulled') return;
-  for (const object of set.objects.filter(isRefused)) {
-    const stream = parseEvidenceKey(object.key)?.stream ?? '-';
-    const version = object.versionId === undefined ? 'the object' : `version ${object.versionId}`;
-    result.findings.push({
-      level: 'INVALID',
-      stream,
-      key: object.key,
-      code: 'missing-bytes',
-      message: `${version} is larger than any batch or manifest (${maxObjectBytes} bytes): not fetched`,
-    });
-    for (const summary of result.streams) if (summary.stream === stream) summary.valid = false;
+  const refused = new Map<string, Finding>();
+  for (const [key, versions] of Map.groupBy(set.refused, (meta) => meta.key)) {
+    refused.set(key, refusedFinding(key, versions));
   }
+  if (refused.size === 0) return;
+  const findings: Finding[] = [];
+  const placed = new Set<string>();
+  for (const finding of result.findings) {
+    const replacement = finding.code === 'missing-bytes' ? refused.get(finding.key) : undefined;
+    if (replacement === undefined) findings.push(finding);
+    else if (!placed.has(finding.key)) {
+      findings.push(replacement);
+      placed.add(finding.key);
+    }
+  }
+  for (const [key, finding] of refused) if (!placed.has(key)) findings.push(finding);
+  result.findings = findings;
+  const streams = new Set([...refused.values()].map((finding) => finding.stream));
+  for (const summary of result.streams) if (streams.has(summary.stream)) summary.valid = false;
 }
 
-function isRefused(object: StoredObject): boolean {
-  return !object.isDeleteMarker && object.bytes === undefined && parseEvidenceKey(object.key) !== null;
+/** One finding for the refused versions of a key, with the size that had them refused. */
+function refusedFinding(key: string, versions: readonly ObjectMeta[]): Finding {
+  const parsed = parseEvidenceKey(key);
+  const [first, ...others] = versions;
+  const size = first === undefined || first.size === null ? 'of unknown size' : `${first.size} bytes`;
+  const more = others.length > 0 ? ` (and ${others.length} more)` : '';
+  const limit = `larger than any ${parsed?.kind ?? 'object'} can be (${maxEvidenceBytes(key)} bytes)`;
+  return {
+    level: 'INVALID',
+    stream: parsed?.stream ?? '-',
+    key,
+    code: 'missing-bytes',
+    message: `version ${first?.versionId}${more} is ${size}, ${limit}: not fetched`,
+  };
 }
 
 // Each genesis registers its own key, so a stream verifies against whatever key

@@ -37,6 +37,7 @@ function hostileReport(): Report {
     bucket: null,
     bucketLock: 'local',
     objects,
+    refused: [],
   };
   const result = verifySet(set, { now, minRetentionDays: undefined, trustedKeys: undefined });
   return buildReport(set, result, { now, minRetentionDays: undefined });

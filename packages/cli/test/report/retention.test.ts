@@ -41,6 +41,7 @@ function lockedFor(days: number): EvidenceSet {
     },
     bucketLock: { enabled: true, mode: 'COMPLIANCE' },
     objects,
+    refused: [],
   };
 }
 

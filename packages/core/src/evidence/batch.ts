@@ -143,7 +143,8 @@ export type BatchLimits = { maxBytes?: number; maxLines?: number };
 /** Large enough for any batch a policy allows or ever allowed (256 MiB before 16 MiB), small enough to stop a gzip bomb. */
 export const defaultMaxBatchBytes = 512 * 1024 * 1024;
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// A BOM is kept, not stripped: stripped, a line with one would read as its record's canonical encoding.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** Decodes a stored batch; a bad line is reported in place, never thrown. */
 export function decodeBatch(bytes: Uint8Array, limits: BatchLimits = {}): DecodedBatch {

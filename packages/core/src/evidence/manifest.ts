@@ -14,6 +14,14 @@ import { canonicalJson, signManifest } from './signing.ts';
 
 export const manifestFormat = 'veil.manifest/v1';
 
+/**
+ * The largest manifest object a reader takes. A manifest is a few hundred
+ * bytes (a genesis with its JWK under a kilobyte, keys at most 1024 bytes
+ * each): anything far larger is nothing a sidecar wrote, and parsing it whole
+ * (a deeply nested array, say) could exhaust the reader's memory.
+ */
+export const maxManifestBytes = 64 * 1024;
+
 const objectKey = z.string().min(1).max(1024);
 
 export const manifestLinkSchema = z.strictObject({ key: objectKey, sha256: sha256HexSchema });

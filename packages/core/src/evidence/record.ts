@@ -152,6 +152,36 @@ export function encodeRecordLine(record: AuditRecordInput): string {
 export type ParsedRecordLine = { ok: true; record: AuditRecord } | { ok: false; error: string };
 
 /**
+ * How deep a record line's arrays and objects may nest before it is parsed.
+ * The deepest record nests 4 (record, approval, approvers, an approver); a
+ * line nested far deeper is no record, and JSON.parse of millions of brackets
+ * (a few kilobytes of gzip) exhausts the heap before any schema sees it.
+ */
+export const maxRecordNesting = 8;
+
+const quote = 0x22;
+const backslash = 0x5c;
+const [openBracket, closeBracket, openBrace, closeBrace] = [0x5b, 0x5d, 0x7b, 0x7d];
+
+/** One pass over the line: brackets and braces outside strings, escapes honoured. */
+function nestedDeeperThan(line: string, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line.charCodeAt(i);
+    if (inString) {
+      if (c === backslash) i += 1;
+      else if (c === quote) inString = false;
+    } else if (c === quote) inString = true;
+    else if (c === openBracket || c === openBrace) {
+      depth += 1;
+      if (depth > limit) return true;
+    } else if (c === closeBracket || c === closeBrace) depth -= 1;
+  }
+  return false;
+}
+
+/**
  * Parses one line, which must be exactly what `encodeRecordLine` writes for its
  * record: any other spelling (a duplicate member, which JSON parsers resolve
  * differently, an escape where none is needed, members out of order) could say
@@ -159,6 +189,9 @@ export type ParsedRecordLine = { ok: true; record: AuditRecord } | { ok: false; 
  * the failing fields, never their values.
  */
 export function parseRecordLine(line: string): ParsedRecordLine {
+  if (nestedDeeperThan(line, maxRecordNesting)) {
+    return { ok: false, error: `nested deeper than ${maxRecordNesting} levels: no record is` };
+  }
   let value: unknown;
   try {
     value = JSON.parse(line);

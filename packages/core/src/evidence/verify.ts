@@ -15,6 +15,7 @@ import {
   type Manifest,
   manifestKey,
   manifestSchema,
+  maxManifestBytes,
   parseEvidenceKey,
   parseStreamId,
 } from './manifest.ts';
@@ -65,6 +66,7 @@ export const findingCodes = [
   'retention-expired',
   'replaced-object',
   'rewritten-object',
+  'versions-not-compared',
   'hidden-object',
   'missing-bytes',
   'checksum-mismatch',
@@ -249,25 +251,31 @@ function checkRetentionAsked(options: VerifyOptions, report: Report): void {
   }
 }
 
-/** Whether every later version holds the first one's bytes. */
-function copiesOfFirst(data: readonly StoredObject[]): boolean {
+/** Whether two versions hold the same bytes, or nothing at hand can tell. */
+type Comparison = 'same' | 'different' | 'unknown';
+
+/** How the later versions compare with the first: `different` if any differs, else `unknown` if any cannot be told. */
+function compareWithFirst(data: readonly StoredObject[]): Comparison {
   const [first, ...later] = data;
-  return first !== undefined && later.every((version) => sameBytes(first, version));
+  if (first === undefined) return 'same';
+  const comparisons = later.map((version) => compareVersions(first, version));
+  if (comparisons.includes('different')) return 'different';
+  return comparisons.includes('unknown') ? 'unknown' : 'same';
 }
 
 /**
- * Compared in place (as `noteSeq` compares records); where neither version's
- * bytes were fetched (a pull keeps none of a key outside the evidence layout),
- * by the SHA-256 S3 stored with each.
+ * Compared in place (as `noteSeq` compares records); where the bytes of either
+ * were not fetched (a pull keeps none of a key outside the evidence layout),
+ * by the SHA-256 S3 stored with each (a version's bytes are checked against
+ * its own elsewhere). Without that, as S3 keeps none for an upload made
+ * without a checksum, nothing tells them apart or alike.
  */
-function sameBytes(a: StoredObject, b: StoredObject): boolean {
-  if (a.bytes !== undefined && b.bytes !== undefined) return Buffer.compare(a.bytes, b.bytes) === 0;
-  return (
-    a.bytes === undefined &&
-    b.bytes === undefined &&
-    a.checksumSha256 !== undefined &&
-    a.checksumSha256 === b.checksumSha256
-  );
+function compareVersions(a: StoredObject, b: StoredObject): Comparison {
+  if (a.bytes !== undefined && b.bytes !== undefined) {
+    return Buffer.compare(a.bytes, b.bytes) === 0 ? 'same' : 'different';
+  }
+  if (a.checksumSha256 === undefined || b.checksumSha256 === undefined) return 'unknown';
+  return a.checksumSha256 === b.checksumSha256 ? 'same' : 'different';
 }
 
 /** Flags extra versions, delete markers and weak locks; returns the version to verify. */
@@ -282,7 +290,8 @@ function checkVersions(
   // Under Object Lock a version cannot change, only gain a successor: the first one is the evidence.
   const data = versions.filter((v) => !v.isDeleteMarker).sort(byLastModified);
   if (markers > 0) report('INVALID', stream, key, 'hidden-object', `hidden by ${markers} delete marker(s)`);
-  if (data.length > 1 && copiesOfFirst(data)) {
+  const comparison = data.length > 1 ? compareWithFirst(data) : 'same';
+  if (comparison === 'same' && data.length > 1) {
     // An upload retried while the first was still under way (a process killed
     // mid-upload, then restarted) can slip past a store's If-None-Match: the
     // same bytes again, which alter nothing.
@@ -293,7 +302,10 @@ function checkVersions(
       'rewritten-object',
       `${data.length} versions, all with the same bytes: the object was written again unchanged`,
     );
-  } else if (data.length > 1) {
+  } else if (comparison === 'unknown') {
+    const message = `${data.length} versions that cannot be compared: their bytes were not fetched and the store kept no SHA-256 of them`;
+    report('WARN', stream, key, 'versions-not-compared', message);
+  } else if (comparison === 'different') {
     report(
       'INVALID',
       stream,
@@ -530,6 +542,12 @@ function readManifests(layout: StreamLayout, report: Report): Map<number, Entry>
       report('INVALID', layout.stream, key, 'missing-bytes', 'the manifest content was not fetched');
       continue;
     }
+    // Refused before anything decodes it: a planted object at a manifest key is read by every verify, trusted keys or not.
+    if (object.bytes.length > maxManifestBytes) {
+      const message = `larger than ${maxManifestBytes} bytes: no manifest is`;
+      report('INVALID', layout.stream, key, 'manifest-malformed', message);
+      continue;
+    }
     const manifest = parseManifest(object.bytes);
     if (!manifest.ok) {
       report('INVALID', layout.stream, key, 'manifest-malformed', manifest.error);
@@ -716,6 +734,7 @@ function checkBatch(
 
 /** How many lines of a batch showed one problem, and the first few of them. */
 type LineProblems = { count: number; shown: string[] };
+type LeveledProblems = LineProblems & { level: FindingLevel };
 
 /** Lines named in a finding about many: enough to find them, few enough to keep a finding one line. */
 const shownLines = 5;
@@ -730,19 +749,20 @@ function countProblem(problems: LineProblems, problem: string): void {
  * million bad lines are one finding that counts them, not a million findings.
  */
 class LineFindings {
-  readonly #problems = new Map<FindingCode, LineProblems>();
+  readonly #problems = new Map<FindingCode, LeveledProblems>();
 
-  add(code: FindingCode, problem: string): void {
-    const problems = this.#problems.get(code) ?? { count: 0, shown: [] };
+  /** `problem`: all that is wrong with one line, under `code`. */
+  add(code: FindingCode, problem: string, level: FindingLevel = 'INVALID'): void {
+    const problems = this.#problems.get(code) ?? { level, count: 0, shown: [] };
     countProblem(problems, problem);
     this.#problems.set(code, problems);
   }
 
   report(key: string, state: StreamState): void {
-    for (const [code, { count, shown }] of this.#problems) {
+    for (const [code, { level, count, shown }] of this.#problems) {
       const more = count > shown.length ? '; …' : '';
       const message = count === 1 ? `${shown[0]}` : `${count} lines: ${shown.join('; ')}${more}`;
-      state.report('INVALID', state.layout.stream, key, code, message);
+      state.report(level, state.layout.stream, key, code, message);
     }
   }
 }
@@ -839,8 +859,11 @@ function checkLine(
     return;
   }
   const { record } = line;
-  for (const problem of approvalRecordProblems(record)) {
-    tally.findings.add('record-malformed', `line ${index + 1} (seq ${record.seq}): ${problem}`);
+  const approvalProblems = approvalRecordProblems(record);
+  if (approvalProblems.length > 0) {
+    // One entry per line, however many problems it has: the finding counts lines.
+    const problem = `line ${index + 1} (seq ${record.seq}): ${approvalProblems.join(' and ')}`;
+    tally.findings.add('record-malformed', problem);
   }
   const ownStream = record.stream === stream;
   if (!ownStream)
@@ -858,7 +881,9 @@ function checkLine(
   }
   tally.firstTime = tally.firstTime === undefined ? record.time : earliest(tally.firstTime, record.time);
   tally.lastTime = tally.lastTime === undefined ? record.time : latest(tally.lastTime, record.time);
-  if (noteSeq(key, record.seq, line.bytes, state) && ownStream && ownPod) tally.candidates.push(record);
+  if (noteSeq(record.seq, line.bytes, index, tally, state) && ownStream && ownPod) {
+    tally.candidates.push(record);
+  }
 }
 
 /**
@@ -892,10 +917,15 @@ function checkCompletions(state: StreamState): { count: number; incomplete: numb
   const { stream } = state.layout;
   const keyOf = (record: AuditRecord) => state.keys.get(record) ?? state.layout.prefix;
   const { completedBy, mismatched } = matchCompletions(state.records);
+  // One finding per batch, as for its other lines: one bad completion repeated down a batch is not a finding a line.
+  const byBatch = new Map<string, LineFindings>();
   for (const { record, reason } of mismatched) {
-    const message = `seq ${record.seq} completes ${record.completes}: ${reason}`;
-    state.report('INVALID', stream, keyOf(record), 'completion-mismatch', message);
+    const key = keyOf(record);
+    const findings = byBatch.get(key) ?? new LineFindings();
+    findings.add('completion-mismatch', `seq ${record.seq} completes ${record.completes}: ${reason}`);
+    byBatch.set(key, findings);
   }
+  for (const [key, findings] of byBatch) findings.report(key, state);
   const incomplete = new Map<string, number[]>();
   let count = 0;
   for (const record of state.records) {
@@ -915,24 +945,25 @@ function checkCompletions(state: StreamState): { count: number; incomplete: numb
   return { count, incomplete: sum([...incomplete.values()], (seqs) => seqs.length) };
 }
 
-/** False for a seq already seen: a duplicate is reported, not counted twice. */
-function noteSeq(key: string, seq: number, bytes: Uint8Array, state: StreamState): boolean {
+/** False for a seq already seen: a duplicate is reported with its batch's lines, not counted twice. */
+function noteSeq(
+  seq: number,
+  bytes: Uint8Array,
+  index: number,
+  tally: BatchTally,
+  state: StreamState,
+): boolean {
   const earlier = state.seen.get(seq);
   if (!earlier) {
     // A copy: the line is a view of its whole inflated batch, which must not outlive its reading.
     state.seen.set(seq, new Uint8Array(bytes));
     return true;
   }
+  const line = `line ${index + 1}`;
   if (Buffer.compare(earlier, bytes) === 0) {
-    state.report('WARN', state.layout.stream, key, 'duplicate-record', `seq ${seq} shipped twice, identical`);
+    tally.findings.add('duplicate-record', `${line}: seq ${seq} shipped twice, identical`, 'WARN');
   } else {
-    state.report(
-      'INVALID',
-      state.layout.stream,
-      key,
-      'seq-conflict',
-      `seq ${seq} appears twice with different content`,
-    );
+    tally.findings.add('seq-conflict', `${line}: seq ${seq} appears twice with different content`);
   }
   return false;
 }

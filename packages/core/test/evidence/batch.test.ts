@@ -70,6 +70,17 @@ test('a line holding a carriage return is malformed, even where JSON allows one'
   );
 });
 
+test("a line starting with a byte order mark is not its record's canonical encoding", () => {
+  const bom = Buffer.from([0xef, 0xbb, 0xbf]);
+  const line = Buffer.concat([bom, Buffer.from(lines[0] ?? '')]);
+  const decoded = decodeBatch(gzipSync(Buffer.concat([line, Buffer.from('\n')])));
+  assert.ok(decoded.ok);
+  assert.deepEqual(
+    decoded.lines.map((l) => (l.ok ? 'ok' : l.error)),
+    ['not JSON'],
+  );
+});
+
 test('bytes that are not gzip, or inflate past the limit, are refused', () => {
   assert.deepEqual(decodeBatch(Buffer.from(lines[0] as string)), { ok: false, error: 'not gzip' });
   const bomb = gzipSync(Buffer.alloc(1 << 20, 0x20));

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { z } from 'zod';
 import { sha256Hex } from '../../src/evidence/hash.ts';
 import {
   auditRecordSchema,
   encodeRecordLine,
+  maxRecordNesting,
   parseRecordLine,
   vectorsDigest,
 } from '../../src/evidence/record.ts';
@@ -111,6 +113,36 @@ test('a line is a record only in the canonical encoding of that record', () => {
       what,
     );
   }
+});
+
+/** How deep a JSON Schema's objects and arrays nest, following every property, item and alternative. */
+function schemaDepth(schema: unknown): number {
+  if (typeof schema !== 'object' || schema === null) return 0;
+  const node = schema as Record<string, unknown>;
+  const nested = [
+    ...Object.values((node.properties as Record<string, unknown> | undefined) ?? {}),
+    node.items,
+    ...((node.anyOf as unknown[] | undefined) ?? []),
+    ...((node.oneOf as unknown[] | undefined) ?? []),
+  ];
+  const own = node.type === 'object' || node.type === 'array' ? 1 : 0;
+  return own + Math.max(0, ...nested.map(schemaDepth));
+}
+
+test('a line nested deeper than any record is refused before it is parsed, brackets in strings aside', () => {
+  // The limit stays above the deepest record the schema allows.
+  assert.ok(schemaDepth(z.toJSONSchema(auditRecordSchema)) < maxRecordNesting);
+  const deep = `${'['.repeat(maxRecordNesting + 1)}${']'.repeat(maxRecordNesting + 1)}`;
+  assert.deepEqual(parseRecordLine(deep), {
+    ok: false,
+    error: `nested deeper than ${maxRecordNesting} levels: no record is`,
+  });
+  // Millions of brackets are refused as quickly as a few: JSON.parse of them would exhaust the heap.
+  assert.equal(parseRecordLine('['.repeat(1_000_000)).ok, false);
+  const bracketed = '{[\"'.repeat(50);
+  const full = fullRecord(stream, 1);
+  const line = encodeRecordLine({ ...full, inputs: [{ masked: bracketed }], error: '\\"[[[[[[[[[[' });
+  assert.equal(parseRecordLine(line).ok, true);
 });
 
 test('the vectors digest is SHA-256 over float32 little-endian bytes, in order', () => {

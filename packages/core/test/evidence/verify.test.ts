@@ -4,7 +4,15 @@ import { gzipSync } from 'node:zlib';
 import { type BatchContent, encodeBatch } from '../../src/evidence/batch.ts';
 import { sha256Base64, sha256Hex } from '../../src/evidence/hash.ts';
 import { generateSigningKey } from '../../src/evidence/keys.ts';
-import { batchKey, linkTo, manifestKey, storeManifest } from '../../src/evidence/manifest.ts';
+import {
+  batchKey,
+  linkTo,
+  manifestKey,
+  maxManifestBytes,
+  storeManifest,
+} from '../../src/evidence/manifest.ts';
+import { merkleRootHex } from '../../src/evidence/merkle.ts';
+import { encodeRecordLine } from '../../src/evidence/record.ts';
 import { signManifest } from '../../src/evidence/signing.ts';
 import {
   type Finding,
@@ -190,6 +198,18 @@ test('versions of a foreign object pulled without their bytes are told apart by 
   assert.deepEqual(codes([...built.objects, ...again]), ['WARN rewritten-object', 'WARN foreign-object']);
   const other = [version('hello', 50), { ...version('bye', 51), isLatest: true }];
   assert.deepEqual(codes([...built.objects, ...other]), ['INVALID replaced-object', 'WARN foreign-object']);
+  // Uploaded without a checksum (or as a multipart composite): nothing tells the versions apart or alike.
+  const unchecked = again.map(({ checksumSha256: _none, ...meta }) => meta);
+  const result = verifyEvidence([...built.objects, ...unchecked], options);
+  assert.deepEqual(
+    result.findings
+      .filter((f) => f.code !== 'checksum-missing')
+      .map((f) => `${f.level} ${f.code} ${f.message}`),
+    [
+      'WARN versions-not-compared 2 versions that cannot be compared: their bytes were not fetched and the store kept no SHA-256 of them',
+      'WARN foreign-object not an object of the evidence layout',
+    ],
+  );
 });
 
 test('a record removed with the Merkle root recomputed but not re-signed fails the signature', () => {
@@ -358,6 +378,19 @@ test('a manifest missing from the middle of the chain breaks it', () => {
       ['seq-gap', batchKey(built.prefix, 3)],
       ['orphan-object', batchKey(built.prefix, 2)],
     ],
+  );
+});
+
+test('an object at a manifest key larger than any manifest is refused unread, trusted keys or not', () => {
+  const built = buildStream({ batches: clean });
+  // Parsed, millions of brackets exhaust the heap: the size alone refuses it.
+  const nested = Buffer.from(`${'['.repeat(maxManifestBytes / 2)}${']'.repeat(maxManifestBytes / 2)}0`);
+  const planted = stored(manifestKey(built.prefix, 9), nested, 50);
+  const trusted = { ...options, trustedKeys: [{ keyId: built.key.keyId }] };
+  const findings = verifyEvidence([...built.objects, planted], trusted).findings;
+  assert.deepEqual(
+    findings.map((f) => `${f.level} ${f.code} ${f.key}: ${f.message}`),
+    [`INVALID manifest-malformed ${planted.key}: larger than ${maxManifestBytes} bytes: no manifest is`],
   );
 });
 
@@ -530,23 +563,18 @@ test('a completion that names no earlier incomplete request of its stream is INV
   const mismatches = result.findings.filter((f) => f.code === 'completion-mismatch');
   assert.deepEqual(
     mismatches.map((f) => [f.level, f.key, f.message]),
+    // One finding per batch, counting its lines.
     [
       [
         'INVALID',
         batchKey(built.prefix, 1),
-        `seq 1 completes ${idOf(99)}: no record of its stream has that id`,
-      ],
-      [
-        'INVALID',
-        batchKey(built.prefix, 1),
-        `seq 2 completes ${idOf(0)}: seq 0 is no incomplete request record`,
+        `2 lines: seq 1 completes ${idOf(99)}: no record of its stream has that id; seq 2 completes ${idOf(0)}: seq 0 is no incomplete request record`,
       ],
       [
         'INVALID',
         batchKey(built.prefix, 3),
-        `seq 6 completes ${idOf(4)}: seq 4 is completed already, by seq 5`,
+        `2 lines: seq 6 completes ${idOf(4)}: seq 4 is completed already, by seq 5; seq 7 completes ${idOf(8)}: seq 8 does not come before it`,
       ],
-      ['INVALID', batchKey(built.prefix, 3), `seq 7 completes ${idOf(8)}: seq 8 does not come before it`],
     ],
   );
   // seq 3 and seq 8 stay incomplete: nothing completes them validly.
@@ -618,6 +646,23 @@ test('an approval record that carries a status is malformed', () => {
   );
 });
 
+test('an approval record with two problems is one malformed line', () => {
+  const built = buildStream({
+    batches: clean,
+    recordFor: (stream, seq) => ({
+      ...record(stream, seq),
+      ...(seq === 4 ? { kind: 'approval.requested', outcome: 'held' } : {}),
+    }),
+  });
+  const result = verifyEvidence(built.objects, options);
+  assert.deepEqual(
+    result.findings.map((f) => `${f.level} ${f.code} ${f.message}`),
+    [
+      'INVALID record-malformed line 2 (seq 4): an approval.requested record names no approval and an approval.requested record carries status 200',
+    ],
+  );
+});
+
 test('a record shipped twice is a warning when identical, invalid when not', () => {
   const twice = buildStream({
     batches: [
@@ -628,8 +673,8 @@ test('a record shipped twice is a warning when identical, invalid when not', () 
   });
   const result = verifyEvidence(twice.objects, options);
   assert.deepEqual(
-    result.findings.map((f) => `${f.level} ${f.code}`),
-    ['WARN duplicate-record'],
+    result.findings.map((f) => `${f.level} ${f.code} ${f.message}`),
+    ['WARN duplicate-record line 1: seq 2 shipped twice, identical'],
   );
   assert.equal(result.totals.records, 4);
   const conflicting = buildStream({
@@ -639,6 +684,27 @@ test('a record shipped twice is a warning when identical, invalid when not', () 
     ],
   });
   assert.deepEqual(codes(conflicting.objects), ['INVALID seq-conflict']);
+});
+
+test('the lines of a batch repeating a record are one finding that counts them', () => {
+  const built = buildStream({ batches: clean });
+  // Batch 2 declares seq 3 and 4; a signed batch of one line of seq 3, a thousand times, and one other.
+  const [three] = built.lines.get(2) ?? [];
+  const other = encodeRecordLine({ ...record(built.stream, 3), outcome: 'denied', status: 403 });
+  const lines = [...Array.from({ length: 1000 }, () => three ?? ''), other].map((l) => Buffer.from(l));
+  const bytes = gzipSync(Buffer.from(`${lines.join('\n')}\n`));
+  const content = { records: lines.length, lastSeq: 3 + lines.length - 1, merkleRoot: merkleRootHex(lines) };
+  const repeated = withBatch(2, bytes, content);
+  const found = verifyEvidence(repeated.objects, options).findings.filter(
+    (f) => f.code === 'duplicate-record' || f.code === 'seq-conflict',
+  );
+  assert.deepEqual(
+    found.map((f) => `${f.level} ${f.code} ${f.key}: ${f.message}`),
+    [
+      `WARN duplicate-record ${batchKey(built.prefix, 2)}: 999 lines: line 2: seq 3 shipped twice, identical; line 3: seq 3 shipped twice, identical; line 4: seq 3 shipped twice, identical; line 5: seq 3 shipped twice, identical; line 6: seq 3 shipped twice, identical; …`,
+      `INVALID seq-conflict ${batchKey(built.prefix, 2)}: line 1001: seq 3 appears twice with different content`,
+    ],
+  );
 });
 
 test('an unreadable manifest, batch or record line is reported', () => {

@@ -33,21 +33,31 @@ test('SIGTERM right after a request: its spans reach the collector before the pr
   }
 });
 
+/**
+ * The entry point with its start held once its audit stream is open: the list
+ * of approvals followed is read then, from a named pipe the test writes to.
+ * Opening the pipe to write returns once the sidecar opened it to read.
+ */
+async function startHeld(env: Record<string, string> = {}) {
+  let followFile = '';
+  const sidecar = await startEntryPoint(
+    { VEIL_APPROVALS_URL: 'http://127.0.0.1:1', ...env },
+    async (stateDir) => {
+      followFile = join(stateDir, FOLLOW_FILE);
+      execFileSync('mkfifo', [followFile]);
+      await writeFile(join(stateDir, 'token'), 'unused');
+      return { VEIL_CONTROLLER_TOKEN_FILE: join(stateDir, 'token') };
+    },
+  );
+  return { sidecar, held: () => open(followFile, 'w') };
+}
+
 test('SIGTERM during the start: the start finishes, then the sidecar closes its audit stream and exits 0', {
   timeout: 60_000,
 }, async () => {
-  let followFile = '';
-  // The list of approvals followed is read once the audit stream is open: a
-  // named pipe holds the start there until the test writes to it.
-  const sidecar = await startEntryPoint({ VEIL_APPROVALS_URL: 'http://127.0.0.1:1' }, async (stateDir) => {
-    followFile = join(stateDir, FOLLOW_FILE);
-    execFileSync('mkfifo', [followFile]);
-    await writeFile(join(stateDir, 'token'), 'unused');
-    return { VEIL_CONTROLLER_TOKEN_FILE: join(stateDir, 'token') };
-  });
+  const { sidecar, held } = await startHeld();
   try {
-    // Opening the pipe to write returns once the sidecar opened it to read.
-    const pipe = await open(followFile, 'w');
+    const pipe = await held();
     sidecar.child.kill('SIGTERM');
     let exited = false;
     void sidecar.exited.then(() => {
@@ -69,17 +79,10 @@ test('SIGTERM during the start: the start finishes, then the sidecar closes its 
 test('SIGTERM during a start that does not finish: the close deadline runs from the signal', {
   timeout: 60_000,
 }, async () => {
-  let followFile = '';
   // Deadline: twice the 2 s drain, the 1 s close grace and the 3 s margin.
-  const env = { VEIL_APPROVALS_URL: 'http://127.0.0.1:1', VEIL_AUDIT_CLOSE_GRACE_SECONDS: '1' };
-  const sidecar = await startEntryPoint(env, async (stateDir) => {
-    followFile = join(stateDir, FOLLOW_FILE);
-    execFileSync('mkfifo', [followFile]);
-    await writeFile(join(stateDir, 'token'), 'unused');
-    return { VEIL_CONTROLLER_TOKEN_FILE: join(stateDir, 'token') };
-  });
+  const { sidecar, held } = await startHeld({ VEIL_AUDIT_CLOSE_GRACE_SECONDS: '1' });
   try {
-    const pipe = await open(followFile, 'w');
+    const pipe = await held();
     try {
       sidecar.child.kill('SIGTERM');
       await eventually('the deadline', () => sidecar.output().includes('not closed after 8000 ms, exiting'));

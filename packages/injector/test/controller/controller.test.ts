@@ -30,6 +30,17 @@ after(async () => {
   await cp?.stop();
 });
 
+/** Deletes an EmbeddingPolicy at the API server, as a user would. */
+async function deletePolicy(namespace: string, name: string): Promise<void> {
+  await cp.kubeConfig().makeApiClient(CustomObjectsApi).deleteNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    plural: 'embeddingpolicies',
+    namespace,
+    name,
+  });
+}
+
 test('a key ConfigMap deleted by hand comes back at the next resync', async () => {
   const namespace = await freshNamespace(cp, 'resync');
   const core = cp.kubeConfig().makeApiClient(CoreV1Api);
@@ -116,13 +127,7 @@ test('deleting a policy says it is revoked, and the pull endpoint then knows it 
       kind: 'unavailable',
       reason: 'this controller does not watch namespace unwatched',
     });
-    await cp.kubeConfig().makeApiClient(CustomObjectsApi).deleteNamespacedCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: 'embeddingpolicies',
-      namespace,
-      name: 'default',
-    });
+    await deletePolicy(namespace, 'default');
     const warned = await eventually('the deletion warning', async () =>
       warnings.find((w) => w.message.startsWith('policy deleted')),
     );
@@ -222,13 +227,7 @@ test('a cache out of sync vouches for no presence', async () => {
     assert.ok(await controller.bootstrapPolicy(namespace, 'default'));
     link.cut();
     // Deleted while this replica cannot hear of it: its cache still holds the policy.
-    await cp.kubeConfig().makeApiClient(CustomObjectsApi).deleteNamespacedCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: 'embeddingpolicies',
-      namespace,
-      name: 'default',
-    });
+    await deletePolicy(namespace, 'default');
     const unsure = await eventually('the cache out of sync', async () => {
       const found = await controller.lookup(namespace, 'never-made');
       return found.kind === 'unavailable' ? found : undefined;

@@ -521,6 +521,29 @@ function lockMeta(lock: { mode: string | undefined; retainUntil: Date | undefine
   } satisfies Pick<ObjectMeta, 'lockMode' | 'retainUntil'>;
 }
 
+/** What a GET or HEAD answered of a version, and where its bytes were saved (null: they were not). */
+function versionMeta(
+  entry: Listed,
+  answer: Pick<GetObjectCommandOutput, 'LastModified' | 'ChecksumSHA256' | 'ChecksumType'>,
+  size: number | null,
+  lock: { mode: string | undefined; retainUntil: Date | undefined },
+  saved: { sha256: string; file: string } | null,
+): ObjectMeta {
+  return {
+    key: entry.key,
+    versionId: entry.versionId,
+    isLatest: entry.isLatest,
+    isDeleteMarker: false,
+    lastModified: (entry.lastModified ?? answer.LastModified)?.toISOString() ?? null,
+    size,
+    checksumSHA256: answer.ChecksumSHA256 ?? null,
+    checksumType: answer.ChecksumType ?? null,
+    ...lockMeta(lock),
+    sha256: saved?.sha256 ?? null,
+    file: saved?.file ?? null,
+  };
+}
+
 /** Fetches and saves a version; null, and nothing saved, when its GET answers with more bytes than evidence can be. */
 async function download(s3: S3Call, options: PullOptions, entry: Listed): Promise<ObjectMeta | null> {
   const { client, bucket, out } = options;
@@ -532,19 +555,8 @@ async function download(s3: S3Call, options: PullOptions, entry: Listed): Promis
   const lock = await lockOf(s3, client, request, response);
   const file = objectFile(entry.key, entry.versionId);
   await writeAtomic(join(out, file), bytes, { sync: 'bytes' });
-  const meta: ObjectMeta = {
-    key: entry.key,
-    versionId: entry.versionId,
-    isLatest: entry.isLatest,
-    isDeleteMarker: false,
-    lastModified: (entry.lastModified ?? response.LastModified)?.toISOString() ?? null,
-    size: bytes.length,
-    checksumSHA256: response.ChecksumSHA256 ?? null,
-    checksumType: response.ChecksumType ?? null,
-    ...lockMeta(lock),
-    sha256: createHash('sha256').update(bytes).digest('hex'),
-    file,
-  };
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const meta = versionMeta(entry, response, bytes.length, lock, { sha256, file });
   await writeAtomic(join(out, metaFile(entry.key, entry.versionId)), metaJson(meta));
   return meta;
 }
@@ -558,19 +570,8 @@ async function metadataOnly(s3: S3Call, options: PullOptions, entry: Listed): Pr
   const { client, bucket, out } = options;
   const request: GetObjectCommandInput = { Bucket: bucket, Key: entry.objectKey, VersionId: entry.versionId };
   const head = await s3(() => client.send(new HeadObjectCommand({ ...request, ChecksumMode: 'ENABLED' })));
-  const meta: ObjectMeta = {
-    key: entry.key,
-    versionId: entry.versionId,
-    isLatest: entry.isLatest,
-    isDeleteMarker: false,
-    lastModified: (entry.lastModified ?? head.LastModified)?.toISOString() ?? null,
-    size: entry.size ?? head.ContentLength ?? null,
-    checksumSHA256: head.ChecksumSHA256 ?? null,
-    checksumType: head.ChecksumType ?? null,
-    ...lockMeta(await lockOf(s3, client, request, head)),
-    sha256: null,
-    file: null,
-  };
+  const lock = await lockOf(s3, client, request, head);
+  const meta = versionMeta(entry, head, entry.size ?? head.ContentLength ?? null, lock, null);
   // Bytes an earlier pull saved of it are no longer part of the directory.
   await rm(join(out, objectFile(entry.key, entry.versionId)), { force: true });
   await writeAtomic(join(out, metaFile(entry.key, entry.versionId)), metaJson(meta));

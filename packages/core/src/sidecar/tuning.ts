@@ -13,18 +13,20 @@ type FromEnvironment = z.ZodPreprocess<z.ZodNumber>;
  */
 export function wholeNumber(min: number, max: number): FromEnvironment {
   const message = `must be a whole number from ${min} to ${max}`;
-  return z.preprocess(
-    (value) => (typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value),
-    z.number({ error: message }).int(message).min(min, message).max(max, message),
-  );
+  return fromText(/^\d+$/, z.number({ error: message }).int(message).min(min, message).max(max, message));
 }
 
 /** A number of seconds up to max; from the environment, decimal digits with an optional fraction. */
 function seconds(max: number): FromEnvironment {
   const message = `must be a number of seconds from 0 to ${max}`;
+  return fromText(/^\d+(\.\d+)?$/, z.number({ error: message }).min(0, message).max(max, message));
+}
+
+/** `number`, also from text spelled as `spelling` allows; any other text fails as not a number. */
+function fromText(spelling: RegExp, number: z.ZodNumber): FromEnvironment {
   return z.preprocess(
-    (value) => (typeof value === 'string' && /^\d+(\.\d+)?$/.test(value) ? Number(value) : value),
-    z.number({ error: message }).min(0, message).max(max, message),
+    (value) => (typeof value === 'string' && spelling.test(value) ? Number(value) : value),
+    number,
   );
 }
 

@@ -4,11 +4,10 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { connect } from 'node:tls';
 import fastify from 'fastify';
 import { type HttpsListener, listenHttps, tlsOptions } from '../../src/certs/listening.ts';
 import {
@@ -17,6 +16,7 @@ import {
   issueServingCertificate,
 } from '../../src/certs/x509.ts';
 import { jsonLog } from '../../src/controller/log.ts';
+import { replaceFile, servedFingerprint } from '../webhook/support/certificates.ts';
 
 const hourMs = 3_600_000;
 const names = ['localhost'];
@@ -51,17 +51,8 @@ function writePair(directory: string, pair: CertificateAndKey): void {
     ['tls.key', pair.key],
     ['tls.crt', pair.cert],
   ] as const) {
-    writeFileSync(join(directory, `${file}.new`), content);
-    renameSync(join(directory, `${file}.new`), join(directory, file));
+    replaceFile(join(directory, file), content);
   }
-}
-
-async function servedFingerprint(port: number): Promise<string> {
-  const socket = connect({ host: '127.0.0.1', port, rejectUnauthorized: false });
-  await once(socket, 'secureConnect');
-  const served = socket.getPeerCertificate().fingerprint256;
-  socket.destroy();
-  return served;
 }
 
 async function listen(

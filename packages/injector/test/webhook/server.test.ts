@@ -4,7 +4,6 @@ import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { connect } from 'node:tls';
 import jsonpatch, { type Operation } from 'fast-json-patch';
 import { Agent, request } from 'undici';
 import { jsonLog } from '../../src/controller/log.ts';
@@ -14,7 +13,12 @@ import {
   type WebhookServer,
   type WebhookServerOptions,
 } from '../../src/webhook/server.ts';
-import { selfSignedCertificate, type TestCertificate } from './support/certificates.ts';
+import {
+  replaceFile,
+  selfSignedCertificate,
+  servedFingerprint,
+  type TestCertificate,
+} from './support/certificates.ts';
 import { podReview } from './support/review.ts';
 import { testSettings } from './support/settings.ts';
 
@@ -29,12 +33,6 @@ before(() => {
 });
 
 after(() => rmSync(workDir, { recursive: true, force: true }));
-
-/** Written aside and renamed over, so a reader never sees a half-written file. */
-function replaceFile(path: string, content: string): void {
-  writeFileSync(`${path}.new`, content);
-  renameSync(`${path}.new`, path);
-}
 
 function writePair(directory: string, pair: TestCertificate): void {
   writeFileSync(join(directory, 'tls.crt'), pair.cert);
@@ -55,15 +53,6 @@ async function start(
       namespace === 'ml' ? { 'veil.dev/injection': 'enabled' } : {},
     bootstrapPolicy: async (_namespace, name) => ({ metadata: { name }, spec: {} }),
   });
-}
-
-/** The fingerprint of the certificate a fresh TLS connection is offered. */
-async function servedFingerprint(port: number): Promise<string> {
-  const socket = connect({ host: '127.0.0.1', port, rejectUnauthorized: false });
-  await once(socket, 'secureConnect');
-  const fingerprint = socket.getPeerCertificate().fingerprint256;
-  socket.destroy();
-  return fingerprint;
 }
 
 function freshDirectory(name: string): string {

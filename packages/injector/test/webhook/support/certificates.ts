@@ -1,7 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { connect } from 'node:tls';
 
 export type TestCertificate = { cert: string; key: string; fingerprint256: string };
 
@@ -41,4 +43,19 @@ export function selfSignedCertificate(directory: string, name: string): TestCert
     key: readFileSync(keyFile, 'utf8'),
     fingerprint256: new X509Certificate(cert).fingerprint256,
   };
+}
+
+/** Written aside and renamed over, so a reader never sees a half-written file. */
+export function replaceFile(path: string, content: string): void {
+  writeFileSync(`${path}.new`, content);
+  renameSync(`${path}.new`, path);
+}
+
+/** The fingerprint of the certificate a fresh TLS connection is offered. */
+export async function servedFingerprint(port: number): Promise<string> {
+  const socket = connect({ host: '127.0.0.1', port, rejectUnauthorized: false });
+  await once(socket, 'secureConnect');
+  const fingerprint = socket.getPeerCertificate().fingerprint256;
+  socket.destroy();
+  return fingerprint;
 }

@@ -24,7 +24,26 @@ function patternProblem(regex: string): string | null {
     return `not a valid RE2 pattern: ${error instanceof Error ? error.message : String(error)}`;
   }
   // An empty match would mask nothing and usually means a misplaced `*` or `?`.
-  return compiled.testExact('') ? 'pattern matches the empty string' : null;
+  if (compiled.testExact('')) return 'pattern matches the empty string';
+  return onlyEmptyMatches(compiled)
+    ? 'pattern matches only the empty string inside a text (a lone anchor such as \\b)'
+    : null;
+}
+
+/** Short texts where a pattern that matches only between characters, as `\b` does, matches. */
+const probeTexts = ['a', 'a b', '1', 'A-1'];
+
+/** Whether the pattern matches the probe texts, and only ever with empty matches. */
+function onlyEmptyMatches(compiled: RE2JS): boolean {
+  let matched = false;
+  for (const text of probeTexts) {
+    const matcher = compiled.matcher(text);
+    while (matcher.find()) {
+      if (matcher.end() > matcher.start()) return false;
+      matched = true;
+    }
+  }
+  return matched;
 }
 
 /** Problems with the user patterns of these rules, for `veil policy lint`. */

@@ -54,8 +54,9 @@ function maskLeaf(node: unknown, field: string, maskString: MaskString): unknown
 }
 
 /**
- * Masks the strings at `path` (dotted keys) below node. Arrays met on the way
- * are crossed element by element, so `data.text` reaches every `data[i].text`.
+ * Masks the strings at `path` (dotted keys) below node. Arrays met on the way,
+ * arrays in arrays too, are crossed element by element, so `data.text`
+ * reaches every `data[i].text` and `data[i][j].text`.
  */
 export function maskAtPath(
   node: unknown,
@@ -68,7 +69,9 @@ export function maskAtPath(
   if (key === undefined) return maskLeaf(node, field, maskString);
   if (Array.isArray(node)) {
     return mapItems(node, (item, i) =>
-      isRecord(item) ? maskAtPath(item, path, depth, `${field}[${i}]`, maskString) : item,
+      isRecord(item) || Array.isArray(item)
+        ? maskAtPath(item, path, depth, `${field}[${i}]`, maskString)
+        : item,
     );
   }
   if (!isRecord(node) || !Object.hasOwn(node, key)) return node;

@@ -52,12 +52,28 @@ function hitsInReading(text: string, scanners: readonly Scanner[]): Hit[] {
   return hits;
 }
 
+/**
+ * How much each operator hides. A merged span may hold one rule's value
+ * whole and another's in part: `mask` over both would leave the last
+ * characters of a value that a `redact` rule asked to hide.
+ */
+const operatorStrength: Readonly<Record<MaskOperator, number>> = { mask: 0, hash: 1, redact: 2, drop: 3 };
+
 /** Where scanners match in text, overlaps merged; sorted and disjoint. */
 export function matchText(text: string, scanners: readonly Scanner[]): Hit[] {
   if (scanners.length === 0 || text.length === 0) return [];
   const hits = collectHits(text, scanners);
   if (hasHiddenForms(text)) hits.push(...hitsInReading(text, scanners));
-  return hits.length === 0 ? hits : resolveOverlaps(hits);
+  if (hits.length === 0) return hits;
+  return resolveOverlaps(hits, (i) => operatorStrength[scanners[i]?.operator ?? 'drop']);
+}
+
+/**
+ * The value as read, in NFC, as its detector normalises it: "é" written as
+ * "e" and a combining acute is the one code point "é", and hashes as it does.
+ */
+function hashInput(finder: Finder, value: string): string {
+  return finder.normalize(readValue(value).normalize('NFC'));
 }
 
 /** The text with every match replaced; `onMatch` hears of each replacement. */
@@ -76,7 +92,7 @@ export function maskText(
     const value = text.slice(hit.start, hit.end);
     masked +=
       text.slice(position, hit.start) +
-      scanner.replace(value, scanner.finder.label, scanner.finder.normalize(readValue(value)));
+      scanner.replace(value, scanner.finder.label, hashInput(scanner.finder, value));
     position = hit.end;
     onMatch(scanner);
   }

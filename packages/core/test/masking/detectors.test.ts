@@ -154,6 +154,16 @@ test('SSNs after a label and #; after # alone a grouped number is an order numbe
   assert.deepEqual(found('Order #123-45-6789, lesson#234-56-7890, #1234-56-7890'), []);
 });
 
+test('SSNs after a label and -, /, _ or ., as cards are found after one', () => {
+  assert.deepEqual(found('SSN-123-45-6789, SSN/234-56-7890, ssn_345678901, SSN.456-78-9012'), [
+    'ssn:123-45-6789',
+    'ssn:234-56-7890',
+    'ssn:345678901',
+    'ssn:456-78-9012',
+  ]);
+  assert.deepEqual(found('part-123-45-6789, path/234-56-7890, id_345678901, lesson-456-78-9012'), []);
+});
+
 test('phones: plausible numbering plans only', () => {
   assert.deepEqual(found('call 020 7946 0958 24 hours a day'), ['phone:020 7946 0958']);
   assert.deepEqual(found('call (415) 555-2671 or +44 (0)20 7946 0958'), [
@@ -161,6 +171,23 @@ test('phones: plausible numbering plans only', () => {
     'phone:+44 (0)20 7946 0958',
   ]);
   assert.deepEqual(found('123-456-7890, 2024-01-15, +3.14159265, Order #415-555-2671, 05-11-2023'), []);
+});
+
+test('phones: an extension is part of the number', () => {
+  assert.deepEqual(found('call 415-555-0100x123, (415) 555-0134 ext. 12 or +44 20 7946 0958 x204 today'), [
+    'phone:415-555-0100x123',
+    'phone:(415) 555-0134 ext. 12',
+    'phone:+44 20 7946 0958 x204',
+  ]);
+  assert.deepEqual(found('model 415-555-0100xyz'), []);
+});
+
+test('phones: the international 00 prefix, before a country code in use', () => {
+  assert.deepEqual(found('Berlin 0049 30 12345678, from Europe 001 415 555 0100'), [
+    'phone:0049 30 12345678',
+    'phone:001 415 555 0100',
+  ]);
+  assert.deepEqual(found('Account 0012 3456 7890, ref 0099 1234 5678, bare 00493012345678'), []);
 });
 
 test('JWTs need a JSON header with alg; a trailing full stop is not a segment', () => {

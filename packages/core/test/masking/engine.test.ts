@@ -123,6 +123,26 @@ test('between rules, the first one in policy order masks an overlap', () => {
   );
 });
 
+test('an overlap from rules of other operators takes the strongest operator', () => {
+  const engine = compileMasking(
+    [
+      rule({ name: 'phones', detectors: ['phone'], operator: 'mask' }),
+      rule({ name: 'emails', detectors: ['email'], operator: 'redact' }),
+    ],
+    options,
+  );
+  const { texts, actions } = engine.maskTexts(
+    ['text +14155550100@sms.carrier-gateway.com now', 'call +14155550100 now'],
+    'forward',
+    'in',
+  );
+  assert.deepEqual(texts, ['text [EMAIL] now', 'call +*******0100 now']);
+  assert.deepEqual(
+    actions.map((a) => `${a.rule}/${a.detector}/${a.operator}/${a.field}`),
+    ['emails/email/redact/in[0]', 'phones/phone/mask/in[1]'],
+  );
+});
+
 test('hash tokens match across spellings so masked queries find masked documents', () => {
   const engine = compileMasking(
     [rule({ name: 'h', detectors: ['payment-card', 'email'], operator: 'hash' })],
@@ -140,6 +160,46 @@ test('hash tokens match across spellings so masked queries find masked documents
     hashKey: new Uint8Array(32).fill(8),
   });
   assert.notEqual(other.maskTexts(['alice@example.com'], 'forward', 'input').texts[0], texts[3]);
+});
+
+test('hash tokens of phone numbers and IPv4 addresses match across spellings', () => {
+  const engine = compileMasking(
+    [rule({ name: 'h', detectors: ['phone', 'ipv4'], operator: 'hash' })],
+    options,
+  );
+  const token = (text: string): string => engine.maskTexts([text], 'forward', 'input').texts[0] ?? '';
+  const same = [
+    ['+1 415 555 0100', '(415) 555-0100', '1-415-555-0100', '415.555.0100', '001 415 555 0100'],
+    ['+44 20 7946 0958', '+44 (0)20 7946 0958', '0044 20 7946 0958'],
+    ['+49 30 12345678', '0049 30 12345678', '+49 (0)30 12345678'],
+    ['415-555-0100x123', '+1 415 555 0100 ext. 123'],
+    ['10.0.0.1', '010.000.000.001'],
+  ];
+  for (const spellings of same) {
+    const tokens = spellings.map(token);
+    assert.match(tokens[0] ?? '', /^\[(PHONE|IPV4):[0-9a-f]{16}\]$/);
+    assert.deepEqual(
+      tokens,
+      spellings.map(() => tokens[0]),
+      spellings.join(' / '),
+    );
+  }
+  // Other numbers, or another extension, are other tokens; a national number
+  // without its country code cannot be folded into the international form.
+  assert.notEqual(token('415-555-0100x123'), token('415-555-0100'));
+  assert.notEqual(token('+1 415 555 0101'), token('+1 415 555 0100'));
+  assert.notEqual(token('020 7946 0958'), token('+44 20 7946 0958'));
+});
+
+test('hash tokens match whether an accent is composed or combining', () => {
+  const engine = compileMasking([rule({ name: 'h', detectors: ['email'], operator: 'hash' })], options);
+  const [composed, combining] = engine.maskTexts(
+    ['Jos\u00e9@example.com', 'Jose\u0301@example.com'],
+    'forward',
+    'input',
+  ).texts;
+  assert.match(composed ?? '', /^\[EMAIL:[0-9a-f]{16}\]$/);
+  assert.equal(combining, composed);
 });
 
 test('hash tokens of secrets match whatever the case of the parts the key does not depend on', () => {

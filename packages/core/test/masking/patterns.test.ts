@@ -39,6 +39,29 @@ test('RE2 rejects backreferences, lookaround and broken syntax, with field paths
   );
 });
 
+test('a pattern that only ever matches between characters is refused, naming its field', () => {
+  const rules = [
+    rule('fine', [{ name: 'word-id', regex: '\\bID-[0-9]+\\b' }]),
+    rule('anchors', [
+      { name: 'boundary', regex: '\\b' },
+      { name: 'word-start', regex: '(?i)\\b\\b' },
+      { name: 'optional-after-boundary', regex: '\\b(?:EMP)?' },
+    ]),
+  ];
+  const problems = compilePatternProblems(rules);
+  assert.deepEqual(
+    problems.map((p) => p.path),
+    [0, 1, 2].map((i) => `masking.rules.1.patterns.${i}.regex`),
+  );
+  for (const problem of problems)
+    assert.match(problem.message, /matches only the empty string inside a text/);
+  assert.throws(
+    () => compileMasking([rule('anchors', [{ name: 'boundary', regex: '\\b' }])], key),
+    (error: unknown) =>
+      error instanceof MaskingError && error.message.includes('matches only the empty string inside a text'),
+  );
+});
+
 test('duplicate rule names are a problem too', () => {
   const problems = maskingRuleProblems([rule('a', []), rule('b', []), rule('a', [])]);
   assert.deepEqual(problems, [{ path: 'masking.rules.2.name', message: 'duplicate rule name' }]);

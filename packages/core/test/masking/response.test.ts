@@ -66,6 +66,17 @@ test('paths cross arrays of objects', () => {
   );
 });
 
+test('paths cross arrays of arrays', () => {
+  const engine = compileMasking([responseRule('results', ['results.text'])], options);
+  const body = { results: [[{ text: 'a@b.io' }, { text: 'clean' }], [[{ text: 'c@d.io' }]]] };
+  const { body: masked, actions } = engine.maskResponse(body);
+  assert.deepEqual(masked, { results: [[{ text: '[EMAIL]' }, { text: 'clean' }], [[{ text: '[EMAIL]' }]]] });
+  assert.deepEqual(
+    actions.map((a) => a.field),
+    ['results[0][0].text', 'results[1][0][0].text'],
+  );
+});
+
 test('a body with nothing to mask comes back as the same object', () => {
   const engine = compileMasking([responseRule('echo', ['texts'])], options);
   const body = { texts: ['clean'], vectors: [[1, 2]] };

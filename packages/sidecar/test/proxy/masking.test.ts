@@ -365,6 +365,50 @@ describe('masking through the proxy', () => {
     });
   });
 
+  describe('from a model whose answer holds a key twice', () => {
+    // Veil judges the answer as JSON.parse reads it, the last value of a key:
+    // a caller whose parser keeps the first must not read the one unjudged.
+    const model = createServer((_request, response) => {
+      response.setHeader('content-type', 'application/json');
+      response.end(
+        '{"object":"list","data":[{"object":"embedding","index":0,"embedding":[1.0,-0.0,0.25]}],"model":"jane.doe@example.com","model":"m"}',
+      );
+    });
+    const onModel = rule({
+      name: 'model-name',
+      detectors: ['email'],
+      scopes: ['response'],
+      responseFields: ['model'],
+    });
+    let fixture: SidecarFixture;
+    before(async () => {
+      model.listen(0, '127.0.0.1');
+      await once(model, 'listening');
+      const { port } = model.address() as AddressInfo;
+      fixture = await startSidecarFixture({
+        upstream: `http://127.0.0.1:${port}`,
+        policy: { masking: { rules: [onModel] } },
+      });
+    });
+    after(async () => {
+      await fixture.close();
+      model.close();
+    });
+
+    it('gets the answer Veil checked, with the digest of its vectors', async () => {
+      const token = await fixture.token();
+      const answer = await call(`${fixture.url}/v1/embeddings`, { model: 'm', input: ['hello'] }, { token });
+      assert.equal(answer.status, 200, answer.text);
+      assert.ok(!answer.text.includes(EMAIL), 'the first value of the repeated key is gone');
+      assert.equal(answer.text.match(/"model"/g)?.length, 1);
+      const reply = answer.json as { model: string; data: { embedding: number[] }[] };
+      assert.equal(reply.model, 'm');
+      const record = fixture.records().at(-1);
+      assert.deepEqual(record?.masking, []);
+      assert.equal(record?.vectors?.digest, vectorsDigest(reply.data.map((item) => item.embedding)));
+    });
+  });
+
   describe("Cohere's echoed texts", () => {
     const hashed = rule({ name: 'hashed', detectors: ['email'], operator: 'hash', scopes: ['forward'] });
     const sent = (path: string) => ({

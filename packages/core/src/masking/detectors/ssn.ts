@@ -2,16 +2,22 @@
 // found anywhere; a bare nine-digit run only right after an "SSN" style label
 // ("SSN: ", "SSN is "), since bare runs are mostly order, routing and ZIP+4 numbers.
 // Up to three spaces count as one, as tokenizers read any run of white space as
-// one. After '#' a grouped number is an order or ticket number, unless an SSN
-// label comes before the '#' ("SSN#123-45-6789", "SS #…").
+// one. After '#', '.', '_', '/' or '-' a number is an order, ticket or part
+// number, unless an SSN label comes right before that punctuation
+// ("SSN#123-45-6789", "SS #…", "SSN-123-45-6789", "ssn_123456789"), as the
+// card detector reads "card-4111…".
 import type { Finder, Span } from '../finder.ts';
 import { scan } from '../finder.ts';
 import { ssnValid } from '../validators.ts';
 
-const grouped =
-  /(?:(?<![\w.#/-])|(?<=(?<![A-Za-z])ssn? ?#))(\d{3})(-| {1,3})(\d{2})(-| {1,3})(\d{4})(?![\w-]|\.\d)/gi;
-const bare = /(?<![\w./-])(\d{3})(\d{2})(\d{4})(?![\w-]|\.\d)/g;
-const label = /(?:\bssn|\bss#|social[ -]security(?:[ -]n(?:o|umber))?)(?:\W{1,4}(?:is|was))?\W{0,4}$/i;
+const labelBefore = String.raw`(?<=(?<![A-Za-z])(?:ssn? ?#|ssn ?[._/-]))`;
+const grouped = new RegExp(
+  String.raw`(?:(?<![\w.#/-])|${labelBefore})(\d{3})(-| {1,3})(\d{2})(-| {1,3})(\d{4})(?![\w-]|\.\d)`,
+  'gi',
+);
+const bare = new RegExp(String.raw`(?:(?<![\w./-])|${labelBefore})(\d{3})(\d{2})(\d{4})(?![\w-]|\.\d)`, 'gi');
+const label =
+  /(?:(?<![A-Za-z])ssn|\bss#|social[ -]security(?:[ -]n(?:o|umber))?)(?:\W{1,4}(?:is|was))?[\W_]{0,4}$/i;
 
 function acceptGrouped(match: RegExpExecArray): Span | null {
   const [value, area = '', first = '', group = '', second = '', serial = ''] = match;

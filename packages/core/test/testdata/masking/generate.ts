@@ -853,8 +853,8 @@ function prose(): CorpusEntry[] {
 }
 
 /**
- * Real-world spellings that are hard for the detectors, some knowingly missed
- * (see the masking docs): they keep the recall figure honest.
+ * Real-world spellings that are hard for the detectors: they keep the recall
+ * figure honest.
  */
 function hardPositives(): CorpusEntry[] {
   const cases: [DetectorName, string, string][] = [
@@ -1068,6 +1068,24 @@ function labelledAndSpacedSpellings(): CorpusEntry[] {
   return cases.map(([detector, template, value]) => frame(`labelled-spaced-${detector}`, template, detector, value));
 }
 
+/**
+ * Phone numbers with an extension or the international 00 prefix, and SSNs
+ * right after a label and '-', '/', '_' or '.', as cards are found after one.
+ */
+function extensionsAndLabelledSsns(): CorpusEntry[] {
+  const cases: [DetectorName, string, string][] = [
+    ['phone', 'Call {} today', '415-555-0100x123'],
+    ['phone', 'Desk: {}.', '(415) 555-0134 ext. 12'],
+    ['phone', 'Office {} (reception)', '+44 20 7946 0958 x204'],
+    ['phone', 'Berlin: {}', '0049 30 901820'],
+    ['phone', 'from Europe dial {}', '001 415 555 0100'],
+    ['ssn', 'SSN-{} on file', '536-90-4127'],
+    ['ssn', 'GET /SSN/{} HTTP/1.1', '123-45-6789'],
+    ['ssn', 'ssn_{}&dob=1980', '536904127'],
+  ];
+  return cases.map(([detector, template, value]) => frame(`extension-label-${detector}`, template, detector, value));
+}
+
 /** Addresses whose local part is in a script written without spaces. */
 function unspacedEmails(): CorpusEntry[] {
   const cases: [string, string][] = [
@@ -1121,6 +1139,10 @@ function hardNegatives(): CorpusEntry[] {
     'Tracking 1234 5678 9012 3452',
     'Serial 1234567890123',
     'Timestamp 1000000000009 ms',
+    // 00 and a number that is no country code: an account or order number.
+    'Account 0012 3456 7890 closed',
+    'Ref 0099 1234 5678 attached',
+    'Part no. 0042-1234-5678 in stock',
   ].map((text) => entry('hard-negative', [text]));
 }
 
@@ -1148,6 +1170,7 @@ export function buildCorpus(): CorpusEntry[] {
     ...spacedDashCards(),
     ...unspacedEmails(),
     ...labelledAndSpacedSpellings(),
+    ...extensionsAndLabelledSsns(),
   ];
   const fixedLookalikes = Object.entries(lookalikes).flatMap(([tag, texts]) =>
     texts.map((t) => entry(tag, [t])),

@@ -36,6 +36,38 @@ const httpsUrl = z.string().url().refine(isTrustedUrl, {
 });
 
 /**
+ * An issuer is compared to `iss` as written and has discovery appended to its
+ * path, and its URLs go into every refused request's record: credentials there
+ * would be copied into records, and a query or fragment would swallow the
+ * discovery path. A key set's URL is only fetched: a query may select the key
+ * set (Azure AD B2C names its policy so), a fragment is never sent.
+ */
+function urlPartsProblem(value: string, query: 'refused' | 'allowed'): string | undefined {
+  const url = URL.parse(value);
+  if (url === null) return undefined;
+  if (url.username !== '' || url.password !== '')
+    return 'must not carry a username or password: credentials would be copied into audit records';
+  // An empty query or fragment (a bare "?" or "#") parses to "", yet is in the text.
+  const fragment = url.hash !== '' || value.includes('#');
+  if (query === 'allowed') return fragment ? 'must not have a fragment' : undefined;
+  return fragment || url.search !== '' || value.includes('?')
+    ? 'must not have a query or fragment'
+    : undefined;
+}
+
+function urlWithout(query: 'refused' | 'allowed') {
+  return httpsUrl.superRefine((value, ctx) => {
+    const problem = urlPartsProblem(value, query);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+  });
+}
+
+/** An issuer's URL: trusted transport, and nothing but scheme, host and path. */
+const issuerUrl = urlWithout('refused');
+/** A key set's URL: trusted transport, no credentials, no fragment. */
+const jwksUrl = urlWithout('allowed');
+
+/**
  * IdPs name claims with URLs, dots included, so a claim name is never split
  * into a path; a dotted name that is no URL (Keycloak's `realm_access.roles`)
  * means a path, would match no claim and leave every caller without groups.
@@ -58,7 +90,9 @@ export const jwtAlgorithms = [
 
 export const oidcIssuerSchema = z
   .object({
-    issuer: httpsUrl.describe('Issuer URL; discovery is read from <issuer>/.well-known/openid-configuration'),
+    issuer: issuerUrl.describe(
+      'Issuer URL; discovery is read from <issuer>/.well-known/openid-configuration',
+    ),
     audiences: z.array(z.string().min(1)).min(1).describe('Accepted `aud` values'),
     groupsClaim: z
       .string()
@@ -69,7 +103,7 @@ export const oidcIssuerSchema = z
       })
       .default('groups')
       .describe('Claim holding the caller groups'),
-    jwksUri: httpsUrl.optional().describe('Overrides the jwks_uri found by discovery'),
+    jwksUri: jwksUrl.optional().describe('Overrides the jwks_uri found by discovery'),
     algorithms: z
       .array(z.enum(jwtAlgorithms))
       .min(1)
@@ -82,18 +116,19 @@ export const serviceAccountAuthSchema = z
   .object({
     issuer: z.string().min(1).default('https://kubernetes.default.svc.cluster.local'),
     audiences: z.array(z.string().min(1)).min(1).default(['veil']),
-    jwksUri: httpsUrl.optional().describe('Defaults to the API server issuer discovery'),
+    jwksUri: jwksUrl.optional().describe('Defaults to the API server issuer discovery'),
   })
   .strict()
   // Without jwksUri the sidecar finds the keys by discovery at the issuer, so the
   // issuer must be a URL it can reach; lint refuses here what every sidecar would.
-  .refine(
-    (serviceAccounts) => serviceAccounts.jwksUri !== undefined || isTrustedUrl(serviceAccounts.issuer),
-    {
-      path: ['issuer'],
-      message: 'must be an https URL (plain http only on loopback) to discover keys from; or set jwksUri',
-    },
-  );
+  // One that need not be a URL (with jwksUri) is held to an issuer URL's rules when it is one.
+  .superRefine((serviceAccounts, ctx) => {
+    const problem =
+      serviceAccounts.jwksUri === undefined && !isTrustedUrl(serviceAccounts.issuer)
+        ? 'must be an https URL (plain http only on loopback) to discover keys from; or set jwksUri'
+        : urlPartsProblem(serviceAccounts.issuer, 'refused');
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', path: ['issuer'], message: problem });
+  });
 
 /** Indexes of the values an earlier one already took. */
 function repeats(values: readonly string[]): number[] {

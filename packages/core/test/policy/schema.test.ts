@@ -72,6 +72,59 @@ test('plain http issuers are refused unless on loopback', () => {
   assert.equal(issuer('http://login.example.com'), false);
 });
 
+test('issuer URLs carry no credentials, query or fragment, key set URLs no credentials or fragment, refused at their field', () => {
+  const problems = (authentication: object) =>
+    policySpecSchema
+      .safeParse({ authentication })
+      .error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+  const oidc = (fields: object) =>
+    problems({ oidc: [{ issuer: 'https://idp.example.com', audiences: ['veil'], ...fields }] });
+  const credentials = 'must not carry a username or password: credentials would be copied into audit records';
+  const query = 'must not have a query or fragment';
+  const fragment = 'must not have a fragment';
+  assert.deepEqual(oidc({ issuer: 'https://idp.example.com/realms/ml?tenant=a' }), [
+    `authentication.oidc.0.issuer: ${query}`,
+  ]);
+  assert.deepEqual(oidc({ issuer: 'https://idp.example.com/realms/ml#a' }), [
+    `authentication.oidc.0.issuer: ${query}`,
+  ]);
+  assert.deepEqual(oidc({ issuer: 'https://idp.example.com/realms/ml?' }), [
+    `authentication.oidc.0.issuer: ${query}`,
+  ]);
+  assert.deepEqual(oidc({ issuer: 'http://svc:s3cr3t@127.0.0.1:38041' }), [
+    `authentication.oidc.0.issuer: ${credentials}`,
+  ]);
+  assert.deepEqual(oidc({ issuer: 'https://svc@idp.example.com' }), [
+    `authentication.oidc.0.issuer: ${credentials}`,
+  ]);
+  // Azure AD B2C names its key set by a query.
+  assert.equal(oidc({ jwksUri: 'https://idp.example.com/keys?p=b2c_1_signin' }), undefined);
+  assert.deepEqual(oidc({ jwksUri: 'https://idp.example.com/keys#k' }), [
+    `authentication.oidc.0.jwksUri: ${fragment}`,
+  ]);
+  assert.deepEqual(oidc({ jwksUri: 'https://u:p@idp.example.com/keys' }), [
+    `authentication.oidc.0.jwksUri: ${credentials}`,
+  ]);
+  assert.equal(
+    oidc({ issuer: 'https://idp.example.com/realms/ml', jwksUri: 'https://idp.example.com/keys' }),
+    undefined,
+  );
+  const serviceAccounts = (fields: object) => problems({ serviceAccountTokens: fields });
+  assert.deepEqual(serviceAccounts({ issuer: 'https://u:p@kubernetes.default.svc' }), [
+    `authentication.serviceAccountTokens.issuer: ${credentials}`,
+  ]);
+  assert.deepEqual(
+    serviceAccounts({
+      issuer: 'https://kubernetes.default.svc?x',
+      jwksUri: 'https://kubernetes.default.svc/keys',
+    }),
+    [`authentication.serviceAccountTokens.issuer: ${query}`],
+  );
+  assert.deepEqual(serviceAccounts({ jwksUri: 'https://kubernetes.default.svc/keys#' }), [
+    `authentication.serviceAccountTokens.jwksUri: ${fragment}`,
+  ]);
+});
+
 test('the content hash ignores spelling: defaults applied and key order do not matter', () => {
   const a = policySpecSchema.parse({ limits: { vectorsPerMinute: 10, maxInputsPerRequest: 256 } });
   const b = policySpecSchema.parse({ limits: { maxInputsPerRequest: 256, vectorsPerMinute: 10 } });

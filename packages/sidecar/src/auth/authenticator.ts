@@ -5,7 +5,7 @@
 import { hash } from 'node:crypto';
 import { authenticationSchema, type PolicySpec } from '@veil/core';
 import type { Dispatcher } from 'undici';
-import { peekIssuer, readBearerToken } from './bearer.ts';
+import { peekIssuer, presentsBearerToken, readBearerToken } from './bearer.ts';
 import { createHttpClient, type HttpClient, type OriginCredentials } from './httpclient.ts';
 import { type AuthResult, authFailure, type Identity } from './identity.ts';
 import { createKeySource } from './jwks.ts';
@@ -105,7 +105,7 @@ export function createAuthenticator(
         token = readBearerToken(authorizationHeader);
       } catch (error) {
         const { reason, message } = toAuthError(error);
-        return authFailure(reason, message);
+        return authFailure(reason, message, presentsBearerToken(authorizationHeader));
       }
       const digest = hash('sha256', token, 'hex');
       const cached = cache.get(digest, now());

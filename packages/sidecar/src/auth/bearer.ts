@@ -23,6 +23,16 @@ export function readBearerToken(authorizationHeader: string | undefined): string
   return token;
 }
 
+/**
+ * The header carries a Bearer credential, however malformed: RFC 6750 tells
+ * such a caller its token is invalid, and one that sent none (or another
+ * scheme) only that a bearer token is wanted.
+ */
+export function presentsBearerToken(authorizationHeader: string | undefined): boolean {
+  const match = BEARER.exec(authorizationHeader?.trim() ?? '');
+  return (match?.[1]?.trim() ?? '') !== '';
+}
+
 /** The `iss` claim as written in the token, before any verification. */
 export function peekIssuer(token: string): string {
   let payload: Record<string, unknown>;

@@ -11,6 +11,8 @@ const discoveryDocumentSchema = z.looseObject({
   jwks_uri: z.string().min(1),
 });
 
+const MAX_NAMED_ISSUER_LENGTH = 200;
+
 export function discoveryUrl(issuer: string): URL {
   return new URL(`${issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`);
 }
@@ -20,8 +22,12 @@ export async function discoverJwksUri(issuer: string, http: HttpClient): Promise
   const parsed = discoveryDocumentSchema.safeParse(await http.getJson(url.href));
   if (!parsed.success)
     throw new AuthError('jwks_unavailable', `discovery at ${url.href} lacks issuer or jwks_uri`);
+  // The issuer the document names is public, and what an operator needs to
+  // set the policy's issuer to (a cluster's service-account issuer is easily
+  // mistaken); cut short, as the document is the IdP's to write.
   if (parsed.data.issuer !== issuer) {
-    throw new AuthError('jwks_unavailable', `discovery at ${url.href} names another issuer`);
+    const named = JSON.stringify(parsed.data.issuer.slice(0, MAX_NAMED_ISSUER_LENGTH));
+    throw new AuthError('jwks_unavailable', `discovery at ${url.href} names another issuer: ${named}`);
   }
   let jwksUri: URL;
   try {

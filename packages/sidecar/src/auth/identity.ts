@@ -1,6 +1,7 @@
 // The caller identity the rest of the request path (access rules, limits,
 // approvals, audit records) relies on, and the stable reasons a caller is
-// refused. Reason codes are recorded in audit evidence, so they are a contract.
+// refused. Reason codes are told to the caller and recorded in audit evidence,
+// so they are a contract.
 import { z } from 'zod';
 
 export const identityKinds = ['oidc', 'serviceaccount'] as const;
@@ -42,6 +43,8 @@ export type AuthFailure = {
   message: string;
   /** For the audit record and logs: the full reason, the issuer's URLs and errors included. */
   detail: string;
+  /** The caller sent a bearer token (RFC 6750 then has it told `invalid_token`), not none or another scheme. */
+  tokenPresented: boolean;
 };
 
 export type AuthResult = { ok: true; identity: Identity } | AuthFailure;
@@ -64,13 +67,13 @@ export class AuthError extends Error {
  * unavailable. A failure nobody classified is told as such, its cause kept for
  * the record. Every other reason is about the token the caller sent.
  */
-export function authFailure(reason: AuthFailureCode, detail: string): AuthFailure {
-  return { ok: false, reason, message: callerMessage(reason, detail), detail };
+export function authFailure(reason: AuthFailureCode, detail: string, tokenPresented = true): AuthFailure {
+  return { ok: false, reason, message: callerMessage(reason, detail), detail, tokenPresented };
 }
 
 function callerMessage(reason: AuthFailureCode, detail: string): string {
   if (reason === 'jwks_unavailable')
-    return `the token could not be verified: the issuer's keys are unavailable (${reason})`;
-  if (reason === 'verification_failed') return `the token could not be verified (${reason})`;
+    return "the token could not be verified: the issuer's keys are unavailable";
+  if (reason === 'verification_failed') return 'the token could not be verified';
   return detail;
 }

@@ -21,13 +21,10 @@ export function createOidcVerifier(
     issuer: config.issuer,
     async verify(token, now) {
       const claims = await verifyJwt(token, keys.getKey, requirements, now);
+      const groups = groupsFrom(claims, config.groupsClaim);
+      refuseReservedNames(claims.sub, groups, config.groupsClaim);
       return {
-        identity: {
-          issuer: config.issuer,
-          subject: claims.sub,
-          groups: groupsFrom(claims, config.groupsClaim),
-          kind: 'oidc',
-        },
+        identity: { issuer: config.issuer, subject: claims.sub, groups, kind: 'oidc' },
         expiresAt: claims.exp,
       };
     },
@@ -51,6 +48,14 @@ export function groupsFrom(claims: JWTPayload, claim: string): string[] {
     );
   }
   const value = claims[claim];
+  // The other form of the overage (implicit flow): `hasgroups` says groups
+  // exist that the token leaves out.
+  if (value === undefined && (claims.hasgroups === true || claims.hasgroups === 'true')) {
+    throw new AuthError(
+      'invalid_claims',
+      `the token says the caller has groups (hasgroups) but carries no "${claim}" claim`,
+    );
+  }
   if (value === undefined) return [];
   if (typeof value === 'string') return [value];
   if (Array.isArray(value) && value.every((group): group is string => typeof group === 'string'))
@@ -60,4 +65,28 @@ export function groupsFrom(claims: JWTPayload, claim: string): string[] {
 
 function namesClaim(claimNames: unknown, claim: string): boolean {
   return typeof claimNames === 'object' && claimNames !== null && Object.hasOwn(claimNames, claim);
+}
+
+/** Kubernetes names its users and groups `system:…`; rules written for service accounts use them. */
+const RESERVED_PREFIX = 'system:';
+
+/**
+ * An OIDC issuer may let its users pick a subject or a group name: one named
+ * `system:serviceaccounts:ml` would match every rule written for that
+ * namespace's service accounts. Only the service-account verifier, which reads
+ * them from the API server's own claim, gives such names.
+ */
+function refuseReservedNames(subject: string, groups: readonly string[], claim: string): void {
+  if (subject.startsWith(RESERVED_PREFIX)) {
+    throw new AuthError(
+      'invalid_claims',
+      `"sub" uses the prefix "${RESERVED_PREFIX}", reserved for Kubernetes service accounts`,
+    );
+  }
+  if (groups.some((group) => group.startsWith(RESERVED_PREFIX))) {
+    throw new AuthError(
+      'invalid_claims',
+      `the "${claim}" claim names a group with the prefix "${RESERVED_PREFIX}", reserved for Kubernetes service accounts`,
+    );
+  }
 }

@@ -1,4 +1,5 @@
 import type { RecordOutcome } from '@veil/core';
+import type { AuthFailure } from '../auth/identity.ts';
 import { type Dialect, DialectError, type ErrorCode } from '../dialects/index.ts';
 import { BodyTimeoutError, CallerGoneError } from './body.ts';
 import { BodyBudgetError } from './body-budget.ts';
@@ -37,12 +38,23 @@ export class Refusal {
 }
 
 /**
- * A caller whose token did not pass. The caller hears the reason; the record
- * also keeps what went wrong on the way to the issuer (its addresses, network
- * errors), which is no business of an unauthenticated caller.
+ * A caller whose token did not pass. The caller hears the reason, its code
+ * first as in the record, so the two can be matched; the record also keeps
+ * what went wrong on the way to the issuer (its addresses, network errors),
+ * which is no business of an unauthenticated caller. The challenge is RFC
+ * 6750's, in every dialect: SDKs and gateways read it, not the body.
  */
-export function unauthenticated(failure: { message: string; detail: string }): Refusal {
-  return new Refusal(401, 'unauthenticated', 'unauthenticated', failure.message, {}, null, failure.detail);
+export function unauthenticated(failure: AuthFailure): Refusal {
+  const challenge = failure.tokenPresented ? 'Bearer error="invalid_token"' : 'Bearer';
+  return new Refusal(
+    401,
+    'unauthenticated',
+    'unauthenticated',
+    `(${failure.reason}) ${failure.message}`,
+    { 'www-authenticate': challenge },
+    null,
+    `(${failure.reason}) ${failure.detail}`,
+  );
 }
 
 export function toRefusal(thrown: unknown): Refusal {

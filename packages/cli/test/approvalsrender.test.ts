@@ -79,3 +79,55 @@ test('show shows every field printable: request, requester, approvers and their 
   assert.match(text, /^Summary: {4}"sum\\u001b\[2J"$/m);
   assert.match(text, / {2}deny {5}"bob\\u001b\[2K" {2}"no\\u001b\[2J\\u009b\\u202e\\u2028\\ufeff\\u200b"$/m);
 });
+
+/** A 50,000-input request needing two approvers, whose requester chose a model that reads as columns or clauses. */
+async function spoofingApproval(model: string, summary: string): Promise<Approval> {
+  const approvals = new DevApprovals({
+    namespace: 'local',
+    policyName: 'default',
+    rules: [
+      approvalRuleSchema.parse({
+        name: 'bulk',
+        when: { minInputs: 10 },
+        approvers: { groups: ['ml-approvers'], count: 2 },
+      }),
+    ],
+  });
+  const view = await approvals.open({
+    policy: 'default',
+    rule: 'bulk',
+    pod: { name: 'veil-dev' },
+    requester: { issuer: 'https://issuer.example', subject: 'alice', groups: ['ml'] },
+    request: {
+      api: 'openai',
+      model,
+      inputCount: 50_000,
+      bytes: 2_000_000,
+      digest: 'sha256:aa',
+      operation: 'reindex, 12 inputs',
+      summary,
+    },
+  });
+  const approval = approvals.get('local', view.name);
+  await approvals.close();
+  assert.ok(approval);
+  return approval;
+}
+
+test("a requester's model cannot pass for the counts and expiry beside it: quoted unless plain", async () => {
+  const fake = 'bge-small   12      0/1   2026-12-01T03:00:00.000Z';
+  const approval = await spoofingApproval(fake, '12 input(s), 480 bytes, model bge-small');
+  const [header, row] = renderTable([approval], false);
+  assert.match(header ?? '', /MODEL/);
+  assert.match(row ?? '', / "bge-small {3}12 {6}0\/1 {3}2026-12-01T03:00:00\.000Z" +50000 +0\/2 /);
+
+  const text = renderApproval(approval).join('\n');
+  assert.match(
+    text,
+    /^Request: {4}openai "bge-small {3}12 .*Z", 50000 inputs, 2000000 bytes, operation "reindex, 12 inputs"$/m,
+  );
+  assert.match(text, /^Summary: {4}"12 input\(s\), 480 bytes, model bge-small"$/m);
+  // A plain name stays bare.
+  const [, plainRow] = renderTable([await spoofingApproval('org/bge-small:v1.5', 'x')], false);
+  assert.match(plainRow ?? '', / org\/bge-small:v1\.5 +50000 +0\/2 /);
+});

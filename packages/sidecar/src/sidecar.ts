@@ -12,7 +12,7 @@ import { loadHashKey } from './hashkey.ts';
 import { type PolicyPuller, type PullOutcome, startPolicyPull } from './policy/pull.ts';
 import type { PolicyStore } from './policy/store.ts';
 import { PolicyStore as Store } from './policy/store.ts';
-import { BodyBudget, defaultBodyMemoryBytes } from './proxy/body-budget.ts';
+import { BodyBudget, defaultBodyMemoryBytes, heldBodyShare } from './proxy/body-budget.ts';
 import { InFlight } from './proxy/in-flight.ts';
 import type { PipelineDeps } from './proxy/pipeline.ts';
 import { buildAdminServer, buildDataServer } from './server.ts';
@@ -141,7 +141,7 @@ export async function startSidecar(
       approvals,
       podName: config.pod.name,
       approvalDecisions,
-      heldRequests: new HeldRequests(),
+      heldRequests: new HeldRequests(heldBodyShare(bodyBudget.capacityBytes)),
       bodyBudget,
       stopping: stopping.signal,
       inFlight: new InFlight(),

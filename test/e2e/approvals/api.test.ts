@@ -135,9 +135,15 @@ async function startNotificationReceiver(cert: { cert: string; key: string }): P
   return server;
 }
 
-/** A call to the approvals API; without a token when `token` is undefined. */
-async function call(token: string | undefined, method: 'GET' | 'POST', path: string, body?: unknown) {
-  const response = await request(`${approvals?.url}${path}`, {
+/** A call to the approvals API (at `base`, if not the suite's); without a token when `token` is undefined. */
+async function call(
+  token: string | undefined,
+  method: 'GET' | 'POST',
+  path: string,
+  body?: unknown,
+  base = approvals?.url,
+) {
+  const response = await request(`${base}${path}`, {
     method,
     dispatcher: agent,
     headers: {
@@ -675,4 +681,36 @@ test('a replica whose policy cache is out of sync opens and uses no approval: it
   }
   const used = await call(token, 'POST', `/v1/approvals/${namespace}/${name}/use`, useBody(who));
   assert.equal(used.status, 200, JSON.stringify(used.body));
+});
+
+test("a pod's long polls past its share are answered at once as the approval stands; the one held gets the decision", async () => {
+  const namespace = await freshNamespace(cp, 'polls');
+  const token = await sidecarToken(cp, namespace);
+  const opened = await call(token, 'POST', '/v1/approvals', openBody());
+  assert.equal(opened.status, 201, JSON.stringify(opened.body));
+  const name = String(opened.body.name);
+  const narrow = await startTestApprovalsApi(cp, 'approvals-api-polls', {
+    policy: (_namespace, name) =>
+      name === 'default' ? { name, hash: 'h', spec: policySpecSchema.parse(policy) } : undefined,
+    maxLongPollsPerPod: 1,
+  });
+  try {
+    const path = `/v1/approvals/${namespace}/${name}?wait=60`;
+    const polls = [
+      call(token, 'GET', path, undefined, narrow.url),
+      call(token, 'GET', path, undefined, narrow.url),
+    ];
+    // Held both, neither would answer before its wait is over, still Pending.
+    const first = await Promise.race(polls);
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    assert.equal(first.body.phase, 'Pending');
+    await runApprovalsDecide('approve', [`${namespace}/${name}`, '--reason', 'fine'], {
+      out: () => undefined,
+      kubeConfig: () => cp.kubeConfig(bob.kubeconfig),
+    });
+    const answers = await Promise.all(polls);
+    assert.deepEqual(answers.map((answer) => answer.body.phase).sort(), ['Approved', 'Pending']);
+  } finally {
+    await narrow.close();
+  }
 });

@@ -311,7 +311,10 @@ export async function waitForApprovalWebhook(cp: ControlPlane, namespace: string
 export async function startTestApprovalsApi(
   cp: ControlPlane,
   certName: string,
-  options: Pick<ApprovalsApiOptions, 'policy' | 'policiesInSync' | 'now' | 'notify' | 'keepForMs'>,
+  options: Pick<
+    ApprovalsApiOptions,
+    'policy' | 'policiesInSync' | 'now' | 'notify' | 'keepForMs' | 'maxLongPollsPerPod'
+  >,
 ): Promise<ApprovalsApi> {
   const cert = await cp.issueServingCert(certName);
   return startApprovalsApi({

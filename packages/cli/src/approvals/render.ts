@@ -1,6 +1,10 @@
 // How approvals read in a terminal: a table for `list`, a page for `show`.
 // Requesters and approvers wrote most of what is shown: every field goes
-// through printable().
+// through printable(). A field the requester chose (subject, issuer, groups,
+// API, model, operation, digest, summary) is quoted besides whenever it holds
+// anything but a few plain characters: a model named
+// "bge-small   12      0/1   2026-12-01T03:00:00.000Z" must not pass for the
+// counts and expiry Veil writes beside it.
 import { printable, quoted } from '../printable.ts';
 import type { Approval, UnreadableApproval } from './client.ts';
 
@@ -9,8 +13,16 @@ export function approvedCount(approval: Approval): number {
     .size;
 }
 
+/** What a requester's field may hold and still be shown bare: no space, comma or bracket to mimic a column or clause with. */
+const plain = /^[A-Za-z0-9._:/@-]+$/;
+
+/** A field the requester chose, as shown: bare when plain, else quoted and escaped. */
+export function requesterText(text: string): string {
+  return plain.test(text) ? text : quoted(text);
+}
+
 function requester(approval: Approval): string {
-  return approval.spec.requester.subject;
+  return requesterText(approval.spec.requester.subject);
 }
 
 export function renderTable(approvals: readonly Approval[], allNamespaces: boolean): string[] {
@@ -24,18 +36,16 @@ export function renderTable(approvals: readonly Approval[], allNamespaces: boole
     'APPROVALS',
     'EXPIRES',
   ];
-  const rows = approvals
-    .map((a) => [
-      ...(allNamespaces ? [a.namespace] : []),
-      a.name,
-      a.status.phase,
-      requester(a),
-      a.spec.request.model,
-      String(a.spec.request.inputCount),
-      `${approvedCount(a)}/${a.spec.approvers.count}`,
-      a.spec.expiresAt,
-    ])
-    .map((row) => row.map(printable));
+  const rows = approvals.map((a) => [
+    ...(allNamespaces ? [printable(a.namespace)] : []),
+    printable(a.name),
+    printable(a.status.phase),
+    requester(a),
+    requesterText(a.spec.request.model),
+    String(a.spec.request.inputCount),
+    `${approvedCount(a)}/${a.spec.approvers.count}`,
+    printable(a.spec.expiresAt),
+  ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   return [header, ...rows].map((row) =>
     row
@@ -47,16 +57,17 @@ export function renderTable(approvals: readonly Approval[], allNamespaces: boole
 
 export function renderApproval(a: Approval): string[] {
   const p = printable;
+  const q = requesterText;
   const r = a.spec.request;
   const caller = a.spec.requester;
   const lines = [
     `Approval:   ${p(a.namespace)}/${p(a.name)}`,
     `Phase:      ${p(a.status.phase)}${a.status.decidedAt ? ` (decided ${p(a.status.decidedAt)})` : ''}`,
-    `Requester:  ${p(caller.subject)} (issuer ${p(caller.issuer)}; groups ${caller.groups.map(p).join(', ') || 'none'})`,
+    `Requester:  ${q(caller.subject)} (issuer ${q(caller.issuer)}; groups ${caller.groups.map(q).join(', ') || 'none'})`,
     `Held by:    policy ${p(a.spec.policy)}, rule ${p(a.spec.rule)}, pod ${p(a.spec.pod.namespace)}/${p(a.spec.pod.name)}`,
-    `Request:    ${p(r.api)} ${p(r.model)}, ${r.inputCount} inputs, ${r.bytes} bytes${r.operation ? `, operation ${p(r.operation)}` : ''}`,
-    `Digest:     ${p(r.digest)}`,
-    ...(r.summary ? [`Summary:    ${p(r.summary)}`] : []),
+    `Request:    ${q(r.api)} ${q(r.model)}, ${r.inputCount} inputs, ${r.bytes} bytes${r.operation ? `, operation ${q(r.operation)}` : ''}`,
+    `Digest:     ${q(r.digest)}`,
+    ...(r.summary ? [`Summary:    ${q(r.summary)}`] : []),
     `Needs:      ${a.spec.approvers.count} distinct approver(s) from ${a.spec.approvers.groups.map(p).join(', ')}; the requester never approves`,
     `Expires:    ${p(a.spec.expiresAt)}${a.spec.singleUse ? ' (single use)' : ''}`,
     ...(a.createdAt ? [`Requested:  ${p(a.createdAt)}`] : []),

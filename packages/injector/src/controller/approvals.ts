@@ -40,7 +40,6 @@
 // label hashing its requester, by which they are counted; two opens at once may
 // both pass, so the cap holds about, not exactly.
 import { createHash, randomBytes } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   CoreV1Api,
   CustomObjectsApi,
@@ -78,6 +77,7 @@ import { z } from 'zod';
 import { type HttpsListener, listenHttps, tlsOptions } from '../certs/listening.ts';
 import { type CertificateFiles, readCertificatePair } from '../certs/reload.ts';
 import { veilLabels } from '../webhook/annotations.ts';
+import { ApprovalWaits } from './approval-waits.ts';
 import type { DesiredPolicy } from './distributor.ts';
 import type { Log } from './log.ts';
 import { policyPlural } from './policies.ts';
@@ -115,6 +115,8 @@ export type ApprovalsApiOptions = {
   expiryIntervalMs?: number;
   /** How long a settled approval is kept past its expiry before it is deleted; undefined keeps it. */
   keepForMs?: number;
+  /** The most long polls one pod holds at once; past them, one is answered at once. Default 64. */
+  maxLongPollsPerPod?: number;
 };
 
 export type ApprovalsApi = {
@@ -126,8 +128,15 @@ export type ApprovalsApi = {
 };
 
 const maxWaitSeconds = 600;
-/** How often a long poll re-reads the approval. */
+/** How often an approval long-polled is re-read, however many long polls wait on it. */
 const pollMs = 250;
+/**
+ * A sidecar holds a caller's requests up to its policy's maxPendingPerCaller
+ * (default 10), and all held requests within half its body budget: a few
+ * callers' worth. Past this, a pod's long poll is answered at once, as it
+ * stands, and the sidecar asks again a second later.
+ */
+const defaultMaxLongPollsPerPod = 64;
 
 export type Stored = {
   metadata: {
@@ -232,6 +241,36 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
       const code = (error as { code?: number }).code;
       if (code === 404 || code === 409) return false;
       throw error;
+    }
+  }
+
+  const waits = new ApprovalWaits<Stored>({
+    read: async (namespace, name) => {
+      const stored = await read(namespace, name);
+      return stored === undefined ? undefined : expireIfDue(stored);
+    },
+    settled: (stored) => stored.status.phase !== 'Pending',
+    pollMs,
+    maxPerPod: options.maxLongPollsPerPod ?? defaultMaxLongPollsPerPod,
+  });
+
+  /**
+   * The approval once decided, or as it stands at `deadline`; undefined once
+   * gone. Past the pod's long polls, as it stands now.
+   */
+  async function awaitDecision(
+    who: PodCaller,
+    stored: Stored,
+    deadline: number,
+    gone: () => boolean,
+  ): Promise<Stored | undefined> {
+    if (stored.status.phase !== 'Pending' || performance.now() >= deadline) return stored;
+    const leave = waits.enter(`${who.namespace}/${who.pod.name}`);
+    if (leave === undefined) return stored;
+    try {
+      return await waits.wait(stored.metadata.namespace, stored.metadata.name, deadline, gone);
+    } finally {
+      leave();
     }
   }
 
@@ -360,14 +399,12 @@ export async function startApprovalsApi(options: ApprovalsApiOptions): Promise<A
       .safeParse((request.query as { wait?: string }).wait);
     if (!wait.success) return reply.code(400).send({ error: `wait is 0 to ${maxWaitSeconds} seconds` });
     const deadline = performance.now() + wait.data * 1000;
-    let stored = await read(namespace, name);
-    while (stored !== undefined) {
-      stored = await expireIfDue(stored);
-      if (stored.status.phase !== 'Pending' || performance.now() >= deadline) break;
-      if (request.raw.destroyed) return reply;
-      await sleep(Math.min(pollMs, Math.max(0, deadline - performance.now())));
-      stored = await read(namespace, name);
-    }
+    const first = await read(namespace, name);
+    const stored =
+      first === undefined
+        ? undefined
+        : await awaitDecision(who, await expireIfDue(first), deadline, () => request.raw.destroyed);
+    if (request.raw.destroyed) return reply;
     if (stored === undefined) return reply.code(404).send({ error: missingApprovalError(namespace, name) });
     return view(stored, ruleOf(stored));
   });
@@ -683,29 +720,40 @@ function view(
   );
 }
 
-/** Slack-compatible: counts, model and who asked; never inputs, not even the masked summary. */
+/**
+ * Slack-compatible: counts, model and who asked; never inputs, not even the
+ * masked summary. What Veil vouches for (the approval, its rule, counts,
+ * approvers and expiry) comes first, what the caller chose after it, quoted
+ * unless plain: a model named "bge-small (tei) for 12 inputs (480 bytes) under
+ * rule small; ..." must not read as the counts of the request.
+ */
 export function notification(stored: Pick<Stored, 'metadata' | 'spec'>): Notification {
   const { namespace, name } = stored.metadata;
   const { request, requester, approvers, expiresAt, rule } = stored.spec;
   const text =
-    `Embedding request held for approval: ${namespace}/${name}. ${callerText(requester.subject)} asked ${callerText(request.model)} ` +
-    `(${callerText(request.api)}) for ${request.inputCount} inputs (${request.bytes} bytes) under rule ${rule}; ` +
-    `needs ${approvers.count} approver(s) from ${approvers.groups.join(', ')} before ${expiresAt}. ` +
+    `Embedding request held for approval: ${namespace}/${name}, under rule ${rule}: ` +
+    `${request.inputCount} inputs (${request.bytes} bytes); needs ${approvers.count} approver(s) from ` +
+    `${approvers.groups.join(', ')} before ${expiresAt}. Requested by ${callerText(requester.subject)} ` +
+    `for model ${callerText(request.model)} over API ${callerText(request.api)}. ` +
     `Decide with: veil approvals approve ${namespace}/${name} --reason TEXT (or deny).`;
   return { text, blocks: [{ type: 'section', text: { type: 'mrkdwn', text } }] };
 }
 
 const maxCallerText = 200;
+/** What a caller's string may hold and still be shown bare: no space, comma or bracket to mimic a clause with. */
+const plainCallerText = /^[A-Za-z0-9._:/@-]+$/;
 
 /**
  * A string the caller chose (its subject, the model it named, the API it says
- * it spoke), as text: Slack reads `<!channel>` and `<https://…|label>` in a
- * message as a mention and a disguised link, so `&`, `<` and `>` are escaped,
- * and a long one is cut.
+ * it spoke), as text: quoted unless plain, so it cannot pass for what Veil
+ * wrote around it; and since Slack reads `<!channel>` and `<https://…|label>`
+ * in a message as a mention and a disguised link, `&`, `<` and `>` are
+ * escaped, and a long one is cut.
  */
 function callerText(value: string): string {
+  if (plainCallerText.test(value) && value.length <= maxCallerText) return value;
   const cut = value.length > maxCallerText ? `${value.slice(0, maxCallerText)}…` : value;
-  return cut.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+  return JSON.stringify(cut).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
 /**

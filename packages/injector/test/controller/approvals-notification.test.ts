@@ -14,5 +14,5 @@ test('an API name cannot mention a channel or disguise a link, whatever got it s
     spec: { ...spec, request: { ...spec.request, api } },
   });
   assert.doesNotMatch(text, /[<>]/);
-  assert.match(text, /\(&lt;!channel&gt; &lt;https:\/\/evil\.example\|Approve here&gt; &amp;\)/);
+  assert.match(text, /over API "&lt;!channel&gt; &lt;https:\/\/evil\.example\|Approve here&gt; &amp;"\./);
 });

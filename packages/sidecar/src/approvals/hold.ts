@@ -12,6 +12,9 @@
 //   at once in this sidecar (each hold pins its body in memory), and has about
 //   as many approvals Pending at the controller (each is kept past its expiry):
 //   beyond either, 429 with Retry-After, nothing opened or forwarded.
+// - All held requests together keep at most half the proxy's body budget
+//   (heldBodyShare): callers never held keep the other half whoever is held.
+//   A hold beyond it is refused the same way.
 //
 // Each approval opened, and each decision observed on it, is recorded before
 // the request goes on (see evidence.ts); besides, the sidecar follows each
@@ -35,8 +38,10 @@
 // for a request a stricter rule holds.
 import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { ApprovalRule, RecordOutcome, UseApprovalRequest } from '@veil/core';
 import type { Identity } from '../auth/identity.ts';
+import { defaultBodyMemoryBytes, heldBodyShare } from '../proxy/body-budget.ts';
 import type { ProxyReply } from '../proxy/pipeline.ts';
 import type { Trace } from '../proxy/record.ts';
 import { JSON_HEADERS, Refusal } from '../proxy/refusal.ts';
@@ -63,6 +68,11 @@ const MAX_POLL_SECONDS = 60;
 const SUMMARY_PREVIEW = 200;
 /** A slot frees when people decide, which no clock predicts: a hint, not a promise. */
 const QUOTA_RETRY_AFTER_SECONDS = 30;
+/**
+ * The least time between two asks after one approval: a controller answers a
+ * long poll at once, still Pending, when the pod has as many as it serves.
+ */
+const MIN_POLL_INTERVAL_MS = 1000;
 
 const dnsLabel = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
@@ -97,24 +107,49 @@ export interface HoldRequest {
 
 export type Held = { reply: ProxyReply; outcome: RecordOutcome };
 
-/** How many requests this sidecar holds for each caller (issuer and subject) now. */
-export class HeldRequests {
-  readonly #counts = new Map<string, number>();
+/** Why a hold was not given a slot: the caller's are taken, or held bodies fill their share. */
+export type HoldRefusal = 'caller' | 'bodies';
 
-  /** Takes one of the caller's `limit` slots; false when all are taken. */
-  take(identity: Identity, limit: number): boolean {
-    const key = callerKey(identity);
-    const count = this.#counts.get(key) ?? 0;
-    if (count >= limit) return false;
-    this.#counts.set(key, count + 1);
-    return true;
+/**
+ * How many requests this sidecar holds for each caller (issuer and subject)
+ * now, and the body bytes all of them keep.
+ */
+export class HeldRequests {
+  /** The most body bytes all held requests together keep; see the header comment. */
+  readonly maxBodyBytes: number;
+  readonly #counts = new Map<string, number>();
+  #bodyBytes = 0;
+
+  constructor(maxBodyBytes: number = heldBodyShare(defaultBodyMemoryBytes)) {
+    this.maxBodyBytes = maxBodyBytes;
   }
 
-  release(identity: Identity): void {
+  /** Body bytes kept by held requests now. */
+  get bodyBytes(): number {
+    return this.#bodyBytes;
+  }
+
+  /**
+   * Takes one of the caller's `limit` slots for a request keeping `bytes`, or
+   * says why not. A request alone may pass the share, as with the body budget:
+   * a policy allowing larger bodies is never refused for good.
+   */
+  take(identity: Identity, limit: number, bytes: number): HoldRefusal | undefined {
+    const key = callerKey(identity);
+    const count = this.#counts.get(key) ?? 0;
+    if (count >= limit) return 'caller';
+    if (this.#bodyBytes > 0 && this.#bodyBytes + bytes > this.maxBodyBytes) return 'bodies';
+    this.#counts.set(key, count + 1);
+    this.#bodyBytes += bytes;
+    return undefined;
+  }
+
+  release(identity: Identity, bytes: number): void {
     const key = callerKey(identity);
     const count = (this.#counts.get(key) ?? 0) - 1;
     if (count > 0) this.#counts.set(key, count);
     else this.#counts.delete(key);
+    this.#bodyBytes -= bytes;
   }
 }
 
@@ -187,21 +222,40 @@ export async function holdForApproval(hold: HoldRequest, trace: Trace): Promise<
 
 /** Runs one hold in a slot of the caller's, freed however the hold ends. */
 async function inSlot<T>(hold: HoldRequest, held: () => Promise<T>): Promise<T> {
-  if (!hold.held.take(hold.identity, hold.maxPendingPerCaller)) {
-    throw new Refusal(
-      429,
-      'rate_limited',
-      'rate_limited',
-      `approval required by rule ${hold.rule.name}, but ${hold.maxPendingPerCaller} request(s) of this caller ` +
-        'are held for approval already (approvals.maxPendingPerCaller); send this one once one of them is decided',
-      { 'retry-after': String(QUOTA_RETRY_AFTER_SECONDS) },
-    );
-  }
+  const bytes = keptBytes(hold);
+  const refused = hold.held.take(hold.identity, hold.maxPendingPerCaller, bytes);
+  if (refused !== undefined) throw slotRefusal(hold, refused);
   try {
     return await held();
   } finally {
-    hold.held.release(hold.identity);
+    hold.held.release(hold.identity, bytes);
   }
+}
+
+/**
+ * The body bytes a held request keeps: what it was sent (its Content-Length,
+ * which the proxy read in full), or what it forwards if that is more.
+ */
+function keptBytes(hold: HoldRequest): number {
+  const forwarded = Buffer.byteLength(hold.body);
+  const sent = Number(headerValue(hold.headers, 'content-length'));
+  return Number.isSafeInteger(sent) && sent > forwarded ? sent : forwarded;
+}
+
+function slotRefusal(hold: HoldRequest, why: HoldRefusal): Refusal {
+  const but =
+    why === 'caller'
+      ? `${hold.maxPendingPerCaller} request(s) of this caller are held for approval already ` +
+        '(approvals.maxPendingPerCaller)'
+      : `the requests held for approval in this proxy keep ${hold.held.bodyBytes} bytes of bodies, ` +
+        `and may keep ${hold.held.maxBodyBytes} (half its body budget)`;
+  return new Refusal(
+    429,
+    'rate_limited',
+    'rate_limited',
+    `approval required by rule ${hold.rule.name}, but ${but}; send this one once one of them is decided`,
+    { 'retry-after': String(QUOTA_RETRY_AFTER_SECONDS) },
+  );
 }
 
 /** Opens an approval for the request and records that it did. */
@@ -263,8 +317,10 @@ async function waitForDecision(
     const remaining = (deadline - performance.now()) / 1000;
     if (remaining <= 0) break;
     const seconds = Math.max(1, Math.min(MAX_POLL_SECONDS, Math.ceil(remaining)));
+    const asked = performance.now();
     try {
       current = await ask(rule, () => client.wait(view.namespace, view.name, seconds, ended));
+      if (current.phase === 'Pending') await pause(asked + MIN_POLL_INTERVAL_MS - performance.now(), ended);
     } catch (error) {
       if (ended?.aborted) break;
       throw error;
@@ -275,6 +331,12 @@ async function waitForDecision(
   if (hold.signal?.aborted) throw callerGone(current);
   if (hold.stopping?.aborted) throw stoppedWhileHeld(current);
   return current;
+}
+
+/** Waits `ms` (nothing if not positive), rejecting early once `signal` aborts. */
+async function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  if (ms <= 0) return;
+  await sleep(ms, undefined, signal === undefined ? {} : { signal });
 }
 
 /** Nobody hears this answer; it is what the request's record says happened. */
@@ -427,12 +489,20 @@ async function afterUse(
         `approval ${id} has expired; send the request again without ${APPROVAL_HEADER} to ask anew`,
       );
     case 'Pending':
-      throw new Refusal(403, 'approval_required', 'approval_denied', `approval ${id} is not decided yet`);
-    case 'rule':
+      // Nobody denied anything: the request is held, as one whose hold timed out.
       throw new Refusal(
         403,
         'approval_required',
-        'approval_denied',
+        'held',
+        `approval ${id} is not decided yet; once it is approved, send the same request with ${APPROVAL_HEADER}: ${id}`,
+        { [APPROVAL_HEADER]: id },
+      );
+    case 'rule':
+      // The remedy of an expired approval: ask anew.
+      throw new Refusal(
+        403,
+        'approval_required',
+        'approval_expired',
         `approval ${id} was granted under a version of its rule the policy no longer holds; send the request again without ${APPROVAL_HEADER} to ask anew`,
       );
     default: {

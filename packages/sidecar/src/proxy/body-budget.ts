@@ -4,7 +4,7 @@
 // shared bound, enough parallel uploads would run the sidecar out of memory,
 // and every request in flight with it. A request holds its bytes from the
 // first chunk read until it is answered (a request held for approval keeps
-// its body that long), then gives them back.
+// its body that long, within heldBodyShare), then gives them back.
 
 /**
  * A request body costs the proxy several times its size while it is parsed,
@@ -12,6 +12,15 @@
  * memory limit, and is sixteen requests of the policy's default 1 MiB at most.
  */
 export const defaultBodyMemoryBytes = 16 * 1024 * 1024;
+
+/**
+ * The most of a budget that requests held for approval may keep together:
+ * half, so that callers never held always have the other half, however many
+ * callers are held and however long.
+ */
+export function heldBodyShare(capacityBytes: number): number {
+  return Math.floor(capacityBytes / 2);
+}
 
 /** The request bodies held now would pass the budget with this one. */
 export class BodyBudgetError extends Error {

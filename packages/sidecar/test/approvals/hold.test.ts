@@ -428,7 +428,8 @@ describe('approvals through a controller', () => {
       /a version of its rule the policy no longer holds; send the request again without x-veil-approval/,
     );
     assert.equal(fixture.upstreamCalls.length, upstreamBefore);
-    assert.equal(fixture.records().at(-1)?.outcome, 'approval_denied');
+    // Nobody denied it: the remedy is an expired approval's, to ask anew.
+    assert.equal(fixture.records().at(-1)?.outcome, 'approval_expired');
     await decidedOnRecord(fixture, id);
   });
 
@@ -723,6 +724,64 @@ describe("one caller's held requests and Pending approvals are capped", () => {
     } finally {
       controller.maxPending = undefined;
     }
+  });
+});
+
+describe('held requests together keep at most half the body budget', () => {
+  const MiB = 1024 * 1024;
+  let controller: ControllerStandIn;
+  let fixture: SidecarFixture;
+  let dir: string;
+  const reindex = { 'x-veil-operation': 'reindex' };
+  /** `mebibytes` MiB of inputs: a body this large is kept in memory as long as it is held. */
+  const large = (mebibytes: number) => ({
+    model: 'text-embedding-3-small',
+    input: Array.from({ length: mebibytes }, (_, i) => `${i} ${'x'.repeat(MiB - 16)}`),
+  });
+
+  before(async () => {
+    controller = await startControllerStandIn();
+    dir = await mkdtemp(join(tmpdir(), 'veil-approvals-'));
+    await writeFile(join(dir, 'token'), controller.token);
+    fixture = await startSidecarFixture({
+      policy: { ...policy, limits: { maxBytesPerRequest: 6 * MiB } },
+      config: { approvalsUrl: controller.url, controllerTokenFile: join(dir, 'token') },
+    });
+  });
+  after(async () => {
+    await fixture?.close();
+    await controller?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('refuses a hold past the share 429 in dialect, recorded; a caller never held is served; a decision frees it', async () => {
+    const alice = await fixture.token();
+    const mallory = await fixture.token({ sub: 'mallory', aud: AUDIENCE });
+    const carol = await fixture.token({ sub: 'carol', aud: AUDIENCE });
+    const first = call(url(fixture), large(5), { token: alice, headers: reindex });
+    const firstId = await controller.nextOpened();
+    const openedBefore = controller.opened.length;
+
+    // Another caller, under the per-caller cap, with a body that would take held bodies past 8 MiB.
+    const refused = await call(url(fixture), large(4), { token: mallory, headers: reindex });
+    assert.equal(refused.status, 429, refused.text.slice(0, 300));
+    assert.ok(Number(refused.headers['retry-after']) > 0);
+    const error = (refused.json as OpenAiError).error;
+    assert.equal(error.code, 'rate_limited');
+    assert.match(error.message, /held for approval in this proxy keep \d+ bytes .*may keep 8388608 \(half/);
+    assert.equal(controller.opened.length, openedBefore);
+    const record = fixture.records().at(-1);
+    assert.equal(record?.outcome, 'rate_limited');
+    assert.equal(record?.identity?.subject, 'mallory');
+
+    const served = await call(url(fixture), large(5), { token: carol });
+    assert.equal(served.status, 200, served.text.slice(0, 300));
+
+    controller.decide(firstId, 'approve', 'bob', 'fine');
+    assert.equal((await first).status, 200);
+    const again = call(url(fixture), large(4), { token: mallory, headers: reindex });
+    controller.decide(await controller.nextOpened(), 'approve', 'bob', 'fine');
+    assert.equal((await again).status, 200);
   });
 });
 

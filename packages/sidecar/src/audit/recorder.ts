@@ -101,7 +101,7 @@ export class AuditRecorder implements AuditSink {
     const log = options.log ?? (() => undefined);
     const { nextSeq, shippedSeq } = spool.stats();
     const state = await ShipState.open(join(options.spoolDir, stateDirName), shippedSeq + 1);
-    checkStateMatchesSpool(state, spool);
+    await checkStateMatchesSpool(state, spool);
     const ref = streamRef(options.identity);
     const stream = streamId(ref);
     const nextRecordSeq = await openStream(state, spool, options, stream);
@@ -199,14 +199,56 @@ function tornTail(bytes: number): string {
   return `audit spool: cut ${bytes} bytes off the end of the last segment, from the first record that fails its checksum, with no whole record after it: a write a crash interrupted (never acknowledged), unless the disk damaged the last records`;
 }
 
-function checkStateMatchesSpool(state: ShipState, spool: Spool): void {
+async function checkStateMatchesSpool(state: ShipState, spool: Spool): Promise<void> {
   const { nextSeq, shippedSeq, waiting } = spool.stats();
   if (!state.found && waiting > 0) {
     throw new AuditStateError(`the spool holds ${waiting} unshipped records but no shipper state`);
   }
-  const { cutSeq } = state.data;
+  const { cutSeq, outbox } = state.data;
   if (cutSeq <= shippedSeq || cutSeq > nextSeq) {
     throw new AuditStateError(`the shipper state (cut at ${cutSeq}) does not match the spool`);
+  }
+  const batchUpto = outbox.findLast((item) => item.batch)?.batch?.spoolUpto ?? -1;
+  if (batchUpto >= cutSeq) {
+    throw new AuditStateError(
+      `the shipper state (cut at ${cutSeq}) lists a batch up to spool seq ${batchUpto}, past its cut`,
+    );
+  }
+  await checkOnlyDroppedSkipped(state, spool, Math.max(shippedSeq, batchUpto) + 1, cutSeq);
+}
+
+/**
+ * Records after the last one shipped or batched and before the cut can only be
+ * records the shipper dropped, found after their stream's closing manifest;
+ * any other is an answered record the state would skip. There are none but
+ * such drops, so this reads nothing in the usual case.
+ */
+async function checkOnlyDroppedSkipped(
+  state: ShipState,
+  spool: Spool,
+  from: number,
+  cutSeq: number,
+): Promise<void> {
+  let next = from;
+  while (next < cutSeq) {
+    const entries = await spool.readFrom(
+      next,
+      Math.min(scanPageRecords, cutSeq - next),
+      Number.MAX_SAFE_INTEGER,
+    );
+    for (const entry of entries) {
+      const record = readEnvelope(entry.bytes);
+      // A stream the state forgot had its closing manifest shipped: what follows it was dropped.
+      const stream = state.stream(record.stream);
+      if (stream && (stream.head.kind !== 'close' || record.seq < stream.nextRecordSeq)) {
+        throw new AuditStateError(
+          `the shipper state (cut at ${cutSeq}) skips record ${record.seq} of ${record.stream} (spool seq ${entry.seq}), never shipped`,
+        );
+      }
+    }
+    const tail = entries.at(-1);
+    if (!tail) return;
+    next = tail.seq + 1;
   }
 }
 

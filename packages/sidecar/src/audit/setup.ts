@@ -60,6 +60,7 @@ async function evidenceStore(config: SidecarConfig): Promise<EvidenceStore> {
     endpoint: config.s3Endpoint,
     region: config.s3Region,
     forcePathStyle: config.s3ForcePathStyle,
+    log: logLine,
   });
 }
 

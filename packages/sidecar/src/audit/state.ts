@@ -6,6 +6,9 @@
 // A manifest is stored here before it is uploaded, and uploaded only from
 // here, so a retry after a crash sends the same bytes to the same key: the
 // store then finds them already there instead of a conflicting version.
+//
+// The file is sealed with the SHA-256 of the state's text: one damaged digit
+// of `cutSeq` would otherwise skip records that were answered but never shipped.
 import { readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
@@ -16,6 +19,7 @@ import {
   manifestSchema,
   type SigningKey,
   type StreamRef,
+  sha256Hex,
   streamId,
 } from '@veil/core';
 import { z } from 'zod';
@@ -62,6 +66,12 @@ const stateSchema = z.strictObject({
   outbox: z.array(outboxItemSchema),
 });
 export type StateData = z.infer<typeof stateSchema>;
+
+/** The file: the state's JSON text as written, and its SHA-256. */
+const sealedStateSchema = z.strictObject({
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  state: z.string(),
+});
 
 const stateName = 'state.json';
 const outboxName = 'outbox';
@@ -111,7 +121,7 @@ export class ShipState {
   /** Makes `next` the state, durably; until this resolves the old state stands. */
   commit(next: StateData): Promise<void> {
     const run = this.#saving.then(async () => {
-      await writeFileAtomic(join(this.#dir, stateName), JSON.stringify(next));
+      await writeFileAtomic(join(this.#dir, stateName), sealState(next));
       this.#data = next;
     });
     // One failed write must not fail every later one.
@@ -143,6 +153,11 @@ export function newStreamRecord(ref: StreamRef, key: Ed25519PrivateJwk, genesis:
   return { ref, key, head: genesis, nextRecordSeq: 0 };
 }
 
+function sealState(data: StateData): string {
+  const text = JSON.stringify(data);
+  return JSON.stringify({ sha256: sha256Hex(text), state: text });
+}
+
 async function readState(path: string): Promise<StateData | undefined> {
   let text: string;
   try {
@@ -151,16 +166,31 @@ async function readState(path: string): Promise<StateData | undefined> {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw error;
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    throw new AuditStateError(`${stateName} is not JSON`);
+  const json = parseJson(text, path);
+  const sealed = sealedStateSchema.safeParse(json);
+  // Unsealed: written by a version before the seal; sealed at the first commit, which opening makes.
+  if (!sealed.success) return parseState(json, path);
+  if (sha256Hex(sealed.data.state) !== sealed.data.sha256) {
+    throw new AuditStateError(
+      `${path} fails its SHA-256 check: damaged since it was written; nothing is guessed`,
+    );
   }
+  return parseState(parseJson(sealed.data.state, path), path);
+}
+
+function parseJson(text: string, path: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new AuditStateError(`${path} is not JSON`);
+  }
+}
+
+function parseState(json: unknown, path: string): StateData {
   const parsed = stateSchema.safeParse(json);
   if (!parsed.success) {
     const fields = [...new Set(parsed.error.issues.map((issue) => issue.path.join('.') || '(state)'))];
-    throw new AuditStateError(`${stateName} is not a valid shipper state: ${fields.join(', ')}`);
+    throw new AuditStateError(`${path} is not a valid shipper state: ${fields.join(', ')}`);
   }
   return parsed.data;
 }

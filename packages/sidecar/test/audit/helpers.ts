@@ -46,11 +46,16 @@ export function draft(model: string, outcome: AuditDraft['outcome'] = 'allowed')
   };
 }
 
-/** Wraps a store: records the order of keys and fails while `failing(key)` says so. */
+/**
+ * Wraps a store: records the order of keys and fails while `failing(key)` says
+ * so; while `losing(key)` says so it stores the object, then fails as if the
+ * answer were lost.
+ */
 export class ScriptedStore implements EvidenceStore {
   readonly description = 'scripted store';
   readonly puts: string[] = [];
   failing: (key: string) => boolean = () => false;
+  losing: (key: string) => boolean = () => false;
   failures = 0;
   readonly #inner: EvidenceStore;
 
@@ -64,6 +69,10 @@ export class ScriptedStore implements EvidenceStore {
       throw new Error('the store is away');
     }
     await this.#inner.put(object, signal);
+    if (this.losing(object.key)) {
+      this.failures += 1;
+      throw new Error('the answer was lost');
+    }
     this.puts.push(object.key);
   }
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { setTimeout } from 'node:timers/promises';
 import { gunzipSync } from 'node:zlib';
-import { parseEvidenceKey, streamId } from '@veil/core';
+import { parseEvidenceKey, sha256Hex, streamId } from '@veil/core';
 import { DirEvidenceStore } from '../../src/audit/dirstore.ts';
 import { AuditRecorder, type AuditRecorderOptions } from '../../src/audit/recorder.ts';
 import type { BatchSettings } from '../../src/audit/shipper.ts';
@@ -365,23 +365,86 @@ test('the same incarnation reopened carries on its record seq', async (t) => {
   );
 });
 
-test('a spool with unshipped records but no shipper state is refused, not guessed at', async (t) => {
-  const s = await setup(t);
+/**
+ * A copy of the spool of a process that crashed with `count` answered records
+ * not yet cut into a batch; `withState` false leaves the shipper state out.
+ */
+async function crashedWithUncut(s: Setup, count: number, withState: boolean): Promise<string> {
   s.store.failing = () => true;
   const first = await open(s, {}, { backoff: { baseMs: 60_000, capMs: 60_000 }, closeGraceMs: 0 });
-  await appendMany(first, 'orphan', 2);
+  await appendMany(first, 'orphan', count);
   const crashed = join(s.spoolDir, '..', 'crashed');
-  await cp(s.spoolDir, crashed, { recursive: true, filter: (source) => !source.includes('shipper') });
+  await cp(s.spoolDir, crashed, {
+    recursive: true,
+    filter: (source) => withState || !source.includes('shipper'),
+  });
+  return crashed;
+}
+
+async function openAfterCrash(s: Setup, spoolDir: string): Promise<AuditRecorder> {
+  const recorder = await AuditRecorder.open({
+    spoolDir,
+    identity: { cluster: 'test', pod, incarnation: 'inc-2' },
+    store: s.store,
+    settings: () => ({ batch: never, retentionMs: 1000 }),
+    closeGraceMs: 0,
+  });
+  // Opened where a refusal was expected: closed all the same, so the failure ends the test.
+  s.defer(() => recorder.close());
+  return recorder;
+}
+
+test('a spool with unshipped records but no shipper state is refused, not guessed at', async (t) => {
+  const s = await setup(t);
+  const crashed = await crashedWithUncut(s, 2, false);
+  await assert.rejects(openAfterCrash(s, crashed), AuditStateError);
+});
+
+test('one damaged digit in the shipper state fails its seal: the open is refused, naming the file', async (t) => {
+  const s = await setup(t);
+  const crashed = await crashedWithUncut(s, 5, true);
+  const path = join(crashed, 'shipper', 'state.json');
+  const text = await readFile(path, 'utf8');
+  const damaged = text.replace(/(cutSeq\\?":)0/, '$15');
+  assert.notEqual(damaged, text);
+  await writeFile(path, damaged);
+  await assert.rejects(openAfterCrash(s, crashed), (error: Error) => {
+    assert.ok(error instanceof AuditStateError, String(error));
+    assert.equal(
+      error.message,
+      `${path} fails its SHA-256 check: damaged since it was written; nothing is guessed`,
+    );
+    return true;
+  });
+});
+
+test('a shipper state that would skip answered records is refused, even sealed', async (t) => {
+  const s = await setup(t);
+  const crashed = await crashedWithUncut(s, 5, true);
+  const path = join(crashed, 'shipper', 'state.json');
+  const sealed = JSON.parse(await readFile(path, 'utf8')) as { state: string };
+  const state = sealed.state.replace(/("cutSeq":)0/, '$15');
+  assert.notEqual(state, sealed.state);
+  await writeFile(path, JSON.stringify({ sha256: sha256Hex(state), state }));
   await assert.rejects(
-    AuditRecorder.open({
-      spoolDir: crashed,
-      identity: { cluster: 'test', pod, incarnation: 'inc-2' },
-      store: s.store,
-      settings: () => ({ batch: never, retentionMs: 1000 }),
-      closeGraceMs: 0,
-    }),
-    AuditStateError,
+    openAfterCrash(s, crashed),
+    (error: Error) =>
+      error instanceof AuditStateError &&
+      /\(cut at 5\) skips record 0 of .*inc-1 \(spool seq 0\), never shipped/.test(error.message),
   );
+});
+
+test('a state written before the seal opens, and is sealed by the open', async (t) => {
+  const s = await setup(t);
+  const first = await open(s, {});
+  await appendMany(first, 'before', 2);
+  await first.close();
+  const path = join(s.spoolDir, 'shipper', 'state.json');
+  await writeFile(path, (JSON.parse(await readFile(path, 'utf8')) as { state: string }).state);
+  const next = await open(s, {}, { identity: { cluster: 'test', pod, incarnation: 'inc-2' } });
+  assert.match(await readFile(path, 'utf8'), /^\{"sha256":"[0-9a-f]{64}","state":/);
+  await next.close();
+  assert.deepEqual(invalid(await verifyDir(s.evidenceDir)), []);
 });
 
 test('close gives up after its grace period and leaves everything for the next process', async (t) => {
@@ -460,6 +523,35 @@ test('records found after their stream closed are dropped, said in the log, and 
     [
       [3, true],
       [2, true],
+    ],
+  );
+});
+
+test('records dropped after their stream closed, not yet released when the process stops, let the next one open', async (t) => {
+  const s = await setup(t);
+  await closedWithRefusedRecord(s);
+  s.store.failing = () => true;
+  // The drop comes while the outbox holds this process's genesis: nothing is released.
+  const stopped = await open(
+    s,
+    {},
+    { identity: { cluster: 'test', pod, incarnation: 'inc-2' }, closeGraceMs: 200 },
+  );
+  await stopped.close();
+  assert.equal(stopped.stats().recordsWaiting, 1);
+
+  s.store.failing = () => false;
+  const next = await open(s, {}, { identity: { cluster: 'test', pod, incarnation: 'inc-3' } });
+  await next.close();
+  assert.equal(next.stats().recordsWaiting, 0);
+  const result = await verifyDir(s.evidenceDir);
+  assert.deepEqual(invalid(result), []);
+  assert.deepEqual(
+    result.streams.map((stream) => [stream.records, stream.closed]),
+    [
+      [3, true],
+      [0, true],
+      [0, true],
     ],
   );
 });

@@ -1,29 +1,32 @@
 // The S3 evidence store and the shipper against a real S3 server, where it
 // goes wrong: a bucket without Object Lock (whose server stores the object even
 // as it refuses the lock), locks that are not the one asked for, a server that
-// keeps no checksum, and set-ups only an operator can fix.
+// keeps no checksum, set-ups only an operator can fix, a retention raised
+// between attempts, and a host clock far behind the store's.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, type TestContext, test } from 'node:test';
 import {
   CreateBucketCommand,
   HeadObjectCommand,
+  ListObjectsV2Command,
   PutObjectCommand,
   type PutObjectCommandInput,
   S3Client,
 } from '@aws-sdk/client-s3';
 import { sha256Hex } from '@veil/core';
 import { type S3Server, startS3 } from '../../../../test/harness/index.ts';
-import { AuditRecorder } from '../../src/audit/recorder.ts';
+import { AuditRecorder, type AuditRecorderOptions } from '../../src/audit/recorder.ts';
 import { S3EvidenceStore } from '../../src/audit/s3store.ts';
 import type { BatchSettings } from '../../src/audit/shipper.ts';
 import {
   EvidenceConflictError,
   EvidenceNotLockedError,
+  type EvidenceStore,
   EvidenceStoreSetupError,
   type StoreSetupProblem,
 } from '../../src/audit/store.ts';
-import { type Defer, draft, eventually, teardown, tempDir } from './helpers.ts';
+import { type Defer, draft, eventually, ScriptedStore, teardown, tempDir } from './helpers.ts';
 
 const locked = 'veil-locked';
 const unlocked = 'veil-unlocked';
@@ -46,12 +49,13 @@ after(async () => {
   process.env = savedEnv;
 });
 
-function storeFor(defer: Defer, bucket: string): S3EvidenceStore {
+function storeFor(defer: Defer, bucket: string, log?: (message: string) => void): S3EvidenceStore {
   const store = new S3EvidenceStore({
     bucket,
     endpoint: s3.endpoint,
     region: s3.region,
     forcePathStyle: true,
+    log,
   });
   defer(() => store.close());
   return store;
@@ -103,7 +107,14 @@ test('a bucket without Object Lock: the refusal is a set-up error, and the unloc
   });
 });
 
-test('a copy locked in GOVERNANCE mode, or too briefly, is not stored evidence; a later ask within the margin is', async (t) => {
+/** How long the stored object is locked for, counted from its writing as an auditor counts it. */
+async function heldMs(bucket: string, key: string): Promise<number> {
+  const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+  assert.equal(head.ObjectLockMode, 'COMPLIANCE', key);
+  return (head.ObjectLockRetainUntilDate?.getTime() ?? 0) - (head.LastModified?.getTime() ?? 0);
+}
+
+test('a copy locked in GOVERNANCE mode is not stored evidence; one locked in COMPLIANCE too briefly is extended; a later ask within the margin is stored', async (t) => {
   const store = storeFor(teardown(t), locked);
   const lock = (mode: 'GOVERNANCE' | 'COMPLIANCE', until: Date, text: string) => ({
     ObjectLockMode: mode,
@@ -116,12 +127,10 @@ test('a copy locked in GOVERNANCE mode, or too briefly, is not stored evidence; 
     /in GOVERNANCE mode, not COMPLIANCE/,
   );
 
+  // COMPLIANCE forbids shortening a lock, not extending it.
   await storeDirectly('v1/brief', 'b', lock('COMPLIANCE', inMinutes(1), 'b'));
-  await assert.rejects(
-    store.put(evidence('v1/brief', 'b', inMinutes(60 * 24))),
-    (error: Error) =>
-      error instanceof EvidenceNotLockedError && /is locked only until .* short of/.test(error.message),
-  );
+  await store.put(evidence('v1/brief', 'b', inMinutes(60 * 24)));
+  assert.ok((await heldMs(locked, 'v1/brief')) > 23 * 60 * 60_000, 'the lock holds the day asked');
 
   // A retry asks for a later date than the attempt that stored the object locked.
   await storeDirectly('v1/retried', 'r', lock('COMPLIANCE', inMinutes(1), 'r'));
@@ -184,16 +193,24 @@ test('a missing bucket and refused credentials are set-up errors naming their ki
 const pod = { namespace: 'ml', name: 'embed-0', uid: 'pod-uid-1' };
 const fiveRecords: BatchSettings = { maxRecords: 5, maxBytes: 8 * 1024 * 1024, maxAgeSeconds: 3600 };
 
-async function openRecorder(t: TestContext, bucket: string, log: string[]): Promise<AuditRecorder> {
+async function openRecorder(
+  t: TestContext,
+  bucket: string,
+  log: string[],
+  options: { wrap?: (store: EvidenceStore) => EvidenceStore } & Partial<AuditRecorderOptions> = {},
+): Promise<AuditRecorder> {
   const defer = teardown(t);
+  const { wrap = (store) => store, ...overrides } = options;
+  const push = (message: string) => log.push(message);
   const recorder = await AuditRecorder.open({
     spoolDir: join(await tempDir(defer), 'spool'),
     identity: { cluster: 'test', pod, incarnation: `inc-${bucket}` },
-    store: storeFor(defer, bucket),
+    store: wrap(storeFor(defer, bucket, push)),
     settings: () => ({ batch: fiveRecords, retentionMs: 1000 }),
     closeGraceMs: 200,
     backoff: { baseMs: 5, capMs: 20 },
-    log: (message) => log.push(message),
+    log: push,
+    ...overrides,
   });
   defer(() => recorder.close());
   return recorder;
@@ -237,4 +254,71 @@ test('a missing bucket is a set-up error, retried until the bucket exists, then 
   assert.equal(stats.misconfigured, undefined);
   assert.equal(stats.failures, 0);
   assert.match(logged.at(-1) ?? '', /^audit shipping resumed after \d+ failures in a row$/);
+});
+
+const hourMs = 60 * 60_000;
+
+test('a retention raised while an upload the store kept awaits its retry: the COMPLIANCE lock is extended and shipping goes on', async (t) => {
+  let retentionMs = hourMs;
+  let stored: string | undefined;
+  let scripted: ScriptedStore | undefined;
+  const wrap = (store: EvidenceStore) => {
+    scripted = new ScriptedStore(store);
+    // The first upload reaches the store, but its answer is lost; the policy's retention is raised meanwhile.
+    scripted.losing = (key) => {
+      if (stored) return false;
+      stored = key;
+      retentionMs = 3 * hourMs;
+      return true;
+    };
+    return scripted;
+  };
+  const recorder = await openRecorder(t, locked, [], {
+    identity: { cluster: 'test', pod, incarnation: 'inc-raised' },
+    wrap,
+    settings: () => ({ batch: fiveRecords, retentionMs }),
+  });
+  await appendMany(recorder, 'raised', 5);
+  await eventually('everything shipped', () => recorder.stats().recordsWaiting === 0);
+  assert.equal(recorder.stats().notLocked, false);
+  assert.equal(scripted?.failures, 1);
+  assert.ok(stored);
+  assert.ok((await heldMs(locked, stored)) >= 3 * hourMs, 'the lock holds the raised retention');
+});
+
+/** Makes this process's clock run `skewMs` behind (negative: ahead) until the test ends. */
+function skewClock(t: TestContext, skewMs: number): void {
+  const realNow = Date.now;
+  Date.now = () => realNow() - skewMs;
+  t.after(() => {
+    Date.now = realNow;
+  });
+}
+
+test("a host clock far behind the store's: locks are counted on the store's clock, and the skew is told once", async (t) => {
+  const skewMs = 30 * 60_000;
+  const logged: string[] = [];
+  skewClock(t, skewMs);
+  const recorder = await openRecorder(t, locked, logged, {
+    identity: { cluster: 'test', pod, incarnation: 'inc-skewed' },
+    settings: () => ({ batch: fiveRecords, retentionMs: hourMs }),
+    closeGraceMs: 20_000,
+  });
+  await appendMany(recorder, 'skewed', 10);
+  await eventually('everything shipped', () => recorder.stats().recordsWaiting === 0);
+  await recorder.close();
+
+  const listed = await client.send(
+    new ListObjectsV2Command({ Bucket: locked, Prefix: 'v1/test/ml/pod-uid-1/inc-skewed/' }),
+  );
+  const keys = (listed.Contents ?? []).map((object) => object.Key ?? '');
+  // The genesis, two batches with their manifests, and the close.
+  assert.equal(keys.length, 6);
+  for (const key of keys) assert.ok((await heldMs(locked, key)) >= hourMs, `${key} holds the retention`);
+  const told = logged.filter((line) => line.includes('clock is'));
+  assert.equal(told.length, 1, told.join('\n'));
+  assert.match(
+    told[0] ?? '',
+    /^audit: this host's clock is (1799|180\d) s behind the clock of s3:\/\/veil-locked\//,
+  );
 });

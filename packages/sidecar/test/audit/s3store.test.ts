@@ -317,8 +317,10 @@ test("a host clock far behind the store's: locks are counted on the store's cloc
   for (const key of keys) assert.ok((await heldMs(locked, key)) >= hourMs, `${key} holds the retention`);
   const told = logged.filter((line) => line.includes('clock is'));
   assert.equal(told.length, 1, told.join('\n'));
-  assert.match(
+  // The store's Date header counts whole seconds: the skew learned is within a few of the one made.
+  const learned = /^audit: this host's clock is (\d+) s behind the clock of s3:\/\/veil-locked\//.exec(
     told[0] ?? '',
-    /^audit: this host's clock is (1799|180\d) s behind the clock of s3:\/\/veil-locked\//,
   );
+  assert.ok(learned, told[0]);
+  assert.ok(Math.abs(Number(learned[1]) - skewMs / 1000) <= 5, told[0]);
 });

@@ -9,8 +9,13 @@ import { DevApprovals } from '../src/dev/approvals.ts';
 
 const hostile = 'demo\u001b]0;PWNED\u0007\u001b[2J';
 
-/** A held request whose requester chose every string it could, denied by an approver who did too. */
-async function hostileApproval(): Promise<Approval> {
+type OpenRequest = Parameters<DevApprovals['open']>[0];
+
+/** A `veil dev` approval service with one rule, `bulk`, and an approval opened on it for `request`. */
+async function openBulk(
+  approverCount: number,
+  request: Pick<OpenRequest, 'requester' | 'request'>,
+): Promise<{ approvals: DevApprovals; name: string }> {
   const approvals = new DevApprovals({
     namespace: 'local',
     policyName: 'default',
@@ -18,7 +23,7 @@ async function hostileApproval(): Promise<Approval> {
       approvalRuleSchema.parse({
         name: 'bulk',
         when: { minInputs: 10 },
-        approvers: { groups: ['ml-approvers'], count: 1 },
+        approvers: { groups: ['ml-approvers'], count: approverCount },
       }),
     ],
   });
@@ -26,6 +31,14 @@ async function hostileApproval(): Promise<Approval> {
     policy: 'default',
     rule: 'bulk',
     pod: { name: 'veil-dev' },
+    ...request,
+  });
+  return { approvals, name: view.name };
+}
+
+/** A held request whose requester chose every string it could, denied by an approver who did too. */
+async function hostileApproval(): Promise<Approval> {
+  const { approvals, name } = await openBulk(1, {
     requester: { issuer: 'http://127.0.0.1:1\u009b2J', subject: 'alice\u001b[1A', groups: ['ml\u0007'] },
     request: {
       api: 'openai',
@@ -39,7 +52,7 @@ async function hostileApproval(): Promise<Approval> {
   });
   approvals.decide(
     'local',
-    view.name,
+    name,
     { username: 'bob\u001b[2K', groups: ['ml-approvers'] },
     {
       decision: 'deny',
@@ -47,7 +60,7 @@ async function hostileApproval(): Promise<Approval> {
       reason: 'no\u001b[2J\u009b\u202e\u2028\ufeff\u200b',
     },
   );
-  const approval = approvals.get('local', view.name);
+  const approval = approvals.get('local', name);
   await approvals.close();
   assert.ok(approval);
   return approval;
@@ -82,21 +95,7 @@ test('show shows every field printable: request, requester, approvers and their 
 
 /** A 50,000-input request needing two approvers, whose requester chose a model that reads as columns or clauses. */
 async function spoofingApproval(model: string, summary: string): Promise<Approval> {
-  const approvals = new DevApprovals({
-    namespace: 'local',
-    policyName: 'default',
-    rules: [
-      approvalRuleSchema.parse({
-        name: 'bulk',
-        when: { minInputs: 10 },
-        approvers: { groups: ['ml-approvers'], count: 2 },
-      }),
-    ],
-  });
-  const view = await approvals.open({
-    policy: 'default',
-    rule: 'bulk',
-    pod: { name: 'veil-dev' },
+  const { approvals, name } = await openBulk(2, {
     requester: { issuer: 'https://issuer.example', subject: 'alice', groups: ['ml'] },
     request: {
       api: 'openai',
@@ -108,7 +107,7 @@ async function spoofingApproval(model: string, summary: string): Promise<Approva
       summary,
     },
   });
-  const approval = approvals.get('local', view.name);
+  const approval = approvals.get('local', name);
   await approvals.close();
   assert.ok(approval);
   return approval;

@@ -8,7 +8,13 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { compileMasking, type MaskingRule, maskingRuleSchema, vectorsDigest } from '@veil/core';
-import { call, type SidecarFixture, startSidecarFixture, testPolicy } from '../fixtures/sidecar.ts';
+import {
+  call,
+  type SidecarFixture,
+  type SidecarFixtureOptions,
+  startSidecarFixture,
+  testPolicy,
+} from '../fixtures/sidecar.ts';
 
 const EMAIL = 'jane.doe@example.com';
 const SSN = '123-45-6789';
@@ -50,6 +56,32 @@ function masked(rules: MaskingRule[], scope: 'forward' | 'audit'): string[] {
 
 function assertNoRaw(where: string, text: string): void {
   for (const value of RAW) assert.ok(!text.includes(value), `${where} holds ${value}`);
+}
+
+/**
+ * For the tests of the describe block it is called in: a sidecar in front of a
+ * model that gives every call `answer`, started before them and closed after.
+ */
+function beforeCannedModel(answer: string, options: SidecarFixtureOptions): () => SidecarFixture {
+  const model = createServer((_request, response) => {
+    response.setHeader('content-type', 'application/json');
+    response.end(answer);
+  });
+  let fixture: SidecarFixture | undefined;
+  before(async () => {
+    model.listen(0, '127.0.0.1');
+    await once(model, 'listening');
+    const { port } = model.address() as AddressInfo;
+    fixture = await startSidecarFixture({ ...options, upstream: `http://127.0.0.1:${port}` });
+  });
+  after(async () => {
+    await fixture?.close();
+    model.close();
+  });
+  return () => {
+    assert.ok(fixture, 'the sidecar started');
+    return fixture;
+  };
 }
 
 describe('masking through the proxy', () => {
@@ -368,34 +400,19 @@ describe('masking through the proxy', () => {
   describe('from a model whose answer holds a key twice', () => {
     // Veil judges the answer as JSON.parse reads it, the last value of a key:
     // a caller whose parser keeps the first must not read the one unjudged.
-    const model = createServer((_request, response) => {
-      response.setHeader('content-type', 'application/json');
-      response.end(
-        '{"object":"list","data":[{"object":"embedding","index":0,"embedding":[1.0,-0.0,0.25]}],"model":"jane.doe@example.com","model":"m"}',
-      );
-    });
     const onModel = rule({
       name: 'model-name',
       detectors: ['email'],
       scopes: ['response'],
       responseFields: ['model'],
     });
-    let fixture: SidecarFixture;
-    before(async () => {
-      model.listen(0, '127.0.0.1');
-      await once(model, 'listening');
-      const { port } = model.address() as AddressInfo;
-      fixture = await startSidecarFixture({
-        upstream: `http://127.0.0.1:${port}`,
-        policy: { masking: { rules: [onModel] } },
-      });
-    });
-    after(async () => {
-      await fixture.close();
-      model.close();
-    });
+    const sidecar = beforeCannedModel(
+      '{"object":"list","data":[{"object":"embedding","index":0,"embedding":[1.0,-0.0,0.25]}],"model":"jane.doe@example.com","model":"m"}',
+      { policy: { masking: { rules: [onModel] } } },
+    );
 
     it('gets the answer Veil checked, with the digest of its vectors', async () => {
+      const fixture = sidecar();
       const token = await fixture.token();
       const answer = await call(`${fixture.url}/v1/embeddings`, { model: 'm', input: ['hello'] }, { token });
       assert.equal(answer.status, 200, answer.text);
@@ -441,27 +458,13 @@ describe('masking through the proxy', () => {
     describe('from a model whose vectors hold -0', () => {
       // JSON.stringify writes -0 as 0, a float32 of other bytes: the answer the
       // sidecar writes anew, with the caller's texts, must match its record.
-      const model = createServer((_request, response) => {
-        response.setHeader('content-type', 'application/json');
-        response.end('{"id":"a","texts":["[EMAIL]"],"embeddings":{"float":[[1.0,-0.0,0.25]]},"meta":{}}');
-      });
-      let fixture: SidecarFixture;
-      before(async () => {
-        model.listen(0, '127.0.0.1');
-        await once(model, 'listening');
-        const { port } = model.address() as AddressInfo;
-        fixture = await startSidecarFixture({
-          api: 'cohere',
-          upstream: `http://127.0.0.1:${port}`,
-          policy: { masking: { rules: [hashed] } },
-        });
-      });
-      after(async () => {
-        await fixture.close();
-        model.close();
-      });
+      const sidecar = beforeCannedModel(
+        '{"id":"a","texts":["[EMAIL]"],"embeddings":{"float":[[1.0,-0.0,0.25]]},"meta":{}}',
+        { api: 'cohere', policy: { masking: { rules: [hashed] } } },
+      );
 
       it('records the digest of the vectors the caller gets', async () => {
+        const fixture = sidecar();
         const token = await fixture.token();
         const body = { model: 'embed-v4.0', texts: [EMAIL], input_type: 'search_query' };
         const answer = await call(`${fixture.url}/v2/embed`, body, { token });

@@ -11,7 +11,7 @@ import { MaskingError } from './errors.ts';
 import type { Finder } from './finder.ts';
 import { operatorFor } from './operators.ts';
 import { compileUserPattern, maskingRuleProblems } from './patterns.ts';
-import { maskAtPath } from './response.ts';
+import { maskAtPath, reaches } from './response.ts';
 import type { Scanner } from './scanner.ts';
 import { maskText } from './scanner.ts';
 
@@ -28,6 +28,12 @@ export interface MaskTextsResult {
 export interface MaskResponseResult {
   body: unknown;
   actions: MaskAction[];
+  /**
+   * Whether the rules name anything in the body (an object holds the first
+   * key of a response field's path): when not, its text holds nothing they
+   * name either, duplicate keys included, and may be passed on as it is.
+   */
+  reached: boolean;
 }
 
 export interface MaskingEngine {
@@ -153,7 +159,8 @@ export function compileMasking(rules: readonly MaskingRule[], options: MaskingOp
             maskText(text, scanners, (scanner) => log.add(scanner, field)),
           );
         }
-        return { body: result, actions: log.list() };
+        const reached = response.some(({ path }) => reaches(body, path[0] ?? ''));
+        return { body: result, actions: log.list(), reached };
       });
     },
   };

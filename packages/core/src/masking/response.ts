@@ -79,3 +79,15 @@ export function maskAtPath(
   const masked = maskAtPath(value, path, depth + 1, child(field, key), maskString);
   return masked === value ? node : { ...node, [key]: masked };
 }
+
+/**
+ * Whether an object holding `key` is met from node, crossing arrays as
+ * `maskAtPath` does. JSON.parse keeps the last of keys written twice, so where
+ * the parsed body holds no object with the first key of a path, its text holds
+ * none either, on that path or under a duplicate left out: the rules name
+ * nothing in it.
+ */
+export function reaches(node: unknown, key: string): boolean {
+  if (Array.isArray(node)) return node.some((item) => typeof item === 'object' && reaches(item, key));
+  return isRecord(node) && Object.hasOwn(node, key);
+}

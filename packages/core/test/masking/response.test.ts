@@ -86,6 +86,20 @@ test('a body with nothing to mask comes back as the same object', () => {
   assert.equal(engine.maskResponse(null).body, null);
 });
 
+test("reached says whether the rules name anything in a body: an object met, across arrays, holds a path's first key", () => {
+  const engine = compileMasking([responseRule('echo', ['texts', 'meta.echo'])], options);
+  // Nothing masked, yet named: the caller must get what was checked.
+  assert.equal(engine.maskResponse({ texts: ['clean'] }).reached, true);
+  assert.equal(engine.maskResponse({ meta: {} }).reached, true);
+  assert.equal(engine.maskResponse([[{ texts: 'x' }]]).reached, true);
+  // An OpenAI answer, a TEI one (arrays of numbers), nothing: no rule names anything.
+  const openai = { object: 'list', data: [{ embedding: [0.1], index: 0 }], model: 'm' };
+  assert.equal(engine.maskResponse(openai).reached, false);
+  assert.equal(engine.maskResponse([[0.1, 0.2]]).reached, false);
+  assert.equal(engine.maskResponse(null).reached, false);
+  assert.equal(compileMasking([], options).maskResponse({ texts: ['x'] }).reached, false);
+});
+
 test('missing and non-string fields are left alone, inherited keys are never followed', () => {
   const engine = compileMasking([responseRule('echo', ['texts', 'constructor.name', 'count'])], options);
   const body = { texts: [1, 'a@example.com', null], count: 3 };

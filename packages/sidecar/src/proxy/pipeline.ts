@@ -503,16 +503,17 @@ async function forward(
   // back would let a caller make tokens of guessed values. The caller gets its
   // own texts, which it sent and knows, and response rules apply to those.
   let answer = dialect.withCallerTexts?.(parsed, callerTexts) ?? parsed;
-  const checked = policy.masking.hasScope('response');
-  if (checked) {
+  let reached = false;
+  if (policy.masking.hasScope('response')) {
     const masked = policy.masking.maskResponse(answer, 'response');
     trace.masking.push(...masked.actions.map((a) => ({ ...a, scope: 'response' as const })));
     answer = masked.body;
+    reached = masked.reached;
   }
   // Response masking judged the answer as parsed, where a key that comes twice
-  // keeps its last value: the caller gets that, never bytes whose first value
-  // a caller's parser might keep.
-  if (answer === parsed && !checked) {
+  // keeps its last value: where the rules name anything in it, the caller gets
+  // that, never bytes whose first value a caller's parser might keep.
+  if (answer === parsed && !reached) {
     return { reply: { status: 200, headers: JSON_HEADERS, body: response.body }, outcome: 'allowed' };
   }
   const replyBody = JSON.stringify(answer);

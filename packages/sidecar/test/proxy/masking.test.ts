@@ -397,6 +397,23 @@ describe('masking through the proxy', () => {
     });
   });
 
+  describe('from a model whose answer holds nothing a response rule names', () => {
+    // A rule on Cohere's echoed texts names nothing in an OpenAI answer: the
+    // model's bytes are passed on as they are, not written anew.
+    const raw =
+      '{"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [1.0, -0.0, 0.25]}], "model": "m"}';
+    const sidecar = beforeCannedModel(raw, { policy: { masking: { rules: [echoed] } } });
+
+    it('gets the bytes the model sent', async () => {
+      const fixture = sidecar();
+      const token = await fixture.token();
+      const answer = await call(`${fixture.url}/v1/embeddings`, { model: 'm', input: ['hello'] }, { token });
+      assert.equal(answer.status, 200, answer.text);
+      assert.equal(answer.text, raw);
+      assert.equal(fixture.records().at(-1)?.vectors?.digest, vectorsDigest([[1, -0, 0.25]]));
+    });
+  });
+
   describe('from a model whose answer holds a key twice', () => {
     // Veil judges the answer as JSON.parse reads it, the last value of a key:
     // a caller whose parser keeps the first must not read the one unjudged.

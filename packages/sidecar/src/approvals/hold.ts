@@ -87,6 +87,8 @@ export interface HoldRequest {
   readonly inputCount: number;
   /** The bytes that would be forwarded (after forward masking). */
   readonly body: Buffer | string;
+  /** What the request's body holds of the proxy's body memory: all it was sent, read whole. */
+  readonly bodyBytes: number;
   readonly headers: IncomingHttpHeaders;
   /** Records the approval's events; a failure fails the request closed. */
   readonly record: RecordApproval;
@@ -233,13 +235,11 @@ async function inSlot<T>(hold: HoldRequest, held: () => Promise<T>): Promise<T> 
 }
 
 /**
- * The body bytes a held request keeps: what it was sent (its Content-Length,
- * which the proxy read in full), or what it forwards if that is more.
+ * The body bytes a held request keeps: what it was sent, however it came
+ * (chunked too), or what it forwards if that is more.
  */
 function keptBytes(hold: HoldRequest): number {
-  const forwarded = Buffer.byteLength(hold.body);
-  const sent = Number(headerValue(hold.headers, 'content-length'));
-  return Number.isSafeInteger(sent) && sent > forwarded ? sent : forwarded;
+  return Math.max(hold.bodyBytes, Buffer.byteLength(hold.body));
 }
 
 function slotRefusal(hold: HoldRequest, why: HoldRefusal): Refusal {

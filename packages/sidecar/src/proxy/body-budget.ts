@@ -81,6 +81,11 @@ export class BodyLease {
     return true;
   }
 
+  /** The bytes this request's body holds of the budget now: all it was sent, once read. */
+  get bytes(): number {
+    return this.#held;
+  }
+
   /** Why `take` said no. */
   refusal(): BodyBudgetError {
     return new BodyBudgetError(this.#budget.capacityBytes);

@@ -127,7 +127,7 @@ async function run(
       mask(deps, policy, dialect, request.path, body, parsed, trace),
     );
     const held = await deps.telemetry.span('approve', () =>
-      approve(deps, policy, dialect, request, forwardBody, trace),
+      approve(deps, policy, dialect, request, forwardBody, lease, trace),
     );
     if (held) {
       charge.giveBack();
@@ -291,6 +291,7 @@ async function approve(
   dialect: Dialect,
   request: IncomingEmbedRequest,
   forwardBody: string,
+  lease: BodyLease,
   trace: Trace,
 ): Promise<{ reply: ProxyReply; outcome: RecordOutcome } | undefined> {
   const identity = trace.identity;
@@ -316,6 +317,7 @@ async function approve(
         model,
         inputCount: trace.inputCount,
         body: forwardBody,
+        bodyBytes: lease.bytes,
         headers: request.headers,
         record: (event) => recordApproval(deps, dialect.name, request.path, trace, event),
         decisions: deps.approvalDecisions,

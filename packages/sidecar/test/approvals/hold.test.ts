@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type AuditRecord, MAX_APPROVAL_SUMMARY } from '@veil/core';
@@ -782,6 +783,35 @@ describe('held requests together keep at most half the body budget', () => {
     const again = call(url(fixture), large(4), { token: mallory, headers: reindex });
     controller.decide(await controller.nextOpened(), 'approve', 'bob', 'fine');
     assert.equal((await again).status, 200);
+  });
+
+  it('counts a chunked body at the bytes it was sent, not at the smaller body it forwards', async () => {
+    const alice = await fixture.token();
+    const mallory = await fixture.token({ sub: 'mallory', aud: AUDIENCE });
+    // 5 MiB sent, without Content-Length; written anew for the model, a few bytes.
+    const padded = `{"model":"text-embedding-3-small","input":["held"]${' '.repeat(5 * MiB)}}`;
+    const first = request(url(fixture), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${alice}`, 'content-type': 'application/json', ...reindex },
+      body: Readable.from([padded]),
+    });
+    const firstId = await controller.nextOpened();
+    const openedBefore = controller.opened.length;
+
+    const second = call(url(fixture), large(4), { token: mallory, headers: reindex });
+    // Held past the share, it would open an approval and wait: whichever comes first tells.
+    const outcome = await Promise.race([
+      second.then((answer) => ({ answer })),
+      controller.nextOpened().then((id) => ({ opened: id })),
+    ]);
+    if ('opened' in outcome) controller.decide(outcome.opened, 'deny', 'bob', 'test over');
+    assert.ok('answer' in outcome, 'the second hold was let in past the share');
+    assert.equal(outcome.answer.status, 429, outcome.answer.text.slice(0, 300));
+    assert.equal(controller.opened.length, openedBefore);
+
+    controller.decide(firstId, 'approve', 'bob', 'fine');
+    const answered = await first;
+    assert.equal(answered.statusCode, 200, await answered.body.text());
   });
 });
 

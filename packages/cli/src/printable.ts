@@ -2,4 +2,4 @@
 // fields) printed to a terminal. One rule for every command: core's, which the
 // verifier's findings already follow, so a key escapes the same way whichever
 // command prints it.
-export { printable, quoted } from '@veil/core';
+export { isPlain, printable, quoted } from '@veil/core';

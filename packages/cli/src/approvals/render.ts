@@ -5,7 +5,7 @@
 // anything but a few plain characters: a model named
 // "bge-small   12      0/1   2026-12-01T03:00:00.000Z" must not pass for the
 // counts and expiry Veil writes beside it.
-import { printable, quoted } from '../printable.ts';
+import { isPlain, printable, quoted } from '../printable.ts';
 import type { Approval, UnreadableApproval } from './client.ts';
 
 export function approvedCount(approval: Approval): number {
@@ -13,12 +13,9 @@ export function approvedCount(approval: Approval): number {
     .size;
 }
 
-/** What a requester's field may hold and still be shown bare: no space, comma or bracket to mimic a column or clause with. */
-const plain = /^[A-Za-z0-9._:/@-]+$/;
-
 /** A field the requester chose, as shown: bare when plain, else quoted and escaped. */
 export function requesterText(text: string): string {
-  return plain.test(text) ? text : quoted(text);
+  return isPlain(text) ? text : quoted(text);
 }
 
 function requester(approval: Approval): string {

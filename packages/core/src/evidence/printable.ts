@@ -20,6 +20,18 @@ export function printable(text: string): string {
   return unprintable.test(text) ? quoted(text) : text;
 }
 
+/** No space, comma, bracket or quote: nothing to mimic a column, clause or list with. */
+const plainCharacters = /^[A-Za-z0-9._:/@-]+$/;
+
+/**
+ * Whether text someone else chose (a model name, a subject) may be shown bare
+ * among what Veil writes: without any of the characters that separate
+ * columns and clauses, it cannot pass for one of Veil's own.
+ */
+export function isPlain(text: string): boolean {
+  return plainCharacters.test(text);
+}
+
 /** The text in double quotes, every control character escaped. */
 export function quoted(text: string): string {
   return JSON.stringify(text).replace(notEscapedByJson, escapeUnits);

@@ -59,6 +59,7 @@ import {
   countsAsPending,
   expiryDue,
   GROUP,
+  isPlain,
   markFailure,
   missingApprovalError,
   newApprovalSpec,
@@ -740,8 +741,6 @@ export function notification(stored: Pick<Stored, 'metadata' | 'spec'>): Notific
 }
 
 const maxCallerText = 200;
-/** What a caller's string may hold and still be shown bare: no space, comma or bracket to mimic a clause with. */
-const plainCallerText = /^[A-Za-z0-9._:/@-]+$/;
 
 /**
  * A string the caller chose (its subject, the model it named, the API it says
@@ -751,7 +750,7 @@ const plainCallerText = /^[A-Za-z0-9._:/@-]+$/;
  * escaped, and a long one is cut.
  */
 function callerText(value: string): string {
-  if (plainCallerText.test(value) && value.length <= maxCallerText) return value;
+  if (isPlain(value) && value.length <= maxCallerText) return value;
   const cut = value.length > maxCallerText ? `${value.slice(0, maxCallerText)}…` : value;
   return JSON.stringify(cut).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { z } from 'zod';
+import { parseJson } from '../controllercall.ts';
 import { mkdirDurable, writeFileAtomic } from '../files.ts';
 
 /**
@@ -129,13 +130,5 @@ export class SpentTokens {
   #forgetExpired(): void {
     const now = this.#now();
     for (const [jti, until] of this.#until) if (until < now) this.#until.delete(jti);
-  }
-}
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
   }
 }

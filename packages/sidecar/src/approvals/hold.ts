@@ -41,7 +41,6 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ApprovalRule, RecordOutcome, UseApprovalRequest } from '@veil/core';
 import type { Identity } from '../auth/identity.ts';
-import { defaultBodyMemoryBytes, heldBodyShare } from '../proxy/body-budget.ts';
 import type { ProxyReply } from '../proxy/pipeline.ts';
 import type { Trace } from '../proxy/record.ts';
 import { JSON_HEADERS, Refusal } from '../proxy/refusal.ts';
@@ -122,7 +121,7 @@ export class HeldRequests {
   readonly #counts = new Map<string, number>();
   #bodyBytes = 0;
 
-  constructor(maxBodyBytes: number = heldBodyShare(defaultBodyMemoryBytes)) {
+  constructor(maxBodyBytes: number) {
     this.maxBodyBytes = maxBodyBytes;
   }
 

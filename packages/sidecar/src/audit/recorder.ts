@@ -9,6 +9,7 @@ import {
   DEFAULT_SPOOL_CAPACITY_BYTES,
   exportSigningKey,
   generateSigningKey,
+  type RecordEnvelope,
   readEnvelope,
   type SigningKey,
   streamId,
@@ -229,26 +230,14 @@ async function checkOnlyDroppedSkipped(
   from: number,
   cutSeq: number,
 ): Promise<void> {
-  let next = from;
-  while (next < cutSeq) {
-    const entries = await spool.readFrom(
-      next,
-      Math.min(scanPageRecords, cutSeq - next),
-      Number.MAX_SAFE_INTEGER,
-    );
-    for (const entry of entries) {
-      const record = readEnvelope(entry.bytes);
-      // A stream the state forgot had its closing manifest shipped: what follows it was dropped.
-      const stream = state.stream(record.stream);
-      if (stream && (stream.head.kind !== 'close' || record.seq < stream.nextRecordSeq)) {
-        throw new AuditStateError(
-          `the shipper state (cut at ${cutSeq}) skips record ${record.seq} of ${record.stream} (spool seq ${entry.seq}), never shipped`,
-        );
-      }
+  for await (const { spoolSeq, record } of spooledEnvelopes(spool, from, cutSeq)) {
+    // A stream the state forgot had its closing manifest shipped: what follows it was dropped.
+    const stream = state.stream(record.stream);
+    if (stream && (stream.head.kind !== 'close' || record.seq < stream.nextRecordSeq)) {
+      throw new AuditStateError(
+        `the shipper state (cut at ${cutSeq}) skips record ${record.seq} of ${record.stream} (spool seq ${spoolSeq}), never shipped`,
+      );
     }
-    const tail = entries.at(-1);
-    if (!tail) return;
-    next = tail.seq + 1;
   }
 }
 
@@ -284,15 +273,24 @@ async function openStream(
 /** The stream seq of the last record of `stream` not yet cut into a batch; -1 for none. */
 async function lastSpooledSeq(spool: Spool, from: number, stream: string): Promise<number> {
   let last = -1;
+  for await (const { record } of spooledEnvelopes(spool, from)) {
+    if (record.stream === stream) last = record.seq;
+  }
+  return last;
+}
+
+/** The envelopes of the durable records from spool seq `from` up to `to` (not included), a page at a time. */
+async function* spooledEnvelopes(
+  spool: Spool,
+  from: number,
+  to = Number.MAX_SAFE_INTEGER,
+): AsyncGenerator<{ spoolSeq: number; record: RecordEnvelope }> {
   let next = from;
-  for (;;) {
-    const entries = await spool.readFrom(next, scanPageRecords, Number.MAX_SAFE_INTEGER);
-    for (const entry of entries) {
-      const record = readEnvelope(entry.bytes);
-      if (record.stream === stream) last = record.seq;
-    }
+  while (next < to) {
+    const entries = await spool.readFrom(next, Math.min(scanPageRecords, to - next), Number.MAX_SAFE_INTEGER);
+    for (const entry of entries) yield { spoolSeq: entry.seq, record: readEnvelope(entry.bytes) };
     const tail = entries.at(-1);
-    if (!tail) return last;
+    if (!tail) return;
     next = tail.seq + 1;
   }
 }

@@ -1,7 +1,9 @@
-// `veil`'s own words: help for a group of commands and for one command, and the version.
+// `veil`'s own words: help for a group of commands and for one command, the version,
+// and what `policy lint` prints.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 
@@ -57,4 +59,37 @@ test('--version prints the version of the CLI package', async () => {
   const { code, stdout } = await run(['--version']);
   assert.equal(code, 0);
   assert.equal(stdout, `${version}\n`);
+});
+
+test('policy lint prints a warning line per loopback key source and still exits 0', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'veil-cli-lint-'));
+  try {
+    const file = join(dir, 'loopback.yaml');
+    const issuers = ['http://localhost:8082', 'https://login.example.com'];
+    await writeFile(
+      file,
+      [
+        'apiVersion: veil.dev/v1alpha1',
+        'kind: EmbeddingPolicy',
+        'metadata: {name: default}',
+        'spec:',
+        '  authentication:',
+        '    oidc:',
+        ...issuers.map((issuer) => `      - {issuer: ${issuer}, audiences: [veil]}`),
+        '',
+      ].join('\n'),
+    );
+    const { code, stdout } = await run(['policy', 'lint', file]);
+    assert.equal(code, 0);
+    const lines = stdout.trimEnd().split('\n');
+    assert.equal(lines.length, 2);
+    assert.match(
+      lines[0] as string,
+      /: warning: spec\.authentication\.oidc\.0\.issuer: plain http on loopback .* use https$/,
+    );
+    assert.ok(lines[0]?.startsWith(`${file}: `));
+    assert.match(lines[1] as string, /: ok \(default, sha256:[0-9a-f]{64}\)$/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

@@ -1,5 +1,5 @@
-// What `veil policy lint` (and `veil dev`) print for a policy file that cannot
-// be read: one "FILE: field.path: message" line per problem.
+// What `veil policy lint` (and `veil dev`) print for a policy file: one
+// "FILE: field.path: message" line per problem, and the warnings of a valid one.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -61,4 +61,31 @@ test('a service-account issuer no sidecar could discover keys from is a problem 
       },
     ],
   });
+});
+
+test('keys read over plain http on loopback are a warning of their field, not a problem', async () => {
+  const file = join(root, 'loopback.yaml');
+  await writeFile(
+    file,
+    [
+      'apiVersion: veil.dev/v1alpha1',
+      'kind: EmbeddingPolicy',
+      'metadata: {name: default}',
+      'spec:',
+      '  authentication:',
+      '    oidc:',
+      '      - {issuer: https://login.example.com, audiences: [veil]}',
+      '      - {issuer: http://127.0.0.1:8082, audiences: [veil]}',
+      '',
+    ].join('\n'),
+  );
+  const loaded = await loadPolicyFile(file);
+  assert.equal(loaded.ok, true);
+  assert.deepEqual(loaded.ok ? loaded.warnings : [], [
+    {
+      path: 'spec.authentication.oidc.1.issuer',
+      message:
+        "plain http on loopback is for veil dev and tests: in a pod, the model container shares the sidecar's loopback, so it could serve its own key set there and mint tokens for any identity; use https",
+    },
+  ]);
 });

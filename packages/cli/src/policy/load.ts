@@ -1,5 +1,10 @@
 import { readFile } from 'node:fs/promises';
-import { type EmbeddingPolicy, embeddingPolicySchema } from '@veil/core';
+import {
+  type EmbeddingPolicy,
+  embeddingPolicySchema,
+  LOOPBACK_KEYS_RISK,
+  loopbackKeySources,
+} from '@veil/core';
 import { parseAllDocuments } from 'yaml';
 import { fsReason } from '../fserror.ts';
 
@@ -8,7 +13,10 @@ export interface PolicyProblem {
   readonly message: string;
 }
 
-export type LoadedPolicy = { ok: true; policy: EmbeddingPolicy } | { ok: false; problems: PolicyProblem[] };
+/** `warnings`: what a valid policy allows yet is unsafe in a cluster; lint prints them, they fail nothing. */
+export type LoadedPolicy =
+  | { ok: true; policy: EmbeddingPolicy; warnings: PolicyProblem[] }
+  | { ok: false; problems: PolicyProblem[] };
 
 /** Reads an EmbeddingPolicy manifest (YAML or JSON) and reports every problem with its field path. */
 export async function loadPolicyFile(file: string): Promise<LoadedPolicy> {
@@ -60,5 +68,12 @@ export function validatePolicy(raw: unknown): LoadedPolicy {
       })),
     };
   }
-  return { ok: true, policy: parsed.data };
+  return { ok: true, policy: parsed.data, warnings: policyWarnings(parsed.data) };
+}
+
+function policyWarnings(policy: EmbeddingPolicy): PolicyProblem[] {
+  return loopbackKeySources(policy.spec.authentication).map((source) => ({
+    path: `spec.${source.path}`,
+    message: LOOPBACK_KEYS_RISK,
+  }));
 }

@@ -31,6 +31,40 @@ export function isTrustedUrl(value: string): boolean {
   return url !== null && isTrustedTransport(url);
 }
 
+/** An issuer's key source, or key set, read over plain http on loopback. */
+export interface LoopbackKeySource {
+  /** The field naming it, from the spec down: `authentication.oidc.0.issuer`. */
+  readonly path: string;
+  /** The issuer whose tokens the keys verify. */
+  readonly issuer: string;
+  /** Where the keys are read from, origin and path: a key set's query stays out of logs. */
+  readonly url: string;
+}
+
+/** Why a key source on loopback is for `veil dev` and tests only. */
+export const LOOPBACK_KEYS_RISK =
+  "plain http on loopback is for veil dev and tests: in a pod, the model container shares the sidecar's loopback, so it could serve its own key set there and mint tokens for any identity; use https";
+
+/**
+ * Where each issuer's keys are read from, when that is plain http on loopback:
+ * the key set's URL when set, else the issuer's (discovery). An issuer on
+ * loopback whose keys come from elsewhere is only compared to `iss`.
+ */
+export function loopbackKeySources(authentication: PolicySpec['authentication']): LoopbackKeySource[] {
+  const sources: { path: string; issuer: string; jwksUri?: string | undefined }[] = [
+    ...authentication.oidc.map((oidc, i) => ({ ...oidc, path: `authentication.oidc.${i}` })),
+    ...(authentication.serviceAccountTokens
+      ? [{ ...authentication.serviceAccountTokens, path: 'authentication.serviceAccountTokens' }]
+      : []),
+  ];
+  return sources.flatMap(({ path, issuer, jwksUri }) => {
+    const field = jwksUri === undefined ? 'issuer' : 'jwksUri';
+    const url = URL.parse(jwksUri ?? issuer);
+    if (url === null || url.protocol !== 'http:' || !loopbackHosts.has(url.hostname)) return [];
+    return [{ path: `${path}.${field}`, issuer, url: `${url.origin}${url.pathname}` }];
+  });
+}
+
 const httpsUrl = z.string().url().refine(isTrustedUrl, {
   message: 'must be https (plain http is allowed only on loopback)',
 });

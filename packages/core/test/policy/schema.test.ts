@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { embeddingPolicySchema, policyHash, policySpecSchema } from '@veil/core';
+import { embeddingPolicySchema, loopbackKeySources, policyHash, policySpecSchema } from '@veil/core';
 import { parse } from 'yaml';
 
 const example = join(import.meta.dirname, '..', '..', '..', '..', 'examples', 'policy.yaml');
@@ -70,6 +70,46 @@ test('plain http issuers are refused unless on loopback', () => {
   assert.equal(issuer('https://login.example.com'), true);
   assert.equal(issuer('http://127.0.0.1:8082'), true);
   assert.equal(issuer('http://login.example.com'), false);
+});
+
+test('the keys read over plain http on loopback are named by the field they come from, without query', () => {
+  const sources = (authentication: object) =>
+    loopbackKeySources(policySpecSchema.parse({ authentication }).authentication);
+  assert.deepEqual(
+    sources({
+      oidc: [
+        { issuer: 'https://login.example.com', audiences: ['veil'] },
+        { issuer: 'http://127.0.0.1:8082', audiences: ['veil'] },
+        { issuer: 'https://idp.example.com', audiences: ['veil'], jwksUri: 'http://[::1]:9000/keys?p=a' },
+      ],
+      serviceAccountTokens: { issuer: 'http://localhost:6443' },
+    }),
+    [
+      {
+        path: 'authentication.oidc.1.issuer',
+        issuer: 'http://127.0.0.1:8082',
+        url: 'http://127.0.0.1:8082/',
+      },
+      {
+        path: 'authentication.oidc.2.jwksUri',
+        issuer: 'https://idp.example.com',
+        url: 'http://[::1]:9000/keys',
+      },
+      {
+        path: 'authentication.serviceAccountTokens.issuer',
+        issuer: 'http://localhost:6443',
+        url: 'http://localhost:6443/',
+      },
+    ],
+  );
+  // Keys from https: the loopback issuer is only compared to `iss`.
+  assert.deepEqual(
+    sources({
+      oidc: [{ issuer: 'http://127.0.0.1:8082', audiences: ['veil'], jwksUri: 'https://idp.example.com/k' }],
+    }),
+    [],
+  );
+  assert.deepEqual(sources({ oidc: [{ issuer: 'https://localhost:8443', audiences: ['veil'] }] }), []);
 });
 
 test('issuer URLs carry no credentials, query or fragment, key set URLs no credentials or fragment, refused at their field', () => {

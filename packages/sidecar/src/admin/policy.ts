@@ -48,7 +48,18 @@ const pushClaimsSchema = z.object({ policy: z.object({ name: policyNameSchema, h
  */
 const revokeClaimsSchema = z.object({ revoke: z.object({ name: policyNameSchema, hash: policyHashSchema }) });
 
-const unbound = { status: 'nack', reason: 'the policy is not the one its push token names' } as const;
+const unbound = 'the policy is not the one its push token names';
+
+/**
+ * A 401 with RFC 6750's challenge, worded as the data port's: `invalid_token`
+ * for a bearer token that did not pass, a bare `Bearer` when none was sent.
+ */
+function refuseToken(reply: FastifyReply, reason: string, tokenPresented = true): FastifyReply {
+  return reply
+    .code(401)
+    .header('www-authenticate', tokenPresented ? 'Bearer error="invalid_token"' : 'Bearer')
+    .send({ status: 'nack', reason });
+}
 
 export interface PolicyRoutesOptions {
   readonly store: PolicyStore;
@@ -138,13 +149,13 @@ export async function policyRoutes(app: FastifyInstance, options: PolicyRoutesOp
         requiredClaims: ['exp', 'iat'],
       }));
     } catch {
-      await reply.code(401).send({ status: 'nack', reason: 'push not signed by the controller' });
+      await refuseToken(reply, 'push not signed by the controller', token !== undefined);
       return undefined;
     }
     const claims = tokenClaimsSchema.safeParse(payload);
     const purpose = bound.safeParse(payload);
     if (!claims.success || !purpose.success) {
-      await reply.code(401).send({ status: 'nack', reason: missing });
+      await refuseToken(reply, missing);
       return undefined;
     }
     const { jti, iat, exp } = claims.data;
@@ -152,14 +163,14 @@ export async function policyRoutes(app: FastifyInstance, options: PolicyRoutesOp
     const until = Math.min(exp, iat + maxTokenAgeSeconds) + clockToleranceSeconds;
     const spend = await spent.spend({ jti, until, issuedAt: iat });
     if (spend === 'replayed') {
-      await reply.code(401).send({ status: 'nack', reason: 'push token already used' });
+      await refuseToken(reply, 'push token already used');
       return undefined;
     }
     if (spend === 'forgotten') {
-      await reply.code(401).send({
-        status: 'nack',
-        reason: 'push token issued before a restart that lost the record of spent ones; retry with a new one',
-      });
+      await refuseToken(
+        reply,
+        'push token issued before a restart that lost the record of spent ones; retry with a new one',
+      );
       return undefined;
     }
     if (spend === 'full') {
@@ -204,12 +215,12 @@ export async function policyRoutes(app: FastifyInstance, options: PolicyRoutesOp
     const { policy } = push.claimsOf(request);
     const body = pushSchema.safeParse(request.body);
     if (!body.success) return reply.code(400).send({ status: 'nack', reason: 'body must be {name, spec}' });
-    if (body.data.name !== policy.name) return reply.code(401).send(unbound);
+    if (body.data.name !== policy.name) return refuseToken(reply, unbound);
     const result = await options.store.apply(body.data.name, body.data.spec, {
       expectedHash: policy.hash,
       onlyNamed: options.policyName,
     });
-    if (!result.ok && result.unbound) return reply.code(401).send(unbound);
+    if (!result.ok && result.unbound) return refuseToken(reply, unbound);
     if (!result.ok) return reply.code(422).send({ status: 'nack', reason: result.reason });
     return { status: 'ack', hash: result.hash };
   });

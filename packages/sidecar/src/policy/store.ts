@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { policyHash, policySpecSchema } from '@veil/core';
+import { LOOPBACK_KEYS_RISK, loopbackKeySources, policyHash, policySpecSchema } from '@veil/core';
 import { z } from 'zod';
 import type { Authenticator } from '../auth/authenticator.ts';
 import { VectorRateLimiter } from '../enforce/limits.ts';
@@ -96,6 +96,10 @@ export class PolicyStore {
   readonly #listeners = new Set<(policy: ActivePolicy) => void>();
   readonly #retire: RetireScheduler;
   readonly #now: (() => number) | undefined;
+  /** In a pod the model shares this loopback, so keys read there are unsafe; the kubelet sets this in every container. */
+  readonly #inPod = Boolean(process.env.KUBERNETES_SERVICE_HOST);
+  /** The versions already warned of: a policy pushed again is the same risk, said once. */
+  readonly #warnedHashes = new Set<string>();
   /** Authenticators replaced by a push but not closed yet. */
   readonly #retiring = new Set<Authenticator>();
   /**
@@ -188,7 +192,20 @@ export class PolicyStore {
     this.#revision += 1;
     if (previous && newAuthenticator) this.#retireLater(previous.authenticator);
     for (const listener of this.#listeners) listener(next);
+    this.#warnOfLoopbackKeys(next);
     return { ok: true, hash: next.hash, changed: true };
+  }
+
+  /** Names each issuer and where its keys come from; a URL never carries credentials (refused by the schema). */
+  #warnOfLoopbackKeys(policy: ActivePolicy): void {
+    if (!this.#inPod || this.#warnedHashes.has(policy.hash)) return;
+    const sources = loopbackKeySources(policy.spec.authentication);
+    if (sources.length === 0) return;
+    this.#warnedHashes.add(policy.hash);
+    const named = sources.map((s) => `issuer ${s.issuer} from ${s.url} (${s.path})`).join(', ');
+    this.#log?.(
+      `warning: policy ${policy.name} ${policy.hash} reads the keys of ${named}: ${LOOPBACK_KEYS_RISK}`,
+    );
   }
 
   /** Drops the policy in force, if `name` may be revoked, and replaces its saved copy by a revocation. */

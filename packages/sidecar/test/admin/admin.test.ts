@@ -24,6 +24,9 @@ import {
 
 const EMAIL = 'pat.lee@example.net';
 
+/** RFC 6750's challenge to a bearer token that did not pass. */
+const invalidToken = 'Bearer error="invalid_token"';
+
 type Push = { name: string; spec: unknown };
 
 /** The `policy` claim the controller signs for a body: its name and content hash. */
@@ -240,7 +243,7 @@ describe('admin port', () => {
     assert.equal(answer.status, 400);
   });
 
-  it('refuses with 401 a push signed by another key, for another pod, or unsigned', async () => {
+  it('refuses with 401 a push signed by another key, for another pod, or unsigned, with a Bearer challenge', async () => {
     const hashBefore = fixture.sidecar.store.current()?.hash;
     const open = { name: 'takeover', spec: basePolicy };
     const attempts = [
@@ -252,6 +255,8 @@ describe('admin port', () => {
       const answer = await push(open, bearer);
       assert.equal(answer.status, 401);
       assert.deepEqual(answer.json, { status: 'nack', reason: 'push not signed by the controller' });
+      // As the data port's: RFC 6750 gives no error code to a request without a token.
+      assert.equal(answer.headers['www-authenticate'], bearer ? invalidToken : 'Bearer');
     }
     assert.equal(fixture.sidecar.store.current()?.hash, hashBefore);
   });
@@ -288,6 +293,7 @@ describe('admin port', () => {
     const replayed = await push(older, olderToken);
     assert.equal(replayed.status, 401);
     assert.deepEqual(replayed.json, { status: 'nack', reason: 'push token already used' });
+    assert.equal(replayed.headers['www-authenticate'], invalidToken);
     assert.equal(fixture.sidecar.store.current()?.hash, policyClaim(newer).hash);
   });
 
@@ -307,6 +313,7 @@ describe('admin port', () => {
           status: 'nack',
           reason: 'the policy is not the one its push token names',
         });
+        assert.equal(answer.headers['www-authenticate'], invalidToken);
       }
       // The token captured on its way is spent too: the body it names cannot follow it.
       const captured = await pushToken(controller, signedFor);
@@ -340,6 +347,7 @@ describe('admin port', () => {
         status: 'nack',
         reason: 'the push token must carry a jti and the policy it authorises',
       });
+      assert.equal(answer.headers['www-authenticate'], invalidToken);
     }
     assert.equal(fixture.sidecar.store.current(), before);
   });

@@ -105,6 +105,7 @@ describe('a revocation', () => {
     const replayed = await revoke(token);
     assert.equal(replayed.status, 401);
     assert.deepEqual(replayed.json, { status: 'nack', reason: 'push token already used' });
+    assert.equal(replayed.headers['www-authenticate'], 'Bearer error="invalid_token"');
     assert.equal(fixture.sidecar.store.current()?.hash, policyHash(policy));
   });
 

@@ -266,6 +266,44 @@ describe('PolicyStore', () => {
     await store.apply('default', { limits: { vectorsPerMinute: 0 } });
     assert.deepEqual(heard, [applied.ok ? applied.hash : '']);
   });
+
+  it('warns once per version, in a pod only, of keys read over plain http on loopback', async () => {
+    const loopback = {
+      authentication: {
+        oidc: [
+          { issuer: 'https://login.example.com', audiences: ['veil'] },
+          { issuer: 'http://127.0.0.1:8082', audiences: ['veil'] },
+        ],
+      },
+    };
+    const inPod = process.env.KUBERNETES_SERVICE_HOST;
+    const logged: string[] = [];
+    try {
+      process.env.KUBERNETES_SERVICE_HOST = '10.96.0.1';
+      const store = newStore({ log: (message) => logged.push(message) });
+      const first = await store.apply('default', spec(100, loopback));
+      await store.apply('default', spec(100, loopback));
+      const second = await store.apply('default', spec(200, loopback));
+      await store.apply('default', spec(100, loopback));
+      await store.apply('default', spec(300));
+      assert.equal(logged.length, 2, logged.join('\n'));
+      for (const [i, applied] of [first, second].entries()) {
+        assert.ok(applied.ok);
+        assert.ok(logged[i]?.startsWith(`warning: policy default ${applied.hash} `), logged[i]);
+        assert.match(logged[i] ?? '', /issuer http:\/\/127\.0\.0\.1:8082 .*authentication\.oidc\.1\.issuer/);
+        assert.match(logged[i] ?? '', /model container shares the sidecar's loopback/);
+        assert.doesNotMatch(logged[i] ?? '', /login\.example\.com/);
+      }
+
+      delete process.env.KUBERNETES_SERVICE_HOST;
+      const outsidePod = newStore({ stateDir: join(dir, 'local'), log: (message) => logged.push(message) });
+      assert.ok((await outsidePod.apply('default', spec(100, loopback))).ok);
+      assert.equal(logged.length, 2, 'veil dev and tests run outside a pod, where loopback is their own');
+    } finally {
+      if (inPod === undefined) delete process.env.KUBERNETES_SERVICE_HOST;
+      else process.env.KUBERNETES_SERVICE_HOST = inPod;
+    }
+  });
 });
 
 describe('PolicyStore: replacing the authenticator', () => {

@@ -1,7 +1,8 @@
-// The key of masking `hash` tokens and of the input digests in audit records. Its
-// worth is in being shared: one key for every sidecar of a workload, so a value
-// masks to the same token in each replica and after a restart, and an auditor given
-// the key can confirm which text a digest stands for.
+// The key of masking `hash` tokens, of the input digests in audit records and,
+// when shared, of approval payload digests. Its worth is in being shared: one key
+// for every sidecar of a workload, so a value masks to the same token in each
+// replica and after a restart, and an auditor given the key can confirm which
+// text a digest stands for.
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { minHashKeyBytes } from '@veil/core';

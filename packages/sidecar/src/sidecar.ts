@@ -77,19 +77,24 @@ export async function startSidecar(
   options: SidecarOptions = {},
 ): Promise<RunningSidecar> {
   const log = options.log ?? ((message: string) => console.error(`veil-sidecar: ${message}`));
-  const { key: hashKey, shared: sharedHashKey } = await loadHashKey(config.hashKeyFile, log);
+  const hashKey = await loadHashKey(config.hashKeyFile, log);
   // What a failed start opened is closed again, in reverse order: above all the
   // audit stream, whose genesis is already on its way to the store.
   const undo: (() => unknown)[] = [];
   try {
-    const store = new Store({ hashKey, stateDir: config.stateDir, authOptions: options.authOptions, log });
+    const store = new Store({
+      hashKey: hashKey.key,
+      stateDir: config.stateDir,
+      authOptions: options.authOptions,
+      log,
+    });
     undo.push(() => store.close());
     const loaded = await store.load(config.bootstrapPolicyFile);
     const telemetry = await createTelemetry(log);
     const dropHashKeyGauge = telemetry.gauge(
       'veil_shared_hash_key',
       "1 when hash tokens and input digests use the workload's shared key; 0 when they use a key of this process only, which matches no other pod's",
-      () => (sharedHashKey ? 1 : 0),
+      () => (hashKey.shared ? 1 : 0),
     );
     undo.push(dropHashKeyGauge);
     const { recorder: sink, dropGauges: dropAuditGauges } = options.sink
@@ -205,7 +210,7 @@ export async function startSidecar(
       store,
       sink,
       loaded,
-      sharedHashKey,
+      sharedHashKey: hashKey.shared,
       pull: puller?.done,
       adminCertificate: certificate?.ready,
       async close() {

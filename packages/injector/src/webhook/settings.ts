@@ -28,7 +28,7 @@ const hashKeySchema = z
   })
   .strict()
   .describe(
-    "The Secret, in each injected pod's own namespace, holding the key of masking `hash` tokens and of the input digests in audit records (at least 16 bytes; 32 random bytes recommended). Every sidecar of a namespace then makes the same token for the same value, across replicas and restarts, and an auditor given the key can check a digest. Optional: without the Secret a pod still starts, with a key of its sidecar process only, and says so in its log and its `veil_shared_hash_key` gauge.",
+    "The Secret, in each injected pod's own namespace, holding the key of masking `hash` tokens, of the input digests in audit records and of approval payload digests (at least 16 bytes; 32 random bytes recommended). Every sidecar of a namespace then makes the same token for the same value, across replicas and restarts, and an auditor given the key can check a digest. Optional: without the Secret a pod still starts, with a key of its sidecar process only, and says so in its log and its `veil_shared_hash_key` gauge.",
   );
 
 const s3CredentialsSchema = z

@@ -25,22 +25,30 @@
 // puts their name on the approval's trail.
 //
 // The payload digest binds an approval to one caller and one payload, under
-// the policy and rule that held it:
-//   "sha256:" + hex SHA-256 of
-//     JSON.stringify(["veil-approval-payload/v2", policy, rule, api, issuer, subject, model])
-//     + "\n" + body
+// the policy and rule that held it. Its message is
+//   JSON.stringify(["veil-approval-payload/v2", policy, rule, api, issuer, subject, model])
+//   + "\n" + body
 // where body is the exact bytes forwarded to the model, after forward masking.
-// The JSON header cannot contain a newline, so the encoding is unambiguous. The
-// retry must therefore send the same body; with `hash` forward masking it must
-// reach a sidecar holding the same hash key. Policy and rule are in it because
-// the controller takes the approvers from them: an approval granted under a
-// lax rule (another pod's policy, or a rule an opener chose) is no approval
-// for a request a stricter rule holds.
-import { createHash } from 'node:crypto';
+// The JSON header cannot contain a newline, so the encoding is unambiguous.
+// With the workload's shared hash key the digest is
+//   "hmac-sha256:" + hex HMAC-SHA256(hash key, message),
+// as audit records digest inputs: whoever can read the EmbeddingApproval
+// (approvers, anyone with get on it) cannot test guesses of a short input
+// against it. Without one it is "sha256:" + hex SHA-256(message): a key of this
+// process alone would fail every retry that reaches another replica, and a
+// restarted one. The retry must therefore send the same body and reach a
+// sidecar holding the same hash key (as `hash` forward masking needs anyway):
+// while a rotated key rolls out, one reaching a pod on the other key is refused
+// as another payload, and asks anew. Policy and rule are in it because the
+// controller takes the approvers from them: an approval granted under a lax
+// rule (another pod's policy, or a rule an opener chose) is no approval for a
+// request a stricter rule holds.
+import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ApprovalRule, RecordOutcome, UseApprovalRequest } from '@veil/core';
 import type { Identity } from '../auth/identity.ts';
+import type { HashKey } from '../hashkey.ts';
 import type { ProxyReply } from '../proxy/pipeline.ts';
 import type { Trace } from '../proxy/record.ts';
 import { JSON_HEADERS, Refusal } from '../proxy/refusal.ts';
@@ -95,6 +103,8 @@ export interface HoldRequest {
   readonly decisions: RecordedDecisions;
   /** The requests this sidecar holds, per caller. */
   readonly held: HeldRequests;
+  /** The sidecar's hash key: the payload digest is keyed with it only when it is shared (header comment). */
+  readonly hashKey: HashKey;
   /** The policy's approvals.maxPendingPerCaller. */
   readonly maxPendingPerCaller: number;
   /** Aborts when the held caller goes away: the hold ends, and the approval is left unused. */
@@ -161,21 +171,23 @@ function callerKey(identity: Identity): string {
 /** What, besides the caller and the payload, an approval is for: see the header comment. */
 export type ApprovalScope = { policy: string; rule: string; api: string };
 
-/** See the header comment. */
+/** See the header comment: keyed with `hashKey` when it is the workload's shared key. */
 export function payloadDigest(
   scope: ApprovalScope,
   identity: Identity,
   model: string,
   body: Buffer | string,
+  hashKey: HashKey,
 ): string {
-  const hash = createHash('sha256');
+  const keyed = hashKey.shared;
+  const hash: Hash | Hmac = keyed ? createHmac('sha256', hashKey.key) : createHash('sha256');
   const { policy, rule, api } = scope;
   hash.update(
     JSON.stringify(['veil-approval-payload/v2', policy, rule, api, identity.issuer, identity.subject, model]),
   );
   hash.update('\n');
   hash.update(body);
-  return `sha256:${hash.digest('hex')}`;
+  return `${keyed ? 'hmac-sha256' : 'sha256'}:${hash.digest('hex')}`;
 }
 
 /**
@@ -210,7 +222,7 @@ export async function holdForApproval(hold: HoldRequest, trace: Trace): Promise<
     );
   }
   const scope = { policy: hold.policyName, rule: rule.name, api: hold.api };
-  const digest = payloadDigest(scope, hold.identity, hold.model, hold.body);
+  const digest = payloadDigest(scope, hold.identity, hold.model, hold.body, hold.hashKey);
   const presented = headerValue(hold.headers, APPROVAL_HEADER);
   if (presented !== undefined) return usePresented(client, hold, presented, digest, trace);
   if (rule.mode === 'deferred') return deferred(await open(client, hold, digest, trace));

@@ -17,6 +17,7 @@ import { matchApprovalRule } from '../approvals/rules.ts';
 import type { AuditSink } from '../audit/sink.ts';
 import type { Identity } from '../auth/identity.ts';
 import { type Dialect, inputParam, type ParsedEmbedRequest, type TextSlot } from '../dialects/index.ts';
+import type { HashKey } from '../hashkey.ts';
 import type { ActivePolicy } from '../policy/active.ts';
 import type { Telemetry } from '../telemetry.ts';
 import { type Upstream, UpstreamError } from '../upstream.ts';
@@ -52,7 +53,8 @@ export interface PipelineDeps {
   readonly telemetry: Telemetry;
   /** The model name recorded and matched for APIs whose requests carry none (TEI). */
   readonly defaultModel: string;
-  readonly hashKey: Uint8Array;
+  /** Keys masking's hash tokens, input digests and, when shared, approval payload digests. */
+  readonly hashKey: HashKey;
   /** The controller's approvals API; without it a request an approval rule holds gets 503. */
   readonly approvals?: ApprovalsClient;
   /** This pod's name, sent with each approval opened. */
@@ -317,6 +319,7 @@ async function approve(
         model,
         inputCount: trace.inputCount,
         body: forwardBody,
+        hashKey: deps.hashKey,
         bodyBytes: lease.bytes,
         headers: request.headers,
         record: (event) => recordApproval(deps, dialect.name, request.path, trace, event),
@@ -399,7 +402,7 @@ function mask(
     policy.spec.audit.inputs,
     audit?.texts ?? texts,
     parsed.tokenInputs,
-    deps.hashKey,
+    deps.hashKey.key,
   );
   // The body as Veil read it, never the bytes as sent: where a key comes twice
   // (`{"model":"denied","model":"allowed"}`), Veil's parser keeps the last and

@@ -37,6 +37,11 @@ export interface ControllerStandIn {
   /** When set, an open beyond this many Pending approvals of one requester is refused 429. */
   maxPending: number | undefined;
   /**
+   * Approvals, by id, the sidecar gets no view of: a use refused for their phase
+   * comes without the approval, and reading them answers 503.
+   */
+  readonly withheld: Set<string>;
+  /**
    * Resolves with the id of the next approval opened (or the latest, if one is
    * opened already and unseen); rejects once `signal` aborts first.
    */
@@ -65,6 +70,7 @@ export async function startControllerStandIn(namespace = 'test'): Promise<Contro
   const uses: { id: string; body: unknown }[] = [];
   const unseen: string[] = [];
   const droppedRules = new Set<string>();
+  const withheld = new Set<string>();
   let counter = 0;
   let failMark = false;
 
@@ -135,6 +141,7 @@ export async function startControllerStandIn(namespace = 'test'): Promise<Contro
     if (!match) return send(response, 404, { error: 'not found' });
     if (!stored) return send(response, 404, { error: missingApprovalError(match[1] ?? '', match[2] ?? '') });
     if (request.method === 'GET' && !match[3]) {
+      if (withheld.has(id)) return send(response, 503, { error: 'unavailable' });
       const wait = Number(url.searchParams.get('wait') ?? '0');
       if (stored.status.phase === 'Pending' && wait > 0) {
         const timer = new AbortController();
@@ -157,7 +164,7 @@ export async function startControllerStandIn(namespace = 'test'): Promise<Contro
         return send(response, check.status, {
           error: check.error,
           reason: check.reason,
-          ...(check.withApproval ? { approval: view(stored) } : {}),
+          ...(check.withApproval && !withheld.has(id) ? { approval: view(stored) } : {}),
         });
       }
       const ruleRefusal = droppedRules.has(id)
@@ -190,6 +197,7 @@ export async function startControllerStandIn(namespace = 'test'): Promise<Contro
     asked,
     token: 'sidecar-token-1',
     maxPending: undefined,
+    withheld,
     async nextOpened(signal) {
       while (unseen.length === 0) await once(events, 'opened', { signal });
       return unseen.shift() as string;

@@ -5,16 +5,27 @@
 // approval leaves its own trail before that record: approval.requested when
 // opened, one approval.decided per decision observed, each recorded once.
 import assert from 'node:assert/strict';
+import { createHmac, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type AuditRecord, MAX_APPROVAL_SUMMARY } from '@veil/core';
+import { type AuditRecord, approvalRuleSchema, MAX_APPROVAL_SUMMARY } from '@veil/core';
 import { request } from 'undici';
-import { approvalSummary, payloadDigest } from '../../src/approvals/hold.ts';
+import { type ApprovalsClient, controllerApprovalsClient } from '../../src/approvals/client.ts';
+import { RecordedDecisions } from '../../src/approvals/evidence.ts';
+import {
+  approvalSummary,
+  HeldRequests,
+  type HoldRequest,
+  holdForApproval,
+  payloadDigest,
+} from '../../src/approvals/hold.ts';
+import type { HashKey } from '../../src/hashkey.ts';
 import { newTrace } from '../../src/proxy/record.ts';
+import { Refusal } from '../../src/proxy/refusal.ts';
 import {
   AUDIENCE,
   call,
@@ -86,15 +97,22 @@ describe('approvals through a controller', () => {
   let dir: string;
   let tokenFile: string;
   let token: string;
+  /** The workload's shared key: the sidecar keys its approval digests with it. */
+  const hashKey: HashKey = { key: randomBytes(32), shared: true };
 
   before(async () => {
     controller = await startControllerStandIn();
     dir = await mkdtemp(join(tmpdir(), 'veil-approvals-'));
     tokenFile = join(dir, 'token');
     await writeFile(tokenFile, `${controller.token}\n`);
+    await writeFile(join(dir, 'hash-key'), hashKey.key);
     fixture = await startSidecarFixture({
       policy,
-      config: { approvalsUrl: controller.url, controllerTokenFile: tokenFile },
+      config: {
+        approvalsUrl: controller.url,
+        controllerTokenFile: tokenFile,
+        hashKeyFile: join(dir, 'hash-key'),
+      },
     });
     token = await fixture.token();
   });
@@ -137,7 +155,11 @@ describe('approvals through a controller', () => {
       kind: 'oidc' as const,
     };
     const scope = { policy: opened.policy, rule: opened.rule, api: 'openai' };
-    assert.equal(opened.request.digest, payloadDigest(scope, identity, 'text-embedding-3-small', sent));
+    assert.equal(
+      opened.request.digest,
+      payloadDigest(scope, identity, 'text-embedding-3-small', sent, hashKey),
+    );
+    assert.match(opened.request.digest, /^hmac-sha256:[0-9a-f]{64}$/);
     const use = controller.uses.at(-1);
     assert.deepEqual(use, {
       id,
@@ -338,6 +360,37 @@ describe('approvals through a controller', () => {
     assert.deepEqual(approvers(decided), [['bob', 'fine']]);
   });
 
+  it('a retry refused as still Pending, with no view of the approval to be had, is recorded held', async () => {
+    const first = await call(url(fixture), body, { token, headers: { 'x-veil-operation': 'later' } });
+    assert.equal(first.status, 202);
+    const id = await controller.nextOpened();
+    // The refusal comes without the approval, and reading it fails: the sidecar knows only its phase.
+    controller.withheld.add(id);
+    try {
+      const upstreamBefore = fixture.upstreamCalls.length;
+      const retry = await call(url(fixture), body, {
+        token,
+        headers: { 'x-veil-operation': 'later', 'x-veil-approval': id },
+      });
+      assert.equal(retry.status, 403, retry.text);
+      const error = (retry.json as OpenAiError).error;
+      assert.equal(error.code, 'approval_required');
+      assert.match(error.message, /is not decided yet/);
+      assert.equal(retry.headers['x-veil-approval'], id);
+      assert.equal(fixture.upstreamCalls.length, upstreamBefore);
+      // Nobody denied anything, and it may still be approved: held, not refused.
+      const record = fixture.records().at(-1);
+      assert.equal(record?.kind, 'request');
+      assert.equal(record?.outcome, 'held');
+      assert.equal(record?.status, 403);
+    } finally {
+      controller.withheld.delete(id);
+      // Settled, and on the trail, before the next test counts records.
+      controller.decide(id, 'deny', 'bob', 'test over');
+      await decidedOnRecord(fixture, id);
+    }
+  });
+
   it('a late replay of an approval used in time is refused, and records no expiry of it', async () => {
     const first = await call(url(fixture), body, { token, headers: { 'x-veil-operation': 'later' } });
     assert.equal(first.status, 202);
@@ -459,7 +512,7 @@ describe('approvals through a controller', () => {
           inputCount: 1,
           bytes: Buffer.byteLength(sent),
           operation: 'later',
-          digest: payloadDigest(scope, identity, 'text-embedding-3-small', sent),
+          digest: payloadDigest(scope, identity, 'text-embedding-3-small', sent, hashKey),
           summary: '1 input(s)',
         },
       }),
@@ -853,6 +906,94 @@ describe('approvals without a controller fail closed', () => {
     // What no rule holds still flows.
     const plain = await call(url(fixture), body, { token });
     assert.equal(plain.status, 200);
+  });
+});
+
+describe('the payload digest under the hash key', () => {
+  const rule = approvalRuleSchema.parse(policy.approvals.rules[2]);
+  const identity = {
+    issuer: 'https://idp.example.com',
+    subject: 'alice',
+    groups: [TEAM],
+    kind: 'oidc' as const,
+  };
+  const model = 'text-embedding-3-small';
+  const sent = JSON.stringify(body);
+  const scope = { policy: 'test', rule: rule.name, api: 'openai' };
+  let controller: ControllerStandIn;
+  let dir: string;
+  let client: ApprovalsClient;
+
+  before(async () => {
+    controller = await startControllerStandIn();
+    dir = await mkdtemp(join(tmpdir(), 'veil-approvals-'));
+    await writeFile(join(dir, 'token'), controller.token);
+    client = await controllerApprovalsClient({ url: controller.url, tokenFile: join(dir, 'token') });
+  });
+  after(async () => {
+    await client?.close();
+    await controller?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** The deferred request of `body` as a sidecar on `hashKey` holds it; with `approval`, its retry. */
+  function held(hashKey: HashKey, approval?: string): HoldRequest {
+    return {
+      client,
+      podName: 'embed-0',
+      policyName: scope.policy,
+      rule,
+      api: scope.api,
+      identity,
+      model,
+      inputCount: body.input.length,
+      body: sent,
+      bodyBytes: Buffer.byteLength(sent),
+      headers: {
+        'x-veil-operation': 'later',
+        ...(approval === undefined ? {} : { 'x-veil-approval': approval }),
+      },
+      record: async () => undefined,
+      decisions: new RecordedDecisions(),
+      held: new HeldRequests(1 << 20),
+      maxPendingPerCaller: 10,
+      hashKey,
+    };
+  }
+
+  /** Opens an approval for the request on `hashKey`, approves it, and returns its id and digest. */
+  async function approved(hashKey: HashKey): Promise<{ id: string; digest: string | undefined }> {
+    const answer = await holdForApproval(held(hashKey), newTrace());
+    assert.equal(answer?.reply.status, 202);
+    const id = await controller.nextOpened();
+    controller.decide(id, 'approve', 'bob', 'fine');
+    return { id, digest: controller.opened.at(-1)?.request.digest };
+  }
+
+  it('is an HMAC under a shared key, used by a retry on the same key only; unkeyed under a key of this process', async () => {
+    const shared = { key: randomBytes(32), shared: true };
+    const keyed = await approved(shared);
+    const message = `${JSON.stringify(['veil-approval-payload/v2', 'test', rule.name, 'openai', identity.issuer, 'alice', model])}\n${sent}`;
+    assert.equal(
+      keyed.digest,
+      `hmac-sha256:${createHmac('sha256', shared.key).update(message).digest('hex')}`,
+    );
+    assert.notEqual(keyed.digest, payloadDigest(scope, identity, model, sent, { ...shared, shared: false }));
+    // A sidecar on another key holds another payload: the guess of a reader without the key.
+    await assert.rejects(
+      holdForApproval(held({ key: randomBytes(32), shared: true }, keyed.id), newTrace()),
+      (error) => error instanceof Refusal && /granted for another payload/.test(error.message),
+    );
+    assert.equal(await holdForApproval(held(shared, keyed.id), newTrace()), undefined);
+    assert.equal((controller.uses.at(-1)?.body as { digest: string }).digest, keyed.digest);
+
+    // A key of this process alone: a retry reaching another replica, on a key of its own, must match.
+    const processKey = { key: randomBytes(32), shared: false };
+    const unkeyed = await approved(processKey);
+    assert.equal(unkeyed.digest, payloadDigest(scope, identity, model, sent, processKey));
+    assert.match(unkeyed.digest ?? '', /^sha256:[0-9a-f]{64}$/);
+    const otherReplica = { key: randomBytes(32), shared: false };
+    assert.equal(await holdForApproval(held(otherReplica, unkeyed.id), newTrace()), undefined);
   });
 });
 

@@ -105,7 +105,8 @@ export class AuditRecorder implements AuditSink {
     await checkStateMatchesSpool(state, spool);
     const ref = streamRef(options.identity);
     const stream = streamId(ref);
-    const nextRecordSeq = await openStream(state, spool, options, stream);
+    const { nextRecordSeq, keyId } = await openStream(state, spool, options, stream);
+    log(streamKeyLine(stream, keyId));
     const shipper = new Shipper({
       spool,
       state,
@@ -242,21 +243,32 @@ async function checkOnlyDroppedSkipped(
 }
 
 /**
+ * Where an auditor can learn a stream's key apart from the bucket, whose
+ * genesis manifest registers it: a log line of the pod that made it. The line
+ * is the trusted-keys entry itself, for every incarnation of the pod.
+ */
+function streamKeyLine(stream: string, keyId: string): string {
+  const podStreams = `${stream.slice(0, stream.lastIndexOf('/'))}/*`;
+  return `audit stream ${stream} signs with key ${keyId}; trusted-keys line: ${keyId} ${podStreams}`;
+}
+
+/**
  * Registers the stream (its key, and its genesis manifest in the outbox) before
- * any of its records can exist; returns the seq of its next record.
+ * any of its records can exist; returns the seq of its next record and its key id.
  */
 async function openStream(
   state: ShipState,
   spool: Spool,
   options: AuditRecorderOptions,
   stream: string,
-): Promise<number> {
+): Promise<{ nextRecordSeq: number; keyId: string }> {
   const existing = state.stream(stream);
   if (existing) {
     if (existing.head.kind === 'close') throw new AuditStateError(`stream ${stream} is closed`);
     // The same incarnation again: carry on after its last spooled record.
     const last = await lastSpooledSeq(spool, state.data.cutSeq, stream);
-    return last >= 0 ? last + 1 : existing.nextRecordSeq;
+    const { keyId } = state.signingKey(existing);
+    return { nextRecordSeq: last >= 0 ? last + 1 : existing.nextRecordSeq, keyId };
   }
   const signingKey = options.signingKey ?? generateSigningKey();
   const ref = streamRef(options.identity);
@@ -267,7 +279,7 @@ async function openStream(
     streams: [...data.streams, newStreamRecord(ref, exportSigningKey(signingKey), genesis.manifest)],
     outbox: [...data.outbox, { manifest: genesis.manifest }],
   });
-  return 0;
+  return { nextRecordSeq: 0, keyId: signingKey.keyId };
 }
 
 /** The stream seq of the last record of `stream` not yet cut into a batch; -1 for none. */

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { CliError } from '../src/command.ts';
 import { approvalsListCommand } from '../src/commands/approvals.ts';
@@ -87,8 +87,9 @@ test('a damaged issuer key or dev.json is named, with the way out, not a JSON pa
   );
 });
 
-test("the banner's commands run from a fresh checkout, and its policy hash says what it hashes", () => {
-  const banner = devBanner({
+/** The banner of a veil dev whose state is in `stateDir` (absolute, as veil dev holds it). */
+const bannerFor = (stateDir: string) =>
+  devBanner({
     info: {
       issuer: 'http://127.0.0.1:8082',
       url: 'http://127.0.0.1:8080',
@@ -96,13 +97,16 @@ test("the banner's commands run from a fresh checkout, and its policy hash says 
       audience: 'veil',
       approvals: { url: 'http://127.0.0.1:8083', audience: 'veil-dev-approvals', namespace: 'local' },
     },
-    stateDir: '.veil',
-    auditDir: '.veil/audit',
+    stateDir,
+    auditDir: join(stateDir, 'audit'),
     policyFile: 'examples/policy.yaml',
     policyHash: 'sha256:0f',
     model: 'http://127.0.0.1:9000',
     token: 'ey.token',
   });
+
+test("the banner's commands run from a fresh checkout, and its policy hash says what it hashes", () => {
+  const banner = bannerFor(resolve('.veil'));
   assert.match(
     banner,
     /^ {2}policy {4}examples\/policy\.yaml {2}sha256:0f \(with veil dev's issuer added\)$/m,
@@ -113,6 +117,16 @@ test("the banner's commands run from a fresh checkout, and its policy hash says 
     assert.ok(commands.length > 0);
     for (const command of commands) assert.match(command, /^npx veil /, text);
   }
+});
+
+test("the banner's commands name the --state veil dev runs on, quoted for the shell, and none for the default", () => {
+  const commands = /npx veil (?:dev token|approvals list --dev)[^\n(]*/g;
+  const ofDefault = bannerFor(resolve('.veil')).match(commands) ?? [];
+  assert.equal(ofDefault.length, 4);
+  for (const command of ofDefault) assert.doesNotMatch(command, /--state/);
+  const elsewhere = bannerFor("/srv/dev state/it's").match(commands) ?? [];
+  assert.equal(elsewhere.length, 4);
+  for (const command of elsewhere) assert.match(command, / --state '\/srv\/dev state\/it'\\''s'/);
 });
 
 test('a --state that is a file, or lies under one, is named as not a directory', async () => {

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import {
   createDevKeyring,
   SpoolInUseError,
@@ -298,11 +298,12 @@ Mint more tokens from another terminal, in the same folder:
  * dev's issuer added, so it is not the one `veil policy lint` prints.
  */
 export function devBanner(dev: Omit<RunningDev, 'close'>): string {
+  const state = stateOption(dev.stateDir);
   return `veil dev is running
 
   proxy     ${dev.info.url}   (OpenAI, TEI, Ollama and Cohere embedding routes)
   admin     ${dev.info.adminUrl}   (/healthz /readyz /metrics)
-  approvals ${dev.info.approvals?.url ?? ''}   (npx veil approvals list --dev)
+  approvals ${dev.info.approvals?.url ?? ''}   (npx veil approvals list --dev${state})
   model     ${dev.model}
   policy    ${dev.policyFile}  ${dev.policyHash} (with veil dev's issuer added)
   evidence  ${dev.auditDir}
@@ -317,10 +318,17 @@ Try it:
     -H 'content-type: application/json' \\
     -d '{"model":"demo","input":["mail me at jane@example.com"]}'
 
-More tokens:  npx veil dev token --sub bob --groups ml-readers
-Approvers:    export VEIL_APPROVER_TOKEN=$(npx veil dev token --approver --sub bob --groups ml-approvers)
-              npx veil approvals list --dev --pending   (docs/approvals.md, "Under veil dev")
+More tokens:  npx veil dev token${state} --sub bob --groups ml-readers
+Approvers:    export VEIL_APPROVER_TOKEN=$(npx veil dev token${state} --approver --sub bob --groups ml-approvers)
+              npx veil approvals list --dev${state} --pending   (docs/approvals.md, "Under veil dev")
 Stop:         Ctrl-C`;
+}
+
+/** What the banner's commands need to reach this veil dev from here: nothing for the default folder. */
+function stateOption(stateDir: string): string {
+  if (stateDir === resolve('.veil')) return '';
+  const word = /^[\w@%+=:,./-]+$/.test(stateDir) ? stateDir : `'${stateDir.replaceAll("'", `'\\''`)}'`;
+  return ` --state ${word}`;
 }
 
 export interface DevTokenRequest {

@@ -58,6 +58,8 @@ export class AuditRecorder implements AuditSink {
   readonly #store: EvidenceStore;
   readonly #closeGraceMs: number;
   readonly #log: (message: string) => void;
+  /** The RFC 7638 thumbprint of the key the stream's manifests are signed with. */
+  readonly keyId: string;
   #closing: Promise<void> | undefined;
 
   private constructor(parts: {
@@ -67,7 +69,9 @@ export class AuditRecorder implements AuditSink {
     store: EvidenceStore;
     closeGraceMs: number;
     log: (message: string) => void;
+    keyId: string;
   }) {
+    this.keyId = parts.keyId;
     this.#spool = parts.spool;
     this.#sink = parts.sink;
     this.#shipper = parts.shipper;
@@ -106,7 +110,6 @@ export class AuditRecorder implements AuditSink {
     const ref = streamRef(options.identity);
     const stream = streamId(ref);
     const { nextRecordSeq, keyId } = await openStream(state, spool, options, stream);
-    log(streamKeyLine(stream, keyId));
     const shipper = new Shipper({
       spool,
       state,
@@ -136,6 +139,7 @@ export class AuditRecorder implements AuditSink {
       store: options.store,
       closeGraceMs: options.closeGraceMs,
       log,
+      keyId,
     });
   }
 
@@ -240,16 +244,6 @@ async function checkOnlyDroppedSkipped(
       );
     }
   }
-}
-
-/**
- * Where an auditor can learn a stream's key apart from the bucket, whose
- * genesis manifest registers it: a log line of the pod that made it. The line
- * is the trusted-keys entry itself, for every incarnation of the pod.
- */
-function streamKeyLine(stream: string, keyId: string): string {
-  const podStreams = `${stream.slice(0, stream.lastIndexOf('/'))}/*`;
-  return `audit stream ${stream} signs with key ${keyId}; trusted-keys line: ${keyId} ${podStreams}`;
 }
 
 /**

@@ -46,6 +46,7 @@ export async function openAuditRecorder(config: SidecarConfig, deps: AuditDeps):
     store.close();
     throw error;
   }
+  logLine(streamKeyLine(recorder.stream, recorder.keyId), 'info');
   return { recorder, dropGauges: registerGauges(deps.telemetry, recorder) };
 }
 
@@ -124,6 +125,16 @@ function registerGauges(telemetry: Telemetry, recorder: AuditRecorder): () => vo
   };
 }
 
-function logLine(message: string): void {
-  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'warn', message })}\n`);
+/**
+ * Where an auditor can learn a stream's key apart from the bucket, whose
+ * genesis manifest registers it: a log line of the pod that made it. The line
+ * ends with the trusted-keys entry itself, for every incarnation of the pod.
+ */
+export function streamKeyLine(stream: string, keyId: string): string {
+  const podStreams = `${stream.slice(0, stream.lastIndexOf('/'))}/*`;
+  return `audit stream ${stream} signs with key ${keyId}; trusted-keys line: ${keyId} ${podStreams}`;
+}
+
+function logLine(message: string, level: 'info' | 'warn' = 'warn'): void {
+  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, message })}\n`);
 }

@@ -61,6 +61,12 @@ test('without a bucket, a sidecar ships to the local evidence directory with the
     access: { rules: [{ name: 'all', groups: ['ml'], models: ['*'] }] },
   };
   await writeFile(policyFile, JSON.stringify({ name: 'local', spec }));
+  const logged: string[] = [];
+  const stderrWrite = process.stderr.write.bind(process.stderr);
+  t.mock.method(process.stderr, 'write', (chunk: string | Uint8Array, ...rest: never[]) => {
+    logged.push(String(chunk));
+    return stderrWrite(chunk, ...rest);
+  });
   const sidecar = await startSidecar(
     configFromEnv({
       VEIL_UPSTREAM: model.url,
@@ -107,6 +113,20 @@ test('without a bucket, a sidecar ships to the local evidence directory with the
   assert.equal(result.streams[0]?.keyId, signingKey.keyId);
   assert.equal(result.streams[0]?.closed, true);
   assert.match(result.streams[0]?.stream ?? '', /^local\/local\/local\/\d{8}T\d{9}Z-[0-9a-f]{8}$/);
+  // The pod's log says which key signs the stream, apart from the evidence: an auditor pins it.
+  const keyLines = logged
+    .flatMap((line) => line.split('\n'))
+    .filter((line) => line.includes('signs with key'))
+    .map((line) => JSON.parse(line));
+  assert.deepEqual(
+    keyLines.map(({ level, message }) => ({ level, message })),
+    [
+      {
+        level: 'info',
+        message: `audit stream ${result.streams[0]?.stream} signs with key ${signingKey.keyId}; trusted-keys line: ${signingKey.keyId} local/local/local/*`,
+      },
+    ],
+  );
 });
 
 test('the spool gauges read the open recorder and are removed once it is done with', async (t) => {

@@ -161,6 +161,23 @@ async function refusal(promise: Promise<unknown>): Promise<string> {
   return assert.fail('expected a refusal');
 }
 
+/** Requests answered as held so far (`veil_requests_total`, outcome held), as dev's admin port counts them. */
+async function heldRequestsCounted(): Promise<number> {
+  const metrics = await (await fetch(`${dev.info.adminUrl}/metrics`)).text();
+  const counted = /^veil_requests_total\{[^}]*outcome="held"[^}]*\} (\d+)$/m.exec(metrics);
+  return Number(counted?.[1] ?? 0);
+}
+
+/** Waits for the hold of a caller that hung up to end: the sidecar counts the request once it has. */
+async function heldRequestEnded(countedBefore: number): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if ((await heldRequestsCounted()) > countedBefore) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error('the hold of the caller that hung up did not end');
+}
+
 function settled(promise: Promise<unknown>): { done: boolean } {
   const state = { done: false };
   promise.finally(() => {
@@ -342,10 +359,10 @@ test('a caller that hangs up while held leaves the approval unused, for the same
     signal: hangUp.signal,
   });
   const name = await nextPending();
+  const heldBefore = await heldRequestsCounted();
   hangUp.abort();
   await assert.rejects(held, { name: 'AbortError' });
-  // Time for the sidecar to see the connection close and end the hold.
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  await heldRequestEnded(heldBefore);
 
   await decide('approve', name, tokens.bob as string);
   // Had the hold gone on, it would have used the approval for nobody.

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { z } from 'zod';
 import type { DetectedSpan } from '../../src/masking/index.ts';
 import { detectSpans } from '../../src/masking/index.ts';
-import { detectorNames } from '../../src/policy/schema.ts';
+import { type DetectorName, detectorNames } from '../../src/policy/schema.ts';
 import { buildCorpus, serializeCorpus } from '../testdata/masking/generate.ts';
 
 const corpusUrl = new URL('../testdata/masking/corpus.json', import.meta.url);
@@ -96,11 +96,47 @@ function row(name: string, t: Tally): string {
   return cells.join(' ');
 }
 
-test('prints precision and recall per detector', () => {
+/**
+ * The least recall each detector must keep on this corpus. Checksum-validated
+ * detectors find every labelled value; the others may miss a few, but one that
+ * found nothing, or missed one in ten, fails.
+ */
+const recallFloors: Record<DetectorName, number> = {
+  email: 0.9,
+  phone: 0.9,
+  ssn: 0.9,
+  'payment-card': 1,
+  iban: 1,
+  ipv4: 0.9,
+  ipv6: 0.9,
+  jwt: 0.9,
+  'private-key': 0.9,
+  'aws-key': 0.9,
+  'gcp-key': 0.9,
+  'github-token': 0.9,
+};
+
+test('prints precision and recall for every detector', () => {
   const header = `${'detector'.padEnd(14)} label    tp    fp    fn precision recall`;
-  const lines = [header, ...[...tallies].map(([name, t]) => row(name, t)), row('overall', total), ...misses];
-  console.log(lines.join('\n'));
-  assert.ok(lines.length > detectorNames.length);
+  const rows = detectorNames.map((name) => row(name, tally(name)));
+  console.log([header, ...rows, row('overall', total), ...misses].join('\n'));
+  for (const [i, name] of detectorNames.entries()) {
+    assert.match(
+      rows[i] ?? '',
+      new RegExp(`^${name} +\\d+ +\\d+ +\\d+ +\\d+ +[01]\\.\\d{3} +[01]\\.\\d{3}$`),
+    );
+  }
+});
+
+test('each detector keeps its recall floor; checksum-validated ones find every labelled value', () => {
+  for (const name of detectorNames) {
+    const { tp, fn } = tally(name);
+    const recall = ratio(tp, tp + fn);
+    assert.ok(
+      recall >= recallFloors[name],
+      `${name}: recall ${recall.toFixed(3)} (${tp} of ${tp + fn}) is below ${recallFloors[name]}`,
+    );
+  }
 });
 
 test('the committed corpus is what the generator makes', () => {
@@ -131,11 +167,6 @@ test('the corpus is large enough and its labels are consistent', () => {
       `no ${tag} negatives`,
     );
   }
-});
-
-test('checksum-validated detectors find every labelled value', () => {
-  assert.equal(ratio(tally('payment-card').tp, tally('payment-card').tp + tally('payment-card').fn), 1);
-  assert.equal(ratio(tally('iban').tp, tally('iban').tp + tally('iban').fn), 1);
 });
 
 test('overall precision is at least 0.98 and recall at least 0.95', () => {

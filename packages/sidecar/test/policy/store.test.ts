@@ -350,13 +350,18 @@ describe('PolicyStore: replacing the authenticator', () => {
     const store = new PolicyStore({ hashKey, retire: (close) => scheduled.push(close) });
     await store.apply('default', auth(30));
     const old = store.current()?.authenticator;
+    assert.ok(old);
     const token = await idp.mint({ sub: 'alice', aud: 'veil' });
-    await old?.authenticate(`Bearer ${token}`);
+    await old.authenticate(`Bearer ${token}`);
     await store.apply('default', auth(10));
     await store.close();
-    assert.equal(old?.stats().cachedTokens, 0);
+    assert.equal(old.stats().cachedTokens, 0);
     // The delayed close that comes later finds nothing left to do.
-    assert.doesNotThrow(() => scheduled[0]?.());
+    assert.equal(scheduled.length, 1);
+    const [delayedClose] = scheduled;
+    assert.ok(delayedClose);
+    assert.doesNotThrow(delayedClose);
+    assert.equal(old.stats().cachedTokens, 0);
   });
 
   it('schedules nothing when the authentication section is unchanged', async () => {

@@ -14,10 +14,10 @@ import type { WebhookServer } from '@veil/injector';
 import { Agent, request } from 'undici';
 import { runApprovalsDecide } from '../../../packages/cli/src/commands/approvals.ts';
 import {
-  type ApprovalsApi,
   httpsNotifier,
   type Notification,
-} from '../../../packages/injector/src/controller/approvals.ts';
+} from '../../../packages/injector/src/controller/approvals/notification.ts';
+import type { ApprovalsApi } from '../../../packages/injector/src/controller/approvals.ts';
 import { type ControlPlane, startControlPlane, type User } from '../../harness/index.ts';
 import { freshNamespace, installCrds, podToken } from '../kube/support/cluster.ts';
 import {

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as sleep, setImmediate as tick } from 'node:timers/promises';
-import { ApprovalWaits } from '../../src/controller/approval-waits.ts';
+import { ApprovalWaits } from '../../src/controller/approvals/waits.ts';
 
 type Phase = 'Pending' | 'Approved';
 

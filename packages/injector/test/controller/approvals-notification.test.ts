@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ApprovalSpec } from '@veil/core';
 import { approvalSpec } from '../../../core/test/support/approvals.ts';
-import { notification } from '../../src/controller/approvals.ts';
+import { notification } from '../../src/controller/approvals/notification.ts';
 
 test('an API name cannot mention a channel or disguise a link, whatever got it stored', () => {
   const spec = approvalSpec();

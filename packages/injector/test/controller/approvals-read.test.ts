@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { approvalSpec } from '../../../core/test/support/approvals.ts';
-import { readStored } from '../../src/controller/approvals.ts';
+import { readStored } from '../../src/controller/approvals/store.ts';
 
 test('an approval whose spec has a field this controller does not know is no approval to it', () => {
   const spec = approvalSpec();

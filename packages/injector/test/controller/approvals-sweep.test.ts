@@ -2,7 +2,7 @@
 // unexpectedly is reported and left for the next sweep, and the rest still go.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type SweepOutcome, sweepEach } from '../../src/controller/approvals.ts';
+import { type SweepOutcome, sweepEach } from '../../src/controller/approvals/sweep.ts';
 
 test('one item whose turn fails is counted and reported; the items after it still get theirs', async () => {
   const outcomes: Record<string, SweepOutcome | Error> = {

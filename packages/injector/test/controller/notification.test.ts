@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { approvalSpec } from '../../../core/test/support/approvals.ts';
-import { notification } from '../../src/controller/approvals.ts';
+import { notification } from '../../src/controller/approvals/notification.ts';
 
 test("a caller's model name and subject cannot mention a channel or disguise a link", () => {
   const spec = approvalSpec();

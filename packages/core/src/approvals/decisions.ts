@@ -74,7 +74,7 @@ export function requesterUsernames(
 
 /** The status to store for one status update, or why it is refused. */
 export function stampApprovalStatus(input: StampInput): StampResult {
-  const { spec, user, now, settings } = input;
+  const { user, now, settings } = input;
   const oldParsed =
     input.oldStatus === undefined || input.oldStatus === null
       ? approvalStatusSchema.safeParse({})
@@ -85,79 +85,16 @@ export function stampApprovalStatus(input: StampInput): StampResult {
   const sentParsed = sentStatusSchema.safeParse(input.newStatus ?? {});
   if (!sentParsed.success) return refuse(`the status is not valid: ${issues(sentParsed.error)}`);
   const sent = sentParsed.data;
-  const sentDecisions = sent.decisions ?? [];
   const isController = settings.controllerUsernames.includes(user.username);
   const warnings: string[] = [];
 
-  // Recorded decisions are immutable: the sent list must start with them, unchanged.
-  if (sentDecisions.length < old.decisions.length) {
-    return refuse('recorded decisions cannot be removed');
-  }
-  for (let i = 0; i < old.decisions.length; i++) {
-    if (!isDeepStrictEqual(normalise(sentDecisions[i]), normalise(old.decisions[i]))) {
-      return refuse(`recorded decision ${i + 1} (by ${old.decisions[i]?.approver}) cannot be changed`);
-    }
-  }
-  const added = sentDecisions.slice(old.decisions.length);
-  const decisions: ApprovalDecision[] = [...old.decisions];
-
-  if (added.length > 1) {
-    return refuse(`${user.username} may add one decision, not ${added.length}: each approver decides once`);
-  }
-  if (added.length === 1) {
-    const parsed = sentDecisionSchema.safeParse(added[0]);
-    if (!parsed.success) return refuse(`the new decision is not valid: ${issues(parsed.error)}`);
-    if (terminal.has(old.phase)) {
-      return refuse(`the approval is already ${old.phase}; no further decisions are taken`);
-    }
-    if (Date.parse(spec.expiresAt) <= now.getTime()) {
-      return refuse(`the approval expired at ${spec.expiresAt}; no further decisions are taken`);
-    }
-    if (requesterUsernames(spec.requester, settings.requesterUsernamePrefixes).includes(user.username)) {
-      return refuse(`${user.username} requested this call and cannot decide on their own request`);
-    }
-    if (!user.groups.some((group) => spec.approvers.groups.includes(group))) {
-      return refuse(
-        `${user.username} is not an approver of this request: it needs a member of ${spec.approvers.groups.join(', ')}`,
-      );
-    }
-    if (old.decisions.some((d) => d.approver === user.username)) {
-      return refuse(`${user.username} has already decided on this request; each approver decides once`);
-    }
-    const stamped = added[0] as { approver?: unknown };
-    if (stamped.approver !== undefined && stamped.approver !== user.username) {
-      warnings.push(`the approver is recorded as ${user.username}, the authenticated user, not as sent`);
-    }
-    decisions.push({
-      approver: user.username,
-      groups: [...user.groups],
-      decision: parsed.data.decision,
-      reason: parsed.data.reason,
-      time: now.toISOString(),
-    });
-  }
-
-  // The phase follows from the decisions; a terminal phase is never left. Only the
-  // controller expires a request, and only a Pending one.
-  let phase: ApprovalStatus['phase'] = terminal.has(old.phase)
-    ? old.phase
-    : phaseOf(decisions, spec.approvers.count);
-  if (sent.phase === 'Expired' && old.phase !== 'Expired') {
-    if (!isController) return refuse('only the Veil controller marks an approval Expired');
-    if (phase !== 'Pending') return refuse(`the approval is ${phase}; only a Pending approval expires`);
-    phase = 'Expired';
-  } else if (sent.phase !== undefined && sent.phase !== old.phase && sent.phase !== phase) {
-    warnings.push(`the phase is computed from the decisions: ${phase}, not ${sent.phase}`);
-  }
-  const decidedAt = old.decidedAt ?? (phase !== 'Pending' ? now.toISOString() : undefined);
-
-  let usedAt = old.usedAt;
-  if (sent.usedAt !== old.usedAt) {
-    if (!isController) return refuse('only the Veil controller records the use of an approval');
-    if (old.usedAt !== undefined) return refuse(`the approval was already used at ${old.usedAt}`);
-    if (phase !== 'Approved') return refuse(`the approval is ${phase}; only an Approved one can be used`);
-    usedAt = sent.usedAt;
-  }
+  const decisions = decisionsAfter(input, old, sent.decisions ?? [], warnings);
+  if (typeof decisions === 'string') return refuse(decisions);
+  const phase = phaseAfter(input.spec, old, sent, decisions, isController, warnings);
+  if (phase.refused !== undefined) return refuse(phase.refused);
+  const decidedAt = old.decidedAt ?? (phase.phase !== 'Pending' ? now.toISOString() : undefined);
+  const usedAt = usedAtAfter(old, sent, phase.phase, isController);
+  if (usedAt.refused !== undefined) return refuse(usedAt.refused);
   let message = old.message;
   if (sent.message !== old.message) {
     if (isController) message = sent.message;
@@ -165,13 +102,112 @@ export function stampApprovalStatus(input: StampInput): StampResult {
   }
 
   const status: ApprovalStatus = {
-    phase,
+    phase: phase.phase,
     decisions,
     ...(decidedAt === undefined ? {} : { decidedAt }),
-    ...(usedAt === undefined ? {} : { usedAt }),
+    ...(usedAt.usedAt === undefined ? {} : { usedAt: usedAt.usedAt }),
     ...(message === undefined ? {} : { message }),
   };
   return { ok: true, status, warnings };
+}
+
+type SentStatus = z.infer<typeof sentStatusSchema>;
+
+/** The recorded decisions and the one this caller adds, if any; a string says why the update is refused. */
+function decisionsAfter(
+  input: StampInput,
+  old: ApprovalStatus,
+  sentDecisions: readonly unknown[],
+  warnings: string[],
+): ApprovalDecision[] | string {
+  // Recorded decisions are immutable: the sent list must start with them, unchanged.
+  if (sentDecisions.length < old.decisions.length) return 'recorded decisions cannot be removed';
+  for (let i = 0; i < old.decisions.length; i++) {
+    if (!isDeepStrictEqual(normalise(sentDecisions[i]), normalise(old.decisions[i]))) {
+      return `recorded decision ${i + 1} (by ${old.decisions[i]?.approver}) cannot be changed`;
+    }
+  }
+  const added = sentDecisions.slice(old.decisions.length);
+  if (added.length > 1) {
+    return `${input.user.username} may add one decision, not ${added.length}: each approver decides once`;
+  }
+  if (added.length === 0) return [...old.decisions];
+  const decision = addedDecision(input, old, added[0], warnings);
+  return typeof decision === 'string' ? decision : [...old.decisions, decision];
+}
+
+/** The decision this caller adds, stamped with who they are; a string says why it is refused. */
+function addedDecision(
+  input: StampInput,
+  old: ApprovalStatus,
+  sentDecision: unknown,
+  warnings: string[],
+): ApprovalDecision | string {
+  const { spec, user, now, settings } = input;
+  const parsed = sentDecisionSchema.safeParse(sentDecision);
+  if (!parsed.success) return `the new decision is not valid: ${issues(parsed.error)}`;
+  if (terminal.has(old.phase)) return `the approval is already ${old.phase}; no further decisions are taken`;
+  if (Date.parse(spec.expiresAt) <= now.getTime()) {
+    return `the approval expired at ${spec.expiresAt}; no further decisions are taken`;
+  }
+  if (requesterUsernames(spec.requester, settings.requesterUsernamePrefixes).includes(user.username)) {
+    return `${user.username} requested this call and cannot decide on their own request`;
+  }
+  if (!user.groups.some((group) => spec.approvers.groups.includes(group))) {
+    return `${user.username} is not an approver of this request: it needs a member of ${spec.approvers.groups.join(', ')}`;
+  }
+  if (old.decisions.some((d) => d.approver === user.username)) {
+    return `${user.username} has already decided on this request; each approver decides once`;
+  }
+  const stamped = sentDecision as { approver?: unknown };
+  if (stamped.approver !== undefined && stamped.approver !== user.username) {
+    warnings.push(`the approver is recorded as ${user.username}, the authenticated user, not as sent`);
+  }
+  return {
+    approver: user.username,
+    groups: [...user.groups],
+    decision: parsed.data.decision,
+    reason: parsed.data.reason,
+    time: now.toISOString(),
+  };
+}
+
+/**
+ * The phase follows from the decisions; a terminal phase is never left. Only the
+ * controller expires a request, and only a Pending one.
+ */
+function phaseAfter(
+  spec: ApprovalSpec,
+  old: ApprovalStatus,
+  sent: SentStatus,
+  decisions: readonly ApprovalDecision[],
+  isController: boolean,
+  warnings: string[],
+): { phase: ApprovalStatus['phase']; refused?: undefined } | { refused: string } {
+  const phase = terminal.has(old.phase) ? old.phase : phaseOf(decisions, spec.approvers.count);
+  if (sent.phase === 'Expired' && old.phase !== 'Expired') {
+    if (!isController) return { refused: 'only the Veil controller marks an approval Expired' };
+    if (phase !== 'Pending') return { refused: `the approval is ${phase}; only a Pending approval expires` };
+    return { phase: 'Expired' };
+  }
+  if (sent.phase !== undefined && sent.phase !== old.phase && sent.phase !== phase) {
+    warnings.push(`the phase is computed from the decisions: ${phase}, not ${sent.phase}`);
+  }
+  return { phase };
+}
+
+/** When the approval was used: only the controller records it, once, on an Approved approval. */
+function usedAtAfter(
+  old: ApprovalStatus,
+  sent: SentStatus,
+  phase: ApprovalStatus['phase'],
+  isController: boolean,
+): { usedAt: string | undefined; refused?: undefined } | { refused: string } {
+  if (sent.usedAt === old.usedAt) return { usedAt: old.usedAt };
+  if (!isController) return { refused: 'only the Veil controller records the use of an approval' };
+  if (old.usedAt !== undefined) return { refused: `the approval was already used at ${old.usedAt}` };
+  if (phase !== 'Approved') return { refused: `the approval is ${phase}; only an Approved one can be used` };
+  return { usedAt: sent.usedAt };
 }
 
 /** Approved once `count` distinct approvers approved; Denied on any deny. */

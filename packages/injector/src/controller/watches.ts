@@ -1,0 +1,71 @@
+// The controller's two watches, on EmbeddingPolicies and on injected pods, in
+// the namespaces it serves. Their events start arriving (the first list) before
+// either watch has started: until then each reads as out of sync and empty.
+import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
+import { veilLabels } from '../webhook/annotations.ts';
+import { type InformerEvents, type Watched, watchResource } from './informers.ts';
+import type { Log } from './log.ts';
+import { podResource } from './pods.ts';
+import { type EmbeddingPolicyObject, policyResource } from './policies.ts';
+
+export class Watches {
+  readonly #kubeConfig: KubeConfig;
+  readonly #namespaces: readonly string[];
+  readonly #log: Log;
+  #policies: Watched<EmbeddingPolicyObject> | undefined;
+  #pods: Watched<V1Pod> | undefined;
+
+  /** `namespaces` empty means all. */
+  constructor(kubeConfig: KubeConfig, namespaces: readonly string[], log: Log) {
+    this.#kubeConfig = kubeConfig;
+    this.#namespaces = namespaces;
+    this.#log = log;
+  }
+
+  /** Resolves once both caches hold a full list; on a failure, neither keeps watching. */
+  async start(policies: InformerEvents<EmbeddingPolicyObject>, pods: InformerEvents<V1Pod>): Promise<void> {
+    const kubeConfig = this.#kubeConfig;
+    try {
+      this.#policies = await watchResource(kubeConfig, policyResource(kubeConfig), this.#namespaces, {
+        upsert: (object) => policies.upsert(object),
+        remove: (object) => policies.remove(object),
+        error: this.#informerErrors('embeddingpolicies'),
+      });
+      this.#pods = await watchResource(kubeConfig, podResource(kubeConfig), this.#namespaces, {
+        upsert: (pod) => pods.upsert(pod),
+        remove: (pod) => pods.remove(pod),
+        error: this.#informerErrors('pods'),
+      });
+    } catch (error) {
+      await this.#policies?.stop();
+      throw error;
+    }
+  }
+
+  /** Whether the policy cache holds what the API server holds. */
+  policiesSynced(): boolean {
+    return this.#policies?.synced() ?? false;
+  }
+
+  pods(): V1Pod[] {
+    return this.#pods?.list() ?? [];
+  }
+
+  /** An injected pod, as the informer last saw it; undefined when it is not one. */
+  injectedPod(namespace: string, name: string): V1Pod | undefined {
+    const pod = this.#pods?.get(namespace, name);
+    return pod?.metadata?.labels?.[veilLabels.injected] === 'true' ? pod : undefined;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([this.#policies?.stop(), this.#pods?.stop()]);
+  }
+
+  #informerErrors(what: string): (error: unknown) => void {
+    return (error) =>
+      this.#log.warn('watch failed; restarting', {
+        resource: what,
+        error: String((error as Error)?.message ?? error),
+      });
+  }
+}

@@ -1,6 +1,7 @@
 // The controller's approvals API as the sidecar calls it (see the controller's
-// controller/approvals.ts): open an approval for a held request, long-poll for
-// its decision, and consume it for one requester and payload.
+// controller/approvals.ts and its routes in controller/approvals/): open an
+// approval for a held request, long-poll for its decision, and consume it for
+// one requester and payload.
 //
 // The sidecar authenticates with its pod's projected service-account token
 // (audience `veil-controller`). The kubelet rotates that file, so it is read

@@ -1,5 +1,5 @@
 // The long polls of sidecars waiting on a decision, shared per approval and
-// capped per pod (see ../approval-waits.ts).
+// capped per pod (see waits.ts).
 
 import { expireIfDue } from './expiry.ts';
 import type { PodCaller } from './pod-callers.ts';

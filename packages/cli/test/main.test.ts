@@ -6,6 +6,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { authenticationPolicy } from './support/policy.ts';
 
 const veil = join(import.meta.dirname, '..', 'src', 'main.ts');
 
@@ -68,16 +69,10 @@ test('policy lint prints a warning line per loopback key source and still exits 
     const issuers = ['http://localhost:8082', 'https://login.example.com'];
     await writeFile(
       file,
-      [
-        'apiVersion: veil.dev/v1alpha1',
-        'kind: EmbeddingPolicy',
-        'metadata: {name: default}',
-        'spec:',
-        '  authentication:',
-        '    oidc:',
-        ...issuers.map((issuer) => `      - {issuer: ${issuer}, audiences: [veil]}`),
-        '',
-      ].join('\n'),
+      authenticationPolicy([
+        'oidc:',
+        ...issuers.map((issuer) => `  - {issuer: ${issuer}, audiences: [veil]}`),
+      ]),
     );
     const { code, stdout } = await run(['policy', 'lint', file]);
     assert.equal(code, 0);

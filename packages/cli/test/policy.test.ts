@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { loadPolicyFile } from '../src/policy/load.ts';
+import { authenticationPolicy } from './support/policy.ts';
 
 let root: string;
 
@@ -40,18 +41,7 @@ test('a YAML syntax error is one line with its position, without the excerpt', a
 
 test('a service-account issuer no sidecar could discover keys from is a problem of its field', async () => {
   const file = join(root, 'issuer.yaml');
-  await writeFile(
-    file,
-    [
-      'apiVersion: veil.dev/v1alpha1',
-      'kind: EmbeddingPolicy',
-      'metadata: {name: default}',
-      'spec:',
-      '  authentication:',
-      '    serviceAccountTokens: {issuer: kubernetes/serviceaccount}',
-      '',
-    ].join('\n'),
-  );
+  await writeFile(file, authenticationPolicy(['serviceAccountTokens: {issuer: kubernetes/serviceaccount}']));
   assert.deepEqual(await loadPolicyFile(file), {
     ok: false,
     problems: [
@@ -67,17 +57,11 @@ test('keys read over plain http on loopback are a warning of their field, not a 
   const file = join(root, 'loopback.yaml');
   await writeFile(
     file,
-    [
-      'apiVersion: veil.dev/v1alpha1',
-      'kind: EmbeddingPolicy',
-      'metadata: {name: default}',
-      'spec:',
-      '  authentication:',
-      '    oidc:',
-      '      - {issuer: https://login.example.com, audiences: [veil]}',
-      '      - {issuer: http://127.0.0.1:8082, audiences: [veil]}',
-      '',
-    ].join('\n'),
+    authenticationPolicy([
+      'oidc:',
+      '  - {issuer: https://login.example.com, audiences: [veil]}',
+      '  - {issuer: http://127.0.0.1:8082, audiences: [veil]}',
+    ]),
   );
   const loaded = await loadPolicyFile(file);
   assert.equal(loaded.ok, true);

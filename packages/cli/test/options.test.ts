@@ -19,7 +19,13 @@ import {
 } from '../src/commands/evidence.ts';
 import { policyLintCommand } from '../src/commands/policy.ts';
 import { runSessionsShow, sessionsShowCommand } from '../src/commands/sessions.ts';
-import { inWindow, parseS3Url, timeWindow } from '../src/evidence/options.ts';
+import {
+  inWindow,
+  parseS3Url,
+  pullOptionsSchema,
+  timeWindow,
+  validateOptions,
+} from '../src/evidence/options.ts';
 import { bucketInfoSchema } from '../src/evidence/store.ts';
 import { captureIo } from './support/evidence.ts';
 
@@ -52,6 +58,32 @@ test('pull refuses an endpoint that is not an http(s) URL', async () => {
     runPull(['--bucket', 'b', '--out', 'd', '--endpoint', 'localhost'], io),
     /--endpoint must be an http\(s\) URL/,
   );
+});
+
+test('pull and verify refuse an endpoint holding a user, password or query, without echoing it', async () => {
+  const message = (command: string) =>
+    `${command}: --endpoint must not hold a user, password, query or fragment: give credentials in AWS_ACCESS_KEY_ID and its secret (see veil ${command} --help)`;
+  for (const endpoint of [
+    'https://auditor:hunter2@s3.example.com',
+    'https://hunter2@s3.example.com',
+    'https://s3.example.com/?X-Amz-Signature=hunter2',
+    'https://s3.example.com?',
+    'https://s3.example.com/#hunter2',
+  ]) {
+    await refused(
+      runPull(['--bucket', 'b', '--out', 'd', '--endpoint', endpoint], io),
+      message('evidence pull'),
+    );
+    await refused(runVerify(['s3://b', '--endpoint', endpoint], io), message('evidence verify'));
+  }
+});
+
+test('an endpoint reads the same with or without a trailing /', () => {
+  const options = (endpoint: string) =>
+    validateOptions('evidence pull', pullOptionsSchema, { bucket: 'b', out: 'd', endpoint }).endpoint;
+  assert.equal(options('http://127.0.0.1:9000/'), 'http://127.0.0.1:9000');
+  assert.equal(options('http://127.0.0.1:9000'), 'http://127.0.0.1:9000');
+  assert.equal(options('https://gateway.example/s3//'), 'https://gateway.example/s3');
 });
 
 test('dev refuses an upstream that is not an http(s) URL, naming the flag', async () => {

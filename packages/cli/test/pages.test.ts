@@ -55,6 +55,22 @@ test('a truncated page that names no marker to continue from is refused, not tak
   });
 });
 
+test('a truncated page naming no version marker is refused: continuing after the key would skip its older versions', async () => {
+  const { asked, fetchPage } = source([
+    { IsTruncated: true, Versions: [version('a')], NextKeyMarker: 'a' },
+    { IsTruncated: false, Versions: [version('b')] },
+  ]);
+  await assert.rejects(collect(fetchPage), (error: Error) => {
+    assert.ok(error instanceof CliError, String(error));
+    assert.equal(
+      error.message,
+      'the bucket listing is cut short: page 1 says more follows but names no NextVersionIdMarker to continue from',
+    );
+    return true;
+  });
+  assert.equal(asked.length, 1);
+});
+
 test('a page naming the markers it was asked with again is refused, not asked for forever', async () => {
   const same = { NextKeyMarker: 'a', NextVersionIdMarker: 'v-a' };
   const { asked, fetchPage } = source([

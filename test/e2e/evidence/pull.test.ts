@@ -276,8 +276,8 @@ test('a pulled directory edited since is repaired by pulling again, not trusted 
       });
   const original = await content();
   const batches = join(dir, 'objects', ...streams[0]!.prefix.split('/'), 'batches');
-  const [first, second] = (await readdir(batches)).filter((f) => !f.endsWith('.meta.json')).sort();
-  assert.ok(first && second);
+  const [first, second, third] = (await readdir(batches)).filter((f) => !f.endsWith('.meta.json')).sort();
+  assert.ok(first && second && third);
   const readMeta = async (file: string) =>
     JSON.parse(await readFile(join(batches, `${file}.meta.json`), 'utf8'));
   const writeMeta = (file: string, meta: unknown) =>
@@ -289,10 +289,36 @@ test('a pulled directory edited since is repaired by pulling again, not trusted 
   const { sha256, checksumSHA256, size } = firstMeta;
   await writeMeta(second, { ...secondMeta, sha256, checksumSHA256, size });
   await writeFile(join(batches, second), await readFile(join(batches, first)));
+  // The third batch made a delete marker, for verify to report one S3 does not hold.
+  await writeMeta(third, { ...(await readMeta(third)), isDeleteMarker: true });
 
-  assert.match((await pull(dir)).out[0] ?? '', /: 0 downloaded, 12 already present, 2 repaired$/);
+  assert.match((await pull(dir)).out[0] ?? '', /: 0 downloaded, 11 already present, 3 repaired$/);
   assert.deepEqual(await content(), original);
   assert.match((await pull(dir)).out[0] ?? '', /: 0 downloaded, 14 already present, 0 repaired$/);
+});
+
+test('the same endpoint with a trailing / is the same source: a second pull downloads nothing', async () => {
+  const dir = join(work, 'slash');
+  assert.equal((await pull(dir)).code, 0);
+  const captured = captureIo(uploadedAt);
+  const args = ['--endpoint', `${s3.endpoint}/`, '--path-style', '--bucket', 'clean', '--out', dir];
+  assert.equal(await runPull(args, captured.io), 0);
+  assert.match(captured.out[0] ?? '', /: 0 downloaded, 14 already present, 0 repaired$/);
+  assert.equal(JSON.parse(await readFile(join(dir, 'bucket.json'), 'utf8')).endpoint, s3.endpoint);
+});
+
+test('a pull names the versions the last pull saved that it no longer lists', async () => {
+  const dir = join(work, 'narrowed');
+  assert.equal((await pull(dir)).code, 0);
+  const narrowed = await pull(dir, '--to', '2000-01-01');
+  assert.match(
+    narrowed.out[0] ?? '',
+    /^pulled 0 object versions .*: 0 downloaded, 0 already present, 0 repaired, 14 saved by the last pull no longer listed \(deleted from the bucket since, or outside this window: v1\/\S+ version \S+, v1\/\S+ version \S+, v1\/\S+ version \S+, …\)$/,
+  );
+  assert.match(narrowed.err(), /14 saved by the last pull no longer listed/);
+  // Compared with the last pull only: the narrowed one listed nothing, so nothing is missing from it.
+  assert.match((await pull(dir)).out[0] ?? '', /: 0 downloaded, 14 already present, 0 repaired$/);
+  assert.deepEqual((await readdir(dir)).sort(), ['bucket.json', 'index.ndjson', 'objects']);
 });
 
 test('a listing of more than one page counts each version once', async () => {
@@ -640,6 +666,52 @@ test('a version too large to be evidence is refused by its download length when 
   assert.equal(meta?.size, body.length);
 });
 
+test('a request on one version that fails names the operation, the key and the version', async () => {
+  await client.send(new CreateBucketCommand({ Bucket: 'vanishing', ObjectLockEnabledForBucket: true }));
+  const built = buildStream({ ref: streamRef('pod-vanishing'), batches: [[0, 1]] });
+  await upload(client, 'vanishing', built.objects, {
+    retainUntil: new Date(uploadedAt.getTime() + retentionMs),
+  });
+  // Not locked: deleted between the listing and its download, as a lifecycle rule may do.
+  const key = batchKey(built.prefix, 9);
+  const { VersionId: versionId } = await client.send(
+    new PutObjectCommand({ Bucket: 'vanishing', Key: key, Body: 'gone before it is fetched' }),
+  );
+  assert.ok(versionId);
+  const racing = s3.client();
+  racing.middlewareStack.add(
+    (next, context) => async (args) => {
+      const answer = await next(args);
+      if (context.commandName === 'ListObjectVersionsCommand') {
+        await client.send(new DeleteObjectCommand({ Bucket: 'vanishing', Key: key, VersionId: versionId }));
+      }
+      return answer;
+    },
+    { step: 'initialize', name: 'deleteAfterListing' },
+  );
+  try {
+    await assert.rejects(
+      pullEvidence({
+        client: racing,
+        endpoint: s3.endpoint,
+        bucket: 'vanishing',
+        prefix: 'v1/',
+        window: { from: undefined, before: undefined },
+        out: join(work, 'vanishing'),
+        progress: createProgress({ output: captureIo(uploadedAt).io.err, label: 'pull' }),
+      }),
+      (error: Error) => {
+        assert.ok(error instanceof CliError, String(error));
+        const expected = `GetObject ${key} version ${versionId}: S3 request to ${s3.endpoint} failed: `;
+        assert.ok(error.message.startsWith(expected), error.message);
+        return true;
+      },
+    );
+  } finally {
+    racing.destroy();
+  }
+});
+
 test('evidence in a bucket without Object Lock is INVALID', async () => {
   await client.send(new CreateBucketCommand({ Bucket: 'unlocked' }));
   const built = buildStream({ batches: [[0, 1, 2]] });
@@ -752,6 +824,17 @@ test('a missing bucket, an --out that cannot be created and an unreachable endpo
       error instanceof CliError &&
       error.message === `cannot create ${join(blocker, 'out')}: not a directory (ENOTDIR)`,
   );
+  // A regular file where a pull must write a folder: named, and exit code 2, not a raw error.
+  const blocked = join(work, 'blocked');
+  assert.equal((await pull(blocked)).code, 0);
+  await rm(join(blocked, 'objects'), { recursive: true });
+  await writeFile(join(blocked, 'objects'), 'not a folder');
+  await assert.rejects(runPull([...s3Args(), '--bucket', 'clean', '--out', blocked], io), (error: Error) => {
+    assert.ok(error instanceof CliError, String(error));
+    assert.equal(error.exitCode, 2);
+    assert.match(error.message, /^cannot write .*\/blocked\/objects\/v1\/.*: not a directory \(ENOTDIR\)$/);
+    return true;
+  });
   const closed = `http://127.0.0.1:${await freePort()}`;
   await assert.rejects(
     runVerify(['s3://clean', '--endpoint', closed, '--path-style'], io),

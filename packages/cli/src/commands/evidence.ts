@@ -32,7 +32,7 @@ const s3Options = {
   'path-style': { type: 'boolean' },
 } as const;
 
-const s3Help = `  --endpoint URL    S3 endpoint (default: AWS S3 itself)
+const s3Help = `  --endpoint URL    S3 endpoint (default: AWS S3 itself), with no user, password or query
   --region R        region (default: AWS_REGION, else us-east-1)
   --path-style      address the bucket in the path, as most S3-compatible servers need
 
@@ -199,7 +199,9 @@ Run it again after an interruption: versions already saved whole, and agreeing
 with S3 (time, size, checksum), are skipped; any other is fetched again, and
 counted as repaired if the saved copy had been changed. A version S3 holds
 no SHA-256 for is fetched again each time. DIR must be empty or an earlier
-pull of the same bucket and prefix.
+pull of the same endpoint, bucket and prefix; the pull then also counts, and
+names the first few of, the versions the last pull saved that it no longer
+lists (deleted since, or outside --from/--to).
 Exits 0 once every version is saved; 2 on a usage error and on a failed pull:
 S3 unreachable, a missing bucket, refused credentials or access, a DIR that
 cannot be written or holds another pull, a listing or a body S3 cut short.

@@ -2,9 +2,10 @@
 // `veil evidence pull` (see store.ts), or a local evidence store, the sidecar's
 // embedded default, which keeps the same `v1/...` keys as plain files with no
 // version, checksum or lock metadata: that one is verified as "not WORM".
-import { constants } from 'node:fs';
+import { constants, createReadStream } from 'node:fs';
 import { access, readdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, sep } from 'node:path';
+import { createInterface } from 'node:readline';
 import { type BucketLock, type StoredObject, sha256Hex } from '@veil/core';
 import type { z } from 'zod';
 import { CliError } from '../command.ts';
@@ -51,14 +52,11 @@ export async function loadEvidence(dir: string): Promise<EvidenceSet> {
 
 async function loadPulled(dir: string): Promise<EvidenceSet> {
   const bucket = parseFile(dir, bucketFile, bucketInfoSchema, await readText(dir, bucketFile));
-  const indexText = await readText(dir, indexFile).catch((error: unknown) => {
+  const metas: ObjectMeta[] = [];
+  await readIndex(dir, indexFile, (meta) => metas.push(meta)).catch((error: unknown) => {
     if (!isMissing(error)) throw error;
     throw new CliError(`${dir} holds an unfinished pull (no ${indexFile}): run veil evidence pull again`);
   });
-  const metas = indexText
-    .split('\n')
-    .filter((line) => line.trim() !== '')
-    .map((line, index) => parseFile(dir, `${indexFile} line ${index + 1}`, objectMetaSchema, line));
   // The index lists each key newest first; the verifier takes the first of equal times as the original.
   const objects = await mapConcurrently(metas.reverse(), readConcurrency, (meta) => storedObject(dir, meta));
   const refused = metas.filter(isRefused);
@@ -74,6 +72,30 @@ async function loadPulled(dir: string): Promise<EvidenceSet> {
     objects,
     refused,
   };
+}
+
+/**
+ * Each line of an index a pull wrote in `dir`, in order, read a line at a time:
+ * past about a million versions an index is larger than one string may be. A
+ * missing index rejects with its ENOENT error, for the caller to word; any
+ * other failure is a CliError naming the file (and the line it is about).
+ */
+export async function readIndex(dir: string, file: string, each: (meta: ObjectMeta) => void): Promise<void> {
+  const input = createReadStream(join(dir, file), { encoding: 'utf8' });
+  const lines = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
+  let number = 0;
+  try {
+    for await (const line of lines) {
+      number += 1;
+      if (line.trim() !== '') each(parseFile(dir, `${file} line ${number}`, objectMetaSchema, line));
+    }
+  } catch (error) {
+    if (error instanceof CliError || isMissing(error)) throw error;
+    throw new CliError(`${dir}: cannot read ${file}: ${fsReason(error)}`);
+  } finally {
+    lines.close();
+    input.destroy();
+  }
 }
 
 /** A file of the pull's own; an error other than its absence is told with its code. */

@@ -5,7 +5,36 @@ import { CliError } from '../command.ts';
 
 const dayMs = 86_400_000;
 
-const endpoint = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' });
+/**
+ * An endpoint is printed in errors and kept in bucket.json: one holding a
+ * user, a password or a query (a presigned token) is refused, and never
+ * echoed. Its trailing `/` is dropped, so the same endpoint written either
+ * way is the same source.
+ */
+const endpoint = z
+  .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
+  .refine(hasNoSecrets, {
+    error:
+      'must not hold a user, password, query or fragment: give credentials in AWS_ACCESS_KEY_ID and its secret',
+    abort: true,
+  })
+  .transform(normaliseEndpoint);
+
+function hasNoSecrets(url: string): boolean {
+  // Zod runs this on a value its URL check already refused: that refusal is the one reported.
+  const parsed = URL.parse(url);
+  return parsed === null || (parsed.username === '' && parsed.password === '' && !/[?#]/.test(url));
+}
+
+function normaliseEndpoint(url: string): string {
+  return url.replace(/\/+$/, '');
+}
+
+/** Whether two endpoints kept in bucket.json name the same one, whether or not either ends in `/`. */
+export function sameEndpoint(a: string | null, b: string | null): boolean {
+  return a === null || b === null ? a === b : normaliseEndpoint(a) === normaliseEndpoint(b);
+}
+
 const days = z
   .string()
   .regex(/^\d+$/, 'must be a whole number of days')

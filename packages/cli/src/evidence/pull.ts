@@ -7,8 +7,8 @@
 // writes: anyone who may write under the prefix could otherwise plant an object
 // that exhausts the auditor's memory on every pull.
 import { createHash } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { mkdir, readdir, readFile, rename } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import {
   GetBucketVersioningCommand,
@@ -24,12 +24,14 @@ import {
 } from '@aws-sdk/client-s3';
 import { maxManifestBytes, parseEvidenceKey } from '@veil/core';
 import { CliError } from '../command.ts';
-import { fsReason } from '../fserror.ts';
+import { fsReason, isMissing } from '../fserror.ts';
 import { printable } from '../printable.ts';
 import type { Progress } from '../progress.ts';
 import { mapConcurrently } from './concurrently.ts';
-import { inWindow, type TimeWindow } from './options.ts';
+import { readIndex } from './load.ts';
+import { inWindow, sameEndpoint, type TimeWindow } from './options.ts';
 import { describeS3Error } from './s3.ts';
+import { removeSaved, syncDirs, writeAtomic, writeIndex } from './save.ts';
 import {
   type BucketInfo,
   bucketFile,
@@ -68,6 +70,14 @@ export type PullResult = {
   foreign: number;
   /** Versions of evidence keys larger than maxEvidenceBytes allows: their metadata saved, their bytes refused. */
   refused: number;
+  /**
+   * Versions and delete markers the last finished pull into the directory
+   * listed that this one does not: deleted from the bucket since (a lock
+   * expired or bypassed), or outside this pull's window.
+   */
+  unlisted: number;
+  /** The first few of them, as `KEY version ID`. */
+  unlistedNamed: string[];
 };
 
 /** One entry of ListObjectVersions: a version or a delete marker. */
@@ -83,20 +93,28 @@ type Listed = {
   size: number | null;
 };
 
-/** Runs one S3 request, turning its failure into a CliError an auditor can act on. */
-type S3Call = <T>(request: () => Promise<T>) => Promise<T>;
+/**
+ * Runs one S3 request, turning its failure into a CliError an auditor can act
+ * on, which names what the request was `about` (see requestAbout).
+ */
+type S3Call = <T>(request: () => Promise<T>, about?: string) => Promise<T>;
+
+/** A request on one version, as its failure names it: the operation, the key in the bucket, the version. */
+function requestAbout(operation: string, request: Pick<GetObjectCommandInput, 'Key' | 'VersionId'>): string {
+  return `${operation} ${printable(request.Key ?? '')} version ${printable(request.VersionId ?? '')}`;
+}
 
 const concurrency = 4;
 
 export async function pullEvidence(options: PullOptions): Promise<PullResult> {
   const { client, bucket, endpoint } = options;
-  const s3: S3Call = async (request) => {
+  const s3: S3Call = async (request, about) => {
     try {
       return await request();
     } catch (error) {
       // Already worded for the auditor: a listing or a body that cannot be trusted.
       if (error instanceof CliError) throw error;
-      throw describeS3Error(error, bucket, endpoint);
+      throw describeS3Error(error, bucket, endpoint, about);
     }
   };
   const info: BucketInfo = {
@@ -111,6 +129,7 @@ export async function pullEvidence(options: PullOptions): Promise<PullResult> {
     objectLock: await s3(() => objectLockConfiguration(client, bucket)),
   };
   await prepareDirectory(options.out, info);
+  const earlier = await earlierVersions(options.out);
   const listed = selectWindow(await s3(() => listVersions(client, bucket, options.prefix)), options.window);
   const versions = listed.filter((entry) => !entry.isDeleteMarker);
   options.progress.start(
@@ -125,6 +144,7 @@ export async function pullEvidence(options: PullOptions): Promise<PullResult> {
     repaired: 0,
     foreign: 0,
     refused: 0,
+    ...unlistedSince(earlier, listed),
   };
   try {
     const metas = await mapConcurrently(listed, concurrency, (entry) =>
@@ -134,11 +154,8 @@ export async function pullEvidence(options: PullOptions): Promise<PullResult> {
     // an empty file, nor outlive the files it lists. Their bytes were synced
     // as each was written; their names are synced here, once a directory.
     await syncDirs(options.out, metas);
-    await writeAtomic(
-      join(options.out, indexFile),
-      metas.map((meta) => `${JSON.stringify(meta)}\n`).join(''),
-      { sync: 'all' },
-    );
+    await writeIndex(options.out, metas);
+    await removeSaved(options.out, earlierIndexFile);
   } catch (error) {
     // The error is printed next: on a line of its own, not on the end of the bar.
     options.progress.abort();
@@ -159,7 +176,55 @@ export function pullCounts(result: PullResult): string {
       `${result.refused} refused as larger than any manifest (${maxManifestBytes} bytes) or batch (${maxBatchObjectBytes} bytes) can be`,
     );
   }
+  if (result.unlisted > 0) {
+    const more = result.unlisted > result.unlistedNamed.length ? ', …' : '';
+    counts.push(
+      `${result.unlisted} saved by the last pull no longer listed (deleted from the bucket since, or outside this window: ${result.unlistedNamed.join(', ')}${more})`,
+    );
+  }
   return counts.join(', ');
+}
+
+/** Where a pull keeps the index of the last finished pull until its own is written. */
+const earlierIndexFile = `${indexFile}.earlier`;
+
+/** How many versions of the last finished pull are named in its counts. */
+const unlistedNamedCount = 3;
+
+type VersionRef = Pick<ObjectMeta, 'key' | 'versionId'>;
+
+const versionRef = (version: VersionRef) => JSON.stringify([version.key, version.versionId]);
+
+/**
+ * The versions the last finished pull into `out` listed, kept aside by
+ * prepareDirectory (or left there by a pull interrupted since); none after a
+ * first pull.
+ */
+async function earlierVersions(out: string): Promise<Map<string, VersionRef>> {
+  const earlier = new Map<string, VersionRef>();
+  try {
+    await readIndex(out, earlierIndexFile, ({ key, versionId }) => {
+      earlier.set(versionRef({ key, versionId }), { key, versionId });
+    });
+  } catch (error) {
+    if (isMissing(error)) return earlier;
+    if (!(error instanceof CliError)) throw error;
+    throw new CliError(
+      `${error.message}: it is the last pull's index, kept to tell what this pull no longer lists; move it away to pull without that check`,
+    );
+  }
+  return earlier;
+}
+
+function unlistedSince(
+  earlier: Map<string, VersionRef>,
+  listed: readonly Listed[],
+): Pick<PullResult, 'unlisted' | 'unlistedNamed'> {
+  for (const entry of listed) earlier.delete(versionRef(entry));
+  const named = [...earlier.values()]
+    .slice(0, unlistedNamedCount)
+    .map(({ key, versionId }) => `${printable(key)} version ${printable(versionId)}`);
+  return { unlisted: earlier.size, unlistedNamed: named };
 }
 
 /** Whether the verifier needs, and may be given, the bytes of a listed version. */
@@ -178,7 +243,7 @@ async function pullEntry(
   const { out, progress } = options;
   if (entry.isDeleteMarker) {
     const meta = markerMeta(entry);
-    await writeAtomic(join(out, metaFile(entry.key, entry.versionId)), metaJson(meta));
+    await writeAtomic(out, metaFile(entry.key, entry.versionId), metaJson(meta));
     return meta;
   }
   if (!isFetched(entry)) return withoutBytes(entry, options, s3, result);
@@ -223,8 +288,9 @@ async function resumeSaved(
   result: PullResult,
 ): Promise<ObjectMeta | null> {
   const request = { Bucket: options.bucket, Key: entry.objectKey, VersionId: entry.versionId };
-  const head = await s3(() =>
-    options.client.send(new HeadObjectCommand({ ...request, ChecksumMode: 'ENABLED' })),
+  const head = await s3(
+    () => options.client.send(new HeadObjectCommand({ ...request, ChecksumMode: 'ENABLED' })),
+    requestAbout('HeadObject', request),
   );
   const stored = { checksumSHA256: head.ChecksumSHA256 ?? null, checksumType: head.ChecksumType ?? null };
   if (!agreesWithS3(saved, entry, stored)) {
@@ -236,15 +302,19 @@ async function resumeSaved(
     return fresh;
   }
   // A retention may have been extended, or a GOVERNANCE lock made COMPLIANCE, since.
-  const meta = { ...saved, ...lockMeta(await s3(() => retention(options.client, request))) };
-  await writeAtomic(join(options.out, metaFile(entry.key, entry.versionId)), metaJson(meta));
+  const lock = await s3(
+    () => retention(options.client, request),
+    requestAbout('GetObjectRetention', request),
+  );
+  const meta = { ...saved, ...lockMeta(lock) };
+  await writeAtomic(options.out, metaFile(entry.key, entry.versionId), metaJson(meta));
   result.present += 1;
   return meta;
 }
 
 /**
- * Whether the saved metadata, and the bytes it hashes, match the listing's time
- * and size and S3's full-object SHA-256. Without that checksum S3 says nothing
+ * Whether the saved metadata, and the bytes it hashes, match the listing's kind
+ * (a version, not a delete marker), time and size and S3's full-object SHA-256. Without that checksum S3 says nothing
  * of the bytes, and a same-size edit would pass: such a version is never
  * taken as saved, but fetched again and compared.
  */
@@ -258,6 +328,7 @@ function agreesWithS3(
   return (
     saved.key === entry.key &&
     saved.versionId === entry.versionId &&
+    saved.isDeleteMarker === entry.isDeleteMarker &&
     (entry.lastModified === undefined || saved.lastModified === entry.lastModified.toISOString()) &&
     (entry.size === null || saved.size === entry.size) &&
     saved.checksumSHA256 === stored.checksumSHA256 &&
@@ -269,7 +340,14 @@ function agreesWithS3(
 }
 
 function sameContent(a: ObjectMeta, b: ObjectMeta): boolean {
-  const fields = ['lastModified', 'size', 'checksumSHA256', 'checksumType', 'sha256'] as const;
+  const fields = [
+    'isDeleteMarker',
+    'lastModified',
+    'size',
+    'checksumSHA256',
+    'checksumType',
+    'sha256',
+  ] as const;
   return fields.every((field) => a[field] === b[field]);
 }
 
@@ -314,14 +392,27 @@ async function prepareDirectory(out: string, info: BucketInfo): Promise<void> {
       earlier.success &&
       earlier.data.bucket === info.bucket &&
       earlier.data.prefix === info.prefix &&
-      earlier.data.endpoint === info.endpoint;
+      sameEndpoint(earlier.data.endpoint, info.endpoint);
     if (!same) {
       throw new CliError(`${out} holds evidence from another source: pull into an empty directory`);
     }
   }
-  // Until the new index is written, the directory is an unfinished pull.
-  await rm(join(out, indexFile), { force: true });
-  await writeAtomic(join(out, bucketFile), `${JSON.stringify(info, null, 2)}\n`);
+  await setEarlierIndexAside(out);
+  await writeAtomic(out, bucketFile, `${JSON.stringify(info, null, 2)}\n`);
+}
+
+/**
+ * Until the new index is written, the directory is an unfinished pull. The
+ * last finished pull's index is kept, to tell what this one no longer lists;
+ * without an index, the one an interrupted pull set aside is kept.
+ */
+async function setEarlierIndexAside(out: string): Promise<void> {
+  try {
+    await rename(join(out, indexFile), join(out, earlierIndexFile));
+  } catch (error) {
+    if (!isMissing(error))
+      throw new CliError(`cannot write ${join(out, earlierIndexFile)}: ${fsReason(error)}`);
+  }
 }
 
 /**
@@ -442,9 +533,14 @@ export async function* pagesOf(
     yield page;
     if (!page.IsTruncated) return;
     const next = { keyMarker: page.NextKeyMarker, versionIdMarker: page.NextVersionIdMarker };
-    if (next.keyMarker === undefined) {
+    // Without its version marker a page would continue after the whole key, skipping its older versions.
+    for (const [marker, value] of [
+      ['NextKeyMarker', next.keyMarker],
+      ['NextVersionIdMarker', next.versionIdMarker],
+    ] as const) {
+      if (value !== undefined) continue;
       throw new CliError(
-        `the bucket listing is cut short: page ${number} says more follows but names no NextKeyMarker to continue from`,
+        `the bucket listing is cut short: page ${number} says more follows but names no ${marker} to continue from`,
       );
     }
     if (next.keyMarker === markers.keyMarker && next.versionIdMarker === markers.versionIdMarker) {
@@ -548,16 +644,20 @@ function versionMeta(
 async function download(s3: S3Call, options: PullOptions, entry: Listed): Promise<ObjectMeta | null> {
   const { client, bucket, out } = options;
   const request: GetObjectCommandInput = { Bucket: bucket, Key: entry.objectKey, VersionId: entry.versionId };
-  const response = await s3(() => client.send(new GetObjectCommand({ ...request, ChecksumMode: 'ENABLED' })));
+  const about = requestAbout('GetObject', request);
+  const response = await s3(
+    () => client.send(new GetObjectCommand({ ...request, ChecksumMode: 'ENABLED' })),
+    about,
+  );
   if (isUnlistedOversize(entry, response)) return null;
-  const bytes = await s3(() => readKeepingMismatch(client, request, response.Body));
+  const bytes = await s3(() => readKeepingMismatch(client, request, response.Body), about);
   checkSize(entry, bytes);
   const lock = await lockOf(s3, client, request, response);
   const file = objectFile(entry.key, entry.versionId);
-  await writeAtomic(join(out, file), bytes, { sync: 'bytes' });
+  await writeAtomic(out, file, bytes, { sync: 'bytes' });
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   const meta = versionMeta(entry, response, bytes.length, lock, { sha256, file });
-  await writeAtomic(join(out, metaFile(entry.key, entry.versionId)), metaJson(meta));
+  await writeAtomic(out, metaFile(entry.key, entry.versionId), metaJson(meta));
   return meta;
 }
 
@@ -569,12 +669,15 @@ async function download(s3: S3Call, options: PullOptions, entry: Listed): Promis
 async function metadataOnly(s3: S3Call, options: PullOptions, entry: Listed): Promise<ObjectMeta> {
   const { client, bucket, out } = options;
   const request: GetObjectCommandInput = { Bucket: bucket, Key: entry.objectKey, VersionId: entry.versionId };
-  const head = await s3(() => client.send(new HeadObjectCommand({ ...request, ChecksumMode: 'ENABLED' })));
+  const head = await s3(
+    () => client.send(new HeadObjectCommand({ ...request, ChecksumMode: 'ENABLED' })),
+    requestAbout('HeadObject', request),
+  );
   const lock = await lockOf(s3, client, request, head);
   const meta = versionMeta(entry, head, entry.size ?? head.ContentLength ?? null, lock, null);
   // Bytes an earlier pull saved of it are no longer part of the directory.
-  await rm(join(out, objectFile(entry.key, entry.versionId)), { force: true });
-  await writeAtomic(join(out, metaFile(entry.key, entry.versionId)), metaJson(meta));
+  await removeSaved(out, objectFile(entry.key, entry.versionId));
+  await writeAtomic(out, metaFile(entry.key, entry.versionId), metaJson(meta));
   return meta;
 }
 
@@ -588,7 +691,7 @@ async function lockOf(
   if (answer.ObjectLockMode !== undefined) {
     return { mode: answer.ObjectLockMode, retainUntil: answer.ObjectLockRetainUntilDate };
   }
-  return s3(() => retention(client, request));
+  return s3(() => retention(client, request), requestAbout('GetObjectRetention', request));
 }
 
 /**
@@ -670,50 +773,5 @@ async function readJson(file: string): Promise<unknown> {
     return JSON.parse(text);
   } catch {
     return null;
-  }
-}
-
-/**
- * Written under a temporary name and renamed: a file under its final name is
- * always whole. `sync: 'bytes'` syncs the bytes before the rename, so that a
- * power loss cannot leave the name on an empty file; `'all'` also syncs the
- * directory, for a file whose mere presence says something.
- */
-async function writeAtomic(
-  file: string,
-  data: string | Uint8Array,
-  { sync = 'none' }: { sync?: 'none' | 'bytes' | 'all' } = {},
-): Promise<void> {
-  await mkdir(dirname(file), { recursive: true });
-  // A fixed name: a pull resumed after a crash overwrites what the crash left.
-  const partial = `${file}.partial`;
-  const handle = await open(partial, 'w');
-  try {
-    await handle.writeFile(data);
-    if (sync !== 'none') await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(partial, file);
-  if (sync === 'all') await syncDir(dirname(file));
-}
-
-/** Syncs each directory on the way from `out` to a saved file, for the names in it. */
-async function syncDirs(out: string, metas: readonly ObjectMeta[]): Promise<void> {
-  const dirs = new Set<string>();
-  for (const meta of metas) {
-    if (meta.file === null) continue;
-    for (let dir = dirname(meta.file); dir !== '.' && !dirs.has(dir); dir = dirname(dir)) dirs.add(dir);
-  }
-  for (const dir of dirs) await syncDir(join(out, dir));
-  await syncDir(out);
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }

@@ -41,8 +41,22 @@ const credentialCodes = new Set([
   'XAdminUserNotFound',
 ]);
 
-/** A CliError naming what went wrong with `bucket` at `endpoint`; never echoes credentials. */
-export function describeS3Error(error: unknown, bucket: string, endpoint: string | undefined): CliError {
+/**
+ * A CliError naming what went wrong with `bucket` at `endpoint`, after what
+ * the request was `about` (an operation on one version) when given; never
+ * echoes credentials.
+ */
+export function describeS3Error(
+  error: unknown,
+  bucket: string,
+  endpoint: string | undefined,
+  about?: string,
+): CliError {
+  const described = describeFailure(error, bucket, endpoint);
+  return about === undefined ? described : new CliError(`${about}: ${described.message}`);
+}
+
+function describeFailure(error: unknown, bucket: string, endpoint: string | undefined): CliError {
   const where = endpoint ?? 'AWS S3';
   const e = error as SdkError;
   const code = e.Code ?? e.name;

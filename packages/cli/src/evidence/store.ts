@@ -9,6 +9,9 @@
 //                        metadata as the .meta.json files), per key newest first
 //                        as S3 lists them; written last, once every file it
 //                        lists is synced, so its presence marks a finished pull
+//     index.ndjson.earlier  while a pull into an earlier one runs: the last
+//                        finished pull's index, to tell what this one no
+//                        longer lists; removed once the new index is written
 //     objects/<key>@<versionId>             the bytes of that version, as stored
 //     objects/<key>@<versionId>.meta.json   its metadata: key, versionId, isLatest,
 //                        isDeleteMarker, lastModified, size, checksumSHA256 (base64,

@@ -122,6 +122,12 @@ veil-controller-key
 {{- end -}}
 {{- end -}}
 {{- include "veil.validateResources" (list "sidecar" .Values.sidecar.resources "the API server would refuse every injected pod") -}}
+{{- with .Values.sidecar.tuning.bodyMemoryBytes -}}
+{{- $limit := (($.Values.sidecar.resources).limits | default dict).memory -}}
+{{- if and $limit (ge (float64 .) (include "veil.quantity" $limit | float64)) -}}
+{{- fail (printf "sidecar.tuning.bodyMemoryBytes (%d) must be below sidecar.resources.limits.memory (%v): bodies held up to it would get every sidecar OOM-killed" (int64 .) $limit) -}}
+{{- end -}}
+{{- end -}}
 {{- include "veil.validateResources" (list "injector" .Values.injector.resources "the API server would refuse the injector's pods") -}}
 {{- with .Values.injector.podDisruptionBudget -}}
 {{- if .enabled -}}

@@ -10,4 +10,5 @@ export * from './policy/models.ts';
 export * from './policy/routes.ts';
 export * from './policy/schema.ts';
 export * from './policy/sidecar-spec.ts';
+export * from './sidecar/settings.ts';
 export * from './sidecar/tuning.ts';

@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { AuthenticationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { nonBlank, seconds, wholeNumber } from '@veil/core';
 import { z } from 'zod';
 import { CaBundleHolder, caFileBeside, FileCaBundle } from './certs/cabundle.ts';
 import { SelfManagedCertificates, serviceDnsNames } from './certs/selfmanaged.ts';
@@ -19,11 +20,16 @@ import { defaultLeaseName } from './controller/leader.ts';
 import { jsonLog, type Log } from './controller/log.ts';
 import { type PullServer, startPullServer, tokenReviewAuthenticator } from './controller/pull.ts';
 import type { ApprovalStampSettings } from './webhook/approvals.ts';
+import { dnsLabel, dnsSubdomain } from './webhook/names.ts';
 import { startWebhookServer, type WebhookServer } from './webhook/server.ts';
 import { type InjectionSettings, injectionSettingsSchema } from './webhook/settings.ts';
 
-const port = z.coerce.number().int().min(0).max(65_535);
-const seconds = z.coerce.number().positive();
+// 0 asks the system for a free port: tests listen so.
+const port = wholeNumber(0, 65_535);
+// Node fires a timer set past 2^31 - 1 ms after 1 ms: every timer value stays below it.
+const maxTimerSeconds = 2_147_483;
+const day = 86_400;
+const debounceMs = wholeNumber(0, 600_000);
 const list = z
   .string()
   .default('')
@@ -34,6 +40,14 @@ const list = z
       .filter(Boolean),
   );
 
+/** Which of the ports are the same fixed number: each server needs its own. */
+function samePorts(ports: Record<string, number | undefined>): string[] {
+  const fixed = Object.entries(ports).filter(([, value]) => value !== undefined && value !== 0);
+  return fixed
+    .filter(([, value], index) => fixed.some(([, other], at) => at !== index && other === value))
+    .map(([name]) => name);
+}
+
 export const injectorConfigSchema = z
   .object({
     settingsFile: z
@@ -43,20 +57,23 @@ export const injectorConfigSchema = z
     tlsCertFile: z.string().min(1).describe('Serving certificate (PEM) of the webhook and pull ports'),
     tlsKeyFile: z.string().min(1),
     signingKeyFile: z.string().min(1).describe("The controller's Ed25519 private JWK"),
-    host: z.string().min(1).default('0.0.0.0'),
+    host: nonBlank.default('0.0.0.0'),
     webhookPort: port.default(8443),
     pullPort: port.default(8444),
     approvalsPort: port
       .optional()
       .describe('The approvals API sidecars open held requests on (8445 in the chart); off when unset'),
-    identity: z.string().min(1).describe('This replica: the Lease holder; the pod name in a cluster'),
-    namespaces: list.describe('Comma-separated namespaces to watch; empty watches all'),
-    leaseName: z.string().min(1).default(defaultLeaseName),
-    leaseDurationSeconds: z.coerce.number().int().min(1).default(15),
-    leaseRenewSeconds: seconds.default(5),
-    pushDebounceMs: z.coerce.number().int().min(0).default(100),
-    pushMaxDebounceMs: z.coerce.number().int().min(0).default(1000),
-    resyncSeconds: seconds.default(60),
+    identity: nonBlank.describe('This replica: the Lease holder; the pod name in a cluster'),
+    namespaces: list
+      .pipe(z.array(dnsLabel))
+      .describe('Comma-separated namespaces to watch; empty watches all'),
+    leaseName: dnsSubdomain.default(defaultLeaseName),
+    leaseDurationSeconds: wholeNumber(1, maxTimerSeconds).default(15),
+    // Below a tenth of a second, renewals would load the API server more than they secure the lease.
+    leaseRenewSeconds: seconds(0.1, maxTimerSeconds / 2).default(5),
+    pushDebounceMs: debounceMs.default(100),
+    pushMaxDebounceMs: debounceMs.default(1000),
+    resyncSeconds: seconds(0.1, day).default(60),
     logLevel: z.enum(['info', 'warn']).default('info'),
     kubeconfig: z
       .string()
@@ -91,19 +108,19 @@ export const injectorConfigSchema = z
       .describe(
         'files: serve the mounted pair as it is; self-managed: the leader keeps a CA and the pair in a Secret',
       ),
-    certsSecretName: z.string().min(1).default('veil-injector-certs'),
+    certsSecretName: dnsSubdomain.default('veil-injector-certs'),
     certsServices: list.describe('Comma-separated Services the serving certificate names (self-managed)'),
     certsWebhooks: list.describe(
       'Comma-separated MutatingWebhookConfigurations given the CA bundle (self-managed)',
     ),
-    certsCaLifetimeSeconds: seconds.default(10 * 365 * 86_400),
-    certsServingLifetimeSeconds: seconds.default(365 * 86_400),
+    certsCaLifetimeSeconds: seconds(1, 36_500 * day).default(10 * 365 * day),
+    certsServingLifetimeSeconds: seconds(1, 36_500 * day).default(365 * day),
     certsRenewFraction: z.coerce
       .number()
       .gt(0)
       .max(0.5, { error: 'at most 0.5 (the fraction of its lifetime a certificate has left when renewed)' })
       .default(1 / 3),
-    certsCheckSeconds: seconds.default(60),
+    certsCheckSeconds: seconds(0.1, day).default(60),
   })
   .refine((c) => c.leaseRenewSeconds * 2 <= c.leaseDurationSeconds, {
     message: 'the renew interval is at most half the lease duration',
@@ -112,6 +129,17 @@ export const injectorConfigSchema = z
   .refine((c) => c.certsMode !== 'self-managed' || c.certsServices.length > 0, {
     message: 'self-managed certificates need the Services to name',
     path: ['certsServices'],
+  })
+  // Its own webhook admits approval creations from these users only: without one, none could be opened.
+  .refine((c) => c.approvalsPort === undefined || c.approvalControllers.length > 0, {
+    message:
+      'the approvals API needs --approval-controllers (VEIL_APPROVAL_CONTROLLERS): without them its own webhook refuses every approval it opens',
+    path: ['approvalsPort'],
+  })
+  .superRefine(({ webhookPort, pullPort, approvalsPort }, context) => {
+    for (const name of samePorts({ webhookPort, pullPort, approvalsPort })) {
+      context.addIssue({ code: 'custom', path: [name], message: 'must differ from the other ports' });
+    }
   });
 
 export type InjectorConfig = z.infer<typeof injectorConfigSchema>;

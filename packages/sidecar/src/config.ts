@@ -1,6 +1,11 @@
 import {
+  hasUserinfo,
   isTrustedUrl,
+  nonBlank,
   requestAboveBodyTimeout,
+  s3BucketName,
+  s3EndpointUrl,
+  s3KeyPrefix,
   sidecarTuningEnv,
   sidecarTuningFromEnv,
   sidecarTuningSchema,
@@ -21,13 +26,8 @@ const controllerEndpoint = z
   .refine((value) => !hasUserinfo(value), 'must not carry user information')
   .refine(isTrustedUrl, 'must be https (plain http only on loopback)');
 
-function hasUserinfo(value: string): boolean {
-  const url = URL.parse(value);
-  return url !== null && (url.username !== '' || url.password !== '');
-}
-
-/** The sidecar's settings, read from the environment the injector writes. */
-export const sidecarConfigSchema = z.object({
+/** The sidecar's settings, each alone. */
+const sidecarConfigFields = z.object({
   upstream: z
     .url({ protocol: /^https?$/ })
     // Each caller's own path (/v1/embeddings, /embed…) goes to the model's origin, which has
@@ -38,11 +38,12 @@ export const sidecarConfigSchema = z.object({
     }, "must be the model's origin (http://host:port), without a path, query or fragment")
     .describe('The model on loopback, e.g. http://127.0.0.1:8000'),
   api: z.enum(['openai', 'tei', 'ollama', 'cohere', 'auto']).default('auto'),
-  host: z.string().default('0.0.0.0'),
+  host: nonBlank.default('0.0.0.0'),
+  // 0 asks the system for a free port: tests and `veil dev` listen so.
   proxyPort: port.default(15080),
-  adminHost: z.string().default('0.0.0.0'),
+  adminHost: nonBlank.default('0.0.0.0'),
   adminPort: port.default(15090),
-  policyName: z.string().min(1).default('default'),
+  policyName: nonBlank.default('default'),
   bootstrapPolicyFile: z.string().optional(),
   stateDir: z.string().optional().describe('Where the last good policy is kept'),
   auditDir: z.string().optional().describe('Local evidence directory when no S3 bucket is set'),
@@ -67,7 +68,7 @@ export const sidecarConfigSchema = z.object({
     .describe(
       "Key (at least 16 bytes) for masking `hash` tokens and input digests, shared by a workload's sidecars; missing: a key of this process only, with a warning; unset: the same, silently",
     ),
-  defaultModel: z.string().min(1).default('default'),
+  defaultModel: nonBlank.default('default'),
   ...sidecarTuningSchema.shape,
   pod: z
     .object({ namespace: z.string().min(1), name: z.string().min(1), uid: z.string().min(1) })
@@ -79,11 +80,11 @@ export const sidecarConfigSchema = z.object({
       'must be a plain path segment (it names the evidence stream)',
     )
     .default('local'),
-  s3Endpoint: z.url().optional().describe('S3-compatible endpoint; the AWS default when unset'),
-  s3Bucket: z.string().min(1).optional().describe('Evidence bucket (Object Lock enabled); none: auditDir'),
-  s3Region: z.string().min(1).optional(),
+  s3Endpoint: s3EndpointUrl.optional().describe('S3-compatible endpoint; the AWS default when unset'),
+  s3Bucket: s3BucketName.optional().describe('Evidence bucket (Object Lock enabled); none: auditDir'),
+  s3Region: nonBlank.optional(),
   s3ForcePathStyle: z.boolean().optional().describe('Path-style bucket URLs (most S3-compatible servers)'),
-  s3Prefix: z.string().optional().describe('Put before every evidence key in the bucket'),
+  s3Prefix: s3KeyPrefix.optional().describe('Put before every evidence key in the bucket'),
   spoolDir: z.string().optional().describe('Durable audit spool; default: `spool` next to auditDir'),
   // The longest retentionDays a policy may ask for.
   retentionSeconds: wholeNumber(1, 36_500 * 86_400)
@@ -91,6 +92,13 @@ export const sidecarConfigSchema = z.object({
     .describe("Object Lock retention, overriding the policy's retentionDays (tests)"),
   signingKeyFile: z.string().optional().describe('Ed25519 private JWK signing the manifests; else generated'),
 });
+
+/** The sidecar's settings, read from the environment the injector writes. */
+export const sidecarConfigSchema = sidecarConfigFields.refine(
+  // Both 0 is two free ports the system picks; one fixed number cannot serve both.
+  (c) => c.proxyPort === 0 || c.proxyPort !== c.adminPort,
+  { message: 'proxyPort and adminPort must differ', path: ['adminPort'] },
+);
 
 export type SidecarConfig = z.infer<typeof sidecarConfigSchema>;
 export type SidecarConfigInput = z.input<typeof sidecarConfigSchema>;
@@ -101,6 +109,7 @@ const configEnv = {
   api: 'VEIL_API',
   host: 'VEIL_HOST',
   proxyPort: 'VEIL_PROXY_PORT',
+  adminHost: 'VEIL_ADMIN_HOST',
   adminPort: 'VEIL_ADMIN_PORT',
   policyName: 'VEIL_POLICY_NAME',
   bootstrapPolicyFile: 'VEIL_BOOTSTRAP_POLICY_FILE',
@@ -174,6 +183,27 @@ function podFromEnv(env: NodeJS.ProcessEnv): { namespace: string; name: string; 
   throw new Error(
     `invalid sidecar configuration: ${missing.join(', ')} must be set with the other pod variables`,
   );
+}
+
+/**
+ * What an evidence bucket's settings allow that they should not, said once at
+ * start: neither is refused, a kind cluster's MinIO is plain http and tests
+ * need short retention.
+ */
+export function evidenceStoreWarnings(config: SidecarConfig): string[] {
+  if (!config.s3Bucket) return [];
+  const warnings: string[] = [];
+  if (config.s3Endpoint !== undefined && !isTrustedUrl(config.s3Endpoint)) {
+    warnings.push(
+      `${configEnv.s3Endpoint} is plain http to a host off loopback: anyone on the path can read the evidence and forge the upload acknowledgements on which records leave the spool`,
+    );
+  }
+  if (config.retentionSeconds !== undefined) {
+    warnings.push(
+      `${configEnv.retentionSeconds} is set: it overrides the policy's retentionDays in the bucket's Object Lock (it is meant for tests)`,
+    );
+  }
+  return warnings;
 }
 
 /** `true`/`1` and `false`/`0`; anything else is left to fail validation rather than guessed. */

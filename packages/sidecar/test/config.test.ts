@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { sidecarTuningToEnv } from '@veil/core';
-import { configFromEnv } from '../src/config.ts';
+import { configFromEnv, evidenceStoreWarnings } from '../src/config.ts';
 
 const base = { VEIL_UPSTREAM: 'http://127.0.0.1:9000' };
 
@@ -179,4 +179,92 @@ test('the tuning the injector writes is the tuning the sidecar reads', () => {
   for (const [key, value] of Object.entries(tuning)) {
     assert.equal(config[key as keyof typeof tuning], value, key);
   }
+});
+
+test('an S3 endpoint is http or https without user information, refused by name and never echoed', () => {
+  const bucket = { ...base, VEIL_S3_BUCKET: 'veil-evidence' };
+  for (const endpoint of ['https://minio:hunter2@s3.example.com', 'http://key@minio.veil-system.svc:9000']) {
+    assert.throws(
+      () => configFromEnv({ ...bucket, VEIL_S3_ENDPOINT: endpoint }),
+      (error: Error) => {
+        assert.match(error.message, /VEIL_S3_ENDPOINT \(s3Endpoint\): must not carry user information/);
+        assert.doesNotMatch(error.message, /hunter2|key@|minio:/);
+        return true;
+      },
+      endpoint,
+    );
+  }
+  assert.throws(
+    () => configFromEnv({ ...bucket, VEIL_S3_ENDPOINT: 'ftp://s3.example.com' }),
+    /VEIL_S3_ENDPOINT \(s3Endpoint\): must be an http or https URL/,
+  );
+  const endpoint = 'http://minio.veil-system.svc:9000';
+  assert.equal(configFromEnv({ ...bucket, VEIL_S3_ENDPOINT: endpoint }).s3Endpoint, endpoint);
+});
+
+test('plain http to an evidence store off loopback, and a retention override, are warned of at start', () => {
+  const bucket = { ...base, VEIL_S3_BUCKET: 'veil-evidence' };
+  const [remote] = evidenceStoreWarnings(
+    configFromEnv({ ...bucket, VEIL_S3_ENDPOINT: 'http://minio.veil-system.svc:9000' }),
+  );
+  assert.match(
+    remote ?? '',
+    /^VEIL_S3_ENDPOINT is plain http to a host off loopback: .*forge the upload acknowledgements/,
+  );
+  for (const endpoint of ['https://s3.example.com', 'http://127.0.0.1:9000', undefined]) {
+    const env = endpoint === undefined ? bucket : { ...bucket, VEIL_S3_ENDPOINT: endpoint };
+    assert.deepEqual(evidenceStoreWarnings(configFromEnv(env)), [], String(endpoint));
+  }
+  const retention = evidenceStoreWarnings(configFromEnv({ ...bucket, VEIL_RETENTION_SECONDS: '60' }));
+  assert.equal(retention.length, 1);
+  assert.match(retention[0] ?? '', /^VEIL_RETENTION_SECONDS is set: it overrides the policy's retentionDays/);
+  // Without a bucket there is no Object Lock to override and no link to S3.
+  assert.deepEqual(
+    evidenceStoreWarnings(
+      configFromEnv({ ...base, VEIL_RETENTION_SECONDS: '60', VEIL_S3_ENDPOINT: 'http://10.0.0.5:9000' }),
+    ),
+    [],
+  );
+});
+
+test('the sidecar refuses the evidence and naming settings the injector refuses', () => {
+  for (const [variable, value, setting] of [
+    ['VEIL_S3_BUCKET', 'Veil_Evidence', 's3Bucket'],
+    ['VEIL_S3_BUCKET', 'ab', 's3Bucket'],
+    ['VEIL_S3_PREFIX', 'team-a/../team-b/', 's3Prefix'],
+    ['VEIL_S3_PREFIX', '..', 's3Prefix'],
+    ['VEIL_S3_PREFIX', 'team a/', 's3Prefix'],
+    ['VEIL_S3_REGION', ' ', 's3Region'],
+    ['VEIL_HOST', '  ', 'host'],
+    ['VEIL_ADMIN_HOST', ' ', 'adminHost'],
+    ['VEIL_POLICY_NAME', ' ', 'policyName'],
+    ['VEIL_DEFAULT_MODEL', '\t', 'defaultModel'],
+  ] as const) {
+    assert.throws(
+      () => configFromEnv({ ...base, [variable]: value }),
+      new RegExp(`${variable} \\(${setting}\\): `),
+      `${variable}=${JSON.stringify(value)}`,
+    );
+  }
+  const config = configFromEnv({
+    ...base,
+    VEIL_S3_BUCKET: 'veil.evidence-1',
+    VEIL_S3_PREFIX: 'team-a/v..1/',
+  });
+  assert.deepEqual([config.s3Bucket, config.s3Prefix], ['veil.evidence-1', 'team-a/v..1/']);
+});
+
+test('the proxy and admin ports differ, unless both are left to the system (0)', () => {
+  assert.throws(
+    () => configFromEnv({ ...base, VEIL_PROXY_PORT: '15080', VEIL_ADMIN_PORT: '15080' }),
+    /VEIL_ADMIN_PORT \(adminPort\): proxyPort and adminPort must differ/,
+  );
+  assert.throws(() => configFromEnv({ ...base, VEIL_ADMIN_PORT: '15080' }), /adminPort/);
+  const ephemeral = configFromEnv({ ...base, VEIL_PROXY_PORT: '0', VEIL_ADMIN_PORT: '0' });
+  assert.deepEqual([ephemeral.proxyPort, ephemeral.adminPort], [0, 0]);
+});
+
+test('the admin host comes from VEIL_ADMIN_HOST', () => {
+  assert.equal(configFromEnv({ ...base, VEIL_ADMIN_HOST: '127.0.0.1' }).adminHost, '127.0.0.1');
+  assert.equal(configFromEnv(base).adminHost, '0.0.0.0');
 });

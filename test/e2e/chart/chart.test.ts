@@ -152,6 +152,12 @@ describe('chart files', () => {
       [{ certs: { mode: 'foo' } }, /\/certs\/mode/],
       [{ cluster: 'Not_A_Label' }, /\/cluster/],
       [{ s3: { endpoint: 'ftp://s3.example.com' } }, /\/s3\/endpoint/],
+      // The endpoint reaches the settings ConfigMap and every pod's environment in clear.
+      [{ s3: { endpoint: 'https://minio:secret@s3.example.com' } }, /\/s3\/endpoint/],
+      [{ s3: { prefix: 'team-a/../team-b/' } }, /\/s3\/prefix/],
+      // Past 2^31 - 1 ms a Node timer fires at once: the leader would flap.
+      [{ injector: { leaderElection: { leaseDurationSeconds: 2_147_484 } } }, /leaseDurationSeconds/],
+      [{ injector: { leaderElection: { renewSeconds: 0.05 } } }, /renewSeconds/],
       [{ sidecar: { proxyPort: 70_000 } }, /\/sidecar\/proxyPort/],
       [{ sidecar: { hashKey: { secretName: '' } } }, /\/sidecar\/hashKey\/secretName/],
       [{ sidecar: { hashKey: { key: 'a/b' } } }, /\/sidecar\/hashKey\/key/],
@@ -200,7 +206,21 @@ describe('chart files', () => {
     // A quantity the schema lets through but the injector refuses stops every replica at start.
     const samples: Record<string, unknown[]> = {
       cpu: ['100m', '0.5', '.25', '2', 1, '0', '0m', '1.5m', '0.1234', '1e3', '-1'],
-      memory: ['128Mi', '1Gi', '1.5G', '64k', 256, '256m', '0Mi', '1ki', '1e9'],
+      memory: [
+        '128Mi',
+        '1Gi',
+        '1.5G',
+        '64k',
+        256,
+        '256m',
+        '0Mi',
+        '1ki',
+        '1e9',
+        '64Mi',
+        '63Mi',
+        '128',
+        '0.1Gi',
+      ],
     };
     for (const [resource, quantities] of Object.entries(samples)) {
       for (const quantity of quantities) {
@@ -236,6 +256,10 @@ describe('chart files', () => {
       [
         { certs: { selfManaged: { caValidityDays: 30, validityDays: 60 } } },
         /validityDays must be at most caValidityDays/,
+      ],
+      [
+        { sidecar: { tuning: { bodyMemoryBytes: 268_435_456 } } },
+        /sidecar\.tuning\.bodyMemoryBytes \(268435456\) must be below sidecar\.resources\.limits\.memory \(256Mi\)/,
       ],
     ];
     for (const [values, message] of bad) {

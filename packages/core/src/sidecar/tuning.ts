@@ -16,10 +16,10 @@ export function wholeNumber(min: number, max: number): FromEnvironment {
   return fromText(/^\d+$/, z.number({ error: message }).int(message).min(min, message).max(max, message));
 }
 
-/** A number of seconds up to max; from the environment, decimal digits with an optional fraction. */
-function seconds(max: number): FromEnvironment {
-  const message = `must be a number of seconds from 0 to ${max}`;
-  return fromText(/^\d+(\.\d+)?$/, z.number({ error: message }).min(0, message).max(max, message));
+/** A number of seconds from min to max; from the environment, decimal digits with an optional fraction. */
+export function seconds(min: number, max: number): FromEnvironment {
+  const message = `must be a number of seconds from ${min} to ${max}`;
+  return fromText(/^\d+(\.\d+)?$/, z.number({ error: message }).min(min, message).max(max, message));
 }
 
 /** `number`, also from text spelled as `spelling` allows; any other text fails as not a number. */
@@ -73,7 +73,7 @@ export const sidecarTuningSchema = z
       ),
     // A pod's termination grace is its ceiling; an hour is past any sensible
     // one and far below the 2^31 ms a Node timer can wait.
-    auditCloseGraceSeconds: seconds(3_600)
+    auditCloseGraceSeconds: seconds(0, 3_600)
       .optional()
       .describe(
         "On shutdown, how long to keep shipping and close the stream (default 20, at most 3600); keep it under the pod's terminationGracePeriodSeconds",

@@ -13,6 +13,7 @@ import {
   veilLabels,
 } from './annotations.ts';
 import { findConflict, findPortNameClash } from './conflicts.ts';
+import { memoryBytes } from './quantity.ts';
 import type { InjectionSettings } from './settings.ts';
 import { sidecarContainer, sidecarNames, sidecarVolumeNames, sidecarVolumes } from './sidecar.ts';
 import type { InjectionStatus } from './status.ts';
@@ -51,6 +52,8 @@ export function inject(input: InjectionInput): InjectionResult {
   const base = isInjected(pod) ? withoutVeil(pod) : pod;
   const options = readPodOptions(base);
   if (!options.ok) return { outcome: 'denied', message: options.message };
+  const shortfall = findMemoryShortfall(options.value, settings);
+  if (shortfall !== undefined) return { outcome: 'denied', message: shortfall };
   const conflict = findConflict(base, settings);
   if (conflict !== undefined) return { outcome: 'denied', message: conflict };
   const upstream = findUpstream(base, options.value.upstreamPort);
@@ -69,6 +72,20 @@ export function inject(input: InjectionInput): InjectionResult {
   const injected = withSidecar(base, plan);
   if (isDeepStrictEqual(injected, pod)) return { outcome: 'unchanged', pod, reason: 'already injected' };
   return { outcome: 'injected', pod: injected, warnings: warningsFor(base, plan) };
+}
+
+/**
+ * A pod's own memory for its sidecar must be above the request bodies the
+ * settings let the sidecar hold (the settings' own limit is checked at start):
+ * bodies held up to it would get the sidecar OOM-killed rather than answered 503.
+ */
+function findMemoryShortfall(options: PodOptions, settings: InjectionSettings): string | undefined {
+  const memory = options.sidecarMemory;
+  const { bodyMemoryBytes } = settings.tuning;
+  if (memory === undefined || bodyMemoryBytes === undefined || bodyMemoryBytes < memoryBytes(memory)) {
+    return undefined;
+  }
+  return `${veilAnnotations.sidecarMemory}: ${memory} must be above the sidecar's body memory (${bodyMemoryBytes} bytes, the injector's tuning.bodyMemoryBytes): bodies held up to it would get the sidecar OOM-killed`;
 }
 
 export function isExcludedNamespace(namespace: string, settings: InjectionSettings): boolean {

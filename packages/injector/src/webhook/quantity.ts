@@ -31,13 +31,21 @@ const memoryFactors: Record<string, number> = {
 
 const memorySuffixes = Object.keys(memoryFactors).filter(Boolean).join('|');
 
+/** The least memory a sidecar is given: its Node process takes about that before serving a request. */
+const MIN_SIDECAR_MEMORY = '64Mi';
+
 export const memoryQuantity = z
   .string()
   .regex(
     new RegExp(`^(\\d+(\\.\\d+)?)(${memorySuffixes})?$`),
-    'must be a memory quantity such as 128Mi or 1Gi',
+    // No size to judge in what is no quantity.
+    { error: 'must be a memory quantity such as 128Mi or 1Gi', abort: true },
   )
-  .refine(positive, 'must be more than zero');
+  // A number without a unit is bytes: `128` meant as MiB would be an OOM-killed sidecar.
+  .refine(
+    (quantity) => memoryBytes(quantity) >= memoryBytes(MIN_SIDECAR_MEMORY),
+    `must be at least ${MIN_SIDECAR_MEMORY} (a number without a unit is bytes)`,
+  );
 
 /** A CPU quantity that passed `cpuQuantity`, in millicores. */
 export function cpuMillicores(quantity: string): number {

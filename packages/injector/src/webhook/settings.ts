@@ -1,6 +1,13 @@
 // What the injector needs to know to build a sidecar: one zod schema, parsed once at
 // start, so a bad deployment fails before it admits a single pod.
-import { sidecarTuningSchema } from '@veil/core';
+import {
+  hasUserinfo,
+  nonBlank,
+  s3BucketName,
+  s3EndpointUrl,
+  s3KeyPrefix,
+  sidecarTuningSchema,
+} from '@veil/core';
 import { z } from 'zod';
 import { dataKey, dnsLabel, dnsSubdomain, portNumber } from './names.ts';
 import { cpuMillicores, cpuQuantity, memoryBytes, memoryQuantity } from './quantity.ts';
@@ -42,21 +49,11 @@ const s3CredentialsSchema = z
 
 const s3Schema = z
   .object({
-    bucket: z
-      .string()
-      .min(3)
-      .max(63)
-      .regex(/^[a-z0-9][a-z0-9.-]*[a-z0-9]$/, 'must be an S3 bucket name'),
-    region: z.string().min(1).default('us-east-1'),
-    endpoint: z
-      .url({ protocol: /^https?$/ })
-      .optional()
-      .describe('S3-compatible endpoint such as MinIO; AWS when absent'),
+    bucket: s3BucketName,
+    region: nonBlank.default('us-east-1'),
+    endpoint: s3EndpointUrl.optional().describe('S3-compatible endpoint such as MinIO; AWS when absent'),
     forcePathStyle: z.boolean().default(false),
-    prefix: z
-      .string()
-      .max(256)
-      .regex(/^[A-Za-z0-9._/-]*$/, 'letters, digits, `.`, `_`, `-` and `/` only')
+    prefix: s3KeyPrefix
       .optional()
       .describe('Put before every evidence key (a `/` is added when missing); auditors pull with --prefix'),
     credentialsSecret: s3CredentialsSchema.optional(),
@@ -96,6 +93,11 @@ const resourcesSchema = resourceAmountsSchema.superRefine(({ requests, limits },
   if (memoryBytes(requests.memory) > memoryBytes(limits.memory)) over('memory', 'memory');
 });
 
+/** The controller over https; user information would hide the host it names, as the sidecar refuses. */
+const controllerEndpoint = z
+  .url({ protocol: /^https$/ })
+  .refine((value) => !hasUserinfo(value), 'must not carry user information');
+
 export const injectionSettingsSchema = z
   .object({
     sidecarImage: z.string().min(1).describe('The veil-sidecar image, pinned by tag or digest'),
@@ -110,11 +112,10 @@ export const injectionSettingsSchema = z
       ),
     proxyPort: portNumber.default(15_080),
     adminPort: portNumber.default(15_090),
-    controllerUrl: z
-      .url({ protocol: /^https$/ })
-      .describe("Where a sidecar pulls its policy: the controller's pull endpoint (8444 in the chart)"),
-    approvalsUrl: z
-      .url({ protocol: /^https$/ })
+    controllerUrl: controllerEndpoint.describe(
+      "Where a sidecar pulls its policy: the controller's pull endpoint (8444 in the chart)",
+    ),
+    approvalsUrl: controllerEndpoint
       .optional()
       .describe(
         "The controller's approvals API (8445 in the chart); unset, requests an approval rule holds get 503",
@@ -135,6 +136,17 @@ export const injectionSettingsSchema = z
   .refine((s) => s.proxyPort !== s.adminPort, {
     message: 'proxyPort and adminPort differ',
     path: ['adminPort'],
+  })
+  .superRefine(({ tuning, resources }, context) => {
+    const { bodyMemoryBytes } = tuning;
+    if (bodyMemoryBytes === undefined) return;
+    const limit = resources.limits.memory;
+    if (bodyMemoryBytes < memoryBytes(limit)) return;
+    context.addIssue({
+      code: 'custom',
+      path: ['tuning', 'bodyMemoryBytes'],
+      message: `tuning.bodyMemoryBytes (${bodyMemoryBytes}) must be below resources.limits.memory (${limit}): bodies held up to it would get every sidecar OOM-killed`,
+    });
   });
 
 export type InjectionSettings = z.infer<typeof injectionSettingsSchema>;

@@ -48,6 +48,80 @@ test('a bad configuration names the flag and variable at fault', () => {
   assert.equal(parseInjectorConfig(['--certs-renew-fraction', '0.5'], required).certsRenewFraction, 0.5);
 });
 
+test("every timer value fits Node's 32-bit timers: longer would fire at once", () => {
+  for (const [args, flag] of [
+    [['--lease-duration', '2147484'], 'lease-duration'],
+    [['--lease-duration', '4000000', '--lease-renew', '1073742'], 'lease-renew'],
+    [['--lease-renew', '0.05'], 'lease-renew'],
+    [['--resync', '86401'], 'resync'],
+    [['--certs-check', '86401'], 'certs-check'],
+    [['--push-debounce-ms', '600001'], 'push-debounce-ms'],
+    [['--push-max-debounce-ms', '2147483648'], 'push-max-debounce-ms'],
+  ] as const) {
+    assert.throws(
+      () => parseInjectorConfig([...args], required),
+      new RegExp(`--${flag} \\(`),
+      args.join(' '),
+    );
+  }
+  const longest = parseInjectorConfig(
+    [
+      ...['--lease-duration', '2147483', '--lease-renew', '1073741.5', '--resync', '86400'],
+      ...['--certs-check', '86400', '--push-debounce-ms', '600000', '--push-max-debounce-ms', '600000'],
+    ],
+    required,
+  );
+  assert.ok(longest.leaseDurationSeconds * 1000 < 2 ** 31);
+  assert.equal(longest.leaseRenewSeconds, 1_073_741.5);
+  assert.equal(parseInjectorConfig(['--lease-renew', '0.1'], required).leaseRenewSeconds, 0.1);
+});
+
+test('numbers are plain decimal digits and names are not blank: a typo is not a random port', () => {
+  for (const [flag, value] of [
+    ['webhook-port', ''],
+    ['webhook-port', ' '],
+    ['pull-port', '0x50'],
+    ['approvals-port', '1e3'],
+    ['lease-duration', '0x10'],
+    ['push-debounce-ms', ''],
+    ['host', ' '],
+    ['identity', ' '],
+    ['lease-name', ' '],
+    ['lease-name', 'Veil_Lease'],
+    ['namespaces', 'ml, Search'],
+    ['certs-secret', 'a b'],
+  ] as const) {
+    assert.throws(
+      () => parseInjectorConfig([`--${flag}=${value}`], { ...required, VEIL_APPROVAL_CONTROLLERS: 'ctl' }),
+      new RegExp(`--${flag} \\(`),
+      `--${flag}=${JSON.stringify(value)}`,
+    );
+  }
+});
+
+test('two servers on one fixed port are refused, naming each; 0 leaves each its own free port', () => {
+  const env = { ...required, VEIL_APPROVAL_CONTROLLERS: 'ctl' };
+  assert.throws(
+    () => parseInjectorConfig(['--pull-port', '8443'], env),
+    /--webhook-port \(VEIL_WEBHOOK_PORT\): must differ from the other ports; --pull-port \(VEIL_PULL_PORT\): must differ/,
+  );
+  assert.throws(() => parseInjectorConfig(['--approvals-port', '8444'], env), /--approvals-port \(/);
+  const free = parseInjectorConfig(['--webhook-port=0', '--pull-port=0', '--approvals-port=0'], env);
+  assert.deepEqual([free.webhookPort, free.pullPort, free.approvalsPort], [0, 0, 0]);
+});
+
+test('an approvals API without approval controllers is refused at start, naming both settings', () => {
+  assert.throws(
+    () => parseInjectorConfig(['--approvals-port', '8445'], required),
+    /--approvals-port \(VEIL_APPROVALS_PORT\): the approvals API needs --approval-controllers \(VEIL_APPROVAL_CONTROLLERS\)/,
+  );
+  const config = parseInjectorConfig(['--approvals-port', '8445'], {
+    ...required,
+    VEIL_APPROVAL_CONTROLLERS: 'system:serviceaccount:veil-system:veil-injector',
+  });
+  assert.equal(config.approvalsPort, 8445);
+});
+
 test('settled approvals are kept unless a retention in days is set', () => {
   assert.equal(parseInjectorConfig([], required).approvalRetentionDays, 0);
   assert.equal(

@@ -189,6 +189,30 @@ test("the sidecar's tuning reaches its environment, and only what was set", () =
   });
 });
 
+test("a pod's sidecar memory must be above the body memory the settings let the sidecar hold", () => {
+  const tuning = injectionSettingsSchema.parse({
+    ...testSettings,
+    tuning: { bodyMemoryBytes: 128 * 1024 * 1024 },
+  }).tuning;
+  const injectWith = (memory: string) =>
+    inject({
+      pod: modelPod({ 'veil.dev/inject': 'true', 'veil.dev/sidecar-memory': memory }),
+      namespace: 'ml',
+      namespaceOptIn: false,
+      settings: { ...settings, tuning },
+      bootstrapPolicy: {},
+    });
+  const under = injectWith('128Mi');
+  assert.equal(under.outcome, 'denied');
+  assert.match(
+    under.outcome === 'denied' ? under.message : '',
+    /^veil\.dev\/sidecar-memory: 128Mi must be above the sidecar's body memory \(134217728 bytes/,
+  );
+  const above = injectWith('192Mi');
+  assert.equal(above.outcome, 'injected', above.outcome === 'denied' ? above.message : '');
+  assert.equal(above.outcome === 'injected' && sidecarOf(above.pod).resources?.limits?.memory, '192Mi');
+});
+
 test('the sidecar requests the ephemeral storage a full spool holds, and sets no limit on it', () => {
   const storage = (native: boolean, spoolCapacityBytes?: number) => {
     const tuning = spoolCapacityBytes === undefined ? {} : { spoolCapacityBytes };

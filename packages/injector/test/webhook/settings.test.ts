@@ -100,6 +100,81 @@ test('a sidecar request above its limit is refused at start, naming both', () =>
   }
 });
 
+test('an S3 endpoint is http or https without user information: it is published in every pod', () => {
+  for (const endpoint of ['https://minio:hunter2@minio.veil-system.svc:9000', 'http://key@10.0.0.5:9000']) {
+    const parsed = injectionSettingsSchema.safeParse({
+      ...testSettings,
+      s3: { ...testSettings.s3, endpoint },
+    });
+    assert.equal(parsed.success, false, endpoint);
+    const issue = parsed.error?.issues[0];
+    assert.equal(issue?.path.join('.'), 's3.endpoint');
+    assert.match(issue?.message ?? '', /must not carry user information/);
+    assert.doesNotMatch(issue?.message ?? '', /hunter2|key@/);
+  }
+  const ftp = injectionSettingsSchema.safeParse({
+    ...testSettings,
+    s3: { ...testSettings.s3, endpoint: 'ftp://s3.example.com' },
+  });
+  assert.equal(ftp.error?.issues[0]?.path.join('.'), 's3.endpoint');
+  const kind = { ...testSettings.s3, endpoint: 'http://minio.veil-system.svc:9000' };
+  assert.equal(injectionSettingsSchema.parse({ ...testSettings, s3: kind }).s3?.endpoint, kind.endpoint);
+});
+
+test('the settings refuse what the sidecar would refuse in its environment', () => {
+  for (const [change, path] of [
+    [{ controllerUrl: 'https://user:secret@veil-injector.veil-system.svc:8444' }, 'controllerUrl'],
+    [{ approvalsUrl: 'https://localhost@evil.example:8445' }, 'approvalsUrl'],
+    [{ s3: { ...testSettings.s3, prefix: 'team-a/../team-b/' } }, 's3.prefix'],
+    [{ s3: { ...testSettings.s3, region: ' ' } }, 's3.region'],
+  ] as const) {
+    const parsed = injectionSettingsSchema.safeParse({ ...testSettings, ...change });
+    assert.equal(parsed.success, false, JSON.stringify(change));
+    assert.equal(parsed.error?.issues[0]?.path.join('.'), path);
+  }
+});
+
+test('request bodies held at or above the sidecar memory limit stop the injector at start, naming both', () => {
+  for (const [bodyMemoryBytes, limit] of [
+    [256 * 1024 * 1024, '256Mi'],
+    [100_000_000, '64Mi'],
+  ] as const) {
+    const parsed = injectionSettingsSchema.safeParse({
+      ...testSettings,
+      resources: { requests: { memory: '64Mi' }, limits: { memory: limit } },
+      tuning: { bodyMemoryBytes },
+    });
+    assert.equal(parsed.success, false, `${bodyMemoryBytes} under ${limit}`);
+    const issue = parsed.error?.issues[0];
+    assert.equal(issue?.path.join('.'), 'tuning.bodyMemoryBytes');
+    assert.ok(
+      issue?.message.includes(`(${bodyMemoryBytes}) must be below resources.limits.memory (${limit})`),
+      issue?.message,
+    );
+  }
+  const fits = injectionSettingsSchema.parse({
+    ...testSettings,
+    tuning: { bodyMemoryBytes: 64 * 1024 * 1024 },
+  });
+  assert.equal(fits.tuning.bodyMemoryBytes, 64 * 1024 * 1024);
+});
+
+test('a sidecar memory below 64Mi, such as a number meant in MiB, is refused in the settings', () => {
+  for (const memory of ['128', '0.5', '63Mi', '64k']) {
+    const parsed = injectionSettingsSchema.safeParse({
+      ...testSettings,
+      resources: { requests: { memory }, limits: { memory } },
+    });
+    assert.equal(parsed.success, false, memory);
+    assert.match(
+      parsed.error?.issues[0]?.message ?? '',
+      /must be at least 64Mi \(a number without a unit is bytes\)/,
+    );
+  }
+  const least = { requests: { memory: '64Mi' }, limits: { memory: '67108864' } };
+  assert.equal(injectionSettingsSchema.safeParse({ ...testSettings, resources: least }).success, true);
+});
+
 function optionsOf(annotations: Record<string, string>) {
   return readPodOptions({ metadata: { annotations } });
 }
@@ -134,7 +209,7 @@ test('quantities are checked', () => {
   for (const memory of ['128Mi', '1Gi', '1.5Gi', '500M', '134217728']) {
     assert.equal(optionsOf({ 'veil.dev/sidecar-memory': memory }).ok, true, memory);
   }
-  for (const memory of ['128m', '0Mi', '1 Gi', 'Mi', '-5Mi']) {
+  for (const memory of ['128m', '0Mi', '1 Gi', 'Mi', '-5Mi', '128', '0.5', '63Mi', '1M']) {
     assert.equal(optionsOf({ 'veil.dev/sidecar-memory': memory }).ok, false, memory);
   }
 });

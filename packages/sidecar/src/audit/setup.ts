@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { auditSchema, importSigningKey, type SigningKey } from '@veil/core';
-import type { SidecarConfig } from '../config.ts';
+import { evidenceStoreWarnings, type SidecarConfig } from '../config.ts';
 import type { ActivePolicy } from '../policy/active.ts';
 import type { Telemetry } from '../telemetry.ts';
 import { DirEvidenceStore } from './dirstore.ts';
@@ -54,6 +54,7 @@ export async function openAuditRecorder(config: SidecarConfig, deps: AuditDeps):
 // without its start-up time and memory.
 async function evidenceStore(config: SidecarConfig): Promise<EvidenceStore> {
   if (!config.s3Bucket) return new DirEvidenceStore(config.auditDir ?? defaultAuditDir);
+  for (const warning of evidenceStoreWarnings(config)) logLine(warning);
   const { S3EvidenceStore } = await import('./s3store.ts');
   return new S3EvidenceStore({
     bucket: config.s3Bucket,

@@ -20,6 +20,7 @@ import { defaultLeaseName } from './controller/leader.ts';
 import { jsonLog, type Log } from './controller/log.ts';
 import { type PullServer, startPullServer, tokenReviewAuthenticator } from './controller/pull.ts';
 import type { ApprovalStampSettings } from './webhook/approvals.ts';
+import { excludedNamespaces } from './webhook/inject.ts';
 import { dnsLabel, dnsSubdomain } from './webhook/names.ts';
 import { startWebhookServer, type WebhookServer } from './webhook/server.ts';
 import { type InjectionSettings, injectionSettingsSchema } from './webhook/settings.ts';
@@ -249,6 +250,7 @@ export async function startInjector(
     key,
     namespace: settings.injectorNamespace,
     namespaces: config.namespaces,
+    excludedNamespaces: excludedNamespaces(settings),
     publishKey:
       controllerKey.source === 'configMap' ? { name: controllerKey.name, key: controllerKey.key } : undefined,
     caBundle,

@@ -44,6 +44,12 @@ export type ControllerOptions = {
   namespace: string;
   /** Namespaces watched; empty or absent means all. */
   namespaces?: readonly string[];
+  /**
+   * Namespaces never injected, whose pods the webhooks do not see: one labelled
+   * injected there was labelled by hand, and gets no push, certificate or place
+   * in a policy's status.
+   */
+  excludedNamespaces?: readonly string[];
   /** The ConfigMap the public key goes into; absent when it is distributed some other way. */
   publishKey?: { name: string; key: string };
   /** The CA bundle of the serving certificate, published beside the key for sidecars to trust. */
@@ -94,7 +100,7 @@ export async function startController(options: ControllerOptions): Promise<Contr
     identity: options.identity,
     timeoutMs: options.push?.timeoutMs,
   });
-  const watches = new Watches(kubeConfig, namespaces, log);
+  const watches = new Watches(kubeConfig, namespaces, options.excludedNamespaces ?? [], log);
   const gone: GoneConfirmation = new GoneConfirmation({
     api: kubeConfig.makeApiClient(CustomObjectsApi),
     cached: (key) => cache.has(key),

@@ -11,14 +11,16 @@ import { type EmbeddingPolicyObject, policyResource } from './policies.ts';
 export class Watches {
   readonly #kubeConfig: KubeConfig;
   readonly #namespaces: readonly string[];
+  readonly #excluded: ReadonlySet<string>;
   readonly #log: Log;
   #policies: Watched<EmbeddingPolicyObject> | undefined;
   #pods: Watched<V1Pod> | undefined;
 
-  /** `namespaces` empty means all. */
-  constructor(kubeConfig: KubeConfig, namespaces: readonly string[], log: Log) {
+  /** `namespaces` empty means all; no pod of an `excluded` namespace counts as injected. */
+  constructor(kubeConfig: KubeConfig, namespaces: readonly string[], excluded: readonly string[], log: Log) {
     this.#kubeConfig = kubeConfig;
     this.#namespaces = namespaces;
+    this.#excluded = new Set(excluded);
     this.#log = log;
   }
 
@@ -32,7 +34,7 @@ export class Watches {
         error: this.#informerErrors('embeddingpolicies'),
       });
       this.#pods = await watchResource(kubeConfig, podResource(kubeConfig), this.#namespaces, {
-        upsert: (pod) => pods.upsert(pod),
+        upsert: (pod) => (this.#trusted(pod) ? pods.upsert(pod) : pods.remove(pod)),
         remove: (pod) => pods.remove(pod),
         error: this.#informerErrors('pods'),
       });
@@ -48,17 +50,22 @@ export class Watches {
   }
 
   pods(): V1Pod[] {
-    return this.#pods?.list() ?? [];
+    return (this.#pods?.list() ?? []).filter((pod) => this.#trusted(pod));
   }
 
   /** An injected pod, as the informer last saw it; undefined when it is not one. */
   injectedPod(namespace: string, name: string): V1Pod | undefined {
     const pod = this.#pods?.get(namespace, name);
-    return pod?.metadata?.labels?.[veilLabels.injected] === 'true' ? pod : undefined;
+    return pod?.metadata?.labels?.[veilLabels.injected] === 'true' && this.#trusted(pod) ? pod : undefined;
   }
 
   async stop(): Promise<void> {
     await Promise.all([this.#policies?.stop(), this.#pods?.stop()]);
+  }
+
+  /** The webhooks never see a pod of an excluded namespace: its label was not put there by injection. */
+  #trusted(pod: V1Pod): boolean {
+    return !this.#excluded.has(pod.metadata?.namespace ?? '');
   }
 
   #informerErrors(what: string): (error: unknown) => void {

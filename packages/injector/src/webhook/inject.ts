@@ -89,7 +89,12 @@ function findMemoryShortfall(options: PodOptions, settings: InjectionSettings): 
 }
 
 export function isExcludedNamespace(namespace: string, settings: InjectionSettings): boolean {
-  return namespace === 'kube-system' || namespace === settings.injectorNamespace;
+  return excludedNamespaces(settings).includes(namespace);
+}
+
+/** The namespaces never injected: a pod there labelled injected was labelled by hand. */
+export function excludedNamespaces(settings: InjectionSettings): string[] {
+  return ['kube-system', settings.injectorNamespace, ...settings.excludedNamespaces];
 }
 
 /** Whether `inject` would go on to inject: lets a caller skip its lookups for every other pod. */

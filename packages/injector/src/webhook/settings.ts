@@ -104,6 +104,12 @@ export const injectionSettingsSchema = z
     sidecarVersion: z.string().min(1).describe('Recorded in veil.dev/status'),
     imagePullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).default('IfNotPresent'),
     injectorNamespace: dnsLabel.describe('Never injected, nor is kube-system'),
+    excludedNamespaces: z
+      .array(dnsLabel)
+      .default([])
+      .describe(
+        "Never injected either (the chart's webhook.excludeNamespaces): the webhooks do not see their pods, so the controller trusts no pod there as injected",
+      ),
     nativeSidecars: z
       .boolean()
       .default(true)

@@ -85,6 +85,41 @@ test('a key ConfigMap deleted by hand comes back at the next resync', async () =
   }
 });
 
+test('a pod labelled injected in a namespace never injected is no injected pod to the controller', async () => {
+  const excluded = await freshNamespace(cp, 'excluded');
+  const served = await freshNamespace(cp, 'served');
+  const core = cp.kubeConfig().makeApiClient(CoreV1Api);
+  // The webhooks do not see an excluded namespace's pods, so nothing stopped this label.
+  for (const namespace of [excluded, served])
+    await core.createNamespacedPod({
+      namespace,
+      body: {
+        metadata: { name: 'embedder', labels: { 'veil.dev/injected': 'true' } },
+        spec: { containers: [{ name: 'model', image: 'example.invalid/model:1' }] },
+      },
+    });
+  const controller = await startController({
+    kubeConfig: cp.kubeConfig(),
+    identity: 'controller-0',
+    key: await controllerKeyFromJwk(await generateControllerJwk()),
+    namespace: served,
+    namespaces: [excluded, served],
+    excludedNamespaces: [excluded],
+    publishKey: { name: 'veil-controller-key', key: 'jwk.json' },
+  });
+  try {
+    assert.ok(controller.injectedPod(served, 'embedder'));
+    assert.equal(controller.injectedPod(excluded, 'embedder'), undefined);
+    // The served namespace gets the key its pod needs; the excluded one gets nothing.
+    await eventually('the key ConfigMap of the served namespace', () =>
+      core.readNamespacedConfigMap({ namespace: served, name: 'veil-controller-key' }).catch(() => undefined),
+    );
+    await assert.rejects(core.readNamespacedConfigMap({ namespace: excluded, name: 'veil-controller-key' }));
+  } finally {
+    await controller.stop();
+  }
+});
+
 test('deleting a policy says it is revoked, and the pull endpoint then knows it does not exist', async () => {
   const namespace = await freshNamespace(cp, 'deleted');
   const core = cp.kubeConfig().makeApiClient(CoreV1Api);

@@ -189,6 +189,20 @@ test("the sidecar's tuning reaches its environment, and only what was set", () =
   });
 });
 
+test('a namespace the settings exclude is never injected, as kube-system and the injector namespace are', () => {
+  for (const namespace of ['ops', 'kube-system', settings.injectorNamespace]) {
+    const result = inject({
+      pod: modelPod(),
+      namespace,
+      namespaceOptIn: true,
+      settings: { ...settings, excludedNamespaces: ['ops'] },
+      bootstrapPolicy: {},
+    });
+    assert.equal(result.outcome, 'unchanged', namespace);
+    assert.equal(result.outcome === 'unchanged' && result.reason, `namespace ${namespace} is never injected`);
+  }
+});
+
 test("a pod's sidecar memory must be above the body memory the settings let the sidecar hold", () => {
   const tuning = injectionSettingsSchema.parse({
     ...testSettings,

@@ -323,6 +323,12 @@ function warningsFor(pod: V1Pod, plan: Plan): string[] {
       `native sidecars are off: with restartPolicy ${restartPolicy} the pod does not complete while the sidecar runs`,
     );
   }
+  const guarded = settings.networkPolicyNamespaces;
+  if (guarded !== undefined && !guarded.includes(plan.namespace)) {
+    warnings.push(
+      `namespace ${plan.namespace} has no Veil NetworkPolicy (the chart's workloadNamespaces): other pods can reach the model's port around the proxy`,
+    );
+  }
   if (plan.bootstrapPolicy === undefined) {
     warnings.push(
       `EmbeddingPolicy ${plan.namespace}/${plan.options.policy} not found: the sidecar answers 503 until it exists`,

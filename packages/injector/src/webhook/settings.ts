@@ -104,6 +104,12 @@ export const injectionSettingsSchema = z
     sidecarVersion: z.string().min(1).describe('Recorded in veil.dev/status'),
     imagePullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).default('IfNotPresent'),
     injectorNamespace: dnsLabel.describe('Never injected, nor is kube-system'),
+    networkPolicyNamespaces: z
+      .array(dnsLabel)
+      .optional()
+      .describe(
+        'Where the chart made its NetworkPolicy (workloadNamespaces, with networkPolicy.enabled): a pod injected elsewhere is warned that its model can be reached around the proxy. Unset: no warning',
+      ),
     excludedNamespaces: z
       .array(dnsLabel)
       .default([])

@@ -189,6 +189,26 @@ test("the sidecar's tuning reaches its environment, and only what was set", () =
   });
 });
 
+test('a pod injected where the chart made no NetworkPolicy is warned that its model can be reached around the proxy', () => {
+  const warningsIn = (namespace: string, networkPolicyNamespaces?: string[]) => {
+    const result = inject({
+      pod: modelPod(),
+      namespace,
+      namespaceOptIn: false,
+      settings: { ...settings, networkPolicyNamespaces },
+      bootstrapPolicy: {},
+    });
+    assert.equal(result.outcome, 'injected');
+    return result.outcome === 'injected' ? result.warnings : [];
+  };
+  assert.deepEqual(warningsIn('search', ['ml']), [
+    "namespace search has no Veil NetworkPolicy (the chart's workloadNamespaces): other pods can reach the model's port around the proxy",
+  ]);
+  assert.deepEqual(warningsIn('ml', ['ml']), []);
+  // Without the chart's list the injector cannot tell, and says nothing.
+  assert.deepEqual(warningsIn('search'), []);
+});
+
 test('a namespace the settings exclude is never injected, as kube-system and the injector namespace are', () => {
   for (const namespace of ['ops', 'kube-system', settings.injectorNamespace]) {
     const result = inject({

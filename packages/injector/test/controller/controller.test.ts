@@ -41,17 +41,25 @@ async function deletePolicy(namespace: string, name: string): Promise<void> {
   });
 }
 
+/** A pod carrying the injected label, as the controller watches for; nothing checks it here. */
+async function createLabelledPod(namespace: string, name = 'embedder'): Promise<void> {
+  await cp
+    .kubeConfig()
+    .makeApiClient(CoreV1Api)
+    .createNamespacedPod({
+      namespace,
+      body: {
+        metadata: { name, labels: { 'veil.dev/injected': 'true' } },
+        spec: { containers: [{ name: 'model', image: 'example.invalid/model:1' }] },
+      },
+    });
+}
+
 test('a key ConfigMap deleted by hand comes back at the next resync', async () => {
   const namespace = await freshNamespace(cp, 'resync');
   const core = cp.kubeConfig().makeApiClient(CoreV1Api);
   // An injected pod is what makes the controller publish its key in a namespace.
-  await core.createNamespacedPod({
-    namespace,
-    body: {
-      metadata: { name: 'embedder', labels: { 'veil.dev/injected': 'true' } },
-      spec: { containers: [{ name: 'model', image: 'example.invalid/model:1' }] },
-    },
-  });
+  await createLabelledPod(namespace);
   const controller = await startController({
     kubeConfig: cp.kubeConfig(),
     identity: 'controller-0',
@@ -90,14 +98,7 @@ test('a pod labelled injected in a namespace never injected is no injected pod t
   const served = await freshNamespace(cp, 'served');
   const core = cp.kubeConfig().makeApiClient(CoreV1Api);
   // The webhooks do not see an excluded namespace's pods, so nothing stopped this label.
-  for (const namespace of [excluded, served])
-    await core.createNamespacedPod({
-      namespace,
-      body: {
-        metadata: { name: 'embedder', labels: { 'veil.dev/injected': 'true' } },
-        spec: { containers: [{ name: 'model', image: 'example.invalid/model:1' }] },
-      },
-    });
+  for (const namespace of [excluded, served]) await createLabelledPod(namespace);
   const controller = await startController({
     kubeConfig: cp.kubeConfig(),
     identity: 'controller-0',
@@ -122,7 +123,6 @@ test('a pod labelled injected in a namespace never injected is no injected pod t
 
 test('deleting a policy says it is revoked, and the pull endpoint then knows it does not exist', async () => {
   const namespace = await freshNamespace(cp, 'deleted');
-  const core = cp.kubeConfig().makeApiClient(CoreV1Api);
   await applyPolicy(cp, namespace, 'default', {});
   // RE2 has no look-behind: valid for the API server's schema, invalid for Veil.
   await applyPolicy(cp, namespace, 'broken', {
@@ -132,14 +132,7 @@ test('deleting a policy says it is revoked, and the pull endpoint then knows it 
       ],
     },
   });
-  for (const name of ['embedder-0', 'embedder-1'])
-    await core.createNamespacedPod({
-      namespace,
-      body: {
-        metadata: { name, labels: { 'veil.dev/injected': 'true' } },
-        spec: { containers: [{ name: 'model', image: 'example.invalid/model:1' }] },
-      },
-    });
+  for (const name of ['embedder-0', 'embedder-1']) await createLabelledPod(namespace, name);
   const warnings: { message: string; fields?: LogFields }[] = [];
   const controller = await startController({
     kubeConfig: cp.kubeConfig(),

@@ -48,8 +48,13 @@ function hitsIn(reading: Reading, scanners: readonly Scanner[]): Hit[] {
 function hitsInReading(text: string, scanners: readonly Scanner[]): Hit[] {
   const reading = readingOf(text);
   const hits = hitsIn(reading, scanners);
-  if (reading.joinsDigits) hits.push(...hitsIn(readingOf(text, true), scanners));
+  if (reading.joinsDigits) appendHits(hits, hitsIn(readingOf(text, true), scanners));
   return hits;
+}
+
+/** Not push(...): a megabyte of short values holds more hits than a call takes arguments. */
+function appendHits(hits: Hit[], more: readonly Hit[]): void {
+  for (const hit of more) hits.push(hit);
 }
 
 /**
@@ -63,7 +68,7 @@ const operatorStrength: Readonly<Record<MaskOperator, number>> = { mask: 0, hash
 export function matchText(text: string, scanners: readonly Scanner[]): Hit[] {
   if (scanners.length === 0 || text.length === 0) return [];
   const hits = collectHits(text, scanners);
-  if (hasHiddenForms(text)) hits.push(...hitsInReading(text, scanners));
+  if (hasHiddenForms(text)) appendHits(hits, hitsInReading(text, scanners));
   if (hits.length === 0) return hits;
   return resolveOverlaps(hits, (i) => operatorStrength[scanners[i]?.operator ?? 'drop']);
 }

@@ -71,6 +71,22 @@ test('the listing order of objects does not matter', () => {
   assert.deepEqual(verifyEvidence([...built.objects].reverse(), options).findings, []);
 });
 
+test('a stream of more records than a call takes arguments verifies whole', () => {
+  const count = 160_000;
+  const batchOf = 20_000;
+  const batches = Array.from({ length: count / batchOf }, (_, b) =>
+    Array.from({ length: batchOf }, (_, i) => b * batchOf + i),
+  );
+  const result = verifyEvidence(buildStream({ batches }).objects, options);
+  assert.deepEqual(
+    result.findings.filter((f) => f.level === 'INVALID'),
+    [],
+  );
+  assert.equal(result.totals.records, count);
+  assert.equal(result.records.length, count);
+  assert.equal(result.records.at(-1)?.seq, count - 1);
+});
+
 // ---- the tamper corpus: each case is caught by its own finding code -------------
 
 test('a flipped byte in a batch breaks its checksum', () => {

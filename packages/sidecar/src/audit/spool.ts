@@ -205,7 +205,8 @@ export class Spool {
         bytes += payload;
         to += 1;
       }
-      if (to > from) entries.push(...(await readRecords(this.#reader, segment, from, to)));
+      // Not push(...): a batch may hold more records than a call takes arguments.
+      if (to > from) for (const entry of await readRecords(this.#reader, segment, from, to)) entries.push(entry);
       next = segment.firstSeq + to;
       if (to < segment.offsets.length) break;
     }

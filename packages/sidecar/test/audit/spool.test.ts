@@ -98,6 +98,16 @@ test('readFrom pages by record count and by bytes, always making progress', asyn
   assert.deepEqual(await spool.readFrom(10, 100, 1_000_000), []);
 });
 
+test('readFrom hands out a batch of more records than a call takes arguments', async (t) => {
+  const spool = await Spool.open({ dir: await tempDir(t) });
+  t.after(() => spool.close());
+  const count = 150_000;
+  await Promise.all(Array.from({ length: count }, (_, i) => spool.append(`${i}`)));
+  const entries = await spool.readFrom(0, count, Number.MAX_SAFE_INTEGER);
+  assert.equal(entries.length, count);
+  assert.equal(entries.at(-1)?.bytes.toString(), `${count - 1}`);
+});
+
 test('appends made while a sync is in flight share the next sync', async (t) => {
   const spool = await Spool.open({ dir: await tempDir(t) });
   t.after(() => spool.close());

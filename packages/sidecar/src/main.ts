@@ -3,8 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { exportSigningKey, generateSigningKey } from '@veil/core';
-import { defaultCloseGraceSeconds } from './audit/setup.ts';
+import { DEFAULT_AUDIT_CLOSE_GRACE_SECONDS, exportSigningKey, generateSigningKey } from '@veil/core';
 import { configFromEnv, type SidecarConfig } from './config.ts';
 import { type RunningSidecar, requestDrainMs, type SidecarOptions, startSidecar } from './sidecar.ts';
 import { shutdownTelemetry } from './telemetry.ts';
@@ -20,7 +19,7 @@ const closeMarginMs = 3_000;
  * moves it along, so that its closing manifest is never cut short here.
  */
 function shutdownGraceMs(config: SidecarConfig): number {
-  const auditGraceMs = (config.auditCloseGraceSeconds ?? defaultCloseGraceSeconds) * 1000;
+  const auditGraceMs = (config.auditCloseGraceSeconds ?? DEFAULT_AUDIT_CLOSE_GRACE_SECONDS) * 1000;
   return 2 * requestDrainMs + auditGraceMs + closeMarginMs;
 }
 

@@ -255,7 +255,7 @@ test('a stream with no closing manifest is a warning, exit 0', async () => {
   const result = await verify(published);
   assert.equal(result.code, 0);
   assert.deepEqual(result.lines, [
-    `WARN ${built.stream} ${built.prefix}: no closing manifest: the sidecar did not shut down cleanly, or still runs`,
+    `WARN ${built.stream} ${built.prefix}: no closing manifest: the sidecar stopped before writing one (a crash, a lost node, or the store unreachable at shutdown), or it still runs`,
     '1 streams, 3 batches, 9 records verified, 0 gaps',
   ]);
   assert.deepEqual(result.codes, ['WARN unclosed-stream']);

@@ -35,6 +35,9 @@ const MiB = 1024 * 1024;
 /** The spool's capacity when `spoolCapacityBytes` is unset: the sidecar's, and the disk the injector requests for it. */
 export const DEFAULT_SPOOL_CAPACITY_BYTES = 1024 * MiB;
 
+/** How long a sidecar keeps shipping on shutdown when `auditCloseGraceSeconds` is unset: the injector sizes pods' grace by it. */
+export const DEFAULT_AUDIT_CLOSE_GRACE_SECONDS = 20;
+
 /** What the sidecar uses for a timeout left unset. */
 export const DEFAULT_BODY_TIMEOUT_MS = 30_000;
 export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
@@ -76,7 +79,7 @@ export const sidecarTuningSchema = z
     auditCloseGraceSeconds: seconds(0, 3_600)
       .optional()
       .describe(
-        "On shutdown, how long to keep shipping and close the stream (default 20, at most 3600); keep it under the pod's terminationGracePeriodSeconds",
+        'On shutdown, how long to keep shipping and close the stream (default 20, at most 3600); the injector refuses pods whose terminationGracePeriodSeconds (30 when unset) is below it plus 5',
       ),
   })
   .strict()

@@ -184,6 +184,10 @@ test('two batches swapped are each found holding the other', () => {
 test('a stream without its closing manifest is reported unclosed', () => {
   const built = buildStream({ batches: clean, close: false });
   assert.deepEqual(codes(built.objects), ['WARN unclosed-stream']);
+  // A sidecar that shut down cleanly with the store away leaves no close either: not blamed on the sidecar.
+  const [finding] = verifyEvidence(built.objects, options).findings;
+  assert.match(finding?.message ?? '', /the store unreachable at shutdown/);
+  assert.doesNotMatch(finding?.message ?? '', /did not shut down cleanly/);
 });
 
 test('a batch no manifest describes is an orphan', () => {

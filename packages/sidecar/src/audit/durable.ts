@@ -30,18 +30,26 @@ export class DurableSink implements AuditSink {
   readonly #onDurable: () => void;
   readonly #inFlight = new Set<Promise<unknown>>();
   #nextSeq: number;
+  #lastDurableSeq: number;
   #closed = false;
 
   constructor(options: DurableSinkOptions) {
     this.#spool = options.spool;
     this.#encoder = options.encoder;
     this.#nextSeq = options.nextSeq;
+    // The same incarnation reopened: its earlier records are in the spool already.
+    this.#lastDurableSeq = options.nextSeq - 1;
     this.#reserveBytes = options.reserveBytes;
     this.#onDurable = options.onDurable ?? (() => undefined);
   }
 
   get stream(): string {
     return this.#encoder.stream;
+  }
+
+  /** The stream seq of the last durable record of the stream; -1 for none. */
+  get lastDurableSeq(): number {
+    return this.#lastDurableSeq;
   }
 
   /** The stream seq the next record gets. */
@@ -70,8 +78,12 @@ export class DurableSink implements AuditSink {
       // once it has failed or closed).
       throw new SpoolFullError('the audit spool is full');
     }
+    const seq = this.#nextSeq;
     this.#nextSeq += 1;
-    const durable = this.#spool.append(frame, { urgent: until === 'durable' }).then(() => this.#onDurable());
+    const durable = this.#spool.append(frame, { urgent: until === 'durable' }).then(() => {
+      this.#lastDurableSeq = Math.max(this.#lastDurableSeq, seq);
+      this.#onDurable();
+    });
     this.#inFlight.add(durable);
     // Also what keeps a queued record's failure from going unhandled: a failed
     // spool refuses every later record, and so every later request.

@@ -23,6 +23,9 @@ import { AuditStateError, newStreamRecord, ShipState } from './state.ts';
 import type { EvidenceStore } from './store.ts';
 import { RecordEncoder, type StreamIdentity, streamRef } from './stream.ts';
 
+/** A line for the sidecar's log; an `error` is evidence at risk, for an operator to act on. */
+export type AuditLog = (message: string, level?: 'warn' | 'error') => void;
+
 export type AuditRecorderOptions = {
   spoolDir: string;
   capacityBytes?: number;
@@ -34,7 +37,7 @@ export type AuditRecorderOptions = {
   /** How long `close()` may take to ship what is left and close the stream. */
   closeGraceMs: number;
   backoff?: BackoffOptions;
-  log?: (message: string) => void;
+  log?: AuditLog;
   /** What the spool measures how long records wait by; one that never steps back by default. */
   spoolClock?: () => number;
 };
@@ -57,7 +60,7 @@ export class AuditRecorder implements AuditSink {
   readonly #shipper: Shipper;
   readonly #store: EvidenceStore;
   readonly #closeGraceMs: number;
-  readonly #log: (message: string) => void;
+  readonly #log: AuditLog;
   /** The RFC 7638 thumbprint of the key the stream's manifests are signed with. */
   readonly keyId: string;
   #closing: Promise<void> | undefined;
@@ -68,7 +71,7 @@ export class AuditRecorder implements AuditSink {
     shipper: Shipper;
     store: EvidenceStore;
     closeGraceMs: number;
-    log: (message: string) => void;
+    log: AuditLog;
     keyId: string;
   }) {
     this.keyId = parts.keyId;
@@ -105,7 +108,7 @@ export class AuditRecorder implements AuditSink {
   ): Promise<AuditRecorder> {
     const log = options.log ?? (() => undefined);
     const { nextSeq, shippedSeq } = spool.stats();
-    const state = await ShipState.open(join(options.spoolDir, stateDirName), shippedSeq + 1);
+    const state = await ShipState.open(join(options.spoolDir, stateDirName), shippedSeq + 1, spool.reserve);
     await checkStateMatchesSpool(state, spool);
     const ref = streamRef(options.identity);
     const stream = streamId(ref);
@@ -180,19 +183,32 @@ export class AuditRecorder implements AuditSink {
     await this.#sink.close();
     try {
       const complete = await this.#shipper.close(this.#closeGraceMs);
-      if (!complete) this.#log(leftForNextProcess(this.#spool.stats().waiting));
+      if (!complete) this.#log(this.#leftUnshipped(), 'error');
     } finally {
       await this.#spool.close();
       this.#store.close();
     }
   }
-}
 
-/** What a close that ran out of time left in the spool; the next process on it ships that first. */
-function leftForNextProcess(waiting: number): string {
-  // With every record shipped, what is left is manifests (the closing one, at least).
-  const left = waiting > 0 ? `${waiting} records` : 'the last manifests (no records)';
-  return `audit: ${left} not shipped within the grace period; kept in the spool for the next process on it`;
+  /**
+   * What a close that ran out of time left in the spool. A container restart
+   * finds it there and ships it first; a pod being deleted takes its emptyDir,
+   * and it, along. Nothing here tells the two apart, so both are said.
+   */
+  #leftUnshipped(): string {
+    const waiting = this.#spool.stats().waiting;
+    const first = this.#shipper.firstUnshippedSeq();
+    // Records refused when written took a seq but were never answered: not counted.
+    const last = this.#sink.lastDurableSeq;
+    // With every record shipped, what is left is manifests (the closing one, at least).
+    const left = waiting > 0 ? `${waiting} records` : 'the last manifests (no records)';
+    const own = first <= last ? ` (records ${first} to ${last} of stream ${this.stream} among them)` : '';
+    return (
+      `audit: ${left} not shipped to ${this.#store.description} within the grace period${own}: ` +
+      'kept in the spool for the next process if only the container restarts, but lost if the pod itself is being deleted ' +
+      '(the sidecar cannot tell which; see "When a part is down" in the operations guide)'
+    );
+  }
 }
 
 /**
@@ -268,11 +284,15 @@ async function openStream(
   const ref = streamRef(options.identity);
   const genesis = buildGenesis({ stream: ref, signingKey, createdAt: new Date() });
   const data = state.data;
-  await state.commit({
-    ...data,
-    streams: [...data.streams, newStreamRecord(ref, exportSigningKey(signingKey), genesis.manifest)],
-    outbox: [...data.outbox, { manifest: genesis.manifest }],
-  });
+  await state.commit(
+    {
+      ...data,
+      streams: [...data.streams, newStreamRecord(ref, exportSigningKey(signingKey), genesis.manifest)],
+      outbox: [...data.outbox, { manifest: genesis.manifest }],
+    },
+    "register this process's stream (its genesis manifest) at start",
+    'may-spend',
+  );
   return { nextRecordSeq: 0, keyId: signingKey.keyId };
 }
 

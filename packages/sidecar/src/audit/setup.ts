@@ -3,7 +3,13 @@
 // settings from the policy in force.
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { auditSchema, importSigningKey, type SigningKey } from '@veil/core';
+import {
+  auditSchema,
+  DEFAULT_AUDIT_CLOSE_GRACE_SECONDS,
+  DEFAULT_SPOOL_CAPACITY_BYTES,
+  importSigningKey,
+  type SigningKey,
+} from '@veil/core';
 import { evidenceStoreWarnings, type SidecarConfig } from '../config.ts';
 import type { ActivePolicy } from '../policy/active.ts';
 import type { Telemetry } from '../telemetry.ts';
@@ -16,7 +22,6 @@ import { newIncarnation } from './stream.ts';
 const defaultAuditDir = '.veil/audit';
 const dayMs = 86_400_000;
 /** Within the sidecar's own shutdown grace, itself within the pod's default 30 s. */
-export const defaultCloseGraceSeconds = 20;
 /** What applies while no valid policy is loaded. */
 const defaultAudit = auditSchema.parse({});
 
@@ -38,8 +43,8 @@ export async function openAuditRecorder(config: SidecarConfig, deps: AuditDeps):
       identity: { cluster: config.cluster, pod: config.pod, incarnation: newIncarnation() },
       signingKey: config.signingKeyFile ? await readSigningKey(config.signingKeyFile) : undefined,
       store,
-      settings: () => shippingSettings(config, deps.policy()),
-      closeGraceMs: (config.auditCloseGraceSeconds ?? defaultCloseGraceSeconds) * 1000,
+      settings: lastKnownSettings(config, deps.policy),
+      closeGraceMs: (config.auditCloseGraceSeconds ?? DEFAULT_AUDIT_CLOSE_GRACE_SECONDS) * 1000,
       log: logLine,
     });
   } catch (error) {
@@ -47,7 +52,8 @@ export async function openAuditRecorder(config: SidecarConfig, deps: AuditDeps):
     throw error;
   }
   logLine(streamKeyLine(recorder.stream, recorder.keyId), 'info');
-  return { recorder, dropGauges: registerGauges(deps.telemetry, recorder) };
+  const capacityBytes = config.spoolCapacityBytes ?? DEFAULT_SPOOL_CAPACITY_BYTES;
+  return { recorder, dropGauges: registerGauges(deps.telemetry, recorder, capacityBytes) };
 }
 
 // The AWS SDK is loaded only for a bucket: `veil dev` and local evidence do
@@ -71,11 +77,28 @@ function spoolDirOf(config: SidecarConfig): string {
   return config.spoolDir ?? join(dirname(resolve(config.auditDir ?? defaultAuditDir)), 'spool');
 }
 
-function shippingSettings(config: SidecarConfig, policy: ActivePolicy | undefined): ShippingSettings {
-  const audit = policy?.spec.audit ?? defaultAudit;
-  const retentionMs =
-    config.retentionSeconds !== undefined ? config.retentionSeconds * 1000 : audit.retentionDays * dayMs;
-  return { batch: audit.batch, retentionMs };
+/**
+ * The settings of the policy in force; while none is loaded (not yet, or
+ * revoked), those of the last one this process had, so records answered under
+ * it are not locked for the schema's default instead.
+ */
+function lastKnownSettings(
+  config: SidecarConfig,
+  policy: () => ActivePolicy | undefined,
+): () => ShippingSettings {
+  let last: ActivePolicy['spec']['audit'] | undefined;
+  return () => {
+    last = policy()?.spec.audit ?? last;
+    const audit = last ?? defaultAudit;
+    if (config.retentionSeconds !== undefined) {
+      return { batch: audit.batch, retentionMs: config.retentionSeconds * 1000 };
+    }
+    return {
+      batch: audit.batch,
+      retentionMs: audit.retentionDays * dayMs,
+      retentionKnown: last !== undefined,
+    };
+  };
 }
 
 async function readSigningKey(file: string): Promise<SigningKey> {
@@ -87,9 +110,15 @@ async function readSigningKey(file: string): Promise<SigningKey> {
   }
 }
 
-function registerGauges(telemetry: Telemetry, recorder: AuditRecorder): () => void {
+function registerGauges(telemetry: Telemetry, recorder: AuditRecorder, capacityBytes: number): () => void {
   const drops = [
     telemetry.gauge('veil_audit_spool_bytes', 'Bytes in the audit spool', () => recorder.stats().spoolBytes),
+    // Beside the spool's fill, so an alert can be a fraction rather than a number per pod.
+    telemetry.gauge(
+      'veil_audit_spool_capacity_bytes',
+      'Bytes the audit spool may hold: with veil_audit_spool_bytes, how full it is',
+      () => capacityBytes,
+    ),
     telemetry.gauge(
       'veil_audit_records_waiting',
       'Durable audit records the evidence store has not acknowledged',
@@ -136,6 +165,6 @@ export function streamKeyLine(stream: string, keyId: string): string {
   return `audit stream ${stream} signs with key ${keyId}; trusted-keys line: ${keyId} ${podStreams}`;
 }
 
-function logLine(message: string, level: 'info' | 'warn' = 'warn'): void {
+function logLine(message: string, level: 'info' | 'warn' | 'error' = 'warn'): void {
   process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, message })}\n`);
 }

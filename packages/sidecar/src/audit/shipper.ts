@@ -18,10 +18,16 @@ import {
   storeManifest,
   streamId,
 } from '@veil/core';
-import { writeFileAtomic } from '../files.ts';
 import { type BackoffOptions, backoffDelay, defaultBackoff } from './backoff.ts';
+import type { ReserveUse } from './reserve.ts';
 import type { Spool } from './spool.ts';
-import { AuditStateError, type OutboxItem, type ShipState, type StateData } from './state.ts';
+import {
+  AuditStateError,
+  type OutboxItem,
+  type ShipState,
+  type StateData,
+  type StreamRecord,
+} from './state.ts';
 import {
   EvidenceConflictError,
   EvidenceNotLockedError,
@@ -33,8 +39,17 @@ import {
 
 export type BatchSettings = { maxRecords: number; maxBytes: number; maxAgeSeconds: number };
 
-/** Read before each batch and upload, so a policy change applies to the next one. */
-export type ShippingSettings = { batch: BatchSettings; retentionMs: number };
+/**
+ * Read before each batch and upload, so a policy change applies to the next
+ * one. A batch keeps the retention it was cut with, and no object of a stream
+ * is locked shorter than the longest retention its batches were cut with.
+ */
+export type ShippingSettings = {
+  batch: BatchSettings;
+  retentionMs: number;
+  /** False while no policy is loaded: the last retention in force is kept, not `retentionMs`. */
+  retentionKnown?: boolean;
+};
 
 export type ShipperOptions = {
   spool: Spool;
@@ -123,6 +138,11 @@ export class Shipper {
   #next: { from: number; batch: Promise<CutBatch> } | undefined;
   #sleeper: Sleeper | undefined;
   #closing = false;
+  /**
+   * The longest retention in force while this process's records were made
+   * durable: during an outage nothing is cut, and the policy may change before it ends.
+   */
+  #longestSeenMs = 0;
 
   constructor(options: ShipperOptions) {
     this.#spool = options.spool;
@@ -142,11 +162,22 @@ export class Shipper {
 
   /** New durable records: a batch may be due. */
   notify(): void {
+    this.#longestSeenMs = Math.max(this.#longestSeenMs, this.#policyRetentionMs());
     if (this.#sleeper?.byNotify) this.#sleeper.wake();
   }
 
   stats(): ShipperStats {
     return { ...this.#stats };
+  }
+
+  /** The seq of the first record of this process's stream the store has not acknowledged. */
+  firstUnshippedSeq(): number {
+    const outbox = this.#state.data.outbox;
+    const batch = outbox.find(
+      (item) => item.manifest.stream === this.#stream && item.manifest.kind === 'batch',
+    );
+    if (batch?.manifest.kind === 'batch') return batch.manifest.batch.firstSeq;
+    return this.#state.stream(this.#stream)?.nextRecordSeq ?? 0;
   }
 
   /**
@@ -174,11 +205,13 @@ export class Shipper {
   async #run(): Promise<void> {
     while (!this.#stop.signal.aborted) {
       try {
-        if (await this.#step()) {
-          this.#succeeded();
-          continue;
-        }
-        if (this.#closing) return;
+        const closing = this.#closing;
+        const step = await this.#step();
+        if (step === 'shipped') this.#succeeded();
+        if (step !== 'idle') continue;
+        if (closing) return;
+        // `close()` came during a step that did no closing work: the next step does it.
+        if (this.#closing) continue;
         await this.#sleep(this.#idleMs(), true);
       } catch (error) {
         if (this.#stop.signal.aborted) return;
@@ -218,19 +251,22 @@ export class Shipper {
     );
   }
 
-  /** One unit of work; false when there is none now. */
-  async #step(): Promise<boolean> {
+  /**
+   * One unit of work: 'idle' when there is none now. Only an upload is
+   * 'shipped': cutting and closing are local, so they end no outage.
+   */
+  async #step(): Promise<Step> {
     // Closing cuts everything first: the closing manifest can then join the outbox
     // even while the store is away, and the next process uploads it.
-    if (this.#closing && ((await this.#cut(true)) || (await this.#closeStream()))) return true;
+    if (this.#closing && ((await this.#cut(true)) || (await this.#closeStream()))) return 'local';
     const item = this.#state.data.outbox[0];
     if (item) {
       // The upload mostly waits on the store: the next batch's reading and compression fit in that wait.
       this.#cutAhead();
       await this.#upload(item);
-      return true;
+      return 'shipped';
     }
-    return !this.#closing && this.#cut(false);
+    return !this.#closing && (await this.#cut(false)) ? 'local' : 'idle';
   }
 
   #uncut(): number {
@@ -261,7 +297,8 @@ export class Shipper {
     if (!force && !this.#due(from, settings)) return false;
     const ahead = this.#next?.from === from ? this.#next.batch : undefined;
     this.#next = undefined;
-    const { run, batch } = await (ahead ?? this.#compress(from, settings));
+    const { run, batch } = await (ahead ?? this.#compress(from, this.#fitting(settings)));
+    const use = this.#cutUse();
     const stream = this.#state.stream(run.stream);
     if (!stream) throw new AuditStateError(`the spool holds records of ${run.stream}, a stream with no key`);
     const { firstSeq, lastSeq } = batch.content;
@@ -272,7 +309,7 @@ export class Shipper {
       this.#log(
         `audit: dropped records ${firstSeq} to ${lastSeq} of ${run.stream}, found after its closing manifest: refused when written, never acknowledged`,
       );
-      await this.#state.commit({ ...data, cutSeq: run.lastSpoolSeq + 1 });
+      await this.#state.commit({ ...data, cutSeq: run.lastSpoolSeq + 1 }, 'skip records dropped', use);
       // Nothing is left to upload before them: released now, or the spool would
       // count them as waiting (and log them at each start) until a later batch ships.
       if (data.outbox.length === 0) await this.#spool.release(run.lastSpoolSeq);
@@ -281,6 +318,7 @@ export class Shipper {
     if (firstSeq !== stream.nextRecordSeq) {
       throw new AuditStateError(`${run.stream} continues at record ${firstSeq}, not ${stream.nextRecordSeq}`);
     }
+    const retentionMs = this.#retentionMs(stream);
     const manifest = buildBatchManifest({
       stream: stream.ref,
       signingKey: this.#state.signingKey(stream),
@@ -289,15 +327,61 @@ export class Shipper {
       batch,
     });
     const file = `${batch.content.sha256}.ndjson.gz`;
-    await writeFileAtomic(this.#state.batchPath(file), batch.bytes);
-    const next = { ...stream, head: manifest.manifest, nextRecordSeq: batch.content.lastSeq + 1 };
-    await this.#state.commit({
-      ...data,
-      cutSeq: run.lastSpoolSeq + 1,
-      streams: data.streams.map((s) => (s === stream ? next : s)),
-      outbox: [...data.outbox, { manifest: manifest.manifest, batch: { file, spoolUpto: run.lastSpoolSeq } }],
-    });
+    await this.#state.writeBatch(file, batch.bytes, use);
+    const next = {
+      ...stream,
+      head: manifest.manifest,
+      nextRecordSeq: batch.content.lastSeq + 1,
+      retentionMs,
+    };
+    const item = { manifest: manifest.manifest, batch: { file, spoolUpto: run.lastSpoolSeq }, retentionMs };
+    await this.#state.commit(
+      {
+        ...data,
+        cutSeq: run.lastSpoolSeq + 1,
+        streams: data.streams.map((s) => (s === stream ? next : s)),
+        outbox: [...data.outbox, item],
+        retentionMs: this.#policyRetentionMs(),
+      },
+      'queue a batch for upload',
+      use,
+    );
     return true;
+  }
+
+  /** The policy's retention; while none is loaded, the last one in force, before the default. */
+  #policyRetentionMs(): number {
+    const settings = this.#settings();
+    if (settings.retentionKnown === false) return this.#state.data.retentionMs ?? settings.retentionMs;
+    return settings.retentionMs;
+  }
+
+  /** What a batch of `stream` is cut with: a policy that lowers the retention shortens none of the stream's locks. */
+  #retentionMs(stream: StreamRecord): number {
+    const seen = streamId(stream.ref) === this.#stream ? this.#longestSeenMs : 0;
+    return Math.max(this.#policyRetentionMs(), stream.retentionMs ?? 0, seen);
+  }
+
+  /** For an item cut by an earlier version, or a genesis or close manifest, the stream's as it stands. */
+  #uploadRetentionMs(item: OutboxItem): number {
+    const stream = this.#state.stream(item.manifest.stream);
+    return Math.max(item.retentionMs ?? 0, stream ? this.#retentionMs(stream) : this.#policyRetentionMs());
+  }
+
+  /**
+   * A cut adds to the volume. It may give up the reserve only when the store
+   * took everything queued before it, so its batch can go at once and free
+   * the room; with the store away, the reserve is kept for the next process's start.
+   */
+  #cutUse(): ReserveUse {
+    return this.#state.data.outbox.length === 0 ? 'may-spend' : 'keep';
+  }
+
+  /** With the reserve given up, batches small enough that their copy fits in the room it left. */
+  #fitting(settings: BatchSettings): BatchSettings {
+    const reserve = this.#spool.reserve;
+    if (reserve.held) return settings;
+    return { ...settings, maxBytes: Math.min(settings.maxBytes, Math.floor(reserve.bytes / 2)) };
   }
 
   /** Starts on the next batch when one is due; `#cut` takes it if it still starts where cutting stands. */
@@ -306,7 +390,7 @@ export class Shipper {
     if (this.#next?.from === from || this.#uncut() <= 0) return;
     const { batch: settings } = this.#settings();
     if (!this.#due(from, settings)) return;
-    const batch = this.#compress(from, settings);
+    const batch = this.#compress(from, this.#fitting(settings));
     // Awaited by `#cut`, or by `close`; until then a failure must not count as unhandled.
     batch.catch(() => undefined);
     this.#next = { from, batch };
@@ -363,17 +447,24 @@ export class Shipper {
       prev: storeManifest(stream.head),
       lastSeq: stream.nextRecordSeq > 0 ? stream.nextRecordSeq - 1 : null,
     });
-    await this.#state.commit({
-      ...data,
-      streams: data.streams.map((s) => (s === stream ? { ...stream, head: close.manifest } : s)),
-      outbox: [...data.outbox, { manifest: close.manifest }],
-    });
+    await this.#state.commit(
+      {
+        ...data,
+        streams: data.streams.map((s) =>
+          s === stream ? { ...stream, head: close.manifest, retentionMs: this.#retentionMs(stream) } : s,
+        ),
+        outbox: [...data.outbox, { manifest: close.manifest }],
+        retentionMs: this.#policyRetentionMs(),
+      },
+      "queue this process's closing manifest",
+      'keep',
+    );
     return true;
   }
 
   async #upload(item: OutboxItem): Promise<void> {
     const signal = this.#stop.signal;
-    const retainUntil = new Date(this.#now() + this.#settings().retentionMs + retentionMarginMs);
+    const retainUntil = new Date(this.#now() + this.#uploadRetentionMs(item) + retentionMarginMs);
     const manifest = storeManifest(item.manifest);
     const described = item.manifest.kind === 'batch' ? item.manifest.batch : undefined;
     if (item.batch && described) {
@@ -392,8 +483,13 @@ export class Shipper {
     // its stream's close by a process that stopped before anything else shipped.
     const shippedUpto = data.outbox.length === 1 ? data.cutSeq - 1 : item.batch?.spoolUpto;
     if (shippedUpto !== undefined && shippedUpto >= 0) await this.#spool.release(shippedUpto);
-    await this.#state.commit({ ...data, streams: this.#liveStreams(data), outbox: data.outbox.slice(1) });
+    await this.#state.commit(
+      { ...data, streams: this.#liveStreams(data), outbox: data.outbox.slice(1) },
+      'record an upload in the shipper state',
+      'may-spend',
+    );
     if (item.batch) await this.#state.removeBatch(item.batch.file);
+    await this.#spool.reserve.refill();
     if (described) {
       this.#stats.shippedRecords += described.records;
       this.#stats.shippedBatches += 1;
@@ -467,6 +563,7 @@ function errorSignature(error: unknown): string {
   return `${error.name}/${typeof code === 'string' ? code : ''}/${status ?? ''}`;
 }
 
+type Step = 'shipped' | 'local' | 'idle';
 type StreamRun = { stream: string; builder: BatchBuilder; lastSpoolSeq: number };
 type CutBatch = { run: StreamRun; batch: EncodedBatch };
 

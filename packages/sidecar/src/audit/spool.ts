@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { DEFAULT_SPOOL_CAPACITY_BYTES } from '@veil/core';
 import { mkdirDurable, syncDir, tempPathOf, writeFileAtomic } from '../files.ts';
+import { SpaceReserve } from './reserve.ts';
 import { lockSpool, type SpoolLock } from './spool-lock.ts';
 
 /** The spool holds as much as it may: the sidecar refuses new requests (503) rather than drop a record. */
@@ -84,6 +85,8 @@ const commitTimeResolutionMs = 100;
  * full spool; past this, every other time is forgotten (see `thinCommits`).
  */
 const maxCommitTimes = 4096;
+/** The most room kept on the volume for shipping's own writes (a sixteenth of the capacity below that). */
+const maxReserveBytes = 1024 * 1024;
 
 export class Spool {
   readonly #dir: string;
@@ -94,6 +97,8 @@ export class Spool {
   readonly #commits: Commit[];
   readonly recovery: SpoolRecovery;
   readonly #lock: SpoolLock;
+  /** Room on the volume kept for the writes that let shipping free it. */
+  readonly reserve: SpaceReserve;
   #active: FileHandle;
   #nextSeq: number;
   #shippedSeq: number;
@@ -108,7 +113,12 @@ export class Spool {
   #failure: Error | undefined;
   #closed = false;
 
-  private constructor(options: Required<SpoolOptions>, state: OpenState, lock: SpoolLock) {
+  private constructor(
+    options: Required<SpoolOptions>,
+    state: OpenState,
+    lock: SpoolLock,
+    reserve: SpaceReserve,
+  ) {
     this.#dir = options.dir;
     this.#segmentBytes = options.segmentBytes;
     this.#capacityBytes = options.capacityBytes;
@@ -121,6 +131,7 @@ export class Spool {
     this.#diskBytes = state.segments.reduce((total, segment) => total + segment.size, 0);
     this.recovery = state.recovery;
     this.#lock = lock;
+    this.reserve = reserve;
   }
 
   /**
@@ -140,7 +151,11 @@ export class Spool {
     await mkdirDurable(resolved.dir);
     const lock = await lockSpool(resolved.dir);
     try {
-      return new Spool(resolved, await recover(resolved), lock);
+      const reserveBytes = Math.min(maxReserveBytes, Math.floor(resolved.capacityBytes / 16));
+      // On a full volume the last segment starts no new records: it can then be deleted once shipped.
+      const fresh = await SpaceReserve.low(resolved.dir, reserveBytes);
+      const state = await recover(resolved, fresh);
+      return new Spool(resolved, state, lock, await SpaceReserve.open(resolved.dir, reserveBytes));
     } catch (error) {
       await lock.release();
       throw error;
@@ -206,7 +221,8 @@ export class Spool {
         to += 1;
       }
       // Not push(...): a batch may hold more records than a call takes arguments.
-      if (to > from) for (const entry of await readRecords(this.#reader, segment, from, to)) entries.push(entry);
+      if (to > from)
+        for (const entry of await readRecords(this.#reader, segment, from, to)) entries.push(entry);
       next = segment.firstSeq + to;
       if (to < segment.offsets.length) break;
     }
@@ -366,7 +382,11 @@ export class Spool {
 
   async #release(uptoSeq: number): Promise<void> {
     if (uptoSeq <= this.#shippedSeq) return;
-    await writeWatermark(this.#dir, uptoSeq);
+    const watermark = join(this.#dir, watermarkName);
+    // It follows an upload and comes before the deletions that free room.
+    await this.reserve.write('record what the store has acknowledged', watermark, 'may-spend', () =>
+      writeWatermark(this.#dir, uptoSeq),
+    );
     this.#shippedSeq = uptoSeq;
     pruneCommits(this.#commits, uptoSeq);
     // The active segment stays: it is still being appended to.
@@ -565,7 +585,7 @@ type OpenState = {
  * Nothing on disk changes until every check has passed: an open that is
  * refused leaves the spool as it found it, for the operator and the auditor.
  */
-async function recover(options: Required<SpoolOptions>): Promise<OpenState> {
+async function recover(options: Required<SpoolOptions>, fresh: boolean): Promise<OpenState> {
   const { dir } = options;
   const shippedSeq = await readWatermark(dir);
   const { segments, commits, torn } = await scanSegments(options);
@@ -582,7 +602,7 @@ async function recover(options: Required<SpoolOptions>): Promise<OpenState> {
     await unlink((segments.shift() as Segment).path);
   }
   let active: FileHandle;
-  if (last && last.size < options.segmentBytes) {
+  if (last && last.size < options.segmentBytes && !(fresh && last.offsets.length > 0)) {
     active = await open(last.path, 'a');
   } else {
     const segment = { firstSeq: nextSeq, path: segmentPath(dir, nextSeq), size: 0, offsets: [] };

@@ -24,6 +24,7 @@ import {
 } from '@veil/core';
 import { z } from 'zod';
 import { mkdirDurable, tempPathOf, writeFileAtomic } from '../files.ts';
+import type { ReserveUse, SpaceReserve } from './reserve.ts';
 
 /** The state does not describe the spool it sits next to; nothing is guessed. */
 export class AuditStateError extends Error {
@@ -45,6 +46,8 @@ const streamRecordSchema = z.strictObject({
   head: manifestSchema,
   /** The seq the stream's next batch starts at. */
   nextRecordSeq: z.int().min(0),
+  /** The longest retention any of its batches was cut with: none of its objects is locked shorter. Absent in states of earlier versions. */
+  retentionMs: z.int().min(0).optional(),
 });
 export type StreamRecord = z.infer<typeof streamRecordSchema>;
 
@@ -54,6 +57,12 @@ const outboxItemSchema = z.strictObject({
   batch: z
     .strictObject({ file: z.string().regex(/^[0-9a-f]{64}\.ndjson\.gz$/), spoolUpto: z.int().min(0) })
     .optional(),
+  /**
+   * The retention it was cut with, kept for its upload: records spooled during
+   * an outage, or before a policy lowered it, keep the retention they were
+   * answered under. Absent in states of earlier versions.
+   */
+  retentionMs: z.int().min(0).optional(),
 });
 export type OutboxItem = z.infer<typeof outboxItemSchema>;
 
@@ -64,6 +73,8 @@ const stateSchema = z.strictObject({
   streams: z.array(streamRecordSchema),
   /** In upload order. */
   outbox: z.array(outboxItemSchema),
+  /** The policy's retention at the last cut: what applies while no policy is loaded. */
+  retentionMs: z.int().min(0).optional(),
 });
 export type StateData = z.infer<typeof stateSchema>;
 
@@ -78,24 +89,27 @@ const outboxName = 'outbox';
 
 export class ShipState {
   readonly #dir: string;
+  readonly #reserve: SpaceReserve;
   readonly #keys = new Map<string, SigningKey>();
   #data: StateData;
   #saving: Promise<void> = Promise.resolve();
   /** False when no state was found: a new spool. */
   readonly found: boolean;
 
-  private constructor(dir: string, data: StateData, found: boolean) {
+  private constructor(dir: string, reserve: SpaceReserve, data: StateData, found: boolean) {
     this.#dir = dir;
+    this.#reserve = reserve;
     this.#data = data;
     this.found = found;
   }
 
   /** Loads the state in `dir` (a new one cut from `cutSeq` if none) and drops outbox files it does not list. */
-  static async open(dir: string, cutSeq: number): Promise<ShipState> {
+  static async open(dir: string, cutSeq: number, reserve: SpaceReserve): Promise<ShipState> {
     // Lost to a crash, the state would leave the spool's records with no stream to ship them in.
     await mkdirDurable(join(dir, outboxName), 0o700);
     const loaded = await readState(join(dir, stateName));
-    const state = new ShipState(dir, loaded ?? { version: 1, cutSeq, streams: [], outbox: [] }, !!loaded);
+    const data = loaded ?? { version: 1 as const, cutSeq, streams: [], outbox: [] };
+    const state = new ShipState(dir, reserve, data, !!loaded);
     await state.#dropStrayFiles();
     return state;
   }
@@ -118,15 +132,27 @@ export class ShipState {
     return key;
   }
 
-  /** Makes `next` the state, durably; until this resolves the old state stands. */
-  commit(next: StateData): Promise<void> {
+  /**
+   * Makes `next` the state, durably; until this resolves the old state stands.
+   * `step` names it in an error for want of room; `use` says whether it may give up the volume's reserve.
+   */
+  commit(next: StateData, step: string, use: ReserveUse): Promise<void> {
+    const path = join(this.#dir, stateName);
     const run = this.#saving.then(async () => {
-      await writeFileAtomic(join(this.#dir, stateName), sealState(next));
+      await this.#reserve.write(step, path, use, () => writeFileAtomic(path, sealState(next)));
       this.#data = next;
     });
     // One failed write must not fail every later one.
     this.#saving = run.catch(() => undefined);
     return run;
+  }
+
+  /** Writes a batch's outbox copy; `use` as for `commit`. */
+  async writeBatch(file: string, bytes: Uint8Array, use: ReserveUse): Promise<void> {
+    const path = this.batchPath(file);
+    await this.#reserve.write('keep a copy of a batch until it is uploaded', path, use, () =>
+      writeFileAtomic(path, bytes),
+    );
   }
 
   batchPath(file: string): string {

@@ -54,6 +54,8 @@ export function draft(model: string, outcome: AuditDraft['outcome'] = 'allowed')
 export class ScriptedStore implements EvidenceStore {
   readonly description = 'scripted store';
   readonly puts: string[] = [];
+  /** The lock asked for each key stored, in milliseconds since the epoch. */
+  readonly retainUntil = new Map<string, number>();
   failing: (key: string) => boolean = () => false;
   losing: (key: string) => boolean = () => false;
   failures = 0;
@@ -74,6 +76,7 @@ export class ScriptedStore implements EvidenceStore {
       throw new Error('the answer was lost');
     }
     this.puts.push(object.key);
+    this.retainUntil.set(object.key, object.retainUntil.getTime());
   }
 
   close(): void {

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { appendFile, cp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { appendFile, cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { setTimeout } from 'node:timers/promises';
@@ -7,7 +9,7 @@ import { gunzipSync } from 'node:zlib';
 import { parseEvidenceKey, sha256Hex, streamId, verifyEvidence } from '@veil/core';
 import { DirEvidenceStore } from '../../src/audit/dirstore.ts';
 import { AuditRecorder, type AuditRecorderOptions } from '../../src/audit/recorder.ts';
-import type { BatchSettings } from '../../src/audit/shipper.ts';
+import type { BatchSettings, ShippingSettings } from '../../src/audit/shipper.ts';
 import { Spool } from '../../src/audit/spool.ts';
 import { AuditStateError } from '../../src/audit/state.ts';
 import { RecordEncoder } from '../../src/audit/stream.ts';
@@ -317,6 +319,109 @@ test('a full spool stops accepting, and drains once the store is back', async (t
   assert.equal(result.totals.gaps, 0);
 });
 
+test('a restart on a volume that filled up while the store was away ships, frees it and records again', async (t) => {
+  const s = await setup(t);
+  const volume = join(s.spoolDir, '..', 'volume');
+  await mkdir(volume);
+  const module = (path: string) => JSON.stringify(new URL(path, import.meta.url).href);
+  // A 3 MiB tmpfs in a mount namespace of the child's own (a user namespace
+  // makes it its root there), behind a spool whose capacity it cannot hold.
+  const child = spawn(
+    'unshare',
+    [
+      '--user',
+      '--map-root-user',
+      '--mount',
+      '/bin/sh',
+      '-c',
+      'mount -t tmpfs -o size=3m veil-spool "$VOLUME" && exec "$0" "$@"',
+      process.execPath,
+      '--input-type=module',
+      '-e',
+      `const { AuditRecorder } = await import(${module('../../src/audit/recorder.ts')});
+       const { DirEvidenceStore } = await import(${module('../../src/audit/dirstore.ts')});
+       const { ScriptedStore, draft } = await import(${module('./helpers.ts')});
+       const [volume, evidenceDir] = process.argv.slice(1);
+       const logged = [];
+       const options = (store, incarnation, closeGraceMs) => ({
+         log: (line) => logged.push(line),
+         spoolDir: volume + '/spool',
+         capacityBytes: 16 * 1024 * 1024,
+         identity: { cluster: 'test', pod: ${JSON.stringify(pod)}, incarnation },
+         store,
+         settings: () => ({ batch: { maxRecords: 100000, maxBytes: 8 * 1024 * 1024, maxAgeSeconds: 3600 }, retentionMs: 1000 }),
+         closeGraceMs,
+         backoff: { baseMs: 5, capMs: 20 },
+       });
+       const away = new ScriptedStore(new DirEvidenceStore(evidenceDir));
+       away.failing = () => true;
+       const first = await AuditRecorder.open(options(away, 'inc-1', 300));
+       let acknowledged = 0;
+       let refused;
+       while (refused === undefined) {
+         const results = await Promise.allSettled(Array.from({ length: 64 }, (_, i) => first.append(draft('fill-' + acknowledged + '-' + i))));
+         acknowledged += results.filter((result) => result.status === 'fulfilled').length;
+         refused = results.find((result) => result.status === 'rejected')?.reason;
+       }
+       await first.close();
+       const back = new ScriptedStore(new DirEvidenceStore(evidenceDir));
+       const next = await AuditRecorder.open(options(back, 'inc-2', 10000)).catch((error) => error);
+       if (next instanceof Error) {
+         process.stdout.write(JSON.stringify({ acknowledged, refused: refused.cause?.code, start: next.message, logged }));
+         process.exit(0);
+       }
+       const deadline = Date.now() + 20000;
+       while (next.stats().recordsWaiting > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+       const drained = next.stats().recordsWaiting === 0;
+       const after = drained ? await next.append(draft('after')).then(() => 'taken', (error) => error.name) : 'not tried';
+       await next.close();
+       process.stdout.write(JSON.stringify({ acknowledged, refused: refused.cause?.code, start: 'ok', drained, after, logged }));`,
+      volume,
+      s.evidenceDir,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, VOLUME: volume } },
+  );
+  let output = '';
+  child.stdout.on('data', (data) => {
+    output += String(data);
+  });
+  const [code] = await once(child, 'close');
+  assert.equal(code, 0);
+  const { acknowledged, refused, logged, ...restart } = JSON.parse(output);
+  assert.equal(refused, 'ENOSPC', 'the volume filled up before the spool did');
+  assert.deepEqual(restart, { start: 'ok', drained: true, after: 'taken' }, logged.join('\n'));
+  const result = await verifyDir(s.evidenceDir);
+  assert.equal(result.totals.records, acknowledged + 1);
+  assert.deepEqual(invalid(result), []);
+});
+
+test('batches keep the retention they were cut with: a lowered or unloaded policy shortens no lock of the stream', async (t) => {
+  const s = await setup(t);
+  const day = 86_400_000;
+  let settings: ShippingSettings = { batch: { ...never, maxRecords: 2 }, retentionMs: 30 * day };
+  s.store.failing = () => true;
+  const recorder = await open(s, {}, { settings: () => settings });
+  await appendMany(recorder, 'answered-under-30-days', 2);
+  // During the outage the policy lowers its retention, then is revoked: a shorter default would apply.
+  settings = { ...settings, retentionMs: 7 * day };
+  await appendMany(recorder, 'answered-under-7-days', 2);
+  settings = { ...settings, retentionMs: day, retentionKnown: false };
+  const uploadedFrom = Date.now();
+  s.store.failing = () => false;
+  await recorder.close();
+
+  const locks = [...s.store.retainUntil].map(([key, until]) => [
+    parseEvidenceKey(key)?.kind,
+    Math.round((until - uploadedFrom) / day),
+  ]);
+  // Every object of the stream, batches and manifests alike, keeps the longest retention cut with.
+  assert.deepEqual(
+    locks.map(([, days]) => days),
+    locks.map(() => 30),
+  );
+  assert.equal(locks.length, 6);
+});
+
 test('records an earlier process left are shipped under its own stream and key', async (t) => {
   const s = await setup(t);
   s.store.failing = () => true;
@@ -489,14 +594,29 @@ test('close gives up after its grace period and leaves everything for the next p
   const s = await setup(t);
   s.store.failing = () => true;
   const logged: string[] = [];
-  const first = await open(s, {}, { closeGraceMs: 200, log: (line) => logged.push(line) });
+  const first = await open(
+    s,
+    {},
+    { closeGraceMs: 200, log: (line, level) => logged.push(`${level} ${line}`) },
+  );
   await appendMany(first, 'late', 4);
   await first.close();
   assert.deepEqual(s.store.puts, []);
+  // A deleted pod's spool goes with it: said as an error, with what is at stake, not as a promise.
   assert.deepEqual(
     logged.filter((line) => line.includes('grace period')),
-    ['audit: 4 records not shipped within the grace period; kept in the spool for the next process on it'],
+    [
+      `error audit: 4 records not shipped to scripted store within the grace period (records 0 to 3 of stream ${first.stream} among them): ` +
+        'kept in the spool for the next process if only the container restarts, but lost if the pod itself is being deleted ' +
+        '(the sidecar cannot tell which; see "When a part is down" in the operations guide)',
+    ],
   );
+  // Cutting and closing locally while the store is away end no outage.
+  assert.deepEqual(
+    logged.filter((line) => line.includes('resumed')),
+    [],
+  );
+  assert.ok(first.stats().failures > 0);
 
   // The closing manifest was queued while the store was away: the next process uploads it.
   const next = await open(
@@ -626,7 +746,9 @@ test('a close that ships every record but not its manifests in time says so, not
   assert.deepEqual(
     logged.filter((line) => line.includes('grace period')),
     [
-      'audit: the last manifests (no records) not shipped within the grace period; kept in the spool for the next process on it',
+      'audit: the last manifests (no records) not shipped to scripted store within the grace period: ' +
+        'kept in the spool for the next process if only the container restarts, but lost if the pod itself is being deleted ' +
+        '(the sidecar cannot tell which; see "When a part is down" in the operations guide)',
     ],
   );
 });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { exportSigningKey, generateSigningKey } from '@veil/core';
+import { DEFAULT_SPOOL_CAPACITY_BYTES, exportSigningKey, generateSigningKey } from '@veil/core';
 import { openAuditRecorder } from '../../src/audit/setup.ts';
 import { configFromEnv } from '../../src/config.ts';
 import { startDemoModel } from '../../src/demo/model.ts';
@@ -152,12 +152,14 @@ test('the spool gauges read the open recorder and are removed once it is done wi
     'veil_audit_records_waiting',
     'veil_audit_shipping_failures',
     'veil_audit_spool_bytes',
+    'veil_audit_spool_capacity_bytes',
     'veil_audit_store_conflict',
     'veil_audit_store_misconfigured',
     'veil_audit_store_not_locked',
   ]);
   await recorder.append(draft('m1'));
   assert.ok((readers.get('veil_audit_spool_bytes')?.() ?? 0) > 0);
+  assert.equal(readers.get('veil_audit_spool_capacity_bytes')?.(), DEFAULT_SPOOL_CAPACITY_BYTES);
   assert.equal(readers.get('veil_audit_store_conflict')?.(), 0);
   assert.equal(readers.get('veil_audit_store_not_locked')?.(), 0);
   assert.equal(readers.get('veil_audit_store_misconfigured')?.(), 0);

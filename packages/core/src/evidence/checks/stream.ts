@@ -306,7 +306,7 @@ function checkClose(
       stream,
       prefix,
       'unclosed-stream',
-      'no closing manifest: the sidecar did not shut down cleanly, or still runs',
+      'no closing manifest: the sidecar stopped before writing one (a crash, a lost node, or the store unreachable at shutdown), or it still runs',
     );
     return;
   }

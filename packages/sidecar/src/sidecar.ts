@@ -16,7 +16,7 @@ import { BodyBudget, defaultBodyMemoryBytes, heldBodyShare } from './proxy/body-
 import { InFlight } from './proxy/in-flight.ts';
 import type { PipelineDeps } from './proxy/pipeline.ts';
 import { buildAdminServer, buildDataServer } from './server.ts';
-import { createTelemetry } from './telemetry.ts';
+import { createTelemetry, registerPolicyGauges } from './telemetry.ts';
 import { Upstream } from './upstream.ts';
 
 /**
@@ -64,6 +64,8 @@ export interface SidecarOptions {
   readonly approvals?: ApprovalsClient;
   /** How the approvals this sidecar opens are followed (tests ask often, or cap low); false follows none. */
   readonly follow?: Pick<FollowerOptions, 'pollMs' | 'maxFollowed'> | false;
+  /** The clock of the policy gauges' change time, in ms since the epoch (tests set it). */
+  readonly now?: () => number;
 }
 
 /**
@@ -97,6 +99,8 @@ export async function startSidecar(
       () => (hashKey.shared ? 1 : 0),
     );
     undo.push(dropHashKeyGauge);
+    const dropPolicyGauges = registerPolicyGauges(telemetry, store, options.now);
+    undo.push(dropPolicyGauges);
     const { recorder: sink, dropGauges: dropAuditGauges } = options.sink
       ? { recorder: options.sink, dropGauges: () => undefined }
       : await openAuditRecorder(config, { telemetry, policy: () => store.current() });
@@ -218,6 +222,7 @@ export async function startSidecar(
         dropHashKeyGauge();
         dropBodyGauge();
         dropAuditGauges();
+        dropPolicyGauges();
         await puller?.close();
         await certificate?.close();
         await drain(data, deps.inFlight, upstream, log);

@@ -5,6 +5,7 @@
 // names an exporter (and OTEL_SDK_DISABLED is not true).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
+  type Attributes,
   type Counter,
   type Histogram,
   metrics,
@@ -22,6 +23,9 @@ import {
 } from '@opentelemetry/resources';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import type { MaskingAction } from '@veil/core';
+import type { PolicyStore } from './policy/store.ts';
+
+export type LabelledSample = { value: number; attributes: Attributes };
 
 export interface Telemetry {
   span<T>(name: string, work: () => T): T;
@@ -40,6 +44,8 @@ export interface Telemetry {
    * another sidecar registers the same gauge.
    */
   gauge(name: string, description: string, read: () => number): () => void;
+  /** Like `gauge`, with a sample for each set of attributes `read` gives. */
+  labelledGauge(name: string, description: string, read: () => readonly LabelledSample[]): () => void;
   serveMetrics(request: IncomingMessage, response: ServerResponse): void;
 }
 
@@ -187,8 +193,64 @@ export async function createTelemetry(log: (message: string) => void): Promise<T
       gauge.addCallback(observe);
       return () => gauge.removeCallback(observe);
     },
+    labelledGauge(name, description, read) {
+      const gauge = meter.createObservableGauge(name, { description });
+      const observe = (result: ObservableResult) => {
+        for (const sample of read()) result.observe(sample.value, sample.attributes);
+      };
+      gauge.addCallback(observe);
+      return () => gauge.removeCallback(observe);
+    },
     serveMetrics(request, response) {
       exporter.getMetricsRequestHandler(request, response);
     },
+  };
+}
+
+/**
+ * The policy in force and when it last changed, so an operator can alert on a
+ * sidecar left on an old version (compare the hash with the EmbeddingPolicy's
+ * status). The exporter keeps serving every series it once served, at its last
+ * value: each version enforced before is therefore observed as 0, and only the
+ * one in force as 1. An apply is timed as it happens; a revocation, which the
+ * store announces to no listener, when the gauges are next read. Start-up
+ * counts as a change: the policy loaded then came into force then.
+ */
+export function registerPolicyGauges(
+  telemetry: Telemetry,
+  store: PolicyStore,
+  now: () => number = Date.now,
+): () => void {
+  let revision = store.revision();
+  let changedAtMs = now();
+  const changedAt = (): number => {
+    if (store.revision() !== revision) {
+      revision = store.revision();
+      changedAtMs = now();
+    }
+    return changedAtMs / 1000;
+  };
+  store.onChange(changedAt);
+  const served = new Map<string, Attributes>();
+  const versions = (): LabelledSample[] => {
+    const policy = store.current();
+    const inForce = policy && `${policy.name} ${policy.hash}`;
+    if (policy && inForce) served.set(inForce, { name: policy.name, hash: policy.hash });
+    return [...served].map(([key, attributes]) => ({ value: key === inForce ? 1 : 0, attributes }));
+  };
+  const drops = [
+    telemetry.labelledGauge(
+      'veil_policy_info',
+      'The policy in force (1), by name and hash; versions enforced before read 0, and none reads 1 while no policy is in force',
+      versions,
+    ),
+    telemetry.gauge(
+      'veil_policy_last_change_timestamp_seconds',
+      'When the policy in force last changed (applied, replaced or revoked), in seconds since the epoch',
+      changedAt,
+    ),
+  ];
+  return () => {
+    for (const drop of drops) drop();
   };
 }

@@ -191,6 +191,17 @@ function validity(now: Date, lifetimeSeconds: number): Validity {
   };
 }
 
+/**
+ * What to reconcile from when the Secret is gone (deleted to rotate now): the
+ * first CA of the live bundle, with no key. The other replicas serve a
+ * certificate of that CA until their next copy, so the new CA is planned as a
+ * rotation of it, which keeps it in the bundle as the previous CA.
+ */
+export function orphanedCaData(liveBundle: string | undefined): SecretData | undefined {
+  const pem = liveBundle?.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----\n?/)?.[0];
+  return pem === undefined ? undefined : { [secretKeys.caCert]: pem };
+}
+
 /** The PEM bundle the webhooks trust: the current CA, then the previous one during an overlap. */
 export function caBundle(data: SecretData): string {
   return [data[secretKeys.caCert], data[secretKeys.previousCaCert]]
@@ -312,6 +323,7 @@ export class SelfManagedCertificates {
     secret: V1Secret | undefined,
   ): Promise<SecretData | undefined> {
     const now = (this.#options.now ?? (() => new Date()))();
+    if (secret === undefined) data = orphanedCaData(await this.#liveBundle());
     const plan = planRotation(certificateState(data), now, this.#options.policy);
     if (!plan.newCa && !plan.newServing && !plan.dropPrevious) {
       if (data) await this.#patchWebhooks(caBundle(data));
@@ -351,6 +363,20 @@ export class SelfManagedCertificates {
     }
     this.#log.info('self-managed certificates rotated', { secret: name, reasons: plan.reasons.join('; ') });
     return next;
+  }
+
+  /** The bundle the API server trusts now: the first webhook's, as every pass patches them alike. */
+  async #liveBundle(): Promise<string | undefined> {
+    const [name] = this.#options.webhooks;
+    if (name === undefined) return undefined;
+    try {
+      const config = await this.#admission.readMutatingWebhookConfiguration({ name });
+      const encoded = config.webhooks?.[0]?.clientConfig.caBundle;
+      return encoded ? Buffer.from(encoded, 'base64').toString('utf8') : undefined;
+    } catch (error) {
+      if ((error as { code?: number }).code === 404) return undefined;
+      throw error;
+    }
   }
 
   async #patchWebhooks(bundle: string): Promise<void> {

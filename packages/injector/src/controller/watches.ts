@@ -13,6 +13,8 @@ export class Watches {
   readonly #namespaces: readonly string[];
   readonly #excluded: ReadonlySet<string>;
   readonly #log: Log;
+  /** Pods already warned about, so a relist or a status update does not warn again. */
+  readonly #ignored = new Set<string>();
   #policies: Watched<EmbeddingPolicyObject> | undefined;
   #pods: Watched<V1Pod> | undefined;
 
@@ -34,8 +36,11 @@ export class Watches {
         error: this.#informerErrors('embeddingpolicies'),
       });
       this.#pods = await watchResource(kubeConfig, podResource(kubeConfig), this.#namespaces, {
-        upsert: (pod) => (this.#trusted(pod) ? pods.upsert(pod) : pods.remove(pod)),
-        remove: (pod) => pods.remove(pod),
+        upsert: (pod) => (this.#trusted(pod) ? pods.upsert(pod) : this.#ignore(pod, pods)),
+        remove: (pod) => {
+          this.#ignored.delete(podKey(pod));
+          pods.remove(pod);
+        },
         error: this.#informerErrors('pods'),
       });
     } catch (error) {
@@ -68,6 +73,25 @@ export class Watches {
     return !this.#excluded.has(pod.metadata?.namespace ?? '');
   }
 
+  /**
+   * An injected pod in a namespace excluded after it was injected still runs its
+   * sidecar, now out of policy control: pushes and revocations no longer reach it.
+   * The operator is told once per pod, since nothing else shows it.
+   */
+  #ignore(pod: V1Pod, pods: InformerEvents<V1Pod>): void {
+    pods.remove(pod);
+    const key = podKey(pod);
+    if (this.#ignored.has(key)) return;
+    this.#ignored.add(key);
+    this.#log.warn(
+      'ignoring an injected pod of an excluded namespace: its sidecar gets no policy pushes or revocations',
+      {
+        namespace: pod.metadata?.namespace,
+        pod: pod.metadata?.name,
+      },
+    );
+  }
+
   #informerErrors(what: string): (error: unknown) => void {
     return (error) =>
       this.#log.warn('watch failed; restarting', {
@@ -75,4 +99,9 @@ export class Watches {
         error: String((error as Error)?.message ?? error),
       });
   }
+}
+
+/** The uid tells a pod from a later one of the same name, which is warned about again. */
+function podKey(pod: V1Pod): string {
+  return `${pod.metadata?.namespace}/${pod.metadata?.name}/${pod.metadata?.uid}`;
 }

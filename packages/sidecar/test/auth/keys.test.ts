@@ -12,6 +12,7 @@ import { type CryptoKey, exportJWK, generateKeyPair, type JWK, type JWTPayload, 
 import { Agent, type Dispatcher } from 'undici';
 import { createAuthenticator } from '../../src/auth/authenticator.ts';
 import type { AuthResult } from '../../src/auth/identity.ts';
+import { JWKS_MAX_AGE_MS } from '../../src/auth/jwks.ts';
 import { foreignToken, startTestIssuer, type TestIssuer } from '../fixtures/issuer.ts';
 import { AUDIENCE, bearer, oidcAuth } from './config.ts';
 
@@ -152,6 +153,30 @@ describe('key sets', () => {
     } finally {
       await auth.close();
       await rotating.stop();
+    }
+  });
+
+  it('keeps verifying a key the IdP withdrew until the key set is older than its max age, then refuses it', async (t) => {
+    const own = await startTestIssuer();
+    // jose times its key set cache with Date: mocked alone, so requests and timers run as usual.
+    t.mock.timers.enable({ apis: ['Date'], now: Date.now() });
+    const auth = createAuthenticator(oidcAuth(own.issuer));
+    try {
+      const withdrawn = own.keyring.signingKid;
+      const tokenOf = (subject: string) => own.mint(claimsFor(own, subject), { kid: withdrawn });
+      assert.equal(reasonOf(await auth.authenticate(bearer(await tokenOf('before')))), 'ok');
+      await own.keyring.rotate();
+      own.keyring.retire(withdrawn);
+      // A new token each time: the token cache would answer a known one without the key set.
+      t.mock.timers.tick(JWKS_MAX_AGE_MS - 1_000);
+      assert.equal(reasonOf(await auth.authenticate(bearer(await tokenOf('within')))), 'ok');
+      assert.equal(own.requests.jwks, 1, 'the key set was not read again');
+      t.mock.timers.tick(2_000);
+      assert.equal(reasonOf(await auth.authenticate(bearer(await tokenOf('after')))), 'unknown_kid');
+      assert.equal(own.requests.jwks, 2);
+    } finally {
+      await auth.close();
+      await own.stop();
     }
   });
 

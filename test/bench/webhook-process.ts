@@ -2,7 +2,7 @@
 // calls the webhook from another process, so the bench does too: in one event
 // loop with its own client, the webhook's latency would include the client's work.
 import { startWebhookServer } from '@veil/injector';
-import { testSettings } from '../../packages/injector/test/webhook/support/settings.ts';
+import { testSettings, testTrust } from '../../packages/injector/test/webhook/support/settings.ts';
 import { Samples } from './histogram.ts';
 import { type ProcessUsage, trackUsage } from './process-usage.ts';
 import { type Command, serveAsChild } from './processes.ts';
@@ -32,6 +32,8 @@ const server = await startWebhookServer({
   port: 0,
   namespaceLabels: async () => ({}),
   bootstrapPolicy: async (_namespace, name) => ({ metadata: { name }, spec: {} }),
+  controllerTrust: () => testTrust,
+  trustWriters: [],
 });
 
 async function handle(command: Command): Promise<unknown> {

@@ -41,3 +41,4 @@ export { startWebhookServer, type WebhookServer, type WebhookServerOptions } fro
 export * from './webhook/settings.ts';
 export { sidecarNames, sidecarVolumeNames } from './webhook/sidecar.ts';
 export * from './webhook/status.ts';
+export { type ControllerTrust, trustAnnotationKeys, trustAnnotations } from './webhook/trust.ts';

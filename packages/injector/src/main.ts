@@ -7,7 +7,12 @@
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import { AuthenticationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import {
+  AuthenticationV1Api,
+  CoreV1Api,
+  KubeConfig,
+  type V1SelfSubjectReview,
+} from '@kubernetes/client-node';
 import { nonBlank, seconds, wholeNumber } from '@veil/core';
 import { z } from 'zod';
 import { CaBundleHolder, caFileBeside, FileCaBundle } from './certs/cabundle.ts';
@@ -20,6 +25,7 @@ import { defaultLeaseName } from './controller/leader.ts';
 import { jsonLog, type Log } from './controller/log.ts';
 import { type PullServer, startPullServer, tokenReviewAuthenticator } from './controller/pull.ts';
 import type { ApprovalStampSettings } from './webhook/approvals.ts';
+import { unsetGraceRefused } from './webhook/conflicts.ts';
 import { excludedNamespaces } from './webhook/inject.ts';
 import { dnsLabel, dnsSubdomain } from './webhook/names.ts';
 import { startWebhookServer, type WebhookServer } from './webhook/server.ts';
@@ -228,8 +234,11 @@ export async function startInjector(
 ): Promise<RunningInjector> {
   const log = extras.log ?? jsonLog('injector');
   const settings = await readSettings(config.settingsFile);
+  const graceWarning = unsetGraceRefused(settings);
+  if (graceWarning !== undefined) log.warn(graceWarning);
   const kubeConfig = extras.kubeConfig ?? loadKubeConfig(config.kubeconfig);
   const key = await loadControllerKey(config.signingKeyFile);
+  const trustWriters = await ownUsernames(kubeConfig);
   const { controllerKey } = settings;
   let certificates: SelfManagedCertificates | undefined;
   // What sidecars trust the pull and approvals ports by: self-managed, the Secret's
@@ -316,6 +325,8 @@ export async function startInjector(
       readPod: (namespace, name) => core.readNamespacedPod({ namespace, name }),
       bootstrapPolicy: (namespace, name) => controller.bootstrapPolicy(namespace, name),
       watchedNamespaces: config.namespaces,
+      controllerTrust: () => ({ publicJwk: key.publicJwk, caBundle: caBundle.current() }),
+      trustWriters,
       approvals: approvalStampSettings(config),
       log,
     });
@@ -391,6 +402,27 @@ async function readSettings(file: string): Promise<InjectionSettings> {
     throw new Error(`invalid injection settings in ${file}: ${problems.join('; ')}`);
   }
   return parsed.data;
+}
+
+/**
+ * Who this injector is to the API server: the only user the webhook lets change a
+ * pod's trust annotations, as the leader does on a rotation. Asked, not
+ * configured, so it is the identity the patches really carry.
+ */
+async function ownUsernames(kubeConfig: KubeConfig): Promise<string[]> {
+  let review: V1SelfSubjectReview;
+  try {
+    review = await kubeConfig.makeApiClient(AuthenticationV1Api).createSelfSubjectReview({
+      body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' },
+    });
+  } catch (error) {
+    throw new Error(
+      `cannot ask the API server who this injector is (a SelfSubjectReview, Kubernetes 1.28+): ${(error as Error).message}`,
+    );
+  }
+  const username = review.status?.userInfo?.username;
+  if (!username) throw new Error('the API server did not say who this injector is (SelfSubjectReview)');
+  return [username];
 }
 
 function loadKubeConfig(file: string | undefined): KubeConfig {

@@ -47,7 +47,12 @@ const sidecarConfigFields = z.object({
   bootstrapPolicyFile: z.string().optional(),
   stateDir: z.string().optional().describe('Where the last good policy is kept'),
   auditDir: z.string().optional().describe('Local evidence directory when no S3 bucket is set'),
-  controllerKeyFile: z.string().optional().describe("The controller's public JWK, for policy pushes"),
+  controllerKeyFile: z
+    .string()
+    .optional()
+    .describe(
+      "The controller's public JWK, for policy pushes; re-read on each push. Injected: the pod's veil.dev/controller-key annotation, which only the injector changes",
+    ),
   controllerUrl: controllerEndpoint
     .optional()
     .describe(
@@ -61,7 +66,13 @@ const sidecarConfigFields = z.object({
     .min(1)
     .optional()
     .describe('Projected service-account token (audience veil-controller); re-read on each call'),
-  controllerCaFile: z.string().min(1).optional().describe("CA bundle for the controller's certificate"),
+  controllerCaFile: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      "CA bundle for the controller's certificate; re-read on each call. Injected: the pod's veil.dev/controller-ca annotation, which only the injector changes",
+    ),
   hashKeyFile: z
     .string()
     .optional()

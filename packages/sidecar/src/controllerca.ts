@@ -1,9 +1,11 @@
-// The connection pool for calls to the controller (policy pulls, approvals). With a
-// CA file, the controller's certificate is verified by that bundle alone, read again
-// for every call: the file is mounted from a ConfigMap the controller may publish
-// after the pod started, and it changes when the controller's CA rotates. A missing
-// or empty file fails that call (closed), never the sidecar, and never falls back to
-// the system roots.
+// The connection pool for calls to the controller (policy pulls, approvals, admin
+// certificates). With a CA file, the controller's certificate is verified by that
+// bundle alone, read again for every call: in a cluster the file is the pod's
+// `veil.dev/controller-ca` annotation, projected by a downwardAPI volume, which only
+// the injector can change (never an object the namespace's editors could write); the
+// controller may patch it in after the pod started, and again when its CA rotates. A
+// missing or empty file fails that call (closed), never the sidecar, and never falls
+// back to the system roots.
 import { readFile } from 'node:fs/promises';
 import { Agent } from 'undici';
 
@@ -40,7 +42,9 @@ export class ControllerAgent {
         );
       }
       if (!ca.includes('-----BEGIN CERTIFICATE-----'))
-        throw new ControllerCaError(`the controller's CA bundle ${caFile} holds no certificate`);
+        throw new ControllerCaError(
+          `the controller's CA bundle ${caFile} holds no certificate: this pod has not been given the controller's CA yet`,
+        );
     }
     if (this.#agent === undefined || ca !== this.#ca) {
       const previous = this.#agent;

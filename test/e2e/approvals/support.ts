@@ -17,7 +17,7 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import { type ApprovalSpec, GROUP, type PolicySpec, type PolicySpecInput, VERSION } from '@veil/core';
-import { silentLog, startWebhookServer, type WebhookServer } from '@veil/injector';
+import { generateControllerJwk, silentLog, startWebhookServer, type WebhookServer } from '@veil/injector';
 import {
   type ApprovalsApi,
   type ApprovalsApiOptions,
@@ -37,6 +37,7 @@ export const controllerUsername = 'admin';
 /** The webhook server with approval stamping, the controller being the admin user here. */
 export async function startApprovalWebhook(cp: ControlPlane): Promise<WebhookServer> {
   const cert = await cp.issueServingCert(`approvals-${randomBytes(3).toString('hex')}`);
+  const { d: _private, ...publicJwk } = await generateControllerJwk();
   return startWebhookServer({
     settings: {
       sidecarImage: 'registry.example.com/veil/veil-sidecar:0.1.0',
@@ -50,6 +51,8 @@ export async function startApprovalWebhook(cp: ControlPlane): Promise<WebhookSer
     port: 0,
     namespaceLabels: async () => ({}),
     bootstrapPolicy: async () => undefined,
+    controllerTrust: () => ({ publicJwk, caBundle: undefined }),
+    trustWriters: [controllerUsername],
     approvals: { controllerUsernames: [controllerUsername] },
   });
 }

@@ -532,7 +532,7 @@ describe('server-side dry-run against kube-apiserver', () => {
     }
     for (const role of roles) {
       const pods = role.rules.find((r: { resources: string[] }) => r.resources.includes('pods'));
-      assert.deepEqual(pods.verbs, ['get', 'list', 'watch']);
+      assert.deepEqual(pods.verbs, ['get', 'list', 'watch', 'patch']);
     }
     const env = envOf(one(objects, 'Deployment'));
     assert.equal(env.VEIL_WATCH_NAMESPACES, workloads.join(','));
@@ -554,6 +554,26 @@ describe('server-side dry-run against kube-apiserver', () => {
     assertAllAccepted(rendered, await dryRunServer(rendered));
     assert.equal(all(rendered.objects, 'NetworkPolicy').length, 0);
     assert.equal(all(rendered.objects, 'EmbeddingPolicy').length, 1);
+  });
+
+  test('sidecar ports changed on upgrade: the NetworkPolicy still admits pods injected with the old ones', async () => {
+    const namespace = await freshNamespace('veil-ports');
+    const workload = await freshNamespace('ml-ports');
+    const rendered = await render(
+      cp.dir,
+      { workloadNamespaces: [workload], sidecar: { proxyPort: 18_080, adminPort: 18_090 } },
+      { namespace },
+    );
+    assertAllAccepted(rendered, await dryRunServer(rendered));
+    assert.equal(settingsOf(rendered.objects).adminPort, 18_090);
+    // Running pods keep the numbers they were injected with; their port names do not change.
+    const policy = one(rendered.objects, 'NetworkPolicy');
+    assert.deepEqual(
+      policy.spec.ingress.map((rule: { ports: { port: number | string }[] }) =>
+        rule.ports.map((p) => p.port),
+      ),
+      [[sidecarNames.proxyPort, 18_080], [sidecarNames.adminPort]],
+    );
   });
 });
 
@@ -590,10 +610,15 @@ describe('the chart matches the code', () => {
     assert.deepEqual(settings.controllerKey, codeDefaults.controllerKey);
     assert.deepEqual(settings.hashKey, codeDefaults.hashKey);
     assert.equal(settings.injectorNamespace, namespace);
+    // By the names the injector gives the ports, so pods injected before a port
+    // change still match; the proxy port by number too, for a proxy that took the
+    // model's port name over.
     const policy = one(objects, 'NetworkPolicy');
     assert.deepEqual(
-      policy.spec.ingress.map((rule: { ports: { port: number }[] }) => rule.ports[0]?.port),
-      [codeDefaults.proxyPort, codeDefaults.adminPort],
+      policy.spec.ingress.map((rule: { ports: { port: number | string }[] }) =>
+        rule.ports.map((p) => p.port),
+      ),
+      [[sidecarNames.proxyPort, codeDefaults.proxyPort], [sidecarNames.adminPort]],
     );
     assert.deepEqual(policy.spec.podSelector.matchLabels, { [veilLabels.injected]: 'true' });
     assert.equal(policy.spec.ingress[1].from.length, 1, 'by default the admin port admits the injector only');

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { policySpecSchema } from '@veil/core';
-import { inject, injectionSettingsSchema, veilAnnotations } from '@veil/injector';
+import { generateControllerJwk, inject, injectionSettingsSchema, veilAnnotations } from '@veil/injector';
 import { parse } from 'yaml';
 import { type ControlPlane, infraBinary, startControlPlane } from '../../harness/index.ts';
 import { all, chartDir, type Manifest, one, parseManifests, render, repoRoot } from './support.ts';
@@ -70,6 +70,7 @@ test('the sample Deployment is injected as it stands, and its Service reaches th
   assert.equal(policy.metadata.namespace, deployment.metadata.namespace);
   assert.equal(deployment.spec.template.metadata.annotations[veilAnnotations.policy], policy.metadata.name);
 
+  const { d: _private, ...publicJwk } = await generateControllerJwk();
   const result = inject({
     pod: {
       metadata: { ...deployment.spec.template.metadata, namespace: 'ml' },
@@ -79,6 +80,7 @@ test('the sample Deployment is injected as it stands, and its Service reaches th
     namespaceOptIn: false,
     settings,
     bootstrapPolicy: { name: policy.metadata.name, spec: policy.spec },
+    trust: { publicJwk, caBundle: undefined },
   });
   assert.equal(result.outcome, 'injected', JSON.stringify(result));
   if (result.outcome !== 'injected') return;

@@ -150,6 +150,7 @@ describe('the sidecar entry point', () => {
       adminPort,
     });
     const policy = { name: 'default', spec: { access: { rules: [{ name: 'all', groups: ['everyone'] }] } } };
+    const { d: _private, ...publicJwk } = await generateControllerJwk();
     const result = inject({
       pod: {
         metadata: { name: 'embedder-0', namespace: 'ml', annotations: { 'veil.dev/inject': 'true' } },
@@ -161,6 +162,7 @@ describe('the sidecar entry point', () => {
       namespaceOptIn: false,
       settings,
       bootstrapPolicy: policy,
+      trust: { publicJwk, caBundle: undefined },
     });
     assert.equal(result.outcome, 'injected');
     const container = result.outcome === 'injected' ? result.pod.spec?.initContainers?.[0] : undefined;
@@ -180,7 +182,6 @@ describe('the sidecar entry point', () => {
       await mkdir(join(dir, mount.mountPath), { recursive: true });
     // What the kubelet would project: the bootstrap policy and the controller's public key.
     await writeFile(env.VEIL_BOOTSTRAP_POLICY_FILE as string, JSON.stringify(policy));
-    const { d: _private, ...publicJwk } = await generateControllerJwk();
     await writeFile(env.VEIL_CONTROLLER_KEY_FILE as string, JSON.stringify(publicJwk));
     return env;
   }

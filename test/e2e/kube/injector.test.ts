@@ -3,9 +3,16 @@
 // public key, and the pull endpoint with TokenReview.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { AuthenticationV1Api, CoreV1Api, type V1EphemeralContainer } from '@kubernetes/client-node';
+import {
+  AuthenticationV1Api,
+  CoreV1Api,
+  PatchStrategy,
+  RbacAuthorizationV1Api,
+  setHeaderOptions,
+  type V1EphemeralContainer,
+} from '@kubernetes/client-node';
 import { policyHash, policySpecSchema } from '@veil/core';
-import { pullAudience, type RunningInjector } from '@veil/injector';
+import { loadControllerKey, pullAudience, type RunningInjector } from '@veil/injector';
 import { Agent, request } from 'undici';
 import { type ControlPlane, startControlPlane } from '../../harness/index.ts';
 import {
@@ -18,6 +25,7 @@ import {
 import {
   deleteWebhook,
   ensureInjectorNamespace,
+  type InjectorFiles,
   injectorFiles,
   modelPod,
   registerWebhook,
@@ -27,13 +35,15 @@ import {
 
 let cp: ControlPlane;
 let injector: RunningInjector;
+let files: InjectorFiles;
 let webhookName: string;
 
 before(async () => {
   cp = await startControlPlane();
   await installCrds(cp);
   await ensureInjectorNamespace(cp);
-  injector = await startTestInjector(cp, await injectorFiles(cp));
+  files = await injectorFiles(cp);
+  injector = await startTestInjector(cp, files);
   webhookName = await registerWebhook(cp, injector.webhook.url);
 });
 after(async () => {
@@ -266,7 +276,7 @@ test('a binding cannot forge the injected label on a pod Veil did not inject', a
   assert.equal(stored.metadata?.labels?.['veil.dev/injected'], undefined);
 });
 
-test('the leader publishes its public key where injected pods mount it', async () => {
+test('the leader publishes a copy of its public key, for pods injected by earlier releases', async () => {
   const namespace = await freshNamespace(cp, 'key');
   await applyPolicy(cp, namespace, 'default', spec);
   const core = cp.kubeConfig().makeApiClient(CoreV1Api);
@@ -281,6 +291,72 @@ test('the leader publishes its public key where injected pods mount it', async (
   assert.deepEqual(Object.keys(jwk).sort(), ['alg', 'crv', 'kid', 'kty', 'use', 'x']);
   assert.equal(jwk.crv, 'Ed25519');
   assert.equal(jwk.d, undefined, 'never the private part');
+});
+
+test("an injected pod carries the controller's key, which only the injector's identity can change", async () => {
+  const namespace = await freshNamespace(cp, 'trust');
+  await waitForWebhook(cp, namespace);
+  const core = cp.kubeConfig().makeApiClient(CoreV1Api);
+  const pod = await core.createNamespacedPod({
+    namespace,
+    body: modelPod('embedder', {
+      'veil.dev/inject': 'true',
+      // Forged at creation: the webhook writes its own in their place.
+      'veil.dev/controller-key': '{"kty":"OKP","crv":"Ed25519","x":"dGVuYW50"}',
+    }),
+  });
+  const ownKey = JSON.stringify((await loadControllerKey(files.signingKeyFile)).publicJwk);
+  assert.equal(pod.metadata?.annotations?.['veil.dev/controller-key'], ownKey);
+  const volume = pod.spec?.volumes?.find((v) => v.name === 'veil-controller-key');
+  assert.equal(volume?.projected, undefined, 'no ConfigMap or Secret of the namespace');
+  assert.deepEqual(
+    volume?.downwardAPI?.items?.map((i) => i.fieldRef?.fieldPath),
+    ["metadata.annotations['veil.dev/controller-key']", "metadata.annotations['veil.dev/controller-ca']"],
+  );
+
+  // A namespace editor (the usual "edit" role may update pods).
+  const user = await cp.addUser(`editor-${namespace}`);
+  const rbac = cp.kubeConfig().makeApiClient(RbacAuthorizationV1Api);
+  await rbac.createNamespacedRole({
+    namespace,
+    body: {
+      metadata: { name: 'edit-pods' },
+      rules: [{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'update', 'patch'] }],
+    },
+  });
+  await rbac.createNamespacedRoleBinding({
+    namespace,
+    body: {
+      metadata: { name: 'edit-pods' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'edit-pods' },
+      subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: user.name }],
+    },
+  });
+  const editor = cp.kubeConfig(user.kubeconfig).makeApiClient(CoreV1Api);
+  const annotate = (api: CoreV1Api, annotations: Record<string, string>) =>
+    api.patchNamespacedPod(
+      { namespace, name: 'embedder', body: { metadata: { annotations } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+  const tenantKey = '{"kty":"OKP","crv":"Ed25519","x":"dGVuYW50LWtleQ"}';
+  await assert.rejects(
+    annotate(editor, { 'veil.dev/controller-key': tenantKey }),
+    refusedWith(/annotation veil\.dev\/controller-key is set by the Veil injector/),
+  );
+  await assert.rejects(
+    annotate(editor, {
+      'veil.dev/controller-ca': '-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n',
+    }),
+    refusedWith(/annotation veil\.dev\/controller-ca is set by the Veil injector/),
+  );
+  // The injector runs as the admin here: its identity may, as the leader does on a rotation.
+  const changed = await annotate(core, { 'veil.dev/controller-key': tenantKey });
+  assert.equal(changed.metadata?.annotations?.['veil.dev/controller-key'], tenantKey);
+  // And the leader puts its own key back on the running pod.
+  await eventually('the key patched back', async () => {
+    const now = await core.readNamespacedPod({ namespace, name: 'embedder' });
+    return now.metadata?.annotations?.['veil.dev/controller-key'] === ownKey ? true : undefined;
+  });
 });
 
 test('a sidecar pulls its policy with a service-account token of its own namespace only', async () => {

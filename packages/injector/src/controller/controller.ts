@@ -5,7 +5,8 @@
 //
 // This file wires the parts: the watches, the policy cache, the confirmation
 // that a policy is gone, the distributor, the status writer and its plan, the
-// key publisher, the leader's term, and the answers to the webhook and pulls.
+// key publisher, the trust patcher, the leader's term, and the answers to the
+// webhook and pulls.
 import {
   CoordinationV1Api,
   CoreV1Api,
@@ -33,6 +34,7 @@ import { logPush, logRevoke } from './push-log.ts';
 import { republishWhileLeading } from './republish.ts';
 import { statusPlan } from './status-plan.ts';
 import { StatusWriter } from './statuswriter.ts';
+import { TrustPatcher } from './trust.ts';
 import { Watches } from './watches.ts';
 
 export type ControllerOptions = {
@@ -50,9 +52,12 @@ export type ControllerOptions = {
    * in a policy's status.
    */
   excludedNamespaces?: readonly string[];
-  /** The ConfigMap the public key goes into; absent when it is distributed some other way. */
+  /**
+   * The ConfigMap a copy of the public key goes into, for pods injected by earlier
+   * releases; absent when it is distributed some other way.
+   */
   publishKey?: { name: string; key: string };
-  /** The CA bundle of the serving certificate, published beside the key for sidecars to trust. */
+  /** The CA bundle of the serving certificate, patched into injected pods for sidecars to trust. */
   caBundle?: CaBundleSource;
   lease?: { name?: string; durationSeconds?: number; renewIntervalMs?: number };
   push?: {
@@ -126,6 +131,11 @@ export async function startController(options: ControllerOptions): Promise<Contr
     log,
   });
   const publisher = keyPublisher(options, log);
+  const trust = new TrustPatcher({
+    api: kubeConfig.makeApiClient(CoreV1Api),
+    trust: () => ({ publicJwk: options.key.publicJwk, caBundle: options.caBundle?.current() }),
+    log,
+  });
   const cache: PolicyCache = new PolicyCache({
     distributor,
     publisher,
@@ -143,7 +153,11 @@ export async function startController(options: ControllerOptions): Promise<Contr
   };
   await watches.start(
     cache,
-    podTargets(targets, (view) => void publisher?.ensure(view.namespace)),
+    podTargets(targets, (view) => {
+      void publisher?.ensure(view.namespace);
+      const pod = watches.injectedPod(view.namespace, view.name);
+      if (pod !== undefined) void trust.ensure(pod);
+    }),
   );
 
   const knownNamespaces = (): Set<string> => {
@@ -163,6 +177,8 @@ export async function startController(options: ControllerOptions): Promise<Contr
       distributor,
       writer,
       publisher,
+      trust,
+      pods: () => watches.pods(),
       knownNamespaces,
       policyKeys: () => cache.keys(),
       onLeadershipChange: (leading) => options.onLeadershipChange?.(leading),
@@ -171,9 +187,11 @@ export async function startController(options: ControllerOptions): Promise<Contr
   elector.start();
   const stopRepublishing = republishWhileLeading({
     publisher,
+    trust,
     caBundle: options.caBundle,
     isLeader: () => elector.isLeader(),
     knownNamespaces,
+    pods: () => watches.pods(),
     intervalMs: options.push?.resyncMs ?? 60_000,
   });
 

@@ -1,11 +1,11 @@
-// Publishes the controller's public JWK as a ConfigMap (default
+// Publishes a copy of the controller's public JWK as a ConfigMap (default
 // `veil-controller-key`, key `jwk.json`) in every namespace with policies or
-// injected pods. Volumes cannot cross namespaces, and the injected sidecar
-// mounts this one to verify pushes; the kubelet holds a pod until it exists.
-// Beside it goes `ca.crt`, the CA bundle sidecars verify the controller's serving
-// certificate by when they pull a policy or open an approval: published once the
-// controller knows one, republished when it changes (a CA rotation), and left as it
-// is while the controller does not know it (yet).
+// injected pods, with `ca.crt`, the CA bundle of the controller's serving
+// certificate, beside it: published once the controller knows one, republished
+// when it changes, and left as it is while the controller does not know it (yet).
+// Sidecars injected now do not trust it, as a namespace's editors can write it:
+// they read their pod's trust annotations (controller/trust.ts). The copy is for
+// pods injected by earlier releases, which mount it until they are restarted.
 import type { CoreV1Api, V1ConfigMap } from '@kubernetes/client-node';
 import type { JWK } from 'jose';
 import type { CaBundleSource } from '../certs/cabundle.ts';

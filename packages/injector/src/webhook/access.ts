@@ -6,7 +6,7 @@
 // injected pod each is refused; the model's containers stay open to all three.
 import type { V1EphemeralContainer, V1Pod } from '@kubernetes/client-node';
 import { podLabels, veilLabels } from './annotations.ts';
-import { sidecarVolumeUsed } from './conflicts.ts';
+import { nodeReachOf, sidecarVolumeUsed } from './conflicts.ts';
 import { sidecarNames } from './sidecar.ts';
 import { vetPodUpdate } from './tamper.ts';
 
@@ -51,7 +51,11 @@ function reachesSidecar(container: V1EphemeralContainer): string | undefined {
     return `targets ${sidecarNames.container}, the Veil sidecar: it would see the sidecar's processes, their environment and files`;
   }
   const mounted = sidecarVolumeUsed(container);
-  return mounted === undefined ? undefined : `mounts ${mounted}, a volume of the Veil sidecar`;
+  if (mounted !== undefined) return `mounts ${mounted}, a volume of the Veil sidecar`;
+  // A debug container joins a running pod past the create-time checks: a
+  // privileged one (kubectl debug --profile=sysadmin) reaches the node's copy
+  // of the sidecar's volumes.
+  return nodeReachOf(container);
 }
 
 export type BindingMetadata = {
@@ -70,7 +74,8 @@ export function vetBinding(pod: V1Pod, binding: BindingMetadata): string | undef
       annotations: { ...pod.metadata?.annotations, ...binding.annotations },
     },
   };
-  return vetPodUpdate(pod, bound);
+  // The injector changes the trust annotations by patching the pod, never by a binding.
+  return vetPodUpdate(pod, bound, { username: undefined, trustWriters: [] });
 }
 
 function isInjected(pod: V1Pod): boolean {

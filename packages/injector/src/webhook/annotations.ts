@@ -14,6 +14,10 @@ export const veilAnnotations = {
   sidecarMemory: 'veil.dev/sidecar-memory',
   status: 'veil.dev/status',
   bootstrapPolicy: 'veil.dev/bootstrap-policy',
+  /** The controller's public JWK, which the sidecar verifies pushes with (webhook/trust.ts). */
+  controllerKey: 'veil.dev/controller-key',
+  /** The CA bundle the sidecar verifies the controller's serving certificate by. */
+  controllerCa: 'veil.dev/controller-ca',
 } as const;
 
 export const veilLabels = {

@@ -17,6 +17,7 @@ import { memoryBytes } from './quantity.ts';
 import type { InjectionSettings } from './settings.ts';
 import { sidecarContainer, sidecarNames, sidecarVolumeNames, sidecarVolumes } from './sidecar.ts';
 import type { InjectionStatus } from './status.ts';
+import { type ControllerTrust, trustAnnotationKeys, trustAnnotations } from './trust.ts';
 import { findUpstream, type Upstream } from './upstream.ts';
 
 export type InjectionInput = {
@@ -28,6 +29,8 @@ export type InjectionInput = {
   settings: InjectionSettings;
   /** The EmbeddingPolicy the pod names, written into it; undefined when it does not exist (yet). */
   bootstrapPolicy: object | undefined;
+  /** What the sidecar is to trust the controller by, from the injector's own key and CA. */
+  trust: ControllerTrust;
 };
 
 export type InjectionResult =
@@ -68,6 +71,7 @@ export function inject(input: InjectionInput): InjectionResult {
     native: settings.nativeSidecars,
     namespace: input.namespace,
     bootstrapPolicy: input.bootstrapPolicy,
+    trust: input.trust,
   };
   const injected = withSidecar(base, plan);
   if (isDeepStrictEqual(injected, pod)) return { outcome: 'unchanged', pod, reason: 'already injected' };
@@ -168,6 +172,7 @@ function withoutVeil(original: V1Pod): V1Pod {
   if (metadata.annotations !== undefined) {
     delete metadata.annotations[veilAnnotations.status];
     delete metadata.annotations[veilAnnotations.bootstrapPolicy];
+    for (const key of trustAnnotationKeys) delete metadata.annotations[key];
   }
   return pod;
 }
@@ -222,6 +227,7 @@ type Plan = {
   native: boolean;
   namespace: string;
   bootstrapPolicy: object | undefined;
+  trust: ControllerTrust;
 };
 
 function withSidecar(original: V1Pod, plan: Plan): V1Pod {
@@ -245,11 +251,13 @@ function withSidecar(original: V1Pod, plan: Plan): V1Pod {
   metadata.labels = { ...metadata.labels, [veilLabels.injected]: 'true' };
   const annotations: Record<string, string> = { ...metadata.annotations };
   // Whatever the pod author put under Veil's own keys is replaced: the sidecar trusts
-  // the bootstrap policy it is given.
+  // the bootstrap policy and the controller's key and CA it is given.
   delete annotations[veilAnnotations.bootstrapPolicy];
+  for (const key of trustAnnotationKeys) delete annotations[key];
   if (plan.bootstrapPolicy !== undefined) {
     annotations[veilAnnotations.bootstrapPolicy] = JSON.stringify(plan.bootstrapPolicy);
   }
+  Object.assign(annotations, trustAnnotations(plan.trust));
   if (!plan.native && firstContainer !== undefined && annotations[defaultContainerAnnotation] === undefined) {
     // The sidecar now comes first; keep `kubectl logs` and `exec` on the pod's own container.
     annotations[defaultContainerAnnotation] = firstContainer;

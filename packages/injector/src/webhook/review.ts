@@ -10,6 +10,7 @@ import { inject, injectionWanted, isExcludedNamespace } from './inject.ts';
 import { encodePatch, podPatch } from './patch.ts';
 import type { InjectionSettings } from './settings.ts';
 import { vetPodUpdate } from './tamper.ts';
+import type { ControllerTrust } from './trust.ts';
 
 const admissionApiVersion = 'admission.k8s.io/v1';
 
@@ -92,6 +93,10 @@ export type ReviewDependencies = {
    * carry no pod (exec, attach, bindings); absent, those reviews are refused.
    */
   readPod?: (namespace: string, name: string) => Promise<V1Pod>;
+  /** The controller's key and CA bundle as the injector holds them now, written into each pod. */
+  controllerTrust: () => ControllerTrust;
+  /** The injector's own usernames: the only ones that may change those annotations on a pod. */
+  trustWriters: readonly string[];
 };
 
 export type ReviewResult = {
@@ -114,13 +119,13 @@ export async function reviewPodAdmission(
   if (request.kind.kind !== 'Pod') return allow(request.uid, 'ignored', `not a pod: ${request.kind.kind}`);
   // A status update stores the labels and annotations it carries, so it could
   // strip or rewrite Veil's marks: it is vetted as any update is.
-  if (request.subResource === 'status' && request.operation === 'UPDATE') return admitUpdate(request);
+  if (request.subResource === 'status' && request.operation === 'UPDATE') return admitUpdate(request, deps);
   if (request.subResource === 'ephemeralcontainers' && request.operation === 'UPDATE') {
     return admitEphemeralContainers(request);
   }
   if (request.subResource !== undefined) return allow(request.uid, 'ignored', `pods/${request.subResource}`);
   if (request.operation === 'CREATE') return admitCreate(request, deps);
-  if (request.operation === 'UPDATE') return admitUpdate(request);
+  if (request.operation === 'UPDATE') return admitUpdate(request, deps);
   return allow(request.uid, 'ignored', request.operation);
 }
 
@@ -135,13 +140,13 @@ async function admitCreate(request: AdmissionRequest, deps: ReviewDependencies):
   try {
     namespaceOptIn = await lookUpNamespaceOptIn(pod, namespace, deps);
     const wanted = injectionWanted(pod, namespace, namespaceOptIn, deps.settings);
-    // The controller publishes its key only where it watches, and the sidecar cannot
-    // start without it: injected elsewhere, the pod would wait forever.
+    // The controller serves, pushes and patches only the pods where it watches:
+    // injected elsewhere, the sidecar would keep its bootstrap policy for good.
     if (wanted && !isWatched(namespace, deps)) {
       return deny(
         request.uid,
         403,
-        `namespace ${namespace} is not among the namespaces the Veil controller watches (controller.watchNamespaces in the chart, VEIL_WATCH_NAMESPACES in the injector): the sidecar would never get the controller's key and the pod would never start; add the namespace there, or set ${veilAnnotations.inject}: "false"`,
+        `namespace ${namespace} is not among the namespaces the Veil controller watches (controller.watchNamespaces in the chart, VEIL_WATCH_NAMESPACES in the injector): the controller would never push the pod's policy, revoke it or give the sidecar a rotated key; add the namespace there, or set ${veilAnnotations.inject}: "false"`,
       );
     }
     bootstrapPolicy = wanted ? await lookUpBootstrapPolicy(pod, namespace, deps) : undefined;
@@ -154,7 +159,14 @@ async function admitCreate(request: AdmissionRequest, deps: ReviewDependencies):
     );
   }
 
-  const result = inject({ pod, namespace, namespaceOptIn, settings: deps.settings, bootstrapPolicy });
+  const result = inject({
+    pod,
+    namespace,
+    namespaceOptIn,
+    settings: deps.settings,
+    bootstrapPolicy,
+    trust: deps.controllerTrust(),
+  });
   if (result.outcome === 'denied') return deny(request.uid, 400, result.message);
   if (result.outcome === 'unchanged') return allow(request.uid, 'unchanged', result.reason);
   const patch = encodePatch(podPatch(pod, result.pod));
@@ -167,12 +179,15 @@ async function admitCreate(request: AdmissionRequest, deps: ReviewDependencies):
   return { review: wrap(response), outcome: 'injected', detail: result.warnings.join('; ') };
 }
 
-function admitUpdate(request: AdmissionRequest): ReviewResult {
+function admitUpdate(request: AdmissionRequest, deps: ReviewDependencies): ReviewResult {
   const pod = asPod(request.object);
   const oldPod = asPod(request.oldObject);
   if (pod === undefined || oldPod === undefined)
     return deny(request.uid, 400, 'the review carries no valid pod');
-  const refusal = vetPodUpdate(oldPod, pod);
+  const refusal = vetPodUpdate(oldPod, pod, {
+    username: request.userInfo.username,
+    trustWriters: deps.trustWriters,
+  });
   return refusal === undefined ? allow(request.uid, 'unchanged', 'update') : deny(request.uid, 403, refusal);
 }
 

@@ -43,6 +43,8 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     bootstrapPolicy: options.bootstrapPolicy,
     watchedNamespaces: options.watchedNamespaces,
     readPod: options.readPod,
+    controllerTrust: options.controllerTrust,
+    trustWriters: options.trustWriters,
   };
   const log = options.log ?? silentLog;
   const initial = await readCertificatePair(options.tls);

@@ -25,7 +25,7 @@ const controllerKeySchema = z
   })
   .strict()
   .describe(
-    `Where the controller's public JWK lives, with its serving CA bundle under \`${controllerCaKey}\` (optional: sidecar calls to the controller fail closed without it). Volumes cannot cross namespaces, so the controller keeps a copy in every injected namespace (a Secret source is distributed by the operator); the pod does not start without the key.`,
+    `Where the controller publishes a copy of its public JWK, with its serving CA bundle under \`${controllerCaKey}\` (a Secret source is never written). Sidecars do not trust it: a namespace's editors can write it. Each injected pod carries the key and the bundle in its \`veil.dev/controller-key\` and \`veil.dev/controller-ca\` annotations instead, which only the injector changes. The copy stays for pods injected by earlier releases, which mount it until they are restarted.`,
   );
 
 const hashKeySchema = z

@@ -9,7 +9,7 @@ import type {
 } from '@kubernetes/client-node';
 import { DEFAULT_SPOOL_CAPACITY_BYTES, sidecarTuningToEnv } from '@veil/core';
 import { type PodOptions, veilAnnotations } from './annotations.ts';
-import { controllerCaKey, type InjectionSettings } from './settings.ts';
+import type { InjectionSettings } from './settings.ts';
 import type { Upstream } from './upstream.ts';
 
 export const sidecarNames = {
@@ -128,7 +128,7 @@ export function sidecarVolumes(settings: InjectionSettings): V1Volume[] {
         ],
       },
     },
-    controllerKeyVolume(settings),
+    controllerKeyVolume(),
     // The key is shared by every sidecar of the namespace, so a value masks to the
     // same token in each replica and across restarts, and an auditor holding it can
     // check the input digests. Optional: a namespace without the Secret still runs
@@ -169,18 +169,24 @@ export function sidecarVolumes(settings: InjectionSettings): V1Volume[] {
   ];
 }
 
-// Projected, so the key is required (the kubelet holds the pod until it exists) while
-// the CA bundle beside it is optional: the pod starts before the controller has
-// published one, and the sidecar reads it on every call to the controller.
-function controllerKeyVolume(settings: InjectionSettings): V1Volume {
-  const { source, name, key } = settings.controllerKey;
-  const keyItems = [{ key, path: fileNames.controllerKey }];
-  const caItems = [{ key: controllerCaKey, path: fileNames.controllerCa }];
-  const sources =
-    source === 'secret'
-      ? [{ secret: { name, items: keyItems } }, { secret: { name, items: caItems, optional: true } }]
-      : [{ configMap: { name, items: keyItems } }, { configMap: { name, items: caItems, optional: true } }];
-  return { name: sidecarVolumeNames.controllerKey, projected: { sources } };
+// From the pod's own annotations, which only the injector writes (webhook/trust.ts):
+// the kubelet rewrites the files when the controller patches them, so a rotation
+// reaches a running sidecar. A missing annotation is an empty file, which the
+// sidecar refuses to trust (fail closed).
+function controllerKeyVolume(): V1Volume {
+  const item = (path: string, annotation: string) => ({
+    path,
+    fieldRef: { fieldPath: `metadata.annotations['${annotation}']` },
+  });
+  return {
+    name: sidecarVolumeNames.controllerKey,
+    downwardAPI: {
+      items: [
+        item(fileNames.controllerKey, veilAnnotations.controllerKey),
+        item(fileNames.controllerCa, veilAnnotations.controllerCa),
+      ],
+    },
+  };
 }
 
 function sidecarEnv({ settings, options, upstream }: SidecarSpec): V1EnvVar[] {

@@ -6,10 +6,15 @@
 // A container's image also stays mutable (`kubectl set image pod/…`), so the
 // sidecar container is held as it was injected: another image would be another
 // proxy, one that need not enforce or record anything.
+// The controller's key and CA bundle are what the sidecar trusts pushes and the
+// controller by: only the injector's own identity changes them, as it does when
+// the controller's key or CA rotates. Anyone else could make the sidecar take
+// their pushes, or talk to a controller of their own.
 import { isDeepStrictEqual } from 'node:util';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { podAnnotations, podContainers, podLabels, veilAnnotations, veilLabels } from './annotations.ts';
 import { sidecarNames } from './sidecar.ts';
+import { trustAnnotationKeys } from './trust.ts';
 
 const guardedAnnotations = [
   veilAnnotations.bootstrapPolicy,
@@ -17,8 +22,11 @@ const guardedAnnotations = [
   veilAnnotations.policy,
 ] as const;
 
+/** Who asks for an update, and the usernames the trust annotations may be changed by. */
+export type Updater = { username: string | undefined; trustWriters: readonly string[] };
+
 /** A denial message when an update touches Veil's marks on an injected pod, or forges them. */
-export function vetPodUpdate(oldPod: V1Pod, newPod: V1Pod): string | undefined {
+export function vetPodUpdate(oldPod: V1Pod, newPod: V1Pod, updater: Updater): string | undefined {
   if (podLabels(oldPod)[veilLabels.injected] !== 'true') {
     // The controller finds injected pods by this label alone and pushes to them:
     // only injection puts it on a pod.
@@ -31,7 +39,9 @@ export function vetPodUpdate(oldPod: V1Pod, newPod: V1Pod): string | undefined {
   }
   const before = podAnnotations(oldPod);
   const after = podAnnotations(newPod);
-  const changed = guardedAnnotations.find((key) => before[key] !== after[key]);
+  const mayWriteTrust = updater.username !== undefined && updater.trustWriters.includes(updater.username);
+  const guarded = mayWriteTrust ? guardedAnnotations : [...guardedAnnotations, ...trustAnnotationKeys];
+  const changed = guarded.find((key) => before[key] !== after[key]);
   if (changed !== undefined) return `annotation ${changed} is set by the Veil injector and cannot be changed`;
   return isDeepStrictEqual(veilContainers(oldPod), veilContainers(newPod))
     ? undefined

@@ -15,8 +15,13 @@ import {
   kubectl,
 } from '../../../../test/e2e/kube/support/cluster.ts';
 import { type ControlPlane, startControlPlane } from '../../../../test/harness/index.ts';
+import { CaBundleHolder } from '../../src/certs/cabundle.ts';
 import { startController } from '../../src/controller/controller.ts';
-import { controllerKeyFromJwk, generateControllerJwk } from '../../src/controller/keys.ts';
+import {
+  type ControllerKey,
+  controllerKeyFromJwk,
+  generateControllerJwk,
+} from '../../src/controller/keys.ts';
 import type { LogFields } from '../../src/controller/log.ts';
 
 let cp: ControlPlane;
@@ -93,12 +98,61 @@ test('a key ConfigMap deleted by hand comes back at the next resync', async () =
   }
 });
 
+test('the leader patches its key and CA bundle into injected pods, and a rotation replaces them on running pods', async () => {
+  const namespace = await freshNamespace(cp, 'trust');
+  const core = cp.kubeConfig().makeApiClient(CoreV1Api);
+  await createLabelledPod(namespace);
+  const trustOnPod = async (key: ControllerKey, bundle: string | undefined) =>
+    eventually(`pod annotations with key ${key.kid}`, async () => {
+      const pod = await core.readNamespacedPod({ namespace, name: 'embedder' });
+      const annotations = pod.metadata?.annotations ?? {};
+      return annotations['veil.dev/controller-key'] === JSON.stringify(key.publicJwk) &&
+        annotations['veil.dev/controller-ca'] === bundle
+        ? annotations
+        : undefined;
+    });
+  const start = async (key: ControllerKey, caBundle: CaBundleHolder) =>
+    startController({
+      kubeConfig: cp.kubeConfig(),
+      identity: `controller-${key.kid.slice(0, 6).toLowerCase()}`,
+      key,
+      namespace,
+      namespaces: [namespace],
+      caBundle,
+      // Longer than the test: what it sees comes from leadership, pod events and CA changes.
+      push: { resyncMs: 600_000 },
+    });
+  const caPem = await readFile(cp.caCert, 'utf8');
+  const first = await controllerKeyFromJwk(await generateControllerJwk());
+  const unknownYet = new CaBundleHolder();
+  const controller = await start(first, unknownYet);
+  try {
+    // No bundle known: none is written (the sidecar's calls fail closed until one is).
+    await trustOnPod(first, undefined);
+    unknownYet.set(caPem);
+    await trustOnPod(first, caPem);
+  } finally {
+    await controller.stop();
+  }
+  // The next release's replica, with a new key: the running pod gets it without a restart.
+  const second = await controllerKeyFromJwk(await generateControllerJwk());
+  const known = new CaBundleHolder();
+  known.set(caPem);
+  const rotated = await start(second, known);
+  try {
+    await trustOnPod(second, caPem);
+  } finally {
+    await rotated.stop();
+  }
+});
+
 test('a pod labelled injected in a namespace never injected is no injected pod to the controller', async () => {
   const excluded = await freshNamespace(cp, 'excluded');
   const served = await freshNamespace(cp, 'served');
   const core = cp.kubeConfig().makeApiClient(CoreV1Api);
   // The webhooks do not see an excluded namespace's pods, so nothing stopped this label.
   for (const namespace of [excluded, served]) await createLabelledPod(namespace);
+  const warnings: { message: string; fields?: LogFields }[] = [];
   const controller = await startController({
     kubeConfig: cp.kubeConfig(),
     identity: 'controller-0',
@@ -107,7 +161,9 @@ test('a pod labelled injected in a namespace never injected is no injected pod t
     namespaces: [excluded, served],
     excludedNamespaces: [excluded],
     publishKey: { name: 'veil-controller-key', key: 'jwk.json' },
+    log: { info: () => undefined, warn: (message, fields) => warnings.push({ message, fields }) },
   });
+  const ignored = () => warnings.filter((w) => w.message.startsWith('ignoring an injected pod'));
   try {
     assert.ok(controller.injectedPod(served, 'embedder'));
     assert.equal(controller.injectedPod(excluded, 'embedder'), undefined);
@@ -116,6 +172,21 @@ test('a pod labelled injected in a namespace never injected is no injected pod t
       core.readNamespacedConfigMap({ namespace: served, name: 'veil-controller-key' }).catch(() => undefined),
     );
     await assert.rejects(core.readNamespacedConfigMap({ namespace: excluded, name: 'veil-controller-key' }));
+    // A pod injected before its namespace was excluded is out of policy control: the operator is told, once.
+    assert.deepEqual(
+      ignored().map((w) => w.fields),
+      [{ namespace: excluded, pod: 'embedder' }],
+    );
+    // An update of the same pod is no new warning; a second pod is (the watch delivers them in order).
+    await kubectl(cp, 'annotate', 'pod', 'embedder', '-n', excluded, 'touched=yes');
+    await createLabelledPod(excluded, 'embedder-1');
+    await eventually('the warning about the second pod', async () =>
+      ignored().some((w) => w.fields?.pod === 'embedder-1') ? true : undefined,
+    );
+    assert.deepEqual(
+      ignored().map((w) => w.fields?.pod),
+      ['embedder', 'embedder-1'],
+    );
   } finally {
     await controller.stop();
   }

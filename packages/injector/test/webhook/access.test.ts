@@ -5,7 +5,7 @@ import { connectTarget, vetBinding, vetConnect, vetEphemeralContainers } from '.
 import { inject } from '../../src/webhook/inject.ts';
 import { injectionSettingsSchema } from '../../src/webhook/settings.ts';
 import { sidecarVolumeNames } from '../../src/webhook/sidecar.ts';
-import { testSettings } from './support/settings.ts';
+import { injectorUsername, testSettings, testTrust } from './support/settings.ts';
 
 function modelPod(): V1Pod {
   return {
@@ -26,6 +26,7 @@ function injected(nativeSidecars = true): V1Pod {
     namespaceOptIn: false,
     settings,
     bootstrapPolicy: { spec: {} },
+    trust: testTrust,
   });
   assert.equal(result.outcome, 'injected');
   return result.outcome === 'injected' ? result.pod : {};
@@ -92,6 +93,32 @@ test('a debug container targeting the sidecar, or mounting any of its volumes or
     });
     assert.match(vetEphemeralContainers(before, attaching) ?? '', refused);
   }
+});
+
+test('a privileged debug container, or one adding capabilities past baseline, is refused on an injected pod', () => {
+  const before = injected();
+  const sysadmin = withEphemeral(before, {
+    name: 'debugger',
+    image: 'busybox',
+    targetContainerName: 'model',
+    securityContext: { privileged: true },
+  });
+  assert.match(vetEphemeralContainers(before, sysadmin) ?? '', /ephemeral container debugger is privileged/);
+  const ptrace = withEphemeral(before, {
+    name: 'debugger',
+    image: 'busybox',
+    securityContext: { capabilities: { add: ['SYS_PTRACE'] } },
+  });
+  assert.match(
+    vetEphemeralContainers(before, ptrace) ?? '',
+    /debugger adds capabilities beyond Pod Security baseline \(SYS_PTRACE\)/,
+  );
+  const baseline = withEphemeral(before, {
+    name: 'debugger',
+    image: 'busybox',
+    securityContext: { capabilities: { add: ['NET_BIND_SERVICE'] } },
+  });
+  assert.equal(vetEphemeralContainers(before, baseline), undefined);
 });
 
 test('a debug container on the model, or on a pod Veil did not inject, is allowed', () => {

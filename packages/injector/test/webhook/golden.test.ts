@@ -15,7 +15,7 @@ import { inject } from '../../src/webhook/inject.ts';
 import { admissionReviewResponseSchema, reviewPodAdmission } from '../../src/webhook/review.ts';
 import { injectionSettingsSchema } from '../../src/webhook/settings.ts';
 import { podReview } from './support/review.ts';
-import { testSettings } from './support/settings.ts';
+import { injectorUsername, testSettings, testTrust } from './support/settings.ts';
 
 const goldenDir = join(import.meta.dirname, '..', '..', 'testdata', 'golden');
 const updating = process.env.UPDATE_GOLDEN === '1';
@@ -78,6 +78,8 @@ for (const name of cases) {
       settings,
       namespaceLabels: async () => input.namespaceLabels,
       bootstrapPolicy: async () => input.policy,
+      controllerTrust: () => testTrust,
+      trustWriters: [injectorUsername],
     };
 
     const { review } = await reviewPodAdmission(podReview(input.namespace, structuredClone(pod)), deps);
@@ -103,6 +105,7 @@ for (const name of cases) {
       namespaceOptIn,
       settings,
       bootstrapPolicy: input.policy,
+      trust: testTrust,
     });
     assert.notEqual(direct.outcome, 'denied');
     if (direct.outcome !== 'denied')
@@ -119,6 +122,7 @@ for (const name of cases) {
       namespaceOptIn,
       settings,
       bootstrapPolicy: input.policy,
+      trust: testTrust,
     });
     assert.equal(second.outcome, 'unchanged');
     if (second.outcome === 'unchanged') assert.deepEqual(second.pod, outPod);

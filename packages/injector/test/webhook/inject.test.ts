@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
+import { unsetGraceRefused } from '../../src/webhook/conflicts.ts';
 import { inject } from '../../src/webhook/inject.ts';
-import { injectionSettingsSchema } from '../../src/webhook/settings.ts';
+import { type InjectionSettings, injectionSettingsSchema } from '../../src/webhook/settings.ts';
 import { sidecarVolumeNames } from '../../src/webhook/sidecar.ts';
 import { injectionStatusSchema } from '../../src/webhook/status.ts';
-import { testSettings } from './support/settings.ts';
+import { injectorUsername, testSettings, testTrust } from './support/settings.ts';
 
 const settings = injectionSettingsSchema.parse(testSettings);
 
@@ -33,6 +34,7 @@ function injected(pod: V1Pod, native = true): V1Pod {
     namespaceOptIn: false,
     settings: { ...settings, nativeSidecars: native },
     bootstrapPolicy: { spec: {} },
+    trust: testTrust,
   });
   assert.equal(result.outcome, 'injected', result.outcome === 'denied' ? result.message : '');
   return result.outcome === 'injected' ? result.pod : pod;
@@ -127,6 +129,7 @@ test('without S3 settings the sidecar gets no S3 environment', () => {
     namespaceOptIn: false,
     settings: local,
     bootstrapPolicy: {},
+    trust: testTrust,
   });
   assert.equal(result.outcome, 'injected');
   const names = result.outcome === 'injected' ? (sidecarOf(result.pod).env ?? []).map((e) => e.name) : [];
@@ -148,6 +151,7 @@ test('the OTEL_* variables and the evidence prefix reach the sidecar as set', ()
     namespaceOptIn: false,
     settings: configured,
     bootstrapPolicy: {},
+    trust: testTrust,
   });
   assert.equal(result.outcome, 'injected');
   const env = result.outcome === 'injected' ? (sidecarOf(result.pod).env ?? []) : [];
@@ -180,6 +184,7 @@ test("the sidecar's tuning reaches its environment, and only what was set", () =
     namespaceOptIn: false,
     settings: { ...settings, tuning },
     bootstrapPolicy: {},
+    trust: testTrust,
   });
   assert.equal(result.outcome, 'injected');
   assert.deepEqual(variables(result.outcome === 'injected' ? result.pod : modelPod()), {
@@ -197,6 +202,7 @@ test('a pod injected where the chart made no NetworkPolicy is warned that its mo
       namespaceOptIn: false,
       settings: { ...settings, networkPolicyNamespaces },
       bootstrapPolicy: {},
+      trust: testTrust,
     });
     assert.equal(result.outcome, 'injected');
     return result.outcome === 'injected' ? result.warnings : [];
@@ -217,6 +223,7 @@ test('a namespace the settings exclude is never injected, as kube-system and the
       namespaceOptIn: true,
       settings: { ...settings, excludedNamespaces: ['ops'] },
       bootstrapPolicy: {},
+      trust: testTrust,
     });
     assert.equal(result.outcome, 'unchanged', namespace);
     assert.equal(result.outcome === 'unchanged' && result.reason, `namespace ${namespace} is never injected`);
@@ -235,6 +242,7 @@ test("a pod's sidecar memory must be above the body memory the settings let the 
       namespaceOptIn: false,
       settings: { ...settings, tuning },
       bootstrapPolicy: {},
+      trust: testTrust,
     });
   const under = injectWith('128Mi');
   assert.equal(under.outcome, 'denied');
@@ -256,6 +264,7 @@ test('the sidecar requests the ephemeral storage a full spool holds, and sets no
       namespaceOptIn: false,
       settings: { ...settings, nativeSidecars: native, tuning },
       bootstrapPolicy: {},
+      trust: testTrust,
     });
     assert.equal(result.outcome, 'injected');
     const resources = result.outcome === 'injected' ? sidecarOf(result.pod).resources : undefined;
@@ -286,34 +295,67 @@ test('the bootstrap policy is projected into the pod from its annotation', () =>
   assert.equal(file, `${mount?.mountPath}/${volume?.downwardAPI?.items?.[0]?.path}`);
 });
 
-test('the controller key can come from a Secret', () => {
-  const fromSecret = injectionSettingsSchema.parse({
-    ...testSettings,
-    controllerKey: { source: 'secret', name: 'veil-ctl', key: 'public.jwk' },
-  });
+test("the sidecar trusts the controller's key and CA from its pod's annotations, never from its namespace's objects", () => {
+  // Whatever the settings name, a namespace's editors can write its ConfigMaps and Secrets.
+  for (const source of ['configMap', 'secret'] as const) {
+    const settings = injectionSettingsSchema.parse({ ...testSettings, controllerKey: { source } });
+    const result = inject({
+      pod: modelPod(),
+      namespace: 'ml',
+      namespaceOptIn: false,
+      settings,
+      bootstrapPolicy: {},
+      trust: testTrust,
+    });
+    assert.equal(result.outcome, 'injected');
+    if (result.outcome !== 'injected') return;
+    const volume = result.pod.spec?.volumes?.find((v) => v.name === 'veil-controller-key');
+    assert.deepEqual(volume, {
+      name: 'veil-controller-key',
+      downwardAPI: {
+        items: [
+          { path: 'jwk.json', fieldRef: { fieldPath: "metadata.annotations['veil.dev/controller-key']" } },
+          { path: 'ca.crt', fieldRef: { fieldPath: "metadata.annotations['veil.dev/controller-ca']" } },
+        ],
+      },
+    });
+    const annotations = result.pod.metadata?.annotations ?? {};
+    assert.deepEqual(JSON.parse(annotations['veil.dev/controller-key'] ?? 'null'), testTrust.publicJwk);
+    assert.equal(annotations['veil.dev/controller-ca'], testTrust.caBundle);
+    const env = sidecarOf(result.pod).env;
+    assert.equal(
+      env?.find((e) => e.name === 'VEIL_CONTROLLER_KEY_FILE')?.value,
+      '/etc/veil/controller-key/jwk.json',
+    );
+    assert.equal(
+      env?.find((e) => e.name === 'VEIL_CONTROLLER_CA_FILE')?.value,
+      '/etc/veil/controller-key/ca.crt',
+    );
+  }
+});
+
+test("a pod author's own controller key and CA are replaced; with no CA known, none is left", () => {
+  const pod = modelPod();
+  pod.metadata = {
+    ...pod.metadata,
+    annotations: {
+      ...pod.metadata?.annotations,
+      'veil.dev/controller-key': '{"kty":"OKP","crv":"Ed25519","x":"dGVuYW50"}',
+      'veil.dev/controller-ca': '-----BEGIN CERTIFICATE-----\ntenant\n-----END CERTIFICATE-----\n',
+    },
+  };
   const result = inject({
-    pod: modelPod(),
+    pod,
     namespace: 'ml',
     namespaceOptIn: false,
-    settings: fromSecret,
+    settings,
     bootstrapPolicy: {},
+    trust: { ...testTrust, caBundle: undefined },
   });
   assert.equal(result.outcome, 'injected');
-  const volume =
-    result.outcome === 'injected'
-      ? result.pod.spec?.volumes?.find((v) => v.name === 'veil-controller-key')
-      : undefined;
-  // The key is required; the controller's CA bundle beside it is optional.
-  assert.deepEqual(volume?.projected?.sources, [
-    { secret: { name: 'veil-ctl', items: [{ key: 'public.jwk', path: 'jwk.json' }] } },
-    { secret: { name: 'veil-ctl', items: [{ key: 'ca.crt', path: 'ca.crt' }], optional: true } },
-  ]);
-  assert.equal(volume?.configMap, undefined);
-  const env = result.outcome === 'injected' ? sidecarOf(result.pod).env : [];
-  assert.equal(
-    env?.find((e) => e.name === 'VEIL_CONTROLLER_CA_FILE')?.value,
-    '/etc/veil/controller-key/ca.crt',
-  );
+  const annotations = result.outcome === 'injected' ? (result.pod.metadata?.annotations ?? {}) : {};
+  assert.deepEqual(JSON.parse(annotations['veil.dev/controller-key'] ?? 'null'), testTrust.publicJwk);
+  assert.equal(annotations['veil.dev/controller-ca'], undefined);
 });
 
 test("the hash key comes from an optional Secret of the pod's namespace, read-only", () => {
@@ -343,6 +385,7 @@ test("the hash key comes from an optional Secret of the pod's namespace, read-on
       hashKey: { secretName: 'search-hash-key', key: 'hmac' },
     }),
     bootstrapPolicy: {},
+    trust: testTrust,
   });
   assert.equal(renamed.outcome, 'injected');
   const renamedVolume =
@@ -389,6 +432,7 @@ test("a pod created already injected is rebuilt: this release's sidecar, the rea
     namespaceOptIn: false,
     settings,
     bootstrapPolicy: { spec: {} },
+    trust: testTrust,
   });
   assert.equal(again.outcome, 'injected');
   assert.deepEqual(again.outcome === 'injected' ? again.pod : undefined, out);
@@ -398,6 +442,7 @@ test("a pod created already injected is rebuilt: this release's sidecar, the rea
     namespaceOptIn: false,
     settings,
     bootstrapPolicy: { spec: {} },
+    trust: testTrust,
   });
   assert.equal(same.outcome, 'unchanged');
 });
@@ -413,7 +458,14 @@ test('a pod labelled injected that is not opted in is refused, even with a Veil 
     const annotations = copy.metadata?.annotations ?? {};
     if (annotation === undefined) delete annotations['veil.dev/inject'];
     else annotations['veil.dev/inject'] = annotation;
-    const result = inject({ pod: copy, namespace: 'ml', namespaceOptIn, settings, bootstrapPolicy: {} });
+    const result = inject({
+      pod: copy,
+      namespace: 'ml',
+      namespaceOptIn,
+      settings,
+      bootstrapPolicy: {},
+      trust: testTrust,
+    });
     assert.equal(result.outcome, 'denied', `${annotation} in a namespace opted in: ${namespaceOptIn}`);
     assert.match(result.outcome === 'denied' ? result.message : '', /is not opted in to injection/);
   }
@@ -422,7 +474,14 @@ test('a pod labelled injected that is not opted in is refused, even with a Veil 
 test('a look-alike sidecar of another image does not count as injected', () => {
   const out = injected(modelPod());
   sidecarOf(out).image = 'registry.example.com/someone/veil-sidecar:0.1.0';
-  const again = inject({ pod: out, namespace: 'ml', namespaceOptIn: false, settings, bootstrapPolicy: {} });
+  const again = inject({
+    pod: out,
+    namespace: 'ml',
+    namespaceOptIn: false,
+    settings,
+    bootstrapPolicy: {},
+    trust: testTrust,
+  });
   assert.equal(again.outcome, 'denied');
 });
 
@@ -430,7 +489,14 @@ test('a pod declaring no port is refused, naming the annotation', () => {
   const pod = modelPod();
   const model = pod.spec?.containers[0];
   if (model) model.ports = undefined;
-  const result = inject({ pod, namespace: 'ml', namespaceOptIn: false, settings, bootstrapPolicy: {} });
+  const result = inject({
+    pod,
+    namespace: 'ml',
+    namespaceOptIn: false,
+    settings,
+    bootstrapPolicy: {},
+    trust: testTrust,
+  });
   assert.equal(result.outcome, 'denied');
   assert.match(result.outcome === 'denied' ? result.message : '', /^veil\.dev\/upstream-port: /);
 });
@@ -438,7 +504,14 @@ test('a pod declaring no port is refused, naming the annotation', () => {
 test('a UDP upstream port is refused', () => {
   const pod = modelPod({ 'veil.dev/inject': 'true', 'veil.dev/upstream-port': 'dns' });
   pod.spec?.containers[0]?.ports?.push({ name: 'dns', containerPort: 53, protocol: 'UDP' });
-  const result = inject({ pod, namespace: 'ml', namespaceOptIn: false, settings, bootstrapPolicy: {} });
+  const result = inject({
+    pod,
+    namespace: 'ml',
+    namespaceOptIn: false,
+    settings,
+    bootstrapPolicy: {},
+    trust: testTrust,
+  });
   assert.equal(result.outcome, 'denied');
   assert.match(result.outcome === 'denied' ? result.message : '', /UDP/);
 });
@@ -451,14 +524,28 @@ test('names the sidecar needs are refused when the pod already uses them', () =>
   const withPortName = modelPod();
   withPortName.spec?.containers[0]?.ports?.push({ name: 'veil-admin', containerPort: 9000 });
   for (const pod of [withVolume, withContainer, withPortName]) {
-    const result = inject({ pod, namespace: 'ml', namespaceOptIn: false, settings, bootstrapPolicy: {} });
+    const result = inject({
+      pod,
+      namespace: 'ml',
+      namespaceOptIn: false,
+      settings,
+      bootstrapPolicy: {},
+      trust: testTrust,
+    });
     assert.equal(result.outcome, 'denied');
     assert.match(result.outcome === 'denied' ? result.message : '', /reserved for the Veil sidecar/);
   }
 });
 
-function refusal(pod: V1Pod): string {
-  const result = inject({ pod, namespace: 'ml', namespaceOptIn: false, settings, bootstrapPolicy: {} });
+function refusal(pod: V1Pod, using: InjectionSettings = settings): string {
+  const result = inject({
+    pod,
+    namespace: 'ml',
+    namespaceOptIn: false,
+    settings: using,
+    bootstrapPolicy: {},
+    trust: testTrust,
+  });
   assert.equal(result.outcome, 'denied');
   return result.outcome === 'denied' ? result.message : '';
 }
@@ -511,6 +598,190 @@ test('a pod publishing any port on the node (hostPort) is refused', () => {
     ports: [{ containerPort: 9100, hostPort: 19100 }],
   });
   assert.match(refusal(onOther), /^container "metrics" publishes port 9100 on the node \(hostPort 19100\)/);
+});
+
+/** The pod's containers of every kind, each given to `change` in a pod of its own. */
+function withEachContainerKind(change: (container: V1Container) => void): Array<[string, V1Pod]> {
+  const regular = modelPod();
+  const init = modelPod();
+  if (init.spec) init.spec.initContainers = [{ name: 'setup', image: 'busybox' }];
+  const ephemeral = modelPod();
+  if (ephemeral.spec) ephemeral.spec.ephemeralContainers = [{ name: 'debugger', image: 'busybox' }];
+  const pods: Array<[string, V1Pod, V1Container | undefined]> = [
+    ['model', regular, regular.spec?.containers[0]],
+    ['setup', init, init.spec?.initContainers?.[0]],
+    ['debugger', ephemeral, ephemeral.spec?.ephemeralContainers?.[0]],
+  ];
+  return pods.map(([name, pod, container]) => {
+    assert.ok(container, name);
+    change(container);
+    return [name, pod];
+  });
+}
+
+test("a hostPath volume is refused: the sidecar's spool and key live in the node's directories", () => {
+  const pod = modelPod();
+  if (pod.spec) pod.spec.volumes = [{ name: 'kubelet', hostPath: { path: '/var/lib/kubelet/pods' } }];
+  const model = pod.spec?.containers[0];
+  if (model) model.volumeMounts = [{ name: 'kubelet', mountPath: '/host' }];
+  assert.match(refusal(pod), /^volume "kubelet" is a hostPath volume/);
+});
+
+test('a privileged container is refused, whatever its kind', () => {
+  for (const [name, pod] of withEachContainerKind((c) => {
+    c.securityContext = { privileged: true };
+  })) {
+    assert.match(refusal(pod), new RegExp(`^container "${name}" is privileged`), name);
+  }
+  const unprivileged = modelPod();
+  const model = unprivileged.spec?.containers[0];
+  if (model) model.securityContext = { privileged: false };
+  injected(unprivileged);
+});
+
+test('capabilities added beyond Pod Security baseline are refused, however they are spelt', () => {
+  for (const [name, pod] of withEachContainerKind((c) => {
+    c.securityContext = { capabilities: { add: ['CAP_SYS_ADMIN', 'SYS_PTRACE', 'CHOWN'] } };
+  })) {
+    assert.match(
+      refusal(pod),
+      new RegExp(
+        `^container "${name}" adds capabilities beyond Pod Security baseline \\(CAP_SYS_ADMIN, SYS_PTRACE\\)`,
+      ),
+      name,
+    );
+  }
+  const lowerCase = modelPod();
+  const lowerModel = lowerCase.spec?.containers[0];
+  if (lowerModel) lowerModel.securityContext = { capabilities: { add: ['sys_admin'] } };
+  assert.match(refusal(lowerCase), /\(sys_admin\)/);
+  const baseline = modelPod();
+  const model = baseline.spec?.containers[0];
+  if (model)
+    model.securityContext = { capabilities: { add: ['NET_BIND_SERVICE', 'CAP_CHOWN'], drop: ['ALL'] } };
+  injected(baseline);
+});
+
+test('an unmasked /proc is refused', () => {
+  for (const [name, pod] of withEachContainerKind((c) => {
+    c.securityContext = { procMount: 'Unmasked' };
+  })) {
+    assert.match(refusal(pod), new RegExp(`^container "${name}" asks for an unmasked /proc`), name);
+  }
+  const masked = modelPod();
+  const model = masked.spec?.containers[0];
+  if (model) model.securityContext = { procMount: 'Default' };
+  injected(masked);
+});
+
+test("a pod in the node's IPC namespace is refused", () => {
+  const pod = modelPod();
+  if (pod.spec) pod.spec.hostIPC = true;
+  assert.match(refusal(pod), /hostIPC/);
+});
+
+test('a host alias for a host the sidecar connects to is refused; others are not', () => {
+  const aliased = (hostnames: string[]): V1Pod => {
+    const pod = modelPod();
+    if (pod.spec) pod.spec.hostAliases = [{ ip: '10.0.0.9', hostnames: ['db.internal', ...hostnames] }];
+    return pod;
+  };
+  const guarded = {
+    'veil-injector.veil-system.svc': 'veil-injector.veil-system.svc',
+    'VEIL-INJECTOR.veil-system.svc.': 'veil-injector.veil-system.svc',
+    'veil-injector.veil-system.svc.cluster.local': 'veil-injector.veil-system.svc',
+    'minio.veil-system.svc': 'minio.veil-system.svc',
+    'veil-evidence.minio.veil-system.svc': 'minio.veil-system.svc',
+  };
+  for (const [hostname, host] of Object.entries(guarded)) {
+    assert.match(
+      refusal(aliased([hostname])),
+      new RegExp(
+        `^hostAliases names "${hostname.replaceAll('.', '\\.')}", which would redirect the Veil sidecar's connections to ${host.replaceAll('.', '\\.')}:`,
+      ),
+      hostname,
+    );
+  }
+  injected(aliased(['minio.example.com']));
+  const onAws = injectionSettingsSchema.parse({
+    ...testSettings,
+    s3: { bucket: 'veil-evidence', region: 'eu-west-1', credentialsSecret: { name: 'veil-s3' } },
+  });
+  assert.match(refusal(aliased(['veil-evidence.s3.eu-west-1.amazonaws.com']), onAws), /to amazonaws\.com:/);
+});
+
+test('a pod choosing its name servers or search list is refused; DNS options are not', () => {
+  const withDns = (change: (spec: NonNullable<V1Pod['spec']>) => void): V1Pod => {
+    const pod = modelPod();
+    if (pod.spec) change(pod.spec);
+    return pod;
+  };
+  const refused = [
+    [
+      withDns((s) =>
+        Object.assign(s, { dnsPolicy: 'None', dnsConfig: { options: [{ name: 'ndots', value: '1' }] } }),
+      ),
+      /^dnsPolicy None/,
+    ],
+    [
+      withDns((s) => Object.assign(s, { dnsConfig: { nameservers: ['10.0.0.53'] } })),
+      /^dnsConfig\.nameservers/,
+    ],
+    [
+      withDns((s) => Object.assign(s, { dnsConfig: { searches: ['attacker.example'] } })),
+      /^dnsConfig\.searches/,
+    ],
+  ] as const;
+  for (const [pod, message] of refused) assert.match(refusal(pod), message);
+  injected(
+    withDns((s) =>
+      Object.assign(s, {
+        dnsPolicy: 'ClusterFirst',
+        dnsConfig: { options: [{ name: 'ndots', value: '2' }] },
+      }),
+    ),
+  );
+});
+
+test("a termination grace shorter than the sidecar's close grace plus 5 s is refused, saying what to set", () => {
+  const withGrace = (seconds: number | undefined): V1Pod => {
+    const pod = modelPod();
+    if (pod.spec && seconds !== undefined) pod.spec.terminationGracePeriodSeconds = seconds;
+    return pod;
+  };
+  for (const seconds of [0, 24]) {
+    const message = refusal(withGrace(seconds));
+    assert.match(
+      message,
+      new RegExp(`^the pod sets terminationGracePeriodSeconds to ${seconds}, below the 25 s`),
+    );
+    assert.match(message, /set terminationGracePeriodSeconds to 25 or more$/);
+  }
+  injected(withGrace(25));
+  injected(withGrace(undefined));
+  const longClose = injectionSettingsSchema.parse({
+    ...testSettings,
+    tuning: { auditCloseGraceSeconds: 40 },
+  });
+  assert.match(
+    refusal(withGrace(undefined), longClose),
+    /^the pod leaves terminationGracePeriodSeconds unset \(30 s\), below the 45 s/,
+  );
+  assert.match(refusal(withGrace(44), longClose), /below the 45 s/);
+  const result = inject({
+    pod: withGrace(45),
+    namespace: 'ml',
+    namespaceOptIn: false,
+    settings: longClose,
+    bootstrapPolicy: {},
+    trust: testTrust,
+  });
+  assert.equal(result.outcome, 'injected', result.outcome === 'denied' ? result.message : '');
+  assert.equal(unsetGraceRefused(injectionSettingsSchema.parse(testSettings)), undefined);
+  assert.match(
+    unsetGraceRefused(longClose) ?? '',
+    /needs a termination grace of 45 s: opted-in pods that leave terminationGracePeriodSeconds unset \(30 s\) are refused/,
+  );
 });
 
 test('another container declaring the port name the proxy takes over is refused, naming both', () => {

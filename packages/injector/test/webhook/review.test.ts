@@ -10,7 +10,7 @@ import {
 } from '../../src/webhook/review.ts';
 import { injectionSettingsSchema } from '../../src/webhook/settings.ts';
 import { podReview } from './support/review.ts';
-import { testSettings } from './support/settings.ts';
+import { injectorUsername, testSettings, testTrust } from './support/settings.ts';
 
 const settings = injectionSettingsSchema.parse(testSettings);
 
@@ -29,6 +29,8 @@ function dependencies(labels: Record<string, string> = {}): ReviewDependencies &
       calls.policies.push(`${namespace}/${name}`);
       return { spec: {} };
     },
+    controllerTrust: () => testTrust,
+    trustWriters: [injectorUsername],
   };
 }
 
@@ -163,6 +165,7 @@ function injectedPod(): V1Pod {
     namespaceOptIn: false,
     settings,
     bootstrapPolicy: { spec: { access: { rules: [] } } },
+    trust: testTrust,
   });
   assert.equal(result.outcome, 'injected');
   return result.outcome === 'injected' ? result.pod : {};
@@ -190,6 +193,49 @@ test("an UPDATE switching an injected pod's policy is refused", async () => {
   if (renamed.metadata?.annotations) renamed.metadata.annotations['veil.dev/policy'] = 'default';
   const changed = await reviewPodAdmission(podReview('ml', renamed, 'UPDATE', named), dependencies());
   assert.equal(changed.review.response.allowed, false);
+});
+
+test("an UPDATE of an injected pod's controller key or CA is refused to anyone but the injector", async () => {
+  const before = injectedPod();
+  const edited = (key: string, value: string | undefined): V1Pod => {
+    const after = structuredClone(before);
+    const annotations = after.metadata?.annotations ?? {};
+    if (value === undefined) delete annotations[key];
+    else annotations[key] = value;
+    return after;
+  };
+  const tenantKey = '{"kty":"OKP","crv":"Ed25519","x":"dGVuYW50LWtleQ","alg":"EdDSA"}';
+  const tenantCa = '-----BEGIN CERTIFICATE-----\ntenant\n-----END CERTIFICATE-----\n';
+  const changes = [
+    ['veil.dev/controller-key', tenantKey],
+    ['veil.dev/controller-ca', tenantCa],
+    ['veil.dev/controller-ca', undefined],
+  ] as const;
+  for (const [key, value] of changes) {
+    for (const subResource of [undefined, 'status']) {
+      // A namespace editor, as any user of the pod's namespace would be.
+      const review = podReview('ml', edited(key, value), 'UPDATE', before);
+      review.request.userInfo = { username: 'alice', groups: ['system:authenticated'] };
+      if (subResource !== undefined) review.request.subResource = subResource;
+      const { review: response } = await reviewPodAdmission(review, dependencies());
+      assert.equal(response.response.allowed, false, `${key} by alice, subresource ${subResource}`);
+      assert.equal(response.response.status?.code, 403);
+      assert.match(
+        response.response.status?.message ?? '',
+        new RegExp(`annotation ${key} is set by the Veil injector`),
+      );
+    }
+    // The leader's rotation patch, under the injector's own identity.
+    const rotation = podReview('ml', edited(key, value), 'UPDATE', before);
+    rotation.request.userInfo = { username: injectorUsername, groups: ['system:serviceaccounts'] };
+    const { review: response } = await reviewPodAdmission(rotation, dependencies());
+    assert.equal(response.response.allowed, true, `${key} by the injector`);
+  }
+  // The injector's identity changes the trust annotations only: the other marks stay guarded.
+  const policySwitch = edited('veil.dev/policy', 'lenient');
+  const review = podReview('ml', policySwitch, 'UPDATE', before);
+  review.request.userInfo = { username: injectorUsername };
+  assert.equal((await reviewPodAdmission(review, dependencies())).review.response.allowed, false);
 });
 
 test('an UPDATE removing the injected label is refused', async () => {
@@ -251,6 +297,7 @@ test("an UPDATE of the sidecar's image is refused, as an init container or a pla
       namespaceOptIn: false,
       settings: deps.settings,
       bootstrapPolicy: { spec: {} },
+      trust: testTrust,
     });
     assert.equal(before.outcome, 'injected');
     if (before.outcome !== 'injected') return;
@@ -390,7 +437,10 @@ test("a Binding rewriting an injected pod's Veil annotations is refused, at pods
   subresource.request.subResource = 'binding';
   const legacy = binding({ 'veil.dev/policy': 'lenient' });
   legacy.request.resource = { group: '', version: 'v1', resource: 'bindings' };
-  for (const review of [subresource, legacy]) {
+  const trust = binding({ 'veil.dev/controller-key': '{"kty":"OKP","crv":"Ed25519","x":"dGVuYW50"}' });
+  trust.request.subResource = 'binding';
+  trust.request.userInfo = { username: injectorUsername };
+  for (const review of [subresource, legacy, trust]) {
     const { review: response } = await reviewPodAdmission(review, deps);
     assert.equal(response.response.allowed, false);
     assert.equal(response.response.status?.code, 403);

@@ -20,7 +20,7 @@ import {
   type TestCertificate,
 } from './support/certificates.ts';
 import { podReview } from './support/review.ts';
-import { testSettings } from './support/settings.ts';
+import { injectorUsername, testSettings, testTrust } from './support/settings.ts';
 
 let workDir: string;
 let first: TestCertificate;
@@ -52,6 +52,8 @@ async function start(
     namespaceLabels: async (namespace): Promise<Record<string, string>> =>
       namespace === 'ml' ? { 'veil.dev/injection': 'enabled' } : {},
     bootstrapPolicy: async (_namespace, name) => ({ metadata: { name }, spec: {} }),
+    controllerTrust: () => testTrust,
+    trustWriters: [injectorUsername],
   });
 }
 

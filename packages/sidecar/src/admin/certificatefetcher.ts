@@ -21,7 +21,10 @@ export interface AdminCertificateFetcherOptions {
   readonly url: string;
   /** The projected service-account token; read on every attempt, as the kubelet rotates it. */
   readonly tokenFile: string;
-  /** PEM CA bundle for the controller's serving certificate; the system roots when unset. */
+  /**
+   * PEM CA bundle for the controller's serving certificate, read for every attempt
+   * (the pod's `veil.dev/controller-ca` annotation in a cluster); the system roots when unset.
+   */
   readonly caFile: string | undefined;
   /** Connect and answer timeout of one attempt. */
   readonly timeoutMs: number;

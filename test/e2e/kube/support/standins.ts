@@ -8,7 +8,10 @@
 //    https://<pod IP>:<the veil-admin port the webhook wrote>, with no test hook;
 //  - a real sidecar (startSidecar) runs for it with the files a kubelet would
 //    mount: the bootstrap policy from the pod's annotation, the controller's
-//    public key from the ConfigMap the controller published, the Secret
+//    public key from wherever the pod's volume sources it (the pod's own
+//    annotation; a ConfigMap or Secret for a pod an earlier release injected),
+//    written again while the stand-in runs whenever that source changes, as the
+//    kubelet's sync does, the Secret
 //    volumes the webhook mounted into the sidecar, read from the API when the
 //    stand-in starts as the kubelet reads them when the pod does (an optional
 //    Secret that does not exist leaves its directory empty), and the pod's
@@ -21,10 +24,12 @@
 //    it with a certificate of its own for the pod, which it gets from the
 //    controller as the sidecar does (it holds the pod's token, as anything in
 //    the pod would), and passes each request on to the sidecar over TLS,
-//    checking the sidecar's certificate as the controller does.
+//    checking the sidecar's certificate as the controller does. When the
+//    controller's key changes, it gets a certificate from the new one, as the
+//    sidecar does.
 import { generateKeyPairSync } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { createServer, request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -35,8 +40,9 @@ import {
   type V1Container,
   type V1Pod,
   type V1Secret,
+  type V1Volume,
 } from '@kubernetes/client-node';
-import { podServerName, pullAudience, sidecarNames } from '@veil/injector';
+import { podServerName, pullAudience, sidecarNames, sidecarVolumeNames } from '@veil/injector';
 import { type RunningSidecar, sidecarConfigSchema, startSidecar } from '@veil/sidecar';
 import { decodeJwt } from 'jose';
 import { Agent, request } from 'undici';
@@ -101,22 +107,15 @@ export async function startStandIns(options: StandInOptions): Promise<StandIn[]>
       }),
     ),
   );
-  const keyFile = join(dir, 'controller-key.json');
-  const configMap = await eventually('the controller key ConfigMap', async () => {
-    try {
-      return await core.readNamespacedConfigMap({ namespace, name: 'veil-controller-key' });
-    } catch {
-      return undefined;
-    }
-  });
-  await writeFile(keyFile, configMap.data?.['jwk.json'] ?? '');
-  const started: StandIn[] = [];
+  const launched: Launched[] = [];
   try {
-    for (const pod of pods) started.push(await startStandIn(options, core, pod, dir, keyFile));
+    for (const pod of pods) launched.push(await startStandIn(options, core, pod, dir));
   } catch (error) {
-    await Promise.all(started.map((s) => s.close()));
+    await Promise.all(launched.map((l) => l.standIn.close()));
     throw error;
   }
+  const started = launched.map((l) => l.standIn);
+  kubeletSync(core, namespace, launched);
   // A sidecar without its certificate yet fails the controller's pushes, which
   // are then retried: waited for, so that tests count deliveries, not retries.
   for (const standIn of started) {
@@ -139,13 +138,49 @@ export async function startStandIns(options: StandInOptions): Promise<StandIn[]>
   return started;
 }
 
+/** A stand-in, and the kubelet's sync of its volumes to the pod as the API server now holds it. */
+type Launched = { standIn: StandIn; sync(pod: V1Pod): Promise<void> };
+
+/**
+ * The kubelet's periodic sync for a batch of stand-ins: one list of the
+ * namespace's pods every few hundred ms, each stand-in's volumes written again
+ * from it; stopped once every stand-in of the batch is closed.
+ */
+function kubeletSync(core: CoreV1Api, namespace: string, launched: readonly Launched[]): void {
+  let open = launched.length;
+  let running = false;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = true;
+    core
+      .listNamespacedPod({ namespace })
+      .then(async ({ items }) => {
+        for (const { standIn, sync } of launched) {
+          const pod = items.find((p) => p.metadata?.name === standIn.name);
+          if (pod !== undefined) await sync(pod);
+        }
+      })
+      .catch((error: Error) => console.error(`stand-ins ${namespace}: volume sync: ${error.message}`))
+      .finally(() => {
+        running = false;
+      });
+  }, 250);
+  for (const { standIn } of launched) {
+    const close = standIn.close;
+    standIn.close = async () => {
+      open -= 1;
+      if (open === 0) clearInterval(timer);
+      await close();
+    };
+  }
+}
+
 async function startStandIn(
   options: StandInOptions,
   core: CoreV1Api,
   pod: V1Pod,
   dir: string,
-  keyFile: string,
-): Promise<StandIn> {
+): Promise<Launched> {
   const name = pod.metadata?.name ?? '';
   const uid = pod.metadata?.uid ?? '';
   if (pod.metadata?.labels?.['veil.dev/injected'] !== 'true') throw new Error(`${name} was not injected`);
@@ -159,6 +194,16 @@ async function startStandIn(
   const mountsDir = join(podDir, 'mounts');
   await mountSecretVolumes(core, options.namespace, pod, container, mountsDir);
   const hashKeyPath = container.env?.find((e) => e.name === 'VEIL_HASH_KEY_FILE')?.value;
+  const keyPath = container.env?.find((e) => e.name === 'VEIL_CONTROLLER_KEY_FILE')?.value ?? '';
+  const trust = await syncedVolume(
+    core,
+    options.namespace,
+    pod,
+    container,
+    sidecarVolumeNames.controllerKey,
+    mountsDir,
+  );
+  const keyFile = join(mountsDir, keyPath);
   const tokenFile = join(podDir, 'controller-token');
   await writeFile(tokenFile, await podToken(core, options.namespace, pod));
   const log: string[] = [];
@@ -206,7 +251,7 @@ async function startStandIn(
   try {
     sidecar = await launch();
   } catch (error) {
-    front.close();
+    front.server.close();
     throw error;
   }
   target.url = new URL(sidecar.adminUrl);
@@ -225,12 +270,18 @@ async function startStandIn(
       target.url = new URL(standIn.sidecar.adminUrl);
     },
     async close() {
-      front.closeAllConnections();
-      front.close();
+      front.server.closeAllConnections();
+      front.server.close();
       await standIn.sidecar.close();
     },
   };
-  return standIn;
+  return {
+    standIn,
+    async sync(now) {
+      // A new controller key: a certificate from it, as the sidecar gets one.
+      if (await trust.sync(now)) await front.renew();
+    },
+  };
 }
 
 function sidecarContainerOf(pod: V1Pod): V1Container {
@@ -349,9 +400,9 @@ async function recordingFront(
   log: AdminRequest[],
   identity: FrontIdentity,
 ) {
-  const { key, cert, ca } = await podCertificate(identity);
+  let current = await podCertificate(identity);
   const servername = podServerName(identity.uid);
-  const server = createServer({ key, cert }, (request, response) => {
+  const server = createServer({ key: current.key, cert: current.cert }, (request, response) => {
     const token = /^Bearer (.+)$/i.exec(request.headers.authorization ?? '')?.[1];
     log.push({ method: request.method ?? '', subject: token ? subjectOf(token) : undefined });
     // Like a sidecar still starting: nothing listens yet.
@@ -363,7 +414,7 @@ async function recordingFront(
         path: request.url,
         method: request.method,
         headers: request.headers,
-        ca,
+        ca: current.ca,
         servername,
       },
       (answer) => {
@@ -379,7 +430,100 @@ async function recordingFront(
   server.listen(port, host);
   await once(server, 'listening');
   if ((server.address() as AddressInfo).port !== port) throw new Error('front on the wrong port');
-  return server;
+  return {
+    server,
+    /** A certificate from the controller as it is now, and the CA it now certifies sidecars by. */
+    async renew() {
+      current = await podCertificate(identity);
+      server.setSecureContext({ key: current.key, cert: current.cert });
+    },
+  };
+}
+
+/**
+ * The kubelet's part for one of the sidecar's volumes, at its mount path under
+ * `root`: its files from what the pod spec sources them from, the pod's own
+ * annotations (downwardAPI) or ConfigMaps and Secrets of its namespace
+ * (projected). `sync(now)`, given the pod as the API server holds it now,
+ * writes them again when a source changed, each file
+ * replaced whole as the kubelet's atomic writer does, and says whether one did.
+ */
+async function syncedVolume(
+  core: CoreV1Api,
+  namespace: string,
+  pod: V1Pod,
+  container: V1Container,
+  volumeName: string,
+  root: string,
+): Promise<{ sync(now: V1Pod): Promise<boolean> }> {
+  const volume = pod.spec?.volumes?.find((v) => v.name === volumeName);
+  const mount = container.volumeMounts?.find((m) => m.name === volumeName);
+  if (volume === undefined || mount === undefined)
+    throw new Error(`${pod.metadata?.name} has no ${volumeName}`);
+  const target = join(root, mount.mountPath);
+  await mkdir(target, { recursive: true });
+  const written = new Map<string, string>();
+  const sync = async (now: V1Pod): Promise<boolean> => {
+    let changed = false;
+    for (const [path, content] of await volumeFiles(core, namespace, now, volume)) {
+      if (written.get(path) === content) continue;
+      const file = join(target, path);
+      await writeFile(`${file}.tmp`, content);
+      await rename(`${file}.tmp`, file);
+      changed = written.has(path) || changed;
+      written.set(path, content);
+    }
+    return changed;
+  };
+  await sync(pod);
+  return { sync };
+}
+
+async function volumeFiles(
+  core: CoreV1Api,
+  namespace: string,
+  pod: V1Pod,
+  volume: V1Volume,
+): Promise<Map<string, string>> {
+  const files = new Map<string, string>();
+  if (volume.downwardAPI !== undefined) {
+    for (const item of volume.downwardAPI.items ?? []) {
+      const annotation = /^metadata\.annotations\['(.+)'\]$/.exec(item.fieldRef?.fieldPath ?? '')?.[1];
+      if (annotation === undefined)
+        throw new Error(`unsupported downwardAPI item ${item.fieldRef?.fieldPath}`);
+      // An annotation the pod lacks is an empty file, as the kubelet writes it.
+      files.set(item.path, pod.metadata?.annotations?.[annotation] ?? '');
+    }
+  }
+  for (const source of volume.projected?.sources ?? []) {
+    const from = source.configMap ?? source.secret;
+    if (from === undefined) continue;
+    const data =
+      source.configMap !== undefined
+        ? (await readConfigMap(core, namespace, source.configMap.name ?? ''))?.data
+        : decoded((await readSecret(core, namespace, source.secret?.name ?? ''))?.data);
+    for (const item of from.items ?? []) {
+      const value = data?.[item.key];
+      if (value === undefined && from.optional !== true)
+        throw new Error(`${pod.metadata?.name}: ${item.key} of a required source is missing`);
+      if (value !== undefined) files.set(item.path, value);
+    }
+  }
+  return files;
+}
+
+async function readConfigMap(core: CoreV1Api, namespace: string, name: string) {
+  try {
+    return await core.readNamespacedConfigMap({ namespace, name });
+  } catch (error) {
+    if ((error as { code?: number }).code === 404) return undefined;
+    throw error;
+  }
+}
+
+function decoded(data: Record<string, string> | undefined): Record<string, string> | undefined {
+  if (data === undefined) return undefined;
+  return Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()]));
 }
 
 function subjectOf(token: string): string | undefined {

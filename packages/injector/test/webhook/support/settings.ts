@@ -1,4 +1,5 @@
 import type { InjectionSettingsInput } from '../../../src/webhook/settings.ts';
+import type { ControllerTrust } from '../../../src/webhook/trust.ts';
 
 /** The injector settings every webhook test starts from. */
 export const testSettings: InjectionSettingsInput = {
@@ -15,4 +16,20 @@ export const testSettings: InjectionSettingsInput = {
     forcePathStyle: true,
     credentialsSecret: { name: 'veil-s3' },
   },
+};
+
+/** The injector's identity in webhook tests: the only user that may change a pod's trust annotations. */
+export const injectorUsername = 'system:serviceaccount:veil-system:veil-injector';
+
+/** The controller's key and CA bundle as the webhook tests' injector holds them. */
+export const testTrust: ControllerTrust = {
+  publicJwk: {
+    kty: 'OKP',
+    crv: 'Ed25519',
+    x: '11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo',
+    kid: 'kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k',
+    alg: 'EdDSA',
+    use: 'sig',
+  },
+  caBundle: '-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n',
 };

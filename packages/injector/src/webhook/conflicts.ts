@@ -37,10 +37,14 @@ export type NodeUser = Pick<V1Container | V1EphemeralContainer, 'securityContext
 
 /**
  * Pod Security "baseline": the capabilities a container may add to the runtime's
- * defaults. Any other (SYS_ADMIN, SYS_PTRACE, ...) reaches past the container,
- * into the node or into the sidecar's processes.
+ * defaults; any other (SYS_ADMIN, NET_ADMIN, ...) reaches past the container,
+ * into the node or around the proxy. SYS_PTRACE besides, which `kubectl debug
+ * --target` adds: no container of an injected pod shares a process namespace with
+ * the sidecar (shareProcessNamespace is refused, and so is a debug container
+ * targeting it), so it traces its own container's processes, or its target's.
  */
-const baselineCapabilities: ReadonlySet<string> = new Set([
+const allowedCapabilities: ReadonlySet<string> = new Set([
+  'SYS_PTRACE',
   'AUDIT_WRITE',
   'CHOWN',
   'DAC_OVERRIDE',
@@ -118,10 +122,10 @@ export function nodeReachOf(container: NodeUser): string | undefined {
     return "is privileged: it would reach the node's devices and files, the sidecar's unshipped records and signing key among them";
   }
   const beyond = (context?.capabilities?.add ?? []).filter(
-    (c) => !baselineCapabilities.has(capabilityName(c)),
+    (c) => !allowedCapabilities.has(capabilityName(c)),
   );
   if (beyond.length > 0) {
-    return `adds capabilities beyond Pod Security baseline (${beyond.join(', ')}): they reach past the container, into the node or the sidecar's processes`;
+    return `adds capabilities beyond Pod Security baseline (${beyond.join(', ')}): they reach past the container, into the node or around the proxy`;
   }
   if (context?.procMount === 'Unmasked') {
     return "asks for an unmasked /proc (procMount Unmasked): it would see the node's kernel settings the runtime hides";

@@ -25,11 +25,11 @@ import { defaultLeaseName } from './controller/leader.ts';
 import { jsonLog, type Log } from './controller/log.ts';
 import { type PullServer, startPullServer, tokenReviewAuthenticator } from './controller/pull.ts';
 import type { ApprovalStampSettings } from './webhook/approvals.ts';
-import { unsetGraceRefused } from './webhook/conflicts.ts';
 import { excludedNamespaces } from './webhook/inject.ts';
 import { dnsLabel, dnsSubdomain } from './webhook/names.ts';
 import { startWebhookServer, type WebhookServer } from './webhook/server.ts';
 import { type InjectionSettings, injectionSettingsSchema } from './webhook/settings.ts';
+import { settingsWarnings } from './webhook/warnings.ts';
 
 // 0 asks the system for a free port: tests listen so.
 const port = wholeNumber(0, 65_535);
@@ -234,8 +234,7 @@ export async function startInjector(
 ): Promise<RunningInjector> {
   const log = extras.log ?? jsonLog('injector');
   const settings = await readSettings(config.settingsFile);
-  const graceWarning = unsetGraceRefused(settings);
-  if (graceWarning !== undefined) log.warn(graceWarning);
+  for (const warning of settingsWarnings(settings)) log.warn(warning);
   const kubeConfig = extras.kubeConfig ?? loadKubeConfig(config.kubeconfig);
   const key = await loadControllerKey(config.signingKeyFile);
   const trustWriters = await ownUsernames(kubeConfig);

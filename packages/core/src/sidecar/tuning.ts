@@ -79,7 +79,7 @@ export const sidecarTuningSchema = z
     auditCloseGraceSeconds: seconds(0, 3_600)
       .optional()
       .describe(
-        'On shutdown, how long to keep shipping and close the stream (default 20, at most 3600); the injector refuses pods whose terminationGracePeriodSeconds (30 when unset) is below it plus 5',
+        'On shutdown, how long to keep shipping and close the stream (default 20, at most 3600); the injector refuses pods whose terminationGracePeriodSeconds (30 when unset) is below it plus 10',
       ),
   })
   .strict()

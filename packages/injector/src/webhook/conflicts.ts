@@ -60,8 +60,12 @@ const allowedCapabilities: ReadonlySet<string> = new Set([
   'SYS_CHROOT',
 ]);
 
-/** Past the close grace, for the sidecar to start shutting down and the model to stop. */
-const closeHeadroomSeconds = 5;
+/**
+ * Past the close grace: the sidecar's own shutdown takes its close grace plus
+ * 7 s (two request drains of 2 s and a 3 s margin, main.ts), and the model may
+ * need a moment to stop before the sidecar hears SIGTERM (a native sidecar).
+ */
+const closeHeadroomSeconds = 10;
 /** What Kubernetes gives a pod that sets no terminationGracePeriodSeconds. */
 const defaultTerminationGraceSeconds = 30;
 
@@ -125,7 +129,10 @@ export function nodeReachOf(container: NodeUser): string | undefined {
     (c) => !allowedCapabilities.has(capabilityName(c)),
   );
   if (beyond.length > 0) {
-    return `adds capabilities beyond Pod Security baseline (${beyond.join(', ')}): they reach past the container, into the node or around the proxy`;
+    const mesh = beyond.some((c) => capabilityName(c) === 'NET_ADMIN')
+      ? " (a service mesh's init container adds NET_ADMIN to redirect the pod's traffic, as it could redirect the proxy's port to the model's: run the mesh in its CNI mode)"
+      : '';
+    return `adds capabilities beyond Pod Security baseline (${beyond.join(', ')}): they reach past the container, into the node or around the proxy${mesh}`;
   }
   if (context?.procMount === 'Unmasked') {
     return "asks for an unmasked /proc (procMount Unmasked): it would see the node's kernel settings the runtime hides";

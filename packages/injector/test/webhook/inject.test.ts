@@ -176,7 +176,7 @@ test("the sidecar's tuning reaches its environment, and only what was set", () =
   assert.deepEqual(variables(injected(modelPod())), {});
   const tuning = injectionSettingsSchema.parse({
     ...testSettings,
-    tuning: { bodyTimeoutMs: 20_000, spoolCapacityBytes: 268_435_456, auditCloseGraceSeconds: 25 },
+    tuning: { bodyTimeoutMs: 20_000, spoolCapacityBytes: 268_435_456, auditCloseGraceSeconds: 15 },
   }).tuning;
   const result = inject({
     pod: modelPod(),
@@ -190,7 +190,7 @@ test("the sidecar's tuning reaches its environment, and only what was set", () =
   assert.deepEqual(variables(result.outcome === 'injected' ? result.pod : modelPod()), {
     VEIL_BODY_TIMEOUT_MS: '20000',
     VEIL_SPOOL_CAPACITY_BYTES: '268435456',
-    VEIL_AUDIT_CLOSE_GRACE_SECONDS: '25',
+    VEIL_AUDIT_CLOSE_GRACE_SECONDS: '15',
   });
 });
 
@@ -655,6 +655,15 @@ test('capabilities added beyond Pod Security baseline are refused, however they 
   const lowerModel = lowerCase.spec?.containers[0];
   if (lowerModel) lowerModel.securityContext = { capabilities: { add: ['sys_admin'] } };
   assert.match(refusal(lowerCase), /\(sys_admin\)/);
+  assert.doesNotMatch(refusal(lowerCase), /service mesh/);
+  const meshInit = modelPod();
+  if (meshInit.spec) meshInit.spec.initContainers = [];
+  meshInit.spec?.initContainers?.push({
+    name: 'istio-init',
+    image: 'istio/proxyv2',
+    securityContext: { capabilities: { add: ['NET_ADMIN', 'NET_RAW'] } },
+  });
+  assert.match(refusal(meshInit), /^container "istio-init" .*: run the mesh in its CNI mode\)$/);
   const baseline = modelPod();
   const model = baseline.spec?.containers[0];
   if (model)
@@ -745,21 +754,21 @@ test('a pod choosing its name servers or search list is refused; DNS options are
   );
 });
 
-test("a termination grace shorter than the sidecar's close grace plus 5 s is refused, saying what to set", () => {
+test("a termination grace shorter than the sidecar's close grace plus 10 s is refused, saying what to set", () => {
   const withGrace = (seconds: number | undefined): V1Pod => {
     const pod = modelPod();
     if (pod.spec && seconds !== undefined) pod.spec.terminationGracePeriodSeconds = seconds;
     return pod;
   };
-  for (const seconds of [0, 24]) {
+  for (const seconds of [0, 29]) {
     const message = refusal(withGrace(seconds));
     assert.match(
       message,
-      new RegExp(`^the pod sets terminationGracePeriodSeconds to ${seconds}, below the 25 s`),
+      new RegExp(`^the pod sets terminationGracePeriodSeconds to ${seconds}, below the 30 s`),
     );
-    assert.match(message, /set terminationGracePeriodSeconds to 25 or more$/);
+    assert.match(message, /set terminationGracePeriodSeconds to 30 or more$/);
   }
-  injected(withGrace(25));
+  injected(withGrace(30));
   injected(withGrace(undefined));
   const longClose = injectionSettingsSchema.parse({
     ...testSettings,
@@ -767,11 +776,11 @@ test("a termination grace shorter than the sidecar's close grace plus 5 s is ref
   });
   assert.match(
     refusal(withGrace(undefined), longClose),
-    /^the pod leaves terminationGracePeriodSeconds unset \(30 s\), below the 45 s/,
+    /^the pod leaves terminationGracePeriodSeconds unset \(30 s\), below the 50 s/,
   );
-  assert.match(refusal(withGrace(44), longClose), /below the 45 s/);
+  assert.match(refusal(withGrace(49), longClose), /below the 50 s/);
   const result = inject({
-    pod: withGrace(45),
+    pod: withGrace(50),
     namespace: 'ml',
     namespaceOptIn: false,
     settings: longClose,
@@ -782,7 +791,7 @@ test("a termination grace shorter than the sidecar's close grace plus 5 s is ref
   assert.equal(unsetGraceRefused(injectionSettingsSchema.parse(testSettings)), undefined);
   assert.match(
     unsetGraceRefused(longClose) ?? '',
-    /needs a termination grace of 45 s: opted-in pods that leave terminationGracePeriodSeconds unset \(30 s\) are refused/,
+    /needs a termination grace of 50 s: opted-in pods that leave terminationGracePeriodSeconds unset \(30 s\) are refused/,
   );
 });
 

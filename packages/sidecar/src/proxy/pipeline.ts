@@ -25,7 +25,15 @@ import { BodyTooLargeError, readBody } from './body.ts';
 import type { BodyBudget, BodyLease } from './body-budget.ts';
 import type { InFlight } from './in-flight.ts';
 import { recordedInputs } from './inputs.ts';
-import { elapsedMs, newTrace, record, recordApproval, recordForwarding, type Trace } from './record.ts';
+import {
+  elapsedMs,
+  newTrace,
+  noteMasking,
+  record,
+  recordApproval,
+  recordForwarding,
+  type Trace,
+} from './record.ts';
 import { JSON_HEADERS, Refusal, refusalReply, toRefusal, unauthenticated } from './refusal.ts';
 import { upstreamFailureRefusal, upstreamStatusRefusal } from './upstream-status.ts';
 
@@ -388,7 +396,7 @@ function mask(
       throw new Refusal(400, 'invalid_request', 'invalid', 'token-array inputs cannot be masked; send text');
     }
     const forward = engine.maskTexts(texts, 'forward', 'input');
-    trace.masking.push(...forward.actions.map((a) => ({ ...a, scope: 'forward' as const })));
+    noteMasking(trace, forward.actions, 'forward');
     if (forward.actions.length > 0) {
       refuseEmptied(texts, forward.texts, parsed.textsAt);
       texts = forward.texts;
@@ -397,7 +405,7 @@ function mask(
     json = withOptionsMasked(engine, json, dialect.optionTextFields ?? [], trace);
   }
   const audit = engine.hasScope('audit') ? engine.maskTexts(texts, 'audit', 'input') : undefined;
-  if (audit) trace.masking.push(...audit.actions.map((a) => ({ ...a, scope: 'audit' as const })));
+  if (audit) noteMasking(trace, audit.actions, 'audit');
   trace.inputs = recordedInputs(
     policy.spec.audit.inputs,
     audit?.texts ?? texts,
@@ -440,7 +448,7 @@ function withOptionsMasked(
     if (typeof value !== 'string') continue;
     const result = engine.maskTexts([value], 'forward', field);
     if (result.actions.length === 0) continue;
-    trace.masking.push(...result.actions.map((a) => ({ ...a, field, scope: 'forward' as const })));
+    noteMasking(trace, result.actions, 'forward', field);
     masked = withField(masked, field, result.texts[0] ?? '');
   }
   return masked;
@@ -511,7 +519,7 @@ async function forward(
   let reached = false;
   if (policy.masking.hasScope('response')) {
     const masked = policy.masking.maskResponse(answer, 'response');
-    trace.masking.push(...masked.actions.map((a) => ({ ...a, scope: 'response' as const })));
+    noteMasking(trace, masked.actions, 'response');
     answer = masked.body;
     reached = masked.reached;
   }

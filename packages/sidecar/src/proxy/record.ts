@@ -15,6 +15,22 @@ import type { ActivePolicy } from '../policy/active.ts';
 import type { PipelineDeps, ProxyReply } from './pipeline.ts';
 import { Refusal, refusalReply } from './refusal.ts';
 
+/**
+ * Adds a masking step's actions to the trace, in `scope` (and at `field` when
+ * given). Not push(...): a request of many inputs may hold more actions than a
+ * call takes arguments.
+ */
+export function noteMasking(
+  trace: Trace,
+  actions: readonly Omit<MaskingAction, 'scope'>[],
+  scope: NonNullable<MaskingAction['scope']>,
+  field?: string,
+): void {
+  for (const action of actions) {
+    trace.masking.push(field === undefined ? { ...action, scope } : { ...action, field, scope });
+  }
+}
+
 /** What the record says of the request, filled in as the steps run. */
 export interface Trace {
   readonly started: number;

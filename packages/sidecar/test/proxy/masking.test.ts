@@ -85,6 +85,40 @@ function beforeCannedModel(answer: string, options: SidecarFixtureOptions): () =
 }
 
 describe('masking through the proxy', () => {
+  describe('a request of many inputs', () => {
+    const count = 70_000;
+    const mailAndSsn = rule({ name: 'pii', detectors: ['email', 'ssn'], scopes: ['forward', 'audit'] });
+    let fixture: SidecarFixture;
+    before(async () => {
+      fixture = await startSidecarFixture({
+        policy: {
+          limits: {
+            maxInputsPerRequest: count,
+            maxBytesPerRequest: 4 * 1024 * 1024,
+            vectorsPerMinute: count,
+          },
+          masking: { rules: [mailAndSsn] },
+          audit: { inputs: 'masked' },
+        },
+      });
+    });
+    after(() => fixture.close());
+
+    it('records more masking actions than a call takes arguments, and answers', async () => {
+      const input = Array.from({ length: count }, (_, i) => `${i}@example.com ${SSN}`);
+      const answer = await call(
+        `${fixture.url}/v1/embeddings`,
+        { model: 'm', input, dimensions: 2 },
+        { token: await fixture.token() },
+      );
+      assert.equal(answer.status, 200, answer.text.slice(0, 200));
+      const [record] = fixture.records();
+      const forward = (record?.masking ?? []).filter((a) => a.scope === 'forward');
+      assert.equal(forward.length, 2 * count);
+      assertNoRaw('the upstream body', JSON.stringify(fixture.upstreamCalls.at(-1)?.body).slice(0, 1000));
+    });
+  });
+
   describe('forward scope', () => {
     let fixture: SidecarFixture;
     let token: string;

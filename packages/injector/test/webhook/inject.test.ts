@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { unsetGraceRefused } from '../../src/webhook/conflicts.ts';
-import { inject } from '../../src/webhook/inject.ts';
+import { type InjectionInput, type InjectionResult, inject } from '../../src/webhook/inject.ts';
 import { type InjectionSettings, injectionSettingsSchema } from '../../src/webhook/settings.ts';
 import { sidecarVolumeNames } from '../../src/webhook/sidecar.ts';
 import { injectionStatusSchema } from '../../src/webhook/status.ts';
@@ -27,14 +27,23 @@ function modelPod(annotations: Record<string, string> = { 'veil.dev/inject': 'tr
   };
 }
 
-function injected(pod: V1Pod, native = true): V1Pod {
-  const result = inject({
+/** The webhook's answer for `pod` in namespace ml, with the test settings and trust unless overridden. */
+function injectInMl(pod: V1Pod, overrides: Partial<Omit<InjectionInput, 'pod'>> = {}): InjectionResult {
+  return inject({
     pod,
     namespace: 'ml',
     namespaceOptIn: false,
+    settings,
+    bootstrapPolicy: {},
+    trust: testTrust,
+    ...overrides,
+  });
+}
+
+function injected(pod: V1Pod, native = true): V1Pod {
+  const result = injectInMl(pod, {
     settings: { ...settings, nativeSidecars: native },
     bootstrapPolicy: { spec: {} },
-    trust: testTrust,
   });
   assert.equal(result.outcome, 'injected', result.outcome === 'denied' ? result.message : '');
   return result.outcome === 'injected' ? result.pod : pod;
@@ -123,14 +132,7 @@ test('the S3 credentials come from a Secret, never as values', () => {
 
 test('without S3 settings the sidecar gets no S3 environment', () => {
   const { s3: _s3, ...local } = settings;
-  const result = inject({
-    pod: modelPod(),
-    namespace: 'ml',
-    namespaceOptIn: false,
-    settings: local,
-    bootstrapPolicy: {},
-    trust: testTrust,
-  });
+  const result = injectInMl(modelPod(), { settings: local });
   assert.equal(result.outcome, 'injected');
   const names = result.outcome === 'injected' ? (sidecarOf(result.pod).env ?? []).map((e) => e.name) : [];
   assert.deepEqual(
@@ -145,14 +147,7 @@ test('the OTEL_* variables and the evidence prefix reach the sidecar as set', ()
     s3: { ...testSettings.s3, prefix: 'platform/' },
     otelEnv: { OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://otel:4318' },
   });
-  const result = inject({
-    pod: modelPod(),
-    namespace: 'ml',
-    namespaceOptIn: false,
-    settings: configured,
-    bootstrapPolicy: {},
-    trust: testTrust,
-  });
+  const result = injectInMl(modelPod(), { settings: configured });
   assert.equal(result.outcome, 'injected');
   const env = result.outcome === 'injected' ? (sidecarOf(result.pod).env ?? []) : [];
   const valueOf = (name: string) => env.find((e) => e.name === name)?.value;
@@ -178,14 +173,7 @@ test("the sidecar's tuning reaches its environment, and only what was set", () =
     ...testSettings,
     tuning: { bodyTimeoutMs: 20_000, spoolCapacityBytes: 268_435_456, auditCloseGraceSeconds: 15 },
   }).tuning;
-  const result = inject({
-    pod: modelPod(),
-    namespace: 'ml',
-    namespaceOptIn: false,
-    settings: { ...settings, tuning },
-    bootstrapPolicy: {},
-    trust: testTrust,
-  });
+  const result = injectInMl(modelPod(), { settings: { ...settings, tuning } });
   assert.equal(result.outcome, 'injected');
   assert.deepEqual(variables(result.outcome === 'injected' ? result.pod : modelPod()), {
     VEIL_BODY_TIMEOUT_MS: '20000',
@@ -196,14 +184,7 @@ test("the sidecar's tuning reaches its environment, and only what was set", () =
 
 test('a pod injected where the chart made no NetworkPolicy is warned that its model can be reached around the proxy', () => {
   const warningsIn = (namespace: string, networkPolicyNamespaces?: string[]) => {
-    const result = inject({
-      pod: modelPod(),
-      namespace,
-      namespaceOptIn: false,
-      settings: { ...settings, networkPolicyNamespaces },
-      bootstrapPolicy: {},
-      trust: testTrust,
-    });
+    const result = injectInMl(modelPod(), { namespace, settings: { ...settings, networkPolicyNamespaces } });
     assert.equal(result.outcome, 'injected');
     return result.outcome === 'injected' ? result.warnings : [];
   };
@@ -217,13 +198,10 @@ test('a pod injected where the chart made no NetworkPolicy is warned that its mo
 
 test('a namespace the settings exclude is never injected, as kube-system and the injector namespace are', () => {
   for (const namespace of ['ops', 'kube-system', settings.injectorNamespace]) {
-    const result = inject({
-      pod: modelPod(),
+    const result = injectInMl(modelPod(), {
       namespace,
       namespaceOptIn: true,
       settings: { ...settings, excludedNamespaces: ['ops'] },
-      bootstrapPolicy: {},
-      trust: testTrust,
     });
     assert.equal(result.outcome, 'unchanged', namespace);
     assert.equal(result.outcome === 'unchanged' && result.reason, `namespace ${namespace} is never injected`);
@@ -236,13 +214,8 @@ test("a pod's sidecar memory must be above the body memory the settings let the 
     tuning: { bodyMemoryBytes: 128 * 1024 * 1024 },
   }).tuning;
   const injectWith = (memory: string) =>
-    inject({
-      pod: modelPod({ 'veil.dev/inject': 'true', 'veil.dev/sidecar-memory': memory }),
-      namespace: 'ml',
-      namespaceOptIn: false,
+    injectInMl(modelPod({ 'veil.dev/inject': 'true', 'veil.dev/sidecar-memory': memory }), {
       settings: { ...settings, tuning },
-      bootstrapPolicy: {},
-      trust: testTrust,
     });
   const under = injectWith('128Mi');
   assert.equal(under.outcome, 'denied');
@@ -258,14 +231,7 @@ test("a pod's sidecar memory must be above the body memory the settings let the 
 test('the sidecar requests the ephemeral storage a full spool holds, and sets no limit on it', () => {
   const storage = (native: boolean, spoolCapacityBytes?: number) => {
     const tuning = spoolCapacityBytes === undefined ? {} : { spoolCapacityBytes };
-    const result = inject({
-      pod: modelPod(),
-      namespace: 'ml',
-      namespaceOptIn: false,
-      settings: { ...settings, nativeSidecars: native, tuning },
-      bootstrapPolicy: {},
-      trust: testTrust,
-    });
+    const result = injectInMl(modelPod(), { settings: { ...settings, nativeSidecars: native, tuning } });
     assert.equal(result.outcome, 'injected');
     const resources = result.outcome === 'injected' ? sidecarOf(result.pod).resources : undefined;
     assert.equal(resources?.limits?.['ephemeral-storage'], undefined);
@@ -299,14 +265,7 @@ test("the sidecar trusts the controller's key and CA from its pod's annotations,
   // Whatever the settings name, a namespace's editors can write its ConfigMaps and Secrets.
   for (const source of ['configMap', 'secret'] as const) {
     const settings = injectionSettingsSchema.parse({ ...testSettings, controllerKey: { source } });
-    const result = inject({
-      pod: modelPod(),
-      namespace: 'ml',
-      namespaceOptIn: false,
-      settings,
-      bootstrapPolicy: {},
-      trust: testTrust,
-    });
+    const result = injectInMl(modelPod());
     assert.equal(result.outcome, 'injected');
     if (result.outcome !== 'injected') return;
     const volume = result.pod.spec?.volumes?.find((v) => v.name === 'veil-controller-key');
@@ -344,14 +303,7 @@ test("a pod author's own controller key and CA are replaced; with no CA known, n
       'veil.dev/controller-ca': '-----BEGIN CERTIFICATE-----\ntenant\n-----END CERTIFICATE-----\n',
     },
   };
-  const result = inject({
-    pod,
-    namespace: 'ml',
-    namespaceOptIn: false,
-    settings,
-    bootstrapPolicy: {},
-    trust: { ...testTrust, caBundle: undefined },
-  });
+  const result = injectInMl(pod, { trust: { ...testTrust, caBundle: undefined } });
   assert.equal(result.outcome, 'injected');
   const annotations = result.outcome === 'injected' ? (result.pod.metadata?.annotations ?? {}) : {};
   assert.deepEqual(JSON.parse(annotations['veil.dev/controller-key'] ?? 'null'), testTrust.publicJwk);
@@ -376,16 +328,11 @@ test("the hash key comes from an optional Secret of the pod's namespace, read-on
   for (const container of out.spec?.containers ?? [])
     assert.ok(!(container.volumeMounts ?? []).some((m) => m.name === 'veil-hash-key'));
 
-  const renamed = inject({
-    pod: modelPod(),
-    namespace: 'ml',
-    namespaceOptIn: false,
+  const renamed = injectInMl(modelPod(), {
     settings: injectionSettingsSchema.parse({
       ...testSettings,
       hashKey: { secretName: 'search-hash-key', key: 'hmac' },
     }),
-    bootstrapPolicy: {},
-    trust: testTrust,
   });
   assert.equal(renamed.outcome, 'injected');
   const renamedVolume =
@@ -426,24 +373,10 @@ test("a pod created already injected is rebuilt: this release's sidecar, the rea
   sidecarOf(copy).image = 'registry.example.com/veil/veil-sidecar:0.0.9';
   sidecarOf(copy).env?.push({ name: 'VEIL_S3_BUCKET', value: 'elsewhere' });
   if (copy.metadata?.annotations) copy.metadata.annotations['veil.dev/bootstrap-policy'] = '{"spec":{}}';
-  const again = inject({
-    pod: copy,
-    namespace: 'ml',
-    namespaceOptIn: false,
-    settings,
-    bootstrapPolicy: { spec: {} },
-    trust: testTrust,
-  });
+  const again = injectInMl(copy, { bootstrapPolicy: { spec: {} } });
   assert.equal(again.outcome, 'injected');
   assert.deepEqual(again.outcome === 'injected' ? again.pod : undefined, out);
-  const same = inject({
-    pod: out,
-    namespace: 'ml',
-    namespaceOptIn: false,
-    settings,
-    bootstrapPolicy: { spec: {} },
-    trust: testTrust,
-  });
+  const same = injectInMl(out, { bootstrapPolicy: { spec: {} } });
   assert.equal(same.outcome, 'unchanged');
 });
 
@@ -458,14 +391,7 @@ test('a pod labelled injected that is not opted in is refused, even with a Veil 
     const annotations = copy.metadata?.annotations ?? {};
     if (annotation === undefined) delete annotations['veil.dev/inject'];
     else annotations['veil.dev/inject'] = annotation;
-    const result = inject({
-      pod: copy,
-      namespace: 'ml',
-      namespaceOptIn,
-      settings,
-      bootstrapPolicy: {},
-      trust: testTrust,
-    });
+    const result = injectInMl(copy, { namespaceOptIn });
     assert.equal(result.outcome, 'denied', `${annotation} in a namespace opted in: ${namespaceOptIn}`);
     assert.match(result.outcome === 'denied' ? result.message : '', /is not opted in to injection/);
   }
@@ -474,14 +400,7 @@ test('a pod labelled injected that is not opted in is refused, even with a Veil 
 test('a look-alike sidecar of another image does not count as injected', () => {
   const out = injected(modelPod());
   sidecarOf(out).image = 'registry.example.com/someone/veil-sidecar:0.1.0';
-  const again = inject({
-    pod: out,
-    namespace: 'ml',
-    namespaceOptIn: false,
-    settings,
-    bootstrapPolicy: {},
-    trust: testTrust,
-  });
+  const again = injectInMl(out);
   assert.equal(again.outcome, 'denied');
 });
 
@@ -489,14 +408,7 @@ test('a pod declaring no port is refused, naming the annotation', () => {
   const pod = modelPod();
   const model = pod.spec?.containers[0];
   if (model) model.ports = undefined;
-  const result = inject({
-    pod,
-    namespace: 'ml',
-    namespaceOptIn: false,
-    settings,
-    bootstrapPolicy: {},
-    trust: testTrust,
-  });
+  const result = injectInMl(pod);
   assert.equal(result.outcome, 'denied');
   assert.match(result.outcome === 'denied' ? result.message : '', /^veil\.dev\/upstream-port: /);
 });
@@ -504,14 +416,7 @@ test('a pod declaring no port is refused, naming the annotation', () => {
 test('a UDP upstream port is refused', () => {
   const pod = modelPod({ 'veil.dev/inject': 'true', 'veil.dev/upstream-port': 'dns' });
   pod.spec?.containers[0]?.ports?.push({ name: 'dns', containerPort: 53, protocol: 'UDP' });
-  const result = inject({
-    pod,
-    namespace: 'ml',
-    namespaceOptIn: false,
-    settings,
-    bootstrapPolicy: {},
-    trust: testTrust,
-  });
+  const result = injectInMl(pod);
   assert.equal(result.outcome, 'denied');
   assert.match(result.outcome === 'denied' ? result.message : '', /UDP/);
 });
@@ -524,28 +429,14 @@ test('names the sidecar needs are refused when the pod already uses them', () =>
   const withPortName = modelPod();
   withPortName.spec?.containers[0]?.ports?.push({ name: 'veil-admin', containerPort: 9000 });
   for (const pod of [withVolume, withContainer, withPortName]) {
-    const result = inject({
-      pod,
-      namespace: 'ml',
-      namespaceOptIn: false,
-      settings,
-      bootstrapPolicy: {},
-      trust: testTrust,
-    });
+    const result = injectInMl(pod);
     assert.equal(result.outcome, 'denied');
     assert.match(result.outcome === 'denied' ? result.message : '', /reserved for the Veil sidecar/);
   }
 });
 
 function refusal(pod: V1Pod, using: InjectionSettings = settings): string {
-  const result = inject({
-    pod,
-    namespace: 'ml',
-    namespaceOptIn: false,
-    settings: using,
-    bootstrapPolicy: {},
-    trust: testTrust,
-  });
+  const result = injectInMl(pod, { settings: using });
   assert.equal(result.outcome, 'denied');
   return result.outcome === 'denied' ? result.message : '';
 }
@@ -779,14 +670,7 @@ test("a termination grace shorter than the sidecar's close grace plus 10 s is re
     /^the pod leaves terminationGracePeriodSeconds unset \(30 s\), below the 50 s/,
   );
   assert.match(refusal(withGrace(49), longClose), /below the 50 s/);
-  const result = inject({
-    pod: withGrace(50),
-    namespace: 'ml',
-    namespaceOptIn: false,
-    settings: longClose,
-    bootstrapPolicy: {},
-    trust: testTrust,
-  });
+  const result = injectInMl(withGrace(50), { settings: longClose });
   assert.equal(result.outcome, 'injected', result.outcome === 'denied' ? result.message : '');
   assert.equal(unsetGraceRefused(injectionSettingsSchema.parse(testSettings)), undefined);
   assert.match(

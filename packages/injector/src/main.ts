@@ -29,6 +29,7 @@ import { excludedNamespaces } from './webhook/inject.ts';
 import { dnsLabel, dnsSubdomain } from './webhook/names.ts';
 import { startWebhookServer, type WebhookServer } from './webhook/server.ts';
 import { type InjectionSettings, injectionSettingsSchema } from './webhook/settings.ts';
+import { currentTrust } from './webhook/trust.ts';
 import { settingsWarnings } from './webhook/warnings.ts';
 
 // 0 asks the system for a free port: tests listen so.
@@ -324,7 +325,7 @@ export async function startInjector(
       readPod: (namespace, name) => core.readNamespacedPod({ namespace, name }),
       bootstrapPolicy: (namespace, name) => controller.bootstrapPolicy(namespace, name),
       watchedNamespaces: config.namespaces,
-      controllerTrust: () => ({ publicJwk: key.publicJwk, caBundle: caBundle.current() }),
+      controllerTrust: () => currentTrust(key.publicJwk, caBundle),
       trustWriters,
       approvals: approvalStampSettings(config),
       log,

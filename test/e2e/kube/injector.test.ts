@@ -7,7 +7,6 @@ import {
   AuthenticationV1Api,
   CoreV1Api,
   PatchStrategy,
-  RbacAuthorizationV1Api,
   setHeaderOptions,
   type V1EphemeralContainer,
 } from '@kubernetes/client-node';
@@ -21,6 +20,7 @@ import {
   eventually,
   freshNamespace,
   installCrds,
+  namespaceUser,
 } from './support/cluster.ts';
 import {
   deleteWebhook,
@@ -315,24 +315,9 @@ test("an injected pod carries the controller's key, which only the injector's id
   );
 
   // A namespace editor (the usual "edit" role may update pods).
-  const user = await cp.addUser(`editor-${namespace}`);
-  const rbac = cp.kubeConfig().makeApiClient(RbacAuthorizationV1Api);
-  await rbac.createNamespacedRole({
-    namespace,
-    body: {
-      metadata: { name: 'edit-pods' },
-      rules: [{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'update', 'patch'] }],
-    },
-  });
-  await rbac.createNamespacedRoleBinding({
-    namespace,
-    body: {
-      metadata: { name: 'edit-pods' },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'edit-pods' },
-      subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: user.name }],
-    },
-  });
-  const editor = cp.kubeConfig(user.kubeconfig).makeApiClient(CoreV1Api);
+  const editor = await namespaceUser(cp, namespace, 'edit-pods', [
+    { apiGroups: [''], resources: ['pods'], verbs: ['get', 'update', 'patch'] },
+  ]);
   const annotate = (api: CoreV1Api, annotations: Record<string, string>) =>
     api.patchNamespacedPod(
       { namespace, name: 'embedder', body: { metadata: { annotations } } },

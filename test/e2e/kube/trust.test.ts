@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CoreV1Api, RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import { CoreV1Api } from '@kubernetes/client-node';
 import { policyHash, policySpecSchema, sidecarPolicySpec } from '@veil/core';
 import {
   controllerKeyFromJwk,
@@ -19,7 +19,7 @@ import {
 import { startDemoModel } from '@veil/sidecar';
 import { Agent, request } from 'undici';
 import { type ControlPlane, freePort, startControlPlane } from '../../harness/index.ts';
-import { applyPolicy, eventually, freshNamespace, installCrds } from './support/cluster.ts';
+import { applyPolicy, eventually, freshNamespace, installCrds, namespaceUser } from './support/cluster.ts';
 import {
   deleteWebhook,
   ensureInjectorNamespace,
@@ -84,25 +84,10 @@ async function standInFor(namespace: string): Promise<StandIn> {
 
 /** A user holding what the usual namespace "edit" role gives over ConfigMaps, Secrets and pods. */
 async function namespaceEditor(namespace: string): Promise<CoreV1Api> {
-  const user = await cp.addUser(`editor-${namespace}`);
-  const rbac = cp.kubeConfig().makeApiClient(RbacAuthorizationV1Api);
   const verbs = ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'];
-  await rbac.createNamespacedRole({
-    namespace,
-    body: {
-      metadata: { name: 'editor' },
-      rules: [{ apiGroups: [''], resources: ['configmaps', 'secrets', 'pods'], verbs }],
-    },
-  });
-  await rbac.createNamespacedRoleBinding({
-    namespace,
-    body: {
-      metadata: { name: 'editor' },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'editor' },
-      subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: user.name }],
-    },
-  });
-  return cp.kubeConfig(user.kubeconfig).makeApiClient(CoreV1Api);
+  return namespaceUser(cp, namespace, 'editor', [
+    { apiGroups: [''], resources: ['configmaps', 'secrets', 'pods'], verbs },
+  ]);
 }
 
 /** `data` as the ConfigMap and the Secret the controller key settings can name, created or replaced. */

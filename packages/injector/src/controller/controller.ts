@@ -15,6 +15,7 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import type { CaBundleSource } from '../certs/cabundle.ts';
+import { currentTrust } from '../webhook/trust.ts';
 import type { BackoffOptions } from './backoff.ts';
 import { type DesiredPolicy, Distributor, type PushEvent } from './distributor.ts';
 import { GoneConfirmation } from './gone-confirmation.ts';
@@ -133,7 +134,7 @@ export async function startController(options: ControllerOptions): Promise<Contr
   const publisher = keyPublisher(options, log);
   const trust = new TrustPatcher({
     api: kubeConfig.makeApiClient(CoreV1Api),
-    trust: () => ({ publicJwk: options.key.publicJwk, caBundle: options.caBundle?.current() }),
+    trust: () => currentTrust(options.key.publicJwk, options.caBundle),
     log,
   });
   const cache: PolicyCache = new PolicyCache({

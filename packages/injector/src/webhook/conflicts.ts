@@ -86,16 +86,21 @@ function findContainersConflict(pod: V1Pod, settings: InjectionSettings): string
     const refusal = findContainerConflict(container, settings);
     if (refusal !== undefined) return refusal;
   }
-  for (const container of [...podContainers(pod), ...(pod.spec?.ephemeralContainers ?? [])]) {
+  for (const container of everyContainer(pod)) {
     const reach = nodeReachOf(container);
     if (reach !== undefined) return `container "${container.name}" ${reach}`;
   }
   return undefined;
 }
 
+/** Init, regular and debug containers: what a pod runs that could reach the sidecar. */
+function everyContainer(pod: V1Pod): (V1Container | V1EphemeralContainer)[] {
+  return [...podContainers(pod), ...(pod.spec?.ephemeralContainers ?? [])];
+}
+
 function findSidecarVolumeConflict(pod: V1Pod): string | undefined {
   const spec = pod.spec;
-  for (const container of [...podContainers(pod), ...(spec?.ephemeralContainers ?? [])]) {
+  for (const container of everyContainer(pod)) {
     const volume = sidecarVolumeUsed(container);
     if (volume !== undefined) {
       return `container "${container.name}" mounts volume "${volume}", a volume of the Veil sidecar that only the sidecar may mount`;

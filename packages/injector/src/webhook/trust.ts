@@ -4,6 +4,7 @@
 // and reach the sidecar through a downwardAPI volume. Never a ConfigMap or Secret of
 // the pod's namespace: the namespace's editors could write those.
 import type { JWK } from 'jose';
+import type { CaBundleSource } from '../certs/cabundle.ts';
 import { veilAnnotations } from './annotations.ts';
 
 export type ControllerTrust = {
@@ -12,6 +13,17 @@ export type ControllerTrust = {
   /** The PEM CA bundle of the controller's serving certificate; undefined while unknown. */
   caBundle: string | undefined;
 };
+
+/**
+ * The trust as this replica holds it now. The webhook writes it and the leader
+ * patches it from this one function: two spellings could patch pods back and forth.
+ */
+export function currentTrust(
+  publicJwk: JWK,
+  caBundle: Pick<CaBundleSource, 'current'> | undefined,
+): ControllerTrust {
+  return { publicJwk, caBundle: caBundle?.current() };
+}
 
 /** The annotations that carry the trust anchors, guarded on injected pods. */
 export const trustAnnotationKeys = [veilAnnotations.controllerKey, veilAnnotations.controllerCa] as const;

@@ -7,7 +7,13 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { CoreV1Api, CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  RbacAuthorizationV1Api,
+  type V1Pod,
+  type V1PolicyRule,
+} from '@kubernetes/client-node';
 import { GROUP, VERSION } from '@veil/core';
 import { pullAudience } from '@veil/injector';
 import { stringify } from 'yaml';
@@ -78,6 +84,30 @@ export async function createServiceAccount(
     });
     return status?.token ?? '';
   };
+}
+
+/**
+ * A new user holding a Role `name` of `rules` in `namespace` (and nothing else),
+ * as a namespace's editors are given theirs; returns a core API client acting as them.
+ */
+export async function namespaceUser(
+  cp: ControlPlane,
+  namespace: string,
+  name: string,
+  rules: V1PolicyRule[],
+): Promise<CoreV1Api> {
+  const user = await cp.addUser(`${name}-${namespace}`);
+  const rbac = cp.kubeConfig().makeApiClient(RbacAuthorizationV1Api);
+  await rbac.createNamespacedRole({ namespace, body: { metadata: { name }, rules } });
+  await rbac.createNamespacedRoleBinding({
+    namespace,
+    body: {
+      metadata: { name },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name },
+      subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: user.name }],
+    },
+  });
+  return cp.kubeConfig(user.kubeconfig).makeApiClient(CoreV1Api);
 }
 
 /**
